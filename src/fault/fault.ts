@@ -1,0 +1,59 @@
+/**
+ * Fault injection: the emulator's should_fail(). Every place the kernel can fail (allocations,
+ * id reservation, pinning, user copies, lookups) calls shouldFail(site) and, when it returns true,
+ * fails the way the kernel would there. Armed per task through the fail-nth protocol: the Nth
+ * injection point reached after arming fails, once.
+ */
+
+/** The named injection sites. */
+export type FaultSite =
+  | 'object-alloc'
+  | 'object-lookup'
+  | 'id-reserve'
+  | 'kmalloc'
+  | 'copy-from-user'
+  | 'copy-to-user'
+  | 'pin-pages'
+  | 'account-pages'
+  | 'frame-alloc'
+  | 'pagetable-alloc'
+  | 'domain-alloc';
+
+/** One task's fail-nth counter (/proc/<pid>/task/<tid>/fail-nth). 0 means disarmed. */
+export class FailNth {
+  remaining = 0;
+  /** The site that failed last, for reports and replay lines. */
+  lastFired: FaultSite | undefined;
+  /** Every site reached while armed-or-counting, in order, when recording is on. */
+  trail: FaultSite[] | undefined;
+
+  arm(nth: number): void {
+    this.remaining = nth;
+    this.lastFired = undefined;
+  }
+}
+
+let current: FailNth | undefined;
+
+/** Runs fn with `counter` as the current task's fail-nth state (like `current->fail_nth`). */
+export function withFailNth<T>(counter: FailNth | undefined, fn: () => T): T {
+  const saved = current;
+  current = counter;
+  try {
+    return fn();
+  } finally {
+    current = saved;
+  }
+}
+
+/** The injection point. Cheap when no counter is armed. */
+export function shouldFail(site: FaultSite): boolean {
+  const c = current;
+  if (c === undefined) return false;
+  c.trail?.push(site);
+  if (c.remaining === 0) return false;
+  c.remaining--;
+  if (c.remaining !== 0) return false;
+  c.lastFired = site;
+  return true;
+}

@@ -1,0 +1,63 @@
+/**
+ * The emulated kernel as a whole: the device nodes under /dev, the files they open, and the
+ * subsystems behind them. The server (real processes) and the library API (simulated processes)
+ * both call into this, never into a subsystem directly.
+ */
+import { Errno } from '../uapi/errno.ts';
+import type { File } from './file.ts';
+import type { Task } from './task.ts';
+
+export const S_IFCHR = 0o020000;
+
+/** A character device node in the emulated /dev. */
+export interface CharDevNode {
+  readonly path: string;
+  readonly rdev: { major: number; minor: number };
+  /** Mode bits including S_IFCHR. */
+  readonly mode: number;
+  /** The driver's open(): a new File, or a negative errno. */
+  open(task: Task, flags: number): File | number;
+}
+
+export interface NodeStat {
+  readonly mode: number;
+  readonly rdev: { major: number; minor: number };
+}
+
+export class DevFs {
+  private readonly nodes = new Map<string, CharDevNode>();
+
+  add(node: CharDevNode): void {
+    if (this.nodes.has(node.path)) throw new Error(`${node.path} registered twice`);
+    this.nodes.set(node.path, node);
+  }
+
+  remove(path: string): void {
+    this.nodes.delete(path);
+  }
+
+  lookup(path: string): CharDevNode | undefined {
+    return this.nodes.get(path);
+  }
+
+  /** Whether a path is one this emulator answers for (so the shim forwards it). */
+  owns(path: string): boolean {
+    return this.nodes.has(path);
+  }
+
+  paths(): string[] {
+    return [...this.nodes.keys()].sort();
+  }
+
+  open(task: Task, path: string, flags: number): File | number {
+    const node = this.nodes.get(path);
+    if (node === undefined) return -Errno.ENOENT;
+    return node.open(task, flags);
+  }
+
+  stat(path: string): NodeStat | number {
+    const node = this.nodes.get(path);
+    if (node === undefined) return -Errno.ENOENT;
+    return { mode: node.mode, rdev: node.rdev };
+  }
+}
