@@ -52,8 +52,12 @@ function viewOf(bytes: Uint8Array): DataView {
 }
 
 /** Decodes `bytes` (at least spec.size long: callers zero-extend first) into a plain object. */
-export function decodeStruct<F extends FieldTable>(spec: StructSpec<F>, bytes: Uint8Array): Decoded<F> {
-  if (bytes.length < spec.size) throw new RangeError(`${spec.name}: ${bytes.length} < ${spec.size}`);
+export function decodeStruct<F extends FieldTable>(
+  spec: StructSpec<F>,
+  bytes: Uint8Array,
+): Decoded<F> {
+  if (bytes.length < spec.size)
+    throw new RangeError(`${spec.name}: ${bytes.length} < ${spec.size}`);
   const view = viewOf(bytes);
   const out: Record<string, number | bigint> = {};
   for (const [field, { offset, type }] of Object.entries(spec.fields)) {

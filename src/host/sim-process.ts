@@ -1,0 +1,178 @@
+/**
+ * A simulated process for the in-process library API: its own fd table, credentials and
+ * SimulatedMemory, calling the emulated kernel exactly as the server does for a real process.
+ * Struct arguments are built in its memory, so tests exercise the same user-copy paths as C.
+ */
+import { FailNth } from '../fault/fault.ts';
+import { Errno } from '../uapi/errno.ts';
+import {
+  type Decoded,
+  decodeStruct,
+  type FieldTable,
+  type StructSpec,
+  writeFields,
+} from '../uapi/struct.ts';
+import { CAP_FULL_SET, type Credentials } from './credentials.ts';
+import type { File } from './file.ts';
+import type { Kernel } from './kernel.ts';
+import { SimulatedMemory } from './sim-memory.ts';
+import { runSyscall } from './syscall.ts';
+import type { Task } from './task.ts';
+
+let nextPid = 100000;
+
+export interface SimProcessOptions {
+  readonly uid?: number;
+  /** Effective capabilities; default all (a root process). */
+  readonly capEff?: bigint;
+  /** RLIMIT_MEMLOCK in bytes; default 8 MiB like a common distro default. */
+  readonly memlockLimit?: bigint;
+}
+
+export class SimProcess {
+  readonly kernel: Kernel;
+  readonly pid: number;
+  readonly memory: SimulatedMemory;
+  uid: number;
+  capEff: bigint;
+  memlockLimit: bigint;
+  readonly failNth = new FailNth();
+  private readonly fds = new Map<number, File>();
+  private exited = false;
+
+  constructor(kernel: Kernel, options: SimProcessOptions = {}, memory?: SimulatedMemory) {
+    this.kernel = kernel;
+    this.pid = nextPid++;
+    this.memory = memory ?? new SimulatedMemory();
+    this.uid = options.uid ?? 0;
+    this.capEff = options.capEff ?? CAP_FULL_SET;
+    this.memlockLimit = options.memlockLimit ?? 8n << 20n;
+  }
+
+  /** Drops (or restores) one capability, like capset(). */
+  setCapability(cap: number, on: boolean): void {
+    const bit = 1n << BigInt(cap);
+    this.capEff = on ? this.capEff | bit : this.capEff & ~bit;
+  }
+
+  /** The Task a call runs as: credentials of this moment. */
+  task(): Task {
+    const creds: Credentials = {
+      pid: this.pid,
+      tid: this.pid,
+      uid: this.uid,
+      capEff: this.capEff,
+      memlockLimit: this.memlockLimit,
+    };
+    return {
+      creds,
+      memory: this.memory,
+      fds: { fileOf: (fd) => this.fds.get(fd), isOpen: (fd) => this.fds.has(fd) },
+    };
+  }
+
+  private lowestFreeFd(): number {
+    let fd = 3;
+    while (this.fds.has(fd)) fd++;
+    return fd;
+  }
+
+  private call(what: string, fn: () => number): number {
+    if (this.exited) throw new Error(`process ${this.pid} has exited`);
+    return runSyscall(this.kernel.events, what, this.failNth, fn);
+  }
+
+  /** open(2): an fd, or a negative errno. */
+  open(path: string, flags = 2 /* O_RDWR */): number {
+    return this.call(`open(${path})`, () => {
+      const file = this.kernel.open(this.task(), path, flags);
+      if (typeof file === 'number') return file;
+      const fd = this.lowestFreeFd();
+      this.fds.set(fd, file);
+      return fd;
+    });
+  }
+
+  /** ioctl(2) as the raw syscall: >= 0 on success, a negative errno on failure. */
+  ioctl(fd: number, cmd: number, arg: bigint | number = 0n): number {
+    const file = this.fds.get(fd);
+    if (file === undefined) return -Errno.EBADF;
+    const ioctl = file.fops.ioctl;
+    if (ioctl === undefined) return -Errno.ENOTTY;
+    return this.call(`ioctl(${fd}, 0x${cmd.toString(16)})`, () =>
+      ioctl(file, this.task(), cmd, BigInt(arg)),
+    );
+  }
+
+  close(fd: number): number {
+    const file = this.fds.get(fd);
+    if (file === undefined) return -Errno.EBADF;
+    this.fds.delete(fd);
+    return this.call(`close(${fd})`, () => {
+      file.put();
+      return 0;
+    });
+  }
+
+  dup(fd: number): number {
+    const file = this.fds.get(fd);
+    if (file === undefined) return -Errno.EBADF;
+    const nfd = this.lowestFreeFd();
+    this.fds.set(nfd, file.get());
+    return nfd;
+  }
+
+  /** fork(): the child shares every open file and gets a copy of the memory. */
+  fork(): SimProcess {
+    const child = new SimProcess(
+      this.kernel,
+      { uid: this.uid, capEff: this.capEff, memlockLimit: this.memlockLimit },
+      this.memory.clone(),
+    );
+    for (const [fd, file] of this.fds) child.fds.set(fd, file.get());
+    return child;
+  }
+
+  /** exit(): every fd is closed, as the kernel does for a dying process. */
+  exit(): void {
+    for (const fd of [...this.fds.keys()]) this.close(fd);
+    this.exited = true;
+  }
+
+  /**
+   * Builds `value` as a struct of `size` bytes (default: the kernel's size, with size/argsz set)
+   * in this process's memory, issues the ioctl with its address, and decodes what came back.
+   */
+  ioctlStruct<F extends FieldTable>(
+    fd: number,
+    cmd: number,
+    spec: StructSpec<F>,
+    value: Partial<Decoded<F>>,
+    size = spec.size,
+  ): { ret: number; out: Decoded<F> } {
+    const bytes = new Uint8Array(Math.max(size, spec.size));
+    const sizeField = 'size' in spec.fields ? 'size' : 'argsz' in spec.fields ? 'argsz' : undefined;
+    writeFields(spec, bytes, sizeField === undefined ? value : { [sizeField]: size, ...value });
+    const va = this.scratchArea();
+    this.memory.write(va, bytes.subarray(0, size));
+    const ret = this.ioctl(fd, cmd, va);
+    const back = new Uint8Array(Math.max(size, spec.size));
+    back.set(this.memory.read(va, size)!);
+    return { ret, out: decodeStruct(spec, back) };
+  }
+
+  private scratch: bigint | undefined;
+
+  /** A page of this process's memory that ioctlStruct() builds its arguments in. */
+  scratchArea(): bigint {
+    if (this.scratch === undefined) this.scratch = this.memory.mmap(65536n);
+    return this.scratch;
+  }
+
+  /** Allocates memory in this process (mmap) and optionally fills it. */
+  alloc(length: bigint | number, fill?: Uint8Array): bigint {
+    const va = this.memory.mmap(BigInt(length));
+    if (fill !== undefined) this.memory.write(va, fill);
+    return va;
+  }
+}

@@ -1,0 +1,35 @@
+/**
+ * copy_from_user / copy_to_user for the calling task. Each is a fault-injection site, like the
+ * kernel's fail_usercopy.
+ */
+import { shouldFail } from '../fault/fault.ts';
+import type { Task } from './task.ts';
+
+/** The bytes at [addr, addr+length) of the caller, or undefined for EFAULT. */
+export function copyFromUser(task: Task, addr: bigint, length: number): Uint8Array | undefined {
+  if (shouldFail('copy-from-user')) return undefined;
+  if (length === 0) return new Uint8Array(0);
+  return task.memory.read(addr, length);
+}
+
+/** Writes data at addr in the caller; false for EFAULT. */
+export function copyToUser(task: Task, addr: bigint, data: Uint8Array): boolean {
+  if (shouldFail('copy-to-user')) return false;
+  if (data.length === 0) return true;
+  return task.memory.write(addr, data);
+}
+
+/**
+ * check_zeroed_user: 1 if all zero, 0 if not, undefined for EFAULT. Not an injection site: the
+ * kernel reads with unsafe_get_user() here, which fail_usercopy does not cover.
+ */
+export function checkZeroedUser(task: Task, addr: bigint, length: number): 0 | 1 | undefined {
+  const chunk = 65536;
+  for (let done = 0; done < length; done += chunk) {
+    const n = Math.min(chunk, length - done);
+    const bytes = task.memory.read(addr + BigInt(done), n);
+    if (bytes === undefined) return undefined;
+    if (!bytes.every((b) => b === 0)) return 0;
+  }
+  return 1;
+}

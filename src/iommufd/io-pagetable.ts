@@ -1,0 +1,561 @@
+/**
+ * The io_pagetable of an IOAS: mapped areas, reserved ranges (owned by a domain or a device),
+ * allowed ranges, the attached domains and the IOVA alignment they impose. Mirrors
+ * drivers/iommu/iommufd/io_pagetable.c: IOVA allocation, map/unmap of whole areas, and the filling
+ * of domains when they are added.
+ */
+import { shouldFail } from '../fault/fault.ts';
+import type { Task } from '../host/task.ts';
+import { Errno, type SyscallResult } from '../uapi/errno.ts';
+import { PAGE_SIZE, ULONG_MAX } from '../uapi/iommufd.ts';
+import type { Accounting } from './accounting.ts';
+import { type IntervalNode, IntervalTree, spans } from './interval-tree.ts';
+import {
+  type AreaPagesRange,
+  type IommuProt,
+  type IoptDomain,
+  type IoptPages,
+  ioptAllocPages,
+  ioptPagesPin,
+  ioptPagesUnpin,
+  type PagePinner,
+  type PinnedRun,
+} from './pages.ts';
+
+/** An out-parameter, like the kernel's `unsigned long *iova`. */
+export interface Ref<T> {
+  value: T;
+}
+
+/** One mapping: what a MAP (or one piece of a COPY) created; the unit UNMAP removes. */
+export class IoptArea implements AreaPagesRange {
+  readonly iova: bigint;
+  readonly last: bigint;
+  readonly prot: IommuProt;
+  /** Byte offset of the area's first byte within its first page. */
+  readonly pageOffset: bigint;
+  /** The pages of `pages` this area maps (the kernel's pages_node). */
+  readonly startIndex: bigint;
+  readonly lastIndex: bigint;
+  /** undefined while the area is being built or torn down (an unmap then sees EBUSY). */
+  pages: IoptPages | undefined;
+  /** The domain holding the pinned PFNs, the first one the area was mapped into. */
+  storageDomain: IoptDomain | undefined;
+  node: IntervalNode<IoptArea> | undefined;
+
+  constructor(iova: bigint, length: bigint, prot: IommuProt, startByte: bigint) {
+    this.iova = iova;
+    this.last = iova + length - 1n;
+    this.prot = prot;
+    this.pageOffset = startByte % PAGE_SIZE;
+    this.startIndex = startByte / PAGE_SIZE;
+    this.lastIndex = (startByte + length - 1n) / PAGE_SIZE;
+  }
+
+  get length(): bigint {
+    return this.last - this.iova + 1n;
+  }
+
+  /** Byte offset within the pages object of `iova` (iopt_area_start_byte). */
+  startByte(iova: bigint): bigint {
+    return this.startIndex * PAGE_SIZE + this.pageOffset + (iova - this.iova);
+  }
+}
+
+/** A slice of a pages object to be mapped: one entry per resulting area (iopt_pages_list). */
+export interface PagesSlice {
+  readonly pages: IoptPages;
+  readonly startByte: bigint;
+  readonly length: bigint;
+}
+
+interface Reserved {
+  readonly owner: unknown;
+}
+
+function alignUp(value: bigint, alignment: bigint): bigint {
+  return ((value + alignment - 1n) / alignment) * alignment;
+}
+
+function roundupPowOfTwo(value: bigint): bigint {
+  let p = 1n;
+  while (p < value) p <<= 1n;
+  return p;
+}
+
+function lowestSetBit(value: bigint): bigint {
+  return value & -value;
+}
+
+/** 1 << __ffs(bitmap): the smallest page size a domain supports. */
+function minPageSize(pgsizeBitmap: bigint): bigint {
+  return lowestSetBit(pgsizeBitmap);
+}
+
+/** What an io_pagetable needs from the machine: pinning and RLIMIT_MEMLOCK accounting. */
+export interface IoptEnv {
+  readonly pinner: PagePinner;
+  readonly accounting: Accounting;
+}
+
+export class IoPagetable {
+  readonly areas = new IntervalTree<IoptArea>();
+  readonly reserved = new IntervalTree<Reserved>();
+  readonly allowed = new IntervalTree<null>();
+  /** Attached domains; domains[0] is where areas first store their PFNs. */
+  readonly domains: IoptDomain[] = [];
+  /** Alignment required of IOVA, length and in-page offset: 1 until a domain needs more. */
+  iovaAlignment = 1n;
+  disableLargePages = false;
+  private readonly env: IoptEnv;
+
+  constructor(env: IoptEnv) {
+    this.env = env;
+  }
+
+  /** iopt_alloc_iova(): first fit inside the allowed ranges (or everywhere), never page 0 or the top page. */
+  private allocIova(out: Ref<bigint>, uptr: bigint, length: bigint): SyscallResult {
+    const pageOffset = uptr % PAGE_SIZE;
+    if (length === 0n || length >= ULONG_MAX / 2n) return -Errno.EOVERFLOW;
+    // Keep the alignment the user address has, so huge pages stay possible.
+    let alignment = roundupPowOfTwo(length);
+    if (uptr !== 0n && lowestSetBit(uptr) < alignment) alignment = lowestSetBit(uptr);
+    if (alignment < this.iovaAlignment) return -Errno.EINVAL;
+
+    const first = PAGE_SIZE;
+    const last = ULONG_MAX - PAGE_SIZE;
+    const allowedSpans: { start: bigint; last: bigint }[] = [];
+    if (this.allowed.size === 0) {
+      allowedSpans.push({ start: first, last });
+    } else {
+      for (const span of spans([this.allowed], first, last)) {
+        if (!span.isHole) allowedSpans.push(span);
+      }
+    }
+    for (const allowed of allowedSpans) {
+      if (!fits(allowed.start, allowed.last, length, alignment, pageOffset)) continue;
+      for (const span of spans([this.reserved, this.areas], allowed.start, allowed.last)) {
+        if (!span.isHole) continue;
+        const start = fits(span.start, span.last, length, alignment, pageOffset);
+        if (start === undefined) continue;
+        out.value = start;
+        return 0;
+      }
+    }
+    return -Errno.ENOSPC;
+  }
+
+  /** iopt_check_iova(): placement rules for a fixed IOVA. */
+  private checkIova(iova: bigint, length: bigint): SyscallResult {
+    if (iova % this.iovaAlignment !== 0n) return -Errno.EINVAL;
+    const last = iova + length - 1n;
+    if (last > ULONG_MAX) return -Errno.EOVERFLOW;
+    if (this.reserved.iterFirst(iova, last) !== undefined) return -Errno.EINVAL;
+    if (this.areas.iterFirst(iova, last) !== undefined) return -Errno.EEXIST;
+    return 0;
+  }
+
+  /**
+   * iopt_map_pages(): place one area per slice at `iova` (or an allocated IOVA), then fill every
+   * domain. On failure nothing is left behind; on success the slices' pages references move
+   * into the areas.
+   */
+  mapPages(
+    slices: PagesSlice[],
+    length: bigint,
+    iova: Ref<bigint>,
+    prot: IommuProt,
+    allocate: boolean,
+  ): SyscallResult {
+    for (let i = 0; i < slices.length; i++) if (shouldFail('kmalloc')) return -Errno.ENOMEM;
+    if (length % this.iovaAlignment !== 0n || length === 0n) return -Errno.EINVAL;
+    const firstSlice = slices[0]!;
+    if (allocate) {
+      const rc = this.allocIova(iova, firstSlice.pages.uptr + firstSlice.startByte, length);
+      if (rc) return rc;
+    } else {
+      const rc = this.checkIova(iova.value, length);
+      if (rc) return rc;
+    }
+
+    // Insert the areas with no pages first: the IOVA range is then claimed.
+    const areas: IoptArea[] = [];
+    let rc = 0;
+    let at = iova.value;
+    for (const slice of slices) {
+      if (prot.write && !slice.pages.writable) {
+        rc = -Errno.EPERM;
+        break;
+      }
+      const area = new IoptArea(at, slice.length, prot, slice.startByte);
+      if (area.pageOffset % this.iovaAlignment !== 0n) {
+        rc = -Errno.EINVAL;
+        break;
+      }
+      area.node = this.areas.insert(area.iova, area.last, area);
+      areas.push(area);
+      at += slice.length;
+    }
+    if (rc === 0) {
+      for (let i = 0; i < areas.length; i++) {
+        rc = this.areaFillDomains(areas[i]!, slices[i]!.pages);
+        if (rc) {
+          for (let j = 0; j < i; j++) this.areaUnfillDomains(areas[j]!, slices[j]!.pages);
+          break;
+        }
+      }
+    }
+    if (rc) {
+      for (const area of areas) this.areas.remove(area.node!);
+      return rc;
+    }
+    for (let i = 0; i < areas.length; i++) {
+      const pages = slices[i]!.pages;
+      pages.get();
+      areas[i]!.pages = pages;
+    }
+    return 0;
+  }
+
+  /** iopt_map_user_pages(): MAP of the caller's [uptr, uptr+length). */
+  mapUserPages(
+    task: Task,
+    ctxAccountMode: 'user' | 'mm',
+    iova: Ref<bigint>,
+    uptr: bigint,
+    length: bigint,
+    prot: IommuProt,
+    allocate: boolean,
+  ): SyscallResult {
+    const pages = ioptAllocPages(task, uptr, length, prot.write);
+    if (typeof pages === 'number') return pages;
+    if (ctxAccountMode === 'mm' && pages.accountMode === 'user') pages.accountMode = 'mm';
+    const rc = this.mapPages(
+      [{ pages, startByte: uptr - pages.uptr, length }],
+      length,
+      iova,
+      prot,
+      allocate,
+    );
+    pages.put();
+    return rc;
+  }
+
+  /**
+   * iopt_get_pages(): the slices behind [iova, iova+length), which must be covered by areas
+   * with no gap. Each slice holds a reference on its pages (drop with putSlices()).
+   */
+  getPages(iova: bigint, length: bigint, out: PagesSlice[]): SyscallResult {
+    if (length === 0n) return -Errno.EINVAL;
+    const lastIova = iova + length - 1n;
+    if (lastIova > ULONG_MAX) return -Errno.EOVERFLOW;
+    let cur = iova;
+    let area = this.areas.iterFirst(iova, iova)?.value;
+    let done = false;
+    while (area !== undefined && area.pages !== undefined) {
+      if (shouldFail('kmalloc')) {
+        putSlices(out);
+        return -Errno.ENOMEM;
+      }
+      const last = lastIova < area.last ? lastIova : area.last;
+      area.pages.get();
+      out.push({ pages: area.pages, startByte: area.startByte(cur), length: last - cur + 1n });
+      if (lastIova <= area.last) {
+        done = true;
+        break;
+      }
+      cur = area.last + 1n;
+      const next = this.areas.iterNext(area.node!, cur, lastIova)?.value;
+      area = next !== undefined && next.iova === cur ? next : undefined;
+    }
+    if (!done) {
+      putSlices(out);
+      return -Errno.ENOENT;
+    }
+    return 0;
+  }
+
+  /**
+   * iopt_unmap_iova_range(): remove every area inside [start, last], lowest first. An area that
+   * sticks out stops the walk with ENOENT, leaving earlier areas unmapped (not atomic).
+   */
+  private unmapRange(start: bigint, last: bigint, unmapped: Ref<bigint>): SyscallResult {
+    let bytes = 0n;
+    let rc: SyscallResult = 0;
+    for (;;) {
+      const area = this.areas.iterFirst(start, last)?.value;
+      if (area === undefined) break;
+      if (area.pages === undefined) {
+        rc = -Errno.EBUSY;
+        break;
+      }
+      if (area.iova < start || area.last > last) {
+        rc = -Errno.ENOENT;
+        break;
+      }
+      const pages = area.pages;
+      area.pages = undefined;
+      this.areaUnfillDomains(area, pages);
+      this.areas.remove(area.node!);
+      pages.put();
+      bytes += area.length;
+    }
+    // Newer kernels: a range with nothing in it at all is ENOENT.
+    if (rc === 0 && bytes === 0n) rc = -Errno.ENOENT;
+    unmapped.value = bytes;
+    return rc;
+  }
+
+  /** iopt_unmap_iova(). */
+  unmapIova(iova: bigint, length: bigint, unmapped: Ref<bigint>): SyscallResult {
+    if (length === 0n) return -Errno.EINVAL;
+    const last = iova + length - 1n;
+    if (last > ULONG_MAX) return -Errno.EOVERFLOW;
+    return this.unmapRange(iova, last, unmapped);
+  }
+
+  /** iopt_unmap_all(): succeeds on an empty table too. */
+  unmapAll(unmapped: Ref<bigint>): SyscallResult {
+    const rc = this.unmapRange(0n, ULONG_MAX, unmapped);
+    return rc === -Errno.ENOENT ? 0 : rc;
+  }
+
+  /** iopt_set_allow_iova(): replace the allowed list, unless it collides with a reserved range. */
+  setAllowIova(ranges: readonly { start: bigint; last: bigint }[]): SyscallResult {
+    for (const r of ranges) {
+      if (this.reserved.iterFirst(r.start, r.last) !== undefined) return -Errno.EADDRINUSE;
+    }
+    for (const node of [...this.allowed.iter()]) this.allowed.remove(node);
+    for (const r of ranges) this.allowed.insert(r.start, r.last, null);
+    return 0;
+  }
+
+  /** iopt_reserve_iova(): fails if a mapping or an allowed range is there. */
+  reserveIova(start: bigint, last: bigint, owner: unknown): SyscallResult {
+    if (
+      this.areas.iterFirst(start, last) !== undefined ||
+      this.allowed.iterFirst(start, last) !== undefined
+    ) {
+      return -Errno.EADDRINUSE;
+    }
+    if (shouldFail('kmalloc')) return -Errno.ENOMEM;
+    this.reserved.insert(start, last, { owner });
+    return 0;
+  }
+
+  /** iopt_remove_reserved_iova(): drop every range `owner` reserved. */
+  removeReservedIova(owner: unknown): void {
+    for (const node of [...this.reserved.iter()]) {
+      if (node.value.owner === owner) this.reserved.remove(node);
+    }
+  }
+
+  /** Pins an area's pages and maps them into every domain (iopt_area_fill_domains). */
+  private areaFillDomains(area: IoptArea, pages: IoptPages): SyscallResult {
+    if (this.domains.length === 0) return 0;
+    const runs = ioptPagesPin(pages, area, this.env.pinner, this.env.accounting);
+    if (typeof runs === 'number') return runs;
+    for (let i = 0; i < this.domains.length; i++) {
+      const rc = this.mapRuns(this.domains[i]!, area, pages, runs);
+      if (rc) {
+        for (let j = 0; j < i; j++) this.domains[j]!.unmap(area.iova, area.length);
+        ioptPagesUnpin(pages, area, this.env.pinner, this.env.accounting);
+        return rc;
+      }
+    }
+    area.storageDomain = this.domains[0];
+    return 0;
+  }
+
+  /** Unmaps an area from every domain and unpins its pages (iopt_area_unfill_domains). */
+  private areaUnfillDomains(area: IoptArea, pages: IoptPages): void {
+    if (area.storageDomain === undefined) return;
+    for (const domain of this.domains) domain.unmap(area.iova, area.length);
+    ioptPagesUnpin(pages, area, this.env.pinner, this.env.accounting);
+    area.storageDomain = undefined;
+  }
+
+  /** Maps pinned runs of an area into one domain; on failure the domain is left as it was. */
+  private mapRuns(
+    domain: IoptDomain,
+    area: IoptArea,
+    pages: IoptPages,
+    runs: readonly PinnedRun[],
+  ): SyscallResult {
+    const firstVa = pages.uptr + area.startIndex * PAGE_SIZE;
+    for (const run of runs) {
+      const iova = area.iova - area.pageOffset + (run.va - firstVa);
+      const rc = domain.map(iova, run.pfn * PAGE_SIZE, run.npages * PAGE_SIZE, area.prot);
+      if (rc) {
+        const mappedEnd = iova;
+        if (mappedEnd > area.iova) domain.unmap(area.iova, mappedEnd - area.iova);
+        return rc;
+      }
+    }
+    return 0;
+  }
+
+  /** Reads back an area's runs from its storage domain, to map them into another domain. */
+  private runsFromStorage(area: IoptArea, pages: IoptPages): PinnedRun[] {
+    const runs: { va: bigint; pfn: bigint; npages: bigint }[] = [];
+    const firstVa = pages.uptr + area.startIndex * PAGE_SIZE;
+    for (let i = 0n; i <= area.lastIndex - area.startIndex; i++) {
+      const pa = area.storageDomain!.iovaToPhys(area.iova - area.pageOffset + i * PAGE_SIZE);
+      if (pa === undefined)
+        throw new Error(`area ${area.iova.toString(16)} lost a page in its storage domain`);
+      const pfn = pa / PAGE_SIZE;
+      const prev = runs[runs.length - 1];
+      if (prev !== undefined && prev.pfn + prev.npages === pfn) prev.npages++;
+      else runs.push({ va: firstVa + i * PAGE_SIZE, pfn, npages: 1n });
+    }
+    return runs;
+  }
+
+  /** iopt_check_iova_alignment(): every area conforms to a larger alignment. */
+  private checkIovaAlignment(alignment: bigint): SyscallResult {
+    for (const node of this.areas.iter()) {
+      const area = node.value;
+      if (area.iova % alignment || area.length % alignment || area.pageOffset % alignment)
+        return -Errno.EADDRINUSE;
+    }
+    return 0;
+  }
+
+  /**
+   * iopt_table_add_domain(): raise the alignment, reserve what lies outside the aperture, and map
+   * every area into the new domain (pinning areas that no domain held yet). All or nothing.
+   */
+  addDomain(domain: IoptDomain): SyscallResult {
+    if (this.domains.includes(domain)) return -Errno.EEXIST;
+    const minPage = minPageSize(domain.pgsizeBitmap);
+    const alignment = minPage > this.iovaAlignment ? minPage : this.iovaAlignment;
+    if (alignment > PAGE_SIZE) return -Errno.EINVAL;
+    if (alignment !== this.iovaAlignment) {
+      const rc = this.checkIovaAlignment(alignment);
+      if (rc) return rc;
+    }
+    let rc: SyscallResult = 0;
+    if (domain.aperture.start !== 0n) rc = this.reserveIova(0n, domain.aperture.start - 1n, domain);
+    if (rc === 0 && domain.aperture.last !== ULONG_MAX) {
+      rc = this.reserveIova(domain.aperture.last + 1n, ULONG_MAX, domain);
+    }
+    if (rc) {
+      this.removeReservedIova(domain);
+      return rc;
+    }
+
+    const filled: IoptArea[] = [];
+    for (const node of this.areas.iter()) {
+      const area = node.value;
+      const pages = area.pages;
+      if (pages === undefined) continue;
+      if (area.storageDomain !== undefined) {
+        rc = this.mapRuns(domain, area, pages, this.runsFromStorage(area, pages));
+      } else {
+        const runs = ioptPagesPin(pages, area, this.env.pinner, this.env.accounting);
+        if (typeof runs === 'number') {
+          rc = runs;
+        } else {
+          rc = this.mapRuns(domain, area, pages, runs);
+          if (rc) ioptPagesUnpin(pages, area, this.env.pinner, this.env.accounting);
+          else area.storageDomain = domain;
+        }
+      }
+      if (rc) break;
+      filled.push(area);
+    }
+    if (rc) {
+      for (const area of filled) {
+        domain.unmap(area.iova, area.length);
+        if (area.storageDomain === domain) {
+          ioptPagesUnpin(area.pages!, area, this.env.pinner, this.env.accounting);
+          area.storageDomain = undefined;
+        }
+      }
+      this.removeReservedIova(domain);
+      return rc;
+    }
+    this.iovaAlignment = alignment;
+    this.domains.push(domain);
+    return 0;
+  }
+
+  /** iopt_table_remove_domain(): unmap every area from it; unpin when it was the last domain. */
+  removeDomain(domain: IoptDomain): void {
+    const index = this.domains.indexOf(domain);
+    if (index < 0) throw new Error('removeDomain of a domain that is not attached');
+    this.domains.splice(index, 1);
+    const storage = this.domains[0];
+    for (const node of this.areas.iter()) {
+      const area = node.value;
+      if (area.pages === undefined || area.storageDomain === undefined) continue;
+      domain.unmap(area.iova, area.length);
+      if (storage !== undefined) {
+        if (area.storageDomain === domain) area.storageDomain = storage;
+      } else {
+        ioptPagesUnpin(area.pages, area, this.env.pinner, this.env.accounting);
+        area.storageDomain = undefined;
+      }
+    }
+    this.removeReservedIova(domain);
+    this.calculateIovaAlignment();
+  }
+
+  /** iopt_calculate_iova_alignment(): recompute after a domain or access leaves. */
+  private calculateIovaAlignment(): SyscallResult {
+    let alignment = this.disableLargePages ? PAGE_SIZE : 1n;
+    for (const domain of this.domains) {
+      const minPage = minPageSize(domain.pgsizeBitmap);
+      if (minPage > alignment) alignment = minPage;
+    }
+    if (alignment > this.iovaAlignment) {
+      const rc = this.checkIovaAlignment(alignment);
+      if (rc) return rc;
+    }
+    this.iovaAlignment = alignment;
+    return 0;
+  }
+
+  /** iopt_disable_large_pages(): refused once domains hold mappings. */
+  disableLarge(): SyscallResult {
+    if (this.disableLargePages) return 0;
+    if (this.domains.length > 0 && this.areas.size > 0) return -Errno.EINVAL;
+    this.disableLargePages = true;
+    const rc = this.calculateIovaAlignment();
+    if (rc) this.disableLargePages = false;
+    return rc;
+  }
+
+  enableLarge(): void {
+    this.disableLargePages = false;
+    this.calculateIovaAlignment();
+  }
+
+  /** iopt_destroy_table(): the IOAS is going away; everything must already be unmapped and detached. */
+  destroyTable(): void {
+    for (const node of [...this.allowed.iter()]) this.allowed.remove(node);
+    if (this.areas.size || this.domains.length || this.reserved.size) {
+      throw new Error('io_pagetable destroyed while still in use');
+    }
+  }
+}
+
+/** __alloc_iova_check_*: the lowest start in [start, last] that fits, keeping the in-page offset. */
+function fits(
+  start: bigint,
+  last: bigint,
+  length: bigint,
+  alignment: bigint,
+  pageOffset: bigint,
+): bigint | undefined {
+  if (last - start < length - 1n) return undefined;
+  const candidate = alignUp(start, alignment) | pageOffset;
+  if (candidate > last || last - candidate < length - 1n) return undefined;
+  return candidate;
+}
+
+/** iopt_free_pages_list(). */
+export function putSlices(slices: PagesSlice[]): void {
+  for (const slice of slices) slice.pages.put();
+  slices.length = 0;
+}

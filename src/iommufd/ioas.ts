@@ -1,0 +1,271 @@
+/**
+ * The IOAS object and its ioctls: ALLOC, IOVA_RANGES, ALLOW_IOVAS, MAP, COPY, UNMAP and the
+ * per-IOAS options. Mirrors drivers/iommu/iommufd/ioas.c; the mechanism is in io-pagetable.ts.
+ */
+import { CAP_SYS_RESOURCE, capable } from '../host/credentials.ts';
+import { copyFromUser, copyToUser } from '../host/uaccess.ts';
+import { Errno, type SyscallResult } from '../uapi/errno.ts';
+import {
+  IOMMU_IOAS_MAP_ALL_FLAGS,
+  IOMMU_IOAS_MAP_FIXED_IOVA,
+  IOMMU_IOAS_MAP_READABLE,
+  IOMMU_IOAS_MAP_WRITEABLE,
+  IOMMU_OPTION_OP_GET,
+  IOMMU_OPTION_OP_SET,
+  type iommuIoasAlloc,
+  type iommuIoasAllowIovas,
+  type iommuIoasCopy,
+  type iommuIoasIovaRanges,
+  type iommuIoasMap,
+  type iommuIoasUnmap,
+  iommuIovaRange,
+  type iommuOption,
+  ULONG_MAX,
+} from '../uapi/iommufd.ts';
+import { type Decoded, decodeStruct, encodeStruct } from '../uapi/struct.ts';
+import { spans } from './interval-tree.ts';
+import { IoPagetable, type PagesSlice, putSlices, type Ref } from './io-pagetable.ts';
+import type { IommufdCtx, Ucmd } from './main.ts';
+import { IommufdObject } from './object.ts';
+import type { IommuProt } from './pages.ts';
+
+export class Ioas extends IommufdObject {
+  readonly type = 'ioas';
+  readonly iopt: IoPagetable;
+
+  constructor(ictx: IommufdCtx) {
+    super(ictx);
+    this.iopt = new IoPagetable(ictx.subsystem.ioptEnv);
+  }
+
+  /** iommufd_ioas_destroy(): unmap (unpin, unaccount) everything, then free the table. */
+  destroy(): void {
+    this.iopt.unmapAll({ value: 0n });
+    this.iopt.destroyTable();
+  }
+}
+
+/** iommufd_ioas_alloc(). */
+export function iommufdIoasAlloc(ictx: IommufdCtx): Ioas | number {
+  return ictx.allocObject(new Ioas(ictx));
+}
+
+/** iommufd_get_ioas(): undefined means ENOENT. */
+export function iommufdGetIoas(ictx: IommufdCtx, id: number): Ioas | undefined {
+  return ictx.getObject(id, 'ioas') as Ioas | undefined;
+}
+
+export function iommufdIoasAllocIoctl(ucmd: Ucmd<typeof iommuIoasAlloc.fields>): SyscallResult {
+  const cmd = ucmd.cmd;
+  if (cmd.flags) return -Errno.EOPNOTSUPP;
+  const ioas = iommufdIoasAlloc(ucmd.ictx);
+  if (typeof ioas === 'number') return ioas;
+  cmd.out_ioas_id = ioas.id;
+  const rc = ucmd.respond();
+  if (rc) {
+    ucmd.ictx.abortAndDestroy(ioas);
+    return rc;
+  }
+  ucmd.ictx.finalize(ioas);
+  return 0;
+}
+
+export function iommufdIoasIovaRanges(
+  ucmd: Ucmd<typeof iommuIoasIovaRanges.fields>,
+): SyscallResult {
+  const cmd = ucmd.cmd;
+  if (cmd.__reserved) return -Errno.EOPNOTSUPP;
+  const ioas = iommufdGetIoas(ucmd.ictx, cmd.ioas_id);
+  if (ioas === undefined) return -Errno.ENOENT;
+  try {
+    const maxIovas = cmd.num_iovas;
+    cmd.num_iovas = 0;
+    cmd.out_iova_alignment = ioas.iopt.iovaAlignment;
+    // The usable space is the holes between reserved ranges; allowed ranges do not show here.
+    for (const span of spans([ioas.iopt.reserved], 0n, ULONG_MAX)) {
+      if (!span.isHole) continue;
+      if (cmd.num_iovas < maxIovas) {
+        const elm = encodeStruct(iommuIovaRange, { start: span.start, last: span.last });
+        const at = cmd.allowed_iovas + BigInt(cmd.num_iovas) * BigInt(iommuIovaRange.size);
+        if (!copyToUser(ucmd.task, at, elm)) return -Errno.EFAULT;
+      }
+      cmd.num_iovas++;
+    }
+    const rc = ucmd.respond();
+    if (rc) return rc;
+    return cmd.num_iovas > maxIovas ? -Errno.EMSGSIZE : 0;
+  } finally {
+    ucmd.ictx.putObject(ioas);
+  }
+}
+
+/** iommufd_ioas_load_iovas(): read and check the user's list; ranges must not overlap. */
+function loadIovas(
+  ucmd: Ucmd<typeof iommuIoasAllowIovas.fields>,
+  out: { start: bigint; last: bigint }[],
+): SyscallResult {
+  const { allowed_iovas, num_iovas } = ucmd.cmd;
+  for (let i = 0; i < num_iovas; i++) {
+    const bytes = copyFromUser(
+      ucmd.task,
+      allowed_iovas + BigInt(i * iommuIovaRange.size),
+      iommuIovaRange.size,
+    );
+    if (bytes === undefined) return -Errno.EFAULT;
+    const range: Decoded<typeof iommuIovaRange.fields> = decodeStruct(iommuIovaRange, bytes);
+    if (range.start >= range.last) return -Errno.EINVAL;
+    if (out.some((r) => r.start <= range.last && range.start <= r.last)) return -Errno.EINVAL;
+    out.push(range);
+  }
+  return 0;
+}
+
+export function iommufdIoasAllowIovas(
+  ucmd: Ucmd<typeof iommuIoasAllowIovas.fields>,
+): SyscallResult {
+  const cmd = ucmd.cmd;
+  if (cmd.__reserved) return -Errno.EOPNOTSUPP;
+  const ioas = iommufdGetIoas(ucmd.ictx, cmd.ioas_id);
+  if (ioas === undefined) return -Errno.ENOENT;
+  try {
+    const ranges: { start: bigint; last: bigint }[] = [];
+    const rc = loadIovas(ucmd, ranges);
+    if (rc) return rc;
+    return ioas.iopt.setAllowIova(ranges);
+  } finally {
+    ucmd.ictx.putObject(ioas);
+  }
+}
+
+/** conv_iommu_prot(): iommufd always maps cache coherent; READ/WRITE come from the flags. */
+function convIommuProt(flags: number): IommuProt {
+  return {
+    read: (flags & IOMMU_IOAS_MAP_READABLE) !== 0,
+    write: (flags & IOMMU_IOAS_MAP_WRITEABLE) !== 0,
+  };
+}
+
+export function iommufdIoasMap(ucmd: Ucmd<typeof iommuIoasMap.fields>): SyscallResult {
+  const cmd = ucmd.cmd;
+  if (cmd.flags & ~IOMMU_IOAS_MAP_ALL_FLAGS || cmd.__reserved) return -Errno.EOPNOTSUPP;
+  if (cmd.iova >= ULONG_MAX || cmd.length >= ULONG_MAX) return -Errno.EOVERFLOW;
+  if (!(cmd.flags & (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE))) return -Errno.EINVAL;
+  const ioas = iommufdGetIoas(ucmd.ictx, cmd.ioas_id);
+  if (ioas === undefined) return -Errno.ENOENT;
+  try {
+    const iova: Ref<bigint> = { value: cmd.iova };
+    const allocate = (cmd.flags & IOMMU_IOAS_MAP_FIXED_IOVA) === 0;
+    const rc = ioas.iopt.mapUserPages(
+      ucmd.task,
+      ucmd.ictx.accountMode,
+      iova,
+      cmd.user_va,
+      cmd.length,
+      convIommuProt(cmd.flags),
+      allocate,
+    );
+    if (rc) return rc;
+    cmd.iova = iova.value;
+    // Like the kernel, a failed copy-out leaves the mapping in place and returns EFAULT.
+    return ucmd.respond();
+  } finally {
+    ucmd.ictx.putObject(ioas);
+  }
+}
+
+export function iommufdIoasCopy(ucmd: Ucmd<typeof iommuIoasCopy.fields>): SyscallResult {
+  const cmd = ucmd.cmd;
+  if (cmd.flags & ~IOMMU_IOAS_MAP_ALL_FLAGS) return -Errno.EOPNOTSUPP;
+  if (cmd.length >= ULONG_MAX || cmd.src_iova >= ULONG_MAX || cmd.dst_iova >= ULONG_MAX)
+    return -Errno.EOVERFLOW;
+  if (!(cmd.flags & (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE))) return -Errno.EINVAL;
+
+  const slices: PagesSlice[] = [];
+  const src = iommufdGetIoas(ucmd.ictx, cmd.src_ioas_id);
+  if (src === undefined) return -Errno.ENOENT;
+  let rc = src.iopt.getPages(cmd.src_iova, cmd.length, slices);
+  ucmd.ictx.putObject(src);
+  if (rc) return rc;
+  try {
+    const dst = iommufdGetIoas(ucmd.ictx, cmd.dst_ioas_id);
+    if (dst === undefined) return -Errno.ENOENT;
+    try {
+      const iova: Ref<bigint> = { value: cmd.dst_iova };
+      const allocate = (cmd.flags & IOMMU_IOAS_MAP_FIXED_IOVA) === 0;
+      rc = dst.iopt.mapPages(slices, cmd.length, iova, convIommuProt(cmd.flags), allocate);
+      if (rc) return rc;
+      cmd.dst_iova = iova.value;
+      return ucmd.respond();
+    } finally {
+      ucmd.ictx.putObject(dst);
+    }
+  } finally {
+    putSlices(slices);
+  }
+}
+
+export function iommufdIoasUnmap(ucmd: Ucmd<typeof iommuIoasUnmap.fields>): SyscallResult {
+  const cmd = ucmd.cmd;
+  const ioas = iommufdGetIoas(ucmd.ictx, cmd.ioas_id);
+  if (ioas === undefined) return -Errno.ENOENT;
+  try {
+    const unmapped: Ref<bigint> = { value: 0n };
+    let rc: SyscallResult;
+    if (cmd.iova === 0n && cmd.length === ULONG_MAX) {
+      rc = ioas.iopt.unmapAll(unmapped);
+    } else if (cmd.iova >= ULONG_MAX || cmd.length >= ULONG_MAX) {
+      rc = -Errno.EOVERFLOW;
+    } else {
+      rc = ioas.iopt.unmapIova(cmd.iova, cmd.length, unmapped);
+    }
+    if (rc) return rc;
+    cmd.length = unmapped.value;
+    return ucmd.respond();
+  } finally {
+    ucmd.ictx.putObject(ioas);
+  }
+}
+
+/** iommufd_option_rlimit_mode(): global to the context; only while it holds no object. */
+export function optionRlimitMode(ucmd: Ucmd<typeof iommuOption.fields>): SyscallResult {
+  const cmd = ucmd.cmd;
+  const ictx = ucmd.ictx;
+  if (cmd.object_id) return -Errno.EOPNOTSUPP;
+  if (cmd.op === IOMMU_OPTION_OP_GET) {
+    cmd.val64 = ictx.accountMode === 'mm' ? 1n : 0n;
+    return 0;
+  }
+  if (cmd.op === IOMMU_OPTION_OP_SET) {
+    if (!capable(ucmd.task.creds, CAP_SYS_RESOURCE)) return -Errno.EPERM;
+    if (ictx.objectCount !== 0) return -Errno.EBUSY;
+    if (cmd.val64 === 0n) ictx.accountMode = 'user';
+    else if (cmd.val64 === 1n) ictx.accountMode = 'mm';
+    else return -Errno.EINVAL;
+    return 0;
+  }
+  return -Errno.EOPNOTSUPP;
+}
+
+/** iommufd_ioas_option(): IOMMU_OPTION_HUGE_PAGES on one IOAS. */
+export function ioasOptionHugePages(ucmd: Ucmd<typeof iommuOption.fields>): SyscallResult {
+  const cmd = ucmd.cmd;
+  const ioas = iommufdGetIoas(ucmd.ictx, cmd.object_id);
+  if (ioas === undefined) return -Errno.ENOENT;
+  try {
+    if (cmd.op === IOMMU_OPTION_OP_GET) {
+      cmd.val64 = ioas.iopt.disableLargePages ? 0n : 1n;
+      return 0;
+    }
+    if (cmd.op === IOMMU_OPTION_OP_SET) {
+      if (cmd.val64 === 0n) return ioas.iopt.disableLarge();
+      if (cmd.val64 === 1n) {
+        ioas.iopt.enableLarge();
+        return 0;
+      }
+      return -Errno.EINVAL;
+    }
+    return -Errno.EOPNOTSUPP;
+  } finally {
+    ucmd.ictx.putObject(ioas);
+  }
+}

@@ -1,0 +1,423 @@
+/**
+ * The iommufd file: one IommufdCtx per open of /dev/iommu, its object table (ids from 1, lowest
+ * free id reused, two-phase creation) and the ioctl dispatch with the kernel's framing rules.
+ * Mirrors drivers/iommu/iommufd/main.c.
+ */
+import { shouldFail } from '../fault/fault.ts';
+import { File, type FileOperations } from '../host/file.ts';
+import type { CharDevNode } from '../host/kernel.ts';
+import { S_IFCHR } from '../host/kernel.ts';
+import type { Task } from '../host/task.ts';
+import { checkZeroedUser, copyFromUser, copyToUser } from '../host/uaccess.ts';
+import type { EventBus } from '../trace/events.ts';
+import { Errno, type SyscallResult } from '../uapi/errno.ts';
+import { IO, IOMMUFD_CMD_BASE, IOMMUFD_TYPE, IommufdCmd, iocNr } from '../uapi/ioctl.ts';
+import * as uapi from '../uapi/iommufd.ts';
+import {
+  type Decoded,
+  decodeStruct,
+  type FieldTable,
+  type StructSpec,
+  writeFields,
+} from '../uapi/struct.ts';
+import type { Accounting } from './accounting.ts';
+import type { IoptEnv } from './io-pagetable.ts';
+import type { Ioas } from './ioas.ts';
+import * as ioas from './ioas.ts';
+import type { IommufdObject, IommufdObjType } from './object.ts';
+import type { PagePinner } from './pages.ts';
+import { iommufdVfioIoas, iommufdVfioIoctl } from './vfio-compat.ts';
+
+/** How pinned pages are charged (IOMMU_OPTION_RLIMIT_MODE): 0 per user, 1 per process (mm). */
+export type AccountMode = 'user' | 'mm';
+
+/** ids are 31-bit (xa_limit_31b) and never 0. */
+const ID_MAX = 0x7fffffff;
+
+/** Everything iommufd keeps per emulated kernel: the live contexts and the accounting. */
+export class IommufdSubsystem {
+  readonly contexts = new Set<IommufdCtx>();
+  readonly events: EventBus;
+  readonly accounting: Accounting;
+  /** What every io_pagetable uses to pin and account pages. */
+  readonly ioptEnv: IoptEnv;
+  /** Objects a context could not free at release: refcount bugs, reported by leaks(). */
+  readonly leaked: string[] = [];
+
+  constructor(events: EventBus, accounting: Accounting, pinner: PagePinner) {
+    this.events = events;
+    this.accounting = accounting;
+    this.ioptEnv = { pinner, accounting };
+  }
+
+  /** Problems that outlived their owner: objects a release could not free, pinned pages, charges. */
+  leaks(): string[] {
+    const out = [...this.leaked];
+    for (const ictx of this.contexts)
+      out.push(`iommufd context still open with ${ictx.objectCount} objects`);
+    const charged = this.accounting.total();
+    if (charged !== 0n && this.contexts.size === 0)
+      out.push(`${charged} pages still charged to RLIMIT_MEMLOCK`);
+    return out;
+  }
+
+  /** The /dev/iommu misc device (10:123, 0660 like the kernel's iommu_misc_dev). */
+  devNode(): CharDevNode {
+    return {
+      path: '/dev/iommu',
+      rdev: { major: 10, minor: 123 },
+      mode: S_IFCHR | 0o660,
+      open: (_task, _flags) => this.open('user'),
+    };
+  }
+
+  open(accountMode: AccountMode): File | number {
+    if (shouldFail('kmalloc')) return -Errno.ENOMEM;
+    const ictx = new IommufdCtx(this, accountMode);
+    const file = new File(iommufdFops, ictx, { major: 10, minor: 123 });
+    ictx.file = file;
+    this.contexts.add(ictx);
+    return file;
+  }
+}
+
+export class IommufdCtx {
+  readonly subsystem: IommufdSubsystem;
+  file: File | undefined;
+  accountMode: AccountMode;
+  /** The IOAS the VFIO compatibility ioctls work on; not a reference (IOMMU_VFIO_IOAS). */
+  vfioIoas: Ioas | undefined;
+  /** Set by the VFIO group path for a no-IOMMU group (VFIO_SET_IOMMU(VFIO_NOIOMMU_IOMMU)). */
+  noIommuMode = false;
+  /** Published and reserved objects by id. */
+  private readonly objects = new Map<number, IommufdObject>();
+  /** Ids below `nextId` that are free again, ascending: the lowest is handed out first. */
+  private readonly freeIds: number[] = [];
+  private nextId = 1;
+
+  constructor(subsystem: IommufdSubsystem, accountMode: AccountMode) {
+    this.subsystem = subsystem;
+    this.accountMode = accountMode;
+  }
+
+  /** Number of ids in use (published or reserved). */
+  get objectCount(): number {
+    return this.objects.size;
+  }
+
+  /** All published objects, by ascending id. */
+  publishedObjects(): IommufdObject[] {
+    return [...this.objects.entries()]
+      .filter(([, o]) => o.published)
+      .sort(([a], [b]) => a - b)
+      .map(([, o]) => o);
+  }
+
+  /**
+   * _iommufd_object_alloc(): reserves the lowest free id for a new object (users = 1, the table's
+   * reference, plus the creator's short-term one). The object stays invisible until finalize().
+   */
+  allocObject<T extends IommufdObject>(obj: T): T | number {
+    if (shouldFail('object-alloc')) return -Errno.ENOMEM;
+    if (shouldFail('id-reserve')) return -Errno.ENOMEM;
+    let id: number;
+    if (this.freeIds.length > 0) {
+      id = this.freeIds.shift()!;
+    } else {
+      if (this.nextId > ID_MAX) return -Errno.EBUSY;
+      id = this.nextId++;
+    }
+    obj.id = id;
+    this.objects.set(id, obj);
+    return obj;
+  }
+
+  /** iommufd_object_finalize(): publish once creation cannot fail; drop the creator's short-term ref. */
+  finalize(obj: IommufdObject): void {
+    if (this.objects.get(obj.id) !== obj || obj.published)
+      throw new Error('finalize of a stray object');
+    obj.published = true;
+    obj.shorttermUsers--;
+  }
+
+  /** iommufd_object_abort(): undo allocObject() for an object that holds nothing yet. */
+  abort(obj: IommufdObject): void {
+    if (this.objects.get(obj.id) !== obj || obj.published)
+      throw new Error('abort of a stray object');
+    this.releaseId(obj.id);
+  }
+
+  /** iommufd_object_abort_and_destroy(): undo a fully built but unpublished object. */
+  abortAndDestroy(obj: IommufdObject): void {
+    obj.abort();
+    this.abort(obj);
+  }
+
+  /**
+   * iommufd_get_object(): a published object of that type (or any type), with a users and a
+   * short-term reference the caller must drop with putObject(). undefined means ENOENT.
+   */
+  getObject<K extends IommufdObjType>(id: number, type: K | 'any'): IommufdObjectOf<K> | undefined {
+    if (shouldFail('object-lookup')) return undefined;
+    const obj = this.objects.get(id);
+    if (obj === undefined || !obj.published || obj.users === 0) return undefined;
+    if (type !== 'any' && obj.type !== type) return undefined;
+    obj.users++;
+    obj.shorttermUsers++;
+    return obj as IommufdObjectOf<K>;
+  }
+
+  /** iommufd_put_object(). */
+  putObject(obj: IommufdObject): void {
+    obj.users--;
+    obj.shorttermUsers--;
+    if (obj.users < 0 || obj.shorttermUsers < 0)
+      throw new Error(`refcount underflow: ${obj.describe()}`);
+  }
+
+  /** iommufd_ref_to_users(): keep a looked-up object as a long-term reference only. */
+  refToUsers(obj: IommufdObject): void {
+    obj.shorttermUsers--;
+  }
+
+  /** iommufd_lock_obj(): take a users + short-term reference on an object already held. */
+  lockObj(obj: IommufdObject): void {
+    obj.users++;
+    obj.shorttermUsers++;
+  }
+
+  /**
+   * iommufd_object_remove(): destroy the object `id` if the table holds the only reference.
+   * With `toDestroy`, the caller's own users reference is dropped first (kernel-internal removal,
+   * e.g. an auto domain). Returns 0, -ENOENT or -EBUSY.
+   */
+  removeObject(id: number, toDestroy?: IommufdObject): SyscallResult {
+    const obj = this.objects.get(id);
+    if (toDestroy !== undefined) {
+      if (obj !== toDestroy)
+        throw new Error(`remove of ${toDestroy.describe()} found another object`);
+      obj.users--;
+    } else if (obj === undefined || !obj.published) {
+      return -Errno.ENOENT;
+    }
+    if (obj.users !== 1) return -Errno.EBUSY;
+    obj.users = 0;
+    this.objects.delete(id);
+    this.releaseId(id);
+    if (this.vfioIoas === obj) this.vfioIoas = undefined;
+    if (obj.shorttermUsers !== 0)
+      throw new Error(`destroy with short-term users: ${obj.describe()}`);
+    obj.destroy();
+    return 0;
+  }
+
+  private releaseId(id: number): void {
+    this.objects.delete(id);
+    // Keep freeIds sorted so the lowest free id is reused first, like xa_alloc.
+    let lo = 0;
+    let hi = this.freeIds.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.freeIds[mid]! < id) lo = mid + 1;
+      else hi = mid;
+    }
+    this.freeIds.splice(lo, 0, id);
+    // Trim the tail so nextId stays the high-water mark of live ids.
+    while (this.freeIds.length > 0 && this.freeIds[this.freeIds.length - 1] === this.nextId - 1) {
+      this.freeIds.pop();
+      this.nextId--;
+    }
+  }
+
+  /**
+   * iommufd_fops_release(): destroy every object, leaves first, in passes over ascending ids
+   * until the table is empty. A pass that frees nothing is a refcount bug: reported as a leak.
+   */
+  release(): void {
+    while (this.objects.size > 0) {
+      let destroyed = 0;
+      for (const id of [...this.objects.keys()].sort((a, b) => a - b)) {
+        const obj = this.objects.get(id);
+        if (obj === undefined || obj.users !== 1) continue;
+        obj.users = 0;
+        this.objects.delete(id);
+        if (this.vfioIoas === obj) this.vfioIoas = undefined;
+        obj.destroy();
+        destroyed++;
+      }
+      if (destroyed === 0) {
+        for (const obj of this.objects.values()) {
+          const line = `iommufd context released with ${obj.describe()} still referenced`;
+          this.subsystem.leaked.push(line);
+          this.subsystem.events.log('bug', line);
+        }
+        this.objects.clear();
+        break;
+      }
+    }
+    this.freeIds.length = 0;
+    this.nextId = 1;
+    this.subsystem.contexts.delete(this);
+  }
+}
+
+/** Maps an object kind to its class, for typed lookups. Kinds register themselves here. */
+export interface IommufdObjectTypes {
+  ioas: Ioas;
+}
+export type IommufdObjectOf<K extends IommufdObjType> = K extends keyof IommufdObjectTypes
+  ? IommufdObjectTypes[K]
+  : IommufdObject;
+
+/**
+ * One ioctl call: the user buffer, the size userspace declared, and the command struct copied
+ * in with copy_struct_from_user semantics (zero-extended to the kernel's size).
+ */
+export class Ucmd<F extends FieldTable> {
+  readonly ictx: IommufdCtx;
+  readonly task: Task;
+  readonly ubuffer: bigint;
+  readonly userSize: number;
+  readonly spec: StructSpec<F>;
+  readonly cmd: Decoded<F>;
+
+  constructor(
+    ictx: IommufdCtx,
+    task: Task,
+    ubuffer: bigint,
+    userSize: number,
+    spec: StructSpec<F>,
+    cmd: Decoded<F>,
+  ) {
+    this.ictx = ictx;
+    this.task = task;
+    this.ubuffer = ubuffer;
+    this.userSize = userSize;
+    this.spec = spec;
+    this.cmd = cmd;
+  }
+
+  /** iommufd_ucmd_respond(): copy the struct back, min(user size, kernel size) bytes. */
+  respond(): SyscallResult {
+    const bytes = new Uint8Array(this.spec.size);
+    writeFields(this.spec, bytes, this.cmd);
+    const n = Math.min(this.userSize, this.spec.size);
+    return copyToUser(this.task, this.ubuffer, bytes.subarray(0, n)) ? 0 : -Errno.EFAULT;
+  }
+}
+
+interface IoctlOp {
+  readonly spec: StructSpec<FieldTable>;
+  readonly execute: (ucmd: Ucmd<FieldTable>) => SyscallResult;
+}
+
+function ioctlOp<F extends FieldTable>(
+  spec: StructSpec<F>,
+  execute: (ucmd: Ucmd<F>) => SyscallResult,
+): IoctlOp {
+  return { spec, execute } as unknown as IoctlOp;
+}
+
+function iommufdDestroy(ucmd: Ucmd<typeof uapi.iommuDestroy.fields>): SyscallResult {
+  return ucmd.ictx.removeObject(ucmd.cmd.id);
+}
+
+/** iommufd_option(): on success only val64 is copied back. */
+function iommufdOption(ucmd: Ucmd<typeof uapi.iommuOption.fields>): SyscallResult {
+  const cmd = ucmd.cmd;
+  if (cmd.__reserved) return -Errno.EOPNOTSUPP;
+  let rc: SyscallResult;
+  switch (cmd.option_id) {
+    case uapi.IOMMU_OPTION_RLIMIT_MODE:
+      rc = ioas.optionRlimitMode(ucmd);
+      break;
+    case uapi.IOMMU_OPTION_HUGE_PAGES:
+      rc = ioas.ioasOptionHugePages(ucmd);
+      break;
+    default:
+      return -Errno.EOPNOTSUPP;
+  }
+  if (rc) return rc;
+  const val = new Uint8Array(8);
+  new DataView(val.buffer).setBigUint64(0, cmd.val64, true);
+  const at = ucmd.ubuffer + BigInt(uapi.iommuOption.fields.val64.offset);
+  return copyToUser(ucmd.task, at, val) ? 0 : -Errno.EFAULT;
+}
+
+/** The op table, indexed by _IOC_NR - IOMMUFD_CMD_BASE (iommufd_ioctl_ops[]). */
+const ioctlOps = new Map<number, IoctlOp>([
+  [IommufdCmd.DESTROY, ioctlOp(uapi.iommuDestroy, iommufdDestroy)],
+  [IommufdCmd.IOAS_ALLOC, ioctlOp(uapi.iommuIoasAlloc, ioas.iommufdIoasAllocIoctl)],
+  [IommufdCmd.IOAS_ALLOW_IOVAS, ioctlOp(uapi.iommuIoasAllowIovas, ioas.iommufdIoasAllowIovas)],
+  [IommufdCmd.IOAS_COPY, ioctlOp(uapi.iommuIoasCopy, ioas.iommufdIoasCopy)],
+  [IommufdCmd.IOAS_IOVA_RANGES, ioctlOp(uapi.iommuIoasIovaRanges, ioas.iommufdIoasIovaRanges)],
+  [IommufdCmd.IOAS_MAP, ioctlOp(uapi.iommuIoasMap, ioas.iommufdIoasMap)],
+  [IommufdCmd.IOAS_UNMAP, ioctlOp(uapi.iommuIoasUnmap, ioas.iommufdIoasUnmap)],
+  [IommufdCmd.OPTION, ioctlOp(uapi.iommuOption, iommufdOption)],
+  [IommufdCmd.VFIO_IOAS, ioctlOp(uapi.iommuVfioIoas, iommufdVfioIoas)],
+]);
+
+/** The highest command number the kernel's table has (IOMMUFD_CMD_IOAS_NOIOMMU_GET_PA). */
+const LAST_CMD = IommufdCmd.IOAS_NOIOMMU_GET_PA;
+
+/** Registers the handler for one command (used by modules that would otherwise import main.ts back). */
+export function registerIoctlOp<F extends FieldTable>(
+  nr: number,
+  spec: StructSpec<F>,
+  execute: (ucmd: Ucmd<F>) => SyscallResult,
+): void {
+  ioctlOps.set(nr, ioctlOp(spec, execute));
+}
+
+/** iommufd_fops_ioctl(). */
+export function iommufdIoctl(
+  ictx: IommufdCtx,
+  task: Task,
+  cmd: number,
+  arg: bigint,
+): SyscallResult {
+  const nr = iocNr(cmd);
+  if (nr < IOMMUFD_CMD_BASE || nr > LAST_CMD) return iommufdVfioIoctl(ictx, task, cmd, arg);
+
+  const sizeBytes = copyFromUser(task, arg, 4);
+  if (sizeBytes === undefined) return -Errno.EFAULT;
+  const userSize = new DataView(sizeBytes.buffer, sizeBytes.byteOffset, 4).getUint32(0, true);
+
+  const op = ioctlOps.get(nr);
+  // A hole in the table, or a number with direction/size bits or another type: -ENOIOCTLCMD.
+  if (op === undefined || IO(IOMMUFD_TYPE, nr) !== cmd) return -Errno.ENOTTY;
+  if (userSize < op.spec.minSize) return -Errno.EINVAL;
+
+  // copy_struct_from_user(): reject a non-zero tail beyond what we know, zero-extend a short one.
+  const ksize = op.spec.size;
+  if (userSize > ksize) {
+    const zeroed = checkZeroedUser(task, arg + BigInt(ksize), userSize - ksize);
+    if (zeroed === undefined) return -Errno.EFAULT;
+    if (zeroed === 0) return -Errno.E2BIG;
+  }
+  const copied = copyFromUser(task, arg, Math.min(userSize, ksize));
+  if (copied === undefined) return -Errno.EFAULT;
+  const buf = new Uint8Array(ksize);
+  buf.set(copied);
+
+  const ucmd = new Ucmd(ictx, task, arg, userSize, op.spec, decodeStruct(op.spec, buf));
+  return op.execute(ucmd);
+}
+
+export const iommufdFops: FileOperations = {
+  name: 'iommufd',
+  ioctl(file, task, cmd, arg) {
+    return iommufdIoctl(file.privateData as IommufdCtx, task, cmd, arg);
+  },
+  release(file) {
+    (file.privateData as IommufdCtx).release();
+  },
+};
+
+/** iommufd_ctx_from_fd(): the context behind an fd of the caller, or -EBADF / -EBADFD. */
+export function iommufdCtxFromFd(task: Task, fd: number): IommufdCtx | number {
+  if (fd < 0 || !task.fds.isOpen(fd)) return -Errno.EBADF;
+  const file = task.fds.fileOf(fd);
+  if (file === undefined || file.fops !== iommufdFops) return -Errno.EBADFD;
+  return file.privateData as IommufdCtx;
+}

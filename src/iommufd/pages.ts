@@ -1,0 +1,179 @@
+/**
+ * iopt_pages: the page store behind one MAP (a user VA range, page granular), shared by every
+ * area that COPY makes from it; and the filling of domains with its pinned pages. Mirrors
+ * drivers/iommu/iommufd/pages.c. Pages are pinned only while some area using them is in a domain;
+ * they are pinned once per pages object and charged once to RLIMIT_MEMLOCK.
+ */
+import { shouldFail } from '../fault/fault.ts';
+import { CAP_IPC_LOCK, capable } from '../host/credentials.ts';
+import type { Task } from '../host/task.ts';
+import type { UserMemory } from '../host/user-memory.ts';
+import { Errno, type SyscallResult } from '../uapi/errno.ts';
+import { PAGE_SIZE } from '../uapi/iommufd.ts';
+import type { Accounting, AccountOwner, PagesAccountMode } from './accounting.ts';
+
+const SIZE_MAX = (1n << 64n) - 1n;
+
+/** IOMMU_READ / IOMMU_WRITE of a mapping. */
+export interface IommuProt {
+  readonly read: boolean;
+  readonly write: boolean;
+}
+
+/** What the io_pagetable needs of a domain (a HWPT's page table). */
+export interface IoptDomain {
+  /** Page sizes the domain can map, bit N = 2^N bytes. */
+  readonly pgsizeBitmap: bigint;
+  /** The IOVA range the domain can translate; the rest is reserved in the IOAS. */
+  readonly aperture: { readonly start: bigint; readonly last: bigint };
+  map(iova: bigint, pa: bigint, size: bigint, prot: IommuProt): SyscallResult;
+  /** Returns the bytes unmapped. */
+  unmap(iova: bigint, size: bigint): bigint;
+  iovaToPhys(iova: bigint): bigint | undefined;
+}
+
+/** A maximal physically contiguous run of pinned pages. */
+export interface PinnedRun {
+  readonly va: bigint;
+  readonly pfn: bigint;
+  readonly npages: bigint;
+}
+
+/** pin_user_pages(FOLL_LONGTERM) on the simulated machine: gives each pinned page a frame. */
+export interface PagePinner {
+  pin(mem: UserMemory, va: bigint, npages: bigint, write: boolean): PinnedRun[] | number;
+  unpin(mem: UserMemory, va: bigint, npages: bigint): void;
+}
+
+/** The slice of a pages object an area maps. */
+export interface AreaPagesRange {
+  readonly startIndex: bigint;
+  readonly lastIndex: bigint;
+}
+
+export class IoptPages {
+  /** kref: one per area and per in-flight list entry. */
+  refs = 1;
+  /** Page aligned start of the user range. */
+  readonly uptr: bigint;
+  readonly npages: bigint;
+  readonly writable: boolean;
+  accountMode: PagesAccountMode;
+  readonly owner: AccountOwner;
+  readonly memory: UserMemory;
+  /** Pages currently pinned (and charged) for this pages object. */
+  npinned = 0n;
+  /** The page ranges of areas whose pages are in domains (the kernel's domains_itree). */
+  readonly filledRanges = new Set<AreaPagesRange>();
+
+  constructor(
+    uptr: bigint,
+    npages: bigint,
+    writable: boolean,
+    accountMode: PagesAccountMode,
+    owner: AccountOwner,
+    memory: UserMemory,
+  ) {
+    this.uptr = uptr;
+    this.npages = npages;
+    this.writable = writable;
+    this.accountMode = accountMode;
+    this.owner = owner;
+    this.memory = memory;
+  }
+
+  get(): void {
+    this.refs++;
+  }
+
+  put(): void {
+    this.refs--;
+    if (this.refs < 0) throw new Error('iopt_pages refcount underflow');
+    if (this.refs === 0 && (this.npinned !== 0n || this.filledRanges.size !== 0)) {
+      throw new Error(`iopt_pages released with ${this.npinned} pages pinned`);
+    }
+  }
+
+  /** Pages of [start, last] not covered by any filled range other than `except`. */
+  uncoveredPages(start: bigint, last: bigint, except: AreaPagesRange): bigint {
+    const others = [...this.filledRanges].filter((r) => r !== except);
+    let count = 0n;
+    // Areas of one pages object are few, so a sweep over sorted cut points is enough.
+    const cuts = new Set<bigint>([start, last + 1n]);
+    for (const r of others) {
+      if (r.startIndex > start && r.startIndex <= last) cuts.add(r.startIndex);
+      if (r.lastIndex + 1n > start && r.lastIndex + 1n <= last) cuts.add(r.lastIndex + 1n);
+    }
+    const points = [...cuts].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    for (let i = 0; i + 1 < points.length; i++) {
+      const s = points[i]!;
+      const covered = others.some((r) => r.startIndex <= s && r.lastIndex >= s);
+      if (!covered) count += points[i + 1]! - s;
+    }
+    return count;
+  }
+}
+
+/** ioptAllocPages(): a pages object for [uptr, uptr+length) of the caller. */
+export function ioptAllocPages(
+  task: Task,
+  uptr: bigint,
+  length: bigint,
+  writable: boolean,
+): IoptPages | number {
+  // The DIV_ROUND_UP below must not overflow.
+  if (length > SIZE_MAX - PAGE_SIZE || length === 0n) return -Errno.EINVAL;
+  if (uptr + length > SIZE_MAX) return -Errno.EOVERFLOW;
+  if (shouldFail('kmalloc')) return -Errno.ENOMEM;
+  const start = uptr - (uptr % PAGE_SIZE);
+  const npages = (length + (uptr - start) + PAGE_SIZE - 1n) / PAGE_SIZE;
+  const accountMode: PagesAccountMode = capable(task.creds, CAP_IPC_LOCK) ? 'none' : 'user';
+  const owner: AccountOwner = {
+    uid: task.creds.uid,
+    mm: task.memory.mm,
+    memlockLimit: task.creds.memlockLimit,
+  };
+  return new IoptPages(start, npages, writable, accountMode, owner, task.memory);
+}
+
+/**
+ * Pins pages [range] of `pages` and charges the ones this pages object did not hold yet.
+ * Returns the runs, or -EFAULT (a hole or a read-only page for a writable map) / -ENOMEM.
+ */
+export function ioptPagesPin(
+  pages: IoptPages,
+  range: AreaPagesRange,
+  pinner: PagePinner,
+  accounting: Accounting,
+): PinnedRun[] | number {
+  const npages = range.lastIndex - range.startIndex + 1n;
+  const va = pages.uptr + range.startIndex * PAGE_SIZE;
+  if (shouldFail('pin-pages')) return -Errno.ENOMEM;
+  const runs = pinner.pin(pages.memory, va, npages, pages.writable);
+  if (typeof runs === 'number') return runs;
+  const fresh = pages.uncoveredPages(range.startIndex, range.lastIndex, range);
+  const rc = accounting.charge(pages.accountMode, pages.owner, fresh);
+  if (rc < 0) {
+    pinner.unpin(pages.memory, va, npages);
+    return rc;
+  }
+  pages.npinned += fresh;
+  pages.filledRanges.add(range);
+  return runs;
+}
+
+/** Undoes ioptPagesPin() for one area's range. */
+export function ioptPagesUnpin(
+  pages: IoptPages,
+  range: AreaPagesRange,
+  pinner: PagePinner,
+  accounting: Accounting,
+): void {
+  if (!pages.filledRanges.has(range)) throw new Error('unpin of a range that is not pinned');
+  const npages = range.lastIndex - range.startIndex + 1n;
+  const fresh = pages.uncoveredPages(range.startIndex, range.lastIndex, range);
+  pages.filledRanges.delete(range);
+  pinner.unpin(pages.memory, pages.uptr + range.startIndex * PAGE_SIZE, npages);
+  accounting.uncharge(pages.accountMode, pages.owner, fresh);
+  pages.npinned -= fresh;
+}
