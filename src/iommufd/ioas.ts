@@ -23,6 +23,7 @@ import {
   ULONG_MAX,
 } from '../uapi/iommufd.ts';
 import { type Decoded, decodeStruct, encodeStruct } from '../uapi/struct.ts';
+import type { HwptPaging } from './hw-pagetable.ts';
 import { spans } from './interval-tree.ts';
 import { IoPagetable, type PagesSlice, putSlices, type Ref } from './io-pagetable.ts';
 import type { IommufdCtx, Ucmd } from './main.ts';
@@ -32,6 +33,8 @@ import type { IommuProt } from './pages.ts';
 export class Ioas extends IommufdObject {
   readonly type = 'ioas';
   readonly iopt: IoPagetable;
+  /** The paging HWPTs built on this IOAS, in creation order (the auto-domain search order). */
+  readonly hwptList: HwptPaging[] = [];
 
   constructor(ictx: IommufdCtx) {
     super(ictx);

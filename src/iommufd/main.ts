@@ -21,6 +21,9 @@ import {
   writeFields,
 } from '../uapi/struct.ts';
 import type { Accounting } from './accounting.ts';
+import { type IommufdDevice, type IommufdGroup, iommufdGetHwInfo } from './device.ts';
+import { iommufdIoasNoiommuGetPa } from './get-pa.ts';
+import { type HwptPaging, iommufdHwptAlloc } from './hw-pagetable.ts';
 import type { IoptEnv } from './io-pagetable.ts';
 import type { Ioas } from './ioas.ts';
 import * as ioas from './ioas.ts';
@@ -89,6 +92,8 @@ export class IommufdCtx {
   vfioIoas: Ioas | undefined;
   /** Set by the VFIO group path for a no-IOMMU group (VFIO_SET_IOMMU(VFIO_NOIOMMU_IOMMU)). */
   noIommuMode = false;
+  /** igroups by iommu_group id (no-IOMMU placeholders are never here). */
+  readonly groups = new Map<number, IommufdGroup>();
   /** Published and reserved objects by id. */
   private readonly objects = new Map<number, IommufdObject>();
   /** Ids below `nextId` that are free again, ascending: the lowest is handed out first. */
@@ -257,6 +262,11 @@ export class IommufdCtx {
     }
     this.freeIds.length = 0;
     this.nextId = 1;
+    if (this.groups.size !== 0) {
+      const line = `iommufd context released with ${this.groups.size} igroups still referenced`;
+      this.subsystem.leaked.push(line);
+      this.subsystem.events.log('bug', line);
+    }
     this.subsystem.contexts.delete(this);
   }
 }
@@ -264,6 +274,8 @@ export class IommufdCtx {
 /** Maps an object kind to its class, for typed lookups. Kinds register themselves here. */
 export interface IommufdObjectTypes {
   ioas: Ioas;
+  device: IommufdDevice;
+  'hwpt-paging': HwptPaging;
 }
 export type IommufdObjectOf<K extends IommufdObjType> = K extends keyof IommufdObjectTypes
   ? IommufdObjectTypes[K]
@@ -355,6 +367,9 @@ const ioctlOps = new Map<number, IoctlOp>([
   [IommufdCmd.IOAS_UNMAP, ioctlOp(uapi.iommuIoasUnmap, ioas.iommufdIoasUnmap)],
   [IommufdCmd.OPTION, ioctlOp(uapi.iommuOption, iommufdOption)],
   [IommufdCmd.VFIO_IOAS, ioctlOp(uapi.iommuVfioIoas, iommufdVfioIoas)],
+  [IommufdCmd.HWPT_ALLOC, ioctlOp(uapi.iommuHwptAlloc, iommufdHwptAlloc)],
+  [IommufdCmd.GET_HW_INFO, ioctlOp(uapi.iommuHwInfo, iommufdGetHwInfo)],
+  [IommufdCmd.IOAS_NOIOMMU_GET_PA, ioctlOp(uapi.iommuIoasNoiommuGetPa, iommufdIoasNoiommuGetPa)],
 ]);
 
 /** The highest command number the kernel's table has (IOMMUFD_CMD_IOAS_NOIOMMU_GET_PA). */
