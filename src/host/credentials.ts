@@ -2,6 +2,7 @@
  * The caller's credentials, taken from the real calling task at the time of each call (the shim
  * sends them with every request), as capable() and rlimit() read them in the kernel.
  */
+export const CAP_DAC_OVERRIDE = 1;
 export const CAP_IPC_LOCK = 14;
 export const CAP_SYS_RAWIO = 17;
 export const CAP_SYS_ADMIN = 21;

@@ -5,11 +5,14 @@
 import type { SyscallResult } from '../uapi/errno.ts';
 import type { Task } from './task.ts';
 
-/** What mmap of a file region is backed by: a file the client maps itself at fileOffset. */
-export interface MmapBacking {
-  readonly path: string;
-  readonly fileOffset: bigint;
-}
+/**
+ * What mmap of a file region is backed by: a file the client maps itself at fileOffset, or
+ * device memory whose every access must reach the device in program order (a BAR with register
+ * side effects), which the shim traps and replays as reads and writes at regionOffset + offset.
+ */
+export type MmapBacking =
+  | { readonly kind: 'file'; readonly path: string; readonly fileOffset: bigint }
+  | { readonly kind: 'trapped'; readonly regionOffset: bigint };
 
 export interface FileOperations {
   /** Short name for traces and the inspector, e.g. "iommufd" or "vfio-dev". */
@@ -56,3 +59,6 @@ export class File {
     if (this.refs === 0) this.fops.release(this);
   }
 }
+
+/** st_mode type bits of a character device. */
+export const S_IFCHR = 0o020000;

@@ -3,7 +3,7 @@
  * SimulatedMemory, calling the emulated kernel exactly as the server does for a real process.
  * Struct arguments are built in its memory, so tests exercise the same user-copy paths as C.
  */
-import { FailNth } from '../fault/fault.ts';
+import type { FailNth } from '../fault/fault.ts';
 import { Errno } from '../uapi/errno.ts';
 import {
   type Decoded,
@@ -13,13 +13,20 @@ import {
   writeFields,
 } from '../uapi/struct.ts';
 import { CAP_FULL_SET, type Credentials } from './credentials.ts';
-import type { File } from './file.ts';
+import { File, type FileOperations } from './file.ts';
 import type { Kernel } from './kernel.ts';
 import { SimulatedMemory } from './sim-memory.ts';
 import { runSyscall } from './syscall.ts';
 import type { Task } from './task.ts';
 
 let nextPid = 100000;
+
+/** The counter of a simulated eventfd. */
+class SimEventfd {
+  count = 0n;
+}
+
+const simEventfdFops: FileOperations = { name: 'eventfd', release() {} };
 
 export interface SimProcessOptions {
   readonly uid?: number;
@@ -36,7 +43,7 @@ export class SimProcess {
   uid: number;
   capEff: bigint;
   memlockLimit: bigint;
-  readonly failNth = new FailNth();
+  readonly failNth: FailNth;
   private readonly fds = new Map<number, File>();
   private exited = false;
 
@@ -47,6 +54,7 @@ export class SimProcess {
     this.uid = options.uid ?? 0;
     this.capEff = options.capEff ?? CAP_FULL_SET;
     this.memlockLimit = options.memlockLimit ?? 8n << 20n;
+    this.failNth = kernel.failNth(this.pid, this.pid);
   }
 
   /** Drops (or restores) one capability, like capset(). */
@@ -67,7 +75,18 @@ export class SimProcess {
     return {
       creds,
       memory: this.memory,
-      fds: { fileOf: (fd) => this.fds.get(fd), isOpen: (fd) => this.fds.has(fd) },
+      fds: {
+        fileOf: (fd) => this.fds.get(fd),
+        isOpen: (fd) => this.fds.has(fd),
+        eventfd: (fd) => {
+          const file = this.fds.get(fd);
+          if (file === undefined) return -Errno.EBADF;
+          if (!(file.privateData instanceof SimEventfd)) return -Errno.EINVAL;
+          const counter = file.privateData;
+          file.get();
+          return { signal: () => counter.count++, release: () => file.put() };
+        },
+      },
     };
   }
 
@@ -102,6 +121,29 @@ export class SimProcess {
     return this.call(`ioctl(${fd}, 0x${cmd.toString(16)})`, () =>
       ioctl(file, this.task(), cmd, BigInt(arg)),
     );
+  }
+
+  /** pread(2): the bytes read, or a negative errno. */
+  pread(fd: number, length: number, pos: bigint): Uint8Array | number {
+    const file = this.fds.get(fd);
+    if (file === undefined) return -Errno.EBADF;
+    const read = file.fops.read;
+    if (read === undefined) return -Errno.EINVAL;
+    let out: Uint8Array | number = -Errno.EIO;
+    const rc = this.call(`pread(${fd})`, () => {
+      out = read(file, this.task(), length, pos);
+      return typeof out === 'number' ? out : out.length;
+    });
+    return rc < 0 ? rc : out;
+  }
+
+  /** pwrite(2): bytes written, or a negative errno. */
+  pwrite(fd: number, data: Uint8Array, pos: bigint): number {
+    const file = this.fds.get(fd);
+    if (file === undefined) return -Errno.EBADF;
+    const write = file.fops.write;
+    if (write === undefined) return -Errno.EINVAL;
+    return this.call(`pwrite(${fd})`, () => write(file, this.task(), data, pos));
   }
 
   close(fd: number): number {
@@ -167,6 +209,22 @@ export class SimProcess {
   scratchArea(): bigint {
     if (this.scratch === undefined) this.scratch = this.memory.mmap(65536n);
     return this.scratch;
+  }
+
+  /** eventfd(0, 0): a counter the emulator's interrupts add to; see eventfdCount(). */
+  eventfd(): number {
+    const fd = this.lowestFreeFd();
+    this.fds.set(fd, new File(simEventfdFops, new SimEventfd(), { major: 0, minor: 0 }));
+    return fd;
+  }
+
+  /** read() of an eventfd: the count so far, reset to 0. */
+  eventfdRead(fd: number): bigint {
+    const file = this.fds.get(fd);
+    if (!(file?.privateData instanceof SimEventfd)) throw new Error(`fd ${fd} is not an eventfd`);
+    const n = file.privateData.count;
+    file.privateData.count = 0n;
+    return n;
   }
 
   /** Allocates memory in this process (mmap) and optionally fills it. */

@@ -3,7 +3,6 @@
  * IOMMU_HWPT_ALLOC or created automatically when a device attaches to an IOAS (auto domain).
  * Mirrors drivers/iommu/iommufd/hw_pagetable.c. Nested HWPTs are on the roadmap.
  */
-import { shouldFail } from '../fault/fault.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import {
   IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
@@ -94,9 +93,7 @@ export function iommufdHwptPagingAlloc(
   ioas.users++;
 
   let rc: SyscallResult;
-  const domain = shouldFail('domain-alloc')
-    ? -Errno.ENOMEM
-    : ops.domainAllocPaging(flags & ~IOMMU_HWPT_FAULT_ID_VALID, hasUserData);
+  const domain = ops.domainAllocPaging(flags & ~IOMMU_HWPT_FAULT_ID_VALID, hasUserData);
   if (typeof domain === 'number') {
     ictx.abortAndDestroy(hwpt);
     return domain;

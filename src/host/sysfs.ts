@@ -1,0 +1,95 @@
+/**
+ * The emulated /sys and /proc files a driver reads to find its device and that tools write to
+ * (module parameters, fail-nth): attributes with read/write handlers, directories and symlinks.
+ * Opening an attribute gives a File whose reads produce the attribute's text at that moment.
+ */
+import { Errno, type SyscallResult } from '../uapi/errno.ts';
+import { File, type FileOperations } from './file.ts';
+import type { Task } from './task.ts';
+
+export interface SysAttr {
+  readonly kind: 'attr';
+  readonly path: string;
+  /** Permission bits, e.g. 0o444 or 0o644. */
+  readonly mode: number;
+  show(task: Task): string;
+  /** undefined: read-only (EACCES on open for write, like a 0444 file). */
+  store?(task: Task, text: string): SyscallResult;
+}
+
+export interface SysLink {
+  readonly kind: 'link';
+  readonly path: string;
+  /** Relative or absolute target, as readlink returns it. */
+  readonly target: string;
+}
+
+export type SysEntry = SysAttr | SysLink;
+
+const O_ACCMODE = 3;
+const O_WRONLY = 1;
+const O_RDWR = 2;
+
+interface OpenAttr {
+  readonly attr: SysAttr;
+}
+
+const attrFops: FileOperations = {
+  name: 'sysfs',
+  read(file, task, length, pos) {
+    const { attr } = file.privateData as OpenAttr;
+    const bytes = new TextEncoder().encode(attr.show(task));
+    const start = Number(pos < BigInt(bytes.length) ? pos : BigInt(bytes.length));
+    return bytes.subarray(start, Math.min(bytes.length, start + length));
+  },
+  write(file, task, data, _pos) {
+    const { attr } = file.privateData as OpenAttr;
+    if (attr.store === undefined) return -Errno.EACCES;
+    const rc = attr.store(task, new TextDecoder().decode(data));
+    return rc < 0 ? rc : data.length;
+  },
+  release() {},
+};
+
+/** Opens an attribute: EACCES for a write open of a read-only one. */
+export function openAttr(attr: SysAttr, flags: number): File | number {
+  const access = flags & O_ACCMODE;
+  if ((access === O_WRONLY || access === O_RDWR) && attr.store === undefined) return -Errno.EACCES;
+  return new File(attrFops, { attr } satisfies OpenAttr, { major: 0, minor: 0 });
+}
+
+export class SysFs {
+  private readonly entries = new Map<string, SysEntry>();
+
+  add(entry: SysEntry): void {
+    this.entries.set(entry.path, entry);
+  }
+
+  remove(path: string): void {
+    this.entries.delete(path);
+  }
+
+  /** Removes every entry at or below `prefix`. */
+  removeTree(prefix: string): void {
+    for (const path of [...this.entries.keys()]) {
+      if (path === prefix || path.startsWith(`${prefix}/`)) this.entries.delete(path);
+    }
+  }
+
+  lookup(path: string): SysEntry | undefined {
+    return this.entries.get(path);
+  }
+
+  /** Every entry, sorted by path (directories are implied by the paths below them). */
+  list(): SysEntry[] {
+    return [...this.entries.values()].sort((a, b) =>
+      a.path < b.path ? -1 : a.path > b.path ? 1 : 0,
+    );
+  }
+
+  open(_task: Task, path: string, flags: number): File | number {
+    const entry = this.entries.get(path);
+    if (entry === undefined || entry.kind !== 'attr') return -Errno.ENOENT;
+    return openAttr(entry, flags);
+  }
+}

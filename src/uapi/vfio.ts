@@ -1,0 +1,108 @@
+/**
+ * The VFIO uAPI (include/uapi/linux/vfio.h) for the device cdev path: struct layouts, flags and
+ * region/IRQ indexes. VFIO structs begin with argsz; each handler decides its own minsz.
+ */
+import { defineStruct } from './struct.ts';
+
+export const VFIO_DEVICE_BIND_FLAG_TOKEN = 1 << 0;
+export const vfioDeviceBindIommufd = defineStruct('vfio_device_bind_iommufd', 24, 'out_devid', {
+  argsz: { offset: 0, type: 'u32' },
+  flags: { offset: 4, type: 'u32' },
+  iommufd: { offset: 8, type: 's32' },
+  out_devid: { offset: 12, type: 'u32' },
+  token_uuid_ptr: { offset: 16, type: 'u64' },
+});
+
+export const VFIO_DEVICE_ATTACH_PASID = 1 << 0;
+export const vfioDeviceAttachIommufdPt = defineStruct(
+  'vfio_device_attach_iommufd_pt',
+  16,
+  'pt_id',
+  {
+    argsz: { offset: 0, type: 'u32' },
+    flags: { offset: 4, type: 'u32' },
+    pt_id: { offset: 8, type: 'u32' },
+    pasid: { offset: 12, type: 'u32' },
+  },
+);
+
+export const VFIO_DEVICE_DETACH_PASID = 1 << 0;
+export const vfioDeviceDetachIommufdPt = defineStruct(
+  'vfio_device_detach_iommufd_pt',
+  12,
+  'flags',
+  {
+    argsz: { offset: 0, type: 'u32' },
+    flags: { offset: 4, type: 'u32' },
+    pasid: { offset: 8, type: 'u32' },
+  },
+);
+
+export const VFIO_DEVICE_FLAGS_RESET = 1 << 0;
+export const VFIO_DEVICE_FLAGS_PCI = 1 << 1;
+export const vfioDeviceInfo = defineStruct('vfio_device_info', 24, 'num_irqs', {
+  argsz: { offset: 0, type: 'u32' },
+  flags: { offset: 4, type: 'u32' },
+  num_regions: { offset: 8, type: 'u32' },
+  num_irqs: { offset: 12, type: 'u32' },
+  cap_offset: { offset: 16, type: 'u32' },
+  pad: { offset: 20, type: 'u32' },
+});
+
+export const VFIO_REGION_INFO_FLAG_READ = 1 << 0;
+export const VFIO_REGION_INFO_FLAG_WRITE = 1 << 1;
+export const VFIO_REGION_INFO_FLAG_MMAP = 1 << 2;
+export const vfioRegionInfo = defineStruct('vfio_region_info', 32, 'offset', {
+  argsz: { offset: 0, type: 'u32' },
+  flags: { offset: 4, type: 'u32' },
+  index: { offset: 8, type: 'u32' },
+  cap_offset: { offset: 12, type: 'u32' },
+  size: { offset: 16, type: 'u64' },
+  offset: { offset: 24, type: 'u64' },
+});
+
+export const VFIO_IRQ_INFO_EVENTFD = 1 << 0;
+export const VFIO_IRQ_INFO_MASKABLE = 1 << 1;
+export const VFIO_IRQ_INFO_AUTOMASKED = 1 << 2;
+export const VFIO_IRQ_INFO_NORESIZE = 1 << 3;
+export const vfioIrqInfo = defineStruct('vfio_irq_info', 16, 'count', {
+  argsz: { offset: 0, type: 'u32' },
+  flags: { offset: 4, type: 'u32' },
+  index: { offset: 8, type: 'u32' },
+  count: { offset: 12, type: 'u32' },
+});
+
+export const VFIO_IRQ_SET_DATA_NONE = 1 << 0;
+export const VFIO_IRQ_SET_DATA_BOOL = 1 << 1;
+export const VFIO_IRQ_SET_DATA_EVENTFD = 1 << 2;
+export const VFIO_IRQ_SET_ACTION_MASK = 1 << 3;
+export const VFIO_IRQ_SET_ACTION_UNMASK = 1 << 4;
+export const VFIO_IRQ_SET_ACTION_TRIGGER = 1 << 5;
+export const VFIO_IRQ_SET_DATA_TYPE_MASK =
+  VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_DATA_BOOL | VFIO_IRQ_SET_DATA_EVENTFD;
+export const VFIO_IRQ_SET_ACTION_TYPE_MASK =
+  VFIO_IRQ_SET_ACTION_MASK | VFIO_IRQ_SET_ACTION_UNMASK | VFIO_IRQ_SET_ACTION_TRIGGER;
+/** struct vfio_irq_set without its flexible data[] (which follows at offset 20). */
+export const vfioIrqSet = defineStruct('vfio_irq_set', 20, 'count', {
+  argsz: { offset: 0, type: 'u32' },
+  flags: { offset: 4, type: 'u32' },
+  index: { offset: 8, type: 'u32' },
+  start: { offset: 12, type: 'u32' },
+  count: { offset: 16, type: 'u32' },
+});
+
+export const VFIO_PCI_BAR0_REGION_INDEX = 0;
+export const VFIO_PCI_ROM_REGION_INDEX = 6;
+export const VFIO_PCI_CONFIG_REGION_INDEX = 7;
+export const VFIO_PCI_VGA_REGION_INDEX = 8;
+export const VFIO_PCI_NUM_REGIONS = 9;
+
+export const VFIO_PCI_INTX_IRQ_INDEX = 0;
+export const VFIO_PCI_MSI_IRQ_INDEX = 1;
+export const VFIO_PCI_MSIX_IRQ_INDEX = 2;
+export const VFIO_PCI_ERR_IRQ_INDEX = 3;
+export const VFIO_PCI_REQ_IRQ_INDEX = 4;
+export const VFIO_PCI_NUM_IRQS = 5;
+
+/** Region file offsets: index << 40 (VFIO_PCI_OFFSET_SHIFT). */
+export const VFIO_PCI_OFFSET_SHIFT = 40n;

@@ -1,0 +1,245 @@
+/**
+ * The VFIO device cdev (drivers/vfio/device_cdev.c and the cdev half of vfio_main.c / iommufd.c):
+ * open (CAP_SYS_RAWIO for a no-IOMMU device), VFIO_DEVICE_BIND_IOMMUFD, which is the only call
+ * an unbound fd accepts, ATTACH/DETACH_IOMMUFD_PT, and unbind on the last close.
+ */
+import { CAP_SYS_RAWIO, capable } from '../host/credentials.ts';
+import { File, type FileOperations } from '../host/file.ts';
+import type { Task } from '../host/task.ts';
+import { checkZeroedUser, copyFromUser, copyToUser } from '../host/uaccess.ts';
+import {
+  iommufdDeviceAttach,
+  iommufdDeviceBind,
+  iommufdDeviceDetach,
+  iommufdDeviceReplace,
+  iommufdDeviceUnbind,
+  noiommuOps,
+} from '../iommufd/device.ts';
+import type { IommuDomain } from '../iommufd/hw-pagetable.ts';
+import { type IommufdCtx, iommufdCtxFromFd } from '../iommufd/main.ts';
+import { Errno, type SyscallResult } from '../uapi/errno.ts';
+import {
+  VFIO_DEVICE_ATTACH_IOMMUFD_PT,
+  VFIO_DEVICE_BIND_IOMMUFD,
+  VFIO_DEVICE_DETACH_IOMMUFD_PT,
+} from '../uapi/ioctl.ts';
+import { decodeStruct } from '../uapi/struct.ts';
+import {
+  VFIO_DEVICE_ATTACH_PASID,
+  VFIO_DEVICE_BIND_FLAG_TOKEN,
+  VFIO_DEVICE_DETACH_PASID,
+  vfioDeviceAttachIommufdPt,
+  vfioDeviceBindIommufd,
+  vfioDeviceDetachIommufdPt,
+} from '../uapi/vfio.ts';
+import {
+  pciCoreClose,
+  pciCoreIoctl,
+  pciCoreMmap,
+  pciCoreOpen,
+  pciCoreRead,
+  pciCoreWrite,
+} from './pci-core.ts';
+import { bindableDevice } from './vfio-iommufd.ts';
+import type { VfioDevice } from './vfio-main.ts';
+
+/** Where no-IOMMU software domains come from; set when the kernel is built. */
+let allocNoiommuDomain: () => IommuDomain | number = () => -Errno.ENODEV;
+
+export function setNoiommuDomainAllocator(alloc: () => IommuDomain | number): void {
+  allocNoiommuDomain = alloc;
+}
+
+/** struct vfio_device_file: one open of a cdev. */
+export class VfioDeviceFile {
+  readonly device: VfioDevice;
+  /** Set once BIND_IOMMUFD succeeded: every other call is EINVAL until then. */
+  accessGranted = false;
+  ictx: IommufdCtx | undefined;
+  devid = 0;
+
+  constructor(device: VfioDevice) {
+    this.device = device;
+  }
+}
+
+function u32At(bytes: Uint8Array, offset: number): number {
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(offset, true);
+}
+
+/** vfio_device_fops_cdev_open(). */
+export function openVfioCdev(device: VfioDevice, task: Task): File | number {
+  if (!device.registered) return -Errno.ENODEV;
+  // No isolation and no translation: only a process that may do raw I/O gets such a device.
+  if (device.noiommu && !capable(task.creds, CAP_SYS_RAWIO)) return -Errno.EPERM;
+  return new File(vfioCdevFops, new VfioDeviceFile(device), { major: 236, minor: device.index });
+}
+
+/** vfio_iommufd_physical_bind() + first open: the device becomes an iommufd DEVICE. */
+function dfOpen(df: VfioDeviceFile, ictx: IommufdCtx): SyscallResult {
+  const device = df.device;
+  // A device is open through one cdev fd at a time.
+  if (device.openCount !== 0) return -Errno.EINVAL;
+  const idev = iommufdDeviceBind(
+    ictx,
+    bindableDevice(device.pci),
+    () => noiommuOps(allocNoiommuDomain),
+    false,
+  );
+  if (typeof idev === 'number') return idev;
+  device.iommufdDevice = idev;
+  df.devid = idev.id;
+  device.openCount++;
+  pciCoreOpen(device);
+  return 0;
+}
+
+/** vfio_df_close(): detach, unbind, and the device goes back to its reset state. */
+function dfClose(df: VfioDeviceFile): void {
+  const device = df.device;
+  device.openCount--;
+  pciCoreClose(device);
+  const idev = device.iommufdDevice!;
+  if (device.iommufdAttached) {
+    iommufdDeviceDetach(idev);
+    device.iommufdAttached = false;
+  }
+  iommufdDeviceUnbind(idev);
+  device.iommufdDevice = undefined;
+}
+
+/** VFIO_DEVICE_BIND_IOMMUFD. */
+function ioctlBindIommufd(df: VfioDeviceFile, task: Task, arg: bigint): SyscallResult {
+  const spec = vfioDeviceBindIommufd;
+  const argszBytes = copyFromUser(task, arg, 4);
+  if (argszBytes === undefined) return -Errno.EFAULT;
+  const userSize = u32At(argszBytes, 0);
+  if (userSize < spec.minSize) return -Errno.EINVAL;
+  if (userSize > spec.size) {
+    const zeroed = checkZeroedUser(task, arg + BigInt(spec.size), userSize - spec.size);
+    if (zeroed === undefined) return -Errno.EFAULT;
+    if (zeroed === 0) return -Errno.E2BIG;
+  }
+  const copied = copyFromUser(task, arg, Math.min(userSize, spec.size));
+  if (copied === undefined) return -Errno.EFAULT;
+  const buf = new Uint8Array(spec.size);
+  buf.set(copied);
+  const bind = decodeStruct(spec, buf);
+  if (bind.iommufd < 0 || bind.flags & ~VFIO_DEVICE_BIND_FLAG_TOKEN) return -Errno.EINVAL;
+  if (df.accessGranted) return -Errno.EINVAL;
+  if (bind.flags & VFIO_DEVICE_BIND_FLAG_TOKEN) {
+    // These devices are not SR-IOV VFs: they take no token, so giving one is EINVAL.
+    if (copyFromUser(task, bind.token_uuid_ptr, 16) === undefined) return -Errno.EFAULT;
+    return -Errno.EINVAL;
+  }
+  const ictx = iommufdCtxFromFd(task, bind.iommufd);
+  if (typeof ictx === 'number') return ictx;
+  ictx.file!.get();
+  let rc = dfOpen(df, ictx);
+  if (rc) {
+    ictx.file!.put();
+    return rc;
+  }
+  const out = new Uint8Array(4);
+  new DataView(out.buffer).setUint32(0, df.devid, true);
+  if (!copyToUser(task, arg + BigInt(spec.fields.out_devid.offset), out)) {
+    dfClose(df);
+    ictx.file!.put();
+    rc = -Errno.EFAULT;
+    return rc;
+  }
+  df.ictx = ictx;
+  df.accessGranted = true;
+  return 0;
+}
+
+/** VFIO_DEVICE_ATTACH_IOMMUFD_PT: attach the first time, replace after that. */
+function ioctlAttachPt(df: VfioDeviceFile, task: Task, arg: bigint): SyscallResult {
+  const spec = vfioDeviceAttachIommufdPt;
+  const minsz = spec.minSize;
+  const bytes = copyFromUser(task, arg, minsz);
+  if (bytes === undefined) return -Errno.EFAULT;
+  const buf = new Uint8Array(spec.size);
+  buf.set(bytes);
+  const attach = decodeStruct(spec, buf);
+  if (attach.argsz < minsz) return -Errno.EINVAL;
+  if (attach.flags & ~VFIO_DEVICE_ATTACH_PASID) return -Errno.EINVAL;
+  // No emulated IOMMU supports PASID.
+  if (attach.flags & VFIO_DEVICE_ATTACH_PASID) return -Errno.EOPNOTSUPP;
+  const device = df.device;
+  const idev = device.iommufdDevice!;
+  const ptId = { value: attach.pt_id };
+  const rc = device.iommufdAttached
+    ? iommufdDeviceReplace(idev, ptId)
+    : iommufdDeviceAttach(idev, ptId);
+  if (rc) return rc;
+  device.iommufdAttached = true;
+  const out = new Uint8Array(4);
+  new DataView(out.buffer).setUint32(0, ptId.value, true);
+  if (!copyToUser(task, arg + BigInt(spec.fields.pt_id.offset), out)) {
+    iommufdDeviceDetach(idev);
+    device.iommufdAttached = false;
+    return -Errno.EFAULT;
+  }
+  return 0;
+}
+
+/** VFIO_DEVICE_DETACH_IOMMUFD_PT: detaching an unattached device is a no-op. */
+function ioctlDetachPt(df: VfioDeviceFile, task: Task, arg: bigint): SyscallResult {
+  const spec = vfioDeviceDetachIommufdPt;
+  const minsz = spec.minSize;
+  const bytes = copyFromUser(task, arg, minsz);
+  if (bytes === undefined) return -Errno.EFAULT;
+  const buf = new Uint8Array(spec.size);
+  buf.set(bytes);
+  const detach = decodeStruct(spec, buf);
+  if (detach.argsz < minsz) return -Errno.EINVAL;
+  if (detach.flags & ~VFIO_DEVICE_DETACH_PASID) return -Errno.EINVAL;
+  if (detach.flags & VFIO_DEVICE_DETACH_PASID) return -Errno.EOPNOTSUPP;
+  const device = df.device;
+  if (device.iommufdAttached) {
+    iommufdDeviceDetach(device.iommufdDevice!);
+    device.iommufdAttached = false;
+  }
+  return 0;
+}
+
+export const vfioCdevFops: FileOperations = {
+  name: 'vfio-dev',
+  ioctl(file, task, cmd, arg) {
+    const df = file.privateData as VfioDeviceFile;
+    if (cmd === VFIO_DEVICE_BIND_IOMMUFD) return ioctlBindIommufd(df, task, arg);
+    if (!df.accessGranted) return -Errno.EINVAL;
+    switch (cmd) {
+      case VFIO_DEVICE_ATTACH_IOMMUFD_PT:
+        return ioctlAttachPt(df, task, arg);
+      case VFIO_DEVICE_DETACH_IOMMUFD_PT:
+        return ioctlDetachPt(df, task, arg);
+      default:
+        return pciCoreIoctl(df.device, task, cmd, arg);
+    }
+  },
+  read(file, _task, length, pos) {
+    const df = file.privateData as VfioDeviceFile;
+    if (!df.accessGranted) return -Errno.EINVAL;
+    return pciCoreRead(df.device, length, pos);
+  },
+  write(file, _task, data, pos) {
+    const df = file.privateData as VfioDeviceFile;
+    if (!df.accessGranted) return -Errno.EINVAL;
+    return pciCoreWrite(df.device, data, pos);
+  },
+  mmap(file, _task, length, pgoff) {
+    const df = file.privateData as VfioDeviceFile;
+    if (!df.accessGranted) return -Errno.EINVAL;
+    return pciCoreMmap(df.device, length, pgoff);
+  },
+  release(file) {
+    const df = file.privateData as VfioDeviceFile;
+    if (!df.accessGranted) return;
+    dfClose(df);
+    df.accessGranted = false;
+    df.ictx!.file!.put();
+    df.ictx = undefined;
+  },
+};

@@ -1,0 +1,404 @@
+/**
+ * vfio-pci for the emulated devices (drivers/vfio/pci/vfio_pci_core.c, vfio_pci_intrs.c,
+ * vfio_pci_rdwr.c): device/region/IRQ info, SET_IRQS with eventfds, reset, and region access by
+ * file offset (index << 40). Config space is passed through except for the writes vfio-pci
+ * virtualizes (only the command register reaches the device here; see docs/decisions.md).
+ */
+import type { MmapBacking } from '../host/file.ts';
+import type { EventfdRef, Task } from '../host/task.ts';
+import { copyFromUser, copyToUser } from '../host/uaccess.ts';
+import { PciCommand } from '../platform/pci.ts';
+import { Errno, type SyscallResult } from '../uapi/errno.ts';
+import {
+  VFIO_DEVICE_GET_INFO,
+  VFIO_DEVICE_GET_IRQ_INFO,
+  VFIO_DEVICE_GET_PCI_HOT_RESET_INFO,
+  VFIO_DEVICE_GET_REGION_INFO,
+  VFIO_DEVICE_RESET,
+  VFIO_DEVICE_SET_IRQS,
+} from '../uapi/ioctl.ts';
+import { decodeStruct, encodeStruct } from '../uapi/struct.ts';
+import * as v from '../uapi/vfio.ts';
+import type { VfioDevice } from './vfio-main.ts';
+
+const CONFIG_SIZE = 256n;
+const U32_MAX = 0xffffffff;
+
+function regionOf(pos: bigint): { index: number; offset: bigint } {
+  return {
+    index: Number(pos >> v.VFIO_PCI_OFFSET_SHIFT),
+    offset: pos & ((1n << v.VFIO_PCI_OFFSET_SHIFT) - 1n),
+  };
+}
+
+/** Size of BAR `index` (0 for an absent BAR). */
+function barSize(device: VfioDevice, index: number): bigint {
+  return device.pci.bars.find((b) => b.index === index)?.size ?? 0n;
+}
+
+/** vfio_pci_core_enable(): memory decode on, bus mastering off, as vfio-pci leaves it at open. */
+export function pciCoreOpen(device: VfioDevice): void {
+  const pci = device.pci;
+  const cmd = pci.configRead(4, 2);
+  pci.configWrite(4, 2, (cmd | PciCommand.MEMORY) & ~PciCommand.MASTER);
+  pci.setIrqSink({
+    intx: (level) => intxLevel(device, level),
+    msi: () => device.irq.msiTrigger?.signal(),
+  });
+}
+
+/** vfio_pci_core_disable(): interrupts torn down, device disabled and reset. */
+export function pciCoreClose(device: VfioDevice): void {
+  disableIrqs(device);
+  device.irq.reqTrigger?.release();
+  device.irq.reqTrigger = undefined;
+  device.pci.setIrqSink(undefined);
+  device.pci.configWrite(4, 2, 0);
+  device.pci.reset();
+}
+
+/** INTx is level triggered and automasked: one signal, then masked until userspace unmasks. */
+function intxLevel(device: VfioDevice, level: boolean): void {
+  const irq = device.irq;
+  if (!level || irq.mode !== 'intx' || irq.intxMasked) return;
+  irq.intxMasked = true;
+  irq.intxTrigger?.signal();
+}
+
+function disableIrqs(device: VfioDevice): void {
+  const irq = device.irq;
+  irq.intxTrigger?.release();
+  irq.intxTrigger = undefined;
+  irq.msiTrigger?.release();
+  irq.msiTrigger = undefined;
+  if (irq.mode === 'msi') setMsiEnable(device, false);
+  irq.mode = 'none';
+  irq.intxMasked = false;
+}
+
+/** vfio-pci enables MSI in the device's capability itself: userspace goes through SET_IRQS. */
+function setMsiEnable(device: VfioDevice, on: boolean): void {
+  const off = device.pci.msiOffset;
+  if (off === undefined) return;
+  const ctrl = device.pci.configRead(off + 2, 2);
+  device.pci.configWrite(off + 2, 2, on ? ctrl | 1 : ctrl & ~1);
+}
+
+function irqCount(device: VfioDevice, index: number): number {
+  switch (index) {
+    case v.VFIO_PCI_INTX_IRQ_INDEX:
+      return device.pci.configRead(0x3d, 1) !== 0 ? 1 : 0;
+    case v.VFIO_PCI_MSI_IRQ_INDEX:
+      return device.pci.msiOffset !== undefined ? 1 : 0;
+    case v.VFIO_PCI_REQ_IRQ_INDEX:
+      return 1;
+    default:
+      return 0;
+  }
+}
+
+function getInfo(device: VfioDevice, task: Task, arg: bigint): SyscallResult {
+  const spec = v.vfioDeviceInfo;
+  const bytes = copyFromUser(task, arg, spec.minSize);
+  if (bytes === undefined) return -Errno.EFAULT;
+  const buf = new Uint8Array(spec.size);
+  buf.set(bytes);
+  const info = decodeStruct(spec, buf);
+  if (info.argsz < spec.minSize) return -Errno.EINVAL;
+  const out = encodeStruct(spec, {
+    argsz: info.argsz,
+    // The edu device has no function reset, so no RESET flag.
+    flags: v.VFIO_DEVICE_FLAGS_PCI,
+    num_regions: v.VFIO_PCI_NUM_REGIONS,
+    num_irqs: v.VFIO_PCI_NUM_IRQS,
+    cap_offset: 0,
+  });
+  return copyToUser(task, arg, out.subarray(0, Math.min(info.argsz, spec.size)))
+    ? 0
+    : -Errno.EFAULT;
+}
+
+function getRegionInfo(device: VfioDevice, task: Task, arg: bigint): SyscallResult {
+  const spec = v.vfioRegionInfo;
+  const bytes = copyFromUser(task, arg, spec.minSize);
+  if (bytes === undefined) return -Errno.EFAULT;
+  const info = decodeStruct(spec, bytes);
+  if (info.argsz < spec.minSize) return -Errno.EINVAL;
+  const offset = BigInt(info.index) << v.VFIO_PCI_OFFSET_SHIFT;
+  let size = 0n;
+  let flags = 0;
+  if (info.index === v.VFIO_PCI_CONFIG_REGION_INDEX) {
+    size = CONFIG_SIZE;
+    flags = v.VFIO_REGION_INFO_FLAG_READ | v.VFIO_REGION_INFO_FLAG_WRITE;
+  } else if (info.index <= 5) {
+    size = barSize(device, info.index);
+    if (size !== 0n) {
+      flags =
+        v.VFIO_REGION_INFO_FLAG_READ | v.VFIO_REGION_INFO_FLAG_WRITE | v.VFIO_REGION_INFO_FLAG_MMAP;
+    }
+  } else if (info.index === v.VFIO_PCI_ROM_REGION_INDEX) {
+    size = 0n;
+  } else {
+    // VGA on a device that is not a VGA device, and no device-specific regions.
+    return -Errno.EINVAL;
+  }
+  const out = encodeStruct(spec, {
+    argsz: info.argsz,
+    flags,
+    index: info.index,
+    cap_offset: 0,
+    size,
+    offset,
+  });
+  return copyToUser(task, arg, out) ? 0 : -Errno.EFAULT;
+}
+
+function getIrqInfo(device: VfioDevice, task: Task, arg: bigint): SyscallResult {
+  const spec = v.vfioIrqInfo;
+  const bytes = copyFromUser(task, arg, spec.minSize);
+  if (bytes === undefined) return -Errno.EFAULT;
+  const info = decodeStruct(spec, bytes);
+  if (info.argsz < spec.minSize || info.index >= v.VFIO_PCI_NUM_IRQS) return -Errno.EINVAL;
+  // ERR exists only for PCI Express devices; edu is conventional PCI.
+  if (info.index === v.VFIO_PCI_ERR_IRQ_INDEX) return -Errno.EINVAL;
+  let flags = v.VFIO_IRQ_INFO_EVENTFD;
+  if (info.index === v.VFIO_PCI_INTX_IRQ_INDEX)
+    flags |= v.VFIO_IRQ_INFO_MASKABLE | v.VFIO_IRQ_INFO_AUTOMASKED;
+  else if (info.index !== v.VFIO_PCI_REQ_IRQ_INDEX) flags |= v.VFIO_IRQ_INFO_NORESIZE;
+  const out = encodeStruct(spec, {
+    argsz: info.argsz,
+    flags,
+    index: info.index,
+    count: irqCount(device, info.index),
+  });
+  return copyToUser(task, arg, out) ? 0 : -Errno.EFAULT;
+}
+
+/** Reads the eventfd numbers of a SET_IRQS and takes references; -errno on a bad fd. */
+function getEventfd(task: Task, fd: number): EventfdRef | undefined | number {
+  if (fd < 0) return undefined;
+  return task.fds.eventfd(fd);
+}
+
+function setIrqs(device: VfioDevice, task: Task, arg: bigint): SyscallResult {
+  const spec = v.vfioIrqSet;
+  const bytes = copyFromUser(task, arg, spec.minSize);
+  if (bytes === undefined) return -Errno.EFAULT;
+  const hdr = decodeStruct(spec, bytes);
+  // vfio_set_irqs_validate_and_prepare().
+  if (
+    hdr.argsz < spec.minSize ||
+    hdr.index >= v.VFIO_PCI_NUM_IRQS ||
+    hdr.count >= U32_MAX - hdr.start ||
+    hdr.flags & ~(v.VFIO_IRQ_SET_DATA_TYPE_MASK | v.VFIO_IRQ_SET_ACTION_TYPE_MASK)
+  ) {
+    return -Errno.EINVAL;
+  }
+  const numIrqs = irqCount(device, hdr.index);
+  if (hdr.start >= numIrqs || hdr.start + hdr.count > numIrqs) return -Errno.EINVAL;
+  const dataType = hdr.flags & v.VFIO_IRQ_SET_DATA_TYPE_MASK;
+  let elem: number;
+  if (dataType === v.VFIO_IRQ_SET_DATA_NONE) elem = 0;
+  else if (dataType === v.VFIO_IRQ_SET_DATA_BOOL) elem = 1;
+  else if (dataType === v.VFIO_IRQ_SET_DATA_EVENTFD) elem = 4;
+  else return -Errno.EINVAL;
+  let data: Uint8Array = new Uint8Array(0);
+  if (elem) {
+    if (hdr.argsz - spec.minSize < hdr.count * elem) return -Errno.EINVAL;
+    const d = copyFromUser(task, arg + BigInt(spec.minSize), hdr.count * elem);
+    if (d === undefined) return -Errno.EFAULT;
+    data = d;
+  }
+  const action = hdr.flags & v.VFIO_IRQ_SET_ACTION_TYPE_MASK;
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  const irq = device.irq;
+
+  if (hdr.index === v.VFIO_PCI_INTX_IRQ_INDEX) {
+    if (action === v.VFIO_IRQ_SET_ACTION_UNMASK || action === v.VFIO_IRQ_SET_ACTION_MASK) {
+      if (irq.mode !== 'intx' || hdr.start !== 0 || hdr.count !== 1) return -Errno.EINVAL;
+      if (dataType === v.VFIO_IRQ_SET_DATA_EVENTFD) return -Errno.EINVAL;
+      if (dataType === v.VFIO_IRQ_SET_DATA_BOOL && !data[0]) return 0;
+      if (action === v.VFIO_IRQ_SET_ACTION_MASK) {
+        irq.intxMasked = true;
+      } else {
+        irq.intxMasked = false;
+        // Still asserted at unmask: signal again and stay masked, as vfio does.
+        if (device.pci.intxAsserted()) intxLevel(device, true);
+      }
+      return 0;
+    }
+    if (action !== v.VFIO_IRQ_SET_ACTION_TRIGGER) return -Errno.EINVAL;
+    if (irq.mode === 'intx' && hdr.count === 0 && dataType === v.VFIO_IRQ_SET_DATA_NONE) {
+      disableIrqs(device);
+      return 0;
+    }
+    if (!(irq.mode === 'intx' || irq.mode === 'none') || hdr.start !== 0 || hdr.count !== 1)
+      return -Errno.EINVAL;
+    if (dataType === v.VFIO_IRQ_SET_DATA_EVENTFD) {
+      const trigger = getEventfd(task, view.getInt32(0, true));
+      if (typeof trigger === 'number') return trigger;
+      irq.intxTrigger?.release();
+      irq.intxTrigger = trigger;
+      if (irq.mode === 'none') {
+        irq.mode = 'intx';
+        irq.intxMasked = false;
+      }
+      return 0;
+    }
+    if (irq.mode !== 'intx') return -Errno.EINVAL;
+    if (dataType === v.VFIO_IRQ_SET_DATA_NONE || data[0]) irq.intxTrigger?.signal();
+    return 0;
+  }
+
+  if (hdr.index === v.VFIO_PCI_MSI_IRQ_INDEX) {
+    if (action !== v.VFIO_IRQ_SET_ACTION_TRIGGER) return -Errno.EINVAL;
+    if (irq.mode === 'msi' && hdr.count === 0 && dataType === v.VFIO_IRQ_SET_DATA_NONE) {
+      disableIrqs(device);
+      return 0;
+    }
+    if (!(irq.mode === 'msi' || irq.mode === 'none')) return -Errno.EINVAL;
+    if (dataType === v.VFIO_IRQ_SET_DATA_EVENTFD) {
+      const trigger = getEventfd(task, view.getInt32(0, true));
+      if (typeof trigger === 'number') return trigger;
+      irq.msiTrigger?.release();
+      irq.msiTrigger = trigger;
+      if (irq.mode === 'none') {
+        irq.mode = 'msi';
+        setMsiEnable(device, true);
+      }
+      return 0;
+    }
+    if (irq.mode !== 'msi') return -Errno.EINVAL;
+    if (dataType === v.VFIO_IRQ_SET_DATA_NONE || data[0]) irq.msiTrigger?.signal();
+    return 0;
+  }
+
+  if (hdr.index === v.VFIO_PCI_REQ_IRQ_INDEX) {
+    if (action !== v.VFIO_IRQ_SET_ACTION_TRIGGER) return -Errno.EINVAL;
+    if (dataType === v.VFIO_IRQ_SET_DATA_EVENTFD) {
+      const trigger = getEventfd(task, view.getInt32(0, true));
+      if (typeof trigger === 'number') return trigger;
+      irq.reqTrigger?.release();
+      irq.reqTrigger = trigger;
+      return 0;
+    }
+    if (hdr.count === 0 && dataType === v.VFIO_IRQ_SET_DATA_NONE) {
+      irq.reqTrigger?.release();
+      irq.reqTrigger = undefined;
+      return 0;
+    }
+    if (dataType === v.VFIO_IRQ_SET_DATA_NONE || data[0]) irq.reqTrigger?.signal();
+    return 0;
+  }
+  return -Errno.ENOTTY;
+}
+
+/** vfio_pci_core_ioctl(): the device ioctls after BIND; unknown ones are ENOTTY. */
+export function pciCoreIoctl(
+  device: VfioDevice,
+  task: Task,
+  cmd: number,
+  arg: bigint,
+): SyscallResult {
+  switch (cmd) {
+    case VFIO_DEVICE_GET_INFO:
+      return getInfo(device, task, arg);
+    case VFIO_DEVICE_GET_REGION_INFO:
+      return getRegionInfo(device, task, arg);
+    case VFIO_DEVICE_GET_IRQ_INFO:
+      return getIrqInfo(device, task, arg);
+    case VFIO_DEVICE_SET_IRQS:
+      return setIrqs(device, task, arg);
+    case VFIO_DEVICE_RESET:
+      // No FLR, no PM reset, alone on the root bus: vfio-pci finds no reset method.
+      return -Errno.EINVAL;
+    case VFIO_DEVICE_GET_PCI_HOT_RESET_INFO:
+      return -Errno.ENODEV;
+    default:
+      return -Errno.ENOTTY;
+  }
+}
+
+/** Splits an access into naturally aligned 8/4/2/1-byte pieces, like vfio_pci_core_do_io_rw. */
+function pieces(offset: bigint, length: number): { at: bigint; size: 1 | 2 | 4 | 8 }[] {
+  const out: { at: bigint; size: 1 | 2 | 4 | 8 }[] = [];
+  let at = offset;
+  let left = length;
+  while (left > 0) {
+    let size: 1 | 2 | 4 | 8 = 1;
+    if (left >= 8 && at % 8n === 0n) size = 8;
+    else if (left >= 4 && at % 4n === 0n) size = 4;
+    else if (left >= 2 && at % 2n === 0n) size = 2;
+    out.push({ at, size });
+    at += BigInt(size);
+    left -= size;
+  }
+  return out;
+}
+
+/** read()/pread() on the device fd. */
+export function pciCoreRead(device: VfioDevice, length: number, pos: bigint): Uint8Array | number {
+  const { index, offset } = regionOf(pos);
+  const out = new Uint8Array(length);
+  const view = new DataView(out.buffer);
+  if (index === v.VFIO_PCI_CONFIG_REGION_INDEX) {
+    if (offset >= CONFIG_SIZE) return new Uint8Array(0);
+    const n = Math.min(length, Number(CONFIG_SIZE - offset));
+    for (let i = 0; i < n; i++) out[i] = device.pci.configRead(Number(offset) + i, 1);
+    return out.subarray(0, n);
+  }
+  const size = index <= 5 ? barSize(device, index) : 0n;
+  if (size === 0n) return -Errno.EINVAL;
+  if (offset >= size) return -Errno.EINVAL;
+  const n = Math.min(length, Number(size - offset));
+  for (const p of pieces(offset, n)) {
+    const value = device.pci.barRead(index, p.at, p.size);
+    const i = Number(p.at - offset);
+    if (p.size === 8) view.setBigUint64(i, value, true);
+    else if (p.size === 4) view.setUint32(i, Number(value & 0xffffffffn), true);
+    else if (p.size === 2) view.setUint16(i, Number(value & 0xffffn), true);
+    else view.setUint8(i, Number(value & 0xffn));
+  }
+  return out.subarray(0, n);
+}
+
+/** write()/pwrite() on the device fd. */
+export function pciCoreWrite(device: VfioDevice, data: Uint8Array, pos: bigint): SyscallResult {
+  const { index, offset } = regionOf(pos);
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  if (index === v.VFIO_PCI_CONFIG_REGION_INDEX) {
+    if (offset >= CONFIG_SIZE) return 0;
+    const n = Math.min(data.length, Number(CONFIG_SIZE - offset));
+    // Only the command register (0x04-0x05) reaches the device; the rest is virtualized away.
+    for (let i = 0; i < n; i++) {
+      const at = Number(offset) + i;
+      if (at === 4 || at === 5) device.pci.configWrite(at, 1, data[i]!);
+    }
+    return n;
+  }
+  const size = index <= 5 ? barSize(device, index) : 0n;
+  if (size === 0n || offset >= size) return -Errno.EINVAL;
+  const n = Math.min(data.length, Number(size - offset));
+  for (const p of pieces(offset, n)) {
+    const i = Number(p.at - offset);
+    let value: bigint;
+    if (p.size === 8) value = view.getBigUint64(i, true);
+    else if (p.size === 4) value = BigInt(view.getUint32(i, true));
+    else if (p.size === 2) value = BigInt(view.getUint16(i, true));
+    else value = BigInt(view.getUint8(i));
+    device.pci.barWrite(index, p.at, p.size, value);
+  }
+  return n;
+}
+
+/** mmap() of a BAR: the accesses are trapped and replayed as region reads and writes. */
+export function pciCoreMmap(
+  device: VfioDevice,
+  length: bigint,
+  pgoff: bigint,
+): MmapBacking | number {
+  const { index, offset } = regionOf(pgoff << 12n);
+  const size = index <= 5 ? barSize(device, index) : 0n;
+  if (size === 0n || offset + length > size) return -Errno.EINVAL;
+  return { kind: 'trapped', regionOffset: pgoff << 12n };
+}

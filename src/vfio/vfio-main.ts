@@ -1,0 +1,142 @@
+/**
+ * The VFIO core for the device cdev path (drivers/vfio/vfio_main.c): the module parameter
+ * enable_unsafe_noiommu_mode, registration of devices bound to vfio-pci with their index, name
+ * and cdev node, and the taint a no-IOMMU device brings. The parameter is read when a device
+ * registers, so changing it affects only devices registered (bound) later.
+ */
+
+import { S_IFCHR } from '../host/file.ts';
+import type { DevFs } from '../host/kernel.ts';
+import type { SysFs } from '../host/sysfs.ts';
+import type { EventfdRef } from '../host/task.ts';
+import type { IommufdDevice } from '../iommufd/device.ts';
+import type { PciDevice } from '../platform/pci.ts';
+import type { EventBus } from '../trace/events.ts';
+import { Errno, type SyscallResult } from '../uapi/errno.ts';
+import { openVfioCdev } from './device-cdev.ts';
+
+/** The char major of vfio-dev cdevs (dynamically allocated in Linux; fixed here). */
+export const VFIO_DEV_MAJOR = 236;
+/** TAINT_USER: the kernel is tainted by a userspace action (no-IOMMU mode). */
+export const TAINT_USER = 6;
+
+/** What VFIO needs from the rest of the emulated kernel. */
+export interface VfioEnv {
+  readonly devfs: DevFs;
+  readonly sysfs: SysFs;
+  readonly events: EventBus;
+  addTaint(bit: number): void;
+}
+
+/** Interrupt wiring of one device, owned by vfio-pci (pci-core.ts). */
+export interface VfioIrqState {
+  /** 'none', 'intx' or 'msi': the active interrupt mode (vdev->irq_type). */
+  mode: 'none' | 'intx' | 'msi';
+  intxTrigger: EventfdRef | undefined;
+  intxMasked: boolean;
+  msiTrigger: EventfdRef | undefined;
+  reqTrigger: EventfdRef | undefined;
+}
+
+/** struct vfio_device: a device bound to vfio-pci. */
+export class VfioDevice {
+  readonly index: number;
+  /** "vfioN", or "noiommu-vfioN" for a device in no-IOMMU mode. */
+  readonly name: string;
+  readonly pci: PciDevice;
+  /** device->noiommu: decided once, at registration. */
+  readonly noiommu: boolean;
+  registered = true;
+  /** Opens through a bound cdev fd (only one is allowed). */
+  openCount = 0;
+  iommufdDevice: IommufdDevice | undefined;
+  iommufdAttached = false;
+  readonly irq: VfioIrqState = {
+    mode: 'none',
+    intxTrigger: undefined,
+    intxMasked: false,
+    msiTrigger: undefined,
+    reqTrigger: undefined,
+  };
+
+  constructor(index: number, pci: PciDevice, noiommu: boolean) {
+    this.index = index;
+    this.pci = pci;
+    this.noiommu = noiommu;
+    this.name = `${noiommu ? 'noiommu-' : ''}vfio${index}`;
+  }
+
+  get cdevPath(): string {
+    return `/dev/vfio/devices/${this.name}`;
+  }
+}
+
+export class VfioSubsystem {
+  /** vfio.enable_unsafe_noiommu_mode. */
+  enableUnsafeNoiommuMode: boolean;
+  readonly devices = new Map<string, VfioDevice>();
+  private readonly env: VfioEnv;
+
+  constructor(env: VfioEnv, enableUnsafeNoiommuMode: boolean) {
+    this.env = env;
+    this.enableUnsafeNoiommuMode = enableUnsafeNoiommuMode;
+  }
+
+  /** The lowest free device index (the vfio device IDA). */
+  private allocIndex(): number {
+    const used = new Set([...this.devices.values()].map((d) => d.index));
+    let i = 0;
+    while (used.has(i)) i++;
+    return i;
+  }
+
+  /**
+   * vfio-pci probe + vfio_register_group_dev(): a device with no IOMMU registers only in unsafe
+   * no-IOMMU mode (as noiommu-vfioN, tainting the kernel); otherwise the probe fails (-EINVAL)
+   * and the device gets no VFIO node at all.
+   */
+  registerDevice(pci: PciDevice): VfioDevice | number {
+    if (this.devices.has(pci.bdf)) return -Errno.EBUSY;
+    const noiommu = pci.iommu === undefined;
+    if (noiommu && !this.enableUnsafeNoiommuMode) return -Errno.EINVAL;
+    const vdev = new VfioDevice(this.allocIndex(), pci, noiommu);
+    this.devices.set(pci.bdf, vdev);
+    this.env.devfs.add({
+      path: vdev.cdevPath,
+      rdev: { major: VFIO_DEV_MAJOR, minor: vdev.index },
+      mode: S_IFCHR | 0o600,
+      open: (task, _flags) => openVfioCdev(vdev, task),
+    });
+    const devDir = `/sys/devices/pci0000:00/${pci.bdf}/vfio-dev/${vdev.name}`;
+    this.env.sysfs.add({
+      kind: 'attr',
+      path: `${devDir}/dev`,
+      mode: 0o444,
+      show: () => `${VFIO_DEV_MAJOR}:${vdev.index}\n`,
+    });
+    this.env.sysfs.add({
+      kind: 'link',
+      path: `/sys/class/vfio-dev/${vdev.name}`,
+      target: `../../devices/pci0000:00/${pci.bdf}/vfio-dev/${vdev.name}`,
+    });
+    if (noiommu) {
+      this.env.addTaint(TAINT_USER);
+      const line = `vfio-pci ${pci.bdf}: Adding kernel taint for vfio-noiommu cdev`;
+      this.env.events.log('warn', line);
+    }
+    return vdev;
+  }
+
+  /** vfio_unregister_group_dev(): refused while a cdev fd has the device open. */
+  unregisterDevice(bdf: string): SyscallResult {
+    const vdev = this.devices.get(bdf);
+    if (vdev === undefined) return -Errno.ENODEV;
+    if (vdev.openCount > 0) return -Errno.EBUSY;
+    vdev.registered = false;
+    this.devices.delete(bdf);
+    this.env.devfs.remove(vdev.cdevPath);
+    this.env.sysfs.removeTree(`/sys/devices/pci0000:00/${bdf}/vfio-dev`);
+    this.env.sysfs.remove(`/sys/class/vfio-dev/${vdev.name}`);
+    return 0;
+  }
+}

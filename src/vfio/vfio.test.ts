@@ -1,0 +1,257 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { setImmediate as tick } from 'node:timers/promises';
+import { CAP_SYS_RAWIO } from '../host/credentials.ts';
+import type { SimProcess } from '../host/sim-process.ts';
+import { createEmulator } from '../index.ts';
+import { EduReg } from '../platform/edu.ts';
+import type { EmuEvent } from '../trace/events.ts';
+import { Errno } from '../uapi/errno.ts';
+import * as ioctl from '../uapi/ioctl.ts';
+import * as u from '../uapi/iommufd.ts';
+import * as v from '../uapi/vfio.ts';
+
+const RW = u.IOMMU_IOAS_MAP_READABLE | u.IOMMU_IOAS_MAP_WRITEABLE;
+const FIXED = RW | u.IOMMU_IOAS_MAP_FIXED_IOVA;
+const CONFIG = 7n << 40n;
+
+function u64(value: bigint): Uint8Array {
+  const b = new Uint8Array(8);
+  new DataView(b.buffer).setBigUint64(0, value, true);
+  return b;
+}
+
+/** A userspace driver's view of one edu device through its cdev. */
+class EduDriver {
+  readonly proc: SimProcess;
+  readonly fd: number;
+
+  constructor(proc: SimProcess, fd: number) {
+    this.proc = proc;
+    this.fd = fd;
+  }
+
+  reg32(off: bigint): number {
+    const b = this.proc.pread(this.fd, 4, off);
+    assert.ok(b instanceof Uint8Array);
+    return new DataView(b.buffer, b.byteOffset).getUint32(0, true);
+  }
+
+  write64(off: bigint, value: bigint): void {
+    assert.equal(this.proc.pwrite(this.fd, u64(value), off), 8);
+  }
+
+  enableBusMaster(): void {
+    const cmd = this.proc.pread(this.fd, 2, CONFIG + 4n) as Uint8Array;
+    const value = cmd[0]! | (cmd[1]! << 8) | 0x6;
+    assert.equal(
+      this.proc.pwrite(this.fd, new Uint8Array([value & 0xff, value >> 8]), CONFIG + 4n),
+      2,
+    );
+  }
+
+  async dma(src: bigint, dst: bigint, count: bigint, toRam: boolean): Promise<void> {
+    this.write64(EduReg.DMA_SRC, src);
+    this.write64(EduReg.DMA_DST, dst);
+    this.write64(EduReg.DMA_COUNT, count);
+    this.write64(EduReg.DMA_CMD, toRam ? 3n : 1n);
+    for (let i = 0; i < 1000 && this.reg32(EduReg.DMA_CMD) & 1; i++) await tick();
+    assert.equal(this.reg32(EduReg.DMA_CMD) & 1, 0, 'DMA did not complete');
+  }
+}
+
+function open(proc: SimProcess, path: string): number {
+  const fd = proc.open(path);
+  assert.ok(fd >= 0, `open ${path}: ${fd}`);
+  return fd;
+}
+
+function bindAndAttach(proc: SimProcess, devfd: number, iommufd: number) {
+  const bind = proc.ioctlStruct(devfd, ioctl.VFIO_DEVICE_BIND_IOMMUFD, v.vfioDeviceBindIommufd, {
+    iommufd,
+  });
+  assert.equal(bind.ret, 0);
+  const ioas = proc.ioctlStruct(iommufd, ioctl.IOMMU_IOAS_ALLOC, u.iommuIoasAlloc, {});
+  assert.equal(ioas.ret, 0);
+  const ioasId = ioas.out.out_ioas_id;
+  const attach = proc.ioctlStruct(
+    devfd,
+    ioctl.VFIO_DEVICE_ATTACH_IOMMUFD_PT,
+    v.vfioDeviceAttachIommufdPt,
+    {
+      pt_id: ioasId,
+    },
+  );
+  assert.equal(attach.ret, 0);
+  return { devid: bind.out.out_devid, ioasId, hwptId: attach.out.pt_id };
+}
+
+describe('edu behind an IOMMU through the VFIO cdev', () => {
+  it('accepts only BIND before binding, then DMAs through the IOMMU page table', async () => {
+    const emu = createEmulator();
+    const events: EmuEvent[] = [];
+    emu.kernel.events.subscribe((e) => events.push(e));
+    const proc = emu.spawn();
+    const devfd = open(proc, '/dev/vfio/devices/vfio0');
+    const iommufd = open(proc, '/dev/iommu');
+    assert.equal(
+      proc.ioctlStruct(devfd, ioctl.VFIO_DEVICE_GET_INFO, v.vfioDeviceInfo, {}).ret,
+      -Errno.EINVAL,
+    );
+    assert.equal(proc.pread(devfd, 4, 0n), -Errno.EINVAL);
+
+    const ids = bindAndAttach(proc, devfd, iommufd);
+    assert.notEqual(ids.hwptId, ids.ioasId);
+    // DESTROY of a bound device or an auto domain in use is EBUSY.
+    assert.equal(
+      proc.ioctlStruct(iommufd, ioctl.IOMMU_DESTROY, u.iommuDestroy, { id: ids.devid }).ret,
+      -Errno.EBUSY,
+    );
+    assert.equal(
+      proc.ioctlStruct(iommufd, ioctl.IOMMU_DESTROY, u.iommuDestroy, { id: ids.hwptId }).ret,
+      -Errno.EBUSY,
+    );
+
+    // The MSI window is reserved now and the alignment is the page size.
+    const ranges = proc.alloc(0x1000n);
+    const r = proc.ioctlStruct(iommufd, ioctl.IOMMU_IOAS_IOVA_RANGES, u.iommuIoasIovaRanges, {
+      ioas_id: ids.ioasId,
+      num_iovas: 4,
+      allowed_iovas: ranges,
+    });
+    assert.equal(r.ret, 0);
+    assert.equal(r.out.out_iova_alignment, 4096n);
+    const first = proc.memory.read(ranges, 16)!;
+    assert.equal(new DataView(first.buffer).getBigUint64(8, true), 0xfedfffffn);
+
+    const info = proc.ioctlStruct(devfd, ioctl.VFIO_DEVICE_GET_INFO, v.vfioDeviceInfo, {});
+    assert.deepEqual(
+      [info.ret, info.out.flags, info.out.num_regions, info.out.num_irqs],
+      [0, 2, 9, 5],
+    );
+
+    const edu = new EduDriver(proc, devfd);
+    assert.equal(edu.reg32(EduReg.ID), 0x010000ed);
+    edu.enableBusMaster();
+
+    const buf = proc.alloc(0x4000n);
+    proc.memory.write(buf, new TextEncoder().encode('hello through the IOMMU'));
+    const map = proc.ioctlStruct(iommufd, ioctl.IOMMU_IOAS_MAP, u.iommuIoasMap, {
+      ioas_id: ids.ioasId,
+      flags: FIXED,
+      user_va: buf,
+      length: 0x4000n,
+      iova: 0x100000n,
+    });
+    assert.equal(map.ret, 0);
+    await edu.dma(0x100000n, 0x40000n, 23n, false);
+    await edu.dma(0x40000n, 0x102000n, 23n, true);
+    assert.equal(
+      new TextDecoder().decode(proc.memory.read(buf + 0x2000n, 23)),
+      'hello through the IOMMU',
+    );
+
+    // An unmapped IOVA is an IOMMU fault and no byte moves.
+    await edu.dma(0x40000n, 0x900000n, 8n, true);
+    assert.ok(events.some((e) => e.kind === 'iommu-fault' && e.iova === 0x900000n));
+
+    // After detach the device is blocked.
+    const detach = proc.ioctlStruct(
+      devfd,
+      ioctl.VFIO_DEVICE_DETACH_IOMMUFD_PT,
+      v.vfioDeviceDetachIommufdPt,
+      {},
+    );
+    assert.equal(detach.ret, 0);
+    const faults = events.filter((e) => e.kind === 'iommu-fault').length;
+    await edu.dma(0x40000n, 0x100000n, 8n, true);
+    assert.equal(events.filter((e) => e.kind === 'iommu-fault').length, faults + 1);
+
+    proc.exit();
+    await emu.kernel.machine.whenIdle();
+    assert.deepEqual(emu.kernel.leaks(), []);
+  });
+});
+
+describe('edu with no IOMMU (unsafe no-IOMMU mode)', () => {
+  it('has no VFIO node unless the mode is on', () => {
+    const emu = createEmulator();
+    assert.equal(emu.spawn().open('/dev/vfio/devices/noiommu-vfio2'), -Errno.ENOENT);
+    assert.equal(emu.kernel.tainted, 0);
+  });
+
+  it('needs CAP_SYS_RAWIO to open, binds, and DMAs to the physical address GET_PA returns', async () => {
+    const emu = createEmulator({ enableUnsafeNoiommuMode: true });
+    assert.notEqual(emu.kernel.tainted & (1 << 6), 0);
+    const events: EmuEvent[] = [];
+    emu.kernel.events.subscribe((e) => events.push(e));
+    const weak = emu.spawn();
+    weak.setCapability(CAP_SYS_RAWIO, false);
+    assert.equal(weak.open('/dev/vfio/devices/noiommu-vfio2'), -Errno.EPERM);
+
+    const proc = emu.spawn();
+    const devfd = open(proc, '/dev/vfio/devices/noiommu-vfio2');
+    const iommufd = open(proc, '/dev/iommu');
+    const ids = bindAndAttach(proc, devfd, iommufd);
+    // No reserved IOVA: one range over the whole space (EMSGSIZE with room for none), and
+    // 4 KiB alignment from the software table.
+    const r = proc.ioctlStruct(iommufd, ioctl.IOMMU_IOAS_IOVA_RANGES, u.iommuIoasIovaRanges, {
+      ioas_id: ids.ioasId,
+      num_iovas: 0,
+    });
+    assert.deepEqual(
+      [r.ret, r.out.num_iovas, r.out.out_iova_alignment],
+      [-Errno.EMSGSIZE, 1, 4096n],
+    );
+
+    const buf = proc.alloc(0x2000n);
+    proc.memory.write(buf, new TextEncoder().encode('physical'));
+    const map = proc.ioctlStruct(iommufd, ioctl.IOMMU_IOAS_MAP, u.iommuIoasMap, {
+      ioas_id: ids.ioasId,
+      flags: FIXED,
+      user_va: buf,
+      length: 0x2000n,
+      iova: buf,
+    });
+    assert.equal(map.ret, 0);
+    const getPa = (iova: bigint, length: bigint) =>
+      proc.ioctlStruct(iommufd, ioctl.IOMMU_IOAS_NOIOMMU_GET_PA, u.iommuIoasNoiommuGetPa, {
+        ioas_id: ids.ioasId,
+        iova,
+        length,
+      });
+    const pa = getPa(buf + 0x10n, 0x100000n);
+    assert.equal(pa.ret, 0);
+    assert.equal(pa.out.out_phys % 4096n, 0x10n);
+    // 4 KiB anonymous memory gets scattered frames: the run ends at the page boundary.
+    assert.equal(pa.out.length, 0x1000n - 0x10n);
+    assert.equal(getPa(buf, 0n).ret, -Errno.EINVAL);
+    assert.equal(getPa(buf + 0x2000n, 1n).ret, -Errno.ENOENT);
+    proc.setCapability(CAP_SYS_RAWIO, false);
+    assert.equal(getPa(buf, 1n).ret, -Errno.EPERM);
+    proc.setCapability(CAP_SYS_RAWIO, true);
+
+    const edu = new EduDriver(proc, devfd);
+    edu.enableBusMaster();
+    await edu.dma(pa.out.out_phys - 0x10n, 0x40000n, 8n, false);
+    const pa2 = getPa(buf + 0x1000n, 0x1000n).out.out_phys;
+    await edu.dma(0x40000n, pa2, 8n, true);
+    assert.equal(new TextDecoder().decode(proc.memory.read(buf + 0x1000n, 8)), 'physical');
+    assert.ok(!events.some((e) => e.kind === 'unsafe-dma'));
+
+    // A PA that is no pinned page of the client: the DMA hits simulated RAM, loudly.
+    await edu.dma(0x40000n, 0x3000_0000n, 8n, true);
+    assert.ok(events.some((e) => e.kind === 'unsafe-dma' && e.pa === 0x3000_0000n));
+
+    // Detach drops the auto domain: GET_PA has no no-IOMMU domain to ask.
+    assert.equal(
+      proc.ioctlStruct(devfd, ioctl.VFIO_DEVICE_DETACH_IOMMUFD_PT, v.vfioDeviceDetachIommufdPt, {})
+        .ret,
+      0,
+    );
+    assert.equal(getPa(buf, 1n).ret, -Errno.EOPNOTSUPP);
+    proc.exit();
+    await emu.kernel.machine.whenIdle();
+    assert.deepEqual(emu.kernel.leaks(), []);
+  });
+});
