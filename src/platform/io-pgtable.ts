@@ -1,0 +1,387 @@
+/**
+ * A radix I/O page table whose entries really live in PhysMemory frames, so a device walk reads
+ * simulated RAM and the table pages count as used memory.
+ *
+ * Format: 4 KiB table pages of 512 little-endian u64 entries. An entry is either empty (0), a
+ * pointer to the next table (PRESENT | table PA), or a leaf (PRESENT | READ? | WRITE? | PA, plus
+ * LEAF above the last level). Level 0 maps 4 KiB, level 1 2 MiB, level 2 1 GiB; leaves exist only
+ * at those levels. 4 levels cover a 48-bit IOVA space (the hardware IOMMU domains), 6 levels the
+ * whole 64-bit space (the software no-IOMMU table, like AMDv1 with a 64-bit VA).
+ *
+ * Table pages that become empty on unmap are freed, so `tablePages()` only counts live ones.
+ */
+import { Errno } from '../uapi/errno.ts';
+import type { PhysMemory } from './phys-memory.ts';
+import {
+  alignDown,
+  isAligned,
+  PAGE_SHIFT,
+  paOf,
+  pfnOf,
+  SZ_1G,
+  SZ_2M,
+  SZ_4K,
+  U64_MAX,
+} from './sizes.ts';
+
+/** Mapping permissions, with the kernel's IOMMU_READ / IOMMU_WRITE / IOMMU_CACHE values. */
+export const Prot = { READ: 1, WRITE: 2, CACHE: 4 } as const;
+
+/** Page-table entry bits. */
+export const Pte = {
+  PRESENT: 1n << 0n,
+  READ: 1n << 1n,
+  WRITE: 1n << 2n,
+  /** A large leaf (2 MiB / 1 GiB) rather than a pointer to the next table. */
+  LEAF: 1n << 7n,
+  /** Output address bits 12..51 (52-bit physical addresses). */
+  ADDR_MASK: ((1n << 52n) - 1n) & ~0xfffn,
+} as const;
+
+/** The page sizes a radix leaf can have: 4K | 2M | 1G. */
+export const RADIX_PGSIZES = SZ_4K | SZ_2M | SZ_1G;
+/** The largest physical address a leaf can hold. */
+export const PA_LAST = (1n << 52n) - 1n;
+
+export interface IoPagetableOptions {
+  /** Number of radix levels, 2..6: 4 gives 48-bit IOVAs, 6 the full 64 bits. */
+  readonly levels: number;
+  /** Leaf sizes allowed (a subset of 4K | 2M | 1G, including the smallest one used). */
+  readonly pgsizeBitmap: bigint;
+}
+
+/** One leaf mapping. */
+export interface PtLeaf {
+  /** First IOVA of the leaf. */
+  readonly iova: bigint;
+  /** First PA of the leaf. */
+  readonly pa: bigint;
+  readonly size: bigint;
+  /** Prot bits (READ / WRITE). */
+  readonly prot: number;
+}
+
+/** One table visited by a walk. */
+export interface WalkStep {
+  /** levels-1 at the top, 0 at the 4 KiB level. */
+  readonly level: number;
+  readonly tablePa: bigint;
+  readonly index: number;
+  readonly ptePa: bigint;
+  readonly pte: bigint;
+}
+
+export type WalkResult =
+  | { readonly kind: 'leaf'; readonly pa: bigint; readonly pageSize: bigint; readonly prot: number }
+  | { readonly kind: 'not-present'; readonly level: number }
+  | { readonly kind: 'outside' };
+
+/** A full translation of one IOVA, as hardware would perform it: for DMA and the inspector. */
+export interface PagetableWalk {
+  readonly iova: bigint;
+  readonly steps: readonly WalkStep[];
+  readonly result: WalkResult;
+}
+
+type Found =
+  | {
+      readonly leaf: true;
+      readonly level: number;
+      readonly tablePa: bigint;
+      readonly ptePa: bigint;
+      readonly pte: bigint;
+    }
+  | { readonly leaf: false; readonly level: number };
+
+const ENTRIES = 512;
+
+function levelShift(level: number): bigint {
+  return PAGE_SHIFT + 9n * BigInt(level);
+}
+
+function levelSize(level: number): bigint {
+  return 1n << levelShift(level);
+}
+
+function indexAt(iova: bigint, level: number): number {
+  return Number((iova >> levelShift(level)) & 511n);
+}
+
+function isLeaf(pte: bigint, level: number): boolean {
+  return level === 0 || (pte & Pte.LEAF) !== 0n;
+}
+
+function protOf(pte: bigint): number {
+  return ((pte & Pte.READ) !== 0n ? Prot.READ : 0) | ((pte & Pte.WRITE) !== 0n ? Prot.WRITE : 0);
+}
+
+/** A radix I/O page table stored in simulated physical memory. */
+export class IoPagetable {
+  readonly levels: number;
+  readonly pgsizeBitmap: bigint;
+  /** The last IOVA this table can translate. */
+  readonly lastIova: bigint;
+  /** PA of the top-level table. */
+  readonly root: bigint;
+
+  private readonly phys: PhysMemory;
+  /** Live table pages (root included) -> number of present entries. */
+  private readonly counts = new Map<bigint, number>();
+  private readonly minPage: bigint;
+  private mapped = 0n;
+  private freed = false;
+
+  /**
+   * Allocates the top-level table. Returns the table, -EINVAL for unsupported options, or
+   * -ENOMEM (the 'pagetable-alloc' injection site).
+   */
+  static create(phys: PhysMemory, options: IoPagetableOptions): IoPagetable | number {
+    const { levels, pgsizeBitmap } = options;
+    if (!Number.isInteger(levels) || levels < 2 || levels > 6) return -Errno.EINVAL;
+    if (pgsizeBitmap === 0n || (pgsizeBitmap & ~RADIX_PGSIZES) !== 0n) return -Errno.EINVAL;
+    if ((pgsizeBitmap & SZ_1G) !== 0n && levels < 3) return -Errno.EINVAL;
+    const pfn = phys.allocContiguous(1n, 1n, 'page-table');
+    if (typeof pfn === 'number') return pfn;
+    return new IoPagetable(phys, options, paOf(pfn));
+  }
+
+  private constructor(phys: PhysMemory, options: IoPagetableOptions, root: bigint) {
+    this.phys = phys;
+    this.levels = options.levels;
+    this.pgsizeBitmap = options.pgsizeBitmap;
+    this.minPage = options.pgsizeBitmap & -options.pgsizeBitmap;
+    const span = levelShift(options.levels);
+    this.lastIova = span >= 64n ? U64_MAX : (1n << span) - 1n;
+    this.root = root;
+    this.counts.set(root, 0);
+  }
+
+  /** Bytes currently mapped. */
+  get mappedBytes(): bigint {
+    return this.mapped;
+  }
+
+  /** Live table pages, the top-level one included (0 after free()). */
+  tablePages(): bigint {
+    return BigInt(this.counts.size);
+  }
+
+  /** PAs of the live table pages (for the inspector and leak checks). */
+  tablePagePas(): bigint[] {
+    return [...this.counts.keys()];
+  }
+
+  /**
+   * Maps [iova, iova + size) to [pa, pa + size) using the largest leaves the alignment of both
+   * addresses and the page-size bitmap allow. -EINVAL for misalignment, a zero size or no
+   * READ/WRITE permission; -ERANGE beyond the table's IOVA space or 52-bit PAs; -EADDRINUSE if any
+   * part is already mapped; -ENOMEM when a table page cannot be allocated. On failure nothing of
+   * this call stays mapped.
+   */
+  map(iova: bigint, pa: bigint, size: bigint, prot: number): number {
+    if (this.freed) return -Errno.EINVAL;
+    if (size <= 0n || (prot & (Prot.READ | Prot.WRITE)) === 0) return -Errno.EINVAL;
+    if (!isAligned(iova | pa | size, this.minPage)) return -Errno.EINVAL;
+    if (iova < 0n || iova + size - 1n > this.lastIova || pa < 0n || pa + size - 1n > PA_LAST) {
+      return -Errno.ERANGE;
+    }
+    let done = 0n;
+    while (done < size) {
+      const level = this.leafLevelFor(iova + done, pa + done, size - done);
+      const rc = this.mapLeaf(iova + done, pa + done, level, prot);
+      if (rc < 0) {
+        if (done > 0n) this.unmap(iova, done);
+        return rc;
+      }
+      done += levelSize(level);
+      this.mapped += levelSize(level);
+    }
+    return 0;
+  }
+
+  /**
+   * Removes every leaf lying entirely inside [iova, iova + size) and returns the bytes unmapped.
+   * Holes are skipped. A large leaf straddling either end is left mapped (iommufd only unmaps what
+   * it mapped, so that would be a caller bug) and is not counted. Misaligned requests unmap nothing.
+   */
+  unmap(iova: bigint, size: bigint): bigint {
+    if (this.freed || size <= 0n || !isAligned(iova | size, this.minPage)) return 0n;
+    const limit = this.lastIova + 1n;
+    const end = iova + size > limit ? limit : iova + size;
+    let total = 0n;
+    let cur = iova;
+    while (cur < end) {
+      const found = this.find(cur);
+      const sz = levelSize(found.level);
+      const base = alignDown(cur, sz);
+      if (found.leaf && base >= iova && base + sz <= end) {
+        this.phys.writeU64(found.ptePa, 0n);
+        this.bump(found.tablePa, -1);
+        this.prune(base);
+        total += sz;
+      }
+      cur = base + sz;
+    }
+    this.mapped -= total;
+    return total;
+  }
+
+  /** The PA for `iova` including its offset inside the page, or undefined when not mapped. */
+  iovaToPhys(iova: bigint): bigint | undefined {
+    const leaf = this.lookup(iova);
+    return leaf === undefined ? undefined : leaf.pa + (iova - leaf.iova);
+  }
+
+  /** The leaf mapping `iova`, or undefined. */
+  lookup(iova: bigint): PtLeaf | undefined {
+    if (this.freed || iova < 0n || iova > this.lastIova) return undefined;
+    const found = this.find(iova);
+    if (!found.leaf) return undefined;
+    const size = levelSize(found.level);
+    return {
+      iova: alignDown(iova, size),
+      pa: found.pte & Pte.ADDR_MASK & ~(size - 1n),
+      size,
+      prot: protOf(found.pte),
+    };
+  }
+
+  /** Walks the table for `iova`, recording every entry read. */
+  walk(iova: bigint): PagetableWalk {
+    const steps: WalkStep[] = [];
+    if (this.freed || iova < 0n || iova > this.lastIova)
+      return { iova, steps, result: { kind: 'outside' } };
+    let table = this.root;
+    for (let level = this.levels - 1; level >= 0; level--) {
+      const index = indexAt(iova, level);
+      const ptePa = table + BigInt(index * 8);
+      const pte = this.phys.readU64(ptePa);
+      steps.push({ level, tablePa: table, index, ptePa, pte });
+      if ((pte & Pte.PRESENT) === 0n)
+        return { iova, steps, result: { kind: 'not-present', level } };
+      if (isLeaf(pte, level)) {
+        const size = levelSize(level);
+        const pa = (pte & Pte.ADDR_MASK & ~(size - 1n)) + (iova & (size - 1n));
+        return { iova, steps, result: { kind: 'leaf', pa, pageSize: size, prot: protOf(pte) } };
+      }
+      table = pte & Pte.ADDR_MASK;
+    }
+    return { iova, steps, result: { kind: 'not-present', level: 0 } };
+  }
+
+  /** Every leaf, in IOVA order (reads the real entries). */
+  leaves(): PtLeaf[] {
+    const out: PtLeaf[] = [];
+    if (!this.freed) this.collect(this.root, this.levels - 1, 0n, out);
+    return out;
+  }
+
+  /** Releases every table page. The table is unusable afterwards; calling free() twice is a no-op. */
+  free(): void {
+    if (this.freed) return;
+    this.freed = true;
+    for (const table of this.counts.keys()) this.phys.free(pfnOf(table));
+    this.counts.clear();
+    this.mapped = 0n;
+  }
+
+  // ---- internals ----------------------------------------------------------------------------
+
+  private leafLevelFor(iova: bigint, pa: bigint, remaining: bigint): number {
+    for (let level = Math.min(2, this.levels - 1); level > 0; level--) {
+      const size = levelSize(level);
+      if ((this.pgsizeBitmap & size) !== 0n && isAligned(iova | pa, size) && remaining >= size) {
+        return level;
+      }
+    }
+    return 0;
+  }
+
+  private mapLeaf(iova: bigint, pa: bigint, level: number, prot: number): number {
+    let table = this.root;
+    for (let l = this.levels - 1; l > level; l--) {
+      const ptePa = table + BigInt(indexAt(iova, l) * 8);
+      const pte = this.phys.readU64(ptePa);
+      if ((pte & Pte.PRESENT) !== 0n) {
+        if (isLeaf(pte, l)) return -Errno.EADDRINUSE;
+        table = pte & Pte.ADDR_MASK;
+        continue;
+      }
+      const pfn = this.phys.allocContiguous(1n, 1n, 'page-table');
+      if (typeof pfn === 'number') {
+        this.prune(iova);
+        return pfn;
+      }
+      const next = paOf(pfn);
+      this.phys.writeU64(ptePa, next | Pte.PRESENT);
+      this.bump(table, 1);
+      this.counts.set(next, 0);
+      table = next;
+    }
+    const ptePa = table + BigInt(indexAt(iova, level) * 8);
+    if ((this.phys.readU64(ptePa) & Pte.PRESENT) !== 0n) {
+      this.prune(iova);
+      return -Errno.EADDRINUSE;
+    }
+    let pte = pa | Pte.PRESENT;
+    if ((prot & Prot.READ) !== 0) pte |= Pte.READ;
+    if ((prot & Prot.WRITE) !== 0) pte |= Pte.WRITE;
+    if (level > 0) pte |= Pte.LEAF;
+    this.phys.writeU64(ptePa, pte);
+    this.bump(table, 1);
+    return 0;
+  }
+
+  private find(iova: bigint): Found {
+    let table = this.root;
+    for (let level = this.levels - 1; level >= 0; level--) {
+      const ptePa = table + BigInt(indexAt(iova, level) * 8);
+      const pte = this.phys.readU64(ptePa);
+      if ((pte & Pte.PRESENT) === 0n) return { leaf: false, level };
+      if (isLeaf(pte, level)) return { leaf: true, level, tablePa: table, ptePa, pte };
+      table = pte & Pte.ADDR_MASK;
+    }
+    return { leaf: false, level: 0 };
+  }
+
+  /** Frees the empty tables on the path to `iova`, deepest first (the root always stays). */
+  private prune(iova: bigint): void {
+    const path: { table: bigint; ptePa: bigint; parent: bigint }[] = [];
+    let table = this.root;
+    for (let level = this.levels - 1; level > 0; level--) {
+      const ptePa = table + BigInt(indexAt(iova, level) * 8);
+      const pte = this.phys.readU64(ptePa);
+      if ((pte & Pte.PRESENT) === 0n || isLeaf(pte, level)) break;
+      const next = pte & Pte.ADDR_MASK;
+      path.push({ table: next, ptePa, parent: table });
+      table = next;
+    }
+    for (let i = path.length - 1; i >= 0; i--) {
+      const step = path[i]!;
+      if (this.counts.get(step.table) !== 0) return;
+      this.phys.writeU64(step.ptePa, 0n);
+      this.bump(step.parent, -1);
+      this.counts.delete(step.table);
+      this.phys.free(pfnOf(step.table));
+    }
+  }
+
+  private bump(table: bigint, delta: number): void {
+    const count = this.counts.get(table);
+    if (count !== undefined) this.counts.set(table, count + delta);
+  }
+
+  private collect(table: bigint, level: number, base: bigint, out: PtLeaf[]): void {
+    const size = levelSize(level);
+    for (let index = 0; index < ENTRIES; index++) {
+      const pte = this.phys.readU64(table + BigInt(index * 8));
+      if ((pte & Pte.PRESENT) === 0n) continue;
+      const iova = base + BigInt(index) * size;
+      if (isLeaf(pte, level)) {
+        out.push({ iova, pa: pte & Pte.ADDR_MASK & ~(size - 1n), size, prot: protOf(pte) });
+      } else if (this.counts.has(pte & Pte.ADDR_MASK)) {
+        this.collect(pte & Pte.ADDR_MASK, level - 1, iova, out);
+      }
+    }
+  }
+}
