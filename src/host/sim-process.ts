@@ -16,7 +16,7 @@ import { CAP_FULL_SET, type Credentials } from './credentials.ts';
 import { File, type FileOperations } from './file.ts';
 import type { Kernel } from './kernel.ts';
 import { SimulatedMemory } from './sim-memory.ts';
-import { runSyscall } from './syscall.ts';
+import { runSyscall, tracedIoctl } from './syscall.ts';
 import type { Task } from './task.ts';
 
 let nextPid = 100000;
@@ -116,11 +116,9 @@ export class SimProcess {
   ioctl(fd: number, cmd: number, arg: bigint | number = 0n): number {
     const file = this.fds.get(fd);
     if (file === undefined) return -Errno.EBADF;
-    const ioctl = file.fops.ioctl;
-    if (ioctl === undefined) return -Errno.ENOTTY;
-    return this.call(`ioctl(${fd}, 0x${cmd.toString(16)})`, () =>
-      ioctl(file, this.task(), cmd, BigInt(arg)),
-    );
+    if (this.exited) throw new Error(`process ${this.pid} has exited`);
+    const call = { pid: this.pid, tid: this.pid, fd };
+    return tracedIoctl(this.kernel.events, call, file, this.task(), cmd, BigInt(arg), this.failNth);
   }
 
   /** pread(2): the bytes read, or a negative errno. */

@@ -5,8 +5,11 @@
  * emulator down.
  */
 import { type FailNth, withFailNth } from '../fault/fault.ts';
+import { decodeArg, ioctlInfo } from '../trace/decode.ts';
 import type { EventBus } from '../trace/events.ts';
 import { Errno } from '../uapi/errno.ts';
+import type { File } from './file.ts';
+import type { Task } from './task.ts';
 
 export function runSyscall<T>(
   events: EventBus,
@@ -23,4 +26,35 @@ export function runSyscall<T>(
     process.stderr.write(`iommufd-emu: ${message}\n`);
     return -Errno.EIO;
   }
+}
+
+/**
+ * ioctl through a File, publishing a decoded 'syscall' event when anyone listens. The struct is
+ * read straight from the caller's memory for the trace, outside the fault-injection sites.
+ */
+export function tracedIoctl(
+  events: EventBus,
+  call: { readonly pid: number; readonly tid: number; readonly fd: number },
+  file: File,
+  task: Task,
+  cmd: number,
+  arg: bigint,
+  failNth: FailNth | undefined,
+): number {
+  const ioctl = file.fops.ioctl;
+  const what = `ioctl(${call.fd}, 0x${cmd.toString(16)})`;
+  if (ioctl === undefined) return -Errno.ENOTTY;
+  if (!events.active) return runSyscall(events, what, failNth, () => ioctl(file, task, cmd, arg));
+  const info = ioctlInfo(file.fops.name, cmd);
+  const before = info?.spec === undefined ? undefined : task.memory.read(arg, info.spec.size);
+  const ret = runSyscall(events, what, failNth, () => ioctl(file, task, cmd, arg));
+  let detail = `${call.fd}, ${info?.name ?? `0x${cmd.toString(16)}`}`;
+  if (info?.spec !== undefined) {
+    const after = ret >= 0 ? task.memory.read(arg, info.spec.size) : before;
+    detail += after === undefined ? `, 0x${arg.toString(16)}` : `, ${decodeArg(info.spec, after)}`;
+  } else if (info === undefined || arg !== 0n) {
+    detail += `, 0x${arg.toString(16)}`;
+  }
+  events.publish({ kind: 'syscall', pid: call.pid, tid: call.tid, call: 'ioctl', detail, ret });
+  return ret;
 }
