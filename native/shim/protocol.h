@@ -1,0 +1,139 @@
+/*
+ * iommufd-emu wire protocol between the LD_PRELOAD shim (shim.c) and the Node server
+ * (src/server/protocol.ts mirrors every constant and layout here; change both together).
+ *
+ * Transport: AF_UNIX SOCK_STREAM, host byte order (little-endian on every supported target).
+ * Every request is   [emu_req 32 B][emu_creds 48 B][payload]   and every reply is
+ *                    [emu_rep 32 B][payload],
+ * with `len` counting the whole message. One request is outstanding per connection.
+ *
+ * Connections:
+ *  - transport connection: one per thread (re-made after fork); first message HELLO, then
+ *    LOOKUP/CLOSE/IOCTL/READ/WRITE/MMAP/STAT/POLL.
+ *  - object connection: one per open file description; it *is* the fd open() returns. Its only
+ *    message is OPEN; the server releases the file when it sees EOF (last copy closed anywhere).
+ *
+ * The protocol knows no iommufd or VFIO struct: an ioctl travels as (cmd, arg) plus an optional
+ * prefetched window of caller memory at arg.
+ */
+#ifndef IOMMUFD_EMU_PROTOCOL_H
+#define IOMMUFD_EMU_PROTOCOL_H
+
+#include <stdint.h>
+
+#define EMU_PROTO_VERSION 1u
+
+enum emu_op {
+	/* transport: a0 = version. reply: v0 = server version, payload = emulated path prefixes,
+	 * each NUL-terminated. */
+	EMU_OP_HELLO = 1,
+	/* object connection: a0 = open flags, a1 = st_ino of the client's socket, payload = path
+	 * (NUL-terminated). reply: ret = object id or -errno, v0 = st_mode, v1 = rdev. */
+	EMU_OP_OPEN = 2,
+	/* a0 = st_ino of a socket fd the shim does not know (after exec, SCM_RIGHTS).
+	 * reply: ret = object id or -ENOENT, v0 = st_mode, v1 = rdev. */
+	EMU_OP_LOOKUP = 3,
+	/* obj = object whose fd this process just closed. The reply comes only after the server
+	 * has processed any EOF that close caused, so release is synchronous with close(). */
+	EMU_OP_CLOSE = 4,
+	/* obj, a0 = cmd, a1 = arg; with EMU_REQ_WINDOW the payload is the caller's memory at arg.
+	 * reply: ret = result or -errno; payload = emu_seg records (window bytes the call wrote). */
+	EMU_OP_IOCTL = 5,
+	/* obj, a0 = count, a1 = position (EMU_REQ_POSITIONAL) . reply: ret = bytes or -errno,
+	 * payload = the bytes. */
+	EMU_OP_READ = 6,
+	/* obj, a0 = count, a1 = position (EMU_REQ_POSITIONAL), payload = the bytes.
+	 * reply: ret = bytes written or -errno. */
+	EMU_OP_WRITE = 7,
+	/* obj, a0 = length, a1 = file offset, payload = emu_mmap_req. reply: ret = 0 or -errno,
+	 * v1 = EMU_MMAP_FILE: v0 = offset in the backing file, payload = its path (NUL-terminated);
+	 * v1 = EMU_MMAP_TRAPPED: v0 = region offset; the shim traps every access and forwards it as
+	 * a positional READ/WRITE at region offset + offset into the mapping. */
+	EMU_OP_MMAP = 8,
+	/* payload = path (NUL-terminated); EMU_REQ_NOFOLLOW for lstat. reply: ret = 0 or -errno,
+	 * v0 = st_mode, v1 = rdev. */
+	EMU_OP_STAT = 9,
+	/* payload = emu_poll_ent[n]. reply: payload = uint32_t revents[n]. */
+	EMU_OP_POLL = 10,
+};
+
+/* Request flags. */
+#define EMU_REQ_WINDOW 0x1u     /* IOCTL: payload holds caller memory at arg */
+#define EMU_REQ_POSITIONAL 0x2u /* READ/WRITE: pread/pwrite at a1, else the file position */
+#define EMU_REQ_NOFOLLOW 0x4u   /* STAT: do not follow a symlink in the last component */
+#define EMU_REQ_WINDOW_RO 0x8u  /* IOCTL: the window's memory is read-only (writes: EFAULT) */
+
+/* MMAP reply v1. */
+#define EMU_MMAP_FILE 0u
+#define EMU_MMAP_TRAPPED 1u
+
+/* Reply flags. */
+#define EMU_REP_STALE 0x1u /* obj is not (or no longer) a live object: drop the fd table entry */
+
+/* Limits. */
+#define EMU_WINDOW_MIN 4u
+#define EMU_WINDOW_MAX 4096u
+#define EMU_RW_MAX (1u << 20)        /* one read/write moves at most this much (short count) */
+#define EMU_MSG_MAX ((1u << 20) + 8192u)
+
+struct emu_req {
+	uint32_t len;
+	uint16_t op;
+	uint16_t flags;
+	uint32_t seq;
+	uint32_t obj;
+	uint64_t a0;
+	uint64_t a1;
+};
+
+struct emu_rep {
+	uint32_t len;
+	uint16_t op;
+	uint16_t flags;
+	uint32_t seq;
+	int32_t ret;
+	uint64_t v0;
+	uint64_t v1;
+};
+
+/* The caller's credentials, read at the moment of each call. */
+struct emu_creds {
+	uint32_t pid;
+	uint32_t tid;
+	uint32_t uid;  /* real uid */
+	uint32_t euid;
+	uint32_t gid;
+	uint32_t egid;
+	uint32_t cap_eff_lo; /* capget() effective set, words 0 and 1 */
+	uint32_t cap_eff_hi;
+	uint64_t memlock; /* RLIMIT_MEMLOCK soft limit, ~0 for RLIM_INFINITY */
+	uint64_t mm_cookie; /* random per address space: new after exec and in a fork child */
+};
+
+/* One run of window bytes written by the call; followed by len bytes, no padding. */
+struct emu_seg {
+	uint32_t off;
+	uint32_t len;
+};
+
+struct emu_mmap_req {
+	uint32_t prot;
+	uint32_t flags;
+};
+
+struct emu_poll_ent {
+	uint32_t obj;
+	uint32_t events;
+};
+
+/* rdev on the wire: major in the high 32 bits, minor in the low 32 bits. */
+#define EMU_RDEV(major, minor) (((uint64_t)(major) << 32) | (uint32_t)(minor))
+#define EMU_RDEV_MAJOR(v) ((unsigned int)((v) >> 32))
+#define EMU_RDEV_MINOR(v) ((unsigned int)((v) & 0xffffffffu))
+
+_Static_assert(sizeof(struct emu_req) == 32, "emu_req is 32 bytes");
+_Static_assert(sizeof(struct emu_rep) == 32, "emu_rep is 32 bytes");
+_Static_assert(sizeof(struct emu_creds) == 48, "emu_creds is 48 bytes");
+_Static_assert(sizeof(struct emu_seg) == 8, "emu_seg is 8 bytes");
+
+#endif

@@ -1,0 +1,383 @@
+#!/usr/bin/env node
+/**
+ * The `iommufd-emu` command.
+ *
+ *   iommufd-emu exec [--trace FILE] [--platform FILE] [--enable-unsafe-noiommu-mode] -- PROGRAM [ARGS...]
+ *     Runs PROGRAM (and its children) against a private emulator; exits with PROGRAM's status
+ *     (128+signal if it was killed), or 3 if the emulator found leaks after it exited. With
+ *     IOMMUFD_EMU_SOCKET already set, joins that emulator instead of starting one.
+ *   iommufd-emu serve [--socket PATH] [--trace FILE] [--platform FILE] [--enable-unsafe-noiommu-mode]
+ *     One emulator several programs share; prints the environment they need.
+ *   iommufd-emu check ...
+ *     The fault-injection sweep and the explorer (see check.ts).
+ *
+ * Exit status 2: bad usage, or an option this build does not support.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Command, CommanderError } from 'commander';
+import { createKernel, type Kernel } from '../host/kernel.ts';
+import { type EmuServer, startServer } from '../server/server.ts';
+import type { EmuEvent } from '../trace/events.ts';
+import { errnoName } from '../uapi/errno.ts';
+import { registerCheckCommand } from './check.ts';
+
+const SHIM_NAME = 'libiommufd-emu-shim.so';
+const ADDON_NAME = 'iommufd-emu-fd.node';
+/** How long exec waits, after PROGRAM exits, for its emulated fds to be closed everywhere. */
+const IDLE_WAIT_MS = 2000;
+const EXIT_USAGE = 2;
+const EXIT_LEAKS = 3;
+
+interface KernelFlags {
+  readonly trace?: string;
+  readonly platform?: string;
+  readonly enableUnsafeNoiommuMode?: boolean;
+}
+
+interface ServeFlags extends KernelFlags {
+  readonly socket?: string;
+}
+
+class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+function fail(message: string): never {
+  throw new UsageError(message);
+}
+
+// -- native parts ------------------------------------------------------------------------------
+
+/** The project's native/ directory, found upward from this module (src/cli or dist/src/cli). */
+function nativeDir(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    if (fs.existsSync(path.join(dir, 'native', 'Makefile'))) return path.join(dir, 'native');
+    const parent = path.dirname(dir);
+    if (parent === dir) fail('cannot find the native/ directory (native/Makefile) of iommufd-emu');
+    dir = parent;
+  }
+}
+
+/** The shim's path, building native/ first if the shim or the fd addon is missing. */
+function ensureShim(): string {
+  const native = nativeDir();
+  const shim = path.join(native, 'build', SHIM_NAME);
+  const addon = path.join(native, 'build', ADDON_NAME);
+  if (!fs.existsSync(shim) || !fs.existsSync(addon)) {
+    process.stderr.write(`iommufd-emu: building ${path.relative(process.cwd(), native)}\n`);
+    // stdout stays clean (serve prints the environment there).
+    const made = spawnSync('make', ['-s', '-C', native], { stdio: ['ignore', 2, 2] });
+    if (made.status !== 0 || !fs.existsSync(shim)) {
+      fail(`building the shim failed (make -C ${native}); it needs gcc and make`);
+    }
+  }
+  return shim;
+}
+
+function preloadWith(shim: string, existing: string | undefined): string {
+  const parts = (existing ?? '').split(/[ :]/).filter((p) => p !== '');
+  if (parts.some((p) => path.basename(p) === SHIM_NAME)) return parts.join(':');
+  return [shim, ...parts].join(':');
+}
+
+/**
+ * A process running under the shim must not serve: its own file calls would be forwarded to
+ * itself and deadlock.
+ */
+function refuseIfShimmed(): void {
+  const preload = process.env.LD_PRELOAD ?? '';
+  if (preload.includes(SHIM_NAME)) {
+    fail(
+      `LD_PRELOAD contains ${SHIM_NAME}: unset it (and IOMMUFD_EMU_SOCKET) before starting an emulator`,
+    );
+  }
+}
+
+// -- the kernel and its trace ------------------------------------------------------------------
+
+function bootKernel(flags: KernelFlags): Kernel {
+  const kernel = createKernel({
+    ...(flags.platform === undefined ? {} : { platformFile: flags.platform }),
+    ...(flags.enableUnsafeNoiommuMode === true ? { enableUnsafeNoiommuMode: true } : {}),
+  });
+  if (typeof kernel === 'string') fail(kernel);
+  return kernel;
+}
+
+function traceLine(event: EmuEvent): string {
+  if (event.kind === 'syscall') {
+    const err = event.ret < 0 ? ` ${errnoName(event.ret)}` : '';
+    return `${event.pid}/${event.tid} ${event.call}(${event.detail}) = ${event.ret}${err}`;
+  }
+  return JSON.stringify(event, (_key, value: unknown) =>
+    typeof value === 'bigint' ? `0x${value.toString(16)}` : value,
+  );
+}
+
+/** Writes every event of the kernel to file, one line each; returns the closer. */
+function startTrace(kernel: Kernel, file: string): () => void {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'w');
+  } catch (err) {
+    fail(`--trace ${file}: ${(err as Error).message}`);
+  }
+  const unsubscribe = kernel.events.subscribe((event) => {
+    fs.writeSync(fd, `${traceLine(event)}\n`);
+  });
+  return () => {
+    unsubscribe();
+    fs.closeSync(fd);
+  };
+}
+
+/** Leaks the kernel reports once every client is gone. */
+function leaksOf(kernel: Kernel): string[] {
+  const hook = (kernel as Kernel & { leaks?: () => string[] }).leaks;
+  return typeof hook === 'function' ? hook.call(kernel) : [];
+}
+
+function shutdownKernel(kernel: Kernel): void {
+  const hook = (kernel as Kernel & { shutdown?: () => void }).shutdown;
+  if (typeof hook === 'function') hook.call(kernel);
+}
+
+function reportLeaks(leaks: readonly string[]): void {
+  process.stderr.write(`iommufd-emu: leaks after the program exited:\n`);
+  for (const leak of leaks) process.stderr.write(`  ${leak}\n`);
+}
+
+// -- running a program ---------------------------------------------------------------------------
+
+const FORWARDED_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const;
+
+/** Runs program with env; resolves with its exit status (128+signal when killed). */
+function runProgram(
+  program: string,
+  args: readonly string[],
+  env: NodeJS.ProcessEnv,
+): Promise<number> {
+  return new Promise((resolve) => {
+    const child = spawn(program, args, { stdio: 'inherit', env });
+    const forward = (signal: NodeJS.Signals): void => {
+      child.kill(signal);
+    };
+    for (const s of FORWARDED_SIGNALS) process.on(s, forward);
+    const done = (status: number): void => {
+      for (const s of FORWARDED_SIGNALS) process.off(s, forward);
+      resolve(status);
+    };
+    child.on('error', (err: NodeJS.ErrnoException) => {
+      process.stderr.write(`iommufd-emu: cannot run ${program}: ${err.message}\n`);
+      done(err.code === 'ENOENT' ? 127 : 126);
+    });
+    child.on('exit', (code, signal) => {
+      if (signal !== null) done(128 + (os.constants.signals[signal] ?? 0));
+      else done(code ?? 0);
+    });
+  });
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    setTimeout(resolve, ms).unref();
+  });
+}
+
+function hasKernelFlags(flags: KernelFlags): boolean {
+  return (
+    flags.trace !== undefined ||
+    flags.platform !== undefined ||
+    flags.enableUnsafeNoiommuMode === true
+  );
+}
+
+async function execCommand(program: string, args: string[], flags: KernelFlags): Promise<number> {
+  const joined = process.env.IOMMUFD_EMU_SOCKET;
+  if (joined !== undefined && joined !== '') {
+    if (hasKernelFlags(flags)) {
+      fail(
+        'IOMMUFD_EMU_SOCKET is set, so exec joins that emulator: --trace/--platform/--enable-unsafe-noiommu-mode belong to the emulator (iommufd-emu serve)',
+      );
+    }
+    const shim = ensureShim();
+    return runProgram(program, args, {
+      ...process.env,
+      LD_PRELOAD: preloadWith(shim, process.env.LD_PRELOAD),
+    });
+  }
+
+  refuseIfShimmed();
+  const shim = ensureShim();
+  const kernel = bootKernel(flags);
+  const stopTrace = flags.trace === undefined ? undefined : startTrace(kernel, flags.trace);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iommufd-emu-'));
+  let server: EmuServer | undefined;
+  try {
+    server = await startServer(kernel, path.join(dir, 'emu.sock'));
+    let status = await runProgram(program, args, {
+      ...process.env,
+      LD_PRELOAD: preloadWith(shim, process.env.LD_PRELOAD),
+      IOMMUFD_EMU_SOCKET: server.socketPath,
+    });
+    // Children PROGRAM left behind may still hold emulated fds: give them a moment.
+    const idle = await Promise.race([server.whenIdle().then(() => true), sleep(IDLE_WAIT_MS)]);
+    if (!idle) {
+      process.stderr.write(
+        `iommufd-emu: ${server.connectionCount} connections still open ${IDLE_WAIT_MS} ms after ${program} exited (a background process holds emulated fds); not checking for leaks\n`,
+      );
+    } else {
+      const leaks = leaksOf(kernel);
+      if (leaks.length > 0) {
+        reportLeaks(leaks);
+        status = EXIT_LEAKS;
+      }
+    }
+    return status;
+  } finally {
+    await server?.close();
+    shutdownKernel(kernel);
+    stopTrace?.();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// -- serve ---------------------------------------------------------------------------------------
+
+function shellQuote(s: string): string {
+  return /^[\w./:@%+=,-]+$/.test(s) ? s : `'${s.replaceAll("'", "'\\''")}'`;
+}
+
+/** Whether something listens on the AF_UNIX socket at socketPath. */
+function socketInUse(socketPath: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = net.connect(socketPath);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => {
+      resolve(false);
+    });
+  });
+}
+
+async function serveCommand(flags: ServeFlags): Promise<number> {
+  refuseIfShimmed();
+  const shim = ensureShim();
+  let dir: string | undefined;
+  let socketPath: string;
+  if (flags.socket !== undefined) {
+    socketPath = path.resolve(flags.socket);
+    if (fs.existsSync(socketPath)) {
+      if (!fs.statSync(socketPath).isSocket()) fail(`${socketPath} exists and is not a socket`);
+      if (await socketInUse(socketPath)) fail(`an emulator already serves ${socketPath}`);
+      fs.unlinkSync(socketPath);
+    }
+  } else {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iommufd-emu-'));
+    socketPath = path.join(dir, 'emu.sock');
+  }
+  const kernel = bootKernel(flags);
+  const stopTrace = flags.trace === undefined ? undefined : startTrace(kernel, flags.trace);
+  const server = await startServer(kernel, socketPath);
+  process.stdout.write(
+    `export LD_PRELOAD=${shellQuote(preloadWith(shim, undefined))}\nexport IOMMUFD_EMU_SOCKET=${shellQuote(socketPath)}\n`,
+  );
+  process.stderr.write(`iommufd-emu: serving on ${socketPath}; stop with Ctrl-C\n`);
+
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(s, () => resolve(s));
+  });
+  process.stderr.write(`iommufd-emu: ${signal}: stopping\n`);
+  await server.close();
+  const leaks = leaksOf(kernel);
+  shutdownKernel(kernel);
+  stopTrace?.();
+  if (dir !== undefined) fs.rmSync(dir, { recursive: true, force: true });
+  if (leaks.length > 0) {
+    reportLeaks(leaks);
+    return EXIT_LEAKS;
+  }
+  return 0;
+}
+
+// -- command line --------------------------------------------------------------------------------
+
+function kernelOptions(cmd: Command): Command {
+  return cmd
+    .option('--trace <file>', 'write every emulated call and emulator event to FILE')
+    .option('--platform <file>', 'the machine to emulate (default: the built-in platform)')
+    .option('--enable-unsafe-noiommu-mode', 'boot with vfio.enable_unsafe_noiommu_mode=1');
+}
+
+function buildProgram(run: (work: Promise<number>) => void): Command {
+  const program = new Command('iommufd-emu')
+    .description('A userspace emulator of Linux iommufd (/dev/iommu) and VFIO device cdevs')
+    .enablePositionalOptions()
+    .showHelpAfterError();
+
+  kernelOptions(
+    program
+      .command('exec')
+      .description(
+        'run PROGRAM [ARGS...] against the emulator (a private one unless IOMMUFD_EMU_SOCKET is set)',
+      )
+      .argument('<program>', 'the program to run')
+      .argument('[args...]', 'its arguments')
+      .passThroughOptions(),
+  ).action((prog: string, args: string[], flags: KernelFlags) => {
+    run(execCommand(prog, args, flags));
+  });
+
+  kernelOptions(
+    program
+      .command('serve')
+      .description('serve one emulator for several programs; prints the environment they need')
+      .option('--socket <path>', 'the socket to serve on (default: in a new private directory)'),
+  ).action((flags: ServeFlags) => {
+    run(serveCommand(flags));
+  });
+
+  registerCheckCommand(program);
+
+  program.exitOverride();
+  for (const sub of program.commands) sub.exitOverride();
+  return program;
+}
+
+function main(argv: readonly string[]): void {
+  const finish = (work: Promise<number>): void => {
+    work.then(
+      (status) => process.exit(status),
+      (err: unknown) => {
+        if (err instanceof UsageError) {
+          process.stderr.write(`iommufd-emu: ${err.message}\n`);
+          process.exit(EXIT_USAGE);
+        }
+        process.stderr.write(
+          `iommufd-emu: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+        );
+        process.exit(1);
+      },
+    );
+  };
+  try {
+    buildProgram(finish).parse(argv as string[]);
+  } catch (err) {
+    if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : EXIT_USAGE);
+    if (err instanceof UsageError) {
+      process.stderr.write(`iommufd-emu: ${err.message}\n`);
+      process.exit(EXIT_USAGE);
+    }
+    throw err;
+  }
+}
+
+main(process.argv);

@@ -1,0 +1,322 @@
+/**
+ * The wire protocol between the LD_PRELOAD shim and the server: message framing and the fixed
+ * layouts, mirrored from native/shim/protocol.h (change both together). Little-endian.
+ *
+ * Request: [header 32 B][creds 48 B][payload]. Reply: [header 32 B][payload]. `len` counts the
+ * whole message. The protocol knows no iommufd or VFIO struct.
+ */
+
+export const PROTOCOL_VERSION = 1;
+
+export const HEADER_BYTES = 32;
+export const CREDS_BYTES = 48;
+export const SEGMENT_HEADER_BYTES = 8;
+export const POLL_ENTRY_BYTES = 8;
+export const MMAP_REQUEST_BYTES = 8;
+
+export const WINDOW_MIN = 4;
+export const WINDOW_MAX = 4096;
+/** One read or write moves at most this much (the shim returns a short count). */
+export const RW_MAX = 1 << 20;
+/** No message may be longer. */
+export const MESSAGE_MAX = (1 << 20) + 8192;
+
+/** Operation codes (`enum emu_op`). */
+export const Op = {
+  HELLO: 1,
+  OPEN: 2,
+  LOOKUP: 3,
+  CLOSE: 4,
+  IOCTL: 5,
+  READ: 6,
+  WRITE: 7,
+  MMAP: 8,
+  STAT: 9,
+  POLL: 10,
+} as const;
+export type OpCode = (typeof Op)[keyof typeof Op];
+
+/** Request flags. */
+export const ReqFlag = {
+  /** IOCTL: the payload is the caller's memory at arg. */
+  WINDOW: 0x1,
+  /** READ/WRITE: at position a1 (pread/pwrite) instead of the file position. */
+  POSITIONAL: 0x2,
+  /** STAT: do not follow a symlink in the last component (lstat, AT_SYMLINK_NOFOLLOW). */
+  NOFOLLOW: 0x4,
+  /** IOCTL: the window's memory is not writable (a write to it is EFAULT). */
+  WINDOW_RO: 0x8,
+} as const;
+
+/** Reply flags. */
+export const ReplyFlag = {
+  /** The request named an object that is not (or no longer) live: the shim drops its entry. */
+  STALE: 0x1,
+} as const;
+
+/** MMAP reply v1: what backs the mapping. */
+export const MmapKind = {
+  /** v0 = offset in the backing file the payload names; the shim maps that file. */
+  FILE: 0,
+  /** v0 = region offset; the shim traps every access and sends it as a positional READ/WRITE. */
+  TRAPPED: 1,
+} as const;
+
+/** The caller's credentials as the shim read them for this request (`struct emu_creds`). */
+export interface WireCreds {
+  readonly pid: number;
+  readonly tid: number;
+  readonly uid: number;
+  readonly euid: number;
+  readonly gid: number;
+  readonly egid: number;
+  /** capget() effective set, both 32-bit words. */
+  readonly capEff: bigint;
+  /** RLIMIT_MEMLOCK soft limit; 2^64-1 for RLIM_INFINITY. */
+  readonly memlock: bigint;
+  /** Random per address space: new after exec and in every fork child. */
+  readonly mmCookie: bigint;
+}
+
+export interface Request {
+  readonly op: number;
+  readonly flags: number;
+  readonly seq: number;
+  readonly obj: number;
+  readonly a0: bigint;
+  readonly a1: bigint;
+  readonly creds: WireCreds;
+  readonly payload: Uint8Array;
+}
+
+export interface Reply {
+  readonly op: number;
+  readonly seq: number;
+  readonly ret: number;
+  readonly flags?: number | undefined;
+  readonly v0?: bigint | undefined;
+  readonly v1?: bigint | undefined;
+  readonly payload?: Uint8Array | undefined;
+}
+
+function view(bytes: Uint8Array): DataView {
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** Decodes one complete request frame, or returns why it is malformed. */
+export function decodeRequest(frame: Uint8Array): Request | string {
+  if (frame.byteLength < HEADER_BYTES + CREDS_BYTES) return `short request (${frame.byteLength} B)`;
+  const v = view(frame);
+  const len = v.getUint32(0, true);
+  if (len !== frame.byteLength) return `length field ${len} != frame ${frame.byteLength}`;
+  const c = HEADER_BYTES;
+  const creds: WireCreds = {
+    pid: v.getUint32(c + 0, true),
+    tid: v.getUint32(c + 4, true),
+    uid: v.getUint32(c + 8, true),
+    euid: v.getUint32(c + 12, true),
+    gid: v.getUint32(c + 16, true),
+    egid: v.getUint32(c + 20, true),
+    capEff: BigInt(v.getUint32(c + 24, true)) | (BigInt(v.getUint32(c + 28, true)) << 32n),
+    memlock: v.getBigUint64(c + 32, true),
+    mmCookie: v.getBigUint64(c + 40, true),
+  };
+  return {
+    op: v.getUint16(4, true),
+    flags: v.getUint16(6, true),
+    seq: v.getUint32(8, true),
+    obj: v.getUint32(12, true),
+    a0: v.getBigUint64(16, true),
+    a1: v.getBigUint64(24, true),
+    creds,
+    payload: frame.subarray(HEADER_BYTES + CREDS_BYTES),
+  };
+}
+
+/** Encodes a reply (header + payload). */
+export function encodeReply(reply: Reply): Uint8Array {
+  const payload = reply.payload ?? new Uint8Array(0);
+  const out = new Uint8Array(HEADER_BYTES + payload.byteLength);
+  const v = view(out);
+  v.setUint32(0, out.byteLength, true);
+  v.setUint16(4, reply.op, true);
+  v.setUint16(6, reply.flags ?? 0, true);
+  v.setUint32(8, reply.seq, true);
+  v.setInt32(12, reply.ret, true);
+  v.setBigUint64(16, BigInt.asUintN(64, reply.v0 ?? 0n), true);
+  v.setBigUint64(24, BigInt.asUintN(64, reply.v1 ?? 0n), true);
+  out.set(payload, HEADER_BYTES);
+  return out;
+}
+
+/** Encodes a request: used by tests and tools that talk to the server without the shim. */
+export function encodeRequest(
+  request: Omit<Request, 'payload'> & { readonly payload?: Uint8Array },
+): Uint8Array {
+  const payload = request.payload ?? new Uint8Array(0);
+  const out = new Uint8Array(HEADER_BYTES + CREDS_BYTES + payload.byteLength);
+  const v = view(out);
+  v.setUint32(0, out.byteLength, true);
+  v.setUint16(4, request.op, true);
+  v.setUint16(6, request.flags, true);
+  v.setUint32(8, request.seq, true);
+  v.setUint32(12, request.obj, true);
+  v.setBigUint64(16, BigInt.asUintN(64, request.a0), true);
+  v.setBigUint64(24, BigInt.asUintN(64, request.a1), true);
+  const c = HEADER_BYTES;
+  const k = request.creds;
+  v.setUint32(c + 0, k.pid, true);
+  v.setUint32(c + 4, k.tid, true);
+  v.setUint32(c + 8, k.uid, true);
+  v.setUint32(c + 12, k.euid, true);
+  v.setUint32(c + 16, k.gid, true);
+  v.setUint32(c + 20, k.egid, true);
+  v.setUint32(c + 24, Number(k.capEff & 0xffffffffn), true);
+  v.setUint32(c + 28, Number((k.capEff >> 32n) & 0xffffffffn), true);
+  v.setBigUint64(c + 32, BigInt.asUintN(64, k.memlock), true);
+  v.setBigUint64(c + 40, BigInt.asUintN(64, k.mmCookie), true);
+  out.set(payload, HEADER_BYTES + CREDS_BYTES);
+  return out;
+}
+
+/**
+ * Splits a byte stream into frames by their leading u32 length. `push` takes what arrived;
+ * `next` yields complete frames, undefined when more bytes are needed, or throws RangeError on a
+ * length no valid message has (the connection is then unusable).
+ */
+export class FrameReader {
+  private chunks: Uint8Array[] = [];
+  private buffered = 0;
+  private readonly minimum: number;
+
+  constructor(minimum = HEADER_BYTES) {
+    this.minimum = minimum;
+  }
+
+  push(chunk: Uint8Array): void {
+    if (chunk.byteLength === 0) return;
+    this.chunks.push(chunk);
+    this.buffered += chunk.byteLength;
+  }
+
+  next(): Uint8Array | undefined {
+    if (this.buffered < 4) return undefined;
+    const head = this.peek(4);
+    const len = view(head).getUint32(0, true);
+    if (len < this.minimum || len > MESSAGE_MAX) throw new RangeError(`bad frame length ${len}`);
+    if (this.buffered < len) return undefined;
+    return this.take(len);
+  }
+
+  private peek(n: number): Uint8Array {
+    const first = this.chunks[0]!;
+    if (first.byteLength >= n) return first.subarray(0, n);
+    this.chunks = [concat(this.chunks, this.buffered)];
+    return this.chunks[0]!.subarray(0, n);
+  }
+
+  private take(n: number): Uint8Array {
+    const first = this.chunks[0]!;
+    let frame: Uint8Array;
+    if (first.byteLength >= n) {
+      frame = first.subarray(0, n);
+      if (first.byteLength === n) this.chunks.shift();
+      else this.chunks[0] = first.subarray(n);
+    } else {
+      const all = concat(this.chunks, this.buffered);
+      frame = all.subarray(0, n);
+      this.chunks = all.byteLength > n ? [all.subarray(n)] : [];
+    }
+    this.buffered -= n;
+    return frame;
+  }
+}
+
+function concat(chunks: Uint8Array[], total: number): Uint8Array {
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.byteLength;
+  }
+  return out;
+}
+
+/** A run of window bytes written by a call (`struct emu_seg` + bytes). */
+export interface Segment {
+  readonly offset: number;
+  readonly data: Uint8Array;
+}
+
+export function encodeSegments(segments: readonly Segment[]): Uint8Array {
+  let total = 0;
+  for (const s of segments) total += SEGMENT_HEADER_BYTES + s.data.byteLength;
+  const out = new Uint8Array(total);
+  const v = view(out);
+  let at = 0;
+  for (const s of segments) {
+    v.setUint32(at, s.offset, true);
+    v.setUint32(at + 4, s.data.byteLength, true);
+    out.set(s.data, at + SEGMENT_HEADER_BYTES);
+    at += SEGMENT_HEADER_BYTES + s.data.byteLength;
+  }
+  return out;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder('utf-8', { fatal: false });
+
+/** Each string NUL-terminated, concatenated (HELLO's prefix list, MMAP's path). */
+export function encodeCStrings(list: readonly string[]): Uint8Array {
+  const parts = list.map((s) => encoder.encode(`${s}\0`));
+  return concat(
+    parts,
+    parts.reduce((n, p) => n + p.byteLength, 0),
+  );
+}
+
+/** The NUL-terminated string at the start of bytes, or undefined if there is no NUL. */
+export function decodeCString(bytes: Uint8Array): string | undefined {
+  const end = bytes.indexOf(0);
+  if (end < 0) return undefined;
+  return decoder.decode(bytes.subarray(0, end));
+}
+
+/** rdev on the wire: major in the high 32 bits, minor in the low 32 bits. */
+export function encodeRdev(rdev: { readonly major: number; readonly minor: number }): bigint {
+  return (BigInt(rdev.major >>> 0) << 32n) | BigInt(rdev.minor >>> 0);
+}
+
+/** One POLL request entry (`struct emu_poll_ent`). */
+export interface PollEntry {
+  readonly obj: number;
+  readonly events: number;
+}
+
+export function decodePollEntries(payload: Uint8Array): PollEntry[] | undefined {
+  if (payload.byteLength % POLL_ENTRY_BYTES !== 0) return undefined;
+  const v = view(payload);
+  const out: PollEntry[] = [];
+  for (let at = 0; at < payload.byteLength; at += POLL_ENTRY_BYTES) {
+    out.push({ obj: v.getUint32(at, true), events: v.getUint32(at + 4, true) });
+  }
+  return out;
+}
+
+export function encodeU32s(values: readonly number[]): Uint8Array {
+  const out = new Uint8Array(values.length * 4);
+  const v = view(out);
+  values.forEach((x, i) => {
+    v.setUint32(i * 4, x >>> 0, true);
+  });
+  return out;
+}
+
+/** MMAP request payload (`struct emu_mmap_req`). */
+export function decodeMmapRequest(
+  payload: Uint8Array,
+): { readonly prot: number; readonly flags: number } | undefined {
+  if (payload.byteLength !== MMAP_REQUEST_BYTES) return undefined;
+  const v = view(payload);
+  return { prot: v.getUint32(0, true), flags: v.getUint32(4, true) };
+}
