@@ -5,31 +5,44 @@
  * injection point reached after arming fails, once.
  */
 
-/** The named injection sites. */
-export type FaultSite =
-  | 'object-alloc'
-  | 'object-lookup'
-  | 'id-reserve'
-  | 'kmalloc'
-  | 'copy-from-user'
-  | 'copy-to-user'
-  | 'pin-pages'
-  | 'account-pages'
-  | 'frame-alloc'
-  | 'pagetable-alloc'
-  | 'domain-alloc';
+/**
+ * The named injection sites, and how the kernel fails at each: ENOMEM for every allocation
+ * (object-alloc, id-reserve, kmalloc, frame-alloc, pagetable-alloc, domain-alloc), pinning and
+ * RLIMIT_MEMLOCK charging (pin-pages, account-pages); EFAULT for user copies (copy-from-user,
+ * copy-to-user); ENOENT for object lookups (object-lookup). docs/fault-injection.md lists where
+ * each one sits.
+ */
+export const FAULT_SITES = [
+  'object-alloc',
+  'object-lookup',
+  'id-reserve',
+  'kmalloc',
+  'copy-from-user',
+  'copy-to-user',
+  'pin-pages',
+  'account-pages',
+  'frame-alloc',
+  'pagetable-alloc',
+  'domain-alloc',
+] as const;
+
+/** One named injection site. */
+export type FaultSite = (typeof FAULT_SITES)[number];
 
 /** One task's fail-nth counter (/proc/<pid>/task/<tid>/fail-nth). 0 means disarmed. */
 export class FailNth {
   remaining = 0;
   /** The site that failed last, for reports and replay lines. */
   lastFired: FaultSite | undefined;
+  /** Where in the emulator the last failure was injected (a stack trace), for reports. */
+  lastFiredStack: string | undefined;
   /** Every site reached while armed-or-counting, in order, when recording is on. */
   trail: FaultSite[] | undefined;
 
   arm(nth: number): void {
     this.remaining = nth;
     this.lastFired = undefined;
+    this.lastFiredStack = undefined;
   }
 }
 
@@ -55,5 +68,7 @@ export function shouldFail(site: FaultSite): boolean {
   c.remaining--;
   if (c.remaining !== 0) return false;
   c.lastFired = site;
+  // Only on the one call that fails, so the cost does not matter.
+  c.lastFiredStack = new Error(`injected failure at ${site}`).stack;
   return true;
 }

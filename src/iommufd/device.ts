@@ -7,6 +7,7 @@
  * reserves no IOVA.
  */
 import { shouldFail } from '../fault/fault.ts';
+import { mutant } from '../fault/mutant.ts';
 import { copyToUser } from '../host/uaccess.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import {
@@ -141,8 +142,9 @@ export class IommufdDevice extends IommufdObject {
       this.dev.iommu!.group.releaseDmaOwner(this.ictx);
       this.ownsDma = false;
     }
-    if (this.igroup !== undefined) {
-      this.igroup.put();
+    // mutant: halfbuilt-destroy (without the `igroup !== undefined` fix a half-built device crashes)
+    if (this.igroup !== undefined || mutant('halfbuilt-destroy')) {
+      (this.igroup as IommufdGroup).put();
       this.igroup = undefined;
     }
     if (this.holdsCtx) {
@@ -303,7 +305,9 @@ function doReplace(idev: IommufdDevice, hwpt: HwptPaging): HwptPaging | undefine
       }
     }
   }
-  const rc = igroup.group !== undefined ? igroup.group.setDomain(hwpt.domain) : 0;
+  // iommufd_hwpt_replace_device() allocates the new attach handle first.
+  let rc = shouldFail('kmalloc') ? -Errno.ENOMEM : 0;
+  if (rc === 0 && igroup.group !== undefined) rc = igroup.group.setDomain(hwpt.domain);
   if (rc) {
     if (moving) for (const d of igroup.devices) hwpt.ioas.iopt.removeReservedIova(d);
     return rc;

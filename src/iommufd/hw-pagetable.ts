@@ -3,6 +3,7 @@
  * IOMMU_HWPT_ALLOC or created automatically when a device attaches to an IOAS (auto domain).
  * Mirrors drivers/iommu/iommufd/hw_pagetable.c. Nested HWPTs are on the roadmap.
  */
+import { mutant } from '../fault/mutant.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import {
   IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
@@ -95,7 +96,9 @@ export function iommufdHwptPagingAlloc(
   let rc: SyscallResult;
   const domain = ops.domainAllocPaging(flags & ~IOMMU_HWPT_FAULT_ID_VALID, hasUserData);
   if (typeof domain === 'number') {
-    ictx.abortAndDestroy(hwpt);
+    // mutant: hwpt-ioas-ref (a plain abort skips destroy(), which drops the IOAS reference)
+    if (mutant('hwpt-ioas-ref')) ictx.abort(hwpt);
+    else ictx.abortAndDestroy(hwpt);
     return domain;
   }
   hwpt.domain = domain;

@@ -5,6 +5,7 @@
  * of domains when they are added.
  */
 import { shouldFail } from '../fault/fault.ts';
+import { mutant } from '../fault/mutant.ts';
 import type { Task } from '../host/task.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import { PAGE_SIZE, ULONG_MAX } from '../uapi/iommufd.ts';
@@ -73,6 +74,9 @@ interface Reserved {
   readonly owner: unknown;
 }
 
+/** The automatic IOVA alignment cap: HPAGE_PMD_SIZE, the emulated kernel has THP. */
+const MAX_IOVA_ALIGNMENT = 2n << 20n;
+
 function alignUp(value: bigint, alignment: bigint): bigint {
   return ((value + alignment - 1n) / alignment) * alignment;
 }
@@ -121,6 +125,8 @@ export class IoPagetable {
     let alignment = roundupPowOfTwo(length);
     if (uptr !== 0n && lowestSetBit(uptr) < alignment) alignment = lowestSetBit(uptr);
     if (alignment < this.iovaAlignment) return -Errno.EINVAL;
+    // No point aligning beyond the largest page the CPU side can have (a THP on x86-64).
+    if (alignment > MAX_IOVA_ALIGNMENT) alignment = MAX_IOVA_ALIGNMENT;
 
     const first = PAGE_SIZE;
     const last = ULONG_MAX - PAGE_SIZE;
@@ -206,6 +212,7 @@ export class IoPagetable {
       }
     }
     if (rc) {
+      if (mutant('map-leaves-area')) return rc; // mutant: map-leaves-area
       for (const area of areas) this.areas.remove(area.node!);
       return rc;
     }
@@ -353,12 +360,15 @@ export class IoPagetable {
   /** Pins an area's pages and maps them into every domain (iopt_area_fill_domains). */
   private areaFillDomains(area: IoptArea, pages: IoptPages): SyscallResult {
     if (this.domains.length === 0) return 0;
+    // pfn_reader_first(): the batch iopt_area_fill_domains() reads the PFNs through.
+    if (shouldFail('kmalloc')) return -Errno.ENOMEM;
     const runs = ioptPagesPin(pages, area, this.env.pinner, this.env.accounting);
     if (typeof runs === 'number') return runs;
     for (let i = 0; i < this.domains.length; i++) {
       const rc = this.mapRuns(this.domains[i]!, area, pages, runs);
       if (rc) {
         for (let j = 0; j < i; j++) this.domains[j]!.unmap(area.iova, area.length);
+        if (mutant('fill-keeps-pins')) return rc; // mutant: fill-keeps-pins
         ioptPagesUnpin(pages, area, this.env.pinner, this.env.accounting);
         return rc;
       }
@@ -439,6 +449,8 @@ export class IoPagetable {
     if (rc === 0 && domain.aperture.last !== ULONG_MAX) {
       rc = this.reserveIova(domain.aperture.last + 1n, ULONG_MAX, domain);
     }
+    // xa_reserve() of the domain's slot in iopt->domains.
+    if (rc === 0 && shouldFail('kmalloc')) rc = -Errno.ENOMEM;
     if (rc) {
       this.removeReservedIova(domain);
       return rc;
@@ -449,6 +461,11 @@ export class IoPagetable {
       const area = node.value;
       const pages = area.pages;
       if (pages === undefined) continue;
+      // pfn_reader_first(): the batch iopt_area_fill_domain() reads the PFNs through.
+      if (shouldFail('kmalloc')) {
+        rc = -Errno.ENOMEM;
+        break;
+      }
       if (area.storageDomain !== undefined) {
         rc = this.mapRuns(domain, area, pages, this.runsFromStorage(area, pages));
       } else {

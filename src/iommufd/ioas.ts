@@ -2,6 +2,7 @@
  * The IOAS object and its ioctls: ALLOC, IOVA_RANGES, ALLOW_IOVAS, MAP, COPY, UNMAP and the
  * per-IOAS options. Mirrors drivers/iommu/iommufd/ioas.c; the mechanism is in io-pagetable.ts.
  */
+import { shouldFail } from '../fault/fault.ts';
 import { CAP_SYS_RESOURCE, capable } from '../host/credentials.ts';
 import { copyFromUser, copyToUser } from '../host/uaccess.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
@@ -118,6 +119,8 @@ function loadIovas(
     const range: Decoded<typeof iommuIovaRange.fields> = decodeStruct(iommuIovaRange, bytes);
     if (range.start >= range.last) return -Errno.EINVAL;
     if (out.some((r) => r.start <= range.last && range.start <= r.last)) return -Errno.EINVAL;
+    // kzalloc() of the range's interval tree node.
+    if (shouldFail('kmalloc')) return -Errno.ENOMEM;
     out.push(range);
   }
   return 0;

@@ -1,0 +1,458 @@
+/**
+ * The invariants of the emulated kernel, checked between calls and at every teardown. Each is a
+ * fact the kernel relies on and that an unwinding bug breaks:
+ *
+ * - refcounts equal the edges of the object graph: every object's `users` is 1 (the table's)
+ *   plus one per HWPT on an IOAS, one per device attached to a HWPT, and a bound device's driver
+ *   and attachment references; nobody holds a short-term reference between calls; every id in a
+ *   table is a published object;
+ * - nothing outlives its owner: every igroup, domain, pinned page, page-table frame and charged
+ *   page belongs to a live object (so once every process has exited, nothing is left);
+ * - IOVA trees, page tables and pins agree: every area of an IOAS with domains is mapped in each
+ *   of them, page by page, to the frame pinned for its user page, and nothing else is mapped;
+ *   the pins and the RLIMIT_MEMLOCK charges are exactly those of the filled areas;
+ * - reserved ranges, the IOVA alignment and the hardware's attached domains follow the devices
+ *   and domains that imply them.
+ *
+ * `checkInvariants(kernel)` returns one line per broken invariant, empty when all is well.
+ */
+import type { Kernel } from '../host/kernel.ts';
+import { IommufdDevice, type IommufdGroup } from '../iommufd/device.ts';
+import { HwptPaging, type IommuDomain } from '../iommufd/hw-pagetable.ts';
+import type { IoptArea } from '../iommufd/io-pagetable.ts';
+import { Ioas } from '../iommufd/ioas.ts';
+import type { IommufdCtx } from '../iommufd/main.ts';
+import type { IommufdObject } from '../iommufd/object.ts';
+import type { IoptPages } from '../iommufd/pages.ts';
+import { PAGE_SIZE, ULONG_MAX } from '../uapi/iommufd.ts';
+import { hwDomainOf } from '../vfio/vfio-iommufd.ts';
+import { ctxObjects } from './_internals.ts';
+import { domainId } from './snapshot.ts';
+
+export interface InvariantOptions {
+  /**
+   * True (the default) between calls: no short-term references, no reserved-but-unpublished
+   * objects, no area half built. False for a look from inside a call.
+   */
+  readonly betweenCalls?: boolean;
+  /** Stop after this many findings (default 20). */
+  readonly limit?: number;
+}
+
+function hex(value: bigint): string {
+  return `0x${value.toString(16)}`;
+}
+
+function describeObj(obj: IommufdObject): string {
+  return `${obj.type} ${obj.id}`;
+}
+
+/** Whether a device is on its igroup's attached list. */
+function isAttached(idev: IommufdDevice): boolean {
+  return idev.igroup?.devices.includes(idev) ?? false;
+}
+
+/** Pages of one area, as the indexes of its pages object. */
+function areaPageCount(area: IoptArea): bigint {
+  return area.lastIndex - area.startIndex + 1n;
+}
+
+class Findings {
+  readonly lines: string[] = [];
+  private readonly limit: number;
+
+  constructor(limit: number) {
+    this.limit = limit;
+  }
+
+  get full(): boolean {
+    return this.lines.length >= this.limit;
+  }
+
+  add(line: string): void {
+    if (this.lines.length < this.limit) this.lines.push(line);
+  }
+}
+
+/** Everything the checks need, gathered once. */
+interface World {
+  readonly kernel: Kernel;
+  readonly contexts: readonly IommufdCtx[];
+  readonly objects: Map<IommufdObject, IommufdCtx>;
+  readonly ioases: Ioas[];
+  readonly hwpts: HwptPaging[];
+  readonly devices: IommufdDevice[];
+  /** Every igroup a context holds or a device points at. */
+  readonly igroups: Map<IommufdGroup, IommufdCtx>;
+  /** Devices bound by a VFIO device (the driver's reference). */
+  readonly boundByVfio: Set<IommufdDevice>;
+}
+
+function gather(kernel: Kernel, f: Findings): World {
+  const contexts = [...kernel.iommufd.contexts];
+  const objects = new Map<IommufdObject, IommufdCtx>();
+  const ioases: Ioas[] = [];
+  const hwpts: HwptPaging[] = [];
+  const devices: IommufdDevice[] = [];
+  const igroups = new Map<IommufdGroup, IommufdCtx>();
+  for (const ictx of contexts) {
+    for (const [id, obj] of ctxObjects(ictx)) {
+      if (obj.id !== id) f.add(`${describeObj(obj)} is filed under id ${id}`);
+      if (obj.ictx !== ictx) f.add(`${describeObj(obj)} belongs to another context`);
+      objects.set(obj, ictx);
+      if (obj instanceof Ioas) ioases.push(obj);
+      else if (obj instanceof HwptPaging) hwpts.push(obj);
+      else if (obj instanceof IommufdDevice) devices.push(obj);
+    }
+    for (const igroup of ictx.groups.values()) igroups.set(igroup, ictx);
+  }
+  for (const idev of devices) {
+    if (idev.igroup !== undefined && !igroups.has(idev.igroup)) igroups.set(idev.igroup, idev.ictx);
+  }
+  const boundByVfio = new Set<IommufdDevice>();
+  for (const vdev of kernel.vfio.devices.values()) {
+    if (vdev.iommufdDevice !== undefined) boundByVfio.add(vdev.iommufdDevice);
+  }
+  return { kernel, contexts, objects, ioases, hwpts, devices, igroups, boundByVfio };
+}
+
+/** users = 1 + the edges of the graph; no short-term users and nothing unpublished between calls. */
+function checkRefcounts(w: World, f: Findings, betweenCalls: boolean): void {
+  const expected = new Map<IommufdObject, number>();
+  const edge = (obj: IommufdObject, why: string, from: string) => {
+    if (!w.objects.has(obj)) {
+      f.add(`${from} ${why} ${describeObj(obj)}, which is in no object table`);
+      return;
+    }
+    expected.set(obj, (expected.get(obj) ?? 1) + 1);
+  };
+  for (const hwpt of w.hwpts) edge(hwpt.ioas, 'holds', describeObj(hwpt));
+  for (const [igroup] of w.igroups) {
+    if (igroup.hwpt === undefined) continue;
+    for (const idev of igroup.devices) edge(igroup.hwpt, 'is attached to', describeObj(idev));
+  }
+  for (const idev of w.devices) {
+    if (w.boundByVfio.has(idev)) expected.set(idev, (expected.get(idev) ?? 1) + 1);
+    if (isAttached(idev)) expected.set(idev, (expected.get(idev) ?? 1) + 1);
+  }
+  for (const [obj] of w.objects) {
+    const want = expected.get(obj) ?? 1;
+    if (obj.users !== want)
+      f.add(`${describeObj(obj)} has users ${obj.users}, the object graph implies ${want}`);
+    if (betweenCalls && obj.shorttermUsers !== 0)
+      f.add(`${describeObj(obj)} has ${obj.shorttermUsers} short-term users between calls`);
+    if (betweenCalls && !obj.published)
+      f.add(`${describeObj(obj)} holds an id but was never published (an unwound create?)`);
+  }
+  for (const ictx of w.contexts) {
+    const compat = ictx.vfioIoas;
+    if (compat !== undefined && w.objects.get(compat) !== ictx)
+      f.add(`the VFIO compat IOAS ${compat.id} is not in its context's table`);
+  }
+}
+
+/** Devices, igroups, the VFIO devices that bound them, and what the hardware is attached to. */
+function checkDevices(w: World, f: Findings): void {
+  for (const idev of w.devices) {
+    const what = `${describeObj(idev)} (${idev.dev.name})`;
+    if (!idev.published) continue;
+    if (idev.igroup === undefined) f.add(`${what} is published without an igroup`);
+    if (!idev.holdsCtx) f.add(`${what} does not hold its iommufd file`);
+    if (idev.ownsDma === idev.isNoiommu)
+      f.add(`${what} ${idev.ownsDma ? 'claims' : 'lacks'} DMA ownership`);
+    if (!w.boundByVfio.has(idev)) f.add(`${what} is bound by no VFIO device`);
+  }
+  for (const vdev of w.kernel.vfio.devices.values()) {
+    const idev = vdev.iommufdDevice;
+    if (idev === undefined) {
+      if (vdev.openCount !== 0) f.add(`${vdev.name} is open ${vdev.openCount} times but unbound`);
+      if (vdev.iommufdAttached) f.add(`${vdev.name} is marked attached but unbound`);
+      continue;
+    }
+    if (!w.objects.has(idev)) f.add(`${vdev.name} is bound to device ${idev.id}, which is gone`);
+    if (vdev.openCount !== 1) f.add(`${vdev.name} is bound with open count ${vdev.openCount}`);
+    if (vdev.iommufdAttached !== isAttached(idev))
+      f.add(
+        `${vdev.name} is marked ${vdev.iommufdAttached ? '' : 'not '}attached, device ${idev.id} ` +
+          `is${isAttached(idev) ? '' : ' not'}`,
+      );
+  }
+  for (const [igroup, ictx] of w.igroups) {
+    const name = igroup.group === undefined ? 'no-IOMMU igroup' : `igroup ${igroup.group.id}`;
+    const members = w.devices.filter((d) => d.igroup === igroup && d.published);
+    if (igroup.refs !== members.length)
+      f.add(`${name} has refs ${igroup.refs} for ${members.length} bound devices`);
+    if (igroup.group === undefined) {
+      if ([...ictx.groups.values()].includes(igroup)) f.add(`${name} is in the group table`);
+    } else if (ictx.groups.get(igroup.group.id) !== igroup) {
+      f.add(`${name} is not the context's igroup for its group`);
+    }
+    for (const d of igroup.devices) {
+      if (d.igroup !== igroup) f.add(`${name} lists device ${d.id}, which is in another igroup`);
+    }
+    if ((igroup.hwpt === undefined) !== (igroup.devices.length === 0))
+      f.add(`${name} has hwpt ${igroup.hwpt?.id ?? 'none'} and ${igroup.devices.length} attached`);
+  }
+  // What the hardware translates through follows the igroup's HWPT.
+  const hwByGroup = new Map<number, unknown>();
+  for (const [igroup] of w.igroups) {
+    if (igroup.group === undefined) continue;
+    hwByGroup.set(
+      igroup.group.id,
+      igroup.hwpt?.domain === undefined ? undefined : hwDomainOf(igroup.hwpt.domain),
+    );
+  }
+  for (const pci of w.kernel.machine.devices.values()) {
+    if (pci.group === undefined) continue;
+    const want = hwByGroup.get(pci.group.id);
+    if (pci.domain !== want)
+      f.add(
+        `${pci.bdf} translates through domain ${pci.domain?.id ?? 'none'}, its igroup implies ` +
+          `${(want as { id?: number } | undefined)?.id ?? 'none'}`,
+      );
+  }
+}
+
+/** Every live domain belongs to exactly one HWPT, which is on its IOAS. */
+function checkDomains(w: World, f: Findings): void {
+  const owned = new Map<number, HwptPaging>();
+  for (const hwpt of w.hwpts) {
+    if (!hwpt.published) continue;
+    if (hwpt.domain === undefined) {
+      f.add(`hwpt-paging ${hwpt.id} has no domain`);
+      continue;
+    }
+    const hw = hwDomainOf(hwpt.domain);
+    if (hw === undefined || hw.freed) {
+      f.add(`hwpt-paging ${hwpt.id} holds a freed or unknown domain`);
+      continue;
+    }
+    const other = owned.get(hw.id);
+    if (other !== undefined) f.add(`domain ${hw.id} is held by hwpt ${other.id} and ${hwpt.id}`);
+    owned.set(hw.id, hwpt);
+    if (!hwpt.onIoas || !hwpt.ioas.hwptList.includes(hwpt))
+      f.add(`hwpt-paging ${hwpt.id} is not on its IOAS ${hwpt.ioas.id}`);
+  }
+  for (const d of w.kernel.machine.domains.live()) {
+    if (!owned.has(d.id)) f.add(`${d.kind} domain ${d.id} is allocated but no HWPT holds it`);
+  }
+}
+
+/** Reserved ranges, alignment, the domain list and the areas of one IOAS. */
+function checkIoas(w: World, ioas: Ioas, f: Findings, betweenCalls: boolean): void {
+  const iopt = ioas.iopt;
+  const name = `ioas ${ioas.id}`;
+  const domains = iopt.domains as IommuDomain[];
+  if (
+    domains.length !== ioas.hwptList.length ||
+    domains.some((d, i) => ioas.hwptList[i]?.domain !== d)
+  ) {
+    f.add(
+      `${name} has domains [${domains.map(domainId).join(', ')}] but HWPTs ` +
+        `[${ioas.hwptList.map((h) => h.id).join(', ')}]`,
+    );
+  }
+  let alignment = iopt.disableLargePages ? PAGE_SIZE : 1n;
+  for (const d of domains) {
+    const min = d.pgsizeBitmap & -d.pgsizeBitmap;
+    if (min > alignment) alignment = min;
+  }
+  if (iopt.iovaAlignment !== alignment)
+    f.add(`${name} has IOVA alignment ${iopt.iovaAlignment}, its domains imply ${alignment}`);
+
+  // Reserved ranges: a domain's outside-the-aperture ranges and its attached devices' regions.
+  const attached = w.devices.filter(
+    (d) => isAttached(d) && d.igroup?.hwpt?.ioas === ioas && !d.isNoiommu,
+  );
+  const wantReserved: { start: bigint; last: bigint; owner: unknown; what: string }[] = [];
+  for (const d of domains) {
+    if (d.aperture.start !== 0n)
+      wantReserved.push({ start: 0n, last: d.aperture.start - 1n, owner: d, what: 'aperture' });
+    if (d.aperture.last !== ULONG_MAX)
+      wantReserved.push({
+        start: d.aperture.last + 1n,
+        last: ULONG_MAX,
+        owner: d,
+        what: 'aperture',
+      });
+  }
+  for (const idev of attached) {
+    for (const r of idev.dev.reservedRegions()) {
+      if (r.type === 'direct-relaxable') continue;
+      wantReserved.push({ start: r.start, last: r.last, owner: idev, what: r.type });
+    }
+  }
+  const have = [...iopt.reserved.iter()];
+  for (const node of have) {
+    const ok = wantReserved.some(
+      (r) => r.owner === node.value.owner && r.start === node.start && r.last === node.last,
+    );
+    if (!ok) f.add(`${name} has a stray reserved range ${hex(node.start)}-${hex(node.last)}`);
+  }
+  for (const r of wantReserved) {
+    const ok = have.some(
+      (n) => n.value.owner === r.owner && n.start === r.start && n.last === r.last,
+    );
+    if (!ok) f.add(`${name} lacks the reserved ${r.what} range ${hex(r.start)}-${hex(r.last)}`);
+  }
+  for (const node of iopt.allowed.iter()) {
+    if (iopt.reserved.iterFirst(node.start, node.last) !== undefined)
+      f.add(`${name}: allowed range ${hex(node.start)}-${hex(node.last)} overlaps a reserved one`);
+  }
+
+  for (const node of iopt.areas.iter()) {
+    const area = node.value;
+    const at = `${name} area ${hex(area.iova)}-${hex(area.last)}`;
+    if (area.node !== node) f.add(`${at} is not the node the tree holds`);
+    if (area.pages === undefined) {
+      if (betweenCalls) f.add(`${at} has no pages between calls (left half built?)`);
+      continue;
+    }
+    if (iopt.reserved.iterFirst(area.iova, area.last) !== undefined)
+      f.add(`${at} overlaps a reserved range`);
+    if (domains.length === 0) {
+      if (area.storageDomain !== undefined) f.add(`${at} is filled but the IOAS has no domain`);
+    } else if (area.storageDomain !== domains[0]) {
+      f.add(
+        `${at} has storage domain ${domainId(area.storageDomain as IommuDomain | undefined)}, ` +
+          `not the first domain ${domainId(domains[0])}`,
+      );
+    }
+  }
+}
+
+/**
+ * The page tables hold exactly the filled areas, at the frames pinned for their user pages;
+ * the pins and charges are exactly those of the filled areas.
+ */
+function checkMappingsAndPins(w: World, f: Findings, betweenCalls: boolean): void {
+  const pinned = w.kernel.machine.pinned;
+  /** Expected pin count per "mm:va". */
+  const pins = new Map<string, number>();
+  const areasOfPages = new Map<IoptPages, IoptArea[]>();
+  for (const ioas of w.ioases) {
+    const domains = ioas.iopt.domains as IommuDomain[];
+    const mapped = new Map<IommuDomain, bigint>();
+    for (const node of ioas.iopt.areas.iter()) {
+      const area = node.value;
+      const pages = area.pages;
+      if (pages === undefined) continue;
+      const list = areasOfPages.get(pages) ?? [];
+      list.push(area);
+      areasOfPages.set(pages, list);
+      if (area.storageDomain === undefined) continue;
+      const at = `ioas ${ioas.id} area ${hex(area.iova)}-${hex(area.last)}`;
+      const firstVa = pages.uptr + area.startIndex * PAGE_SIZE;
+      const firstIova = area.iova - area.pageOffset;
+      for (let i = 0n; i < areaPageCount(area); i++) {
+        const va = firstVa + i * PAGE_SIZE;
+        const key = `${pages.memory.mm}:${va}`;
+        pins.set(key, (pins.get(key) ?? 0) + 1);
+        const pfn = pinned.lookup(pages.memory.mm, va);
+        if (pfn === undefined) {
+          f.add(`${at}: user page ${hex(va)} is filled but not pinned`);
+          continue;
+        }
+        for (const d of domains) {
+          const pa = d.iovaToPhys(firstIova + i * PAGE_SIZE);
+          if (pa !== pfn * PAGE_SIZE)
+            f.add(
+              `${at}: domain ${domainId(d)} maps ${hex(firstIova + i * PAGE_SIZE)} to ` +
+                `${pa === undefined ? 'nothing' : hex(pa)}, the pinned frame is ${hex(pfn * PAGE_SIZE)}`,
+            );
+          if (f.full) return;
+        }
+      }
+      for (const d of domains)
+        mapped.set(d, (mapped.get(d) ?? 0n) + areaPageCount(area) * PAGE_SIZE);
+    }
+    for (const d of domains) {
+      const hw = hwDomainOf(d);
+      const want = mapped.get(d) ?? 0n;
+      if (hw !== undefined && hw.mappedBytes !== want)
+        f.add(
+          `ioas ${ioas.id}: domain ${hw.id} maps ${hex(hw.mappedBytes)} bytes, its areas ${hex(want)}`,
+        );
+    }
+  }
+
+  // Each pages object: referenced by its areas, pinned for exactly its filled ones.
+  const charges = new Map<string, bigint>();
+  for (const [pages, areas] of areasOfPages) {
+    const filled = areas.filter((a) => a.storageDomain !== undefined);
+    const what = `pages of ${hex(pages.uptr)}+${pages.npages} pages`;
+    if (betweenCalls && pages.refs !== areas.length)
+      f.add(`${what} has refs ${pages.refs} for ${areas.length} areas`);
+    const ranges = [...pages.filledRanges];
+    if (ranges.length !== filled.length || filled.some((a) => !pages.filledRanges.has(a)))
+      f.add(`${what} has ${ranges.length} filled ranges for ${filled.length} filled areas`);
+    const union = new Set<bigint>();
+    for (const a of filled) for (let i = a.startIndex; i <= a.lastIndex; i++) union.add(i);
+    if (pages.npinned !== BigInt(union.size))
+      f.add(`${what} counts ${pages.npinned} pinned pages, its filled areas cover ${union.size}`);
+    if (pages.accountMode !== 'none') {
+      const key = pages.accountMode === 'user' ? `user:${pages.owner.uid}` : `mm:${pages.owner.mm}`;
+      charges.set(key, (charges.get(key) ?? 0n) + pages.npinned);
+    }
+  }
+
+  // The machine's pin store holds exactly those pins.
+  const stats = pinned.stats();
+  let total = 0n;
+  for (const [key, count] of pins) {
+    total += BigInt(count);
+    const sep = key.lastIndexOf(':');
+    const mm = key.slice(0, sep);
+    const va = BigInt(key.slice(sep + 1));
+    const pfn = pinned.lookup(mm, va);
+    const have = pfn === undefined ? 0 : (pinned.frameOwner(pfn)?.pins ?? 0);
+    if (have !== count) f.add(`page ${mm} ${hex(va)} has ${have} pins, its filled areas ${count}`);
+    if (f.full) return;
+  }
+  if (stats.pinnedPages !== BigInt(pins.size) || stats.pins !== total)
+    f.add(
+      `${stats.pinnedPages} pages hold ${stats.pins} pins; filled areas account for ` +
+        `${pins.size} pages and ${total} pins`,
+    );
+
+  // RLIMIT_MEMLOCK charges are the pinned pages of the charged pages objects.
+  const accounting = w.kernel.iommufd.accounting;
+  const have = new Map<string, bigint>();
+  for (const [uid, n] of accounting.lockedVmByUser) have.set(`user:${uid}`, n);
+  for (const [mm, n] of accounting.lockedVmByMm) have.set(`mm:${mm}`, n);
+  for (const key of new Set([...have.keys(), ...charges.keys()])) {
+    const h = have.get(key) ?? 0n;
+    const c = charges.get(key) ?? 0n;
+    if (h !== c) f.add(`locked_vm of ${key} is ${h} pages, pinned pages charged to it ${c}`);
+  }
+
+  // Frames: user-page frames are the pins', page-table frames the live domains'.
+  const frames = w.kernel.machine.phys.stats().byPurpose;
+  if (frames['user-page'] !== stats.frames)
+    f.add(`${frames['user-page']} user-page frames allocated, the pin store holds ${stats.frames}`);
+  let tables = 0n;
+  for (const d of w.kernel.machine.domains.live()) tables += d.tablePages();
+  if (frames['page-table'] !== tables)
+    f.add(`${frames['page-table']} page-table frames allocated, live domains hold ${tables}`);
+}
+
+/**
+ * Checks every invariant of the kernel's iommufd and VFIO state against the machine. Returns
+ * one line per violation (at most `limit`), empty when all is well. Cheap enough to run after
+ * every call of a small scenario.
+ */
+export function checkInvariants(kernel: Kernel, options: InvariantOptions = {}): string[] {
+  const betweenCalls = options.betweenCalls ?? true;
+  const f = new Findings(options.limit ?? 20);
+  for (const line of kernel.iommufd.leaked) f.add(`leaked at release: ${line}`);
+  const w = gather(kernel, f);
+  checkRefcounts(w, f, betweenCalls);
+  checkDevices(w, f);
+  checkDomains(w, f);
+  for (const ioas of w.ioases) {
+    if (f.full) break;
+    checkIoas(w, ioas, f, betweenCalls);
+  }
+  if (!f.full) checkMappingsAndPins(w, f, betweenCalls);
+  return f.lines;
+}
