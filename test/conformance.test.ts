@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -65,9 +65,24 @@ function compile(name: string): { ok: boolean; output: string; binary: string } 
   return { ok: r.status === 0, output: `${r.stdout}${r.stderr}`, binary };
 }
 
-function runUnderEmulator(binary: string): Promise<RunResult> {
+/**
+ * Extra `exec` options a program asks for on its first line, e.g.
+ * `// exec-args: --enable-unsafe-noiommu-mode`.
+ */
+function execArgs(name: string): string[] {
+  const first = readFileSync(join(SRC_DIR, `${name}.c`), 'utf8').split('\n', 1)[0] ?? '';
+  const m = /^\/\/ exec-args:(.*)$/.exec(first);
+  return m === null
+    ? []
+    : m[1]!
+        .trim()
+        .split(/\s+/)
+        .filter((a) => a !== '');
+}
+
+function runUnderEmulator(binary: string, args: string[]): Promise<RunResult> {
   return new Promise((resolvePromise) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', CLI, 'exec', '--', binary], {
+    const child = spawn(process.execPath, ['--import', 'tsx', CLI, 'exec', ...args, '--', binary], {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -129,7 +144,7 @@ describe('conformance (C programs under iommufd-emu exec)', { concurrency: 2 }, 
         t.skip('src/cli/main.ts does not exist yet: compiled only');
         return;
       }
-      const r = await runUnderEmulator(built.binary);
+      const r = await runUnderEmulator(built.binary, execArgs(name));
       assert.ok(r.code === 0 && !r.timedOut, describeFailure(name, r));
     });
   }

@@ -17,7 +17,6 @@ import {
 } from '../platform/platform-config.ts';
 import { EventBus } from '../trace/events.ts';
 import { Errno } from '../uapi/errno.ts';
-import { setNoiommuDomainAllocator } from '../vfio/device-cdev.ts';
 import { noiommuDomainAllocator } from '../vfio/vfio-iommufd.ts';
 import { VfioSubsystem } from '../vfio/vfio-main.ts';
 import { CAP_DAC_OVERRIDE, capable } from './credentials.ts';
@@ -115,7 +114,6 @@ export class Kernel {
     };
     this.iommufd = new IommufdSubsystem(this.events, new Accounting(), pinner);
     this.devfs.add(this.iommufd.devNode());
-    setNoiommuDomainAllocator(noiommuDomainAllocator(() => this.machine.allocNoiommuDomain()));
 
     const noiommuMode = options.enableUnsafeNoiommuMode ?? this.machine.enableUnsafeNoiommuMode;
     this.vfio = new VfioSubsystem(
@@ -124,6 +122,7 @@ export class Kernel {
         sysfs: this.sysfs,
         events: this.events,
         addTaint: (bit) => this.addTaint(bit),
+        allocNoiommuDomain: noiommuDomainAllocator(() => this.machine.allocNoiommuDomain()),
       },
       noiommuMode,
     );

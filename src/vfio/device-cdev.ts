@@ -3,6 +3,7 @@
  * open (CAP_SYS_RAWIO for a no-IOMMU device), VFIO_DEVICE_BIND_IOMMUFD, which is the only call
  * an unbound fd accepts, ATTACH/DETACH_IOMMUFD_PT, and unbind on the last close.
  */
+import { shouldFail } from '../fault/fault.ts';
 import { CAP_SYS_RAWIO, capable } from '../host/credentials.ts';
 import { File, type FileOperations } from '../host/file.ts';
 import type { Task } from '../host/task.ts';
@@ -15,7 +16,6 @@ import {
   iommufdDeviceUnbind,
   noiommuOps,
 } from '../iommufd/device.ts';
-import type { IommuDomain } from '../iommufd/hw-pagetable.ts';
 import { type IommufdCtx, iommufdCtxFromFd } from '../iommufd/main.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import {
@@ -43,13 +43,6 @@ import {
 import { bindableDevice } from './vfio-iommufd.ts';
 import type { VfioDevice } from './vfio-main.ts';
 
-/** Where no-IOMMU software domains come from; set when the kernel is built. */
-let allocNoiommuDomain: () => IommuDomain | number = () => -Errno.ENODEV;
-
-export function setNoiommuDomainAllocator(alloc: () => IommuDomain | number): void {
-  allocNoiommuDomain = alloc;
-}
-
 /** struct vfio_device_file: one open of a cdev. */
 export class VfioDeviceFile {
   readonly device: VfioDevice;
@@ -72,6 +65,8 @@ export function openVfioCdev(device: VfioDevice, task: Task): File | number {
   if (!device.registered) return -Errno.ENODEV;
   // No isolation and no translation: only a process that may do raw I/O gets such a device.
   if (device.noiommu && !capable(task.creds, CAP_SYS_RAWIO)) return -Errno.EPERM;
+  // vfio_allocate_device_file().
+  if (shouldFail('kmalloc')) return -Errno.ENOMEM;
   return new File(vfioCdevFops, new VfioDeviceFile(device), { major: 236, minor: device.index });
 }
 
@@ -83,10 +78,15 @@ function dfOpen(df: VfioDeviceFile, ictx: IommufdCtx): SyscallResult {
   const idev = iommufdDeviceBind(
     ictx,
     bindableDevice(device.pci),
-    () => noiommuOps(allocNoiommuDomain),
+    () => noiommuOps(device.allocNoiommuDomain),
     false,
   );
   if (typeof idev === 'number') return idev;
+  // open_device (vfio_pci_core_enable) allocates too; its failure unbinds again.
+  if (shouldFail('kmalloc')) {
+    iommufdDeviceUnbind(idev);
+    return -Errno.ENOMEM;
+  }
   device.iommufdDevice = idev;
   df.devid = idev.id;
   device.openCount++;

@@ -4,6 +4,7 @@
  * file offset (index << 40). Config space is passed through except for the writes vfio-pci
  * virtualizes (only the command register reaches the device here; see docs/decisions.md).
  */
+import { shouldFail } from '../fault/fault.ts';
 import type { MmapBacking } from '../host/file.ts';
 import type { EventfdRef, Task } from '../host/task.ts';
 import { copyFromUser, copyToUser } from '../host/uaccess.ts';
@@ -97,7 +98,7 @@ function irqCount(device: VfioDevice, index: number): number {
   }
 }
 
-function getInfo(device: VfioDevice, task: Task, arg: bigint): SyscallResult {
+function getInfo(_device: VfioDevice, task: Task, arg: bigint): SyscallResult {
   const spec = v.vfioDeviceInfo;
   const bytes = copyFromUser(task, arg, spec.minSize);
   if (bytes === undefined) return -Errno.EFAULT;
@@ -174,12 +175,6 @@ function getIrqInfo(device: VfioDevice, task: Task, arg: bigint): SyscallResult 
   return copyToUser(task, arg, out) ? 0 : -Errno.EFAULT;
 }
 
-/** Reads the eventfd numbers of a SET_IRQS and takes references; -errno on a bad fd. */
-function getEventfd(task: Task, fd: number): EventfdRef | undefined | number {
-  if (fd < 0) return undefined;
-  return task.fds.eventfd(fd);
-}
-
 function setIrqs(device: VfioDevice, task: Task, arg: bigint): SyscallResult {
   const spec = v.vfioIrqSet;
   const bytes = copyFromUser(task, arg, spec.minSize);
@@ -205,92 +200,151 @@ function setIrqs(device: VfioDevice, task: Task, arg: bigint): SyscallResult {
   let data: Uint8Array = new Uint8Array(0);
   if (elem) {
     if (hdr.argsz - spec.minSize < hdr.count * elem) return -Errno.EINVAL;
+    // memdup_user(): kmalloc, then the copy.
+    if (shouldFail('kmalloc')) return -Errno.ENOMEM;
     const d = copyFromUser(task, arg + BigInt(spec.minSize), hdr.count * elem);
     if (d === undefined) return -Errno.EFAULT;
     data = d;
   }
   const action = hdr.flags & v.VFIO_IRQ_SET_ACTION_TYPE_MASK;
-  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  const handler = irqHandler(hdr.index, action);
+  if (handler === undefined) return -Errno.ENOTTY;
+  return handler(device, task, { flags: hdr.flags, start: hdr.start, count: hdr.count, data });
+}
+
+interface IrqSetArgs {
+  readonly flags: number;
+  readonly start: number;
+  readonly count: number;
+  readonly data: Uint8Array;
+}
+
+type IrqHandler = (device: VfioDevice, task: Task, args: IrqSetArgs) => SyscallResult;
+
+/** vfio_pci_set_irqs_ioctl()'s table: an (index, action) pair with no handler is ENOTTY. */
+function irqHandler(index: number, action: number): IrqHandler | undefined {
+  switch (index) {
+    case v.VFIO_PCI_INTX_IRQ_INDEX:
+      if (action === v.VFIO_IRQ_SET_ACTION_MASK) return setIntxMask;
+      if (action === v.VFIO_IRQ_SET_ACTION_UNMASK) return setIntxUnmask;
+      if (action === v.VFIO_IRQ_SET_ACTION_TRIGGER) return setIntxTrigger;
+      return undefined;
+    case v.VFIO_PCI_MSI_IRQ_INDEX:
+      // No masking support is exported for MSI.
+      return action === v.VFIO_IRQ_SET_ACTION_TRIGGER ? setMsiTrigger : undefined;
+    case v.VFIO_PCI_REQ_IRQ_INDEX:
+      return action === v.VFIO_IRQ_SET_ACTION_TRIGGER ? setReqTrigger : undefined;
+    default:
+      return undefined;
+  }
+}
+
+function firstBool(args: IrqSetArgs): boolean {
+  return (
+    (args.flags & v.VFIO_IRQ_SET_DATA_NONE) !== 0 ||
+    ((args.flags & v.VFIO_IRQ_SET_DATA_BOOL) !== 0 && args.data[0] !== 0)
+  );
+}
+
+function eventfdArg(task: Task, args: IrqSetArgs): EventfdRef | undefined | number {
+  const fd = new DataView(args.data.buffer, args.data.byteOffset, args.data.byteLength).getInt32(
+    0,
+    true,
+  );
+  return fd < 0 ? undefined : task.fds.eventfd(fd);
+}
+
+/** vfio_pci_set_intx_mask(). */
+function setIntxMask(device: VfioDevice, _task: Task, args: IrqSetArgs): SyscallResult {
+  if (device.irq.mode !== 'intx' || args.start !== 0 || args.count !== 1) return -Errno.EINVAL;
+  // Masking through an eventfd is not implemented in vfio-pci either.
+  if (args.flags & v.VFIO_IRQ_SET_DATA_EVENTFD) return -Errno.ENOTTY;
+  if (firstBool(args)) device.irq.intxMasked = true;
+  return 0;
+}
+
+/** vfio_pci_set_intx_unmask(): still asserted at unmask means signal again and stay masked. */
+function setIntxUnmask(device: VfioDevice, _task: Task, args: IrqSetArgs): SyscallResult {
+  if (device.irq.mode !== 'intx' || args.start !== 0 || args.count !== 1) return -Errno.EINVAL;
+  // An unmask eventfd is watched by the kernel; the emulator cannot watch a client's eventfd.
+  if (args.flags & v.VFIO_IRQ_SET_DATA_EVENTFD) return -Errno.EINVAL;
+  if (!firstBool(args)) return 0;
+  device.irq.intxMasked = false;
+  if (device.pci.intxAsserted()) intxLevel(device, true);
+  return 0;
+}
+
+/** vfio_pci_set_intx_trigger(). */
+function setIntxTrigger(device: VfioDevice, task: Task, args: IrqSetArgs): SyscallResult {
   const irq = device.irq;
-
-  if (hdr.index === v.VFIO_PCI_INTX_IRQ_INDEX) {
-    if (action === v.VFIO_IRQ_SET_ACTION_UNMASK || action === v.VFIO_IRQ_SET_ACTION_MASK) {
-      if (irq.mode !== 'intx' || hdr.start !== 0 || hdr.count !== 1) return -Errno.EINVAL;
-      if (dataType === v.VFIO_IRQ_SET_DATA_EVENTFD) return -Errno.EINVAL;
-      if (dataType === v.VFIO_IRQ_SET_DATA_BOOL && !data[0]) return 0;
-      if (action === v.VFIO_IRQ_SET_ACTION_MASK) {
-        irq.intxMasked = true;
-      } else {
-        irq.intxMasked = false;
-        // Still asserted at unmask: signal again and stay masked, as vfio does.
-        if (device.pci.intxAsserted()) intxLevel(device, true);
-      }
-      return 0;
-    }
-    if (action !== v.VFIO_IRQ_SET_ACTION_TRIGGER) return -Errno.EINVAL;
-    if (irq.mode === 'intx' && hdr.count === 0 && dataType === v.VFIO_IRQ_SET_DATA_NONE) {
-      disableIrqs(device);
-      return 0;
-    }
-    if (!(irq.mode === 'intx' || irq.mode === 'none') || hdr.start !== 0 || hdr.count !== 1)
-      return -Errno.EINVAL;
-    if (dataType === v.VFIO_IRQ_SET_DATA_EVENTFD) {
-      const trigger = getEventfd(task, view.getInt32(0, true));
-      if (typeof trigger === 'number') return trigger;
-      irq.intxTrigger?.release();
-      irq.intxTrigger = trigger;
-      if (irq.mode === 'none') {
-        irq.mode = 'intx';
-        irq.intxMasked = false;
-      }
-      return 0;
-    }
-    if (irq.mode !== 'intx') return -Errno.EINVAL;
-    if (dataType === v.VFIO_IRQ_SET_DATA_NONE || data[0]) irq.intxTrigger?.signal();
+  if (irq.mode === 'intx' && args.count === 0 && args.flags & v.VFIO_IRQ_SET_DATA_NONE) {
+    disableIrqs(device);
     return 0;
   }
-
-  if (hdr.index === v.VFIO_PCI_MSI_IRQ_INDEX) {
-    if (action !== v.VFIO_IRQ_SET_ACTION_TRIGGER) return -Errno.EINVAL;
-    if (irq.mode === 'msi' && hdr.count === 0 && dataType === v.VFIO_IRQ_SET_DATA_NONE) {
-      disableIrqs(device);
-      return 0;
+  if (!(irq.mode === 'intx' || irq.mode === 'none') || args.start !== 0 || args.count !== 1)
+    return -Errno.EINVAL;
+  if (args.flags & v.VFIO_IRQ_SET_DATA_EVENTFD) {
+    const trigger = eventfdArg(task, args);
+    if (typeof trigger === 'number') return trigger;
+    irq.intxTrigger?.release();
+    irq.intxTrigger = trigger;
+    if (irq.mode === 'none') {
+      irq.mode = 'intx';
+      irq.intxMasked = false;
     }
-    if (!(irq.mode === 'msi' || irq.mode === 'none')) return -Errno.EINVAL;
-    if (dataType === v.VFIO_IRQ_SET_DATA_EVENTFD) {
-      const trigger = getEventfd(task, view.getInt32(0, true));
-      if (typeof trigger === 'number') return trigger;
-      irq.msiTrigger?.release();
-      irq.msiTrigger = trigger;
-      if (irq.mode === 'none') {
-        irq.mode = 'msi';
-        setMsiEnable(device, true);
-      }
-      return 0;
-    }
-    if (irq.mode !== 'msi') return -Errno.EINVAL;
-    if (dataType === v.VFIO_IRQ_SET_DATA_NONE || data[0]) irq.msiTrigger?.signal();
     return 0;
   }
+  if (irq.mode !== 'intx') return -Errno.EINVAL;
+  // Software loopback: signal the eventfd as if the line fired.
+  if (firstBool(args)) irq.intxTrigger?.signal();
+  return 0;
+}
 
-  if (hdr.index === v.VFIO_PCI_REQ_IRQ_INDEX) {
-    if (action !== v.VFIO_IRQ_SET_ACTION_TRIGGER) return -Errno.EINVAL;
-    if (dataType === v.VFIO_IRQ_SET_DATA_EVENTFD) {
-      const trigger = getEventfd(task, view.getInt32(0, true));
-      if (typeof trigger === 'number') return trigger;
-      irq.reqTrigger?.release();
-      irq.reqTrigger = trigger;
-      return 0;
-    }
-    if (hdr.count === 0 && dataType === v.VFIO_IRQ_SET_DATA_NONE) {
-      irq.reqTrigger?.release();
-      irq.reqTrigger = undefined;
-      return 0;
-    }
-    if (dataType === v.VFIO_IRQ_SET_DATA_NONE || data[0]) irq.reqTrigger?.signal();
+/** vfio_pci_set_msi_trigger(). */
+function setMsiTrigger(device: VfioDevice, task: Task, args: IrqSetArgs): SyscallResult {
+  const irq = device.irq;
+  if (irq.mode === 'msi' && args.count === 0 && args.flags & v.VFIO_IRQ_SET_DATA_NONE) {
+    disableIrqs(device);
     return 0;
   }
-  return -Errno.ENOTTY;
+  if (!(irq.mode === 'msi' || irq.mode === 'none')) return -Errno.EINVAL;
+  if (args.flags & v.VFIO_IRQ_SET_DATA_EVENTFD) {
+    const trigger = eventfdArg(task, args);
+    if (typeof trigger === 'number') return trigger;
+    irq.msiTrigger?.release();
+    irq.msiTrigger = trigger;
+    if (irq.mode === 'none') {
+      irq.mode = 'msi';
+      setMsiEnable(device, true);
+    }
+    return 0;
+  }
+  if (irq.mode !== 'msi') return -Errno.EINVAL;
+  if (firstBool(args)) irq.msiTrigger?.signal();
+  return 0;
+}
+
+/** vfio_pci_set_req_trigger() + vfio_pci_set_ctx_trigger_single(). */
+function setReqTrigger(device: VfioDevice, task: Task, args: IrqSetArgs): SyscallResult {
+  const irq = device.irq;
+  if (args.start !== 0 || args.count > 1) return -Errno.EINVAL;
+  if (args.flags & v.VFIO_IRQ_SET_DATA_EVENTFD) {
+    if (args.count === 0) return -Errno.EINVAL;
+    const trigger = eventfdArg(task, args);
+    if (typeof trigger === 'number') return trigger;
+    irq.reqTrigger?.release();
+    irq.reqTrigger = trigger;
+    return 0;
+  }
+  // DATA_NONE / DATA_BOOL: loopback with count 1, tear down with count 0; nothing set is EINVAL.
+  if (irq.reqTrigger === undefined) return -Errno.EINVAL;
+  if (args.count === 0) {
+    irq.reqTrigger.release();
+    irq.reqTrigger = undefined;
+  } else if (firstBool(args)) {
+    irq.reqTrigger.signal();
+  }
+  return 0;
 }
 
 /** vfio_pci_core_ioctl(): the device ioctls after BIND; unknown ones are ENOTTY. */

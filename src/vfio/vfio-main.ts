@@ -10,6 +10,7 @@ import type { DevFs } from '../host/kernel.ts';
 import type { SysFs } from '../host/sysfs.ts';
 import type { EventfdRef } from '../host/task.ts';
 import type { IommufdDevice } from '../iommufd/device.ts';
+import type { IommuDomain } from '../iommufd/hw-pagetable.ts';
 import type { PciDevice } from '../platform/pci.ts';
 import type { EventBus } from '../trace/events.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
@@ -26,6 +27,8 @@ export interface VfioEnv {
   readonly sysfs: SysFs;
   readonly events: EventBus;
   addTaint(bit: number): void;
+  /** The machine's software no-IOMMU domains (hwpt_noiommu.c). */
+  allocNoiommuDomain(): IommuDomain | number;
 }
 
 /** Interrupt wiring of one device, owned by vfio-pci (pci-core.ts). */
@@ -46,6 +49,8 @@ export class VfioDevice {
   readonly pci: PciDevice;
   /** device->noiommu: decided once, at registration. */
   readonly noiommu: boolean;
+  /** Where this device's no-IOMMU domains come from (its machine's memory). */
+  readonly allocNoiommuDomain: () => IommuDomain | number;
   registered = true;
   /** Opens through a bound cdev fd (only one is allowed). */
   openCount = 0;
@@ -59,10 +64,16 @@ export class VfioDevice {
     reqTrigger: undefined,
   };
 
-  constructor(index: number, pci: PciDevice, noiommu: boolean) {
+  constructor(
+    index: number,
+    pci: PciDevice,
+    noiommu: boolean,
+    allocNoiommuDomain: () => IommuDomain | number,
+  ) {
     this.index = index;
     this.pci = pci;
     this.noiommu = noiommu;
+    this.allocNoiommuDomain = allocNoiommuDomain;
     this.name = `${noiommu ? 'noiommu-' : ''}vfio${index}`;
   }
 
@@ -99,7 +110,9 @@ export class VfioSubsystem {
     if (this.devices.has(pci.bdf)) return -Errno.EBUSY;
     const noiommu = pci.iommu === undefined;
     if (noiommu && !this.enableUnsafeNoiommuMode) return -Errno.EINVAL;
-    const vdev = new VfioDevice(this.allocIndex(), pci, noiommu);
+    const vdev = new VfioDevice(this.allocIndex(), pci, noiommu, () =>
+      this.env.allocNoiommuDomain(),
+    );
     this.devices.set(pci.bdf, vdev);
     this.env.devfs.add({
       path: vdev.cdevPath,
