@@ -42,14 +42,17 @@ export interface NodeStat {
 
 export class DevFs {
   private readonly nodes = new Map<string, CharDevNode>();
+  /** Bumped by every add and remove (see SysFs.generation). */
+  generation = 0;
 
   add(node: CharDevNode): void {
     if (this.nodes.has(node.path)) throw new Error(`${node.path} registered twice`);
     this.nodes.set(node.path, node);
+    this.generation++;
   }
 
   remove(path: string): void {
-    this.nodes.delete(path);
+    if (this.nodes.delete(path)) this.generation++;
   }
 
   lookup(path: string): CharDevNode | undefined {
@@ -123,6 +126,7 @@ export class Kernel {
         events: this.events,
         addTaint: (bit) => this.addTaint(bit),
         allocNoiommuDomain: noiommuDomainAllocator(() => this.machine.allocNoiommuDomain()),
+        isIommuGroupId: (id) => this.machine.groups.has(id),
       },
       noiommuMode,
     );
@@ -235,10 +239,7 @@ export class Kernel {
 
   /** /sys/kernel/debug/<fail*>/<knob>: programs written for kernel fault injection set these. */
   private debugfsAttr(path: string): SysAttr | undefined {
-    const m =
-      /^\/sys\/kernel\/debug\/(failslab|fail_page_alloc|fail_iommufd|fail_usercopy)\/([a-z-]+)$/.exec(
-        path,
-      );
+    const m = DEBUGFS_KNOB.exec(path);
     if (m === null) return undefined;
     return {
       kind: 'attr',
@@ -250,6 +251,21 @@ export class Kernel {
         return 0;
       },
     };
+  }
+
+  /**
+   * The debugfs fault-injection knobs a listing of /sys/kernel/debug/<fail*>/ shows (each of
+   * them, and any other name debugfsAttr accepts, opens).
+   */
+  debugfsFiles(): string[] {
+    const common = ['interval', 'probability', 'space', 'task-filter', 'times', 'verbose'];
+    const extra: Record<string, string[]> = {
+      failslab: ['cache-filter', 'ignore-gfp-wait'],
+      fail_page_alloc: ['ignore-gfp-highmem', 'ignore-gfp-wait', 'min-order'],
+    };
+    return DEBUGFS_DIRS.flatMap((dir) =>
+      [...common, ...(extra[dir] ?? [])].map((knob) => `/sys/kernel/debug/${dir}/${knob}`),
+    );
   }
 
   /** Everything that outlived its owner (objects, pins, charges): empty when all is well. */
@@ -294,10 +310,8 @@ export class Kernel {
       '/proc/sys/kernel/tainted',
       '/proc/*/task/*/fail-nth',
       '/proc/thread-self/fail-nth',
-      '/sys/kernel/debug/failslab',
-      '/sys/kernel/debug/fail_page_alloc',
-      '/sys/kernel/debug/fail_iommufd',
-      '/sys/kernel/debug/fail_usercopy',
+      // The emulated machine's debugfs holds only the fault-injection directories.
+      '/sys/kernel/debug',
     ];
   }
 
@@ -306,6 +320,9 @@ export class Kernel {
     this.machine.shutdown();
   }
 }
+
+const DEBUGFS_DIRS = ['failslab', 'fail_page_alloc', 'fail_iommufd', 'fail_usercopy'];
+const DEBUGFS_KNOB = new RegExp(`^/sys/kernel/debug/(${DEBUGFS_DIRS.join('|')})/([a-z-]+)$`);
 
 /** kstrtouint(): decimal, 0x hex or 0 octal, with an optional trailing newline. */
 function parseUint(text: string): number | undefined {

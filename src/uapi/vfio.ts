@@ -106,3 +106,10 @@ export const VFIO_PCI_NUM_IRQS = 5;
 
 /** Region file offsets: index << 40 (VFIO_PCI_OFFSET_SHIFT). */
 export const VFIO_PCI_OFFSET_SHIFT = 40n;
+
+export const VFIO_GROUP_FLAGS_VIABLE = 1 << 0;
+export const VFIO_GROUP_FLAGS_CONTAINER_SET = 1 << 1;
+export const vfioGroupStatus = defineStruct('vfio_group_status', 8, 'flags', {
+  argsz: { offset: 0, type: 'u32' },
+  flags: { offset: 4, type: 'u32' },
+});

@@ -23,7 +23,7 @@ import {
   VFIO_DEVICE_BIND_IOMMUFD,
   VFIO_DEVICE_DETACH_IOMMUFD_PT,
 } from '../uapi/ioctl.ts';
-import { decodeStruct } from '../uapi/struct.ts';
+import { type Decoded, decodeStruct } from '../uapi/struct.ts';
 import {
   VFIO_DEVICE_ATTACH_PASID,
   VFIO_DEVICE_BIND_FLAG_TOKEN,
@@ -32,6 +32,7 @@ import {
   vfioDeviceBindIommufd,
   vfioDeviceDetachIommufdPt,
 } from '../uapi/vfio.ts';
+import { vfioDeviceBlockGroup, vfioDeviceUnblockGroup } from './group.ts';
 import {
   pciCoreClose,
   pciCoreIoctl,
@@ -126,6 +127,21 @@ function ioctlBindIommufd(df: VfioDeviceFile, task: Task, arg: bigint): SyscallR
   buf.set(copied);
   const bind = decodeStruct(spec, buf);
   if (bind.iommufd < 0 || bind.flags & ~VFIO_DEVICE_BIND_FLAG_TOKEN) return -Errno.EINVAL;
+  let rc = vfioDeviceBlockGroup(df.device.group);
+  if (rc) return rc;
+  rc = bindLocked(df, task, arg, bind);
+  if (rc) vfioDeviceUnblockGroup(df.device.group);
+  return rc;
+}
+
+/** The part of BIND that runs with the group blocked. */
+function bindLocked(
+  df: VfioDeviceFile,
+  task: Task,
+  arg: bigint,
+  bind: Decoded<typeof vfioDeviceBindIommufd.fields>,
+): SyscallResult {
+  const spec = vfioDeviceBindIommufd;
   if (df.accessGranted) return -Errno.EINVAL;
   if (bind.flags & VFIO_DEVICE_BIND_FLAG_TOKEN) {
     // These devices are not SR-IOV VFs: they take no token, so giving one is EINVAL.
@@ -135,7 +151,7 @@ function ioctlBindIommufd(df: VfioDeviceFile, task: Task, arg: bigint): SyscallR
   const ictx = iommufdCtxFromFd(task, bind.iommufd);
   if (typeof ictx === 'number') return ictx;
   ictx.file!.get();
-  let rc = dfOpen(df, ictx);
+  const rc = dfOpen(df, ictx);
   if (rc) {
     ictx.file!.put();
     return rc;
@@ -145,8 +161,7 @@ function ioctlBindIommufd(df: VfioDeviceFile, task: Task, arg: bigint): SyscallR
   if (!copyToUser(task, arg + BigInt(spec.fields.out_devid.offset), out)) {
     dfClose(df);
     ictx.file!.put();
-    rc = -Errno.EFAULT;
-    return rc;
+    return -Errno.EFAULT;
   }
   df.ictx = ictx;
   df.accessGranted = true;
@@ -239,6 +254,7 @@ export const vfioCdevFops: FileOperations = {
     if (!df.accessGranted) return;
     dfClose(df);
     df.accessGranted = false;
+    vfioDeviceUnblockGroup(df.device.group);
     df.ictx!.file!.put();
     df.ictx = undefined;
   },

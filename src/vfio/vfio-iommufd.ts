@@ -56,6 +56,11 @@ interface Ownership {
 }
 const ownership = new WeakMap<IommuGroup, Ownership>();
 
+/** iommu_group_dma_owner_claimed(). */
+export function groupDmaOwnerClaimed(group: IommuGroup): boolean {
+  return (ownership.get(group)?.count ?? 0) > 0;
+}
+
 function groupHw(group: IommuGroup): IommuGroupHw {
   let own = ownership.get(group);
   if (own === undefined) {

@@ -15,6 +15,8 @@ import type { PciDevice } from '../platform/pci.ts';
 import type { EventBus } from '../trace/events.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import { openVfioCdev } from './device-cdev.ts';
+import { openVfioGroup, VFIO_GROUP_MAJOR, VfioGroup } from './group.ts';
+import { groupDmaOwnerClaimed } from './vfio-iommufd.ts';
 
 /** The char major of vfio-dev cdevs (dynamically allocated in Linux; fixed here). */
 export const VFIO_DEV_MAJOR = 236;
@@ -29,6 +31,8 @@ export interface VfioEnv {
   addTaint(bit: number): void;
   /** The machine's software no-IOMMU domains (hwpt_noiommu.c). */
   allocNoiommuDomain(): IommuDomain | number;
+  /** Whether an iommu_group id is taken by the machine's IOMMU groups. */
+  isIommuGroupId(id: number): boolean;
 }
 
 /** Interrupt wiring of one device, owned by vfio-pci (pci-core.ts). */
@@ -51,6 +55,7 @@ export class VfioDevice {
   readonly noiommu: boolean;
   /** Where this device's no-IOMMU domains come from (its machine's memory). */
   readonly allocNoiommuDomain: () => IommuDomain | number;
+  readonly group: VfioGroup;
   registered = true;
   /** Opens through a bound cdev fd (only one is allowed). */
   openCount = 0;
@@ -67,14 +72,15 @@ export class VfioDevice {
   constructor(
     index: number,
     pci: PciDevice,
-    noiommu: boolean,
+    group: VfioGroup,
     allocNoiommuDomain: () => IommuDomain | number,
   ) {
     this.index = index;
     this.pci = pci;
-    this.noiommu = noiommu;
+    this.group = group;
+    this.noiommu = group.noiommu;
     this.allocNoiommuDomain = allocNoiommuDomain;
-    this.name = `${noiommu ? 'noiommu-' : ''}vfio${index}`;
+    this.name = `${this.noiommu ? 'noiommu-' : ''}vfio${index}`;
   }
 
   get cdevPath(): string {
@@ -86,6 +92,8 @@ export class VfioSubsystem {
   /** vfio.enable_unsafe_noiommu_mode. */
   enableUnsafeNoiommuMode: boolean;
   readonly devices = new Map<string, VfioDevice>();
+  /** Groups with at least one registered device, by iommu_group id. */
+  readonly groups = new Map<number, VfioGroup>();
   private readonly env: VfioEnv;
 
   constructor(env: VfioEnv, enableUnsafeNoiommuMode: boolean) {
@@ -110,9 +118,9 @@ export class VfioSubsystem {
     if (this.devices.has(pci.bdf)) return -Errno.EBUSY;
     const noiommu = pci.iommu === undefined;
     if (noiommu && !this.enableUnsafeNoiommuMode) return -Errno.EINVAL;
-    const vdev = new VfioDevice(this.allocIndex(), pci, noiommu, () =>
-      this.env.allocNoiommuDomain(),
-    );
+    const group = this.groupFor(pci, noiommu);
+    const vdev = new VfioDevice(this.allocIndex(), pci, group, () => this.env.allocNoiommuDomain());
+    group.devices.push(vdev);
     this.devices.set(pci.bdf, vdev);
     this.env.devfs.add({
       path: vdev.cdevPath,
@@ -140,11 +148,72 @@ export class VfioSubsystem {
     return vdev;
   }
 
-  /** vfio_unregister_group_dev(): refused while a cdev fd has the device open. */
+  /**
+   * vfio_device_set_group(): the device's iommu_group, or for a no-IOMMU device a placeholder
+   * group of its own with the lowest free id (iommu_group_alloc), named "vfio-noiommu".
+   */
+  private groupFor(pci: PciDevice, noiommu: boolean): VfioGroup {
+    if (!noiommu) {
+      const hw = pci.group!;
+      let group = this.groups.get(hw.id);
+      if (group === undefined) {
+        group = new VfioGroup(hw.id, false, () => groupDmaOwnerClaimed(hw));
+        this.addGroup(group);
+      }
+      return group;
+    }
+    let id = 0;
+    while (this.groups.has(id) || this.env.isIommuGroupId(id)) id++;
+    const group = new VfioGroup(id, true, () => false);
+    this.addGroup(group);
+    const dir = `/sys/kernel/iommu_groups/${id}`;
+    this.env.sysfs.add({
+      kind: 'attr',
+      path: `${dir}/name`,
+      mode: 0o444,
+      show: () => 'vfio-noiommu\n',
+    });
+    this.env.sysfs.add({
+      kind: 'link',
+      path: `${dir}/devices/${pci.bdf}`,
+      target: `../../../../devices/pci0000:00/${pci.bdf}`,
+    });
+    this.env.sysfs.add({
+      kind: 'link',
+      path: `/sys/devices/pci0000:00/${pci.bdf}/iommu_group`,
+      target: `../../../kernel/iommu_groups/${id}`,
+    });
+    return group;
+  }
+
+  private addGroup(group: VfioGroup): void {
+    this.groups.set(group.id, group);
+    this.env.devfs.add({
+      path: group.nodePath,
+      rdev: { major: VFIO_GROUP_MAJOR, minor: group.id },
+      mode: S_IFCHR | 0o600,
+      open: (task, _flags) => openVfioGroup(group, task),
+    });
+  }
+
+  private removeFromGroup(vdev: VfioDevice): void {
+    const group = vdev.group;
+    group.devices.splice(group.devices.indexOf(vdev), 1);
+    if (group.devices.length > 0) return;
+    this.groups.delete(group.id);
+    this.env.devfs.remove(group.nodePath);
+    if (group.noiommu) {
+      this.env.sysfs.removeTree(`/sys/kernel/iommu_groups/${group.id}`);
+      this.env.sysfs.remove(`/sys/devices/pci0000:00/${vdev.pci.bdf}/iommu_group`);
+    }
+  }
+
+  /** vfio_unregister_group_dev(): refused while a cdev or group fd has the device open. */
   unregisterDevice(bdf: string): SyscallResult {
     const vdev = this.devices.get(bdf);
     if (vdev === undefined) return -Errno.ENODEV;
-    if (vdev.openCount > 0) return -Errno.EBUSY;
+    if (vdev.openCount > 0 || vdev.group.opened) return -Errno.EBUSY;
+    this.removeFromGroup(vdev);
     vdev.registered = false;
     this.devices.delete(bdf);
     this.env.devfs.remove(vdev.cdevPath);

@@ -255,3 +255,49 @@ describe('edu with no IOMMU (unsafe no-IOMMU mode)', () => {
     assert.deepEqual(emu.kernel.leaks(), []);
   });
 });
+
+describe('legacy group nodes', () => {
+  it('exist per group, open once, and exclude binding through the cdev', () => {
+    const emu = createEmulator({ enableUnsafeNoiommuMode: true });
+    const proc = emu.spawn();
+    const status = (fd: number) =>
+      proc.ioctlStruct(fd, ioctl.VFIO_GROUP_GET_STATUS, v.vfioGroupStatus, {});
+    // The no-IOMMU device's placeholder group takes the lowest id the IOMMU groups left.
+    assert.deepEqual(
+      emu.kernel.devfs.paths().filter((p) => /^\/dev\/vfio\/[^/]+$/.test(p)),
+      ['/dev/vfio/0', '/dev/vfio/1', '/dev/vfio/noiommu-2'],
+    );
+    const weak = emu.spawn();
+    weak.setCapability(CAP_SYS_RAWIO, false);
+    assert.equal(weak.open('/dev/vfio/noiommu-2'), -Errno.EPERM);
+    assert.ok(weak.open('/dev/vfio/0') >= 0);
+    weak.exit();
+
+    const group = open(proc, '/dev/vfio/noiommu-2');
+    assert.equal(proc.open('/dev/vfio/noiommu-2'), -Errno.EBUSY);
+    assert.deepEqual([status(group).ret, status(group).out.flags], [0, v.VFIO_GROUP_FLAGS_VIABLE]);
+    const devfd = open(proc, '/dev/vfio/devices/noiommu-vfio2');
+    const iommufd = open(proc, '/dev/iommu');
+    const bind = () =>
+      proc.ioctlStruct(devfd, ioctl.VFIO_DEVICE_BIND_IOMMUFD, v.vfioDeviceBindIommufd, { iommufd })
+        .ret;
+    assert.equal(bind(), -Errno.EBUSY);
+    proc.close(group);
+    assert.equal(bind(), 0);
+    assert.equal(proc.open('/dev/vfio/noiommu-2'), -Errno.EBUSY);
+
+    // The same exclusion for an IOMMU group; the other group stays free and viable.
+    const dev0 = open(proc, '/dev/vfio/devices/vfio0');
+    assert.equal(
+      proc.ioctlStruct(dev0, ioctl.VFIO_DEVICE_BIND_IOMMUFD, v.vfioDeviceBindIommufd, { iommufd })
+        .ret,
+      0,
+    );
+    assert.equal(proc.open('/dev/vfio/0'), -Errno.EBUSY);
+    const group1 = open(proc, '/dev/vfio/1');
+    assert.equal(status(group1).out.flags, v.VFIO_GROUP_FLAGS_VIABLE);
+    proc.close(group1);
+    proc.exit();
+    assert.deepEqual(emu.kernel.leaks(), []);
+  });
+});

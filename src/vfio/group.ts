@@ -1,0 +1,89 @@
+/**
+ * The legacy VFIO group node (drivers/vfio/group.c): /dev/vfio/<G> for a device behind an IOMMU,
+ * /dev/vfio/noiommu-<G> for a no-IOMMU device, whose group is a placeholder VFIO allocates. Only
+ * the parts the cdev path depends on are here: a single open (CAP_SYS_RAWIO for no-IOMMU), the
+ * mutual exclusion with devices bound through their cdev, and VFIO_GROUP_GET_STATUS. The other
+ * group ioctls (SET_CONTAINER, GET_DEVICE_FD) belong to the container path, roadmap item 1.
+ */
+import { CAP_SYS_RAWIO, capable } from '../host/credentials.ts';
+import { File, type FileOperations } from '../host/file.ts';
+import type { Task } from '../host/task.ts';
+import { copyFromUser, copyToUser } from '../host/uaccess.ts';
+import { Errno, type SyscallResult } from '../uapi/errno.ts';
+import { VFIO_GROUP_GET_STATUS } from '../uapi/ioctl.ts';
+import { decodeStruct, encodeStruct } from '../uapi/struct.ts';
+import { VFIO_GROUP_FLAGS_VIABLE, vfioGroupStatus } from '../uapi/vfio.ts';
+import type { VfioDevice } from './vfio-main.ts';
+
+/** The char major of VFIO group nodes (dynamic in Linux; fixed here). */
+export const VFIO_GROUP_MAJOR = 243;
+
+/** struct vfio_group. */
+export class VfioGroup {
+  /** The iommu_group id (for no-IOMMU, the placeholder group's id). */
+  readonly id: number;
+  readonly noiommu: boolean;
+  readonly devices: VfioDevice[] = [];
+  /** The group node is open (one opener at a time). */
+  opened = false;
+  /** Devices of the group bound through their cdev: the group node cannot be opened then. */
+  cdevDeviceOpenCount = 0;
+  /** Whether some iommufd owns the group's DMA (a device bound through its cdev). */
+  dmaOwnerClaimed: () => boolean;
+
+  constructor(id: number, noiommu: boolean, dmaOwnerClaimed: () => boolean) {
+    this.id = id;
+    this.noiommu = noiommu;
+    this.dmaOwnerClaimed = dmaOwnerClaimed;
+  }
+
+  get nodePath(): string {
+    return this.noiommu ? `/dev/vfio/noiommu-${this.id}` : `/dev/vfio/${this.id}`;
+  }
+}
+
+/** vfio_device_block_group(): a cdev bind is refused while the group node is open. */
+export function vfioDeviceBlockGroup(group: VfioGroup): SyscallResult {
+  if (group.opened) return -Errno.EBUSY;
+  group.cdevDeviceOpenCount++;
+  return 0;
+}
+
+export function vfioDeviceUnblockGroup(group: VfioGroup): void {
+  group.cdevDeviceOpenCount--;
+}
+
+/** vfio_group_fops_open(). */
+export function openVfioGroup(group: VfioGroup, task: Task): File | number {
+  if (group.devices.length === 0) return -Errno.ENODEV;
+  if (group.noiommu && !capable(task.creds, CAP_SYS_RAWIO)) return -Errno.EPERM;
+  if (group.cdevDeviceOpenCount > 0) return -Errno.EBUSY;
+  if (group.opened) return -Errno.EBUSY;
+  group.opened = true;
+  return new File(vfioGroupFops, group, { major: VFIO_GROUP_MAJOR, minor: group.id });
+}
+
+/** VFIO_GROUP_GET_STATUS: with no container set, viable unless some owner claimed the DMA. */
+function getStatus(group: VfioGroup, task: Task, arg: bigint): SyscallResult {
+  const spec = vfioGroupStatus;
+  const bytes = copyFromUser(task, arg, spec.minSize);
+  if (bytes === undefined) return -Errno.EFAULT;
+  const status = decodeStruct(spec, bytes);
+  if (status.argsz < spec.minSize) return -Errno.EINVAL;
+  // No container can be set on a group yet (roadmap item 1), so CONTAINER_SET never shows.
+  const flags = group.dmaOwnerClaimed() ? 0 : VFIO_GROUP_FLAGS_VIABLE;
+  const out = encodeStruct(spec, { argsz: status.argsz, flags });
+  return copyToUser(task, arg, out) ? 0 : -Errno.EFAULT;
+}
+
+const vfioGroupFops: FileOperations = {
+  name: 'vfio-group',
+  ioctl(file, task, cmd, arg) {
+    const group = file.privateData as VfioGroup;
+    if (cmd === VFIO_GROUP_GET_STATUS) return getStatus(group, task, arg);
+    return -Errno.ENOTTY;
+  },
+  release(file) {
+    (file.privateData as VfioGroup).opened = false;
+  },
+};
