@@ -55,8 +55,8 @@ function haveGcc(): boolean {
   return r.status === 0;
 }
 
-function compile(name: string): { ok: boolean; output: string; binary: string } {
-  const binary = join(BUILD_DIR, name);
+function compile(name: string, suffix = ''): { ok: boolean; output: string; binary: string } {
+  const binary = join(BUILD_DIR, `${name}${suffix}`);
   const flags = FORTIFIED.has(name) ? [...CFLAGS, '-D_FORTIFY_SOURCE=2'] : CFLAGS;
   const r = spawnSync('gcc', [...flags, '-o', binary, join(SRC_DIR, `${name}.c`)], {
     cwd: ROOT,
@@ -145,6 +145,29 @@ describe('conformance (C programs under iommufd-emu exec)', { concurrency: 2 }, 
         return;
       }
       const r = await runUnderEmulator(built.binary, execArgs(name));
+      assert.ok(r.code === 0 && !r.timedOut, describeFailure(name, r));
+    });
+  }
+});
+
+/**
+ * The DMA and no-IOMMU programs again on a platform file of our own (QEMU-like delayed DMA
+ * completion, less memory), so `exec --platform` is proven with real programs too.
+ */
+const PLATFORM_FILE = join(ROOT, 'examples', 'platforms', 'slow-dma.json');
+const ON_PLATFORM_FILE = ['dma_iommu', 'dma_noiommu', 'noiommu_get_pa'];
+
+describe('conformance on examples/platforms/slow-dma.json', { concurrency: 2 }, () => {
+  for (const name of ON_PLATFORM_FILE) {
+    test(name, async (t) => {
+      if (!gcc || !cliPresent) {
+        t.skip('gcc or the CLI is missing');
+        return;
+      }
+      // Its own binary: the first pass may be running the other one right now.
+      const built = compile(name, '.platform');
+      assert.ok(built.ok, `${name}.c does not compile cleanly:\n${built.output}`);
+      const r = await runUnderEmulator(built.binary, ['--platform', PLATFORM_FILE]);
       assert.ok(r.code === 0 && !r.timedOut, describeFailure(name, r));
     });
   }
