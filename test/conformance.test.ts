@@ -31,8 +31,6 @@ const RUN_TIMEOUT_MS = 45_000;
 const KNOWN_GAPS: Record<string, string> = {
   vfio_container:
     'VFIO type1 container ioctls on an iommufd answer ENOTTY until roadmap item 1 (docs/decisions.md #5)',
-  framing_adv:
-    'dirty/invalidate/fault/MAP_FILE/vIOMMU/CHANGE_PROCESS commands are not registered yet (ROADMAP items 1 and 4)',
 };
 
 interface RunResult {

@@ -1,7 +1,8 @@
 /**
  * HWPT_PAGING objects: a domain (I/O page table) that mirrors one IOAS, either allocated by
  * IOMMU_HWPT_ALLOC or created automatically when a device attaches to an IOAS (auto domain).
- * Mirrors drivers/iommu/iommufd/hw_pagetable.c. Nested HWPTs are on the roadmap.
+ * Mirrors drivers/iommu/iommufd/hw_pagetable.c, with SET_DIRTY_TRACKING, GET_DIRTY_BITMAP and
+ * INVALIDATE. Nested HWPTs and domains with dirty tracking are on the roadmap.
  */
 import { mutant } from '../fault/mutant.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
@@ -10,8 +11,14 @@ import {
   IOMMU_HWPT_ALLOC_NEST_PARENT,
   IOMMU_HWPT_ALLOC_PASID,
   IOMMU_HWPT_DATA_NONE,
+  IOMMU_HWPT_DIRTY_TRACKING_ENABLE,
   IOMMU_HWPT_FAULT_ID_VALID,
+  IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR,
   type iommuHwptAlloc,
+  type iommuHwptGetDirtyBitmap,
+  type iommuHwptInvalidate,
+  type iommuHwptSetDirtyTracking,
+  ULONG_MAX,
 } from '../uapi/iommufd.ts';
 import type { IommufdDevice } from './device.ts';
 import { iommufdHwPagetableAttach, iommufdHwPagetableDetach } from './device.ts';
@@ -183,5 +190,101 @@ export function iommufdHwptAlloc(ucmd: Ucmd<typeof iommuHwptAlloc.fields>): Sysc
     }
   } finally {
     ictx.putObject(idev);
+  }
+}
+
+/** iommufd_get_hwpt_paging(): only a paging HWPT will do; anything else is ENOENT. */
+function getHwptPaging(ictx: IommufdCtx, id: number): HwptPaging | undefined {
+  return ictx.getObject(id, 'hwpt-paging') as HwptPaging | undefined;
+}
+
+/**
+ * IOMMU_HWPT_SET_DIRTY_TRACKING (iommufd_hwpt_set_dirty_tracking, iopt_set_dirty_tracking).
+ * No emulated IOMMU driver (nor the no-IOMMU one) gives its domains dirty_ops, so a found paging
+ * HWPT answers EOPNOTSUPP, as a kernel domain allocated without DIRTY_TRACKING does.
+ */
+export function iommufdHwptSetDirtyTracking(
+  ucmd: Ucmd<typeof iommuHwptSetDirtyTracking.fields>,
+): SyscallResult {
+  const cmd = ucmd.cmd;
+  // __reserved is not checked.
+  if (cmd.flags & ~IOMMU_HWPT_DIRTY_TRACKING_ENABLE) return -Errno.EOPNOTSUPP;
+  const hwpt = getHwptPaging(ucmd.ictx, cmd.hwpt_id);
+  if (hwpt === undefined) return -Errno.ENOENT;
+  // No domain->dirty_ops.
+  ucmd.ictx.putObject(hwpt);
+  return -Errno.EOPNOTSUPP;
+}
+
+/**
+ * iommufd_check_iova_range(): the bitmap range in u64 arithmetic, against the IOAS alignment and
+ * then the bitmap's page size. `last + 1` wraps to 0 for a range that ends at 2^64 - 1.
+ */
+function checkDirtyIovaRange(
+  iovaAlignment: bigint,
+  cmd: { iova: bigint; length: bigint; page_size: bigint },
+): SyscallResult {
+  const U64 = (1n << 64n) - 1n;
+  const last = cmd.iova + ((cmd.length - 1n) & U64);
+  if (last > U64) return -Errno.EOVERFLOW;
+  if (cmd.iova > ULONG_MAX || last > ULONG_MAX) return -Errno.EOVERFLOW;
+  const end = (last + 1n) & U64;
+  if (cmd.iova & (iovaAlignment - 1n) || end & (iovaAlignment - 1n)) return -Errno.EINVAL;
+  if (cmd.page_size === 0n) return -Errno.EINVAL;
+  const mask = (cmd.page_size - 1n) & U64;
+  if (cmd.iova & mask || end & mask) return -Errno.EINVAL;
+  return 0;
+}
+
+/**
+ * IOMMU_HWPT_GET_DIRTY_BITMAP (iommufd_hwpt_get_dirty_bitmap, iopt_read_and_clear_dirty_data):
+ * the range is checked before the domain's dirty_ops, which no emulated domain has (EOPNOTSUPP).
+ */
+export function iommufdHwptGetDirtyBitmap(
+  ucmd: Ucmd<typeof iommuHwptGetDirtyBitmap.fields>,
+): SyscallResult {
+  const cmd = ucmd.cmd;
+  if (cmd.flags & ~IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR || cmd.__reserved) return -Errno.EOPNOTSUPP;
+  const hwpt = getHwptPaging(ucmd.ictx, cmd.hwpt_id);
+  if (hwpt === undefined) return -Errno.ENOENT;
+  try {
+    const rc = checkDirtyIovaRange(hwpt.ioas.iopt.iovaAlignment, cmd);
+    if (rc) return rc;
+    // iommu_read_and_clear_dirty(): no domain->dirty_ops, checked before any walk of the areas.
+    return -Errno.EOPNOTSUPP;
+  } finally {
+    ucmd.ictx.putObject(hwpt);
+  }
+}
+
+/**
+ * IOMMU_HWPT_INVALIDATE (iommufd_hwpt_invalidate): hands an array of cache invalidation records
+ * to a nested HWPT's or a vIOMMU's driver. entry_num is written back on every path, with the
+ * number of records handled (0 on early errors); a failed write-back makes the call EFAULT.
+ * Only HWPT_NESTED and VIOMMU ids are accepted, and no emulated driver makes either yet, so a
+ * found object (a paging HWPT, an IOAS, a device) is EINVAL.
+ */
+export function iommufdHwptInvalidate(
+  ucmd: Ucmd<typeof iommuHwptInvalidate.fields>,
+): SyscallResult {
+  const cmd = ucmd.cmd;
+  const rc = hwptInvalidate(ucmd);
+  cmd.entry_num = 0;
+  if (ucmd.respond()) return -Errno.EFAULT;
+  return rc;
+}
+
+function hwptInvalidate(ucmd: Ucmd<typeof iommuHwptInvalidate.fields>): SyscallResult {
+  const cmd = ucmd.cmd;
+  if (cmd.__reserved) return -Errno.EOPNOTSUPP;
+  if (cmd.entry_num && (!cmd.data_uptr || !cmd.entry_len)) return -Errno.EINVAL;
+  const obj = ucmd.ictx.getObject(cmd.hwpt_id, 'any');
+  if (obj === undefined) return -Errno.ENOENT;
+  try {
+    if (obj.type === 'hwpt-nested' || obj.type === 'viommu')
+      throw new Error(`${obj.type} objects cannot exist yet`);
+    return -Errno.EINVAL;
+  } finally {
+    ucmd.ictx.putObject(obj);
   }
 }

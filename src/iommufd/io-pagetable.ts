@@ -16,6 +16,7 @@ import {
   type IommuProt,
   type IoptDomain,
   type IoptPages,
+  ioptAllocFilePages,
   ioptAllocPages,
   ioptPagesPin,
   ioptPagesUnpin,
@@ -177,6 +178,7 @@ export class IoPagetable {
     if (length % this.iovaAlignment !== 0n || length === 0n) return -Errno.EINVAL;
     const firstSlice = slices[0]!;
     if (allocate) {
+      // The user VA, or the file offset, of the first byte guides the IOVA alignment.
       const rc = this.allocIova(iova, firstSlice.pages.uptr + firstSlice.startByte, length);
       if (rc) return rc;
     } else {
@@ -224,6 +226,22 @@ export class IoPagetable {
     return 0;
   }
 
+  /** iopt_map_common(): map one new pages object as one area; the creator's reference is dropped. */
+  private mapCommon(
+    pages: IoptPages,
+    ctxAccountMode: 'user' | 'mm',
+    iova: Ref<bigint>,
+    length: bigint,
+    startByte: bigint,
+    prot: IommuProt,
+    allocate: boolean,
+  ): SyscallResult {
+    if (ctxAccountMode === 'mm' && pages.accountMode === 'user') pages.accountMode = 'mm';
+    const rc = this.mapPages([{ pages, startByte, length }], length, iova, prot, allocate);
+    pages.put();
+    return rc;
+  }
+
   /** iopt_map_user_pages(): MAP of the caller's [uptr, uptr+length). */
   mapUserPages(
     task: Task,
@@ -236,16 +254,38 @@ export class IoPagetable {
   ): SyscallResult {
     const pages = ioptAllocPages(task, uptr, length, prot.write);
     if (typeof pages === 'number') return pages;
-    if (ctxAccountMode === 'mm' && pages.accountMode === 'user') pages.accountMode = 'mm';
-    const rc = this.mapPages(
-      [{ pages, startByte: uptr - pages.uptr, length }],
+    return this.mapCommon(pages, ctxAccountMode, iova, length, uptr - pages.uptr, prot, allocate);
+  }
+
+  /**
+   * iopt_map_file_pages(): MAP_FILE of [start, start+length) of the file behind the caller's
+   * `fd`. Nothing is pinned until a domain needs the pages (and file pages cannot be pinned yet).
+   */
+  mapFilePages(
+    task: Task,
+    ctxAccountMode: 'user' | 'mm',
+    iova: Ref<bigint>,
+    fd: number,
+    start: bigint,
+    length: bigint,
+    prot: IommuProt,
+    allocate: boolean,
+  ): SyscallResult {
+    if (length === 0n) return -Errno.EINVAL;
+    if (start + length - 1n > ULONG_MAX) return -Errno.EOVERFLOW;
+    const startByte = start % PAGE_SIZE;
+    // dma_buf_get() first: no emulated file exports a dma-buf, so on to fget().
+    if (fd < 0 || !task.fds.isOpen(fd)) return -Errno.EBADF;
+    const pages = ioptAllocFilePages(
+      task,
+      task.fds.fileOf(fd),
+      startByte,
+      start,
       length,
-      iova,
-      prot,
-      allocate,
+      prot.write,
     );
-    pages.put();
-    return rc;
+    if (typeof pages === 'number') return pages;
+    return this.mapCommon(pages, ctxAccountMode, iova, length, startByte, prot, allocate);
   }
 
   /**

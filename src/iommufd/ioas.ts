@@ -1,6 +1,7 @@
 /**
- * The IOAS object and its ioctls: ALLOC, IOVA_RANGES, ALLOW_IOVAS, MAP, COPY, UNMAP and the
- * per-IOAS options. Mirrors drivers/iommu/iommufd/ioas.c; the mechanism is in io-pagetable.ts.
+ * The IOAS object and its ioctls: ALLOC, IOVA_RANGES, ALLOW_IOVAS, MAP, MAP_FILE, COPY, UNMAP,
+ * CHANGE_PROCESS and the per-IOAS options. Mirrors drivers/iommu/iommufd/ioas.c; the mechanism is
+ * in io-pagetable.ts.
  */
 import { shouldFail } from '../fault/fault.ts';
 import { CAP_SYS_RESOURCE, capable } from '../host/credentials.ts';
@@ -15,21 +16,24 @@ import {
   IOMMU_OPTION_OP_SET,
   type iommuIoasAlloc,
   type iommuIoasAllowIovas,
+  type iommuIoasChangeProcess,
   type iommuIoasCopy,
   type iommuIoasIovaRanges,
   type iommuIoasMap,
+  type iommuIoasMapFile,
   type iommuIoasUnmap,
   iommuIovaRange,
   type iommuOption,
   ULONG_MAX,
 } from '../uapi/iommufd.ts';
 import { type Decoded, decodeStruct, encodeStruct } from '../uapi/struct.ts';
+import type { AccountOwner, PagesAccountMode } from './accounting.ts';
 import type { HwptPaging } from './hw-pagetable.ts';
 import { spans } from './interval-tree.ts';
 import { IoPagetable, type PagesSlice, putSlices, type Ref } from './io-pagetable.ts';
 import type { IommufdCtx, Ucmd } from './main.ts';
 import { IommufdObject } from './object.ts';
-import type { IommuProt } from './pages.ts';
+import type { IommuProt, IoptPages } from './pages.ts';
 
 export class Ioas extends IommufdObject {
   readonly type = 'ioas';
@@ -179,6 +183,38 @@ export function iommufdIoasMap(ucmd: Ucmd<typeof iommuIoasMap.fields>): SyscallR
   }
 }
 
+/**
+ * IOMMU_IOAS_MAP_FILE (iommufd_ioas_map_file): like MAP, with a range of a file as the backing.
+ * The fd is resolved only after the IOAS, the length and the range end are checked.
+ */
+export function iommufdIoasMapFile(ucmd: Ucmd<typeof iommuIoasMapFile.fields>): SyscallResult {
+  const cmd = ucmd.cmd;
+  if (cmd.flags & ~IOMMU_IOAS_MAP_ALL_FLAGS) return -Errno.EOPNOTSUPP;
+  if (cmd.iova >= ULONG_MAX || cmd.length >= ULONG_MAX) return -Errno.EOVERFLOW;
+  if (!(cmd.flags & (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE))) return -Errno.EINVAL;
+  const ioas = iommufdGetIoas(ucmd.ictx, cmd.ioas_id);
+  if (ioas === undefined) return -Errno.ENOENT;
+  try {
+    const iova: Ref<bigint> = { value: cmd.iova };
+    const allocate = (cmd.flags & IOMMU_IOAS_MAP_FIXED_IOVA) === 0;
+    const rc = ioas.iopt.mapFilePages(
+      ucmd.task,
+      ucmd.ictx.accountMode,
+      iova,
+      cmd.fd,
+      cmd.start,
+      cmd.length,
+      convIommuProt(cmd.flags),
+      allocate,
+    );
+    if (rc) return rc;
+    cmd.iova = iova.value;
+    return ucmd.respond();
+  } finally {
+    ucmd.ictx.putObject(ioas);
+  }
+}
+
 export function iommufdIoasCopy(ucmd: Ucmd<typeof iommuIoasCopy.fields>): SyscallResult {
   const cmd = ucmd.cmd;
   if (cmd.flags & ~IOMMU_IOAS_MAP_ALL_FLAGS) return -Errno.EOPNOTSUPP;
@@ -229,6 +265,87 @@ export function iommufdIoasUnmap(ucmd: Ucmd<typeof iommuIoasUnmap.fields>): Sysc
     return ucmd.respond();
   } finally {
     ucmd.ictx.putObject(ioas);
+  }
+}
+
+/** need_charge_update(): whether a pages object is charged to someone other than `now`. */
+function needChargeUpdate(pages: IoptPages, now: AccountOwner): boolean {
+  switch (pages.accountMode) {
+    case 'none':
+      return false;
+    case 'mm':
+      return pages.owner.mm !== now.mm;
+    case 'user':
+      // User accounting also counts in the mm's pinned_vm, so a new mm needs an update too.
+      return pages.owner.uid !== now.uid || pages.owner.mm !== now.mm;
+  }
+}
+
+/**
+ * IOMMU_IOAS_CHANGE_PROCESS (iommufd_ioas_change_process): every mapping of every IOAS of the
+ * context is charged to the caller from now on. Only MAP_FILE mappings can move (a user VA means
+ * nothing in another process): any other area is EINVAL, and all or nothing moves. A context
+ * with no mapping at all succeeds with nothing to do.
+ */
+export function iommufdIoasChangeProcess(
+  ucmd: Ucmd<typeof iommuIoasChangeProcess.fields>,
+): SyscallResult {
+  const cmd = ucmd.cmd;
+  const ictx = ucmd.ictx;
+  if (cmd.__reserved) return -Errno.EOPNOTSUPP;
+
+  // iommufd_take_all_iova_rwsem(): a users reference on every live IOAS, in id order; the list
+  // they are kept in is allocated as it grows.
+  const held: Ioas[] = [];
+  try {
+    for (const obj of ictx.publishedObjects()) {
+      if (obj.type !== 'ioas' || obj.users === 0) continue;
+      obj.users++;
+      held.push(obj as Ioas);
+      if (shouldFail('kmalloc')) return -Errno.ENOMEM;
+    }
+
+    const areas = held.flatMap((ioas) => [...ioas.iopt.areas.iter()].map((node) => node.value));
+    for (const area of areas) if (area.pages?.type !== 'file') return -Errno.EINVAL;
+
+    const task = ucmd.task;
+    const now: AccountOwner = {
+      uid: task.creds.uid,
+      mm: task.memory.mm,
+      memlockLimit: task.creds.memlockLimit,
+    };
+    // Each pages object once, however many areas (COPYs) share it.
+    const pagesList = [...new Set(areas.map((area) => area.pages!))];
+    const moving = pagesList.filter((pages) => needChargeUpdate(pages, now));
+
+    // charge_current(): the new owner first, per accounting mode; undone if one is over its limit.
+    const accounting = ictx.subsystem.accounting;
+    const totals = new Map<PagesAccountMode, bigint>();
+    for (const pages of moving)
+      totals.set(pages.accountMode, (totals.get(pages.accountMode) ?? 0n) + pages.npinned);
+    const charged: [PagesAccountMode, bigint][] = [];
+    for (const mode of ['none', 'user', 'mm'] as const) {
+      const npinned = totals.get(mode) ?? 0n;
+      if (npinned === 0n) continue;
+      const rc = accounting.charge(mode, now, npinned);
+      if (rc) {
+        for (const [done, n] of charged) accounting.uncharge(done, now, n);
+        return rc;
+      }
+      charged.push([mode, npinned]);
+    }
+
+    // Uncharge the old owners and move every pages object to the caller (change_mm()).
+    for (const pages of pagesList) {
+      if (moving.includes(pages))
+        accounting.uncharge(pages.accountMode, pages.owner, pages.npinned);
+      pages.owner = now;
+      pages.memory = task.memory;
+    }
+    return 0;
+  } finally {
+    // iommufd_release_all_iova_rwsem().
+    for (const ioas of held) ioas.users--;
   }
 }
 

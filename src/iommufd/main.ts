@@ -21,14 +21,22 @@ import {
 } from '../uapi/struct.ts';
 import type { Accounting } from './accounting.ts';
 import { type IommufdDevice, type IommufdGroup, iommufdGetHwInfo } from './device.ts';
+import { iommufdFaultAlloc, iommufdVeventqAlloc } from './eventq.ts';
 import { iommufdIoasNoiommuGetPa } from './get-pa.ts';
-import { type HwptPaging, iommufdHwptAlloc } from './hw-pagetable.ts';
+import {
+  type HwptPaging,
+  iommufdHwptAlloc,
+  iommufdHwptGetDirtyBitmap,
+  iommufdHwptInvalidate,
+  iommufdHwptSetDirtyTracking,
+} from './hw-pagetable.ts';
 import type { IoptEnv } from './io-pagetable.ts';
 import type { Ioas } from './ioas.ts';
 import * as ioas from './ioas.ts';
 import type { IommufdObject, IommufdObjType } from './object.ts';
 import type { PagePinner } from './pages.ts';
 import { iommufdVfioIoas, iommufdVfioIoctl } from './vfio-compat.ts';
+import { iommufdHwQueueAlloc, iommufdVdeviceAlloc, iommufdViommuAlloc } from './viommu.ts';
 
 /** How pinned pages are charged (IOMMU_OPTION_RLIMIT_MODE): 0 per user, 1 per process (mm). */
 export type AccountMode = 'user' | 'mm';
@@ -368,6 +376,25 @@ const ioctlOps = new Map<number, IoctlOp>([
   [IommufdCmd.VFIO_IOAS, ioctlOp(uapi.iommuVfioIoas, iommufdVfioIoas)],
   [IommufdCmd.HWPT_ALLOC, ioctlOp(uapi.iommuHwptAlloc, iommufdHwptAlloc)],
   [IommufdCmd.GET_HW_INFO, ioctlOp(uapi.iommuHwInfo, iommufdGetHwInfo)],
+  [
+    IommufdCmd.HWPT_SET_DIRTY_TRACKING,
+    ioctlOp(uapi.iommuHwptSetDirtyTracking, iommufdHwptSetDirtyTracking),
+  ],
+  [
+    IommufdCmd.HWPT_GET_DIRTY_BITMAP,
+    ioctlOp(uapi.iommuHwptGetDirtyBitmap, iommufdHwptGetDirtyBitmap),
+  ],
+  [IommufdCmd.HWPT_INVALIDATE, ioctlOp(uapi.iommuHwptInvalidate, iommufdHwptInvalidate)],
+  [IommufdCmd.FAULT_QUEUE_ALLOC, ioctlOp(uapi.iommuFaultAlloc, iommufdFaultAlloc)],
+  [IommufdCmd.IOAS_MAP_FILE, ioctlOp(uapi.iommuIoasMapFile, ioas.iommufdIoasMapFile)],
+  [IommufdCmd.VIOMMU_ALLOC, ioctlOp(uapi.iommuViommuAlloc, iommufdViommuAlloc)],
+  [IommufdCmd.VDEVICE_ALLOC, ioctlOp(uapi.iommuVdeviceAlloc, iommufdVdeviceAlloc)],
+  [
+    IommufdCmd.IOAS_CHANGE_PROCESS,
+    ioctlOp(uapi.iommuIoasChangeProcess, ioas.iommufdIoasChangeProcess),
+  ],
+  [IommufdCmd.VEVENTQ_ALLOC, ioctlOp(uapi.iommuVeventqAlloc, iommufdVeventqAlloc)],
+  [IommufdCmd.HW_QUEUE_ALLOC, ioctlOp(uapi.iommuHwQueueAlloc, iommufdHwQueueAlloc)],
   [IommufdCmd.IOAS_NOIOMMU_GET_PA, ioctlOp(uapi.iommuIoasNoiommuGetPa, iommufdIoasNoiommuGetPa)],
 ]);
 

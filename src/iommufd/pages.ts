@@ -1,11 +1,13 @@
 /**
- * iopt_pages: the page store behind one MAP (a user VA range, page granular), shared by every
- * area that COPY makes from it; and the filling of domains with its pinned pages. Mirrors
- * drivers/iommu/iommufd/pages.c. Pages are pinned only while some area using them is in a domain;
- * they are pinned once per pages object and charged once to RLIMIT_MEMLOCK.
+ * iopt_pages: the page store behind one MAP (a user VA range, page granular) or MAP_FILE (a range
+ * of a file), shared by every area that COPY makes from it; and the filling of domains with its
+ * pinned pages. Mirrors drivers/iommu/iommufd/pages.c. Pages are pinned only while some area using
+ * them is in a domain; they are pinned once per pages object and charged once to RLIMIT_MEMLOCK.
+ * File pages cannot be pinned yet (docs/decisions.md).
  */
 import { shouldFail } from '../fault/fault.ts';
 import { CAP_IPC_LOCK, capable } from '../host/credentials.ts';
+import type { File } from '../host/file.ts';
 import type { Task } from '../host/task.ts';
 import type { UserMemory } from '../host/user-memory.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
@@ -51,30 +53,47 @@ export interface AreaPagesRange {
   readonly lastIndex: bigint;
 }
 
+/** Where a pages object's memory comes from (page aligned starts). */
+export type IoptPagesSource =
+  | { readonly type: 'user'; readonly uptr: bigint }
+  | { readonly type: 'file'; readonly start: bigint; readonly file: File | undefined };
+
+/** enum iopt_address_type: what a pages object reads its PFNs from. */
+export type IoptAddressType = 'user' | 'file';
+
 export class IoptPages {
   /** kref: one per area and per in-flight list entry. */
   refs = 1;
-  /** Page aligned start of the user range. */
+  readonly type: IoptAddressType;
+  /**
+   * Page aligned start of the range: a user VA (type 'user', the kernel's pages->uptr) or a byte
+   * offset in the file (type 'file', pages->start).
+   */
   readonly uptr: bigint;
   readonly npages: bigint;
   readonly writable: boolean;
   accountMode: PagesAccountMode;
-  readonly owner: AccountOwner;
-  readonly memory: UserMemory;
+  /** source_user / source_mm / source_task; IOMMU_IOAS_CHANGE_PROCESS moves them. */
+  owner: AccountOwner;
+  memory: UserMemory;
+  /** A 'file' pages object's file when it is an emulated one (get_file); host files are not held. */
+  readonly file: File | undefined;
   /** Pages currently pinned (and charged) for this pages object. */
   npinned = 0n;
   /** The page ranges of areas whose pages are in domains (the kernel's domains_itree). */
   readonly filledRanges = new Set<AreaPagesRange>();
 
   constructor(
-    uptr: bigint,
+    source: IoptPagesSource,
     npages: bigint,
     writable: boolean,
     accountMode: PagesAccountMode,
     owner: AccountOwner,
     memory: UserMemory,
   ) {
-    this.uptr = uptr;
+    this.type = source.type;
+    this.uptr = source.type === 'user' ? source.uptr : source.start;
+    this.file = source.type === 'file' ? source.file : undefined;
     this.npages = npages;
     this.writable = writable;
     this.accountMode = accountMode;
@@ -89,9 +108,12 @@ export class IoptPages {
   put(): void {
     this.refs--;
     if (this.refs < 0) throw new Error('iopt_pages refcount underflow');
-    if (this.refs === 0 && (this.npinned !== 0n || this.filledRanges.size !== 0)) {
+    if (this.refs !== 0) return;
+    if (this.npinned !== 0n || this.filledRanges.size !== 0) {
       throw new Error(`iopt_pages released with ${this.npinned} pages pinned`);
     }
+    // iopt_release_pages(): fput() of a file pages object.
+    this.file?.put();
   }
 
   /** Pages of [start, last] not covered by any filled range other than `except`. */
@@ -114,26 +136,71 @@ export class IoptPages {
   }
 }
 
-/** ioptAllocPages(): a pages object for [uptr, uptr+length) of the caller. */
+/** The source fields iopt_alloc_pages() records: who is charged, from which mm. */
+function currentOwner(task: Task): { accountMode: PagesAccountMode; owner: AccountOwner } {
+  return {
+    accountMode: capable(task.creds, CAP_IPC_LOCK) ? 'none' : 'user',
+    owner: { uid: task.creds.uid, mm: task.memory.mm, memlockLimit: task.creds.memlockLimit },
+  };
+}
+
+/** iopt_alloc_pages(): the length check common to user and file pages. */
+function checkPagesLength(length: bigint): SyscallResult {
+  // The DIV_ROUND_UP of the page count must not overflow.
+  if (length > SIZE_MAX - PAGE_SIZE || length === 0n) return -Errno.EINVAL;
+  return 0;
+}
+
+/** iopt_alloc_user_pages(): a pages object for [uptr, uptr+length) of the caller. */
 export function ioptAllocPages(
   task: Task,
   uptr: bigint,
   length: bigint,
   writable: boolean,
 ): IoptPages | number {
-  // The DIV_ROUND_UP below must not overflow.
-  if (length > SIZE_MAX - PAGE_SIZE || length === 0n) return -Errno.EINVAL;
+  const rc = checkPagesLength(length);
+  if (rc) return rc;
   if (uptr + length > SIZE_MAX) return -Errno.EOVERFLOW;
   if (shouldFail('kmalloc')) return -Errno.ENOMEM;
   const start = uptr - (uptr % PAGE_SIZE);
   const npages = (length + (uptr - start) + PAGE_SIZE - 1n) / PAGE_SIZE;
-  const accountMode: PagesAccountMode = capable(task.creds, CAP_IPC_LOCK) ? 'none' : 'user';
-  const owner: AccountOwner = {
-    uid: task.creds.uid,
-    mm: task.memory.mm,
-    memlockLimit: task.creds.memlockLimit,
-  };
-  return new IoptPages(start, npages, writable, accountMode, owner, task.memory);
+  const { accountMode, owner } = currentOwner(task);
+  return new IoptPages(
+    { type: 'user', uptr: start },
+    npages,
+    writable,
+    accountMode,
+    owner,
+    task.memory,
+  );
+}
+
+/**
+ * iopt_alloc_file_pages(): a pages object for [start, start+length) of a file; `startByte` is
+ * start's offset in its page. `file` is the emulated file behind the fd when it is one of ours:
+ * it is held until the pages object goes (get_file). A host file is only known to be open.
+ */
+export function ioptAllocFilePages(
+  task: Task,
+  file: File | undefined,
+  startByte: bigint,
+  start: bigint,
+  length: bigint,
+  writable: boolean,
+): IoptPages | number {
+  const rc = checkPagesLength(length);
+  if (rc) return rc;
+  if (shouldFail('kmalloc')) return -Errno.ENOMEM;
+  const npages = (length + startByte + PAGE_SIZE - 1n) / PAGE_SIZE;
+  const { accountMode, owner } = currentOwner(task);
+  return new IoptPages(
+    { type: 'file', start: start - startByte, file: file?.get() },
+    npages,
+    writable,
+    accountMode,
+    owner,
+    task.memory,
+  );
 }
 
 /**
@@ -146,6 +213,10 @@ export function ioptPagesPin(
   pinner: PagePinner,
   accounting: Accounting,
 ): PinnedRun[] | number {
+  // pfn_reader_user_pin() pins a file through memfd_pin_folios(), which takes only shmem and
+  // hugetlbfs files. The emulator cannot reach a file's pages at all, so every file answers as a
+  // regular file does (docs/decisions.md): EINVAL, nothing pinned, nothing charged.
+  if (pages.type === 'file') return -Errno.EINVAL;
   const npages = range.lastIndex - range.startIndex + 1n;
   const va = pages.uptr + range.startIndex * PAGE_SIZE;
   if (shouldFail('pin-pages')) return -Errno.ENOMEM;

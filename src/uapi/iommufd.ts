@@ -159,6 +159,113 @@ export const iommuHwInfo = defineStruct('iommu_hw_info', 40, '__reserved2', {
   out_capabilities: { offset: 32, type: 'u64' },
 });
 
+export const IOMMU_HWPT_DIRTY_TRACKING_ENABLE = 1 << 0;
+
+export const iommuHwptSetDirtyTracking = defineStruct(
+  'iommu_hwpt_set_dirty_tracking',
+  16,
+  '__reserved',
+  {
+    size: { offset: 0, type: 'u32' },
+    flags: { offset: 4, type: 'u32' },
+    hwpt_id: { offset: 8, type: 'u32' },
+    __reserved: { offset: 12, type: 'u32' },
+  },
+);
+
+export const IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR = 1 << 0;
+
+export const iommuHwptGetDirtyBitmap = defineStruct('iommu_hwpt_get_dirty_bitmap', 48, 'data', {
+  size: { offset: 0, type: 'u32' },
+  hwpt_id: { offset: 4, type: 'u32' },
+  flags: { offset: 8, type: 'u32' },
+  __reserved: { offset: 12, type: 'u32' },
+  iova: { offset: 16, type: 'u64' },
+  length: { offset: 24, type: 'u64' },
+  page_size: { offset: 32, type: 'u64' },
+  data: { offset: 40, type: 'u64' },
+});
+
+export const IOMMU_HWPT_INVALIDATE_DATA_VTD_S1 = 0;
+export const IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3 = 1;
+
+export const iommuHwptInvalidate = defineStruct('iommu_hwpt_invalidate', 32, '__reserved', {
+  size: { offset: 0, type: 'u32' },
+  hwpt_id: { offset: 4, type: 'u32' },
+  data_uptr: { offset: 8, type: 'u64' },
+  data_type: { offset: 16, type: 'u32' },
+  entry_len: { offset: 20, type: 'u32' },
+  entry_num: { offset: 24, type: 'u32' },
+  __reserved: { offset: 28, type: 'u32' },
+});
+
+export const iommuFaultAlloc = defineStruct('iommu_fault_alloc', 16, 'out_fault_fd', {
+  size: { offset: 0, type: 'u32' },
+  flags: { offset: 4, type: 'u32' },
+  out_fault_id: { offset: 8, type: 'u32' },
+  out_fault_fd: { offset: 12, type: 'u32' },
+});
+
+export const IOMMU_VIOMMU_TYPE_DEFAULT = 0;
+export const IOMMU_VIOMMU_TYPE_ARM_SMMUV3 = 1;
+export const IOMMU_VIOMMU_TYPE_TEGRA241_CMDQV = 2;
+
+/** min_size 24: data_len, __reserved (never checked) and data_uptr are optional. */
+export const iommuViommuAlloc = defineStruct('iommu_viommu_alloc', 40, 'out_viommu_id', {
+  size: { offset: 0, type: 'u32' },
+  flags: { offset: 4, type: 'u32' },
+  type: { offset: 8, type: 'u32' },
+  dev_id: { offset: 12, type: 'u32' },
+  hwpt_id: { offset: 16, type: 'u32' },
+  out_viommu_id: { offset: 20, type: 'u32' },
+  data_len: { offset: 24, type: 'u32' },
+  __reserved: { offset: 28, type: 'u32' },
+  data_uptr: { offset: 32, type: 'u64' },
+});
+
+export const iommuVdeviceAlloc = defineStruct('iommu_vdevice_alloc', 24, 'virt_id', {
+  size: { offset: 0, type: 'u32' },
+  viommu_id: { offset: 4, type: 'u32' },
+  dev_id: { offset: 8, type: 'u32' },
+  out_vdevice_id: { offset: 12, type: 'u32' },
+  virt_id: { offset: 16, type: 'u64' },
+});
+
+export const iommuIoasChangeProcess = defineStruct('iommu_ioas_change_process', 8, '__reserved', {
+  size: { offset: 0, type: 'u32' },
+  __reserved: { offset: 4, type: 'u32' },
+});
+
+export const IOMMU_VEVENTQ_TYPE_DEFAULT = 0;
+export const IOMMU_VEVENTQ_TYPE_ARM_SMMUV3 = 1;
+export const IOMMU_VEVENTQ_TYPE_TEGRA241_CMDQV = 2;
+
+/** min_size 28: the trailing __reserved is optional (but checked when given). */
+export const iommuVeventqAlloc = defineStruct('iommu_veventq_alloc', 32, 'out_veventq_fd', {
+  size: { offset: 0, type: 'u32' },
+  flags: { offset: 4, type: 'u32' },
+  viommu_id: { offset: 8, type: 'u32' },
+  type: { offset: 12, type: 'u32' },
+  veventq_depth: { offset: 16, type: 'u32' },
+  out_veventq_id: { offset: 20, type: 'u32' },
+  out_veventq_fd: { offset: 24, type: 'u32' },
+  __reserved: { offset: 28, type: 'u32' },
+});
+
+export const IOMMU_HW_QUEUE_TYPE_DEFAULT = 0;
+export const IOMMU_HW_QUEUE_TYPE_TEGRA241_CMDQV = 1;
+
+export const iommuHwQueueAlloc = defineStruct('iommu_hw_queue_alloc', 40, 'length', {
+  size: { offset: 0, type: 'u32' },
+  flags: { offset: 4, type: 'u32' },
+  viommu_id: { offset: 8, type: 'u32' },
+  type: { offset: 12, type: 'u32' },
+  index: { offset: 16, type: 'u32' },
+  out_hw_queue_id: { offset: 20, type: 'u32' },
+  nesting_parent_iova: { offset: 24, type: 'u64' },
+  length: { offset: 32, type: 'u64' },
+});
+
 export const iommuIoasNoiommuGetPa = defineStruct('iommu_ioas_noiommu_get_pa', 40, 'out_phys', {
   size: { offset: 0, type: 'u32' },
   flags: { offset: 4, type: 'u32' },
