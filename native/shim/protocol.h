@@ -9,7 +9,7 @@
  *
  * Connections:
  *  - transport connection: one per thread (re-made after fork); first message HELLO, then
- *    LOOKUP/CLOSE/IOCTL/READ/WRITE/MMAP/STAT/POLL.
+ *    LOOKUP/CLOSE/IOCTL/READ/WRITE/MMAP/STAT/POLL/SYNC/SEEK.
  *  - object connection: one per open file description; it *is* the fd open() returns. Its only
  *    message is OPEN; the server releases the file when it sees EOF (last copy closed anywhere).
  *
@@ -21,14 +21,17 @@
 
 #include <stdint.h>
 
-#define EMU_PROTO_VERSION 1u
+#define EMU_PROTO_VERSION 2u
 
 enum emu_op {
-	/* transport: a0 = version. reply: v0 = server version, payload = emulated path prefixes,
-	 * each NUL-terminated. */
+	/* transport: a0 = version. reply: v0 = server version, payload = the testbed root (the real
+	 * directory mirroring the emulated tree), then the emulated path prefixes, each
+	 * NUL-terminated. */
 	EMU_OP_HELLO = 1,
-	/* object connection: a0 = open flags, a1 = st_ino of the client's socket, payload = path
-	 * (NUL-terminated). reply: ret = object id or -errno, v0 = st_mode, v1 = rdev. */
+	/* object connection: obj = the fd this connection is (for the trace), a0 = open flags,
+	 * a1 = st_ino of the client's socket, payload = path (NUL-terminated).
+	 * reply: ret = object id or -errno (-EISDIR for a directory: open it in the testbed),
+	 * v0 = st_mode, v1 = rdev. */
 	EMU_OP_OPEN = 2,
 	/* a0 = st_ino of a socket fd the shim does not know (after exec, SCM_RIGHTS).
 	 * reply: ret = object id or -ENOENT, v0 = st_mode, v1 = rdev. */
@@ -36,14 +39,15 @@ enum emu_op {
 	/* obj = object whose fd this process just closed. The reply comes only after the server
 	 * has processed any EOF that close caused, so release is synchronous with close(). */
 	EMU_OP_CLOSE = 4,
-	/* obj, a0 = cmd, a1 = arg; with EMU_REQ_WINDOW the payload is the caller's memory at arg.
-	 * reply: ret = result or -errno; payload = emu_seg records (window bytes the call wrote). */
+	/* obj, a0 = cmd | EMU_FD_BITS(fd), a1 = arg; with EMU_REQ_WINDOW the payload is the caller's
+	 * memory at arg. reply: ret = result or -errno; payload = emu_seg records (window bytes the
+	 * call wrote). */
 	EMU_OP_IOCTL = 5,
-	/* obj, a0 = count, a1 = position (EMU_REQ_POSITIONAL) . reply: ret = bytes or -errno,
-	 * payload = the bytes. */
+	/* obj, a0 = count | EMU_FD_BITS(fd), a1 = position (EMU_REQ_POSITIONAL). reply: ret = bytes
+	 * or -errno, payload = the bytes. */
 	EMU_OP_READ = 6,
-	/* obj, a0 = count, a1 = position (EMU_REQ_POSITIONAL), payload = the bytes.
-	 * reply: ret = bytes written or -errno. */
+	/* obj, a0 = count | EMU_FD_BITS(fd), a1 = position (EMU_REQ_POSITIONAL), payload = the
+	 * bytes. reply: ret = bytes written or -errno. */
 	EMU_OP_WRITE = 7,
 	/* obj, a0 = length, a1 = file offset, payload = emu_mmap_req. reply: ret = 0 or -errno,
 	 * v1 = EMU_MMAP_FILE: v0 = offset in the backing file, payload = its path (NUL-terminated);
@@ -55,7 +59,27 @@ enum emu_op {
 	EMU_OP_STAT = 9,
 	/* payload = emu_poll_ent[n]. reply: payload = uint32_t revents[n]. */
 	EMU_OP_POLL = 10,
+	/* Bring the testbed up to date with the emulated devfs/sysfs before the shim uses it.
+	 * a0 = the EMU_SYNC_* call about to use it, payload = the emulated path (both for the
+	 * trace). reply: ret = 0. */
+	EMU_OP_SYNC = 11,
+	/* obj, a0 = offset (signed), a1 = whence (SEEK_SET/SEEK_CUR; SEEK_END is EINVAL): lseek of
+	 * the object's file position. reply: ret = 0 or -errno, v0 = the new position. */
+	EMU_OP_SEEK = 12,
 };
+
+/* SYNC a0: the call the shim serves from the testbed. */
+enum emu_sync_call {
+	EMU_SYNC_OPENDIR = 1,
+	EMU_SYNC_SCANDIR = 2,
+	EMU_SYNC_READLINK = 3,
+	EMU_SYNC_REALPATH = 4,
+	EMU_SYNC_CHDIR = 5,
+};
+
+/* IOCTL/READ/WRITE a0 bits 32-63: the caller's fd number, only for the trace. */
+#define EMU_FD_UNKNOWN 0xffffffffu
+#define EMU_FD_BITS(fd) ((uint64_t)(uint32_t)(fd) << 32)
 
 /* Request flags. */
 #define EMU_REQ_WINDOW 0x1u     /* IOCTL: payload holds caller memory at arg */

@@ -12,13 +12,21 @@
  *   returns the bytes of that window it wrote and the shim stores them back. Everything else
  *   (embedded pointers) the server reaches through /proc/<pid>/mem.
  * - Paths outside the server's emulated prefixes, and fds that are not ours, go to libc untouched.
+ * - Directory listings, symlinks, realpath and chdir are served by the testbed: a real tree the
+ *   server mirrors the emulated files into (SYNC before each use). The shim makes the real call
+ *   there; a testbed path maps back to the emulated path it mirrors, so contents stay live.
+ * - glibc's own internal opens (fopen, opendir, scandir, glob, realpath, the __*_chk wrappers)
+ *   bypass LD_PRELOAD, so those entry points are wrapped too; emulated stdio streams are
+ *   fopencookie() streams over the shim's read/write/lseek/close.
  *
  * Wire format: protocol.h. Design notes: docs/shim.md.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <limits.h>
 #include <linux/capability.h>
 #include <poll.h>
@@ -34,6 +42,7 @@
 #include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/resource.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -42,6 +51,7 @@
 #include <sys/ucontext.h>
 #include <sys/uio.h>
 #include <sys/un.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -67,6 +77,25 @@ int __lxstat64(int ver, const char *path, struct stat64 *st);
 int __fxstatat(int ver, int dirfd, const char *path, struct stat *st, int flags);
 int __fxstatat64(int ver, int dirfd, const char *path, struct stat64 *st, int flags);
 int newfstatat(int dirfd, const char *path, struct stat *st, int flags);
+/* Fortified entry points (_FORTIFY_SOURCE): glibc's versions call its internal read/poll/...,
+ * which LD_PRELOAD cannot see, so they are wrapped too. */
+ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen);
+ssize_t __pread_chk(int fd, void *buf, size_t n, off_t pos, size_t buflen);
+ssize_t __pread64_chk(int fd, void *buf, size_t n, off64_t pos, size_t buflen);
+ssize_t __readlink_chk(const char *path, char *buf, size_t n, size_t buflen);
+ssize_t __readlinkat_chk(int dirfd, const char *path, char *buf, size_t n, size_t buflen);
+char *__realpath_chk(const char *path, char *resolved, size_t resolvedlen);
+char *__getcwd_chk(char *buf, size_t size, size_t buflen);
+int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdslen);
+int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *timeout, const sigset_t *mask,
+		size_t fdslen);
+void __chk_fail(void) __attribute__((noreturn));
+/* Declared by glibc >= 2.34 only. */
+int close_range(unsigned int first, unsigned int last, int flags);
+void closefrom(int lowfd);
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
 
 static void *resolve(const char *name)
 {
@@ -136,6 +165,38 @@ REAL_DECL(__fxstatat);
 REAL_DECL(__fxstatat64);
 REAL_DECL(access);
 REAL_DECL(faccessat);
+REAL_DECL(statx);
+REAL_DECL(opendir);
+REAL_DECL(readdir);
+REAL_DECL(readdir64);
+REAL_DECL(closedir);
+REAL_DECL(scandir);
+REAL_DECL(scandir64);
+REAL_DECL(scandirat);
+REAL_DECL(scandirat64);
+REAL_DECL(readlink);
+REAL_DECL(readlinkat);
+REAL_DECL(realpath);
+REAL_DECL(chdir);
+REAL_DECL(getcwd);
+REAL_DECL(fopen);
+REAL_DECL(fopen64);
+REAL_DECL(fdopen);
+REAL_DECL(glob);
+REAL_DECL(glob64);
+REAL_DECL(lseek);
+REAL_DECL(lseek64);
+REAL_DECL(ppoll);
+REAL_DECL(select);
+REAL_DECL(pselect);
+REAL_DECL(close_range);
+REAL_DECL(closefrom);
+REAL_DECL(sigaction);
+REAL_DECL(signal);
+REAL_DECL(getxattr);
+REAL_DECL(lgetxattr);
+REAL_DECL(listxattr);
+REAL_DECL(llistxattr);
 
 /* ---------------------------------------------------------------------------------------------
  * Process state.
@@ -155,6 +216,10 @@ static const char *prefixes[MAX_PREFIXES];
 static int prefix_count;
 static int prefixes_loaded; /* atomic */
 static pthread_mutex_t prefix_lock = PTHREAD_MUTEX_INITIALIZER;
+/* The testbed (from HELLO): a real directory tree mirroring the emulated one, where directory
+ * listings, symlinks, realpath and chdir are served. Its paths map back to emulated paths. */
+static char tb_root[PATH_MAX];
+static size_t tb_root_len;
 /* Used only while the server cannot be reached, so that opening these fails with ENXIO. */
 static const char *const fallback_prefixes[] = {"/dev/iommu", "/dev/vfio"};
 
@@ -472,12 +537,19 @@ static int connect_server(int cloexec)
 	return s;
 }
 
+/* HELLO's payload: the testbed root, then the prefixes. */
 static void store_prefixes(const unsigned char *p, size_t n)
 {
 	size_t i = 0, used = 0;
 	int count = 0;
 	pthread_mutex_lock(&prefix_lock);
 	if (!__atomic_load_n(&prefixes_loaded, __ATOMIC_ACQUIRE)) {
+		size_t rlen = strnlen((const char *)p, n);
+		if (rlen < n && rlen < sizeof tb_root && rlen > 1 && p[0] == '/') {
+			memcpy(tb_root, p, rlen + 1);
+			tb_root_len = rlen;
+		}
+		i = rlen < n ? rlen + 1 : n;
 		while (i < n && count < MAX_PREFIXES) {
 			size_t len = strnlen((const char *)p + i, n - i);
 			if (len == n - i || used + len + 1 > sizeof prefix_buf)
@@ -577,7 +649,21 @@ static int rpc(struct call *c)
  * Paths.
  */
 
-/* Lexically normalises path (relative to dirfd) into an absolute path. 0 if impossible. */
+/* A path inside the testbed names the emulated file it mirrors: strip the root in place. */
+static int strip_root(char *p)
+{
+	size_t len = __atomic_load_n(&prefixes_loaded, __ATOMIC_ACQUIRE) ? tb_root_len : 0;
+	if (len == 0 || strncmp(p, tb_root, len) != 0 || (p[len] != '/' && p[len] != '\0'))
+		return 0;
+	if (p[len] == '\0')
+		strcpy(p, "/");
+	else
+		memmove(p, p + len, strlen(p + len) + 1);
+	return 1;
+}
+
+/* Lexically normalises path (relative to dirfd) into an absolute path (a testbed path becomes
+ * the emulated path it mirrors). 0 if impossible. */
 static int absolute_path(int dirfd, const char *path, char *out, size_t outsz)
 {
 	char tmp[PATH_MAX * 2];
@@ -593,13 +679,13 @@ static int absolute_path(int dirfd, const char *path, char *out, size_t outsz)
 		memcpy(tmp, path, len + 1);
 	} else {
 		if (dirfd == AT_FDCWD) {
-			if (getcwd(tmp, PATH_MAX) == NULL)
+			if (REAL(getcwd)(tmp, PATH_MAX) == NULL)
 				return 0;
 		} else {
 			char link[64];
 			ssize_t k;
 			snprintf(link, sizeof link, "/proc/self/fd/%d", dirfd);
-			k = readlink(link, tmp, PATH_MAX - 1);
+			k = REAL(readlink)(link, tmp, PATH_MAX - 1);
 			if (k <= 0 || tmp[0] != '/')
 				return 0;
 			tmp[k] = '\0';
@@ -645,6 +731,7 @@ static int absolute_path(int dirfd, const char *path, char *out, size_t outsz)
 		out[0] = '/';
 		out[1] = '\0';
 	}
+	strip_root(out);
 	return 1;
 }
 
@@ -692,13 +779,13 @@ static int path_emulated(int dirfd, const char *path, char abs[PATH_MAX])
 	int saved = errno;
 	int i, hit = 0;
 
-	if (!ensure_active())
+	if (!ensure_active() || path == NULL || path[0] == '\0')
 		return 0;
+	load_prefixes();
 	if (!absolute_path(dirfd, path, abs, PATH_MAX)) {
 		errno = saved;
 		return 0;
 	}
-	load_prefixes();
 	if (__atomic_load_n(&prefixes_loaded, __ATOMIC_ACQUIRE)) {
 		for (i = 0; i < prefix_count && !hit; i++)
 			hit = under_prefix(abs, prefixes[i]);
@@ -708,6 +795,52 @@ static int path_emulated(int dirfd, const char *path, char abs[PATH_MAX])
 	}
 	errno = saved;
 	return hit;
+}
+
+/* tb = where the emulated path abs lives in the testbed. 0 if there is no testbed (no server). */
+static int testbed_join(const char *abs, char tb[PATH_MAX])
+{
+	size_t len = __atomic_load_n(&prefixes_loaded, __ATOMIC_ACQUIRE) ? tb_root_len : 0;
+	size_t alen = strlen(abs);
+	if (len == 0 || len + alen + 1 > PATH_MAX)
+		return 0;
+	memcpy(tb, tb_root, len);
+	memcpy(tb + len, abs, alen + 1);
+	return 1;
+}
+
+/* For a path the emulator answers for: 1, with abs = the emulated path and tb = its place in the
+ * testbed, which the server has just brought up to date (SYNC; call, an EMU_SYNC_* code, names
+ * the caller in the trace). -1 with errno set when there is no usable testbed (no server: ENXIO,
+ * like open). 0 for any other path (use it as it is). */
+static int testbed_path(int dirfd, const char *path, char abs[PATH_MAX], char tb[PATH_MAX],
+			int call)
+{
+	sigset_t old;
+	struct call c;
+	int r;
+
+	if (!path_emulated(dirfd, path, abs))
+		return 0;
+	block_signals(&old);
+	memset(&c, 0, sizeof c);
+	c.req.op = EMU_OP_SYNC;
+	c.req.a0 = (uint64_t)call;
+	c.part[0] = abs;
+	c.part_len[0] = strlen(abs) + 1;
+	r = rpc(&c);
+	if (r == 0) {
+		r = c.rep.ret;
+		call_done(&c);
+	}
+	restore_signals(&old);
+	if (r == 0 && !testbed_join(abs, tb))
+		r = tb_root_len == 0 ? -ENXIO : -ENAMETOOLONG;
+	if (r != 0) {
+		errno = -r;
+		return -1;
+	}
+	return 1;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -835,7 +968,7 @@ static long finish(long r)
  * open
  */
 
-static int emu_open(const char *abs, int flags)
+static int emu_open(const char *abs, int flags, mode_t mode)
 {
 	sigset_t old;
 	struct call c;
@@ -859,6 +992,7 @@ static int emu_open(const char *abs, int flags)
 	memset(&c, 0, sizeof c);
 	c.req.op = EMU_OP_OPEN;
 	c.req.seq = 1;
+	c.req.obj = (uint32_t)s;
 	c.req.a0 = (uint32_t)flags;
 	c.req.a1 = (uint64_t)st.st_ino;
 	c.part[0] = abs;
@@ -870,9 +1004,16 @@ static int emu_open(const char *abs, int flags)
 		goto out;
 	}
 	if (c.rep.ret <= 0) {
+		char tb[PATH_MAX];
 		REAL(close)(s);
 		ret = c.rep.ret < 0 ? c.rep.ret : -EIO;
 		call_done(&c);
+		/* A directory: a real one in the testbed (readdir, fchdir, openat relative to it). */
+		if (ret == -EISDIR && testbed_join(abs, tb)) {
+			ret = REAL(open)(tb, flags, mode);
+			if (ret < 0)
+				ret = -errno;
+		}
 		goto out;
 	}
 	e.obj = (uint32_t)c.rep.ret;
@@ -904,7 +1045,7 @@ EXPORT int open(const char *path, int flags, ...)
 	char abs[PATH_MAX];
 	GET_MODE(flags, flags);
 	if (path_emulated(AT_FDCWD, path, abs))
-		return emu_open(abs, flags);
+		return emu_open(abs, flags, mode);
 	return REAL(open)(path, flags, mode);
 }
 
@@ -913,7 +1054,7 @@ EXPORT int open64(const char *path, int flags, ...)
 	char abs[PATH_MAX];
 	GET_MODE(flags, flags);
 	if (path_emulated(AT_FDCWD, path, abs))
-		return emu_open(abs, flags);
+		return emu_open(abs, flags, mode);
 	return REAL(open64)(path, flags, mode);
 }
 
@@ -922,7 +1063,7 @@ EXPORT int openat(int dirfd, const char *path, int flags, ...)
 	char abs[PATH_MAX];
 	GET_MODE(flags, flags);
 	if (path_emulated(dirfd, path, abs))
-		return emu_open(abs, flags);
+		return emu_open(abs, flags, mode);
 	return REAL(openat)(dirfd, path, flags, mode);
 }
 
@@ -931,7 +1072,7 @@ EXPORT int openat64(int dirfd, const char *path, int flags, ...)
 	char abs[PATH_MAX];
 	GET_MODE(flags, flags);
 	if (path_emulated(dirfd, path, abs))
-		return emu_open(abs, flags);
+		return emu_open(abs, flags, mode);
 	return REAL(openat64)(dirfd, path, flags, mode);
 }
 
@@ -939,7 +1080,7 @@ EXPORT int __open_2(const char *path, int flags)
 {
 	char abs[PATH_MAX];
 	if (path_emulated(AT_FDCWD, path, abs))
-		return emu_open(abs, flags);
+		return emu_open(abs, flags, 0);
 	return REAL(__open_2)(path, flags);
 }
 
@@ -947,7 +1088,7 @@ EXPORT int __open64_2(const char *path, int flags)
 {
 	char abs[PATH_MAX];
 	if (path_emulated(AT_FDCWD, path, abs))
-		return emu_open(abs, flags);
+		return emu_open(abs, flags, 0);
 	return REAL(__open64_2)(path, flags);
 }
 
@@ -955,7 +1096,7 @@ EXPORT int __openat_2(int dirfd, const char *path, int flags)
 {
 	char abs[PATH_MAX];
 	if (path_emulated(dirfd, path, abs))
-		return emu_open(abs, flags);
+		return emu_open(abs, flags, 0);
 	return REAL(__openat_2)(dirfd, path, flags);
 }
 
@@ -963,7 +1104,7 @@ EXPORT int __openat64_2(int dirfd, const char *path, int flags)
 {
 	char abs[PATH_MAX];
 	if (path_emulated(dirfd, path, abs))
-		return emu_open(abs, flags);
+		return emu_open(abs, flags, 0);
 	return REAL(__openat64_2)(dirfd, path, flags);
 }
 
@@ -1118,7 +1259,7 @@ static long emu_ioctl(int fd, const struct fdent *e, unsigned long cmd, void *ar
 	memset(&c, 0, sizeof c);
 	c.req.op = EMU_OP_IOCTL;
 	c.req.obj = e->obj;
-	c.req.a0 = (uint64_t)cmd;
+	c.req.a0 = (cmd & 0xffffffffu) | EMU_FD_BITS(fd);
 	c.req.a1 = (uint64_t)(uintptr_t)arg;
 	if (wlen > 0) {
 		/* Can the call write its results there? Store back one byte we just read: read-only
@@ -1190,7 +1331,7 @@ static long emu_read(int fd, const struct fdent *e, void *buf, size_t n, off_t p
 	memset(&c, 0, sizeof c);
 	c.req.op = EMU_OP_READ;
 	c.req.obj = e->obj;
-	c.req.a0 = n;
+	c.req.a0 = n | EMU_FD_BITS(fd);
 	c.req.a1 = (uint64_t)pos;
 	c.req.flags = positional ? EMU_REQ_POSITIONAL : 0;
 	r = rpc(&c);
@@ -1243,7 +1384,7 @@ static long emu_write(int fd, const struct fdent *e, const void *buf, size_t n, 
 	memset(&c, 0, sizeof c);
 	c.req.op = EMU_OP_WRITE;
 	c.req.obj = e->obj;
-	c.req.a0 = n;
+	c.req.a0 = n | EMU_FD_BITS(fd);
 	c.req.a1 = (uint64_t)pos;
 	c.req.flags = positional ? EMU_REQ_POSITIONAL : 0;
 	c.part[0] = copy;
@@ -1324,7 +1465,11 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
+/* poll() with emulated fds among fds: 1 and *ret = the result (errno set when -1), or 0 when none
+ * is emulated (the caller uses the real call). The real fds are polled with the real ppoll (with
+ * mask, if given) in slices of POLL_SLICE_MS while the server reports nothing ready. timeout in
+ * ms, negative = forever. */
+static int emu_poll(struct pollfd *fds, nfds_t n, int timeout, const sigset_t *mask, int *ret)
 {
 	struct emu_poll_ent ents[POLL_MAX_EMULATED];
 	uint32_t revents[POLL_MAX_EMULATED];
@@ -1334,7 +1479,7 @@ EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 	int64_t deadline;
 
 	if (!ensure_active() || n == 0)
-		return REAL(poll)(fds, n, timeout);
+		return 0;
 	for (i = 0; i < n && k < POLL_MAX_EMULATED; i++) {
 		struct fdent e;
 		if (fds[i].fd >= 0 && emu_fd(fds[i].fd, &e)) {
@@ -1344,12 +1489,13 @@ EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 		}
 	}
 	if (k == 0)
-		return REAL(poll)(fds, n, timeout);
+		return 0;
 
 	deadline = timeout > 0 ? now_ms() + timeout : 0;
 	for (;;) {
 		sigset_t old;
 		struct call c;
+		struct timespec slice;
 		int ready = 0, wait, r, err;
 
 		block_signals(&old);
@@ -1382,7 +1528,9 @@ EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 		/* Let the kernel poll the other fds; hide ours (a negative fd is ignored). */
 		for (j = 0; j < k; j++)
 			fds[where[j]].fd = ~fds[where[j]].fd;
-		r = REAL(poll)(fds, n, wait);
+		slice.tv_sec = wait / 1000;
+		slice.tv_nsec = (long)(wait % 1000) * 1000000L;
+		r = mask != NULL ? REAL(ppoll)(fds, n, &slice, mask) : REAL(poll)(fds, n, wait);
 		err = errno;
 		for (j = 0; j < k; j++) {
 			fds[where[j]].fd = ~fds[where[j]].fd;
@@ -1390,13 +1538,152 @@ EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 		}
 		if (r < 0) {
 			errno = err;
-			return r;
+			*ret = r;
+			return 1;
 		}
-		if (ready > 0 || r > 0)
-			return r + ready;
-		if (timeout == 0 || (timeout > 0 && now_ms() >= deadline))
-			return 0;
+		if (ready > 0 || r > 0) {
+			*ret = r + ready;
+			return 1;
+		}
+		if (timeout == 0 || (timeout > 0 && now_ms() >= deadline)) {
+			*ret = 0;
+			return 1;
+		}
 	}
+}
+
+/* A ppoll/pselect timeout in ms (rounded up), -1 for none. */
+static int timeout_ms(const struct timespec *ts)
+{
+	int64_t ms;
+	if (ts == NULL)
+		return -1;
+	if (ts->tv_sec < 0 || ts->tv_nsec < 0)
+		return 0;
+	ms = (int64_t)ts->tv_sec * 1000 + (ts->tv_nsec + 999999) / 1000000;
+	return ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
+EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
+{
+	int r;
+	if (emu_poll(fds, n, timeout, NULL, &r))
+		return r;
+	return REAL(poll)(fds, n, timeout);
+}
+
+EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdslen)
+{
+	if (fdslen / sizeof *fds < n)
+		__chk_fail();
+	return poll(fds, n, timeout);
+}
+
+EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, const sigset_t *mask)
+{
+	int r;
+	if (emu_poll(fds, n, timeout_ms(timeout), mask, &r))
+		return r;
+	return REAL(ppoll)(fds, n, timeout, mask);
+}
+
+EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *timeout,
+		       const sigset_t *mask, size_t fdslen)
+{
+	if (fdslen / sizeof *fds < n)
+		__chk_fail();
+	return ppoll(fds, n, timeout, mask);
+}
+
+/* select/pselect with emulated fds in the sets: the same through emu_poll. 0 when none is. */
+static int emu_select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, int timeout,
+		      const sigset_t *mask, int *ret)
+{
+	struct pollfd pf[FD_SETSIZE];
+	int fd, k = 0, any = 0, r, count = 0, j;
+
+	if (!ensure_active() || nfds <= 0)
+		return 0;
+	if (nfds > FD_SETSIZE)
+		nfds = FD_SETSIZE;
+	for (fd = 0; fd < nfds; fd++) {
+		struct fdent e;
+		short ev = 0;
+		if (rd != NULL && FD_ISSET(fd, rd))
+			ev |= POLLIN;
+		if (wr != NULL && FD_ISSET(fd, wr))
+			ev |= POLLOUT;
+		if (ex != NULL && FD_ISSET(fd, ex))
+			ev |= POLLPRI;
+		if (ev == 0)
+			continue;
+		if (!any && emu_fd(fd, &e))
+			any = 1;
+		pf[k].fd = fd;
+		pf[k].events = ev;
+		pf[k].revents = 0;
+		k++;
+	}
+	if (!any || !emu_poll(pf, (nfds_t)k, timeout, mask, &r))
+		return 0;
+	if (r < 0) {
+		*ret = -1;
+		return 1;
+	}
+	for (j = 0; j < k; j++) {
+		if (pf[j].revents & POLLNVAL) {
+			errno = EBADF;
+			*ret = -1;
+			return 1;
+		}
+	}
+	if (rd != NULL)
+		FD_ZERO(rd);
+	if (wr != NULL)
+		FD_ZERO(wr);
+	if (ex != NULL)
+		FD_ZERO(ex);
+	for (j = 0; j < k; j++) {
+		short re = pf[j].revents;
+		if ((pf[j].events & POLLIN) && (re & (POLLIN | POLLHUP | POLLERR))) {
+			FD_SET(pf[j].fd, rd);
+			count++;
+		}
+		if ((pf[j].events & POLLOUT) && (re & (POLLOUT | POLLERR))) {
+			FD_SET(pf[j].fd, wr);
+			count++;
+		}
+		if ((pf[j].events & POLLPRI) && (re & POLLPRI)) {
+			FD_SET(pf[j].fd, ex);
+			count++;
+		}
+	}
+	*ret = count;
+	return 1;
+}
+
+EXPORT int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *tv)
+{
+	int r, ms = -1;
+	if (tv != NULL) {
+		int64_t v = (int64_t)tv->tv_sec * 1000 + (tv->tv_usec + 999) / 1000;
+		ms = v < 0 ? 0 : v > INT_MAX ? INT_MAX : (int)v;
+	}
+	if (emu_select(nfds, rd, wr, ex, ms, NULL, &r)) {
+		if (tv != NULL && r == 0)
+			tv->tv_sec = tv->tv_usec = 0;
+		return r;
+	}
+	return REAL(select)(nfds, rd, wr, ex, tv);
+}
+
+EXPORT int pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct timespec *ts,
+		   const sigset_t *mask)
+{
+	int r;
+	if (emu_select(nfds, rd, wr, ex, timeout_ms(ts), mask, &r))
+		return r;
+	return REAL(pselect)(nfds, rd, wr, ex, ts, mask);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -1426,8 +1713,20 @@ struct trap {
 
 static struct trap traps[MAX_TRAPS];
 static pthread_mutex_t trap_lock = PTHREAD_MUTEX_INITIALIZER;
+/* The program's own SIGSEGV disposition once the shim's handler is installed: sigaction() and
+ * signal() for SIGSEGV then read and set this instead, and faults outside trapped ranges go to
+ * it, so the program's handler and the trap handler chain. */
 static struct sigaction old_segv;
-static int segv_installed;
+static int segv_installed; /* atomic */
+
+/* The default disposition back, for a fault that must now kill the program. */
+static void segv_default(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = SIG_DFL;
+	REAL(sigaction)(SIGSEGV, &sa, NULL);
+}
 
 #if defined(__x86_64__)
 
@@ -1574,7 +1873,7 @@ static int trap_access(const struct trap *t, uint64_t pos, int store, uint64_t *
 	c.req.op = store ? EMU_OP_WRITE : EMU_OP_READ;
 	c.req.flags = EMU_REQ_POSITIONAL;
 	c.req.obj = t->obj;
-	c.req.a0 = (uint64_t)size;
+	c.req.a0 = (uint64_t)size | EMU_FD_BITS(EMU_FD_UNKNOWN);
 	c.req.a1 = pos;
 	if (store) {
 		c.part[0] = value;
@@ -1611,12 +1910,20 @@ static void segv_handler(int sig, siginfo_t *si, void *ctx)
 	}
 	if (t == NULL) {
 		/* Not ours: what would have happened without us. */
-		if (old_segv.sa_flags & SA_SIGINFO) {
-			old_segv.sa_sigaction(sig, si, ctx);
-		} else if (old_segv.sa_handler != SIG_DFL && old_segv.sa_handler != SIG_IGN) {
-			old_segv.sa_handler(sig);
+		struct sigaction prog = old_segv;
+		if (prog.sa_flags & SA_RESETHAND) {
+			memset(&old_segv, 0, sizeof old_segv);
+			old_segv.sa_handler = SIG_DFL;
+		}
+		if ((prog.sa_flags & SA_SIGINFO) && prog.sa_sigaction != NULL) {
+			errno = saved;
+			prog.sa_sigaction(sig, si, ctx);
+		} else if (!(prog.sa_flags & SA_SIGINFO) && prog.sa_handler != SIG_DFL &&
+			   prog.sa_handler != SIG_IGN) {
+			errno = saved;
+			prog.sa_handler(sig);
 		} else {
-			signal(SIGSEGV, SIG_DFL); /* the access faults again, fatally */
+			segv_default(); /* the access faults again, fatally */
 		}
 		errno = saved;
 		return;
@@ -1628,7 +1935,7 @@ static void segv_handler(int sig, siginfo_t *si, void *ctx)
 			"iommufd-emu shim: cannot emulate the instruction at %p (%02x %02x %02x %02x) "
 			"accessing trapped device memory at %p\n",
 			(const void *)ip, ip[0], ip[1], ip[2], ip[3], si->si_addr);
-		signal(SIGSEGV, SIG_DFL);
+		segv_default();
 		errno = saved;
 		return;
 	}
@@ -1684,17 +1991,17 @@ static long map_trapped(int fd, const struct fdent *e, void *addr, size_t len, i
 		pthread_mutex_unlock(&trap_lock);
 		return -ENOMEM;
 	}
-	if (!segv_installed) {
+	if (!__atomic_load_n(&segv_installed, __ATOMIC_ACQUIRE)) {
 		struct sigaction sa;
 		memset(&sa, 0, sizeof sa);
 		sa.sa_sigaction = segv_handler;
 		sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
 		sigfillset(&sa.sa_mask);
-		if (sigaction(SIGSEGV, &sa, &old_segv) != 0) {
+		if (REAL(sigaction)(SIGSEGV, &sa, &old_segv) != 0) {
 			pthread_mutex_unlock(&trap_lock);
 			return -errno;
 		}
-		segv_installed = 1;
+		__atomic_store_n(&segv_installed, 1, __ATOMIC_RELEASE);
 	}
 	copy = REAL(fcntl)(fd, F_DUPFD_CLOEXEC, 256);
 	if (copy < 0) {
@@ -1864,17 +2171,57 @@ EXPORT int munmap(void *addr, size_t len)
  * stat and access
  */
 
-/* For a path: 0 = not emulated (pass through); 1 = handled, *err = 0 or errno. */
-static int emu_path_stat(int dirfd, const char *path, int nofollow, uint32_t *mode, uint64_t *rdev,
-			 int *err)
+/* Whether a path that is not emulated climbs ".." out of an emulated directory (/dev/vfio/..):
+ * the host may not have the directory it climbs out of, so the real call gets the path as
+ * normalised here. Other paths keep the kernel's own ".." semantics. */
+static int climbs_out(int dirfd, const char *path)
 {
-	char abs[PATH_MAX];
+	char head[PATH_MAX], abs[PATH_MAX];
+	const char *p = path;
+	size_t n;
+	int i;
+	for (;;) {
+		p = strstr(p, "..");
+		if (p == NULL)
+			return 0;
+		if ((p == path || p[-1] == '/') && (p[2] == '\0' || p[2] == '/'))
+			break;
+		p += 2;
+	}
+	n = (size_t)(p - path);
+	if (n == 0 || n >= sizeof head || !__atomic_load_n(&prefixes_loaded, __ATOMIC_ACQUIRE))
+		return 0;
+	memcpy(head, path, n);
+	head[n] = '\0';
+	if (!absolute_path(dirfd, head, abs, PATH_MAX))
+		return 0;
+	for (i = 0; i < prefix_count; i++) {
+		if (under_prefix(abs, prefixes[i]))
+			return 1;
+	}
+	return 0;
+}
+
+/* For a path: 0 = not emulated (pass through); 2 = not emulated, but pass abs through instead
+ * (climbs_out); 1 = handled, *err = 0 or errno, abs = the emulated path. */
+static int emu_path_stat(int dirfd, const char *path, int nofollow, uint32_t *mode, uint64_t *rdev,
+			 int *err, char abs[PATH_MAX])
+{
 	sigset_t old;
 	struct call c;
+	size_t len;
 	int r;
 
-	if (!path_emulated(dirfd, path, abs))
-		return 0;
+	if (!path_emulated(dirfd, path, abs)) {
+		int saved = errno;
+		r = path != NULL && ensure_active() && climbs_out(dirfd, path) ? 2 : 0;
+		errno = saved;
+		return r;
+	}
+	/* "link/" names what the link points to, even for lstat. */
+	len = strlen(path);
+	if (nofollow && len > 0 && path[len - 1] == '/')
+		nofollow = 0;
 	block_signals(&old);
 	memset(&c, 0, sizeof c);
 	c.req.op = EMU_OP_STAT;
@@ -1900,6 +2247,33 @@ static void now_timespec(struct timespec *ts)
 {
 	clock_gettime(CLOCK_REALTIME, ts);
 }
+
+/* The testbed's own stat of an emulated path when it has the same file type as the server says:
+ * directories, links and attributes then keep one inode number whichever way they are reached
+ * (fstat of a directory fd from the testbed, stat of its path), as fts and `ls -R` expect. */
+static int testbed_stat(const char *abs, int nofollow, uint32_t mode, struct stat *out)
+{
+	char tb[PATH_MAX];
+	int saved = errno, r;
+	if (!testbed_join(abs, tb))
+		return 0;
+	r = REAL(fstatat)(AT_FDCWD, tb, out, nofollow ? AT_SYMLINK_NOFOLLOW : 0);
+	errno = saved;
+	return r == 0 && (out->st_mode & S_IFMT) == (mode & S_IFMT);
+}
+
+#define OVERLAY_TESTBED(st, abs, nofollow, mode_)                       \
+	do {                                                            \
+		struct stat tbst_;                                      \
+		if (testbed_stat(abs, nofollow, mode_, &tbst_)) {       \
+			(st)->st_dev = tbst_.st_dev;                    \
+			(st)->st_ino = tbst_.st_ino;                    \
+			(st)->st_nlink = tbst_.st_nlink;                \
+			(st)->st_atim = tbst_.st_atim;                  \
+			(st)->st_mtim = tbst_.st_mtim;                  \
+			(st)->st_ctim = tbst_.st_ctim;                  \
+		}                                                       \
+	} while (0)
 
 /* A synthetic stat for an emulated node (no file exists on the host). */
 #define FILL_NODE_STAT(st, mode_, rdev_)                                                       \
@@ -1941,16 +2315,23 @@ static void now_timespec(struct timespec *ts)
 
 #define PATH_STAT(dirfd, path, nofollow, st, real_call)            \
 	do {                                                       \
+		char abs_[PATH_MAX];                               \
 		uint32_t m_ = 0;                                   \
 		uint64_t rd_ = 0;                                  \
 		int e_ = 0;                                        \
-		if (!emu_path_stat(dirfd, path, nofollow, &m_, &rd_, &e_)) \
+		int k_ = emu_path_stat(dirfd, path, nofollow, &m_, &rd_, &e_, abs_); \
+		if (k_ == 2) {                                     \
+			const char *path = abs_; /* for real_call */ \
+			return real_call;                          \
+		}                                                  \
+		if (k_ == 0)                                       \
 			return real_call;                          \
 		if (e_ != 0) {                                     \
 			errno = e_;                                \
 			return -1;                                 \
 		}                                                  \
 		FILL_NODE_STAT(st, m_, rd_);                       \
+		OVERLAY_TESTBED(st, abs_, nofollow, m_);           \
 		return 0;                                          \
 	} while (0)
 
@@ -2074,10 +2455,16 @@ static int node_access(uint32_t mode, int amode, int effective)
 
 #define PATH_ACCESS(dirfd, path, amode, effective, real_call)      \
 	do {                                                       \
+		char abs_[PATH_MAX];                               \
 		uint32_t m_ = 0;                                   \
 		uint64_t rd_ = 0;                                  \
 		int e_ = 0;                                        \
-		if (!emu_path_stat(dirfd, path, 0, &m_, &rd_, &e_)) \
+		int k_ = emu_path_stat(dirfd, path, 0, &m_, &rd_, &e_, abs_); \
+		if (k_ == 2) {                                     \
+			const char *path = abs_; /* for real_call */ \
+			return real_call;                          \
+		}                                                  \
+		if (k_ == 0)                                       \
 			return real_call;                          \
 		if (e_ == 0)                                       \
 			e_ = -node_access(m_, amode, effective);   \
@@ -2097,4 +2484,683 @@ EXPORT int faccessat(int dirfd, const char *path, int amode, int flags)
 {
 	PATH_ACCESS(dirfd, path, amode, (flags & AT_EACCESS) != 0,
 		    REAL(faccessat)(dirfd, path, amode, flags));
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * statx
+ */
+
+static void fill_statx_times(struct statx *stx)
+{
+	struct timespec ts;
+	now_timespec(&ts);
+	stx->stx_atime.tv_sec = ts.tv_sec;
+	stx->stx_atime.tv_nsec = (uint32_t)ts.tv_nsec;
+	stx->stx_mtime = stx->stx_atime;
+	stx->stx_ctime = stx->stx_atime;
+}
+
+EXPORT int statx(int dirfd, const char *path, int flags, unsigned int mask, struct statx *stx)
+{
+	char abs[PATH_MAX];
+	uint32_t m = 0;
+	uint64_t rd = 0;
+	int err = 0, nofollow = (flags & AT_SYMLINK_NOFOLLOW) != 0;
+	struct stat tb;
+
+	if (empty_path(path) && (flags & AT_EMPTY_PATH)) {
+		struct fdent e;
+		int r;
+		if (!emu_fd(dirfd, &e))
+			return REAL(statx)(dirfd, path, flags, mask, stx);
+		r = REAL(statx)(dirfd, path, flags, mask, stx);
+		if (r == 0) {
+			stx->stx_mode = (uint16_t)e.mode;
+			stx->stx_rdev_major = EMU_RDEV_MAJOR(e.rdev);
+			stx->stx_rdev_minor = EMU_RDEV_MINOR(e.rdev);
+			stx->stx_size = 0;
+			stx->stx_blocks = 0;
+			stx->stx_blksize = 4096;
+		}
+		return r;
+	}
+	switch (emu_path_stat(dirfd, path, nofollow, &m, &rd, &err, abs)) {
+	case 0:
+		return REAL(statx)(dirfd, path, flags, mask, stx);
+	case 2:
+		return REAL(statx)(AT_FDCWD, abs, flags, mask, stx);
+	default:
+		break;
+	}
+	if (err != 0) {
+		errno = err;
+		return -1;
+	}
+	memset(stx, 0, sizeof *stx);
+	stx->stx_mask = STATX_BASIC_STATS;
+	stx->stx_blksize = 4096;
+	stx->stx_mode = (uint16_t)m;
+	stx->stx_nlink = S_ISDIR(m) ? 2 : 1;
+	stx->stx_ino = 0x10000000u + (EMU_RDEV_MAJOR(rd) << 20) + EMU_RDEV_MINOR(rd);
+	stx->stx_rdev_major = EMU_RDEV_MAJOR(rd);
+	stx->stx_rdev_minor = EMU_RDEV_MINOR(rd);
+	stx->stx_dev_major = 0;
+	stx->stx_dev_minor = 6;
+	fill_statx_times(stx);
+	if (testbed_stat(abs, nofollow, m, &tb)) {
+		stx->stx_ino = tb.st_ino;
+		stx->stx_nlink = (uint32_t)tb.st_nlink;
+		stx->stx_dev_major = major(tb.st_dev);
+		stx->stx_dev_minor = minor(tb.st_dev);
+		stx->stx_mtime.tv_sec = tb.st_mtim.tv_sec;
+		stx->stx_mtime.tv_nsec = (uint32_t)tb.st_mtim.tv_nsec;
+		stx->stx_ctime.tv_sec = tb.st_ctim.tv_sec;
+		stx->stx_ctime.tv_nsec = (uint32_t)tb.st_ctim.tv_nsec;
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Directories, symlinks, realpath and the working directory: served by the testbed (a real tree
+ * the server keeps in step with the emulated devfs and sysfs), after a SYNC. The emulated files'
+ * contents still come from the server: opening a testbed path is opening the emulated one.
+ */
+
+/* Directories under /dev opened by opendir: their placeholder files are char devices. */
+#define MAX_DEVDIRS 16
+static DIR *devdirs[MAX_DEVDIRS]; /* atomic slots */
+static int devdir_count;	  /* atomic */
+
+static void devdir_add(DIR *d)
+{
+	int i;
+	for (i = 0; i < MAX_DEVDIRS; i++) {
+		DIR *expected = NULL;
+		if (__atomic_compare_exchange_n(&devdirs[i], &expected, d, 0, __ATOMIC_ACQ_REL,
+						__ATOMIC_ACQUIRE)) {
+			__atomic_add_fetch(&devdir_count, 1, __ATOMIC_RELEASE);
+			return;
+		}
+	}
+}
+
+static int devdir_has(DIR *d)
+{
+	int i;
+	if (__atomic_load_n(&devdir_count, __ATOMIC_ACQUIRE) == 0)
+		return 0;
+	for (i = 0; i < MAX_DEVDIRS; i++) {
+		if (__atomic_load_n(&devdirs[i], __ATOMIC_ACQUIRE) == d)
+			return 1;
+	}
+	return 0;
+}
+
+static void devdir_forget(DIR *d)
+{
+	int i;
+	if (__atomic_load_n(&devdir_count, __ATOMIC_ACQUIRE) == 0)
+		return;
+	for (i = 0; i < MAX_DEVDIRS; i++) {
+		DIR *expected = d;
+		if (__atomic_compare_exchange_n(&devdirs[i], &expected, NULL, 0, __ATOMIC_ACQ_REL,
+						__ATOMIC_ACQUIRE)) {
+			__atomic_sub_fetch(&devdir_count, 1, __ATOMIC_RELEASE);
+			return;
+		}
+	}
+}
+
+static int is_dev_path(const char *abs)
+{
+	return strncmp(abs, "/dev/", 5) == 0;
+}
+
+EXPORT DIR *opendir(const char *path)
+{
+	char abs[PATH_MAX], tb[PATH_MAX];
+	int k = testbed_path(AT_FDCWD, path, abs, tb, EMU_SYNC_OPENDIR);
+	DIR *d;
+	if (k == 0)
+		return REAL(opendir)(path);
+	if (k < 0)
+		return NULL;
+	d = REAL(opendir)(tb);
+	if (d != NULL && is_dev_path(abs))
+		devdir_add(d);
+	return d;
+}
+
+EXPORT struct dirent *readdir(DIR *d)
+{
+	struct dirent *e = REAL(readdir)(d);
+	if (e != NULL && e->d_type == DT_REG && devdir_has(d))
+		e->d_type = DT_CHR;
+	return e;
+}
+
+EXPORT struct dirent64 *readdir64(DIR *d)
+{
+	struct dirent64 *e = REAL(readdir64)(d);
+	if (e != NULL && e->d_type == DT_REG && devdir_has(d))
+		e->d_type = DT_CHR;
+	return e;
+}
+
+EXPORT int closedir(DIR *d)
+{
+	devdir_forget(d);
+	return REAL(closedir)(d);
+}
+
+/* scandir and friends open the directory inside glibc: redirect the path. */
+#define SCANDIR_REDIRECT(dirfd, dir, real_call, redirected_call) \
+	do {                                                      \
+		char abs_[PATH_MAX], tb_[PATH_MAX];               \
+		int k_ = testbed_path(dirfd, dir, abs_, tb_, EMU_SYNC_SCANDIR); \
+		if (k_ == 0)                                      \
+			return real_call;                         \
+		if (k_ < 0)                                       \
+			return -1;                                \
+		return redirected_call;                           \
+	} while (0)
+
+EXPORT int scandir(const char *dir, struct dirent ***list, int (*sel)(const struct dirent *),
+		   int (*cmp)(const struct dirent **, const struct dirent **))
+{
+	SCANDIR_REDIRECT(AT_FDCWD, dir, REAL(scandir)(dir, list, sel, cmp),
+			 REAL(scandir)(tb_, list, sel, cmp));
+}
+
+EXPORT int scandir64(const char *dir, struct dirent64 ***list, int (*sel)(const struct dirent64 *),
+		     int (*cmp)(const struct dirent64 **, const struct dirent64 **))
+{
+	SCANDIR_REDIRECT(AT_FDCWD, dir, REAL(scandir64)(dir, list, sel, cmp),
+			 REAL(scandir64)(tb_, list, sel, cmp));
+}
+
+EXPORT int scandirat(int dirfd, const char *dir, struct dirent ***list,
+		     int (*sel)(const struct dirent *),
+		     int (*cmp)(const struct dirent **, const struct dirent **))
+{
+	SCANDIR_REDIRECT(dirfd, dir, REAL(scandirat)(dirfd, dir, list, sel, cmp),
+			 REAL(scandir)(tb_, list, sel, cmp));
+}
+
+EXPORT int scandirat64(int dirfd, const char *dir, struct dirent64 ***list,
+		       int (*sel)(const struct dirent64 *),
+		       int (*cmp)(const struct dirent64 **, const struct dirent64 **))
+{
+	SCANDIR_REDIRECT(dirfd, dir, REAL(scandirat64)(dirfd, dir, list, sel, cmp),
+			 REAL(scandir64)(tb_, list, sel, cmp));
+}
+
+/* glob walks directories inside glibc too; GLOB_ALTDIRFUNC makes it use the wrappers here. */
+static void glob_closedir(void *d)
+{
+	closedir(d);
+}
+
+static void *glob_opendir(const char *path)
+{
+	return opendir(path);
+}
+
+static struct dirent *glob_readdir(void *d)
+{
+	return readdir(d);
+}
+
+static struct dirent64 *glob_readdir64(void *d)
+{
+	return readdir64(d);
+}
+
+EXPORT int glob(const char *pattern, int flags, int (*errfunc)(const char *, int), glob_t *g)
+{
+	if (!ensure_active() || (flags & GLOB_ALTDIRFUNC))
+		return REAL(glob)(pattern, flags, errfunc, g);
+	g->gl_closedir = glob_closedir;
+	g->gl_readdir = glob_readdir;
+	g->gl_opendir = glob_opendir;
+	g->gl_lstat = lstat;
+	g->gl_stat = stat;
+	return REAL(glob)(pattern, flags | GLOB_ALTDIRFUNC, errfunc, g);
+}
+
+EXPORT int glob64(const char *pattern, int flags, int (*errfunc)(const char *, int), glob64_t *g)
+{
+	if (!ensure_active() || (flags & GLOB_ALTDIRFUNC))
+		return REAL(glob64)(pattern, flags, errfunc, g);
+	g->gl_closedir = glob_closedir;
+	g->gl_readdir = glob_readdir64;
+	g->gl_opendir = glob_opendir;
+	g->gl_lstat = lstat64;
+	g->gl_stat = stat64;
+	return REAL(glob64)(pattern, flags | GLOB_ALTDIRFUNC, errfunc, g);
+}
+
+EXPORT ssize_t readlink(const char *path, char *buf, size_t n)
+{
+	char abs[PATH_MAX], tb[PATH_MAX];
+	int k = testbed_path(AT_FDCWD, path, abs, tb, EMU_SYNC_READLINK);
+	if (k == 0)
+		return REAL(readlink)(path, buf, n);
+	return k < 0 ? -1 : REAL(readlink)(tb, buf, n);
+}
+
+EXPORT ssize_t readlinkat(int dirfd, const char *path, char *buf, size_t n)
+{
+	char abs[PATH_MAX], tb[PATH_MAX];
+	int k = testbed_path(dirfd, path, abs, tb, EMU_SYNC_READLINK);
+	if (k == 0)
+		return REAL(readlinkat)(dirfd, path, buf, n);
+	return k < 0 ? -1 : REAL(readlink)(tb, buf, n);
+}
+
+EXPORT ssize_t __readlink_chk(const char *path, char *buf, size_t n, size_t buflen)
+{
+	if (n > buflen)
+		__chk_fail();
+	return readlink(path, buf, n);
+}
+
+EXPORT ssize_t __readlinkat_chk(int dirfd, const char *path, char *buf, size_t n, size_t buflen)
+{
+	if (n > buflen)
+		__chk_fail();
+	return readlinkat(dirfd, path, buf, n);
+}
+
+/* realpath of an emulated path (or one that climbs ".." out of one): resolved in the testbed,
+ * physically (the path as given, so ".." after a link goes where the kernel's would), then
+ * mapped back. A result outside the testbed, and paths under /proc that it does not hold
+ * (fail-nth), are left to the real realpath. */
+EXPORT char *realpath(const char *path, char *resolved)
+{
+	char abs[PATH_MAX], tb[PATH_MAX], raw[PATH_MAX], out[PATH_MAX];
+	size_t len;
+	int k = testbed_path(AT_FDCWD, path, abs, tb, EMU_SYNC_REALPATH);
+	if (k == 0 && path != NULL && ensure_active() && climbs_out(AT_FDCWD, path))
+		k = 2;
+	if (k == 0)
+		return REAL(realpath)(path, resolved);
+	if (k < 0)
+		return NULL;
+	/* The testbed path of the path as given: root + absolute path, or cwd-relative if the
+	 * working directory is in the testbed already. */
+	len = __atomic_load_n(&prefixes_loaded, __ATOMIC_ACQUIRE) ? tb_root_len : 0;
+	if (len == 0)
+		return REAL(realpath)(path, resolved);
+	if (path[0] == '/') {
+		if (snprintf(raw, sizeof raw, "%s%s", tb_root, path) >= (int)sizeof raw) {
+			errno = ENAMETOOLONG;
+			return NULL;
+		}
+	} else {
+		int in_testbed;
+		if (REAL(getcwd)(out, sizeof out) == NULL)
+			return NULL;
+		in_testbed = strncmp(out, tb_root, len) == 0 && (out[len] == '/' || out[len] == '\0');
+		if (snprintf(raw, sizeof raw, "%s%s/%s", in_testbed ? "" : tb_root, out, path) >=
+		    (int)sizeof raw) {
+			errno = ENAMETOOLONG;
+			return NULL;
+		}
+	}
+	if (REAL(realpath)(raw, out) == NULL) {
+		if (errno == ENOENT && k == 1 && strncmp(abs, "/proc/", 6) == 0)
+			return REAL(realpath)(path, resolved);
+		return NULL;
+	}
+	if (!strip_root(out))
+		return REAL(realpath)(path, resolved);
+	if (resolved == NULL) {
+		resolved = strdup(out);
+		if (resolved == NULL)
+			errno = ENOMEM;
+		return resolved;
+	}
+	memcpy(resolved, out, strlen(out) + 1);
+	return resolved;
+}
+
+EXPORT char *__realpath_chk(const char *path, char *resolved, size_t resolvedlen)
+{
+	if (resolved != NULL && resolvedlen < PATH_MAX)
+		__chk_fail();
+	return realpath(path, resolved);
+}
+
+EXPORT char *canonicalize_file_name(const char *path)
+{
+	return realpath(path, NULL);
+}
+
+EXPORT int chdir(const char *path)
+{
+	char abs[PATH_MAX], tb[PATH_MAX];
+	int k = testbed_path(AT_FDCWD, path, abs, tb, EMU_SYNC_CHDIR);
+	if (k == 0)
+		return REAL(chdir)(path);
+	return k < 0 ? -1 : REAL(chdir)(tb);
+}
+
+/* A working directory inside the testbed is reported as the emulated directory it mirrors. */
+EXPORT char *getcwd(char *buf, size_t size)
+{
+	char *r = REAL(getcwd)(buf, size);
+	if (r != NULL && ensure_active()) {
+		load_prefixes();
+		strip_root(r);
+	}
+	return r;
+}
+
+EXPORT char *__getcwd_chk(char *buf, size_t size, size_t buflen)
+{
+	if (size > buflen)
+		__chk_fail();
+	return getcwd(buf, size);
+}
+
+/* Extended attributes: emulated files have none (ls -l asks for security.selinux and ACLs). */
+#define XATTR_NONE(path, real_call, none)                      \
+	do {                                                   \
+		char abs_[PATH_MAX];                           \
+		if (!path_emulated(AT_FDCWD, path, abs_)) {    \
+			if (path != NULL && climbs_out(AT_FDCWD, path)) { \
+				const char *path = abs_;       \
+				return real_call;              \
+			}                                      \
+			return real_call;                      \
+		}                                              \
+		errno = ENODATA;                               \
+		return none;                                   \
+	} while (0)
+
+EXPORT ssize_t getxattr(const char *path, const char *name, void *value, size_t size)
+{
+	XATTR_NONE(path, REAL(getxattr)(path, name, value, size), -1);
+}
+
+EXPORT ssize_t lgetxattr(const char *path, const char *name, void *value, size_t size)
+{
+	XATTR_NONE(path, REAL(lgetxattr)(path, name, value, size), -1);
+}
+
+EXPORT ssize_t listxattr(const char *path, char *list, size_t size)
+{
+	XATTR_NONE(path, REAL(listxattr)(path, list, size), 0);
+}
+
+EXPORT ssize_t llistxattr(const char *path, char *list, size_t size)
+{
+	XATTR_NONE(path, REAL(llistxattr)(path, list, size), 0);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * lseek, and stdio streams on emulated files
+ */
+
+static long emu_seek(int fd, const struct fdent *e, int64_t off, int whence, int64_t *pos)
+{
+	sigset_t old;
+	struct call c;
+	long r;
+	block_signals(&old);
+	memset(&c, 0, sizeof c);
+	c.req.op = EMU_OP_SEEK;
+	c.req.obj = e->obj;
+	c.req.a0 = (uint64_t)off;
+	c.req.a1 = (uint64_t)(unsigned int)whence;
+	r = rpc(&c);
+	if (r == 0) {
+		if (c.rep.flags & EMU_REP_STALE) {
+			table_clear(fd);
+			r = EMU_RETRY;
+		} else {
+			r = c.rep.ret;
+			*pos = (int64_t)c.rep.v0;
+		}
+		call_done(&c);
+	} else {
+		r = -EIO;
+	}
+	restore_signals(&old);
+	return r;
+}
+
+#define SEEK_DISPATCH(real_call)                                           \
+	do {                                                               \
+		int tries_;                                                \
+		for (tries_ = 0; tries_ < 3; tries_++) {                   \
+			struct fdent e_;                                   \
+			int64_t pos_ = 0;                                  \
+			long r_;                                           \
+			if (!emu_fd(fd, &e_))                              \
+				break;                                     \
+			r_ = emu_seek(fd, &e_, (int64_t)off, whence, &pos_); \
+			if (r_ == EMU_RETRY)                               \
+				continue;                                  \
+			if (r_ < 0) {                                      \
+				errno = (int)-r_;                          \
+				return -1;                                 \
+			}                                                  \
+			return pos_;                                       \
+		}                                                          \
+		return real_call;                                          \
+	} while (0)
+
+EXPORT off_t lseek(int fd, off_t off, int whence)
+{
+	SEEK_DISPATCH(REAL(lseek)(fd, off, whence));
+}
+
+EXPORT off64_t lseek64(int fd, off64_t off, int whence)
+{
+	SEEK_DISPATCH(REAL(lseek64)(fd, off, whence));
+}
+
+/* glibc's stdio reads and writes with its internal syscalls, which would bypass the shim, so a
+ * stream on an emulated fd is a fopencookie() stream whose callbacks are the wrappers here. */
+static ssize_t cookie_read(void *cookie, char *buf, size_t n)
+{
+	return read((int)(intptr_t)cookie, buf, n);
+}
+
+static ssize_t cookie_write(void *cookie, const char *buf, size_t n)
+{
+	ssize_t r = write((int)(intptr_t)cookie, buf, n);
+	return r < 0 ? 0 : r; /* 0 = error (errno set), as fopencookie wants */
+}
+
+static int cookie_seek(void *cookie, off64_t *pos, int whence)
+{
+	off64_t r = lseek64((int)(intptr_t)cookie, *pos, whence);
+	if (r < 0)
+		return -1;
+	*pos = r;
+	return 0;
+}
+
+static int cookie_close(void *cookie)
+{
+	return close((int)(intptr_t)cookie);
+}
+
+static FILE *cookie_stream(int fd, const char *mode)
+{
+	cookie_io_functions_t io = {cookie_read, cookie_write, cookie_seek, cookie_close};
+	return fopencookie((void *)(intptr_t)fd, mode, io);
+}
+
+/* open(2) flags of an fopen mode, -1 if invalid. */
+static int fopen_flags(const char *mode)
+{
+	int acc, extra = 0;
+	const char *p;
+	switch (mode[0]) {
+	case 'r': acc = O_RDONLY; break;
+	case 'w': acc = O_WRONLY; extra = O_CREAT | O_TRUNC; break;
+	case 'a': acc = O_WRONLY; extra = O_CREAT | O_APPEND; break;
+	default: return -1;
+	}
+	for (p = mode + 1; *p != '\0' && *p != ','; p++) {
+		if (*p == '+')
+			acc = O_RDWR;
+		else if (*p == 'e')
+			extra |= O_CLOEXEC;
+		else if (*p == 'x')
+			extra |= O_EXCL;
+	}
+	return acc | extra;
+}
+
+static FILE *emu_fopen(const char *abs, const char *mode)
+{
+	struct fdent e;
+	FILE *f;
+	int flags = fopen_flags(mode), fd;
+	if (flags < 0) {
+		errno = EINVAL;
+		return NULL;
+	}
+	fd = emu_open(abs, flags, 0666);
+	if (fd < 0)
+		return NULL;
+	if (!table_get(fd, &e))
+		return REAL(fdopen)(fd, mode); /* a directory, opened in the testbed */
+	f = cookie_stream(fd, mode);
+	if (f == NULL) {
+		int err = errno;
+		close(fd);
+		errno = err;
+	}
+	return f;
+}
+
+EXPORT FILE *fopen(const char *path, const char *mode)
+{
+	char abs[PATH_MAX];
+	if (mode != NULL && path_emulated(AT_FDCWD, path, abs))
+		return emu_fopen(abs, mode);
+	return REAL(fopen)(path, mode);
+}
+
+EXPORT FILE *fopen64(const char *path, const char *mode)
+{
+	char abs[PATH_MAX];
+	if (mode != NULL && path_emulated(AT_FDCWD, path, abs))
+		return emu_fopen(abs, mode);
+	return REAL(fopen64)(path, mode);
+}
+
+EXPORT FILE *fdopen(int fd, const char *mode)
+{
+	struct fdent e;
+	if (mode != NULL && emu_fd(fd, &e))
+		return cookie_stream(fd, mode);
+	return REAL(fdopen)(fd, mode);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Fortified read/pread: glibc's __read_chk calls its internal read.
+ */
+
+EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
+{
+	if (n > buflen)
+		__chk_fail();
+	RW_DISPATCH(emu_read(fd, &e_, buf, n, 0, 0), REAL(read)(fd, buf, n));
+}
+
+EXPORT ssize_t __pread_chk(int fd, void *buf, size_t n, off_t pos, size_t buflen)
+{
+	if (n > buflen)
+		__chk_fail();
+	RW_DISPATCH(emu_read(fd, &e_, buf, n, pos, 1), REAL(pread)(fd, buf, n, pos));
+}
+
+EXPORT ssize_t __pread64_chk(int fd, void *buf, size_t n, off64_t pos, size_t buflen)
+{
+	if (n > buflen)
+		__chk_fail();
+	RW_DISPATCH(emu_read(fd, &e_, buf, n, (off_t)pos, 1), REAL(pread64)(fd, buf, n, pos));
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * close_range / closefrom: the shim's own fds (transports, the fds trapped mappings hold) stay
+ * open, as with close(); emulated fds in the range leave the fd table.
+ */
+
+EXPORT int close_range(unsigned int first, unsigned int last, int flags)
+{
+	unsigned int lo = first, fd;
+	int r = 0, objects = 0;
+	if (!ensure_active() || (flags & CLOSE_RANGE_CLOEXEC) || first > last)
+		return REAL(close_range)(first, last, flags);
+	for (fd = first; fd <= last && fd < FD_TABLE_SIZE; fd++) {
+		unsigned char kind = __atomic_load_n(&fd_kind[fd], __ATOMIC_ACQUIRE);
+		if (kind == FD_TRANSPORT || kind == FD_INTERNAL) {
+			if (fd > lo && REAL(close_range)(lo, fd - 1, flags) != 0)
+				r = -1;
+			lo = fd + 1;
+		} else if (kind == FD_OBJECT) {
+			table_clear((int)fd);
+			objects = 1;
+		}
+	}
+	if (lo <= last && REAL(close_range)(lo, last, flags) != 0)
+		r = -1;
+	if (objects) {
+		int err = errno;
+		close_barrier(0);
+		errno = err;
+	}
+	return r;
+}
+
+EXPORT void closefrom(int lowfd)
+{
+	if (!ensure_active() || lowfd < 0) {
+		REAL(closefrom)(lowfd);
+		return;
+	}
+	close_range((unsigned int)lowfd, ~0U, 0);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * SIGSEGV: once a trapped mapping installed the shim's handler, the program's sigaction() and
+ * signal() for SIGSEGV change the handler the shim chains to instead of replacing it.
+ */
+
+EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *oldact)
+{
+	if (sig != SIGSEGV || !__atomic_load_n(&segv_installed, __ATOMIC_ACQUIRE))
+		return REAL(sigaction)(sig, act, oldact);
+	{
+		struct sigaction prev = old_segv;
+		if (act != NULL)
+			old_segv = *act;
+		if (oldact != NULL)
+			*oldact = prev;
+	}
+	return 0;
+}
+
+EXPORT __sighandler_t signal(int sig, __sighandler_t handler)
+{
+	struct sigaction prev = old_segv;
+	if (sig != SIGSEGV || !__atomic_load_n(&segv_installed, __ATOMIC_ACQUIRE))
+		return REAL(signal)(sig, handler);
+	if (handler == SIG_ERR) {
+		errno = EINVAL;
+		return SIG_ERR;
+	}
+	memset(&old_segv, 0, sizeof old_segv);
+	old_segv.sa_handler = handler;
+	old_segv.sa_flags = SA_RESTART;
+	return (prev.sa_flags & SA_SIGINFO) ? (__sighandler_t)(void *)prev.sa_sigaction
+					    : prev.sa_handler;
 }

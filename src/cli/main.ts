@@ -10,6 +10,8 @@
  *     One emulator several programs share; prints the environment they need.
  *   iommufd-emu check ...
  *     The fault-injection sweep and the explorer (see check.ts).
+ *   iommufd-emu demo
+ *     Builds examples/noiommu-edu-dma.c and runs it with a readable trace (see demo.ts).
  *
  * Exit status 2: bad usage, or an option this build does not support.
  */
@@ -25,6 +27,7 @@ import { type EmuServer, startServer } from '../server/server.ts';
 import type { EmuEvent } from '../trace/events.ts';
 import { errnoName } from '../uapi/errno.ts';
 import { registerCheckCommand } from './check.ts';
+import { demoCommand } from './demo.ts';
 
 const SHIM_NAME = 'libiommufd-emu-shim.so';
 const ADDON_NAME = 'iommufd-emu-fd.node';
@@ -47,30 +50,52 @@ class UsageError extends Error {
   override readonly name = 'UsageError';
 }
 
-function fail(message: string): never {
+export function fail(message: string): never {
   throw new UsageError(message);
 }
 
 // -- native parts ------------------------------------------------------------------------------
 
-/** The project's native/ directory, found upward from this module (src/cli or dist/src/cli). */
-function nativeDir(): string {
+/** The project's root (holding native/Makefile), found upward from this module. */
+export function projectRoot(): string {
   let dir = path.dirname(fileURLToPath(import.meta.url));
   for (;;) {
-    if (fs.existsSync(path.join(dir, 'native', 'Makefile'))) return path.join(dir, 'native');
+    if (fs.existsSync(path.join(dir, 'native', 'Makefile'))) return dir;
     const parent = path.dirname(dir);
     if (parent === dir) fail('cannot find the native/ directory (native/Makefile) of iommufd-emu');
     dir = parent;
   }
 }
 
-/** The shim's path, building native/ first if the shim or the fd addon is missing. */
+/** The project's native/ directory (src/cli or dist/src/cli are below the root). */
+function nativeDir(): string {
+  return path.join(projectRoot(), 'native');
+}
+
+/** Whether output is missing or older than any of inputs. */
+function outdated(output: string, inputs: readonly string[]): boolean {
+  if (!fs.existsSync(output)) return true;
+  const built = fs.statSync(output).mtimeMs;
+  return inputs.some((f) => fs.existsSync(f) && fs.statSync(f).mtimeMs > built);
+}
+
+/**
+ * The shim's path, (re)building native/ first if the shim or the fd addon is missing or older than
+ * its sources (a shim from before a protocol change cannot talk to this server).
+ */
 function ensureShim(): string {
   const native = nativeDir();
   const shim = path.join(native, 'build', SHIM_NAME);
   const addon = path.join(native, 'build', ADDON_NAME);
-  if (!fs.existsSync(shim) || !fs.existsSync(addon)) {
-    process.stderr.write(`iommufd-emu: building ${path.relative(process.cwd(), native)}\n`);
+  const shimSources = ['shim/shim.c', 'shim/protocol.h'].map((f) => path.join(native, f));
+  const shimStale = outdated(shim, shimSources);
+  if (shimStale || outdated(addon, [path.join(native, 'addon', 'fd.c')])) {
+    // Without Node's headers the addon is skipped (the Makefile says so); the shim is required.
+    if (shimStale) {
+      process.stderr.write(
+        `iommufd-emu: building ${path.relative(process.cwd(), native) || '.'}\n`,
+      );
+    }
     // stdout stays clean (serve prints the environment there).
     const made = spawnSync('make', ['-s', '-C', native], { stdio: ['ignore', 2, 2] });
     if (made.status !== 0 || !fs.existsSync(shim)) {
@@ -198,7 +223,18 @@ function hasKernelFlags(flags: KernelFlags): boolean {
   );
 }
 
-async function execCommand(program: string, args: string[], flags: KernelFlags): Promise<number> {
+/** What exec can be asked to do besides running the program (the demo's live trace). */
+export interface ExecHooks {
+  /** Called with the booted kernel before the program starts; returns a detach function. */
+  readonly attach?: (kernel: Kernel) => () => void;
+}
+
+export async function execCommand(
+  program: string,
+  args: readonly string[],
+  flags: KernelFlags,
+  hooks: ExecHooks = {},
+): Promise<number> {
   const joined = process.env.IOMMUFD_EMU_SOCKET;
   if (joined !== undefined && joined !== '') {
     if (hasKernelFlags(flags)) {
@@ -217,10 +253,13 @@ async function execCommand(program: string, args: string[], flags: KernelFlags):
   const shim = ensureShim();
   const kernel = bootKernel(flags);
   const stopTrace = flags.trace === undefined ? undefined : startTrace(kernel, flags.trace);
+  const detach = hooks.attach?.(kernel);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iommufd-emu-'));
   let server: EmuServer | undefined;
   try {
-    server = await startServer(kernel, path.join(dir, 'emu.sock'));
+    server = await startServer(kernel, path.join(dir, 'emu.sock'), {
+      testbedDir: path.join(dir, 'root'),
+    });
     let status = await runProgram(program, args, {
       ...process.env,
       LD_PRELOAD: preloadWith(shim, process.env.LD_PRELOAD),
@@ -244,6 +283,7 @@ async function execCommand(program: string, args: string[], flags: KernelFlags):
     await server?.close();
     shutdownKernel(kernel);
     stopTrace?.();
+    detach?.();
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -286,7 +326,11 @@ async function serveCommand(flags: ServeFlags): Promise<number> {
   }
   const kernel = bootKernel(flags);
   const stopTrace = flags.trace === undefined ? undefined : startTrace(kernel, flags.trace);
-  const server = await startServer(kernel, socketPath);
+  const server = await startServer(
+    kernel,
+    socketPath,
+    dir === undefined ? {} : { testbedDir: path.join(dir, 'root') },
+  );
   process.stdout.write(
     `export LD_PRELOAD=${shellQuote(preloadWith(shim, undefined))}\nexport IOMMUFD_EMU_SOCKET=${shellQuote(socketPath)}\n`,
   );
@@ -346,6 +390,16 @@ function buildProgram(run: (work: Promise<number>) => void): Command {
   });
 
   registerCheckCommand(program);
+
+  program
+    .command('demo')
+    .description(
+      'build examples/noiommu-edu-dma.c with gcc and run it in no-IOMMU mode, with a readable trace',
+    )
+    .action(() => {
+      refuseIfShimmed();
+      run(demoCommand({ root: projectRoot(), exec: execCommand }));
+    });
 
   program.exitOverride();
   for (const sub of program.commands) sub.exitOverride();

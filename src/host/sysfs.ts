@@ -60,19 +60,25 @@ export function openAttr(attr: SysAttr, flags: number): File | number {
 
 export class SysFs {
   private readonly entries = new Map<string, SysEntry>();
+  /** Bumped by every add and remove: lets a mirror of the tree (the server's testbed) resync. */
+  generation = 0;
 
   add(entry: SysEntry): void {
     this.entries.set(entry.path, entry);
+    this.generation++;
   }
 
   remove(path: string): void {
-    this.entries.delete(path);
+    if (this.entries.delete(path)) this.generation++;
   }
 
   /** Removes every entry at or below `prefix`. */
   removeTree(prefix: string): void {
     for (const path of [...this.entries.keys()]) {
-      if (path === prefix || path.startsWith(`${prefix}/`)) this.entries.delete(path);
+      if (path === prefix || path.startsWith(`${prefix}/`)) {
+        this.entries.delete(path);
+        this.generation++;
+      }
     }
   }
 

@@ -6,7 +6,7 @@
  * whole message. The protocol knows no iommufd or VFIO struct.
  */
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 export const HEADER_BYTES = 32;
 export const CREDS_BYTES = 48;
@@ -33,6 +33,8 @@ export const Op = {
   MMAP: 8,
   STAT: 9,
   POLL: 10,
+  SYNC: 11,
+  SEEK: 12,
 } as const;
 export type OpCode = (typeof Op)[keyof typeof Op];
 
@@ -47,6 +49,21 @@ export const ReqFlag = {
   /** IOCTL: the window's memory is not writable (a write to it is EFAULT). */
   WINDOW_RO: 0x8,
 } as const;
+
+/** IOCTL/READ/WRITE a0 bits 32-63: the caller's fd number, for the trace (this: unknown). */
+export const FD_UNKNOWN = 0xffffffff;
+
+/** SYNC a0: the call the shim is about to serve from the testbed (`enum emu_sync_call`). */
+export const SyncCall: Record<number, string> = {
+  1: 'opendir',
+  2: 'scandir',
+  3: 'readlink',
+  4: 'realpath',
+  5: 'chdir',
+};
+
+/** SEEK a1 (whence). */
+export const Whence = { SET: 0, CUR: 1, END: 2 } as const;
 
 /** Reply flags. */
 export const ReplyFlag = {

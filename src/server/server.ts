@@ -21,7 +21,15 @@ import { CallMemory, ProcMemory } from '../host/proc-memory.ts';
 import { runSyscall } from '../host/syscall.ts';
 import type { EventfdRef, FdResolver, Task } from '../host/task.ts';
 import type { UserMemory } from '../host/user-memory.ts';
-import { Errno } from '../uapi/errno.ts';
+import { Errno, errnoName } from '../uapi/errno.ts';
+import {
+  describeIo,
+  describeIoctl,
+  fdLabel,
+  ioctlStruct,
+  openFlags,
+  requestFd,
+} from './describe.ts';
 import {
   CREDS_BYTES,
   decodeCString,
@@ -33,6 +41,7 @@ import {
   encodeReply,
   encodeSegments,
   encodeU32s,
+  FD_UNKNOWN,
   FrameReader,
   HEADER_BYTES,
   MmapKind,
@@ -42,15 +51,20 @@ import {
   ReqFlag,
   type Request,
   RW_MAX,
+  SyncCall,
+  Whence,
   WINDOW_MAX,
   WINDOW_MIN,
   type WireCreds,
 } from './protocol.ts';
+import { Testbed } from './testbed.ts';
 
 /** A running emulator server. */
 export interface EmuServer {
   /** The AF_UNIX path clients connect to (IOMMUFD_EMU_SOCKET). */
   readonly socketPath: string;
+  /** The real directory tree mirroring the emulated files (see testbed.ts). */
+  readonly testbedRoot: string;
   /** Live client connections, transport and object connections alike. */
   readonly connectionCount: number;
   /** Resolves once no client connection remains (at once if none does now). */
@@ -61,13 +75,30 @@ export interface EmuServer {
   close(): Promise<void>;
 }
 
+export interface ServerOptions {
+  /**
+   * Where to build the testbed (a directory that must not exist yet, e.g. inside a private
+   * 0700 directory); a new temporary directory when absent. Removed by close().
+   */
+  readonly testbedDir?: string;
+}
+
 /**
  * Serves `kernel` on a new AF_UNIX socket at socketPath (which must not exist yet). Resolves once
  * the server listens.
  */
-export async function startServer(kernel: Kernel, socketPath: string): Promise<EmuServer> {
-  const server = new Server(kernel, socketPath);
-  await server.listen();
+export async function startServer(
+  kernel: Kernel,
+  socketPath: string,
+  options: ServerOptions = {},
+): Promise<EmuServer> {
+  const server = new Server(kernel, socketPath, options);
+  try {
+    await server.listen();
+  } catch (err) {
+    server.testbed.remove();
+    throw err;
+  }
   return server;
 }
 
@@ -91,7 +122,7 @@ const POLLRDNORM = 0x40;
 const POLLWRNORM = 0x100;
 /** What poll reports for a file without a poll operation (the kernel's DEFAULT_POLLMASK). */
 const DEFAULT_POLLMASK = POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM;
-const { O_CREAT, O_EXCL, O_DIRECTORY, O_RDONLY } = fs.constants;
+const { O_CREAT, O_EXCL, O_DIRECTORY, O_RDONLY, O_WRONLY } = fs.constants;
 
 /** FileOperations may gain a poll operation; until then every file polls as DEFAULT_POLLMASK. */
 type MaybePollable = FileOperations & { poll?(file: File, task: Task): number };
@@ -107,7 +138,17 @@ interface OpenObject {
   /** The file position read()/write() use (shared by dup'd fds, like f_pos). */
   pos: bigint;
   released: boolean;
+  /** The opener's credentials (f_cred), for writes that arrive raw on the object connection. */
+  readonly creds: WireCreds;
 }
+
+/** The memory of a caller the server cannot name: every access faults. */
+const NO_MEMORY: UserMemory = {
+  mm: 'none',
+  read: () => undefined,
+  write: () => false,
+  vma: () => undefined,
+};
 
 interface MemoryEntry {
   readonly memory: ProcMemory;
@@ -145,6 +186,7 @@ function memoryKey(creds: WireCreds): string {
 
 class Server implements EmuServer {
   readonly socketPath: string;
+  readonly testbed: Testbed;
   private readonly kernel: Kernel;
   private readonly net: net.Server;
   private readonly connections = new Set<Connection>();
@@ -156,9 +198,10 @@ class Server implements EmuServer {
   private sweep: NodeJS.Timeout | undefined;
   private closing: Promise<void> | undefined;
 
-  constructor(kernel: Kernel, socketPath: string) {
+  constructor(kernel: Kernel, socketPath: string, options: ServerOptions) {
     this.kernel = kernel;
     this.socketPath = socketPath;
+    this.testbed = new Testbed(kernel, options.testbedDir);
     this.net = net.createServer({ allowHalfOpen: false }, (socket) => {
       this.accept(socket);
     });
@@ -178,6 +221,10 @@ class Server implements EmuServer {
         resolve();
       });
     });
+  }
+
+  get testbedRoot(): string {
+    return this.testbed.root;
   }
 
   get connectionCount(): number {
@@ -212,6 +259,7 @@ class Server implements EmuServer {
     clearInterval(this.sweep);
     for (const entry of this.memories.values()) entry.memory.close();
     this.memories.clear();
+    this.testbed.remove();
     try {
       fs.unlinkSync(this.socketPath);
     } catch {
@@ -225,6 +273,10 @@ class Server implements EmuServer {
     const conn = new Connection(socket);
     this.connections.add(conn);
     socket.on('data', (chunk: Buffer) => {
+      if (conn.kind === 'object') {
+        this.rawWrite(conn, chunk);
+        return;
+      }
       conn.reader.push(chunk);
       this.pump(conn);
     });
@@ -298,7 +350,7 @@ class Server implements EmuServer {
   }
 
   private pump(conn: Connection): void {
-    while (!conn.deferred && !conn.closed) {
+    while (!conn.deferred && !conn.closed && conn.kind !== 'object') {
       let frame: Uint8Array | undefined;
       try {
         frame = conn.reader.next();
@@ -361,6 +413,12 @@ class Server implements EmuServer {
         return;
       case Op.POLL:
         this.poll(conn, req);
+        return;
+      case Op.SYNC:
+        this.sync(conn, req);
+        return;
+      case Op.SEEK:
+        this.seek(conn, req);
         return;
       default:
         this.protocolError(conn, `unknown op ${req.op}`);
@@ -545,7 +603,7 @@ class Server implements EmuServer {
     conn.thread = { pid: req.creds.pid, tid: req.creds.tid, memoryKey: key };
     this.reply(conn, req, 0, {
       v0: BigInt(PROTOCOL_VERSION),
-      payload: encodeCStrings(this.kernel.emulatedPrefixes()),
+      payload: encodeCStrings([this.testbed.root, ...this.kernel.emulatedPrefixes()]),
     });
   }
 
@@ -563,11 +621,12 @@ class Server implements EmuServer {
     const node = typeof resolved === 'number' ? resolved : this.statPath(task, resolved);
     let ret: number;
     let extra: ReplyExtra = {};
+    let snapshot: Uint8Array | undefined;
     if (typeof resolved === 'number') ret = resolved;
     else if (typeof node !== 'number' && (flags & (O_CREAT | O_EXCL)) === (O_CREAT | O_EXCL)) {
       ret = -Errno.EEXIST;
     } else if (typeof node !== 'number' && (node.mode & S_IFMT) === S_IFDIR) {
-      // Directories live in the shim's real filesystem view only (no readdir here yet).
+      // Directories are the testbed's: the shim opens them there (readdir, fchdir, openat).
       ret = -Errno.EISDIR;
     } else if (typeof node !== 'number' && (flags & O_DIRECTORY) !== 0) {
       ret = -Errno.ENOTDIR;
@@ -584,19 +643,51 @@ class Server implements EmuServer {
           ino: req.a1,
           pos: 0n,
           released: false,
+          creds: req.creds,
         };
         this.objects.set(object.id, object);
         this.byIno.set(object.ino, object);
         conn.object = object;
         ret = object.id;
         extra = { v0: BigInt(object.mode), v1: encodeRdev(opened.rdev) };
+        snapshot = this.snapshot(object, flags, task);
       } else {
         ret = this.result(`open ${path}`, opened, -1);
       }
     }
     done();
-    this.trace(req.creds, 'open', `${path}, ${hex(flags)}`, ret);
+    // A directory is opened in the testbed by the shim (EISDIR here): not a call on a file.
+    if (this.kernel.events.active && ret !== -Errno.EISDIR) {
+      const fd = req.obj;
+      const shown = ret > 0 && fd !== FD_UNKNOWN ? fd : ret;
+      this.trace(req.creds, 'open', `"${path}", ${openFlags(flags)}`, shown);
+    }
     this.reply(conn, req, ret, extra);
+    if (snapshot !== undefined) {
+      // After the reply: what a read that bypasses the shim finds, then end of file.
+      conn.socket.write(snapshot);
+      conn.socket.end();
+    }
+  }
+
+  /**
+   * The contents of a regular file (sysfs attribute, debugfs knob, fail-nth) opened for reading,
+   * as of the open: the server sends them down the object connection and half-closes it, so that
+   * glibc's stdio reading the fd with its internal read() (`sed < /sys/...`, fgets(stdin)),
+   * which the shim cannot see, gets them and then EOF, as from the file. The shim's own reads
+   * never look there.
+   */
+  private snapshot(object: OpenObject, flags: number, task: Task): Uint8Array | undefined {
+    const { file } = object;
+    const { fops } = file;
+    const read = fops.read;
+    if ((object.mode & S_IFMT) !== S_IFREG || (flags & 3) === O_WRONLY || read === undefined) {
+      return undefined;
+    }
+    const data = this.guarded(`read on ${object.path}`, object.creds, () =>
+      read.call(fops, file, task, RW_MAX, 0n),
+    );
+    return data instanceof Uint8Array ? data : undefined;
   }
 
   private lookup(conn: Connection, req: Request): void {
@@ -649,12 +740,18 @@ class Server implements EmuServer {
     const cmd = Number(req.a0 & 0xffffffffn);
     const { file } = object;
     const what = `ioctl ${hex(cmd)} on ${object.path}`;
+    const tracing = this.kernel.events.active;
+    const input = tracing ? ioctlStruct(file, cmd, req.a1, memory) : undefined;
     const value = this.guarded(what, req.creds, () =>
       file.fops.ioctl === undefined ? -Errno.ENOTTY : file.fops.ioctl(file, task, cmd, req.a1),
     );
-    done();
     const ret = this.result(what, value, 0x7fffffff);
-    this.trace(req.creds, 'ioctl', `${object.path}, ${hex(cmd)}, ${hex(req.a1)}`, ret);
+    if (tracing) {
+      const shown = ret >= 0 ? (ioctlStruct(file, cmd, req.a1, memory) ?? input) : input;
+      const label = fdLabel(requestFd(req.a0), object.path);
+      this.trace(req.creds, 'ioctl', `${label}, ${describeIoctl(file, cmd, req.a1, shown)}`, ret);
+    }
+    done();
     this.reply(conn, req, ret, {
       payload: windowed ? encodeSegments(memory.written()) : undefined,
     });
@@ -669,7 +766,8 @@ class Server implements EmuServer {
   private read(conn: Connection, req: Request): void {
     const object = this.live(conn, req);
     if (object === undefined) return;
-    const count = Number(req.a0 < BigInt(RW_MAX) ? req.a0 : BigInt(RW_MAX));
+    const requested = req.a0 & 0xffffffffn;
+    const count = Number(requested < BigInt(RW_MAX) ? requested : BigInt(RW_MAX));
     const pos = this.position(object, req);
     const { file } = object;
     const what = `read on ${object.path}`;
@@ -697,7 +795,12 @@ class Server implements EmuServer {
         ret = this.result(what, data, -1);
       }
     }
-    this.trace(req.creds, 'read', `${object.path}, ${count}`, ret);
+    if (this.kernel.events.active) {
+      const positional = (req.flags & ReqFlag.POSITIONAL) !== 0;
+      const label = fdLabel(requestFd(req.a0), object.path);
+      const detail = describeIo(label, file, count, positional ? pos : undefined, payload, ret);
+      this.trace(req.creds, positional ? 'pread' : 'read', detail, ret);
+    }
     this.reply(conn, req, ret, { payload });
   }
 
@@ -721,7 +824,19 @@ class Server implements EmuServer {
       ret = this.result(what, n, data.byteLength);
       if (ret > 0 && (req.flags & ReqFlag.POSITIONAL) === 0) object.pos += BigInt(ret);
     }
-    this.trace(req.creds, 'write', `${object.path}, ${data.byteLength}`, ret);
+    if (this.kernel.events.active) {
+      const positional = (req.flags & ReqFlag.POSITIONAL) !== 0;
+      const label = fdLabel(requestFd(req.a0), object.path);
+      const detail = describeIo(
+        label,
+        file,
+        data.byteLength,
+        positional ? pos : undefined,
+        data,
+        ret,
+      );
+      this.trace(req.creds, positional ? 'pwrite' : 'write', detail, ret);
+    }
     this.reply(conn, req, ret);
   }
 
@@ -845,9 +960,80 @@ class Server implements EmuServer {
 
   /** The directories that hold emulated files (/dev/vfio, /sys/bus/pci/devices...). */
   private isDirectory(path: string): boolean {
-    const below = path === '/' ? '/' : `${path}/`;
-    if (this.kernel.devfs.paths().some((p) => p.startsWith(below))) return true;
-    return this.kernel.sysfs.list().some((e) => e.path.startsWith(below));
+    return this.testbed.isDirectory(path);
+  }
+
+  /**
+   * Bytes the program wrote straight to an object connection: glibc's stdio writes with its
+   * internal write(), which the shim cannot see (bash's `echo 1 > /sys/...` flushes stdout that
+   * way). They are written to the file at its position, with the opener's credentials; the
+   * writer never learns of an error, so a failure is logged.
+   */
+  private rawWrite(conn: Connection, chunk: Uint8Array): void {
+    const object = conn.object;
+    if (object === undefined || object.released || chunk.byteLength === 0) return;
+    const { file } = object;
+    const { fops } = file;
+    const write = fops.write;
+    const what = `write on ${object.path} (bypassing the shim)`;
+    let ret: number;
+    if (write === undefined) ret = -Errno.EINVAL;
+    else {
+      const { pid, tid } = object.creds;
+      const task: Task = {
+        creds: toCredentials(object.creds),
+        memory: NO_MEMORY,
+        fds: this.resolver(pid, tid),
+      };
+      const n = this.guarded(what, object.creds, () =>
+        write.call(fops, file, task, chunk, object.pos),
+      );
+      ret = this.result(what, n, chunk.byteLength);
+      if (ret > 0) object.pos += BigInt(ret);
+    }
+    if (ret < 0) {
+      this.kernel.events.log(
+        'warn',
+        `a write to ${object.path} that bypassed the shim (stdio) failed: ${errnoName(ret)}`,
+      );
+    }
+    if (this.kernel.events.active) {
+      const detail = describeIo(
+        fdLabel(FD_UNKNOWN, object.path),
+        file,
+        chunk.byteLength,
+        undefined,
+        chunk,
+        ret,
+      );
+      this.trace(object.creds, 'write', detail, ret);
+    }
+  }
+
+  /** The shim is about to use the testbed for a call on a path: bring it up to date. */
+  private sync(conn: Connection, req: Request): void {
+    this.testbed.sync();
+    const call = SyncCall[Number(req.a0 & 0xffn)];
+    const path = decodeCString(req.payload);
+    if (call !== undefined && path !== undefined) this.trace(req.creds, call, `"${path}"`, 0);
+    this.reply(conn, req, 0);
+  }
+
+  /** lseek() of an object's file position: SEEK_SET and SEEK_CUR (SEEK_END: EINVAL). */
+  private seek(conn: Connection, req: Request): void {
+    const object = this.live(conn, req);
+    if (object === undefined) return;
+    const offset = BigInt.asIntN(64, req.a0);
+    let pos: bigint;
+    if (req.a1 === BigInt(Whence.SET)) pos = offset;
+    else if (req.a1 === BigInt(Whence.CUR)) pos = object.pos + offset;
+    else pos = -1n;
+    if (pos < 0n || pos > 0x7fffffffffffffffn) {
+      this.reply(conn, req, -Errno.EINVAL);
+      return;
+    }
+    object.pos = pos;
+    this.reply(conn, req, 0, { v0: pos });
   }
 
   private poll(conn: Connection, req: Request): void {

@@ -11,6 +11,7 @@
 #include <linux/capability.h>
 #include <poll.h>
 #include <pthread.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -20,6 +21,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/select.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -698,6 +700,131 @@ static void scenario_poll(void)
 	close(fd);
 }
 
+/* ppoll, select and pselect with an emulated fd among real ones. */
+static void scenario_select(void)
+{
+	int fd = open_dev(), p[2];
+	struct pollfd pf[2];
+	struct timespec zero = {0, 0};
+	struct timeval tv = {0, 0};
+	fd_set rd, wr;
+	sigset_t mask;
+	CHECK(pipe(p) == 0, "pipe");
+	pf[0].fd = fd;
+	pf[0].events = POLLIN;
+	pf[1].fd = p[0];
+	pf[1].events = POLLIN;
+	pf[0].revents = pf[1].revents = 0;
+	sigemptyset(&mask);
+	CHECK(ppoll(pf, 2, &zero, &mask) == 1 && pf[0].revents == POLLIN && pf[1].revents == 0,
+	      "ppoll: the emulated fd is ready, the pipe is not (0x%x 0x%x)", pf[0].revents,
+	      pf[1].revents);
+	FD_ZERO(&rd);
+	FD_ZERO(&wr);
+	FD_SET(fd, &rd);
+	FD_SET(p[0], &rd);
+	FD_SET(fd, &wr);
+	CHECK(select((fd > p[0] ? fd : p[0]) + 1, &rd, &wr, NULL, &tv) == 2, "select: 2 ready");
+	CHECK(FD_ISSET(fd, &rd) && FD_ISSET(fd, &wr) && !FD_ISSET(p[0], &rd), "select sets");
+	CHECK(write(p[1], "x", 1) == 1, "write pipe");
+	FD_ZERO(&rd);
+	FD_SET(p[0], &rd);
+	FD_SET(fd, &rd);
+	CHECK(pselect((fd > p[0] ? fd : p[0]) + 1, &rd, NULL, NULL, NULL, &mask) == 2 &&
+		      FD_ISSET(p[0], &rd) && FD_ISSET(fd, &rd),
+	      "pselect: both ready");
+	close(p[0]);
+	close(p[1]);
+	close(fd);
+}
+
+/* close_range/closefrom leave the shim's own connections alone and forget emulated fds. */
+static void scenario_closerange(void)
+{
+	int a = open_dev(), b = open_dev(), c;
+	int base = released(a);
+	CHECK(close_range((unsigned)b, ~0U, 0) == 0, "close_range(b, ~0)");
+	CHECK(released(a) == base + 1, "b released by close_range");
+	c = open_dev();
+	CHECK(c == b, "the lowest fd is free again (%d, %d)", c, b);
+	check_echo(c, 5, "a new fd after close_range");
+	closefrom(c);
+	CHECK(released(a) == base + 2, "c released by closefrom");
+	CHECK(fcntl(c, F_GETFD) == -1 && errno == EBADF, "c is closed");
+	check_echo(a, 6, "an fd below the range still works");
+	close(a);
+}
+
+static sigjmp_buf segv_jump;
+static volatile sig_atomic_t segv_seen;
+
+static void on_segv(int sig)
+{
+	(void)sig;
+	segv_seen++;
+	siglongjmp(segv_jump, 1);
+}
+
+/* The program's SIGSEGV handler, set after a trapped mapping exists, chains with the trap
+ * handler: trapped accesses stay emulated, other faults reach the program's handler. */
+static void scenario_sigsegv(void)
+{
+	int fd = open_dev();
+	volatile uint32_t *r = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0x10000);
+	volatile char *none = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct sigaction sa, old;
+	CHECK(r != MAP_FAILED && none != MAP_FAILED, "mmaps");
+	if (r == MAP_FAILED || none == MAP_FAILED)
+		return;
+	r[1] = 11;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_segv;
+	sa.sa_flags = SA_NODEFER;
+	CHECK(sigaction(SIGSEGV, &sa, &old) == 0, "sigaction(SIGSEGV)");
+	CHECK(old.sa_handler == SIG_DFL && !(old.sa_flags & SA_SIGINFO),
+	      "the program's previous handler is SIG_DFL");
+	CHECK(r[1] == 11, "trapped access still emulated after sigaction");
+	if (sigsetjmp(segv_jump, 1) == 0)
+		(void)none[0];
+	CHECK(segv_seen == 1, "a fault elsewhere reaches the program's handler");
+	CHECK(signal(SIGSEGV, SIG_DFL) == on_segv, "signal() returns the program's handler");
+	CHECK(sigaction(SIGSEGV, NULL, &old) == 0 && old.sa_handler == SIG_DFL, "reads back");
+	r[1] = 12;
+	CHECK(r[1] == 12, "trapped access still emulated after signal()");
+	munmap((void *)r, 4096);
+	munmap((void *)none, 4096);
+	close(fd);
+}
+
+/* lseek moves the file position the server keeps; stdio on an emulated fd (fdopen); fortified
+ * reads with sizes the compiler cannot check (__read_chk, __pread_chk). */
+static void scenario_seek(void)
+{
+	int fd = open_dev();
+	volatile size_t n = 5;
+	char buf[16], line[16];
+	FILE *f;
+	memset(buf, 0, sizeof buf);
+	CHECK(write(fd, "hello\nworld\n", 12) == 12, "write");
+	CHECK(lseek(fd, 0, SEEK_CUR) == 12, "lseek(0, SEEK_CUR) = 12");
+	CHECK(lseek(fd, 6, SEEK_SET) == 6, "lseek(6, SEEK_SET)");
+	CHECK(read(fd, buf, n) == 5 && memcmp(buf, "world", 5) == 0, "read after lseek '%.5s'", buf);
+	CHECK(lseek(fd, -11, SEEK_CUR) == 0, "lseek back to 0");
+	CHECK(pread(fd, buf, n, 6) == 5 && memcmp(buf, "world", 5) == 0, "pread");
+	errno = 0;
+	CHECK(lseek(fd, -1, SEEK_SET) == -1 && errno == EINVAL, "negative position -> EINVAL");
+	f = fdopen(fd, "r+");
+	CHECK(f != NULL, "fdopen");
+	if (f == NULL)
+		return;
+	CHECK(fgets(line, sizeof line, f) != NULL && strcmp(line, "hello\n") == 0, "fgets line 1");
+	CHECK(fgets(line, sizeof line, f) != NULL && strcmp(line, "world\n") == 0, "fgets line 2");
+	rewind(f);
+	CHECK(fgets(line, sizeof line, f) != NULL && strcmp(line, "hello\n") == 0, "after rewind");
+	CHECK(fclose(f) == 0, "fclose");
+	CHECK(fcntl(fd, F_GETFD) == -1 && errno == EBADF, "fclose closed the fd");
+}
+
 static void scenario_resolve(void)
 {
 	int fd = open_dev(), p[2];
@@ -893,6 +1020,14 @@ int main(int argc, char **argv)
 		scenario_unreachable();
 	else if (strcmp(s, "iommu") == 0)
 		scenario_iommu();
+	else if (strcmp(s, "select") == 0)
+		scenario_select();
+	else if (strcmp(s, "closerange") == 0)
+		scenario_closerange();
+	else if (strcmp(s, "sigsegv") == 0)
+		scenario_sigsegv();
+	else if (strcmp(s, "seek") == 0)
+		scenario_seek();
 	else {
 		fprintf(stderr, "unknown scenario '%s'\n", s);
 		return 100;

@@ -1,0 +1,133 @@
+/**
+ * strace-like descriptions of the calls the server serves, for the trace: open flags by name,
+ * `fd</path>` like `strace -y`, ioctls with their decoded structs, sysfs text quoted, and VFIO
+ * region accesses as `4 bytes at BAR0+0x98` with the value moved.
+ */
+import * as fs from 'node:fs';
+import type { File } from '../host/file.ts';
+import type { UserMemory } from '../host/user-memory.ts';
+import { decodeArg, ioctlInfo } from '../trace/decode.ts';
+import { FD_UNKNOWN } from './protocol.ts';
+
+const ACCESS = ['O_RDONLY', 'O_WRONLY', 'O_RDWR', 'O_ACCMODE'];
+const { O_CREAT, O_EXCL, O_TRUNC, O_APPEND, O_NONBLOCK, O_DIRECTORY, O_NOFOLLOW } = fs.constants;
+const O_CLOEXEC = 0o2000000;
+const O_PATH = 0o10000000;
+const FLAG_NAMES: [number, string][] = [
+  [O_CREAT, 'O_CREAT'],
+  [O_EXCL, 'O_EXCL'],
+  [O_TRUNC, 'O_TRUNC'],
+  [O_APPEND, 'O_APPEND'],
+  [O_NONBLOCK, 'O_NONBLOCK'],
+  [O_DIRECTORY, 'O_DIRECTORY'],
+  [O_NOFOLLOW, 'O_NOFOLLOW'],
+  [O_CLOEXEC, 'O_CLOEXEC'],
+  [O_PATH, 'O_PATH'],
+];
+
+/** `O_RDWR|O_CLOEXEC`. */
+export function openFlags(flags: number): string {
+  const parts = [ACCESS[flags & 3]!];
+  let rest = flags & ~3;
+  for (const [bit, name] of FLAG_NAMES) {
+    if (rest & bit) {
+      parts.push(name);
+      rest &= ~bit;
+    }
+  }
+  if (rest !== 0) parts.push(`0x${rest.toString(16)}`);
+  return parts.join('|');
+}
+
+/** `3</dev/iommu>`, or just the path when the shim did not say which fd. */
+export function fdLabel(fd: number, path: string): string {
+  return fd === FD_UNKNOWN ? path : `${fd}<${path}>`;
+}
+
+/** The fd number a request carries in a0 bits 32-63. */
+export function requestFd(a0: bigint): number {
+  return Number((a0 >> 32n) & 0xffffffffn);
+}
+
+/** A C string literal of short text, strace style: "0x1234\n". */
+export function quote(bytes: Uint8Array, max = 32): string {
+  let out = '';
+  for (const b of bytes.subarray(0, max)) {
+    if (b === 0x0a) out += '\\n';
+    else if (b === 0x09) out += '\\t';
+    else if (b === 0x22 || b === 0x5c) out += `\\${String.fromCharCode(b)}`;
+    else if (b >= 0x20 && b < 0x7f) out += String.fromCharCode(b);
+    else out += `\\x${b.toString(16).padStart(2, '0')}`;
+  }
+  return `"${out}"${bytes.byteLength > max ? '...' : ''}`;
+}
+
+const REGION_NAMES = ['BAR0', 'BAR1', 'BAR2', 'BAR3', 'BAR4', 'BAR5', 'ROM', 'CONFIG', 'VGA'];
+/** vfio-pci region offsets: index << 40. */
+const REGION_SHIFT = 40n;
+
+/** A position in a file: `BAR0+0x98` for a VFIO device, else the plain offset. */
+export function position(file: File, pos: bigint): string {
+  if (file.fops.name !== 'vfio-dev') return `0x${pos.toString(16)}`;
+  const index = Number(pos >> REGION_SHIFT);
+  const offset = pos & ((1n << REGION_SHIFT) - 1n);
+  return `${REGION_NAMES[index] ?? `region${index}`}+0x${offset.toString(16)}`;
+}
+
+/** A little-endian value of 1..8 bytes as hex, or the bytes quoted. */
+function value(bytes: Uint8Array): string {
+  if (bytes.byteLength === 0 || bytes.byteLength > 8) return quote(bytes);
+  let v = 0n;
+  for (let i = bytes.byteLength - 1; i >= 0; i--) v = (v << 8n) | BigInt(bytes[i]!);
+  return `0x${v.toString(16)}`;
+}
+
+/**
+ * One read or write: `read(5</sys/.../vendor>, "0x1234\n", 4096) = 7`, or for a device
+ * `pread(4</dev/vfio/devices/vfio0>, 4 bytes at BAR0+0x98) = 4 (0x0)`.
+ */
+export function describeIo(
+  label: string,
+  file: File,
+  count: number,
+  pos: bigint | undefined,
+  data: Uint8Array | undefined,
+  ret: number,
+): string {
+  if (file.fops.name === 'sysfs') {
+    const shown = data === undefined || ret < 0 ? '' : `${quote(data)}, `;
+    return `${label}, ${shown}${count}`;
+  }
+  const at = pos === undefined ? '' : ` at ${position(file, pos)}`;
+  const moved = data !== undefined && ret > 0 ? `: ${value(data.subarray(0, ret))}` : '';
+  return `${label}, ${count} bytes${at}${moved}`;
+}
+
+/**
+ * The struct an ioctl names, read through the call's memory (the prefetched window, so free):
+ * call before the handler for the input, after it for the output.
+ */
+export function ioctlStruct(
+  file: File,
+  cmd: number,
+  arg: bigint,
+  memory: UserMemory,
+): Uint8Array | undefined {
+  const spec = ioctlInfo(file.fops.name, cmd)?.spec;
+  return spec === undefined ? undefined : memory.read(arg, spec.size);
+}
+
+/** `IOMMU_IOAS_ALLOC{size=12, flags=0, out_ioas_id=2}`, or the raw number and argument. */
+export function describeIoctl(
+  file: File,
+  cmd: number,
+  arg: bigint,
+  bytes: Uint8Array | undefined,
+): string {
+  const info = ioctlInfo(file.fops.name, cmd);
+  if (info === undefined) return `0x${cmd.toString(16)}, 0x${arg.toString(16)}`;
+  if (info.spec === undefined)
+    return arg === 0n ? info.name : `${info.name}, 0x${arg.toString(16)}`;
+  if (bytes === undefined) return `${info.name}, 0x${arg.toString(16)}`;
+  return `${info.name}${decodeArg(info.spec, bytes)}`;
+}
