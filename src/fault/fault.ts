@@ -47,6 +47,16 @@ export class FailNth {
 }
 
 let current: FailNth | undefined;
+/**
+ * A counter over every task at once, for sweeping a program that knows nothing of fail-nth
+ * (`iommufd-emu check -- PROGRAM`): while set, it replaces the per-task counters.
+ */
+let everyTask: FailNth | undefined;
+
+/** Sets (or clears, with undefined) the counter every task's injection points go to. */
+export function setFailNthForEveryTask(counter: FailNth | undefined): void {
+  everyTask = counter;
+}
 
 /** Runs fn with `counter` as the current task's fail-nth state (like `current->fail_nth`). */
 export function withFailNth<T>(counter: FailNth | undefined, fn: () => T): T {
@@ -61,7 +71,7 @@ export function withFailNth<T>(counter: FailNth | undefined, fn: () => T): T {
 
 /** The injection point. Cheap when no counter is armed. */
 export function shouldFail(site: FaultSite): boolean {
-  const c = current;
+  const c = everyTask ?? current;
   if (c === undefined) return false;
   c.trail?.push(site);
   if (c.remaining === 0) return false;
