@@ -23,7 +23,7 @@ export interface DemoDeps {
     program: string,
     args: readonly string[],
     flags: { readonly enableUnsafeNoiommuMode?: boolean },
-    hooks: { readonly attach?: (kernel: Kernel) => () => void },
+    hooks: { readonly attach?: (kernel: Kernel) => () => void; readonly dmesg?: boolean },
   ): Promise<number>;
   /** Output (the header and the trace go here; the program writes to the real stdout). */
   readonly out?: (text: string) => void;
@@ -149,10 +149,18 @@ export async function demoCommand(deps: DemoDeps): Promise<number> {
     run.args,
     { enableUnsafeNoiommuMode: true },
     {
-      attach: (kernel) =>
-        kernel.events.subscribe((event) => {
+      // The trace shows every event already; no separate dmesg lines.
+      dmesg: false,
+      attach: (kernel) => {
+        // Boot already logged the taint of the no-IOMMU device: show it first.
+        for (const line of kernel.dmesg)
+          out(
+            traceLine({ kind: 'log', level: 'warn', message: line.replace(/^warn: /, '') }, color),
+          );
+        return kernel.events.subscribe((event) => {
           out(traceLine(event, color));
-        }),
+        });
+      },
     },
   );
   out(

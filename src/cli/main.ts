@@ -22,10 +22,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
+import { checkInvariants } from '../check/invariants.ts';
 import { createKernel, type Kernel } from '../host/kernel.ts';
 import { type EmuServer, startServer } from '../server/server.ts';
-import type { EmuEvent } from '../trace/events.ts';
-import { errnoName } from '../uapi/errno.ts';
+import { formatEvent } from '../trace/writer.ts';
 import { registerCheckCommand } from './check.ts';
 import { demoCommand } from './demo.ts';
 
@@ -35,11 +35,18 @@ const ADDON_NAME = 'iommufd-emu-fd.node';
 const IDLE_WAIT_MS = 2000;
 const EXIT_USAGE = 2;
 const EXIT_LEAKS = 3;
+/** exec --check found an invariant broken after some call. */
+const EXIT_INVARIANTS = 4;
 
 interface KernelFlags {
   readonly trace?: string;
   readonly platform?: string;
   readonly enableUnsafeNoiommuMode?: boolean;
+}
+
+interface ExecFlags extends KernelFlags {
+  /** Check the emulator's invariants after every call. */
+  readonly check?: boolean;
 }
 
 interface ServeFlags extends KernelFlags {
@@ -135,14 +142,35 @@ function bootKernel(flags: KernelFlags): Kernel {
   return kernel;
 }
 
-function traceLine(event: EmuEvent): string {
-  if (event.kind === 'syscall') {
-    const err = event.ret < 0 ? ` ${errnoName(event.ret)}` : '';
-    return `${event.pid}/${event.tid} ${event.call}(${event.detail}) = ${event.ret}${err}`;
-  }
-  return JSON.stringify(event, (_key, value: unknown) =>
-    typeof value === 'bigint' ? `0x${value.toString(16)}` : value,
-  );
+/**
+ * What the kernel would put in dmesg goes to stderr: warnings (taint), IOMMU faults and unsafe
+ * no-IOMMU DMA. Emulator bugs are reported where they happen (runSyscall).
+ */
+function startDmesg(kernel: Kernel): () => void {
+  // What boot logged (a no-IOMMU device tainting the kernel) comes first.
+  for (const line of kernel.dmesg)
+    process.stderr.write(`iommufd-emu: [${line.replace(': ', '] ')}\n`);
+  return kernel.events.subscribe((event) => {
+    const loud =
+      event.kind === 'unsafe-dma' ||
+      event.kind === 'iommu-fault' ||
+      (event.kind === 'log' && (event.level === 'warn' || event.level === 'error'));
+    if (loud) process.stderr.write(`iommufd-emu: ${formatEvent(event)}\n`);
+  });
+}
+
+/** exec --check: the invariants after every call; returns the stopper and what was found. */
+function startInvariantChecks(kernel: Kernel): { stop: () => void; found: string[] } {
+  const found: string[] = [];
+  const stop = kernel.events.subscribe((event) => {
+    if (event.kind !== 'syscall' || found.length >= 20) return;
+    for (const line of checkInvariants(kernel)) {
+      const report = `after ${event.call}(${event.detail}) = ${event.ret}: ${line}`;
+      found.push(report);
+      process.stderr.write(`iommufd-emu: invariant: ${report}\n`);
+    }
+  });
+  return { stop, found };
 }
 
 /** Writes every event of the kernel to file, one line each; returns the closer. */
@@ -154,7 +182,7 @@ function startTrace(kernel: Kernel, file: string): () => void {
     fail(`--trace ${file}: ${(err as Error).message}`);
   }
   const unsubscribe = kernel.events.subscribe((event) => {
-    fs.writeSync(fd, `${traceLine(event)}\n`);
+    fs.writeSync(fd, `${formatEvent(event)}\n`);
   });
   return () => {
     unsubscribe();
@@ -187,9 +215,10 @@ function runProgram(
   program: string,
   args: readonly string[],
   env: NodeJS.ProcessEnv,
+  stdio: 'inherit' | 'ignore' = 'inherit',
 ): Promise<number> {
   return new Promise((resolve) => {
-    const child = spawn(program, args, { stdio: 'inherit', env });
+    const child = spawn(program, args, { stdio, env });
     const forward = (signal: NodeJS.Signals): void => {
       child.kill(signal);
     };
@@ -227,12 +256,16 @@ function hasKernelFlags(flags: KernelFlags): boolean {
 export interface ExecHooks {
   /** Called with the booted kernel before the program starts; returns a detach function. */
   readonly attach?: (kernel: Kernel) => () => void;
+  /** Print warnings, IOMMU faults and unsafe DMA to stderr (default true). */
+  readonly dmesg?: boolean;
+  /** The program's stdio (default: inherited). */
+  readonly stdio?: 'inherit' | 'ignore';
 }
 
 export async function execCommand(
   program: string,
   args: readonly string[],
-  flags: KernelFlags,
+  flags: ExecFlags,
   hooks: ExecHooks = {},
 ): Promise<number> {
   const joined = process.env.IOMMUFD_EMU_SOCKET;
@@ -253,6 +286,8 @@ export async function execCommand(
   const shim = ensureShim();
   const kernel = bootKernel(flags);
   const stopTrace = flags.trace === undefined ? undefined : startTrace(kernel, flags.trace);
+  const stopDmesg = hooks.dmesg === false ? undefined : startDmesg(kernel);
+  const checks = flags.check === true ? startInvariantChecks(kernel) : undefined;
   const detach = hooks.attach?.(kernel);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iommufd-emu-'));
   let server: EmuServer | undefined;
@@ -260,11 +295,16 @@ export async function execCommand(
     server = await startServer(kernel, path.join(dir, 'emu.sock'), {
       testbedDir: path.join(dir, 'root'),
     });
-    let status = await runProgram(program, args, {
-      ...process.env,
-      LD_PRELOAD: preloadWith(shim, process.env.LD_PRELOAD),
-      IOMMUFD_EMU_SOCKET: server.socketPath,
-    });
+    let status = await runProgram(
+      program,
+      args,
+      {
+        ...process.env,
+        LD_PRELOAD: preloadWith(shim, process.env.LD_PRELOAD),
+        IOMMUFD_EMU_SOCKET: server.socketPath,
+      },
+      hooks.stdio ?? 'inherit',
+    );
     // Children PROGRAM left behind may still hold emulated fds: give them a moment.
     const idle = await Promise.race([server.whenIdle().then(() => true), sleep(IDLE_WAIT_MS)]);
     if (!idle) {
@@ -276,6 +316,8 @@ export async function execCommand(
       if (leaks.length > 0) {
         reportLeaks(leaks);
         status = EXIT_LEAKS;
+      } else if (checks !== undefined && checks.found.length > 0) {
+        status = EXIT_INVARIANTS;
       }
     }
     return status;
@@ -283,6 +325,8 @@ export async function execCommand(
     await server?.close();
     shutdownKernel(kernel);
     stopTrace?.();
+    stopDmesg?.();
+    checks?.stop();
     detach?.();
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -373,10 +417,11 @@ function buildProgram(run: (work: Promise<number>) => void): Command {
       .description(
         'run PROGRAM [ARGS...] against the emulator (a private one unless IOMMUFD_EMU_SOCKET is set)',
       )
+      .option('--check', 'check the emulator invariants after every call (exit 4 on a violation)')
       .argument('<program>', 'the program to run')
       .argument('[args...]', 'its arguments')
       .passThroughOptions(),
-  ).action((prog: string, args: string[], flags: KernelFlags) => {
+  ).action((prog: string, args: string[], flags: ExecFlags) => {
     run(execCommand(prog, args, flags));
   });
 

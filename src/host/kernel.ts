@@ -106,7 +106,15 @@ export class Kernel {
   /** Values written to the debugfs fault-injection knobs (accepted, no other effect). */
   private readonly debugfsKnobs = new Map<string, string>();
 
+  /** The kernel log (dmesg): every warning and error line since boot, oldest first, bounded. */
+  readonly dmesg: string[] = [];
+
   constructor(options: KernelOptions = {}) {
+    this.events.subscribe((event) => {
+      if (event.kind !== 'log' || event.level === 'info') return;
+      this.dmesg.push(`${event.level}: ${event.message}`);
+      if (this.dmesg.length > 1000) this.dmesg.shift();
+    });
     this.machine = new Machine(options.platform ?? defaultPlatform(), { events: this.events });
     const pinned = this.machine.pinned;
     const pinner: PagePinner = {
