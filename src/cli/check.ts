@@ -17,6 +17,7 @@
  */
 import { type Command, InvalidArgumentError } from 'commander';
 import { explore } from '../check/explorer.ts';
+import { type ExecForSweep, programTarget } from '../check/program-sweep.ts';
 import { findScenario, SCENARIOS } from '../check/scenarios.ts';
 import { formatRun, formatViolation, scenarioTarget, sweep } from '../check/sweep.ts';
 import { isMutantName, MUTANTS, setMutantForTest } from '../fault/mutant.ts';
@@ -34,6 +35,8 @@ export interface CheckOptions {
   readonly faults?: boolean;
   readonly mutant?: string;
   readonly list?: boolean;
+  readonly enableUnsafeNoiommuMode?: boolean;
+  readonly platform?: string;
 }
 
 /** Where `check` writes: stdout for results, stderr for progress (a bar only on a TTY). */
@@ -41,6 +44,8 @@ export interface CheckIo {
   readonly out: (text: string) => void;
   readonly err: (text: string) => void;
   readonly progressBar: boolean;
+  /** How a program is run under the emulator (only for `check -- PROGRAM`). */
+  readonly exec?: ExecForSweep;
 }
 
 function parseCount(value: string): number {
@@ -65,8 +70,44 @@ function usage(io: CheckIo, message: string): number {
   return 2;
 }
 
+/** Sweeps (or, with --nth, replays one run of) an unmodified program. */
+async function checkProgram(
+  command: readonly string[],
+  options: CheckOptions,
+  io: CheckIo,
+): Promise<number> {
+  if (io.exec === undefined) return usage(io, 'running programs is not available here');
+  const target = programTarget(command[0]!, command.slice(1), io.exec, {
+    ...(options.enableUnsafeNoiommuMode === true ? { enableUnsafeNoiommuMode: true } : {}),
+    ...(options.platform === undefined ? {} : { platform: options.platform }),
+  });
+  if (options.nth !== undefined) {
+    const result = await target.run(options.nth === 0 ? undefined : options.nth);
+    io.out(`${formatRun(target.name, result)}\n`);
+    return result.violations.length > 0 ? 1 : 0;
+  }
+  const started = Date.now();
+  const report = await sweep(target, {
+    ...(options.maxIterations === undefined ? {} : { maxIterations: options.maxIterations }),
+    onProgress: (n, total) => {
+      if (io.progressBar) io.err(progressLine(target.name, n, total + 1));
+    },
+  });
+  if (io.progressBar) io.err('\r\x1b[K');
+  io.out(
+    `${target.name}: ${report.points} injection points, ${report.iterations} runs, ` +
+      `${report.violations.length} violations (${Date.now() - started} ms)\n`,
+  );
+  for (const v of report.violations) io.out(`${formatViolation(v)}\n`);
+  return report.violations.length > 0 ? 1 : 0;
+}
+
 /** Runs `check` with parsed options; returns the exit status (0 clean, 1 violations, 2 usage). */
-export async function runCheck(options: CheckOptions, io: CheckIo): Promise<number> {
+export async function runCheck(
+  options: CheckOptions,
+  io: CheckIo,
+  command: readonly string[] = [],
+): Promise<number> {
   if (options.list) {
     io.out('scenarios:\n');
     for (const s of SCENARIOS) io.out(`  ${s.name.padEnd(20)} ${s.description}\n`);
@@ -82,6 +123,8 @@ export async function runCheck(options: CheckOptions, io: CheckIo): Promise<numb
     setMutantForTest(options.mutant);
     io.err(`iommufd-emu check: mutant ${options.mutant} is active: violations are expected\n`);
   }
+
+  if (command.length > 0) return checkProgram(command, options, io);
 
   if (options.explore) {
     const report = explore({
@@ -150,10 +193,16 @@ export async function runCheck(options: CheckOptions, io: CheckIo): Promise<numb
  * Adds `check` to the `iommufd-emu` program. The action sets process.exitCode (1 when
  * violations were found, 2 for bad usage) rather than exiting.
  */
-export function registerCheckCommand(program: Command): Command {
+export function registerCheckCommand(program: Command, exec?: ExecForSweep): Command {
   return program
     .command('check')
-    .description('sweep fail-nth over every injection point of the built-in scenarios, or explore')
+    .description(
+      'sweep fail-nth over every injection point of the built-in scenarios or of PROGRAM, or explore',
+    )
+    .argument('[command...]', 'an unmodified program (and its arguments) to sweep through the shim')
+    .passThroughOptions()
+    .option('--enable-unsafe-noiommu-mode', 'PROGRAM: boot with vfio.enable_unsafe_noiommu_mode=1')
+    .option('--platform <file>', 'PROGRAM: the machine to emulate')
     .option('--scenario <name>', 'a built-in scenario, or "all"', 'all')
     .option('--nth <n>', 'replay one run of --scenario with fail-nth armed to N', parseCount)
     .option(
@@ -172,12 +221,17 @@ export function registerCheckCommand(program: Command): Command {
     .option('--faults', 'explorer: also arm fail-nth before random calls')
     .option('--mutant <name>', 'activate a mutant, like IOMMUFD_EMU_MUTANT=<name> (see --list)')
     .option('--list', 'list the scenarios and the mutants')
-    .action(async (options: CheckOptions) => {
-      const code = await runCheck(options, {
-        out: (text) => process.stdout.write(text),
-        err: (text) => process.stderr.write(text),
-        progressBar: process.stderr.isTTY === true,
-      });
+    .action(async (command: string[], options: CheckOptions) => {
+      const code = await runCheck(
+        options,
+        {
+          out: (text) => process.stdout.write(text),
+          err: (text) => process.stderr.write(text),
+          progressBar: process.stderr.isTTY === true,
+          ...(exec === undefined ? {} : { exec }),
+        },
+        command,
+      );
       if (code !== 0) process.exitCode = code;
     });
 }

@@ -434,7 +434,7 @@ function buildProgram(run: (work: Promise<number>) => void): Command {
     run(serveCommand(flags));
   });
 
-  registerCheckCommand(program);
+  registerCheckCommand(program, execCommand);
 
   program
     .command('demo')

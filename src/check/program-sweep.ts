@@ -1,0 +1,121 @@
+/**
+ * Sweeping an unmodified program: `iommufd-emu check -- PROGRAM [ARGS...]`. The program knows
+ * nothing of fail-nth, so the emulator counts the injection points of every task of the run in one
+ * counter, in the order calls arrive, and fails the n-th one. A run is clean when the emulator
+ * logged no bug, nothing outlived the program (objects, pins, domains, charges) and the invariants
+ * hold once it exited; what the program itself does with the failure is its own business, except
+ * that the run with nothing injected must succeed.
+ */
+import { FailNth, setFailNthForEveryTask } from '../fault/fault.ts';
+import type { Kernel } from '../host/kernel.ts';
+import { checkInvariants } from './invariants.ts';
+import type { RunResult, SweepTarget, Violation } from './sweep.ts';
+
+/** exec as check uses it: a private emulator, the program's stdio discarded. */
+export type ExecForSweep = (
+  program: string,
+  args: readonly string[],
+  flags: { readonly enableUnsafeNoiommuMode?: boolean; readonly platform?: string },
+  hooks: {
+    readonly attach: (kernel: Kernel) => () => void;
+    readonly dmesg: false;
+    readonly stdio: 'ignore';
+  },
+) => Promise<number>;
+
+export interface ProgramTargetOptions {
+  readonly enableUnsafeNoiommuMode?: boolean;
+  readonly platform?: string;
+}
+
+function shellWord(s: string): string {
+  return /^[\w./:@%+=,-]+$/.test(s) ? s : `'${s.replaceAll("'", "'\\''")}'`;
+}
+
+export function programTarget(
+  program: string,
+  args: readonly string[],
+  exec: ExecForSweep,
+  options: ProgramTargetOptions = {},
+): SweepTarget {
+  const name = [program, ...args].map(shellWord).join(' ');
+  const flagWords = [
+    ...(options.enableUnsafeNoiommuMode === true ? ['--enable-unsafe-noiommu-mode'] : []),
+    ...(options.platform === undefined ? [] : ['--platform', shellWord(options.platform)]),
+  ];
+  const replay = (nth: number | undefined): string =>
+    [
+      'iommufd-emu check',
+      ...flagWords,
+      ...(nth === undefined ? [] : ['--nth', String(nth)]),
+      '--',
+      name,
+    ].join(' ');
+
+  async function run(nth: number | undefined): Promise<RunResult> {
+    const counter = new FailNth();
+    counter.trail = [];
+    if (nth !== undefined) counter.arm(nth);
+    const bugs: string[] = [];
+    let kernel: Kernel | undefined;
+    const status = await exec(
+      program,
+      args,
+      {
+        ...(options.enableUnsafeNoiommuMode === true ? { enableUnsafeNoiommuMode: true } : {}),
+        ...(options.platform === undefined ? {} : { platform: options.platform }),
+      },
+      {
+        dmesg: false,
+        stdio: 'ignore',
+        attach: (k) => {
+          kernel = k;
+          setFailNthForEveryTask(counter);
+          const stop = k.events.subscribe((e) => {
+            if (e.kind === 'log' && e.level === 'bug') bugs.push(e.message);
+          });
+          return () => {
+            stop();
+            setFailNthForEveryTask(undefined);
+          };
+        },
+      },
+    );
+    const reached = nth !== undefined && counter.remaining === 0 && counter.lastFired !== undefined;
+    const violations: Violation[] = [];
+    const at = {
+      target: name,
+      nth,
+      replay: replay(nth),
+      ...(counter.lastFired === undefined ? {} : { site: counter.lastFired }),
+    };
+    for (const message of bugs)
+      violations.push({ kind: 'bug', message: message.split('\n')[0]!, ...at });
+    if (kernel !== undefined) {
+      for (const line of kernel.leaks()) violations.push({ kind: 'leak', message: line, ...at });
+      for (const line of checkInvariants(kernel))
+        violations.push({ kind: 'teardown', message: line, ...at });
+    }
+    if (nth === undefined && status !== 0) {
+      violations.push({
+        kind: 'scenario',
+        message: `${program} exited with status ${status} with nothing injected`,
+        ...at,
+      });
+    }
+    return {
+      nth,
+      points: counter.trail.length,
+      reached,
+      site: counter.lastFired,
+      siteStack: counter.lastFiredStack,
+      failingCall: undefined,
+      outcome: status === 0 ? 'completed' : 'stopped',
+      outcomeMessage: `exit status ${status}`,
+      calls: [],
+      violations,
+    };
+  }
+
+  return { name, run, replay };
+}
