@@ -194,6 +194,8 @@ export async function runCheck(
  * violations were found, 2 for bad usage) rather than exiting.
  */
 export function registerCheckCommand(program: Command, exec?: ExecForSweep): Command {
+  // `check [options] -- PROGRAM` passes PROGRAM's own options through untouched.
+  program.enablePositionalOptions();
   return program
     .command('check')
     .description(
