@@ -28,10 +28,7 @@ const RUN_TIMEOUT_MS = 45_000;
  * docs/decisions.md entry that says so. They still run and report, but as TODO: a failure does not
  * fail `npm test`. Remove an entry as soon as the feature lands.
  */
-const KNOWN_GAPS: Record<string, string> = {
-  vfio_container:
-    'VFIO type1 container ioctls on an iommufd answer ENOTTY until roadmap item 1 (docs/decisions.md #5)',
-};
+const KNOWN_GAPS: Record<string, string> = {};
 
 interface RunResult {
   readonly code: number | null;

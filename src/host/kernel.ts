@@ -125,6 +125,8 @@ export class Kernel {
     };
     this.iommufd = new IommufdSubsystem(this.events, new Accounting(), pinner);
     this.devfs.add(this.iommufd.devNode());
+    // iommufd provides the VFIO container (CONFIG_IOMMUFD_VFIO_CONTAINER).
+    this.devfs.add(this.iommufd.vfioDevNode());
 
     const noiommuMode = options.enableUnsafeNoiommuMode ?? this.machine.enableUnsafeNoiommuMode;
     this.vfio = new VfioSubsystem(

@@ -347,14 +347,22 @@ export class IoPagetable {
       pages.put();
       bytes += area.length;
     }
-    // Newer kernels: a range with nothing in it at all is ENOENT.
-    if (rc === 0 && bytes === 0n) rc = -Errno.ENOENT;
+    // A range with nothing in it is success here; IOAS_UNMAP makes that ENOENT (unmapIova()).
     unmapped.value = bytes;
     return rc;
   }
 
-  /** iopt_unmap_iova(). */
+  /**
+   * iopt_unmap_iova() followed by iommufd_ioas_unmap()'s rule: a range holding no area at all is
+   * ENOENT (decision 1).
+   */
   unmapIova(iova: bigint, length: bigint, unmapped: Ref<bigint>): SyscallResult {
+    const rc = this.unmapIovaAllowEmpty(iova, length, unmapped);
+    return rc === 0 && unmapped.value === 0n ? -Errno.ENOENT : rc;
+  }
+
+  /** iopt_unmap_iova() itself: an empty range is success with 0 bytes (VFIO_IOMMU_UNMAP_DMA). */
+  unmapIovaAllowEmpty(iova: bigint, length: bigint, unmapped: Ref<bigint>): SyscallResult {
     if (length === 0n) return -Errno.EINVAL;
     const last = iova + length - 1n;
     if (last > ULONG_MAX) return -Errno.EOVERFLOW;
@@ -363,8 +371,68 @@ export class IoPagetable {
 
   /** iopt_unmap_all(): succeeds on an empty table too. */
   unmapAll(unmapped: Ref<bigint>): SyscallResult {
-    const rc = this.unmapRange(0n, ULONG_MAX, unmapped);
-    return rc === -Errno.ENOENT ? 0 : rc;
+    return this.unmapRange(0n, ULONG_MAX, unmapped);
+  }
+
+  /**
+   * iopt_cut_iova(): for each IOVA in turn, split the area holding it so that the IOVA becomes
+   * the last byte of an area. Stops at the first failure (earlier cuts stay). VFIO type1 v1
+   * hole punching.
+   */
+  cutIova(iovas: readonly bigint[]): SyscallResult {
+    for (const iova of iovas) {
+      const area = this.areas.iterFirst(iova, iova)?.value;
+      if (area === undefined) continue;
+      const rc = this.areaSplit(area, iova);
+      if (rc) return rc;
+    }
+    return 0;
+  }
+
+  /**
+   * iopt_area_split(): replace `area` by [start, iova] and [iova+1, last] over the same pages
+   * object. Nothing is remapped or repinned: the pieces keep the storage domain, and the pinned
+   * page ranges are handed over to them.
+   */
+  private areaSplit(area: IoptArea, iova: bigint): SyscallResult {
+    if (iova === area.iova || iova === area.last) return 0;
+    const pages = area.pages;
+    if (pages === undefined) return -Errno.EBUSY;
+    const newStart = iova + 1n;
+    const alignment = this.iovaAlignment;
+    if (newStart % alignment !== 0n || area.startByte(newStart) % alignment !== 0n)
+      return -Errno.EINVAL;
+    // The two iopt_area_alloc()s.
+    if (shouldFail('kmalloc')) return -Errno.ENOMEM;
+    if (shouldFail('kmalloc')) return -Errno.ENOMEM;
+    // A domain may hold huge IOPTEs for it: those cannot be split.
+    if (area.storageDomain !== undefined && !this.disableLargePages) return -Errno.EINVAL;
+
+    const lhs = new IoptArea(area.iova, newStart - area.iova, area.prot, area.startByte(area.iova));
+    const rhs = new IoptArea(
+      newStart,
+      area.last - newStart + 1n,
+      area.prot,
+      area.startByte(newStart),
+    );
+    this.areas.remove(area.node!);
+    area.node = undefined;
+    lhs.node = this.areas.insert(lhs.iova, lhs.last, lhs);
+    rhs.node = this.areas.insert(rhs.iova, rhs.last, rhs);
+    if (area.storageDomain !== undefined) {
+      pages.filledRanges.delete(area);
+      pages.filledRanges.add(lhs);
+      pages.filledRanges.add(rhs);
+    }
+    lhs.storageDomain = area.storageDomain;
+    rhs.storageDomain = area.storageDomain;
+    area.storageDomain = undefined;
+    // The old area's reference moves to lhs; rhs takes a new one.
+    lhs.pages = pages;
+    rhs.pages = pages;
+    area.pages = undefined;
+    pages.get();
+    return 0;
   }
 
   /** iopt_set_allow_iova(): replace the allowed list, unless it collides with a reserved range. */
@@ -433,13 +501,20 @@ export class IoPagetable {
     runs: readonly PinnedRun[],
   ): SyscallResult {
     const firstVa = pages.uptr + area.startIndex * PAGE_SIZE;
+    // batch_iommu_map_small(): with large pages disabled every IOPTE is one page, so that an
+    // area can later be split (VFIO type1 v1) and each piece unmapped on its own.
+    const step = this.disableLargePages ? PAGE_SIZE : undefined;
     for (const run of runs) {
       const iova = area.iova - area.pageOffset + (run.va - firstVa);
-      const rc = domain.map(iova, run.pfn * PAGE_SIZE, run.npages * PAGE_SIZE, area.prot);
-      if (rc) {
-        const mappedEnd = iova;
-        if (mappedEnd > area.iova) domain.unmap(area.iova, mappedEnd - area.iova);
-        return rc;
+      const size = run.npages * PAGE_SIZE;
+      const chunk = step ?? size;
+      for (let done = 0n; done < size; done += chunk) {
+        const rc = domain.map(iova + done, run.pfn * PAGE_SIZE + done, chunk, area.prot);
+        if (rc) {
+          const mappedEnd = iova + done;
+          if (mappedEnd > area.iova) domain.unmap(area.iova, mappedEnd - area.iova);
+          return rc;
+        }
       }
     }
     return 0;

@@ -41,6 +41,14 @@ import { iommufdHwQueueAlloc, iommufdVdeviceAlloc, iommufdViommuAlloc } from './
 /** How pinned pages are charged (IOMMU_OPTION_RLIMIT_MODE): 0 per user, 1 per process (mm). */
 export type AccountMode = 'user' | 'mm';
 
+/** The misc devices: iommu (10:123) and, when iommufd provides it, vfio (VFIO_MINOR 196). */
+const IOMMU_RDEV: Rdev = { major: 10, minor: 123 };
+const VFIO_RDEV: Rdev = { major: 10, minor: 196 };
+interface Rdev {
+  readonly major: number;
+  readonly minor: number;
+}
+
 /** ids are 31-bit (xa_limit_31b) and never 0. */
 const ID_MAX = 0x7fffffff;
 
@@ -75,16 +83,38 @@ export class IommufdSubsystem {
   devNode(): CharDevNode {
     return {
       path: '/dev/iommu',
-      rdev: { major: 10, minor: 123 },
+      rdev: IOMMU_RDEV,
       mode: S_IFCHR | 0o660,
       open: (_task, _flags) => this.open('user'),
     };
   }
 
-  open(accountMode: AccountMode): File | number {
+  /**
+   * /dev/vfio/vfio provided by iommufd (CONFIG_IOMMUFD_VFIO_CONTAINER; 10:196, 0666 like the
+   * kernel's vfio_misc_dev): an iommufd context that charges pinned pages per mm, as VFIO's type1
+   * does, and answers the container ioctls through vfio-compat.ts.
+   */
+  vfioDevNode(): CharDevNode {
+    return {
+      path: '/dev/vfio/vfio',
+      rdev: VFIO_RDEV,
+      mode: S_IFCHR | 0o666,
+      open: (_task, _flags) => {
+        if (!this.announcedVfio) {
+          this.announcedVfio = true;
+          this.events.log('info', 'IOMMUFD is providing /dev/vfio/vfio, not VFIO.');
+        }
+        return this.open('mm', VFIO_RDEV);
+      },
+    };
+  }
+
+  private announcedVfio = false;
+
+  open(accountMode: AccountMode, rdev: Rdev = IOMMU_RDEV): File | number {
     if (shouldFail('kmalloc')) return -Errno.ENOMEM;
     const ictx = new IommufdCtx(this, accountMode);
-    const file = new File(iommufdFops, ictx, { major: 10, minor: 123 });
+    const file = new File(iommufdFops, ictx, rdev);
     ictx.file = file;
     this.contexts.add(ictx);
     return file;

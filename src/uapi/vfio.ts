@@ -113,3 +113,95 @@ export const vfioGroupStatus = defineStruct('vfio_group_status', 8, 'flags', {
   argsz: { offset: 0, type: 'u32' },
   flags: { offset: 4, type: 'u32' },
 });
+
+/* The type1 container uAPI, as iommufd's VFIO compatibility answers it (vfio_compat.c). */
+
+/** VFIO_SET_IOMMU / VFIO_CHECK_EXTENSION arguments (passed by value). */
+export const VFIO_TYPE1_IOMMU = 1n;
+export const VFIO_SPAPR_TCE_IOMMU = 2n;
+export const VFIO_TYPE1v2_IOMMU = 3n;
+export const VFIO_DMA_CC_IOMMU = 4n;
+export const VFIO_EEH = 5n;
+/** Formerly VFIO_TYPE1_NESTING_IOMMU. */
+export const VFIO_RESERVED_TYPE1_NESTING_IOMMU = 6n;
+export const VFIO_SPAPR_TCE_v2_IOMMU = 7n;
+export const VFIO_NOIOMMU_IOMMU = 8n;
+export const VFIO_UNMAP_ALL = 9n;
+export const VFIO_UPDATE_VADDR = 10n;
+
+export const VFIO_IOMMU_INFO_PGSIZES = 1 << 0;
+export const VFIO_IOMMU_INFO_CAPS = 1 << 1;
+/** struct vfio_iommu_type1_info; minsz ends at iova_pgsizes, cap_offset came later. */
+export const vfioIommuType1Info = defineStruct('vfio_iommu_type1_info', 24, 'iova_pgsizes', {
+  argsz: { offset: 0, type: 'u32' },
+  flags: { offset: 4, type: 'u32' },
+  iova_pgsizes: { offset: 8, type: 'u64' },
+  cap_offset: { offset: 16, type: 'u32' },
+  pad: { offset: 20, type: 'u32' },
+});
+
+/** struct vfio_info_cap_header: `next` is an offset from the start of the info buffer. */
+export const vfioInfoCapHeader = defineStruct('vfio_info_cap_header', 8, 'next', {
+  id: { offset: 0, type: 'u16' },
+  version: { offset: 2, type: 'u16' },
+  next: { offset: 4, type: 'u32' },
+});
+
+export const VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE = 1;
+export const VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION = 2;
+export const VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL = 3;
+
+/** struct vfio_iommu_type1_info_cap_iova_range without its iova_ranges[] (from offset 16). */
+export const vfioIommuType1InfoCapIovaRange = defineStruct(
+  'vfio_iommu_type1_info_cap_iova_range',
+  16,
+  'reserved',
+  {
+    id: { offset: 0, type: 'u16' },
+    version: { offset: 2, type: 'u16' },
+    next: { offset: 4, type: 'u32' },
+    nr_iovas: { offset: 8, type: 'u32' },
+    reserved: { offset: 12, type: 'u32' },
+  },
+);
+
+/** struct vfio_iova_range: `end` is inclusive. */
+export const vfioIovaRange = defineStruct('vfio_iova_range', 16, 'end', {
+  start: { offset: 0, type: 'u64' },
+  end: { offset: 8, type: 'u64' },
+});
+
+/** struct vfio_iommu_type1_info_dma_avail (12 bytes; 16 in the chain once padded). */
+export const vfioIommuType1InfoDmaAvail = defineStruct(
+  'vfio_iommu_type1_info_dma_avail',
+  12,
+  'avail',
+  {
+    id: { offset: 0, type: 'u16' },
+    version: { offset: 2, type: 'u16' },
+    next: { offset: 4, type: 'u32' },
+    avail: { offset: 8, type: 'u32' },
+  },
+);
+
+export const VFIO_DMA_MAP_FLAG_READ = 1 << 0;
+export const VFIO_DMA_MAP_FLAG_WRITE = 1 << 1;
+export const VFIO_DMA_MAP_FLAG_VADDR = 1 << 2;
+export const vfioIommuType1DmaMap = defineStruct('vfio_iommu_type1_dma_map', 32, 'size', {
+  argsz: { offset: 0, type: 'u32' },
+  flags: { offset: 4, type: 'u32' },
+  vaddr: { offset: 8, type: 'u64' },
+  iova: { offset: 16, type: 'u64' },
+  size: { offset: 24, type: 'u64' },
+});
+
+export const VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP = 1 << 0;
+export const VFIO_DMA_UNMAP_FLAG_ALL = 1 << 1;
+export const VFIO_DMA_UNMAP_FLAG_VADDR = 1 << 2;
+/** struct vfio_iommu_type1_dma_unmap without its data[] (the dirty bitmap, from offset 24). */
+export const vfioIommuType1DmaUnmap = defineStruct('vfio_iommu_type1_dma_unmap', 24, 'size', {
+  argsz: { offset: 0, type: 'u32' },
+  flags: { offset: 4, type: 'u32' },
+  iova: { offset: 8, type: 'u64' },
+  size: { offset: 16, type: 'u64' },
+});

@@ -265,7 +265,7 @@ describe('legacy group nodes', () => {
     // The no-IOMMU device's placeholder group takes the lowest id the IOMMU groups left.
     assert.deepEqual(
       emu.kernel.devfs.paths().filter((p) => /^\/dev\/vfio\/[^/]+$/.test(p)),
-      ['/dev/vfio/0', '/dev/vfio/1', '/dev/vfio/noiommu-2'],
+      ['/dev/vfio/0', '/dev/vfio/1', '/dev/vfio/noiommu-2', '/dev/vfio/vfio'],
     );
     const weak = emu.spawn();
     weak.setCapability(CAP_SYS_RAWIO, false);
