@@ -37,7 +37,10 @@ function info(name: string, spec?: StructSpec<FieldTable>): IoctlInfo {
   return spec === undefined ? { name } : { name, spec };
 }
 
-/** iommufd numbers are unique; VFIO device and container numbers overlap, so the file decides. */
+/**
+ * iommufd numbers are unique; VFIO device and container numbers overlap (the container ones are
+ * answered by an iommufd), so the kind of file decides.
+ */
 const iommufdIoctls = new Map<number, IoctlInfo>([
   [ioctl.IOMMU_DESTROY, info('IOMMU_DESTROY', iommufd.iommuDestroy)],
   [ioctl.IOMMU_IOAS_ALLOC, info('IOMMU_IOAS_ALLOC', iommufd.iommuIoasAlloc)],
@@ -56,6 +59,10 @@ const iommufdIoctls = new Map<number, IoctlInfo>([
   ],
   [ioctl.VFIO_GET_API_VERSION, info('VFIO_GET_API_VERSION')],
   [ioctl.VFIO_CHECK_EXTENSION, info('VFIO_CHECK_EXTENSION')],
+  [ioctl.VFIO_SET_IOMMU, info('VFIO_SET_IOMMU')],
+  [ioctl.VFIO_IOMMU_GET_INFO, info('VFIO_IOMMU_GET_INFO', vfio.vfioIommuType1Info)],
+  [ioctl.VFIO_IOMMU_MAP_DMA, info('VFIO_IOMMU_MAP_DMA', vfio.vfioIommuType1DmaMap)],
+  [ioctl.VFIO_IOMMU_UNMAP_DMA, info('VFIO_IOMMU_UNMAP_DMA', vfio.vfioIommuType1DmaUnmap)],
 ]);
 
 const vfioDeviceIoctls = new Map<number, IoctlInfo>([
@@ -73,11 +80,18 @@ const vfioDeviceIoctls = new Map<number, IoctlInfo>([
   [ioctl.VFIO_DEVICE_GET_IRQ_INFO, info('VFIO_DEVICE_GET_IRQ_INFO', vfio.vfioIrqInfo)],
   [ioctl.VFIO_DEVICE_SET_IRQS, info('VFIO_DEVICE_SET_IRQS', vfio.vfioIrqSet)],
   [ioctl.VFIO_DEVICE_RESET, info('VFIO_DEVICE_RESET')],
+  [ioctl.VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, info('VFIO_DEVICE_GET_PCI_HOT_RESET_INFO')],
+]);
+
+const vfioGroupIoctls = new Map<number, IoctlInfo>([
+  [ioctl.VFIO_GROUP_GET_STATUS, info('VFIO_GROUP_GET_STATUS', vfio.vfioGroupStatus)],
 ]);
 
 /** The ioctl's name and struct, given the kind of file it was issued on. */
 export function ioctlInfo(fileKind: string, cmd: number): IoctlInfo | undefined {
-  return fileKind === 'vfio-dev' ? vfioDeviceIoctls.get(cmd) : iommufdIoctls.get(cmd);
+  if (fileKind === 'vfio-dev') return vfioDeviceIoctls.get(cmd);
+  if (fileKind === 'vfio-group') return vfioGroupIoctls.get(cmd);
+  return iommufdIoctls.get(cmd);
 }
 
 function hex(v: bigint | number): string {
