@@ -8,8 +8,8 @@
  * injection point this thread reached failed. N = 1, 2, ... until the call no longer reaches
  * an Nth point. Each failed call must fail cleanly (-1, a plausible errno, nothing left in the
  * iommufd, the fd still unbound), and a following un-injected call must work. The same sweep
- * runs over ATTACH (the auto domain's creation, pinning and filling) and over the IOMMU device's
- * bind. exec exits 3 if the emulator leaked anything, so this program's normal exit also proves
+ * runs over ATTACH (the auto domain's creation, pinning and filling), over MAP and GET_PA with
+ * the no-IOMMU domain in place, and over the IOMMU device's bind. exec exits 3 if the emulator leaked anything, so this program's normal exit also proves
  * no leak.
  */
 #include "harness.h"
@@ -163,6 +163,92 @@ TEST(noiommu_attach_fails_cleanly_at_every_point)
 	munmap(mem, 4 * PAGE_SZ);
 }
 
+/*
+ * MAP into an IOAS that holds the no-IOMMU domain (pinning, accounting, filling the software page
+ * table) and GET_PA, each failed at every injection point: a failed MAP leaves no area (the range
+ * maps fine afterwards, GET_PA there is ENOENT); a failed GET_PA changes nothing.
+ */
+TEST(noiommu_map_and_get_pa_fail_cleanly_at_every_point)
+{
+	unsigned char *mem = h_mmap(4 * PAGE_SZ);
+	int n, fired = 0, rc = 0, err = 0, map_failures = 0, get_pa_failures = 0;
+	__u64 len, pa = 0, want_pa = 0, want_len = 0;
+
+	memset(mem, 0x24, 4 * PAGE_SZ);
+	for (n = 1; n <= MAX_N; n++) {
+		int iommufd = iommufd_open();
+		struct edu_dev d;
+		__u32 ioas = 0;
+
+		REQUIRE(iommufd >= 0);
+		REQUIRE_OK(ioas_alloc(iommufd, &ioas));
+		REQUIRE_OK(edu_open(NOIOMMU_CDEV, iommufd, ioas, &d));
+		INJECT((unsigned int)n, fired, rc, err,
+		       ioas_map_fixed(iommufd, ioas, mem, 4 * PAGE_SZ, (uintptr_t)mem));
+		if (!fired) {
+			CHECK_EQ(rc, 0);
+			edu_close(&d);
+			close(iommufd);
+			break;
+		}
+		map_failures++;
+		CHECK_EQ(rc, -1);
+		CHECK(plausible(err));
+		/*
+		 * Nothing mapped: GET_PA finds no area, and the same MAP works now. Except when the
+		 * failure was writing the result back (EFAULT): like the kernel, the mapping is then
+		 * already made and stays.
+		 */
+		if (err == EFAULT)
+			CHECK_OK(ioas_unmap(iommufd, ioas, 0, U64_MAX_, NULL));
+		CHECK_ERRNO(ENOENT, get_pa_try(iommufd, ioas, (uintptr_t)mem, 1));
+		CHECK_OK(ioas_map_fixed(iommufd, ioas, mem, 4 * PAGE_SZ, (uintptr_t)mem));
+		CHECK_OK(get_pa_try(iommufd, ioas, (uintptr_t)mem, 1));
+		edu_close(&d);
+		close(iommufd);
+	}
+	CHECK(n <= MAX_N);
+	CHECK(map_failures >= 1);
+
+	for (n = 1; n <= MAX_N; n++) {
+		int iommufd = iommufd_open();
+		struct edu_dev d;
+		__u32 ioas = 0;
+
+		REQUIRE(iommufd >= 0);
+		REQUIRE_OK(ioas_alloc(iommufd, &ioas));
+		REQUIRE_OK(edu_open(NOIOMMU_CDEV, iommufd, ioas, &d));
+		REQUIRE_OK(ioas_map_fixed(iommufd, ioas, mem, 4 * PAGE_SZ, (uintptr_t)mem));
+		len = 4 * PAGE_SZ;
+		INJECT((unsigned int)n, fired, rc, err, get_pa(iommufd, ioas, (uintptr_t)mem, &len, &pa));
+		if (!fired) {
+			CHECK_EQ(rc, 0);
+			edu_close(&d);
+			close(iommufd);
+			break;
+		}
+		get_pa_failures++;
+		CHECK_EQ(rc, -1);
+		CHECK(plausible(err));
+		/* Unchanged: the next GET_PA answers as an un-injected one, the same every time. */
+		len = 4 * PAGE_SZ;
+		CHECK_OK(get_pa(iommufd, ioas, (uintptr_t)mem, &len, &pa));
+		if (want_len == 0) {
+			want_pa = pa;
+			want_len = len;
+		}
+		CHECK_EQ(len, want_len);
+		CHECK_EQ(pa % PAGE_SZ, want_pa % PAGE_SZ);
+		edu_close(&d);
+		close(iommufd);
+	}
+	CHECK(n <= MAX_N);
+	CHECK(get_pa_failures >= 1);
+	h_note("MAP failed cleanly at each of its %d injection points, GET_PA at its %d", map_failures,
+	       get_pa_failures);
+	munmap(mem, 4 * PAGE_SZ);
+}
+
 /* After all that, the emulator still does the whole job. */
 TEST(still_works_end_to_end)
 {
@@ -208,6 +294,7 @@ int main(void)
 	RUN(noiommu_bind_fails_cleanly_at_every_point);
 	RUN(iommu_bind_fails_cleanly_at_every_point);
 	RUN(noiommu_attach_fails_cleanly_at_every_point);
+	RUN(noiommu_map_and_get_pa_fail_cleanly_at_every_point);
 	RUN(still_works_end_to_end);
 	close(g_fnfd);
 	return h_done();
