@@ -616,7 +616,10 @@ export class IoPagetable {
   removeDomain(domain: IoptDomain): void {
     const index = this.domains.indexOf(domain);
     if (index < 0) throw new Error('removeDomain of a domain that is not attached');
-    this.domains.splice(index, 1);
+    // Like the kernel's xarray compaction: the last domain moves into the freed slot, so the
+    // storage domain after removing domains[0] is the most recently added one.
+    const last = this.domains.pop()!;
+    if (index < this.domains.length) this.domains[index] = last;
     const storage = this.domains[0];
     for (const node of this.areas.iter()) {
       const area = node.value;
@@ -682,7 +685,7 @@ function fits(
 ): bigint | undefined {
   if (last - start < length - 1n) return undefined;
   const candidate = alignUp(start, alignment) | pageOffset;
-  if (candidate > last || last - candidate < length - 1n) return undefined;
+  if (candidate >= last || last - candidate < length - 1n) return undefined;
   return candidate;
 }
 

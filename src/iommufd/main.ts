@@ -127,7 +127,10 @@ export class IommufdCtx {
   accountMode: AccountMode;
   /** The IOAS the VFIO compatibility ioctls work on; not a reference (IOMMU_VFIO_IOAS). */
   vfioIoas: Ioas | undefined;
-  /** Set by the VFIO group path for a no-IOMMU group (VFIO_SET_IOMMU(VFIO_NOIOMMU_IOMMU)). */
+  /**
+   * A no-IOMMU group's SET_CONTAINER sets this in the kernel; the emulator has no group container
+   * path yet (decision 5), so it stays false.
+   */
   noIommuMode = false;
   /** igroups by iommu_group id (no-IOMMU placeholders are never here). */
   readonly groups = new Map<number, IommufdGroup>();
@@ -217,11 +220,6 @@ export class IommufdCtx {
       throw new Error(`refcount underflow: ${obj.describe()}`);
   }
 
-  /** iommufd_ref_to_users(): keep a looked-up object as a long-term reference only. */
-  refToUsers(obj: IommufdObject): void {
-    obj.shorttermUsers--;
-  }
-
   /** iommufd_lock_obj(): take a users + short-term reference on an object already held. */
   lockObj(obj: IommufdObject): void {
     obj.users++;
@@ -308,7 +306,7 @@ export class IommufdCtx {
   }
 }
 
-/** Maps an object kind to its class, for typed lookups. Kinds register themselves here. */
+/** Maps an object kind to its class, for typed lookups. */
 export interface IommufdObjectTypes {
   ioas: Ioas;
   device: IommufdDevice;
@@ -430,15 +428,6 @@ const ioctlOps = new Map<number, IoctlOp>([
 
 /** The highest command number the kernel's table has (IOMMUFD_CMD_IOAS_NOIOMMU_GET_PA). */
 const LAST_CMD = IommufdCmd.IOAS_NOIOMMU_GET_PA;
-
-/** Registers the handler for one command (used by modules that would otherwise import main.ts back). */
-export function registerIoctlOp<F extends FieldTable>(
-  nr: number,
-  spec: StructSpec<F>,
-  execute: (ucmd: Ucmd<F>) => SyscallResult,
-): void {
-  ioctlOps.set(nr, ioctlOp(spec, execute));
-}
 
 /** iommufd_fops_ioctl(). */
 export function iommufdIoctl(

@@ -101,12 +101,13 @@ function checkExtension(ictx: IommufdCtx, type: bigint): SyscallResult {
     case VFIO_NOIOMMU_IOMMU:
       return 1;
     case VFIO_DMA_CC_IOMMU: {
-      // Every HWPT iommufd can create on this platform enforces coherency: a device whose unit
-      // cannot is refused at bind.
+      // IOMMU devices that cannot enforce coherency are refused at bind, so their HWPTs all
+      // enforce it; a no-IOMMU device skips that check and its software domain enforces nothing.
       const ioas = getCompatIoas(ictx);
       if (typeof ioas === 'number') return ioas;
+      const all = !ioas.hwptList.some((hwpt) => hwpt.domain?.owner === 'noiommu');
       ictx.putObject(ioas);
-      return 1;
+      return all ? 1 : 0;
     }
     default:
       return 0;

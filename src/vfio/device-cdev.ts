@@ -66,6 +66,8 @@ export function openVfioCdev(device: VfioDevice, task: Task): File | number {
   if (!device.registered) return -Errno.ENODEV;
   // No isolation and no translation: only a process that may do raw I/O gets such a device.
   if (device.noiommu && !capable(task.creds, CAP_SYS_RAWIO)) return -Errno.EPERM;
+  // Like the registration reference an open cdev holds: the device cannot be unbound meanwhile.
+  device.cdevFiles++;
   // vfio_allocate_device_file().
   if (shouldFail('kmalloc')) return -Errno.ENOMEM;
   return new File(vfioCdevFops, new VfioDeviceFile(device), { major: 236, minor: device.index });
@@ -251,6 +253,7 @@ export const vfioCdevFops: FileOperations = {
   },
   release(file) {
     const df = file.privateData as VfioDeviceFile;
+    df.device.cdevFiles--;
     if (!df.accessGranted) return;
     dfClose(df);
     df.accessGranted = false;

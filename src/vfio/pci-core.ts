@@ -309,6 +309,8 @@ function setMsiTrigger(device: VfioDevice, task: Task, args: IrqSetArgs): Syscal
   }
   if (!(irq.mode === 'msi' || irq.mode === 'none')) return -Errno.EINVAL;
   if (args.flags & v.VFIO_IRQ_SET_DATA_EVENTFD) {
+    // No vector: enabling MSI with none fails (pci_alloc_irq_vectors); an empty block is a no-op.
+    if (args.count === 0) return irq.mode === 'msi' ? 0 : -Errno.ERANGE;
     const trigger = eventfdArg(task, args);
     if (typeof trigger === 'number') return trigger;
     irq.msiTrigger?.release();

@@ -59,6 +59,8 @@ export class VfioDevice {
   registered = true;
   /** Opens through a bound cdev fd (only one is allowed). */
   openCount = 0;
+  /** Open cdev files, bound or not: each holds the device registered. */
+  cdevFiles = 0;
   iommufdDevice: IommufdDevice | undefined;
   iommufdAttached = false;
   readonly irq: VfioIrqState = {
@@ -212,7 +214,7 @@ export class VfioSubsystem {
   unregisterDevice(bdf: string): SyscallResult {
     const vdev = this.devices.get(bdf);
     if (vdev === undefined) return -Errno.ENODEV;
-    if (vdev.openCount > 0 || vdev.group.opened) return -Errno.EBUSY;
+    if (vdev.cdevFiles > 0 || vdev.group.opened) return -Errno.EBUSY;
     this.removeFromGroup(vdev);
     vdev.registered = false;
     this.devices.delete(bdf);

@@ -301,3 +301,38 @@ describe('legacy group nodes', () => {
     assert.deepEqual(emu.kernel.leaks(), []);
   });
 });
+
+describe('review fixes', () => {
+  it('an open cdev, even unbound, keeps the device from being unbound', () => {
+    const emu = createEmulator();
+    const proc = emu.spawn();
+    const devfd = open(proc, '/dev/vfio/devices/vfio0');
+    const unbind = proc.open('/sys/bus/pci/drivers/vfio-pci/unbind', 1);
+    assert.equal(proc.pwrite(unbind, new TextEncoder().encode('0000:00:04.0\n'), 0n), -Errno.EBUSY);
+    proc.close(devfd);
+    assert.equal(proc.pwrite(unbind, new TextEncoder().encode('0000:00:04.0\n'), 0n), 13);
+    assert.equal(proc.open('/dev/vfio/devices/vfio0'), -Errno.ENOENT);
+    proc.exit();
+  });
+
+  it('SET_IRQS MSI with an eventfd block of zero vectors: ERANGE when MSI is off', () => {
+    const emu = createEmulator();
+    const proc = emu.spawn();
+    const devfd = open(proc, '/dev/vfio/devices/vfio0');
+    const iommufd = open(proc, '/dev/iommu');
+    assert.equal(
+      proc.ioctlStruct(devfd, ioctl.VFIO_DEVICE_BIND_IOMMUFD, v.vfioDeviceBindIommufd, { iommufd })
+        .ret,
+      0,
+    );
+    const r = proc.ioctlStruct(devfd, ioctl.VFIO_DEVICE_SET_IRQS, v.vfioIrqSet, {
+      flags: v.VFIO_IRQ_SET_DATA_EVENTFD | v.VFIO_IRQ_SET_ACTION_TRIGGER,
+      index: v.VFIO_PCI_MSI_IRQ_INDEX,
+      start: 0,
+      count: 0,
+    });
+    assert.equal(r.ret, -Errno.ERANGE);
+    proc.exit();
+    assert.deepEqual(emu.kernel.leaks(), []);
+  });
+});
