@@ -3,6 +3,7 @@
  * kernel's fail_usercopy.
  */
 import { shouldFail } from '../fault/fault.ts';
+import { type Decoded, decodeStruct, type FieldTable, type StructSpec } from '../uapi/struct.ts';
 import type { Task } from './task.ts';
 
 /** The bytes at [addr, addr+length) of the caller, or undefined for EFAULT. */
@@ -32,4 +33,20 @@ export function checkZeroedUser(task: Task, addr: bigint, length: number): 0 | 1
     if (!bytes.every((b) => b === 0)) return 0;
   }
   return 1;
+}
+
+/**
+ * `copy_from_user(&s, arg, minsz)` into a zeroed struct, as VFIO handlers do: the mandatory part
+ * of `spec` decoded, optional fields 0. undefined for EFAULT.
+ */
+export function copyStructMinsz<F extends FieldTable>(
+  task: Task,
+  arg: bigint,
+  spec: StructSpec<F>,
+): Decoded<F> | undefined {
+  const bytes = copyFromUser(task, arg, spec.minSize);
+  if (bytes === undefined) return undefined;
+  const buf = new Uint8Array(spec.size);
+  buf.set(bytes);
+  return decodeStruct(spec, buf);
 }

@@ -7,7 +7,7 @@ import { shouldFail } from '../fault/fault.ts';
 import { CAP_SYS_RAWIO, capable } from '../host/credentials.ts';
 import { File, type FileOperations } from '../host/file.ts';
 import type { Task } from '../host/task.ts';
-import { checkZeroedUser, copyFromUser, copyToUser } from '../host/uaccess.ts';
+import { checkZeroedUser, copyFromUser, copyStructMinsz, copyToUser } from '../host/uaccess.ts';
 import {
   iommufdDeviceAttach,
   iommufdDeviceBind,
@@ -173,13 +173,9 @@ function bindLocked(
 /** VFIO_DEVICE_ATTACH_IOMMUFD_PT: attach the first time, replace after that. */
 function ioctlAttachPt(df: VfioDeviceFile, task: Task, arg: bigint): SyscallResult {
   const spec = vfioDeviceAttachIommufdPt;
-  const minsz = spec.minSize;
-  const bytes = copyFromUser(task, arg, minsz);
-  if (bytes === undefined) return -Errno.EFAULT;
-  const buf = new Uint8Array(spec.size);
-  buf.set(bytes);
-  const attach = decodeStruct(spec, buf);
-  if (attach.argsz < minsz) return -Errno.EINVAL;
+  const attach = copyStructMinsz(task, arg, spec);
+  if (attach === undefined) return -Errno.EFAULT;
+  if (attach.argsz < spec.minSize) return -Errno.EINVAL;
   if (attach.flags & ~VFIO_DEVICE_ATTACH_PASID) return -Errno.EINVAL;
   // No emulated IOMMU supports PASID.
   if (attach.flags & VFIO_DEVICE_ATTACH_PASID) return -Errno.EOPNOTSUPP;
@@ -204,13 +200,9 @@ function ioctlAttachPt(df: VfioDeviceFile, task: Task, arg: bigint): SyscallResu
 /** VFIO_DEVICE_DETACH_IOMMUFD_PT: detaching an unattached device is a no-op. */
 function ioctlDetachPt(df: VfioDeviceFile, task: Task, arg: bigint): SyscallResult {
   const spec = vfioDeviceDetachIommufdPt;
-  const minsz = spec.minSize;
-  const bytes = copyFromUser(task, arg, minsz);
-  if (bytes === undefined) return -Errno.EFAULT;
-  const buf = new Uint8Array(spec.size);
-  buf.set(bytes);
-  const detach = decodeStruct(spec, buf);
-  if (detach.argsz < minsz) return -Errno.EINVAL;
+  const detach = copyStructMinsz(task, arg, spec);
+  if (detach === undefined) return -Errno.EFAULT;
+  if (detach.argsz < spec.minSize) return -Errno.EINVAL;
   if (detach.flags & ~VFIO_DEVICE_DETACH_PASID) return -Errno.EINVAL;
   if (detach.flags & VFIO_DEVICE_DETACH_PASID) return -Errno.EOPNOTSUPP;
   const device = df.device;

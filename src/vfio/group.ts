@@ -8,10 +8,10 @@
 import { CAP_SYS_RAWIO, capable } from '../host/credentials.ts';
 import { File, type FileOperations } from '../host/file.ts';
 import type { Task } from '../host/task.ts';
-import { copyFromUser, copyToUser } from '../host/uaccess.ts';
+import { copyStructMinsz, copyToUser } from '../host/uaccess.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import { VFIO_GROUP_GET_STATUS } from '../uapi/ioctl.ts';
-import { decodeStruct, encodeStruct } from '../uapi/struct.ts';
+import { encodeStruct } from '../uapi/struct.ts';
 import { VFIO_GROUP_FLAGS_VIABLE, vfioGroupStatus } from '../uapi/vfio.ts';
 import type { VfioDevice } from './vfio-main.ts';
 
@@ -66,9 +66,8 @@ export function openVfioGroup(group: VfioGroup, task: Task): File | number {
 /** VFIO_GROUP_GET_STATUS: with no container set, viable unless some owner claimed the DMA. */
 function getStatus(group: VfioGroup, task: Task, arg: bigint): SyscallResult {
   const spec = vfioGroupStatus;
-  const bytes = copyFromUser(task, arg, spec.minSize);
-  if (bytes === undefined) return -Errno.EFAULT;
-  const status = decodeStruct(spec, bytes);
+  const status = copyStructMinsz(task, arg, spec);
+  if (status === undefined) return -Errno.EFAULT;
   if (status.argsz < spec.minSize) return -Errno.EINVAL;
   // No container can be set on a group yet (roadmap item 1), so CONTAINER_SET never shows.
   const flags = group.dmaOwnerClaimed() ? 0 : VFIO_GROUP_FLAGS_VIABLE;

@@ -7,7 +7,7 @@
 import { shouldFail } from '../fault/fault.ts';
 import type { MmapBacking } from '../host/file.ts';
 import type { EventfdRef, Task } from '../host/task.ts';
-import { copyFromUser, copyToUser } from '../host/uaccess.ts';
+import { copyFromUser, copyStructMinsz, copyToUser } from '../host/uaccess.ts';
 import { PciCommand } from '../platform/pci.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import {
@@ -18,7 +18,7 @@ import {
   VFIO_DEVICE_RESET,
   VFIO_DEVICE_SET_IRQS,
 } from '../uapi/ioctl.ts';
-import { decodeStruct, encodeStruct } from '../uapi/struct.ts';
+import { encodeStruct } from '../uapi/struct.ts';
 import * as v from '../uapi/vfio.ts';
 import type { VfioDevice } from './vfio-main.ts';
 
@@ -100,11 +100,8 @@ function irqCount(device: VfioDevice, index: number): number {
 
 function getInfo(_device: VfioDevice, task: Task, arg: bigint): SyscallResult {
   const spec = v.vfioDeviceInfo;
-  const bytes = copyFromUser(task, arg, spec.minSize);
-  if (bytes === undefined) return -Errno.EFAULT;
-  const buf = new Uint8Array(spec.size);
-  buf.set(bytes);
-  const info = decodeStruct(spec, buf);
+  const info = copyStructMinsz(task, arg, spec);
+  if (info === undefined) return -Errno.EFAULT;
   if (info.argsz < spec.minSize) return -Errno.EINVAL;
   const out = encodeStruct(spec, {
     argsz: info.argsz,
@@ -121,9 +118,8 @@ function getInfo(_device: VfioDevice, task: Task, arg: bigint): SyscallResult {
 
 function getRegionInfo(device: VfioDevice, task: Task, arg: bigint): SyscallResult {
   const spec = v.vfioRegionInfo;
-  const bytes = copyFromUser(task, arg, spec.minSize);
-  if (bytes === undefined) return -Errno.EFAULT;
-  const info = decodeStruct(spec, bytes);
+  const info = copyStructMinsz(task, arg, spec);
+  if (info === undefined) return -Errno.EFAULT;
   if (info.argsz < spec.minSize) return -Errno.EINVAL;
   const offset = BigInt(info.index) << v.VFIO_PCI_OFFSET_SHIFT;
   let size = 0n;
@@ -156,9 +152,8 @@ function getRegionInfo(device: VfioDevice, task: Task, arg: bigint): SyscallResu
 
 function getIrqInfo(device: VfioDevice, task: Task, arg: bigint): SyscallResult {
   const spec = v.vfioIrqInfo;
-  const bytes = copyFromUser(task, arg, spec.minSize);
-  if (bytes === undefined) return -Errno.EFAULT;
-  const info = decodeStruct(spec, bytes);
+  const info = copyStructMinsz(task, arg, spec);
+  if (info === undefined) return -Errno.EFAULT;
   if (info.argsz < spec.minSize || info.index >= v.VFIO_PCI_NUM_IRQS) return -Errno.EINVAL;
   // ERR exists only for PCI Express devices; edu is conventional PCI.
   if (info.index === v.VFIO_PCI_ERR_IRQ_INDEX) return -Errno.EINVAL;
@@ -177,9 +172,8 @@ function getIrqInfo(device: VfioDevice, task: Task, arg: bigint): SyscallResult 
 
 function setIrqs(device: VfioDevice, task: Task, arg: bigint): SyscallResult {
   const spec = v.vfioIrqSet;
-  const bytes = copyFromUser(task, arg, spec.minSize);
-  if (bytes === undefined) return -Errno.EFAULT;
-  const hdr = decodeStruct(spec, bytes);
+  const hdr = copyStructMinsz(task, arg, spec);
+  if (hdr === undefined) return -Errno.EFAULT;
   // vfio_set_irqs_validate_and_prepare().
   if (
     hdr.argsz < spec.minSize ||
