@@ -10,6 +10,15 @@
 import { Kernel, type KernelOptions } from './host/kernel.ts';
 import { SimProcess, type SimProcessOptions } from './host/sim-process.ts';
 
+export {
+  CAP_FULL_SET,
+  CAP_IPC_LOCK,
+  CAP_SYS_RAWIO,
+  CAP_SYS_RESOURCE,
+  type Credentials,
+  capName,
+  parseCapSet,
+} from './host/credentials.ts';
 export { Kernel, type KernelOptions } from './host/kernel.ts';
 export { SimulatedMemory } from './host/sim-memory.ts';
 export { SimProcess, type SimProcessOptions } from './host/sim-process.ts';

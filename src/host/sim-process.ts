@@ -12,7 +12,7 @@ import {
   type StructSpec,
   writeFields,
 } from '../uapi/struct.ts';
-import { CAP_FULL_SET, type Credentials } from './credentials.ts';
+import { CAP_FULL_SET, type Credentials, type NamespacedCaps } from './credentials.ts';
 import { File, type FileOperations } from './file.ts';
 import type { Kernel } from './kernel.ts';
 import { SimulatedMemory } from './sim-memory.ts';
@@ -32,6 +32,13 @@ export interface SimProcessOptions {
   readonly uid?: number;
   /** Effective capabilities; default all (a root process). */
   readonly capEff?: bigint;
+  /**
+   * The user namespace the process lives in: 'initial' (default), or 'other', as after
+   * `unshare -r`, where its capabilities count for nothing in the kernel.
+   */
+  readonly userNs?: 'initial' | 'other';
+  /** Capabilities the emulator grants whatever the above (`exec --cap`); default none. */
+  readonly grantedCaps?: bigint;
   /** RLIMIT_MEMLOCK in bytes; default 8 MiB like a common distro default. */
   readonly memlockLimit?: bigint;
 }
@@ -42,6 +49,8 @@ export class SimProcess {
   readonly memory: SimulatedMemory;
   uid: number;
   capEff: bigint;
+  userNs: 'initial' | 'other';
+  grantedCaps: bigint;
   memlockLimit: bigint;
   readonly failNth: FailNth;
   private readonly fds = new Map<number, File>();
@@ -53,6 +62,8 @@ export class SimProcess {
     this.memory = memory ?? new SimulatedMemory();
     this.uid = options.uid ?? 0;
     this.capEff = options.capEff ?? CAP_FULL_SET;
+    this.userNs = options.userNs ?? 'initial';
+    this.grantedCaps = options.grantedCaps ?? 0n;
     this.memlockLimit = options.memlockLimit ?? 8n << 20n;
     this.failNth = kernel.failNth(this.pid, this.pid);
   }
@@ -65,11 +76,16 @@ export class SimProcess {
 
   /** The Task a call runs as: credentials of this moment. */
   task(): Task {
+    const caps: NamespacedCaps =
+      this.userNs === 'initial'
+        ? { userNs: 'initial', capEff: this.capEff }
+        : { userNs: 'other', capEff: 0n };
     const creds: Credentials = {
+      ...caps,
       pid: this.pid,
       tid: this.pid,
       uid: this.uid,
-      capEff: this.capEff,
+      grantedCaps: this.grantedCaps,
       memlockLimit: this.memlockLimit,
     };
     return {
@@ -166,7 +182,13 @@ export class SimProcess {
   fork(): SimProcess {
     const child = new SimProcess(
       this.kernel,
-      { uid: this.uid, capEff: this.capEff, memlockLimit: this.memlockLimit },
+      {
+        uid: this.uid,
+        capEff: this.capEff,
+        userNs: this.userNs,
+        grantedCaps: this.grantedCaps,
+        memlockLimit: this.memlockLimit,
+      },
       this.memory.clone(),
     );
     for (const [fd, file] of this.fds) child.fds.set(fd, file.get());

@@ -10,6 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
+import { CAP_FULL_SET } from '../host/credentials.ts';
 import { Kernel } from '../host/kernel.ts';
 import { encodeRequest, HEADER_BYTES, Op, type WireCreds } from './protocol.ts';
 import { startServer } from './server.ts';
@@ -101,8 +102,11 @@ describe('a hostile client', () => {
   it('sending random ioctls with random windows to real objects is answered, never fatal', async () => {
     const kernel = new Kernel({ enableUnsafeNoiommuMode: true });
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iommufd-emu-fuzz-'));
+    // The ghost has no user namespace to read, so it holds no capability of its own: grant them
+    // all, as to root, so that the no-IOMMU node opens.
     const server = await startServer(kernel, path.join(dir, 'emu.sock'), {
       testbedDir: path.join(dir, 'root'),
+      grantedCaps: CAP_FULL_SET,
     });
     const bugs: string[] = [];
     kernel.events.subscribe((e) => {

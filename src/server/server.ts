@@ -14,7 +14,6 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FailNth } from '../fault/fault.ts';
-import type { Credentials } from '../host/credentials.ts';
 import { File, type FileOperations, S_IFCHR } from '../host/file.ts';
 import type { Kernel } from '../host/kernel.ts';
 import { CallMemory, ProcMemory } from '../host/proc-memory.ts';
@@ -22,6 +21,7 @@ import { runSyscall } from '../host/syscall.ts';
 import type { EventfdRef, FdResolver, Task } from '../host/task.ts';
 import type { UserMemory } from '../host/user-memory.ts';
 import { Errno, errnoName } from '../uapi/errno.ts';
+import { ClientCredentials } from './client-creds.ts';
 import {
   describeIo,
   describeIoctl,
@@ -81,6 +81,8 @@ export interface ServerOptions {
    * 0700 directory); a new temporary directory when absent. Removed by close().
    */
   readonly testbedDir?: string;
+  /** Capabilities every client holds for capable() whatever its own (`--cap`); default none. */
+  readonly grantedCaps?: bigint;
 }
 
 /**
@@ -176,10 +178,6 @@ function hex(v: bigint | number): string {
   return `0x${v.toString(16)}`;
 }
 
-function toCredentials(w: WireCreds): Credentials {
-  return { pid: w.pid, tid: w.tid, uid: w.uid, capEff: w.capEff, memlockLimit: w.memlock };
-}
-
 function memoryKey(creds: WireCreds): string {
   return `pid${creds.pid}/mm${creds.mmCookie.toString(16)}`;
 }
@@ -197,9 +195,12 @@ class Server implements EmuServer {
   private nextObjectId = 1;
   private sweep: NodeJS.Timeout | undefined;
   private closing: Promise<void> | undefined;
+  /** Turns what the shim reports into the kernel's view of the caller (client-creds.ts). */
+  private readonly clientCreds: ClientCredentials;
 
   constructor(kernel: Kernel, socketPath: string, options: ServerOptions) {
     this.kernel = kernel;
+    this.clientCreds = new ClientCredentials(kernel.events, options.grantedCaps ?? 0n);
     this.socketPath = socketPath;
     this.testbed = new Testbed(kernel, options.testbedDir);
     this.net = net.createServer({ allowHalfOpen: false }, (socket) => {
@@ -533,7 +534,7 @@ class Server implements EmuServer {
   }
 
   private task(creds: WireCreds, memory: UserMemory): Task {
-    return { creds: toCredentials(creds), memory, fds: this.resolver(creds.pid, creds.tid) };
+    return { creds: this.clientCreds.of(creds), memory, fds: this.resolver(creds.pid, creds.tid) };
   }
 
   /**
@@ -981,7 +982,7 @@ class Server implements EmuServer {
     else {
       const { pid, tid } = object.creds;
       const task: Task = {
-        creds: toCredentials(object.creds),
+        creds: this.clientCreds.of(object.creds),
         memory: NO_MEMORY,
         fds: this.resolver(pid, tid),
       };

@@ -1,0 +1,129 @@
+/**
+ * The credentials of a real client thread as the emulated kernel sees them.
+ *
+ * The shim reports what the thread sees of itself (getuid(), capget()). Inside a user namespace
+ * of its own those are namespaced: after `unshare -r` the thread is uid 0 with a full effective
+ * set. The kernel's capable() asks about the initial user namespace only, and the emulated
+ * kernel's initial user namespace is the one the emulator runs in. So the server decides, not the
+ * shim (which cannot know the emulator's namespace): it compares the caller's /proc/<pid>/ns/user
+ * with its own /proc/self/ns/user at every call, as a process may unshare between two calls (one
+ * namespace per process: the kernel refuses a new or another user namespace to a multithreaded
+ * one). A caller in any other namespace brings no capability, and its uid is the one the
+ * emulator's namespace sees (the Uid: line of /proc/<pid>/status, read from outside).
+ *
+ * Capabilities the emulator was told to grant (`exec --cap`, `serve --cap`) are added apart, and
+ * each client program is named once in the trace with what it was granted.
+ */
+import * as fs from 'node:fs';
+import {
+  type Credentials,
+  capSetNames,
+  capsAddedByGrant,
+  type NamespacedCaps,
+} from '../host/credentials.ts';
+import type { EventBus } from '../trace/events.ts';
+import type { WireCreds } from './protocol.ts';
+
+/** The uid a task gets when its real uid cannot be read (the kernel's overflowuid). */
+const OVERFLOW_UID = 65534;
+/** Programs whose first call was traced; forgotten all at once beyond this many. */
+const ANNOUNCED_MAX = 4096;
+
+/** The identity of a user namespace ("user:[4026531837]"), or undefined if it cannot be read. */
+function userNamespaceOf(path: string): string | undefined {
+  try {
+    return fs.readlinkSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The real uid on the Uid: line of a /proc status file, as the reader's namespace maps it. */
+function realUidOf(statusPath: string): number | undefined {
+  try {
+    const m = /^Uid:\s+(\d+)/m.exec(fs.readFileSync(statusPath, 'utf8'));
+    return m === null ? undefined : Number(m[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+export class ClientCredentials {
+  private readonly events: EventBus;
+  private readonly grantedCaps: bigint;
+  /** The emulator's own user namespace: the emulated kernel's init_user_ns. */
+  private readonly initialUserNs: string | undefined;
+  /** pid/mm of every program already named in the trace. */
+  private readonly announced = new Set<string>();
+
+  constructor(events: EventBus, grantedCaps: bigint) {
+    this.events = events;
+    this.grantedCaps = grantedCaps;
+    this.initialUserNs = userNamespaceOf('/proc/self/ns/user');
+    if (this.initialUserNs === undefined) {
+      events.log(
+        'warn',
+        'cannot read /proc/self/ns/user: every client counts as being in the initial user namespace',
+      );
+    }
+  }
+
+  /** The credentials the kernel would see for the thread that sent `wire`. */
+  of(wire: WireCreds): Credentials {
+    const proc = `/proc/${wire.pid}`;
+    let caps: NamespacedCaps;
+    let uid: number;
+    let unreadable = false;
+    if (this.initialUserNs === undefined) {
+      caps = { userNs: 'initial', capEff: wire.capEff };
+      uid = wire.uid;
+    } else {
+      const ns = userNamespaceOf(`${proc}/ns/user`);
+      unreadable = ns === undefined;
+      if (ns === this.initialUserNs) {
+        caps = { userNs: 'initial', capEff: wire.capEff };
+        uid = wire.uid;
+      } else {
+        // Not provably in the initial namespace: nothing held there, and the outside uid.
+        caps = { userNs: 'other', capEff: 0n };
+        uid = realUidOf(`${proc}/status`) ?? OVERFLOW_UID;
+      }
+    }
+    const creds: Credentials = {
+      ...caps,
+      pid: wire.pid,
+      tid: wire.tid,
+      uid,
+      grantedCaps: this.grantedCaps,
+      memlockLimit: wire.memlock,
+    };
+    this.announce(wire, creds, unreadable);
+    return creds;
+  }
+
+  /** Names a program in the trace at its first call, when its capabilities are not its own. */
+  private announce(wire: WireCreds, creds: Credentials, unreadable: boolean): void {
+    if (creds.userNs === 'initial' && creds.grantedCaps === 0n) return;
+    const key = `${wire.pid}/${wire.mmCookie.toString(16)}`;
+    if (this.announced.has(key)) return;
+    if (this.announced.size >= ANNOUNCED_MAX) this.announced.clear();
+    this.announced.add(key);
+    if (unreadable) {
+      this.events.log(
+        'warn',
+        `pid ${wire.pid}: cannot read its user namespace: it holds no capability for the emulated kernel`,
+      );
+    } else if (creds.userNs === 'other') {
+      this.events.log(
+        'info',
+        `pid ${wire.pid}: in a user namespace other than the emulator's (uid ${creds.uid} outside): capabilities it holds there do not count for capable()`,
+      );
+    }
+    if (creds.grantedCaps !== 0n) {
+      this.events.log(
+        'info',
+        `pid ${wire.pid}: capabilities granted by the emulator (--cap): ${capSetNames(creds.grantedCaps)}; the task itself lacks: ${capSetNames(capsAddedByGrant(creds))}`,
+      );
+    }
+  }
+}
