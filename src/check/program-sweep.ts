@@ -15,7 +15,11 @@ import type { RunResult, SweepTarget, Violation } from './sweep.ts';
 export type ExecForSweep = (
   program: string,
   args: readonly string[],
-  flags: { readonly enableUnsafeNoiommuMode?: boolean; readonly platform?: string },
+  flags: {
+    readonly enableUnsafeNoiommuMode?: boolean;
+    readonly platform?: string;
+    readonly cap?: readonly string[];
+  },
   hooks: {
     readonly attach: (kernel: Kernel) => () => void;
     readonly dmesg: false;
@@ -26,6 +30,8 @@ export type ExecForSweep = (
 export interface ProgramTargetOptions {
   readonly enableUnsafeNoiommuMode?: boolean;
   readonly platform?: string;
+  /** exec --cap, once per use. */
+  readonly cap?: readonly string[];
 }
 
 function shellWord(s: string): string {
@@ -42,6 +48,7 @@ export function programTarget(
   const flagWords = [
     ...(options.enableUnsafeNoiommuMode === true ? ['--enable-unsafe-noiommu-mode'] : []),
     ...(options.platform === undefined ? [] : ['--platform', shellWord(options.platform)]),
+    ...(options.cap ?? []).flatMap((caps) => ['--cap', shellWord(caps)]),
   ];
   const replay = (nth: number | undefined): string =>
     [
@@ -64,6 +71,7 @@ export function programTarget(
       {
         ...(options.enableUnsafeNoiommuMode === true ? { enableUnsafeNoiommuMode: true } : {}),
         ...(options.platform === undefined ? {} : { platform: options.platform }),
+        ...(options.cap === undefined ? {} : { cap: options.cap }),
       },
       {
         dmesg: false,

@@ -37,6 +37,7 @@ export interface CheckOptions {
   readonly list?: boolean;
   readonly enableUnsafeNoiommuMode?: boolean;
   readonly platform?: string;
+  readonly cap?: readonly string[];
 }
 
 /** Where `check` writes: stdout for results, stderr for progress (a bar only on a TTY). */
@@ -80,6 +81,7 @@ async function checkProgram(
   const target = programTarget(command[0]!, command.slice(1), io.exec, {
     ...(options.enableUnsafeNoiommuMode === true ? { enableUnsafeNoiommuMode: true } : {}),
     ...(options.platform === undefined ? {} : { platform: options.platform }),
+    ...(options.cap === undefined ? {} : { cap: options.cap }),
   });
   if (options.nth !== undefined) {
     const result = await target.run(options.nth === 0 ? undefined : options.nth);
@@ -205,6 +207,11 @@ export function registerCheckCommand(program: Command, exec?: ExecForSweep): Com
     .passThroughOptions()
     .option('--enable-unsafe-noiommu-mode', 'PROGRAM: boot with vfio.enable_unsafe_noiommu_mode=1')
     .option('--platform <file>', 'PROGRAM: the machine to emulate')
+    .option(
+      '--cap <caps>',
+      'PROGRAM: run it as if it held CAPS (see exec --cap)',
+      (value: string, previous: readonly string[] | undefined) => [...(previous ?? []), value],
+    )
     .option('--scenario <name>', 'a built-in scenario, or "all"', 'all')
     .option('--nth <n>', 'replay one run of --scenario with fail-nth armed to N', parseCount)
     .option(

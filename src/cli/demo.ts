@@ -22,7 +22,7 @@ export interface DemoDeps {
   exec(
     program: string,
     args: readonly string[],
-    flags: { readonly enableUnsafeNoiommuMode?: boolean },
+    flags: { readonly enableUnsafeNoiommuMode?: boolean; readonly cap?: readonly string[] },
     hooks: { readonly attach?: (kernel: Kernel) => () => void; readonly dmesg?: boolean },
   ): Promise<number>;
   /** Output (the header and the trace go here; the program writes to the real stdout). */
@@ -104,23 +104,15 @@ function hasRawio(): boolean {
 }
 
 /**
- * How to run the driver: directly with CAP_SYS_RAWIO; else, if unprivileged user namespaces work,
- * as "root" of a user namespace of its own (unshare -r), where it holds the capability.
+ * The capabilities the emulator must grant the driver: CAP_SYS_RAWIO, which opening a no-IOMMU
+ * device needs, unless this process holds it already. A user namespace of its own (unshare -r)
+ * would not do: the kernel only counts capabilities held in the initial user namespace.
  */
-function launcher(binary: string): { program: string; args: string[]; note?: string } {
-  if (hasRawio()) return { program: binary, args: [] };
-  const probe = spawnSync('unshare', ['--user', '--map-root-user', 'true'], { stdio: 'ignore' });
-  if (probe.status === 0) {
-    return {
-      program: 'unshare',
-      args: ['--user', '--map-root-user', binary],
-      note: 'You are not root: the driver runs as root of a user namespace of its own (unshare -r),\nwhere it holds CAP_SYS_RAWIO, which opening a no-IOMMU device requires.\n',
-    };
-  }
+function capsToGrant(): { cap: string[]; note?: string } {
+  if (hasRawio()) return { cap: [] };
   return {
-    program: binary,
-    args: [],
-    note: 'Note: without CAP_SYS_RAWIO (and no user namespaces to get it in), opening the no-IOMMU\ndevice fails with EPERM at step 2, as on a real kernel: run the demo as root.\n',
+    cap: ['CAP_SYS_RAWIO'],
+    note: 'You are not root: the emulator grants the driver CAP_SYS_RAWIO (exec --cap CAP_SYS_RAWIO),\nwhich opening a no-IOMMU device requires; the trace says so.\n',
   };
 }
 
@@ -141,13 +133,13 @@ export async function demoCommand(deps: DemoDeps): Promise<number> {
     return 1;
   }
   const color = deps.out === undefined && process.stdout.isTTY === true && !process.env.NO_COLOR;
-  const run = launcher(built.binary);
+  const grant = capsToGrant();
   out(`${HEADER}\n`);
-  if (run.note !== undefined) out(`${run.note}\n`);
+  if (grant.note !== undefined) out(`${grant.note}\n`);
   const status = await deps.exec(
-    run.program,
-    run.args,
-    { enableUnsafeNoiommuMode: true },
+    built.binary,
+    [],
+    { enableUnsafeNoiommuMode: true, cap: grant.cap },
     {
       // The trace shows every event already; no separate dmesg lines.
       dmesg: false,

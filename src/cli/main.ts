@@ -2,11 +2,13 @@
 /**
  * The `iommufd-emu` command.
  *
- *   iommufd-emu exec [--trace FILE] [--platform FILE] [--enable-unsafe-noiommu-mode] -- PROGRAM [ARGS...]
+ *   iommufd-emu exec [--trace FILE] [--platform FILE] [--enable-unsafe-noiommu-mode] [--cap CAPS]
+ *                    -- PROGRAM [ARGS...]
  *     Runs PROGRAM (and its children) against a private emulator; exits with PROGRAM's status
  *     (128+signal if it was killed), or 3 if the emulator found leaks after it exited. With
  *     IOMMUFD_EMU_SOCKET already set, joins that emulator instead of starting one.
  *   iommufd-emu serve [--socket PATH] [--trace FILE] [--platform FILE] [--enable-unsafe-noiommu-mode]
+ *                     [--cap CAPS]
  *     One emulator several programs share; prints the environment they need.
  *   iommufd-emu check ...
  *     The fault-injection sweep and the explorer (see check.ts).
@@ -23,6 +25,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { checkInvariants } from '../check/invariants.ts';
+import { parseCapSet } from '../host/credentials.ts';
 import { createKernel, type Kernel } from '../host/kernel.ts';
 import { type EmuServer, startServer } from '../server/server.ts';
 import { formatEvent } from '../trace/writer.ts';
@@ -42,6 +45,8 @@ interface KernelFlags {
   readonly trace?: string;
   readonly platform?: string;
   readonly enableUnsafeNoiommuMode?: boolean;
+  /** --cap, once per use: capabilities every client holds for capable() whatever its own. */
+  readonly cap?: readonly string[];
 }
 
 interface ExecFlags extends KernelFlags {
@@ -132,6 +137,17 @@ function refuseIfShimmed(): void {
 }
 
 // -- the kernel and its trace ------------------------------------------------------------------
+
+/** The capabilities --cap grants (none without it). */
+function grantedCaps(flags: KernelFlags): bigint {
+  let set = 0n;
+  for (const text of flags.cap ?? []) {
+    const caps = parseCapSet(text);
+    if (typeof caps !== 'bigint') fail(`--cap ${text}: ${caps.unknown} is not a capability`);
+    set |= caps;
+  }
+  return set;
+}
 
 function bootKernel(flags: KernelFlags): Kernel {
   const kernel = createKernel({
@@ -248,7 +264,8 @@ function hasKernelFlags(flags: KernelFlags): boolean {
   return (
     flags.trace !== undefined ||
     flags.platform !== undefined ||
-    flags.enableUnsafeNoiommuMode === true
+    flags.enableUnsafeNoiommuMode === true ||
+    (flags.cap?.length ?? 0) > 0
   );
 }
 
@@ -272,7 +289,7 @@ export async function execCommand(
   if (joined !== undefined && joined !== '') {
     if (hasKernelFlags(flags)) {
       fail(
-        'IOMMUFD_EMU_SOCKET is set, so exec joins that emulator: --trace/--platform/--enable-unsafe-noiommu-mode belong to the emulator (iommufd-emu serve)',
+        'IOMMUFD_EMU_SOCKET is set, so exec joins that emulator: --trace/--platform/--enable-unsafe-noiommu-mode/--cap belong to the emulator (iommufd-emu serve)',
       );
     }
     const shim = ensureShim();
@@ -283,6 +300,7 @@ export async function execCommand(
   }
 
   refuseIfShimmed();
+  const grant = grantedCaps(flags);
   const shim = ensureShim();
   const kernel = bootKernel(flags);
   const stopTrace = flags.trace === undefined ? undefined : startTrace(kernel, flags.trace);
@@ -294,6 +312,7 @@ export async function execCommand(
   try {
     server = await startServer(kernel, path.join(dir, 'emu.sock'), {
       testbedDir: path.join(dir, 'root'),
+      grantedCaps: grant,
     });
     let status = await runProgram(
       program,
@@ -354,6 +373,7 @@ function socketInUse(socketPath: string): Promise<boolean> {
 
 async function serveCommand(flags: ServeFlags): Promise<number> {
   refuseIfShimmed();
+  const grant = grantedCaps(flags);
   const shim = ensureShim();
   let dir: string | undefined;
   let socketPath: string;
@@ -373,7 +393,9 @@ async function serveCommand(flags: ServeFlags): Promise<number> {
   const server = await startServer(
     kernel,
     socketPath,
-    dir === undefined ? {} : { testbedDir: path.join(dir, 'root') },
+    dir === undefined
+      ? { grantedCaps: grant }
+      : { testbedDir: path.join(dir, 'root'), grantedCaps: grant },
   );
   process.stdout.write(
     `export LD_PRELOAD=${shellQuote(preloadWith(shim, undefined))}\nexport IOMMUFD_EMU_SOCKET=${shellQuote(socketPath)}\n`,
@@ -402,7 +424,12 @@ function kernelOptions(cmd: Command): Command {
   return cmd
     .option('--trace <file>', 'write every emulated call and emulator event to FILE')
     .option('--platform <file>', 'the machine to emulate (default: the built-in platform)')
-    .option('--enable-unsafe-noiommu-mode', 'boot with vfio.enable_unsafe_noiommu_mode=1');
+    .option('--enable-unsafe-noiommu-mode', 'boot with vfio.enable_unsafe_noiommu_mode=1')
+    .option(
+      '--cap <caps>',
+      'run every program as if it held CAPS (e.g. CAP_SYS_RAWIO; comma separated, repeatable, or "all") for the emulated kernel',
+      (value: string, previous: readonly string[] | undefined) => [...(previous ?? []), value],
+    );
 }
 
 function buildProgram(run: (work: Promise<number>) => void): Command {
