@@ -20,7 +20,7 @@ import { Errno } from '../uapi/errno.ts';
 import { noiommuDomainAllocator } from '../vfio/vfio-iommufd.ts';
 import { VfioSubsystem } from '../vfio/vfio-main.ts';
 import { CAP_DAC_OVERRIDE, capable } from './credentials.ts';
-import type { File } from './file.ts';
+import { type File, OpenFiles } from './file.ts';
 import { addPciSysfs } from './pci-sysfs.ts';
 import { openAttr, type SysAttr, SysFs } from './sysfs.ts';
 import type { Task } from './task.ts';
@@ -96,6 +96,8 @@ export class Kernel {
   readonly devfs = new DevFs();
   readonly sysfs = new SysFs();
   readonly events = new EventBus();
+  /** Every file open in this kernel, by kind (the invariants count them). */
+  readonly openFiles = new OpenFiles();
   readonly machine: Machine;
   readonly iommufd: IommufdSubsystem;
   readonly vfio: VfioSubsystem;
@@ -278,9 +280,16 @@ export class Kernel {
     );
   }
 
-  /** Everything that outlived its owner (objects, pins, charges): empty when all is well. */
+  /**
+   * Everything that outlived its owner (objects, pins, charges, open files, VFIO device and
+   * group references): empty when all is well. Asked once every process has exited.
+   */
   leaks(): string[] {
     const out = this.iommufd.leaks();
+    const open = new Map<string, number>();
+    for (const file of this.openFiles.all()) open.set(file.kind, (open.get(file.kind) ?? 0) + 1);
+    for (const [kind, n] of open) out.push(`${n} ${kind} files still open`);
+    out.push(...this.vfio.leaks());
     if (this.iommufd.contexts.size === 0) {
       const pinned = this.machine.pinned.stats();
       if (pinned.pinnedPages !== 0n) out.push(`${pinned.pinnedPages} pages still pinned`);
@@ -292,6 +301,12 @@ export class Kernel {
 
   /** open(2) of an emulated path: a new File, or a negative errno (-ENOENT if not ours). */
   open(task: Task, path: string, flags: number): File | number {
+    const file = this.openPath(task, path, flags);
+    if (typeof file !== 'number') this.openFiles.add(file);
+    return file;
+  }
+
+  private openPath(task: Task, path: string, flags: number): File | number {
     const file = this.devfs.open(task, path, flags);
     if (file !== -Errno.ENOENT) return file;
     const dynamic = this.failNthAttr(task, path) ?? this.debugfsAttr(path);

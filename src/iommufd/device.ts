@@ -202,7 +202,7 @@ export function iommufdDeviceBind(
   ictx.file!.get();
   idev.holdsCtx = true;
   // The calling driver is a user until unbind.
-  idev.users++;
+  idev.users.inc();
   ictx.finalize(idev);
   return idev;
 }
@@ -256,7 +256,7 @@ export function iommufdHwPagetableAttach(hwpt: HwptPaging, idev: IommufdDevice):
     }
     igroup.hwpt = hwpt;
   }
-  hwpt.users++;
+  hwpt.users.inc();
   igroup.devices.push(idev);
   return 0;
 }
@@ -316,8 +316,9 @@ function doReplace(idev: IommufdDevice, hwpt: HwptPaging): HwptPaging | undefine
   igroup.hwpt = hwpt;
   // The device list's references move to the new HWPT; one stays on the old for the caller.
   const n = igroup.devices.length;
-  hwpt.users += n;
-  old.users -= n - 1;
+  hwpt.users.add(n);
+  if (old.users.subAndTest(n - 1))
+    throw new Error(`replace dropped the last reference of ${old.describe()}`);
   return old;
 }
 
@@ -335,7 +336,7 @@ function autoGetDomain(
   const immediateAttach = attach === doAttach;
   for (const hwpt of [...ioas.hwptList]) {
     if (!hwpt.autoDomain) continue;
-    ictx.lockObj(hwpt);
+    if (!ictx.lockObj(hwpt)) continue;
     const result = attach(idev, hwpt);
     ictx.putObject(hwpt);
     if (result === -Errno.EINVAL) continue;
@@ -386,7 +387,7 @@ export function iommufdDeviceAttach(idev: IommufdDevice, ptId: Ref<number>): Sys
   const rc = changePt(idev, ptId, doAttach);
   if (rc) return rc;
   // Pairs with detach: a device with an attachment cannot be destroyed.
-  idev.users++;
+  idev.users.inc();
   return 0;
 }
 
@@ -399,7 +400,7 @@ export function iommufdDeviceReplace(idev: IommufdDevice, ptId: Ref<number>): Sy
 export function iommufdDeviceDetach(idev: IommufdDevice): void {
   const hwpt = iommufdHwPagetableDetach(idev);
   iommufdHwPagetablePut(idev.ictx, hwpt);
-  idev.users--;
+  idev.users.dec();
 }
 
 /**
