@@ -9,6 +9,7 @@ import { Accounting } from '../iommufd/accounting.ts';
 import { IommufdSubsystem } from '../iommufd/main.ts';
 import type { PagePinner } from '../iommufd/pages.ts';
 import { Machine } from '../platform/machine.ts';
+import type { PciDevice } from '../platform/pci.ts';
 import {
   defaultPlatform,
   loadPlatformFile,
@@ -16,12 +17,12 @@ import {
   PlatformConfigError,
 } from '../platform/platform-config.ts';
 import { EventBus } from '../trace/events.ts';
-import { Errno } from '../uapi/errno.ts';
+import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import { noiommuDomainAllocator } from '../vfio/vfio-iommufd.ts';
 import { VfioSubsystem } from '../vfio/vfio-main.ts';
 import { CAP_DAC_OVERRIDE, capable } from './credentials.ts';
 import { type File, OpenFiles } from './file.ts';
-import { addPciSysfs } from './pci-sysfs.ts';
+import { addDriverLinks, addPciSysfs, removeDriverLinks } from './pci-sysfs.ts';
 import { openAttr, type SysAttr, SysFs } from './sysfs.ts';
 import type { Task } from './task.ts';
 
@@ -145,7 +146,7 @@ export class Kernel {
     this.addKernelFiles();
     for (const dev of this.machine.devices.values()) {
       addPciSysfs(this.sysfs, dev);
-      this.vfio.registerDevice(dev);
+      this.bindVfioPci(dev);
     }
   }
 
@@ -183,7 +184,11 @@ export class Kernel {
       show: () => '',
       store: (task, text) => {
         if (!root(task)) return -Errno.EACCES;
-        return this.vfio.unregisterDevice(text.trim());
+        const bdf = text.trim();
+        const rc = this.vfio.unregisterDevice(bdf);
+        const dev = this.machine.device(bdf);
+        if (rc === 0 && dev !== undefined) removeDriverLinks(this.sysfs, dev, 'vfio-pci');
+        return rc;
       },
     });
     this.sysfs.add({
@@ -195,10 +200,17 @@ export class Kernel {
         if (!root(task)) return -Errno.EACCES;
         const dev = this.machine.device(text.trim());
         if (dev === undefined) return -Errno.ENODEV;
-        const vdev = this.vfio.registerDevice(dev);
-        return typeof vdev === 'number' ? vdev : 0;
+        return this.bindVfioPci(dev);
       },
     });
+  }
+
+  /** vfio-pci's probe: registered with VFIO, the device gets its driver links. */
+  private bindVfioPci(dev: PciDevice): SyscallResult {
+    const vdev = this.vfio.registerDevice(dev);
+    if (typeof vdev === 'number') return vdev;
+    addDriverLinks(this.sysfs, dev, 'vfio-pci');
+    return 0;
   }
 
   /** The fail-nth counter of task `tid` of process `pid`, made on first use. */

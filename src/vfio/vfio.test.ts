@@ -422,3 +422,38 @@ describe('VFIO references and the files that hold them', () => {
     ]);
   });
 });
+
+describe('the driver link in sysfs', () => {
+  const DEV = '/sys/devices/pci0000:00/0000:00:04.0';
+
+  it('unbinding from vfio-pci removes it, binding puts it back', () => {
+    const emu = createEmulator();
+    const sysfs = emu.kernel.sysfs;
+    const proc = emu.spawn();
+    const write = (path: string, text: string) =>
+      proc.pwrite(open(proc, path), new TextEncoder().encode(text), 0n);
+    assert.deepEqual(sysfs.lookup(`${DEV}/driver`), {
+      kind: 'link',
+      path: `${DEV}/driver`,
+      target: '../../../bus/pci/drivers/vfio-pci',
+    });
+    assert.equal(sysfs.lookup('/sys/bus/pci/drivers/vfio-pci/0000:00:04.0')?.kind, 'link');
+    assert.equal(write('/sys/bus/pci/drivers/vfio-pci/unbind', '0000:00:04.0\n'), 13);
+    assert.equal(sysfs.lookup(`${DEV}/driver`), undefined);
+    assert.equal(sysfs.lookup('/sys/bus/pci/drivers/vfio-pci/0000:00:04.0'), undefined);
+    // The device itself stays: the PCI core still has it.
+    assert.equal(sysfs.lookup(`${DEV}/vendor`)?.kind, 'attr');
+    assert.equal(write('/sys/bus/pci/drivers/vfio-pci/bind', '0000:00:04.0\n'), 13);
+    assert.equal(sysfs.lookup(`${DEV}/driver`)?.kind, 'link');
+    proc.exit();
+  });
+
+  it('a device vfio-pci refused at boot (no IOMMU, mode off) has no driver', () => {
+    const emu = createEmulator();
+    assert.equal(emu.kernel.sysfs.lookup('/sys/devices/pci0000:00/0000:00:06.0/driver'), undefined);
+    assert.equal(
+      emu.kernel.sysfs.lookup('/sys/devices/pci0000:00/0000:00:06.0/vendor')?.kind,
+      'attr',
+    );
+  });
+});
