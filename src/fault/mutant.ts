@@ -19,6 +19,9 @@ export const MUTANTS = {
   'fill-keeps-pins':
     'filling an area into the domains forgets to unpin (and unaccount) when mapping into a ' +
     'domain fails',
+  'cdev-open-unwind':
+    'a VFIO cdev open that fails after taking the registration reference returns without ' +
+    'dropping it: the device can never be unbound again (EBUSY)',
 } as const;
 
 export type MutantName = keyof typeof MUTANTS;

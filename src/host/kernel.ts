@@ -11,6 +11,7 @@ import { Accounting } from '../iommufd/accounting.ts';
 import { IommufdSubsystem } from '../iommufd/main.ts';
 import type { PagePinner } from '../iommufd/pages.ts';
 import { Machine } from '../platform/machine.ts';
+import type { PciDevice } from '../platform/pci.ts';
 import {
   defaultPlatform,
   loadPlatformFile,
@@ -18,11 +19,11 @@ import {
   PlatformConfigError,
 } from '../platform/platform-config.ts';
 import { EventBus } from '../trace/events.ts';
-import { Errno } from '../uapi/errno.ts';
+import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import { VfioSubsystem } from '../vfio/vfio-main.ts';
 import { CAP_DAC_OVERRIDE, capable } from './credentials.ts';
-import type { File } from './file.ts';
-import { addPciSysfs } from './pci-sysfs.ts';
+import { type File, OpenFiles } from './file.ts';
+import { addDriverLinks, addPciSysfs, removeDriverLinks } from './pci-sysfs.ts';
 import { openAttr, type SysAttr, SysFs } from './sysfs.ts';
 import type { Task } from './task.ts';
 
@@ -97,6 +98,8 @@ export class Kernel {
   readonly devfs = new DevFs();
   readonly sysfs = new SysFs();
   readonly events = new EventBus();
+  /** Every file open in this kernel, by kind (the invariants count them). */
+  readonly openFiles = new OpenFiles();
   readonly machine: Machine;
   readonly iommu: IommuSubsystem;
   readonly iommufd: IommufdSubsystem;
@@ -146,7 +149,7 @@ export class Kernel {
     this.addKernelFiles();
     for (const dev of this.machine.devices.values()) {
       addPciSysfs(this.sysfs, dev);
-      this.vfio.registerDevice(dev);
+      this.bindVfioPci(dev);
     }
   }
 
@@ -197,7 +200,11 @@ export class Kernel {
       show: () => '',
       store: (task, text) => {
         if (!root(task)) return -Errno.EACCES;
-        return this.vfio.unregisterDevice(text.trim());
+        const bdf = text.trim();
+        const rc = this.vfio.unregisterDevice(bdf);
+        const dev = this.machine.device(bdf);
+        if (rc === 0 && dev !== undefined) removeDriverLinks(this.sysfs, dev, 'vfio-pci');
+        return rc;
       },
     });
     this.sysfs.add({
@@ -209,10 +216,17 @@ export class Kernel {
         if (!root(task)) return -Errno.EACCES;
         const dev = this.machine.device(text.trim());
         if (dev === undefined) return -Errno.ENODEV;
-        const vdev = this.vfio.registerDevice(dev);
-        return typeof vdev === 'number' ? vdev : 0;
+        return this.bindVfioPci(dev);
       },
     });
+  }
+
+  /** vfio-pci's probe: registered with VFIO, the device gets its driver links. */
+  private bindVfioPci(dev: PciDevice): SyscallResult {
+    const vdev = this.vfio.registerDevice(dev);
+    if (typeof vdev === 'number') return vdev;
+    addDriverLinks(this.sysfs, dev, 'vfio-pci');
+    return 0;
   }
 
   /** The fail-nth counter of task `tid` of process `pid`, made on first use. */
@@ -294,9 +308,16 @@ export class Kernel {
     );
   }
 
-  /** Everything that outlived its owner (objects, pins, charges): empty when all is well. */
+  /**
+   * Everything that outlived its owner (objects, pins, charges, open files, VFIO device and
+   * group references): empty when all is well. Asked once every process has exited.
+   */
   leaks(): string[] {
     const out = this.iommufd.leaks();
+    const open = new Map<string, number>();
+    for (const file of this.openFiles.all()) open.set(file.kind, (open.get(file.kind) ?? 0) + 1);
+    for (const [kind, n] of open) out.push(`${n} ${kind} files still open`);
+    out.push(...this.vfio.leaks());
     if (this.iommufd.contexts.size === 0) {
       const pinned = this.machine.pinned.stats();
       if (pinned.pinnedPages !== 0n) out.push(`${pinned.pinnedPages} pages still pinned`);
@@ -308,6 +329,12 @@ export class Kernel {
 
   /** open(2) of an emulated path: a new File, or a negative errno (-ENOENT if not ours). */
   open(task: Task, path: string, flags: number): File | number {
+    const file = this.openPath(task, path, flags);
+    if (typeof file !== 'number') this.openFiles.add(file);
+    return file;
+  }
+
+  private openPath(task: Task, path: string, flags: number): File | number {
     const file = this.devfs.open(task, path, flags);
     if (file !== -Errno.ENOENT) return file;
     const dynamic = this.failNthAttr(task, path) ?? this.debugfsAttr(path);

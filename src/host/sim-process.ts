@@ -234,7 +234,9 @@ export class SimProcess {
   /** eventfd(0, 0): a counter the emulator's interrupts add to; see eventfdCount(). */
   eventfd(): number {
     const fd = this.lowestFreeFd();
-    this.fds.set(fd, new File(simEventfdFops, new SimEventfd(), { major: 0, minor: 0 }));
+    const file = new File('eventfd', simEventfdFops, new SimEventfd(), { major: 0, minor: 0 });
+    this.kernel.openFiles.add(file);
+    this.fds.set(fd, file);
     return fd;
   }
 

@@ -109,17 +109,18 @@ export class IommufdSubsystem {
           this.announcedVfio = true;
           this.events.log('info', 'IOMMUFD is providing /dev/vfio/vfio, not VFIO.');
         }
-        return this.open('mm', VFIO_RDEV);
+        return this.open('mm', 'vfio-container');
       },
     };
   }
 
   private announcedVfio = false;
 
-  open(accountMode: AccountMode, rdev: Rdev = IOMMU_RDEV): File | number {
+  open(accountMode: AccountMode, kind: 'iommufd' | 'vfio-container' = 'iommufd'): File | number {
     if (shouldFail('kmalloc')) return -Errno.ENOMEM;
     const ictx = new IommufdCtx(this, accountMode);
-    const file = new File(iommufdFops, ictx, rdev);
+    const rdev = kind === 'iommufd' ? IOMMU_RDEV : VFIO_RDEV;
+    const file = new File(kind, iommufdFops, ictx, rdev);
     ictx.file = file;
     this.contexts.add(ictx);
     return file;
@@ -182,12 +183,11 @@ export class IommufdCtx {
     return obj;
   }
 
-  /** iommufd_object_finalize(): publish once creation cannot fail; drop the creator's short-term ref. */
+  /** iommufd_object_finalize(): publish once creation cannot fail. */
   finalize(obj: IommufdObject): void {
     if (this.objects.get(obj.id) !== obj || obj.published)
       throw new Error('finalize of a stray object');
     obj.published = true;
-    obj.shorttermUsers--;
   }
 
   /** iommufd_object_abort(): undo allocObject() for an object that holds nothing yet. */
@@ -210,25 +210,42 @@ export class IommufdCtx {
   getObject<K extends IommufdObjType>(id: number, type: K | 'any'): IommufdObjectOf<K> | undefined {
     if (shouldFail('object-lookup')) return undefined;
     const obj = this.objects.get(id);
-    if (obj === undefined || !obj.published || obj.users === 0) return undefined;
+    if (obj === undefined || !obj.published) return undefined;
     if (type !== 'any' && obj.type !== type) return undefined;
-    obj.users++;
-    obj.shorttermUsers++;
+    if (!this.lockObj(obj)) return undefined;
     return obj as IommufdObjectOf<K>;
   }
 
-  /** iommufd_put_object(). */
-  putObject(obj: IommufdObject): void {
-    obj.users--;
-    obj.shorttermUsers--;
-    if (obj.users < 0 || obj.shorttermUsers < 0)
-      throw new Error(`refcount underflow: ${obj.describe()}`);
+  /**
+   * getObject() for a `using` declaration: the short-term reference is dropped when the block
+   * that declared it ends, on every return path.
+   */
+  getObjectRef<K extends IommufdObjType>(
+    id: number,
+    type: K | 'any',
+  ): ObjectRef<IommufdObjectOf<K>> | undefined {
+    const obj = this.getObject(id, type);
+    return obj === undefined ? undefined : new ObjectRef(obj);
   }
 
-  /** iommufd_lock_obj(): take a users + short-term reference on an object already held. */
-  lockObj(obj: IommufdObject): void {
-    obj.users++;
-    obj.shorttermUsers++;
+  /** iommufd_put_object(): users first, then the short-term reference. */
+  putObject(obj: IommufdObject): void {
+    obj.users.dec();
+    // Never the last: the object table holds one until removeObject() (the kernel's bias).
+    obj.shorttermUsers.dec();
+  }
+
+  /**
+   * iommufd_lock_obj(): take a users + short-term reference on an object the caller can see;
+   * false when it is already being destroyed.
+   */
+  lockObj(obj: IommufdObject): boolean {
+    if (!obj.users.incNotZero()) return false;
+    if (!obj.shorttermUsers.incNotZero()) {
+      obj.users.dec();
+      return false;
+    }
+    return true;
   }
 
   /**
@@ -241,16 +258,16 @@ export class IommufdCtx {
     if (toDestroy !== undefined) {
       if (obj !== toDestroy)
         throw new Error(`remove of ${toDestroy.describe()} found another object`);
-      obj.users--;
+      obj.users.dec();
     } else if (obj === undefined || !obj.published) {
       return -Errno.ENOENT;
     }
-    if (obj.users !== 1) return -Errno.EBUSY;
-    obj.users = 0;
+    if (!obj.users.decIfOne()) return -Errno.EBUSY;
     this.objects.delete(id);
     this.releaseId(id);
     if (this.vfioIoas === obj) this.vfioIoas = undefined;
-    if (obj.shorttermUsers !== 0)
+    // The table's short-term reference: anyone else's would be a call still using the object.
+    if (!obj.shorttermUsers.decAndTest())
       throw new Error(`destroy with short-term users: ${obj.describe()}`);
     obj.destroy();
     return 0;
@@ -283,8 +300,7 @@ export class IommufdCtx {
       let destroyed = 0;
       for (const id of [...this.objects.keys()].sort((a, b) => a - b)) {
         const obj = this.objects.get(id);
-        if (obj === undefined || obj.users !== 1) continue;
-        obj.users = 0;
+        if (obj === undefined || !obj.users.decIfOne()) continue;
         this.objects.delete(id);
         if (this.vfioIoas === obj) this.vfioIoas = undefined;
         obj.destroy();
@@ -308,6 +324,22 @@ export class IommufdCtx {
       this.subsystem.events.log('bug', line);
     }
     this.subsystem.contexts.delete(this);
+  }
+}
+
+/**
+ * A short-term reference taken by getObjectRef(): `using ref = ictx.getObjectRef(id, type)`
+ * drops it (iommufd_put_object) when the declaring block ends.
+ */
+export class ObjectRef<T extends IommufdObject> implements Disposable {
+  readonly obj: T;
+
+  constructor(obj: T) {
+    this.obj = obj;
+  }
+
+  [Symbol.dispose](): void {
+    this.obj.ictx.putObject(this.obj);
   }
 }
 

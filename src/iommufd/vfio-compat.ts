@@ -56,8 +56,7 @@ export const VFIO_API_VERSION = 0;
 /** get_compat_ioas(): the compat IOAS with a reference, or -ENODEV when none is set. */
 function getCompatIoas(ictx: IommufdCtx): Ioas | number {
   const ioas = ictx.vfioIoas;
-  if (ioas === undefined || ioas.users === 0) return -Errno.ENODEV;
-  ictx.lockObj(ioas);
+  if (ioas === undefined || !ictx.lockObj(ioas)) return -Errno.ENODEV;
   return ioas;
 }
 

@@ -135,7 +135,7 @@ class TestDevice {
   open(): File {
     this.opened++;
     const state: TestFile = { id: this.opened, data: new Uint8Array(64), length: 0 };
-    return new File(this.fops, state, { major: 240, minor: 7 });
+    return new File('vfio-cdev', this.fops, state, { major: 240, minor: 7 });
   }
 
   private ioctl(f: TestFile, task: Task, cmd: number, arg: bigint): number {

@@ -4,6 +4,7 @@
  * an unbound fd accepts, ATTACH/DETACH_IOMMUFD_PT, and unbind on the last close.
  */
 import { shouldFail } from '../fault/fault.ts';
+import { mutant } from '../fault/mutant.ts';
 import { CAP_SYS_RAWIO, capable } from '../host/credentials.ts';
 import { File, type FileOperations } from '../host/file.ts';
 import type { Task } from '../host/task.ts';
@@ -61,21 +62,29 @@ function u32At(bytes: Uint8Array, offset: number): number {
 
 /** vfio_device_fops_cdev_open(). */
 export function openVfioCdev(device: VfioDevice, task: Task): File | number {
-  if (!device.registered) return -Errno.ENODEV;
+  // vfio_device_try_get_registration(), paired with the put at release: the device cannot be
+  // unbound while the file is open.
+  if (!device.registration.incNotZero()) return -Errno.ENODEV;
   // No isolation and no translation: only a process that may do raw I/O gets such a device.
-  if (device.noiommu && !capable(task.creds, CAP_SYS_RAWIO)) return -Errno.EPERM;
-  // Like the registration reference an open cdev holds: the device cannot be unbound meanwhile.
-  device.cdevFiles++;
+  if (device.noiommu && !capable(task.creds, CAP_SYS_RAWIO)) {
+    device.registration.dec();
+    return -Errno.EPERM;
+  }
   // vfio_allocate_device_file().
-  if (shouldFail('kmalloc')) return -Errno.ENOMEM;
-  return new File(vfioCdevFops, new VfioDeviceFile(device), { major: 236, minor: device.index });
+  if (shouldFail('kmalloc')) {
+    // mutant: cdev-open-unwind (without this put the device can never be unbound again)
+    if (!mutant('cdev-open-unwind')) device.registration.dec();
+    return -Errno.ENOMEM;
+  }
+  const df = new VfioDeviceFile(device);
+  return new File('vfio-cdev', vfioCdevFops, df, { major: 236, minor: device.index });
 }
 
 /** vfio_iommufd_physical_bind() + first open: the device becomes an iommufd DEVICE. */
 function dfOpen(df: VfioDeviceFile, ictx: IommufdCtx): SyscallResult {
   const device = df.device;
   // A device is open through one cdev fd at a time.
-  if (device.openCount !== 0) return -Errno.EINVAL;
+  if (device.openCount.read() !== 0) return -Errno.EINVAL;
   const idev = iommufdDeviceBind(ictx, device.dev);
   if (typeof idev === 'number') return idev;
   // open_device (vfio_pci_core_enable) allocates too; its failure unbinds again.
@@ -85,7 +94,7 @@ function dfOpen(df: VfioDeviceFile, ictx: IommufdCtx): SyscallResult {
   }
   device.iommufdDevice = idev;
   df.devid = idev.id;
-  device.openCount++;
+  device.openCount.inc();
   pciCoreOpen(device);
   return 0;
 }
@@ -93,7 +102,7 @@ function dfOpen(df: VfioDeviceFile, ictx: IommufdCtx): SyscallResult {
 /** vfio_df_close(): detach, unbind, and the device goes back to its reset state. */
 function dfClose(df: VfioDeviceFile): void {
   const device = df.device;
-  device.openCount--;
+  device.openCount.dec();
   pciCoreClose(device);
   const idev = device.iommufdDevice!;
   if (device.iommufdAttached) {
@@ -238,12 +247,13 @@ export const vfioCdevFops: FileOperations = {
   },
   release(file) {
     const df = file.privateData as VfioDeviceFile;
-    df.device.cdevFiles--;
-    if (!df.accessGranted) return;
-    dfClose(df);
-    df.accessGranted = false;
-    vfioDeviceUnblockGroup(df.device.group);
-    df.ictx!.file!.put();
-    df.ictx = undefined;
+    if (df.accessGranted) {
+      dfClose(df);
+      df.accessGranted = false;
+      vfioDeviceUnblockGroup(df.device.group);
+      df.ictx!.file!.put();
+      df.ictx = undefined;
+    }
+    df.device.registration.dec();
   },
 };
