@@ -9,6 +9,7 @@ import type { CharDevNode } from '../host/kernel.ts';
 import type { Task } from '../host/task.ts';
 import { checkZeroedUser, copyFromUser, copyToUser } from '../host/uaccess.ts';
 import type { EventBus } from '../trace/events.ts';
+import { IOMMUFD, type IommufdCommand } from '../uapi/commands.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import { IO, IOMMUFD_CMD_BASE, IOMMUFD_TYPE, IommufdCmd, iocNr } from '../uapi/ioctl.ts';
 import * as uapi from '../uapi/iommufd.ts';
@@ -391,15 +392,16 @@ export class Ucmd<F extends FieldTable> {
 }
 
 interface IoctlOp {
+  readonly command: IommufdCommand;
   readonly spec: StructSpec<FieldTable>;
   readonly execute: (ucmd: Ucmd<FieldTable>) => SyscallResult;
 }
 
 function ioctlOp<F extends FieldTable>(
-  spec: StructSpec<F>,
+  command: IommufdCommand<F>,
   execute: (ucmd: Ucmd<F>) => SyscallResult,
 ): IoctlOp {
-  return { spec, execute } as unknown as IoctlOp;
+  return { command, spec: command.spec, execute } as unknown as IoctlOp;
 }
 
 function iommufdDestroy(ucmd: Ucmd<typeof uapi.iommuDestroy.fields>): SyscallResult {
@@ -428,40 +430,38 @@ function iommufdOption(ucmd: Ucmd<typeof uapi.iommuOption.fields>): SyscallResul
   return copyToUser(ucmd.task, at, val) ? 0 : -Errno.EFAULT;
 }
 
-/** The op table, indexed by _IOC_NR - IOMMUFD_CMD_BASE (iommufd_ioctl_ops[]). */
-const ioctlOps = new Map<number, IoctlOp>([
-  [IommufdCmd.DESTROY, ioctlOp(uapi.iommuDestroy, iommufdDestroy)],
-  [IommufdCmd.IOAS_ALLOC, ioctlOp(uapi.iommuIoasAlloc, ioas.iommufdIoasAllocIoctl)],
-  [IommufdCmd.IOAS_ALLOW_IOVAS, ioctlOp(uapi.iommuIoasAllowIovas, ioas.iommufdIoasAllowIovas)],
-  [IommufdCmd.IOAS_COPY, ioctlOp(uapi.iommuIoasCopy, ioas.iommufdIoasCopy)],
-  [IommufdCmd.IOAS_IOVA_RANGES, ioctlOp(uapi.iommuIoasIovaRanges, ioas.iommufdIoasIovaRanges)],
-  [IommufdCmd.IOAS_MAP, ioctlOp(uapi.iommuIoasMap, ioas.iommufdIoasMap)],
-  [IommufdCmd.IOAS_UNMAP, ioctlOp(uapi.iommuIoasUnmap, ioas.iommufdIoasUnmap)],
-  [IommufdCmd.OPTION, ioctlOp(uapi.iommuOption, iommufdOption)],
-  [IommufdCmd.VFIO_IOAS, ioctlOp(uapi.iommuVfioIoas, iommufdVfioIoas)],
-  [IommufdCmd.HWPT_ALLOC, ioctlOp(uapi.iommuHwptAlloc, iommufdHwptAlloc)],
-  [IommufdCmd.GET_HW_INFO, ioctlOp(uapi.iommuHwInfo, iommufdGetHwInfo)],
+/** The op table, by _IOC_NR (iommufd_ioctl_ops[]): each op names its uAPI command. */
+const ioctlOps = new Map<number, IoctlOp>(
   [
-    IommufdCmd.HWPT_SET_DIRTY_TRACKING,
-    ioctlOp(uapi.iommuHwptSetDirtyTracking, iommufdHwptSetDirtyTracking),
-  ],
-  [
-    IommufdCmd.HWPT_GET_DIRTY_BITMAP,
-    ioctlOp(uapi.iommuHwptGetDirtyBitmap, iommufdHwptGetDirtyBitmap),
-  ],
-  [IommufdCmd.HWPT_INVALIDATE, ioctlOp(uapi.iommuHwptInvalidate, iommufdHwptInvalidate)],
-  [IommufdCmd.FAULT_QUEUE_ALLOC, ioctlOp(uapi.iommuFaultAlloc, iommufdFaultAlloc)],
-  [IommufdCmd.IOAS_MAP_FILE, ioctlOp(uapi.iommuIoasMapFile, ioas.iommufdIoasMapFile)],
-  [IommufdCmd.VIOMMU_ALLOC, ioctlOp(uapi.iommuViommuAlloc, iommufdViommuAlloc)],
-  [IommufdCmd.VDEVICE_ALLOC, ioctlOp(uapi.iommuVdeviceAlloc, iommufdVdeviceAlloc)],
-  [
-    IommufdCmd.IOAS_CHANGE_PROCESS,
-    ioctlOp(uapi.iommuIoasChangeProcess, ioas.iommufdIoasChangeProcess),
-  ],
-  [IommufdCmd.VEVENTQ_ALLOC, ioctlOp(uapi.iommuVeventqAlloc, iommufdVeventqAlloc)],
-  [IommufdCmd.HW_QUEUE_ALLOC, ioctlOp(uapi.iommuHwQueueAlloc, iommufdHwQueueAlloc)],
-  [IommufdCmd.IOAS_NOIOMMU_GET_PA, ioctlOp(uapi.iommuIoasNoiommuGetPa, iommufdIoasNoiommuGetPa)],
-]);
+    ioctlOp(IOMMUFD.DESTROY, iommufdDestroy),
+    ioctlOp(IOMMUFD.IOAS_ALLOC, ioas.iommufdIoasAllocIoctl),
+    ioctlOp(IOMMUFD.IOAS_ALLOW_IOVAS, ioas.iommufdIoasAllowIovas),
+    ioctlOp(IOMMUFD.IOAS_COPY, ioas.iommufdIoasCopy),
+    ioctlOp(IOMMUFD.IOAS_IOVA_RANGES, ioas.iommufdIoasIovaRanges),
+    ioctlOp(IOMMUFD.IOAS_MAP, ioas.iommufdIoasMap),
+    ioctlOp(IOMMUFD.IOAS_UNMAP, ioas.iommufdIoasUnmap),
+    ioctlOp(IOMMUFD.OPTION, iommufdOption),
+    ioctlOp(IOMMUFD.VFIO_IOAS, iommufdVfioIoas),
+    ioctlOp(IOMMUFD.HWPT_ALLOC, iommufdHwptAlloc),
+    ioctlOp(IOMMUFD.GET_HW_INFO, iommufdGetHwInfo),
+    ioctlOp(IOMMUFD.HWPT_SET_DIRTY_TRACKING, iommufdHwptSetDirtyTracking),
+    ioctlOp(IOMMUFD.HWPT_GET_DIRTY_BITMAP, iommufdHwptGetDirtyBitmap),
+    ioctlOp(IOMMUFD.HWPT_INVALIDATE, iommufdHwptInvalidate),
+    ioctlOp(IOMMUFD.FAULT_QUEUE_ALLOC, iommufdFaultAlloc),
+    ioctlOp(IOMMUFD.IOAS_MAP_FILE, ioas.iommufdIoasMapFile),
+    ioctlOp(IOMMUFD.VIOMMU_ALLOC, iommufdViommuAlloc),
+    ioctlOp(IOMMUFD.VDEVICE_ALLOC, iommufdVdeviceAlloc),
+    ioctlOp(IOMMUFD.IOAS_CHANGE_PROCESS, ioas.iommufdIoasChangeProcess),
+    ioctlOp(IOMMUFD.VEVENTQ_ALLOC, iommufdVeventqAlloc),
+    ioctlOp(IOMMUFD.HW_QUEUE_ALLOC, iommufdHwQueueAlloc),
+    ioctlOp(IOMMUFD.IOAS_NOIOMMU_GET_PA, iommufdIoasNoiommuGetPa),
+  ].map((op) => [iocNr(op.command.cmd), op]),
+);
+
+/** The commands this file answers itself (the container ones: vfio-compat.ts). */
+export const iommufdIoctlCommands: readonly IommufdCommand[] = [...ioctlOps.values()].map(
+  (op) => op.command,
+);
 
 /** The highest command number the kernel's table has (IOMMUFD_CMD_IOAS_NOIOMMU_GET_PA). */
 const LAST_CMD = IommufdCmd.IOAS_NOIOMMU_GET_PA;

@@ -17,12 +17,8 @@ import {
   iommufdDeviceUnbind,
 } from '../iommufd/device.ts';
 import { type IommufdCtx, iommufdCtxFromFd } from '../iommufd/main.ts';
+import { type IoctlCommand, VFIO_DEVICE } from '../uapi/commands.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
-import {
-  VFIO_DEVICE_ATTACH_IOMMUFD_PT,
-  VFIO_DEVICE_BIND_IOMMUFD,
-  VFIO_DEVICE_DETACH_IOMMUFD_PT,
-} from '../uapi/ioctl.ts';
 import { type Decoded, decodeStruct } from '../uapi/struct.ts';
 import {
   VFIO_DEVICE_ATTACH_PASID,
@@ -215,20 +211,36 @@ function ioctlDetachPt(df: VfioDeviceFile, task: Task, arg: bigint): SyscallResu
   return 0;
 }
 
+interface CdevIoctlOp {
+  readonly command: IoctlCommand;
+  readonly handler: (df: VfioDeviceFile, task: Task, arg: bigint) => SyscallResult;
+}
+
+/**
+ * vfio_device_fops_unl_ioctl()'s own commands, each by its uAPI command: BIND is the only one an
+ * unbound fd accepts; the rest, after access is granted, go to vfio-pci (pci-core.ts).
+ */
+const cdevBindOp: CdevIoctlOp = { command: VFIO_DEVICE.BIND_IOMMUFD, handler: ioctlBindIommufd };
+const cdevIoctlOps: readonly CdevIoctlOp[] = [
+  { command: VFIO_DEVICE.ATTACH_IOMMUFD_PT, handler: ioctlAttachPt },
+  { command: VFIO_DEVICE.DETACH_IOMMUFD_PT, handler: ioctlDetachPt },
+];
+const cdevIoctlOpsByCmd = new Map(cdevIoctlOps.map((op) => [op.command.cmd, op]));
+
+/** The device commands registered here, for the trace's tests. */
+export const cdevIoctlCommands: readonly IoctlCommand[] = [cdevBindOp, ...cdevIoctlOps].map(
+  (op) => op.command,
+);
+
 export const vfioCdevFops: FileOperations = {
   name: 'vfio-dev',
   ioctl(file, task, cmd, arg) {
     const df = file.privateData as VfioDeviceFile;
-    if (cmd === VFIO_DEVICE_BIND_IOMMUFD) return ioctlBindIommufd(df, task, arg);
+    if (cmd === cdevBindOp.command.cmd) return cdevBindOp.handler(df, task, arg);
     if (!df.accessGranted) return -Errno.EINVAL;
-    switch (cmd) {
-      case VFIO_DEVICE_ATTACH_IOMMUFD_PT:
-        return ioctlAttachPt(df, task, arg);
-      case VFIO_DEVICE_DETACH_IOMMUFD_PT:
-        return ioctlDetachPt(df, task, arg);
-      default:
-        return pciCoreIoctl(df.device, task, cmd, arg);
-    }
+    const op = cdevIoctlOpsByCmd.get(cmd);
+    if (op === undefined) return pciCoreIoctl(df.device, task, cmd, arg);
+    return op.handler(df, task, arg);
   },
   read(file, _task, length, pos) {
     const df = file.privateData as VfioDeviceFile;

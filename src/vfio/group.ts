@@ -10,8 +10,8 @@ import { File, type FileOperations } from '../host/file.ts';
 import type { Task } from '../host/task.ts';
 import { copyStructMinsz, copyToUser } from '../host/uaccess.ts';
 import { Counter } from '../lib/refcount.ts';
+import { type IoctlCommand, VFIO_GROUP } from '../uapi/commands.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
-import { VFIO_GROUP_GET_STATUS } from '../uapi/ioctl.ts';
 import { encodeStruct } from '../uapi/struct.ts';
 import { VFIO_GROUP_FLAGS_VIABLE, vfioGroupStatus } from '../uapi/vfio.ts';
 import type { VfioDevice } from './vfio-main.ts';
@@ -80,12 +80,28 @@ function getStatus(group: VfioGroup, task: Task, arg: bigint): SyscallResult {
   return copyToUser(task, arg, out) ? 0 : -Errno.EFAULT;
 }
 
+interface GroupIoctlOp {
+  readonly command: IoctlCommand;
+  readonly handler: (group: VfioGroup, task: Task, arg: bigint) => SyscallResult;
+}
+
+/** vfio_group_fops_unl_ioctl()'s commands, each by its uAPI command; the rest are ENOTTY. */
+const groupIoctlOps: readonly GroupIoctlOp[] = [
+  { command: VFIO_GROUP.GET_STATUS, handler: getStatus },
+];
+const groupIoctlOpsByCmd = new Map(groupIoctlOps.map((op) => [op.command.cmd, op]));
+
+/** The group commands registered here, for the trace's tests. */
+export const vfioGroupIoctlCommands: readonly IoctlCommand[] = groupIoctlOps.map(
+  (op) => op.command,
+);
+
 const vfioGroupFops: FileOperations = {
   name: 'vfio-group',
   ioctl(file, task, cmd, arg) {
-    const group = file.privateData as VfioGroup;
-    if (cmd === VFIO_GROUP_GET_STATUS) return getStatus(group, task, arg);
-    return -Errno.ENOTTY;
+    const op = groupIoctlOpsByCmd.get(cmd);
+    if (op === undefined) return -Errno.ENOTTY;
+    return op.handler(file.privateData as VfioGroup, task, arg);
   },
   release(file) {
     (file.privateData as VfioGroup).openedFile = undefined;
