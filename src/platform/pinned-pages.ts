@@ -9,8 +9,10 @@
  * frame block per huge page, as a real hugetlbfs or THP folio would; 4K pages get single frames,
  * which the allocator scatters, so ordinary memory is physically discontiguous.
  *
- * The API is range-based so the storage can become extent-based later; for now it keeps one map
- * entry per pinned 4 KiB page.
+ * Pins are kept as extents, not per page: an extent is a run of pages of one mm that are
+ * contiguous in VA and in PA (inside one huge block, or a single 4K frame) and hold the same pin
+ * count. Pinning 64 GiB of 1 GiB hugepages is 64 extents; only 4K pages, whose frames are scattered,
+ * cost one extent each, as they cost the kernel one struct page each.
  */
 import type { MmId, UserMemory, Vma } from '../host/user-memory.ts';
 import { Errno } from '../uapi/errno.ts';
@@ -46,6 +48,8 @@ export interface PinnedStats {
   readonly frames: bigint;
   /** Address spaces with at least one pinned page. */
   readonly mms: number;
+  /** Extents the pins are kept in (runs of equally pinned pages), the store's size. */
+  readonly extents: number;
 }
 
 /** One address space's pinned runs, for snapshots. */
@@ -60,20 +64,62 @@ interface HugeBlock {
   readonly pfn: bigint;
   readonly size: bigint;
   /** 4 KiB pages of this block with a pin; the block is freed when this drops to 0. */
-  pinnedPages: number;
+  pinnedPages: bigint;
 }
 
-interface PinnedPage {
+/** Pages [va, va + npages) of one mm, backed by frames [pfn, pfn + npages), each pinned `refs` times. */
+interface PinnedExtent {
+  readonly va: bigint;
+  readonly npages: bigint;
   readonly pfn: bigint;
   refs: number;
+  /** The huge block the frames belong to; undefined for a single 4K frame (npages 1). */
   readonly block: HugeBlock | undefined;
 }
 
 interface MmPins {
   /** The latest UserMemory seen for this mm; DMA to its frames goes here. */
   mem: UserMemory;
-  readonly pages: Map<bigint, PinnedPage>;
+  /** Disjoint, sorted by va. */
+  extents: PinnedExtent[];
   readonly blocks: Map<bigint, HugeBlock>;
+}
+
+function extentEnd(e: PinnedExtent): bigint {
+  return e.va + (e.npages << PAGE_SHIFT);
+}
+
+/** Index of the first extent that ends after `va` (extents.length if none). */
+function firstEndingAfter(extents: readonly PinnedExtent[], va: bigint): number {
+  let lo = 0;
+  let hi = extents.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (extentEnd(extents[mid]!) <= va) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** The extent holding page `va`, or undefined. */
+function extentAt(pins: MmPins | undefined, va: bigint): PinnedExtent | undefined {
+  if (pins === undefined) return undefined;
+  const e = pins.extents[firstEndingAfter(pins.extents, va)];
+  return e !== undefined && e.va <= va ? e : undefined;
+}
+
+/** Splits the extent straddling `va`, if any, so that an extent boundary falls on `va`. */
+function splitAt(pins: MmPins, va: bigint): void {
+  const i = firstEndingAfter(pins.extents, va);
+  const e = pins.extents[i];
+  if (e === undefined || e.va >= va) return;
+  const head = (va - e.va) >> PAGE_SHIFT;
+  pins.extents.splice(
+    i,
+    1,
+    { va: e.va, npages: head, pfn: e.pfn, refs: e.refs, block: e.block },
+    { va, npages: e.npages - head, pfn: e.pfn + head, refs: e.refs, block: e.block },
+  );
 }
 
 /** The pin store of one machine. */
@@ -96,23 +142,26 @@ export class PinnedPages implements FrameBacking {
    * Pins `npages` pages from `va` (page aligned) of `mem`. Returns the pinned runs in VA order, or
    * -EFAULT for a hole, a write pin of a non-writable VMA or an inaccessible one, -EINVAL for a
    * misaligned or overflowing range, -ENOMEM when a frame cannot be allocated. On failure nothing
-   * from this call stays pinned.
+   * from this call stays pinned. Costs one step per extent, not per page.
    */
   pin(mem: UserMemory, va: bigint, npages: bigint, write: boolean): PinnedRun[] | number {
     if (!isAligned(va, PAGE_SIZE) || npages < 0n) return -Errno.EINVAL;
     if (npages === 0n) return [];
-    if (va + (npages << PAGE_SHIFT) - 1n > U64_MAX) return -Errno.EINVAL;
+    const end = va + (npages << PAGE_SHIFT);
+    if (end - 1n > U64_MAX) return -Errno.EINVAL;
     const runs: PinnedRun[] = [];
     let vma: Vma | undefined;
-    for (let i = 0n; i < npages; i++) {
-      const pageVa = va + (i << PAGE_SHIFT);
-      if (vma === undefined || pageVa >= vma.end || pageVa < vma.start) vma = mem.vma(pageVa);
-      const pfn = this.pinOne(mem, vma, pageVa, write);
-      if (typeof pfn === 'number') {
-        if (i > 0n) this.unpin(mem.mm, va, i);
-        return pfn;
+    let at = va;
+    while (at < end) {
+      if (vma === undefined || at >= vma.end || at < vma.start) vma = mem.vma(at);
+      const limit = vma !== undefined && vma.end < end ? vma.end : end;
+      const pinned = this.pinSome(mem, vma, at, limit, write);
+      if (typeof pinned === 'number') {
+        if (at > va) this.unpin(mem.mm, va, (at - va) >> PAGE_SHIFT);
+        return pinned;
       }
-      appendPage(runs, pageVa, pfn);
+      appendRun(runs, pinned.va, pinned.pfn, pinned.npages);
+      at = extentEnd(pinned);
     }
     return runs;
   }
@@ -123,35 +172,50 @@ export class PinnedPages implements FrameBacking {
    */
   unpin(mm: MmId, va: bigint, npages: bigint): number {
     const pins = this.mms.get(mm);
-    for (let i = 0n; i < npages; i++) {
-      const pageVa = va + (i << PAGE_SHIFT);
-      if (pins?.pages.get(pageVa) === undefined) {
-        this.phys.events.log('bug', `unpin of ${mm} page ${hex(pageVa)} that is not pinned`);
+    const end = va + (npages << PAGE_SHIFT);
+    for (let at = va; at < end; ) {
+      const e = extentAt(pins, at);
+      if (e === undefined) {
+        this.phys.events.log('bug', `unpin of ${mm} page ${hex(at)} that is not pinned`);
         return -Errno.EINVAL;
       }
+      at = extentEnd(e);
     }
     if (pins === undefined) return 0;
-    for (let i = 0n; i < npages; i++) {
-      const pageVa = va + (i << PAGE_SHIFT);
-      const page = pins.pages.get(pageVa)!;
-      if (--page.refs > 0) continue;
-      pins.pages.delete(pageVa);
-      if (page.block === undefined) {
-        this.singles.delete(page.pfn);
-        this.phys.free(page.pfn);
-      } else if (--page.block.pinnedPages === 0) {
-        pins.blocks.delete(page.block.va);
-        this.blocks.delete(page.block.pfn);
-        this.phys.free(page.block.pfn, page.block.size >> PAGE_SHIFT);
+    splitAt(pins, va);
+    splitAt(pins, end);
+    const extents = pins.extents;
+    const first = firstEndingAfter(extents, va);
+    let kept = first;
+    let i = first;
+    for (; i < extents.length && extents[i]!.va < end; i++) {
+      const e = extents[i]!;
+      if (--e.refs > 0) {
+        extents[kept++] = e;
+        continue;
+      }
+      if (e.block === undefined) {
+        this.singles.delete(e.pfn);
+        this.phys.free(e.pfn);
+      } else {
+        e.block.pinnedPages -= e.npages;
+        if (e.block.pinnedPages === 0n) {
+          pins.blocks.delete(e.block.va);
+          this.blocks.delete(e.block.pfn);
+          this.phys.free(e.block.pfn, e.block.size >> PAGE_SHIFT);
+        }
       }
     }
-    if (pins.pages.size === 0) this.mms.delete(mm);
+    if (kept !== i) extents.splice(kept, i - kept);
+    if (extents.length === 0) this.mms.delete(mm);
     return 0;
   }
 
   /** The frame of a pinned page, or undefined when (mm, va page) is not pinned. */
   lookup(mm: MmId, va: bigint): bigint | undefined {
-    return this.mms.get(mm)?.pages.get(alignDown(va, PAGE_SIZE))?.pfn;
+    const page = alignDown(va, PAGE_SIZE);
+    const e = extentAt(this.mms.get(mm), page);
+    return e === undefined ? undefined : e.pfn + ((page - e.va) >> PAGE_SHIFT);
   }
 
   /** Whose page frame `pfn` stands for, or undefined when it is not a user-page frame. */
@@ -187,9 +251,13 @@ export class PinnedPages implements FrameBacking {
   stats(): PinnedStats {
     let pins = 0n;
     let pinnedPages = 0n;
+    let extents = 0;
     for (const mmPins of this.mms.values()) {
-      pinnedPages += BigInt(mmPins.pages.size);
-      for (const page of mmPins.pages.values()) pins += BigInt(page.refs);
+      extents += mmPins.extents.length;
+      for (const e of mmPins.extents) {
+        pinnedPages += e.npages;
+        pins += e.npages * BigInt(e.refs);
+      }
     }
     let frames = BigInt(this.singles.size);
     for (const block of this.blocks.values()) frames += block.size >> PAGE_SHIFT;
@@ -199,6 +267,7 @@ export class PinnedPages implements FrameBacking {
       hugeBlocks: BigInt(this.blocks.size),
       frames,
       mms: this.mms.size,
+      extents,
     };
   }
 
@@ -206,9 +275,8 @@ export class PinnedPages implements FrameBacking {
   snapshot(): MmPinSnapshot[] {
     const out: MmPinSnapshot[] = [];
     for (const [mm, pins] of this.mms) {
-      const vas = [...pins.pages.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
       const runs: PinnedRun[] = [];
-      for (const va of vas) appendPage(runs, va, pins.pages.get(va)!.pfn);
+      for (const e of pins.extents) appendRun(runs, e.va, e.pfn, e.npages);
       out.push({ mm, runs });
     }
     return out;
@@ -216,60 +284,80 @@ export class PinnedPages implements FrameBacking {
 
   // ---- internals ----------------------------------------------------------------------------
 
-  private pinOne(
+  /**
+   * Pins pages from `va` up to at most `limit` (inside `vma`) and returns the extent that now
+   * starts at `va`: an existing one (pinned once more) or a new one on fresh frames.
+   */
+  private pinSome(
     mem: UserMemory,
     vma: Vma | undefined,
     va: bigint,
+    limit: bigint,
     write: boolean,
-  ): bigint | number {
+  ): PinnedExtent | number {
     if (vma === undefined || va < vma.start || va >= vma.end) return -Errno.EFAULT;
     if (!vma.readable && !vma.writable) return -Errno.EFAULT;
     if (write && !vma.writable) return -Errno.EFAULT;
 
-    const existing = this.mms.get(mem.mm);
-    const known = existing?.pages.get(va);
-    if (existing !== undefined) existing.mem = mem;
+    const pins = this.mmPins(mem);
+    const known = extentAt(pins, va);
     if (known !== undefined) {
-      known.refs++;
-      return known.pfn;
+      splitAt(pins, va);
+      splitAt(pins, limit);
+      const e = extentAt(pins, va)!;
+      e.refs++;
+      return e;
     }
+    // A hole in the pins: fill it up to the next pinned page, the limit or the huge page's end.
+    const next = pins.extents[firstEndingAfter(pins.extents, va)];
+    if (next !== undefined && next.va < limit) limit = next.va;
 
-    let page: PinnedPage;
+    let extent: PinnedExtent;
     const hugeBase = alignDown(va, vma.pageSize);
     if (vma.pageSize > PAGE_SIZE && hugeBase >= vma.start && hugeBase + vma.pageSize <= vma.end) {
-      let block = existing?.blocks.get(hugeBase);
+      let block = pins.blocks.get(hugeBase);
       if (block === undefined) {
         const frames = vma.pageSize >> PAGE_SHIFT;
         const pfn = this.phys.allocContiguous(frames, frames, 'user-page');
-        if (typeof pfn === 'number') return pfn;
-        block = { mm: mem.mm, va: hugeBase, pfn, size: vma.pageSize, pinnedPages: 0 };
-        this.mmPins(mem).blocks.set(hugeBase, block);
+        if (typeof pfn === 'number') {
+          if (pins.extents.length === 0) this.mms.delete(mem.mm);
+          return pfn;
+        }
+        block = { mm: mem.mm, va: hugeBase, pfn, size: vma.pageSize, pinnedPages: 0n };
+        pins.blocks.set(hugeBase, block);
         this.blocks.set(pfn, block);
         this.blockFrames.add(frames);
       }
-      block.pinnedPages++;
-      page = { pfn: block.pfn + ((va - hugeBase) >> PAGE_SHIFT), refs: 1, block };
+      const blockEnd = hugeBase + vma.pageSize;
+      const npages = ((limit < blockEnd ? limit : blockEnd) - va) >> PAGE_SHIFT;
+      block.pinnedPages += npages;
+      extent = { va, npages, pfn: block.pfn + ((va - hugeBase) >> PAGE_SHIFT), refs: 1, block };
     } else {
       const pfn = this.phys.allocFrame('user-page');
-      if (typeof pfn === 'number') return pfn;
+      if (typeof pfn === 'number') {
+        if (pins.extents.length === 0) this.mms.delete(mem.mm);
+        return pfn;
+      }
       this.singles.set(pfn, { mm: mem.mm, va });
-      page = { pfn, refs: 1, block: undefined };
+      extent = { va, npages: 1n, pfn, refs: 1, block: undefined };
     }
-    this.mmPins(mem).pages.set(va, page);
-    return page.pfn;
+    pins.extents.splice(firstEndingAfter(pins.extents, va), 0, extent);
+    return extent;
   }
 
+  /** This mm's pins, created on first use; remembers `mem` as the memory DMA goes to. */
   private mmPins(mem: UserMemory): MmPins {
     let pins = this.mms.get(mem.mm);
     if (pins === undefined) {
-      pins = { mem, pages: new Map(), blocks: new Map() };
+      pins = { mem, extents: [], blocks: new Map() };
       this.mms.set(mem.mm, pins);
     }
+    pins.mem = mem;
     return pins;
   }
 
   private pinCount(mm: MmId, va: bigint): number {
-    return this.mms.get(mm)?.pages.get(va)?.refs ?? 0;
+    return extentAt(this.mms.get(mm), va)?.refs ?? 0;
   }
 
   /** Huge blocks are aligned to their size, so the block holding pfn starts at pfn rounded down. */
@@ -288,16 +376,16 @@ export class PinnedPages implements FrameBacking {
   }
 }
 
-/** Appends one page to a run list, extending the last run when VA and PA both continue it. */
-function appendPage(runs: PinnedRun[], va: bigint, pfn: bigint): void {
+/** Appends pages to a run list, extending the last run when VA and PA both continue it. */
+function appendRun(runs: PinnedRun[], va: bigint, pfn: bigint, npages: bigint): void {
   const last = runs[runs.length - 1];
   if (
     last !== undefined &&
     last.va + (last.npages << PAGE_SHIFT) === va &&
     last.pfn + last.npages === pfn
   ) {
-    runs[runs.length - 1] = { va: last.va, pfn: last.pfn, npages: last.npages + 1n };
+    runs[runs.length - 1] = { va: last.va, pfn: last.pfn, npages: last.npages + npages };
     return;
   }
-  runs.push({ va, pfn, npages: 1n });
+  runs.push({ va, pfn, npages });
 }
