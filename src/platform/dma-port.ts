@@ -77,7 +77,7 @@ export class IommuDmaPort implements DmaPort {
     const out = new Uint8Array(length);
     let done = 0;
     for (const seg of segments) {
-      out.set(this.phys.read(seg.pa, seg.length), done);
+      this.phys.readInto(seg.pa, out.subarray(done, done + seg.length));
       done += seg.length;
     }
     return out;
@@ -117,7 +117,13 @@ export class IommuDmaPort implements DmaPort {
       // Hardware translates page by page; one segment never crosses a 4 KiB boundary.
       const pageLeft = PAGE_SIZE - (iova & (PAGE_SIZE - 1n));
       const n = Math.min(length - done, Number(t.span < pageLeft ? t.span : pageLeft));
-      segments.push({ pa: t.pa, length: n });
+      // Physically contiguous pages (a huge IOPTE) become one segment: one copy, not one a page.
+      const prev = segments[segments.length - 1];
+      if (prev !== undefined && prev.pa + BigInt(prev.length) === t.pa) {
+        segments[segments.length - 1] = { pa: prev.pa, length: prev.length + n };
+      } else {
+        segments.push({ pa: t.pa, length: n });
+      }
       done += n;
     }
     return segments;

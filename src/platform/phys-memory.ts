@@ -238,15 +238,21 @@ export class PhysMemory {
    */
   read(pa: bigint, length: number): Uint8Array {
     const out = new Uint8Array(length);
+    this.readInto(pa, out);
+    return out;
+  }
+
+  /** read() into the caller's buffer: a DMA lands in its destination with no copy in between. */
+  readInto(pa: bigint, dst: Uint8Array): void {
+    const length = dst.length;
     let done = 0;
     while (done < length) {
       const cur = pa + BigInt(done);
       const off = Number(cur & (PAGE_SIZE - 1n));
       const n = Math.min(length - done, FRAME_BYTES - off);
-      this.readFrame(cur >> PAGE_SHIFT, off, out.subarray(done, done + n));
+      this.readFrame(cur >> PAGE_SHIFT, off, dst.subarray(done, done + n));
       done += n;
     }
-    return out;
   }
 
   /**
