@@ -420,9 +420,9 @@ export class IoPagetable {
     lhs.node = this.areas.insert(lhs.iova, lhs.last, lhs);
     rhs.node = this.areas.insert(rhs.iova, rhs.last, rhs);
     if (area.storageDomain !== undefined) {
-      pages.filledRanges.delete(area);
-      pages.filledRanges.add(lhs);
-      pages.filledRanges.add(rhs);
+      pages.deleteFilledRange(area);
+      pages.addFilledRange(lhs);
+      pages.addFilledRange(rhs);
     }
     lhs.storageDomain = area.storageDomain;
     rhs.storageDomain = area.storageDomain;

@@ -61,6 +61,8 @@ export type IoptPagesSource =
 /** enum iopt_address_type: what a pages object reads its PFNs from. */
 export type IoptAddressType = 'user' | 'file';
 
+const NO_RANGES: ReadonlySet<AreaPagesRange> = new Set();
+
 export class IoptPages {
   /** kref: one per area and per in-flight list entry. */
   refs = 1;
@@ -80,8 +82,12 @@ export class IoptPages {
   readonly file: File | undefined;
   /** Pages currently pinned (and charged) for this pages object. */
   npinned = 0n;
-  /** The page ranges of areas whose pages are in domains (the kernel's domains_itree). */
-  readonly filledRanges = new Set<AreaPagesRange>();
+  /**
+   * The page ranges of areas whose pages are in domains (the kernel's domains_itree). Made on
+   * first use: most pages objects of a large IOAS are never in a domain, and an empty Set is
+   * a fifth of an area's heap (docs/performance.md).
+   */
+  #filled: Set<AreaPagesRange> | undefined;
 
   constructor(
     source: IoptPagesSource,
@@ -99,6 +105,20 @@ export class IoptPages {
     this.accountMode = accountMode;
     this.owner = owner;
     this.memory = memory;
+  }
+
+  get filledRanges(): ReadonlySet<AreaPagesRange> {
+    return this.#filled ?? NO_RANGES;
+  }
+
+  addFilledRange(range: AreaPagesRange): void {
+    this.#filled ??= new Set();
+    this.#filled.add(range);
+  }
+
+  deleteFilledRange(range: AreaPagesRange): void {
+    this.#filled?.delete(range);
+    if (this.#filled?.size === 0) this.#filled = undefined;
   }
 
   get(): void {
@@ -136,12 +156,25 @@ export class IoptPages {
   }
 }
 
+/**
+ * The owner record made last. Records are immutable and compared by value (CHANGE_PROCESS
+ * replaces them), so the MAPs of one task share one instead of carrying a copy per area.
+ */
+let lastOwner: AccountOwner | undefined;
+
 /** The source fields iopt_alloc_pages() records: who is charged, from which mm. */
 function currentOwner(task: Task): { accountMode: PagesAccountMode; owner: AccountOwner } {
-  return {
-    accountMode: capable(task.creds, CAP_IPC_LOCK) ? 'none' : 'user',
-    owner: { uid: task.creds.uid, mm: task.memory.mm, memlockLimit: task.creds.memlockLimit },
-  };
+  const { uid, memlockLimit } = task.creds;
+  const mm = task.memory.mm;
+  if (
+    lastOwner === undefined ||
+    lastOwner.uid !== uid ||
+    lastOwner.mm !== mm ||
+    lastOwner.memlockLimit !== memlockLimit
+  ) {
+    lastOwner = { uid, mm, memlockLimit };
+  }
+  return { accountMode: capable(task.creds, CAP_IPC_LOCK) ? 'none' : 'user', owner: lastOwner };
 }
 
 /** iopt_alloc_pages(): the length check common to user and file pages. */
@@ -229,7 +262,7 @@ export function ioptPagesPin(
     return rc;
   }
   pages.npinned += fresh;
-  pages.filledRanges.add(range);
+  pages.addFilledRange(range);
   return runs;
 }
 
@@ -243,7 +276,7 @@ export function ioptPagesUnpin(
   if (!pages.filledRanges.has(range)) throw new Error('unpin of a range that is not pinned');
   const npages = range.lastIndex - range.startIndex + 1n;
   const fresh = pages.uncoveredPages(range.startIndex, range.lastIndex, range);
-  pages.filledRanges.delete(range);
+  pages.deleteFilledRange(range);
   pinner.unpin(pages.memory, pages.uptr + range.startIndex * PAGE_SIZE, npages);
   accounting.uncharge(pages.accountMode, pages.owner, fresh);
   pages.npinned -= fresh;
