@@ -256,9 +256,12 @@ export function scenarioTarget(
     const restore = quiet ? muffleStderr() : () => {};
     const kernel = new Kernel(scenario.kernelOptions ?? {});
     const bugs: string[] = [];
-    const unsubscribe = kernel.events.subscribe((event) => {
-      if (event.kind === 'log' && event.level === 'bug') bugs.push(event.message);
-    });
+    const unsubscribe = kernel.events.subscribe(
+      (event) => {
+        if (event.kind === 'log' && event.level === 'bug') bugs.push(event.message);
+      },
+      ['log'],
+    );
     const observer = new RunObserver(
       kernel,
       nth,
@@ -293,7 +296,7 @@ export function scenarioTarget(
     let outcomeMessage: string | undefined;
     let points = 0;
     let reached = false;
-    let siteStack: string | undefined;
+    let siteError: Error | undefined;
     try {
       try {
         await scenario.run(ctx);
@@ -314,7 +317,7 @@ export function scenarioTarget(
         points = enabled.failNth.trail?.length ?? 0;
         reached = nth !== undefined && enabled.failNth.lastFired !== undefined;
         site = enabled.failNth.lastFired;
-        siteStack = enabled.failNth.lastFiredStack;
+        siteError = enabled.failNth.lastFiredAt;
       }
       failingCall = observer.failingCall;
       for (const proc of procs) {
@@ -349,7 +352,10 @@ export function scenarioTarget(
       points,
       reached,
       site,
-      siteStack,
+      // Formatted only if a report reads it.
+      get siteStack() {
+        return siteError?.stack;
+      },
       failingCall,
       outcome,
       outcomeMessage,

@@ -34,15 +34,24 @@ export class FailNth {
   remaining = 0;
   /** The site that failed last, for reports and replay lines. */
   lastFired: FaultSite | undefined;
-  /** Where in the emulator the last failure was injected (a stack trace), for reports. */
-  lastFiredStack: string | undefined;
+  /**
+   * Where in the emulator the last failure was injected, for reports. Kept as the Error: V8
+   * formats its stack (through source maps, under tsx) only when `lastFiredStack` is read, and a
+   * sweep reads it for few of its runs.
+   */
+  lastFiredAt: Error | undefined;
   /** Every site reached while armed-or-counting, in order, when recording is on. */
   trail: FaultSite[] | undefined;
+
+  /** The stack trace of lastFiredAt. */
+  get lastFiredStack(): string | undefined {
+    return this.lastFiredAt?.stack;
+  }
 
   arm(nth: number): void {
     this.remaining = nth;
     this.lastFired = undefined;
-    this.lastFiredStack = undefined;
+    this.lastFiredAt = undefined;
   }
 }
 
@@ -78,7 +87,6 @@ export function shouldFail(site: FaultSite): boolean {
   c.remaining--;
   if (c.remaining !== 0) return false;
   c.lastFired = site;
-  // Only on the one call that fails, so the cost does not matter.
-  c.lastFiredStack = new Error(`injected failure at ${site}`).stack;
+  c.lastFiredAt = new Error(`injected failure at ${site}`);
   return true;
 }

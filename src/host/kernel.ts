@@ -115,11 +115,14 @@ export class Kernel {
   readonly dmesg: string[] = [];
 
   constructor(options: KernelOptions = {}) {
-    this.events.subscribe((event) => {
-      if (event.kind !== 'log' || event.level === 'info') return;
-      this.dmesg.push(`${event.level}: ${event.message}`);
-      if (this.dmesg.length > 1000) this.dmesg.shift();
-    });
+    this.events.subscribe(
+      (event) => {
+        if (event.kind !== 'log' || event.level === 'info') return;
+        this.dmesg.push(`${event.level}: ${event.message}`);
+        if (this.dmesg.length > 1000) this.dmesg.shift();
+      },
+      ['log'],
+    );
     this.machine = new Machine(options.platform ?? defaultPlatform(), { events: this.events });
     this.iommu = new IommuSubsystem(this.machine, unitIommuOps);
     const pinned = this.machine.pinned;

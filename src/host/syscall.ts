@@ -44,7 +44,8 @@ export function tracedIoctl(
   const ioctl = file.fops.ioctl;
   const what = `ioctl(${call.fd}, 0x${cmd.toString(16)})`;
   if (ioctl === undefined) return -Errno.ENOTTY;
-  if (!events.active) return runSyscall(events, what, failNth, () => ioctl(file, task, cmd, arg));
+  if (!events.wants('syscall'))
+    return runSyscall(events, what, failNth, () => ioctl(file, task, cmd, arg));
   const info = ioctlInfo(file.fops.name, cmd);
   const before = info?.spec === undefined ? undefined : task.memory.read(arg, info.spec.size);
   const ret = runSyscall(events, what, failNth, () => ioctl(file, task, cmd, arg));

@@ -46,23 +46,44 @@ export type EmuEvent =
 
 export type EventListener = (event: EmuEvent) => void;
 
-export class EventBus {
-  private readonly listeners: EventListener[] = [];
+interface Subscription {
+  readonly listener: EventListener;
+  /** The kinds it receives; undefined for every kind. */
+  readonly kinds: ReadonlySet<EmuEvent['kind']> | undefined;
+}
 
-  subscribe(listener: EventListener): () => void {
-    this.listeners.push(listener);
+export class EventBus {
+  private readonly subscriptions: Subscription[] = [];
+
+  /**
+   * Calls `listener` for every event published, or only for those of the given kinds: a bus
+   * whose listeners want only logs lets publishers skip building the other events (wants()).
+   */
+  subscribe(listener: EventListener, kinds?: readonly EmuEvent['kind'][]): () => void {
+    const sub: Subscription = { listener, kinds: kinds === undefined ? undefined : new Set(kinds) };
+    this.subscriptions.push(sub);
     return () => {
-      const i = this.listeners.indexOf(listener);
-      if (i >= 0) this.listeners.splice(i, 1);
+      const i = this.subscriptions.indexOf(sub);
+      if (i >= 0) this.subscriptions.splice(i, 1);
     };
   }
 
   get active(): boolean {
-    return this.listeners.length > 0;
+    return this.subscriptions.length > 0;
+  }
+
+  /** Whether any listener receives events of `kind`: when not, publishing one is wasted work. */
+  wants(kind: EmuEvent['kind']): boolean {
+    for (const sub of this.subscriptions) {
+      if (sub.kinds === undefined || sub.kinds.has(kind)) return true;
+    }
+    return false;
   }
 
   publish(event: EmuEvent): void {
-    for (const listener of this.listeners) listener(event);
+    for (const sub of this.subscriptions) {
+      if (sub.kinds === undefined || sub.kinds.has(event.kind)) sub.listener(event);
+    }
   }
 
   log(level: 'info' | 'warn' | 'error' | 'bug', message: string): void {
