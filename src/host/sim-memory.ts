@@ -72,19 +72,25 @@ export class SimulatedMemory implements UserMemory {
 
   read(addr: bigint, length: number): Uint8Array | undefined {
     const out = new Uint8Array(length);
+    return this.readInto(addr, out) ? out : undefined;
+  }
+
+  readInto(addr: bigint, dst: Uint8Array): boolean {
+    const length = dst.length;
     let done = 0;
     while (done < length) {
       const at = addr + BigInt(done);
       const vma = this.findVma(at);
-      if (vma === undefined) return undefined;
+      if (vma === undefined) return false;
       const pageIndex = at / PAGE_SIZE;
       const offset = Number(at % PAGE_SIZE);
       const n = Math.min(length - done, Number(PAGE_SIZE) - offset);
       const page = vma.pages.get(pageIndex);
-      if (page !== undefined) out.set(page.subarray(offset, offset + n), done);
+      if (page !== undefined) dst.set(page.subarray(offset, offset + n), done);
+      else dst.fill(0, done, done + n);
       done += n;
     }
-    return out;
+    return true;
   }
 
   write(addr: bigint, data: Uint8Array): boolean {

@@ -22,6 +22,11 @@ export interface UserMemory {
   readonly mm: MmId;
   /** copy_from_user: the bytes, or undefined when any byte is not mapped (EFAULT). */
   read(addr: bigint, length: number): Uint8Array | undefined;
+  /**
+   * read() into the caller's buffer (all of it), for device DMA, which would otherwise copy
+   * every page twice. Optional: PhysMemory falls back to read().
+   */
+  readInto?(addr: bigint, dst: Uint8Array): boolean;
   /** copy_to_user: false when any byte is not mapped (EFAULT). Ignores PROT_READ, like FOLL_FORCE. */
   write(addr: bigint, data: Uint8Array): boolean;
   /** The VMA containing addr, or undefined for a hole. */

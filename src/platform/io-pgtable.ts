@@ -94,6 +94,8 @@ type Found =
   | { readonly leaf: false; readonly level: number };
 
 const ENTRIES = 512;
+/** An IOVA shifted by this is the index of the 2 MiB region one level-0 table maps. */
+const LEVEL0_REGION_SHIFT = 21n;
 
 function levelShift(level: number): bigint {
   return PAGE_SHIFT + 9n * BigInt(level);
@@ -130,6 +132,8 @@ export class IoPagetable {
   private readonly minPage: bigint;
   private mapped = 0n;
   private freed = false;
+  /** find()'s walk cache: a level-0 table and the RAM generation it was read in. */
+  private walkCache: { region: bigint; table: bigint; generation: number } | undefined;
 
   /**
    * Allocates the top-level table. Returns the table, -EINVAL for unsupported options, or
@@ -334,12 +338,25 @@ export class IoPagetable {
 
   private find(iova: bigint): Found {
     let table = this.root;
-    for (let level = this.levels - 1; level >= 0; level--) {
+    let level = this.levels - 1;
+    // A device streaming through a buffer walks the same upper levels page after page; like a
+    // paging-structure cache, start from the last level-0 table of this 2 MiB region, as long as
+    // no RAM (so no table entry) changed since it was read.
+    const region = iova >> LEVEL0_REGION_SHIFT;
+    if (
+      this.walkCache?.generation === this.phys.ramGeneration &&
+      this.walkCache.region === region
+    ) {
+      table = this.walkCache.table;
+      level = 0;
+    }
+    for (; level >= 0; level--) {
       const ptePa = table + BigInt(indexAt(iova, level) * 8);
       const pte = this.phys.readU64(ptePa);
       if ((pte & Pte.PRESENT) === 0n) return { leaf: false, level };
       if (isLeaf(pte, level)) return { leaf: true, level, tablePa: table, ptePa, pte };
       table = pte & Pte.ADDR_MASK;
+      if (level === 1) this.walkCache = { region, table, generation: this.phys.ramGeneration };
     }
     return { leaf: false, level: 0 };
   }

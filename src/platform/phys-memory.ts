@@ -103,6 +103,11 @@ export class PhysMemory {
     kernel: 0n,
   };
   private backing: FrameBacking | undefined;
+  /**
+   * Bumped by every write to simulated RAM (not to user pages) and every free: a cache of what
+   * RAM holds, such as an I/O page-table walk cache, is valid while this is unchanged.
+   */
+  ramGeneration = 0;
   private nextSingle: number;
   private lastSingle = -SINGLE_STRIDE;
 
@@ -183,6 +188,7 @@ export class PhysMemory {
    * is reported and nothing is freed (-EINVAL).
    */
   free(pfn: bigint, nframes = 1n): number {
+    this.ramGeneration++;
     if (pfn < LOW_RESERVED_FRAMES || nframes <= 0n || pfn + nframes > this.totalFrames) {
       this.events.log('bug', `phys: free of frames ${hex(pfn)}+${nframes} outside allocatable RAM`);
       return -Errno.EINVAL;
@@ -287,6 +293,7 @@ export class PhysMemory {
   writeU64(pa: bigint, value: bigint): void {
     const pfn = pa >> PAGE_SHIFT;
     if (pfn < this.totalFrames && this.code(Number(pfn)) !== purposeCode['user-page']) {
+      this.ramGeneration++;
       this.ramFrame(Number(pfn)).view.setBigUint64(Number(pa & 0xff8n), value, true);
       return;
     }
@@ -373,11 +380,18 @@ export class PhysMemory {
     if (pfn >= this.totalFrames) return;
     const page = this.userPageOf(pfn);
     if (page !== undefined) {
-      const data = page.mem.read(page.va + BigInt(off), dst.length);
-      if (data === undefined) {
-        this.events.log('error', `phys: read of ${page.mem.mm} page ${hex(page.va)} failed`);
+      const at = page.va + BigInt(off);
+      let ok: boolean;
+      if (page.mem.readInto !== undefined) {
+        ok = page.mem.readInto(at, dst);
       } else {
-        dst.set(data);
+        const data = page.mem.read(at, dst.length);
+        if (data !== undefined) dst.set(data);
+        ok = data !== undefined;
+      }
+      if (!ok) {
+        dst.fill(0);
+        this.events.log('error', `phys: read of ${page.mem.mm} page ${hex(page.va)} failed`);
       }
       return;
     }
@@ -393,6 +407,7 @@ export class PhysMemory {
       this.events.log('error', `phys: write to ${page.mem.mm} page ${hex(page.va)} failed`);
       return false;
     }
+    this.ramGeneration++;
     this.ramFrame(Number(pfn)).bytes.set(src, off);
     return true;
   }
