@@ -20,66 +20,12 @@ import { Errno } from '../uapi/errno.ts';
 import { noiommuDomainAllocator } from '../vfio/vfio-iommufd.ts';
 import { VfioSubsystem } from '../vfio/vfio-main.ts';
 import { CAP_DAC_OVERRIDE, capable } from './credentials.ts';
+import { DevFs } from './devfs.ts';
 import type { File } from './file.ts';
 import { addPciSysfs } from './pci-sysfs.ts';
-import { openAttr, type SysAttr, SysFs } from './sysfs.ts';
+import { type SysAttr, SysFs } from './sysfs.ts';
 import type { Task } from './task.ts';
-
-/** A character device node in the emulated /dev. */
-export interface CharDevNode {
-  readonly path: string;
-  readonly rdev: { major: number; minor: number };
-  /** Mode bits including S_IFCHR. */
-  readonly mode: number;
-  /** The driver's open(): a new File, or a negative errno. */
-  open(task: Task, flags: number): File | number;
-}
-
-export interface NodeStat {
-  readonly mode: number;
-  readonly rdev: { major: number; minor: number };
-}
-
-export class DevFs {
-  private readonly nodes = new Map<string, CharDevNode>();
-  /** Bumped by every add and remove (see SysFs.generation). */
-  generation = 0;
-
-  add(node: CharDevNode): void {
-    if (this.nodes.has(node.path)) throw new Error(`${node.path} registered twice`);
-    this.nodes.set(node.path, node);
-    this.generation++;
-  }
-
-  remove(path: string): void {
-    if (this.nodes.delete(path)) this.generation++;
-  }
-
-  lookup(path: string): CharDevNode | undefined {
-    return this.nodes.get(path);
-  }
-
-  /** Whether a path is one this emulator answers for (so the shim forwards it). */
-  owns(path: string): boolean {
-    return this.nodes.has(path);
-  }
-
-  paths(): string[] {
-    return [...this.nodes.keys()].sort();
-  }
-
-  open(task: Task, path: string, flags: number): File | number {
-    const node = this.nodes.get(path);
-    if (node === undefined) return -Errno.ENOENT;
-    return node.open(task, flags);
-  }
-
-  stat(path: string): NodeStat | number {
-    const node = this.nodes.get(path);
-    if (node === undefined) return -Errno.ENOENT;
-    return { mode: node.mode, rdev: node.rdev };
-  }
-}
+import { type Inode, Vfs } from './vfs.ts';
 
 export interface KernelOptions {
   /** vfio.enable_unsafe_noiommu_mode at boot (overrides the platform's setting when given). */
@@ -95,6 +41,8 @@ export interface KernelOptions {
 export class Kernel {
   readonly devfs = new DevFs();
   readonly sysfs = new SysFs();
+  /** Path walks over devfs, sysfs and the files made up on lookup (procfs, debugfs). */
+  readonly vfs = new Vfs(this.devfs, this.sysfs, (task, path) => this.madeUpFile(task, path));
   readonly events = new EventBus();
   readonly machine: Machine;
   readonly iommufd: IommufdSubsystem;
@@ -216,23 +164,30 @@ export class Kernel {
   }
 
   /**
-   * /proc/<pid>/task/<tid>/fail-nth (and the /proc/self and /proc/thread-self spellings):
+   * The procfs and debugfs files the kernel makes up when they are looked up: /proc/self and
+   * /proc/thread-self (links to the caller's own directories), /proc/<pid>[/task/<tid>] and
+   * their fail-nth, and the debugfs fault-injection directories and knobs.
+   */
+  private madeUpFile(task: Task, path: string): Inode | undefined {
+    const { pid, tid } = task.creds;
+    if (path === '/proc/self') return { kind: 'link', target: `${pid}` };
+    if (path === '/proc/thread-self') return { kind: 'link', target: `${pid}/task/${tid}` };
+    if (PROC_TASK_DIR.test(path) || path === '/sys/kernel/debug') return { kind: 'dir' };
+    if (DEBUGFS_DIR.test(path)) return { kind: 'dir' };
+    const attr = this.failNthAttr(path) ?? this.debugfsAttr(path);
+    return attr === undefined ? undefined : { kind: 'attr', attr };
+  }
+
+  /**
+   * /proc/<pid>/task/<tid>/fail-nth (and /proc/<pid>/fail-nth, the thread group leader's):
    * write N to fail the Nth injection point that task reaches; reads give what is left, 0 once
    * it fired.
    */
-  private failNthAttr(task: Task, path: string): SysAttr | undefined {
-    let pid: number;
-    let tid: number;
-    const m = /^\/proc\/(self|\d+)\/task\/(\d+)\/fail-nth$/.exec(path);
-    if (m !== null) {
-      pid = m[1] === 'self' ? task.creds.pid : Number(m[1]);
-      tid = Number(m[2]);
-    } else if (path === '/proc/thread-self/fail-nth' || path === '/proc/self/fail-nth') {
-      pid = task.creds.pid;
-      tid = path === '/proc/self/fail-nth' ? task.creds.pid : task.creds.tid;
-    } else {
-      return undefined;
-    }
+  private failNthAttr(path: string): SysAttr | undefined {
+    const m = /^\/proc\/(\d+)(?:\/task\/(\d+))?\/fail-nth$/.exec(path);
+    if (m === null) return undefined;
+    const pid = Number(m[1]);
+    const tid = m[2] === undefined ? pid : Number(m[2]);
     return {
       kind: 'attr',
       path,
@@ -292,16 +247,8 @@ export class Kernel {
 
   /** open(2) of an emulated path: a new File, or a negative errno (-ENOENT if not ours). */
   open(task: Task, path: string, flags: number): File | number {
-    const file = this.devfs.open(task, path, flags);
-    if (file !== -Errno.ENOENT) return file;
-    const dynamic = this.failNthAttr(task, path) ?? this.debugfsAttr(path);
-    if (dynamic !== undefined) return openAttr(dynamic, flags);
-    return this.sysfs.open(task, path, flags);
-  }
-
-  /** stat(2) of an emulated device node. */
-  stat(path: string): NodeStat | number {
-    return this.devfs.stat(path);
+    const opened = this.vfs.open(task, path, flags);
+    return typeof opened === 'number' ? opened : opened.file;
   }
 
   /**
@@ -333,6 +280,9 @@ export class Kernel {
 
 const DEBUGFS_DIRS = ['failslab', 'fail_page_alloc', 'fail_iommufd', 'fail_usercopy'];
 const DEBUGFS_KNOB = new RegExp(`^/sys/kernel/debug/(${DEBUGFS_DIRS.join('|')})/([a-z-]+)$`);
+const DEBUGFS_DIR = new RegExp(`^/sys/kernel/debug/(${DEBUGFS_DIRS.join('|')})$`);
+/** /proc/<pid>, /proc/<pid>/task and /proc/<pid>/task/<tid>. */
+const PROC_TASK_DIR = /^\/proc\/\d+(\/task(\/\d+)?)?$/;
 
 /** kstrtouint(): decimal, 0x hex or 0 octal, with an optional trailing newline. */
 function parseUint(text: string): number | undefined {

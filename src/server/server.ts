@@ -15,12 +15,13 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FailNth } from '../fault/fault.ts';
 import type { Credentials } from '../host/credentials.ts';
-import { File, type FileOperations, S_IFCHR } from '../host/file.ts';
+import type { File, FileOperations } from '../host/file.ts';
 import type { Kernel } from '../host/kernel.ts';
 import { CallMemory, ProcMemory } from '../host/proc-memory.ts';
 import { runSyscall } from '../host/syscall.ts';
 import type { EventfdRef, FdResolver, Task } from '../host/task.ts';
 import type { UserMemory } from '../host/user-memory.ts';
+import { isDirectoryFile, S_IFMT, S_IFREG } from '../host/vfs.ts';
 import { Errno, errnoName } from '../uapi/errno.ts';
 import {
   describeIo,
@@ -102,18 +103,11 @@ export async function startServer(
   return server;
 }
 
-const ELOOP = 40;
 const EPROTO = 71;
 const MAX_ERRNO = 4095;
 /** How often memory views of finished processes are looked for. */
 const SWEEP_MS = 5000;
 const PAGE_SIZE = 4096n;
-const S_IFDIR = 0o040000;
-const S_IFREG = 0o100000;
-const S_IFLNK = 0o120000;
-const S_IFMT = 0o170000;
-/** Symlinks followed in one path walk before ELOOP (the kernel's MAXSYMLINKS). */
-const MAX_SYMLINKS = 40;
 const POLLIN = 0x1;
 const POLLOUT = 0x4;
 const POLLERR = 0x8;
@@ -122,7 +116,7 @@ const POLLRDNORM = 0x40;
 const POLLWRNORM = 0x100;
 /** What poll reports for a file without a poll operation (the kernel's DEFAULT_POLLMASK). */
 const DEFAULT_POLLMASK = POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM;
-const { O_CREAT, O_EXCL, O_DIRECTORY, O_RDONLY, O_WRONLY } = fs.constants;
+const { O_WRONLY } = fs.constants;
 
 /** FileOperations may gain a poll operation; until then every file polls as DEFAULT_POLLMASK. */
 type MaybePollable = FileOperations & { poll?(file: File, task: Task): number };
@@ -615,45 +609,39 @@ class Server implements EmuServer {
     }
     conn.kind = 'object';
     const flags = Number(req.a0 & 0xffffffffn);
-    const resolved = this.resolvePath(path, true);
     const { memory, done } = this.memoryFor(req.creds);
     const task = this.task(req.creds, memory);
-    const node = typeof resolved === 'number' ? resolved : this.statPath(task, resolved);
     let ret: number;
     let extra: ReplyExtra = {};
     let snapshot: Uint8Array | undefined;
-    if (typeof resolved === 'number') ret = resolved;
-    else if (typeof node !== 'number' && (flags & (O_CREAT | O_EXCL)) === (O_CREAT | O_EXCL)) {
-      ret = -Errno.EEXIST;
-    } else if (typeof node !== 'number' && (node.mode & S_IFMT) === S_IFDIR) {
+    const opened = this.guarded(`open ${path}`, req.creds, () =>
+      this.kernel.vfs.open(task, path, flags),
+    );
+    if (typeof opened === 'object' && isDirectoryFile(opened.file)) {
       // Directories are the testbed's: the shim opens them there (readdir, fchdir, openat).
+      opened.file.put();
       ret = -Errno.EISDIR;
-    } else if (typeof node !== 'number' && (flags & O_DIRECTORY) !== 0) {
-      ret = -Errno.ENOTDIR;
+    } else if (typeof opened === 'object') {
+      const { file, stat } = opened;
+      // Named as /proc/<pid>/fd names it: the path with its links resolved.
+      const object: OpenObject = {
+        id: this.nextObjectId++,
+        file,
+        path: opened.path,
+        mode: stat.mode,
+        ino: req.a1,
+        pos: 0n,
+        released: false,
+        creds: req.creds,
+      };
+      this.objects.set(object.id, object);
+      this.byIno.set(object.ino, object);
+      conn.object = object;
+      ret = object.id;
+      extra = { v0: BigInt(object.mode), v1: encodeRdev(file.rdev) };
+      snapshot = this.snapshot(object, flags, task);
     } else {
-      const opened = this.guarded(`open ${path}`, req.creds, () =>
-        this.kernel.open(task, resolved, flags),
-      );
-      if (opened instanceof File) {
-        const object: OpenObject = {
-          id: this.nextObjectId++,
-          file: opened,
-          path: resolved,
-          mode: typeof node === 'number' ? S_IFCHR | 0o600 : node.mode,
-          ino: req.a1,
-          pos: 0n,
-          released: false,
-          creds: req.creds,
-        };
-        this.objects.set(object.id, object);
-        this.byIno.set(object.ino, object);
-        conn.object = object;
-        ret = object.id;
-        extra = { v0: BigInt(object.mode), v1: encodeRdev(opened.rdev) };
-        snapshot = this.snapshot(object, flags, task);
-      } else {
-        ret = this.result(`open ${path}`, opened, -1);
-      }
+      ret = this.result(`open ${path}`, opened, -1);
     }
     done();
     // A directory is opened in the testbed by the shim (EISDIR here): not a call on a file.
@@ -899,68 +887,12 @@ class Server implements EmuServer {
       this.protocolError(conn, 'STAT without a path');
       return;
     }
-    const resolved = this.resolvePath(path, (req.flags & ReqFlag.NOFOLLOW) === 0);
-    let node: PathStat | number;
-    if (typeof resolved === 'number') node = resolved;
-    else {
-      const { memory, done } = this.memoryFor(req.creds);
-      node = this.statPath(this.task(req.creds, memory), resolved);
-      done();
-    }
+    const { memory, done } = this.memoryFor(req.creds);
+    const task = this.task(req.creds, memory);
+    const node = this.kernel.vfs.stat(task, path, (req.flags & ReqFlag.NOFOLLOW) === 0);
+    done();
     if (typeof node === 'number') this.reply(conn, req, node);
-    else this.reply(conn, req, 0, { v0: BigInt(node.mode), v1: node.rdev });
-  }
-
-  /**
-   * namei() over the emulated tree: follows sysfs symlinks in every component (and in the last
-   * one when followLast). The path, or -ELOOP.
-   */
-  private resolvePath(path: string, followLast: boolean): string | number {
-    let parts = path.split('/').filter((p) => p !== '' && p !== '.');
-    let done: string[] = [];
-    let links = 0;
-    while (parts.length > 0) {
-      const part = parts.shift()!;
-      if (part === '..') {
-        done.pop();
-        continue;
-      }
-      const here = `/${[...done, part].join('/')}`;
-      const entry = this.kernel.sysfs.lookup(here);
-      if (entry?.kind === 'link' && (parts.length > 0 || followLast)) {
-        if (++links > MAX_SYMLINKS) return -ELOOP;
-        const target = entry.target.split('/').filter((p) => p !== '' && p !== '.');
-        if (entry.target.startsWith('/')) done = [];
-        parts = [...target, ...parts];
-        continue;
-      }
-      done.push(part);
-    }
-    return `/${done.join('/')}`;
-  }
-
-  /** stat() of a resolved emulated path: device node, sysfs file or link, or implied directory. */
-  private statPath(task: Task, path: string): PathStat | number {
-    const node = this.kernel.stat(path);
-    if (typeof node !== 'number') return { mode: node.mode, rdev: encodeRdev(node.rdev) };
-    const entry = this.kernel.sysfs.lookup(path);
-    if (entry?.kind === 'attr') return { mode: S_IFREG | entry.mode, rdev: 0n };
-    if (entry?.kind === 'link') return { mode: S_IFLNK | 0o777, rdev: 0n };
-    if (this.isDirectory(path)) return { mode: S_IFDIR | 0o755, rdev: 0n };
-    // Files the kernel makes up on lookup (fail-nth, debugfs knobs): openable means present.
-    const probe = runSyscall(this.kernel.events, `stat ${path}`, undefined, () =>
-      this.kernel.open(task, path, O_RDONLY),
-    );
-    if (probe instanceof File) {
-      probe.put();
-      return { mode: S_IFREG | 0o644, rdev: 0n };
-    }
-    return -Errno.ENOENT;
-  }
-
-  /** The directories that hold emulated files (/dev/vfio, /sys/bus/pci/devices...). */
-  private isDirectory(path: string): boolean {
-    return this.testbed.isDirectory(path);
+    else this.reply(conn, req, 0, { v0: BigInt(node.mode), v1: encodeRdev(node.rdev) });
   }
 
   /**
@@ -1059,12 +991,6 @@ class Server implements EmuServer {
     done();
     this.reply(conn, req, 0, { payload: encodeU32s(revents) });
   }
-}
-
-interface PathStat {
-  readonly mode: number;
-  /** On the wire: major << 32 | minor. */
-  readonly rdev: bigint;
 }
 
 interface FdAddon {

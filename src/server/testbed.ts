@@ -77,12 +77,6 @@ export class Testbed {
     }
   }
 
-  /** Whether an emulated path is a directory of the tree (after sync). */
-  isDirectory(p: string): boolean {
-    this.sync();
-    return p === '/' || this.current.get(p)?.kind === 'dir';
-  }
-
   /** Removes the tree. */
   remove(): void {
     fs.rmSync(this.root, { recursive: true, force: true });
