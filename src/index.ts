@@ -7,10 +7,10 @@
  * const fd = proc.open('/dev/iommu');
  * ```
  */
-import { Kernel, type KernelOptions } from './host/kernel.ts';
+import { Kernel, type KernelOptions } from './boot/kernel.ts';
 import { SimProcess, type SimProcessOptions } from './host/sim-process.ts';
 
-export { Kernel, type KernelOptions } from './host/kernel.ts';
+export { Kernel, type KernelOptions } from './boot/kernel.ts';
 export { SimulatedMemory } from './host/sim-memory.ts';
 export { SimProcess, type SimProcessOptions } from './host/sim-process.ts';
 export { Errno, errnoName } from './uapi/errno.ts';

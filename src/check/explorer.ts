@@ -10,9 +10,9 @@
  * (where the kernel promises that). Failures shrink to a minimal sequence; the seed is printed.
  */
 import fc from 'fast-check';
+import { Kernel } from '../boot/kernel.ts';
 import { activeMutant } from '../fault/mutant.ts';
 import { CAP_FULL_SET, CAP_IPC_LOCK } from '../host/credentials.ts';
-import { Kernel } from '../host/kernel.ts';
 import { SimProcess } from '../host/sim-process.ts';
 import type { IommufdDevice } from '../iommufd/device.ts';
 import { HwptPaging } from '../iommufd/hw-pagetable.ts';

@@ -16,7 +16,7 @@
  *
  * `checkInvariants(kernel)` returns one line per broken invariant, empty when all is well.
  */
-import type { Kernel } from '../host/kernel.ts';
+import type { Kernel } from '../boot/kernel.ts';
 import { IommufdDevice, type IommufdGroup } from '../iommufd/device.ts';
 import { HwptPaging, type IommuDomain } from '../iommufd/hw-pagetable.ts';
 import type { IoptArea } from '../iommufd/io-pagetable.ts';

@@ -14,9 +14,10 @@
  * later step can sweep a program run through the shim (arm /proc/<pid>/task/<tid>/fail-nth, run
  * the command, read its exit status) with the same loop.
  */
+
+import { Kernel } from '../boot/kernel.ts';
 import type { FaultSite } from '../fault/fault.ts';
 import { activeMutant } from '../fault/mutant.ts';
-import { Kernel } from '../host/kernel.ts';
 import { errnoName } from '../uapi/errno.ts';
 import * as ioctl from '../uapi/ioctl.ts';
 import { checkInvariants } from './invariants.ts';

@@ -12,9 +12,9 @@ import {
   type StructSpec,
   writeFields,
 } from '../uapi/struct.ts';
+import type { KernelCore } from './core.ts';
 import { CAP_FULL_SET, type Credentials } from './credentials.ts';
 import { File, type FileOperations } from './file.ts';
-import type { Kernel } from './kernel.ts';
 import { SimulatedMemory } from './sim-memory.ts';
 import { runSyscall, tracedIoctl } from './syscall.ts';
 import type { Task } from './task.ts';
@@ -38,7 +38,7 @@ export interface SimProcessOptions {
 }
 
 export class SimProcess {
-  readonly kernel: Kernel;
+  readonly kernel: KernelCore;
   readonly pid: number;
   readonly memory: SimulatedMemory;
   uid: number;
@@ -50,7 +50,7 @@ export class SimProcess {
   private static readonly stats = new WeakMap<File, Stat>();
   private exited = false;
 
-  constructor(kernel: Kernel, options: SimProcessOptions = {}, memory?: SimulatedMemory) {
+  constructor(kernel: KernelCore, options: SimProcessOptions = {}, memory?: SimulatedMemory) {
     this.kernel = kernel;
     this.pid = nextPid++;
     this.memory = memory ?? new SimulatedMemory();

@@ -3,8 +3,9 @@
  * caller's credentials of that moment, its memory, its fd table), the syscall boundary (fail-nth
  * current, an exception becomes EIO), result checks and the trace.
  */
+
+import type { Kernel } from '../boot/kernel.ts';
 import type { Credentials } from '../host/credentials.ts';
-import type { Kernel } from '../host/kernel.ts';
 import { runSyscall } from '../host/syscall.ts';
 import type { Task } from '../host/task.ts';
 import type { UserMemory } from '../host/user-memory.ts';

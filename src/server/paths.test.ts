@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { Kernel } from '../host/kernel.ts';
+import { Kernel } from '../boot/kernel.ts';
 import { SimProcess } from '../host/sim-process.ts';
 import { MAXSYMLINKS } from '../host/vfs.ts';
 import { type EmuServer, startServer } from './server.ts';

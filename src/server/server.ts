@@ -10,8 +10,8 @@
  */
 import * as fs from 'node:fs';
 import * as net from 'node:net';
+import type { Kernel } from '../boot/kernel.ts';
 import type { FailNth } from '../fault/fault.ts';
-import type { Kernel } from '../host/kernel.ts';
 import type { ServerState } from './call.ts';
 import { ClientFiles } from './client-fds.ts';
 import { ClientMemories } from './client-memory.ts';

@@ -10,7 +10,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { Kernel } from '../host/kernel.ts';
+import type { Kernel } from '../boot/kernel.ts';
 
 type Node =
   | { readonly kind: 'dir' }
