@@ -1233,8 +1233,6 @@ export interface ExploreOptions {
   readonly faults?: boolean;
   /** The longest sequence (default 40). */
   readonly maxCommands?: number;
-  /** Keep the emulator's own stderr bug reports out of the output (default true). */
-  readonly quiet?: boolean;
 }
 
 export interface ExploreReport {
@@ -1277,19 +1275,11 @@ export function explore(options: ExploreOptions = {}): ExploreReport {
       }
     },
   );
-  const stderr = process.stderr;
-  const original = stderr.write;
-  if (options.quiet ?? true) stderr.write = (() => true) as typeof stderr.write;
-  let details: fc.RunDetails<[Iterable<fc.Command<Model, Real>>]>;
-  try {
-    details = fc.check(property, {
-      seed,
-      numRuns: runs,
-      ...(options.path === undefined ? {} : { path: options.path }),
-    });
-  } finally {
-    stderr.write = original;
-  }
+  const details = fc.check(property, {
+    seed,
+    numRuns: runs,
+    ...(options.path === undefined ? {} : { path: options.path }),
+  });
   const mutant = activeMutant();
   const base =
     `iommufd-emu check --explore --seed ${seed} --runs ${runs}` +

@@ -105,8 +105,6 @@ export interface SweepTarget {
 export interface ScenarioTargetOptions {
   /** Check the invariants after every call, not only at teardown (default true). */
   readonly checkEveryCall?: boolean;
-  /** Keep the emulator's own stderr bug reports out of the output (default true). */
-  readonly quiet?: boolean;
 }
 
 /**
@@ -138,16 +136,6 @@ export function scenarioReplay(name: string, nth: number | undefined): string {
     (nth === undefined ? '' : ` --nth ${nth}`) +
     (mutant === undefined ? '' : ` --mutant ${mutant}`)
   );
-}
-
-/** Silences process.stderr until the returned function is called. */
-function muffleStderr(): () => void {
-  const stderr = process.stderr;
-  const original = stderr.write;
-  stderr.write = (() => true) as typeof stderr.write;
-  return () => {
-    stderr.write = original;
-  };
 }
 
 function firstLines(text: string, n: number): string {
@@ -235,7 +223,6 @@ export function scenarioTarget(
   options: ScenarioTargetOptions = {},
 ): SweepTarget {
   const checkEveryCall = options.checkEveryCall ?? true;
-  const quiet = options.quiet ?? true;
   let baseline: readonly CallRecord[] | undefined;
 
   const run = async (nth: number | undefined): Promise<RunResult> => {
@@ -254,7 +241,6 @@ export function scenarioTarget(
       });
     };
 
-    const restore = quiet ? muffleStderr() : () => {};
     const kernel = new Kernel(scenario.kernelOptions ?? {});
     const bugs: string[] = [];
     const unsubscribe = kernel.events.subscribe((event) => {
@@ -343,7 +329,6 @@ export function scenarioTarget(
     } finally {
       unsubscribe();
       kernel.shutdown();
-      restore();
     }
     return {
       nth,

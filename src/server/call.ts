@@ -65,10 +65,10 @@ export function checkResult(s: ServerState, what: string, value: unknown, max: n
   return value;
 }
 
+/** A handler broke its contract: a 'bug' event (the CLI prints it), and the call fails. */
 export function reportBug(s: ServerState, what: string, err: unknown): void {
   const text = err instanceof Error ? (err.stack ?? err.message) : String(err);
-  s.kernel.events.log('bug', `${what}: ${text}`);
-  process.stderr.write(`iommufd-emu: emulator bug in ${what}; the call fails with EIO\n${text}\n`);
+  s.kernel.events.log('bug', `emulator bug in ${what}; the call fails with EIO: ${text}`);
 }
 
 /** Publishes a served call for the trace. */
