@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { Kernel } from '../boot/kernel.ts';
 import { SimProcess } from '../host/sim-process.ts';
 import { MAXSYMLINKS } from '../host/vfs.ts';
+import { Errno } from '../uapi/errno.ts';
 import { type EmuServer, startServer } from './server.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -193,6 +194,24 @@ describe('one table of paths through SimProcess and through the shim', () => {
 
   test('every row gives the same answer both ways', async () => {
     await compare(ROWS);
+  });
+
+  test('the kernel walks "..", "." and a trailing "/" (what the shim rows above should give)', () => {
+    const proc = new SimProcess(kernel, { uid: 0 });
+    // ".." from the link's target directory, not from /sys/class/vfio-dev.
+    assert.equal(proc.open('/sys/class/vfio-dev/vfio0/../vfio1/dev', O_RDONLY), -Errno.ENOENT);
+    const vendor = proc.stat('/sys/class/vfio-dev/vfio0/../../vendor');
+    assert.ok(typeof vendor === 'object' && vendor.mode === 0o100444);
+    const up = proc.stat('/sys/class/vfio-dev/vfio0/../../driver');
+    assert.ok(typeof up === 'object' && (up.mode & 0o170000) === 0o040000);
+    // A trailing "/" demands a directory, and makes lstat follow the link.
+    assert.equal(proc.open('/dev/iommu/', O_RDWR), -Errno.ENOTDIR);
+    assert.equal(proc.stat(`${PARAM}/`), -Errno.ENOTDIR);
+    assert.equal(proc.stat('/dev/vfio/nonexistent/'), -Errno.ENOENT);
+    const link = proc.lstat('/sys/class/vfio-dev/vfio0/');
+    assert.ok(typeof link === 'object' && (link.mode & 0o170000) === 0o040000);
+    assert.ok(proc.open('/dev/vfio/./devices/../vfio', O_RDWR) >= 0);
+    proc.exit();
   });
 
   test('paths the shim normalises before asking', {
