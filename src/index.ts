@@ -13,6 +13,7 @@ import { SimProcess, type SimProcessOptions } from './host/sim-process.ts';
 export { Kernel, type KernelOptions } from './boot/kernel.ts';
 export { SimulatedMemory } from './host/sim-memory.ts';
 export { SimProcess, type SimProcessOptions } from './host/sim-process.ts';
+export type { Stat } from './host/vfs.ts';
 export { Errno, errnoName } from './uapi/errno.ts';
 export * as ioctl from './uapi/ioctl.ts';
 export * as iommufd from './uapi/iommufd.ts';
