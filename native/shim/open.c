@@ -164,6 +164,8 @@ static void after_dup_to(int oldfd, int newfd, int had_new, const struct fdent *
 	fd_forget(newfd);
 	if (fd_lookup(oldfd, &e))
 		fd_remember(newfd, &e);
+	else if (fd_kind_of(oldfd) == FD_FOREIGN)
+		fd_remember_foreign(newfd);
 	if (had_new)
 		fd_close_barrier(prev->obj);
 	errno = err;

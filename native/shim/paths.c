@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -32,6 +33,21 @@ static int prefixes_loaded(void)
 	return __atomic_load_n(&prefix_state, __ATOMIC_ACQUIRE) == PREFIXES_LOADED;
 }
 
+/* Another thread is storing the prefixes: a few copies, with all its signals blocked. */
+static void wait_stored(void)
+{
+	while (__atomic_load_n(&prefix_state, __ATOMIC_ACQUIRE) == PREFIXES_STORING)
+		sched_yield();
+}
+
+void paths_after_fork(void)
+{
+	int storing = PREFIXES_STORING;
+	/* The thread that was storing them does not exist in the child: store them again. */
+	__atomic_compare_exchange_n(&prefix_state, &storing, PREFIXES_NONE, 0, __ATOMIC_RELAXED,
+				    __ATOMIC_RELAXED);
+}
+
 void paths_store_hello(const unsigned char *p, size_t n)
 {
 	int expected = PREFIXES_NONE;
@@ -40,8 +56,10 @@ void paths_store_hello(const unsigned char *p, size_t n)
 
 	/* Every HELLO of the process says the same: only the first is stored. */
 	if (!__atomic_compare_exchange_n(&prefix_state, &expected, PREFIXES_STORING, 0,
-					 __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+					 __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+		wait_stored();
 		return;
+	}
 	rlen = strnlen((const char *)p, n);
 	if (rlen < n && rlen < sizeof tb_root && rlen > 1 && p[0] == '/') {
 		memcpy(tb_root, p, rlen + 1);
@@ -67,8 +85,10 @@ void paths_store_hello(const unsigned char *p, size_t n)
 
 void paths_load(void)
 {
-	if (!prefixes_loaded())
-		transport_hello();
+	if (prefixes_loaded())
+		return;
+	transport_hello();
+	wait_stored(); /* this thread's transport may be older than another thread's HELLO */
 }
 
 const char *testbed_root(size_t *len)

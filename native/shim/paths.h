@@ -10,6 +10,8 @@
 
 /* HELLO's payload: the testbed root, then the prefixes. Stored once per process. */
 void paths_store_hello(const unsigned char *payload, size_t n);
+/* In a fork child: prefixes another thread was storing at the fork are not there. */
+void paths_after_fork(void);
 /* Fetches the prefixes once per process (any transport's HELLO stores them). */
 void paths_load(void);
 /* Whether path (relative to dirfd) is one the emulator answers for; fills abs if so. errno is

@@ -88,6 +88,7 @@ static void atfork_child(void)
 {
 	__atomic_store_n(&mm_base, random64(), __ATOMIC_RELAXED);
 	__atomic_store_n(&owner_pid, getpid(), __ATOMIC_RELEASE);
+	paths_after_fork();
 }
 
 static void init_fn(void)
