@@ -100,7 +100,12 @@ function ensureShim(): string {
   const native = nativeDir();
   const shim = path.join(native, 'build', SHIM_NAME);
   const addon = path.join(native, 'build', ADDON_NAME);
-  const shimSources = ['shim/shim.c', 'shim/protocol.h'].map((f) => path.join(native, f));
+  // The shim's units: every .c and .h in native/shim (not its tests).
+  const shimDir = path.join(native, 'shim');
+  const shimSources = fs
+    .readdirSync(shimDir)
+    .filter((f) => f.endsWith('.c') || f.endsWith('.h'))
+    .map((f) => path.join(shimDir, f));
   const shimStale = outdated(shim, shimSources);
   if (shimStale || outdated(addon, [path.join(native, 'addon', 'fd.c')])) {
     // Without Node's headers the addon is skipped (the Makefile says so); the shim is required.
