@@ -14,10 +14,11 @@
  * count. Pinning 64 GiB of 1 GiB hugepages is 64 extents; only 4K pages, whose frames are scattered,
  * cost one extent each, as they cost the kernel one struct page each.
  */
-import type { MmId, UserMemory, Vma } from '../host/user-memory.ts';
+
 import { Errno } from '../uapi/errno.ts';
 import type { FrameBacking, PhysMemory } from './phys-memory.ts';
 import { alignDown, hex, isAligned, PAGE_SHIFT, PAGE_SIZE, U64_MAX } from './sizes.ts';
+import type { MmId, UserMemory, Vma } from './user-memory.ts';
 
 /** A maximal run of pinned pages that is contiguous both virtually and physically. */
 export interface PinnedRun {
