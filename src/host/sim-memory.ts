@@ -86,7 +86,8 @@ export class SimulatedMemory implements UserMemory {
       const offset = Number(at % PAGE_SIZE);
       const n = Math.min(length - done, Number(PAGE_SIZE) - offset);
       const page = vma.pages.get(pageIndex);
-      if (page !== undefined) dst.set(page.subarray(offset, offset + n), done);
+      if (page !== undefined)
+        dst.set(n === page.length ? page : page.subarray(offset, offset + n), done);
       else dst.fill(0, done, done + n);
       done += n;
     }

@@ -77,7 +77,9 @@ export class IommuDmaPort implements DmaPort {
     const out = new Uint8Array(length);
     let done = 0;
     for (const seg of segments) {
-      this.phys.readInto(seg.pa, out.subarray(done, done + seg.length));
+      // No view when one segment is the whole transfer (a page-sized DMA): views cost an object.
+      const dst = seg.length === length ? out : out.subarray(done, done + seg.length);
+      this.phys.readInto(seg.pa, dst);
       done += seg.length;
     }
     return out;

@@ -97,12 +97,19 @@ const ENTRIES = 512;
 /** An IOVA shifted by this is the index of the 2 MiB region one level-0 table maps. */
 const LEVEL0_REGION_SHIFT = 21n;
 
+/** Shift and size of what one entry at each level maps; index 6 is the span of a 6-level table. */
+const LEVEL_SHIFTS: readonly bigint[] = [0, 1, 2, 3, 4, 5, 6].map(
+  (l) => PAGE_SHIFT + 9n * BigInt(l),
+);
+const LEVEL_SIZES: readonly bigint[] = LEVEL_SHIFTS.map((shift) => 1n << shift);
+
+// Tables, not arithmetic: every bigint operation allocates, and these run per level per walk.
 function levelShift(level: number): bigint {
-  return PAGE_SHIFT + 9n * BigInt(level);
+  return LEVEL_SHIFTS[level]!;
 }
 
 function levelSize(level: number): bigint {
-  return 1n << levelShift(level);
+  return LEVEL_SIZES[level]!;
 }
 
 function indexAt(iova: bigint, level: number): number {

@@ -256,7 +256,7 @@ export class PhysMemory {
       const cur = pa + BigInt(done);
       const off = Number(cur & (PAGE_SIZE - 1n));
       const n = Math.min(length - done, FRAME_BYTES - off);
-      this.readFrame(cur >> PAGE_SHIFT, off, dst.subarray(done, done + n));
+      this.readFrame(cur >> PAGE_SHIFT, off, n === length ? dst : dst.subarray(done, done + n));
       done += n;
     }
   }
