@@ -6,6 +6,7 @@
 
 import { FailNth } from '../fault/fault.ts';
 import { IommuSubsystem } from '../iommu/iommu.ts';
+import { MockBus } from '../iommu/mock-driver.ts';
 import { unitIommuOps } from '../iommu/unit-driver.ts';
 import { Accounting } from '../iommufd/accounting.ts';
 import { IommufdSubsystem } from '../iommufd/main.ts';
@@ -128,8 +129,13 @@ export class Kernel {
       unpin: (mem, va, npages) => {
         pinned.unpin(mem.mm, va, npages);
       },
+      lookup: (mem, va) => {
+        const pfn = pinned.lookup(mem.mm, va);
+        return pfn === undefined ? undefined : { pfn, pins: pinned.frameOwner(pfn)?.pins ?? 0 };
+      },
     };
     this.iommufd = new IommufdSubsystem(this.events, new Accounting(), pinner);
+    if (this.machine.iommufdTest) this.iommufd.mockBus = new MockBus(this.iommu, this.machine);
     this.devfs.add(this.iommufd.devNode());
     // iommufd provides the VFIO container (CONFIG_IOMMUFD_VFIO_CONTAINER).
     this.devfs.add(this.iommufd.vfioDevNode());

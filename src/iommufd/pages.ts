@@ -45,6 +45,8 @@ export interface PinnedRun {
 export interface PagePinner {
   pin(mem: UserMemory, va: bigint, npages: bigint, write: boolean): PinnedRun[] | number;
   unpin(mem: UserMemory, va: bigint, npages: bigint): void;
+  /** The frame of a pinned page and its pin count (the test interface's checks); undefined if unpinned. */
+  lookup(mem: UserMemory, va: bigint): { readonly pfn: bigint; readonly pins: number } | undefined;
 }
 
 /** The slice of a pages object an area maps. */
@@ -118,22 +120,40 @@ export class IoptPages {
 
   /** Pages of [start, last] not covered by any filled range other than `except`. */
   uncoveredPages(start: bigint, last: bigint, except: AreaPagesRange): bigint {
-    const others = [...this.filledRanges].filter((r) => r !== except);
     let count = 0n;
-    // Areas of one pages object are few, so a sweep over sorted cut points is enough.
+    for (const seg of this.segments(start, last, except)) {
+      if (!seg.covered) count += seg.last - seg.start + 1n;
+    }
+    return count;
+  }
+
+  /**
+   * [start, last] cut into the runs covered by some filled range other than `except` and the runs
+   * that are not. Areas of one pages object are few, so a sweep over sorted cut points is enough.
+   */
+  segments(start: bigint, last: bigint, except: AreaPagesRange): PageSegment[] {
+    const others = [...this.filledRanges].filter((r) => r !== except);
     const cuts = new Set<bigint>([start, last + 1n]);
     for (const r of others) {
       if (r.startIndex > start && r.startIndex <= last) cuts.add(r.startIndex);
       if (r.lastIndex + 1n > start && r.lastIndex + 1n <= last) cuts.add(r.lastIndex + 1n);
     }
     const points = [...cuts].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    const out: PageSegment[] = [];
     for (let i = 0; i + 1 < points.length; i++) {
       const s = points[i]!;
       const covered = others.some((r) => r.startIndex <= s && r.lastIndex >= s);
-      if (!covered) count += points[i + 1]! - s;
+      out.push({ start: s, last: points[i + 1]! - 1n, covered });
     }
-    return count;
+    return out;
   }
+}
+
+/** A run of page indexes of a pages object, and whether another filled range holds it. */
+export interface PageSegment {
+  readonly start: bigint;
+  readonly last: bigint;
+  readonly covered: boolean;
 }
 
 /** The source fields iopt_alloc_pages() records: who is charged, from which mm. */
@@ -222,11 +242,18 @@ export function ioptPagesPin(
   if (shouldFail('pin-pages')) return -Errno.ENOMEM;
   const runs = pinner.pin(pages.memory, va, npages, pages.writable);
   if (typeof runs === 'number') return runs;
+  const segments = pages.segments(range.startIndex, range.lastIndex, range);
   const fresh = pages.uncoveredPages(range.startIndex, range.lastIndex, range);
   const rc = accounting.charge(pages.accountMode, pages.owner, fresh);
   if (rc < 0) {
     pinner.unpin(pages.memory, va, npages);
     return rc;
+  }
+  // A pages object pins each page once: where another area already holds a page, the pin just
+  // taken (only to learn the PFNs) is dropped again.
+  for (const seg of segments) {
+    if (seg.covered)
+      pinner.unpin(pages.memory, pageVa(pages, seg.start), seg.last - seg.start + 1n);
   }
   pages.npinned += fresh;
   pages.filledRanges.add(range);
@@ -241,10 +268,19 @@ export function ioptPagesUnpin(
   accounting: Accounting,
 ): void {
   if (!pages.filledRanges.has(range)) throw new Error('unpin of a range that is not pinned');
-  const npages = range.lastIndex - range.startIndex + 1n;
   const fresh = pages.uncoveredPages(range.startIndex, range.lastIndex, range);
+  const segments = pages.segments(range.startIndex, range.lastIndex, range);
   pages.filledRanges.delete(range);
-  pinner.unpin(pages.memory, pages.uptr + range.startIndex * PAGE_SIZE, npages);
+  // Pages another area still holds keep their one pin.
+  for (const seg of segments) {
+    if (!seg.covered)
+      pinner.unpin(pages.memory, pageVa(pages, seg.start), seg.last - seg.start + 1n);
+  }
   accounting.uncharge(pages.accountMode, pages.owner, fresh);
   pages.npinned -= fresh;
+}
+
+/** The user VA of page `index` of a pages object. */
+function pageVa(pages: IoptPages, index: bigint): bigint {
+  return pages.uptr + index * PAGE_SIZE;
 }
