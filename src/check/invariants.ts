@@ -19,7 +19,7 @@
  *
  * `checkInvariants(kernel)` returns one line per broken invariant, empty when all is well.
  */
-import type { Kernel } from '../host/kernel.ts';
+import type { Kernel } from '../boot/kernel.ts';
 import { iommuGetResvRegions } from '../iommu/iommu.ts';
 import { hwDomainOf } from '../iommu/pt-domain.ts';
 import { IommufdDevice, type IommufdGroup } from '../iommufd/device.ts';

@@ -3,7 +3,7 @@
  * "a failed call left the state as before" is `diffSnapshots(before, after)` being empty.
  * Everything here is data (numbers, bigints, strings, arrays), so snapshots compare by value.
  */
-import type { Kernel } from '../host/kernel.ts';
+import type { Kernel } from '../boot/kernel.ts';
 import { hwDomainOf } from '../iommu/pt-domain.ts';
 import { IommufdDevice } from '../iommufd/device.ts';
 import type { IommuDomain } from '../iommufd/hw-pagetable.ts';

@@ -31,7 +31,7 @@ export interface FileOperations {
 /**
  * What a file is, for the registry of open files: /dev/iommu, /dev/vfio/vfio (an iommufd context
  * too, with type1 accounting), a VFIO device cdev, a VFIO group node, a sysfs/procfs attribute,
- * an eventfd of a simulated process.
+ * an eventfd of a simulated process, a directory opened to be listed.
  */
 export type FileKind =
   | 'iommufd'
@@ -39,7 +39,8 @@ export type FileKind =
   | 'vfio-cdev'
   | 'vfio-group'
   | 'sysfs'
-  | 'eventfd';
+  | 'eventfd'
+  | 'directory';
 
 export class File {
   readonly kind: FileKind;

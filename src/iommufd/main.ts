@@ -4,8 +4,8 @@
  * Mirrors drivers/iommu/iommufd/main.c.
  */
 import { shouldFail } from '../fault/fault.ts';
+import type { CharDevNode } from '../host/devfs.ts';
 import { File, type FileOperations, S_IFCHR } from '../host/file.ts';
-import type { CharDevNode } from '../host/kernel.ts';
 import type { Task } from '../host/task.ts';
 import { checkZeroedUser, copyFromUser, copyToUser } from '../host/uaccess.ts';
 import type { MockBus } from '../iommu/mock-driver.ts';

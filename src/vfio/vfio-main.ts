@@ -5,8 +5,8 @@
  * registers, so changing it affects only devices registered (bound) later.
  */
 
+import type { DevFs } from '../host/devfs.ts';
 import { S_IFCHR } from '../host/file.ts';
-import type { DevFs } from '../host/kernel.ts';
 import type { SysFs } from '../host/sysfs.ts';
 import type { EventfdRef } from '../host/task.ts';
 import { type Device, type IommuSubsystem, iommuGroupDmaOwnerClaimed } from '../iommu/iommu.ts';

@@ -25,18 +25,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-static int failures;
-
-#define CHECK(cond, ...)                                                              \
-	do {                                                                          \
-		if (!(cond)) {                                                        \
-			int e_ = errno;                                               \
-			failures++;                                                   \
-			printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);        \
-			printf(__VA_ARGS__);                                          \
-			printf(" (errno %d %s)\n", e_, strerror(e_));                 \
-		}                                                                     \
-	} while (0)
+#include "check.h"
 
 #define DEVICES "/sys/bus/pci/devices"
 #define EDU0 "0000:00:04.0"
@@ -418,7 +407,5 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: shim-sysfs walk NODES | rebind\n");
 		return 100;
 	}
-	if (failures == 0)
-		printf("ok %s\n", s);
-	return failures > 99 ? 99 : failures;
+	return checks_done(s);
 }

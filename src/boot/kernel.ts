@@ -1,10 +1,13 @@
 /**
- * The emulated kernel as a whole: the device nodes under /dev, the files they open, and the
- * subsystems behind them. The server (real processes) and the library API (simulated processes)
- * both call into this, never into a subsystem directly.
+ * The composition root, as init/main.c: builds the machine, the kernel core and the drivers
+ * (iommufd, VFIO, the PCI core's sysfs) and wires them together. Every front end (the server,
+ * the library API, the checker, the CLI) starts a kernel here; nothing below imports it.
  */
 
-import { FailNth } from '../fault/fault.ts';
+import { KernelCore } from '../host/core.ts';
+import { CAP_DAC_OVERRIDE, capable } from '../host/credentials.ts';
+import { addDriverLinks, addPciSysfs, removeDriverLinks } from '../host/pci-sysfs.ts';
+import type { Task } from '../host/task.ts';
 import { IommuSubsystem } from '../iommu/iommu.ts';
 import { MockBus } from '../iommu/mock-driver.ts';
 import { unitIommuOps } from '../iommu/unit-driver.ts';
@@ -19,70 +22,8 @@ import {
   type PlatformConfig,
   PlatformConfigError,
 } from '../platform/platform-config.ts';
-import { EventBus } from '../trace/events.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import { VfioSubsystem } from '../vfio/vfio-main.ts';
-import { CAP_DAC_OVERRIDE, capable } from './credentials.ts';
-import { type File, OpenFiles } from './file.ts';
-import { addDriverLinks, addPciSysfs, removeDriverLinks } from './pci-sysfs.ts';
-import { openAttr, type SysAttr, SysFs } from './sysfs.ts';
-import type { Task } from './task.ts';
-
-/** A character device node in the emulated /dev. */
-export interface CharDevNode {
-  readonly path: string;
-  readonly rdev: { major: number; minor: number };
-  /** Mode bits including S_IFCHR. */
-  readonly mode: number;
-  /** The driver's open(): a new File, or a negative errno. */
-  open(task: Task, flags: number): File | number;
-}
-
-export interface NodeStat {
-  readonly mode: number;
-  readonly rdev: { major: number; minor: number };
-}
-
-export class DevFs {
-  private readonly nodes = new Map<string, CharDevNode>();
-  /** Bumped by every add and remove (see SysFs.generation). */
-  generation = 0;
-
-  add(node: CharDevNode): void {
-    if (this.nodes.has(node.path)) throw new Error(`${node.path} registered twice`);
-    this.nodes.set(node.path, node);
-    this.generation++;
-  }
-
-  remove(path: string): void {
-    if (this.nodes.delete(path)) this.generation++;
-  }
-
-  lookup(path: string): CharDevNode | undefined {
-    return this.nodes.get(path);
-  }
-
-  /** Whether a path is one this emulator answers for (so the shim forwards it). */
-  owns(path: string): boolean {
-    return this.nodes.has(path);
-  }
-
-  paths(): string[] {
-    return [...this.nodes.keys()].sort();
-  }
-
-  open(task: Task, path: string, flags: number): File | number {
-    const node = this.nodes.get(path);
-    if (node === undefined) return -Errno.ENOENT;
-    return node.open(task, flags);
-  }
-
-  stat(path: string): NodeStat | number {
-    const node = this.nodes.get(path);
-    if (node === undefined) return -Errno.ENOENT;
-    return { mode: node.mode, rdev: node.rdev };
-  }
-}
 
 export interface KernelOptions {
   /** vfio.enable_unsafe_noiommu_mode at boot (overrides the platform's setting when given). */
@@ -95,32 +36,14 @@ export interface KernelOptions {
  * The emulated kernel instance: the machine it runs on, iommufd, VFIO, and the /dev, /sys and
  * /proc files they expose. At boot every PCI device is bound to vfio-pci.
  */
-export class Kernel {
-  readonly devfs = new DevFs();
-  readonly sysfs = new SysFs();
-  readonly events = new EventBus();
-  /** Every file open in this kernel, by kind (the invariants count them). */
-  readonly openFiles = new OpenFiles();
+export class Kernel extends KernelCore {
   readonly machine: Machine;
   readonly iommu: IommuSubsystem;
   readonly iommufd: IommufdSubsystem;
   readonly vfio: VfioSubsystem;
-  /** /proc/sys/kernel/tainted. */
-  tainted = 0;
-  /** Every task's fail-nth counter, by "pid/tid" (current->fail_nth). */
-  private readonly failNths = new Map<string, FailNth>();
-  /** Values written to the debugfs fault-injection knobs (accepted, no other effect). */
-  private readonly debugfsKnobs = new Map<string, string>();
-
-  /** The kernel log (dmesg): every warning and error line since boot, oldest first, bounded. */
-  readonly dmesg: string[] = [];
 
   constructor(options: KernelOptions = {}) {
-    this.events.subscribe((event) => {
-      if (event.kind !== 'log' || event.level === 'info') return;
-      this.dmesg.push(`${event.level}: ${event.message}`);
-      if (this.dmesg.length > 1000) this.dmesg.shift();
-    });
+    super();
     this.machine = new Machine(options.platform ?? defaultPlatform(), { events: this.events });
     this.iommu = new IommuSubsystem(this.machine, unitIommuOps);
     const pinned = this.machine.pinned;
@@ -159,11 +82,7 @@ export class Kernel {
     }
   }
 
-  addTaint(bit: number): void {
-    this.tainted |= 1 << bit;
-  }
-
-  /** Module parameters, the taint mask, and the vfio-pci bind/unbind files. */
+  /** The module parameters and the vfio-pci bind/unbind files. */
   private addKernelFiles(): void {
     const root = (task: Task) => task.creds.uid === 0 || capable(task.creds, CAP_DAC_OVERRIDE);
     this.sysfs.add({
@@ -191,12 +110,6 @@ export class Kernel {
         this.vfio.enableUnsafeNoiommuMode = value;
         return 0;
       },
-    });
-    this.sysfs.add({
-      kind: 'attr',
-      path: '/proc/sys/kernel/tainted',
-      mode: 0o644,
-      show: () => `${this.tainted}\n`,
     });
     // Rebinding a device to vfio-pci re-reads enable_unsafe_noiommu_mode, as in Linux.
     this.sysfs.add({
@@ -235,85 +148,6 @@ export class Kernel {
     return 0;
   }
 
-  /** The fail-nth counter of task `tid` of process `pid`, made on first use. */
-  failNth(pid: number, tid: number): FailNth {
-    const key = `${pid}/${tid}`;
-    let counter = this.failNths.get(key);
-    if (counter === undefined) {
-      counter = new FailNth();
-      this.failNths.set(key, counter);
-    }
-    return counter;
-  }
-
-  /** A task exited: its counter goes with it. */
-  forgetTask(pid: number, tid: number): void {
-    this.failNths.delete(`${pid}/${tid}`);
-  }
-
-  /**
-   * /proc/<pid>/task/<tid>/fail-nth (and the /proc/self and /proc/thread-self spellings):
-   * write N to fail the Nth injection point that task reaches; reads give what is left, 0 once
-   * it fired.
-   */
-  private failNthAttr(task: Task, path: string): SysAttr | undefined {
-    let pid: number;
-    let tid: number;
-    const m = /^\/proc\/(self|\d+)\/task\/(\d+)\/fail-nth$/.exec(path);
-    if (m !== null) {
-      pid = m[1] === 'self' ? task.creds.pid : Number(m[1]);
-      tid = Number(m[2]);
-    } else if (path === '/proc/thread-self/fail-nth' || path === '/proc/self/fail-nth') {
-      pid = task.creds.pid;
-      tid = path === '/proc/self/fail-nth' ? task.creds.pid : task.creds.tid;
-    } else {
-      return undefined;
-    }
-    return {
-      kind: 'attr',
-      path,
-      mode: 0o644,
-      show: () => `${this.failNth(pid, tid).remaining}\n`,
-      store: (_task, text) => {
-        const n = parseUint(text);
-        if (n === undefined) return -Errno.EINVAL;
-        this.failNth(pid, tid).arm(n);
-        return 0;
-      },
-    };
-  }
-
-  /** /sys/kernel/debug/<fail*>/<knob>: programs written for kernel fault injection set these. */
-  private debugfsAttr(path: string): SysAttr | undefined {
-    const m = DEBUGFS_KNOB.exec(path);
-    if (m === null) return undefined;
-    return {
-      kind: 'attr',
-      path,
-      mode: 0o600,
-      show: () => this.debugfsKnobs.get(path) ?? (m[2] === 'verbose' ? '2\n' : 'N\n'),
-      store: (_task, text) => {
-        this.debugfsKnobs.set(path, text.trim().endsWith('\n') ? text.trim() : `${text.trim()}\n`);
-        return 0;
-      },
-    };
-  }
-
-  /**
-   * The debugfs fault-injection knobs a listing of /sys/kernel/debug/<fail*>/ shows (each of
-   * them, and any other name debugfsAttr accepts, opens).
-   */
-  debugfsFiles(): string[] {
-    const common = ['interval', 'probability', 'space', 'task-filter', 'times', 'verbose'];
-    const extra: Record<string, string[]> = {
-      failslab: ['cache-filter', 'ignore-gfp-wait'],
-      fail_page_alloc: ['ignore-gfp-highmem', 'ignore-gfp-wait', 'min-order'],
-    };
-    return DEBUGFS_DIRS.flatMap((dir) =>
-      [...common, ...(extra[dir] ?? [])].map((knob) => `/sys/kernel/debug/${dir}/${knob}`),
-    );
-  }
-
   /**
    * Everything that outlived its owner (objects, pins, charges, open files, VFIO device and
    * group references): empty when all is well. Asked once every process has exited.
@@ -331,26 +165,6 @@ export class Kernel {
       if (domains.length !== 0) out.push(`${domains.length} IOMMU domains still allocated`);
     }
     return out;
-  }
-
-  /** open(2) of an emulated path: a new File, or a negative errno (-ENOENT if not ours). */
-  open(task: Task, path: string, flags: number): File | number {
-    const file = this.openPath(task, path, flags);
-    if (typeof file !== 'number') this.openFiles.add(file);
-    return file;
-  }
-
-  private openPath(task: Task, path: string, flags: number): File | number {
-    const file = this.devfs.open(task, path, flags);
-    if (file !== -Errno.ENOENT) return file;
-    const dynamic = this.failNthAttr(task, path) ?? this.debugfsAttr(path);
-    if (dynamic !== undefined) return openAttr(dynamic, flags);
-    return this.sysfs.open(task, path, flags);
-  }
-
-  /** stat(2) of an emulated device node. */
-  stat(path: string): NodeStat | number {
-    return this.devfs.stat(path);
   }
 
   /**
@@ -379,19 +193,6 @@ export class Kernel {
   shutdown(): void {
     this.machine.shutdown();
   }
-}
-
-const DEBUGFS_DIRS = ['failslab', 'fail_page_alloc', 'fail_iommufd', 'fail_usercopy'];
-const DEBUGFS_KNOB = new RegExp(`^/sys/kernel/debug/(${DEBUGFS_DIRS.join('|')})/([a-z-]+)$`);
-
-/** kstrtouint(): decimal, 0x hex or 0 octal, with an optional trailing newline. */
-function parseUint(text: string): number | undefined {
-  const t = text.endsWith('\n') ? text.slice(0, -1) : text;
-  if (!/^(0x[0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)$/.test(t)) return undefined;
-  const n = Number(
-    t.startsWith('0') && !t.startsWith('0x') && t.length > 1 ? Number.parseInt(t, 8) : t,
-  );
-  return n <= 0xffffffff ? n : undefined;
 }
 
 /** Module bool parameters accept Y/N/1/0 (param_set_bool). */
