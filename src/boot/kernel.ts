@@ -52,8 +52,8 @@ export class Kernel extends KernelCore {
       unpin: (mem, va, npages) => {
         pinned.unpin(mem.mm, va, npages);
       },
-      lookup: (mem, va) => {
-        const pfn = pinned.lookup(mem.mm, va);
+      lookup: (mm, va) => {
+        const pfn = pinned.lookup(mm, va);
         return pfn === undefined ? undefined : { pfn, pins: pinned.frameOwner(pfn)?.pins ?? 0 };
       },
     };

@@ -259,7 +259,7 @@ export class IoPagetable {
 
   /**
    * iopt_map_file_pages(): MAP_FILE of [start, start+length) of the file behind the caller's
-   * `fd`. Nothing is pinned until a domain needs the pages (and file pages cannot be pinned yet).
+   * `fd`. Nothing is pinned until a domain needs the pages; only a shmem or hugetlbfs file's can be.
    */
   mapFilePages(
     task: Task,
@@ -276,15 +276,15 @@ export class IoPagetable {
     const startByte = start % PAGE_SIZE;
     // dma_buf_get() first: no emulated file exports a dma-buf, so on to fget().
     if (fd < 0 || !task.fds.isOpen(fd)) return -Errno.EBADF;
-    const pages = ioptAllocFilePages(
-      task,
-      task.fds.fileOf(fd),
-      startByte,
-      start,
-      length,
-      prot.write,
-    );
-    if (typeof pages === 'number') return pages;
+    const file = task.fds.fileOf(fd);
+    // A client's memfd can be pinned; any other file only fails once its pages are needed.
+    const host = file === undefined ? task.fds.hostFile?.(fd) : undefined;
+    const hostFile = typeof host === 'object' ? host : undefined;
+    const pages = ioptAllocFilePages(task, file, hostFile, startByte, start, length, prot.write);
+    if (typeof pages === 'number') {
+      hostFile?.release();
+      return pages;
+    }
     return this.mapCommon(pages, ctxAccountMode, iova, length, startByte, prot, allocate);
   }
 

@@ -8,8 +8,9 @@
 import { shouldFail } from '../fault/fault.ts';
 import { CAP_IPC_LOCK, capable } from '../host/credentials.ts';
 import type { File } from '../host/file.ts';
-import type { Task } from '../host/task.ts';
-import type { UserMemory } from '../host/user-memory.ts';
+import { FileMemory } from '../host/file-memory.ts';
+import type { HostFile, Task } from '../host/task.ts';
+import type { MmId, UserMemory } from '../host/user-memory.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import { PAGE_SIZE } from '../uapi/iommufd.ts';
 import type { Accounting, AccountOwner, PagesAccountMode } from './accounting.ts';
@@ -45,8 +46,11 @@ export interface PinnedRun {
 export interface PagePinner {
   pin(mem: UserMemory, va: bigint, npages: bigint, write: boolean): PinnedRun[] | number;
   unpin(mem: UserMemory, va: bigint, npages: bigint): void;
-  /** The frame of a pinned page and its pin count (the test interface's checks); undefined if unpinned. */
-  lookup(mem: UserMemory, va: bigint): { readonly pfn: bigint; readonly pins: number } | undefined;
+  /**
+   * The frame of a pinned page of address space `mm` (a process's, or a file's) and its pin
+   * count, for the test interface's checks; undefined if unpinned.
+   */
+  lookup(mm: MmId, va: bigint): { readonly pfn: bigint; readonly pins: number } | undefined;
 }
 
 /** The slice of a pages object an area maps. */
@@ -58,7 +62,13 @@ export interface AreaPagesRange {
 /** Where a pages object's memory comes from (page aligned starts). */
 export type IoptPagesSource =
   | { readonly type: 'user'; readonly uptr: bigint }
-  | { readonly type: 'file'; readonly start: bigint; readonly file: File | undefined };
+  | {
+      readonly type: 'file';
+      readonly start: bigint;
+      readonly file: File | undefined;
+      /** A client's shmem/hugetlbfs file: its pages, by offset, are what gets pinned. */
+      readonly pagesOf: FileMemory | undefined;
+    };
 
 /** enum iopt_address_type: what a pages object reads its PFNs from. */
 export type IoptAddressType = 'user' | 'file';
@@ -78,8 +88,13 @@ export class IoptPages {
   /** source_user / source_mm / source_task; IOMMU_IOAS_CHANGE_PROCESS moves them. */
   owner: AccountOwner;
   memory: UserMemory;
-  /** A 'file' pages object's file when it is an emulated one (get_file); host files are not held. */
+  /** A 'file' pages object's file when it is an emulated one (get_file). */
   readonly file: File | undefined;
+  /**
+   * The pages of a client's shmem or hugetlbfs file (a memfd), pinned by offset and held until
+   * the pages object goes; undefined for a file whose pages cannot be pinned (any other kind).
+   */
+  readonly filePages: FileMemory | undefined;
   /** Pages currently pinned (and charged) for this pages object. */
   npinned = 0n;
   /** The page ranges of areas whose pages are in domains (the kernel's domains_itree). */
@@ -96,6 +111,7 @@ export class IoptPages {
     this.type = source.type;
     this.uptr = source.type === 'user' ? source.uptr : source.start;
     this.file = source.type === 'file' ? source.file : undefined;
+    this.filePages = source.type === 'file' ? source.pagesOf : undefined;
     this.npages = npages;
     this.writable = writable;
     this.accountMode = accountMode;
@@ -116,6 +132,7 @@ export class IoptPages {
     }
     // iopt_release_pages(): fput() of a file pages object.
     this.file?.put();
+    this.filePages?.file.release();
   }
 
   /** Pages of [start, last] not covered by any filled range other than `except`. */
@@ -203,6 +220,7 @@ export function ioptAllocPages(
 export function ioptAllocFilePages(
   task: Task,
   file: File | undefined,
+  hostFile: HostFile | undefined,
   startByte: bigint,
   start: bigint,
   length: bigint,
@@ -213,13 +231,14 @@ export function ioptAllocFilePages(
   if (shouldFail('kmalloc')) return -Errno.ENOMEM;
   const npages = (length + startByte + PAGE_SIZE - 1n) / PAGE_SIZE;
   const { accountMode, owner } = currentOwner(task);
+  const pagesOf = hostFile === undefined ? undefined : new FileMemory(hostFile);
   return new IoptPages(
-    { type: 'file', start: start - startByte, file: file?.get() },
+    { type: 'file', start: start - startByte, file: file?.get(), pagesOf },
     npages,
     writable,
     accountMode,
     owner,
-    task.memory,
+    pagesOf ?? task.memory,
   );
 }
 
@@ -234,9 +253,8 @@ export function ioptPagesPin(
   accounting: Accounting,
 ): PinnedRun[] | number {
   // pfn_reader_user_pin() pins a file through memfd_pin_folios(), which takes only shmem and
-  // hugetlbfs files. The emulator cannot reach a file's pages at all, so every file answers as a
-  // regular file does (docs/decisions.md): EINVAL, nothing pinned, nothing charged.
-  if (pages.type === 'file') return -Errno.EINVAL;
+  // hugetlbfs files: any other file is EINVAL, nothing pinned, nothing charged.
+  if (pages.type === 'file' && pages.filePages === undefined) return -Errno.EINVAL;
   const npages = range.lastIndex - range.startIndex + 1n;
   const va = pages.uptr + range.startIndex * PAGE_SIZE;
   if (shouldFail('pin-pages')) return -Errno.ENOMEM;

@@ -9,6 +9,7 @@
  * (CREATE_ACCESS and the ops on its fd, which need the fd-returning protocol op), TRIGGER_IOPF
  * and TRIGGER_VEVENT (no fault or vEVENT queues), and the PASID ops.
  */
+import { fileMm } from '../host/file-memory.ts';
 import { copyFromUser, copyToUser } from '../host/uaccess.ts';
 import { isMockDevice, type MockDevice, MockDomain } from '../iommu/mock-driver.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
@@ -192,7 +193,14 @@ function userPage(
   const mem = ucmd.task.memory;
   const vma = mem.vma(va);
   if (vma === undefined) return -Errno.EFAULT;
-  const pinned = ucmd.ictx.subsystem.ioptEnv.pinner.lookup(mem, va);
+  // A shared mapping of a file reaches the file's pages, which MAP_FILE pins by offset.
+  const pinned =
+    vma.file === undefined
+      ? ucmd.ictx.subsystem.ioptEnv.pinner.lookup(mem.mm, va)
+      : ucmd.ictx.subsystem.ioptEnv.pinner.lookup(
+          fileMm(vma.file.id),
+          vma.file.offset + (va - vma.start),
+        );
   return { pfn: pinned?.pfn, pins: pinned?.pins ?? 0, compound: vma.pageSize > PAGE_SIZE };
 }
 
