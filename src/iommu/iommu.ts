@@ -183,10 +183,13 @@ export class IommuSubsystem {
     return this.devices.get(bdf);
   }
 
-  /** iommu_group_alloc(): a new empty group with the lowest free id. */
-  allocGroup(): IommuGroup {
+  /**
+   * iommu_group_alloc(): a new empty group with the lowest free id; `taken` names ids in use
+   * outside this subsystem (VFIO's no-IOMMU groups share the kernel's one group IDA).
+   */
+  allocGroup(taken: (id: number) => boolean = () => false): IommuGroup {
     let id = 0;
-    while (this.groups.has(id)) id++;
+    while (this.groups.has(id) || taken(id)) id++;
     const group = new IommuGroup(id);
     this.groups.set(id, group);
     return group;

@@ -188,6 +188,14 @@ export const mockIommuOps: IommuOps = {
   },
 };
 
+/** The bus notifier: sysfs follows the devices (the composition root wires it). */
+export interface MockBusNotifier {
+  /** Group ids used by groups the iommu core does not keep (VFIO's no-IOMMU ones). */
+  groupIdTaken(id: number): boolean;
+  added(dev: MockDevice, groupId: number): void;
+  removed(dev: MockDevice, groupId: number): void;
+}
+
 /** dev_flags MOCK_DOMAIN_FLAGS accepts. */
 const MOCK_DEV_VALID_FLAGS = MOCK_FLAGS_DEVICE_NO_DIRTY | MOCK_FLAGS_DEVICE_PASID;
 
@@ -201,12 +209,14 @@ export class MockBus {
   readonly devices = new Map<string, MockDevice>();
   private readonly iommu: IommuSubsystem;
   private readonly pages: IommuPages;
+  private readonly notify: MockBusNotifier | undefined;
   /** mock_dev_num: names count up and are never reused while the kernel runs. */
   private created = 0;
 
-  constructor(iommu: IommuSubsystem, pages: IommuPages) {
+  constructor(iommu: IommuSubsystem, pages: IommuPages, notify?: MockBusNotifier) {
     this.iommu = iommu;
     this.pages = pages;
+    this.notify = notify;
   }
 
   /** mock_dev_create(): EINVAL for a flag the driver does not know. */
@@ -214,15 +224,17 @@ export class MockBus {
     if (flags & ~MOCK_DEV_VALID_FLAGS) return -Errno.EINVAL;
     if (shouldFail('kmalloc')) return -Errno.ENOMEM;
     const name = `iommufd_mock${++this.created}`;
-    const group = this.iommu.allocGroup();
+    const group = this.iommu.allocGroup((id) => this.notify?.groupIdTaken(id) ?? false);
     const dev = new MockDevice(name, flags, group, this.pages);
     this.devices.set(name, dev);
+    this.notify?.added(dev, group.id);
     return dev;
   }
 
   /** mock_dev_destroy(). */
   destroy(dev: MockDevice): void {
     this.devices.delete(dev.name);
+    this.notify?.removed(dev, dev.group!.id);
     this.iommu.removeDevice(dev);
   }
 }

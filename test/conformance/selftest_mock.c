@@ -10,6 +10,8 @@
 #include "harness.h"
 #include "iommufd_test.h"
 
+#include <dirent.h>
+
 #define NPAGES 16
 #define BUF_SIZE (NPAGES * PAGE_SZ)
 
@@ -460,6 +462,54 @@ TEST(temp_memory_limit)
 	close(fd);
 }
 
+/* The names on the mock bus, one per live mock device; returns how many (the last in `last`). */
+static int mock_bus_devices(char *last, size_t len)
+{
+	DIR *d = opendir("/sys/bus/iommufd_mock/devices");
+	struct dirent *e;
+	int n = 0;
+
+	/* The emulator's sysfs has no empty directories (decision 43): no devices, no directory. */
+	if (!d)
+		return errno == ENOENT ? 0 : -1;
+	while ((e = readdir(d)) != NULL) {
+		if (strncmp(e->d_name, "iommufd_mock", 12) != 0)
+			continue;
+		n++;
+		snprintf(last, len, "%s", e->d_name);
+	}
+	closedir(d);
+	return n;
+}
+
+TEST(mock_devices_on_their_bus_in_sysfs)
+{
+	char name[64] = "", path[160], target[160];
+	__u32 ioas, stdev;
+	ssize_t n;
+	int fd;
+
+	OPEN_IOAS(fd, ioas);
+	REQUIRE(mock_bus_devices(name, sizeof(name)) == 0);
+	REQUIRE_OK(mock_domain(fd, ioas, &stdev, NULL, NULL));
+	CHECK_EQ(mock_bus_devices(name, sizeof(name)), 1);
+	/* The bus lists the device by a link to its directory under /sys/devices. */
+	snprintf(path, sizeof(path), "/sys/bus/iommufd_mock/devices/%s", name);
+	n = readlink(path, target, sizeof(target) - 1);
+	REQUIRE(n > 0);
+	target[n] = 0;
+	CHECK(strncmp(target, "../../../devices/iommufd_mock", 29) == 0);
+	CHECK(strcmp(target + 17, name) == 0);
+	CHECK_OK(iommu_destroy(fd, stdev));
+	CHECK_EQ(mock_bus_devices(name, sizeof(name)), 0);
+	CHECK(readlink(path, target, sizeof(target)) < 0);
+	/* Closing the iommufd removes them too. */
+	REQUIRE_OK(mock_domain(fd, ioas, NULL, NULL, NULL));
+	CHECK_EQ(mock_bus_devices(name, sizeof(name)), 1);
+	close(fd);
+	CHECK_EQ(mock_bus_devices(name, sizeof(name)), 0);
+}
+
 /* Closing the iommufd destroys the mock devices and drops every pin. */
 TEST(close_drops_every_pin)
 {
@@ -494,5 +544,6 @@ int main(void)
 	RUN(dev_check_cache_and_iotlb);
 	RUN(temp_memory_limit);
 	RUN(close_drops_every_pin);
+	RUN(mock_devices_on_their_bus_in_sysfs);
 	return h_done();
 }
