@@ -469,7 +469,7 @@ static int mock_bus_devices(char *last, size_t len)
 	struct dirent *e;
 	int n = 0;
 
-	/* The emulator's sysfs has no empty directories (decision 43): no devices, no directory. */
+	/* The emulator's sysfs has no empty directories (decision 44): no devices, no directory. */
 	if (!d)
 		return errno == ENOENT ? 0 : -1;
 	while ((e = readdir(d)) != NULL) {
