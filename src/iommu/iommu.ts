@@ -39,8 +39,12 @@ export interface IommuOps {
    * blocking domain. Absent for a driver with no hardware behind it.
    */
   attachDev?(dev: Device, domain: IommuDomain | undefined): SyscallResult;
-  /** hw_info(): the driver's IOMMU_GET_HW_INFO blob and its type; absent means none. */
-  hwInfo?(dev: Device): { readonly type: number; readonly data: Uint8Array };
+  /**
+   * hw_info(): the driver's IOMMU_GET_HW_INFO blob and its type, for the type userspace asked
+   * for (0, IOMMU_HW_INFO_TYPE_DEFAULT, for the driver's own); an errno for a type it does not
+   * have. Absent means no blob.
+   */
+  hwInfo?(dev: Device, type: number): { readonly type: number; readonly data: Uint8Array } | number;
   /** The PASID width of the device (max_pasids as log2); absent means no PASID. */
   pasidBits?(dev: Device): number;
 }

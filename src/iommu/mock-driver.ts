@@ -10,6 +10,7 @@
 import { shouldFail } from '../fault/fault.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import {
+  IOMMU_HW_INFO_TYPE_DEFAULT,
   IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
   IOMMU_HWPT_ALLOC_NEST_PARENT,
   IOMMU_HWPT_ALLOC_PASID,
@@ -170,7 +171,12 @@ export const mockIommuOps: IommuOps = {
   },
 
   /** mock_domain_hw_info(): struct iommu_test_hw_info with the magic register value. */
-  hwInfo(_dev: Device): { readonly type: number; readonly data: Uint8Array } {
+  hwInfo(
+    _dev: Device,
+    type: number,
+  ): { readonly type: number; readonly data: Uint8Array } | number {
+    if (type !== IOMMU_HW_INFO_TYPE_DEFAULT && type !== IOMMU_HW_INFO_TYPE_SELFTEST)
+      return -Errno.EOPNOTSUPP;
     const data = new Uint8Array(iommuTestHwInfo.size);
     writeFields(iommuTestHwInfo, data, { flags: 0, test_reg: IOMMU_HW_INFO_SELFTEST_REGVAL });
     return { type: IOMMU_HW_INFO_TYPE_SELFTEST, data };

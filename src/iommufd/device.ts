@@ -335,8 +335,11 @@ export function iommufdGetHwInfo(ucmd: Ucmd<typeof iommuHwInfo.fields>): Syscall
   using held = ucmd.ictx.getObjectRef(cmd.dev_id, 'device');
   if (held === undefined) return -Errno.ENOENT;
   const idev = held.obj as IommufdDevice;
-  // The driver's blob (the mock IOMMU's; the emulated units and no-IOMMU have none).
-  const info = idev.dev.iommu?.ops.hwInfo?.(idev.dev);
+  // The driver's blob (the mock IOMMU's; the emulated units and no-IOMMU have none), of the
+  // type userspace asked for with IOMMU_HW_INFO_FLAG_INPUT_TYPE (in the out_data_type field).
+  const inType = cmd.flags & IOMMU_HW_INFO_FLAG_INPUT_TYPE ? cmd.out_data_type : 0;
+  const info = idev.dev.iommu?.ops.hwInfo?.(idev.dev, inType);
+  if (typeof info === 'number') return info;
   const blob = info?.data ?? new Uint8Array(0);
   // copy_to_user() of min(data_len, blob) bytes. With no blob the injection point is reached,
   // but a failed copy of nothing leaves nothing uncopied and is no error.

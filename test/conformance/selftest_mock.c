@@ -399,6 +399,23 @@ TEST(hw_info_of_mock_devices)
 	CHECK_EQ(info.flags, 0);
 	CHECK_EQ(info.test_reg, 0x55555555);
 
+	/* Asking for a type: the driver's own, or the default, or one it does not have. */
+	cmd.data_len = sizeof(info);
+	cmd.flags = IOMMU_HW_INFO_FLAG_INPUT_TYPE;
+	cmd.in_data_type = IOMMU_HW_INFO_TYPE_SELFTEST;
+	CHECK_OK(ioctl(fd, IOMMU_GET_HW_INFO, &cmd));
+	CHECK_EQ(cmd.out_data_type, IOMMU_HW_INFO_TYPE_SELFTEST);
+	cmd.in_data_type = IOMMU_HW_INFO_TYPE_DEFAULT;
+	CHECK_OK(ioctl(fd, IOMMU_GET_HW_INFO, &cmd));
+	CHECK_EQ(cmd.out_data_type, IOMMU_HW_INFO_TYPE_SELFTEST);
+	cmd.in_data_type = IOMMU_HW_INFO_TYPE_INTEL_VTD;
+	CHECK_ERRNO(EOPNOTSUPP, ioctl(fd, IOMMU_GET_HW_INFO, &cmd));
+	/* Without the flag the field is only an output. */
+	cmd.flags = 0;
+	cmd.in_data_type = IOMMU_HW_INFO_TYPE_INTEL_VTD;
+	CHECK_OK(ioctl(fd, IOMMU_GET_HW_INFO, &cmd));
+	CHECK_EQ(cmd.out_data_type, IOMMU_HW_INFO_TYPE_SELFTEST);
+
 	cmd.dev_id = idev_nodirty;
 	cmd.data_len = sizeof(info);
 	REQUIRE_OK(ioctl(fd, IOMMU_GET_HW_INFO, &cmd));
