@@ -43,6 +43,7 @@ function newTable(): { iopt: IoPagetable; task: Task } {
   const pinner = {
     pin: () => -Errno.ENOMEM,
     unpin: () => {},
+    lookup: () => undefined,
   };
   return { iopt: new IoPagetable({ pinner, accounting: new Accounting() }), task: proc.task() };
 }

@@ -394,6 +394,7 @@ function checkMappingsAndPins(w: World, f: Findings, betweenCalls: boolean): voi
   const pinned = w.kernel.machine.pinned;
   /** Expected pin count per "mm:va". */
   const pins = new Map<string, number>();
+  const pinnedBy = new Map<IoptPages, Set<bigint>>();
   const areasOfPages = new Map<IoptPages, IoptArea[]>();
   for (const ioas of w.ioases) {
     const domains = ioas.iopt.domains as IommuDomain[];
@@ -412,7 +413,13 @@ function checkMappingsAndPins(w: World, f: Findings, betweenCalls: boolean): voi
       for (let i = 0n; i < areaPageCount(area); i++) {
         const va = firstVa + i * PAGE_SIZE;
         const key = `${pages.memory.mm}:${va}`;
-        pins.set(key, (pins.get(key) ?? 0) + 1);
+        // A pages object pins each page once, however many of its areas (COPY) map it.
+        const counted = pinnedBy.get(pages) ?? new Set<bigint>();
+        pinnedBy.set(pages, counted);
+        if (!counted.has(va)) {
+          counted.add(va);
+          pins.set(key, (pins.get(key) ?? 0) + 1);
+        }
         const pfn = pinned.lookup(pages.memory.mm, va);
         if (pfn === undefined) {
           f.add(`${at}: user page ${hex(va)} is filled but not pinned`);

@@ -53,7 +53,7 @@ describe('iommu core: probe', () => {
     const { machine, core } = boot();
     const edu0 = dev(core, '0000:00:04.0');
     assert.equal(edu0.iommu?.ops, unitIommuOps);
-    assert.equal(edu0.iommu?.unit.name, 'dmar0');
+    assert.equal(edu0.iommu?.unit?.name, 'dmar0');
     assert.equal(edu0.group?.id, 0);
     assert.deepEqual(edu0.group?.devices, [edu0]);
     assert.equal(dev(core, '0000:00:05.0').group?.id, 1);

@@ -14,8 +14,9 @@ import type { Device, IommuCap, IommuDomain, IommuOps } from './iommu.ts';
 import { hwDomainOf, PtDomain } from './pt-domain.ts';
 
 function unitOf(dev: Device) {
-  if (dev.iommu === undefined) throw new Error(`${dev.name} is not behind an IOMMU unit`);
-  return dev.iommu.unit;
+  const unit = dev.iommu?.unit;
+  if (unit === undefined) throw new Error(`${dev.name} is not behind an IOMMU unit`);
+  return unit;
 }
 
 export const unitIommuOps: IommuOps = {
@@ -28,7 +29,8 @@ export const unitIommuOps: IommuOps = {
     if (flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING && !unit.caps.dirtyTracking)
       return -Errno.EOPNOTSUPP;
     const table = allocDomain(unit);
-    return typeof table === 'number' ? table : new PtDomain(unitIommuOps, table);
+    if (typeof table === 'number') return table;
+    return new PtDomain(unitIommuOps, table, (flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING) !== 0);
   },
 
   capable(dev: Device, cap: IommuCap): boolean {

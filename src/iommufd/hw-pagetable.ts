@@ -2,7 +2,7 @@
  * HWPT_PAGING objects: a domain (I/O page table) that mirrors one IOAS, either allocated by
  * IOMMU_HWPT_ALLOC or created automatically when a device attaches to an IOAS (auto domain).
  * Mirrors drivers/iommu/iommufd/hw_pagetable.c, with SET_DIRTY_TRACKING, GET_DIRTY_BITMAP and
- * INVALIDATE. Nested HWPTs and domains with dirty tracking are on the roadmap.
+ * INVALIDATE (dirty tracking itself: iopt-dirty.ts). Nested HWPTs are on the roadmap.
  *
  * iommufd_hw_pagetable_attach/detach (device.c in the kernel) are here too: the HWPT allocation
  * attaches immediately for an auto domain, and device.ts calls into this module, never the other
@@ -36,6 +36,7 @@ import {
 import type { IommufdDevice } from './device.ts';
 import { iommufdNoiommuOps, isNoiommuDomain } from './hwpt-noiommu.ts';
 import type { Ioas } from './ioas.ts';
+import { ioptReadAndClearDirty, ioptSetDirtyTracking } from './iopt-dirty.ts';
 import type { IommufdCtx, Ucmd } from './main.ts';
 import { IommufdObject } from './object.ts';
 
@@ -279,9 +280,8 @@ function getHwptPaging(ictx: IommufdCtx, id: number): HwptPaging | undefined {
 }
 
 /**
- * IOMMU_HWPT_SET_DIRTY_TRACKING (iommufd_hwpt_set_dirty_tracking, iopt_set_dirty_tracking).
- * No emulated IOMMU driver (nor the no-IOMMU one) gives its domains dirty_ops, so a found paging
- * HWPT answers EOPNOTSUPP, as a kernel domain allocated without DIRTY_TRACKING does.
+ * IOMMU_HWPT_SET_DIRTY_TRACKING (iommufd_hwpt_set_dirty_tracking, iopt_set_dirty_tracking):
+ * EOPNOTSUPP for a domain allocated without IOMMU_HWPT_ALLOC_DIRTY_TRACKING (no dirty_ops).
  */
 export function iommufdHwptSetDirtyTracking(
   ucmd: Ucmd<typeof iommuHwptSetDirtyTracking.fields>,
@@ -291,9 +291,12 @@ export function iommufdHwptSetDirtyTracking(
   if (cmd.flags & ~IOMMU_HWPT_DIRTY_TRACKING_ENABLE) return -Errno.EOPNOTSUPP;
   const hwpt = getHwptPaging(ucmd.ictx, cmd.hwpt_id);
   if (hwpt === undefined) return -Errno.ENOENT;
-  // No domain->dirty_ops.
-  ucmd.ictx.putObject(hwpt);
-  return -Errno.EOPNOTSUPP;
+  try {
+    const enable = (cmd.flags & IOMMU_HWPT_DIRTY_TRACKING_ENABLE) !== 0;
+    return ioptSetDirtyTracking(hwpt.ioas.iopt, hwpt.domain!, enable);
+  } finally {
+    ucmd.ictx.putObject(hwpt);
+  }
 }
 
 /**
@@ -318,7 +321,7 @@ function checkDirtyIovaRange(
 
 /**
  * IOMMU_HWPT_GET_DIRTY_BITMAP (iommufd_hwpt_get_dirty_bitmap, iopt_read_and_clear_dirty_data):
- * the range is checked before the domain's dirty_ops, which no emulated domain has (EOPNOTSUPP).
+ * the range is checked before the domain's dirty_ops (EOPNOTSUPP without them).
  */
 export function iommufdHwptGetDirtyBitmap(
   ucmd: Ucmd<typeof iommuHwptGetDirtyBitmap.fields>,
@@ -330,8 +333,13 @@ export function iommufdHwptGetDirtyBitmap(
   try {
     const rc = checkDirtyIovaRange(hwpt.ioas.iopt.iovaAlignment, cmd);
     if (rc) return rc;
-    // iommu_read_and_clear_dirty(): no domain->dirty_ops, checked before any walk of the areas.
-    return -Errno.EOPNOTSUPP;
+    const noClear = (cmd.flags & IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR) !== 0;
+    return ioptReadAndClearDirty(ucmd.task, hwpt.ioas.iopt, hwpt.domain!, noClear, {
+      iova: cmd.iova,
+      length: cmd.length,
+      pageSize: cmd.page_size,
+      data: cmd.data,
+    });
   } finally {
     ucmd.ictx.putObject(hwpt);
   }

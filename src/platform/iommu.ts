@@ -68,8 +68,21 @@ export interface IommuDomain {
   unmap(iova: bigint, size: bigint): bigint;
   /** The PA of iova including the in-page offset, or undefined when not mapped. */
   iovaToPhys(iova: bigint): bigint | undefined;
-  /** Translation as the hardware does it for a DMA access. */
+  /**
+   * Translation as the hardware does it for a DMA access; a write while dirty tracking is on
+   * sets the leaf's DIRTY bit.
+   */
   translate(iova: bigint, access: DmaAccess): Translation;
+  /** Dirty tracking of this domain (the unit must have the capability; off when allocated). */
+  readonly dirtyTracking: boolean;
+  setDirtyTracking(enable: boolean): void;
+  /** Reports (and clears, unless `noClear`) the dirty leaves of [iova, iova + size). */
+  readAndClearDirty(
+    iova: bigint,
+    size: bigint,
+    noClear: boolean,
+    record: ((iova: bigint, length: bigint) => void) | undefined,
+  ): void;
   walk(iova: bigint): PagetableWalk;
   leaves(): PtLeaf[];
   tablePages(): bigint;
@@ -232,6 +245,7 @@ class PagingDomain implements IommuDomain {
   private readonly registry: DomainRegistry | undefined;
   private readonly events: EventBus;
   private isFreed = false;
+  private tracking = false;
 
   constructor(
     kind: 'paging' | 'noiommu',
@@ -286,7 +300,27 @@ class PagingDomain implements IommuDomain {
     if (leaf === undefined) return { fault: 'not-present' };
     if (access === 'write' && (leaf.prot & Prot.WRITE) === 0) return { fault: 'no-write' };
     if (access === 'read' && (leaf.prot & Prot.READ) === 0) return { fault: 'no-read' };
+    if (access === 'write' && this.tracking) this.pt.setDirty(iova);
     return { pa: leaf.pa + (iova - leaf.iova), span: leaf.iova + leaf.size - iova };
+  }
+
+  get dirtyTracking(): boolean {
+    return this.tracking;
+  }
+
+  setDirtyTracking(enable: boolean): void {
+    if (enable && this.unit?.caps.dirtyTracking !== true)
+      throw new Error(`domain ${this.id}: dirty tracking on a unit without it`);
+    this.tracking = enable;
+  }
+
+  readAndClearDirty(
+    iova: bigint,
+    size: bigint,
+    noClear: boolean,
+    record: ((iova: bigint, length: bigint) => void) | undefined,
+  ): void {
+    this.pt.readAndClearDirty(iova, size, noClear, record);
   }
 
   walk(iova: bigint): PagetableWalk {

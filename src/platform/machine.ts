@@ -109,6 +109,11 @@ export class Machine {
     }
   }
 
+  /** CONFIG_IOMMUFD_TEST: the test interface and its mock bus are built in. */
+  get iommufdTest(): boolean {
+    return this.config.iommufdTest ?? true;
+  }
+
   /** vfio.enable_unsafe_noiommu_mode as configured at boot. */
   get enableUnsafeNoiommuMode(): boolean {
     return this.config.enableUnsafeNoiommuMode;

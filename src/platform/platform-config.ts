@@ -38,6 +38,11 @@ export interface PlatformConfig {
   readonly enableUnsafeNoiommuMode: boolean;
   readonly iommus: readonly IommuUnitConfig[];
   readonly devices: readonly DeviceConfig[];
+  /**
+   * The kernel is built with CONFIG_IOMMUFD_TEST: IOMMU_TEST_CMD and the iommufd_mock bus its
+   * mock devices sit on. Absent means true (docs/decisions.md).
+   */
+  readonly iommufdTest?: boolean;
 }
 
 /** A platform file or config that does not describe a usable machine. */
@@ -212,6 +217,7 @@ export function platformToJson(config: PlatformConfig): unknown {
     version: 1,
     memory: hex(config.memorySize),
     enableUnsafeNoiommuMode: config.enableUnsafeNoiommuMode,
+    ...(config.iommufdTest === undefined ? {} : { iommufdTest: config.iommufdTest }),
     iommus: config.iommus.map((u) => ({
       name: u.name,
       pageSizes: PAGE_SIZE_NAMES.filter(([, size]) => (u.pgsizeBitmap & size) !== 0n).map(
@@ -471,7 +477,14 @@ function readDevice(value: unknown, field: string): DeviceConfig {
 }
 
 function readPlatform(json: unknown): PlatformConfig {
-  const o = object(json, '', ['version', 'memory', 'enableUnsafeNoiommuMode', 'iommus', 'devices']);
+  const o = object(json, '', [
+    'version',
+    'memory',
+    'enableUnsafeNoiommuMode',
+    'iommufdTest',
+    'iommus',
+    'devices',
+  ]);
   if (o.version !== undefined && o.version !== 1) {
     throw new PlatformConfigError('version', `only version 1 is known, got ${describe(o.version)}`);
   }
@@ -481,6 +494,7 @@ function readPlatform(json: unknown): PlatformConfig {
       o.enableUnsafeNoiommuMode === undefined
         ? false
         : boolean(o.enableUnsafeNoiommuMode, 'enableUnsafeNoiommuMode'),
+    ...(o.iommufdTest === undefined ? {} : { iommufdTest: boolean(o.iommufdTest, 'iommufdTest') }),
     iommus:
       o.iommus === undefined
         ? []
