@@ -26,8 +26,8 @@ done
 if [ -n "${missing:-}" ]; then
 	log "installing build tools:$missing"
 	apt-get update -qq >&2
-	# shellcheck disable=SC2086 # the list is package names
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(echo "$missing" | sed 's/gcc/gcc/;s/make/make/') >&2
+	# shellcheck disable=SC2086 # a list of package names (each tool's package has its name)
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >&2
 fi
 
 src="$LANE_CACHE/src/$KERNEL_PACKAGE-$version"

@@ -19,7 +19,6 @@ apt_private() {
 		-o Dir::Cache="$APT_DIR" \
 		-o Dir::Cache::archives="$APT_DIR/archives" \
 		-o APT::Sandbox::User=root \
-		-o Debug::NoLocking=1 \
 		"$@"
 }
 
