@@ -77,3 +77,5 @@ done
 echo "@@lane done" >$out
 sync
 poweroff -f
+# Without ACPI power-off a reset ends QEMU too (-no-reboot).
+reboot -f

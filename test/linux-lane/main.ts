@@ -121,14 +121,17 @@ async function main(): Promise<number> {
   if (unassigned.length > 0)
     throw new Error(`no variant runs ${unassigned.map((p) => p.name).join(', ')}`);
 
+  // Only what the chosen variants run.
+  const needed = new Set(variants.flatMap((v) => v.programs));
+  const toBuild = programs.filter((p) => needed.has(p));
   const inputs = prepare();
   const binDir = join(WORK, 'bin');
   mkdirSync(binDir, { recursive: true });
-  log(`building ${programs.length} programs (static for the guest, dynamic for the emulator)`);
-  const staticBinaries = new Map(programs.map((p) => [p, join(binDir, `${p}.static`)]));
+  log(`building ${toBuild.length} programs (static for the guest, dynamic for the emulator)`);
+  const staticBinaries = new Map(toBuild.map((p) => [p, join(binDir, `${p}.static`)]));
   await inParallel(
     2,
-    programs.flatMap((p) => [
+    toBuild.flatMap((p) => [
       () => compileProgram(ROOT, p, join(binDir, `${p}.static`), true),
       () => compileProgram(ROOT, p, join(binDir, p), false),
     ]),
