@@ -41,6 +41,8 @@ export interface VfioIrqState {
   intxTrigger: EventfdRef | undefined;
   intxMasked: boolean;
   msiTrigger: EventfdRef | undefined;
+  /** The ERR index's eventfd (every device has one since the ERR index lost its PCIe check). */
+  errTrigger: EventfdRef | undefined;
   reqTrigger: EventfdRef | undefined;
 }
 
@@ -67,6 +69,7 @@ export class VfioDevice {
     intxTrigger: undefined,
     intxMasked: false,
     msiTrigger: undefined,
+    errTrigger: undefined,
     reqTrigger: undefined,
   };
 
