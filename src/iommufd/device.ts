@@ -316,8 +316,8 @@ export function iommufdDeviceDetach(idev: IommufdDevice): void {
 }
 
 /**
- * IOMMU_GET_HW_INFO. The emulated IOMMUs and the no-IOMMU ops provide no vendor blob, so the
- * type is IOMMU_HW_INFO_TYPE_NONE with no data (see docs/decisions.md).
+ * IOMMU_GET_HW_INFO. The emulated IOMMUs provide no vendor blob, so the type is
+ * IOMMU_HW_INFO_TYPE_NONE with no data; a no-IOMMU device is EOPNOTSUPP (see docs/decisions.md).
  */
 export function iommufdGetHwInfo(ucmd: Ucmd<typeof iommuHwInfo.fields>): SyscallResult {
   const cmd = ucmd.cmd;
@@ -326,6 +326,8 @@ export function iommufdGetHwInfo(ucmd: Ucmd<typeof iommuHwInfo.fields>): Syscall
   const idev = ucmd.ictx.getObject(cmd.dev_id, 'device') as IommufdDevice | undefined;
   if (idev === undefined) return -Errno.ENOENT;
   try {
+    // A no-IOMMU device has no driver to ask (docs/decisions.md 4).
+    if (idev.isNoiommu) return -Errno.EOPNOTSUPP;
     // The user buffer is zeroed past the (empty) blob.
     if (cmd.data_len && !copyToUser(ucmd.task, cmd.data_uptr, new Uint8Array(cmd.data_len)))
       return -Errno.EFAULT;
