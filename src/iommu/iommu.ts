@@ -215,15 +215,24 @@ function checkDomainOwner(domain: IommuDomain, group: IommuGroup): SyscallResult
 }
 
 /**
+ * __iommu_attach_device(): the domain's own attach_dev programs the device (the driver's for
+ * the blocking domain). A domain whose ops have none, like iommufd's no-IOMMU domain, is ENODEV.
+ */
+function attachDevice(dev: Device, domain: IommuDomain | undefined): SyscallResult {
+  const ops = domain === undefined ? dev.iommu?.ops : domain.owner;
+  return ops?.attachDev?.(dev, domain) ?? -Errno.ENODEV;
+}
+
+/**
  * __iommu_group_set_domain(): every device of the group follows, or none does (a device that
  * fails puts the ones already moved back).
  */
 function groupSetDomain(group: IommuGroup, domain: IommuDomain | undefined): SyscallResult {
   const done: Device[] = [];
   for (const dev of group.devices) {
-    const rc = dev.iommu?.ops.attachDev?.(dev, domain) ?? -Errno.ENODEV;
+    const rc = attachDevice(dev, domain);
     if (rc) {
-      for (const back of done) back.iommu?.ops.attachDev?.(back, group.domain);
+      for (const back of done) attachDevice(back, group.domain);
       return rc;
     }
     done.push(dev);
@@ -246,11 +255,13 @@ export function iommuAttachGroupHandle(domain: IommuDomain, group: IommuGroup): 
 
 /**
  * iommu_replace_group_handle(): swap the attached domain for `domain` without a blocked moment;
- * on failure the old one stays. The owner rule applies here too (see docs/decisions.md).
+ * on failure the old one stays. Unlike attach there is no owner check: the domain's attach_dev
+ * decides (EINVAL from a unit's driver for a domain of another unit, ENODEV for a domain with
+ * none; see docs/decisions.md 31).
  */
 export function iommuReplaceGroupHandle(group: IommuGroup, domain: IommuDomain): SyscallResult {
   if (!group.hasHandle) throw new Error(`replace on group ${group.id} with nothing attached`);
-  return checkDomainOwner(domain, group) || groupSetDomain(group, domain);
+  return groupSetDomain(group, domain);
 }
 
 /** iommu_detach_group_handle(): back to the core's domain, which blocks DMA for an owned group. */

@@ -32,7 +32,6 @@ import {
   iommufdHwPagetablePut,
   iommufdHwptPagingAlloc,
 } from './hw-pagetable.ts';
-import { isNoiommuDomain } from './hwpt-noiommu.ts';
 import type { Ref } from './io-pagetable.ts';
 import type { Ioas } from './ioas.ts';
 import type { IommufdCtx, Ucmd } from './main.ts';
@@ -200,8 +199,6 @@ function doReplace(idev: IommufdDevice, hwpt: HwptPaging): HwptPaging | undefine
   if (igroup.hwpt === undefined || !isAttached(idev)) return -Errno.EINVAL;
   if (hwpt === igroup.hwpt) return undefined;
   const old = igroup.hwpt;
-  // The iommu core is not called for a no-IOMMU device: iommufd applies the owner rule itself.
-  if (idev.isNoiommu && !isNoiommuDomain(hwpt.domain)) return -Errno.EINVAL;
 
   // Reserved regions follow the devices when they move to another IOAS.
   const moving = old.ioas !== hwpt.ioas;
