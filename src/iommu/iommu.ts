@@ -15,7 +15,17 @@ import type { PhysMemory } from '../platform/phys-memory.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 
 /** The iommu_cap values drivers above the core ask about. */
-export type IommuCap = 'cache-coherency' | 'enforce-cache-coherency' | 'dirty-tracking';
+export type IommuCap =
+  | 'cache-coherency'
+  | 'enforce-cache-coherency'
+  | 'dirty-tracking'
+  | 'pci-ats-supported';
+
+/** What a driver's hw_info() gives: the vendor type and its data blob. */
+export interface IommuHwInfo {
+  readonly type: number;
+  readonly data: Uint8Array;
+}
 
 /** Access rights of a mapping (IOMMU_READ / IOMMU_WRITE). */
 export interface IommuProt {
@@ -34,6 +44,12 @@ export interface IommuOps {
   domainAllocPaging(dev: Device, flags: number, hasUserData: boolean): IommuDomain | number;
   /** capable(); a driver without it has no capabilities. */
   capable?(dev: Device, cap: IommuCap): boolean;
+  /**
+   * hw_info(): the vendor blob for IOMMU_GET_HW_INFO, asked for `type` (0 = the driver's
+   * default), or a negative errno. Without it (or when it answers undefined: the unit has no
+   * vendor info to give) the type is IOMMU_HW_INFO_TYPE_NONE.
+   */
+  hwInfo?(dev: Device, type: number): IommuHwInfo | number | undefined;
   /**
    * attach_dev() of the driver's domains: points the device at `domain`, undefined for the
    * blocking domain. Absent for a driver with no hardware behind it.

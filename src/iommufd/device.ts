@@ -21,6 +21,7 @@ import {
 } from '../iommu/iommu.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import {
+  IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED,
   IOMMU_HW_INFO_FLAG_INPUT_TYPE,
   IOMMU_HW_INFO_TYPE_NONE,
   type iommuHwInfo,
@@ -325,12 +326,23 @@ export function iommufdGetHwInfo(ucmd: Ucmd<typeof iommuHwInfo.fields>): Syscall
   try {
     // A no-IOMMU device has no driver to ask (docs/decisions.md 4).
     if (idev.isNoiommu) return -Errno.EOPNOTSUPP;
-    // The user buffer is zeroed past the (empty) blob.
-    if (cmd.data_len && !copyToUser(ucmd.task, cmd.data_uptr, new Uint8Array(cmd.data_len)))
-      return -Errno.EFAULT;
-    cmd.data_len = 0;
-    cmd.out_data_type = IOMMU_HW_INFO_TYPE_NONE;
+    // Without IOMMU_HW_INFO_FLAG_INPUT_TYPE the type asked for is the default.
+    const inType = cmd.flags & IOMMU_HW_INFO_FLAG_INPUT_TYPE ? cmd.out_data_type : 0;
+    const info = idev.dev.iommu?.ops.hwInfo?.(idev.dev, inType);
+    if (typeof info === 'number') return info;
+    const blob = info?.data ?? new Uint8Array(0);
+    // The blob up to data_len, and the user buffer zeroed past it.
+    if (cmd.data_len) {
+      const out = new Uint8Array(cmd.data_len);
+      out.set(blob.subarray(0, cmd.data_len));
+      if (!copyToUser(ucmd.task, cmd.data_uptr, out)) return -Errno.EFAULT;
+    }
+    cmd.data_len = blob.length;
+    cmd.out_data_type = info?.type ?? IOMMU_HW_INFO_TYPE_NONE;
     cmd.out_capabilities = deviceIommuCapable(idev.dev, 'dirty-tracking') ? 1n : 0n;
+    // Reported for every device whose IOMMU cannot use PCI ATS with it (no edu has ATS).
+    if (!deviceIommuCapable(idev.dev, 'pci-ats-supported'))
+      cmd.out_capabilities |= IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED;
     cmd.out_max_pasid_log2 = 0;
     return ucmd.respond();
   } finally {
