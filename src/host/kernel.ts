@@ -4,7 +4,7 @@
  * both call into this, never into a subsystem directly.
  */
 
-import { FailNth } from '../fault/fault.ts';
+import { FailNth, shouldFail } from '../fault/fault.ts';
 import { IommuSubsystem } from '../iommu/iommu.ts';
 import { unitIommuOps } from '../iommu/unit-driver.ts';
 import { Accounting } from '../iommufd/accounting.ts';
@@ -306,8 +306,21 @@ export class Kernel {
     return out;
   }
 
-  /** open(2) of an emulated path: a new File, or a negative errno (-ENOENT if not ours). */
+  /**
+   * open(2) of an emulated path: a new File, or a negative errno (-ENOENT if not ours).
+   * do_sys_openat2() reaches three injection points before any lookup: getname()'s names_cache
+   * allocation and its strncpy_from_user(), then path_openat()'s alloc_empty_file(). The
+   * file's own open adds its points after them (docs/fault-injection.md).
+   */
   open(task: Task, path: string, flags: number): File | number {
+    if (shouldFail('kmalloc')) return -Errno.ENOMEM;
+    if (shouldFail('copy-from-user')) return -Errno.EFAULT;
+    if (shouldFail('kmalloc')) return -Errno.ENOMEM;
+    return this.openFile(task, path, flags);
+  }
+
+  /** The lookup and the file's own open, without the VFS's injection points (stat probes). */
+  openFile(task: Task, path: string, flags: number): File | number {
     const file = this.devfs.open(task, path, flags);
     if (file !== -Errno.ENOENT) return file;
     const dynamic = this.failNthAttr(task, path) ?? this.debugfsAttr(path);

@@ -7,7 +7,7 @@ import { shouldFail } from '../fault/fault.ts';
 import { File, type FileOperations, S_IFCHR } from '../host/file.ts';
 import type { CharDevNode } from '../host/kernel.ts';
 import type { Task } from '../host/task.ts';
-import { checkZeroedUser, copyFromUser, copyToUser } from '../host/uaccess.ts';
+import { checkZeroedUser, copyFromUser, copyToUser, getUser } from '../host/uaccess.ts';
 import type { EventBus } from '../trace/events.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import { IO, IOMMUFD_CMD_BASE, IOMMUFD_TYPE, IommufdCmd, iocNr } from '../uapi/ioctl.ts';
@@ -37,6 +37,7 @@ import type { IommufdObject, IommufdObjType } from './object.ts';
 import type { PagePinner } from './pages.ts';
 import { iommufdVfioIoas, iommufdVfioIoctl } from './vfio-compat.ts';
 import { iommufdHwQueueAlloc, iommufdVdeviceAlloc, iommufdViommuAlloc } from './viommu.ts';
+import { xaAllocNodes, xaNodesToStore } from './xarray.ts';
 
 /** How pinned pages are charged (IOMMU_OPTION_RLIMIT_MODE): 0 per user, 1 per process (mm). */
 export type AccountMode = 'user' | 'mm';
@@ -169,14 +170,12 @@ export class IommufdCtx {
    */
   allocObject<T extends IommufdObject>(obj: T): T | number {
     if (shouldFail('object-alloc')) return -Errno.ENOMEM;
-    if (shouldFail('id-reserve')) return -Errno.ENOMEM;
-    let id: number;
-    if (this.freeIds.length > 0) {
-      id = this.freeIds.shift()!;
-    } else {
-      if (this.nextId > ID_MAX) return -Errno.EBUSY;
-      id = this.nextId++;
-    }
+    const id = this.freeIds[0] ?? this.nextId;
+    if (id > ID_MAX) return -Errno.EBUSY;
+    // xa_alloc(): the nodes storing the id may need allocating (docs/fault-injection.md).
+    if (!xaAllocNodes(xaNodesToStore([...this.objects.keys()], id))) return -Errno.ENOMEM;
+    if (id === this.nextId) this.nextId++;
+    else this.freeIds.shift();
     obj.id = id;
     this.objects.set(id, obj);
     return obj;
@@ -444,7 +443,8 @@ export function iommufdIoctl(
   const nr = iocNr(cmd);
   if (nr < IOMMUFD_CMD_BASE || nr > LAST_CMD) return iommufdVfioIoctl(ictx, task, cmd, arg);
 
-  const sizeBytes = copyFromUser(task, arg, 4);
+  // get_user(): not an injection point.
+  const sizeBytes = getUser(task, arg, 4);
   if (sizeBytes === undefined) return -Errno.EFAULT;
   const userSize = new DataView(sizeBytes.buffer, sizeBytes.byteOffset, 4).getUint32(0, true);
 

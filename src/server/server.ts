@@ -950,7 +950,7 @@ class Server implements EmuServer {
     if (this.isDirectory(path)) return { mode: S_IFDIR | 0o755, rdev: 0n };
     // Files the kernel makes up on lookup (fail-nth, debugfs knobs): openable means present.
     const probe = runSyscall(this.kernel.events, `stat ${path}`, undefined, () =>
-      this.kernel.open(task, path, O_RDONLY),
+      this.kernel.openFile(task, path, O_RDONLY),
     );
     if (probe instanceof File) {
       probe.put();
