@@ -357,6 +357,7 @@ export class Kernel {
 
   /** Stops device timers so the process can exit. */
   shutdown(): void {
+    this.vfio.shutdown();
     this.machine.shutdown();
   }
 }

@@ -14,7 +14,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FailNth } from '../fault/fault.ts';
-import { File, type FileOperations, S_IFCHR } from '../host/file.ts';
+import { type BlockedCall, File, type FileOperations, S_IFCHR } from '../host/file.ts';
 import type { Kernel } from '../host/kernel.ts';
 import { CallMemory, ProcMemory } from '../host/proc-memory.ts';
 import { runSyscall } from '../host/syscall.ts';
@@ -812,19 +812,43 @@ class Server implements EmuServer {
     const pos = this.position(object, req);
     const { file } = object;
     const what = `write on ${object.path}`;
-    let ret: number;
     const { fops } = file;
     const write = fops.write;
-    if (pos === undefined) ret = -Errno.EINVAL;
-    else if (write === undefined) ret = -Errno.EINVAL;
+    let n: unknown;
+    if (pos === undefined) n = -Errno.EINVAL;
+    else if (write === undefined) n = -Errno.EINVAL;
     else {
       const { memory, done } = this.memoryFor(req.creds);
       const task = this.task(req.creds, memory);
-      const n = this.guarded(what, req.creds, () => write.call(fops, file, task, data, pos));
+      n = this.guarded(what, req.creds, () => write.call(fops, file, task, data, pos));
       done();
-      ret = this.result(what, n, data.byteLength);
-      if (ret > 0 && (req.flags & ReqFlag.POSITIONAL) === 0) object.pos += BigInt(ret);
     }
+    // A blocked write (an unbind waiting for the device's users) is answered when it returns;
+    // this thread's connection waits, every other one is served meanwhile.
+    if (isBlocked(n)) {
+      n.blocked.then(
+        (r: number) => this.writeDone(conn, req, object, pos ?? 0n, r),
+        (err: unknown) => {
+          this.bug(what, err);
+          this.writeDone(conn, req, object, pos ?? 0n, -Errno.EIO);
+        },
+      );
+      return;
+    }
+    this.writeDone(conn, req, object, pos ?? 0n, n);
+  }
+
+  private writeDone(
+    conn: Connection,
+    req: Request,
+    object: OpenObject,
+    pos: bigint,
+    n: unknown,
+  ): void {
+    const data = req.payload;
+    const { file } = object;
+    const ret = this.result(`write on ${object.path}`, n, data.byteLength);
+    if (ret > 0 && (req.flags & ReqFlag.POSITIONAL) === 0) object.pos += BigInt(ret);
     if (this.kernel.events.active) {
       const positional = (req.flags & ReqFlag.POSITIONAL) !== 0;
       const label = fdLabel(requestFd(req.a0), object.path);
@@ -986,9 +1010,11 @@ class Server implements EmuServer {
         memory: NO_MEMORY,
         fds: this.resolver(pid, tid),
       };
-      const n = this.guarded(what, object.creds, () =>
+      let n: unknown = this.guarded(what, object.creds, () =>
         write.call(fops, file, task, chunk, object.pos),
       );
+      // Nobody waits for a write that bypassed the shim: a blocked one finishes on its own.
+      if (isBlocked(n)) n = chunk.byteLength;
       ret = this.result(what, n, chunk.byteLength);
       if (ret > 0) object.pos += BigInt(ret);
     }
@@ -1097,4 +1123,8 @@ interface ReplyExtra {
   readonly v0?: bigint;
   readonly v1?: bigint;
   readonly payload?: Uint8Array | undefined;
+}
+
+function isBlocked(value: unknown): value is BlockedCall {
+  return typeof value === 'object' && value !== null && 'blocked' in value;
 }

@@ -239,11 +239,14 @@ export const vfioCdevFops: FileOperations = {
   release(file) {
     const df = file.privateData as VfioDeviceFile;
     df.device.cdevFiles--;
-    if (!df.accessGranted) return;
-    dfClose(df);
-    df.accessGranted = false;
-    vfioDeviceUnblockGroup(df.device.group);
-    df.ictx!.file!.put();
-    df.ictx = undefined;
+    if (df.accessGranted) {
+      dfClose(df);
+      df.accessGranted = false;
+      vfioDeviceUnblockGroup(df.device.group);
+      df.ictx!.file!.put();
+      df.ictx = undefined;
+    }
+    // The last file's registration reference: a waiting unbind goes on.
+    if (df.device.cdevFiles === 0) df.device.released?.();
   },
 };

@@ -392,6 +392,29 @@ export function pciCoreIoctl(
   }
 }
 
+/**
+ * vfio_pci_core_request(): an unbind asks the user to release the device, the `count`-th time
+ * (0 first, then every 10 s): the REQ eventfd is signalled, with a notice every tenth time; with
+ * none registered the first request says the unbind waits for the user.
+ */
+export function pciCoreRequest(
+  device: VfioDevice,
+  count: number,
+  log: (level: 'info' | 'warn', line: string) => void,
+): void {
+  const trigger = device.irq.reqTrigger;
+  if (trigger !== undefined) {
+    if (count % 10 === 0)
+      log('info', `vfio-pci ${device.pci.bdf}: Relaying device request to user (#${count})`);
+    trigger.signal();
+  } else if (count === 0) {
+    log(
+      'warn',
+      `vfio-pci ${device.pci.bdf}: No device request channel registered, blocked until released by user`,
+    );
+  }
+}
+
 /** Splits an access into naturally aligned 8/4/2/1-byte pieces, like vfio_pci_core_do_io_rw. */
 function pieces(offset: bigint, length: number): { at: bigint; size: 1 | 2 | 4 | 8 }[] {
   const out: { at: bigint; size: 1 | 2 | 4 | 8 }[] = [];

@@ -5,7 +5,7 @@
  * registers, so changing it affects only devices registered (bound) later.
  */
 
-import { S_IFCHR } from '../host/file.ts';
+import { type BlockedCall, S_IFCHR } from '../host/file.ts';
 import type { DevFs } from '../host/kernel.ts';
 import type { SysFs } from '../host/sysfs.ts';
 import type { EventfdRef } from '../host/task.ts';
@@ -16,9 +16,12 @@ import type { EventBus } from '../trace/events.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import { openVfioCdev } from './device-cdev.ts';
 import { openVfioGroup, VFIO_GROUP_MAJOR, VfioGroup } from './group.ts';
+import { pciCoreRequest } from './pci-core.ts';
 
 /** The char major of vfio-dev cdevs (dynamically allocated in Linux; fixed here). */
 export const VFIO_DEV_MAJOR = 236;
+/** How often a waiting unbind signals the device's REQ interrupt again (HZ * 10). */
+const REQUEST_INTERVAL_MS = 10_000;
 /** TAINT_USER: the kernel is tainted by a userspace action (no-IOMMU mode). */
 export const TAINT_USER = 6;
 
@@ -62,6 +65,10 @@ export class VfioDevice {
   openCount = 0;
   /** Open cdev files, bound or not: each holds the device registered. */
   cdevFiles = 0;
+  /** An unbind waiting for the open cdev files to close; settles with its result. */
+  unbinding: Promise<SyscallResult> | undefined;
+  /** Completes a waiting unbind: called when the last cdev file closes (device->comp). */
+  released: (() => void) | undefined;
   iommufdDevice: IommufdDevice | undefined;
   iommufdAttached = false;
   readonly irq: VfioIrqState = {
@@ -94,6 +101,8 @@ export class VfioSubsystem {
   /** Groups with at least one registered device, by iommu_group id. */
   readonly groups = new Map<number, VfioGroup>();
   private readonly env: VfioEnv;
+  /** The 10 s REQ reminders of unbinds waiting for their device's users. */
+  private readonly requestTimers = new Set<ReturnType<typeof setInterval>>();
 
   constructor(env: VfioEnv, enableUnsafeNoiommuMode: boolean) {
     this.env = env;
@@ -210,17 +219,53 @@ export class VfioSubsystem {
     }
   }
 
-  /** vfio_unregister_group_dev(): refused while a cdev or group fd has the device open. */
-  unregisterDevice(bdf: string): SyscallResult {
+  /**
+   * vfio_unregister_group_dev(). The cdev node goes at once (vfio_device_del: no new opens);
+   * then, while cdev files still hold the device, the unbind waits for the last to close,
+   * asking the user to let go through the REQ interrupt now and every 10 s
+   * (vfio_pci_core_request). The writer blocks meanwhile, and a second unbind of the device
+   * waits with it (docs/decisions.md 11). An open legacy group node still refuses it (EBUSY).
+   */
+  unregisterDevice(bdf: string): SyscallResult | BlockedCall {
     const vdev = this.devices.get(bdf);
     if (vdev === undefined) return -Errno.ENODEV;
-    if (vdev.cdevFiles > 0 || vdev.group.opened) return -Errno.EBUSY;
-    this.removeFromGroup(vdev);
+    if (vdev.unbinding !== undefined) return { blocked: vdev.unbinding };
+    if (vdev.group.opened) return -Errno.EBUSY;
     vdev.registered = false;
-    this.devices.delete(bdf);
     this.env.devfs.remove(vdev.cdevPath);
     this.env.sysfs.removeTree(`/sys/devices/pci0000:00/${bdf}/vfio-dev`);
     this.env.sysfs.remove(`/sys/class/vfio-dev/${vdev.name}`);
-    return 0;
+    if (vdev.cdevFiles === 0) {
+      this.finishUnregister(vdev);
+      return 0;
+    }
+    const log = (level: 'info' | 'warn', line: string): void => this.env.events.log(level, line);
+    let count = 0;
+    pciCoreRequest(vdev, count++, log);
+    const timer = setInterval(() => pciCoreRequest(vdev, count++, log), REQUEST_INTERVAL_MS);
+    timer.unref();
+    this.requestTimers.add(timer);
+    vdev.unbinding = new Promise((resolve) => {
+      vdev.released = () => {
+        clearInterval(timer);
+        this.requestTimers.delete(timer);
+        vdev.released = undefined;
+        this.finishUnregister(vdev);
+        resolve(0);
+      };
+    });
+    return { blocked: vdev.unbinding };
+  }
+
+  /** The rest of the unbind, once nothing holds the device. */
+  private finishUnregister(vdev: VfioDevice): void {
+    this.removeFromGroup(vdev);
+    this.devices.delete(vdev.pci.bdf);
+  }
+
+  /** Stops the REQ reminders of unbinds still waiting (the kernel is going away). */
+  shutdown(): void {
+    for (const timer of this.requestTimers) clearInterval(timer);
+    this.requestTimers.clear();
   }
 }
