@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Kernel } from '../host/kernel.ts';
+import type { Kernel } from '../boot/kernel.ts';
 import type { EmuEvent } from '../trace/events.ts';
 import { formatEvent } from '../trace/writer.ts';
 

@@ -24,9 +24,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
+import { createKernel, type Kernel } from '../boot/kernel.ts';
 import { checkInvariants } from '../check/invariants.ts';
+import { ignoredMutantName } from '../fault/mutant.ts';
 import { parseCapSet } from '../host/credentials.ts';
-import { createKernel, type Kernel } from '../host/kernel.ts';
 import { type EmuServer, startServer } from '../server/server.ts';
 import { formatEvent } from '../trace/writer.ts';
 import { registerCheckCommand } from './check.ts';
@@ -99,7 +100,12 @@ function ensureShim(): string {
   const native = nativeDir();
   const shim = path.join(native, 'build', SHIM_NAME);
   const addon = path.join(native, 'build', ADDON_NAME);
-  const shimSources = ['shim/shim.c', 'shim/protocol.h'].map((f) => path.join(native, f));
+  // The shim's units: every .c and .h in native/shim (not its tests).
+  const shimDir = path.join(native, 'shim');
+  const shimSources = fs
+    .readdirSync(shimDir)
+    .filter((f) => f.endsWith('.c') || f.endsWith('.h'))
+    .map((f) => path.join(shimDir, f));
   const shimStale = outdated(shim, shimSources);
   if (shimStale || outdated(addon, [path.join(native, 'addon', 'fd.c')])) {
     // Without Node's headers the addon is skipped (the Makefile says so); the shim is required.
@@ -159,8 +165,9 @@ function bootKernel(flags: KernelFlags): Kernel {
 }
 
 /**
- * What the kernel would put in dmesg goes to stderr: warnings (taint), IOMMU faults and unsafe
- * no-IOMMU DMA. Emulator bugs are reported where they happen (runSyscall).
+ * What the kernel would put in dmesg goes to stderr: warnings (taint), IOMMU faults, unsafe
+ * no-IOMMU DMA, and emulator bugs (with their stacks). The kernel model only publishes events;
+ * this is where they reach a terminal.
  */
 function startDmesg(kernel: Kernel): () => void {
   // What boot logged (a no-IOMMU device tainting the kernel) comes first.
@@ -170,7 +177,7 @@ function startDmesg(kernel: Kernel): () => void {
     const loud =
       event.kind === 'unsafe-dma' ||
       event.kind === 'iommu-fault' ||
-      (event.kind === 'log' && (event.level === 'warn' || event.level === 'error'));
+      (event.kind === 'log' && event.level !== 'info');
     if (loud) process.stderr.write(`iommufd-emu: ${formatEvent(event)}\n`);
   });
 }
@@ -479,6 +486,10 @@ function buildProgram(run: (work: Promise<number>) => void): Command {
 }
 
 function main(argv: readonly string[]): void {
+  const ignored = ignoredMutantName();
+  if (ignored !== undefined) {
+    process.stderr.write(`iommufd-emu: unknown IOMMUFD_EMU_MUTANT=${ignored}, ignored\n`);
+  }
   const finish = (work: Promise<number>): void => {
     work.then(
       (status) => process.exit(status),

@@ -8,7 +8,7 @@
  */
 import { shouldFail } from '../fault/fault.ts';
 import { mutant } from '../fault/mutant.ts';
-import { copyToUser } from '../host/uaccess.ts';
+import { clearUser, copyToUser } from '../host/uaccess.ts';
 import {
   type Device,
   deviceIommuCapable,
@@ -170,7 +170,7 @@ export function iommufdDeviceBind(ictx: IommufdCtx, dev: Device): IommufdDevice 
   ictx.file!.get();
   idev.holdsCtx = true;
   // The calling driver is a user until unbind.
-  idev.users++;
+  idev.users.inc();
   ictx.finalize(idev);
   return idev;
 }
@@ -227,8 +227,9 @@ function doReplace(idev: IommufdDevice, hwpt: HwptPaging): HwptPaging | undefine
   igroup.hwpt = hwpt;
   // The device list's references move to the new HWPT; one stays on the old for the caller.
   const n = igroup.devices.length;
-  hwpt.users += n;
-  old.users -= n - 1;
+  hwpt.users.add(n);
+  if (old.users.subAndTest(n - 1))
+    throw new Error(`replace dropped the last reference of ${old.describe()}`);
   return old;
 }
 
@@ -246,7 +247,7 @@ function autoGetDomain(
   const immediateAttach = attach === doAttach;
   for (const hwpt of [...ioas.hwptList]) {
     if (!hwpt.autoDomain) continue;
-    ictx.lockObj(hwpt);
+    if (!ictx.lockObj(hwpt)) continue;
     const result = attach(idev, hwpt);
     ictx.putObject(hwpt);
     if (result === -Errno.EINVAL) continue;
@@ -297,7 +298,7 @@ export function iommufdDeviceAttach(idev: IommufdDevice, ptId: Ref<number>): Sys
   const rc = changePt(idev, ptId, doAttach);
   if (rc) return rc;
   // Pairs with detach: a device with an attachment cannot be destroyed.
-  idev.users++;
+  idev.users.inc();
   return 0;
 }
 
@@ -310,42 +311,45 @@ export function iommufdDeviceReplace(idev: IommufdDevice, ptId: Ref<number>): Sy
 export function iommufdDeviceDetach(idev: IommufdDevice): void {
   const hwpt = iommufdHwPagetableDetach(idev);
   iommufdHwPagetablePut(idev.ictx, hwpt);
-  idev.users--;
+  idev.users.dec();
 }
 
 /**
- * IOMMU_GET_HW_INFO. The emulated IOMMUs provide no vendor blob, so the type is
- * IOMMU_HW_INFO_TYPE_NONE with no data; a no-IOMMU device is EOPNOTSUPP (see docs/decisions.md).
+ * IOMMU_GET_HW_INFO. The emulated IOMMUs provide no vendor blob unless the platform makes a
+ * unit look like Intel VT-d (decision 42); the type is then IOMMU_HW_INFO_TYPE_NONE with no data.
+ * A no-IOMMU device is EOPNOTSUPP (decision 4). Userspace's buffer past the blob is cleared in
+ * place, however long userspace says it is: nothing of that size is allocated, and a buffer that
+ * runs into unmapped memory is EFAULT.
  */
 export function iommufdGetHwInfo(ucmd: Ucmd<typeof iommuHwInfo.fields>): SyscallResult {
   const cmd = ucmd.cmd;
   if (cmd.flags & ~IOMMU_HW_INFO_FLAG_INPUT_TYPE) return -Errno.EOPNOTSUPP;
   if (cmd.__reserved0 || cmd.__reserved1 || cmd.__reserved2) return -Errno.EOPNOTSUPP;
-  const idev = ucmd.ictx.getObject(cmd.dev_id, 'device') as IommufdDevice | undefined;
-  if (idev === undefined) return -Errno.ENOENT;
-  try {
-    // A no-IOMMU device has no driver to ask (docs/decisions.md 4).
-    if (idev.isNoiommu) return -Errno.EOPNOTSUPP;
-    // Without IOMMU_HW_INFO_FLAG_INPUT_TYPE the type asked for is the default.
-    const inType = cmd.flags & IOMMU_HW_INFO_FLAG_INPUT_TYPE ? cmd.out_data_type : 0;
-    const info = idev.dev.iommu?.ops.hwInfo?.(idev.dev, inType);
-    if (typeof info === 'number') return info;
-    const blob = info?.data ?? new Uint8Array(0);
-    // The blob up to data_len, and the user buffer zeroed past it.
-    if (cmd.data_len) {
-      const out = new Uint8Array(cmd.data_len);
-      out.set(blob.subarray(0, cmd.data_len));
-      if (!copyToUser(ucmd.task, cmd.data_uptr, out)) return -Errno.EFAULT;
-    }
-    cmd.data_len = blob.length;
-    cmd.out_data_type = info?.type ?? IOMMU_HW_INFO_TYPE_NONE;
-    cmd.out_capabilities = deviceIommuCapable(idev.dev, 'dirty-tracking') ? 1n : 0n;
-    // Reported for every device whose IOMMU cannot use PCI ATS with it (no edu has ATS).
-    if (!deviceIommuCapable(idev.dev, 'pci-ats-supported'))
-      cmd.out_capabilities |= IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED;
-    cmd.out_max_pasid_log2 = 0;
-    return ucmd.respond();
-  } finally {
-    ucmd.ictx.putObject(idev);
+  using held = ucmd.ictx.getObjectRef(cmd.dev_id, 'device');
+  if (held === undefined) return -Errno.ENOENT;
+  const idev = held.obj as IommufdDevice;
+  // A no-IOMMU device has no driver to ask (docs/decisions.md 4).
+  if (idev.isNoiommu) return -Errno.EOPNOTSUPP;
+  // Without IOMMU_HW_INFO_FLAG_INPUT_TYPE the type asked for is the default.
+  const inType = cmd.flags & IOMMU_HW_INFO_FLAG_INPUT_TYPE ? cmd.out_data_type : 0;
+  const info = idev.dev.iommu?.ops.hwInfo?.(idev.dev, inType);
+  if (typeof info === 'number') return info;
+  const blob = info?.data ?? new Uint8Array(0);
+  // copy_to_user() of min(data_len, blob) bytes: a failed copy of nothing is no error.
+  const copyLen = Math.min(cmd.data_len, blob.length);
+  if (!copyToUser(ucmd.task, cmd.data_uptr, blob.subarray(0, copyLen)) && copyLen > 0)
+    return -Errno.EFAULT;
+  if (cmd.data_len > copyLen) {
+    const tail = cmd.data_uptr + BigInt(copyLen);
+    if (!clearUser(ucmd.task, tail, cmd.data_len - copyLen)) return -Errno.EFAULT;
   }
+  // The length the kernel has, which may be more or less than the buffer.
+  cmd.data_len = blob.length;
+  cmd.out_data_type = info?.type ?? IOMMU_HW_INFO_TYPE_NONE;
+  cmd.out_capabilities = deviceIommuCapable(idev.dev, 'dirty-tracking') ? 1n : 0n;
+  // Reported for every device whose IOMMU cannot use PCI ATS with it (no edu has ATS).
+  if (!deviceIommuCapable(idev.dev, 'pci-ats-supported'))
+    cmd.out_capabilities |= IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED;
+  cmd.out_max_pasid_log2 = 0;
+  return ucmd.respond();
 }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { Kernel } from '../boot/kernel.ts';
 import { CAP_FULL_SET } from '../host/credentials.ts';
-import { Kernel } from '../host/kernel.ts';
 import { SimProcess } from '../host/sim-process.ts';
 import { Errno } from '../uapi/errno.ts';
 import * as ioctl from '../uapi/ioctl.ts';

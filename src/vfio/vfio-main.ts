@@ -5,12 +5,13 @@
  * registers, so changing it affects only devices registered (bound) later.
  */
 
+import type { DevFs } from '../host/devfs.ts';
 import { type BlockedCall, S_IFCHR } from '../host/file.ts';
-import type { DevFs } from '../host/kernel.ts';
 import type { SysFs } from '../host/sysfs.ts';
 import type { EventfdRef } from '../host/task.ts';
 import { type Device, type IommuSubsystem, iommuGroupDmaOwnerClaimed } from '../iommu/iommu.ts';
 import type { IommufdDevice } from '../iommufd/device.ts';
+import { Counter, Refcount } from '../lib/refcount.ts';
 import type { PciDevice } from '../platform/pci.ts';
 import type { EventBus } from '../trace/events.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
@@ -60,14 +61,16 @@ export class VfioDevice {
   /** device->noiommu: decided once, at registration. */
   readonly noiommu: boolean;
   readonly group: VfioGroup;
-  registered = true;
-  /** Opens through a bound cdev fd (only one is allowed). */
-  openCount = 0;
-  /** Open cdev files, bound or not: each holds the device registered. */
-  cdevFiles = 0;
+  /**
+   * vfio_device->refcount: 1 for the registration itself, plus one per open cdev file (bound or
+   * not), so the device cannot be unregistered while a file is open. 0 once unregistered.
+   */
+  readonly registration = new Refcount(1, () => `${this.name} registration`);
+  /** device->open_count: opens through a bound cdev fd (only one is allowed). */
+  readonly openCount = new Counter(() => `${this.name} open count`);
   /** An unbind waiting for the open cdev files to close; settles with its result. */
   unbinding: Promise<SyscallResult> | undefined;
-  /** Completes a waiting unbind: called when the last cdev file closes (device->comp). */
+  /** Completes a waiting unbind when the last registration reference goes (device->comp). */
   released: (() => void) | undefined;
   iommufdDevice: IommufdDevice | undefined;
   iommufdAttached = false;
@@ -87,6 +90,10 @@ export class VfioDevice {
     this.group = group;
     this.noiommu = group.noiommu;
     this.name = `${this.noiommu ? 'noiommu-' : ''}vfio${index}`;
+  }
+
+  get registered(): boolean {
+    return this.registration.read() > 0;
   }
 
   get cdevPath(): string {
@@ -220,22 +227,43 @@ export class VfioSubsystem {
   }
 
   /**
-   * vfio_unregister_group_dev(). The cdev node goes at once (vfio_device_del: no new opens);
-   * then, while cdev files still hold the device, the unbind waits for the last to close,
-   * asking the user to let go through the REQ interrupt now and every 10 s
-   * (vfio_pci_core_request). The writer blocks meanwhile, and a second unbind of the device
-   * waits with it (docs/decisions.md 11). An open legacy group node still refuses it (EBUSY).
+   * References and counts that outlive every file: with no file open, each registered device
+   * holds only its registration, is open nowhere, and its group is neither open nor blocked.
+   */
+  leaks(): string[] {
+    const out: string[] = [];
+    for (const vdev of this.devices.values()) {
+      const refs = vdev.registration.read();
+      if (refs !== 1) out.push(`${vdev.name} has ${refs - 1} registration references left`);
+      const opens = vdev.openCount.read();
+      if (opens !== 0) out.push(`${vdev.name} still has open count ${opens}`);
+    }
+    for (const group of this.groups.values()) {
+      const blocked = group.cdevDeviceOpenCount.read();
+      if (blocked !== 0) out.push(`vfio group ${group.id} still blocked by ${blocked} cdev opens`);
+      if (group.openedFile !== undefined) out.push(`vfio group ${group.id} is still open`);
+    }
+    return out;
+  }
+
+  /**
+   * vfio_unregister_group_dev(). The cdev node goes at once (vfio_device_del: no new opens) and
+   * the registration's own reference is dropped; while cdev files still hold the device, the
+   * unbind waits for the last to close, asking the user to let go through the REQ interrupt now
+   * and every 10 s (vfio_pci_core_request). The writer blocks meanwhile, and a second unbind of
+   * the device waits with it (docs/decisions.md 11). An open legacy group node still refuses it
+   * (EBUSY).
    */
   unregisterDevice(bdf: string): SyscallResult | BlockedCall {
     const vdev = this.devices.get(bdf);
     if (vdev === undefined) return -Errno.ENODEV;
     if (vdev.unbinding !== undefined) return { blocked: vdev.unbinding };
-    if (vdev.group.opened) return -Errno.EBUSY;
-    vdev.registered = false;
+    if (vdev.group.openedFile !== undefined) return -Errno.EBUSY;
     this.env.devfs.remove(vdev.cdevPath);
     this.env.sysfs.removeTree(`/sys/devices/pci0000:00/${bdf}/vfio-dev`);
     this.env.sysfs.remove(`/sys/class/vfio-dev/${vdev.name}`);
-    if (vdev.cdevFiles === 0) {
+    // vfio_device_put_registration(): the last reference completes at once.
+    if (vdev.registration.decAndTest()) {
       this.finishUnregister(vdev);
       return 0;
     }
