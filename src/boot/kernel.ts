@@ -128,10 +128,14 @@ export class Kernel extends KernelCore {
       store: (task, text) => {
         if (!root(task)) return -Errno.EACCES;
         const bdf = text.trim();
-        const rc = this.vfio.unregisterDevice(bdf);
         const dev = this.machine.device(bdf);
-        if (rc === 0 && dev !== undefined) removeDriverLinks(this.sysfs, dev, 'vfio-pci');
-        return rc;
+        // The links go when the driver's remove returns, after a wait for the device's users.
+        const unlink = (rc: SyscallResult): SyscallResult => {
+          if (rc === 0 && dev !== undefined) removeDriverLinks(this.sysfs, dev, 'vfio-pci');
+          return rc;
+        };
+        const rc = this.vfio.unregisterDevice(bdf);
+        return typeof rc === 'number' ? unlink(rc) : { blocked: rc.blocked.then(unlink) };
       },
     });
     this.sysfs.add({
@@ -202,6 +206,7 @@ export class Kernel extends KernelCore {
 
   /** Stops device timers so the process can exit. */
   shutdown(): void {
+    this.vfio.shutdown();
     this.machine.shutdown();
   }
 }

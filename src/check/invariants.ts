@@ -247,7 +247,9 @@ function checkOpenFiles(w: World, f: Findings): void {
     const open = cdevFiles.get(vdev) ?? [];
     const bound = open.filter((df) => df.accessGranted).length;
     const refs = vdev.registration.read();
-    if (refs !== 1 + open.length)
+    // A device being unbound has dropped the registration's own reference (decision 11).
+    const own = vdev.unbinding === undefined ? 1 : 0;
+    if (refs !== own + open.length)
       f.add(`${vdev.name} has registration refcount ${refs} for ${open.length} open cdev files`);
     if (vdev.openCount.read() !== bound)
       f.add(`${vdev.name} has open count ${vdev.openCount.read()} for ${bound} bound cdev files`);

@@ -15,7 +15,17 @@ import type { PhysMemory } from '../platform/phys-memory.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 
 /** The iommu_cap values drivers above the core ask about. */
-export type IommuCap = 'cache-coherency' | 'enforce-cache-coherency' | 'dirty-tracking';
+export type IommuCap =
+  | 'cache-coherency'
+  | 'enforce-cache-coherency'
+  | 'dirty-tracking'
+  | 'pci-ats-supported';
+
+/** What a driver's hw_info() gives: the vendor type and its data blob. */
+export interface IommuHwInfo {
+  readonly type: number;
+  readonly data: Uint8Array;
+}
 
 /** Access rights of a mapping (IOMMU_READ / IOMMU_WRITE). */
 export interface IommuProt {
@@ -35,16 +45,16 @@ export interface IommuOps {
   /** capable(); a driver without it has no capabilities. */
   capable?(dev: Device, cap: IommuCap): boolean;
   /**
+   * hw_info(): the vendor blob for IOMMU_GET_HW_INFO, asked for `type` (0 = the driver's
+   * default), or a negative errno. Without it (or when it answers undefined: the unit has no
+   * vendor info to give) the type is IOMMU_HW_INFO_TYPE_NONE.
+   */
+  hwInfo?(dev: Device, type: number): IommuHwInfo | number | undefined;
+  /**
    * attach_dev() of the driver's domains: points the device at `domain`, undefined for the
    * blocking domain. Absent for a driver with no hardware behind it.
    */
   attachDev?(dev: Device, domain: IommuDomain | undefined): SyscallResult;
-  /**
-   * hw_info(): the driver's IOMMU_GET_HW_INFO blob and its type, for the type userspace asked
-   * for (0, IOMMU_HW_INFO_TYPE_DEFAULT, for the driver's own); an errno for a type it does not
-   * have. Absent means no blob.
-   */
-  hwInfo?(dev: Device, type: number): { readonly type: number; readonly data: Uint8Array } | number;
   /** The PASID width of the device (max_pasids as log2); absent means no PASID. */
   pasidBits?(dev: Device): number;
 }
@@ -273,15 +283,24 @@ function checkDomainOwner(domain: IommuDomain, group: IommuGroup): SyscallResult
 }
 
 /**
+ * __iommu_attach_device(): the domain's own attach_dev programs the device (the driver's for
+ * the blocking domain). A domain whose ops have none, like iommufd's no-IOMMU domain, is ENODEV.
+ */
+function attachDevice(dev: Device, domain: IommuDomain | undefined): SyscallResult {
+  const ops = domain === undefined ? dev.iommu?.ops : domain.owner;
+  return ops?.attachDev?.(dev, domain) ?? -Errno.ENODEV;
+}
+
+/**
  * __iommu_group_set_domain(): every device of the group follows, or none does (a device that
  * fails puts the ones already moved back).
  */
 function groupSetDomain(group: IommuGroup, domain: IommuDomain | undefined): SyscallResult {
   const done: Device[] = [];
   for (const dev of group.devices) {
-    const rc = dev.iommu?.ops.attachDev?.(dev, domain) ?? -Errno.ENODEV;
+    const rc = attachDevice(dev, domain);
     if (rc) {
-      for (const back of done) back.iommu?.ops.attachDev?.(back, group.domain);
+      for (const back of done) attachDevice(back, group.domain);
       return rc;
     }
     done.push(dev);
@@ -304,11 +323,13 @@ export function iommuAttachGroupHandle(domain: IommuDomain, group: IommuGroup): 
 
 /**
  * iommu_replace_group_handle(): swap the attached domain for `domain` without a blocked moment;
- * on failure the old one stays. The owner rule applies here too (see docs/decisions.md).
+ * on failure the old one stays. Unlike attach there is no owner check: the domain's attach_dev
+ * decides (EINVAL from a unit's driver for a domain of another unit, ENODEV for a domain with
+ * none; see docs/decisions.md 31).
  */
 export function iommuReplaceGroupHandle(group: IommuGroup, domain: IommuDomain): SyscallResult {
   if (!group.hasHandle) throw new Error(`replace on group ${group.id} with nothing attached`);
-  return checkDomainOwner(domain, group) || groupSetDomain(group, domain);
+  return groupSetDomain(group, domain);
 }
 
 /** iommu_detach_group_handle(): back to the core's domain, which blocks DMA for an owned group. */

@@ -167,6 +167,9 @@ export const mockIommuOps: IommuOps = {
         return false;
       case 'dirty-tracking':
         return (mockDevOf(dev).flags & MOCK_FLAGS_DEVICE_NO_DIRTY) === 0;
+      case 'pci-ats-supported':
+        // A mock device is no PCI device: no ATS.
+        return false;
     }
   },
 

@@ -34,7 +34,7 @@ import {
   ULONG_MAX,
 } from '../uapi/iommufd.ts';
 import type { IommufdDevice } from './device.ts';
-import { iommufdNoiommuOps, isNoiommuDomain } from './hwpt-noiommu.ts';
+import { iommufdNoiommuOps } from './hwpt-noiommu.ts';
 import type { Ioas } from './ioas.ts';
 import { ioptReadAndClearDirty, ioptSetDirtyTracking } from './iopt-dirty.ts';
 import type { IommufdCtx, Ucmd } from './main.ts';
@@ -178,9 +178,8 @@ function hwptAttachDevice(hwpt: HwptPaging, idev: IommufdDevice): SyscallResult 
 export function iommufdHwPagetableAttach(hwpt: HwptPaging, idev: IommufdDevice): SyscallResult {
   const igroup = idev.igroup!;
   if (igroup.hwpt !== undefined && igroup.hwpt !== hwpt) return -Errno.EINVAL;
-  // With no iommu core to ask, iommufd applies the owner rule to a no-IOMMU device itself, so
-  // the auto-domain search makes a no-IOMMU domain for it (docs/decisions.md 13).
-  if (idev.isNoiommu && !isNoiommuDomain(hwpt.domain)) return -Errno.EINVAL;
+  // A no-IOMMU device never reaches the iommu core, so nothing applies the domain-owner rule to
+  // it: it joins any HWPT, an IOMMU's too (docs/decisions.md 13).
   let rc = attachReservedIova(idev, hwpt);
   if (rc) return rc;
   if (igroup.devices.length === 0) {

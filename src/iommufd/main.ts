@@ -7,7 +7,7 @@ import { shouldFail } from '../fault/fault.ts';
 import type { CharDevNode } from '../host/devfs.ts';
 import { File, type FileOperations, S_IFCHR } from '../host/file.ts';
 import type { Task } from '../host/task.ts';
-import { checkZeroedUser, copyFromUser, copyToUser } from '../host/uaccess.ts';
+import { checkZeroedUser, copyFromUser, copyToUser, getUser } from '../host/uaccess.ts';
 import type { MockBus } from '../iommu/mock-driver.ts';
 import type { EventBus } from '../trace/events.ts';
 import { IOMMUFD, type IommufdCommand } from '../uapi/commands.ts';
@@ -41,6 +41,7 @@ import type { PagePinner } from './pages.ts';
 import { iommufdTest } from './selftest.ts';
 import { iommufdVfioIoas, iommufdVfioIoctl } from './vfio-compat.ts';
 import { iommufdHwQueueAlloc, iommufdVdeviceAlloc, iommufdViommuAlloc } from './viommu.ts';
+import { xaAllocNodes, xaNodesToStore } from './xarray.ts';
 
 /** How pinned pages are charged (IOMMU_OPTION_RLIMIT_MODE): 0 per user, 1 per process (mm). */
 export type AccountMode = 'user' | 'mm';
@@ -181,14 +182,12 @@ export class IommufdCtx {
    */
   allocObject<T extends IommufdObject>(obj: T): T | number {
     if (shouldFail('object-alloc')) return -Errno.ENOMEM;
-    if (shouldFail('id-reserve')) return -Errno.ENOMEM;
-    let id: number;
-    if (this.freeIds.length > 0) {
-      id = this.freeIds.shift()!;
-    } else {
-      if (this.nextId > ID_MAX) return -Errno.EBUSY;
-      id = this.nextId++;
-    }
+    const id = this.freeIds[0] ?? this.nextId;
+    if (id > ID_MAX) return -Errno.EBUSY;
+    // xa_alloc(): the nodes storing the id may need allocating (docs/fault-injection.md).
+    if (!xaAllocNodes(xaNodesToStore([...this.objects.keys()], id))) return -Errno.ENOMEM;
+    if (id === this.nextId) this.nextId++;
+    else this.freeIds.shift();
     obj.id = id;
     this.objects.set(id, obj);
     return obj;
@@ -495,7 +494,8 @@ export function iommufdIoctl(
   const last = testInterface ? IommufdCmd.TEST : LAST_CMD;
   if (nr < IOMMUFD_CMD_BASE || nr > last) return iommufdVfioIoctl(ictx, task, cmd, arg);
 
-  const sizeBytes = copyFromUser(task, arg, 4);
+  // get_user(): not an injection point.
+  const sizeBytes = getUser(task, arg, 4);
   if (sizeBytes === undefined) return -Errno.EFAULT;
   const userSize = new DataView(sizeBytes.buffer, sizeBytes.byteOffset, 4).getUint32(0, true);
 

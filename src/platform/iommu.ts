@@ -32,6 +32,9 @@ export interface ReservedRegion {
   readonly type: ReservedRegionType;
 }
 
+/** The vendor hardware info a unit reports through IOMMU_GET_HW_INFO. */
+export type IommuHwInfoKind = 'none' | 'intel-vtd';
+
 /** What the IOMMU can do (iommu_capable / GET_HW_INFO). */
 export interface IommuCaps {
   readonly dirtyTracking: boolean;
@@ -135,6 +138,11 @@ export interface IommuUnitConfig {
    * cannot raise another device's interrupt (the irq domain's IRQ_DOMAIN_FLAG_ISOLATED_MSI).
    */
   readonly isolatedMsi: boolean;
+  /**
+   * What IOMMU_GET_HW_INFO reports for devices behind this unit: 'none' (no vendor blob), or
+   * 'intel-vtd' (the VT-d blob of QEMU's intel-iommu; see docs/platform.md).
+   */
+  readonly hwInfo: IommuHwInfoKind;
   /** Regions every device behind this unit reports (the x86 MSI window). */
   readonly reservedRegions: readonly ReservedRegion[];
 }
@@ -147,6 +155,7 @@ export class IommuUnit {
   readonly levels: number;
   readonly caps: IommuCaps;
   readonly isolatedMsi: boolean;
+  readonly hwInfo: IommuHwInfoKind;
   readonly phys: PhysMemory;
   readonly registry: DomainRegistry;
   /** Groups of devices this unit cannot isolate from each other, by group id. */
@@ -164,6 +173,7 @@ export class IommuUnit {
     this.levels = config.levels;
     this.caps = config.caps;
     this.isolatedMsi = config.isolatedMsi;
+    this.hwInfo = config.hwInfo;
     this.regions = config.reservedRegions;
   }
 

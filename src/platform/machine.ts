@@ -13,6 +13,7 @@ import {
   type IommuCaps,
   type IommuDomain,
   IommuGroup,
+  type IommuHwInfoKind,
   IommuUnit,
   type ReservedRegion,
 } from './iommu.ts';
@@ -43,6 +44,7 @@ export interface MachineSnapshot {
     readonly levels: number;
     readonly caps: IommuCaps;
     readonly isolatedMsi: boolean;
+    readonly hwInfo: IommuHwInfoKind;
     readonly groups: readonly { readonly id: number; readonly devices: readonly string[] }[];
   }[];
   readonly domains: readonly {
@@ -155,6 +157,7 @@ export class Machine {
         levels: unit.levels,
         caps: unit.caps,
         isolatedMsi: unit.isolatedMsi,
+        hwInfo: unit.hwInfo,
         groups: [...unit.groups.values()].map((g) => ({
           id: g.id,
           devices: g.devices.map((d) => d.bdf),

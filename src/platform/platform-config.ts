@@ -6,7 +6,12 @@
  */
 import { readFileSync } from 'node:fs';
 import type { DmaCompletion } from './edu.ts';
-import type { IommuUnitConfig, ReservedRegion, ReservedRegionType } from './iommu.ts';
+import type {
+  IommuHwInfoKind,
+  IommuUnitConfig,
+  ReservedRegion,
+  ReservedRegionType,
+} from './iommu.ts';
 import { isValidBdf } from './pci.ts';
 import { MAX_MEMORY_SIZE } from './phys-memory.ts';
 import { hex, PAGE_SIZE, SZ_1G, SZ_2M, SZ_4K, U64_MAX } from './sizes.ts';
@@ -89,6 +94,7 @@ export function defaultPlatform(): PlatformConfig {
         levels: 4,
         caps: { dirtyTracking: false, cacheCoherent: true },
         isolatedMsi: true,
+        hwInfo: 'none',
         reservedRegions: [X86_MSI_REGION],
       },
     ],
@@ -228,6 +234,7 @@ export function platformToJson(config: PlatformConfig): unknown {
       dirtyTracking: u.caps.dirtyTracking,
       cacheCoherent: u.caps.cacheCoherent,
       isolatedMsi: u.isolatedMsi,
+      hwInfo: u.hwInfo,
       reservedRegions: regions(u.reservedRegions),
     })),
     devices: config.devices.map((d) => ({
@@ -374,6 +381,7 @@ function readIommu(value: unknown, field: string): IommuUnitConfig {
     'dirtyTracking',
     'cacheCoherent',
     'isolatedMsi',
+    'hwInfo',
     'reservedRegions',
   ]);
   let pgsizeBitmap = SZ_4K | SZ_2M | SZ_1G;
@@ -413,11 +421,20 @@ function readIommu(value: unknown, field: string): IommuUnitConfig {
     },
     isolatedMsi:
       o.isolatedMsi === undefined ? true : boolean(o.isolatedMsi, `${field}.isolatedMsi`),
+    hwInfo: o.hwInfo === undefined ? 'none' : hwInfoKind(o.hwInfo, `${field}.hwInfo`),
     reservedRegions:
       o.reservedRegions === undefined
         ? [X86_MSI_REGION]
         : readRegions(o.reservedRegions, `${field}.reservedRegions`),
   };
+}
+
+function hwInfoKind(value: unknown, field: string): IommuHwInfoKind {
+  if (value === 'none' || value === 'intel-vtd') return value;
+  throw new PlatformConfigError(
+    field,
+    `expected "none" or "intel-vtd", got ${JSON.stringify(value)}`,
+  );
 }
 
 function readCompletion(value: unknown, field: string): DmaCompletion {
