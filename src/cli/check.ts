@@ -16,7 +16,6 @@
  * summary line per scenario.
  */
 import { type Command, InvalidArgumentError } from 'commander';
-import { explore } from '../check/explorer.ts';
 import { type ExecForSweep, programTarget } from '../check/program-sweep.ts';
 import { findScenario, SCENARIOS } from '../check/scenarios.ts';
 import { formatRun, formatViolation, scenarioTarget, sweep } from '../check/sweep.ts';
@@ -129,6 +128,8 @@ export async function runCheck(
   if (command.length > 0) return checkProgram(command, options, io);
 
   if (options.explore) {
+    // Loaded on demand: fast-check (and the model) are needed by --explore only.
+    const { explore } = await import('../check/explorer.ts');
     const report = explore({
       ...(options.seed === undefined ? {} : { seed: options.seed }),
       ...(options.runs === undefined ? {} : { runs: options.runs }),

@@ -17,23 +17,28 @@
  *
  * Exit status 2: bad usage, or an option this build does not support.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { checkInvariants } from '../check/invariants.ts';
 import { parseCapSet } from '../host/credentials.ts';
 import { createKernel, type Kernel } from '../host/kernel.ts';
-import { type EmuServer, startServer } from '../server/server.ts';
+import { type EmuServer, startServer, useFdAddon } from '../server/server.ts';
 import { formatEvent } from '../trace/writer.ts';
 import { registerCheckCommand } from './check.ts';
-import { demoCommand } from './demo.ts';
+import { DemoError, demoCommand } from './demo.ts';
+import {
+  ensureNative,
+  type NativeParts,
+  PackageError,
+  packageRoot,
+  packageVersion,
+  SHIM_NAME,
+} from './native.ts';
 
-const SHIM_NAME = 'libiommufd-emu-shim.so';
-const ADDON_NAME = 'iommufd-emu-fd.node';
 /** How long exec waits, after PROGRAM exits, for its emulated fds to be closed everywhere. */
 const IDLE_WAIT_MS = 2000;
 const EXIT_USAGE = 2;
@@ -68,53 +73,17 @@ export function fail(message: string): never {
 
 // -- native parts ------------------------------------------------------------------------------
 
-/** The project's root (holding native/Makefile), found upward from this module. */
-export function projectRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    if (fs.existsSync(path.join(dir, 'native', 'Makefile'))) return dir;
-    const parent = path.dirname(dir);
-    if (parent === dir) fail('cannot find the native/ directory (native/Makefile) of iommufd-emu');
-    dir = parent;
-  }
-}
-
-/** The project's native/ directory (src/cli or dist/src/cli are below the root). */
-function nativeDir(): string {
-  return path.join(projectRoot(), 'native');
-}
-
-/** Whether output is missing or older than any of inputs. */
-function outdated(output: string, inputs: readonly string[]): boolean {
-  if (!fs.existsSync(output)) return true;
-  const built = fs.statSync(output).mtimeMs;
-  return inputs.some((f) => fs.existsSync(f) && fs.statSync(f).mtimeMs > built);
-}
-
-/**
- * The shim's path, (re)building native/ first if the shim or the fd addon is missing or older than
- * its sources (a shim from before a protocol change cannot talk to this server).
- */
+/** The shim's path, built first if needed (see native.ts); the fd addon is handed to the server. */
 function ensureShim(): string {
-  const native = nativeDir();
-  const shim = path.join(native, 'build', SHIM_NAME);
-  const addon = path.join(native, 'build', ADDON_NAME);
-  const shimSources = ['shim/shim.c', 'shim/protocol.h'].map((f) => path.join(native, f));
-  const shimStale = outdated(shim, shimSources);
-  if (shimStale || outdated(addon, [path.join(native, 'addon', 'fd.c')])) {
-    // Without Node's headers the addon is skipped (the Makefile says so); the shim is required.
-    if (shimStale) {
-      process.stderr.write(
-        `iommufd-emu: building ${path.relative(process.cwd(), native) || '.'}\n`,
-      );
-    }
-    // stdout stays clean (serve prints the environment there).
-    const made = spawnSync('make', ['-s', '-C', native], { stdio: ['ignore', 2, 2] });
-    if (made.status !== 0 || !fs.existsSync(shim)) {
-      fail(`building the shim failed (make -C ${native}); it needs gcc and make`);
-    }
+  let parts: NativeParts;
+  try {
+    parts = ensureNative((text) => process.stderr.write(`iommufd-emu: ${text}`));
+  } catch (err) {
+    if (err instanceof PackageError) fail(err.message);
+    throw err;
   }
-  return shim;
+  if (parts.addon !== undefined) useFdAddon(parts.addon);
+  return parts.shim;
 }
 
 function preloadWith(shim: string, existing: string | undefined): string {
@@ -435,6 +404,7 @@ function kernelOptions(cmd: Command): Command {
 function buildProgram(run: (work: Promise<number>) => void): Command {
   const program = new Command('iommufd-emu')
     .description('A userspace emulator of Linux iommufd (/dev/iommu) and VFIO device cdevs')
+    .version(packageVersion(), '-V, --version', 'print the version')
     .enablePositionalOptions()
     .showHelpAfterError();
 
@@ -470,7 +440,7 @@ function buildProgram(run: (work: Promise<number>) => void): Command {
     )
     .action(() => {
       refuseIfShimmed();
-      run(demoCommand({ root: projectRoot(), exec: execCommand }));
+      run(demoCommand({ root: packageRoot(), exec: execCommand }));
     });
 
   program.exitOverride();
@@ -483,7 +453,7 @@ function main(argv: readonly string[]): void {
     work.then(
       (status) => process.exit(status),
       (err: unknown) => {
-        if (err instanceof UsageError) {
+        if (err instanceof UsageError || err instanceof DemoError) {
           process.stderr.write(`iommufd-emu: ${err.message}\n`);
           process.exit(EXIT_USAGE);
         }
