@@ -16,6 +16,7 @@ import { Kernel } from '../host/kernel.ts';
 import { SimProcess } from '../host/sim-process.ts';
 import type { IommufdDevice } from '../iommufd/device.ts';
 import { HwptPaging } from '../iommufd/hw-pagetable.ts';
+import { isNoiommuDomain } from '../iommufd/hwpt-noiommu.ts';
 import { Ioas } from '../iommufd/ioas.ts';
 import { Errno, errnoName } from '../uapi/errno.ts';
 import * as ioctl from '../uapi/ioctl.ts';
@@ -234,7 +235,7 @@ function modelOf(r: Real): Model {
       m.hwpts.push({
         id,
         ioas: obj.ioas.id,
-        kind: obj.domain?.owner === 'noiommu' ? 'noiommu' : 'iommu',
+        kind: isNoiommuDomain(obj.domain) ? 'noiommu' : 'iommu',
         auto: obj.autoDomain,
         devices: devices.sort((a, b) => a - b),
       });

@@ -17,6 +17,8 @@
  * `checkInvariants(kernel)` returns one line per broken invariant, empty when all is well.
  */
 import type { Kernel } from '../host/kernel.ts';
+import { iommuGetResvRegions } from '../iommu/iommu.ts';
+import { hwDomainOf } from '../iommu/pt-domain.ts';
 import { IommufdDevice, type IommufdGroup } from '../iommufd/device.ts';
 import { HwptPaging, type IommuDomain } from '../iommufd/hw-pagetable.ts';
 import type { IoptArea } from '../iommufd/io-pagetable.ts';
@@ -25,7 +27,6 @@ import type { IommufdCtx } from '../iommufd/main.ts';
 import type { IommufdObject } from '../iommufd/object.ts';
 import type { IoptPages } from '../iommufd/pages.ts';
 import { PAGE_SIZE, ULONG_MAX } from '../uapi/iommufd.ts';
-import { hwDomainOf } from '../vfio/vfio-iommufd.ts';
 import { ctxObjects } from './_internals.ts';
 import { domainId } from './snapshot.ts';
 
@@ -277,7 +278,7 @@ function checkIoas(w: World, ioas: Ioas, f: Findings, betweenCalls: boolean): vo
       });
   }
   for (const idev of attached) {
-    for (const r of idev.dev.reservedRegions()) {
+    for (const r of iommuGetResvRegions(idev.dev)) {
       if (r.type === 'direct-relaxable') continue;
       wantReserved.push({ start: r.start, last: r.last, owner: idev, what: r.type });
     }

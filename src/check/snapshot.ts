@@ -4,13 +4,13 @@
  * Everything here is data (numbers, bigints, strings, arrays), so snapshots compare by value.
  */
 import type { Kernel } from '../host/kernel.ts';
+import { hwDomainOf } from '../iommu/pt-domain.ts';
 import { IommufdDevice } from '../iommufd/device.ts';
 import type { IommuDomain } from '../iommufd/hw-pagetable.ts';
 import { HwptPaging } from '../iommufd/hw-pagetable.ts';
 import { Ioas } from '../iommufd/ioas.ts';
 import type { IommufdCtx } from '../iommufd/main.ts';
 import type { PinnedStats } from '../platform/pinned-pages.ts';
-import { hwDomainOf } from '../vfio/vfio-iommufd.ts';
 import { ctxIdState, ctxObjects } from './_internals.ts';
 
 /** One object of a context's table. */

@@ -5,6 +5,8 @@
  */
 
 import { FailNth } from '../fault/fault.ts';
+import { IommuSubsystem } from '../iommu/iommu.ts';
+import { unitIommuOps } from '../iommu/unit-driver.ts';
 import { Accounting } from '../iommufd/accounting.ts';
 import { IommufdSubsystem } from '../iommufd/main.ts';
 import type { PagePinner } from '../iommufd/pages.ts';
@@ -17,7 +19,6 @@ import {
 } from '../platform/platform-config.ts';
 import { EventBus } from '../trace/events.ts';
 import { Errno } from '../uapi/errno.ts';
-import { noiommuDomainAllocator } from '../vfio/vfio-iommufd.ts';
 import { VfioSubsystem } from '../vfio/vfio-main.ts';
 import { CAP_DAC_OVERRIDE, capable } from './credentials.ts';
 import type { File } from './file.ts';
@@ -97,6 +98,7 @@ export class Kernel {
   readonly sysfs = new SysFs();
   readonly events = new EventBus();
   readonly machine: Machine;
+  readonly iommu: IommuSubsystem;
   readonly iommufd: IommufdSubsystem;
   readonly vfio: VfioSubsystem;
   /** /proc/sys/kernel/tainted. */
@@ -116,6 +118,7 @@ export class Kernel {
       if (this.dmesg.length > 1000) this.dmesg.shift();
     });
     this.machine = new Machine(options.platform ?? defaultPlatform(), { events: this.events });
+    this.iommu = new IommuSubsystem(this.machine, unitIommuOps);
     const pinned = this.machine.pinned;
     const pinner: PagePinner = {
       pin: (mem, va, npages, write) => pinned.pin(mem, va, npages, write),
@@ -135,7 +138,7 @@ export class Kernel {
         sysfs: this.sysfs,
         events: this.events,
         addTaint: (bit) => this.addTaint(bit),
-        allocNoiommuDomain: noiommuDomainAllocator(() => this.machine.allocNoiommuDomain()),
+        iommu: this.iommu,
         isIommuGroupId: (id) => this.machine.groups.has(id),
       },
       noiommuMode,
@@ -154,6 +157,19 @@ export class Kernel {
   /** Module parameters, the taint mask, and the vfio-pci bind/unbind files. */
   private addKernelFiles(): void {
     const root = (task: Task) => task.creds.uid === 0 || capable(task.creds, CAP_DAC_OVERRIDE);
+    this.sysfs.add({
+      kind: 'attr',
+      path: '/sys/module/iommufd/parameters/allow_unsafe_interrupts',
+      mode: 0o644,
+      show: () => (this.iommufd.allowUnsafeInterrupts ? 'Y\n' : 'N\n'),
+      store: (task, text) => {
+        if (!root(task)) return -Errno.EACCES;
+        const value = parseBoolParam(text);
+        if (value === undefined) return -Errno.EINVAL;
+        this.iommufd.allowUnsafeInterrupts = value;
+        return 0;
+      },
+    });
     this.sysfs.add({
       kind: 'attr',
       path: '/sys/module/vfio/parameters/enable_unsafe_noiommu_mode',
@@ -317,6 +333,7 @@ export class Kernel {
       '/sys/class/vfio-dev',
       '/sys/kernel/iommu_groups',
       '/sys/module/vfio',
+      '/sys/module/iommufd',
       '/proc/sys/kernel/tainted',
       '/proc/*/task/*/fail-nth',
       '/proc/thread-self/fail-nth',

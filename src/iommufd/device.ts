@@ -9,6 +9,16 @@
 import { shouldFail } from '../fault/fault.ts';
 import { mutant } from '../fault/mutant.ts';
 import { copyToUser } from '../host/uaccess.ts';
+import {
+  type Device,
+  deviceIommuCapable,
+  type IommuGroup,
+  iommuDeviceClaimDmaOwner,
+  iommuDeviceReleaseDmaOwner,
+  iommuGetResvRegions,
+  iommuGroupHasIsolatedMsi,
+  iommuReplaceGroupHandle,
+} from '../iommu/iommu.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import {
   IOMMU_HW_INFO_FLAG_INPUT_TYPE,
@@ -17,69 +27,27 @@ import {
 } from '../uapi/iommufd.ts';
 import {
   type HwptPaging,
-  type IommuDomain,
+  iommufdHwPagetableAttach,
+  iommufdHwPagetableDetach,
   iommufdHwPagetablePut,
   iommufdHwptPagingAlloc,
 } from './hw-pagetable.ts';
+import { isNoiommuDomain } from './hwpt-noiommu.ts';
 import type { Ref } from './io-pagetable.ts';
 import type { Ioas } from './ioas.ts';
 import type { IommufdCtx, Ucmd } from './main.ts';
 import { IommufdObject } from './object.ts';
 
-/** IOMMU_RESV_*: only these matter to iommufd. */
-export interface ReservedRegion {
-  readonly start: bigint;
-  readonly last: bigint;
-  readonly type: 'direct' | 'direct-relaxable' | 'reserved' | 'msi' | 'sw-msi';
-}
-
-/** The iommu driver as iommufd reaches it for one device (dev_iommu_ops / get_iommu_ops). */
-export interface IommuOps {
-  domainAllocPaging(flags: number, hasUserData: boolean): IommuDomain | number;
-  capable(cap: 'cache-coherency' | 'enforce-cache-coherency' | 'dirty-tracking'): boolean;
-}
-
-/** An iommu_group of the platform: DMA ownership and the domain the hardware uses. */
-export interface IommuGroupHw {
-  readonly id: number;
-  /** iommu_device_claim_dma_owner(): -EPERM if another owner holds the group. */
-  claimDmaOwner(owner: object): SyscallResult;
-  releaseDmaOwner(owner: object): void;
-  /** iommu_attach/replace_group_handle (a domain) and detach (undefined: DMA blocked). */
-  setDomain(domain: IommuDomain | undefined): SyscallResult;
-  /** Whether MSIs from the group are isolated (interrupt remapping). */
-  readonly msiIsolated: boolean;
-}
-
-/** struct device, as iommufd sees a physical device. */
-export interface BindableDevice {
-  readonly name: string;
-  /** dev->iommu: undefined for a device behind no IOMMU. */
-  readonly iommu: { readonly ops: IommuOps; readonly group: IommuGroupHw } | undefined;
-  reservedRegions(): readonly ReservedRegion[];
-}
-
-/** The iommu_ops of no-IOMMU mode: only domain allocation, of a software-only page table. */
-export function noiommuOps(allocSoftwareDomain: () => IommuDomain | number): IommuOps {
-  return {
-    domainAllocPaging(flags, hasUserData) {
-      if (flags || hasUserData) return -Errno.EOPNOTSUPP;
-      return allocSoftwareDomain();
-    },
-    capable: () => false,
-  };
-}
-
 /** struct iommufd_group: per iommu_group state in one context (a private one for no-IOMMU). */
 export class IommufdGroup {
   readonly ictx: IommufdCtx;
   /** undefined: the placeholder of a no-IOMMU device, never shared and not in ictx.groups. */
-  readonly group: IommuGroupHw | undefined;
+  readonly group: IommuGroup | undefined;
   refs = 1;
   hwpt: HwptPaging | undefined;
   readonly devices: IommufdDevice[] = [];
 
-  constructor(ictx: IommufdCtx, group: IommuGroupHw | undefined) {
+  constructor(ictx: IommufdCtx, group: IommuGroup | undefined) {
     this.ictx = ictx;
     this.group = group;
   }
@@ -96,7 +64,7 @@ export class IommufdGroup {
 }
 
 /** iommufd_get_group(): the context's igroup for an iommu_group, made on first use. */
-function iommufdGetGroup(ictx: IommufdCtx, group: IommuGroupHw): IommufdGroup | number {
+function iommufdGetGroup(ictx: IommufdCtx, group: IommuGroup): IommufdGroup | number {
   const cur = ictx.groups.get(group.id);
   if (cur !== undefined) {
     cur.refs++;
@@ -110,7 +78,7 @@ function iommufdGetGroup(ictx: IommufdCtx, group: IommuGroupHw): IommufdGroup | 
 
 export class IommufdDevice extends IommufdObject {
   readonly type = 'device';
-  readonly dev: BindableDevice;
+  readonly dev: Device;
   /** undefined while bind has not got that far: destroy must cope (the half-built device). */
   igroup: IommufdGroup | undefined;
   /** The DMA ownership claim is held (never for no-IOMMU devices). */
@@ -118,12 +86,10 @@ export class IommufdDevice extends IommufdObject {
   enforceCacheCoherency = false;
   /** Holds a reference on the iommufd file, like iommufd_ctx_get(). */
   holdsCtx = false;
-  private readonly noiommu: () => IommuOps;
 
-  constructor(ictx: IommufdCtx, dev: BindableDevice, noiommu: () => IommuOps) {
+  constructor(ictx: IommufdCtx, dev: Device) {
     super(ictx);
     this.dev = dev;
-    this.noiommu = noiommu;
   }
 
   /** iommufd_device_is_noiommu(): no dev->iommu. */
@@ -131,15 +97,10 @@ export class IommufdDevice extends IommufdObject {
     return this.dev.iommu === undefined;
   }
 
-  /** get_iommu_ops(): the device's IOMMU driver, or the no-IOMMU software one. */
-  iommuOps(): IommuOps {
-    return this.dev.iommu?.ops ?? this.noiommu();
-  }
-
   /** iommufd_device_destroy(): copes with a device whose bind stopped part way. */
   destroy(): void {
     if (this.ownsDma) {
-      this.dev.iommu!.group.releaseDmaOwner(this.ictx);
+      iommuDeviceReleaseDmaOwner(this.dev);
       this.ownsDma = false;
     }
     // mutant: halfbuilt-destroy (without the `igroup !== undefined` fix a half-built device crashes)
@@ -158,19 +119,31 @@ export class IommufdDevice extends IommufdObject {
   }
 }
 
-/** iommufd_bind_iommu(): the checks and claims of a device behind an IOMMU. */
-function bindIommu(idev: IommufdDevice, allowUnsafeInterrupts: boolean): SyscallResult {
-  const iommu = idev.dev.iommu!;
+/**
+ * iommufd_bind_iommu(): the checks and claims of a device behind an IOMMU. A platform that cannot
+ * isolate the device's MSIs is EPERM unless the allow_unsafe_interrupts parameter says otherwise.
+ */
+function bindIommu(idev: IommufdDevice): SyscallResult {
+  const dev = idev.dev;
   // iommufd always maps cache coherent: a device that cannot be made coherent is refused.
-  if (!iommu.ops.capable('cache-coherency')) return -Errno.EINVAL;
-  const igroup = iommufdGetGroup(idev.ictx, iommu.group);
+  if (!deviceIommuCapable(dev, 'cache-coherency')) return -Errno.EINVAL;
+  if (dev.group === undefined) return -Errno.ENODEV;
+  const igroup = iommufdGetGroup(idev.ictx, dev.group);
   if (typeof igroup === 'number') return igroup;
   idev.igroup = igroup;
-  if (!iommu.group.msiIsolated && !allowUnsafeInterrupts) return -Errno.EPERM;
-  const rc = iommu.group.claimDmaOwner(idev.ictx);
+  if (!iommuGroupHasIsolatedMsi(dev.group)) {
+    if (!idev.ictx.subsystem.allowUnsafeInterrupts) return -Errno.EPERM;
+    idev.ictx.subsystem.events.log(
+      'warn',
+      `vfio-pci ${dev.name}: MSI interrupts are not secure, they cannot be isolated by the ` +
+        'platform. Check that platform features like interrupt remapping are enabled. Use the ' +
+        '"allow_unsafe_interrupts" module parameter to override',
+    );
+  }
+  const rc = iommuDeviceClaimDmaOwner(dev, idev.ictx);
   if (rc) return rc;
   idev.ownsDma = true;
-  idev.enforceCacheCoherency = iommu.ops.capable('enforce-cache-coherency');
+  idev.enforceCacheCoherency = deviceIommuCapable(dev, 'enforce-cache-coherency');
   return 0;
 }
 
@@ -186,15 +159,10 @@ function bindNoiommu(idev: IommufdDevice): SyscallResult {
  * the calling driver (dropped by unbind). The object is allocated first, so a failure in the
  * IOMMU or no-IOMMU half unwinds through destroy() of a partly built device.
  */
-export function iommufdDeviceBind(
-  ictx: IommufdCtx,
-  dev: BindableDevice,
-  noiommu: () => IommuOps,
-  allowUnsafeInterrupts: boolean,
-): IommufdDevice | number {
-  const idev = ictx.allocObject(new IommufdDevice(ictx, dev, noiommu));
+export function iommufdDeviceBind(ictx: IommufdCtx, dev: Device): IommufdDevice | number {
+  const idev = ictx.allocObject(new IommufdDevice(ictx, dev));
   if (typeof idev === 'number') return idev;
-  const rc = idev.isNoiommu ? bindNoiommu(idev) : bindIommu(idev, allowUnsafeInterrupts);
+  const rc = idev.isNoiommu ? bindNoiommu(idev) : bindIommu(idev);
   if (rc) {
     ictx.abortAndDestroy(idev);
     return rc;
@@ -218,62 +186,6 @@ function isAttached(idev: IommufdDevice): boolean {
   return idev.igroup!.devices.includes(idev);
 }
 
-/**
- * iommufd_device_attach_reserved_iova(): the device's reserved regions become reserved IOVA in
- * the HWPT's IOAS. A no-IOMMU device has none: no reserved IOVA is added.
- */
-function attachReservedIova(idev: IommufdDevice, hwpt: HwptPaging): SyscallResult {
-  if (idev.isNoiommu) return 0;
-  const iopt = hwpt.ioas.iopt;
-  for (const region of idev.dev.reservedRegions()) {
-    if (region.type === 'direct-relaxable') continue;
-    const rc = iopt.reserveIova(region.start, region.last, idev);
-    if (rc) {
-      iopt.removeReservedIova(idev);
-      return rc;
-    }
-  }
-  return 0;
-}
-
-/** iommufd_hw_pagetable_attach(): the first device of the igroup programs the hardware. */
-export function iommufdHwPagetableAttach(hwpt: HwptPaging, idev: IommufdDevice): SyscallResult {
-  const igroup = idev.igroup!;
-  if (igroup.hwpt !== undefined && igroup.hwpt !== hwpt) return -Errno.EINVAL;
-  // A domain of another driver is incompatible (the iommu core checks domain->owner): for a
-  // no-IOMMU device this makes the auto-domain search create a no-IOMMU domain of its own.
-  const wantOwner = idev.isNoiommu ? 'noiommu' : 'iommu';
-  if (hwpt.domain!.owner !== wantOwner) return -Errno.EINVAL;
-  let rc = attachReservedIova(idev, hwpt);
-  if (rc) return rc;
-  if (igroup.devices.length === 0) {
-    rc = shouldFail('kmalloc') ? -Errno.ENOMEM : 0;
-    // No-IOMMU: the iommu core is not called at all; there is no hardware to program.
-    if (rc === 0 && igroup.group !== undefined) rc = igroup.group.setDomain(hwpt.domain);
-    if (rc) {
-      hwpt.ioas.iopt.removeReservedIova(idev);
-      return rc;
-    }
-    igroup.hwpt = hwpt;
-  }
-  hwpt.users++;
-  igroup.devices.push(idev);
-  return 0;
-}
-
-/** iommufd_hw_pagetable_detach(): returns the HWPT, whose reference the caller drops. */
-export function iommufdHwPagetableDetach(idev: IommufdDevice): HwptPaging {
-  const igroup = idev.igroup!;
-  const hwpt = igroup.hwpt!;
-  igroup.devices.splice(igroup.devices.indexOf(idev), 1);
-  if (igroup.devices.length === 0) {
-    if (igroup.group !== undefined) igroup.group.setDomain(undefined);
-    igroup.hwpt = undefined;
-  }
-  hwpt.ioas.iopt.removeReservedIova(idev);
-  return hwpt;
-}
-
 type AttachFn = (idev: IommufdDevice, hwpt: HwptPaging) => HwptPaging | undefined | number;
 
 /** iommufd_device_do_attach(). */
@@ -288,14 +200,14 @@ function doReplace(idev: IommufdDevice, hwpt: HwptPaging): HwptPaging | undefine
   if (igroup.hwpt === undefined || !isAttached(idev)) return -Errno.EINVAL;
   if (hwpt === igroup.hwpt) return undefined;
   const old = igroup.hwpt;
-  const wantOwner = idev.isNoiommu ? 'noiommu' : 'iommu';
-  if (hwpt.domain!.owner !== wantOwner) return -Errno.EINVAL;
+  // The iommu core is not called for a no-IOMMU device: iommufd applies the owner rule itself.
+  if (idev.isNoiommu && !isNoiommuDomain(hwpt.domain)) return -Errno.EINVAL;
 
   // Reserved regions follow the devices when they move to another IOAS.
   const moving = old.ioas !== hwpt.ioas;
   if (moving && !idev.isNoiommu) {
     for (const cur of igroup.devices) {
-      for (const region of cur.dev.reservedRegions()) {
+      for (const region of iommuGetResvRegions(cur.dev)) {
         if (region.type === 'direct-relaxable') continue;
         const rc = hwpt.ioas.iopt.reserveIova(region.start, region.last, cur);
         if (rc) {
@@ -307,7 +219,8 @@ function doReplace(idev: IommufdDevice, hwpt: HwptPaging): HwptPaging | undefine
   }
   // iommufd_hwpt_replace_device() allocates the new attach handle first.
   let rc = shouldFail('kmalloc') ? -Errno.ENOMEM : 0;
-  if (rc === 0 && igroup.group !== undefined) rc = igroup.group.setDomain(hwpt.domain);
+  if (rc === 0 && igroup.group !== undefined)
+    rc = iommuReplaceGroupHandle(igroup.group, hwpt.domain!);
   if (rc) {
     if (moving) for (const d of igroup.devices) hwpt.ioas.iopt.removeReservedIova(d);
     return rc;
@@ -418,7 +331,7 @@ export function iommufdGetHwInfo(ucmd: Ucmd<typeof iommuHwInfo.fields>): Syscall
       return -Errno.EFAULT;
     cmd.data_len = 0;
     cmd.out_data_type = IOMMU_HW_INFO_TYPE_NONE;
-    cmd.out_capabilities = idev.iommuOps().capable('dirty-tracking') ? 1n : 0n;
+    cmd.out_capabilities = deviceIommuCapable(idev.dev, 'dirty-tracking') ? 1n : 0n;
     cmd.out_max_pasid_log2 = 0;
     return ucmd.respond();
   } finally {

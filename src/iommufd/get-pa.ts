@@ -8,6 +8,7 @@ import { CAP_SYS_RAWIO, capable } from '../host/credentials.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import { type iommuIoasNoiommuGetPa, PAGE_SIZE, ULONG_MAX } from '../uapi/iommufd.ts';
 import type { IommuDomain } from './hw-pagetable.ts';
+import { isNoiommuDomain } from './hwpt-noiommu.ts';
 import type { IoptArea } from './io-pagetable.ts';
 import { iommufdGetIoas } from './ioas.ts';
 import type { Ucmd } from './main.ts';
@@ -19,7 +20,7 @@ export function areaGetPhys(
   max: bigint,
 ): { phys: bigint; length: bigint } | number {
   const domain = area.storageDomain as IommuDomain | undefined;
-  if (domain === undefined || domain.owner !== 'noiommu') return -Errno.EOPNOTSUPP;
+  if (domain === undefined || !isNoiommuDomain(domain)) return -Errno.EOPNOTSUPP;
   const phys = domain.iovaToPhys(iova);
   if (phys === undefined) throw new Error(`no-IOMMU domain lost iova 0x${iova.toString(16)}`);
   const firstChunk = PAGE_SIZE - (iova % PAGE_SIZE);

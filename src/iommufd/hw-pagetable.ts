@@ -3,8 +3,21 @@
  * IOMMU_HWPT_ALLOC or created automatically when a device attaches to an IOAS (auto domain).
  * Mirrors drivers/iommu/iommufd/hw_pagetable.c, with SET_DIRTY_TRACKING, GET_DIRTY_BITMAP and
  * INVALIDATE. Nested HWPTs and domains with dirty tracking are on the roadmap.
+ *
+ * iommufd_hw_pagetable_attach/detach (device.c in the kernel) are here too: the HWPT allocation
+ * attaches immediately for an auto domain, and device.ts calls into this module, never the other
+ * way round.
  */
+import { shouldFail } from '../fault/fault.ts';
 import { mutant } from '../fault/mutant.ts';
+import {
+  deviceIommuCapable,
+  type IommuDomain,
+  type IommuOps,
+  iommuAttachGroupHandle,
+  iommuDetachGroupHandle,
+  iommuGetResvRegions,
+} from '../iommu/iommu.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import {
   IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
@@ -21,18 +34,12 @@ import {
   ULONG_MAX,
 } from '../uapi/iommufd.ts';
 import type { IommufdDevice } from './device.ts';
-import { iommufdHwPagetableAttach, iommufdHwPagetableDetach } from './device.ts';
+import { iommufdNoiommuOps, isNoiommuDomain } from './hwpt-noiommu.ts';
 import type { Ioas } from './ioas.ts';
 import type { IommufdCtx, Ucmd } from './main.ts';
 import { IommufdObject } from './object.ts';
-import type { IoptDomain } from './pages.ts';
 
-/** An iommu_domain as iommufd holds it. The platform supplies real and no-IOMMU ones. */
-export interface IommuDomain extends IoptDomain {
-  /** domain->owner: which iommu_ops made it; GET_PA only trusts no-IOMMU domains. */
-  readonly owner: 'iommu' | 'noiommu';
-  free(): void;
-}
+export type { IommuDomain } from '../iommu/iommu.ts';
 
 const HWPT_PAGING_VALID_FLAGS =
   IOMMU_HWPT_ALLOC_NEST_PARENT |
@@ -77,6 +84,15 @@ export class HwptPaging extends IommufdObject {
 }
 
 /**
+ * get_iommu_ops(): the device's IOMMU driver, or the no-IOMMU software one for a device whose
+ * igroup has no iommu_group.
+ */
+function getIommuOps(idev: IommufdDevice): IommuOps {
+  if (idev.igroup?.group === undefined || idev.dev.iommu === undefined) return iommufdNoiommuOps;
+  return idev.dev.iommu.ops;
+}
+
+/**
  * iommufd_hwpt_paging_alloc(): a new (unpublished) paging HWPT for `idev` on `ioas`. With
  * `immediateAttach` the device is attached before the domain joins the IOAS (the auto-domain path).
  */
@@ -88,9 +104,9 @@ export function iommufdHwptPagingAlloc(
   immediateAttach: boolean,
   hasUserData: boolean,
 ): HwptPaging | number {
-  const ops = idev.iommuOps();
+  const ops = getIommuOps(idev);
   if (flags & ~HWPT_PAGING_VALID_FLAGS) return -Errno.EOPNOTSUPP;
-  if (flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING && !ops.capable('dirty-tracking'))
+  if (flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING && !deviceIommuCapable(idev.dev, 'dirty-tracking'))
     return -Errno.EOPNOTSUPP;
   if (flags & IOMMU_HWPT_FAULT_ID_VALID && flags & IOMMU_HWPT_ALLOC_NEST_PARENT)
     return -Errno.EOPNOTSUPP;
@@ -101,7 +117,7 @@ export function iommufdHwptPagingAlloc(
   ioas.users++;
 
   let rc: SyscallResult;
-  const domain = ops.domainAllocPaging(flags & ~IOMMU_HWPT_FAULT_ID_VALID, hasUserData);
+  const domain = ops.domainAllocPaging(idev.dev, flags & ~IOMMU_HWPT_FAULT_ID_VALID, hasUserData);
   if (typeof domain === 'number') {
     // mutant: hwpt-ioas-ref (a plain abort skips destroy(), which drops the IOAS reference)
     if (mutant('hwpt-ioas-ref')) ictx.abort(hwpt);
@@ -125,6 +141,70 @@ export function iommufdHwptPagingAlloc(
   }
   ioas.hwptList.push(hwpt);
   hwpt.onIoas = true;
+  return hwpt;
+}
+
+/**
+ * iommufd_device_attach_reserved_iova(): the device's reserved regions become reserved IOVA in
+ * the HWPT's IOAS. A no-IOMMU device has none: no reserved IOVA is added.
+ */
+function attachReservedIova(idev: IommufdDevice, hwpt: HwptPaging): SyscallResult {
+  if (idev.isNoiommu) return 0;
+  const iopt = hwpt.ioas.iopt;
+  for (const region of iommuGetResvRegions(idev.dev)) {
+    if (region.type === 'direct-relaxable') continue;
+    const rc = iopt.reserveIova(region.start, region.last, idev);
+    if (rc) {
+      iopt.removeReservedIova(idev);
+      return rc;
+    }
+  }
+  return 0;
+}
+
+/**
+ * iommufd_hwpt_attach_device(): the attach handle, then the iommu core, which applies the
+ * domain-owner rule. For a no-IOMMU device the core is not called: no hardware to program.
+ */
+function hwptAttachDevice(hwpt: HwptPaging, idev: IommufdDevice): SyscallResult {
+  if (shouldFail('kmalloc')) return -Errno.ENOMEM;
+  const group = idev.igroup!.group;
+  if (group === undefined) return 0;
+  return iommuAttachGroupHandle(hwpt.domain!, group);
+}
+
+/** iommufd_hw_pagetable_attach(): the first device of the igroup programs the hardware. */
+export function iommufdHwPagetableAttach(hwpt: HwptPaging, idev: IommufdDevice): SyscallResult {
+  const igroup = idev.igroup!;
+  if (igroup.hwpt !== undefined && igroup.hwpt !== hwpt) return -Errno.EINVAL;
+  // With no iommu core to ask, iommufd applies the owner rule to a no-IOMMU device itself, so
+  // the auto-domain search makes a no-IOMMU domain for it (docs/decisions.md 13).
+  if (idev.isNoiommu && !isNoiommuDomain(hwpt.domain)) return -Errno.EINVAL;
+  let rc = attachReservedIova(idev, hwpt);
+  if (rc) return rc;
+  if (igroup.devices.length === 0) {
+    rc = hwptAttachDevice(hwpt, idev);
+    if (rc) {
+      hwpt.ioas.iopt.removeReservedIova(idev);
+      return rc;
+    }
+    igroup.hwpt = hwpt;
+  }
+  hwpt.users++;
+  igroup.devices.push(idev);
+  return 0;
+}
+
+/** iommufd_hw_pagetable_detach(): returns the HWPT, whose reference the caller drops. */
+export function iommufdHwPagetableDetach(idev: IommufdDevice): HwptPaging {
+  const igroup = idev.igroup!;
+  const hwpt = igroup.hwpt!;
+  igroup.devices.splice(igroup.devices.indexOf(idev), 1);
+  if (igroup.devices.length === 0) {
+    if (igroup.group !== undefined) iommuDetachGroupHandle(hwpt.domain!, igroup.group);
+    igroup.hwpt = undefined;
+  }
+  hwpt.ioas.iopt.removeReservedIova(idev);
   return hwpt;
 }
 

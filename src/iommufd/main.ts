@@ -61,6 +61,11 @@ export class IommufdSubsystem {
   readonly ioptEnv: IoptEnv;
   /** Objects a context could not free at release: refcount bugs, reported by leaks(). */
   readonly leaked: string[] = [];
+  /**
+   * The allow_unsafe_interrupts module parameter: bind devices whose MSIs the platform cannot
+   * isolate (with a warning) instead of refusing them with EPERM.
+   */
+  allowUnsafeInterrupts = false;
 
   constructor(events: EventBus, accounting: Accounting, pinner: PagePinner) {
     this.events = events;

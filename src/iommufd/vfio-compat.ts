@@ -45,6 +45,7 @@ import {
   vfioIommuType1InfoDmaAvail,
   vfioIovaRange,
 } from '../uapi/vfio.ts';
+import { isNoiommuDomain } from './hwpt-noiommu.ts';
 import { spans } from './interval-tree.ts';
 import type { Ref } from './io-pagetable.ts';
 import { type Ioas, iommufdGetIoas } from './ioas.ts';
@@ -105,7 +106,7 @@ function checkExtension(ictx: IommufdCtx, type: bigint): SyscallResult {
       // enforce it; a no-IOMMU device skips that check and its software domain enforces nothing.
       const ioas = getCompatIoas(ictx);
       if (typeof ioas === 'number') return ioas;
-      const all = !ioas.hwptList.some((hwpt) => hwpt.domain?.owner === 'noiommu');
+      const all = !ioas.hwptList.some((hwpt) => isNoiommuDomain(hwpt.domain));
       ictx.putObject(ioas);
       return all ? 1 : 0;
     }

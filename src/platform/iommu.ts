@@ -117,6 +117,11 @@ export interface IommuUnitConfig {
   /** Page-table levels: 4 for a 48-bit IOVA space. */
   readonly levels: number;
   readonly caps: IommuCaps;
+  /**
+   * Interrupt remapping isolates the MSIs of devices behind this unit: a DMA write of a device
+   * cannot raise another device's interrupt (the irq domain's IRQ_DOMAIN_FLAG_ISOLATED_MSI).
+   */
+  readonly isolatedMsi: boolean;
   /** Regions every device behind this unit reports (the x86 MSI window). */
   readonly reservedRegions: readonly ReservedRegion[];
 }
@@ -128,6 +133,7 @@ export class IommuUnit {
   readonly aperture: Aperture;
   readonly levels: number;
   readonly caps: IommuCaps;
+  readonly isolatedMsi: boolean;
   readonly phys: PhysMemory;
   readonly registry: DomainRegistry;
   /** Groups of devices this unit cannot isolate from each other, by group id. */
@@ -144,6 +150,7 @@ export class IommuUnit {
     this.aperture = config.aperture;
     this.levels = config.levels;
     this.caps = config.caps;
+    this.isolatedMsi = config.isolatedMsi;
     this.regions = config.reservedRegions;
   }
 

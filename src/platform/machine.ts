@@ -42,6 +42,7 @@ export interface MachineSnapshot {
     readonly aperture: Aperture;
     readonly levels: number;
     readonly caps: IommuCaps;
+    readonly isolatedMsi: boolean;
     readonly groups: readonly { readonly id: number; readonly devices: readonly string[] }[];
   }[];
   readonly domains: readonly {
@@ -148,6 +149,7 @@ export class Machine {
         aperture: unit.aperture,
         levels: unit.levels,
         caps: unit.caps,
+        isolatedMsi: unit.isolatedMsi,
         groups: [...unit.groups.values()].map((g) => ({
           id: g.id,
           devices: g.devices.map((d) => d.bdf),

@@ -65,6 +65,7 @@ describe('platform files', () => {
     assert.equal(c.iommus[0]?.pgsizeBitmap, 0x201000n);
     assert.equal(c.iommus[0]?.levels, 3);
     assert.deepEqual(c.iommus[0]?.caps, { dirtyTracking: false, cacheCoherent: true });
+    assert.equal(c.iommus[0]?.isolatedMsi, true, 'MSIs are isolated unless the file says not');
     assert.equal(c.devices[2]?.iommu, undefined);
     assert.equal(c.devices[2]?.dmaMask, 0x0fffffffn);
     assert.equal(c.devices[2]?.dmaCompletion, 'qemu');
@@ -114,6 +115,7 @@ describe('platform files', () => {
       ],
       [['iommus', 0, 'name'], 'dm ar', 'iommus[0].name', /bad name/],
       [['iommus', 0, 'dirtyTracking'], 1, 'iommus[0].dirtyTracking', /true or false/],
+      [['iommus', 0, 'isolatedMsi'], 'no', 'iommus[0].isolatedMsi', /true or false/],
       [['devices', 1, 'bdf'], '00:05.0', 'devices[1].bdf', /DDDD:BB:DD.F/],
       [['devices', 1, 'bdf'], '0000:00:04.0', 'devices[1].bdf', /duplicate device/],
       [['devices', 1, 'type'], 'nvme', 'devices[1].type', /unknown device type "nvme"/],
@@ -139,6 +141,17 @@ describe('platform files', () => {
       assert.ok(e.message.startsWith(`${field}: `));
     }
     assert.equal(error([]).field, '(top level)');
+  });
+
+  it('reads isolatedMsi per IOMMU unit and prints it back', () => {
+    const c = config(patched(['iommus', 0, 'isolatedMsi'], false));
+    assert.equal(c.iommus[0]?.isolatedMsi, false);
+    const json = platformToJson(c) as { iommus: { isolatedMsi: boolean }[] };
+    assert.equal(json.iommus[0]?.isolatedMsi, false);
+    const m = new Machine(c);
+    assert.equal(m.iommus.get('dmar0')?.isolatedMsi, false);
+    assert.equal(m.snapshot().iommus[0]?.isolatedMsi, false);
+    m.shutdown();
   });
 
   it('rejects a group shared across IOMMUs', () => {

@@ -83,6 +83,7 @@ export function defaultPlatform(): PlatformConfig {
         aperture: { start: 0n, last: (1n << 48n) - 1n },
         levels: 4,
         caps: { dirtyTracking: false, cacheCoherent: true },
+        isolatedMsi: true,
         reservedRegions: [X86_MSI_REGION],
       },
     ],
@@ -220,6 +221,7 @@ export function platformToJson(config: PlatformConfig): unknown {
       levels: u.levels,
       dirtyTracking: u.caps.dirtyTracking,
       cacheCoherent: u.caps.cacheCoherent,
+      isolatedMsi: u.isolatedMsi,
       reservedRegions: regions(u.reservedRegions),
     })),
     devices: config.devices.map((d) => ({
@@ -365,6 +367,7 @@ function readIommu(value: unknown, field: string): IommuUnitConfig {
     'levels',
     'dirtyTracking',
     'cacheCoherent',
+    'isolatedMsi',
     'reservedRegions',
   ]);
   let pgsizeBitmap = SZ_4K | SZ_2M | SZ_1G;
@@ -402,6 +405,8 @@ function readIommu(value: unknown, field: string): IommuUnitConfig {
       cacheCoherent:
         o.cacheCoherent === undefined ? true : boolean(o.cacheCoherent, `${field}.cacheCoherent`),
     },
+    isolatedMsi:
+      o.isolatedMsi === undefined ? true : boolean(o.isolatedMsi, `${field}.isolatedMsi`),
     reservedRegions:
       o.reservedRegions === undefined
         ? [X86_MSI_REGION]

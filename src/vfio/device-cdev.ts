@@ -14,7 +14,6 @@ import {
   iommufdDeviceDetach,
   iommufdDeviceReplace,
   iommufdDeviceUnbind,
-  noiommuOps,
 } from '../iommufd/device.ts';
 import { type IommufdCtx, iommufdCtxFromFd } from '../iommufd/main.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
@@ -41,7 +40,6 @@ import {
   pciCoreRead,
   pciCoreWrite,
 } from './pci-core.ts';
-import { bindableDevice } from './vfio-iommufd.ts';
 import type { VfioDevice } from './vfio-main.ts';
 
 /** struct vfio_device_file: one open of a cdev. */
@@ -78,12 +76,7 @@ function dfOpen(df: VfioDeviceFile, ictx: IommufdCtx): SyscallResult {
   const device = df.device;
   // A device is open through one cdev fd at a time.
   if (device.openCount !== 0) return -Errno.EINVAL;
-  const idev = iommufdDeviceBind(
-    ictx,
-    bindableDevice(device.pci),
-    () => noiommuOps(device.allocNoiommuDomain),
-    false,
-  );
+  const idev = iommufdDeviceBind(ictx, device.dev);
   if (typeof idev === 'number') return idev;
   // open_device (vfio_pci_core_enable) allocates too; its failure unbinds again.
   if (shouldFail('kmalloc')) {

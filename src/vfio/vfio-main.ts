@@ -9,14 +9,13 @@ import { S_IFCHR } from '../host/file.ts';
 import type { DevFs } from '../host/kernel.ts';
 import type { SysFs } from '../host/sysfs.ts';
 import type { EventfdRef } from '../host/task.ts';
+import { type Device, type IommuSubsystem, iommuGroupDmaOwnerClaimed } from '../iommu/iommu.ts';
 import type { IommufdDevice } from '../iommufd/device.ts';
-import type { IommuDomain } from '../iommufd/hw-pagetable.ts';
 import type { PciDevice } from '../platform/pci.ts';
 import type { EventBus } from '../trace/events.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import { openVfioCdev } from './device-cdev.ts';
 import { openVfioGroup, VFIO_GROUP_MAJOR, VfioGroup } from './group.ts';
-import { groupDmaOwnerClaimed } from './vfio-iommufd.ts';
 
 /** The char major of vfio-dev cdevs (dynamically allocated in Linux; fixed here). */
 export const VFIO_DEV_MAJOR = 236;
@@ -29,8 +28,8 @@ export interface VfioEnv {
   readonly sysfs: SysFs;
   readonly events: EventBus;
   addTaint(bit: number): void;
-  /** The machine's software no-IOMMU domains (hwpt_noiommu.c). */
-  allocNoiommuDomain(): IommuDomain | number;
+  /** The iommu core: the struct device of each PCI device, and its IOMMU group. */
+  readonly iommu: IommuSubsystem;
   /** Whether an iommu_group id is taken by the machine's IOMMU groups. */
   isIommuGroupId(id: number): boolean;
 }
@@ -51,10 +50,10 @@ export class VfioDevice {
   /** "vfioN", or "noiommu-vfioN" for a device in no-IOMMU mode. */
   readonly name: string;
   readonly pci: PciDevice;
+  /** The struct device iommufd binds. */
+  readonly dev: Device;
   /** device->noiommu: decided once, at registration. */
   readonly noiommu: boolean;
-  /** Where this device's no-IOMMU domains come from (its machine's memory). */
-  readonly allocNoiommuDomain: () => IommuDomain | number;
   readonly group: VfioGroup;
   registered = true;
   /** Opens through a bound cdev fd (only one is allowed). */
@@ -71,17 +70,12 @@ export class VfioDevice {
     reqTrigger: undefined,
   };
 
-  constructor(
-    index: number,
-    pci: PciDevice,
-    group: VfioGroup,
-    allocNoiommuDomain: () => IommuDomain | number,
-  ) {
+  constructor(index: number, dev: Device, group: VfioGroup) {
     this.index = index;
-    this.pci = pci;
+    this.pci = dev.pci;
+    this.dev = dev;
     this.group = group;
     this.noiommu = group.noiommu;
-    this.allocNoiommuDomain = allocNoiommuDomain;
     this.name = `${this.noiommu ? 'noiommu-' : ''}vfio${index}`;
   }
 
@@ -118,10 +112,12 @@ export class VfioSubsystem {
    */
   registerDevice(pci: PciDevice): VfioDevice | number {
     if (this.devices.has(pci.bdf)) return -Errno.EBUSY;
-    const noiommu = pci.iommu === undefined;
+    const dev = this.env.iommu.device(pci.bdf);
+    if (dev === undefined) return -Errno.ENODEV;
+    const noiommu = dev.iommu === undefined;
     if (noiommu && !this.enableUnsafeNoiommuMode) return -Errno.EINVAL;
-    const group = this.groupFor(pci, noiommu);
-    const vdev = new VfioDevice(this.allocIndex(), pci, group, () => this.env.allocNoiommuDomain());
+    const group = this.groupFor(dev, noiommu);
+    const vdev = new VfioDevice(this.allocIndex(), dev, group);
     group.devices.push(vdev);
     this.devices.set(pci.bdf, vdev);
     this.env.devfs.add({
@@ -154,12 +150,13 @@ export class VfioSubsystem {
    * vfio_device_set_group(): the device's iommu_group, or for a no-IOMMU device a placeholder
    * group of its own with the lowest free id (iommu_group_alloc), named "vfio-noiommu".
    */
-  private groupFor(pci: PciDevice, noiommu: boolean): VfioGroup {
+  private groupFor(dev: Device, noiommu: boolean): VfioGroup {
+    const pci = dev.pci;
     if (!noiommu) {
-      const hw = pci.group!;
+      const hw = dev.group!;
       let group = this.groups.get(hw.id);
       if (group === undefined) {
-        group = new VfioGroup(hw.id, false, () => groupDmaOwnerClaimed(hw));
+        group = new VfioGroup(hw.id, false, () => iommuGroupDmaOwnerClaimed(hw));
         this.addGroup(group);
       }
       return group;

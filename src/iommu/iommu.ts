@@ -1,0 +1,263 @@
+/**
+ * The iommu core (drivers/iommu/iommu.c and include/linux/iommu.h), the layer between the drivers
+ * that hand devices to userspace (iommufd, VFIO) and the IOMMU hardware: the struct device view
+ * of every PCI device, IOMMU groups with their DMA owner and attached domain, the iommu_ops and
+ * iommu_domain interfaces IOMMU drivers implement, and the questions the drivers above ask
+ * (device_iommu_capable, iommu_group_has_isolated_msi, reserved regions).
+ *
+ * The state lives in one IommuSubsystem per emulated kernel: Linux keeps it in the groups and
+ * devices themselves, and so does this module; nothing is module-global.
+ */
+import type { DomainRegistry, IommuUnit, ReservedRegion } from '../platform/iommu.ts';
+import type { Machine } from '../platform/machine.ts';
+import type { PciDevice } from '../platform/pci.ts';
+import type { PhysMemory } from '../platform/phys-memory.ts';
+import { Errno, type SyscallResult } from '../uapi/errno.ts';
+
+/** The iommu_cap values drivers above the core ask about. */
+export type IommuCap = 'cache-coherency' | 'enforce-cache-coherency' | 'dirty-tracking';
+
+/** Access rights of a mapping (IOMMU_READ / IOMMU_WRITE). */
+export interface IommuProt {
+  readonly read: boolean;
+  readonly write: boolean;
+}
+
+/**
+ * struct iommu_ops: what an IOMMU driver offers for the devices it probed. `owner` of every
+ * domain it allocates is the ops object itself, which is how the core tells drivers apart.
+ */
+export interface IommuOps {
+  /** For traces and messages. */
+  readonly name: string;
+  /** domain_alloc_paging_flags(): a new empty paging domain for `dev`, or a negative errno. */
+  domainAllocPaging(dev: Device, flags: number, hasUserData: boolean): IommuDomain | number;
+  /** capable(); a driver without it has no capabilities. */
+  capable?(dev: Device, cap: IommuCap): boolean;
+  /**
+   * attach_dev() of the driver's domains: points the device at `domain`, undefined for the
+   * blocking domain. Absent for a driver with no hardware behind it.
+   */
+  attachDev?(dev: Device, domain: IommuDomain | undefined): SyscallResult;
+}
+
+/** struct iommu_domain: one I/O page table and the driver that made it. */
+export interface IommuDomain {
+  /** domain->owner: the iommu_ops that allocated it. */
+  readonly owner: IommuOps;
+  /** Page sizes the domain can map, bit N = 2^N bytes. */
+  readonly pgsizeBitmap: bigint;
+  /** domain->geometry: the IOVA range it can translate. */
+  readonly aperture: { readonly start: bigint; readonly last: bigint };
+  map(iova: bigint, pa: bigint, size: bigint, prot: IommuProt): SyscallResult;
+  /** Returns the bytes unmapped. */
+  unmap(iova: bigint, size: bigint): bigint;
+  iovaToPhys(iova: bigint): bigint | undefined;
+  free(): void;
+}
+
+/** struct dev_iommu: what the core keeps for a device an IOMMU driver probed. */
+export interface DevIommu {
+  readonly ops: IommuOps;
+  /** iommu_dev: the hardware unit in front of the device. */
+  readonly unit: IommuUnit;
+}
+
+/**
+ * Where I/O page tables come from (iommu-pages.h): the machine's RAM, and the list of live
+ * domains the checker and the inspector read.
+ */
+export interface IommuPages {
+  readonly phys: PhysMemory;
+  readonly domains: DomainRegistry;
+}
+
+/** struct device, as the iommu core and the drivers above it see a PCI device. */
+export class Device {
+  /** dev_name(): the BDF. */
+  readonly name: string;
+  readonly pci: PciDevice;
+  /** dev->iommu: undefined for a device behind no IOMMU (no-IOMMU mode's devices). */
+  readonly iommu: DevIommu | undefined;
+  /** dev->iommu_group: undefined with no IOMMU (VFIO's placeholder groups are VFIO's). */
+  readonly group: IommuGroup | undefined;
+  /** The page allocator for this device's domains (a software one has no unit to ask). */
+  readonly pages: IommuPages;
+
+  constructor(
+    pci: PciDevice,
+    iommu: DevIommu | undefined,
+    group: IommuGroup | undefined,
+    pages: IommuPages,
+  ) {
+    this.name = pci.bdf;
+    this.pci = pci;
+    this.iommu = iommu;
+    this.group = group;
+    this.pages = pages;
+    group?.devices.push(this);
+  }
+}
+
+/**
+ * struct iommu_group: devices the IOMMU cannot tell apart. The core keeps who owns their DMA
+ * (a kernel driver may not use them meanwhile) and the domain attached through a handle.
+ */
+export class IommuGroup {
+  readonly id: number;
+  readonly devices: Device[] = [];
+  /** group->owner and owner_cnt: the DMA owner (an iommufd context) and its claims. */
+  owner: object | undefined;
+  ownerCount = 0;
+  /** group->domain when it is not the core's: undefined means DMA is blocked. */
+  domain: IommuDomain | undefined;
+  /** An attach handle is installed (pasid_array[IOMMU_NO_PASID]). */
+  hasHandle = false;
+
+  constructor(id: number) {
+    this.id = id;
+  }
+}
+
+/**
+ * The iommu core of one emulated kernel: probes the machine's PCI devices at boot (every device
+ * behind an IOMMU unit gets dev->iommu and joins its group) and keeps the groups.
+ */
+export class IommuSubsystem {
+  readonly groups = new Map<number, IommuGroup>();
+  private readonly devices = new Map<string, Device>();
+
+  /** `ops` drives every IOMMU unit of the machine (one IOMMU driver, as on x86). */
+  constructor(machine: Machine, ops: IommuOps) {
+    for (const pci of machine.devices.values()) {
+      let group: IommuGroup | undefined;
+      if (pci.group !== undefined) {
+        group = this.groups.get(pci.group.id);
+        if (group === undefined) {
+          group = new IommuGroup(pci.group.id);
+          this.groups.set(group.id, group);
+        }
+      }
+      const unit = pci.iommu;
+      const iommu = unit === undefined ? undefined : { ops, unit };
+      this.devices.set(pci.bdf, new Device(pci, iommu, group, machine));
+    }
+  }
+
+  /** The struct device of a PCI device of the machine. */
+  device(bdf: string): Device | undefined {
+    return this.devices.get(bdf);
+  }
+}
+
+/** device_iommu_capable(): false for a device with no IOMMU or a driver without capable(). */
+export function deviceIommuCapable(dev: Device, cap: IommuCap): boolean {
+  if (dev.iommu === undefined) return false;
+  return dev.iommu.ops.capable?.(dev, cap) ?? false;
+}
+
+/** iommu_group_has_isolated_msi(): every device's interrupts are remapped. */
+export function iommuGroupHasIsolatedMsi(group: IommuGroup): boolean {
+  return group.devices.every((dev) => dev.iommu?.unit.isolatedMsi === true);
+}
+
+/** iommu_get_resv_regions(): what the device's IOMMU says it must not have mapped. */
+export function iommuGetResvRegions(dev: Device): readonly ReservedRegion[] {
+  return dev.iommu === undefined ? [] : dev.iommu.unit.reservedRegions(dev.name);
+}
+
+/** iommu_group_dma_owner_claimed(). */
+export function iommuGroupDmaOwnerClaimed(group: IommuGroup): boolean {
+  return group.ownerCount > 0;
+}
+
+/**
+ * iommu_device_claim_dma_owner(): one owner per group at a time, claimed once per device. A
+ * second owner is EPERM; the first claim needs the group on the core's domain (EBUSY otherwise).
+ */
+export function iommuDeviceClaimDmaOwner(dev: Device, owner: object): SyscallResult {
+  const group = dev.group;
+  if (group === undefined) return -Errno.ENODEV;
+  if (group.ownerCount > 0) {
+    if (group.owner !== owner) return -Errno.EPERM;
+    group.ownerCount++;
+    return 0;
+  }
+  if (group.domain !== undefined) return -Errno.EBUSY;
+  group.owner = owner;
+  group.ownerCount = 1;
+  return 0;
+}
+
+/** iommu_device_release_dma_owner(): the last release returns the group to the core. */
+export function iommuDeviceReleaseDmaOwner(dev: Device): void {
+  const group = dev.group;
+  if (group === undefined || group.ownerCount === 0)
+    throw new Error(`DMA owner release of ${dev.name}, which has no owner`);
+  if (group.ownerCount > 1) {
+    group.ownerCount--;
+    return;
+  }
+  // The last owner's devices must all be detached by now (the kernel WARNs).
+  if (group.hasHandle) throw new Error(`DMA owner release of ${dev.name} with a domain attached`);
+  group.ownerCount = 0;
+  group.owner = undefined;
+}
+
+/**
+ * The domain-owner rule: a domain only goes to devices of the driver that made it (the core
+ * checks the group's first device). EINVAL otherwise.
+ */
+function checkDomainOwner(domain: IommuDomain, group: IommuGroup): SyscallResult {
+  const first = group.devices[0];
+  if (first?.iommu === undefined || first.iommu.ops !== domain.owner) return -Errno.EINVAL;
+  return 0;
+}
+
+/**
+ * __iommu_group_set_domain(): every device of the group follows, or none does (a device that
+ * fails puts the ones already moved back).
+ */
+function groupSetDomain(group: IommuGroup, domain: IommuDomain | undefined): SyscallResult {
+  const done: Device[] = [];
+  for (const dev of group.devices) {
+    const rc = dev.iommu?.ops.attachDev?.(dev, domain) ?? -Errno.ENODEV;
+    if (rc) {
+      for (const back of done) back.iommu?.ops.attachDev?.(back, group.domain);
+      return rc;
+    }
+    done.push(dev);
+  }
+  group.domain = domain;
+  return 0;
+}
+
+/**
+ * iommu_attach_group_handle(): the group's devices translate through `domain`. EBUSY if a handle
+ * or another domain is there already; EINVAL for a domain of another driver.
+ */
+export function iommuAttachGroupHandle(domain: IommuDomain, group: IommuGroup): SyscallResult {
+  if (group.hasHandle || group.domain !== undefined) return -Errno.EBUSY;
+  const rc = checkDomainOwner(domain, group) || groupSetDomain(group, domain);
+  if (rc) return rc;
+  group.hasHandle = true;
+  return 0;
+}
+
+/**
+ * iommu_replace_group_handle(): swap the attached domain for `domain` without a blocked moment;
+ * on failure the old one stays. The owner rule applies here too (see docs/decisions.md).
+ */
+export function iommuReplaceGroupHandle(group: IommuGroup, domain: IommuDomain): SyscallResult {
+  if (!group.hasHandle) throw new Error(`replace on group ${group.id} with nothing attached`);
+  return checkDomainOwner(domain, group) || groupSetDomain(group, domain);
+}
+
+/** iommu_detach_group_handle(): back to the core's domain, which blocks DMA for an owned group. */
+export function iommuDetachGroupHandle(domain: IommuDomain, group: IommuGroup): void {
+  if (!group.hasHandle || group.domain !== domain)
+    throw new Error(`detach of a domain group ${group.id} does not have attached`);
+  const rc = groupSetDomain(group, undefined);
+  if (rc) throw new Error(`blocking DMA of group ${group.id} failed with ${rc}`);
+  group.hasHandle = false;
+}
