@@ -7,6 +7,7 @@
  * that the run with nothing injected must succeed.
  */
 import { FailNth, setFailNthForEveryTask } from '../fault/fault.ts';
+import { activeMutant } from '../fault/mutant.ts';
 import type { Kernel } from '../host/kernel.ts';
 import { checkInvariants } from './invariants.ts';
 import type { RunResult, SweepTarget, Violation } from './sweep.ts';
@@ -50,14 +51,18 @@ export function programTarget(
     ...(options.platform === undefined ? [] : ['--platform', shellWord(options.platform)]),
     ...(options.cap ?? []).flatMap((caps) => ['--cap', shellWord(caps)]),
   ];
-  const replay = (nth: number | undefined): string =>
-    [
-      'iommufd-emu check',
+  // One run replays through exec: the program's own output, the trace and its failing call.
+  const replay = (nth: number | undefined): string => {
+    const mutant = activeMutant();
+    return [
+      ...(mutant === undefined ? [] : [`IOMMUFD_EMU_MUTANT=${mutant}`]),
+      'iommufd-emu exec',
+      ...(nth === undefined ? [] : ['--fail-nth', String(nth)]),
       ...flagWords,
-      ...(nth === undefined ? [] : ['--nth', String(nth)]),
       '--',
       name,
     ].join(' ');
+  };
 
   async function run(nth: number | undefined): Promise<RunResult> {
     const counter = new FailNth();
