@@ -2,9 +2,9 @@
  * `iommufd-emu check`: the fault-injection sweep over the built-in scenarios, the replay of one
  * swept run, and the randomized model-based explorer.
  *
- *   iommufd-emu check [--scenario NAME|all] [--max-iterations N] [--mutant NAME]
+ *   iommufd-emu check [--scenario NAME|all] [--max-iterations N] [--max-runs N] [--format F] [--mutant NAME]
  *     Sweeps fail-nth over every injection point of each scenario; prints every violation with
- *     the command that replays it. Exit 1 if there was any.
+ *     the command that replays it. Exit 99 (--error-exitcode) if there was any.
  *   iommufd-emu check --scenario NAME --nth N
  *     Replays one run with fail-nth armed to N: its call log, where the fault was injected,
  *     and what broke.
@@ -12,8 +12,12 @@
  *     Random call sequences against a reference model, shrunk to a minimal one on failure.
  *   iommufd-emu check --list
  *
- * On a terminal the sweep shows a one-line progress bar on stderr; elsewhere it prints one
- * summary line per scenario.
+ *   iommufd-emu check [options] -- PROGRAM [ARGS...]
+ *     Sweeps an unmodified program through the shim; each violation replays with
+ *     `iommufd-emu exec --fail-nth N -- PROGRAM`.
+ *
+ * On a terminal the sweep shows a progress bar with rate and ETA on stderr; elsewhere plain
+ * progress lines. Results go to stdout as text, JSON or TAP (--format).
  */
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { type ExecForSweep, programTarget } from '../check/program-sweep.ts';

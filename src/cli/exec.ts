@@ -102,21 +102,23 @@ export function bootKernel(flags: KernelFlags): Kernel {
  * What the kernel would put in dmesg goes to stderr: warnings (taint), IOMMU faults and unsafe
  * no-IOMMU DMA. Emulator bugs are reported where they happen (runSyscall).
  */
-function startDmesg(kernel: Kernel): () => void {
+export function startDmesg(
+  kernel: Kernel,
+  write: (line: string) => void = (line) => process.stderr.write(line),
+): () => void {
   // What boot logged (a no-IOMMU device tainting the kernel) comes first.
-  for (const line of kernel.dmesg)
-    process.stderr.write(`iommufd-emu: [${line.replace(': ', '] ')}\n`);
+  for (const line of kernel.dmesg) write(`iommufd-emu: [${line.replace(': ', '] ')}\n`);
   return kernel.events.subscribe((event) => {
     const loud =
       event.kind === 'unsafe-dma' ||
       event.kind === 'iommu-fault' ||
       (event.kind === 'log' && (event.level === 'warn' || event.level === 'error'));
-    if (loud) process.stderr.write(`iommufd-emu: ${formatEvent(event)}\n`);
+    if (loud) write(`iommufd-emu: ${formatEvent(event)}\n`);
   });
 }
 
 /** exec --check: the invariants after every call; returns the stopper and what was found. */
-function startInvariantChecks(kernel: Kernel): { stop: () => void; found: string[] } {
+export function startInvariantChecks(kernel: Kernel): { stop: () => void; found: string[] } {
   const found: string[] = [];
   const stop = kernel.events.subscribe((event) => {
     if (event.kind !== 'syscall' || found.length >= 20) return;
@@ -233,7 +235,7 @@ export function runProgram(
   });
 }
 
-function sleep(ms: number): Promise<void> {
+export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => {
     setTimeout(resolve, ms).unref();
   });

@@ -1,44 +1,18 @@
 #!/usr/bin/env node
 /**
- * The `iommufd-emu` command.
+ * The `iommufd-emu` command: option parsing, exit statuses and error reporting for its commands.
  *
- *   iommufd-emu exec [--trace FILE] [--platform FILE] [--enable-unsafe-noiommu-mode] [--cap CAPS]
- *                    -- PROGRAM [ARGS...]
- *     Runs PROGRAM (and its children) against a private emulator; exits with PROGRAM's status
- *     (128+signal if it was killed), or 3 if the emulator found leaks after it exited. With
- *     IOMMUFD_EMU_SOCKET already set, joins that emulator instead of starting one.
- *   iommufd-emu serve [--socket PATH] [--trace FILE] [--platform FILE] [--enable-unsafe-noiommu-mode]
- *                     [--cap CAPS]
- *     One emulator several programs share; prints the environment they need.
- *   iommufd-emu check ...
- *     The fault-injection sweep and the explorer (see check.ts).
- *   iommufd-emu demo
- *     Builds examples/noiommu-edu-dma.c and runs it with a readable trace (see demo.ts).
+ *   iommufd-emu exec [options] -- PROGRAM [ARGS...]   run PROGRAM against a private emulator (exec.ts)
+ *   iommufd-emu serve [options] [-- CMD [ARGS...]]    one emulator several programs share (serve.ts)
+ *   iommufd-emu check [options] [-- PROGRAM ...]      fault-injection sweeps, the explorer (check.ts)
+ *   iommufd-emu demo                                  the bundled no-IOMMU driver, traced (demo.ts)
  *
- * Exit status 2: bad usage, or an option this build does not support.
+ * Exit statuses: exit-status.ts (and --help).
  */
-import * as fs from 'node:fs';
-import * as net from 'node:net';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { startServer } from '../server/server.ts';
 import { registerCheckCommand } from './check.ts';
 import { DemoError, demoCommand } from './demo.ts';
-import {
-  bootKernel,
-  type ExecFlags,
-  ensureShim,
-  execCommand,
-  grantedCaps,
-  type KernelFlags,
-  leaksOf,
-  preloadWith,
-  refuseIfShimmed,
-  reportLeaks,
-  shutdownKernel,
-  startTrace,
-} from './exec.ts';
+import { type ExecFlags, execCommand, refuseIfShimmed } from './exec.ts';
 import {
   DEFAULT_ERROR_EXITCODE,
   describeErrno,
@@ -49,78 +23,7 @@ import {
   UsageError,
 } from './exit-status.ts';
 import { PackageError, packageRoot, packageVersion } from './native.ts';
-
-interface ServeFlags extends KernelFlags {
-  readonly socket?: string;
-  readonly errorExitcode?: number;
-}
-
-// -- serve ---------------------------------------------------------------------------------------
-
-function shellQuote(s: string): string {
-  return /^[\w./:@%+=,-]+$/.test(s) ? s : `'${s.replaceAll("'", "'\\''")}'`;
-}
-
-/** Whether something listens on the AF_UNIX socket at socketPath. */
-function socketInUse(socketPath: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const probe = net.connect(socketPath);
-    probe.once('connect', () => {
-      probe.destroy();
-      resolve(true);
-    });
-    probe.once('error', () => {
-      resolve(false);
-    });
-  });
-}
-
-async function serveCommand(flags: ServeFlags): Promise<number> {
-  refuseIfShimmed();
-  const grant = grantedCaps(flags);
-  const shim = ensureShim();
-  let dir: string | undefined;
-  let socketPath: string;
-  if (flags.socket !== undefined) {
-    socketPath = path.resolve(flags.socket);
-    if (fs.existsSync(socketPath)) {
-      if (!fs.statSync(socketPath).isSocket()) fail(`${socketPath} exists and is not a socket`);
-      if (await socketInUse(socketPath)) fail(`an emulator already serves ${socketPath}`);
-      fs.unlinkSync(socketPath);
-    }
-  } else {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iommufd-emu-'));
-    socketPath = path.join(dir, 'emu.sock');
-  }
-  const kernel = bootKernel(flags);
-  const stopTrace = flags.trace === undefined ? undefined : startTrace(kernel, flags.trace);
-  const server = await startServer(
-    kernel,
-    socketPath,
-    dir === undefined
-      ? { grantedCaps: grant }
-      : { testbedDir: path.join(dir, 'root'), grantedCaps: grant },
-  );
-  process.stdout.write(
-    `export LD_PRELOAD=${shellQuote(preloadWith(shim, undefined))}\nexport IOMMUFD_EMU_SOCKET=${shellQuote(socketPath)}\n`,
-  );
-  process.stderr.write(`iommufd-emu: serving on ${socketPath}; stop with Ctrl-C\n`);
-
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(s, () => resolve(s));
-  });
-  process.stderr.write(`iommufd-emu: ${signal}: stopping\n`);
-  await server.close();
-  const leaks = leaksOf(kernel);
-  shutdownKernel(kernel);
-  stopTrace?.();
-  if (dir !== undefined) fs.rmSync(dir, { recursive: true, force: true });
-  if (leaks.length > 0) {
-    reportLeaks(leaks);
-    return flags.errorExitcode ?? DEFAULT_ERROR_EXITCODE;
-  }
-  return 0;
-}
+import { type ServeFlags, serveCommand } from './serve.ts';
 
 // -- command line --------------------------------------------------------------------------------
 
@@ -143,6 +46,12 @@ export function errorExitcodeOption(): Option {
     '--error-exitcode <n>',
     `exit status when the emulator finds something wrong (default ${DEFAULT_ERROR_EXITCODE})`,
   ).argParser(parseErrorExitcode);
+}
+
+function parseFd(value: string): number {
+  if (!/^\d+$/.test(value) || Number(value) < 3)
+    throw new InvalidArgumentError('must be a file descriptor number of 3 or more');
+  return Number(value);
 }
 
 function parseNth(value: string): number {
@@ -194,12 +103,33 @@ function buildProgram(run: (work: Promise<number>) => void): Command {
   kernelOptions(
     program
       .command('serve')
-      .description('serve one emulator for several programs; prints the environment they need')
-      .option('--socket <path>', 'the socket to serve on (default: in a new private directory)'),
+      .description(
+        'serve one emulator for several programs and print the environment they need; with -- CMD, run CMD in it',
+      )
+      .option('--socket <path>', 'the socket to serve on (default: in a new private directory)')
+      .option(
+        '--write-env <file>',
+        'also write the environment to FILE once serving (removed at stop)',
+      )
+      .addOption(
+        new Option('--ready-fd <fd>', 'write READY=1 to file descriptor FD once serving').argParser(
+          parseFd,
+        ),
+      )
+      .option(
+        '--log <file>',
+        'the kernel log (taint, IOMMU faults, unsafe DMA) to FILE, not stderr',
+      )
+      .option('--check', 'check the emulator invariants after every call')
+      .argument(
+        '[command...]',
+        'a command to run in the served environment; serve stops when it exits',
+      )
+      .passThroughOptions(),
   )
     .addHelpText('after', EXIT_STATUS_HELP)
-    .action((flags: ServeFlags) => {
-      run(serveCommand(flags));
+    .action((command: string[], flags: ServeFlags) => {
+      run(serveCommand(flags, command));
     });
 
   registerCheckCommand(program, execCommand, run).addHelpText('after', EXIT_STATUS_HELP);
