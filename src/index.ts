@@ -7,9 +7,10 @@
  * const fd = proc.open('/dev/iommu');
  * ```
  */
-import { Kernel, type KernelOptions } from './host/kernel.ts';
+import { Kernel, type KernelOptions } from './boot/kernel.ts';
 import { SimProcess, type SimProcessOptions } from './host/sim-process.ts';
 
+export { Kernel, type KernelOptions } from './boot/kernel.ts';
 export {
   CAP_FULL_SET,
   CAP_IPC_LOCK,
@@ -19,9 +20,9 @@ export {
   capName,
   parseCapSet,
 } from './host/credentials.ts';
-export { Kernel, type KernelOptions } from './host/kernel.ts';
 export { SimulatedMemory } from './host/sim-memory.ts';
 export { SimProcess, type SimProcessOptions } from './host/sim-process.ts';
+export type { Stat } from './host/vfs.ts';
 export { Errno, errnoName } from './uapi/errno.ts';
 export * as ioctl from './uapi/ioctl.ts';
 export * as iommufd from './uapi/iommufd.ts';

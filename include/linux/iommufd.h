@@ -202,7 +202,7 @@ struct iommu_hwpt_arm_smmuv3 {
 	__aligned_le64 ste[2];
 };
 
-/* Guest DTE for IOMMU_HWPT_DATA_AMD_GUEST (AMD series; value UNVERIFIED). */
+/* Guest DTE for IOMMU_HWPT_DATA_AMD_GUEST. */
 struct iommu_hwpt_amd_guest {
 	__aligned_le64 dte[4];
 };
@@ -243,6 +243,12 @@ struct iommu_hw_info_vtd {
 	__aligned_u64 ecap_reg;
 };
 
+/* iommu_hw_info_arm_smmuv3.flags. */
+enum iommu_hw_info_arm_smmuv3_flags {
+	/* TLBI/CFGI+SYNC must be issued twice (hardware erratum T264-SMMU-3) */
+	IOMMU_HW_INFO_ARM_SMMUV3_ERRATA_REPEAT_TLBI_CFGI = 1 << 0,
+};
+
 /* IOMMU_HW_INFO_TYPE_ARM_SMMUV3 blob: 40 bytes. */
 struct iommu_hw_info_arm_smmuv3 {
 	__u32 flags;
@@ -261,7 +267,7 @@ struct iommu_hw_info_tegra241_cmdqv {
 	__u8 __reserved;
 };
 
-/* IOMMU_HW_INFO_TYPE_AMD blob (AMD series; layout UNVERIFIED). */
+/* IOMMU_HW_INFO_TYPE_AMD blob. */
 struct iommu_hw_info_amd {
 	__aligned_u64 efr;
 	__aligned_u64 efr2;
@@ -273,7 +279,7 @@ enum iommu_hw_info_type {
 	IOMMU_HW_INFO_TYPE_INTEL_VTD = 1,
 	IOMMU_HW_INFO_TYPE_ARM_SMMUV3 = 2,
 	IOMMU_HW_INFO_TYPE_TEGRA241_CMDQV = 3,
-	IOMMU_HW_INFO_TYPE_AMD = 4,	/* UNVERIFIED */
+	IOMMU_HW_INFO_TYPE_AMD = 4,
 };
 
 enum iommufd_hw_capabilities {
@@ -420,7 +426,6 @@ enum iommu_viommu_type {
 	IOMMU_VIOMMU_TYPE_DEFAULT = 0,
 	IOMMU_VIOMMU_TYPE_ARM_SMMUV3 = 1,
 	IOMMU_VIOMMU_TYPE_TEGRA241_CMDQV = 2,
-	IOMMU_VIOMMU_TYPE_AMD = 3,	/* UNVERIFIED */
 };
 
 /* Driver data returned for IOMMU_VIOMMU_TYPE_TEGRA241_CMDQV: 16 bytes. */

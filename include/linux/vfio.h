@@ -440,6 +440,7 @@ enum vfio_device_mig_state {
 struct vfio_precopy_info {
 	__u32 argsz;
 	__u32 flags;
+#define VFIO_PRECOPY_INFO_REINIT (1 << 0)	/* out, only after MIG_PRECOPY_INFOv2 */
 	__aligned_u64 initial_bytes;
 	__aligned_u64 dirty_bytes;
 };
@@ -502,6 +503,15 @@ struct vfio_device_feature_dma_buf {
 	__u32 nr_ranges;
 	struct vfio_region_dma_range dma_ranges[];
 };
+
+/* SET: vfio_precopy_info.flags becomes an output (VFIO_PRECOPY_INFO_REINIT). */
+#define VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2 12
+
+/* GET (s390 vfio-pci): the pending PCI error, ENOMSG when there is none. */
+struct vfio_device_feature_zpci_err {
+	__aligned_u64 data;
+};
+#define VFIO_DEVICE_FEATURE_ZPCI_ERROR 13
 
 /* ================= type1 IOMMU (container fd) ================= */
 

@@ -133,6 +133,19 @@ describe('iommufd-emu check', () => {
     assert.match(again.out, /bug: emulator bug/);
   });
 
+  it('catches the cdev-open-unwind mutant where a cdev open fails under fail-nth', async () => {
+    const r = await check({ scenario: 'iommu-device-flow', mutant: 'cdev-open-unwind' });
+    assert.equal(r.code, 1, r.out);
+    assert.match(
+      r.out,
+      /kmalloc in open\(\/dev\/vfio\/devices\/vfio0\)\): invariant: .*vfio0 has registration refcount 2 for 0 open cdev files/,
+    );
+    assert.match(r.out, /leak: vfio0 has 1 registration references left/);
+    // Without the mutant the same sweep is clean.
+    setMutantForTest(undefined);
+    assert.equal((await check({ scenario: 'iommu-device-flow' })).code, 0);
+  });
+
   it('runs the explorer and prints its seed', async () => {
     const r = await check({ explore: true, seed: 3, runs: 20, faults: true });
     assert.equal(r.code, 0, r.out);

@@ -10,9 +10,9 @@
  * (where the kernel promises that). Failures shrink to a minimal sequence; the seed is printed.
  */
 import fc from 'fast-check';
+import { Kernel } from '../boot/kernel.ts';
 import { activeMutant } from '../fault/mutant.ts';
 import { CAP_FULL_SET, CAP_IPC_LOCK } from '../host/credentials.ts';
-import { Kernel } from '../host/kernel.ts';
 import { SimProcess } from '../host/sim-process.ts';
 import type { IommufdDevice } from '../iommufd/device.ts';
 import { HwptPaging } from '../iommufd/hw-pagetable.ts';
@@ -1234,8 +1234,6 @@ export interface ExploreOptions {
   readonly faults?: boolean;
   /** The longest sequence (default 40). */
   readonly maxCommands?: number;
-  /** Keep the emulator's own stderr bug reports out of the output (default true). */
-  readonly quiet?: boolean;
 }
 
 export interface ExploreReport {
@@ -1278,19 +1276,11 @@ export function explore(options: ExploreOptions = {}): ExploreReport {
       }
     },
   );
-  const stderr = process.stderr;
-  const original = stderr.write;
-  if (options.quiet ?? true) stderr.write = (() => true) as typeof stderr.write;
-  let details: fc.RunDetails<[Iterable<fc.Command<Model, Real>>]>;
-  try {
-    details = fc.check(property, {
-      seed,
-      numRuns: runs,
-      ...(options.path === undefined ? {} : { path: options.path }),
-    });
-  } finally {
-    stderr.write = original;
-  }
+  const details = fc.check(property, {
+    seed,
+    numRuns: runs,
+    ...(options.path === undefined ? {} : { path: options.path }),
+  });
   const mutant = activeMutant();
   const base =
     `iommufd-emu check --explore --seed ${seed} --runs ${runs}` +

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { Kernel } from '../boot/kernel.ts';
 import { CAP_FULL_SET, CAP_IPC_LOCK } from '../host/credentials.ts';
-import { Kernel } from '../host/kernel.ts';
 import { SimProcess } from '../host/sim-process.ts';
 import { hwDomainOf } from '../iommu/pt-domain.ts';
 import { HwptPaging } from '../iommufd/hw-pagetable.ts';
@@ -55,15 +55,19 @@ describe('checkInvariants', () => {
 
   it('finds a refcount that does not match the object graph', () => {
     const t = populated();
-    t.ioasObj.users++;
+    t.ioasObj.users.inc();
     const lines = checkInvariants(t.kernel);
     assert.ok(
       lines.some((l) => /ioas \d+ has users 4, the object graph implies 3/.test(l)),
       lines.join('\n'),
     );
-    t.ioasObj.users--;
-    t.hwpts[0]!.shorttermUsers++;
-    assert.ok(checkInvariants(t.kernel).some((l) => l.includes('short-term users between calls')));
+    t.ioasObj.users.dec();
+    t.hwpts[0]!.shorttermUsers.inc();
+    assert.ok(
+      checkInvariants(t.kernel).some((l) => l.includes('1 short-term users between calls')),
+    );
+    t.hwpts[0]!.shorttermUsers.dec();
+    assert.deepEqual(checkInvariants(t.kernel), []);
   });
 
   it('finds a mapping no area explains', () => {

@@ -12,11 +12,14 @@
  *   of them, page by page, to the frame pinned for its user page, and nothing else is mapped;
  *   the pins and the RLIMIT_MEMLOCK charges are exactly those of the filled areas;
  * - reserved ranges, the IOVA alignment and the hardware's attached domains follow the devices
- *   and domains that imply them.
+ *   and domains that imply them;
+ * - the counters VFIO keeps are the open files: a device's registration references are 1 plus
+ *   its open cdev files, its open count is its bound cdev files, its group is blocked once per
+ *   bound cdev file and open exactly when a group file is; every iommufd context is an open file.
  *
  * `checkInvariants(kernel)` returns one line per broken invariant, empty when all is well.
  */
-import type { Kernel } from '../host/kernel.ts';
+import type { Kernel } from '../boot/kernel.ts';
 import { iommuGetResvRegions } from '../iommu/iommu.ts';
 import { hwDomainOf } from '../iommu/pt-domain.ts';
 import { IommufdDevice, type IommufdGroup } from '../iommufd/device.ts';
@@ -27,6 +30,9 @@ import type { IommufdCtx } from '../iommufd/main.ts';
 import type { IommufdObject } from '../iommufd/object.ts';
 import type { IoptPages } from '../iommufd/pages.ts';
 import { PAGE_SIZE, ULONG_MAX } from '../uapi/iommufd.ts';
+import { VfioDeviceFile } from '../vfio/device-cdev.ts';
+import type { VfioGroup } from '../vfio/group.ts';
+import type { VfioDevice } from '../vfio/vfio-main.ts';
 import { ctxObjects } from './_internals.ts';
 import { domainId } from './snapshot.ts';
 
@@ -117,7 +123,10 @@ function gather(kernel: Kernel, f: Findings): World {
   return { kernel, contexts, objects, ioases, hwpts, devices, igroups, boundByVfio };
 }
 
-/** users = 1 + the edges of the graph; no short-term users and nothing unpublished between calls. */
+/**
+ * users = 1 + the edges of the graph; between calls no short-term users but the table's, and
+ * nothing unpublished.
+ */
 function checkRefcounts(w: World, f: Findings, betweenCalls: boolean): void {
   const expected = new Map<IommufdObject, number>();
   const edge = (obj: IommufdObject, why: string, from: string) => {
@@ -138,10 +147,13 @@ function checkRefcounts(w: World, f: Findings, betweenCalls: boolean): void {
   }
   for (const [obj] of w.objects) {
     const want = expected.get(obj) ?? 1;
-    if (obj.users !== want)
-      f.add(`${describeObj(obj)} has users ${obj.users}, the object graph implies ${want}`);
-    if (betweenCalls && obj.shorttermUsers !== 0)
-      f.add(`${describeObj(obj)} has ${obj.shorttermUsers} short-term users between calls`);
+    const users = obj.users.read();
+    if (users !== want)
+      f.add(`${describeObj(obj)} has users ${users}, the object graph implies ${want}`);
+    // The table's own short-term reference is the only one between calls.
+    const shortterm = obj.shorttermUsers.read() - 1;
+    if (betweenCalls && shortterm !== 0)
+      f.add(`${describeObj(obj)} has ${shortterm} short-term users between calls`);
     if (betweenCalls && !obj.published)
       f.add(`${describeObj(obj)} holds an id but was never published (an unwound create?)`);
   }
@@ -166,12 +178,14 @@ function checkDevices(w: World, f: Findings): void {
   for (const vdev of w.kernel.vfio.devices.values()) {
     const idev = vdev.iommufdDevice;
     if (idev === undefined) {
-      if (vdev.openCount !== 0) f.add(`${vdev.name} is open ${vdev.openCount} times but unbound`);
+      const opens = vdev.openCount.read();
+      if (opens !== 0) f.add(`${vdev.name} is open ${opens} times but unbound`);
       if (vdev.iommufdAttached) f.add(`${vdev.name} is marked attached but unbound`);
       continue;
     }
     if (!w.objects.has(idev)) f.add(`${vdev.name} is bound to device ${idev.id}, which is gone`);
-    if (vdev.openCount !== 1) f.add(`${vdev.name} is bound with open count ${vdev.openCount}`);
+    if (vdev.openCount.read() !== 1)
+      f.add(`${vdev.name} is bound with open count ${vdev.openCount.read()}`);
     if (vdev.iommufdAttached !== isAttached(idev))
       f.add(
         `${vdev.name} is marked ${vdev.iommufdAttached ? '' : 'not '}attached, device ${idev.id} ` +
@@ -212,6 +226,56 @@ function checkDevices(w: World, f: Findings): void {
           `${(want as { id?: number } | undefined)?.id ?? 'none'}`,
       );
   }
+}
+
+/** VFIO's counters and the iommufd contexts against the kernel's registry of open files. */
+function checkOpenFiles(w: World, f: Findings): void {
+  const files = w.kernel.openFiles;
+  const cdevFiles = new Map<VfioDevice, VfioDeviceFile[]>();
+  for (const file of files.ofKind('vfio-cdev')) {
+    const df = file.privateData;
+    if (!(df instanceof VfioDeviceFile)) {
+      f.add('an open vfio-cdev file has no VFIO device file behind it');
+      continue;
+    }
+    if (w.kernel.vfio.devices.get(df.device.pci.bdf) !== df.device)
+      f.add(`an open cdev file of ${df.device.name} outlived the device's registration`);
+    cdevFiles.set(df.device, [...(cdevFiles.get(df.device) ?? []), df]);
+  }
+  const blocks = new Map<VfioGroup, number>();
+  for (const vdev of w.kernel.vfio.devices.values()) {
+    const open = cdevFiles.get(vdev) ?? [];
+    const bound = open.filter((df) => df.accessGranted).length;
+    const refs = vdev.registration.read();
+    if (refs !== 1 + open.length)
+      f.add(`${vdev.name} has registration refcount ${refs} for ${open.length} open cdev files`);
+    if (vdev.openCount.read() !== bound)
+      f.add(`${vdev.name} has open count ${vdev.openCount.read()} for ${bound} bound cdev files`);
+    blocks.set(vdev.group, (blocks.get(vdev.group) ?? 0) + bound);
+  }
+  const groupFiles = files.ofKind('vfio-group');
+  for (const group of w.kernel.vfio.groups.values()) {
+    const want = blocks.get(group) ?? 0;
+    if (group.cdevDeviceOpenCount.read() !== want)
+      f.add(
+        `vfio group ${group.id} is blocked ${group.cdevDeviceOpenCount.read()} times for ${want} ` +
+          'bound cdev files',
+      );
+    const open = groupFiles.filter((file) => file.privateData === group);
+    const opened = group.openedFile;
+    if (open.length > 1) f.add(`vfio group ${group.id} is open through ${open.length} files`);
+    if ((opened === undefined) !== (open.length === 0) || (opened && !open.includes(opened)))
+      f.add(
+        `vfio group ${group.id} is ${opened ? '' : 'not '}marked open with ${open.length} open files`,
+      );
+  }
+  const ctxFiles = [...files.ofKind('iommufd'), ...files.ofKind('vfio-container')];
+  for (const ictx of w.contexts) {
+    if (ictx.file === undefined || !ctxFiles.includes(ictx.file))
+      f.add('an iommufd context has no open file');
+  }
+  if (ctxFiles.length !== w.contexts.length)
+    f.add(`${ctxFiles.length} iommufd files are open for ${w.contexts.length} contexts`);
 }
 
 /** Every live domain belongs to exactly one HWPT, which is on its IOAS. */
@@ -449,6 +513,7 @@ export function checkInvariants(kernel: Kernel, options: InvariantOptions = {}):
   const w = gather(kernel, f);
   checkRefcounts(w, f, betweenCalls);
   checkDevices(w, f);
+  checkOpenFiles(w, f);
   checkDomains(w, f);
   for (const ioas of w.ioases) {
     if (f.full) break;

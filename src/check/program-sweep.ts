@@ -6,9 +6,10 @@
  * hold once it exited; what the program itself does with the failure is its own business, except
  * that the run with nothing injected must succeed.
  */
+
+import type { Kernel } from '../boot/kernel.ts';
 import { FailNth, setFailNthForEveryTask } from '../fault/fault.ts';
 import { activeMutant } from '../fault/mutant.ts';
-import type { Kernel } from '../host/kernel.ts';
 import { checkInvariants } from './invariants.ts';
 import type { RunResult, SweepTarget, Violation } from './sweep.ts';
 

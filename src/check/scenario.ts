@@ -4,7 +4,7 @@
  * kernel selftest's fail_nth_enable()), and either completes or stops at the first call that
  * fails. The sweep runs it on a new Kernel for every injection point.
  */
-import type { Kernel, KernelOptions } from '../host/kernel.ts';
+import type { Kernel, KernelOptions } from '../boot/kernel.ts';
 import { SimProcess, type SimProcessOptions } from '../host/sim-process.ts';
 import { Errno, errnoName } from '../uapi/errno.ts';
 import * as ioctlNumbers from '../uapi/ioctl.ts';

@@ -3,7 +3,7 @@
  * "a failed call left the state as before" is `diffSnapshots(before, after)` being empty.
  * Everything here is data (numbers, bigints, strings, arrays), so snapshots compare by value.
  */
-import type { Kernel } from '../host/kernel.ts';
+import type { Kernel } from '../boot/kernel.ts';
 import { hwDomainOf } from '../iommu/pt-domain.ts';
 import { IommufdDevice } from '../iommufd/device.ts';
 import type { IommuDomain } from '../iommufd/hw-pagetable.ts';
@@ -91,6 +91,7 @@ export interface KernelSnapshot {
   readonly frames: { readonly userPage: bigint; readonly pageTable: bigint };
   readonly vfio: readonly {
     readonly name: string;
+    readonly registration: number;
     readonly openCount: number;
     readonly devid: number | null;
     readonly attached: boolean;
@@ -164,8 +165,8 @@ export function snapshotContext(ictx: IommufdCtx): ContextSnapshot {
     objects: objects.map(([id, obj]) => ({
       id,
       type: obj.type,
-      users: obj.users,
-      shorttermUsers: obj.shorttermUsers,
+      users: obj.users.read(),
+      shorttermUsers: obj.shorttermUsers.read(),
       published: obj.published,
       detail: objectDetail(obj),
     })),
@@ -206,7 +207,8 @@ export function snapshotKernel(kernel: Kernel): KernelSnapshot {
     frames: { userPage: frames['user-page'], pageTable: frames['page-table'] },
     vfio: [...kernel.vfio.devices.values()].map((v) => ({
       name: v.name,
-      openCount: v.openCount,
+      registration: v.registration.read(),
+      openCount: v.openCount.read(),
       devid: v.iommufdDevice?.id ?? null,
       attached: v.iommufdAttached,
     })),

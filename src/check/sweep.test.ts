@@ -57,6 +57,8 @@ const MUTANT_CASES: readonly [MutantName, string, ViolationKind[]][] = [
   ['map-leaves-area', 'noiommu-flow', ['state-changed', 'invariant', 'bug']],
   ['fill-keeps-pins', 'noiommu-flow', ['state-changed', 'invariant', 'teardown']],
   ['fill-keeps-pins', 'mixed-domains', ['state-changed', 'invariant', 'teardown']],
+  ['cdev-open-unwind', 'iommu-device-flow', ['state-changed', 'invariant', 'teardown', 'leak']],
+  ['cdev-open-unwind', 'noiommu-flow', ['state-changed', 'invariant', 'teardown', 'leak']],
 ];
 
 describe('mutants', () => {

@@ -14,9 +14,10 @@
  * later step can sweep a program run through the shim (arm /proc/<pid>/task/<tid>/fail-nth, run
  * the command, read its exit status) with the same loop.
  */
+
+import { Kernel } from '../boot/kernel.ts';
 import type { FaultSite } from '../fault/fault.ts';
 import { activeMutant } from '../fault/mutant.ts';
-import { Kernel } from '../host/kernel.ts';
 import { errnoName } from '../uapi/errno.ts';
 import * as ioctl from '../uapi/ioctl.ts';
 import { checkInvariants } from './invariants.ts';
@@ -104,8 +105,6 @@ export interface SweepTarget {
 export interface ScenarioTargetOptions {
   /** Check the invariants after every call, not only at teardown (default true). */
   readonly checkEveryCall?: boolean;
-  /** Keep the emulator's own stderr bug reports out of the output (default true). */
-  readonly quiet?: boolean;
 }
 
 /**
@@ -137,16 +136,6 @@ export function scenarioReplay(name: string, nth: number | undefined): string {
     (nth === undefined ? '' : ` --nth ${nth}`) +
     (mutant === undefined ? '' : ` --mutant ${mutant}`)
   );
-}
-
-/** Silences process.stderr until the returned function is called. */
-function muffleStderr(): () => void {
-  const stderr = process.stderr;
-  const original = stderr.write;
-  stderr.write = (() => true) as typeof stderr.write;
-  return () => {
-    stderr.write = original;
-  };
 }
 
 function firstLines(text: string, n: number): string {
@@ -234,7 +223,6 @@ export function scenarioTarget(
   options: ScenarioTargetOptions = {},
 ): SweepTarget {
   const checkEveryCall = options.checkEveryCall ?? true;
-  const quiet = options.quiet ?? true;
   let baseline: readonly CallRecord[] | undefined;
 
   const run = async (nth: number | undefined): Promise<RunResult> => {
@@ -253,7 +241,6 @@ export function scenarioTarget(
       });
     };
 
-    const restore = quiet ? muffleStderr() : () => {};
     const kernel = new Kernel(scenario.kernelOptions ?? {});
     const bugs: string[] = [];
     const unsubscribe = kernel.events.subscribe((event) => {
@@ -342,7 +329,6 @@ export function scenarioTarget(
     } finally {
       unsubscribe();
       kernel.shutdown();
-      restore();
     }
     return {
       nth,

@@ -7,11 +7,12 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { createKernel, type Kernel } from '../boot/kernel.ts';
 import { checkInvariants } from '../check/invariants.ts';
 import { FailNth, setFailNthForEveryTask } from '../fault/fault.ts';
 import { parseCapSet } from '../host/credentials.ts';
-import { createKernel, type Kernel } from '../host/kernel.ts';
-import { type EmuServer, startServer, useFdAddon } from '../server/server.ts';
+import { useFdAddon } from '../server/client-fds.ts';
+import { type EmuServer, startServer } from '../server/server.ts';
 import { formatEvent } from '../trace/writer.ts';
 import {
   DEFAULT_ERROR_EXITCODE,
@@ -112,7 +113,7 @@ export function startDmesg(
     const loud =
       event.kind === 'unsafe-dma' ||
       event.kind === 'iommu-fault' ||
-      (event.kind === 'log' && (event.level === 'warn' || event.level === 'error'));
+      (event.kind === 'log' && event.level !== 'info');
     if (loud) write(`iommufd-emu: ${formatEvent(event)}\n`);
   });
 }

@@ -10,6 +10,7 @@
  * Exit statuses: exit-status.ts (and --help).
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { ignoredMutantName } from '../fault/mutant.ts';
 import { registerCheckCommand } from './check.ts';
 import { DemoError, demoCommand } from './demo.ts';
 import { type ExecFlags, execCommand, refuseIfShimmed } from './exec.ts';
@@ -186,6 +187,10 @@ function toleratePipeClose(): void {
 }
 
 function main(argv: readonly string[]): void {
+  const ignored = ignoredMutantName();
+  if (ignored !== undefined) {
+    process.stderr.write(`iommufd-emu: unknown IOMMUFD_EMU_MUTANT=${ignored}, ignored\n`);
+  }
   const finish = (work: Promise<number>): void => {
     work.then((status) => process.exit(status), emulatorFailed);
   };

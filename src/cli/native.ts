@@ -126,10 +126,13 @@ export function ensureNative(say: (text: string) => void): NativeParts {
   const build = checkout ? path.join(native, 'build') : cacheDir();
   const shim = path.join(build, SHIM_NAME);
   const addon = path.join(build, ADDON_NAME);
-  const shimStale = outdated(
-    shim,
-    ['shim/shim.c', 'shim/protocol.h'].map((f) => path.join(native, f)),
-  );
+  // The shim's units: every .c and .h in native/shim (not its tests).
+  const shimDir = path.join(native, 'shim');
+  const shimSources = fs
+    .readdirSync(shimDir)
+    .filter((f) => f.endsWith('.c') || f.endsWith('.h'))
+    .map((f) => path.join(shimDir, f));
+  const shimStale = outdated(shim, shimSources);
   if (shimStale || outdated(addon, [path.join(native, 'addon', 'fd.c')])) {
     // Without Node's headers the addon is skipped (the Makefile says so); the shim is required.
     if (shimStale) say(`building the shim in ${build}\n`);

@@ -19,6 +19,9 @@ export const MUTANTS = {
   'fill-keeps-pins':
     'filling an area into the domains forgets to unpin (and unaccount) when mapping into a ' +
     'domain fails',
+  'cdev-open-unwind':
+    'a VFIO cdev open that fails after taking the registration reference returns without ' +
+    'dropping it: the device can never be unbound again (EBUSY)',
 } as const;
 
 export type MutantName = keyof typeof MUTANTS;
@@ -28,17 +31,23 @@ export function isMutantName(name: string): name is MutantName {
   return Object.hasOwn(MUTANTS, name);
 }
 
+/** IOMMUFD_EMU_MUTANT when it names no known mutant (ignored; the CLI says so). */
+const unknownFromEnvironment: string | undefined = (() => {
+  const name = process.env.IOMMUFD_EMU_MUTANT;
+  return name === undefined || name === '' || isMutantName(name) ? undefined : name;
+})();
+
 function fromEnvironment(): MutantName | undefined {
   const name = process.env.IOMMUFD_EMU_MUTANT;
-  if (name === undefined || name === '') return undefined;
-  if (!isMutantName(name)) {
-    process.stderr.write(`iommufd-emu: unknown IOMMUFD_EMU_MUTANT=${name}, ignored\n`);
-    return undefined;
-  }
-  return name;
+  return name !== undefined && isMutantName(name) ? name : undefined;
 }
 
 let active: MutantName | undefined = fromEnvironment();
+
+/** The IOMMUFD_EMU_MUTANT value that was ignored because no mutant has that name, if any. */
+export function ignoredMutantName(): string | undefined {
+  return unknownFromEnvironment;
+}
 
 /** Whether mutant `name` is active. One string compare: free when none is. */
 export function mutant(name: MutantName): boolean {

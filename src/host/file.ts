@@ -2,6 +2,7 @@
  * An open file description ("struct file"): what an fd of an emulated node refers to. dup() and
  * fork() share one File; it is released when its last reference goes, like fput().
  */
+import { Refcount } from '../lib/refcount.ts';
 import type { SyscallResult } from '../uapi/errno.ts';
 import type { Task } from './task.ts';
 
@@ -27,36 +28,98 @@ export interface FileOperations {
   release(file: File): void;
 }
 
+/**
+ * What a file is, for the registry of open files: /dev/iommu, /dev/vfio/vfio (an iommufd context
+ * too, with type1 accounting), a VFIO device cdev, a VFIO group node, a sysfs/procfs attribute,
+ * an eventfd of a simulated process, a directory opened to be listed.
+ */
+export type FileKind =
+  | 'iommufd'
+  | 'vfio-container'
+  | 'vfio-cdev'
+  | 'vfio-group'
+  | 'sysfs'
+  | 'eventfd'
+  | 'directory';
+
 export class File {
+  readonly kind: FileKind;
   readonly fops: FileOperations;
   /** The object behind the file (an iommufd context, a VFIO device file, ...). */
   readonly privateData: unknown;
   /** The device number reported by fstat (st_rdev). */
   readonly rdev: { major: number; minor: number };
-  private refs = 1;
+  /** f_count: one per fd and per kernel holder; the last put releases. */
+  private readonly refs: Refcount;
+  /** The registry that lists the file while it is open (OpenFiles.add). */
+  private openFiles: OpenFiles | undefined;
 
-  constructor(fops: FileOperations, privateData: unknown, rdev: { major: number; minor: number }) {
+  constructor(
+    kind: FileKind,
+    fops: FileOperations,
+    privateData: unknown,
+    rdev: { major: number; minor: number },
+  ) {
+    this.kind = kind;
     this.fops = fops;
     this.privateData = privateData;
     this.rdev = rdev;
+    this.refs = new Refcount(1, () => `${this.fops.name} file`);
   }
 
   get refCount(): number {
-    return this.refs;
+    return this.refs.read();
   }
 
   /** get_file(): another holder (an fd, a bound device) keeps the file alive. */
   get(): this {
-    if (this.refs <= 0) throw new Error(`get() on a released ${this.fops.name} file`);
-    this.refs++;
+    this.refs.inc();
     return this;
   }
 
   /** fput(): the last put releases. */
   put(): void {
-    if (this.refs <= 0) throw new Error(`put() on a released ${this.fops.name} file`);
-    this.refs--;
-    if (this.refs === 0) this.fops.release(this);
+    if (!this.refs.decAndTest()) return;
+    this.openFiles?.delete(this);
+    this.fops.release(this);
+  }
+
+  /** Called by OpenFiles.add(): the registry this file leaves at its last put. */
+  listIn(openFiles: OpenFiles): void {
+    if (this.openFiles !== undefined) throw new Error(`${this.kind} file listed twice`);
+    this.openFiles = openFiles;
+  }
+}
+
+/**
+ * Every file the emulated kernel has open, by kind: a file joins when open() made it and leaves
+ * at its last put. The invariants count these against the counters drivers keep (a VFIO
+ * device's registration references, its open count, its group's opens).
+ */
+export class OpenFiles {
+  private readonly files = new Set<File>();
+
+  add(file: File): void {
+    file.listIn(this);
+    this.files.add(file);
+  }
+
+  delete(file: File): void {
+    this.files.delete(file);
+  }
+
+  /** The open files of one kind, in the order they were opened. */
+  ofKind(kind: FileKind): File[] {
+    return [...this.files].filter((f) => f.kind === kind);
+  }
+
+  /** Every open file, in the order they were opened. */
+  all(): File[] {
+    return [...this.files];
+  }
+
+  get size(): number {
+    return this.files.size;
   }
 }
 

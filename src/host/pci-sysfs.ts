@@ -9,6 +9,30 @@ function hex(value: number, digits: number): string {
   return `0x${value.toString(16).padStart(digits, '0')}\n`;
 }
 
+/**
+ * driver_sysfs_add(): a device bound to a driver links to it (`driver`) and the driver's
+ * directory links back to the device. Tools read `driver` to tell whether a device is bound.
+ */
+export function addDriverLinks(sysfs: SysFs, dev: PciDevice, driver: string): void {
+  sysfs.add({
+    kind: 'link',
+    path: `/sys/devices/pci0000:00/${dev.bdf}/driver`,
+    target: `../../../bus/pci/drivers/${driver}`,
+  });
+  sysfs.add({
+    kind: 'link',
+    path: `/sys/bus/pci/drivers/${driver}/${dev.bdf}`,
+    target: `../../../../devices/pci0000:00/${dev.bdf}`,
+  });
+}
+
+/** driver_sysfs_remove(): unbinding takes both links away. */
+export function removeDriverLinks(sysfs: SysFs, dev: PciDevice, driver: string): void {
+  sysfs.remove(`/sys/devices/pci0000:00/${dev.bdf}/driver`);
+  sysfs.remove(`/sys/bus/pci/drivers/${driver}/${dev.bdf}`);
+}
+
+/** The PCI core's attributes and links of one device, whether or not a driver has it. */
 export function addPciSysfs(sysfs: SysFs, dev: PciDevice): void {
   const dir = `/sys/devices/pci0000:00/${dev.bdf}`;
   const attr = (name: string, show: () => string) =>
@@ -25,7 +49,6 @@ export function addPciSysfs(sysfs: SysFs, dev: PciDevice): void {
     path: `/sys/bus/pci/devices/${dev.bdf}`,
     target: `../../../devices/pci0000:00/${dev.bdf}`,
   });
-  sysfs.add({ kind: 'link', path: `${dir}/driver`, target: '../../../bus/pci/drivers/vfio-pci' });
   if (dev.group !== undefined) {
     const id = dev.group.id;
     sysfs.add({

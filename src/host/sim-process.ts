@@ -12,12 +12,13 @@ import {
   type StructSpec,
   writeFields,
 } from '../uapi/struct.ts';
+import type { KernelCore } from './core.ts';
 import { CAP_FULL_SET, type Credentials, type NamespacedCaps } from './credentials.ts';
 import { File, type FileOperations } from './file.ts';
-import type { Kernel } from './kernel.ts';
 import { SimulatedMemory } from './sim-memory.ts';
 import { runSyscall, tracedIoctl } from './syscall.ts';
 import type { Task } from './task.ts';
+import type { Stat } from './vfs.ts';
 
 let nextPid = 100000;
 
@@ -44,7 +45,7 @@ export interface SimProcessOptions {
 }
 
 export class SimProcess {
-  readonly kernel: Kernel;
+  readonly kernel: KernelCore;
   readonly pid: number;
   readonly memory: SimulatedMemory;
   uid: number;
@@ -54,9 +55,11 @@ export class SimProcess {
   memlockLimit: bigint;
   readonly failNth: FailNth;
   private readonly fds = new Map<number, File>();
+  /** What each file opened by path is (fstat), shared by every fd and process that holds it. */
+  private static readonly stats = new WeakMap<File, Stat>();
   private exited = false;
 
-  constructor(kernel: Kernel, options: SimProcessOptions = {}, memory?: SimulatedMemory) {
+  constructor(kernel: KernelCore, options: SimProcessOptions = {}, memory?: SimulatedMemory) {
     this.kernel = kernel;
     this.pid = nextPid++;
     this.memory = memory ?? new SimulatedMemory();
@@ -112,7 +115,7 @@ export class SimProcess {
     return fd;
   }
 
-  private call(what: string, fn: () => number): number {
+  private call<T = number>(what: string, fn: () => T | number): T | number {
     if (this.exited) throw new Error(`process ${this.pid} has exited`);
     return runSyscall(this.kernel.events, what, this.failNth, fn);
   }
@@ -120,12 +123,30 @@ export class SimProcess {
   /** open(2): an fd, or a negative errno. */
   open(path: string, flags = 2 /* O_RDWR */): number {
     return this.call(`open(${path})`, () => {
-      const file = this.kernel.open(this.task(), path, flags);
-      if (typeof file === 'number') return file;
+      const opened = this.kernel.vfs.open(this.task(), path, flags);
+      if (typeof opened === 'number') return opened;
       const fd = this.lowestFreeFd();
-      this.fds.set(fd, file);
+      this.fds.set(fd, opened.file);
+      SimProcess.stats.set(opened.file, opened.stat);
       return fd;
     });
+  }
+
+  /** stat(2): the type, mode and rdev of what path names, or a negative errno. */
+  stat(path: string): Stat | number {
+    return this.call(`stat(${path})`, () => this.kernel.vfs.stat(this.task(), path, true));
+  }
+
+  /** lstat(2): like stat, but a final symlink is reported itself. */
+  lstat(path: string): Stat | number {
+    return this.call(`lstat(${path})`, () => this.kernel.vfs.stat(this.task(), path, false));
+  }
+
+  /** fstat(2) of an fd: what its file was when opened (an eventfd: an anonymous inode). */
+  fstat(fd: number): Stat | number {
+    const file = this.fds.get(fd);
+    if (file === undefined) return -Errno.EBADF;
+    return SimProcess.stats.get(file) ?? { mode: 0o600, rdev: file.rdev };
   }
 
   /** ioctl(2) as the raw syscall: >= 0 on success, a negative errno on failure. */
@@ -234,7 +255,9 @@ export class SimProcess {
   /** eventfd(0, 0): a counter the emulator's interrupts add to; see eventfdCount(). */
   eventfd(): number {
     const fd = this.lowestFreeFd();
-    this.fds.set(fd, new File(simEventfdFops, new SimEventfd(), { major: 0, minor: 0 }));
+    const file = new File('eventfd', simEventfdFops, new SimEventfd(), { major: 0, minor: 0 });
+    this.kernel.openFiles.add(file);
+    this.fds.set(fd, file);
     return fd;
   }
 

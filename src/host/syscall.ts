@@ -1,8 +1,9 @@
 /**
  * The boundary every call into the emulated kernel crosses, from the server or the library API:
  * the caller's fail-nth counter is made current, and an exception inside a handler (an emulator
- * bug) becomes EIO for that call with its stack logged, so nothing a client does takes the
- * emulator down.
+ * bug) becomes EIO for that call and a 'bug' event with its stack, so nothing a client does takes
+ * the emulator down. The kernel model never writes to a terminal: whoever listens (the CLI, the
+ * checker, a test) decides what to show.
  */
 import { type FailNth, withFailNth } from '../fault/fault.ts';
 import { decodeArg, ioctlInfo } from '../trace/decode.ts';
@@ -23,7 +24,6 @@ export function runSyscall<T>(
     const stack = err instanceof Error ? (err.stack ?? err.message) : String(err);
     const message = `emulator bug in ${what}: ${stack}`;
     events.log('bug', message);
-    process.stderr.write(`iommufd-emu: ${message}\n`);
     return -Errno.EIO;
   }
 }

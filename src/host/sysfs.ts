@@ -55,7 +55,7 @@ const attrFops: FileOperations = {
 export function openAttr(attr: SysAttr, flags: number): File | number {
   const access = flags & O_ACCMODE;
   if ((access === O_WRONLY || access === O_RDWR) && attr.store === undefined) return -Errno.EACCES;
-  return new File(attrFops, { attr } satisfies OpenAttr, { major: 0, minor: 0 });
+  return new File('sysfs', attrFops, { attr } satisfies OpenAttr, { major: 0, minor: 0 });
 }
 
 export class SysFs {

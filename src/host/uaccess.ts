@@ -20,6 +20,44 @@ export function copyToUser(task: Task, addr: bigint, data: Uint8Array): boolean 
   return task.memory.write(addr, data);
 }
 
+const PAGE = 4096;
+/** At most this much is zeroed per write: clearing never allocates what userspace asked for. */
+const CLEAR_CHUNK = 16 * PAGE;
+const ZEROES = new Uint8Array(CLEAR_CHUNK);
+
+/** The bytes from `at` to the end of its page, or to `end` if that comes first. */
+function upTo(at: bigint, end: bigint, boundary: number): number {
+  const left = boundary - Number(at % BigInt(PAGE));
+  return end - at < BigInt(left) ? Number(end - at) : left;
+}
+
+/**
+ * clear_user(): zeroes [addr, addr+length) of the caller; false for EFAULT, with everything
+ * before the first inaccessible page zeroed, as the kernel's fault handling leaves it. Not an
+ * injection site (fail_usercopy does not cover clear_user).
+ */
+export function clearUser(task: Task, addr: bigint, length: number): boolean {
+  const end = addr + BigInt(length);
+  for (let at = addr; at < end; ) {
+    // Chunks end on page boundaries; a chunk that faults is redone page by page.
+    const n = upTo(at, end, CLEAR_CHUNK);
+    if (!task.memory.write(at, ZEROES.subarray(0, n))) return clearUntilFault(task, at, n);
+    at += BigInt(n);
+  }
+  return true;
+}
+
+/** Zeroes page by page from addr up to the first page that faults: always EFAULT (false). */
+function clearUntilFault(task: Task, addr: bigint, length: number): false {
+  const end = addr + BigInt(length);
+  for (let at = addr; at < end; ) {
+    const n = upTo(at, end, PAGE);
+    if (!task.memory.write(at, ZEROES.subarray(0, n))) return false;
+    at += BigInt(n);
+  }
+  return false;
+}
+
 /**
  * check_zeroed_user: 1 if all zero, 0 if not, undefined for EFAULT. Not an injection site: the
  * kernel reads with unsafe_get_user() here, which fail_usercopy does not cover.

@@ -1,29 +1,6 @@
 /**
- * A process's memory as the kernel sees it: copy_from_user / copy_to_user, and the VMA facts that
- * pinning needs. Two implementations: a real process (through /proc/<pid>/mem, see proc-memory.ts)
- * and a simulated one (sim-memory.ts) for in-process tests and embedding.
+ * A process's memory as the kernel sees it (copy_from_user, copy_to_user, VMA facts): the
+ * interface lives with the machine (platform/user-memory.ts), whose pinned pages read and write
+ * a process's pages; the kernel core uses it from here.
  */
-
-/** What the kernel knows about the VMA that holds an address. */
-export interface Vma {
-  readonly start: bigint;
-  /** One past the last byte. */
-  readonly end: bigint;
-  readonly readable: boolean;
-  readonly writable: boolean;
-  /** Backing page size: 4096, or 2 MiB / 1 GiB for hugetlbfs and THP-backed memory. */
-  readonly pageSize: bigint;
-}
-
-/** Identifies an address space (an mm). Two tasks share an mm only as threads of one process. */
-export type MmId = string;
-
-export interface UserMemory {
-  readonly mm: MmId;
-  /** copy_from_user: the bytes, or undefined when any byte is not mapped (EFAULT). */
-  read(addr: bigint, length: number): Uint8Array | undefined;
-  /** copy_to_user: false when any byte is not mapped (EFAULT). Ignores PROT_READ, like FOLL_FORCE. */
-  write(addr: bigint, data: Uint8Array): boolean;
-  /** The VMA containing addr, or undefined for a hole. */
-  vma(addr: bigint): Vma | undefined;
-}
+export type { MmId, UserMemory, Vma } from '../platform/user-memory.ts';

@@ -8,7 +8,7 @@
  */
 import { shouldFail } from '../fault/fault.ts';
 import { mutant } from '../fault/mutant.ts';
-import { copyToUser } from '../host/uaccess.ts';
+import { clearUser, copyToUser } from '../host/uaccess.ts';
 import {
   type Device,
   deviceIommuCapable,
@@ -170,7 +170,7 @@ export function iommufdDeviceBind(ictx: IommufdCtx, dev: Device): IommufdDevice 
   ictx.file!.get();
   idev.holdsCtx = true;
   // The calling driver is a user until unbind.
-  idev.users++;
+  idev.users.inc();
   ictx.finalize(idev);
   return idev;
 }
@@ -229,8 +229,9 @@ function doReplace(idev: IommufdDevice, hwpt: HwptPaging): HwptPaging | undefine
   igroup.hwpt = hwpt;
   // The device list's references move to the new HWPT; one stays on the old for the caller.
   const n = igroup.devices.length;
-  hwpt.users += n;
-  old.users -= n - 1;
+  hwpt.users.add(n);
+  if (old.users.subAndTest(n - 1))
+    throw new Error(`replace dropped the last reference of ${old.describe()}`);
   return old;
 }
 
@@ -248,7 +249,7 @@ function autoGetDomain(
   const immediateAttach = attach === doAttach;
   for (const hwpt of [...ioas.hwptList]) {
     if (!hwpt.autoDomain) continue;
-    ictx.lockObj(hwpt);
+    if (!ictx.lockObj(hwpt)) continue;
     const result = attach(idev, hwpt);
     ictx.putObject(hwpt);
     if (result === -Errno.EINVAL) continue;
@@ -299,7 +300,7 @@ export function iommufdDeviceAttach(idev: IommufdDevice, ptId: Ref<number>): Sys
   const rc = changePt(idev, ptId, doAttach);
   if (rc) return rc;
   // Pairs with detach: a device with an attachment cannot be destroyed.
-  idev.users++;
+  idev.users.inc();
   return 0;
 }
 
@@ -312,29 +313,34 @@ export function iommufdDeviceReplace(idev: IommufdDevice, ptId: Ref<number>): Sy
 export function iommufdDeviceDetach(idev: IommufdDevice): void {
   const hwpt = iommufdHwPagetableDetach(idev);
   iommufdHwPagetablePut(idev.ictx, hwpt);
-  idev.users--;
+  idev.users.dec();
 }
 
 /**
  * IOMMU_GET_HW_INFO. The emulated IOMMUs and the no-IOMMU ops provide no vendor blob, so the
- * type is IOMMU_HW_INFO_TYPE_NONE with no data (see docs/decisions.md).
+ * type is IOMMU_HW_INFO_TYPE_NONE with no data (see docs/decisions.md). Userspace's buffer past
+ * the blob is cleared in place, however long userspace says it is: nothing of that size is
+ * allocated, and a buffer that runs into unmapped memory is EFAULT.
  */
 export function iommufdGetHwInfo(ucmd: Ucmd<typeof iommuHwInfo.fields>): SyscallResult {
   const cmd = ucmd.cmd;
   if (cmd.flags & ~IOMMU_HW_INFO_FLAG_INPUT_TYPE) return -Errno.EOPNOTSUPP;
   if (cmd.__reserved0 || cmd.__reserved1 || cmd.__reserved2) return -Errno.EOPNOTSUPP;
-  const idev = ucmd.ictx.getObject(cmd.dev_id, 'device') as IommufdDevice | undefined;
-  if (idev === undefined) return -Errno.ENOENT;
-  try {
-    // The user buffer is zeroed past the (empty) blob.
-    if (cmd.data_len && !copyToUser(ucmd.task, cmd.data_uptr, new Uint8Array(cmd.data_len)))
-      return -Errno.EFAULT;
-    cmd.data_len = 0;
-    cmd.out_data_type = IOMMU_HW_INFO_TYPE_NONE;
-    cmd.out_capabilities = deviceIommuCapable(idev.dev, 'dirty-tracking') ? 1n : 0n;
-    cmd.out_max_pasid_log2 = 0;
-    return ucmd.respond();
-  } finally {
-    ucmd.ictx.putObject(idev);
+  using held = ucmd.ictx.getObjectRef(cmd.dev_id, 'device');
+  if (held === undefined) return -Errno.ENOENT;
+  const idev = held.obj as IommufdDevice;
+  // copy_to_user() of the driver's blob, min(data_len, 0) bytes: the injection point is
+  // reached, but a failed copy of nothing leaves nothing uncopied and is no error.
+  const blob = new Uint8Array(0);
+  copyToUser(ucmd.task, cmd.data_uptr, blob);
+  if (cmd.data_len > blob.length) {
+    const tail = cmd.data_uptr + BigInt(blob.length);
+    if (!clearUser(ucmd.task, tail, cmd.data_len - blob.length)) return -Errno.EFAULT;
   }
+  // The length the kernel has, which may be more or less than the buffer.
+  cmd.data_len = blob.length;
+  cmd.out_data_type = IOMMU_HW_INFO_TYPE_NONE;
+  cmd.out_capabilities = deviceIommuCapable(idev.dev, 'dirty-tracking') ? 1n : 0n;
+  cmd.out_max_pasid_log2 = 0;
+  return ucmd.respond();
 }

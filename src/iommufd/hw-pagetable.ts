@@ -75,7 +75,7 @@ export class HwptPaging extends IommufdObject {
     }
     this.domain?.free();
     this.domain = undefined;
-    this.ioas.users--;
+    this.ioas.users.dec();
   }
 
   describe(): string {
@@ -114,7 +114,7 @@ export function iommufdHwptPagingAlloc(
   const hwpt = ictx.allocObject(new HwptPaging(ictx, ioas, flags));
   if (typeof hwpt === 'number') return hwpt;
   // Pairs with the release in destroy().
-  ioas.users++;
+  ioas.users.inc();
 
   let rc: SyscallResult;
   const domain = ops.domainAllocPaging(idev.dev, flags & ~IOMMU_HWPT_FAULT_ID_VALID, hasUserData);
@@ -190,7 +190,7 @@ export function iommufdHwPagetableAttach(hwpt: HwptPaging, idev: IommufdDevice):
     }
     igroup.hwpt = hwpt;
   }
-  hwpt.users++;
+  hwpt.users.inc();
   igroup.devices.push(idev);
   return 0;
 }
@@ -217,7 +217,7 @@ export function iommufdHwPagetablePut(ictx: IommufdCtx, hwpt: HwptPaging): void 
     ictx.removeObject(hwpt.id, hwpt);
     return;
   }
-  hwpt.users--;
+  hwpt.users.dec();
 }
 
 /** IOMMU_HWPT_ALLOC (paging HWPTs only for now: nested ones are on the roadmap). */

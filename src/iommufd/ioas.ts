@@ -31,7 +31,7 @@ import type { AccountOwner, PagesAccountMode } from './accounting.ts';
 import type { HwptPaging } from './hw-pagetable.ts';
 import { spans } from './interval-tree.ts';
 import { IoPagetable, type PagesSlice, putSlices, type Ref } from './io-pagetable.ts';
-import type { IommufdCtx, Ucmd } from './main.ts';
+import type { IommufdCtx, ObjectRef, Ucmd } from './main.ts';
 import { IommufdObject } from './object.ts';
 import type { IommuProt, IoptPages } from './pages.ts';
 
@@ -63,6 +63,11 @@ export function iommufdGetIoas(ictx: IommufdCtx, id: number): Ioas | undefined {
   return ictx.getObject(id, 'ioas') as Ioas | undefined;
 }
 
+/** iommufd_get_ioas() for `using`: the reference is put when the declaring block ends. */
+export function iommufdGetIoasRef(ictx: IommufdCtx, id: number): ObjectRef<Ioas> | undefined {
+  return ictx.getObjectRef(id, 'ioas') as ObjectRef<Ioas> | undefined;
+}
+
 export function iommufdIoasAllocIoctl(ucmd: Ucmd<typeof iommuIoasAlloc.fields>): SyscallResult {
   const cmd = ucmd.cmd;
   if (cmd.flags) return -Errno.EOPNOTSUPP;
@@ -83,28 +88,25 @@ export function iommufdIoasIovaRanges(
 ): SyscallResult {
   const cmd = ucmd.cmd;
   if (cmd.__reserved) return -Errno.EOPNOTSUPP;
-  const ioas = iommufdGetIoas(ucmd.ictx, cmd.ioas_id);
-  if (ioas === undefined) return -Errno.ENOENT;
-  try {
-    const maxIovas = cmd.num_iovas;
-    cmd.num_iovas = 0;
-    cmd.out_iova_alignment = ioas.iopt.iovaAlignment;
-    // The usable space is the holes between reserved ranges; allowed ranges do not show here.
-    for (const span of spans([ioas.iopt.reserved], 0n, ULONG_MAX)) {
-      if (!span.isHole) continue;
-      if (cmd.num_iovas < maxIovas) {
-        const elm = encodeStruct(iommuIovaRange, { start: span.start, last: span.last });
-        const at = cmd.allowed_iovas + BigInt(cmd.num_iovas) * BigInt(iommuIovaRange.size);
-        if (!copyToUser(ucmd.task, at, elm)) return -Errno.EFAULT;
-      }
-      cmd.num_iovas++;
+  using ioasRef = iommufdGetIoasRef(ucmd.ictx, cmd.ioas_id);
+  if (ioasRef === undefined) return -Errno.ENOENT;
+  const ioas = ioasRef.obj;
+  const maxIovas = cmd.num_iovas;
+  cmd.num_iovas = 0;
+  cmd.out_iova_alignment = ioas.iopt.iovaAlignment;
+  // The usable space is the holes between reserved ranges; allowed ranges do not show here.
+  for (const span of spans([ioas.iopt.reserved], 0n, ULONG_MAX)) {
+    if (!span.isHole) continue;
+    if (cmd.num_iovas < maxIovas) {
+      const elm = encodeStruct(iommuIovaRange, { start: span.start, last: span.last });
+      const at = cmd.allowed_iovas + BigInt(cmd.num_iovas) * BigInt(iommuIovaRange.size);
+      if (!copyToUser(ucmd.task, at, elm)) return -Errno.EFAULT;
     }
-    const rc = ucmd.respond();
-    if (rc) return rc;
-    return cmd.num_iovas > maxIovas ? -Errno.EMSGSIZE : 0;
-  } finally {
-    ucmd.ictx.putObject(ioas);
+    cmd.num_iovas++;
   }
+  const rc = ucmd.respond();
+  if (rc) return rc;
+  return cmd.num_iovas > maxIovas ? -Errno.EMSGSIZE : 0;
 }
 
 /** iommufd_ioas_load_iovas(): read and check the user's list; ranges must not overlap. */
@@ -135,16 +137,13 @@ export function iommufdIoasAllowIovas(
 ): SyscallResult {
   const cmd = ucmd.cmd;
   if (cmd.__reserved) return -Errno.EOPNOTSUPP;
-  const ioas = iommufdGetIoas(ucmd.ictx, cmd.ioas_id);
-  if (ioas === undefined) return -Errno.ENOENT;
-  try {
-    const ranges: { start: bigint; last: bigint }[] = [];
-    const rc = loadIovas(ucmd, ranges);
-    if (rc) return rc;
-    return ioas.iopt.setAllowIova(ranges);
-  } finally {
-    ucmd.ictx.putObject(ioas);
-  }
+  using ioasRef = iommufdGetIoasRef(ucmd.ictx, cmd.ioas_id);
+  if (ioasRef === undefined) return -Errno.ENOENT;
+  const ioas = ioasRef.obj;
+  const ranges: { start: bigint; last: bigint }[] = [];
+  const rc = loadIovas(ucmd, ranges);
+  if (rc) return rc;
+  return ioas.iopt.setAllowIova(ranges);
 }
 
 /** conv_iommu_prot(): iommufd always maps cache coherent; READ/WRITE come from the flags. */
@@ -160,27 +159,24 @@ export function iommufdIoasMap(ucmd: Ucmd<typeof iommuIoasMap.fields>): SyscallR
   if (cmd.flags & ~IOMMU_IOAS_MAP_ALL_FLAGS || cmd.__reserved) return -Errno.EOPNOTSUPP;
   if (cmd.iova >= ULONG_MAX || cmd.length >= ULONG_MAX) return -Errno.EOVERFLOW;
   if (!(cmd.flags & (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE))) return -Errno.EINVAL;
-  const ioas = iommufdGetIoas(ucmd.ictx, cmd.ioas_id);
-  if (ioas === undefined) return -Errno.ENOENT;
-  try {
-    const iova: Ref<bigint> = { value: cmd.iova };
-    const allocate = (cmd.flags & IOMMU_IOAS_MAP_FIXED_IOVA) === 0;
-    const rc = ioas.iopt.mapUserPages(
-      ucmd.task,
-      ucmd.ictx.accountMode,
-      iova,
-      cmd.user_va,
-      cmd.length,
-      convIommuProt(cmd.flags),
-      allocate,
-    );
-    if (rc) return rc;
-    cmd.iova = iova.value;
-    // Like the kernel, a failed copy-out leaves the mapping in place and returns EFAULT.
-    return ucmd.respond();
-  } finally {
-    ucmd.ictx.putObject(ioas);
-  }
+  using ioasRef = iommufdGetIoasRef(ucmd.ictx, cmd.ioas_id);
+  if (ioasRef === undefined) return -Errno.ENOENT;
+  const ioas = ioasRef.obj;
+  const iova: Ref<bigint> = { value: cmd.iova };
+  const allocate = (cmd.flags & IOMMU_IOAS_MAP_FIXED_IOVA) === 0;
+  const rc = ioas.iopt.mapUserPages(
+    ucmd.task,
+    ucmd.ictx.accountMode,
+    iova,
+    cmd.user_va,
+    cmd.length,
+    convIommuProt(cmd.flags),
+    allocate,
+  );
+  if (rc) return rc;
+  cmd.iova = iova.value;
+  // Like the kernel, a failed copy-out leaves the mapping in place and returns EFAULT.
+  return ucmd.respond();
 }
 
 /**
@@ -192,27 +188,24 @@ export function iommufdIoasMapFile(ucmd: Ucmd<typeof iommuIoasMapFile.fields>): 
   if (cmd.flags & ~IOMMU_IOAS_MAP_ALL_FLAGS) return -Errno.EOPNOTSUPP;
   if (cmd.iova >= ULONG_MAX || cmd.length >= ULONG_MAX) return -Errno.EOVERFLOW;
   if (!(cmd.flags & (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE))) return -Errno.EINVAL;
-  const ioas = iommufdGetIoas(ucmd.ictx, cmd.ioas_id);
-  if (ioas === undefined) return -Errno.ENOENT;
-  try {
-    const iova: Ref<bigint> = { value: cmd.iova };
-    const allocate = (cmd.flags & IOMMU_IOAS_MAP_FIXED_IOVA) === 0;
-    const rc = ioas.iopt.mapFilePages(
-      ucmd.task,
-      ucmd.ictx.accountMode,
-      iova,
-      cmd.fd,
-      cmd.start,
-      cmd.length,
-      convIommuProt(cmd.flags),
-      allocate,
-    );
-    if (rc) return rc;
-    cmd.iova = iova.value;
-    return ucmd.respond();
-  } finally {
-    ucmd.ictx.putObject(ioas);
-  }
+  using ioasRef = iommufdGetIoasRef(ucmd.ictx, cmd.ioas_id);
+  if (ioasRef === undefined) return -Errno.ENOENT;
+  const ioas = ioasRef.obj;
+  const iova: Ref<bigint> = { value: cmd.iova };
+  const allocate = (cmd.flags & IOMMU_IOAS_MAP_FIXED_IOVA) === 0;
+  const rc = ioas.iopt.mapFilePages(
+    ucmd.task,
+    ucmd.ictx.accountMode,
+    iova,
+    cmd.fd,
+    cmd.start,
+    cmd.length,
+    convIommuProt(cmd.flags),
+    allocate,
+  );
+  if (rc) return rc;
+  cmd.iova = iova.value;
+  return ucmd.respond();
 }
 
 export function iommufdIoasCopy(ucmd: Ucmd<typeof iommuIoasCopy.fields>): SyscallResult {
@@ -229,18 +222,15 @@ export function iommufdIoasCopy(ucmd: Ucmd<typeof iommuIoasCopy.fields>): Syscal
   ucmd.ictx.putObject(src);
   if (rc) return rc;
   try {
-    const dst = iommufdGetIoas(ucmd.ictx, cmd.dst_ioas_id);
-    if (dst === undefined) return -Errno.ENOENT;
-    try {
-      const iova: Ref<bigint> = { value: cmd.dst_iova };
-      const allocate = (cmd.flags & IOMMU_IOAS_MAP_FIXED_IOVA) === 0;
-      rc = dst.iopt.mapPages(slices, cmd.length, iova, convIommuProt(cmd.flags), allocate);
-      if (rc) return rc;
-      cmd.dst_iova = iova.value;
-      return ucmd.respond();
-    } finally {
-      ucmd.ictx.putObject(dst);
-    }
+    using dstRef = iommufdGetIoasRef(ucmd.ictx, cmd.dst_ioas_id);
+    if (dstRef === undefined) return -Errno.ENOENT;
+    const dst = dstRef.obj;
+    const iova: Ref<bigint> = { value: cmd.dst_iova };
+    const allocate = (cmd.flags & IOMMU_IOAS_MAP_FIXED_IOVA) === 0;
+    rc = dst.iopt.mapPages(slices, cmd.length, iova, convIommuProt(cmd.flags), allocate);
+    if (rc) return rc;
+    cmd.dst_iova = iova.value;
+    return ucmd.respond();
   } finally {
     putSlices(slices);
   }
@@ -248,24 +238,21 @@ export function iommufdIoasCopy(ucmd: Ucmd<typeof iommuIoasCopy.fields>): Syscal
 
 export function iommufdIoasUnmap(ucmd: Ucmd<typeof iommuIoasUnmap.fields>): SyscallResult {
   const cmd = ucmd.cmd;
-  const ioas = iommufdGetIoas(ucmd.ictx, cmd.ioas_id);
-  if (ioas === undefined) return -Errno.ENOENT;
-  try {
-    const unmapped: Ref<bigint> = { value: 0n };
-    let rc: SyscallResult;
-    if (cmd.iova === 0n && cmd.length === ULONG_MAX) {
-      rc = ioas.iopt.unmapAll(unmapped);
-    } else if (cmd.iova >= ULONG_MAX || cmd.length >= ULONG_MAX) {
-      rc = -Errno.EOVERFLOW;
-    } else {
-      rc = ioas.iopt.unmapIova(cmd.iova, cmd.length, unmapped);
-    }
-    if (rc) return rc;
-    cmd.length = unmapped.value;
-    return ucmd.respond();
-  } finally {
-    ucmd.ictx.putObject(ioas);
+  using ioasRef = iommufdGetIoasRef(ucmd.ictx, cmd.ioas_id);
+  if (ioasRef === undefined) return -Errno.ENOENT;
+  const ioas = ioasRef.obj;
+  const unmapped: Ref<bigint> = { value: 0n };
+  let rc: SyscallResult;
+  if (cmd.iova === 0n && cmd.length === ULONG_MAX) {
+    rc = ioas.iopt.unmapAll(unmapped);
+  } else if (cmd.iova >= ULONG_MAX || cmd.length >= ULONG_MAX) {
+    rc = -Errno.EOVERFLOW;
+  } else {
+    rc = ioas.iopt.unmapIova(cmd.iova, cmd.length, unmapped);
   }
+  if (rc) return rc;
+  cmd.length = unmapped.value;
+  return ucmd.respond();
 }
 
 /** need_charge_update(): whether a pages object is charged to someone other than `now`. */
@@ -299,8 +286,7 @@ export function iommufdIoasChangeProcess(
   const held: Ioas[] = [];
   try {
     for (const obj of ictx.publishedObjects()) {
-      if (obj.type !== 'ioas' || obj.users === 0) continue;
-      obj.users++;
+      if (obj.type !== 'ioas' || !obj.users.incNotZero()) continue;
       held.push(obj as Ioas);
       if (shouldFail('kmalloc')) return -Errno.ENOMEM;
     }
@@ -345,7 +331,7 @@ export function iommufdIoasChangeProcess(
     return 0;
   } finally {
     // iommufd_release_all_iova_rwsem().
-    for (const ioas of held) ioas.users--;
+    for (const ioas of held) ioas.users.dec();
   }
 }
 
@@ -372,23 +358,20 @@ export function optionRlimitMode(ucmd: Ucmd<typeof iommuOption.fields>): Syscall
 /** iommufd_ioas_option(): IOMMU_OPTION_HUGE_PAGES on one IOAS. */
 export function ioasOptionHugePages(ucmd: Ucmd<typeof iommuOption.fields>): SyscallResult {
   const cmd = ucmd.cmd;
-  const ioas = iommufdGetIoas(ucmd.ictx, cmd.object_id);
-  if (ioas === undefined) return -Errno.ENOENT;
-  try {
-    if (cmd.op === IOMMU_OPTION_OP_GET) {
-      cmd.val64 = ioas.iopt.disableLargePages ? 0n : 1n;
+  using ioasRef = iommufdGetIoasRef(ucmd.ictx, cmd.object_id);
+  if (ioasRef === undefined) return -Errno.ENOENT;
+  const ioas = ioasRef.obj;
+  if (cmd.op === IOMMU_OPTION_OP_GET) {
+    cmd.val64 = ioas.iopt.disableLargePages ? 0n : 1n;
+    return 0;
+  }
+  if (cmd.op === IOMMU_OPTION_OP_SET) {
+    if (cmd.val64 === 0n) return ioas.iopt.disableLarge();
+    if (cmd.val64 === 1n) {
+      ioas.iopt.enableLarge();
       return 0;
     }
-    if (cmd.op === IOMMU_OPTION_OP_SET) {
-      if (cmd.val64 === 0n) return ioas.iopt.disableLarge();
-      if (cmd.val64 === 1n) {
-        ioas.iopt.enableLarge();
-        return 0;
-      }
-      return -Errno.EINVAL;
-    }
-    return -Errno.EOPNOTSUPP;
-  } finally {
-    ucmd.ictx.putObject(ioas);
+    return -Errno.EINVAL;
   }
+  return -Errno.EOPNOTSUPP;
 }

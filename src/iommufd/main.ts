@@ -4,11 +4,12 @@
  * Mirrors drivers/iommu/iommufd/main.c.
  */
 import { shouldFail } from '../fault/fault.ts';
+import type { CharDevNode } from '../host/devfs.ts';
 import { File, type FileOperations, S_IFCHR } from '../host/file.ts';
-import type { CharDevNode } from '../host/kernel.ts';
 import type { Task } from '../host/task.ts';
 import { checkZeroedUser, copyFromUser, copyToUser } from '../host/uaccess.ts';
 import type { EventBus } from '../trace/events.ts';
+import { IOMMUFD, type IommufdCommand } from '../uapi/commands.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import { IO, IOMMUFD_CMD_BASE, IOMMUFD_TYPE, IommufdCmd, iocNr } from '../uapi/ioctl.ts';
 import * as uapi from '../uapi/iommufd.ts';
@@ -109,17 +110,18 @@ export class IommufdSubsystem {
           this.announcedVfio = true;
           this.events.log('info', 'IOMMUFD is providing /dev/vfio/vfio, not VFIO.');
         }
-        return this.open('mm', VFIO_RDEV);
+        return this.open('mm', 'vfio-container');
       },
     };
   }
 
   private announcedVfio = false;
 
-  open(accountMode: AccountMode, rdev: Rdev = IOMMU_RDEV): File | number {
+  open(accountMode: AccountMode, kind: 'iommufd' | 'vfio-container' = 'iommufd'): File | number {
     if (shouldFail('kmalloc')) return -Errno.ENOMEM;
     const ictx = new IommufdCtx(this, accountMode);
-    const file = new File(iommufdFops, ictx, rdev);
+    const rdev = kind === 'iommufd' ? IOMMU_RDEV : VFIO_RDEV;
+    const file = new File(kind, iommufdFops, ictx, rdev);
     ictx.file = file;
     this.contexts.add(ictx);
     return file;
@@ -182,12 +184,11 @@ export class IommufdCtx {
     return obj;
   }
 
-  /** iommufd_object_finalize(): publish once creation cannot fail; drop the creator's short-term ref. */
+  /** iommufd_object_finalize(): publish once creation cannot fail. */
   finalize(obj: IommufdObject): void {
     if (this.objects.get(obj.id) !== obj || obj.published)
       throw new Error('finalize of a stray object');
     obj.published = true;
-    obj.shorttermUsers--;
   }
 
   /** iommufd_object_abort(): undo allocObject() for an object that holds nothing yet. */
@@ -210,25 +211,42 @@ export class IommufdCtx {
   getObject<K extends IommufdObjType>(id: number, type: K | 'any'): IommufdObjectOf<K> | undefined {
     if (shouldFail('object-lookup')) return undefined;
     const obj = this.objects.get(id);
-    if (obj === undefined || !obj.published || obj.users === 0) return undefined;
+    if (obj === undefined || !obj.published) return undefined;
     if (type !== 'any' && obj.type !== type) return undefined;
-    obj.users++;
-    obj.shorttermUsers++;
+    if (!this.lockObj(obj)) return undefined;
     return obj as IommufdObjectOf<K>;
   }
 
-  /** iommufd_put_object(). */
-  putObject(obj: IommufdObject): void {
-    obj.users--;
-    obj.shorttermUsers--;
-    if (obj.users < 0 || obj.shorttermUsers < 0)
-      throw new Error(`refcount underflow: ${obj.describe()}`);
+  /**
+   * getObject() for a `using` declaration: the short-term reference is dropped when the block
+   * that declared it ends, on every return path.
+   */
+  getObjectRef<K extends IommufdObjType>(
+    id: number,
+    type: K | 'any',
+  ): ObjectRef<IommufdObjectOf<K>> | undefined {
+    const obj = this.getObject(id, type);
+    return obj === undefined ? undefined : new ObjectRef(obj);
   }
 
-  /** iommufd_lock_obj(): take a users + short-term reference on an object already held. */
-  lockObj(obj: IommufdObject): void {
-    obj.users++;
-    obj.shorttermUsers++;
+  /** iommufd_put_object(): users first, then the short-term reference. */
+  putObject(obj: IommufdObject): void {
+    obj.users.dec();
+    // Never the last: the object table holds one until removeObject() (the kernel's bias).
+    obj.shorttermUsers.dec();
+  }
+
+  /**
+   * iommufd_lock_obj(): take a users + short-term reference on an object the caller can see;
+   * false when it is already being destroyed.
+   */
+  lockObj(obj: IommufdObject): boolean {
+    if (!obj.users.incNotZero()) return false;
+    if (!obj.shorttermUsers.incNotZero()) {
+      obj.users.dec();
+      return false;
+    }
+    return true;
   }
 
   /**
@@ -241,16 +259,16 @@ export class IommufdCtx {
     if (toDestroy !== undefined) {
       if (obj !== toDestroy)
         throw new Error(`remove of ${toDestroy.describe()} found another object`);
-      obj.users--;
+      obj.users.dec();
     } else if (obj === undefined || !obj.published) {
       return -Errno.ENOENT;
     }
-    if (obj.users !== 1) return -Errno.EBUSY;
-    obj.users = 0;
+    if (!obj.users.decIfOne()) return -Errno.EBUSY;
     this.objects.delete(id);
     this.releaseId(id);
     if (this.vfioIoas === obj) this.vfioIoas = undefined;
-    if (obj.shorttermUsers !== 0)
+    // The table's short-term reference: anyone else's would be a call still using the object.
+    if (!obj.shorttermUsers.decAndTest())
       throw new Error(`destroy with short-term users: ${obj.describe()}`);
     obj.destroy();
     return 0;
@@ -283,8 +301,7 @@ export class IommufdCtx {
       let destroyed = 0;
       for (const id of [...this.objects.keys()].sort((a, b) => a - b)) {
         const obj = this.objects.get(id);
-        if (obj === undefined || obj.users !== 1) continue;
-        obj.users = 0;
+        if (obj === undefined || !obj.users.decIfOne()) continue;
         this.objects.delete(id);
         if (this.vfioIoas === obj) this.vfioIoas = undefined;
         obj.destroy();
@@ -308,6 +325,22 @@ export class IommufdCtx {
       this.subsystem.events.log('bug', line);
     }
     this.subsystem.contexts.delete(this);
+  }
+}
+
+/**
+ * A short-term reference taken by getObjectRef(): `using ref = ictx.getObjectRef(id, type)`
+ * drops it (iommufd_put_object) when the declaring block ends.
+ */
+export class ObjectRef<T extends IommufdObject> implements Disposable {
+  readonly obj: T;
+
+  constructor(obj: T) {
+    this.obj = obj;
+  }
+
+  [Symbol.dispose](): void {
+    this.obj.ictx.putObject(this.obj);
   }
 }
 
@@ -359,15 +392,16 @@ export class Ucmd<F extends FieldTable> {
 }
 
 interface IoctlOp {
+  readonly command: IommufdCommand;
   readonly spec: StructSpec<FieldTable>;
   readonly execute: (ucmd: Ucmd<FieldTable>) => SyscallResult;
 }
 
 function ioctlOp<F extends FieldTable>(
-  spec: StructSpec<F>,
+  command: IommufdCommand<F>,
   execute: (ucmd: Ucmd<F>) => SyscallResult,
 ): IoctlOp {
-  return { spec, execute } as unknown as IoctlOp;
+  return { command, spec: command.spec, execute } as unknown as IoctlOp;
 }
 
 function iommufdDestroy(ucmd: Ucmd<typeof uapi.iommuDestroy.fields>): SyscallResult {
@@ -396,40 +430,38 @@ function iommufdOption(ucmd: Ucmd<typeof uapi.iommuOption.fields>): SyscallResul
   return copyToUser(ucmd.task, at, val) ? 0 : -Errno.EFAULT;
 }
 
-/** The op table, indexed by _IOC_NR - IOMMUFD_CMD_BASE (iommufd_ioctl_ops[]). */
-const ioctlOps = new Map<number, IoctlOp>([
-  [IommufdCmd.DESTROY, ioctlOp(uapi.iommuDestroy, iommufdDestroy)],
-  [IommufdCmd.IOAS_ALLOC, ioctlOp(uapi.iommuIoasAlloc, ioas.iommufdIoasAllocIoctl)],
-  [IommufdCmd.IOAS_ALLOW_IOVAS, ioctlOp(uapi.iommuIoasAllowIovas, ioas.iommufdIoasAllowIovas)],
-  [IommufdCmd.IOAS_COPY, ioctlOp(uapi.iommuIoasCopy, ioas.iommufdIoasCopy)],
-  [IommufdCmd.IOAS_IOVA_RANGES, ioctlOp(uapi.iommuIoasIovaRanges, ioas.iommufdIoasIovaRanges)],
-  [IommufdCmd.IOAS_MAP, ioctlOp(uapi.iommuIoasMap, ioas.iommufdIoasMap)],
-  [IommufdCmd.IOAS_UNMAP, ioctlOp(uapi.iommuIoasUnmap, ioas.iommufdIoasUnmap)],
-  [IommufdCmd.OPTION, ioctlOp(uapi.iommuOption, iommufdOption)],
-  [IommufdCmd.VFIO_IOAS, ioctlOp(uapi.iommuVfioIoas, iommufdVfioIoas)],
-  [IommufdCmd.HWPT_ALLOC, ioctlOp(uapi.iommuHwptAlloc, iommufdHwptAlloc)],
-  [IommufdCmd.GET_HW_INFO, ioctlOp(uapi.iommuHwInfo, iommufdGetHwInfo)],
+/** The op table, by _IOC_NR (iommufd_ioctl_ops[]): each op names its uAPI command. */
+const ioctlOps = new Map<number, IoctlOp>(
   [
-    IommufdCmd.HWPT_SET_DIRTY_TRACKING,
-    ioctlOp(uapi.iommuHwptSetDirtyTracking, iommufdHwptSetDirtyTracking),
-  ],
-  [
-    IommufdCmd.HWPT_GET_DIRTY_BITMAP,
-    ioctlOp(uapi.iommuHwptGetDirtyBitmap, iommufdHwptGetDirtyBitmap),
-  ],
-  [IommufdCmd.HWPT_INVALIDATE, ioctlOp(uapi.iommuHwptInvalidate, iommufdHwptInvalidate)],
-  [IommufdCmd.FAULT_QUEUE_ALLOC, ioctlOp(uapi.iommuFaultAlloc, iommufdFaultAlloc)],
-  [IommufdCmd.IOAS_MAP_FILE, ioctlOp(uapi.iommuIoasMapFile, ioas.iommufdIoasMapFile)],
-  [IommufdCmd.VIOMMU_ALLOC, ioctlOp(uapi.iommuViommuAlloc, iommufdViommuAlloc)],
-  [IommufdCmd.VDEVICE_ALLOC, ioctlOp(uapi.iommuVdeviceAlloc, iommufdVdeviceAlloc)],
-  [
-    IommufdCmd.IOAS_CHANGE_PROCESS,
-    ioctlOp(uapi.iommuIoasChangeProcess, ioas.iommufdIoasChangeProcess),
-  ],
-  [IommufdCmd.VEVENTQ_ALLOC, ioctlOp(uapi.iommuVeventqAlloc, iommufdVeventqAlloc)],
-  [IommufdCmd.HW_QUEUE_ALLOC, ioctlOp(uapi.iommuHwQueueAlloc, iommufdHwQueueAlloc)],
-  [IommufdCmd.IOAS_NOIOMMU_GET_PA, ioctlOp(uapi.iommuIoasNoiommuGetPa, iommufdIoasNoiommuGetPa)],
-]);
+    ioctlOp(IOMMUFD.DESTROY, iommufdDestroy),
+    ioctlOp(IOMMUFD.IOAS_ALLOC, ioas.iommufdIoasAllocIoctl),
+    ioctlOp(IOMMUFD.IOAS_ALLOW_IOVAS, ioas.iommufdIoasAllowIovas),
+    ioctlOp(IOMMUFD.IOAS_COPY, ioas.iommufdIoasCopy),
+    ioctlOp(IOMMUFD.IOAS_IOVA_RANGES, ioas.iommufdIoasIovaRanges),
+    ioctlOp(IOMMUFD.IOAS_MAP, ioas.iommufdIoasMap),
+    ioctlOp(IOMMUFD.IOAS_UNMAP, ioas.iommufdIoasUnmap),
+    ioctlOp(IOMMUFD.OPTION, iommufdOption),
+    ioctlOp(IOMMUFD.VFIO_IOAS, iommufdVfioIoas),
+    ioctlOp(IOMMUFD.HWPT_ALLOC, iommufdHwptAlloc),
+    ioctlOp(IOMMUFD.GET_HW_INFO, iommufdGetHwInfo),
+    ioctlOp(IOMMUFD.HWPT_SET_DIRTY_TRACKING, iommufdHwptSetDirtyTracking),
+    ioctlOp(IOMMUFD.HWPT_GET_DIRTY_BITMAP, iommufdHwptGetDirtyBitmap),
+    ioctlOp(IOMMUFD.HWPT_INVALIDATE, iommufdHwptInvalidate),
+    ioctlOp(IOMMUFD.FAULT_QUEUE_ALLOC, iommufdFaultAlloc),
+    ioctlOp(IOMMUFD.IOAS_MAP_FILE, ioas.iommufdIoasMapFile),
+    ioctlOp(IOMMUFD.VIOMMU_ALLOC, iommufdViommuAlloc),
+    ioctlOp(IOMMUFD.VDEVICE_ALLOC, iommufdVdeviceAlloc),
+    ioctlOp(IOMMUFD.IOAS_CHANGE_PROCESS, ioas.iommufdIoasChangeProcess),
+    ioctlOp(IOMMUFD.VEVENTQ_ALLOC, iommufdVeventqAlloc),
+    ioctlOp(IOMMUFD.HW_QUEUE_ALLOC, iommufdHwQueueAlloc),
+    ioctlOp(IOMMUFD.IOAS_NOIOMMU_GET_PA, iommufdIoasNoiommuGetPa),
+  ].map((op) => [iocNr(op.command.cmd), op]),
+);
+
+/** The commands this file answers itself (the container ones: vfio-compat.ts). */
+export const iommufdIoctlCommands: readonly IommufdCommand[] = [...ioctlOps.values()].map(
+  (op) => op.command,
+);
 
 /** The highest command number the kernel's table has (IOMMUFD_CMD_IOAS_NOIOMMU_GET_PA). */
 const LAST_CMD = IommufdCmd.IOAS_NOIOMMU_GET_PA;

@@ -3,6 +3,7 @@
  * embeds `struct iommufd_object` first. Per-kind destroy/abort are the subclasses' methods (the
  * kernel's iommufd_object_ops table).
  */
+import { Refcount } from '../lib/refcount.ts';
 import type { IommufdCtx } from './main.ts';
 
 /** The object kinds, in the kernel's enum order. */
@@ -27,9 +28,12 @@ export abstract class IommufdObject {
    * Long-term references: one for the object table while the object is published, one for every
    * edge of the object graph that points here, one per driver that holds the object.
    */
-  users = 1;
-  /** References held only for the duration of one call (iommufd_get_object .. put). */
-  shorttermUsers = 1;
+  readonly users = new Refcount(1, () => `${this.type} ${this.id} users`);
+  /**
+   * References held only for the duration of one call (iommufd_get_object .. put), plus one the
+   * object table holds until the object is removed (the kernel's bias): 1 between calls.
+   */
+  readonly shorttermUsers = new Refcount(1, () => `${this.type} ${this.id} short-term users`);
   /** Set by finalize(): until then lookups do not see the object. */
   published = false;
 
@@ -47,6 +51,6 @@ export abstract class IommufdObject {
 
   /** One line for traces, leak reports and the inspector. */
   describe(): string {
-    return `${this.type} ${this.id} (users ${this.users})`;
+    return `${this.type} ${this.id} (users ${this.users.read()})`;
   }
 }

@@ -7,15 +7,8 @@
 import { CAP_SYS_RAWIO, capable } from '../host/credentials.ts';
 import type { Task } from '../host/task.ts';
 import { copyFromUser, copyToUser } from '../host/uaccess.ts';
+import { type IoctlCommand, VFIO_CONTAINER } from '../uapi/commands.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
-import {
-  VFIO_CHECK_EXTENSION,
-  VFIO_GET_API_VERSION,
-  VFIO_IOMMU_GET_INFO,
-  VFIO_IOMMU_MAP_DMA,
-  VFIO_IOMMU_UNMAP_DMA,
-  VFIO_SET_IOMMU,
-} from '../uapi/ioctl.ts';
 import {
   IOMMU_VFIO_IOAS_CLEAR,
   IOMMU_VFIO_IOAS_GET,
@@ -56,8 +49,7 @@ export const VFIO_API_VERSION = 0;
 /** get_compat_ioas(): the compat IOAS with a reference, or -ENODEV when none is set. */
 function getCompatIoas(ictx: IommufdCtx): Ioas | number {
   const ioas = ictx.vfioIoas;
-  if (ioas === undefined || ioas.users === 0) return -Errno.ENODEV;
-  ictx.lockObj(ioas);
+  if (ioas === undefined || !ictx.lockObj(ioas)) return -Errno.ENODEV;
   return ioas;
 }
 
@@ -315,28 +307,41 @@ function unmapDma(ictx: IommufdCtx, task: Task, arg: bigint): SyscallResult {
   }
 }
 
-/** iommufd_vfio_ioctl(): the container ioctls on an iommufd; unknown ones are -ENOIOCTLCMD. */
+interface VfioCompatOp {
+  readonly command: IoctlCommand;
+  readonly handler: (ictx: IommufdCtx, task: Task, arg: bigint) => SyscallResult;
+}
+
+/** The container ioctls iommufd answers, each by its uAPI command; the rest are ENOTTY. */
+const vfioCompatOps: readonly VfioCompatOp[] = [
+  { command: VFIO_CONTAINER.GET_API_VERSION, handler: () => VFIO_API_VERSION },
+  { command: VFIO_CONTAINER.SET_IOMMU, handler: setIommu },
+  {
+    command: VFIO_CONTAINER.CHECK_EXTENSION,
+    handler: (ictx, _task, arg) => checkExtension(ictx, arg),
+  },
+  { command: VFIO_CONTAINER.IOMMU_GET_INFO, handler: iommuGetInfo },
+  { command: VFIO_CONTAINER.IOMMU_MAP_DMA, handler: mapDma },
+  { command: VFIO_CONTAINER.IOMMU_UNMAP_DMA, handler: unmapDma },
+];
+const vfioCompatOpsByCmd = new Map(vfioCompatOps.map((op) => [op.command.cmd, op]));
+
+/** The container commands registered here, for the trace's tests. */
+export const vfioCompatIoctlCommands: readonly IoctlCommand[] = vfioCompatOps.map(
+  (op) => op.command,
+);
+
+/**
+ * iommufd_vfio_ioctl(): the container ioctls on an iommufd; VFIO_IOMMU_DIRTY_PAGES and every
+ * unknown one are -ENOIOCTLCMD.
+ */
 export function iommufdVfioIoctl(
   ictx: IommufdCtx,
   task: Task,
   cmd: number,
   arg: bigint,
 ): SyscallResult {
-  switch (cmd) {
-    case VFIO_GET_API_VERSION:
-      return VFIO_API_VERSION;
-    case VFIO_SET_IOMMU:
-      return setIommu(ictx, task, arg);
-    case VFIO_CHECK_EXTENSION:
-      return checkExtension(ictx, arg);
-    case VFIO_IOMMU_GET_INFO:
-      return iommuGetInfo(ictx, task, arg);
-    case VFIO_IOMMU_MAP_DMA:
-      return mapDma(ictx, task, arg);
-    case VFIO_IOMMU_UNMAP_DMA:
-      return unmapDma(ictx, task, arg);
-    default:
-      // VFIO_IOMMU_DIRTY_PAGES and everything else.
-      return -Errno.ENOTTY;
-  }
+  const op = vfioCompatOpsByCmd.get(cmd);
+  if (op === undefined) return -Errno.ENOTTY;
+  return op.handler(ictx, task, arg);
 }

@@ -2,7 +2,7 @@
  * A tiny in-memory UserMemory for the platform tests: VMAs you add by hand, sparse 4 KiB pages
  * that read as zeros until written. Internal to the tests; not exported from the package.
  */
-import type { MmId, UserMemory, Vma } from '../host/user-memory.ts';
+import type { MmId, UserMemory, Vma } from './user-memory.ts';
 
 export interface TestVmaOptions {
   readonly readable?: boolean;

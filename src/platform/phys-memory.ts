@@ -8,10 +8,10 @@
  * unsafe no-IOMMU DMA can corrupt.
  */
 import { shouldFail } from '../fault/fault.ts';
-import type { UserMemory } from '../host/user-memory.ts';
 import { EventBus } from '../trace/events.ts';
 import { Errno } from '../uapi/errno.ts';
 import { hex, isPowerOfTwo, PAGE_SHIFT, PAGE_SIZE, SZ_1G } from './sizes.ts';
+import type { UserMemory } from './user-memory.ts';
 
 /** Why a frame was allocated; `stats()` counts frames per purpose. */
 export type FramePurpose = 'user-page' | 'page-table' | 'kernel';

@@ -12,10 +12,11 @@
  * The API is range-based so the storage can become extent-based later; for now it keeps one map
  * entry per pinned 4 KiB page.
  */
-import type { MmId, UserMemory, Vma } from '../host/user-memory.ts';
+
 import { Errno } from '../uapi/errno.ts';
 import type { FrameBacking, PhysMemory } from './phys-memory.ts';
 import { alignDown, hex, isAligned, PAGE_SHIFT, PAGE_SIZE, U64_MAX } from './sizes.ts';
+import type { MmId, UserMemory, Vma } from './user-memory.ts';
 
 /** A maximal run of pinned pages that is contiguous both virtually and physically. */
 export interface PinnedRun {

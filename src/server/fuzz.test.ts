@@ -10,8 +10,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
+import { Kernel } from '../boot/kernel.ts';
 import { CAP_FULL_SET } from '../host/credentials.ts';
-import { Kernel } from '../host/kernel.ts';
 import { encodeRequest, HEADER_BYTES, Op, type WireCreds } from './protocol.ts';
 import { startServer } from './server.ts';
 

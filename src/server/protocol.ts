@@ -5,6 +5,7 @@
  * Request: [header 32 B][creds 48 B][payload]. Reply: [header 32 B][payload]. `len` counts the
  * whole message. The protocol knows no iommufd or VFIO struct.
  */
+import { defineStruct } from '../uapi/struct.ts';
 
 export const PROTOCOL_VERSION = 2;
 
@@ -337,3 +338,57 @@ export function decodeMmapRequest(
   const v = view(payload);
   return { prot: v.getUint32(0, true), flags: v.getUint32(4, true) };
 }
+
+/*
+ * The fixed layouts of protocol.h, field by field. The codec above reads and writes these
+ * offsets directly (it is on every call's path); test/abi/protocol-drift.test.ts checks these
+ * tables against protocol.h through a C program, and the codec against these tables.
+ */
+
+export const emuReq = defineStruct('emu_req', HEADER_BYTES, 'a1', {
+  len: { offset: 0, type: 'u32' },
+  op: { offset: 4, type: 'u16' },
+  flags: { offset: 6, type: 'u16' },
+  seq: { offset: 8, type: 'u32' },
+  obj: { offset: 12, type: 'u32' },
+  a0: { offset: 16, type: 'u64' },
+  a1: { offset: 24, type: 'u64' },
+});
+
+export const emuRep = defineStruct('emu_rep', HEADER_BYTES, 'v1', {
+  len: { offset: 0, type: 'u32' },
+  op: { offset: 4, type: 'u16' },
+  flags: { offset: 6, type: 'u16' },
+  seq: { offset: 8, type: 'u32' },
+  ret: { offset: 12, type: 's32' },
+  v0: { offset: 16, type: 'u64' },
+  v1: { offset: 24, type: 'u64' },
+});
+
+export const emuCreds = defineStruct('emu_creds', CREDS_BYTES, 'mm_cookie', {
+  pid: { offset: 0, type: 'u32' },
+  tid: { offset: 4, type: 'u32' },
+  uid: { offset: 8, type: 'u32' },
+  euid: { offset: 12, type: 'u32' },
+  gid: { offset: 16, type: 'u32' },
+  egid: { offset: 20, type: 'u32' },
+  cap_eff_lo: { offset: 24, type: 'u32' },
+  cap_eff_hi: { offset: 28, type: 'u32' },
+  memlock: { offset: 32, type: 'u64' },
+  mm_cookie: { offset: 40, type: 'u64' },
+});
+
+export const emuSeg = defineStruct('emu_seg', SEGMENT_HEADER_BYTES, 'len', {
+  off: { offset: 0, type: 'u32' },
+  len: { offset: 4, type: 'u32' },
+});
+
+export const emuMmapReq = defineStruct('emu_mmap_req', MMAP_REQUEST_BYTES, 'flags', {
+  prot: { offset: 0, type: 'u32' },
+  flags: { offset: 4, type: 'u32' },
+});
+
+export const emuPollEnt = defineStruct('emu_poll_ent', POLL_ENTRY_BYTES, 'events', {
+  obj: { offset: 0, type: 'u32' },
+  events: { offset: 4, type: 'u32' },
+});

@@ -11,8 +11,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { Kernel } from '../boot/kernel.ts';
 import { File, type FileOperations, type MmapBacking, S_IFCHR } from '../host/file.ts';
-import { Kernel } from '../host/kernel.ts';
 import { CallMemory, findVma, mapRanges } from '../host/proc-memory.ts';
 import type { Task } from '../host/task.ts';
 import type { UserMemory, Vma } from '../host/user-memory.ts';
@@ -35,6 +35,7 @@ const BUILD = path.join(ROOT, 'native', 'build');
 const SHIM = path.join(BUILD, 'libiommufd-emu-shim.so');
 const CLIENT = path.join(BUILD, 'test', 'shim-client');
 const CLIENT_FORTIFY = path.join(BUILD, 'test', 'shim-client-fortify');
+const FDCACHE = path.join(BUILD, 'test', 'shim-fdcache');
 
 // -- the test device -------------------------------------------------------------------------------
 
@@ -135,7 +136,7 @@ class TestDevice {
   open(): File {
     this.opened++;
     const state: TestFile = { id: this.opened, data: new Uint8Array(64), length: 0 };
-    return new File(this.fops, state, { major: 240, minor: 7 });
+    return new File('vfio-cdev', this.fops, state, { major: 240, minor: 7 });
   }
 
   private ioctl(f: TestFile, task: Task, cmd: number, arg: bigint): number {
@@ -585,6 +586,14 @@ describe('shim + server', () => {
 
   test('ppoll, select and pselect combine emulated and real fds', async () => {
     await scenario('select');
+  });
+
+  test("calls on the program's own fds cost no lookup; reused numbers become ours again", async () => {
+    await scenario('foreign', FDCACHE);
+  });
+
+  test("a vfork child's dup2/close leave the parent's fd table alone", async () => {
+    await scenario('vfork', FDCACHE);
   });
 
   test('close_range/closefrom spare the shim connections and release emulated fds', async () => {

@@ -10,7 +10,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { Kernel } from '../host/kernel.ts';
+import type { Kernel } from '../boot/kernel.ts';
 
 type Node =
   | { readonly kind: 'dir' }
@@ -75,12 +75,6 @@ export class Testbed {
         this.warn(`creating ${real}`, err);
       }
     }
-  }
-
-  /** Whether an emulated path is a directory of the tree (after sync). */
-  isDirectory(p: string): boolean {
-    this.sync();
-    return p === '/' || this.current.get(p)?.kind === 'dir';
   }
 
   /** Removes the tree. */

@@ -28,6 +28,7 @@ export const Errno = {
   ERANGE: 34,
   EDEADLK: 35,
   ENOSYS: 38,
+  ELOOP: 40,
   EOVERFLOW: 75,
   EBADFD: 77,
   EMSGSIZE: 90,

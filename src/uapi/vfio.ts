@@ -107,6 +107,41 @@ export const VFIO_PCI_NUM_IRQS = 5;
 /** Region file offsets: index << 40 (VFIO_PCI_OFFSET_SHIFT). */
 export const VFIO_PCI_OFFSET_SHIFT = 40n;
 
+export const VFIO_PCI_HOT_RESET_FLAG_DEV_ID = 1 << 0;
+export const VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED = 1 << 1;
+/** struct vfio_pci_hot_reset_info without its devices[] (from offset 12). */
+export const vfioPciHotResetInfo = defineStruct('vfio_pci_hot_reset_info', 12, 'count', {
+  argsz: { offset: 0, type: 'u32' },
+  flags: { offset: 4, type: 'u32' },
+  count: { offset: 8, type: 'u32' },
+});
+
+/** struct vfio_pci_hot_reset without its group_fds[] (from offset 12). */
+export const vfioPciHotReset = defineStruct('vfio_pci_hot_reset', 12, 'count', {
+  argsz: { offset: 0, type: 'u32' },
+  flags: { offset: 4, type: 'u32' },
+  count: { offset: 8, type: 'u32' },
+});
+
+export const vfioDeviceIoeventfd = defineStruct('vfio_device_ioeventfd', 32, 'fd', {
+  argsz: { offset: 0, type: 'u32' },
+  flags: { offset: 4, type: 'u32' },
+  offset: { offset: 8, type: 'u64' },
+  data: { offset: 16, type: 'u64' },
+  fd: { offset: 24, type: 's32' },
+  reserved: { offset: 28, type: 'u32' },
+});
+
+export const VFIO_DEVICE_FEATURE_MASK = 0xffff;
+export const VFIO_DEVICE_FEATURE_GET = 1 << 16;
+export const VFIO_DEVICE_FEATURE_SET = 1 << 17;
+export const VFIO_DEVICE_FEATURE_PROBE = 1 << 18;
+/** struct vfio_device_feature without its data[] (from offset 8). */
+export const vfioDeviceFeature = defineStruct('vfio_device_feature', 8, 'flags', {
+  argsz: { offset: 0, type: 'u32' },
+  flags: { offset: 4, type: 'u32' },
+});
+
 export const VFIO_GROUP_FLAGS_VIABLE = 1 << 0;
 export const VFIO_GROUP_FLAGS_CONTAINER_SET = 1 << 1;
 export const vfioGroupStatus = defineStruct('vfio_group_status', 8, 'flags', {
@@ -198,6 +233,15 @@ export const vfioIommuType1DmaMap = defineStruct('vfio_iommu_type1_dma_map', 32,
 export const VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP = 1 << 0;
 export const VFIO_DMA_UNMAP_FLAG_ALL = 1 << 1;
 export const VFIO_DMA_UNMAP_FLAG_VADDR = 1 << 2;
+export const VFIO_IOMMU_DIRTY_PAGES_FLAG_START = 1 << 0;
+export const VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP = 1 << 1;
+export const VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP = 1 << 2;
+/** struct vfio_iommu_type1_dirty_bitmap without its data[] (from offset 8). */
+export const vfioIommuType1DirtyBitmap = defineStruct('vfio_iommu_type1_dirty_bitmap', 8, 'flags', {
+  argsz: { offset: 0, type: 'u32' },
+  flags: { offset: 4, type: 'u32' },
+});
+
 /** struct vfio_iommu_type1_dma_unmap without its data[] (the dirty bitmap, from offset 24). */
 export const vfioIommuType1DmaUnmap = defineStruct('vfio_iommu_type1_dma_unmap', 24, 'size', {
   argsz: { offset: 0, type: 'u32' },

@@ -9,8 +9,9 @@ import { CAP_SYS_RAWIO, capable } from '../host/credentials.ts';
 import { File, type FileOperations } from '../host/file.ts';
 import type { Task } from '../host/task.ts';
 import { copyStructMinsz, copyToUser } from '../host/uaccess.ts';
+import { Counter } from '../lib/refcount.ts';
+import { type IoctlCommand, VFIO_GROUP } from '../uapi/commands.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
-import { VFIO_GROUP_GET_STATUS } from '../uapi/ioctl.ts';
 import { encodeStruct } from '../uapi/struct.ts';
 import { VFIO_GROUP_FLAGS_VIABLE, vfioGroupStatus } from '../uapi/vfio.ts';
 import type { VfioDevice } from './vfio-main.ts';
@@ -24,10 +25,10 @@ export class VfioGroup {
   readonly id: number;
   readonly noiommu: boolean;
   readonly devices: VfioDevice[] = [];
-  /** The group node is open (one opener at a time). */
-  opened = false;
+  /** group->opened_file: the open group node, if any (one opener at a time). */
+  openedFile: File | undefined;
   /** Devices of the group bound through their cdev: the group node cannot be opened then. */
-  cdevDeviceOpenCount = 0;
+  readonly cdevDeviceOpenCount = new Counter(() => `vfio group ${this.id} cdev device opens`);
   /** Whether some iommufd owns the group's DMA (a device bound through its cdev). */
   dmaOwnerClaimed: () => boolean;
 
@@ -44,23 +45,27 @@ export class VfioGroup {
 
 /** vfio_device_block_group(): a cdev bind is refused while the group node is open. */
 export function vfioDeviceBlockGroup(group: VfioGroup): SyscallResult {
-  if (group.opened) return -Errno.EBUSY;
-  group.cdevDeviceOpenCount++;
+  if (group.openedFile !== undefined) return -Errno.EBUSY;
+  group.cdevDeviceOpenCount.inc();
   return 0;
 }
 
 export function vfioDeviceUnblockGroup(group: VfioGroup): void {
-  group.cdevDeviceOpenCount--;
+  group.cdevDeviceOpenCount.dec();
 }
 
 /** vfio_group_fops_open(). */
 export function openVfioGroup(group: VfioGroup, task: Task): File | number {
   if (group.devices.length === 0) return -Errno.ENODEV;
   if (group.noiommu && !capable(task.creds, CAP_SYS_RAWIO)) return -Errno.EPERM;
-  if (group.cdevDeviceOpenCount > 0) return -Errno.EBUSY;
-  if (group.opened) return -Errno.EBUSY;
-  group.opened = true;
-  return new File(vfioGroupFops, group, { major: VFIO_GROUP_MAJOR, minor: group.id });
+  if (group.cdevDeviceOpenCount.read() > 0) return -Errno.EBUSY;
+  if (group.openedFile !== undefined) return -Errno.EBUSY;
+  const file = new File('vfio-group', vfioGroupFops, group, {
+    major: VFIO_GROUP_MAJOR,
+    minor: group.id,
+  });
+  group.openedFile = file;
+  return file;
 }
 
 /** VFIO_GROUP_GET_STATUS: with no container set, viable unless some owner claimed the DMA. */
@@ -75,14 +80,30 @@ function getStatus(group: VfioGroup, task: Task, arg: bigint): SyscallResult {
   return copyToUser(task, arg, out) ? 0 : -Errno.EFAULT;
 }
 
+interface GroupIoctlOp {
+  readonly command: IoctlCommand;
+  readonly handler: (group: VfioGroup, task: Task, arg: bigint) => SyscallResult;
+}
+
+/** vfio_group_fops_unl_ioctl()'s commands, each by its uAPI command; the rest are ENOTTY. */
+const groupIoctlOps: readonly GroupIoctlOp[] = [
+  { command: VFIO_GROUP.GET_STATUS, handler: getStatus },
+];
+const groupIoctlOpsByCmd = new Map(groupIoctlOps.map((op) => [op.command.cmd, op]));
+
+/** The group commands registered here, for the trace's tests. */
+export const vfioGroupIoctlCommands: readonly IoctlCommand[] = groupIoctlOps.map(
+  (op) => op.command,
+);
+
 const vfioGroupFops: FileOperations = {
   name: 'vfio-group',
   ioctl(file, task, cmd, arg) {
-    const group = file.privateData as VfioGroup;
-    if (cmd === VFIO_GROUP_GET_STATUS) return getStatus(group, task, arg);
-    return -Errno.ENOTTY;
+    const op = groupIoctlOpsByCmd.get(cmd);
+    if (op === undefined) return -Errno.ENOTTY;
+    return op.handler(file.privateData as VfioGroup, task, arg);
   },
   release(file) {
-    (file.privateData as VfioGroup).opened = false;
+    (file.privateData as VfioGroup).openedFile = undefined;
   },
 };

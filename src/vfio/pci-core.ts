@@ -9,15 +9,8 @@ import type { MmapBacking } from '../host/file.ts';
 import type { EventfdRef, Task } from '../host/task.ts';
 import { copyFromUser, copyStructMinsz, copyToUser } from '../host/uaccess.ts';
 import { PciCommand } from '../platform/pci.ts';
+import { type IoctlCommand, VFIO_DEVICE } from '../uapi/commands.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
-import {
-  VFIO_DEVICE_GET_INFO,
-  VFIO_DEVICE_GET_IRQ_INFO,
-  VFIO_DEVICE_GET_PCI_HOT_RESET_INFO,
-  VFIO_DEVICE_GET_REGION_INFO,
-  VFIO_DEVICE_RESET,
-  VFIO_DEVICE_SET_IRQS,
-} from '../uapi/ioctl.ts';
 import { encodeStruct } from '../uapi/struct.ts';
 import * as v from '../uapi/vfio.ts';
 import type { VfioDevice } from './vfio-main.ts';
@@ -343,6 +336,28 @@ function setReqTrigger(device: VfioDevice, task: Task, args: IrqSetArgs): Syscal
   return 0;
 }
 
+interface PciCoreIoctlOp {
+  readonly command: IoctlCommand;
+  readonly handler: (device: VfioDevice, task: Task, arg: bigint) => SyscallResult;
+}
+
+/** vfio_pci_core_ioctl()'s commands, each by its uAPI command. */
+const pciCoreIoctlOps: readonly PciCoreIoctlOp[] = [
+  { command: VFIO_DEVICE.GET_INFO, handler: getInfo },
+  { command: VFIO_DEVICE.GET_REGION_INFO, handler: getRegionInfo },
+  { command: VFIO_DEVICE.GET_IRQ_INFO, handler: getIrqInfo },
+  { command: VFIO_DEVICE.SET_IRQS, handler: setIrqs },
+  // No FLR, no PM reset, alone on the root bus: vfio-pci finds no reset method.
+  { command: VFIO_DEVICE.RESET, handler: () => -Errno.EINVAL },
+  { command: VFIO_DEVICE.GET_PCI_HOT_RESET_INFO, handler: () => -Errno.ENODEV },
+];
+const pciCoreIoctlOpsByCmd = new Map(pciCoreIoctlOps.map((op) => [op.command.cmd, op]));
+
+/** The device commands registered here, for the trace's tests. */
+export const pciCoreIoctlCommands: readonly IoctlCommand[] = pciCoreIoctlOps.map(
+  (op) => op.command,
+);
+
 /** vfio_pci_core_ioctl(): the device ioctls after BIND; unknown ones are ENOTTY. */
 export function pciCoreIoctl(
   device: VfioDevice,
@@ -350,23 +365,9 @@ export function pciCoreIoctl(
   cmd: number,
   arg: bigint,
 ): SyscallResult {
-  switch (cmd) {
-    case VFIO_DEVICE_GET_INFO:
-      return getInfo(device, task, arg);
-    case VFIO_DEVICE_GET_REGION_INFO:
-      return getRegionInfo(device, task, arg);
-    case VFIO_DEVICE_GET_IRQ_INFO:
-      return getIrqInfo(device, task, arg);
-    case VFIO_DEVICE_SET_IRQS:
-      return setIrqs(device, task, arg);
-    case VFIO_DEVICE_RESET:
-      // No FLR, no PM reset, alone on the root bus: vfio-pci finds no reset method.
-      return -Errno.EINVAL;
-    case VFIO_DEVICE_GET_PCI_HOT_RESET_INFO:
-      return -Errno.ENODEV;
-    default:
-      return -Errno.ENOTTY;
-  }
+  const op = pciCoreIoctlOpsByCmd.get(cmd);
+  if (op === undefined) return -Errno.ENOTTY;
+  return op.handler(device, task, arg);
 }
 
 /** Splits an access into naturally aligned 8/4/2/1-byte pieces, like vfio_pci_core_do_io_rw. */

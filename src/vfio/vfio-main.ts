@@ -5,12 +5,13 @@
  * registers, so changing it affects only devices registered (bound) later.
  */
 
+import type { DevFs } from '../host/devfs.ts';
 import { S_IFCHR } from '../host/file.ts';
-import type { DevFs } from '../host/kernel.ts';
 import type { SysFs } from '../host/sysfs.ts';
 import type { EventfdRef } from '../host/task.ts';
 import { type Device, type IommuSubsystem, iommuGroupDmaOwnerClaimed } from '../iommu/iommu.ts';
 import type { IommufdDevice } from '../iommufd/device.ts';
+import { Counter, Refcount } from '../lib/refcount.ts';
 import type { PciDevice } from '../platform/pci.ts';
 import type { EventBus } from '../trace/events.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
@@ -55,11 +56,13 @@ export class VfioDevice {
   /** device->noiommu: decided once, at registration. */
   readonly noiommu: boolean;
   readonly group: VfioGroup;
-  registered = true;
-  /** Opens through a bound cdev fd (only one is allowed). */
-  openCount = 0;
-  /** Open cdev files, bound or not: each holds the device registered. */
-  cdevFiles = 0;
+  /**
+   * vfio_device->refcount: 1 for the registration itself, plus one per open cdev file (bound or
+   * not), so the device cannot be unregistered while a file is open. 0 once unregistered.
+   */
+  readonly registration = new Refcount(1, () => `${this.name} registration`);
+  /** device->open_count: opens through a bound cdev fd (only one is allowed). */
+  readonly openCount = new Counter(() => `${this.name} open count`);
   iommufdDevice: IommufdDevice | undefined;
   iommufdAttached = false;
   readonly irq: VfioIrqState = {
@@ -77,6 +80,10 @@ export class VfioDevice {
     this.group = group;
     this.noiommu = group.noiommu;
     this.name = `${this.noiommu ? 'noiommu-' : ''}vfio${index}`;
+  }
+
+  get registered(): boolean {
+    return this.registration.read() > 0;
   }
 
   get cdevPath(): string {
@@ -207,13 +214,34 @@ export class VfioSubsystem {
     }
   }
 
+  /**
+   * References and counts that outlive every file: with no file open, each registered device
+   * holds only its registration, is open nowhere, and its group is neither open nor blocked.
+   */
+  leaks(): string[] {
+    const out: string[] = [];
+    for (const vdev of this.devices.values()) {
+      const refs = vdev.registration.read();
+      if (refs !== 1) out.push(`${vdev.name} has ${refs - 1} registration references left`);
+      const opens = vdev.openCount.read();
+      if (opens !== 0) out.push(`${vdev.name} still has open count ${opens}`);
+    }
+    for (const group of this.groups.values()) {
+      const blocked = group.cdevDeviceOpenCount.read();
+      if (blocked !== 0) out.push(`vfio group ${group.id} still blocked by ${blocked} cdev opens`);
+      if (group.openedFile !== undefined) out.push(`vfio group ${group.id} is still open`);
+    }
+    return out;
+  }
+
   /** vfio_unregister_group_dev(): refused while a cdev or group fd has the device open. */
   unregisterDevice(bdf: string): SyscallResult {
     const vdev = this.devices.get(bdf);
     if (vdev === undefined) return -Errno.ENODEV;
-    if (vdev.cdevFiles > 0 || vdev.group.opened) return -Errno.EBUSY;
+    if (vdev.group.openedFile !== undefined) return -Errno.EBUSY;
+    // Only the registration's own reference may be left: no cdev file is open.
+    if (!vdev.registration.decIfOne()) return -Errno.EBUSY;
     this.removeFromGroup(vdev);
-    vdev.registered = false;
     this.devices.delete(bdf);
     this.env.devfs.remove(vdev.cdevPath);
     this.env.sysfs.removeTree(`/sys/devices/pci0000:00/${bdf}/vfio-dev`);

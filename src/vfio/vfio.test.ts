@@ -336,3 +336,124 @@ describe('review fixes', () => {
     assert.deepEqual(emu.kernel.leaks(), []);
   });
 });
+
+describe('VFIO references and the files that hold them', () => {
+  const unbindText = (bdf: string) => new TextEncoder().encode(`${bdf}\n`);
+
+  it('a cdev open that fails at its allocation (fail-nth 1) lets the device be unbound', () => {
+    const emu = createEmulator();
+    const proc = emu.spawn();
+    const vdev = emu.kernel.vfio.devices.get('0000:00:04.0')!;
+    proc.failNth.arm(1);
+    assert.equal(proc.open('/dev/vfio/devices/vfio0'), -Errno.ENOMEM);
+    assert.equal(proc.failNth.lastFired, 'kmalloc');
+    assert.equal(vdev.registration.read(), 1, 'the failed open dropped what it took');
+    assert.deepEqual(emu.kernel.leaks(), []);
+    const unbind = open(proc, '/sys/bus/pci/drivers/vfio-pci/unbind');
+    assert.equal(proc.pwrite(unbind, unbindText('0000:00:04.0'), 0n), 13);
+    assert.equal(vdev.registration.read(), 0);
+    assert.equal(proc.open('/dev/vfio/devices/vfio0'), -Errno.ENOENT);
+    proc.exit();
+    assert.deepEqual(emu.kernel.leaks(), []);
+  });
+
+  it('a cdev open refused for CAP_SYS_RAWIO takes no reference', () => {
+    const emu = createEmulator({ enableUnsafeNoiommuMode: true });
+    const proc = emu.spawn();
+    proc.setCapability(CAP_SYS_RAWIO, false);
+    assert.equal(proc.open('/dev/vfio/devices/noiommu-vfio2'), -Errno.EPERM);
+    assert.equal(emu.kernel.vfio.devices.get('0000:00:06.0')!.registration.read(), 1);
+    proc.exit();
+    assert.deepEqual(emu.kernel.leaks(), []);
+  });
+
+  it('counts every open file by kind, and each VFIO counter follows its files', () => {
+    const emu = createEmulator();
+    const proc = emu.spawn();
+    const files = emu.kernel.openFiles;
+    const vdev = emu.kernel.vfio.devices.get('0000:00:04.0')!;
+    const count = () =>
+      ['iommufd', 'vfio-container', 'vfio-cdev', 'vfio-group', 'sysfs', 'eventfd'].map(
+        (k) => files.ofKind(k as Parameters<typeof files.ofKind>[0]).length,
+      );
+    const iommufd = open(proc, '/dev/iommu');
+    const container = open(proc, '/dev/vfio/vfio');
+    const dev = open(proc, '/dev/vfio/devices/vfio0');
+    const group1 = open(proc, '/dev/vfio/1');
+    assert.ok(proc.open('/sys/devices/pci0000:00/0000:00:04.0/vendor', 0) >= 0);
+    proc.eventfd();
+    assert.deepEqual(count(), [1, 1, 1, 1, 1, 1]);
+    assert.equal(vdev.registration.read(), 2);
+    // dup() and fork() share the file: still one open file, one reference on the device.
+    const child = proc.fork();
+    proc.dup(dev);
+    assert.equal(files.ofKind('vfio-cdev').length, 1);
+    assert.equal(vdev.registration.read(), 2);
+    assert.equal(
+      proc.ioctlStruct(dev, ioctl.VFIO_DEVICE_BIND_IOMMUFD, v.vfioDeviceBindIommufd, { iommufd })
+        .ret,
+      0,
+    );
+    assert.equal(vdev.openCount.read(), 1);
+    assert.equal(vdev.group.cdevDeviceOpenCount.read(), 1);
+    assert.notEqual(emu.kernel.vfio.groups.get(1)!.openedFile, undefined);
+    child.exit();
+    proc.close(group1);
+    assert.equal(emu.kernel.vfio.groups.get(1)!.openedFile, undefined);
+    proc.close(container);
+    proc.exit();
+    assert.deepEqual(count(), [0, 0, 0, 0, 0, 0]);
+    assert.equal(vdev.registration.read(), 1);
+    assert.equal(vdev.openCount.read(), 0);
+    assert.equal(vdev.group.cdevDeviceOpenCount.read(), 0);
+    assert.deepEqual(emu.kernel.leaks(), []);
+  });
+
+  it('leaks() names a reference no file explains', () => {
+    const emu = createEmulator();
+    const vdev = emu.kernel.vfio.devices.get('0000:00:04.0')!;
+    vdev.registration.inc();
+    vdev.openCount.inc();
+    vdev.group.cdevDeviceOpenCount.inc();
+    assert.deepEqual(emu.kernel.leaks(), [
+      'vfio0 has 1 registration references left',
+      'vfio0 still has open count 1',
+      'vfio group 0 still blocked by 1 cdev opens',
+    ]);
+  });
+});
+
+describe('the driver link in sysfs', () => {
+  const DEV = '/sys/devices/pci0000:00/0000:00:04.0';
+
+  it('unbinding from vfio-pci removes it, binding puts it back', () => {
+    const emu = createEmulator();
+    const sysfs = emu.kernel.sysfs;
+    const proc = emu.spawn();
+    const write = (path: string, text: string) =>
+      proc.pwrite(open(proc, path), new TextEncoder().encode(text), 0n);
+    assert.deepEqual(sysfs.lookup(`${DEV}/driver`), {
+      kind: 'link',
+      path: `${DEV}/driver`,
+      target: '../../../bus/pci/drivers/vfio-pci',
+    });
+    assert.equal(sysfs.lookup('/sys/bus/pci/drivers/vfio-pci/0000:00:04.0')?.kind, 'link');
+    assert.equal(write('/sys/bus/pci/drivers/vfio-pci/unbind', '0000:00:04.0\n'), 13);
+    assert.equal(sysfs.lookup(`${DEV}/driver`), undefined);
+    assert.equal(sysfs.lookup('/sys/bus/pci/drivers/vfio-pci/0000:00:04.0'), undefined);
+    // The device itself stays: the PCI core still has it.
+    assert.equal(sysfs.lookup(`${DEV}/vendor`)?.kind, 'attr');
+    assert.equal(write('/sys/bus/pci/drivers/vfio-pci/bind', '0000:00:04.0\n'), 13);
+    assert.equal(sysfs.lookup(`${DEV}/driver`)?.kind, 'link');
+    proc.exit();
+  });
+
+  it('a device vfio-pci refused at boot (no IOMMU, mode off) has no driver', () => {
+    const emu = createEmulator();
+    assert.equal(emu.kernel.sysfs.lookup('/sys/devices/pci0000:00/0000:00:06.0/driver'), undefined);
+    assert.equal(
+      emu.kernel.sysfs.lookup('/sys/devices/pci0000:00/0000:00:06.0/vendor')?.kind,
+      'attr',
+    );
+  });
+});

@@ -247,6 +247,47 @@ TEST(get_hw_info_of_a_device)
 	close(fd);
 }
 
+/*
+ * A data_len far beyond the (empty) blob: the kernel clears userspace's buffer in place with
+ * clear_user(), so the bytes up to the first unmapped page are zeroed and the call is EFAULT.
+ */
+TEST(get_hw_info_huge_data_len)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	int fd = iommufd_open();
+	struct iommu_hw_info info;
+	struct edu_dev a;
+	unsigned char *buf;
+
+	REQUIRE(fd >= 0);
+	REQUIRE_OK(edu_open(EDU0_CDEV, fd, 0, &a));
+	buf = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	REQUIRE(buf != MAP_FAILED);
+	REQUIRE(munmap(buf + page, page) == 0);
+	memset(buf, 0xaa, page);
+
+	memset(&info, 0, sizeof(info));
+	info.size = sizeof(info);
+	info.dev_id = a.devid;
+	info.data_len = 0xffffffff;
+	info.data_uptr = (uintptr_t)(buf + 64);
+	CHECK_ERRNO(EFAULT, ioctl(fd, IOMMU_GET_HW_INFO, &info));
+	CHECK(all_bytes(buf, 64, 0xaa));
+	CHECK(all_bytes(buf + 64, page - 64, 0));
+
+	/* Exactly the mapped part: no error, all of it zeroed, data_len says the blob's 0. */
+	memset(buf, 0xaa, page);
+	info.data_len = page;
+	info.data_uptr = (uintptr_t)buf;
+	CHECK_OK(ioctl(fd, IOMMU_GET_HW_INFO, &info));
+	CHECK_EQ(info.data_len, 0);
+	CHECK(all_bytes(buf, page, 0));
+
+	munmap(buf, page);
+	edu_close(&a);
+	close(fd);
+}
+
 int main(void)
 {
 	h_init();
@@ -254,5 +295,6 @@ int main(void)
 	RUN(manual_hwpt_is_never_an_auto_domain);
 	RUN(hwpt_alloc_errors);
 	RUN(get_hw_info_of_a_device);
+	RUN(get_hw_info_huge_data_len);
 	return h_done();
 }

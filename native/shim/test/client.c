@@ -28,104 +28,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define DEV "/dev/emu/test0"
-#define DEV_MAJOR 240
-#define DEV_MINOR 7
-
-/* The test device's ioctls (see server.test.ts). */
-#define EMU_IOC(nr) _IO('E', nr)
-#define EMU_ECHO EMU_IOC(1)     /* out = in + 1; returns 1 if served from the prefetch window */
-#define EMU_INFO EMU_IOC(2)     /* the caller as the server saw it */
-#define EMU_SUM EMU_IOC(3)      /* sum of u32s at embedded ptr; adds 1000 to each */
-#define EMU_THROW EMU_IOC(4)    /* the handler throws */
-#define EMU_RESOLVE EMU_IOC(5)  /* what fd is in the caller: 0 closed, 1 open, 2 ours */
-#define EMU_RELEASED EMU_IOC(6) /* returns how many test files were released so far */
-#define EMU_TWICE EMU_IOC(7)    /* integer arg: returns arg * 2 */
-#define EMU_BAR EMU_IOC(8)      /* reads u32 at backing offset 0, stores it + 1 at offset 4 */
-#define EMU_VMA EMU_IOC(9)      /* the VMA holding addr */
-#define EMU_EVENTFD EMU_IOC(10) /* takes the eventfd in the struct, signals it n times */
-
-struct emu_echo {
-	uint32_t size;
-	uint32_t flags;
-	uint64_t in;
-	uint64_t out;
-};
-
-struct emu_info {
-	uint32_t size;
-	uint32_t pid;
-	uint32_t tid;
-	uint32_t uid;
-	uint64_t cap_eff;
-	uint64_t memlock;
-	uint32_t file_id;
-	uint32_t pad;
-};
-
-struct emu_sum {
-	uint32_t size;
-	uint32_t count;
-	uint64_t ptr;
-	uint64_t sum;
-};
-
-struct emu_resolve {
-	uint32_t size;
-	int32_t fd;
-	uint32_t result;
-	uint32_t file_id;
-};
-
-struct emu_vma {
-	uint32_t size;
-	uint32_t perms; /* out: 1 readable, 2 writable; 0x80 no VMA */
-	uint64_t addr;
-	uint64_t start;
-	uint64_t end;
-	uint64_t page_size;
-};
-
-static int failures;
-
-#define CHECK(cond, ...)                                                                    \
-	do {                                                                                \
-		if (!(cond)) {                                                              \
-			int e_ = errno;                                                     \
-			failures++;                                                         \
-			printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);              \
-			printf(__VA_ARGS__);                                                \
-			printf(" (errno %d %s)\n", e_, strerror(e_));                       \
-		}                                                                           \
-	} while (0)
+#include "check.h"
+#include "testdev.h"
 
 static pid_t gettid_(void)
 {
 	return (pid_t)syscall(SYS_gettid);
-}
-
-static int open_dev(void)
-{
-	int fd = open(DEV, O_RDWR);
-	CHECK(fd >= 0, "open %s", DEV);
-	return fd;
-}
-
-static int echo(int fd, uint64_t in, uint64_t *out)
-{
-	struct emu_echo e = {sizeof e, 0, in, 0};
-	int r = ioctl(fd, EMU_ECHO, &e);
-	*out = e.out;
-	return r;
-}
-
-static uint32_t file_id(int fd)
-{
-	struct emu_info info;
-	memset(&info, 0, sizeof info);
-	info.size = sizeof info;
-	CHECK(ioctl(fd, EMU_INFO, &info) == 0, "INFO on fd %d", fd);
-	return info.file_id;
 }
 
 static int released(int fd)
@@ -355,11 +263,22 @@ static void scenario_dup(void)
 	close(other);
 }
 
+/* EMU_SUM over arr[0..3] (the server adds 1000 to each): the sum, -1 on failure. */
+static long long sum4(int fd, uint32_t *arr)
+{
+	struct emu_sum s;
+	memset(&s, 0, sizeof s);
+	s.size = sizeof s;
+	s.count = 4;
+	s.ptr = (uintptr_t)arr;
+	return ioctl(fd, EMU_SUM, &s) == 0 ? (long long)s.sum : -1;
+}
+
 static void scenario_fork(void)
 {
 	int fd = open_dev();
 	uint32_t arr[4] = {1, 2, 3, 4};
-	struct emu_sum s;
+	long long sum;
 	pid_t pid;
 	int status = 0;
 
@@ -370,12 +289,8 @@ static void scenario_fork(void)
 		arr[1] = 20;
 		arr[2] = 30;
 		arr[3] = 40;
-		memset(&s, 0, sizeof s);
-		s.size = sizeof s;
-		s.count = 4;
-		s.ptr = (uintptr_t)arr;
-		CHECK(ioctl(fd, EMU_SUM, &s) == 0 && s.sum == 100, "child SUM sees the child's memory: %llu",
-		      (unsigned long long)s.sum);
+		sum = sum4(fd, arr);
+		CHECK(sum == 100, "child SUM sees the child's memory: %lld", sum);
 		CHECK(arr[0] == 1010 && arr[3] == 1040, "child's memory written: %u", arr[0]);
 		memset(&info, 0, sizeof info);
 		info.size = sizeof info;
@@ -386,12 +301,8 @@ static void scenario_fork(void)
 	CHECK(pid > 0, "fork");
 	CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0,
 	      "child succeeded (status 0x%x)", status);
-	memset(&s, 0, sizeof s);
-	s.size = sizeof s;
-	s.count = 4;
-	s.ptr = (uintptr_t)arr;
-	CHECK(ioctl(fd, EMU_SUM, &s) == 0 && s.sum == 10, "parent SUM sees the parent's memory: %llu",
-	      (unsigned long long)s.sum);
+	sum = sum4(fd, arr);
+	CHECK(sum == 10, "parent SUM sees the parent's memory: %lld", sum);
 	CHECK(arr[0] == 1001 && arr[3] == 1004, "parent memory written: %u", arr[0]);
 	close(fd);
 }
@@ -1032,7 +943,5 @@ int main(int argc, char **argv)
 		fprintf(stderr, "unknown scenario '%s'\n", s);
 		return 100;
 	}
-	if (failures == 0)
-		printf("ok %s\n", s);
-	return failures > 99 ? 99 : failures;
+	return checks_done(s);
 }

@@ -25,18 +25,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-static int failures;
-
-#define CHECK(cond, ...)                                                              \
-	do {                                                                          \
-		if (!(cond)) {                                                        \
-			int e_ = errno;                                               \
-			failures++;                                                   \
-			printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);        \
-			printf(__VA_ARGS__);                                          \
-			printf(" (errno %d %s)\n", e_, strerror(e_));                 \
-		}                                                                     \
-	} while (0)
+#include "check.h"
 
 #define DEVICES "/sys/bus/pci/devices"
 #define EDU0 "0000:00:04.0"
@@ -346,18 +335,47 @@ static void scenario_walk(int nodes)
 	check_fail_nth();
 }
 
+/*
+ * The `driver` link of a device, which tools read to tell whether it is bound: its target, or
+ * (want NULL) no link at all, and the driver's directory links back exactly when bound.
+ */
+static void expect_driver(const char *bdf, const char *want)
+{
+	char path[256], back[256], buf[256];
+	ssize_t n;
+
+	snprintf(path, sizeof path, DEVICES "/%s/driver", bdf);
+	snprintf(back, sizeof back, "/sys/bus/pci/drivers/vfio-pci/%s", bdf);
+	errno = 0;
+	n = readlink(path, buf, sizeof buf - 1);
+	if (want == NULL) {
+		CHECK(n == -1 && errno == ENOENT, "%s has no driver link (readlink: %zd)", bdf, n);
+		CHECK(access(back, F_OK) == -1 && errno == ENOENT, "vfio-pci has no link to %s", bdf);
+		return;
+	}
+	CHECK(n > 0, "readlink %s", path);
+	if (n > 0) {
+		buf[n] = 0;
+		CHECK(strcmp(buf, want) == 0, "%s -> %s, expected %s", path, buf, want);
+	}
+	CHECK(access(back, F_OK) == 0, "vfio-pci links back to %s", bdf);
+}
+
 /* unbind/bind of the no-IOMMU device while toggling the module parameter (off at boot). */
 static void scenario_rebind(void)
 {
 	const char *vfio_dev = DEVICES "/" NOIOMMU "/vfio-dev";
 	errno = 0;
 	CHECK(opendir(vfio_dev) == NULL && errno == ENOENT, "not bound at boot");
+	expect_driver(NOIOMMU, NULL);
+	expect_driver(EDU0, "../../../bus/pci/drivers/vfio-pci");
 	errno = 0;
 	CHECK(write_line("/sys/bus/pci/drivers/vfio-pci/bind", NOIOMMU "\n") == -1 && errno == EINVAL,
 	      "bind refused while the mode is off");
 	CHECK(write_line(PARAM, "1\n") == 0, "enable_unsafe_noiommu_mode=1");
 	CHECK(strcmp(read_line(PARAM), "Y\n") == 0, "reads Y");
 	CHECK(write_line("/sys/bus/pci/drivers/vfio-pci/bind", NOIOMMU "\n") == 0, "bind");
+	expect_driver(NOIOMMU, "../../../bus/pci/drivers/vfio-pci");
 	expect_dir(vfio_dev, "noiommu-vfio2", DT_DIR);
 	expect_dir("/dev/vfio/devices", "noiommu-vfio2 vfio0 vfio1", DT_CHR);
 	expect_dir("/sys/class/vfio-dev", "noiommu-vfio2 vfio0 vfio1", DT_LNK);
@@ -367,9 +385,12 @@ static void scenario_rebind(void)
 	CHECK(opendir(vfio_dev) == NULL && errno == ENOENT, "vfio-dev gone after unbind");
 	expect_dir("/dev/vfio/devices", "vfio0 vfio1", DT_CHR);
 	CHECK(write_line("/sys/bus/pci/drivers/vfio-pci/unbind", EDU0 "\n") == 0, "unbind " EDU0);
+	expect_driver(EDU0, NULL);
+	expect_driver(NOIOMMU, NULL);
 	expect_dir("/sys/class/vfio-dev", "vfio1", DT_LNK);
 	CHECK(write_line(PARAM, "0\n") == 0, "enable_unsafe_noiommu_mode=0");
 	CHECK(write_line("/sys/bus/pci/drivers/vfio-pci/bind", EDU0 "\n") == 0, "bind " EDU0);
+	expect_driver(EDU0, "../../../bus/pci/drivers/vfio-pci");
 	expect_dir(DEVICES "/" EDU0 "/vfio-dev", "vfio0", DT_DIR);
 	expect_dir("/sys/class/vfio-dev", "vfio0 vfio1", DT_LNK);
 }
@@ -386,7 +407,5 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: shim-sysfs walk NODES | rebind\n");
 		return 100;
 	}
-	if (failures == 0)
-		printf("ok %s\n", s);
-	return failures > 99 ? 99 : failures;
+	return checks_done(s);
 }

@@ -1,0 +1,220 @@
+/**
+ * The composition root, as init/main.c: builds the machine, the kernel core and the drivers
+ * (iommufd, VFIO, the PCI core's sysfs) and wires them together. Every front end (the server,
+ * the library API, the checker, the CLI) starts a kernel here; nothing below imports it.
+ */
+
+import { KernelCore } from '../host/core.ts';
+import { CAP_DAC_OVERRIDE, capable } from '../host/credentials.ts';
+import { addDriverLinks, addPciSysfs, removeDriverLinks } from '../host/pci-sysfs.ts';
+import type { Task } from '../host/task.ts';
+import { IommuSubsystem } from '../iommu/iommu.ts';
+import { unitIommuOps } from '../iommu/unit-driver.ts';
+import { Accounting } from '../iommufd/accounting.ts';
+import { IommufdSubsystem } from '../iommufd/main.ts';
+import type { PagePinner } from '../iommufd/pages.ts';
+import { Machine } from '../platform/machine.ts';
+import type { PciDevice } from '../platform/pci.ts';
+import {
+  defaultPlatform,
+  loadPlatformFile,
+  type PlatformConfig,
+  PlatformConfigError,
+} from '../platform/platform-config.ts';
+import { Errno, type SyscallResult } from '../uapi/errno.ts';
+import { VfioSubsystem } from '../vfio/vfio-main.ts';
+
+export interface KernelOptions {
+  /** vfio.enable_unsafe_noiommu_mode at boot (overrides the platform's setting when given). */
+  readonly enableUnsafeNoiommuMode?: boolean;
+  /** The machine; the built-in default platform when absent. */
+  readonly platform?: PlatformConfig;
+}
+
+/**
+ * The emulated kernel instance: the machine it runs on, iommufd, VFIO, and the /dev, /sys and
+ * /proc files they expose. At boot every PCI device is bound to vfio-pci.
+ */
+export class Kernel extends KernelCore {
+  readonly machine: Machine;
+  readonly iommu: IommuSubsystem;
+  readonly iommufd: IommufdSubsystem;
+  readonly vfio: VfioSubsystem;
+
+  constructor(options: KernelOptions = {}) {
+    super();
+    this.machine = new Machine(options.platform ?? defaultPlatform(), { events: this.events });
+    this.iommu = new IommuSubsystem(this.machine, unitIommuOps);
+    const pinned = this.machine.pinned;
+    const pinner: PagePinner = {
+      pin: (mem, va, npages, write) => pinned.pin(mem, va, npages, write),
+      unpin: (mem, va, npages) => {
+        pinned.unpin(mem.mm, va, npages);
+      },
+    };
+    this.iommufd = new IommufdSubsystem(this.events, new Accounting(), pinner);
+    this.devfs.add(this.iommufd.devNode());
+    // iommufd provides the VFIO container (CONFIG_IOMMUFD_VFIO_CONTAINER).
+    this.devfs.add(this.iommufd.vfioDevNode());
+
+    const noiommuMode = options.enableUnsafeNoiommuMode ?? this.machine.enableUnsafeNoiommuMode;
+    this.vfio = new VfioSubsystem(
+      {
+        devfs: this.devfs,
+        sysfs: this.sysfs,
+        events: this.events,
+        addTaint: (bit) => this.addTaint(bit),
+        iommu: this.iommu,
+        isIommuGroupId: (id) => this.machine.groups.has(id),
+      },
+      noiommuMode,
+    );
+    this.addKernelFiles();
+    for (const dev of this.machine.devices.values()) {
+      addPciSysfs(this.sysfs, dev);
+      this.bindVfioPci(dev);
+    }
+  }
+
+  /** The module parameters and the vfio-pci bind/unbind files. */
+  private addKernelFiles(): void {
+    const root = (task: Task) => task.creds.uid === 0 || capable(task.creds, CAP_DAC_OVERRIDE);
+    this.sysfs.add({
+      kind: 'attr',
+      path: '/sys/module/iommufd/parameters/allow_unsafe_interrupts',
+      mode: 0o644,
+      show: () => (this.iommufd.allowUnsafeInterrupts ? 'Y\n' : 'N\n'),
+      store: (task, text) => {
+        if (!root(task)) return -Errno.EACCES;
+        const value = parseBoolParam(text);
+        if (value === undefined) return -Errno.EINVAL;
+        this.iommufd.allowUnsafeInterrupts = value;
+        return 0;
+      },
+    });
+    this.sysfs.add({
+      kind: 'attr',
+      path: '/sys/module/vfio/parameters/enable_unsafe_noiommu_mode',
+      mode: 0o644,
+      show: () => (this.vfio.enableUnsafeNoiommuMode ? 'Y\n' : 'N\n'),
+      store: (task, text) => {
+        if (!root(task)) return -Errno.EACCES;
+        const value = parseBoolParam(text);
+        if (value === undefined) return -Errno.EINVAL;
+        this.vfio.enableUnsafeNoiommuMode = value;
+        return 0;
+      },
+    });
+    // Rebinding a device to vfio-pci re-reads enable_unsafe_noiommu_mode, as in Linux.
+    this.sysfs.add({
+      kind: 'attr',
+      path: '/sys/bus/pci/drivers/vfio-pci/unbind',
+      mode: 0o200,
+      show: () => '',
+      store: (task, text) => {
+        if (!root(task)) return -Errno.EACCES;
+        const bdf = text.trim();
+        const rc = this.vfio.unregisterDevice(bdf);
+        const dev = this.machine.device(bdf);
+        if (rc === 0 && dev !== undefined) removeDriverLinks(this.sysfs, dev, 'vfio-pci');
+        return rc;
+      },
+    });
+    this.sysfs.add({
+      kind: 'attr',
+      path: '/sys/bus/pci/drivers/vfio-pci/bind',
+      mode: 0o200,
+      show: () => '',
+      store: (task, text) => {
+        if (!root(task)) return -Errno.EACCES;
+        const dev = this.machine.device(text.trim());
+        if (dev === undefined) return -Errno.ENODEV;
+        return this.bindVfioPci(dev);
+      },
+    });
+  }
+
+  /** vfio-pci's probe: registered with VFIO, the device gets its driver links. */
+  private bindVfioPci(dev: PciDevice): SyscallResult {
+    const vdev = this.vfio.registerDevice(dev);
+    if (typeof vdev === 'number') return vdev;
+    addDriverLinks(this.sysfs, dev, 'vfio-pci');
+    return 0;
+  }
+
+  /**
+   * Everything that outlived its owner (objects, pins, charges, open files, VFIO device and
+   * group references): empty when all is well. Asked once every process has exited.
+   */
+  leaks(): string[] {
+    const out = this.iommufd.leaks();
+    const open = new Map<string, number>();
+    for (const file of this.openFiles.all()) open.set(file.kind, (open.get(file.kind) ?? 0) + 1);
+    for (const [kind, n] of open) out.push(`${n} ${kind} files still open`);
+    out.push(...this.vfio.leaks());
+    if (this.iommufd.contexts.size === 0) {
+      const pinned = this.machine.pinned.stats();
+      if (pinned.pinnedPages !== 0n) out.push(`${pinned.pinnedPages} pages still pinned`);
+      const domains = this.machine.domains.live();
+      if (domains.length !== 0) out.push(`${domains.length} IOMMU domains still allocated`);
+    }
+    return out;
+  }
+
+  /**
+   * Path prefixes the shim must send to the emulator instead of the real filesystem. Anything
+   * else is left to the real kernel, so programs keep their ordinary files.
+   */
+  emulatedPrefixes(): string[] {
+    return [
+      '/dev/iommu',
+      '/dev/vfio',
+      '/sys/bus/pci',
+      '/sys/devices/pci0000:00',
+      '/sys/class/vfio-dev',
+      '/sys/kernel/iommu_groups',
+      '/sys/module/vfio',
+      '/sys/module/iommufd',
+      '/proc/sys/kernel/tainted',
+      '/proc/*/task/*/fail-nth',
+      '/proc/thread-self/fail-nth',
+      // The emulated machine's debugfs holds only the fault-injection directories.
+      '/sys/kernel/debug',
+    ];
+  }
+
+  /** Stops device timers so the process can exit. */
+  shutdown(): void {
+    this.machine.shutdown();
+  }
+}
+
+/** Module bool parameters accept Y/N/1/0 (param_set_bool). */
+function parseBoolParam(text: string): boolean | undefined {
+  const t = text.trim();
+  if (t === 'Y' || t === 'y' || t === '1') return true;
+  if (t === 'N' || t === 'n' || t === '0') return false;
+  return undefined;
+}
+
+/**
+ * Builds a kernel from command-line style options: a platform file path is loaded and
+ * validated. Returns the kernel, or a message saying what is wrong.
+ */
+export function createKernel(options: {
+  platformFile?: string;
+  enableUnsafeNoiommuMode?: boolean;
+}): Kernel | string {
+  let platform: PlatformConfig | undefined;
+  if (options.platformFile !== undefined) {
+    const loaded = loadPlatformFile(options.platformFile);
+    if (loaded instanceof PlatformConfigError) return loaded.message;
+    platform = loaded;
+  }
+  return new Kernel({
+    ...(platform === undefined ? {} : { platform }),
+    ...(options.enableUnsafeNoiommuMode === undefined
+      ? {}
+      : { enableUnsafeNoiommuMode: options.enableUnsafeNoiommuMode }),
+  });
+}

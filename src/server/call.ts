@@ -1,0 +1,89 @@
+/**
+ * What every served call shares: the server state an op works on, the Task a call runs as (the
+ * caller's credentials of that moment, its memory, its fd table), the syscall boundary (fail-nth
+ * current, an exception becomes EIO), result checks and the trace.
+ */
+
+import type { Kernel } from '../boot/kernel.ts';
+import { runSyscall } from '../host/syscall.ts';
+import type { Task } from '../host/task.ts';
+import type { UserMemory } from '../host/user-memory.ts';
+import { Errno } from '../uapi/errno.ts';
+import type { ClientCredentials } from './client-creds.ts';
+import type { ClientFiles, OpenObject } from './client-fds.ts';
+import type { ClientMemories } from './client-memory.ts';
+import type { Connection } from './connection.ts';
+import { ReplyFlag, type Request, type WireCreds } from './protocol.ts';
+import type { Testbed } from './testbed.ts';
+
+const MAX_ERRNO = 4095;
+
+/** The server as its ops see it. */
+export interface ServerState {
+  readonly kernel: Kernel;
+  readonly testbed: Testbed;
+  readonly memories: ClientMemories;
+  readonly files: ClientFiles;
+  /** Turns what the shim reports into the kernel's view of the caller (client-creds.ts). */
+  readonly clientCreds: ClientCredentials;
+  /** Reads and dispatches the frames waiting on a transport (after a deferred reply). */
+  pump(conn: Connection): void;
+  /** Drops a connection that broke the protocol. */
+  protocolError(conn: Connection, why: string): void;
+}
+
+export function hex(v: bigint | number): string {
+  return `0x${v.toString(16)}`;
+}
+
+/** The Task a call runs as. */
+export function taskOf(s: ServerState, creds: WireCreds, memory: UserMemory): Task {
+  return { creds: s.clientCreds.of(creds), memory, fds: s.files.resolver(creds.pid, creds.tid) };
+}
+
+/**
+ * Runs one handler as the calling thread (its fail-nth counter current). An exception is an
+ * emulator bug: logged with its stack, and the call fails with EIO (runSyscall).
+ */
+export function guarded<T>(
+  s: ServerState,
+  what: string,
+  creds: WireCreds,
+  fn: () => T | number,
+): T | number {
+  return runSyscall(s.kernel.events, what, s.kernel.failNth(creds.pid, creds.tid), fn);
+}
+
+/** A handler's numeric result, or EIO (and a bug report) when it is not a valid one. */
+export function checkResult(s: ServerState, what: string, value: unknown, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value > max || value < -MAX_ERRNO) {
+    reportBug(s, what, new Error(`returned ${String(value)}, not a result or a negative errno`));
+    return -Errno.EIO;
+  }
+  return value;
+}
+
+/** A handler broke its contract: a 'bug' event (the CLI prints it), and the call fails. */
+export function reportBug(s: ServerState, what: string, err: unknown): void {
+  const text = err instanceof Error ? (err.stack ?? err.message) : String(err);
+  s.kernel.events.log('bug', `emulator bug in ${what}; the call fails with EIO: ${text}`);
+}
+
+/** Publishes a served call for the trace. */
+export function trace(
+  s: ServerState,
+  creds: WireCreds,
+  call: string,
+  detail: string,
+  ret: number,
+): void {
+  if (!s.kernel.events.active) return;
+  s.kernel.events.publish({ kind: 'syscall', pid: creds.pid, tid: creds.tid, call, detail, ret });
+}
+
+/** The live object a request names, or undefined after replying STALE. */
+export function liveObject(s: ServerState, conn: Connection, req: Request): OpenObject | undefined {
+  const object = s.files.get(req.obj);
+  if (object === undefined) conn.reply(req, -Errno.EBADF, { flags: ReplyFlag.STALE });
+  return object;
+}

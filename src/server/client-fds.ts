@@ -1,0 +1,187 @@
+/**
+ * The files clients hold and the fds that name them. Every open file description is one object
+ * connection: the client's end is a socket whose inode names it in every process that inherits
+ * the fd, so a client's fd table (/proc/<pid>/task/<tid>/fd) resolves to our Files through it.
+ * Eventfds are the client's own: the server takes a duplicate (pidfd_getfd) to signal them.
+ */
+import * as fs from 'node:fs';
+import { createRequire } from 'node:module';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { File } from '../host/file.ts';
+import { runSyscall } from '../host/syscall.ts';
+import type { EventfdRef, FdResolver } from '../host/task.ts';
+import type { EventBus } from '../trace/events.ts';
+import { Errno } from '../uapi/errno.ts';
+import type { WireCreds } from './protocol.ts';
+
+/** An open file description: one object connection. */
+export interface OpenObject {
+  readonly id: number;
+  readonly file: File;
+  readonly path: string;
+  readonly mode: number;
+  /** st_ino of the client's end of the object connection: its identity in every process. */
+  readonly ino: bigint;
+  /** The file position read()/write() use (shared by dup'd fds, like f_pos). */
+  pos: bigint;
+  released: boolean;
+  /** The opener's credentials (f_cred), for writes that arrive raw on the object connection. */
+  readonly creds: WireCreds;
+}
+
+export class ClientFiles {
+  private readonly events: EventBus;
+  private readonly objects = new Map<number, OpenObject>();
+  private readonly byIno = new Map<bigint, OpenObject>();
+  private nextObjectId = 1;
+
+  constructor(events: EventBus) {
+    this.events = events;
+  }
+
+  /** A file a client opened, on the object connection whose client end has inode `ino`. */
+  add(file: File, path: string, mode: number, ino: bigint, creds: WireCreds): OpenObject {
+    const object: OpenObject = {
+      id: this.nextObjectId++,
+      file,
+      path,
+      mode,
+      ino,
+      pos: 0n,
+      released: false,
+      creds,
+    };
+    this.objects.set(object.id, object);
+    this.byIno.set(object.ino, object);
+    return object;
+  }
+
+  get(id: number): OpenObject | undefined {
+    return this.objects.get(id);
+  }
+
+  /** The object whose connection's client end has inode `ino` (an fd inherited across exec). */
+  byInode(ino: bigint): OpenObject | undefined {
+    return this.byIno.get(ino);
+  }
+
+  /** The object connection closed: the last copy of the fd is gone, the file is put. */
+  release(object: OpenObject): void {
+    if (object.released) return;
+    object.released = true;
+    this.objects.delete(object.id);
+    if (this.byIno.get(object.ino) === object) this.byIno.delete(object.ino);
+    runSyscall(this.events, `release of ${object.path}`, undefined, () => {
+      object.file.put();
+      return 0;
+    });
+  }
+
+  /** The fd table of thread `tid` of process `pid`, as fget() and eventfd_ctx_fdget() see it. */
+  resolver(pid: number, tid: number): FdResolver {
+    const dir = `/proc/${pid}/task/${tid}/fd/`;
+    return {
+      fileOf: (fd: number): File | undefined => {
+        if (!Number.isInteger(fd) || fd < 0) return undefined;
+        let link: string;
+        try {
+          link = fs.readlinkSync(`${dir}${fd}`);
+        } catch {
+          return undefined;
+        }
+        const m = /^socket:\[(\d+)\]$/.exec(link);
+        if (m === null) return undefined;
+        return this.byIno.get(BigInt(m[1]!))?.file;
+      },
+      isOpen: (fd: number): boolean => {
+        if (!Number.isInteger(fd) || fd < 0) return false;
+        try {
+          fs.lstatSync(`${dir}${fd}`);
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      eventfd: (fd: number): EventfdRef | number => this.eventfd(pid, `${dir}${fd}`, fd),
+    };
+  }
+
+  /**
+   * eventfd_ctx_fdget() on a client's fd: the server takes its own duplicate (pidfd_getfd, via
+   * the native addon), so it can signal the eventfd later, whatever the client does with its fd.
+   */
+  private eventfd(pid: number, link: string, fd: number): EventfdRef | number {
+    if (!Number.isInteger(fd) || fd < 0) return -Errno.EBADF;
+    let target: string;
+    try {
+      target = fs.readlinkSync(link);
+    } catch {
+      return -Errno.EBADF;
+    }
+    if (target !== 'anon_inode:[eventfd]') return -Errno.EINVAL;
+    const addon = fdAddon();
+    const ours = addon === undefined ? -Errno.ENOSYS : addon.getfd(pid, fd);
+    if (ours < 0) {
+      this.events.log(
+        'warn',
+        `cannot take eventfd ${fd} of pid ${pid} (${addon === undefined ? 'fd addon not built' : `errno ${-ours}`}): failing the call with EINVAL`,
+      );
+      return -Errno.EINVAL;
+    }
+    let open = true;
+    const one = new Uint8Array(8);
+    one[0] = 1;
+    return {
+      signal: (): void => {
+        if (!open) return;
+        try {
+          fs.writeSync(ours, one);
+        } catch {
+          // EAGAIN at the counter's maximum: the kernel's eventfd_signal() saturates too.
+        }
+      },
+      release: (): void => {
+        if (!open) return;
+        open = false;
+        fs.closeSync(ours);
+      },
+    };
+  }
+}
+
+interface FdAddon {
+  getfd(pid: number, fd: number): number;
+}
+
+let addon: FdAddon | null | undefined;
+/** Where the CLI built the addon (an installed package builds it in a per-user cache). */
+let addonFile: string | undefined;
+
+/** Load the fd addon from file rather than from native/build (call before serving). */
+export function useFdAddon(file: string): void {
+  addonFile = file;
+  addon = undefined;
+}
+
+/** native/build/iommufd-emu-fd.node, looked for upward from this module; undefined if not built. */
+function fdAddon(): FdAddon | undefined {
+  if (addon !== undefined) return addon ?? undefined;
+  addon = null;
+  const require = createRequire(import.meta.url);
+  if (addonFile !== undefined) {
+    addon = require(addonFile) as FdAddon;
+    return addon;
+  }
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const candidate = path.join(dir, 'native', 'build', 'iommufd-emu-fd.node');
+    if (fs.existsSync(candidate)) {
+      addon = require(candidate) as FdAddon;
+      return addon;
+    }
+    const parent = path.dirname(dir);
+    if (parent === dir) return undefined;
+    dir = parent;
+  }
+}

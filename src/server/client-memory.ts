@@ -1,0 +1,132 @@
+/**
+ * The memory of client processes: one ProcMemory (/proc/<pid>/mem and smaps) per address space,
+ * kept while any of its threads has a transport (devices may DMA into it between calls), and
+ * retired once the process is gone. Each call sees it through a CallMemory with the ioctl window
+ * the shim prefetched.
+ */
+import { CallMemory, ProcMemory } from '../host/proc-memory.ts';
+import type { UserMemory } from '../host/user-memory.ts';
+import type { EventBus } from '../trace/events.ts';
+import type { WireCreds } from './protocol.ts';
+
+/** How often memory views of finished processes are looked for. */
+const SWEEP_MS = 5000;
+
+/** The memory of a caller the server cannot name: every access faults. */
+export const NO_MEMORY: UserMemory = {
+  mm: 'none',
+  read: () => undefined,
+  write: () => false,
+  vma: () => undefined,
+};
+
+/** The bytes of an ioctl's argument the shim sent with the request. */
+export interface IoctlWindow {
+  readonly start: bigint;
+  readonly bytes: Uint8Array;
+  readonly writable: boolean;
+}
+
+interface MemoryEntry {
+  readonly memory: ProcMemory;
+  transports: number;
+}
+
+/** The key of a client address space: its pid and the shim's mm cookie (a new one after exec). */
+export function memoryKey(creds: WireCreds): string {
+  return `pid${creds.pid}/mm${creds.mmCookie.toString(16)}`;
+}
+
+export class ClientMemories {
+  private readonly events: EventBus;
+  private readonly memories = new Map<string, MemoryEntry>();
+  private sweep: NodeJS.Timeout | undefined;
+
+  constructor(events: EventBus) {
+    this.events = events;
+  }
+
+  /** A thread said HELLO: its address space's view lives at least as long as its transport. */
+  attach(creds: WireCreds): string {
+    const key = memoryKey(creds);
+    let entry = this.memories.get(key);
+    if (entry === undefined) {
+      entry = { memory: this.open(creds), transports: 0 };
+      this.memories.set(key, entry);
+    }
+    entry.transports++;
+    return key;
+  }
+
+  /**
+   * The transport of a thread of address space `key` closed. If the address space still lives
+   * (other threads), keep the view: devices may still DMA into it. The sweep retires it once the
+   * process is gone.
+   */
+  detach(key: string): void {
+    const entry = this.memories.get(key);
+    if (entry === undefined || --entry.transports !== 0) return;
+    if (entry.memory.current) this.startSweep();
+    else {
+      this.memories.delete(key);
+      entry.memory.retire();
+    }
+  }
+
+  /**
+   * The caller's memory for one call: its address space's ProcMemory (or one opened for this call
+   * only) seen through a CallMemory, with the prefetched ioctl window if there is one. done()
+   * ends the call.
+   */
+  forCall(creds: WireCreds, window?: IoctlWindow): { memory: CallMemory; done: () => void } {
+    const entry = this.memories.get(memoryKey(creds));
+    const proc = entry?.memory ?? this.open(creds);
+    const memory = new CallMemory(proc, window?.start ?? 0n, window?.bytes ?? new Uint8Array(0), {
+      windowWritable: window?.writable ?? true,
+      mapRanges: () => proc.mapRanges(),
+    });
+    return {
+      memory,
+      done: () => {
+        memory.finish();
+        if (entry === undefined) proc.retire();
+      },
+    };
+  }
+
+  /** Closes every view (server shutdown). */
+  close(): void {
+    clearInterval(this.sweep);
+    for (const entry of this.memories.values()) entry.memory.close();
+    this.memories.clear();
+  }
+
+  private open(creds: WireCreds): ProcMemory {
+    const memory = new ProcMemory(creds.pid, memoryKey(creds));
+    if (memory.openError !== undefined) {
+      this.events.log(
+        'warn',
+        `cannot open /proc/${creds.pid}/mem (${memory.openError}): its user copies will fail with EFAULT`,
+      );
+    }
+    return memory;
+  }
+
+  /** Retires, every few seconds, the memory views of address spaces that are gone. */
+  private startSweep(): void {
+    if (this.sweep !== undefined) return;
+    this.sweep = setInterval(() => {
+      for (const [key, entry] of this.memories) {
+        if (entry.transports === 0 && !entry.memory.current) {
+          this.memories.delete(key);
+          entry.memory.retire();
+        }
+      }
+      if (![...this.memories.values()].some((e) => e.transports === 0)) {
+        clearInterval(this.sweep);
+        this.sweep = undefined;
+      }
+    }, SWEEP_MS);
+    this.sweep.unref();
+  }
+}

@@ -1,0 +1,40 @@
+/**
+ * One client connection and its framing (see native/shim/protocol.h): a transport connection per
+ * client thread carries requests and replies; an object connection per open file description
+ * carries nothing after its OPEN but raw bytes the program writes past the shim, and its EOF is
+ * the last close.
+ */
+import type * as net from 'node:net';
+import type { OpenObject } from './client-fds.ts';
+import { CREDS_BYTES, encodeReply, FrameReader, HEADER_BYTES, type Request } from './protocol.ts';
+
+/** What a reply carries besides the result. */
+export interface ReplyExtra {
+  readonly flags?: number;
+  readonly v0?: bigint;
+  readonly v1?: bigint;
+  readonly payload?: Uint8Array | undefined;
+}
+
+export class Connection {
+  kind: 'new' | 'transport' | 'object' = 'new';
+  readonly socket: net.Socket;
+  readonly reader = new FrameReader(HEADER_BYTES + CREDS_BYTES);
+  /** A reply is outstanding (CLOSE barrier): hold further frames until it is sent. */
+  deferred = false;
+  closed = false;
+  /** Transport: the thread it serves and the address space it reported. */
+  thread: { pid: number; tid: number; memoryKey: string } | undefined;
+  /** Object connection: the open file it is. */
+  object: OpenObject | undefined;
+
+  constructor(socket: net.Socket) {
+    this.socket = socket;
+  }
+
+  /** Sends the reply to `req` (nothing if the client is gone). */
+  reply(req: Request, ret: number, extra: ReplyExtra = {}): void {
+    if (this.socket.destroyed || !this.socket.writable) return;
+    this.socket.write(encodeReply({ op: req.op, seq: req.seq, ret, ...extra }));
+  }
+}

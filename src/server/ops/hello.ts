@@ -1,0 +1,20 @@
+/** HELLO: a client thread's transport introduces itself; the reply names the emulated paths. */
+import type { ServerState } from '../call.ts';
+import type { Connection } from '../connection.ts';
+import { encodeCStrings, PROTOCOL_VERSION, type Request } from '../protocol.ts';
+
+const EPROTO = 71;
+
+export function hello(s: ServerState, conn: Connection, req: Request): void {
+  if (req.a0 !== BigInt(PROTOCOL_VERSION)) {
+    conn.reply(req, -EPROTO, { v0: BigInt(PROTOCOL_VERSION) });
+    return;
+  }
+  const key = s.memories.attach(req.creds);
+  conn.kind = 'transport';
+  conn.thread = { pid: req.creds.pid, tid: req.creds.tid, memoryKey: key };
+  conn.reply(req, 0, {
+    v0: BigInt(PROTOCOL_VERSION),
+    payload: encodeCStrings([s.testbed.root, ...s.kernel.emulatedPrefixes()]),
+  });
+}

@@ -1,0 +1,40 @@
+/** POLL: the ready mask of each emulated file in a poll set (the shim polls the real ones). */
+import type { File, FileOperations } from '../../host/file.ts';
+import type { Task } from '../../host/task.ts';
+import { guarded, type ServerState, taskOf } from '../call.ts';
+import type { Connection } from '../connection.ts';
+import { decodePollEntries, encodeU32s, type Request } from '../protocol.ts';
+
+const POLLIN = 0x1;
+const POLLOUT = 0x4;
+const POLLERR = 0x8;
+const POLLNVAL = 0x20;
+const POLLRDNORM = 0x40;
+const POLLWRNORM = 0x100;
+/** What poll reports for a file without a poll operation (the kernel's DEFAULT_POLLMASK). */
+const DEFAULT_POLLMASK = POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM;
+
+/** FileOperations may gain a poll operation; until then every file polls as DEFAULT_POLLMASK. */
+type MaybePollable = FileOperations & { poll?(file: File, task: Task): number };
+
+export function poll(s: ServerState, conn: Connection, req: Request): void {
+  const entries = decodePollEntries(req.payload);
+  if (entries === undefined) {
+    s.protocolError(conn, 'POLL with a partial entry');
+    return;
+  }
+  const { memory, done } = s.memories.forCall(req.creds);
+  const task = taskOf(s, req.creds, memory);
+  const revents = entries.map((entry) => {
+    const object = s.files.get(entry.obj);
+    if (object === undefined) return POLLNVAL;
+    const { file } = object;
+    const fops = file.fops as MaybePollable;
+    if (fops.poll === undefined) return DEFAULT_POLLMASK;
+    const poll = fops.poll;
+    const mask = guarded(s, `poll on ${object.path}`, req.creds, () => poll.call(fops, file, task));
+    return Number.isInteger(mask) && mask >= 0 ? mask : POLLERR;
+  });
+  done();
+  conn.reply(req, 0, { payload: encodeU32s(revents) });
+}

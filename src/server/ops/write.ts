@@ -1,0 +1,87 @@
+/**
+ * WRITE: write(2) at the file position or pwrite(2) at the request's. And the bytes a program
+ * writes straight to an object connection, past the shim (glibc's stdio).
+ */
+import type { Task } from '../../host/task.ts';
+import { Errno, errnoName } from '../../uapi/errno.ts';
+import { checkResult, guarded, liveObject, type ServerState, taskOf, trace } from '../call.ts';
+import { NO_MEMORY } from '../client-memory.ts';
+import type { Connection } from '../connection.ts';
+import { describeIo, fdLabel, requestFd } from '../describe.ts';
+import { FD_UNKNOWN, ReqFlag, type Request } from '../protocol.ts';
+import { position } from './read.ts';
+
+export function write(s: ServerState, conn: Connection, req: Request): void {
+  const object = liveObject(s, conn, req);
+  if (object === undefined) return;
+  const data = req.payload;
+  const pos = position(object, req);
+  const { file } = object;
+  const what = `write on ${object.path}`;
+  let ret: number;
+  const { fops } = file;
+  const write = fops.write;
+  if (pos === undefined) ret = -Errno.EINVAL;
+  else if (write === undefined) ret = -Errno.EINVAL;
+  else {
+    const { memory, done } = s.memories.forCall(req.creds);
+    const task = taskOf(s, req.creds, memory);
+    const n = guarded(s, what, req.creds, () => write.call(fops, file, task, data, pos));
+    done();
+    ret = checkResult(s, what, n, data.byteLength);
+    if (ret > 0 && (req.flags & ReqFlag.POSITIONAL) === 0) object.pos += BigInt(ret);
+  }
+  if (s.kernel.events.active) {
+    const positional = (req.flags & ReqFlag.POSITIONAL) !== 0;
+    const label = fdLabel(requestFd(req.a0), object.path);
+    const detail = describeIo(
+      label,
+      file,
+      data.byteLength,
+      positional ? pos : undefined,
+      data,
+      ret,
+    );
+    trace(s, req.creds, positional ? 'pwrite' : 'write', detail, ret);
+  }
+  conn.reply(req, ret);
+}
+
+/**
+ * Bytes the program wrote straight to an object connection: glibc's stdio writes with its
+ * internal write(), which the shim cannot see (bash's `echo 1 > /sys/...` flushes stdout that
+ * way). They are written to the file at its position, with the opener's credentials; the
+ * writer never learns of an error, so a failure is logged.
+ */
+export function rawWrite(s: ServerState, conn: Connection, chunk: Uint8Array): void {
+  const object = conn.object;
+  if (object === undefined || object.released || chunk.byteLength === 0) return;
+  const { file } = object;
+  const { fops } = file;
+  const write = fops.write;
+  const what = `write on ${object.path} (bypassing the shim)`;
+  let ret: number;
+  if (write === undefined) ret = -Errno.EINVAL;
+  else {
+    const { pid, tid } = object.creds;
+    const task: Task = {
+      creds: s.clientCreds.of(object.creds),
+      memory: NO_MEMORY,
+      fds: s.files.resolver(pid, tid),
+    };
+    const n = guarded(s, what, object.creds, () => write.call(fops, file, task, chunk, object.pos));
+    ret = checkResult(s, what, n, chunk.byteLength);
+    if (ret > 0) object.pos += BigInt(ret);
+  }
+  if (ret < 0) {
+    s.kernel.events.log(
+      'warn',
+      `a write to ${object.path} that bypassed the shim (stdio) failed: ${errnoName(ret)}`,
+    );
+  }
+  if (s.kernel.events.active) {
+    const label = fdLabel(FD_UNKNOWN, object.path);
+    const detail = describeIo(label, file, chunk.byteLength, undefined, chunk, ret);
+    trace(s, object.creds, 'write', detail, ret);
+  }
+}

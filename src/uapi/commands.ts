@@ -1,0 +1,193 @@
+/**
+ * Every ioctl command of each kind of file, with the name its uAPI header gives it and the struct
+ * its argument points to: the one table the dispatchers register their handlers by and the trace
+ * decodes from. test/abi-drift.test.ts checks each name, number and struct against include/linux.
+ */
+import * as nr from './ioctl.ts';
+import * as iommufd from './iommufd.ts';
+import type { FieldTable, StructSpec } from './struct.ts';
+import * as vfio from './vfio.ts';
+
+/** One ioctl command as userspace names it. */
+export interface IoctlCommand<F extends FieldTable = FieldTable> {
+  /** The macro's name in include/linux/*.h, e.g. "IOMMU_IOAS_MAP". */
+  readonly name: string;
+  /** The ioctl number (`_IO(';', nr)`). */
+  readonly cmd: number;
+  /** The struct the argument points to; undefined when the argument is a value, or no struct. */
+  readonly spec: StructSpec<F> | undefined;
+}
+
+/** An iommufd command: every one takes a struct led by its size. */
+export interface IommufdCommand<F extends FieldTable = FieldTable> extends IoctlCommand<F> {
+  readonly spec: StructSpec<F>;
+}
+
+function withStruct<F extends FieldTable>(
+  name: string,
+  cmd: number,
+  spec: StructSpec<F>,
+): IommufdCommand<F> {
+  return { name, cmd, spec };
+}
+
+function command<F extends FieldTable>(
+  name: string,
+  cmd: number,
+  spec?: StructSpec<F>,
+): IoctlCommand<F> {
+  return { name, cmd, spec };
+}
+
+/** /dev/iommu (include/uapi/linux/iommufd.h), by `enum iommufd_cmd` name. */
+export const IOMMUFD = {
+  DESTROY: withStruct('IOMMU_DESTROY', nr.IOMMU_DESTROY, iommufd.iommuDestroy),
+  IOAS_ALLOC: withStruct('IOMMU_IOAS_ALLOC', nr.IOMMU_IOAS_ALLOC, iommufd.iommuIoasAlloc),
+  IOAS_ALLOW_IOVAS: withStruct(
+    'IOMMU_IOAS_ALLOW_IOVAS',
+    nr.IOMMU_IOAS_ALLOW_IOVAS,
+    iommufd.iommuIoasAllowIovas,
+  ),
+  IOAS_COPY: withStruct('IOMMU_IOAS_COPY', nr.IOMMU_IOAS_COPY, iommufd.iommuIoasCopy),
+  IOAS_IOVA_RANGES: withStruct(
+    'IOMMU_IOAS_IOVA_RANGES',
+    nr.IOMMU_IOAS_IOVA_RANGES,
+    iommufd.iommuIoasIovaRanges,
+  ),
+  IOAS_MAP: withStruct('IOMMU_IOAS_MAP', nr.IOMMU_IOAS_MAP, iommufd.iommuIoasMap),
+  IOAS_UNMAP: withStruct('IOMMU_IOAS_UNMAP', nr.IOMMU_IOAS_UNMAP, iommufd.iommuIoasUnmap),
+  OPTION: withStruct('IOMMU_OPTION', nr.IOMMU_OPTION, iommufd.iommuOption),
+  VFIO_IOAS: withStruct('IOMMU_VFIO_IOAS', nr.IOMMU_VFIO_IOAS, iommufd.iommuVfioIoas),
+  HWPT_ALLOC: withStruct('IOMMU_HWPT_ALLOC', nr.IOMMU_HWPT_ALLOC, iommufd.iommuHwptAlloc),
+  GET_HW_INFO: withStruct('IOMMU_GET_HW_INFO', nr.IOMMU_GET_HW_INFO, iommufd.iommuHwInfo),
+  HWPT_SET_DIRTY_TRACKING: withStruct(
+    'IOMMU_HWPT_SET_DIRTY_TRACKING',
+    nr.IOMMU_HWPT_SET_DIRTY_TRACKING,
+    iommufd.iommuHwptSetDirtyTracking,
+  ),
+  HWPT_GET_DIRTY_BITMAP: withStruct(
+    'IOMMU_HWPT_GET_DIRTY_BITMAP',
+    nr.IOMMU_HWPT_GET_DIRTY_BITMAP,
+    iommufd.iommuHwptGetDirtyBitmap,
+  ),
+  HWPT_INVALIDATE: withStruct(
+    'IOMMU_HWPT_INVALIDATE',
+    nr.IOMMU_HWPT_INVALIDATE,
+    iommufd.iommuHwptInvalidate,
+  ),
+  FAULT_QUEUE_ALLOC: withStruct(
+    'IOMMU_FAULT_QUEUE_ALLOC',
+    nr.IOMMU_FAULT_QUEUE_ALLOC,
+    iommufd.iommuFaultAlloc,
+  ),
+  IOAS_MAP_FILE: withStruct(
+    'IOMMU_IOAS_MAP_FILE',
+    nr.IOMMU_IOAS_MAP_FILE,
+    iommufd.iommuIoasMapFile,
+  ),
+  VIOMMU_ALLOC: withStruct('IOMMU_VIOMMU_ALLOC', nr.IOMMU_VIOMMU_ALLOC, iommufd.iommuViommuAlloc),
+  VDEVICE_ALLOC: withStruct(
+    'IOMMU_VDEVICE_ALLOC',
+    nr.IOMMU_VDEVICE_ALLOC,
+    iommufd.iommuVdeviceAlloc,
+  ),
+  IOAS_CHANGE_PROCESS: withStruct(
+    'IOMMU_IOAS_CHANGE_PROCESS',
+    nr.IOMMU_IOAS_CHANGE_PROCESS,
+    iommufd.iommuIoasChangeProcess,
+  ),
+  VEVENTQ_ALLOC: withStruct(
+    'IOMMU_VEVENTQ_ALLOC',
+    nr.IOMMU_VEVENTQ_ALLOC,
+    iommufd.iommuVeventqAlloc,
+  ),
+  HW_QUEUE_ALLOC: withStruct(
+    'IOMMU_HW_QUEUE_ALLOC',
+    nr.IOMMU_HW_QUEUE_ALLOC,
+    iommufd.iommuHwQueueAlloc,
+  ),
+  IOAS_NOIOMMU_GET_PA: withStruct(
+    'IOMMU_IOAS_NOIOMMU_GET_PA',
+    nr.IOMMU_IOAS_NOIOMMU_GET_PA,
+    iommufd.iommuIoasNoiommuGetPa,
+  ),
+} as const;
+
+/** The type1 container ioctls (include/uapi/linux/vfio.h), as an iommufd answers them. */
+export const VFIO_CONTAINER = {
+  GET_API_VERSION: command('VFIO_GET_API_VERSION', nr.VFIO_GET_API_VERSION),
+  /** arg: the IOMMU type, by value. */
+  CHECK_EXTENSION: command('VFIO_CHECK_EXTENSION', nr.VFIO_CHECK_EXTENSION),
+  /** arg: the IOMMU type, by value. */
+  SET_IOMMU: command('VFIO_SET_IOMMU', nr.VFIO_SET_IOMMU),
+  IOMMU_GET_INFO: command('VFIO_IOMMU_GET_INFO', nr.VFIO_IOMMU_GET_INFO, vfio.vfioIommuType1Info),
+  IOMMU_MAP_DMA: command('VFIO_IOMMU_MAP_DMA', nr.VFIO_IOMMU_MAP_DMA, vfio.vfioIommuType1DmaMap),
+  IOMMU_UNMAP_DMA: command(
+    'VFIO_IOMMU_UNMAP_DMA',
+    nr.VFIO_IOMMU_UNMAP_DMA,
+    vfio.vfioIommuType1DmaUnmap,
+  ),
+  IOMMU_DIRTY_PAGES: command(
+    'VFIO_IOMMU_DIRTY_PAGES',
+    nr.VFIO_IOMMU_DIRTY_PAGES,
+    vfio.vfioIommuType1DirtyBitmap,
+  ),
+} as const;
+
+/** A VFIO group node, /dev/vfio/<G>. */
+export const VFIO_GROUP = {
+  GET_STATUS: command('VFIO_GROUP_GET_STATUS', nr.VFIO_GROUP_GET_STATUS, vfio.vfioGroupStatus),
+  /** arg: pointer to the container fd (__s32). */
+  SET_CONTAINER: command('VFIO_GROUP_SET_CONTAINER', nr.VFIO_GROUP_SET_CONTAINER),
+  UNSET_CONTAINER: command('VFIO_GROUP_UNSET_CONTAINER', nr.VFIO_GROUP_UNSET_CONTAINER),
+  /** arg: pointer to the device name (a C string). */
+  GET_DEVICE_FD: command('VFIO_GROUP_GET_DEVICE_FD', nr.VFIO_GROUP_GET_DEVICE_FD),
+} as const;
+
+/** A VFIO device fd (cdev or group-obtained): the VFIO core's and vfio-pci's ioctls. */
+export const VFIO_DEVICE = {
+  GET_INFO: command('VFIO_DEVICE_GET_INFO', nr.VFIO_DEVICE_GET_INFO, vfio.vfioDeviceInfo),
+  GET_REGION_INFO: command(
+    'VFIO_DEVICE_GET_REGION_INFO',
+    nr.VFIO_DEVICE_GET_REGION_INFO,
+    vfio.vfioRegionInfo,
+  ),
+  GET_IRQ_INFO: command('VFIO_DEVICE_GET_IRQ_INFO', nr.VFIO_DEVICE_GET_IRQ_INFO, vfio.vfioIrqInfo),
+  SET_IRQS: command('VFIO_DEVICE_SET_IRQS', nr.VFIO_DEVICE_SET_IRQS, vfio.vfioIrqSet),
+  RESET: command('VFIO_DEVICE_RESET', nr.VFIO_DEVICE_RESET),
+  GET_PCI_HOT_RESET_INFO: command(
+    'VFIO_DEVICE_GET_PCI_HOT_RESET_INFO',
+    nr.VFIO_DEVICE_GET_PCI_HOT_RESET_INFO,
+    vfio.vfioPciHotResetInfo,
+  ),
+  PCI_HOT_RESET: command(
+    'VFIO_DEVICE_PCI_HOT_RESET',
+    nr.VFIO_DEVICE_PCI_HOT_RESET,
+    vfio.vfioPciHotReset,
+  ),
+  IOEVENTFD: command('VFIO_DEVICE_IOEVENTFD', nr.VFIO_DEVICE_IOEVENTFD, vfio.vfioDeviceIoeventfd),
+  FEATURE: command('VFIO_DEVICE_FEATURE', nr.VFIO_DEVICE_FEATURE, vfio.vfioDeviceFeature),
+  BIND_IOMMUFD: command(
+    'VFIO_DEVICE_BIND_IOMMUFD',
+    nr.VFIO_DEVICE_BIND_IOMMUFD,
+    vfio.vfioDeviceBindIommufd,
+  ),
+  ATTACH_IOMMUFD_PT: command(
+    'VFIO_DEVICE_ATTACH_IOMMUFD_PT',
+    nr.VFIO_DEVICE_ATTACH_IOMMUFD_PT,
+    vfio.vfioDeviceAttachIommufdPt,
+  ),
+  DETACH_IOMMUFD_PT: command(
+    'VFIO_DEVICE_DETACH_IOMMUFD_PT',
+    nr.VFIO_DEVICE_DETACH_IOMMUFD_PT,
+    vfio.vfioDeviceDetachIommufdPt,
+  ),
+} as const;
+
+/** Every family, for the drift tests. */
+export const ALL_COMMANDS: readonly IoctlCommand[] = [
+  ...Object.values(IOMMUFD),
+  ...Object.values(VFIO_CONTAINER),
+  ...Object.values(VFIO_GROUP),
+  ...Object.values(VFIO_DEVICE),
+];

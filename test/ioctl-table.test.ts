@@ -1,0 +1,97 @@
+/**
+ * The trace decodes every command a dispatcher registers: by the name its uAPI header gives it,
+ * never as a raw number, with every field of its struct. The dispatch tables and the decoder are
+ * both keyed by the command tables in src/uapi/commands.ts, so this fails if a handler is
+ * registered by a number the decoder does not know.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { File } from '../src/host/file.ts';
+import { iommufdIoctlCommands } from '../src/iommufd/main.ts';
+import { vfioCompatIoctlCommands } from '../src/iommufd/vfio-compat.ts';
+import { describeIoctl } from '../src/server/describe.ts';
+import { decodeArg, ioctlInfo } from '../src/trace/decode.ts';
+import { IOMMUFD, type IoctlCommand, VFIO_DEVICE, VFIO_GROUP } from '../src/uapi/commands.ts';
+import { type FieldTable, type StructSpec, writeFields } from '../src/uapi/struct.ts';
+import { cdevIoctlCommands } from '../src/vfio/device-cdev.ts';
+import { vfioGroupIoctlCommands } from '../src/vfio/group.ts';
+import { pciCoreIoctlCommands } from '../src/vfio/pci-core.ts';
+
+/** Each dispatch table, with the kind of file (fops name) its commands are issued on. */
+const registered: { table: string; fileKind: string; commands: readonly IoctlCommand[] }[] = [
+  { table: 'iommufd (main.ts)', fileKind: 'iommufd', commands: iommufdIoctlCommands },
+  {
+    table: 'VFIO container (vfio-compat.ts)',
+    fileKind: 'iommufd',
+    commands: vfioCompatIoctlCommands,
+  },
+  { table: 'VFIO group (group.ts)', fileKind: 'vfio-group', commands: vfioGroupIoctlCommands },
+  { table: 'VFIO device (device-cdev.ts)', fileKind: 'vfio-dev', commands: cdevIoctlCommands },
+  { table: 'VFIO device (pci-core.ts)', fileKind: 'vfio-dev', commands: pciCoreIoctlCommands },
+];
+
+function fileOfKind(name: string): File {
+  return { fops: { name } } as unknown as File;
+}
+
+/** Every field set to a distinct non-zero value, so none is left out as a zero reserved field. */
+function sample(spec: StructSpec<FieldTable>): Uint8Array {
+  const value: Record<string, number | bigint> = {};
+  let n = 1;
+  for (const [field, f] of Object.entries(spec.fields)) {
+    value[field] = f.type === 'u64' ? 0x1000n + BigInt(n) : n;
+    n++;
+  }
+  const bytes = new Uint8Array(spec.size);
+  writeFields(spec, bytes, value as Parameters<typeof writeFields>[2]);
+  return bytes;
+}
+
+describe('every registered ioctl decodes by name with its struct', () => {
+  for (const { table, fileKind, commands } of registered) {
+    test(table, () => {
+      assert.ok(commands.length > 0, `${table} registers no command`);
+      for (const command of commands) {
+        const info = ioctlInfo(fileKind, command.cmd);
+        assert.equal(info?.name, command.name, `0x${command.cmd.toString(16)} on ${fileKind}`);
+        assert.equal(info.spec, command.spec, `${command.name}: struct`);
+        const bytes = command.spec === undefined ? undefined : sample(command.spec);
+        const line = describeIoctl(fileOfKind(fileKind), command.cmd, 0x7000n, bytes);
+        assert.ok(line.startsWith(command.name), `${command.name} printed as ${line}`);
+        assert.doesNotMatch(line, /^0x/);
+        if (command.spec === undefined) continue;
+        const decoded = decodeArg(command.spec, bytes!);
+        for (const field of Object.keys(command.spec.fields))
+          assert.match(decoded, new RegExp(`[{ ]${field}=`), `${command.name}: ${field}`);
+      }
+    });
+  }
+
+  test('iommufd registers a handler for every command of its header', () => {
+    const names = iommufdIoctlCommands.map((c) => c.name).sort();
+    assert.deepEqual(
+      names,
+      Object.values(IOMMUFD)
+        .map((c) => c.name)
+        .sort(),
+    );
+    assert.equal(names.length, 22);
+  });
+
+  test('commands with no handler yet still decode by name (SET_CONTAINER, DEVICE_FEATURE)', () => {
+    const group = describeIoctl(
+      fileOfKind('vfio-group'),
+      VFIO_GROUP.SET_CONTAINER.cmd,
+      0x7000n,
+      undefined,
+    );
+    assert.equal(group, 'VFIO_GROUP_SET_CONTAINER, 0x7000');
+    const feature = VFIO_DEVICE.FEATURE;
+    const line = describeIoctl(fileOfKind('vfio-dev'), feature.cmd, 0x7000n, sample(feature.spec!));
+    assert.equal(line, 'VFIO_DEVICE_FEATURE{argsz=1, flags=2}');
+  });
+
+  test('a number no table has still prints raw', () => {
+    assert.equal(describeIoctl(fileOfKind('vfio-group'), 0x3b7f, 0n, undefined), '0x3b7f, 0x0');
+  });
+});
