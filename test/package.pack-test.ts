@@ -116,9 +116,17 @@ function seedProject(): void {
   const lock = JSON.parse(fs.readFileSync(path.join(ROOT, 'package-lock.json'), 'utf8')) as {
     packages: Record<string, LockEntry>;
   };
-  const runtime = Object.entries(lock.packages).filter(
-    ([key, entry]) => key.startsWith('node_modules/') && entry.dev !== true,
-  );
+  // A TypeScript user of a Node library has @types/node (and its one dependency) as well.
+  const typesNode = ['node_modules/@types/node', 'node_modules/undici-types'];
+  const runtime = Object.entries(lock.packages)
+    .filter(
+      ([key, entry]) =>
+        key.startsWith('node_modules/') && (entry.dev !== true || typesNode.includes(key)),
+    )
+    .map(([key, entry]): [string, LockEntry] => [
+      key,
+      Object.fromEntries(Object.entries(entry).filter(([field]) => field !== 'dev')),
+    ]);
   const dependencies = Object.fromEntries(
     runtime
       .filter(([key]) => !key.slice('node_modules/'.length).includes('node_modules/'))
@@ -229,7 +237,7 @@ describe('the packed package, installed offline', () => {
           module: 'nodenext',
           moduleResolution: 'nodenext',
           strict: true,
-          types: [],
+          types: ['node'],
           outDir: 'out',
         },
         include: ['api.ts'],
