@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { platformJsonSchema } from '../src/platform/platform-schema.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -63,5 +64,16 @@ describe('the documents stand alone', () => {
       }
     }
     assert.deepEqual(missing, []);
+  });
+
+  test('docs/platform.schema.json is the JSON Schema the platform file schema emits', () => {
+    const committed = JSON.parse(
+      fs.readFileSync(path.join(ROOT, 'docs', 'platform.schema.json'), 'utf8'),
+    ) as unknown;
+    assert.deepEqual(
+      committed,
+      platformJsonSchema(),
+      'regenerate it: iommufd-emu platform --print-schema > docs/platform.schema.json',
+    );
   });
 });

@@ -11,6 +11,13 @@
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ignoredMutantName } from '../fault/mutant.ts';
+import {
+  defaultPlatform,
+  loadPlatformFile,
+  PlatformConfigError,
+  platformToJson,
+} from '../platform/platform-config.ts';
+import { platformJsonSchema } from '../platform/platform-schema.ts';
 import { registerCheckCommand } from './check.ts';
 import { DemoError, demoCommand } from './demo.ts';
 import { type ExecFlags, execCommand, refuseIfShimmed } from './exec.ts';
@@ -136,6 +143,22 @@ function buildProgram(run: (work: Promise<number>) => void): Command {
   registerCheckCommand(program, execCommand, run).addHelpText('after', EXIT_STATUS_HELP);
 
   program
+    .command('platform')
+    .description(
+      'check a platform file and print the machine it describes, defaults filled in; or print the default platform or the JSON Schema of platform files',
+    )
+    .argument('[file]', 'a platform file to check')
+    .addOption(
+      new Option('--print-default', 'print the built-in platform as a platform file').conflicts(
+        'printSchema',
+      ),
+    )
+    .option('--print-schema', 'print the JSON Schema of platform files (for editors)')
+    .action((file: string | undefined, flags: PlatformFlags) => {
+      run(Promise.resolve(platformCommand(file, flags)));
+    });
+
+  program
     .command('demo')
     .description(
       'build examples/noiommu-edu-dma.c with gcc and run it in no-IOMMU mode, with a readable trace',
@@ -148,10 +171,29 @@ function buildProgram(run: (work: Promise<number>) => void): Command {
   return program;
 }
 
+interface PlatformFlags {
+  readonly printDefault?: boolean;
+  readonly printSchema?: boolean;
+}
+
+function platformCommand(file: string | undefined, flags: PlatformFlags): number {
+  const print = (json: unknown): number => {
+    process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
+    return 0;
+  };
+  if (file !== undefined && (flags.printDefault === true || flags.printSchema === true))
+    fail('platform: give a FILE to check, or --print-default, or --print-schema');
+  if (flags.printSchema === true) return print(platformJsonSchema());
+  if (file === undefined) return print(platformToJson(defaultPlatform()));
+  const config = loadPlatformFile(file);
+  if (config instanceof PlatformConfigError) fail(config.message);
+  return print(platformToJson(config));
+}
+
 /** A message for the user and exit 125, for everything that is the emulator's own failure. */
 function emulatorFailed(err: unknown): never {
   if (err instanceof UsageError || err instanceof DemoError || err instanceof PackageError) {
-    process.stderr.write(`iommufd-emu: ${err.message}\n`);
+    for (const line of err.message.split('\n')) process.stderr.write(`iommufd-emu: ${line}\n`);
   } else {
     process.stderr.write(
       `iommufd-emu: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
