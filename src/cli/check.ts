@@ -19,6 +19,8 @@
  * On a terminal the sweep shows a progress bar with rate and ETA on stderr; elsewhere plain
  * progress lines. Results go to stdout as text, JSON or TAP (--format).
  */
+import { Writable } from 'node:stream';
+import cliProgress from 'cli-progress';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { type ExecForSweep, programTarget } from '../check/program-sweep.ts';
 import { formatJson, formatTap, type ReportFormat } from '../check/report.ts';
@@ -76,13 +78,6 @@ function parseSeed(value: string): number {
   return Number(value) | 0;
 }
 
-/** A one-line progress bar with rate and time left, redrawn in place with \r. */
-function progressLine(name: string, n: number, total: number, elapsedMs: number): string {
-  const width = 30;
-  const done = total === 0 ? width : Math.min(width, Math.round((n / total) * width));
-  return `\r${name} [${'#'.repeat(done)}${'.'.repeat(width - done)}] ${n}/${total} ${rateAndEta(n, total, elapsedMs)}\x1b[K`;
-}
-
 function rateAndEta(n: number, total: number, elapsedMs: number): string {
   const rate = elapsedMs > 0 ? (n * 1000) / elapsedMs : 0;
   const eta = rate > 0 ? Math.ceil((total - n) / rate) : 0;
@@ -94,22 +89,38 @@ const PROGRESS_LINE_MS = 5000;
 
 /**
  * Progress of one target's sweep on stderr: the number of injection points once counted, then a
- * bar on a terminal, or elsewhere (a CI log, a pipe) a plain line at each quarter and at least
+ * bar with rate and time left on a terminal (cli-progress), or elsewhere (a CI log, a pipe) a plain line at each quarter and at least
  * every few seconds, so a job that kills silent steps sees it alive.
  */
 function progressReporter(io: CheckIo, name: string) {
   const started = Date.now();
   let lastLine = started;
   let nextQuarter = 1;
+  let bar: cliProgress.SingleBar | undefined;
   return {
     counted(points: number): void {
       io.err(`${name}: ${points} injection points: ${points + 1} runs\n`);
+      if (!io.progressBar) return;
+      bar = new cliProgress.SingleBar(
+        {
+          format: `${name} [{bar}] {value}/{total} {rate} runs/s, ETA {eta_formatted}`,
+          barCompleteChar: '#',
+          barIncompleteChar: '.',
+          barsize: 30,
+          clearOnComplete: true,
+          hideCursor: true,
+          // io.err is where the bar goes (stderr, or a test's buffer), as a terminal stream.
+          stream: terminalStream(io),
+        },
+        cliProgress.Presets.legacy,
+      );
+      bar.start(points + 1, 0, { rate: '0.0' });
     },
     step(n: number, points: number): void {
       const total = points + 1;
       const now = Date.now();
-      if (io.progressBar) {
-        io.err(progressLine(name, n, total, now - started));
+      if (bar !== undefined) {
+        bar.update(n, { rate: (now > started ? (n * 1000) / (now - started) : 0).toFixed(1) });
         return;
       }
       const quarter = n >= (nextQuarter * total) / 4;
@@ -120,9 +131,20 @@ function progressReporter(io: CheckIo, name: string) {
       }
     },
     done(): void {
-      if (io.progressBar) io.err('\r\x1b[K');
+      bar?.stop();
     },
   };
+}
+
+/** A writable that cli-progress takes for a terminal, writing through io.err. */
+function terminalStream(io: CheckIo): NodeJS.WritableStream {
+  const stream = new Writable({
+    write(chunk: Buffer | string, _encoding, callback) {
+      io.err(chunk.toString());
+      callback();
+    },
+  });
+  return Object.assign(stream, { isTTY: true, columns: process.stderr.columns ?? 100 });
 }
 
 function usage(io: CheckIo, message: string): number {
