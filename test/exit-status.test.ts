@@ -182,6 +182,15 @@ describe('exit statuses', { concurrency: 3 }, () => {
     assert.match(again.stderr, /^bind: /m);
     assert.match(again.stderr, /leaks after the program exited/);
     assert.doesNotMatch(/fail-nth \d+: .*/.exec(again.stderr)![0], /\.ts:\d+/);
+    // check's own replay of that run names the same call, with no emulator stack.
+    const replayed = await cli(['check', '--nth', nth[1]!, ...flags, '--', bind], {
+      env: { ...process.env, IOMMUFD_EMU_MUTANT: 'halfbuilt-destroy' },
+    });
+    assert.match(
+      replayed.stdout,
+      /^ {2}> \[\d+\] ioctl\(\d+<[^>]+>, VFIO_DEVICE_BIND_IOMMUFD.* <- injected /m,
+    );
+    assert.doesNotMatch(replayed.stdout, /\.ts:\d+/);
   });
 });
 
