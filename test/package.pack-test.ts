@@ -107,6 +107,27 @@ interface LockEntry {
   readonly [field: string]: unknown;
 }
 
+/** npm's registry as configured here (the user's, or npm's default). */
+let registryUrl: string | undefined;
+function registry(): string {
+  if (registryUrl === undefined) {
+    const r = spawnSync('npm', ['config', 'get', 'registry'], { encoding: 'utf8', env: userEnv() });
+    const url = r.stdout.trim();
+    registryUrl = url.endsWith('/') ? url : `${url}/`;
+  }
+  return registryUrl;
+}
+
+/**
+ * The registry's tarball URL of a locked package. This checkout's lockfile omits it (npm can
+ * leave `resolved` out), and without it even `npm ci` asks the registry for metadata to find it.
+ */
+function tarballUrl(key: string, version: string): string {
+  const name = key.slice(key.lastIndexOf('node_modules/') + 'node_modules/'.length);
+  const base = name.includes('/') ? name.slice(name.indexOf('/') + 1) : name;
+  return `${registry()}${name}/-/${base}-${version}.tgz`;
+}
+
 /**
  * The scratch project, with the package's runtime dependencies already locked at the versions the
  * checkout's lockfile pins. `npm ci` fills the npm cache with those tarballs but not with registry
@@ -125,7 +146,10 @@ function seedProject(): void {
     )
     .map(([key, entry]): [string, LockEntry] => [
       key,
-      Object.fromEntries(Object.entries(entry).filter(([field]) => field !== 'dev')),
+      {
+        ...Object.fromEntries(Object.entries(entry).filter(([field]) => field !== 'dev')),
+        resolved: entry.resolved ?? tarballUrl(key, String(entry.version)),
+      },
     ]);
   const dependencies = Object.fromEntries(
     runtime
@@ -147,10 +171,8 @@ function seedProject(): void {
       packages: { '': { ...manifest, dependencies }, ...Object.fromEntries(runtime) },
     }),
   );
-  ok(
-    run('npm', ['install', '--offline', '--no-audit', '--no-fund']),
-    'npm install --offline (seed)',
-  );
+  // npm ci installs exactly the lock; it never asks the registry for metadata.
+  ok(run('npm', ['ci', '--offline', '--no-audit', '--no-fund']), 'npm ci --offline (seed)');
 }
 
 describe('the packed package, installed offline', () => {
