@@ -110,9 +110,14 @@ int strip_root(char *p)
 	return 1;
 }
 
+static int under_any_prefix(const char *abs, int fallback);
+
 /* Lexically normalises path (relative to dirfd) into an absolute path (a testbed path becomes
- * the emulated path it mirrors). 0 if impossible. */
-static int absolute_path(int dirfd, const char *path, char *out, size_t outsz)
+ * the emulated path it mirrors). 0 if impossible. If written is not NULL, it receives the same
+ * path normalised only up to the component that enters an emulated prefix and kept as written
+ * from there on ("." , ".." and a trailing "/" included): the kernel model walks that part
+ * itself, following its own symlinks, as namei would. Empty when the path never enters one. */
+static int absolute_path(int dirfd, const char *path, char *out, size_t outsz, char *written)
 {
 	char tmp[PATH_MAX * 2];
 	size_t n = 0, len;
@@ -148,6 +153,8 @@ static int absolute_path(int dirfd, const char *path, char *out, size_t outsz)
 	/* Collapse "//", "." and "..". */
 	p = tmp;
 	out[0] = '\0';
+	if (written != NULL)
+		written[0] = '\0';
 	while (*p != '\0') {
 		const char *end;
 		size_t clen;
@@ -172,6 +179,13 @@ static int absolute_path(int dirfd, const char *path, char *out, size_t outsz)
 			memcpy(out + n, p, clen);
 			n += clen;
 			out[n] = '\0';
+			if (written != NULL && written[0] == '\0' && under_any_prefix(out, 1)) {
+				if (n + strlen(p + clen) + 1 > outsz)
+					return 0;
+				memcpy(written, out, n);
+				strcpy(written + n, p + clen);
+				strip_root(written);
+			}
 		}
 		p += clen;
 	}
@@ -231,13 +245,17 @@ static int under_any_prefix(const char *abs, int fallback)
 
 int path_emulated(int dirfd, const char *path, char abs[PATH_MAX])
 {
+	char written[PATH_MAX];
 	int saved = errno;
 	int hit;
 
 	if (!shim_active() || path == NULL || path[0] == '\0')
 		return 0;
 	paths_load();
-	hit = absolute_path(dirfd, path, abs, PATH_MAX) && under_any_prefix(abs, 1);
+	hit = absolute_path(dirfd, path, abs, PATH_MAX, written) && under_any_prefix(abs, 1);
+	/* Decided on the lexical path; the kernel model walks what was written past the prefix. */
+	if (hit && written[0] != '\0')
+		strcpy(abs, written);
 	errno = saved;
 	return hit;
 }
@@ -264,7 +282,7 @@ int climbs_out(int dirfd, const char *path)
 		return 0;
 	memcpy(head, path, n);
 	head[n] = '\0';
-	hit = absolute_path(dirfd, head, abs, PATH_MAX) && under_any_prefix(abs, 0);
+	hit = absolute_path(dirfd, head, abs, PATH_MAX, NULL) && under_any_prefix(abs, 0);
 	errno = saved;
 	return hit;
 }
