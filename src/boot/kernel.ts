@@ -6,9 +6,11 @@
 
 import { KernelCore } from '../host/core.ts';
 import { CAP_DAC_OVERRIDE, capable } from '../host/credentials.ts';
+import { addMockBusSysfs, addMockDeviceSysfs, removeMockDeviceSysfs } from '../host/mock-sysfs.ts';
 import { addDriverLinks, addPciSysfs, removeDriverLinks } from '../host/pci-sysfs.ts';
 import type { Task } from '../host/task.ts';
 import { IommuSubsystem } from '../iommu/iommu.ts';
+import { MockBus } from '../iommu/mock-driver.ts';
 import { unitIommuOps } from '../iommu/unit-driver.ts';
 import { Accounting } from '../iommufd/accounting.ts';
 import { IommufdSubsystem } from '../iommufd/main.ts';
@@ -51,8 +53,20 @@ export class Kernel extends KernelCore {
       unpin: (mem, va, npages) => {
         pinned.unpin(mem.mm, va, npages);
       },
+      lookup: (mm, va) => {
+        const pfn = pinned.lookup(mm, va);
+        return pfn === undefined ? undefined : { pfn, pins: pinned.frameOwner(pfn)?.pins ?? 0 };
+      },
     };
     this.iommufd = new IommufdSubsystem(this.events, new Accounting(), pinner);
+    if (this.machine.iommufdTest) {
+      addMockBusSysfs(this.sysfs);
+      this.iommufd.mockBus = new MockBus(this.iommu, this.machine, {
+        groupIdTaken: (id) => this.vfio.groups.has(id),
+        added: (dev, group) => addMockDeviceSysfs(this.sysfs, dev.name, group),
+        removed: (dev, group) => removeMockDeviceSysfs(this.sysfs, dev.name, group),
+      });
+    }
     this.devfs.add(this.iommufd.devNode());
     // iommufd provides the VFIO container (CONFIG_IOMMUFD_VFIO_CONTAINER).
     this.devfs.add(this.iommufd.vfioDevNode());
@@ -65,7 +79,7 @@ export class Kernel extends KernelCore {
         events: this.events,
         addTaint: (bit) => this.addTaint(bit),
         iommu: this.iommu,
-        isIommuGroupId: (id) => this.machine.groups.has(id),
+        isIommuGroupId: (id) => this.iommu.groups.has(id),
       },
       noiommuMode,
     );
@@ -114,10 +128,14 @@ export class Kernel extends KernelCore {
       store: (task, text) => {
         if (!root(task)) return -Errno.EACCES;
         const bdf = text.trim();
-        const rc = this.vfio.unregisterDevice(bdf);
         const dev = this.machine.device(bdf);
-        if (rc === 0 && dev !== undefined) removeDriverLinks(this.sysfs, dev, 'vfio-pci');
-        return rc;
+        // The links go when the driver's remove returns, after a wait for the device's users.
+        const unlink = (rc: SyscallResult): SyscallResult => {
+          if (rc === 0 && dev !== undefined) removeDriverLinks(this.sysfs, dev, 'vfio-pci');
+          return rc;
+        };
+        const rc = this.vfio.unregisterDevice(bdf);
+        return typeof rc === 'number' ? unlink(rc) : { blocked: rc.blocked.then(unlink) };
       },
     });
     this.sysfs.add({
@@ -173,6 +191,9 @@ export class Kernel extends KernelCore {
       '/sys/devices/pci0000:00',
       '/sys/class/vfio-dev',
       '/sys/kernel/iommu_groups',
+      // The test interface's mock bus. Its devices' own directories (/sys/devices/iommufd_mockN)
+      // have no fixed prefix the shim could take without taking all of /sys/devices.
+      '/sys/bus/iommufd_mock',
       '/sys/module/vfio',
       '/sys/module/iommufd',
       '/proc/sys/kernel/tainted',
@@ -185,6 +206,7 @@ export class Kernel extends KernelCore {
 
   /** Stops device timers so the process can exit. */
   shutdown(): void {
+    this.vfio.shutdown();
     this.machine.shutdown();
   }
 }

@@ -111,11 +111,26 @@ export class AttachCmd extends DeviceCommand {
   expect(m: Model, _r: Real, out: Outcome): void {
     const id = targetId(m, this.target, this.sel);
     const kind = DEVICES[this.dev]!.kind;
+    // A device behind dmar0 and a no-IOMMU domain: attach refuses it by the owner rule (EINVAL),
+    // replace by the domain's missing attach_dev (ENODEV). A no-IOMMU device joins any HWPT
+    // (docs/decisions.md 13).
+    const refused = m.devices[this.dev]!.hwpt === undefined ? -Errno.EINVAL : -Errno.ENODEV;
     let hwpt: MHwpt | undefined = hwptOf(m, id);
     const ioas = ioasOf(m, id);
     if (ioas !== undefined) {
-      // iommufd_device_auto_get_domain(): an automatic HWPT of this kind, or a new one.
-      hwpt = ioas.hwpts.map((h) => hwptOf(m, h)!).find((h) => h.auto && h.kind === kind);
+      // iommufd_device_auto_get_domain(): the first automatic HWPT the device joins, or a new
+      // one. Only EINVAL moves the search on to the next.
+      hwpt = undefined;
+      for (const h of ioas.hwpts.map((x) => hwptOf(m, x)!).filter((x) => x.auto)) {
+        if (kind === 'noiommu' || h.kind === kind) {
+          hwpt = h;
+          break;
+        }
+        if (refused !== -Errno.EINVAL) {
+          expectRet(this.describe(), out.ret, refused);
+          return;
+        }
+      }
       if (hwpt === undefined) {
         hwpt = { id: lowestFreeId(m), ioas: ioas.id, kind, auto: true, devices: [] };
         addId(m, hwpt.id);
@@ -125,8 +140,8 @@ export class AttachCmd extends DeviceCommand {
     } else if (hwpt === undefined) {
       expectRet(this.describe(), out.ret, m.ids.includes(id) ? -Errno.EINVAL : -Errno.ENOENT);
       return;
-    } else if (hwpt.kind !== kind) {
-      expectRet(this.describe(), out.ret, -Errno.EINVAL);
+    } else if (kind === 'iommu' && hwpt.kind !== kind) {
+      expectRet(this.describe(), out.ret, refused);
       return;
     }
     expectRet(this.describe(), out.ret, 0);

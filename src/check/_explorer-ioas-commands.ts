@@ -11,6 +11,7 @@ import {
   addId,
   areaRange,
   BOGUS_ID,
+  DEVICES,
   expectRet,
   fail,
   hex,
@@ -541,7 +542,8 @@ export function expectedIovaRanges(m: Readonly<Model>, ioas: MIoas): Range[] {
   const hwpts = ioas.hwpts.map((id) => hwptOf(m, id)!);
   if (hwpts.some((h) => h.kind === 'iommu'))
     reserved.push({ start: IOMMU_APERTURE_LAST + 1n, last: u.ULONG_MAX });
-  if (hwpts.some((h) => h.kind === 'iommu' && h.devices.length > 0)) reserved.push(MSI_WINDOW);
+  const iommuDevice = (i: number): boolean => DEVICES[i]!.kind === 'iommu';
+  if (hwpts.some((h) => h.devices.some(iommuDevice))) reserved.push(MSI_WINDOW);
   reserved.sort((a, b) => (a.start < b.start ? -1 : 1));
   const out: Range[] = [];
   let cur = 0n;

@@ -32,8 +32,10 @@ function populated() {
   const ioas = ops.ioasAlloc().id;
   const ioas2 = ops.ioasAlloc().id;
   assert.equal(ops.map(ioas, buf, 4n * PAGE_SIZE, FIXED, 0x100000n).ret, 0);
-  assert.equal(a.attach(ioas).ret, 0);
+  // The no-IOMMU device first: the IOMMU device then gets a domain of its own (attached the
+  // other way round, both would share the IOMMU's auto domain, docs/decisions.md 13).
   assert.equal(n.attach(ioas).ret, 0);
+  assert.equal(a.attach(ioas).ret, 0);
   assert.equal(ops.map(ioas, buf + 8n * PAGE_SIZE, 2n * PAGE_SIZE, FIXED, 0x200000n).ret, 0);
   assert.equal(ops.copy(ioas, 0x100000n, ioas2, 4n * PAGE_SIZE, FIXED, 0x300000n).ret, 0);
   const ictx = [...kernel.iommufd.contexts][0]!;

@@ -247,7 +247,9 @@ function checkOpenFiles(w: World, f: Findings): void {
     const open = cdevFiles.get(vdev) ?? [];
     const bound = open.filter((df) => df.accessGranted).length;
     const refs = vdev.registration.read();
-    if (refs !== 1 + open.length)
+    // A device being unbound has dropped the registration's own reference (decision 11).
+    const own = vdev.unbinding === undefined ? 1 : 0;
+    if (refs !== own + open.length)
       f.add(`${vdev.name} has registration refcount ${refs} for ${open.length} open cdev files`);
     if (vdev.openCount.read() !== bound)
       f.add(`${vdev.name} has open count ${vdev.openCount.read()} for ${bound} bound cdev files`);
@@ -394,6 +396,7 @@ function checkMappingsAndPins(w: World, f: Findings, betweenCalls: boolean): voi
   const pinned = w.kernel.machine.pinned;
   /** Expected pin count per "mm:va". */
   const pins = new Map<string, number>();
+  const pinnedBy = new Map<IoptPages, Set<bigint>>();
   const areasOfPages = new Map<IoptPages, IoptArea[]>();
   for (const ioas of w.ioases) {
     const domains = ioas.iopt.domains as IommuDomain[];
@@ -412,7 +415,13 @@ function checkMappingsAndPins(w: World, f: Findings, betweenCalls: boolean): voi
       for (let i = 0n; i < areaPageCount(area); i++) {
         const va = firstVa + i * PAGE_SIZE;
         const key = `${pages.memory.mm}:${va}`;
-        pins.set(key, (pins.get(key) ?? 0) + 1);
+        // A pages object pins each page once, however many of its areas (COPY) map it.
+        const counted = pinnedBy.get(pages) ?? new Set<bigint>();
+        pinnedBy.set(pages, counted);
+        if (!counted.has(va)) {
+          counted.add(va);
+          pins.set(key, (pins.get(key) ?? 0) + 1);
+        }
         const pfn = pinned.lookup(pages.memory.mm, va);
         if (pfn === undefined) {
           f.add(`${at}: user page ${hex(va)} is filled but not pinned`);

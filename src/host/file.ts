@@ -15,14 +15,23 @@ export type MmapBacking =
   | { readonly kind: 'file'; readonly path: string; readonly fileOffset: bigint }
   | { readonly kind: 'trapped'; readonly regionOffset: bigint };
 
+/**
+ * A call that blocks its caller until `blocked` settles (an unbind waiting for the device's last
+ * user). Only that caller waits: the server replies when the promise settles and goes on serving
+ * everyone else meanwhile.
+ */
+export interface BlockedCall {
+  readonly blocked: Promise<SyscallResult>;
+}
+
 export interface FileOperations {
   /** Short name for traces and the inspector, e.g. "iommufd" or "vfio-dev". */
   readonly name: string;
   ioctl?(file: File, task: Task, cmd: number, arg: bigint): SyscallResult;
   /** pread/read: the bytes read, or a negative errno. */
   read?(file: File, task: Task, length: number, pos: bigint): Uint8Array | number;
-  /** pwrite/write: bytes written, or a negative errno. */
-  write?(file: File, task: Task, data: Uint8Array, pos: bigint): SyscallResult;
+  /** pwrite/write: bytes written, or a negative errno; or a write that blocks. */
+  write?(file: File, task: Task, data: Uint8Array, pos: bigint): SyscallResult | BlockedCall;
   mmap?(file: File, task: Task, length: bigint, pgoff: bigint): MmapBacking | number;
   /** Called once, when the last reference is dropped. */
   release(file: File): void;

@@ -173,12 +173,13 @@ function validWriteRange(addr: bigint, length: number): boolean {
   return validRange(addr, length) && addr + BigInt(length) <= BigInt(Number.MAX_SAFE_INTEGER);
 }
 
-const MAP_LINE = /^([0-9a-f]+)-([0-9a-f]+) ([-r])([-w])[-x][ps] /;
+const MAP_LINE =
+  /^([0-9a-f]+)-([0-9a-f]+) ([-r])([-w])[-x]([ps]) ([0-9a-f]+) ([0-9a-f]+):([0-9a-f]+) (\d+)/;
 const PAGE_SIZE_LINE = /^KernelPageSize:\s+(\d+) kB/;
 
 /** The VMA holding addr in the text of /proc/<pid>/smaps. Exported for tests. */
 export function findVma(smaps: string, addr: bigint): Vma | undefined {
-  let current: { start: bigint; end: bigint; readable: boolean; writable: boolean } | undefined;
+  let current: Omit<Vma, 'pageSize'> | undefined;
   let pageSize = 4096n;
   for (const line of smaps.split('\n')) {
     const m = MAP_LINE.exec(line);
@@ -188,6 +189,12 @@ export function findVma(smaps: string, addr: bigint): Vma | undefined {
       const end = BigInt(`0x${m[2]}`);
       if (addr >= start && addr < end) {
         current = { start, end, readable: m[3] === 'r', writable: m[4] === 'w' };
+        // A shared mapping of a file (inode != 0) reaches the file's pages.
+        const ino = BigInt(m[9]!);
+        if (m[5] === 's' && ino !== 0n) {
+          const id = `${Number.parseInt(m[7]!, 16)}:${Number.parseInt(m[8]!, 16)}:${ino}`;
+          current = { ...current, file: { id, offset: BigInt(`0x${m[6]}`) } };
+        }
         pageSize = 4096n;
       }
       continue;

@@ -14,7 +14,7 @@ import {
 } from '../uapi/struct.ts';
 import type { KernelCore } from './core.ts';
 import { CAP_FULL_SET, type Credentials, type NamespacedCaps } from './credentials.ts';
-import { File, type FileOperations } from './file.ts';
+import { type BlockedCall, File, type FileOperations } from './file.ts';
 import { SimulatedMemory } from './sim-memory.ts';
 import { runSyscall, tracedIoctl } from './syscall.ts';
 import type { Task } from './task.ts';
@@ -172,13 +172,28 @@ export class SimProcess {
     return rc < 0 ? rc : out;
   }
 
-  /** pwrite(2): bytes written, or a negative errno. */
+  /** pwrite(2): bytes written, or a negative errno. Throws for a write that would block. */
   pwrite(fd: number, data: Uint8Array, pos: bigint): number {
+    const rc = this.startWrite(fd, data, pos);
+    if (typeof rc !== 'number') throw new Error(`pwrite(${fd}) blocks: use pwriteBlocking()`);
+    return rc;
+  }
+
+  /** pwrite(2) that may block (an unbind waiting for the device's users): settles when it returns. */
+  async pwriteBlocking(fd: number, data: Uint8Array, pos: bigint): Promise<number> {
+    const rc = this.startWrite(fd, data, pos);
+    return typeof rc === 'number' ? rc : rc.blocked;
+  }
+
+  private startWrite(fd: number, data: Uint8Array, pos: bigint): number | BlockedCall {
     const file = this.fds.get(fd);
     if (file === undefined) return -Errno.EBADF;
     const write = file.fops.write;
     if (write === undefined) return -Errno.EINVAL;
-    return this.call(`pwrite(${fd})`, () => write(file, this.task(), data, pos));
+    if (this.exited) throw new Error(`process ${this.pid} has exited`);
+    return runSyscall(this.kernel.events, `pwrite(${fd})`, this.failNth, () =>
+      write(file, this.task(), data, pos),
+    );
   }
 
   close(fd: number): number {

@@ -4,7 +4,7 @@
  * Opening an attribute gives a File whose reads produce the attribute's text at that moment.
  */
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
-import { File, type FileOperations } from './file.ts';
+import { type BlockedCall, File, type FileOperations } from './file.ts';
 import type { Task } from './task.ts';
 
 export interface SysAttr {
@@ -13,8 +13,8 @@ export interface SysAttr {
   /** Permission bits, e.g. 0o444 or 0o644. */
   readonly mode: number;
   show(task: Task): string;
-  /** undefined: read-only (EACCES on open for write, like a 0444 file). */
-  store?(task: Task, text: string): SyscallResult;
+  /** undefined: read-only (EACCES on open for write, like a 0444 file). May block the writer. */
+  store?(task: Task, text: string): SyscallResult | BlockedCall;
 }
 
 export interface SysLink {
@@ -46,6 +46,8 @@ const attrFops: FileOperations = {
     const { attr } = file.privateData as OpenAttr;
     if (attr.store === undefined) return -Errno.EACCES;
     const rc = attr.store(task, new TextDecoder().decode(data));
+    if (typeof rc !== 'number')
+      return { blocked: rc.blocked.then((r) => (r < 0 ? r : data.length)) };
     return rc < 0 ? rc : data.length;
   },
   release() {},

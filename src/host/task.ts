@@ -14,6 +14,23 @@ export interface EventfdRef {
   release(): void;
 }
 
+/**
+ * A shmem or hugetlbfs file the caller has open that is not one of the emulator's (a memfd):
+ * its pages, by file offset, whichever mapping or fd reaches them. The holder must release() it.
+ */
+export interface HostFile {
+  /** The inode's identity ("major:minor:ino"), the same for every fd and mapping of the file. */
+  readonly id: string;
+  /** shmem (tmpfs, memfd) or hugetlbfs (memfd with MFD_HUGETLB): the files memfd_pin_folios takes. */
+  readonly kind: 'shmem' | 'hugetlbfs';
+  /** The file's size now. */
+  size(): bigint;
+  /** The bytes at `offset`, or undefined past the end or on an I/O error. */
+  read(offset: bigint, length: number): Uint8Array | undefined;
+  write(offset: bigint, data: Uint8Array): boolean;
+  release(): void;
+}
+
 export interface FdResolver {
   /** fget(): the emulated File behind fd in the caller's table, or undefined (not open, or not ours). */
   fileOf(fd: number): File | undefined;
@@ -21,6 +38,11 @@ export interface FdResolver {
   isOpen(fd: number): boolean;
   /** eventfd_ctx_fdget(): -EBADF for a closed fd, -EINVAL for an fd that is not an eventfd. */
   eventfd(fd: number): EventfdRef | number;
+  /**
+   * The shmem or hugetlbfs file behind a client fd (memfd), for MAP_FILE: -EBADF for a closed fd,
+   * -EINVAL for any other kind of file. Absent where the caller cannot hold such files.
+   */
+  hostFile?(fd: number): HostFile | number;
 }
 
 export interface Task {

@@ -59,6 +59,14 @@ function clearUntilFault(task: Task, addr: bigint, length: number): false {
 }
 
 /**
+ * get_user(): the bytes at [addr, addr+length) (at most 8), or undefined for EFAULT. Not an
+ * injection site: fail_usercopy covers copy_from_user() and strncpy_from_user(), not get_user().
+ */
+export function getUser(task: Task, addr: bigint, length: 1 | 2 | 4 | 8): Uint8Array | undefined {
+  return task.memory.read(addr, length);
+}
+
+/**
  * check_zeroed_user: 1 if all zero, 0 if not, undefined for EFAULT. Not an injection site: the
  * kernel reads with unsafe_get_user() here, which fail_usercopy does not cover.
  */

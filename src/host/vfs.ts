@@ -7,6 +7,7 @@
  * the kernel makes up on lookup (procfs per-task files, debugfs knobs), and the directories all of
  * those imply: a directory exists while something lives below it, as in sysfs and devtmpfs.
  */
+import { shouldFail } from '../fault/fault.ts';
 import { Errno } from '../uapi/errno.ts';
 import type { CharDevNode, DevFs } from './devfs.ts';
 import { File, type FileOperations, type OpenFiles } from './file.ts';
@@ -166,9 +167,14 @@ export class Vfs {
 
   /**
    * do_filp_open(): the walk, then the open-time checks of do_open() and may_open(), then the
-   * driver's open. A directory opens read-only as a directory File.
+   * driver's open. A directory opens read-only as a directory File. Before any lookup the VFS
+   * reaches three injection points (docs/fault-injection.md): getname()'s names_cache
+   * allocation and its strncpy_from_user(), then path_openat()'s alloc_empty_file().
    */
   open(task: Task, path: string, flags: number): OpenedFile | number {
+    if (shouldFail('kmalloc')) return -Errno.ENOMEM;
+    if (shouldFail('copy-from-user')) return -Errno.EFAULT;
+    if (shouldFail('kmalloc')) return -Errno.ENOMEM;
     const creat = (flags & O_CREAT) !== 0;
     const exclusive = creat && (flags & O_EXCL) !== 0;
     // O_CREAT | O_EXCL never follows a trailing link: the name itself must not exist.

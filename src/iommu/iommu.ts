@@ -15,7 +15,17 @@ import type { PhysMemory } from '../platform/phys-memory.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 
 /** The iommu_cap values drivers above the core ask about. */
-export type IommuCap = 'cache-coherency' | 'enforce-cache-coherency' | 'dirty-tracking';
+export type IommuCap =
+  | 'cache-coherency'
+  | 'enforce-cache-coherency'
+  | 'dirty-tracking'
+  | 'pci-ats-supported';
+
+/** What a driver's hw_info() gives: the vendor type and its data blob. */
+export interface IommuHwInfo {
+  readonly type: number;
+  readonly data: Uint8Array;
+}
 
 /** Access rights of a mapping (IOMMU_READ / IOMMU_WRITE). */
 export interface IommuProt {
@@ -35,10 +45,18 @@ export interface IommuOps {
   /** capable(); a driver without it has no capabilities. */
   capable?(dev: Device, cap: IommuCap): boolean;
   /**
+   * hw_info(): the vendor blob for IOMMU_GET_HW_INFO, asked for `type` (0 = the driver's
+   * default), or a negative errno. Without it (or when it answers undefined: the unit has no
+   * vendor info to give) the type is IOMMU_HW_INFO_TYPE_NONE.
+   */
+  hwInfo?(dev: Device, type: number): IommuHwInfo | number | undefined;
+  /**
    * attach_dev() of the driver's domains: points the device at `domain`, undefined for the
    * blocking domain. Absent for a driver with no hardware behind it.
    */
   attachDev?(dev: Device, domain: IommuDomain | undefined): SyscallResult;
+  /** The PASID width of the device (max_pasids as log2); absent means no PASID. */
+  pasidBits?(dev: Device): number;
 }
 
 /** struct iommu_domain: one I/O page table and the driver that made it. */
@@ -54,13 +72,31 @@ export interface IommuDomain {
   unmap(iova: bigint, size: bigint): bigint;
   iovaToPhys(iova: bigint): bigint | undefined;
   free(): void;
+  /** domain->dirty_ops: only a domain allocated with IOMMU_HWPT_ALLOC_DIRTY_TRACKING has them. */
+  readonly dirtyOps?: IommuDirtyOps | undefined;
+}
+
+/** struct iommu_dirty_ops: dirty tracking of a domain's IOPTEs. */
+export interface IommuDirtyOps {
+  setDirtyTracking(enable: boolean): SyscallResult;
+  /**
+   * read_and_clear_dirty(): calls `record` for each dirty granule of [iova, iova+size), clearing
+   * its dirty bit unless `noClear`. Without `record` (no bitmap) it only clears, which is what
+   * enabling tracking does first; with one, EINVAL when tracking is off.
+   */
+  readAndClearDirty(
+    iova: bigint,
+    size: bigint,
+    noClear: boolean,
+    record: ((iova: bigint, length: bigint) => void) | undefined,
+  ): SyscallResult;
 }
 
 /** struct dev_iommu: what the core keeps for a device an IOMMU driver probed. */
 export interface DevIommu {
   readonly ops: IommuOps;
-  /** iommu_dev: the hardware unit in front of the device. */
-  readonly unit: IommuUnit;
+  /** iommu_dev: the platform unit in front of the device; undefined for the mock IOMMU. */
+  readonly unit: IommuUnit | undefined;
 }
 
 /**
@@ -72,30 +108,42 @@ export interface IommuPages {
   readonly domains: DomainRegistry;
 }
 
-/** struct device, as the iommu core and the drivers above it see a PCI device. */
+/** The bus a device sits on: PCI, or the test interface's own bus for mock devices. */
+export type DeviceBus = 'pci' | 'iommufd_mock';
+
+/** struct device, as the iommu core and the drivers above it see a device. */
 export class Device {
-  /** dev_name(): the BDF. */
+  /** dev_name(): the BDF of a PCI device, iommufd_mockN of a mock one. */
   readonly name: string;
-  readonly pci: PciDevice;
+  readonly bus: DeviceBus;
   /** dev->iommu: undefined for a device behind no IOMMU (no-IOMMU mode's devices). */
   readonly iommu: DevIommu | undefined;
   /** dev->iommu_group: undefined with no IOMMU (VFIO's placeholder groups are VFIO's). */
   readonly group: IommuGroup | undefined;
   /** The page allocator for this device's domains (a software one has no unit to ask). */
   readonly pages: IommuPages;
+  private readonly pciDevice: PciDevice | undefined;
 
   constructor(
-    pci: PciDevice,
+    name: string,
+    pci: PciDevice | undefined,
     iommu: DevIommu | undefined,
     group: IommuGroup | undefined,
     pages: IommuPages,
   ) {
-    this.name = pci.bdf;
-    this.pci = pci;
+    this.name = name;
+    this.bus = pci === undefined ? 'iommufd_mock' : 'pci';
+    this.pciDevice = pci;
     this.iommu = iommu;
     this.group = group;
     this.pages = pages;
     group?.devices.push(this);
+  }
+
+  /** to_pci_dev(): only VFIO and the units' driver ask, and only of PCI devices. */
+  get pci(): PciDevice {
+    if (this.pciDevice === undefined) throw new Error(`${this.name} is not a PCI device`);
+    return this.pciDevice;
   }
 }
 
@@ -140,13 +188,33 @@ export class IommuSubsystem {
       }
       const unit = pci.iommu;
       const iommu = unit === undefined ? undefined : { ops, unit };
-      this.devices.set(pci.bdf, new Device(pci, iommu, group, machine));
+      this.devices.set(pci.bdf, new Device(pci.bdf, pci, iommu, group, machine));
     }
   }
 
   /** The struct device of a PCI device of the machine. */
   device(bdf: string): Device | undefined {
     return this.devices.get(bdf);
+  }
+
+  /**
+   * iommu_group_alloc(): a new empty group with the lowest free id; `taken` names ids in use
+   * outside this subsystem (VFIO's no-IOMMU groups share the kernel's one group IDA).
+   */
+  allocGroup(taken: (id: number) => boolean = () => false): IommuGroup {
+    let id = 0;
+    while (this.groups.has(id) || taken(id)) id++;
+    const group = new IommuGroup(id);
+    this.groups.set(id, group);
+    return group;
+  }
+
+  /** Removes a device added after boot (a mock device) and its group once empty. */
+  removeDevice(dev: Device): void {
+    const group = dev.group;
+    if (group === undefined) return;
+    group.devices.splice(group.devices.indexOf(dev), 1);
+    if (group.devices.length === 0) this.groups.delete(group.id);
   }
 }
 
@@ -158,12 +226,12 @@ export function deviceIommuCapable(dev: Device, cap: IommuCap): boolean {
 
 /** iommu_group_has_isolated_msi(): every device's interrupts are remapped. */
 export function iommuGroupHasIsolatedMsi(group: IommuGroup): boolean {
-  return group.devices.every((dev) => dev.iommu?.unit.isolatedMsi === true);
+  return group.devices.every((dev) => dev.iommu?.unit?.isolatedMsi === true);
 }
 
 /** iommu_get_resv_regions(): what the device's IOMMU says it must not have mapped. */
 export function iommuGetResvRegions(dev: Device): readonly ReservedRegion[] {
-  return dev.iommu === undefined ? [] : dev.iommu.unit.reservedRegions(dev.name);
+  return dev.iommu?.unit?.reservedRegions(dev.name) ?? [];
 }
 
 /** iommu_group_dma_owner_claimed(). */
@@ -215,15 +283,24 @@ function checkDomainOwner(domain: IommuDomain, group: IommuGroup): SyscallResult
 }
 
 /**
+ * __iommu_attach_device(): the domain's own attach_dev programs the device (the driver's for
+ * the blocking domain). A domain whose ops have none, like iommufd's no-IOMMU domain, is ENODEV.
+ */
+function attachDevice(dev: Device, domain: IommuDomain | undefined): SyscallResult {
+  const ops = domain === undefined ? dev.iommu?.ops : domain.owner;
+  return ops?.attachDev?.(dev, domain) ?? -Errno.ENODEV;
+}
+
+/**
  * __iommu_group_set_domain(): every device of the group follows, or none does (a device that
  * fails puts the ones already moved back).
  */
 function groupSetDomain(group: IommuGroup, domain: IommuDomain | undefined): SyscallResult {
   const done: Device[] = [];
   for (const dev of group.devices) {
-    const rc = dev.iommu?.ops.attachDev?.(dev, domain) ?? -Errno.ENODEV;
+    const rc = attachDevice(dev, domain);
     if (rc) {
-      for (const back of done) back.iommu?.ops.attachDev?.(back, group.domain);
+      for (const back of done) attachDevice(back, group.domain);
       return rc;
     }
     done.push(dev);
@@ -246,11 +323,13 @@ export function iommuAttachGroupHandle(domain: IommuDomain, group: IommuGroup): 
 
 /**
  * iommu_replace_group_handle(): swap the attached domain for `domain` without a blocked moment;
- * on failure the old one stays. The owner rule applies here too (see docs/decisions.md).
+ * on failure the old one stays. Unlike attach there is no owner check: the domain's attach_dev
+ * decides (EINVAL from a unit's driver for a domain of another unit, ENODEV for a domain with
+ * none; see docs/decisions.md 31).
  */
 export function iommuReplaceGroupHandle(group: IommuGroup, domain: IommuDomain): SyscallResult {
   if (!group.hasHandle) throw new Error(`replace on group ${group.id} with nothing attached`);
-  return checkDomainOwner(domain, group) || groupSetDomain(group, domain);
+  return groupSetDomain(group, domain);
 }
 
 /** iommu_detach_group_handle(): back to the core's domain, which blocks DMA for an owned group. */

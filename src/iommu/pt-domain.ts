@@ -5,17 +5,20 @@
  */
 import { Prot } from '../platform/io-pgtable.ts';
 import type { IommuDomain as PlatformDomain } from '../platform/iommu.ts';
-import type { SyscallResult } from '../uapi/errno.ts';
-import type { IommuDomain, IommuOps, IommuProt } from './iommu.ts';
+import { Errno, type SyscallResult } from '../uapi/errno.ts';
+import type { IommuDirtyOps, IommuDomain, IommuOps, IommuProt } from './iommu.ts';
 
 export class PtDomain implements IommuDomain {
   readonly owner: IommuOps;
   /** The page table in simulated memory, for DMA, the checker and the inspector. */
   readonly table: PlatformDomain;
+  /** Present when allocated with IOMMU_HWPT_ALLOC_DIRTY_TRACKING: the table's DIRTY bits. */
+  readonly dirtyOps: IommuDirtyOps | undefined;
 
-  constructor(owner: IommuOps, table: PlatformDomain) {
+  constructor(owner: IommuOps, table: PlatformDomain, withDirtyOps = false) {
     this.owner = owner;
     this.table = table;
+    this.dirtyOps = withDirtyOps ? ptDirtyOps(table) : undefined;
   }
 
   get pgsizeBitmap(): bigint {
@@ -48,4 +51,19 @@ export class PtDomain implements IommuDomain {
 /** The platform page table behind a domain (undefined for a domain not built on one). */
 export function hwDomainOf(domain: IommuDomain): PlatformDomain | undefined {
   return domain instanceof PtDomain ? domain.table : undefined;
+}
+
+/** The dirty ops of a domain whose unit sets DIRTY bits in its leaves (Intel SLADE, AMD HAD). */
+function ptDirtyOps(table: PlatformDomain): IommuDirtyOps {
+  return {
+    setDirtyTracking(enable: boolean): SyscallResult {
+      table.setDirtyTracking(enable);
+      return 0;
+    },
+    readAndClearDirty(iova, size, noClear, record): SyscallResult {
+      if (!table.dirtyTracking && record !== undefined) return -Errno.EINVAL;
+      table.readAndClearDirty(iova, size, noClear, record);
+      return 0;
+    },
+  };
 }

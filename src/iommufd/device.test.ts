@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import type { SimProcess } from '../host/sim-process.ts';
 import { createEmulator, type Emulator } from '../index.ts';
 import { iommuGroupDmaOwnerClaimed } from '../iommu/iommu.ts';
+import { QEMU_VTD_CAP_REG, QEMU_VTD_ECAP_REG } from '../iommu/unit-driver.ts';
 import { defaultPlatform, type PlatformConfig } from '../platform/platform-config.ts';
 import { Errno } from '../uapi/errno.ts';
 import * as ioctl from '../uapi/ioctl.ts';
@@ -145,5 +146,51 @@ describe('bind: MSI isolation and allow_unsafe_interrupts', () => {
     proc.close(iommufd);
     assert.deepEqual(emu.kernel.leaks(), []);
     emu.kernel.shutdown();
+  });
+});
+
+describe('GET_HW_INFO', () => {
+  function hwInfo(hwInfoKind: 'none' | 'intel-vtd') {
+    const base = defaultPlatform();
+    const dmar0 = { ...base.iommus[0]!, hwInfo: hwInfoKind };
+    const emu = createEmulator({ platform: { ...base, iommus: [dmar0] } });
+    const proc = emu.spawn();
+    const iommufd = proc.open('/dev/iommu');
+    const dev = proc.open('/dev/vfio/devices/vfio0');
+    assert.equal(bind(proc, dev, iommufd), 0);
+    const data = proc.alloc(4096n);
+    const r = proc.ioctlStruct(iommufd, ioctl.IOMMU_GET_HW_INFO, u.iommuHwInfo, {
+      dev_id: 1,
+      data_len: 32,
+      data_uptr: data,
+    });
+    const blob = proc.memory.read(data, 32);
+    emu.kernel.shutdown();
+    return { r, blob };
+  }
+
+  it('reports TYPE_NONE with no blob by default, and ATS not supported', () => {
+    const { r } = hwInfo('none');
+    assert.equal(r.ret, 0);
+    assert.equal(r.out.out_data_type, u.IOMMU_HW_INFO_TYPE_NONE);
+    assert.equal(r.out.data_len, 0);
+    assert.equal(r.out.out_capabilities, u.IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED);
+  });
+
+  it('reports QEMU intel-iommu registers in the VT-d blob with hwInfo "intel-vtd"', () => {
+    const { r, blob } = hwInfo('intel-vtd');
+    assert.equal(r.ret, 0);
+    assert.equal(r.out.out_data_type, u.IOMMU_HW_INFO_TYPE_INTEL_VTD);
+    assert.equal(r.out.data_len, 24);
+    assert.equal(r.out.out_capabilities, u.IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED);
+    assert.ok(blob instanceof Uint8Array);
+    const view = new DataView(blob.buffer, blob.byteOffset, blob.byteLength);
+    assert.equal(view.getUint32(0, true), 0, 'no erratum flag');
+    assert.equal(view.getBigUint64(8, true), QEMU_VTD_CAP_REG);
+    assert.equal(view.getBigUint64(16, true), QEMU_VTD_ECAP_REG);
+    assert.ok(
+      blob.subarray(24).every((b) => b === 0),
+      'zeroed past the blob',
+    );
   });
 });

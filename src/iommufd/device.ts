@@ -19,8 +19,10 @@ import {
   iommuGroupHasIsolatedMsi,
   iommuReplaceGroupHandle,
 } from '../iommu/iommu.ts';
+import { isMockDevice } from '../iommu/mock-driver.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import {
+  IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED,
   IOMMU_HW_INFO_FLAG_INPUT_TYPE,
   IOMMU_HW_INFO_TYPE_NONE,
   type iommuHwInfo,
@@ -32,7 +34,6 @@ import {
   iommufdHwPagetablePut,
   iommufdHwptPagingAlloc,
 } from './hw-pagetable.ts';
-import { isNoiommuDomain } from './hwpt-noiommu.ts';
 import type { Ref } from './io-pagetable.ts';
 import type { Ioas } from './ioas.ts';
 import type { IommufdCtx, Ucmd } from './main.ts';
@@ -131,7 +132,8 @@ function bindIommu(idev: IommufdDevice): SyscallResult {
   const igroup = iommufdGetGroup(idev.ictx, dev.group);
   if (typeof igroup === 'number') return igroup;
   idev.igroup = igroup;
-  if (!iommuGroupHasIsolatedMsi(dev.group)) {
+  // The test interface's mock devices have no interrupts to isolate.
+  if (!isMockDevice(dev) && !iommuGroupHasIsolatedMsi(dev.group)) {
     if (!idev.ictx.subsystem.allowUnsafeInterrupts) return -Errno.EPERM;
     idev.ictx.subsystem.events.log(
       'warn',
@@ -167,8 +169,12 @@ export function iommufdDeviceBind(ictx: IommufdCtx, dev: Device): IommufdDevice 
     ictx.abortAndDestroy(idev);
     return rc;
   }
-  ictx.file!.get();
-  idev.holdsCtx = true;
+  // A VFIO device keeps the iommufd file open; a mock device lives inside it (the selftest
+  // object), so closing the iommufd still destroys it.
+  if (!isMockDevice(dev)) {
+    ictx.file!.get();
+    idev.holdsCtx = true;
+  }
   // The calling driver is a user until unbind.
   idev.users.inc();
   ictx.finalize(idev);
@@ -200,8 +206,6 @@ function doReplace(idev: IommufdDevice, hwpt: HwptPaging): HwptPaging | undefine
   if (igroup.hwpt === undefined || !isAttached(idev)) return -Errno.EINVAL;
   if (hwpt === igroup.hwpt) return undefined;
   const old = igroup.hwpt;
-  // The iommu core is not called for a no-IOMMU device: iommufd applies the owner rule itself.
-  if (idev.isNoiommu && !isNoiommuDomain(hwpt.domain)) return -Errno.EINVAL;
 
   // Reserved regions follow the devices when they move to another IOAS.
   const moving = old.ioas !== hwpt.ioas;
@@ -317,10 +321,11 @@ export function iommufdDeviceDetach(idev: IommufdDevice): void {
 }
 
 /**
- * IOMMU_GET_HW_INFO. The emulated IOMMUs and the no-IOMMU ops provide no vendor blob, so the
- * type is IOMMU_HW_INFO_TYPE_NONE with no data (see docs/decisions.md). Userspace's buffer past
- * the blob is cleared in place, however long userspace says it is: nothing of that size is
- * allocated, and a buffer that runs into unmapped memory is EFAULT.
+ * IOMMU_GET_HW_INFO. The emulated IOMMUs provide no vendor blob unless the platform makes a
+ * unit look like Intel VT-d (decision 52); the type is then IOMMU_HW_INFO_TYPE_NONE with no data.
+ * A no-IOMMU device is EOPNOTSUPP (decision 4). Userspace's buffer past the blob is cleared in
+ * place, however long userspace says it is: nothing of that size is allocated, and a buffer that
+ * runs into unmapped memory is EFAULT.
  */
 export function iommufdGetHwInfo(ucmd: Ucmd<typeof iommuHwInfo.fields>): SyscallResult {
   const cmd = ucmd.cmd;
@@ -329,18 +334,29 @@ export function iommufdGetHwInfo(ucmd: Ucmd<typeof iommuHwInfo.fields>): Syscall
   using held = ucmd.ictx.getObjectRef(cmd.dev_id, 'device');
   if (held === undefined) return -Errno.ENOENT;
   const idev = held.obj as IommufdDevice;
-  // copy_to_user() of the driver's blob, min(data_len, 0) bytes: the injection point is
-  // reached, but a failed copy of nothing leaves nothing uncopied and is no error.
-  const blob = new Uint8Array(0);
-  copyToUser(ucmd.task, cmd.data_uptr, blob);
-  if (cmd.data_len > blob.length) {
-    const tail = cmd.data_uptr + BigInt(blob.length);
-    if (!clearUser(ucmd.task, tail, cmd.data_len - blob.length)) return -Errno.EFAULT;
+  // A no-IOMMU device has no driver to ask (docs/decisions.md 4).
+  if (idev.isNoiommu) return -Errno.EOPNOTSUPP;
+  // The driver's blob (the mock IOMMU's; the emulated units and no-IOMMU have none), of the
+  // type userspace asked for with IOMMU_HW_INFO_FLAG_INPUT_TYPE (in the out_data_type field).
+  const inType = cmd.flags & IOMMU_HW_INFO_FLAG_INPUT_TYPE ? cmd.out_data_type : 0;
+  const info = idev.dev.iommu?.ops.hwInfo?.(idev.dev, inType);
+  if (typeof info === 'number') return info;
+  const blob = info?.data ?? new Uint8Array(0);
+  // copy_to_user() of min(data_len, blob) bytes: a failed copy of nothing is no error.
+  const copyLen = Math.min(cmd.data_len, blob.length);
+  if (!copyToUser(ucmd.task, cmd.data_uptr, blob.subarray(0, copyLen)) && copyLen > 0)
+    return -Errno.EFAULT;
+  if (cmd.data_len > copyLen) {
+    const tail = cmd.data_uptr + BigInt(copyLen);
+    if (!clearUser(ucmd.task, tail, cmd.data_len - copyLen)) return -Errno.EFAULT;
   }
   // The length the kernel has, which may be more or less than the buffer.
   cmd.data_len = blob.length;
-  cmd.out_data_type = IOMMU_HW_INFO_TYPE_NONE;
+  cmd.out_data_type = info?.type ?? IOMMU_HW_INFO_TYPE_NONE;
   cmd.out_capabilities = deviceIommuCapable(idev.dev, 'dirty-tracking') ? 1n : 0n;
-  cmd.out_max_pasid_log2 = 0;
+  // Reported for every device whose IOMMU cannot use PCI ATS with it (no edu has ATS).
+  if (!deviceIommuCapable(idev.dev, 'pci-ats-supported'))
+    cmd.out_capabilities |= IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED;
+  cmd.out_max_pasid_log2 = idev.dev.iommu?.ops.pasidBits?.(idev.dev) ?? 0;
   return ucmd.respond();
 }

@@ -2,7 +2,7 @@
  * HWPT_PAGING objects: a domain (I/O page table) that mirrors one IOAS, either allocated by
  * IOMMU_HWPT_ALLOC or created automatically when a device attaches to an IOAS (auto domain).
  * Mirrors drivers/iommu/iommufd/hw_pagetable.c, with SET_DIRTY_TRACKING, GET_DIRTY_BITMAP and
- * INVALIDATE. Nested HWPTs and domains with dirty tracking are on the roadmap.
+ * INVALIDATE (dirty tracking itself: iopt-dirty.ts). Nested HWPTs are on the roadmap.
  *
  * iommufd_hw_pagetable_attach/detach (device.c in the kernel) are here too: the HWPT allocation
  * attaches immediately for an auto domain, and device.ts calls into this module, never the other
@@ -34,8 +34,9 @@ import {
   ULONG_MAX,
 } from '../uapi/iommufd.ts';
 import type { IommufdDevice } from './device.ts';
-import { iommufdNoiommuOps, isNoiommuDomain } from './hwpt-noiommu.ts';
+import { iommufdNoiommuOps } from './hwpt-noiommu.ts';
 import type { Ioas } from './ioas.ts';
+import { ioptReadAndClearDirty, ioptSetDirtyTracking } from './iopt-dirty.ts';
 import type { IommufdCtx, Ucmd } from './main.ts';
 import { IommufdObject } from './object.ts';
 
@@ -177,9 +178,8 @@ function hwptAttachDevice(hwpt: HwptPaging, idev: IommufdDevice): SyscallResult 
 export function iommufdHwPagetableAttach(hwpt: HwptPaging, idev: IommufdDevice): SyscallResult {
   const igroup = idev.igroup!;
   if (igroup.hwpt !== undefined && igroup.hwpt !== hwpt) return -Errno.EINVAL;
-  // With no iommu core to ask, iommufd applies the owner rule to a no-IOMMU device itself, so
-  // the auto-domain search makes a no-IOMMU domain for it (docs/decisions.md 13).
-  if (idev.isNoiommu && !isNoiommuDomain(hwpt.domain)) return -Errno.EINVAL;
+  // A no-IOMMU device never reaches the iommu core, so nothing applies the domain-owner rule to
+  // it: it joins any HWPT, an IOMMU's too (docs/decisions.md 13).
   let rc = attachReservedIova(idev, hwpt);
   if (rc) return rc;
   if (igroup.devices.length === 0) {
@@ -279,9 +279,8 @@ function getHwptPaging(ictx: IommufdCtx, id: number): HwptPaging | undefined {
 }
 
 /**
- * IOMMU_HWPT_SET_DIRTY_TRACKING (iommufd_hwpt_set_dirty_tracking, iopt_set_dirty_tracking).
- * No emulated IOMMU driver (nor the no-IOMMU one) gives its domains dirty_ops, so a found paging
- * HWPT answers EOPNOTSUPP, as a kernel domain allocated without DIRTY_TRACKING does.
+ * IOMMU_HWPT_SET_DIRTY_TRACKING (iommufd_hwpt_set_dirty_tracking, iopt_set_dirty_tracking):
+ * EOPNOTSUPP for a domain allocated without IOMMU_HWPT_ALLOC_DIRTY_TRACKING (no dirty_ops).
  */
 export function iommufdHwptSetDirtyTracking(
   ucmd: Ucmd<typeof iommuHwptSetDirtyTracking.fields>,
@@ -291,9 +290,12 @@ export function iommufdHwptSetDirtyTracking(
   if (cmd.flags & ~IOMMU_HWPT_DIRTY_TRACKING_ENABLE) return -Errno.EOPNOTSUPP;
   const hwpt = getHwptPaging(ucmd.ictx, cmd.hwpt_id);
   if (hwpt === undefined) return -Errno.ENOENT;
-  // No domain->dirty_ops.
-  ucmd.ictx.putObject(hwpt);
-  return -Errno.EOPNOTSUPP;
+  try {
+    const enable = (cmd.flags & IOMMU_HWPT_DIRTY_TRACKING_ENABLE) !== 0;
+    return ioptSetDirtyTracking(hwpt.ioas.iopt, hwpt.domain!, enable);
+  } finally {
+    ucmd.ictx.putObject(hwpt);
+  }
 }
 
 /**
@@ -318,7 +320,7 @@ function checkDirtyIovaRange(
 
 /**
  * IOMMU_HWPT_GET_DIRTY_BITMAP (iommufd_hwpt_get_dirty_bitmap, iopt_read_and_clear_dirty_data):
- * the range is checked before the domain's dirty_ops, which no emulated domain has (EOPNOTSUPP).
+ * the range is checked before the domain's dirty_ops (EOPNOTSUPP without them).
  */
 export function iommufdHwptGetDirtyBitmap(
   ucmd: Ucmd<typeof iommuHwptGetDirtyBitmap.fields>,
@@ -330,8 +332,13 @@ export function iommufdHwptGetDirtyBitmap(
   try {
     const rc = checkDirtyIovaRange(hwpt.ioas.iopt.iovaAlignment, cmd);
     if (rc) return rc;
-    // iommu_read_and_clear_dirty(): no domain->dirty_ops, checked before any walk of the areas.
-    return -Errno.EOPNOTSUPP;
+    const noClear = (cmd.flags & IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR) !== 0;
+    return ioptReadAndClearDirty(ucmd.task, hwpt.ioas.iopt, hwpt.domain!, noClear, {
+      iova: cmd.iova,
+      length: cmd.length,
+      pageSize: cmd.page_size,
+      data: cmd.data,
+    });
   } finally {
     ucmd.ictx.putObject(hwpt);
   }

@@ -259,7 +259,7 @@ export class IoPagetable {
 
   /**
    * iopt_map_file_pages(): MAP_FILE of [start, start+length) of the file behind the caller's
-   * `fd`. Nothing is pinned until a domain needs the pages (and file pages cannot be pinned yet).
+   * `fd`. Nothing is pinned until a domain needs the pages; only a shmem or hugetlbfs file's can be.
    */
   mapFilePages(
     task: Task,
@@ -276,15 +276,15 @@ export class IoPagetable {
     const startByte = start % PAGE_SIZE;
     // dma_buf_get() first: no emulated file exports a dma-buf, so on to fget().
     if (fd < 0 || !task.fds.isOpen(fd)) return -Errno.EBADF;
-    const pages = ioptAllocFilePages(
-      task,
-      task.fds.fileOf(fd),
-      startByte,
-      start,
-      length,
-      prot.write,
-    );
-    if (typeof pages === 'number') return pages;
+    const file = task.fds.fileOf(fd);
+    // A client's memfd can be pinned; any other file only fails once its pages are needed.
+    const host = file === undefined ? task.fds.hostFile?.(fd) : undefined;
+    const hostFile = typeof host === 'object' ? host : undefined;
+    const pages = ioptAllocFilePages(task, file, hostFile, startByte, start, length, prot.write);
+    if (typeof pages === 'number') {
+      hostFile?.release();
+      return pages;
+    }
     return this.mapCommon(pages, ctxAccountMode, iova, length, startByte, prot, allocate);
   }
 
@@ -504,12 +504,18 @@ export class IoPagetable {
     // batch_iommu_map_small(): with large pages disabled every IOPTE is one page, so that an
     // area can later be split (VFIO type1 v1) and each piece unmapped on its own.
     const step = this.disableLargePages ? PAGE_SIZE : undefined;
+    // A domain with pages smaller than the CPU's (the mock one) maps only the area's own part of
+    // its first and last page: the other part may belong to a neighbouring area.
+    const [first, end] = areaDomainSpan(domain, area);
     for (const run of runs) {
-      const iova = area.iova - area.pageOffset + (run.va - firstVa);
-      const size = run.npages * PAGE_SIZE;
+      const runIova = area.iova - area.pageOffset + (run.va - firstVa);
+      const iova = runIova > first ? runIova : first;
+      const runEnd = runIova + run.npages * PAGE_SIZE;
+      const size = (runEnd < end ? runEnd : end) - iova;
+      const pa = run.pfn * PAGE_SIZE + (iova - runIova);
       const chunk = step ?? size;
       for (let done = 0n; done < size; done += chunk) {
-        const rc = domain.map(iova + done, run.pfn * PAGE_SIZE + done, chunk, area.prot);
+        const rc = domain.map(iova + done, pa + done, chunk, area.prot);
         if (rc) {
           const mappedEnd = iova + done;
           if (mappedEnd > area.iova) domain.unmap(area.iova, mappedEnd - area.iova);
@@ -525,10 +531,13 @@ export class IoPagetable {
     const runs: { va: bigint; pfn: bigint; npages: bigint }[] = [];
     const firstVa = pages.uptr + area.startIndex * PAGE_SIZE;
     for (let i = 0n; i <= area.lastIndex - area.startIndex; i++) {
-      const pa = area.storageDomain!.iovaToPhys(area.iova - area.pageOffset + i * PAGE_SIZE);
+      const pageIova = area.iova - area.pageOffset + i * PAGE_SIZE;
+      // The first page may be mapped only from the area's start (a domain of small pages).
+      const probe = pageIova < area.iova && i === 0n ? area.iova : pageIova;
+      const pa = area.storageDomain!.iovaToPhys(probe);
       if (pa === undefined)
         throw new Error(`area ${area.iova.toString(16)} lost a page in its storage domain`);
-      const pfn = pa / PAGE_SIZE;
+      const pfn = (pa - (probe - pageIova)) / PAGE_SIZE;
       const prev = runs[runs.length - 1];
       if (prev !== undefined && prev.pfn + prev.npages === pfn) prev.npages++;
       else runs.push({ va: firstVa + i * PAGE_SIZE, pfn, npages: 1n });
@@ -669,6 +678,8 @@ export class IoPagetable {
   /** iopt_destroy_table(): the IOAS is going away; everything must already be unmapped and detached. */
   destroyTable(): void {
     for (const node of [...this.allowed.iter()]) this.allowed.remove(node);
+    // Ranges reserved with no owner (the test interface's ADD_RESERVED) go with the table.
+    this.removeReservedIova(null);
     if (this.areas.size || this.domains.length || this.reserved.size) {
       throw new Error('io_pagetable destroyed while still in use');
     }
@@ -687,6 +698,19 @@ function fits(
   const candidate = alignUp(start, alignment) | pageOffset;
   if (candidate >= last || last - candidate < length - 1n) return undefined;
   return candidate;
+}
+
+/**
+ * The IOVA span an area occupies in a domain: the area rounded out to the domain's smallest page
+ * (whole CPU pages for a domain of 4 KiB pages, as before; 2 KiB halves for the mock one).
+ */
+function areaDomainSpan(domain: IoptDomain, area: IoptArea): [bigint, bigint] {
+  const page = minPageSize(domain.pgsizeBitmap);
+  if (page >= PAGE_SIZE) {
+    const first = area.iova - area.pageOffset;
+    return [first, first + (area.lastIndex - area.startIndex + 1n) * PAGE_SIZE];
+  }
+  return [area.iova - (area.iova % page), alignUp(area.last + 1n, page)];
 }
 
 /** iopt_free_pages_list(). */

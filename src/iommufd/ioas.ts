@@ -326,7 +326,8 @@ export function iommufdIoasChangeProcess(
       if (moving.includes(pages))
         accounting.uncharge(pages.accountMode, pages.owner, pages.npinned);
       pages.owner = now;
-      pages.memory = task.memory;
+      // A memfd's pages stay the file's; only the accounting moves.
+      if (pages.filePages === undefined) pages.memory = task.memory;
     }
     return 0;
   } finally {

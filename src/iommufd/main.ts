@@ -7,12 +7,14 @@ import { shouldFail } from '../fault/fault.ts';
 import type { CharDevNode } from '../host/devfs.ts';
 import { File, type FileOperations, S_IFCHR } from '../host/file.ts';
 import type { Task } from '../host/task.ts';
-import { checkZeroedUser, copyFromUser, copyToUser } from '../host/uaccess.ts';
+import { checkZeroedUser, copyFromUser, copyToUser, getUser } from '../host/uaccess.ts';
+import type { MockBus } from '../iommu/mock-driver.ts';
 import type { EventBus } from '../trace/events.ts';
 import { IOMMUFD, type IommufdCommand } from '../uapi/commands.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import { IO, IOMMUFD_CMD_BASE, IOMMUFD_TYPE, IommufdCmd, iocNr } from '../uapi/ioctl.ts';
 import * as uapi from '../uapi/iommufd.ts';
+import { IOMMUFD_TEST_MEMORY_LIMIT_DEFAULT } from '../uapi/iommufd-test.ts';
 import {
   type Decoded,
   decodeStruct,
@@ -36,8 +38,10 @@ import type { Ioas } from './ioas.ts';
 import * as ioas from './ioas.ts';
 import type { IommufdObject, IommufdObjType } from './object.ts';
 import type { PagePinner } from './pages.ts';
+import { iommufdTest } from './selftest.ts';
 import { iommufdVfioIoas, iommufdVfioIoctl } from './vfio-compat.ts';
 import { iommufdHwQueueAlloc, iommufdVdeviceAlloc, iommufdViommuAlloc } from './viommu.ts';
+import { xaAllocNodes, xaNodesToStore } from './xarray.ts';
 
 /** How pinned pages are charged (IOMMU_OPTION_RLIMIT_MODE): 0 per user, 1 per process (mm). */
 export type AccountMode = 'user' | 'mm';
@@ -67,6 +71,13 @@ export class IommufdSubsystem {
    * isolate (with a warning) instead of refusing them with EPERM.
    */
   allowUnsafeInterrupts = false;
+  /**
+   * CONFIG_IOMMUFD_TEST: the mock bus IOMMU_TEST_CMD creates devices on. Undefined for a kernel
+   * built without the test interface, where IOMMU_TEST_CMD is ENOTTY.
+   */
+  mockBus: MockBus | undefined;
+  /** iommufd_test_memory_limit: the byte budget of the batches pages are read through. */
+  testMemoryLimit = IOMMUFD_TEST_MEMORY_LIMIT_DEFAULT;
 
   constructor(events: EventBus, accounting: Accounting, pinner: PagePinner) {
     this.events = events;
@@ -171,14 +182,12 @@ export class IommufdCtx {
    */
   allocObject<T extends IommufdObject>(obj: T): T | number {
     if (shouldFail('object-alloc')) return -Errno.ENOMEM;
-    if (shouldFail('id-reserve')) return -Errno.ENOMEM;
-    let id: number;
-    if (this.freeIds.length > 0) {
-      id = this.freeIds.shift()!;
-    } else {
-      if (this.nextId > ID_MAX) return -Errno.EBUSY;
-      id = this.nextId++;
-    }
+    const id = this.freeIds[0] ?? this.nextId;
+    if (id > ID_MAX) return -Errno.EBUSY;
+    // xa_alloc(): the nodes storing the id may need allocating (docs/fault-injection.md).
+    if (!xaAllocNodes(xaNodesToStore([...this.objects.keys()], id))) return -Errno.ENOMEM;
+    if (id === this.nextId) this.nextId++;
+    else this.freeIds.shift();
     obj.id = id;
     this.objects.set(id, obj);
     return obj;
@@ -365,6 +374,8 @@ export class Ucmd<F extends FieldTable> {
   readonly userSize: number;
   readonly spec: StructSpec<F>;
   readonly cmd: Decoded<F>;
+  /** The struct as copied in, zero-extended: what a union's other members are decoded from. */
+  readonly raw: Uint8Array;
 
   constructor(
     ictx: IommufdCtx,
@@ -372,14 +383,15 @@ export class Ucmd<F extends FieldTable> {
     ubuffer: bigint,
     userSize: number,
     spec: StructSpec<F>,
-    cmd: Decoded<F>,
+    raw: Uint8Array,
   ) {
     this.ictx = ictx;
     this.task = task;
     this.ubuffer = ubuffer;
     this.userSize = userSize;
     this.spec = spec;
-    this.cmd = cmd;
+    this.raw = raw;
+    this.cmd = decodeStruct(spec, raw);
   }
 
   /** iommufd_ucmd_respond(): copy the struct back, min(user size, kernel size) bytes. */
@@ -458,10 +470,14 @@ const ioctlOps = new Map<number, IoctlOp>(
   ].map((op) => [iocNr(op.command.cmd), op]),
 );
 
+/** With CONFIG_IOMMUFD_TEST the table reaches IOMMU_TEST_CMD; the numbers between are holes. */
+const testOp = ioctlOp(IOMMUFD.TEST_CMD, iommufdTest);
+
 /** The commands this file answers itself (the container ones: vfio-compat.ts). */
-export const iommufdIoctlCommands: readonly IommufdCommand[] = [...ioctlOps.values()].map(
-  (op) => op.command,
-);
+export const iommufdIoctlCommands: readonly IommufdCommand[] = [
+  ...[...ioctlOps.values()].map((op) => op.command),
+  testOp.command,
+];
 
 /** The highest command number the kernel's table has (IOMMUFD_CMD_IOAS_NOIOMMU_GET_PA). */
 const LAST_CMD = IommufdCmd.IOAS_NOIOMMU_GET_PA;
@@ -474,13 +490,16 @@ export function iommufdIoctl(
   arg: bigint,
 ): SyscallResult {
   const nr = iocNr(cmd);
-  if (nr < IOMMUFD_CMD_BASE || nr > LAST_CMD) return iommufdVfioIoctl(ictx, task, cmd, arg);
+  const testInterface = ictx.subsystem.mockBus !== undefined;
+  const last = testInterface ? IommufdCmd.TEST : LAST_CMD;
+  if (nr < IOMMUFD_CMD_BASE || nr > last) return iommufdVfioIoctl(ictx, task, cmd, arg);
 
-  const sizeBytes = copyFromUser(task, arg, 4);
+  // get_user(): not an injection point.
+  const sizeBytes = getUser(task, arg, 4);
   if (sizeBytes === undefined) return -Errno.EFAULT;
   const userSize = new DataView(sizeBytes.buffer, sizeBytes.byteOffset, 4).getUint32(0, true);
 
-  const op = ioctlOps.get(nr);
+  const op = testInterface && nr === IommufdCmd.TEST ? testOp : ioctlOps.get(nr);
   // A hole in the table, or a number with direction/size bits or another type: -ENOIOCTLCMD.
   if (op === undefined || IO(IOMMUFD_TYPE, nr) !== cmd) return -Errno.ENOTTY;
   if (userSize < op.spec.minSize) return -Errno.EINVAL;
@@ -497,7 +516,7 @@ export function iommufdIoctl(
   const buf = new Uint8Array(ksize);
   buf.set(copied);
 
-  const ucmd = new Ucmd(ictx, task, arg, userSize, op.spec, decodeStruct(op.spec, buf));
+  const ucmd = new Ucmd(ictx, task, arg, userSize, op.spec, buf);
   return op.execute(ucmd);
 }
 

@@ -17,7 +17,9 @@ export type IommufdObjType =
   | 'viommu'
   | 'vdevice'
   | 'veventq'
-  | 'hw-queue';
+  | 'hw-queue'
+  /** IOMMUFD_OBJ_SELFTEST: a mock device made by the test interface (CONFIG_IOMMUFD_TEST). */
+  | 'selftest';
 
 export abstract class IommufdObject {
   abstract readonly type: IommufdObjType;

@@ -8,8 +8,9 @@
 import { shouldFail } from '../fault/fault.ts';
 import { CAP_IPC_LOCK, capable } from '../host/credentials.ts';
 import type { File } from '../host/file.ts';
-import type { Task } from '../host/task.ts';
-import type { UserMemory } from '../host/user-memory.ts';
+import { FileMemory } from '../host/file-memory.ts';
+import type { HostFile, Task } from '../host/task.ts';
+import type { MmId, UserMemory } from '../host/user-memory.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import { PAGE_SIZE } from '../uapi/iommufd.ts';
 import type { Accounting, AccountOwner, PagesAccountMode } from './accounting.ts';
@@ -45,6 +46,11 @@ export interface PinnedRun {
 export interface PagePinner {
   pin(mem: UserMemory, va: bigint, npages: bigint, write: boolean): PinnedRun[] | number;
   unpin(mem: UserMemory, va: bigint, npages: bigint): void;
+  /**
+   * The frame of a pinned page of address space `mm` (a process's, or a file's) and its pin
+   * count, for the test interface's checks; undefined if unpinned.
+   */
+  lookup(mm: MmId, va: bigint): { readonly pfn: bigint; readonly pins: number } | undefined;
 }
 
 /** The slice of a pages object an area maps. */
@@ -56,7 +62,13 @@ export interface AreaPagesRange {
 /** Where a pages object's memory comes from (page aligned starts). */
 export type IoptPagesSource =
   | { readonly type: 'user'; readonly uptr: bigint }
-  | { readonly type: 'file'; readonly start: bigint; readonly file: File | undefined };
+  | {
+      readonly type: 'file';
+      readonly start: bigint;
+      readonly file: File | undefined;
+      /** A client's shmem/hugetlbfs file: its pages, by offset, are what gets pinned. */
+      readonly pagesOf: FileMemory | undefined;
+    };
 
 /** enum iopt_address_type: what a pages object reads its PFNs from. */
 export type IoptAddressType = 'user' | 'file';
@@ -76,8 +88,13 @@ export class IoptPages {
   /** source_user / source_mm / source_task; IOMMU_IOAS_CHANGE_PROCESS moves them. */
   owner: AccountOwner;
   memory: UserMemory;
-  /** A 'file' pages object's file when it is an emulated one (get_file); host files are not held. */
+  /** A 'file' pages object's file when it is an emulated one (get_file). */
   readonly file: File | undefined;
+  /**
+   * The pages of a client's shmem or hugetlbfs file (a memfd), pinned by offset and held until
+   * the pages object goes; undefined for a file whose pages cannot be pinned (any other kind).
+   */
+  readonly filePages: FileMemory | undefined;
   /** Pages currently pinned (and charged) for this pages object. */
   npinned = 0n;
   /** The page ranges of areas whose pages are in domains (the kernel's domains_itree). */
@@ -94,6 +111,7 @@ export class IoptPages {
     this.type = source.type;
     this.uptr = source.type === 'user' ? source.uptr : source.start;
     this.file = source.type === 'file' ? source.file : undefined;
+    this.filePages = source.type === 'file' ? source.pagesOf : undefined;
     this.npages = npages;
     this.writable = writable;
     this.accountMode = accountMode;
@@ -114,26 +132,45 @@ export class IoptPages {
     }
     // iopt_release_pages(): fput() of a file pages object.
     this.file?.put();
+    this.filePages?.file.release();
   }
 
   /** Pages of [start, last] not covered by any filled range other than `except`. */
   uncoveredPages(start: bigint, last: bigint, except: AreaPagesRange): bigint {
-    const others = [...this.filledRanges].filter((r) => r !== except);
     let count = 0n;
-    // Areas of one pages object are few, so a sweep over sorted cut points is enough.
+    for (const seg of this.segments(start, last, except)) {
+      if (!seg.covered) count += seg.last - seg.start + 1n;
+    }
+    return count;
+  }
+
+  /**
+   * [start, last] cut into the runs covered by some filled range other than `except` and the runs
+   * that are not. Areas of one pages object are few, so a sweep over sorted cut points is enough.
+   */
+  segments(start: bigint, last: bigint, except: AreaPagesRange): PageSegment[] {
+    const others = [...this.filledRanges].filter((r) => r !== except);
     const cuts = new Set<bigint>([start, last + 1n]);
     for (const r of others) {
       if (r.startIndex > start && r.startIndex <= last) cuts.add(r.startIndex);
       if (r.lastIndex + 1n > start && r.lastIndex + 1n <= last) cuts.add(r.lastIndex + 1n);
     }
     const points = [...cuts].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    const out: PageSegment[] = [];
     for (let i = 0; i + 1 < points.length; i++) {
       const s = points[i]!;
       const covered = others.some((r) => r.startIndex <= s && r.lastIndex >= s);
-      if (!covered) count += points[i + 1]! - s;
+      out.push({ start: s, last: points[i + 1]! - 1n, covered });
     }
-    return count;
+    return out;
   }
+}
+
+/** A run of page indexes of a pages object, and whether another filled range holds it. */
+export interface PageSegment {
+  readonly start: bigint;
+  readonly last: bigint;
+  readonly covered: boolean;
 }
 
 /** The source fields iopt_alloc_pages() records: who is charged, from which mm. */
@@ -183,6 +220,7 @@ export function ioptAllocPages(
 export function ioptAllocFilePages(
   task: Task,
   file: File | undefined,
+  hostFile: HostFile | undefined,
   startByte: bigint,
   start: bigint,
   length: bigint,
@@ -193,13 +231,14 @@ export function ioptAllocFilePages(
   if (shouldFail('kmalloc')) return -Errno.ENOMEM;
   const npages = (length + startByte + PAGE_SIZE - 1n) / PAGE_SIZE;
   const { accountMode, owner } = currentOwner(task);
+  const pagesOf = hostFile === undefined ? undefined : new FileMemory(hostFile);
   return new IoptPages(
-    { type: 'file', start: start - startByte, file: file?.get() },
+    { type: 'file', start: start - startByte, file: file?.get(), pagesOf },
     npages,
     writable,
     accountMode,
     owner,
-    task.memory,
+    pagesOf ?? task.memory,
   );
 }
 
@@ -214,19 +253,25 @@ export function ioptPagesPin(
   accounting: Accounting,
 ): PinnedRun[] | number {
   // pfn_reader_user_pin() pins a file through memfd_pin_folios(), which takes only shmem and
-  // hugetlbfs files. The emulator cannot reach a file's pages at all, so every file answers as a
-  // regular file does (docs/decisions.md): EINVAL, nothing pinned, nothing charged.
-  if (pages.type === 'file') return -Errno.EINVAL;
+  // hugetlbfs files: any other file is EINVAL, nothing pinned, nothing charged.
+  if (pages.type === 'file' && pages.filePages === undefined) return -Errno.EINVAL;
   const npages = range.lastIndex - range.startIndex + 1n;
   const va = pages.uptr + range.startIndex * PAGE_SIZE;
   if (shouldFail('pin-pages')) return -Errno.ENOMEM;
   const runs = pinner.pin(pages.memory, va, npages, pages.writable);
   if (typeof runs === 'number') return runs;
+  const segments = pages.segments(range.startIndex, range.lastIndex, range);
   const fresh = pages.uncoveredPages(range.startIndex, range.lastIndex, range);
   const rc = accounting.charge(pages.accountMode, pages.owner, fresh);
   if (rc < 0) {
     pinner.unpin(pages.memory, va, npages);
     return rc;
+  }
+  // A pages object pins each page once: where another area already holds a page, the pin just
+  // taken (only to learn the PFNs) is dropped again.
+  for (const seg of segments) {
+    if (seg.covered)
+      pinner.unpin(pages.memory, pageVa(pages, seg.start), seg.last - seg.start + 1n);
   }
   pages.npinned += fresh;
   pages.filledRanges.add(range);
@@ -241,10 +286,19 @@ export function ioptPagesUnpin(
   accounting: Accounting,
 ): void {
   if (!pages.filledRanges.has(range)) throw new Error('unpin of a range that is not pinned');
-  const npages = range.lastIndex - range.startIndex + 1n;
   const fresh = pages.uncoveredPages(range.startIndex, range.lastIndex, range);
+  const segments = pages.segments(range.startIndex, range.lastIndex, range);
   pages.filledRanges.delete(range);
-  pinner.unpin(pages.memory, pages.uptr + range.startIndex * PAGE_SIZE, npages);
+  // Pages another area still holds keep their one pin.
+  for (const seg of segments) {
+    if (!seg.covered)
+      pinner.unpin(pages.memory, pageVa(pages, seg.start), seg.last - seg.start + 1n);
+  }
   accounting.uncharge(pages.accountMode, pages.owner, fresh);
   pages.npinned -= fresh;
+}
+
+/** The user VA of page `index` of a pages object. */
+function pageVa(pages: IoptPages, index: bigint): bigint {
+  return pages.uptr + index * PAGE_SIZE;
 }

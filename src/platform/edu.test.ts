@@ -266,6 +266,35 @@ describe('edu BAR0 registers', () => {
     assert.equal(r32(edu, EduReg.IRQ_STATUS), EduIrq.DMA);
   });
 
+  it('fills its buffer with zeros when a DMA read is blocked, as QEMU does', async () => {
+    // The no-IOMMU edu reads physical memory directly, so the buffer can be filled first.
+    const { machine, edu } = rig('0000:00:06.0');
+    machine.phys.write(0x200000n, new Uint8Array(0x100).fill(0xa5));
+    const readInto = async (): Promise<void> => {
+      edu.mmioWrite(EduReg.DMA_SRC, 8, 0x200000n);
+      edu.mmioWrite(EduReg.DMA_DST, 8, 0x40080n);
+      edu.mmioWrite(EduReg.DMA_COUNT, 8, 0x100n);
+      edu.mmioWrite(EduReg.DMA_CMD, 8, EduDmaCmd.RUN);
+      await edu.whenIdle();
+    };
+    edu.configWrite(PciConfig.COMMAND, 2, PciCommand.MASTER);
+    await readInto();
+    assert.ok(
+      edu
+        .dmaBuffer()
+        .subarray(0x80, 0x180)
+        .every((b) => b === 0xa5),
+    );
+    edu.configWrite(PciConfig.COMMAND, 2, 0);
+    await readInto();
+    const buf = edu.dmaBuffer();
+    assert.ok(
+      buf.subarray(0x80, 0x180).every((b) => b === 0),
+      'the blocked range reads as zeros',
+    );
+    // (An IOMMU fault takes the same path: dma_iommu.c checks it through a real domain.)
+  });
+
   it('clamps the RAM-side address to dma_mask and logs it', async () => {
     const { edu, events } = rig();
     edu.dmaMask = 0x0fffffffn;

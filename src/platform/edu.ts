@@ -353,8 +353,9 @@ export class EduDevice extends PciDevice {
     const count = this.dmaCount;
     if ((this.dmaCmd & EduDmaCmd.TO_RAM) === 0n) {
       if (this.bufferRangeOk(this.dmaDst, count)) {
+        // A blocked read (IOMMU fault, bus mastering off) gives QEMU's unassigned-memory zeros.
         const data = this.dmaRead(this.clamp(this.dmaSrc), Number(count));
-        if (data !== undefined) this.buffer.set(data, Number(this.dmaDst - EDU_DMA_START));
+        this.buffer.set(data ?? new Uint8Array(Number(count)), Number(this.dmaDst - EDU_DMA_START));
       }
     } else if (this.bufferRangeOk(this.dmaSrc, count)) {
       const from = Number(this.dmaSrc - EDU_DMA_START);

@@ -3,8 +3,8 @@
  * simulated RAM and the table pages count as used memory.
  *
  * Format: 4 KiB table pages of 512 little-endian u64 entries. An entry is either empty (0), a
- * pointer to the next table (PRESENT | table PA), or a leaf (PRESENT | READ? | WRITE? | PA, plus
- * LEAF above the last level). Level 0 maps 4 KiB, level 1 2 MiB, level 2 1 GiB; leaves exist only
+ * pointer to the next table (PRESENT | table PA), or a leaf (PRESENT | READ? | WRITE? | DIRTY? | PA,
+ * plus LEAF above the last level). Level 0 maps 4 KiB, level 1 2 MiB, level 2 1 GiB; leaves exist only
  * at those levels. 4 levels cover a 48-bit IOVA space (the hardware IOMMU domains), 6 levels the
  * whole 64-bit space (the software no-IOMMU table, like AMDv1 with a 64-bit VA).
  *
@@ -32,6 +32,8 @@ export const Pte = {
   PRESENT: 1n << 0n,
   READ: 1n << 1n,
   WRITE: 1n << 2n,
+  /** Set by the IOMMU when a device writes through a leaf while dirty tracking is on. */
+  DIRTY: 1n << 6n,
   /** A large leaf (2 MiB / 1 GiB) rather than a pointer to the next table. */
   LEAF: 1n << 7n,
   /** Output address bits 12..51 (52-bit physical addresses). */
@@ -224,6 +226,41 @@ export class IoPagetable {
     }
     this.mapped -= total;
     return total;
+  }
+
+  /** Sets the DIRTY bit of the leaf mapping `iova` (a device wrote through it); false if none. */
+  setDirty(iova: bigint): boolean {
+    if (this.freed || iova < 0n || iova > this.lastIova) return false;
+    const found = this.find(iova);
+    if (!found.leaf) return false;
+    if ((found.pte & Pte.DIRTY) === 0n) this.phys.writeU64(found.ptePa, found.pte | Pte.DIRTY);
+    return true;
+  }
+
+  /**
+   * Calls `record` with each leaf of [iova, iova + size) whose DIRTY bit is set (its whole IOVA
+   * range), clearing the bit unless `noClear`. Holes are skipped.
+   */
+  readAndClearDirty(
+    iova: bigint,
+    size: bigint,
+    noClear: boolean,
+    record: ((iova: bigint, length: bigint) => void) | undefined,
+  ): void {
+    if (this.freed || size <= 0n) return;
+    const limit = this.lastIova + 1n;
+    const end = iova + size > limit ? limit : iova + size;
+    let cur = iova;
+    while (cur < end) {
+      const found = this.find(cur);
+      const sz = levelSize(found.level);
+      const base = alignDown(cur, sz);
+      if (found.leaf && (found.pte & Pte.DIRTY) !== 0n) {
+        if (!noClear) this.phys.writeU64(found.ptePa, found.pte & ~Pte.DIRTY);
+        record?.(base, sz);
+      }
+      cur = base + sz;
+    }
   }
 
   /** The PA for `iova` including its offset inside the page, or undefined when not mapped. */

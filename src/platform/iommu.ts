@@ -32,6 +32,9 @@ export interface ReservedRegion {
   readonly type: ReservedRegionType;
 }
 
+/** The vendor hardware info a unit reports through IOMMU_GET_HW_INFO. */
+export type IommuHwInfoKind = 'none' | 'intel-vtd';
+
 /** What the IOMMU can do (iommu_capable / GET_HW_INFO). */
 export interface IommuCaps {
   readonly dirtyTracking: boolean;
@@ -68,8 +71,21 @@ export interface IommuDomain {
   unmap(iova: bigint, size: bigint): bigint;
   /** The PA of iova including the in-page offset, or undefined when not mapped. */
   iovaToPhys(iova: bigint): bigint | undefined;
-  /** Translation as the hardware does it for a DMA access. */
+  /**
+   * Translation as the hardware does it for a DMA access; a write while dirty tracking is on
+   * sets the leaf's DIRTY bit.
+   */
   translate(iova: bigint, access: DmaAccess): Translation;
+  /** Dirty tracking of this domain (the unit must have the capability; off when allocated). */
+  readonly dirtyTracking: boolean;
+  setDirtyTracking(enable: boolean): void;
+  /** Reports (and clears, unless `noClear`) the dirty leaves of [iova, iova + size). */
+  readAndClearDirty(
+    iova: bigint,
+    size: bigint,
+    noClear: boolean,
+    record: ((iova: bigint, length: bigint) => void) | undefined,
+  ): void;
   walk(iova: bigint): PagetableWalk;
   leaves(): PtLeaf[];
   tablePages(): bigint;
@@ -122,6 +138,11 @@ export interface IommuUnitConfig {
    * cannot raise another device's interrupt (the irq domain's IRQ_DOMAIN_FLAG_ISOLATED_MSI).
    */
   readonly isolatedMsi: boolean;
+  /**
+   * What IOMMU_GET_HW_INFO reports for devices behind this unit: 'none' (no vendor blob), or
+   * 'intel-vtd' (the VT-d blob of QEMU's intel-iommu; see docs/platform.md).
+   */
+  readonly hwInfo: IommuHwInfoKind;
   /** Regions every device behind this unit reports (the x86 MSI window). */
   readonly reservedRegions: readonly ReservedRegion[];
 }
@@ -134,6 +155,7 @@ export class IommuUnit {
   readonly levels: number;
   readonly caps: IommuCaps;
   readonly isolatedMsi: boolean;
+  readonly hwInfo: IommuHwInfoKind;
   readonly phys: PhysMemory;
   readonly registry: DomainRegistry;
   /** Groups of devices this unit cannot isolate from each other, by group id. */
@@ -151,6 +173,7 @@ export class IommuUnit {
     this.levels = config.levels;
     this.caps = config.caps;
     this.isolatedMsi = config.isolatedMsi;
+    this.hwInfo = config.hwInfo;
     this.regions = config.reservedRegions;
   }
 
@@ -232,6 +255,7 @@ class PagingDomain implements IommuDomain {
   private readonly registry: DomainRegistry | undefined;
   private readonly events: EventBus;
   private isFreed = false;
+  private tracking = false;
 
   constructor(
     kind: 'paging' | 'noiommu',
@@ -286,7 +310,27 @@ class PagingDomain implements IommuDomain {
     if (leaf === undefined) return { fault: 'not-present' };
     if (access === 'write' && (leaf.prot & Prot.WRITE) === 0) return { fault: 'no-write' };
     if (access === 'read' && (leaf.prot & Prot.READ) === 0) return { fault: 'no-read' };
+    if (access === 'write' && this.tracking) this.pt.setDirty(iova);
     return { pa: leaf.pa + (iova - leaf.iova), span: leaf.iova + leaf.size - iova };
+  }
+
+  get dirtyTracking(): boolean {
+    return this.tracking;
+  }
+
+  setDirtyTracking(enable: boolean): void {
+    if (enable && this.unit?.caps.dirtyTracking !== true)
+      throw new Error(`domain ${this.id}: dirty tracking on a unit without it`);
+    this.tracking = enable;
+  }
+
+  readAndClearDirty(
+    iova: bigint,
+    size: bigint,
+    noClear: boolean,
+    record: ((iova: bigint, length: bigint) => void) | undefined,
+  ): void {
+    this.pt.readAndClearDirty(iova, size, noClear, record);
   }
 
   walk(iova: bigint): PagetableWalk {

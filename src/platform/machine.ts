@@ -13,6 +13,7 @@ import {
   type IommuCaps,
   type IommuDomain,
   IommuGroup,
+  type IommuHwInfoKind,
   IommuUnit,
   type ReservedRegion,
 } from './iommu.ts';
@@ -43,6 +44,7 @@ export interface MachineSnapshot {
     readonly levels: number;
     readonly caps: IommuCaps;
     readonly isolatedMsi: boolean;
+    readonly hwInfo: IommuHwInfoKind;
     readonly groups: readonly { readonly id: number; readonly devices: readonly string[] }[];
   }[];
   readonly domains: readonly {
@@ -109,6 +111,11 @@ export class Machine {
     }
   }
 
+  /** CONFIG_IOMMUFD_TEST: the test interface and its mock bus are built in. */
+  get iommufdTest(): boolean {
+    return this.config.iommufdTest ?? true;
+  }
+
   /** vfio.enable_unsafe_noiommu_mode as configured at boot. */
   get enableUnsafeNoiommuMode(): boolean {
     return this.config.enableUnsafeNoiommuMode;
@@ -150,6 +157,7 @@ export class Machine {
         levels: unit.levels,
         caps: unit.caps,
         isolatedMsi: unit.isolatedMsi,
+        hwInfo: unit.hwInfo,
         groups: [...unit.groups.values()].map((g) => ({
           id: g.id,
           devices: g.devices.map((d) => d.bdf),

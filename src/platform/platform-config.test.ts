@@ -154,6 +154,17 @@ describe('platform files', () => {
     m.shutdown();
   });
 
+  it('reads hwInfo per IOMMU unit ("none" by default) and prints it back', () => {
+    assert.equal(config(example).iommus[0]?.hwInfo, 'none');
+    const c = config(patched(['iommus', 0, 'hwInfo'], 'intel-vtd'));
+    assert.equal(c.iommus[0]?.hwInfo, 'intel-vtd');
+    const json = platformToJson(c) as { iommus: { hwInfo: string }[] };
+    assert.equal(json.iommus[0]?.hwInfo, 'intel-vtd');
+    const bad = parsePlatform(patched(['iommus', 0, 'hwInfo'], 'amd'));
+    assert.ok(bad instanceof PlatformConfigError);
+    assert.equal(bad.field, 'iommus[0].hwInfo');
+  });
+
   it('rejects a group shared across IOMMUs', () => {
     const json = structuredClone(example) as {
       iommus: unknown[];

@@ -44,6 +44,11 @@ export interface PlatformConfig {
   readonly enableUnsafeNoiommuMode: boolean;
   readonly iommus: readonly IommuUnitConfig[];
   readonly devices: readonly DeviceConfig[];
+  /**
+   * The kernel is built with CONFIG_IOMMUFD_TEST: IOMMU_TEST_CMD and the iommufd_mock bus its
+   * mock devices sit on. Absent means true (docs/decisions.md).
+   */
+  readonly iommufdTest?: boolean;
 }
 
 /** A platform file or config that does not describe a usable machine: every problem found. */
@@ -101,6 +106,7 @@ export function defaultPlatform(): PlatformConfig {
         levels: 4,
         caps: { dirtyTracking: false, cacheCoherent: true },
         isolatedMsi: true,
+        hwInfo: 'none',
         reservedRegions: [X86_MSI_REGION],
       },
     ],
@@ -239,6 +245,7 @@ export function platformToJson(config: PlatformConfig): unknown {
     version: 1,
     memory: hex(config.memorySize),
     enableUnsafeNoiommuMode: config.enableUnsafeNoiommuMode,
+    ...(config.iommufdTest === undefined ? {} : { iommufdTest: config.iommufdTest }),
     iommus: config.iommus.map((u) => ({
       name: u.name,
       pageSizes: PAGE_SIZE_NAMES.filter(([, size]) => (u.pgsizeBitmap & size) !== 0n).map(
@@ -249,6 +256,7 @@ export function platformToJson(config: PlatformConfig): unknown {
       dirtyTracking: u.caps.dirtyTracking,
       cacheCoherent: u.caps.cacheCoherent,
       isolatedMsi: u.isolatedMsi,
+      hwInfo: u.hwInfo,
       reservedRegions: regions(u.reservedRegions),
     })),
     devices: config.devices.map((d) => ({
@@ -290,6 +298,7 @@ function toIommu(unit: IommuUnitFile): IommuUnitConfig {
       cacheCoherent: unit.cacheCoherent ?? true,
     },
     isolatedMsi: unit.isolatedMsi ?? true,
+    hwInfo: unit.hwInfo ?? 'none',
     reservedRegions: unit.reservedRegions ?? [X86_MSI_REGION],
   };
 }
@@ -310,6 +319,7 @@ function toConfig(file: PlatformFile): PlatformConfig {
   return {
     memorySize: file.memory ?? 4n * SZ_1G,
     enableUnsafeNoiommuMode: file.enableUnsafeNoiommuMode ?? false,
+    ...(file.iommufdTest === undefined ? {} : { iommufdTest: file.iommufdTest }),
     iommus: (file.iommus ?? []).map(toIommu),
     devices: (file.devices ?? []).map(toDevice),
   };

@@ -124,6 +124,10 @@ const iommuUnit = z.strictObject({
   isolatedMsi: boolean()
     .optional()
     .meta({ description: 'interrupt remapping: MSIs are isolated (default true)' }),
+  hwInfo: z
+    .enum(['none', 'intel-vtd'], expected('expected "none" or "intel-vtd"'))
+    .optional()
+    .meta({ description: 'what IOMMU_GET_HW_INFO reports (default "none")' }),
   reservedRegions: z
     .array(reservedRegion, expected('expected an array'))
     .optional()
@@ -173,6 +177,9 @@ export const platformFileSchema = z
       version: z.literal(1, expected('only version 1 is known')).optional(),
       memory: u64.optional().meta({ description: 'bytes of RAM (default 4GiB)' }),
       enableUnsafeNoiommuMode: boolean().optional(),
+      iommufdTest: boolean()
+        .optional()
+        .meta({ description: 'the kernel has CONFIG_IOMMUFD_TEST (default true)' }),
       iommus: z.array(iommuUnit, expected('expected an array')).optional(),
       devices: z.array(device, expected('expected an array')).optional(),
     },

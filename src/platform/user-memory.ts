@@ -15,6 +15,11 @@ export interface Vma {
   readonly writable: boolean;
   /** Backing page size: 4096, or 2 MiB / 1 GiB for hugetlbfs and THP-backed memory. */
   readonly pageSize: bigint;
+  /**
+   * A shared mapping of a file: its identity ("major:minor:ino") and the file offset of `start`.
+   * Its pages are the file's, whichever mapping reaches them.
+   */
+  readonly file?: { readonly id: string; readonly offset: bigint };
 }
 
 /** Identifies an address space (an mm). Two tasks share an mm only as threads of one process. */

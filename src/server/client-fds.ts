@@ -10,9 +10,10 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { File } from '../host/file.ts';
 import { runSyscall } from '../host/syscall.ts';
-import type { EventfdRef, FdResolver } from '../host/task.ts';
+import type { EventfdRef, FdResolver, HostFile } from '../host/task.ts';
 import type { EventBus } from '../trace/events.ts';
 import { Errno } from '../uapi/errno.ts';
+import { openHostFile } from './host-file.ts';
 import type { WireCreds } from './protocol.ts';
 
 /** An open file description: one object connection. */
@@ -104,6 +105,8 @@ export class ClientFiles {
         }
       },
       eventfd: (fd: number): EventfdRef | number => this.eventfd(pid, `${dir}${fd}`, fd),
+      hostFile: (fd: number): HostFile | number =>
+        !Number.isInteger(fd) || fd < 0 ? -Errno.EBADF : openHostFile(`${dir}${fd}`),
     };
   }
 

@@ -5,6 +5,7 @@
  */
 import * as nr from './ioctl.ts';
 import * as iommufd from './iommufd.ts';
+import * as iommufdTest from './iommufd-test.ts';
 import type { FieldTable, StructSpec } from './struct.ts';
 import * as vfio from './vfio.ts';
 
@@ -111,6 +112,8 @@ export const IOMMUFD = {
     nr.IOMMU_IOAS_NOIOMMU_GET_PA,
     iommufd.iommuIoasNoiommuGetPa,
   ),
+  /** CONFIG_IOMMUFD_TEST's command (iommufd_test.h); its union is decoded per op. */
+  TEST_CMD: withStruct('IOMMU_TEST_CMD', nr.IOMMU_TEST_CMD, iommufdTest.iommuTestCmd),
 } as const;
 
 /** The type1 container ioctls (include/uapi/linux/vfio.h), as an iommufd answers them. */

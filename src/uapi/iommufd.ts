@@ -142,8 +142,11 @@ export const iommuHwptAlloc = defineStruct('iommu_hwpt_alloc', 48, '__reserved',
 
 export const IOMMU_HW_INFO_FLAG_INPUT_TYPE = 1 << 0;
 export const IOMMU_HW_INFO_TYPE_NONE = 0;
+/** With IOMMU_HW_INFO_FLAG_INPUT_TYPE: the driver's own type. */
+export const IOMMU_HW_INFO_TYPE_DEFAULT = 0;
 export const IOMMU_HW_INFO_TYPE_INTEL_VTD = 1;
 export const IOMMU_HW_CAP_DIRTY_TRACKING = 1n << 0n;
+export const IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED = 1n << 3n;
 
 export const iommuHwInfo = defineStruct('iommu_hw_info', 40, '__reserved2', {
   size: { offset: 0, type: 'u32' },

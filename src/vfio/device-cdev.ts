@@ -266,6 +266,7 @@ export const vfioCdevFops: FileOperations = {
       df.ictx!.file!.put();
       df.ictx = undefined;
     }
-    df.device.registration.dec();
+    // vfio_device_put_registration(): the last reference lets a waiting unbind go on.
+    if (df.device.registration.decAndTest()) df.device.released?.();
   },
 };

@@ -44,6 +44,8 @@ export function pciCoreOpen(device: VfioDevice): void {
 /** vfio_pci_core_disable(): interrupts torn down, device disabled and reset. */
 export function pciCoreClose(device: VfioDevice): void {
   disableIrqs(device);
+  device.irq.errTrigger?.release();
+  device.irq.errTrigger = undefined;
   device.irq.reqTrigger?.release();
   device.irq.reqTrigger = undefined;
   device.pci.setIrqSink(undefined);
@@ -84,6 +86,7 @@ function irqCount(device: VfioDevice, index: number): number {
       return device.pci.configRead(0x3d, 1) !== 0 ? 1 : 0;
     case v.VFIO_PCI_MSI_IRQ_INDEX:
       return device.pci.msiOffset !== undefined ? 1 : 0;
+    case v.VFIO_PCI_ERR_IRQ_INDEX:
     case v.VFIO_PCI_REQ_IRQ_INDEX:
       return 1;
     default:
@@ -148,12 +151,12 @@ function getIrqInfo(device: VfioDevice, task: Task, arg: bigint): SyscallResult 
   const info = copyStructMinsz(task, arg, spec);
   if (info === undefined) return -Errno.EFAULT;
   if (info.argsz < spec.minSize || info.index >= v.VFIO_PCI_NUM_IRQS) return -Errno.EINVAL;
-  // ERR exists only for PCI Express devices; edu is conventional PCI.
-  if (info.index === v.VFIO_PCI_ERR_IRQ_INDEX) return -Errno.EINVAL;
+  // Every index exists, ERR too (7.3 dropped its PCI Express check). All but INTx are NORESIZE:
+  // no emulated device has MSI-X, so there is no dynamic MSI-X to leave it off for.
   let flags = v.VFIO_IRQ_INFO_EVENTFD;
   if (info.index === v.VFIO_PCI_INTX_IRQ_INDEX)
     flags |= v.VFIO_IRQ_INFO_MASKABLE | v.VFIO_IRQ_INFO_AUTOMASKED;
-  else if (info.index !== v.VFIO_PCI_REQ_IRQ_INDEX) flags |= v.VFIO_IRQ_INFO_NORESIZE;
+  else flags |= v.VFIO_IRQ_INFO_NORESIZE;
   const out = encodeStruct(spec, {
     argsz: info.argsz,
     flags,
@@ -219,6 +222,8 @@ function irqHandler(index: number, action: number): IrqHandler | undefined {
     case v.VFIO_PCI_MSI_IRQ_INDEX:
       // No masking support is exported for MSI.
       return action === v.VFIO_IRQ_SET_ACTION_TRIGGER ? setMsiTrigger : undefined;
+    case v.VFIO_PCI_ERR_IRQ_INDEX:
+      return action === v.VFIO_IRQ_SET_ACTION_TRIGGER ? setErrTrigger : undefined;
     case v.VFIO_PCI_REQ_IRQ_INDEX:
       return action === v.VFIO_IRQ_SET_ACTION_TRIGGER ? setReqTrigger : undefined;
     default:
@@ -313,27 +318,45 @@ function setMsiTrigger(device: VfioDevice, task: Task, args: IrqSetArgs): Syscal
   return 0;
 }
 
-/** vfio_pci_set_req_trigger() + vfio_pci_set_ctx_trigger_single(). */
-function setReqTrigger(device: VfioDevice, task: Task, args: IrqSetArgs): SyscallResult {
+type CtxTrigger = 'errTrigger' | 'reqTrigger';
+
+/** vfio_pci_set_ctx_trigger_single(): one eventfd slot of the ERR or REQ index. */
+function setCtxTriggerSingle(
+  device: VfioDevice,
+  slot: CtxTrigger,
+  task: Task,
+  args: IrqSetArgs,
+): SyscallResult {
   const irq = device.irq;
   if (args.start !== 0 || args.count > 1) return -Errno.EINVAL;
   if (args.flags & v.VFIO_IRQ_SET_DATA_EVENTFD) {
     if (args.count === 0) return -Errno.EINVAL;
     const trigger = eventfdArg(task, args);
     if (typeof trigger === 'number') return trigger;
-    irq.reqTrigger?.release();
-    irq.reqTrigger = trigger;
+    irq[slot]?.release();
+    irq[slot] = trigger;
     return 0;
   }
   // DATA_NONE / DATA_BOOL: loopback with count 1, tear down with count 0; nothing set is EINVAL.
-  if (irq.reqTrigger === undefined) return -Errno.EINVAL;
+  const current = irq[slot];
+  if (current === undefined) return -Errno.EINVAL;
   if (args.count === 0) {
-    irq.reqTrigger.release();
-    irq.reqTrigger = undefined;
+    current.release();
+    irq[slot] = undefined;
   } else if (firstBool(args)) {
-    irq.reqTrigger.signal();
+    current.signal();
   }
   return 0;
+}
+
+/** vfio_pci_set_err_trigger(). */
+function setErrTrigger(device: VfioDevice, task: Task, args: IrqSetArgs): SyscallResult {
+  return setCtxTriggerSingle(device, 'errTrigger', task, args);
+}
+
+/** vfio_pci_set_req_trigger(). */
+function setReqTrigger(device: VfioDevice, task: Task, args: IrqSetArgs): SyscallResult {
+  return setCtxTriggerSingle(device, 'reqTrigger', task, args);
 }
 
 interface PciCoreIoctlOp {
@@ -368,6 +391,29 @@ export function pciCoreIoctl(
   const op = pciCoreIoctlOpsByCmd.get(cmd);
   if (op === undefined) return -Errno.ENOTTY;
   return op.handler(device, task, arg);
+}
+
+/**
+ * vfio_pci_core_request(): an unbind asks the user to release the device, the `count`-th time
+ * (0 first, then every 10 s): the REQ eventfd is signalled, with a notice every tenth time; with
+ * none registered the first request says the unbind waits for the user.
+ */
+export function pciCoreRequest(
+  device: VfioDevice,
+  count: number,
+  log: (level: 'info' | 'warn', line: string) => void,
+): void {
+  const trigger = device.irq.reqTrigger;
+  if (trigger !== undefined) {
+    if (count % 10 === 0)
+      log('info', `vfio-pci ${device.pci.bdf}: Relaying device request to user (#${count})`);
+    trigger.signal();
+  } else if (count === 0) {
+    log(
+      'warn',
+      `vfio-pci ${device.pci.bdf}: No device request channel registered, blocked until released by user`,
+    );
+  }
 }
 
 /** Splits an access into naturally aligned 8/4/2/1-byte pieces, like vfio_pci_core_do_io_rw. */

@@ -6,7 +6,7 @@
  */
 
 import type { DevFs } from '../host/devfs.ts';
-import { S_IFCHR } from '../host/file.ts';
+import { type BlockedCall, S_IFCHR } from '../host/file.ts';
 import type { SysFs } from '../host/sysfs.ts';
 import type { EventfdRef } from '../host/task.ts';
 import { type Device, type IommuSubsystem, iommuGroupDmaOwnerClaimed } from '../iommu/iommu.ts';
@@ -17,9 +17,12 @@ import type { EventBus } from '../trace/events.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import { openVfioCdev } from './device-cdev.ts';
 import { openVfioGroup, VFIO_GROUP_MAJOR, VfioGroup } from './group.ts';
+import { pciCoreRequest } from './pci-core.ts';
 
 /** The char major of vfio-dev cdevs (dynamically allocated in Linux; fixed here). */
 export const VFIO_DEV_MAJOR = 236;
+/** How often a waiting unbind signals the device's REQ interrupt again (HZ * 10). */
+const REQUEST_INTERVAL_MS = 10_000;
 /** TAINT_USER: the kernel is tainted by a userspace action (no-IOMMU mode). */
 export const TAINT_USER = 6;
 
@@ -42,6 +45,8 @@ export interface VfioIrqState {
   intxTrigger: EventfdRef | undefined;
   intxMasked: boolean;
   msiTrigger: EventfdRef | undefined;
+  /** The ERR index's eventfd (every device has one since the ERR index lost its PCIe check). */
+  errTrigger: EventfdRef | undefined;
   reqTrigger: EventfdRef | undefined;
 }
 
@@ -63,6 +68,10 @@ export class VfioDevice {
   readonly registration = new Refcount(1, () => `${this.name} registration`);
   /** device->open_count: opens through a bound cdev fd (only one is allowed). */
   readonly openCount = new Counter(() => `${this.name} open count`);
+  /** An unbind waiting for the open cdev files to close; settles with its result. */
+  unbinding: Promise<SyscallResult> | undefined;
+  /** Completes a waiting unbind when the last registration reference goes (device->comp). */
+  released: (() => void) | undefined;
   iommufdDevice: IommufdDevice | undefined;
   iommufdAttached = false;
   readonly irq: VfioIrqState = {
@@ -70,6 +79,7 @@ export class VfioDevice {
     intxTrigger: undefined,
     intxMasked: false,
     msiTrigger: undefined,
+    errTrigger: undefined,
     reqTrigger: undefined,
   };
 
@@ -98,6 +108,8 @@ export class VfioSubsystem {
   /** Groups with at least one registered device, by iommu_group id. */
   readonly groups = new Map<number, VfioGroup>();
   private readonly env: VfioEnv;
+  /** The 10 s REQ reminders of unbinds waiting for their device's users. */
+  private readonly requestTimers = new Set<ReturnType<typeof setInterval>>();
 
   constructor(env: VfioEnv, enableUnsafeNoiommuMode: boolean) {
     this.env = env;
@@ -234,18 +246,54 @@ export class VfioSubsystem {
     return out;
   }
 
-  /** vfio_unregister_group_dev(): refused while a cdev or group fd has the device open. */
-  unregisterDevice(bdf: string): SyscallResult {
+  /**
+   * vfio_unregister_group_dev(). The cdev node goes at once (vfio_device_del: no new opens) and
+   * the registration's own reference is dropped; while cdev files still hold the device, the
+   * unbind waits for the last to close, asking the user to let go through the REQ interrupt now
+   * and every 10 s (vfio_pci_core_request). The writer blocks meanwhile, and a second unbind of
+   * the device waits with it (docs/decisions.md 11). An open legacy group node still refuses it
+   * (EBUSY).
+   */
+  unregisterDevice(bdf: string): SyscallResult | BlockedCall {
     const vdev = this.devices.get(bdf);
     if (vdev === undefined) return -Errno.ENODEV;
+    if (vdev.unbinding !== undefined) return { blocked: vdev.unbinding };
     if (vdev.group.openedFile !== undefined) return -Errno.EBUSY;
-    // Only the registration's own reference may be left: no cdev file is open.
-    if (!vdev.registration.decIfOne()) return -Errno.EBUSY;
-    this.removeFromGroup(vdev);
-    this.devices.delete(bdf);
     this.env.devfs.remove(vdev.cdevPath);
     this.env.sysfs.removeTree(`/sys/devices/pci0000:00/${bdf}/vfio-dev`);
     this.env.sysfs.remove(`/sys/class/vfio-dev/${vdev.name}`);
-    return 0;
+    // vfio_device_put_registration(): the last reference completes at once.
+    if (vdev.registration.decAndTest()) {
+      this.finishUnregister(vdev);
+      return 0;
+    }
+    const log = (level: 'info' | 'warn', line: string): void => this.env.events.log(level, line);
+    let count = 0;
+    pciCoreRequest(vdev, count++, log);
+    const timer = setInterval(() => pciCoreRequest(vdev, count++, log), REQUEST_INTERVAL_MS);
+    timer.unref();
+    this.requestTimers.add(timer);
+    vdev.unbinding = new Promise((resolve) => {
+      vdev.released = () => {
+        clearInterval(timer);
+        this.requestTimers.delete(timer);
+        vdev.released = undefined;
+        this.finishUnregister(vdev);
+        resolve(0);
+      };
+    });
+    return { blocked: vdev.unbinding };
+  }
+
+  /** The rest of the unbind, once nothing holds the device. */
+  private finishUnregister(vdev: VfioDevice): void {
+    this.removeFromGroup(vdev);
+    this.devices.delete(vdev.pci.bdf);
+  }
+
+  /** Stops the REQ reminders of unbinds still waiting (the kernel is going away). */
+  shutdown(): void {
+    for (const timer of this.requestTimers) clearInterval(timer);
+    this.requestTimers.clear();
   }
 }

@@ -303,16 +303,83 @@ describe('legacy group nodes', () => {
 });
 
 describe('review fixes', () => {
-  it('an open cdev, even unbound, keeps the device from being unbound', () => {
+  it('an unbind waits for an open cdev, even an unbound one, to close', async () => {
     const emu = createEmulator();
+    const warnings: string[] = [];
+    emu.kernel.events.subscribe((e) => {
+      if (e.kind === 'log' && e.level === 'warn') warnings.push(e.message);
+    });
     const proc = emu.spawn();
     const devfd = open(proc, '/dev/vfio/devices/vfio0');
     const unbind = proc.open('/sys/bus/pci/drivers/vfio-pci/unbind', 1);
-    assert.equal(proc.pwrite(unbind, new TextEncoder().encode('0000:00:04.0\n'), 0n), -Errno.EBUSY);
-    proc.close(devfd);
-    assert.equal(proc.pwrite(unbind, new TextEncoder().encode('0000:00:04.0\n'), 0n), 13);
+    let returned: number | undefined;
+    const writing = proc
+      .pwriteBlocking(unbind, new TextEncoder().encode('0000:00:04.0\n'), 0n)
+      .then((n) => {
+        returned = n;
+      });
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(returned, undefined, 'the writer is blocked');
+    assert.deepEqual(warnings, [
+      'vfio-pci 0000:00:04.0: No device request channel registered, blocked until released by user',
+    ]);
+    // The node is gone at once; the open fd keeps working.
     assert.equal(proc.open('/dev/vfio/devices/vfio0'), -Errno.ENOENT);
+    assert.throws(() => proc.pwrite(unbind, new TextEncoder().encode('0000:00:04.0\n'), 0n));
+    proc.close(devfd);
+    await writing;
+    assert.equal(returned, 13);
+    assert.equal(
+      proc.pwrite(unbind, new TextEncoder().encode('0000:00:04.0\n'), 0n),
+      -Errno.ENODEV,
+    );
     proc.exit();
+    emu.kernel.shutdown();
+  });
+
+  it('a waiting unbind signals the REQ eventfd; a second unbind waits with it', async () => {
+    const emu = createEmulator();
+    const proc = emu.spawn();
+    const devfd = open(proc, '/dev/vfio/devices/vfio1');
+    const iommufd = open(proc, '/dev/iommu');
+    assert.equal(
+      proc.ioctlStruct(devfd, ioctl.VFIO_DEVICE_BIND_IOMMUFD, v.vfioDeviceBindIommufd, { iommufd })
+        .ret,
+      0,
+    );
+    const efd = proc.eventfd();
+    // struct vfio_irq_set for REQ with one eventfd after the 20-byte header.
+    const set = new Uint8Array(24);
+    const view = new DataView(set.buffer);
+    view.setUint32(0, 24, true);
+    view.setUint32(4, v.VFIO_IRQ_SET_DATA_EVENTFD | v.VFIO_IRQ_SET_ACTION_TRIGGER, true);
+    view.setUint32(8, v.VFIO_PCI_REQ_IRQ_INDEX, true);
+    view.setUint32(16, 1, true);
+    view.setInt32(20, efd, true);
+    const va = proc.scratchArea();
+    proc.memory.write(va, set);
+    assert.equal(proc.ioctl(devfd, ioctl.VFIO_DEVICE_SET_IRQS, va), 0);
+    assert.equal(proc.eventfdRead(efd), 0n);
+
+    const unbind = proc.open('/sys/bus/pci/drivers/vfio-pci/unbind', 1);
+    const text = new TextEncoder().encode('0000:00:05.0\n');
+    const results: number[] = [];
+    const first = proc.pwriteBlocking(unbind, text, 0n).then((n) => results.push(n));
+    assert.equal(proc.eventfdRead(efd), 1n, 'the user is asked to release the device');
+    const second = proc.pwriteBlocking(unbind, text, 0n).then((n) => results.push(n));
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(results, []);
+    // The device still works for its user until it lets go.
+    const info = proc.ioctlStruct(devfd, ioctl.VFIO_DEVICE_GET_INFO, v.vfioDeviceInfo, {});
+    assert.equal(info.ret, 0);
+    proc.close(devfd);
+    await Promise.all([first, second]);
+    assert.deepEqual(results, [13, 13]);
+    assert.equal(emu.kernel.vfio.devices.has('0000:00:05.0'), false);
+    proc.close(iommufd);
+    proc.exit();
+    assert.deepEqual(emu.kernel.leaks(), []);
+    emu.kernel.shutdown();
   });
 
   it('SET_IRQS MSI with an eventfd block of zero vectors: ERANGE when MSI is off', () => {

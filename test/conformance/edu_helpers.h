@@ -28,7 +28,13 @@
 #define NOIOMMU_CDEV "/dev/vfio/devices/noiommu-vfio2"	/* 0000:00:06.0, no IOMMU */
 #define EDU0_BDF "0000:00:04.0"
 #define EDU1_BDF "0000:00:05.0"
+/*
+ * The Linux lane (docs/linux-lane.md) moves the no-IOMMU edu behind a root port of its own (QEMU
+ * can only bypass the IOMMU per host bridge) and builds with -DNOIOMMU_BDF=... to match.
+ */
+#ifndef NOIOMMU_BDF
 #define NOIOMMU_BDF "0000:00:06.0"
+#endif
 
 /* The x86 MSI window every device behind dmar0 reserves, and dmar0's 48-bit aperture. */
 #define MSI_START 0xfee00000ULL

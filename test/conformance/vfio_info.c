@@ -121,12 +121,14 @@ TEST(get_irq_info)
 	CHECK_OK(vfio_irq_info(dev, VFIO_PCI_MSIX_IRQ_INDEX, &ii));
 	CHECK_EQ(ii.count, 0);
 	CHECK_EQ(ii.flags, VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE);
-	/* ERR exists only for PCI Express devices. */
-	CHECK_ERRNO(EINVAL, vfio_irq_info(dev, VFIO_PCI_ERR_IRQ_INDEX, &ii));
-	/* REQ: one, EVENTFD only. */
+	/* ERR: one for every device since 7.3 (older kernels: PCI Express only). */
+	CHECK_OK(vfio_irq_info(dev, VFIO_PCI_ERR_IRQ_INDEX, &ii));
+	CHECK_EQ(ii.count, 1);
+	CHECK_EQ(ii.flags, VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE);
+	/* REQ: one, EVENTFD|NORESIZE like every index but INTx. */
 	CHECK_OK(vfio_irq_info(dev, VFIO_PCI_REQ_IRQ_INDEX, &ii));
 	CHECK_EQ(ii.count, 1);
-	CHECK_EQ(ii.flags, VFIO_IRQ_INFO_EVENTFD);
+	CHECK_EQ(ii.flags, VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE);
 	/* No index 5; argsz below 16. */
 	CHECK_ERRNO(EINVAL, vfio_irq_info(dev, 5, &ii));
 	memset(&ii, 0, sizeof(ii));

@@ -2,9 +2,19 @@
  * WRITE: write(2) at the file position or pwrite(2) at the request's. And the bytes a program
  * writes straight to an object connection, past the shim (glibc's stdio).
  */
+import type { BlockedCall } from '../../host/file.ts';
 import type { Task } from '../../host/task.ts';
 import { Errno, errnoName } from '../../uapi/errno.ts';
-import { checkResult, guarded, liveObject, type ServerState, taskOf, trace } from '../call.ts';
+import {
+  checkResult,
+  guarded,
+  liveObject,
+  reportBug,
+  type ServerState,
+  taskOf,
+  trace,
+} from '../call.ts';
+import type { OpenObject } from '../client-fds.ts';
 import { NO_MEMORY } from '../client-memory.ts';
 import type { Connection } from '../connection.ts';
 import { describeIo, fdLabel, requestFd } from '../describe.ts';
@@ -18,19 +28,42 @@ export function write(s: ServerState, conn: Connection, req: Request): void {
   const pos = position(object, req);
   const { file } = object;
   const what = `write on ${object.path}`;
-  let ret: number;
   const { fops } = file;
   const write = fops.write;
-  if (pos === undefined) ret = -Errno.EINVAL;
-  else if (write === undefined) ret = -Errno.EINVAL;
-  else {
+  let n: unknown = -Errno.EINVAL;
+  if (pos !== undefined && write !== undefined) {
     const { memory, done } = s.memories.forCall(req.creds);
     const task = taskOf(s, req.creds, memory);
-    const n = guarded(s, what, req.creds, () => write.call(fops, file, task, data, pos));
+    n = guarded(s, what, req.creds, () => write.call(fops, file, task, data, pos));
     done();
-    ret = checkResult(s, what, n, data.byteLength);
-    if (ret > 0 && (req.flags & ReqFlag.POSITIONAL) === 0) object.pos += BigInt(ret);
   }
+  // A blocked write (an unbind waiting for the device's users) is answered when it returns;
+  // this thread's connection waits, every other one is served meanwhile.
+  if (isBlocked(n)) {
+    n.blocked.then(
+      (r: number) => writeDone(s, conn, req, object, pos, r),
+      (err: unknown) => {
+        reportBug(s, what, err);
+        writeDone(s, conn, req, object, pos, -Errno.EIO);
+      },
+    );
+    return;
+  }
+  writeDone(s, conn, req, object, pos, n);
+}
+
+function writeDone(
+  s: ServerState,
+  conn: Connection,
+  req: Request,
+  object: OpenObject,
+  pos: bigint | undefined,
+  n: unknown,
+): void {
+  const data = req.payload;
+  const { file } = object;
+  const ret = checkResult(s, `write on ${object.path}`, n, data.byteLength);
+  if (ret > 0 && (req.flags & ReqFlag.POSITIONAL) === 0) object.pos += BigInt(ret);
   if (s.kernel.events.active) {
     const positional = (req.flags & ReqFlag.POSITIONAL) !== 0;
     const label = fdLabel(requestFd(req.a0), object.path);
@@ -69,7 +102,11 @@ export function rawWrite(s: ServerState, conn: Connection, chunk: Uint8Array): v
       memory: NO_MEMORY,
       fds: s.files.resolver(pid, tid),
     };
-    const n = guarded(s, what, object.creds, () => write.call(fops, file, task, chunk, object.pos));
+    let n: unknown = guarded(s, what, object.creds, () =>
+      write.call(fops, file, task, chunk, object.pos),
+    );
+    // Nobody waits for a write that bypassed the shim: a blocked one finishes on its own.
+    if (isBlocked(n)) n = chunk.byteLength;
     ret = checkResult(s, what, n, chunk.byteLength);
     if (ret > 0) object.pos += BigInt(ret);
   }
@@ -84,4 +121,8 @@ export function rawWrite(s: ServerState, conn: Connection, chunk: Uint8Array): v
     const detail = describeIo(label, file, chunk.byteLength, undefined, chunk, ret);
     trace(s, object.creds, 'write', detail, ret);
   }
+}
+
+function isBlocked(value: unknown): value is BlockedCall {
+  return typeof value === 'object' && value !== null && 'blocked' in value;
 }

@@ -1,0 +1,254 @@
+/**
+ * The test interface's mock IOMMU driver and its devices (the driver half of
+ * drivers/iommu/iommufd/selftest.c, CONFIG_IOMMUFD_TEST): devices named iommufd_mockN on their
+ * own bus, each in a group of its own, behind one mock IOMMU whose paging domains map 2 KiB pages
+ * inside [MOCK_APERTURE_START, MOCK_APERTURE_LAST] and keep a dirty bit per page.
+ *
+ * A mock domain is a table of 2 KiB entries (the kernel's keeps them in an xarray, later in a
+ * generic page table); no device DMAs through it, so it needs no page-table memory.
+ */
+import { shouldFail } from '../fault/fault.ts';
+import { Errno, type SyscallResult } from '../uapi/errno.ts';
+import {
+  IOMMU_HW_INFO_TYPE_DEFAULT,
+  IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
+  IOMMU_HWPT_ALLOC_NEST_PARENT,
+  IOMMU_HWPT_ALLOC_PASID,
+} from '../uapi/iommufd.ts';
+import {
+  IOMMU_HW_INFO_SELFTEST_REGVAL,
+  IOMMU_HW_INFO_TYPE_SELFTEST,
+  IOMMU_TEST_DEV_CACHE_DEFAULT,
+  iommuTestHwInfo,
+  MOCK_APERTURE_LAST,
+  MOCK_APERTURE_START,
+  MOCK_DEV_CACHE_NUM,
+  MOCK_FLAGS_DEVICE_NO_DIRTY,
+  MOCK_FLAGS_DEVICE_PASID,
+  MOCK_PAGE_SIZE,
+  MOCK_PASID_WIDTH,
+} from '../uapi/iommufd-test.ts';
+import { writeFields } from '../uapi/struct.ts';
+import {
+  Device,
+  type IommuCap,
+  type IommuDirtyOps,
+  type IommuDomain,
+  type IommuGroup,
+  type IommuOps,
+  type IommuPages,
+  type IommuProt,
+  type IommuSubsystem,
+} from './iommu.ts';
+
+/** One 2 KiB IOPTE of a mock domain. */
+interface MockPte {
+  readonly pa: bigint;
+  readonly prot: IommuProt;
+  dirty: boolean;
+}
+
+/** struct mock_iommu_domain. */
+export class MockDomain implements IommuDomain {
+  readonly owner: IommuOps = mockIommuOps;
+  readonly pgsizeBitmap = MOCK_PAGE_SIZE;
+  readonly aperture = { start: MOCK_APERTURE_START, last: MOCK_APERTURE_LAST };
+  readonly dirtyOps: IommuDirtyOps | undefined;
+  /** MOCK_DIRTY_TRACK: set by SET_DIRTY_TRACKING. */
+  dirtyTracking = false;
+  /** IOPTEs by IOVA / MOCK_PAGE_SIZE. */
+  private readonly ptes = new Map<bigint, MockPte>();
+
+  constructor(withDirtyOps: boolean) {
+    this.dirtyOps = withDirtyOps ? mockDirtyOps(this) : undefined;
+  }
+
+  /** map_pages(): one entry per 2 KiB; the test interface's own injection point (ENOENT). */
+  map(iova: bigint, pa: bigint, size: bigint, prot: IommuProt): SyscallResult {
+    if (iova % MOCK_PAGE_SIZE || size % MOCK_PAGE_SIZE || pa % MOCK_PAGE_SIZE)
+      throw new Error(`mock map of ${iova}+${size} is not 2 KiB aligned`);
+    if (shouldFail('kmalloc')) return -Errno.ENOENT;
+    for (let off = 0n; off < size; off += MOCK_PAGE_SIZE) {
+      const index = (iova + off) / MOCK_PAGE_SIZE;
+      if (this.ptes.has(index)) throw new Error(`mock map over a present IOPTE at ${iova + off}`);
+      this.ptes.set(index, { pa: pa + off, prot, dirty: false });
+    }
+    return 0;
+  }
+
+  unmap(iova: bigint, size: bigint): bigint {
+    for (let off = 0n; off < size; off += MOCK_PAGE_SIZE)
+      this.ptes.delete((iova + off) / MOCK_PAGE_SIZE);
+    return size;
+  }
+
+  iovaToPhys(iova: bigint): bigint | undefined {
+    const pte = this.ptes.get(iova / MOCK_PAGE_SIZE);
+    return pte === undefined ? undefined : pte.pa + (iova % MOCK_PAGE_SIZE);
+  }
+
+  /** The IOPTE of the 2 KiB page at `iova`, for the test ops. */
+  pte(iova: bigint): MockPte | undefined {
+    return this.ptes.get(iova / MOCK_PAGE_SIZE);
+  }
+
+  get mappedPages(): number {
+    return this.ptes.size;
+  }
+
+  free(): void {
+    if (this.ptes.size !== 0) throw new Error(`mock domain freed with ${this.ptes.size} IOPTEs`);
+  }
+}
+
+function mockDirtyOps(domain: MockDomain): IommuDirtyOps {
+  return {
+    setDirtyTracking(enable: boolean): SyscallResult {
+      domain.dirtyTracking = enable;
+      return 0;
+    },
+    readAndClearDirty(iova, size, noClear, record): SyscallResult {
+      if (!domain.dirtyTracking && record !== undefined) return -Errno.EINVAL;
+      for (let cur = iova; cur < iova + size; cur += MOCK_PAGE_SIZE) {
+        const pte = domain.pte(cur);
+        if (pte === undefined || !pte.dirty) continue;
+        if (!noClear) pte.dirty = false;
+        record?.(cur, MOCK_PAGE_SIZE);
+      }
+      return 0;
+    },
+  };
+}
+
+/** struct mock_dev: a device on the mock bus with its flags and a cache userspace can check. */
+export class MockDevice extends Device {
+  readonly flags: number;
+
+  constructor(name: string, flags: number, group: IommuGroup, pages: IommuPages) {
+    super(name, undefined, { ops: mockIommuOps, unit: undefined }, group, pages);
+    this.flags = flags;
+  }
+  /** mdev->cache[]: what DEV_CHECK_CACHE reads; vIOMMU invalidations would clear entries. */
+  readonly cache: number[] = new Array(MOCK_DEV_CACHE_NUM).fill(IOMMU_TEST_DEV_CACHE_DEFAULT);
+
+  /** The pasid-num-bits property: 20 for a PASID-capable device. */
+  get pasidNumBits(): number {
+    return this.flags & MOCK_FLAGS_DEVICE_PASID ? MOCK_PASID_WIDTH : 0;
+  }
+}
+
+function mockDevOf(dev: Device): MockDevice {
+  if (!(dev instanceof MockDevice)) throw new Error(`${dev.name} is not a mock device`);
+  return dev;
+}
+
+/** struct iommu_ops mock_ops. */
+export const mockIommuOps: IommuOps = {
+  name: 'mock-iommu',
+
+  /** mock_domain_alloc_paging_flags(). */
+  domainAllocPaging(dev: Device, flags: number, hasUserData: boolean): IommuDomain | number {
+    const mdev = mockDevOf(dev);
+    const dirty = (flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING) !== 0;
+    const valid =
+      IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_ALLOC_DIRTY_TRACKING | IOMMU_HWPT_ALLOC_PASID;
+    if (flags & ~valid) return -Errno.EOPNOTSUPP;
+    if (hasUserData) return -Errno.EOPNOTSUPP;
+    if (dirty && mdev.flags & MOCK_FLAGS_DEVICE_NO_DIRTY) return -Errno.EOPNOTSUPP;
+    if (shouldFail('domain-alloc')) return -Errno.ENOMEM;
+    return new MockDomain(dirty);
+  },
+
+  capable(dev: Device, cap: IommuCap): boolean {
+    switch (cap) {
+      case 'cache-coherency':
+        return true;
+      case 'enforce-cache-coherency':
+        return false;
+      case 'dirty-tracking':
+        return (mockDevOf(dev).flags & MOCK_FLAGS_DEVICE_NO_DIRTY) === 0;
+      case 'pci-ats-supported':
+        // A mock device is no PCI device: no ATS.
+        return false;
+    }
+  },
+
+  /** mock_domain_hw_info(): struct iommu_test_hw_info with the magic register value. */
+  hwInfo(
+    _dev: Device,
+    type: number,
+  ): { readonly type: number; readonly data: Uint8Array } | number {
+    if (type !== IOMMU_HW_INFO_TYPE_DEFAULT && type !== IOMMU_HW_INFO_TYPE_SELFTEST)
+      return -Errno.EOPNOTSUPP;
+    const data = new Uint8Array(iommuTestHwInfo.size);
+    writeFields(iommuTestHwInfo, data, { flags: 0, test_reg: IOMMU_HW_INFO_SELFTEST_REGVAL });
+    return { type: IOMMU_HW_INFO_TYPE_SELFTEST, data };
+  },
+
+  pasidBits(dev: Device): number {
+    return mockDevOf(dev).pasidNumBits;
+  },
+
+  /** mock_domain_nop_attach(): a NO_DIRTY device refuses a domain with dirty ops. */
+  attachDev(dev: Device, domain: IommuDomain | undefined): SyscallResult {
+    if (domain?.dirtyOps !== undefined && mockDevOf(dev).flags & MOCK_FLAGS_DEVICE_NO_DIRTY)
+      return -Errno.EINVAL;
+    return 0;
+  },
+};
+
+/** The bus notifier: sysfs follows the devices (the composition root wires it). */
+export interface MockBusNotifier {
+  /** Group ids used by groups the iommu core does not keep (VFIO's no-IOMMU ones). */
+  groupIdTaken(id: number): boolean;
+  added(dev: MockDevice, groupId: number): void;
+  removed(dev: MockDevice, groupId: number): void;
+}
+
+/** dev_flags MOCK_DOMAIN_FLAGS accepts. */
+const MOCK_DEV_VALID_FLAGS = MOCK_FLAGS_DEVICE_NO_DIRTY | MOCK_FLAGS_DEVICE_PASID;
+
+/**
+ * The iommufd_mock bus: mock devices come and go with the test ops. Every device gets a group of
+ * its own (generic_device_group) and the one mock IOMMU.
+ */
+export class MockBus {
+  readonly name = 'iommufd_mock';
+  /** Live mock devices, by name (the bus's device list, for sysfs). */
+  readonly devices = new Map<string, MockDevice>();
+  private readonly iommu: IommuSubsystem;
+  private readonly pages: IommuPages;
+  private readonly notify: MockBusNotifier | undefined;
+  /** mock_dev_num: names count up and are never reused while the kernel runs. */
+  private created = 0;
+
+  constructor(iommu: IommuSubsystem, pages: IommuPages, notify?: MockBusNotifier) {
+    this.iommu = iommu;
+    this.pages = pages;
+    this.notify = notify;
+  }
+
+  /** mock_dev_create(): EINVAL for a flag the driver does not know. */
+  create(flags: number): MockDevice | number {
+    if (flags & ~MOCK_DEV_VALID_FLAGS) return -Errno.EINVAL;
+    if (shouldFail('kmalloc')) return -Errno.ENOMEM;
+    const name = `iommufd_mock${++this.created}`;
+    const group = this.iommu.allocGroup((id) => this.notify?.groupIdTaken(id) ?? false);
+    const dev = new MockDevice(name, flags, group, this.pages);
+    this.devices.set(name, dev);
+    this.notify?.added(dev, group.id);
+    return dev;
+  }
+
+  /** mock_dev_destroy(). */
+  destroy(dev: MockDevice): void {
+    this.devices.delete(dev.name);
+    this.notify?.removed(dev, dev.group!.id);
+    this.iommu.removeDevice(dev);
+  }
+}
+
+/** iommufd_selftest_is_mock_dev(). */
+export function isMockDevice(dev: Device): dev is MockDevice {
+  return dev instanceof MockDevice;
+}

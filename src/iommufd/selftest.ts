@@ -1,0 +1,330 @@
+/**
+ * IOMMU_TEST_CMD, the iommufd half of drivers/iommu/iommufd/selftest.c (CONFIG_IOMMUFD_TEST):
+ * the selftest object that owns a mock device bound to the context and attached to an IOAS or
+ * HWPT, and the ops that let a program look inside iommufd (the mock domain's IOPTEs, the pin
+ * count of its own pages, reserved IOVA, dirty bits, the mock device's cache). The mock IOMMU
+ * driver and bus are src/iommu/mock-driver.ts.
+ *
+ * Not built yet (the op answers EOPNOTSUPP, as an unknown op does): the access objects
+ * (CREATE_ACCESS and the ops on its fd, which need the fd-returning protocol op), TRIGGER_IOPF
+ * and TRIGGER_VEVENT (no fault or vEVENT queues), and the PASID ops.
+ */
+import { fileMm } from '../host/file-memory.ts';
+import { copyFromUser, copyToUser } from '../host/uaccess.ts';
+import { isMockDevice, type MockDevice, MockDomain } from '../iommu/mock-driver.ts';
+import { Errno, type SyscallResult } from '../uapi/errno.ts';
+import { PAGE_SIZE, ULONG_MAX } from '../uapi/iommufd.ts';
+import {
+  IOMMU_TEST_OP_ADD_RESERVED,
+  IOMMU_TEST_OP_DEV_CHECK_CACHE,
+  IOMMU_TEST_OP_DIRTY,
+  IOMMU_TEST_OP_MD_CHECK_IOTLB,
+  IOMMU_TEST_OP_MD_CHECK_MAP,
+  IOMMU_TEST_OP_MD_CHECK_REFS,
+  IOMMU_TEST_OP_MOCK_DOMAIN,
+  IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS,
+  IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE,
+  IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT,
+  IOMMUFD_TEST_MEMORY_LIMIT_MIN,
+  type iommuTestCmd,
+  MOCK_DEV_CACHE_ID_MAX,
+  MOCK_PAGE_SIZE,
+  testAddReserved,
+  testCheckCache,
+  testCheckMap,
+  testCheckRefs,
+  testDirty,
+  testMemoryLimit,
+  testMockDomain,
+  testMockDomainReplace,
+} from '../uapi/iommufd-test.ts';
+import {
+  type Decoded,
+  decodeStruct,
+  type FieldTable,
+  type StructSpec,
+  writeFields,
+} from '../uapi/struct.ts';
+import {
+  type IommufdDevice,
+  iommufdDeviceAttach,
+  iommufdDeviceBind,
+  iommufdDeviceDetach,
+  iommufdDeviceReplace,
+  iommufdDeviceUnbind,
+} from './device.ts';
+import type { HwptPaging } from './hw-pagetable.ts';
+import type { Ioas } from './ioas.ts';
+import type { IommufdCtx, Ucmd } from './main.ts';
+import { IommufdObject } from './object.ts';
+
+/** struct selftest_obj (TYPE_IDEV): the mock device, its binding, and the context it lives in. */
+export class SelftestObj extends IommufdObject {
+  readonly type = 'selftest';
+  readonly mockDev: MockDevice;
+  /** Set once bound and attached: destroy() then detaches and unbinds. */
+  idev: IommufdDevice | undefined;
+
+  constructor(ictx: IommufdCtx, mockDev: MockDevice) {
+    super(ictx);
+    this.mockDev = mockDev;
+  }
+
+  /** iommufd_selftest_destroy(). */
+  destroy(): void {
+    if (this.idev !== undefined) {
+      iommufdDeviceDetach(this.idev);
+      iommufdDeviceUnbind(this.idev);
+      this.idev = undefined;
+    }
+    this.ictx.subsystem.mockBus!.destroy(this.mockDev);
+  }
+
+  describe(): string {
+    return `${super.describe()} ${this.mockDev.name}`;
+  }
+}
+
+type TestUcmd = Ucmd<typeof iommuTestCmd.fields>;
+
+/** The op's union member, decoded from the bytes copied in. */
+function args<F extends FieldTable>(ucmd: TestUcmd, spec: StructSpec<F>): Decoded<F> {
+  return decodeStruct(spec, ucmd.raw);
+}
+
+/** iommufd_ucmd_respond() of the whole struct, with the op's outputs written in. */
+function respond<F extends FieldTable>(
+  ucmd: TestUcmd,
+  spec: StructSpec<F>,
+  out: Decoded<F>,
+): SyscallResult {
+  const bytes = new Uint8Array(ucmd.raw);
+  writeFields(spec, bytes, out);
+  const n = Math.min(ucmd.userSize, spec.size);
+  return copyToUser(ucmd.task, ucmd.ubuffer, bytes.subarray(0, n)) ? 0 : -Errno.EFAULT;
+}
+
+/** iommufd_test_mock_domain(): selftest object, mock device, bind, attach to cmd.id. */
+function mockDomain(ucmd: TestUcmd, withFlags: boolean): SyscallResult {
+  const ictx = ucmd.ictx;
+  const cmd = args(ucmd, testMockDomain);
+  const mdev = ictx.subsystem.mockBus!.create(withFlags ? cmd.dev_flags : 0);
+  // The selftest object is allocated before the device in the kernel; its id is reserved first.
+  if (typeof mdev === 'number') return mdev;
+  const sobj = ictx.allocObject(new SelftestObj(ictx, mdev));
+  if (typeof sobj === 'number') {
+    ictx.subsystem.mockBus!.destroy(mdev);
+    return sobj;
+  }
+  const idev = iommufdDeviceBind(ictx, mdev);
+  if (typeof idev === 'number') {
+    ictx.abortAndDestroy(sobj);
+    return idev;
+  }
+  const ptId = { value: cmd.id };
+  let rc = iommufdDeviceAttach(idev, ptId);
+  if (rc) {
+    iommufdDeviceUnbind(idev);
+    ictx.abortAndDestroy(sobj);
+    return rc;
+  }
+  sobj.idev = idev;
+  cmd.out_hwpt_id = ptId.value;
+  cmd.out_stdev_id = sobj.id;
+  cmd.out_idev_id = idev.id;
+  rc = respond(ucmd, testMockDomain, cmd);
+  if (rc) {
+    ictx.abortAndDestroy(sobj);
+    return rc;
+  }
+  ictx.finalize(sobj);
+  return 0;
+}
+
+/** iommufd_test_mock_domain_replace(): cmd.id is the selftest object. */
+function mockDomainReplace(ucmd: TestUcmd): SyscallResult {
+  const cmd = args(ucmd, testMockDomainReplace);
+  using held = ucmd.ictx.getObjectRef(cmd.id, 'selftest');
+  if (held === undefined) return -Errno.ENOENT;
+  const sobj = held.obj as SelftestObj;
+  const ptId = { value: cmd.pt_id };
+  const rc = iommufdDeviceReplace(sobj.idev!, ptId);
+  if (rc) return rc;
+  cmd.pt_id = ptId.value;
+  return respond(ucmd, testMockDomainReplace, cmd);
+}
+
+/** Reserved IOVA with no owner: it stays until the IOAS is destroyed. */
+const NO_OWNER = null;
+
+/** iommufd_test_add_reserved(). */
+function addReserved(ucmd: TestUcmd): SyscallResult {
+  const cmd = args(ucmd, testAddReserved);
+  using held = ucmd.ictx.getObjectRef(cmd.id, 'ioas');
+  if (held === undefined) return -Errno.ENOENT;
+  const ioas = held.obj as Ioas;
+  const last = (cmd.start + cmd.length - 1n) & ULONG_MAX;
+  // The kernel does not check the range; an empty or wrapped one reserves nothing here.
+  if (last < cmd.start) return 0;
+  return ioas.iopt.reserveIova(cmd.start, last, NO_OWNER);
+}
+
+/** get_md_pagetable(): a paging HWPT whose domain is the mock driver's (else EINVAL). */
+function withMockDomain(
+  ucmd: TestUcmd,
+  id: number,
+  fn: (domain: MockDomain, hwpt: HwptPaging) => SyscallResult,
+): SyscallResult {
+  using held = ucmd.ictx.getObjectRef(id, 'hwpt-paging');
+  if (held === undefined) return -Errno.ENOENT;
+  const hwpt = held.obj as HwptPaging;
+  if (!(hwpt.domain instanceof MockDomain)) return -Errno.EINVAL;
+  return fn(hwpt.domain, hwpt);
+}
+
+/**
+ * The page at `va` of the caller as get_user_pages() sees it: EFAULT for a hole; else its frame
+ * if pinned (undefined if not: no domain can hold it), and whether it is part of a huge page.
+ */
+function userPage(
+  ucmd: TestUcmd,
+  va: bigint,
+): { pfn: bigint | undefined; pins: number; compound: boolean } | number {
+  const mem = ucmd.task.memory;
+  const vma = mem.vma(va);
+  if (vma === undefined) return -Errno.EFAULT;
+  // A shared mapping of a file reaches the file's pages, which MAP_FILE pins by offset.
+  const pinned =
+    vma.file === undefined
+      ? ucmd.ictx.subsystem.ioptEnv.pinner.lookup(mem.mm, va)
+      : ucmd.ictx.subsystem.ioptEnv.pinner.lookup(
+          fileMm(vma.file.id),
+          vma.file.offset + (va - vma.start),
+        );
+  return { pfn: pinned?.pfn, pins: pinned?.pins ?? 0, compound: vma.pageSize > PAGE_SIZE };
+}
+
+/** iommufd_test_md_check_pa(): every 2 KiB IOPTE of the range points at the user's page. */
+function mdCheckMap(ucmd: TestUcmd): SyscallResult {
+  const cmd = args(ucmd, testCheckMap);
+  if (cmd.iova % MOCK_PAGE_SIZE || cmd.length % MOCK_PAGE_SIZE || cmd.uptr % MOCK_PAGE_SIZE)
+    return -Errno.EINVAL;
+  if (cmd.uptr + cmd.length > ULONG_MAX + 1n) return -Errno.EINVAL;
+  return withMockDomain(ucmd, cmd.id, (domain) => {
+    for (let off = 0n; off < cmd.length; off += MOCK_PAGE_SIZE) {
+      const uptr = cmd.uptr + off;
+      const page = userPage(ucmd, uptr - (uptr % PAGE_SIZE));
+      if (typeof page === 'number') return page;
+      const pte = domain.pte(cmd.iova + off);
+      if (pte === undefined || page.pfn === undefined) return -Errno.EINVAL;
+      if (pte.pa !== page.pfn * PAGE_SIZE + (uptr % PAGE_SIZE)) return -Errno.EINVAL;
+    }
+    return 0;
+  });
+}
+
+/** iommufd_test_md_check_refs(): the FOLL_PIN count of every small page of the range. */
+function mdCheckRefs(ucmd: TestUcmd): SyscallResult {
+  const cmd = args(ucmd, testCheckRefs);
+  if (cmd.length % PAGE_SIZE || cmd.uptr % PAGE_SIZE) return -Errno.EINVAL;
+  if (cmd.uptr + cmd.length > ULONG_MAX + 1n) return -Errno.EINVAL;
+  for (let off = 0n; off < cmd.length; off += PAGE_SIZE) {
+    const page = userPage(ucmd, cmd.uptr + off);
+    if (typeof page === 'number') return page;
+    // Pages of a compound (huge) page are skipped.
+    if (!page.compound && page.pins !== cmd.refs) return -Errno.EIO;
+  }
+  return 0;
+}
+
+/** The largest bitmap DIRTY copies in (bytes): a 64 GiB range in 2 KiB pages. */
+const DIRTY_BITMAP_MAX = 4n << 20n;
+
+/**
+ * iommufd_test_dirty(): mark dirty the IOPTE at iova + i * page_size for every bit i set in the
+ * user's bitmap (length / page_size bits, whole bytes of them); out_nr_dirty counts the IOPTEs
+ * that exist.
+ */
+function dirty(ucmd: TestUcmd): SyscallResult {
+  const cmd = args(ucmd, testDirty);
+  const pageSize = cmd.page_size;
+  if (!pageSize || !cmd.length || cmd.iova % pageSize || cmd.length % pageSize || !cmd.uptr)
+    return -Errno.EINVAL;
+  return withMockDomain(ucmd, cmd.id, (domain) => {
+    if (!domain.dirtyTracking) return -Errno.EINVAL;
+    const max = cmd.length / pageSize;
+    // kvzalloc() of the bitmap; the emulator refuses what it would not want to hold either.
+    if (max / 8n > DIRTY_BITMAP_MAX) return -Errno.ENOMEM;
+    const bitmap = copyFromUser(ucmd.task, cmd.uptr, Number(max / 8n));
+    if (bitmap === undefined) return -Errno.EFAULT;
+    let count = 0n;
+    for (let byte = 0; byte < bitmap.length; byte++) {
+      if (bitmap[byte] === 0) continue;
+      for (let bit = 0; bit < 8; bit++) {
+        if (!(bitmap[byte]! & (1 << bit))) continue;
+        const pte = domain.pte(cmd.iova + BigInt(byte * 8 + bit) * pageSize);
+        if (pte === undefined) continue;
+        pte.dirty = true;
+        count++;
+      }
+    }
+    cmd.out_nr_dirty = count;
+    return respond(ucmd, testDirty, cmd);
+  });
+}
+
+/** iommufd_test_dev_check_cache(): cmd.id is the mock device's DEVICE object. */
+function devCheckCache(ucmd: TestUcmd): SyscallResult {
+  const cmd = args(ucmd, testCheckCache);
+  using held = ucmd.ictx.getObjectRef(cmd.id, 'device');
+  if (held === undefined) return -Errno.ENOENT;
+  const dev = (held.obj as IommufdDevice).dev;
+  if (!isMockDevice(dev)) return -Errno.EINVAL;
+  if (cmd.cache_id > MOCK_DEV_CACHE_ID_MAX || dev.cache[cmd.cache_id] !== cmd.value)
+    return -Errno.EINVAL;
+  return 0;
+}
+
+/** iommufd_test_md_check_iotlb(): only a nested mock HWPT has an IOTLB, and none exists yet. */
+function mdCheckIotlb(ucmd: TestUcmd): SyscallResult {
+  const cmd = args(ucmd, testCheckCache);
+  using held = ucmd.ictx.getObjectRef(cmd.id, 'hwpt-nested');
+  if (held === undefined) return -Errno.ENOENT;
+  throw new Error('nested HWPTs cannot exist yet');
+}
+
+/** IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT: a kernel-wide setting; it only changes batch sizes. */
+function setTempMemoryLimit(ucmd: TestUcmd): SyscallResult {
+  const cmd = args(ucmd, testMemoryLimit);
+  if (cmd.limit < IOMMUFD_TEST_MEMORY_LIMIT_MIN) return -Errno.EINVAL;
+  ucmd.ictx.subsystem.testMemoryLimit = cmd.limit;
+  return 0;
+}
+
+/** iommufd_test(): the op switch. */
+export function iommufdTest(ucmd: TestUcmd): SyscallResult {
+  switch (ucmd.cmd.op) {
+    case IOMMU_TEST_OP_ADD_RESERVED:
+      return addReserved(ucmd);
+    case IOMMU_TEST_OP_MOCK_DOMAIN:
+      return mockDomain(ucmd, false);
+    case IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS:
+      return mockDomain(ucmd, true);
+    case IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE:
+      return mockDomainReplace(ucmd);
+    case IOMMU_TEST_OP_MD_CHECK_MAP:
+      return mdCheckMap(ucmd);
+    case IOMMU_TEST_OP_MD_CHECK_REFS:
+      return mdCheckRefs(ucmd);
+    case IOMMU_TEST_OP_MD_CHECK_IOTLB:
+      return mdCheckIotlb(ucmd);
+    case IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT:
+      return setTempMemoryLimit(ucmd);
+    case IOMMU_TEST_OP_DIRTY:
+      return dirty(ucmd);
+    case IOMMU_TEST_OP_DEV_CHECK_CACHE:
+      return devCheckCache(ucmd);
+    default:
+      return -Errno.EOPNOTSUPP;
+  }
+}

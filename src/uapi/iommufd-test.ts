@@ -1,0 +1,137 @@
+/**
+ * The kernel's test interface (drivers/iommu/iommufd/iommufd_test.h, CONFIG_IOMMUFD_TEST): the
+ * IOMMU_TEST_CMD struct, its ops and the mock driver's constants. Not a uAPI header, so the
+ * drift tests do not compare it with include/linux; test/conformance/iommufd_test.h is the C
+ * side the conformance programs build against.
+ *
+ * struct iommu_test_cmd is a header (size, op, id) and a union of one struct per op, then `last`.
+ * A field table cannot overlap, so there is one table per op: each covers the header, its union
+ * member and `last`, and they all have the size of the whole struct.
+ */
+import { defineStruct, type FieldTable } from './struct.ts';
+
+export const IOMMU_TEST_OP_ADD_RESERVED = 1;
+export const IOMMU_TEST_OP_MOCK_DOMAIN = 2;
+export const IOMMU_TEST_OP_MD_CHECK_MAP = 3;
+export const IOMMU_TEST_OP_MD_CHECK_REFS = 4;
+export const IOMMU_TEST_OP_CREATE_ACCESS = 5;
+export const IOMMU_TEST_OP_DESTROY_ACCESS_PAGES = 6;
+export const IOMMU_TEST_OP_ACCESS_PAGES = 7;
+export const IOMMU_TEST_OP_ACCESS_RW = 8;
+export const IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT = 9;
+export const IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE = 10;
+export const IOMMU_TEST_OP_ACCESS_REPLACE_IOAS = 11;
+export const IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS = 12;
+export const IOMMU_TEST_OP_DIRTY = 13;
+export const IOMMU_TEST_OP_MD_CHECK_IOTLB = 14;
+export const IOMMU_TEST_OP_TRIGGER_IOPF = 15;
+export const IOMMU_TEST_OP_DEV_CHECK_CACHE = 16;
+export const IOMMU_TEST_OP_TRIGGER_VEVENT = 17;
+export const IOMMU_TEST_OP_PASID_ATTACH = 18;
+export const IOMMU_TEST_OP_PASID_REPLACE = 19;
+export const IOMMU_TEST_OP_PASID_DETACH = 20;
+export const IOMMU_TEST_OP_PASID_CHECK_HWPT = 21;
+
+/** The mock domain's IOVA window. */
+export const MOCK_APERTURE_START = 1n << 24n;
+export const MOCK_APERTURE_LAST = (1n << 31n) - 1n;
+/** The mock domain's page: half a CPU page, so IOVA alignment below PAGE_SIZE gets exercised. */
+export const MOCK_PAGE_SIZE = 2048n;
+
+/** dev_flags of MOCK_DOMAIN_FLAGS. HUGE_IOVA (1 << 1) is gone since the iommupt mock domains. */
+export const MOCK_FLAGS_DEVICE_NO_DIRTY = 1 << 0;
+export const MOCK_FLAGS_DEVICE_PASID = 1 << 2;
+
+export const MOCK_NESTED_DOMAIN_IOTLB_ID_MAX = 3;
+export const MOCK_DEV_CACHE_ID_MAX = 3;
+export const MOCK_DEV_CACHE_NUM = 4;
+/** A mock device's cache entries before any invalidation. */
+export const IOMMU_TEST_DEV_CACHE_DEFAULT = 0xbaddad;
+/** The PASID width of a MOCK_FLAGS_DEVICE_PASID device (pasid-num-bits). */
+export const MOCK_PASID_WIDTH = 20;
+
+/** GET_HW_INFO of a mock device: out_data_type and struct iommu_test_hw_info. */
+export const IOMMU_HW_INFO_TYPE_SELFTEST = 0xfeedbeef;
+export const IOMMU_HW_INFO_SELFTEST_REGVAL = 0xdeadbeef;
+export const iommuTestHwInfo = defineStruct('iommu_test_hw_info', 8, 'test_reg', {
+  flags: { offset: 0, type: 'u32' },
+  test_reg: { offset: 4, type: 'u32' },
+});
+
+/** SET_TEMP_MEMORY_LIMIT: smaller than one batch element (a ulong and a u32) is refused. */
+export const IOMMUFD_TEST_MEMORY_LIMIT_MIN = 12;
+export const IOMMUFD_TEST_MEMORY_LIMIT_DEFAULT = 65536;
+
+const TEST_CMD_SIZE = 72;
+const header = {
+  size: { offset: 0, type: 'u32' },
+  op: { offset: 4, type: 'u32' },
+  id: { offset: 8, type: 'u32' },
+  __reserved: { offset: 12, type: 'u32' },
+  last: { offset: 64, type: 'u32' },
+} as const satisfies FieldTable;
+
+/** What the dispatcher decodes and the trace prints: the header and `last`. */
+export const iommuTestCmd = defineStruct('iommu_test_cmd', TEST_CMD_SIZE, 'last', header);
+
+export const testAddReserved = defineStruct('iommu_test_cmd', TEST_CMD_SIZE, 'last', {
+  ...header,
+  start: { offset: 16, type: 'u64' },
+  length: { offset: 24, type: 'u64' },
+});
+
+/** mock_domain and mock_domain_flags (the latter adds dev_flags). */
+export const testMockDomain = defineStruct('iommu_test_cmd', TEST_CMD_SIZE, 'last', {
+  ...header,
+  out_stdev_id: { offset: 16, type: 'u32' },
+  out_hwpt_id: { offset: 20, type: 'u32' },
+  out_idev_id: { offset: 24, type: 'u32' },
+  dev_flags: { offset: 28, type: 'u32' },
+});
+
+export const testMockDomainReplace = defineStruct('iommu_test_cmd', TEST_CMD_SIZE, 'last', {
+  ...header,
+  pt_id: { offset: 16, type: 'u32' },
+});
+
+export const testCheckMap = defineStruct('iommu_test_cmd', TEST_CMD_SIZE, 'last', {
+  ...header,
+  iova: { offset: 16, type: 'u64' },
+  length: { offset: 24, type: 'u64' },
+  uptr: { offset: 32, type: 'u64' },
+});
+
+export const testCheckRefs = defineStruct('iommu_test_cmd', TEST_CMD_SIZE, 'last', {
+  ...header,
+  length: { offset: 16, type: 'u64' },
+  uptr: { offset: 24, type: 'u64' },
+  refs: { offset: 32, type: 'u32' },
+});
+
+export const testMemoryLimit = defineStruct('iommu_test_cmd', TEST_CMD_SIZE, 'last', {
+  ...header,
+  limit: { offset: 16, type: 'u32' },
+});
+
+export const testDirty = defineStruct('iommu_test_cmd', TEST_CMD_SIZE, 'last', {
+  ...header,
+  flags: { offset: 16, type: 'u32' },
+  iova: { offset: 24, type: 'u64' },
+  length: { offset: 32, type: 'u64' },
+  page_size: { offset: 40, type: 'u64' },
+  uptr: { offset: 48, type: 'u64' },
+  out_nr_dirty: { offset: 56, type: 'u64' },
+});
+
+/** check_iotlb and check_dev_cache share a layout: an index and the expected value. */
+export const testCheckCache = defineStruct('iommu_test_cmd', TEST_CMD_SIZE, 'last', {
+  ...header,
+  cache_id: { offset: 16, type: 'u32' },
+  value: { offset: 20, type: 'u32' },
+});
+
+export const testPasidCheck = defineStruct('iommu_test_cmd', TEST_CMD_SIZE, 'last', {
+  ...header,
+  pasid: { offset: 16, type: 'u32' },
+  hwpt_id: { offset: 20, type: 'u32' },
+});

@@ -1,0 +1,269 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Dirty tracking on mock domains (issue 15): HWPT_ALLOC with IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
+ * HWPT_SET_DIRTY_TRACKING, the test interface's DIRTY op marking IOPTEs dirty, and
+ * HWPT_GET_DIRTY_BITMAP reading them back into this program's memory at the granule it asks for,
+ * clearing them unless IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR, with every errno case. Pins are
+ * checked with MD_CHECK_REFS along the way.
+ */
+#include "harness.h"
+#include "iommufd_test.h"
+
+#define NPAGES 16
+#define BUF_SIZE (NPAGES * PAGE_SZ)
+#define IOVA MOCK_APERTURE_START
+
+static unsigned char *g_buf;
+
+static int test_cmd(int fd, struct iommu_test_cmd *cmd)
+{
+	cmd->size = sizeof(*cmd);
+	return ioctl(fd, IOMMU_TEST_CMD, cmd);
+}
+
+static int check_refs(int fd, __u32 refs)
+{
+	struct iommu_test_cmd cmd = {
+		.op = IOMMU_TEST_OP_MD_CHECK_REFS,
+		.check_refs = { .length = BUF_SIZE, .uptr = (uintptr_t)g_buf, .refs = refs },
+	};
+
+	return test_cmd(fd, &cmd);
+}
+
+static int mock_domain_flags(int fd, __u32 pt_id, __u32 dev_flags, __u32 *stdev,
+			     __u32 *hwpt, __u32 *idev)
+{
+	struct iommu_test_cmd cmd = {
+		.op = IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS,
+		.id = pt_id,
+		.mock_domain_flags = { .dev_flags = dev_flags },
+	};
+	int rc = test_cmd(fd, &cmd);
+
+	if (stdev)
+		*stdev = cmd.mock_domain_flags.out_stdev_id;
+	if (hwpt)
+		*hwpt = cmd.mock_domain_flags.out_hwpt_id;
+	if (idev)
+		*idev = cmd.mock_domain_flags.out_idev_id;
+	return rc;
+}
+
+static int hwpt_alloc(int fd, __u32 idev, __u32 pt_id, __u32 flags, __u32 *out)
+{
+	struct iommu_hwpt_alloc cmd = {
+		.size = sizeof(cmd), .flags = flags, .dev_id = idev, .pt_id = pt_id,
+	};
+	int rc = ioctl(fd, IOMMU_HWPT_ALLOC, &cmd);
+
+	if (out)
+		*out = rc ? 0 : cmd.out_hwpt_id;
+	return rc;
+}
+
+static int set_dirty(int fd, __u32 hwpt, __u32 flags)
+{
+	struct iommu_hwpt_set_dirty_tracking cmd = {
+		.size = sizeof(cmd), .flags = flags, .hwpt_id = hwpt,
+	};
+
+	return ioctl(fd, IOMMU_HWPT_SET_DIRTY_TRACKING, &cmd);
+}
+
+static int get_bitmap(int fd, __u32 hwpt, __u32 flags, __u64 iova, __u64 length,
+		      __u64 page_size, void *data)
+{
+	struct iommu_hwpt_get_dirty_bitmap cmd = {
+		.size = sizeof(cmd), .hwpt_id = hwpt, .flags = flags, .iova = iova,
+		.length = length, .page_size = page_size, .data = (uintptr_t)data,
+	};
+
+	return ioctl(fd, IOMMU_HWPT_GET_DIRTY_BITMAP, &cmd);
+}
+
+/* Marks dirty the 2 KiB IOPTEs of the bits set in `bits` (one bit per 2 KiB from IOVA). */
+static int mock_dirty(int fd, __u32 hwpt, const __u64 *bits, __u64 nbits, __u64 *nr)
+{
+	struct iommu_test_cmd cmd = {
+		.op = IOMMU_TEST_OP_DIRTY,
+		.id = hwpt,
+		.dirty = { .iova = IOVA, .length = nbits * MOCK_PAGE_SIZE,
+			   .page_size = MOCK_PAGE_SIZE, .uptr = (uintptr_t)bits },
+	};
+	int rc = test_cmd(fd, &cmd);
+
+	if (nr)
+		*nr = rc ? 0 : cmd.dirty.out_nr_dirty;
+	return rc;
+}
+
+struct setup {
+	int fd;
+	__u32 ioas, stdev, idev, hwpt;
+};
+
+/* A mock device on a dirty-tracking HWPT over an IOAS with g_buf mapped at IOVA. */
+static int setup(struct setup *s)
+{
+	struct iommu_test_cmd probe = { .op = IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT,
+					.memory_limit = { .limit = 65536 } };
+	__u32 pt;
+
+	s->fd = iommufd_open();
+	if (s->fd < 0 || ioas_alloc(s->fd, &s->ioas))
+		return -1;
+	if (test_cmd(s->fd, &probe) && errno == ENOTTY)
+		return 1;
+	if (mock_domain_flags(s->fd, s->ioas, 0, &s->stdev, NULL, &s->idev))
+		return -1;
+	if (hwpt_alloc(s->fd, s->idev, s->ioas, IOMMU_HWPT_ALLOC_DIRTY_TRACKING, &s->hwpt))
+		return -1;
+	pt = s->hwpt;
+	{
+		struct iommu_test_cmd cmd = { .op = IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, .id = s->stdev,
+					      .mock_domain_replace = { .pt_id = pt } };
+
+		if (test_cmd(s->fd, &cmd))
+			return -1;
+	}
+	return ioas_map_fixed(s->fd, s->ioas, g_buf, BUF_SIZE, IOVA);
+}
+
+#define SETUP(s)                                                           \
+	do {                                                               \
+		int _rc = setup(&(s));                                     \
+		REQUIRE(_rc >= 0);                                         \
+		if (_rc > 0)                                               \
+			SKIP("no IOMMU_TEST_CMD (CONFIG_IOMMUFD_TEST)");   \
+	} while (0)
+
+TEST(dirty_bits_round_trip)
+{
+	struct setup s;
+	__u64 seed[1] = { 0 }, bitmap[1], nr;
+
+	SETUP(s);
+	CHECK_OK(check_refs(s.fd, 1));
+	/* DIRTY needs tracking on. */
+	seed[0] = 1;
+	CHECK_ERRNO(EINVAL, mock_dirty(s.fd, s.hwpt, seed, 64, &nr));
+	REQUIRE_OK(set_dirty(s.fd, s.hwpt, IOMMU_HWPT_DIRTY_TRACKING_ENABLE));
+
+	/* Half pages 0, 3 and 31 (the last) of the 32 mapped; 40 is past the mapping. */
+	seed[0] = (1ULL << 0) | (1ULL << 3) | (1ULL << 31) | (1ULL << 40);
+	REQUIRE_OK(mock_dirty(s.fd, s.hwpt, seed, 64, &nr));
+	CHECK_EQ(nr, 3);
+
+	/* Read at 4 KiB granules: pages 0, 1 and 15. NO_CLEAR leaves them set. */
+	bitmap[0] = 0;
+	REQUIRE_OK(get_bitmap(s.fd, s.hwpt, IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR, IOVA, BUF_SIZE,
+			      PAGE_SZ, bitmap));
+	CHECK_EQ(bitmap[0], (1ULL << 0) | (1ULL << 1) | (1ULL << 15));
+	/* Bits are only set: what userspace had stays. */
+	bitmap[0] = 1ULL << 7;
+	REQUIRE_OK(get_bitmap(s.fd, s.hwpt, 0, IOVA, BUF_SIZE, PAGE_SZ, bitmap));
+	CHECK_EQ(bitmap[0], (1ULL << 0) | (1ULL << 1) | (1ULL << 7) | (1ULL << 15));
+	/* That read cleared them. */
+	bitmap[0] = 0;
+	REQUIRE_OK(get_bitmap(s.fd, s.hwpt, 0, IOVA, BUF_SIZE, PAGE_SZ, bitmap));
+	CHECK_EQ(bitmap[0], 0);
+
+	/* At 2 KiB granules, and over a sub-range starting at page 2. */
+	seed[0] = (1ULL << 4) | (1ULL << 5) | (1ULL << 9);
+	REQUIRE_OK(mock_dirty(s.fd, s.hwpt, seed, 64, &nr));
+	CHECK_EQ(nr, 3);
+	bitmap[0] = 0;
+	REQUIRE_OK(get_bitmap(s.fd, s.hwpt, IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR, IOVA, BUF_SIZE,
+			      MOCK_PAGE_SIZE, bitmap));
+	CHECK_EQ(bitmap[0], seed[0]);
+	bitmap[0] = 0;
+	REQUIRE_OK(get_bitmap(s.fd, s.hwpt, 0, IOVA + 2 * PAGE_SZ, 4 * PAGE_SZ, PAGE_SZ, bitmap));
+	CHECK_EQ(bitmap[0], (1ULL << 0) | (1ULL << 2));
+
+	/* Enabling again starts from clean IOPTEs. */
+	REQUIRE_OK(mock_dirty(s.fd, s.hwpt, seed, 64, &nr));
+	REQUIRE_OK(set_dirty(s.fd, s.hwpt, 0));
+	bitmap[0] = 0;
+	CHECK_ERRNO(EINVAL, get_bitmap(s.fd, s.hwpt, 0, IOVA, BUF_SIZE, PAGE_SZ, bitmap));
+	REQUIRE_OK(set_dirty(s.fd, s.hwpt, IOMMU_HWPT_DIRTY_TRACKING_ENABLE));
+	REQUIRE_OK(get_bitmap(s.fd, s.hwpt, 0, IOVA, BUF_SIZE, PAGE_SZ, bitmap));
+	CHECK_EQ(bitmap[0], 0);
+	CHECK_OK(check_refs(s.fd, 1));
+	close(s.fd);
+}
+
+TEST(dirty_errors)
+{
+	struct setup s;
+	__u32 auto_hwpt, idev_nodirty;
+	__u64 seed[1] = { 1 }, bitmap[1] = { 0 };
+
+	SETUP(s);
+	CHECK_ERRNO(EOPNOTSUPP, set_dirty(s.fd, s.hwpt, 2));
+	CHECK_ERRNO(ENOENT, set_dirty(s.fd, s.ioas, IOMMU_HWPT_DIRTY_TRACKING_ENABLE));
+	REQUIRE_OK(set_dirty(s.fd, s.hwpt, IOMMU_HWPT_DIRTY_TRACKING_ENABLE));
+	/* Repeating either state is fine. */
+	CHECK_OK(set_dirty(s.fd, s.hwpt, IOMMU_HWPT_DIRTY_TRACKING_ENABLE));
+
+	CHECK_ERRNO(EOPNOTSUPP, get_bitmap(s.fd, s.hwpt, 2, IOVA, BUF_SIZE, PAGE_SZ, bitmap));
+	CHECK_ERRNO(ENOENT, get_bitmap(s.fd, s.ioas, 0, IOVA, BUF_SIZE, PAGE_SZ, bitmap));
+	/* The range against the IOAS alignment (2 KiB), then against the page size. */
+	CHECK_ERRNO(EINVAL, get_bitmap(s.fd, s.hwpt, 0, IOVA + 1024, PAGE_SZ, PAGE_SZ, bitmap));
+	CHECK_ERRNO(EINVAL, get_bitmap(s.fd, s.hwpt, 0, IOVA + MOCK_PAGE_SIZE, PAGE_SZ, PAGE_SZ,
+				       bitmap));
+	CHECK_ERRNO(EINVAL, get_bitmap(s.fd, s.hwpt, 0, IOVA, BUF_SIZE, 0, bitmap));
+	/* The bitmap must be writable memory, even with nothing dirty. */
+	CHECK_ERRNO(EFAULT, get_bitmap(s.fd, s.hwpt, 0, IOVA, BUF_SIZE, PAGE_SZ,
+				       h_unmapped_addr()));
+	CHECK_ERRNO(EFAULT, get_bitmap(s.fd, s.hwpt, 0, IOVA, BUF_SIZE, PAGE_SZ,
+				       h_readonly_page()));
+
+	/* DIRTY's own checks. */
+	{
+		struct iommu_test_cmd cmd = { .op = IOMMU_TEST_OP_DIRTY, .id = s.hwpt };
+
+		cmd.dirty.iova = IOVA;
+		cmd.dirty.length = BUF_SIZE;
+		cmd.dirty.page_size = 0;
+		cmd.dirty.uptr = (uintptr_t)seed;
+		CHECK_ERRNO(EINVAL, test_cmd(s.fd, &cmd));
+		cmd.dirty.page_size = PAGE_SZ;
+		cmd.dirty.iova = IOVA + MOCK_PAGE_SIZE;
+		CHECK_ERRNO(EINVAL, test_cmd(s.fd, &cmd));
+		cmd.dirty.iova = IOVA;
+		cmd.dirty.uptr = 0;
+		CHECK_ERRNO(EINVAL, test_cmd(s.fd, &cmd));
+		cmd.dirty.uptr = (uintptr_t)h_unmapped_addr();
+		CHECK_ERRNO(EFAULT, test_cmd(s.fd, &cmd));
+		cmd.dirty.uptr = (uintptr_t)seed;
+		cmd.id = s.ioas;
+		CHECK_ERRNO(ENOENT, test_cmd(s.fd, &cmd));
+	}
+
+	/* An auto domain has no dirty tracking. */
+	REQUIRE_OK(mock_domain_flags(s.fd, s.ioas, 0, NULL, &auto_hwpt, NULL));
+	CHECK(auto_hwpt != s.hwpt);
+	CHECK_ERRNO(EOPNOTSUPP, set_dirty(s.fd, auto_hwpt, IOMMU_HWPT_DIRTY_TRACKING_ENABLE));
+	CHECK_ERRNO(EOPNOTSUPP, get_bitmap(s.fd, auto_hwpt, 0, IOVA, BUF_SIZE, PAGE_SZ, bitmap));
+
+	/* A device without dirty tracking: no such HWPT for it, and no attach to one. */
+	REQUIRE_OK(mock_domain_flags(s.fd, s.ioas, MOCK_FLAGS_DEVICE_NO_DIRTY, NULL, NULL,
+				     &idev_nodirty));
+	CHECK_ERRNO(EOPNOTSUPP, hwpt_alloc(s.fd, idev_nodirty, s.ioas,
+					   IOMMU_HWPT_ALLOC_DIRTY_TRACKING, NULL));
+	CHECK_ERRNO(EINVAL, mock_domain_flags(s.fd, s.hwpt, MOCK_FLAGS_DEVICE_NO_DIRTY, NULL, NULL,
+					      NULL));
+	CHECK_OK(check_refs(s.fd, 1));
+	close(s.fd);
+}
+
+int main(void)
+{
+	h_init();
+	g_buf = h_mmap(BUF_SIZE);
+	memset(g_buf, 0x3c, BUF_SIZE);
+	RUN(dirty_bits_round_trip);
+	RUN(dirty_errors);
+	return h_done();
+}
