@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The `iommufd-emu` command: runs the compiled CLI (dist/src/cli/main.js, made by `npm run build`)
+// The `iommufd-emu` command: runs the compiled CLI (dist/cli/main.js, made by `npm run build`)
 // when it exists, else the TypeScript source through tsx (a devDependency: a checkout after
 // `npm install`). In a checkout where the sources changed after the last build, the sources win,
 // so a stale dist/ never shadows them.
@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const compiled = join(root, 'dist', 'src', 'cli', 'main.js');
+const compiled = join(root, 'dist', 'cli', 'main.js');
 const source = join(root, 'src', 'cli', 'main.ts');
 
 function haveTsx() {

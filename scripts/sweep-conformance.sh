@@ -13,7 +13,7 @@ for src in test/conformance/*.c; do
   gcc -std=gnu11 -O1 -Wall -Wextra -Werror -I include -o "$bin" "$src" || { status=1; continue; }
   args=$(sed -n '1s#^// exec-args:##p' "test/conformance/$name.c")
   # shellcheck disable=SC2086
-  out=$(node --import tsx src/cli/main.ts check --max-iterations 3000 $args -- "$bin" 2>&1)
+  out=$(node --import tsx src/cli/main.ts check --max-runs 3000 $args -- "$bin" 2>&1)
   echo "$out" | grep -E 'injection points' || echo "$name: $out" | tail -3
   echo "$out" | grep -q ', 0 violations' || status=1
 done

@@ -203,7 +203,7 @@ describe('an unprivileged user and exec --cap', () => {
 
   test('an unknown capability name is a usage error', async () => {
     const r = await run(exec(['--cap', 'CAP_SYS_RAWIO,CAP_NO_SUCH'], ['true']));
-    assert.equal(r.code, 2);
+    assert.equal(r.code, 125);
     assert.match(r.stderr, /CAP_NO_SUCH is not a capability/);
   });
 

@@ -1,12 +1,24 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { Command } from 'commander';
+import { type FinalResults, Parser } from 'tap-parser';
 import { type CheckIo, type CheckOptions, registerCheckCommand, runCheck } from '../cli/check.ts';
 import { activeMutant, setMutantForTest } from '../fault/mutant.ts';
 
 afterEach(() => {
   setMutantForTest(undefined);
 });
+
+/** TAP text through tap-parser, the TAP reference implementation's parser. */
+function parseTap(text: string): FinalResults {
+  let result: FinalResults | undefined;
+  const parser = new Parser((r) => {
+    result = r;
+  });
+  parser.end(text);
+  assert.ok(result !== undefined, 'the TAP stream did not end');
+  return result;
+}
 
 async function check(options: CheckOptions, progressBar = false) {
   let out = '';
@@ -25,26 +37,85 @@ async function check(options: CheckOptions, progressBar = false) {
 }
 
 describe('iommufd-emu check', () => {
-  it('sweeps a scenario clean with one summary line and exit 0 when not on a terminal', async () => {
+  it('sweeps a scenario clean, with progress as plain lines when not on a terminal', async () => {
     const r = await check({ scenario: 'noiommu-flow' });
     assert.equal(r.code, 0, r.out);
     assert.match(r.out, /^noiommu-flow: \d+ injection points, \d+ runs, 0 violations/m);
     assert.match(r.out, /^check: 1 scenarios, \d+ injection points, 0 violations$/m);
-    assert.equal(r.err, '');
+    // The count first, then plain lines (no \r, no escapes) a log keeps.
+    const points = Number(/^noiommu-flow: (\d+) injection points: (\d+) runs$/m.exec(r.err)?.[1]);
+    assert.ok(points > 0, r.err);
+    assert.match(
+      r.err,
+      new RegExp(`^noiommu-flow: run ${points + 1}/${points + 1}, [\\d.]+ runs/s, ETA 0 s$`, 'm'),
+    );
+    assert.ok(!r.err.includes('\r') && !r.err.includes('\x1b'), 'terminal control in a log');
   });
 
-  it('draws a one-line progress bar on a terminal', async () => {
+  it('draws a progress bar with rate and ETA on a terminal, and clears it', async () => {
     const r = await check({ scenario: 'ioas-basics' }, true);
     assert.equal(r.code, 0);
-    assert.match(r.err, /^\rioas-basics \[#?\.+\] 1\/(\d+)\r/);
-    const total = /1\/(\d+)/.exec(r.err)![1];
-    assert.ok(r.err.includes(`\rioas-basics [${'#'.repeat(30)}] ${total}/${total}`));
-    assert.ok(r.err.endsWith('\r\x1b[K'));
+    const total = /^ioas-basics: \d+ injection points: (\d+) runs$/m.exec(r.err)?.[1];
+    assert.ok(total !== undefined, r.err);
+    assert.ok(r.err.includes(`ioas-basics [${'.'.repeat(30)}] 0/${total} `), r.err);
+    assert.ok(r.err.includes(`ioas-basics [${'#'.repeat(30)}] ${total}/${total} `), r.err);
+    assert.match(r.err, / [\d.]+ runs\/s, ETA \d+s/);
+    assert.ok(r.err.endsWith('\x1b[2K'), 'the bar is cleared at the end');
   });
 
-  it('exits 1 and prints replay lines when a mutant is active', async () => {
+  it('reports as TAP that a TAP parser reads back: one test per run, failures with replay', async () => {
+    const clean = await check({ scenario: 'ioas-basics', format: 'tap' });
+    const parsed = parseTap(clean.out);
+    assert.equal(parsed.ok, true);
+    assert.equal(parsed.fail, 0);
+    const points = Number(/ioas-basics: (\d+) injection points/.exec(clean.err)?.[1]);
+    assert.equal(parsed.count, points + 2, 'the counting run, and one run per point and past it');
+
+    const broken = await check({
+      scenario: 'noiommu-flow',
+      mutant: 'halfbuilt-destroy',
+      format: 'tap',
+    });
+    assert.equal(broken.code, 99);
+    const failed = parseTap(broken.out);
+    assert.equal(failed.ok, false);
+    assert.ok(failed.failures.length > 0);
+    const first = failed.failures[0]!;
+    assert.match(first.name, /^noiommu-flow: fail-nth \d+$/);
+    const diag = first.diag as { replay: string; violations: string[] };
+    assert.match(diag.replay, /^iommufd-emu check --scenario noiommu-flow --nth \d+/);
+    assert.ok(diag.violations.some((v) => v.startsWith('bug: ')));
+  });
+
+  it('reports as JSON', async () => {
+    const r = await check({
+      scenario: 'noiommu-flow',
+      mutant: 'halfbuilt-destroy',
+      format: 'json',
+    });
+    const doc = JSON.parse(r.out) as {
+      ok: boolean;
+      violations: number;
+      targets: { target: string; violations: { kind: string; nth: number; replay: string }[] }[];
+    };
+    assert.equal(doc.ok, false);
+    assert.equal(doc.targets[0]!.target, 'noiommu-flow');
+    assert.equal(doc.targets[0]!.violations.length, doc.violations);
+    assert.ok(doc.targets[0]!.violations.some((v) => v.kind === 'bug' && v.nth > 0));
+  });
+
+  it('--max-runs stops the sweep early without calling it a violation', async () => {
+    const r = await check({ scenario: 'ioas-basics', maxRuns: 3 });
+    assert.equal(r.code, 0, r.out);
+    assert.match(
+      r.out,
+      /ioas-basics: \d+ injection points, 3 runs, 0 violations .*stopped by --max-runs/,
+    );
+  });
+
+  it('exits with the error exit code (99) and prints replay lines when a mutant is active', async () => {
     const r = await check({ scenario: 'noiommu-flow', mutant: 'halfbuilt-destroy' });
-    assert.equal(r.code, 1);
+    assert.equal(r.code, 99);
     assert.equal(activeMutant(), 'halfbuilt-destroy');
     const replay = /replay: (iommufd-emu check --scenario noiommu-flow --nth (\d+) .*)$/m.exec(
       r.out,
@@ -56,7 +127,7 @@ describe('iommufd-emu check', () => {
       nth: Number(replay[2]),
       mutant: 'halfbuilt-destroy',
     });
-    assert.equal(again.code, 1);
+    assert.equal(again.code, 99);
     assert.match(
       again.out,
       /> \[\d+\] ioctl\(\d+, VFIO_DEVICE_BIND_IOMMUFD\) = -EIO {3}<- injected kmalloc/,
@@ -66,7 +137,7 @@ describe('iommufd-emu check', () => {
 
   it('catches the cdev-open-unwind mutant where a cdev open fails under fail-nth', async () => {
     const r = await check({ scenario: 'iommu-device-flow', mutant: 'cdev-open-unwind' });
-    assert.equal(r.code, 1, r.out);
+    assert.equal(r.code, 99, r.out);
     assert.match(
       r.out,
       /kmalloc in open\(\/dev\/vfio\/devices\/vfio0\)\): invariant: .*vfio0 has registration refcount 2 for 0 open cdev files/,
@@ -83,13 +154,13 @@ describe('iommufd-emu check', () => {
     assert.match(r.out, /^explore: seed 3, 20 runs, \d+ calls, \d+ failed by injection: ok$/m);
   });
 
-  it('lists scenarios and mutants, and rejects bad usage with exit 2', async () => {
+  it('lists scenarios and mutants, and rejects bad usage with exit 125', async () => {
     const list = await check({ list: true });
     assert.match(list.out, /noiommu-flow/);
     assert.match(list.out, /halfbuilt-destroy/);
-    assert.equal((await check({ scenario: 'nope' })).code, 2);
-    assert.equal((await check({ mutant: 'nope' })).code, 2);
-    assert.equal((await check({ nth: 3 })).code, 2);
+    assert.equal((await check({ scenario: 'nope' })).code, 125);
+    assert.equal((await check({ mutant: 'nope' })).code, 125);
+    assert.equal((await check({ nth: 3 })).code, 125);
   });
 
   it('registers as a commander subcommand that sets the exit code', async () => {

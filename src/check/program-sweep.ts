@@ -9,8 +9,9 @@
 
 import type { Kernel } from '../boot/kernel.ts';
 import { FailNth, setFailNthForEveryTask } from '../fault/fault.ts';
+import { activeMutant } from '../fault/mutant.ts';
 import { checkInvariants } from './invariants.ts';
-import type { RunResult, SweepTarget, Violation } from './sweep.ts';
+import type { CallRecord, RunResult, SweepTarget, Violation } from './sweep.ts';
 
 /** exec as check uses it: a private emulator, the program's stdio discarded. */
 export type ExecForSweep = (
@@ -51,20 +52,25 @@ export function programTarget(
     ...(options.platform === undefined ? [] : ['--platform', shellWord(options.platform)]),
     ...(options.cap ?? []).flatMap((caps) => ['--cap', shellWord(caps)]),
   ];
-  const replay = (nth: number | undefined): string =>
-    [
-      'iommufd-emu check',
+  // One run replays through exec: the program's own output, the trace and its failing call.
+  const replay = (nth: number | undefined): string => {
+    const mutant = activeMutant();
+    return [
+      ...(mutant === undefined ? [] : [`IOMMUFD_EMU_MUTANT=${mutant}`]),
+      'iommufd-emu exec',
+      ...(nth === undefined ? [] : ['--fail-nth', String(nth)]),
       ...flagWords,
-      ...(nth === undefined ? [] : ['--nth', String(nth)]),
       '--',
       name,
     ].join(' ');
+  };
 
   async function run(nth: number | undefined): Promise<RunResult> {
     const counter = new FailNth();
     counter.trail = [];
     if (nth !== undefined) counter.arm(nth);
     const bugs: string[] = [];
+    let failingCall: CallRecord | undefined;
     let kernel: Kernel | undefined;
     const status = await exec(
       program,
@@ -82,6 +88,19 @@ export function programTarget(
           setFailNthForEveryTask(counter);
           const stop = k.events.subscribe((e) => {
             if (e.kind === 'log' && e.level === 'bug') bugs.push(e.message);
+            // The program's call the injected fault failed: the first to end after it fired.
+            if (
+              e.kind === 'syscall' &&
+              failingCall === undefined &&
+              counter.lastFired !== undefined
+            )
+              failingCall = {
+                index: counter.trail?.length ?? 0,
+                pid: e.pid,
+                label: `${e.call}(${e.detail})`,
+                ret: e.ret,
+                fired: counter.lastFired,
+              };
           });
           return () => {
             stop();
@@ -97,6 +116,7 @@ export function programTarget(
       nth,
       replay: replay(nth),
       ...(counter.lastFired === undefined ? {} : { site: counter.lastFired }),
+      ...(failingCall === undefined ? {} : { call: failingCall.label }),
     };
     for (const message of bugs)
       violations.push({ kind: 'bug', message: message.split('\n')[0]!, ...at });
@@ -117,11 +137,13 @@ export function programTarget(
       points: counter.trail.length,
       reached,
       site: counter.lastFired,
-      siteStack: counter.lastFiredStack,
-      failingCall: undefined,
+      // The program's failing call says where; the emulator's stack would not (exec --fail-nth
+      // shows the whole trace).
+      siteStack: undefined,
+      failingCall,
       outcome: status === 0 ? 'completed' : 'stopped',
       outcomeMessage: `exit status ${status}`,
-      calls: [],
+      calls: failingCall === undefined ? [] : [failingCall],
       violations,
     };
   }

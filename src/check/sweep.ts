@@ -364,6 +364,10 @@ export interface SweepOptions {
   readonly maxViolations?: number;
   /** Called after each run with the n just run and the count from the counting run. */
   readonly onProgress?: (n: number, points: number) => void;
+  /** Called once the counting run knows how many injection points there are. */
+  readonly onCounted?: (points: number) => void;
+  /** Stop after this many runs with fail-nth armed (not a violation; the report says so). */
+  readonly maxRuns?: number;
 }
 
 export interface SweepReport {
@@ -374,6 +378,8 @@ export interface SweepReport {
   readonly iterations: number;
   readonly violations: readonly Violation[];
   readonly ok: boolean;
+  /** The sweep stopped at maxRuns before the last injection point. */
+  readonly limited: boolean;
 }
 
 /**
@@ -387,9 +393,16 @@ export async function sweep(target: SweepTarget, options: SweepOptions = {}): Pr
   const base = await target.run(undefined);
   violations.push(...base.violations);
   const points = base.points;
+  options.onCounted?.(points);
+  const maxRuns = options.maxRuns ?? Number.POSITIVE_INFINITY;
   let iterations = 0;
+  let limited = false;
   if (base.outcome === 'completed') {
     for (let n = 1; ; n++) {
+      if (n > maxRuns) {
+        limited = true;
+        break;
+      }
       if (n >= maxIterations) {
         violations.push({
           kind: 'cap',
@@ -426,7 +439,14 @@ export async function sweep(target: SweepTarget, options: SweepOptions = {}): Pr
       if (violations.length >= maxViolations) break;
     }
   }
-  return { target: target.name, points, iterations, violations, ok: violations.length === 0 };
+  return {
+    target: target.name,
+    points,
+    iterations,
+    violations,
+    ok: violations.length === 0,
+    limited,
+  };
 }
 
 /** One violation as two lines: what, and the command that replays it. */

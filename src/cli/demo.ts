@@ -7,12 +7,16 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Kernel } from '../boot/kernel.ts';
 import type { EmuEvent } from '../trace/events.ts';
 import { formatEvent } from '../trace/writer.ts';
 
 const EXAMPLE = 'noiommu-edu-dma';
+
+/** The demo could not start (no gcc, say); the CLI prints the message. */
+export class DemoError extends Error {
+  override readonly name = 'DemoError';
+}
 
 /** What the demo needs from the CLI (passed in: main.ts imports this module). */
 export interface DemoDeps {
@@ -46,49 +50,28 @@ follows the lines marked | that show what the emulated kernel saw:
   | [dma] ...                  the device reading or writing memory, by physical address
 `;
 
-/** The cache directory for the binary: examples/build, or a private one if that is read-only. */
-function buildDir(root: string): string {
-  const inTree = path.join(root, 'examples', 'build');
-  try {
-    fs.mkdirSync(inTree, { recursive: true });
-    fs.accessSync(inTree, fs.constants.W_OK);
-    return inTree;
-  } catch {
-    const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
-    const dir = path.join(os.tmpdir(), `iommufd-emu-demo-${uid}`);
-    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-    return dir;
-  }
-}
-
 /**
- * Compiles the example unless an up-to-date binary exists. stdout is made line buffered (a tiny
+ * Compiles the example into dir, a directory this run made (mkdtemp) and nobody else can write:
+ * a binary found in a shared place could be anyone's. stdout is made line buffered (a tiny
  * constructor linked in), so that the driver's lines and the trace interleave in order even
  * through a pipe. The binary's path, or a message saying what went wrong.
  */
-export function buildExample(root: string): { binary: string } | { error: string } {
+export function buildExample(root: string, dir: string): { binary: string } | { error: string } {
   const source = path.join(root, 'examples', `${EXAMPLE}.c`);
-  const dir = buildDir(root);
   const binary = path.join(dir, EXAMPLE);
   const linebuf = path.join(dir, 'linebuf.c');
-  const newest = Math.max(
-    ...[source, fileURLPath()].map((f) => (fs.existsSync(f) ? fs.statSync(f).mtimeMs : 0)),
-  );
-  if (fs.existsSync(binary) && fs.statSync(binary).mtimeMs >= newest) return { binary };
   fs.writeFileSync(
     linebuf,
     '#include <stdio.h>\n__attribute__((constructor)) static void demo_linebuf(void)\n' +
       '{\n\tsetvbuf(stdout, NULL, _IOLBF, 0);\n}\n',
+    { mode: 0o600, flag: 'wx' },
   );
   const args = ['-O2', '-Wall', '-I', path.join(root, 'include'), '-o', binary, source, linebuf];
   const cc = spawnSync('gcc', args, { encoding: 'utf8' });
-  if (cc.error !== undefined) return { error: `cannot run gcc (${cc.error.message}): install gcc` };
+  if (cc.error !== undefined)
+    return { error: `cannot run gcc (${cc.error.message}): the demo needs gcc installed` };
   if (cc.status !== 0) return { error: `gcc ${args.join(' ')} failed:\n${cc.stdout}${cc.stderr}` };
   return { binary };
-}
-
-function fileURLPath(): string {
-  return fileURLToPath(import.meta.url);
 }
 
 const CAP_SYS_RAWIO = 17;
@@ -127,11 +110,17 @@ function traceLine(event: EmuEvent, color: boolean): string {
 /** Runs the demo; resolves with the program's exit status. */
 export async function demoCommand(deps: DemoDeps): Promise<number> {
   const out = deps.out ?? ((text: string) => process.stdout.write(text));
-  const built = buildExample(deps.root);
-  if ('error' in built) {
-    process.stderr.write(`iommufd-emu demo: ${built.error}\n`);
-    return 1;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iommufd-emu-demo-'));
+  try {
+    return await runDemo(deps, out, dir);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
   }
+}
+
+async function runDemo(deps: DemoDeps, out: (text: string) => void, dir: string): Promise<number> {
+  const built = buildExample(deps.root, dir);
+  if ('error' in built) throw new DemoError(built.error);
   const color = deps.out === undefined && process.stdout.isTTY === true && !process.env.NO_COLOR;
   const grant = capsToGrant();
   out(`${HEADER}\n`);

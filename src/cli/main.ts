@@ -1,432 +1,41 @@
 #!/usr/bin/env node
 /**
- * The `iommufd-emu` command.
+ * The `iommufd-emu` command: option parsing, exit statuses and error reporting for its commands.
  *
- *   iommufd-emu exec [--trace FILE] [--platform FILE] [--enable-unsafe-noiommu-mode] [--cap CAPS]
- *                    -- PROGRAM [ARGS...]
- *     Runs PROGRAM (and its children) against a private emulator; exits with PROGRAM's status
- *     (128+signal if it was killed), or 3 if the emulator found leaks after it exited. With
- *     IOMMUFD_EMU_SOCKET already set, joins that emulator instead of starting one.
- *   iommufd-emu serve [--socket PATH] [--trace FILE] [--platform FILE] [--enable-unsafe-noiommu-mode]
- *                     [--cap CAPS]
- *     One emulator several programs share; prints the environment they need.
- *   iommufd-emu check ...
- *     The fault-injection sweep and the explorer (see check.ts).
- *   iommufd-emu demo
- *     Builds examples/noiommu-edu-dma.c and runs it with a readable trace (see demo.ts).
+ *   iommufd-emu exec [options] -- PROGRAM [ARGS...]   run PROGRAM against a private emulator (exec.ts)
+ *   iommufd-emu serve [options] [-- CMD [ARGS...]]    one emulator several programs share (serve.ts)
+ *   iommufd-emu check [options] [-- PROGRAM ...]      fault-injection sweeps, the explorer (check.ts)
+ *   iommufd-emu demo                                  the bundled no-IOMMU driver, traced (demo.ts)
  *
- * Exit status 2: bad usage, or an option this build does not support.
+ * Exit statuses: exit-status.ts (and --help).
  */
-import { spawn, spawnSync } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as net from 'node:net';
-import * as os from 'node:os';
-import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Command, CommanderError } from 'commander';
-import { createKernel, type Kernel } from '../boot/kernel.ts';
-import { checkInvariants } from '../check/invariants.ts';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ignoredMutantName } from '../fault/mutant.ts';
-import { parseCapSet } from '../host/credentials.ts';
-import { type EmuServer, startServer } from '../server/server.ts';
-import { formatEvent } from '../trace/writer.ts';
+import {
+  defaultPlatform,
+  loadPlatformFile,
+  PlatformConfigError,
+  platformToJson,
+} from '../platform/platform-config.ts';
+import { platformJsonSchema } from '../platform/platform-schema.ts';
 import { registerCheckCommand } from './check.ts';
-import { demoCommand } from './demo.ts';
-
-const SHIM_NAME = 'libiommufd-emu-shim.so';
-const ADDON_NAME = 'iommufd-emu-fd.node';
-/** How long exec waits, after PROGRAM exits, for its emulated fds to be closed everywhere. */
-const IDLE_WAIT_MS = 2000;
-const EXIT_USAGE = 2;
-const EXIT_LEAKS = 3;
-/** exec --check found an invariant broken after some call. */
-const EXIT_INVARIANTS = 4;
-
-interface KernelFlags {
-  readonly trace?: string;
-  readonly platform?: string;
-  readonly enableUnsafeNoiommuMode?: boolean;
-  /** --cap, once per use: capabilities every client holds for capable() whatever its own. */
-  readonly cap?: readonly string[];
-}
-
-interface ExecFlags extends KernelFlags {
-  /** Check the emulator's invariants after every call. */
-  readonly check?: boolean;
-}
-
-interface ServeFlags extends KernelFlags {
-  readonly socket?: string;
-}
-
-class UsageError extends Error {
-  override readonly name = 'UsageError';
-}
-
-export function fail(message: string): never {
-  throw new UsageError(message);
-}
-
-// -- native parts ------------------------------------------------------------------------------
-
-/** The project's root (holding native/Makefile), found upward from this module. */
-export function projectRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    if (fs.existsSync(path.join(dir, 'native', 'Makefile'))) return dir;
-    const parent = path.dirname(dir);
-    if (parent === dir) fail('cannot find the native/ directory (native/Makefile) of iommufd-emu');
-    dir = parent;
-  }
-}
-
-/** The project's native/ directory (src/cli or dist/src/cli are below the root). */
-function nativeDir(): string {
-  return path.join(projectRoot(), 'native');
-}
-
-/** Whether output is missing or older than any of inputs. */
-function outdated(output: string, inputs: readonly string[]): boolean {
-  if (!fs.existsSync(output)) return true;
-  const built = fs.statSync(output).mtimeMs;
-  return inputs.some((f) => fs.existsSync(f) && fs.statSync(f).mtimeMs > built);
-}
-
-/**
- * The shim's path, (re)building native/ first if the shim or the fd addon is missing or older than
- * its sources (a shim from before a protocol change cannot talk to this server).
- */
-function ensureShim(): string {
-  const native = nativeDir();
-  const shim = path.join(native, 'build', SHIM_NAME);
-  const addon = path.join(native, 'build', ADDON_NAME);
-  // The shim's units: every .c and .h in native/shim (not its tests).
-  const shimDir = path.join(native, 'shim');
-  const shimSources = fs
-    .readdirSync(shimDir)
-    .filter((f) => f.endsWith('.c') || f.endsWith('.h'))
-    .map((f) => path.join(shimDir, f));
-  const shimStale = outdated(shim, shimSources);
-  if (shimStale || outdated(addon, [path.join(native, 'addon', 'fd.c')])) {
-    // Without Node's headers the addon is skipped (the Makefile says so); the shim is required.
-    if (shimStale) {
-      process.stderr.write(
-        `iommufd-emu: building ${path.relative(process.cwd(), native) || '.'}\n`,
-      );
-    }
-    // stdout stays clean (serve prints the environment there).
-    const made = spawnSync('make', ['-s', '-C', native], { stdio: ['ignore', 2, 2] });
-    if (made.status !== 0 || !fs.existsSync(shim)) {
-      fail(`building the shim failed (make -C ${native}); it needs gcc and make`);
-    }
-  }
-  return shim;
-}
-
-function preloadWith(shim: string, existing: string | undefined): string {
-  const parts = (existing ?? '').split(/[ :]/).filter((p) => p !== '');
-  if (parts.some((p) => path.basename(p) === SHIM_NAME)) return parts.join(':');
-  return [shim, ...parts].join(':');
-}
-
-/**
- * A process running under the shim must not serve: its own file calls would be forwarded to
- * itself and deadlock.
- */
-function refuseIfShimmed(): void {
-  const preload = process.env.LD_PRELOAD ?? '';
-  if (preload.includes(SHIM_NAME)) {
-    fail(
-      `LD_PRELOAD contains ${SHIM_NAME}: unset it (and IOMMUFD_EMU_SOCKET) before starting an emulator`,
-    );
-  }
-}
-
-// -- the kernel and its trace ------------------------------------------------------------------
-
-/** The capabilities --cap grants (none without it). */
-function grantedCaps(flags: KernelFlags): bigint {
-  let set = 0n;
-  for (const text of flags.cap ?? []) {
-    const caps = parseCapSet(text);
-    if (typeof caps !== 'bigint') fail(`--cap ${text}: ${caps.unknown} is not a capability`);
-    set |= caps;
-  }
-  return set;
-}
-
-function bootKernel(flags: KernelFlags): Kernel {
-  const kernel = createKernel({
-    ...(flags.platform === undefined ? {} : { platformFile: flags.platform }),
-    ...(flags.enableUnsafeNoiommuMode === true ? { enableUnsafeNoiommuMode: true } : {}),
-  });
-  if (typeof kernel === 'string') fail(kernel);
-  return kernel;
-}
-
-/**
- * What the kernel would put in dmesg goes to stderr: warnings (taint), IOMMU faults, unsafe
- * no-IOMMU DMA, and emulator bugs (with their stacks). The kernel model only publishes events;
- * this is where they reach a terminal.
- */
-function startDmesg(kernel: Kernel): () => void {
-  // What boot logged (a no-IOMMU device tainting the kernel) comes first.
-  for (const line of kernel.dmesg)
-    process.stderr.write(`iommufd-emu: [${line.replace(': ', '] ')}\n`);
-  return kernel.events.subscribe((event) => {
-    const loud =
-      event.kind === 'unsafe-dma' ||
-      event.kind === 'iommu-fault' ||
-      (event.kind === 'log' && event.level !== 'info');
-    if (loud) process.stderr.write(`iommufd-emu: ${formatEvent(event)}\n`);
-  });
-}
-
-/** exec --check: the invariants after every call; returns the stopper and what was found. */
-function startInvariantChecks(kernel: Kernel): { stop: () => void; found: string[] } {
-  const found: string[] = [];
-  const stop = kernel.events.subscribe((event) => {
-    if (event.kind !== 'syscall' || found.length >= 20) return;
-    for (const line of checkInvariants(kernel)) {
-      const report = `after ${event.call}(${event.detail}) = ${event.ret}: ${line}`;
-      found.push(report);
-      process.stderr.write(`iommufd-emu: invariant: ${report}\n`);
-    }
-  });
-  return { stop, found };
-}
-
-/** Writes every event of the kernel to file, one line each; returns the closer. */
-function startTrace(kernel: Kernel, file: string): () => void {
-  let fd: number;
-  try {
-    fd = fs.openSync(file, 'w');
-  } catch (err) {
-    fail(`--trace ${file}: ${(err as Error).message}`);
-  }
-  const unsubscribe = kernel.events.subscribe((event) => {
-    fs.writeSync(fd, `${formatEvent(event)}\n`);
-  });
-  return () => {
-    unsubscribe();
-    fs.closeSync(fd);
-  };
-}
-
-/** Leaks the kernel reports once every client is gone. */
-function leaksOf(kernel: Kernel): string[] {
-  const hook = (kernel as Kernel & { leaks?: () => string[] }).leaks;
-  return typeof hook === 'function' ? hook.call(kernel) : [];
-}
-
-function shutdownKernel(kernel: Kernel): void {
-  const hook = (kernel as Kernel & { shutdown?: () => void }).shutdown;
-  if (typeof hook === 'function') hook.call(kernel);
-}
-
-function reportLeaks(leaks: readonly string[]): void {
-  process.stderr.write(`iommufd-emu: leaks after the program exited:\n`);
-  for (const leak of leaks) process.stderr.write(`  ${leak}\n`);
-}
-
-// -- running a program ---------------------------------------------------------------------------
-
-const FORWARDED_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const;
-
-/** Runs program with env; resolves with its exit status (128+signal when killed). */
-function runProgram(
-  program: string,
-  args: readonly string[],
-  env: NodeJS.ProcessEnv,
-  stdio: 'inherit' | 'ignore' = 'inherit',
-): Promise<number> {
-  return new Promise((resolve) => {
-    const child = spawn(program, args, { stdio, env });
-    const forward = (signal: NodeJS.Signals): void => {
-      child.kill(signal);
-    };
-    for (const s of FORWARDED_SIGNALS) process.on(s, forward);
-    const done = (status: number): void => {
-      for (const s of FORWARDED_SIGNALS) process.off(s, forward);
-      resolve(status);
-    };
-    child.on('error', (err: NodeJS.ErrnoException) => {
-      process.stderr.write(`iommufd-emu: cannot run ${program}: ${err.message}\n`);
-      done(err.code === 'ENOENT' ? 127 : 126);
-    });
-    child.on('exit', (code, signal) => {
-      if (signal !== null) done(128 + (os.constants.signals[signal] ?? 0));
-      else done(code ?? 0);
-    });
-  });
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => {
-    setTimeout(resolve, ms).unref();
-  });
-}
-
-function hasKernelFlags(flags: KernelFlags): boolean {
-  return (
-    flags.trace !== undefined ||
-    flags.platform !== undefined ||
-    flags.enableUnsafeNoiommuMode === true ||
-    (flags.cap?.length ?? 0) > 0
-  );
-}
-
-/** What exec can be asked to do besides running the program (the demo's live trace). */
-export interface ExecHooks {
-  /** Called with the booted kernel before the program starts; returns a detach function. */
-  readonly attach?: (kernel: Kernel) => () => void;
-  /** Print warnings, IOMMU faults and unsafe DMA to stderr (default true). */
-  readonly dmesg?: boolean;
-  /** The program's stdio (default: inherited). */
-  readonly stdio?: 'inherit' | 'ignore';
-}
-
-export async function execCommand(
-  program: string,
-  args: readonly string[],
-  flags: ExecFlags,
-  hooks: ExecHooks = {},
-): Promise<number> {
-  const joined = process.env.IOMMUFD_EMU_SOCKET;
-  if (joined !== undefined && joined !== '') {
-    if (hasKernelFlags(flags)) {
-      fail(
-        'IOMMUFD_EMU_SOCKET is set, so exec joins that emulator: --trace/--platform/--enable-unsafe-noiommu-mode/--cap belong to the emulator (iommufd-emu serve)',
-      );
-    }
-    const shim = ensureShim();
-    return runProgram(program, args, {
-      ...process.env,
-      LD_PRELOAD: preloadWith(shim, process.env.LD_PRELOAD),
-    });
-  }
-
-  refuseIfShimmed();
-  const grant = grantedCaps(flags);
-  const shim = ensureShim();
-  const kernel = bootKernel(flags);
-  const stopTrace = flags.trace === undefined ? undefined : startTrace(kernel, flags.trace);
-  const stopDmesg = hooks.dmesg === false ? undefined : startDmesg(kernel);
-  const checks = flags.check === true ? startInvariantChecks(kernel) : undefined;
-  const detach = hooks.attach?.(kernel);
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iommufd-emu-'));
-  let server: EmuServer | undefined;
-  try {
-    server = await startServer(kernel, path.join(dir, 'emu.sock'), {
-      testbedDir: path.join(dir, 'root'),
-      grantedCaps: grant,
-    });
-    let status = await runProgram(
-      program,
-      args,
-      {
-        ...process.env,
-        LD_PRELOAD: preloadWith(shim, process.env.LD_PRELOAD),
-        IOMMUFD_EMU_SOCKET: server.socketPath,
-      },
-      hooks.stdio ?? 'inherit',
-    );
-    // Children PROGRAM left behind may still hold emulated fds: give them a moment.
-    const idle = await Promise.race([server.whenIdle().then(() => true), sleep(IDLE_WAIT_MS)]);
-    if (!idle) {
-      process.stderr.write(
-        `iommufd-emu: ${server.connectionCount} connections still open ${IDLE_WAIT_MS} ms after ${program} exited (a background process holds emulated fds); not checking for leaks\n`,
-      );
-    } else {
-      const leaks = leaksOf(kernel);
-      if (leaks.length > 0) {
-        reportLeaks(leaks);
-        status = EXIT_LEAKS;
-      } else if (checks !== undefined && checks.found.length > 0) {
-        status = EXIT_INVARIANTS;
-      }
-    }
-    return status;
-  } finally {
-    await server?.close();
-    shutdownKernel(kernel);
-    stopTrace?.();
-    stopDmesg?.();
-    checks?.stop();
-    detach?.();
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-// -- serve ---------------------------------------------------------------------------------------
-
-function shellQuote(s: string): string {
-  return /^[\w./:@%+=,-]+$/.test(s) ? s : `'${s.replaceAll("'", "'\\''")}'`;
-}
-
-/** Whether something listens on the AF_UNIX socket at socketPath. */
-function socketInUse(socketPath: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const probe = net.connect(socketPath);
-    probe.once('connect', () => {
-      probe.destroy();
-      resolve(true);
-    });
-    probe.once('error', () => {
-      resolve(false);
-    });
-  });
-}
-
-async function serveCommand(flags: ServeFlags): Promise<number> {
-  refuseIfShimmed();
-  const grant = grantedCaps(flags);
-  const shim = ensureShim();
-  let dir: string | undefined;
-  let socketPath: string;
-  if (flags.socket !== undefined) {
-    socketPath = path.resolve(flags.socket);
-    if (fs.existsSync(socketPath)) {
-      if (!fs.statSync(socketPath).isSocket()) fail(`${socketPath} exists and is not a socket`);
-      if (await socketInUse(socketPath)) fail(`an emulator already serves ${socketPath}`);
-      fs.unlinkSync(socketPath);
-    }
-  } else {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iommufd-emu-'));
-    socketPath = path.join(dir, 'emu.sock');
-  }
-  const kernel = bootKernel(flags);
-  const stopTrace = flags.trace === undefined ? undefined : startTrace(kernel, flags.trace);
-  const server = await startServer(
-    kernel,
-    socketPath,
-    dir === undefined
-      ? { grantedCaps: grant }
-      : { testbedDir: path.join(dir, 'root'), grantedCaps: grant },
-  );
-  process.stdout.write(
-    `export LD_PRELOAD=${shellQuote(preloadWith(shim, undefined))}\nexport IOMMUFD_EMU_SOCKET=${shellQuote(socketPath)}\n`,
-  );
-  process.stderr.write(`iommufd-emu: serving on ${socketPath}; stop with Ctrl-C\n`);
-
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(s, () => resolve(s));
-  });
-  process.stderr.write(`iommufd-emu: ${signal}: stopping\n`);
-  await server.close();
-  const leaks = leaksOf(kernel);
-  shutdownKernel(kernel);
-  stopTrace?.();
-  if (dir !== undefined) fs.rmSync(dir, { recursive: true, force: true });
-  if (leaks.length > 0) {
-    reportLeaks(leaks);
-    return EXIT_LEAKS;
-  }
-  return 0;
-}
+import { DemoError, demoCommand } from './demo.ts';
+import { type ExecFlags, execCommand, refuseIfShimmed } from './exec.ts';
+import {
+  DEFAULT_ERROR_EXITCODE,
+  describeErrno,
+  EXIT_EMULATOR_FAILED,
+  EXIT_STATUS_HELP,
+  fail,
+  parseErrorExitcode,
+  UsageError,
+} from './exit-status.ts';
+import { PackageError, packageRoot, packageVersion } from './native.ts';
+import { type ServeFlags, serveCommand } from './serve.ts';
 
 // -- command line --------------------------------------------------------------------------------
 
+/** Options every command that boots an emulator takes. */
 function kernelOptions(cmd: Command): Command {
   return cmd
     .option('--trace <file>', 'write every emulated call and emulator event to FILE')
@@ -436,14 +45,46 @@ function kernelOptions(cmd: Command): Command {
       '--cap <caps>',
       'run every program as if it held CAPS (e.g. CAP_SYS_RAWIO; comma separated, repeatable, or "all") for the emulated kernel',
       (value: string, previous: readonly string[] | undefined) => [...(previous ?? []), value],
-    );
+    )
+    .addOption(errorExitcodeOption());
+}
+
+export function errorExitcodeOption(): Option {
+  return new Option(
+    '--error-exitcode <n>',
+    `exit status when the emulator finds something wrong (default ${DEFAULT_ERROR_EXITCODE})`,
+  ).argParser(parseErrorExitcode);
+}
+
+function parseFd(value: string): number {
+  if (!/^\d+$/.test(value) || Number(value) < 3)
+    throw new InvalidArgumentError('must be a file descriptor number of 3 or more');
+  return Number(value);
+}
+
+function parseNth(value: string): number {
+  if (!/^[1-9]\d*$/.test(value)) throw new InvalidArgumentError('must be a positive integer');
+  return Number(value);
+}
+
+/** Errors go to stderr with one prefix, `iommufd-emu: `, commander's own included. */
+function outputConfiguration() {
+  return {
+    outputError: (text: string, write: (text: string) => void) => {
+      write(`iommufd-emu: ${text.replace(/^error: /, '')}`);
+    },
+  };
 }
 
 function buildProgram(run: (work: Promise<number>) => void): Command {
   const program = new Command('iommufd-emu')
     .description('A userspace emulator of Linux iommufd (/dev/iommu) and VFIO device cdevs')
+    .version(packageVersion(), '-V, --version', 'print the version')
     .enablePositionalOptions()
-    .showHelpAfterError();
+    .showHelpAfterError('(iommufd-emu --help, or iommufd-emu help COMMAND, for usage)')
+    .configureOutput(outputConfiguration())
+    .exitOverride()
+    .addHelpText('after', EXIT_STATUS_HELP);
 
   kernelOptions(
     program
@@ -451,24 +92,71 @@ function buildProgram(run: (work: Promise<number>) => void): Command {
       .description(
         'run PROGRAM [ARGS...] against the emulator (a private one unless IOMMUFD_EMU_SOCKET is set)',
       )
-      .option('--check', 'check the emulator invariants after every call (exit 4 on a violation)')
+      .option('--check', 'check the emulator invariants after every call')
+      .addOption(
+        new Option(
+          '--fail-nth <n>',
+          'fail the N-th injection point of the run (as `check -- PROGRAM` numbers them); the trace and the failing call go to stderr',
+        ).argParser(parseNth),
+      )
       .argument('<program>', 'the program to run')
       .argument('[args...]', 'its arguments')
       .passThroughOptions(),
-  ).action((prog: string, args: string[], flags: ExecFlags) => {
-    run(execCommand(prog, args, flags));
-  });
+  )
+    .addHelpText('after', EXIT_STATUS_HELP)
+    .action((prog: string, args: string[], flags: ExecFlags) => {
+      run(execCommand(prog, args, flags));
+    });
 
   kernelOptions(
     program
       .command('serve')
-      .description('serve one emulator for several programs; prints the environment they need')
-      .option('--socket <path>', 'the socket to serve on (default: in a new private directory)'),
-  ).action((flags: ServeFlags) => {
-    run(serveCommand(flags));
-  });
+      .description(
+        'serve one emulator for several programs and print the environment they need; with -- CMD, run CMD in it',
+      )
+      .option('--socket <path>', 'the socket to serve on (default: in a new private directory)')
+      .option(
+        '--write-env <file>',
+        'also write the environment to FILE once serving (removed at stop)',
+      )
+      .addOption(
+        new Option('--ready-fd <fd>', 'write READY=1 to file descriptor FD once serving').argParser(
+          parseFd,
+        ),
+      )
+      .option(
+        '--log <file>',
+        'the kernel log (taint, IOMMU faults, unsafe DMA) to FILE, not stderr',
+      )
+      .option('--check', 'check the emulator invariants after every call')
+      .argument(
+        '[command...]',
+        'a command to run in the served environment; serve stops when it exits',
+      )
+      .passThroughOptions(),
+  )
+    .addHelpText('after', EXIT_STATUS_HELP)
+    .action((command: string[], flags: ServeFlags) => {
+      run(serveCommand(flags, command));
+    });
 
-  registerCheckCommand(program, execCommand);
+  registerCheckCommand(program, execCommand, run).addHelpText('after', EXIT_STATUS_HELP);
+
+  program
+    .command('platform')
+    .description(
+      'check a platform file and print the machine it describes, defaults filled in; or print the default platform or the JSON Schema of platform files',
+    )
+    .argument('[file]', 'a platform file to check')
+    .addOption(
+      new Option('--print-default', 'print the built-in platform as a platform file').conflicts(
+        'printSchema',
+      ),
+    )
+    .option('--print-schema', 'print the JSON Schema of platform files (for editors)')
+    .action((file: string | undefined, flags: PlatformFlags) => {
+      run(Promise.resolve(platformCommand(file, flags)));
+    });
 
   program
     .command('demo')
@@ -477,12 +165,67 @@ function buildProgram(run: (work: Promise<number>) => void): Command {
     )
     .action(() => {
       refuseIfShimmed();
-      run(demoCommand({ root: projectRoot(), exec: execCommand }));
+      run(demoCommand({ root: packageRoot(), exec: execCommand }));
     });
 
-  program.exitOverride();
-  for (const sub of program.commands) sub.exitOverride();
   return program;
+}
+
+interface PlatformFlags {
+  readonly printDefault?: boolean;
+  readonly printSchema?: boolean;
+}
+
+function platformCommand(file: string | undefined, flags: PlatformFlags): number {
+  const print = (json: unknown): number => {
+    process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
+    return 0;
+  };
+  if (file !== undefined && (flags.printDefault === true || flags.printSchema === true))
+    fail('platform: give a FILE to check, or --print-default, or --print-schema');
+  if (flags.printSchema === true) return print(platformJsonSchema());
+  if (file === undefined) return print(platformToJson(defaultPlatform()));
+  const config = loadPlatformFile(file);
+  if (config instanceof PlatformConfigError) fail(config.message);
+  return print(platformToJson(config));
+}
+
+/** A message for the user and exit 125, for everything that is the emulator's own failure. */
+function emulatorFailed(err: unknown): never {
+  if (err instanceof UsageError || err instanceof DemoError || err instanceof PackageError) {
+    for (const line of err.message.split('\n')) process.stderr.write(`iommufd-emu: ${line}\n`);
+  } else {
+    process.stderr.write(
+      `iommufd-emu: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    );
+  }
+  process.exit(EXIT_EMULATOR_FAILED);
+}
+
+/**
+ * `npm run cli -- ...` runs in the package's directory; paths the user typed are relative to the
+ * directory npm was started in (INIT_CWD), so work from there.
+ */
+function enterUserDirectory(): void {
+  const event = process.env.npm_lifecycle_event;
+  const userDir = process.env.INIT_CWD;
+  if ((event === 'cli' || event === 'demo') && userDir !== undefined && userDir !== '') {
+    try {
+      process.chdir(userDir);
+    } catch (err) {
+      fail(`cannot enter ${userDir}, the directory npm was run from: ${describeErrno(err)}`);
+    }
+  }
+}
+
+/**
+ * A reader that stops early (`check --list | head`) closes the pipe: stop writing to it, finish the
+ * work, and exit with its status rather than die on EPIPE.
+ */
+function toleratePipeClose(): void {
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') emulatorFailed(err);
+  });
 }
 
 function main(argv: readonly string[]): void {
@@ -491,29 +234,15 @@ function main(argv: readonly string[]): void {
     process.stderr.write(`iommufd-emu: unknown IOMMUFD_EMU_MUTANT=${ignored}, ignored\n`);
   }
   const finish = (work: Promise<number>): void => {
-    work.then(
-      (status) => process.exit(status),
-      (err: unknown) => {
-        if (err instanceof UsageError) {
-          process.stderr.write(`iommufd-emu: ${err.message}\n`);
-          process.exit(EXIT_USAGE);
-        }
-        process.stderr.write(
-          `iommufd-emu: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
-        );
-        process.exit(1);
-      },
-    );
+    work.then((status) => process.exit(status), emulatorFailed);
   };
+  toleratePipeClose();
   try {
+    enterUserDirectory();
     buildProgram(finish).parse(argv as string[]);
   } catch (err) {
-    if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : EXIT_USAGE);
-    if (err instanceof UsageError) {
-      process.stderr.write(`iommufd-emu: ${err.message}\n`);
-      process.exit(EXIT_USAGE);
-    }
-    throw err;
+    if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : EXIT_EMULATOR_FAILED);
+    emulatorFailed(err);
   }
 }
 

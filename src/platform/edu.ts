@@ -1,5 +1,5 @@
 /**
- * QEMU's educational PCI device "edu" (1234:11e8), as ../shared/spec/edu.md describes it:
+ * QEMU's educational PCI device "edu" (1234:11e8), as docs/edu.md describes it:
  * identification and liveness registers, an asynchronous factorial unit, interrupt raise/ack with
  * INTx level or MSI signalling, and a DMA engine between a 4 KiB internal buffer (device address
  * 0x40000) and memory. DMA is asynchronous: the copy happens at completion time, against the

@@ -194,4 +194,61 @@ describe('platform files', () => {
     const c = { ...defaultPlatform(), memorySize: 123n };
     assert.throws(() => new Machine(c), PlatformConfigError);
   });
+
+  it('reports every problem of a file at once, each naming the file and the JSON path', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'iommufd-emu-platform-'));
+    const file = join(dir, 'three-errors.json');
+    writeFileSync(
+      file,
+      JSON.stringify({
+        memory: 'lots',
+        iommus: [{ name: 'dmar0', levels: 9 }],
+        devices: [{ bdf: '0000:00:04.0', type: 'edu', iommu: 'dmar0', colour: 'blue' }],
+      }),
+    );
+    const e = loadPlatformFile(file);
+    assert.ok(e instanceof PlatformConfigError);
+    assert.deepEqual(
+      e.issues.map((issue) => issue.field),
+      ['memory', 'iommus[0].levels', 'devices[0].colour'],
+    );
+    const lines = e.message.split('\n');
+    assert.equal(lines.length, 3);
+    assert.match(lines[0]!, new RegExp(`^${file}: memory: expected a u64`));
+    assert.match(
+      lines[1]!,
+      new RegExp(`^${file}: iommus\\[0\\]\\.levels: must be an integer from 2 to 6, got 9$`),
+    );
+    assert.match(lines[2]!, new RegExp(`^${file}: devices\\[0\\]\\.colour: unknown field$`));
+    // The machine's own problems, too, come all at once.
+    const semantic = parsePlatform({
+      memory: '1MiB',
+      devices: [
+        { bdf: '0000:00:04.0', type: 'edu', iommu: 'dmar9' },
+        { bdf: '0000:00:04.0', type: 'edu', iommu: null },
+      ],
+    });
+    assert.ok(semantic instanceof PlatformConfigError);
+    assert.deepEqual(
+      semantic.issues.map((issue) => issue.field),
+      ['memory', 'devices[0].iommu', 'devices[1].bdf'],
+    );
+  });
+
+  it('fills defaults that follow the fields the file set', () => {
+    const unit = (fields: object) =>
+      config({ iommus: [{ name: 'dmar0', ...fields }], devices: [] }).iommus[0]!;
+    assert.equal(unit({}).aperture.last, (1n << 48n) - 1n);
+    // 3 levels translate 39 bits: the default aperture ends there, and 1 GiB pages stay.
+    assert.equal(unit({ levels: 3 }).aperture.last, (1n << 39n) - 1n);
+    assert.equal(unit({ levels: 3 }).pgsizeBitmap & (1n << 30n), 1n << 30n);
+    // 2 levels: 30 bits, and no 1 GiB pages (they need 3 levels).
+    assert.equal(unit({ levels: 2 }).aperture.last, (1n << 30n) - 1n);
+    assert.equal(unit({ levels: 2 }).pgsizeBitmap & (1n << 30n), 0n);
+    assert.equal(unit({ levels: 6 }).aperture.last, (1n << 64n) - 1n);
+  });
+
+  it('reads back the default platform as --print-default prints it', () => {
+    assert.deepEqual(config(platformToJson(defaultPlatform())), defaultPlatform());
+  });
 });

@@ -158,12 +158,24 @@ interface FdAddon {
 }
 
 let addon: FdAddon | null | undefined;
+/** Where the CLI built the addon (an installed package builds it in a per-user cache). */
+let addonFile: string | undefined;
+
+/** Load the fd addon from file rather than from native/build (call before serving). */
+export function useFdAddon(file: string): void {
+  addonFile = file;
+  addon = undefined;
+}
 
 /** native/build/iommufd-emu-fd.node, looked for upward from this module; undefined if not built. */
 function fdAddon(): FdAddon | undefined {
   if (addon !== undefined) return addon ?? undefined;
   addon = null;
   const require = createRequire(import.meta.url);
+  if (addonFile !== undefined) {
+    addon = require(addonFile) as FdAddon;
+    return addon;
+  }
   let dir = path.dirname(fileURLToPath(import.meta.url));
   for (;;) {
     const candidate = path.join(dir, 'native', 'build', 'iommufd-emu-fd.node');

@@ -714,9 +714,9 @@ describe('iommufd-emu exec with its own emulator', () => {
     );
   });
 
-  test('a bad option value exits 2 with a message', async () => {
+  test('a bad option value exits 125 with a message', async () => {
     const r = await cli(['exec', '--platform', '/nonexistent/platform.json', '--', 'true']);
-    assert.equal(r.status, 2);
+    assert.equal(r.status, 125);
     assert.match(r.stderr, /nonexistent/);
   });
 });

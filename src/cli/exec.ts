@@ -1,0 +1,338 @@
+/**
+ * `iommufd-emu exec`: runs a program (and its children) against a private emulator through the
+ * shim, with what the kernel would log on stderr, an optional trace, invariant checks after every
+ * call, and fail-nth armed over the whole run.
+ */
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { createKernel, type Kernel } from '../boot/kernel.ts';
+import { checkInvariants } from '../check/invariants.ts';
+import { FailNth, setFailNthForEveryTask } from '../fault/fault.ts';
+import { parseCapSet } from '../host/credentials.ts';
+import { useFdAddon } from '../server/client-fds.ts';
+import { type EmuServer, startServer } from '../server/server.ts';
+import { formatEvent } from '../trace/writer.ts';
+import {
+  DEFAULT_ERROR_EXITCODE,
+  describeErrno,
+  EXIT_CANNOT_RUN,
+  EXIT_NOT_FOUND,
+  fail,
+} from './exit-status.ts';
+import { ensureNative, type NativeParts, PackageError, SHIM_NAME } from './native.ts';
+
+/** How long exec waits, after PROGRAM exits, for its emulated fds to be closed everywhere. */
+const IDLE_WAIT_MS = 2000;
+
+export interface KernelFlags {
+  readonly trace?: string;
+  readonly platform?: string;
+  readonly enableUnsafeNoiommuMode?: boolean;
+  /** --cap, once per use: capabilities every client holds for capable() whatever its own. */
+  readonly cap?: readonly string[];
+}
+
+export interface ExecFlags extends KernelFlags {
+  /** Check the emulator's invariants after every call. */
+  readonly check?: boolean;
+  /** Fail the n-th injection point of the run (counted over every task), and say where. */
+  readonly failNth?: number;
+  /** The status for the emulator's findings (leaks, broken invariants). */
+  readonly errorExitcode?: number;
+}
+
+// -- native parts ------------------------------------------------------------------------------
+
+/** The shim's path, built first if needed (see native.ts); the fd addon is handed to the server. */
+export function ensureShim(): string {
+  let parts: NativeParts;
+  try {
+    parts = ensureNative((text) => process.stderr.write(`iommufd-emu: ${text}`));
+  } catch (err) {
+    if (err instanceof PackageError) fail(err.message);
+    throw err;
+  }
+  if (parts.addon !== undefined) useFdAddon(parts.addon);
+  return parts.shim;
+}
+
+export function preloadWith(shim: string, existing: string | undefined): string {
+  const parts = (existing ?? '').split(/[ :]/).filter((p) => p !== '');
+  if (parts.some((p) => path.basename(p) === SHIM_NAME)) return parts.join(':');
+  return [shim, ...parts].join(':');
+}
+
+/**
+ * A process running under the shim must not serve: its own file calls would be forwarded to
+ * itself and deadlock.
+ */
+export function refuseIfShimmed(): void {
+  const preload = process.env.LD_PRELOAD ?? '';
+  if (preload.includes(SHIM_NAME)) {
+    fail(
+      `LD_PRELOAD contains ${SHIM_NAME}: unset it (and IOMMUFD_EMU_SOCKET) before starting an emulator`,
+    );
+  }
+}
+
+// -- the kernel and its trace ------------------------------------------------------------------
+
+/** The capabilities --cap grants (none without it). */
+export function grantedCaps(flags: KernelFlags): bigint {
+  let set = 0n;
+  for (const text of flags.cap ?? []) {
+    const caps = parseCapSet(text);
+    if (typeof caps !== 'bigint') fail(`--cap ${text}: ${caps.unknown} is not a capability`);
+    set |= caps;
+  }
+  return set;
+}
+
+export function bootKernel(flags: KernelFlags): Kernel {
+  const kernel = createKernel({
+    ...(flags.platform === undefined ? {} : { platformFile: flags.platform }),
+    ...(flags.enableUnsafeNoiommuMode === true ? { enableUnsafeNoiommuMode: true } : {}),
+  });
+  if (typeof kernel === 'string') fail(kernel);
+  return kernel;
+}
+
+/**
+ * What the kernel would put in dmesg goes to stderr: warnings (taint), IOMMU faults and unsafe
+ * no-IOMMU DMA. Emulator bugs are reported where they happen (runSyscall).
+ */
+export function startDmesg(
+  kernel: Kernel,
+  write: (line: string) => void = (line) => process.stderr.write(line),
+): () => void {
+  // What boot logged (a no-IOMMU device tainting the kernel) comes first.
+  for (const line of kernel.dmesg) write(`iommufd-emu: [${line.replace(': ', '] ')}\n`);
+  return kernel.events.subscribe((event) => {
+    const loud =
+      event.kind === 'unsafe-dma' ||
+      event.kind === 'iommu-fault' ||
+      (event.kind === 'log' && event.level !== 'info');
+    if (loud) write(`iommufd-emu: ${formatEvent(event)}\n`);
+  });
+}
+
+/** exec --check: the invariants after every call; returns the stopper and what was found. */
+export function startInvariantChecks(kernel: Kernel): { stop: () => void; found: string[] } {
+  const found: string[] = [];
+  const stop = kernel.events.subscribe((event) => {
+    if (event.kind !== 'syscall' || found.length >= 20) return;
+    for (const line of checkInvariants(kernel)) {
+      const report = `after ${event.call}(${event.detail}) = ${event.ret}: ${line}`;
+      found.push(report);
+      process.stderr.write(`iommufd-emu: invariant: ${report}\n`);
+    }
+  });
+  return { stop, found };
+}
+
+/**
+ * exec --fail-nth N: one counter over every task of the run, armed to N, as `check -- PROGRAM`
+ * sweeps it. The trace goes to stderr (with a mark on the call the fault failed), and at the end
+ * one line says which call of the program failed, or that the run had fewer injection points.
+ */
+function startFailNth(kernel: Kernel, nth: number): { stop: () => void; report: () => void } {
+  const counter = new FailNth();
+  counter.trail = [];
+  counter.arm(nth);
+  setFailNthForEveryTask(counter);
+  let failingCall: string | undefined;
+  const unsubscribe = kernel.events.subscribe((event) => {
+    let line = formatEvent(event);
+    if (event.kind === 'syscall' && failingCall === undefined && counter.lastFired !== undefined) {
+      failingCall = line;
+      line += `   <- fail-nth ${nth}: injected ${counter.lastFired}`;
+    }
+    process.stderr.write(`iommufd-emu: | ${line}\n`);
+  });
+  return {
+    stop: () => {
+      unsubscribe();
+      setFailNthForEveryTask(undefined);
+    },
+    report: () => {
+      if (failingCall !== undefined) {
+        process.stderr.write(
+          `iommufd-emu: fail-nth ${nth}: ${counter.lastFired} failed in ${failingCall}\n`,
+        );
+      } else {
+        process.stderr.write(
+          `iommufd-emu: fail-nth ${nth}: nothing injected: the run passed only ${counter.trail?.length ?? 0} injection points\n`,
+        );
+      }
+    },
+  };
+}
+
+/** Writes every event of the kernel to file, one line each; returns the closer. */
+export function startTrace(kernel: Kernel, file: string): () => void {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'w');
+  } catch (err) {
+    fail(`cannot write the trace to ${file}: ${describeErrno(err)}`);
+  }
+  const unsubscribe = kernel.events.subscribe((event) => {
+    fs.writeSync(fd, `${formatEvent(event)}\n`);
+  });
+  return () => {
+    unsubscribe();
+    fs.closeSync(fd);
+  };
+}
+
+/** Leaks the kernel reports once every client is gone. */
+export function leaksOf(kernel: Kernel): string[] {
+  const hook = (kernel as Kernel & { leaks?: () => string[] }).leaks;
+  return typeof hook === 'function' ? hook.call(kernel) : [];
+}
+
+export function shutdownKernel(kernel: Kernel): void {
+  const hook = (kernel as Kernel & { shutdown?: () => void }).shutdown;
+  if (typeof hook === 'function') hook.call(kernel);
+}
+
+export function reportLeaks(leaks: readonly string[]): void {
+  process.stderr.write(`iommufd-emu: leaks after the program exited:\n`);
+  for (const leak of leaks) process.stderr.write(`  ${leak}\n`);
+}
+
+// -- running a program ---------------------------------------------------------------------------
+
+const FORWARDED_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const;
+
+/** Runs program with env; resolves with its exit status (128+signal when killed). */
+export function runProgram(
+  program: string,
+  args: readonly string[],
+  env: NodeJS.ProcessEnv,
+  stdio: 'inherit' | 'ignore' = 'inherit',
+): Promise<number> {
+  return new Promise((resolve) => {
+    const child = spawn(program, args, { stdio, env });
+    const forward = (signal: NodeJS.Signals): void => {
+      child.kill(signal);
+    };
+    for (const s of FORWARDED_SIGNALS) process.on(s, forward);
+    const done = (status: number): void => {
+      for (const s of FORWARDED_SIGNALS) process.off(s, forward);
+      resolve(status);
+    };
+    child.on('error', (err: NodeJS.ErrnoException) => {
+      const where = program.includes('/') ? '' : ' (looked for in PATH)';
+      process.stderr.write(`iommufd-emu: cannot run ${program}: ${describeErrno(err)}${where}\n`);
+      done(err.code === 'ENOENT' ? EXIT_NOT_FOUND : EXIT_CANNOT_RUN);
+    });
+    child.on('exit', (code, signal) => {
+      if (signal !== null) done(128 + (os.constants.signals[signal] ?? 0));
+      else done(code ?? 0);
+    });
+  });
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    setTimeout(resolve, ms).unref();
+  });
+}
+
+function hasKernelFlags(flags: KernelFlags): boolean {
+  return (
+    flags.trace !== undefined ||
+    flags.platform !== undefined ||
+    flags.enableUnsafeNoiommuMode === true ||
+    (flags.cap?.length ?? 0) > 0
+  );
+}
+
+/** What exec can be asked to do besides running the program (the demo's live trace). */
+export interface ExecHooks {
+  /** Called with the booted kernel before the program starts; returns a detach function. */
+  readonly attach?: (kernel: Kernel) => () => void;
+  /** Print warnings, IOMMU faults and unsafe DMA to stderr (default true). */
+  readonly dmesg?: boolean;
+  /** The program's stdio (default: inherited). */
+  readonly stdio?: 'inherit' | 'ignore';
+}
+
+export async function execCommand(
+  program: string,
+  args: readonly string[],
+  flags: ExecFlags,
+  hooks: ExecHooks = {},
+): Promise<number> {
+  const joined = process.env.IOMMUFD_EMU_SOCKET;
+  if (joined !== undefined && joined !== '') {
+    if (hasKernelFlags(flags)) {
+      fail(
+        'IOMMUFD_EMU_SOCKET is set, so exec joins that emulator: --trace/--platform/--enable-unsafe-noiommu-mode/--cap belong to the emulator (iommufd-emu serve)',
+      );
+    }
+    const shim = ensureShim();
+    return runProgram(program, args, {
+      ...process.env,
+      LD_PRELOAD: preloadWith(shim, process.env.LD_PRELOAD),
+    });
+  }
+
+  refuseIfShimmed();
+  const grant = grantedCaps(flags);
+  const shim = ensureShim();
+  const kernel = bootKernel(flags);
+  const stopTrace = flags.trace === undefined ? undefined : startTrace(kernel, flags.trace);
+  const stopDmesg = hooks.dmesg === false ? undefined : startDmesg(kernel);
+  const checks = flags.check === true ? startInvariantChecks(kernel) : undefined;
+  const injection = flags.failNth === undefined ? undefined : startFailNth(kernel, flags.failNth);
+  const detach = hooks.attach?.(kernel);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iommufd-emu-'));
+  let server: EmuServer | undefined;
+  try {
+    server = await startServer(kernel, path.join(dir, 'emu.sock'), {
+      testbedDir: path.join(dir, 'root'),
+      grantedCaps: grant,
+    });
+    let status = await runProgram(
+      program,
+      args,
+      {
+        ...process.env,
+        LD_PRELOAD: preloadWith(shim, process.env.LD_PRELOAD),
+        IOMMUFD_EMU_SOCKET: server.socketPath,
+      },
+      hooks.stdio ?? 'inherit',
+    );
+    // Children PROGRAM left behind may still hold emulated fds: give them a moment.
+    const idle = await Promise.race([server.whenIdle().then(() => true), sleep(IDLE_WAIT_MS)]);
+    if (!idle) {
+      process.stderr.write(
+        `iommufd-emu: ${server.connectionCount} connections still open ${IDLE_WAIT_MS} ms after ${program} exited (a background process holds emulated fds); not checking for leaks\n`,
+      );
+    } else {
+      const leaks = leaksOf(kernel);
+      const findings = flags.errorExitcode ?? DEFAULT_ERROR_EXITCODE;
+      if (leaks.length > 0) {
+        reportLeaks(leaks);
+        status = findings;
+      } else if (checks !== undefined && checks.found.length > 0) {
+        status = findings;
+      }
+    }
+    injection?.report();
+    return status;
+  } finally {
+    await server?.close();
+    shutdownKernel(kernel);
+    stopTrace?.();
+    stopDmesg?.();
+    checks?.stop();
+    injection?.stop();
+    detach?.();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
