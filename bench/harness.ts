@@ -53,6 +53,19 @@ function nsPerOp(bench: Bench, w: Workload): number {
   return (result.latency.p50 * 1e6) / w.batch;
 }
 
+/** One round's tinybench: warmed up in the first round only, timed on CPU time. */
+function roundBench(budget: Budget, round: number): Bench {
+  return new Bench({
+    time: budget.timeMs,
+    iterations: 5,
+    warmup: round === 0,
+    warmupIterations: 3,
+    warmupTime: 0,
+    throws: true,
+    now: cpuNow,
+  });
+}
+
 /** Times two workloads side by side; returns median ns per operation of each. */
 export async function timePair(
   budget: Budget,
@@ -62,15 +75,7 @@ export async function timePair(
   const as: number[] = [];
   const bs: number[] = [];
   for (let round = 0; round < budget.rounds; round++) {
-    const bench = new Bench({
-      time: budget.timeMs,
-      iterations: 5,
-      warmup: round === 0,
-      warmupIterations: 3,
-      warmupTime: 0,
-      throws: true,
-      now: cpuNow,
-    });
+    const bench = roundBench(budget, round);
     for (const w of round % 2 === 0 ? [a, b] : [b, a]) bench.add(w.name, w.fn);
     await bench.run();
     as.push(nsPerOp(bench, a));
@@ -83,15 +88,7 @@ export async function timePair(
 export async function timeOne(budget: Budget, w: Workload): Promise<number> {
   const samples: number[] = [];
   for (let round = 0; round < budget.rounds; round++) {
-    const bench = new Bench({
-      time: budget.timeMs,
-      iterations: 5,
-      warmup: round === 0,
-      warmupIterations: 3,
-      warmupTime: 0,
-      throws: true,
-      now: cpuNow,
-    });
+    const bench = roundBench(budget, round);
     bench.add(w.name, w.fn);
     await bench.run();
     samples.push(nsPerOp(bench, w));

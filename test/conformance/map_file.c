@@ -9,38 +9,11 @@
  */
 #include "harness.h"
 #include "edu_helpers.h"
-#include "iommufd_test.h"
+#include "selftest_helpers.h"
 
 #define NPAGES 16
 #define LEN (NPAGES * PAGE_SZ)
 #define IOVA MOCK_APERTURE_START
-
-static int test_cmd(int fd, struct iommu_test_cmd *cmd)
-{
-	cmd->size = sizeof(*cmd);
-	return ioctl(fd, IOMMU_TEST_CMD, cmd);
-}
-
-static int check_refs(int fd, const void *uptr, __u64 length, __u32 refs)
-{
-	struct iommu_test_cmd cmd = {
-		.op = IOMMU_TEST_OP_MD_CHECK_REFS,
-		.check_refs = { .length = length, .uptr = (uintptr_t)uptr, .refs = refs },
-	};
-
-	return test_cmd(fd, &cmd);
-}
-
-static int check_map(int fd, __u32 hwpt, __u64 iova, __u64 length, const void *uptr)
-{
-	struct iommu_test_cmd cmd = {
-		.op = IOMMU_TEST_OP_MD_CHECK_MAP,
-		.id = hwpt,
-		.check_map = { .iova = iova, .length = length, .uptr = (uintptr_t)uptr },
-	};
-
-	return test_cmd(fd, &cmd);
-}
 
 static int mock_domain(int fd, __u32 ioas, __u32 *hwpt)
 {
@@ -132,10 +105,10 @@ TEST(one_pin_seen_through_two_mappings)
 	REQUIRE_OK(memfd_open(&m));
 	memset(m.a, 0x11, LEN);
 	REQUIRE_OK(mock_domain(fd, ioas, &hwpt));
-	CHECK_OK(check_refs(fd, m.a, LEN, 0));
+	CHECK_OK(check_refs_of(fd, m.a, LEN, 0));
 	REQUIRE_OK(map_file(fd, ioas, m.fd, 0, LEN, IOVA));
-	CHECK_OK(check_refs(fd, m.a, LEN, 1));
-	CHECK_OK(check_refs(fd, m.b, LEN, 1));
+	CHECK_OK(check_refs_of(fd, m.a, LEN, 1));
+	CHECK_OK(check_refs_of(fd, m.b, LEN, 1));
 	CHECK_OK(check_map(fd, hwpt, IOVA, LEN, m.a));
 	CHECK_OK(check_map(fd, hwpt, IOVA, LEN, m.b));
 	CHECK_ERRNO(EINVAL, check_map(fd, hwpt, IOVA, PAGE_SZ, m.a + PAGE_SZ));
@@ -143,17 +116,17 @@ TEST(one_pin_seen_through_two_mappings)
 	/* A part of the file, from an offset: the IOVA maps the file's pages 4..7. */
 	REQUIRE_OK(map_file(fd, ioas, m.fd, 4 * PAGE_SZ, 4 * PAGE_SZ, IOVA + LEN));
 	CHECK_OK(check_map(fd, hwpt, IOVA + LEN, 4 * PAGE_SZ, m.b + 4 * PAGE_SZ));
-	CHECK_OK(check_refs(fd, m.a + 4 * PAGE_SZ, 4 * PAGE_SZ, 2));
-	CHECK_OK(check_refs(fd, m.a, 4 * PAGE_SZ, 1));
+	CHECK_OK(check_refs_of(fd, m.a + 4 * PAGE_SZ, 4 * PAGE_SZ, 2));
+	CHECK_OK(check_refs_of(fd, m.a, 4 * PAGE_SZ, 1));
 	CHECK_OK(ioas_unmap(fd, ioas, IOVA + LEN, 4 * PAGE_SZ, NULL));
-	CHECK_OK(check_refs(fd, m.a, LEN, 1));
+	CHECK_OK(check_refs_of(fd, m.a, LEN, 1));
 
 	/* The pages hold the file: closing its fd changes nothing. */
 	close(m.fd);
 	m.fd = -1;
-	CHECK_OK(check_refs(fd, m.b, LEN, 1));
+	CHECK_OK(check_refs_of(fd, m.b, LEN, 1));
 	CHECK_OK(ioas_unmap(fd, ioas, IOVA, LEN, NULL));
-	CHECK_OK(check_refs(fd, m.a, LEN, 0));
+	CHECK_OK(check_refs_of(fd, m.a, LEN, 0));
 	memfd_close(&m);
 	close(fd);
 }
@@ -173,7 +146,7 @@ TEST(edu_dma_lands_in_the_file)
 		SKIP("no edu device");
 	REQUIRE_OK(edu_set_bus_master(d.fd, 1));
 	/* Attaching the device pinned the file's pages. */
-	CHECK_OK(check_refs(fd, m.a, LEN, 1));
+	CHECK_OK(check_refs_of(fd, m.a, LEN, 1));
 	fill_pattern(m.a, PAGE_SZ, 42);
 	REQUIRE_OK(edu_dma_in(d.fd, IOVA, 0, PAGE_SZ));
 	REQUIRE_OK(edu_dma_out(d.fd, 0, IOVA + 5 * PAGE_SZ, PAGE_SZ));
@@ -182,7 +155,7 @@ TEST(edu_dma_lands_in_the_file)
 	REQUIRE(pread(m.fd, back, sizeof(back), 5 * PAGE_SZ) == (ssize_t)sizeof(back));
 	CHECK(memcmp(back, m.a, sizeof(back)) == 0);
 	edu_close(&d);
-	CHECK_OK(check_refs(fd, m.a, LEN, 0));
+	CHECK_OK(check_refs_of(fd, m.a, LEN, 0));
 	memfd_close(&m);
 	close(fd);
 }
@@ -231,7 +204,7 @@ TEST(change_process_moves_file_areas_only)
 		CHILD_EXIT();
 	}
 	CHECK_EQ(h_wait(pid), 0);
-	CHECK_OK(check_refs(fd, m.a, LEN, 1));
+	CHECK_OK(check_refs_of(fd, m.a, LEN, 1));
 
 	/* One area of process memory, and nothing moves. */
 	anon = h_mmap(PAGE_SZ);
@@ -260,12 +233,12 @@ TEST(close_drops_file_pins)
 	REQUIRE_OK(memfd_open(&m));
 	REQUIRE_OK(mock_domain(fd, ioas, NULL));
 	REQUIRE_OK(map_file(fd, ioas, m.fd, 0, LEN, IOVA));
-	CHECK_OK(check_refs(fd, m.b, LEN, 1));
+	CHECK_OK(check_refs_of(fd, m.b, LEN, 1));
 	CHECK_OK(close(fd));
 	fd2 = iommufd_open();
 	REQUIRE(fd2 >= 0);
-	CHECK_OK(check_refs(fd2, m.a, LEN, 0));
-	CHECK_OK(check_refs(fd2, m.b, LEN, 0));
+	CHECK_OK(check_refs_of(fd2, m.a, LEN, 0));
+	CHECK_OK(check_refs_of(fd2, m.b, LEN, 0));
 	close(fd2);
 	memfd_close(&m);
 }

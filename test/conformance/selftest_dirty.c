@@ -7,7 +7,7 @@
  * checked with MD_CHECK_REFS along the way.
  */
 #include "harness.h"
-#include "iommufd_test.h"
+#include "selftest_helpers.h"
 
 #define NPAGES 16
 #define BUF_SIZE (NPAGES * PAGE_SZ)
@@ -15,39 +15,9 @@
 
 static unsigned char *g_buf;
 
-static int test_cmd(int fd, struct iommu_test_cmd *cmd)
-{
-	cmd->size = sizeof(*cmd);
-	return ioctl(fd, IOMMU_TEST_CMD, cmd);
-}
-
 static int check_refs(int fd, __u32 refs)
 {
-	struct iommu_test_cmd cmd = {
-		.op = IOMMU_TEST_OP_MD_CHECK_REFS,
-		.check_refs = { .length = BUF_SIZE, .uptr = (uintptr_t)g_buf, .refs = refs },
-	};
-
-	return test_cmd(fd, &cmd);
-}
-
-static int mock_domain_flags(int fd, __u32 pt_id, __u32 dev_flags, __u32 *stdev,
-			     __u32 *hwpt, __u32 *idev)
-{
-	struct iommu_test_cmd cmd = {
-		.op = IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS,
-		.id = pt_id,
-		.mock_domain_flags = { .dev_flags = dev_flags },
-	};
-	int rc = test_cmd(fd, &cmd);
-
-	if (stdev)
-		*stdev = cmd.mock_domain_flags.out_stdev_id;
-	if (hwpt)
-		*hwpt = cmd.mock_domain_flags.out_hwpt_id;
-	if (idev)
-		*idev = cmd.mock_domain_flags.out_idev_id;
-	return rc;
+	return check_refs_of(fd, g_buf, BUF_SIZE, refs);
 }
 
 static int hwpt_alloc(int fd, __u32 idev, __u32 pt_id, __u32 flags, __u32 *out)

@@ -8,7 +8,7 @@
  * DEV_CHECK_CACHE, MD_CHECK_IOTLB and SET_TEMP_MEMORY_LIMIT, each with its errno cases.
  */
 #include "harness.h"
-#include "iommufd_test.h"
+#include "selftest_helpers.h"
 
 #include <dirent.h>
 
@@ -16,31 +16,6 @@
 #define BUF_SIZE (NPAGES * PAGE_SZ)
 
 static unsigned char *g_buf;
-
-static int test_cmd(int fd, struct iommu_test_cmd *cmd)
-{
-	cmd->size = sizeof(*cmd);
-	return ioctl(fd, IOMMU_TEST_CMD, cmd);
-}
-
-static int mock_domain_flags(int fd, __u32 pt_id, __u32 dev_flags, __u32 *stdev,
-			     __u32 *hwpt, __u32 *idev)
-{
-	struct iommu_test_cmd cmd = {
-		.op = IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS,
-		.id = pt_id,
-		.mock_domain_flags = { .dev_flags = dev_flags },
-	};
-	int rc = test_cmd(fd, &cmd);
-
-	if (stdev)
-		*stdev = cmd.mock_domain_flags.out_stdev_id;
-	if (hwpt)
-		*hwpt = cmd.mock_domain_flags.out_hwpt_id;
-	if (idev)
-		*idev = cmd.mock_domain_flags.out_idev_id;
-	return rc;
-}
 
 static int mock_domain(int fd, __u32 pt_id, __u32 *stdev, __u32 *hwpt, __u32 *idev)
 {
@@ -70,27 +45,6 @@ static int mock_replace(int fd, __u32 stdev, __u32 *pt_id)
 	return rc;
 }
 
-static int check_map(int fd, __u32 hwpt, __u64 iova, __u64 length, const void *uptr)
-{
-	struct iommu_test_cmd cmd = {
-		.op = IOMMU_TEST_OP_MD_CHECK_MAP,
-		.id = hwpt,
-		.check_map = { .iova = iova, .length = length, .uptr = (uintptr_t)uptr },
-	};
-
-	return test_cmd(fd, &cmd);
-}
-
-static int check_refs(int fd, const void *uptr, __u64 length, __u32 refs)
-{
-	struct iommu_test_cmd cmd = {
-		.op = IOMMU_TEST_OP_MD_CHECK_REFS,
-		.check_refs = { .length = length, .uptr = (uintptr_t)uptr, .refs = refs },
-	};
-
-	return test_cmd(fd, &cmd);
-}
-
 static int add_reserved(int fd, __u32 ioas, __u64 start, __u64 length)
 {
 	struct iommu_test_cmd cmd = {
@@ -103,7 +57,7 @@ static int add_reserved(int fd, __u32 ioas, __u64 start, __u64 length)
 }
 
 /* The pins on every page of g_buf, as MD_CHECK_REFS reads them. */
-#define CHECK_REFS(fd, refs) CHECK_OK(check_refs(fd, g_buf, BUF_SIZE, refs))
+#define CHECK_REFS(fd, refs) CHECK_OK(check_refs_of(fd, g_buf, BUF_SIZE, refs))
 
 /* A fresh iommufd and IOAS; SKIP when the kernel has no test interface. */
 static int open_ioas(int *fd, __u32 *ioas)
@@ -227,10 +181,10 @@ TEST(mock_aperture_and_2k_pages)
 	REQUIRE_OK(ioas_map_fixed(fd, ioas, g_buf, MOCK_PAGE_SIZE, iova - MOCK_PAGE_SIZE));
 	CHECK_OK(check_map(fd, hwpt, iova - MOCK_PAGE_SIZE, 4 * MOCK_PAGE_SIZE, g_buf));
 	/* Two MAPs share page 0; the second page is the first MAP's alone. */
-	CHECK_OK(check_refs(fd, g_buf, PAGE_SZ, 2));
-	CHECK_OK(check_refs(fd, g_buf + PAGE_SZ, PAGE_SZ, 1));
+	CHECK_OK(check_refs_of(fd, g_buf, PAGE_SZ, 2));
+	CHECK_OK(check_refs_of(fd, g_buf + PAGE_SZ, PAGE_SZ, 1));
 	CHECK_OK(ioas_unmap(fd, ioas, iova - MOCK_PAGE_SIZE, MOCK_PAGE_SIZE, NULL));
-	CHECK_OK(check_refs(fd, g_buf, 2 * PAGE_SZ, 1));
+	CHECK_OK(check_refs_of(fd, g_buf, 2 * PAGE_SZ, 1));
 	CHECK_OK(ioas_unmap(fd, ioas, iova, 3 * MOCK_PAGE_SIZE, NULL));
 	CHECK_REFS(fd, 0);
 
@@ -358,11 +312,11 @@ TEST(check_refs_errors)
 	int fd;
 
 	OPEN_IOAS(fd, ioas);
-	CHECK_ERRNO(EINVAL, check_refs(fd, g_buf + 8, PAGE_SZ, 0));
-	CHECK_ERRNO(EINVAL, check_refs(fd, g_buf, PAGE_SZ + 8, 0));
-	CHECK_ERRNO(EIO, check_refs(fd, g_buf, PAGE_SZ, 1));
-	CHECK_ERRNO(EFAULT, check_refs(fd, h_unmapped_addr(), PAGE_SZ, 0));
-	CHECK_OK(check_refs(fd, g_buf, 0, 7));
+	CHECK_ERRNO(EINVAL, check_refs_of(fd, g_buf + 8, PAGE_SZ, 0));
+	CHECK_ERRNO(EINVAL, check_refs_of(fd, g_buf, PAGE_SZ + 8, 0));
+	CHECK_ERRNO(EIO, check_refs_of(fd, g_buf, PAGE_SZ, 1));
+	CHECK_ERRNO(EFAULT, check_refs_of(fd, h_unmapped_addr(), PAGE_SZ, 0));
+	CHECK_OK(check_refs_of(fd, g_buf, 0, 7));
 	close(fd);
 }
 
@@ -543,7 +497,7 @@ TEST(close_drops_every_pin)
 	CHECK_OK(close(fd));
 	fd2 = iommufd_open();
 	REQUIRE(fd2 >= 0);
-	CHECK_OK(check_refs(fd2, g_buf, BUF_SIZE, 0));
+	CHECK_OK(check_refs_of(fd2, g_buf, BUF_SIZE, 0));
 	close(fd2);
 }
 
