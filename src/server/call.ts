@@ -77,7 +77,7 @@ export function trace(
   detail: string,
   ret: number,
 ): void {
-  if (!s.kernel.events.active) return;
+  if (!s.kernel.events.wants('syscall')) return;
   s.kernel.events.publish({ kind: 'syscall', pid: creds.pid, tid: creds.tid, call, detail, ret });
 }
 

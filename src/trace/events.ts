@@ -68,10 +68,6 @@ export class EventBus {
     };
   }
 
-  get active(): boolean {
-    return this.subscriptions.length > 0;
-  }
-
   /** Whether any listener receives events of `kind`: when not, publishing one is wasted work. */
   wants(kind: EmuEvent['kind']): boolean {
     for (const sub of this.subscriptions) {

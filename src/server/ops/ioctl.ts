@@ -27,7 +27,7 @@ export function ioctl(s: ServerState, conn: Connection, req: Request): void {
   const cmd = Number(req.a0 & 0xffffffffn);
   const { file } = object;
   const what = `ioctl ${hex(cmd)} on ${object.path}`;
-  const tracing = s.kernel.events.active;
+  const tracing = s.kernel.events.wants('syscall');
   const input = tracing ? ioctlStruct(file, cmd, req.a1, memory) : undefined;
   const value = guarded(s, what, req.creds, () =>
     file.fops.ioctl === undefined ? -Errno.ENOTTY : file.fops.ioctl(file, task, cmd, req.a1),

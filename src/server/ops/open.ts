@@ -45,7 +45,7 @@ export function open(s: ServerState, conn: Connection, req: Request): void {
   }
   done();
   // A directory is opened in the testbed by the shim (EISDIR here): not a call on a file.
-  if (s.kernel.events.active && ret !== -Errno.EISDIR) {
+  if (s.kernel.events.wants('syscall') && ret !== -Errno.EISDIR) {
     const fd = req.obj;
     const shown = ret > 0 && fd !== FD_UNKNOWN ? fd : ret;
     trace(s, req.creds, 'open', `"${path}", ${openFlags(flags)}`, shown);

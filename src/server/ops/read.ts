@@ -53,7 +53,7 @@ export function read(s: ServerState, conn: Connection, req: Request): void {
       ret = checkResult(s, what, data, -1);
     }
   }
-  if (s.kernel.events.active) {
+  if (s.kernel.events.wants('syscall')) {
     const positional = (req.flags & ReqFlag.POSITIONAL) !== 0;
     const label = fdLabel(requestFd(req.a0), object.path);
     const detail = describeIo(label, file, count, positional ? pos : undefined, payload, ret);

@@ -64,7 +64,7 @@ function writeDone(
   const { file } = object;
   const ret = checkResult(s, `write on ${object.path}`, n, data.byteLength);
   if (ret > 0 && (req.flags & ReqFlag.POSITIONAL) === 0) object.pos += BigInt(ret);
-  if (s.kernel.events.active) {
+  if (s.kernel.events.wants('syscall')) {
     const positional = (req.flags & ReqFlag.POSITIONAL) !== 0;
     const label = fdLabel(requestFd(req.a0), object.path);
     const detail = describeIo(
@@ -116,7 +116,7 @@ export function rawWrite(s: ServerState, conn: Connection, chunk: Uint8Array): v
       `a write to ${object.path} that bypassed the shim (stdio) failed: ${errnoName(ret)}`,
     );
   }
-  if (s.kernel.events.active) {
+  if (s.kernel.events.wants('syscall')) {
     const label = fdLabel(FD_UNKNOWN, object.path);
     const detail = describeIo(label, file, chunk.byteLength, undefined, chunk, ret);
     trace(s, object.creds, 'write', detail, ret);
