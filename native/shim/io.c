@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/uio.h>
 
+#include "open.h"
 #include "real.h"
 #include "transport.h"
 
@@ -74,41 +75,91 @@ static int write_back(char *arg, size_t wlen, const unsigned char *p, size_t n)
 	return n == 0 ? 0 : -EIO;
 }
 
+/* After an ioctl that may have created a file on the reserved fd: keep it as that file, or give
+ * the number back (put_unused_fd). */
+static void settle_reserved(int reserved, const struct emu_newfd *nf, const struct call *c,
+			    int installed)
+{
+	if (reserved < 0)
+		return;
+	if (installed) {
+		struct fdent e = {nf->obj, (uint32_t)c->rep.v0, c->rep.v1};
+		fd_remember(reserved, &e);
+	} else {
+		REAL(close)(reserved);
+	}
+}
+
 static long emu_ioctl(int fd, unsigned long cmd, void *arg)
 {
 	struct call c;
+	struct emu_newfd nf = {0, 0};
 	uint32_t size = 0;
 	size_t wlen = 0;
+	int wro = 0, reserved = -1, installed = 0;
 	long r = call_begin_fd(&c, EMU_OP_IOCTL, fd);
 
 	if (r == EMU_NOT_OURS)
 		return r;
 	/* Prefetch the struct arg may point to: a u32 size first, then that many bytes. */
 	if (safe_read(&size, arg, sizeof size) == 0 && size >= EMU_WINDOW_MIN &&
-	    size <= EMU_WINDOW_MAX && safe_read(t_window, arg, size) == 0)
+	    size <= EMU_WINDOW_MAX && safe_read(t_window, arg, size) == 0) {
 		wlen = size;
-	c.req.a0 = (cmd & 0xffffffffu) | EMU_FD_BITS(fd);
-	c.req.a1 = (uint64_t)(uintptr_t)arg;
-	if (wlen > 0) {
 		/* Can the call write its results there? Store back one byte we just read: read-only
 		 * memory faults now rather than after the handler has committed. */
-		c.req.flags = EMU_REQ_WINDOW;
-		if (safe_write(arg, t_window, 1) != 0)
-			c.req.flags |= EMU_REQ_WINDOW_RO;
-		c.part[0] = t_window;
-		c.part_len[0] = wlen;
+		wro = safe_write(arg, t_window, 1) != 0;
 	}
-	r = call_send(&c);
+	for (;;) {
+		c.req.a0 = (cmd & 0xffffffffu) | EMU_FD_BITS(fd);
+		c.req.a1 = (uint64_t)(uintptr_t)arg;
+		c.req.flags = 0;
+		if (wlen > 0) {
+			c.req.flags = EMU_REQ_WINDOW | (wro ? EMU_REQ_WINDOW_RO : 0);
+			c.part[0] = t_window;
+			c.part_len[0] = wlen;
+		}
+		if (reserved >= 0) {
+			/* The reserved fd leads the payload, the window follows. */
+			c.req.flags |= EMU_REQ_NEWFD;
+			c.part[1] = c.part[0];
+			c.part_len[1] = c.part_len[0];
+			c.part[0] = &nf;
+			c.part_len[0] = sizeof nf;
+		}
+		r = call_send(&c);
+		if (r != 0 || !(c.rep.flags & EMU_REP_NEED_FD))
+			break;
+		/* The command may create a file: reserve its fd and ask again (nothing ran). */
+		if (reserved >= 0) {
+			r = -EIO;
+			break;
+		}
+		{
+			int flags = (int)c.rep.v0;
+			call_end(&c);
+			reserved = emu_reserve_fd(flags, &nf.obj);
+			if (reserved < 0)
+				return reserved;
+			nf.fd = (uint32_t)reserved;
+			r = call_begin_fd(&c, EMU_OP_IOCTL, fd);
+			if (r == EMU_NOT_OURS) {
+				REAL(close)(reserved);
+				return -EBADF;
+			}
+		}
+	}
 	if (r == 0) {
 		int wb = 0;
 		r = c.rep.ret;
+		installed = (c.rep.flags & EMU_REP_NEWFD) != 0;
 		if (wlen > 0)
 			wb = write_back(arg, wlen, c.data, c.data_len);
 		else if (c.data_len != 0)
 			wb = -EIO;
-		if (wb != 0)
+		if (wb != 0 && !installed)
 			r = wb;
 	}
+	settle_reserved(reserved, &nf, &c, installed);
 	call_end(&c);
 	return r;
 }

@@ -82,6 +82,38 @@ int emu_open(const char *abs, int flags, mode_t mode)
 	return (int)finish(r);
 }
 
+int emu_reserve_fd(int flags, uint32_t *obj)
+{
+	struct stat st;
+	struct call c;
+	long r;
+	int s = server_connect((flags & O_CLOEXEC) != 0);
+
+	if (s < 0)
+		return -ENXIO;
+	if (REAL(fstat)(s, &st) < 0) {
+		REAL(close)(s);
+		return -ENXIO;
+	}
+	call_begin(&c, EMU_OP_RESERVE);
+	c.req.seq = 1;
+	c.req.obj = (uint32_t)s;
+	c.req.a1 = (uint64_t)st.st_ino;
+	r = call_send_on(&c, s);
+	if (r == 0 && c.rep.ret > 0)
+		*obj = (uint32_t)c.rep.ret;
+	else
+		r = r == 0 && c.rep.ret < 0 ? c.rep.ret : -ENXIO;
+	call_end(&c);
+	if (r != 0) {
+		REAL(close)(s);
+		return (int)r;
+	}
+	if (flags & O_NONBLOCK)
+		REAL(fcntl)(s, F_SETFL, O_NONBLOCK);
+	return s;
+}
+
 #define NEEDS_MODE(flags) (((flags) & O_CREAT) != 0 || ((flags) & O_TMPFILE) == O_TMPFILE)
 
 /* open's optional third argument. */

@@ -12,6 +12,8 @@
  *    LOOKUP/CLOSE/IOCTL/READ/WRITE/MMAP/STAT/POLL/SYNC/SEEK.
  *  - object connection: one per open file description; it *is* the fd open() returns. Its only
  *    message is OPEN; the server releases the file when it sees EOF (last copy closed anywhere).
+ *    An ioctl that creates a file (VFIO_GROUP_GET_DEVICE_FD, ...) gets one too: the shim
+ *    reserves it with RESERVE before the call, and the call installs its new file there.
  *
  * The protocol knows no iommufd or VFIO struct: an ioctl travels as (cmd, arg) plus an optional
  * prefetched window of caller memory at arg.
@@ -21,7 +23,7 @@
 
 #include <stdint.h>
 
-#define EMU_PROTO_VERSION 2u
+#define EMU_PROTO_VERSION 3u
 
 enum emu_op {
 	/* transport: a0 = version. reply: v0 = server version, payload = the testbed root (the real
@@ -41,7 +43,13 @@ enum emu_op {
 	EMU_OP_CLOSE = 4,
 	/* obj, a0 = cmd | EMU_FD_BITS(fd), a1 = arg; with EMU_REQ_WINDOW the payload is the caller's
 	 * memory at arg. reply: ret = result or -errno; payload = emu_seg records (window bytes the
-	 * call wrote). */
+	 * call wrote).
+	 * A command that may create a file (the kernel's get_unused_fd_flags + fd_install) needs a
+	 * reserved fd: without EMU_REQ_NEWFD the reply is EMU_REP_NEED_FD (nothing ran; v0 = the
+	 * new fd's open flags, e.g. O_CLOEXEC). The shim then RESERVEs an object connection and
+	 * resends with EMU_REQ_NEWFD, the payload led by struct emu_newfd (then the window). If the
+	 * call installed a file there the reply has EMU_REP_NEWFD, v0 = its st_mode, v1 = its rdev;
+	 * otherwise the shim closes the reserved fd (put_unused_fd). */
 	EMU_OP_IOCTL = 5,
 	/* obj, a0 = count | EMU_FD_BITS(fd), a1 = position (EMU_REQ_POSITIONAL). reply: ret = bytes
 	 * or -errno, payload = the bytes. */
@@ -66,6 +74,11 @@ enum emu_op {
 	/* obj, a0 = offset (signed), a1 = whence (SEEK_SET/SEEK_CUR; SEEK_END is EINVAL): lseek of
 	 * the object's file position. reply: ret = 0 or -errno, v0 = the new position. */
 	EMU_OP_SEEK = 12,
+	/* object connection: the first and only request on a connection made to receive a file an
+	 * ioctl creates (see IOCTL). obj = the fd this connection is, a1 = st_ino of the client's
+	 * socket. reply: ret = the object id the file will have, or -errno. Until a call installs a
+	 * file on it, its EOF drops the reservation and nothing else. */
+	EMU_OP_RESERVE = 13,
 };
 
 /* SYNC a0: the call the shim serves from the testbed. */
@@ -86,6 +99,7 @@ enum emu_sync_call {
 #define EMU_REQ_POSITIONAL 0x2u /* READ/WRITE: pread/pwrite at a1, else the file position */
 #define EMU_REQ_NOFOLLOW 0x4u   /* STAT: do not follow a symlink in the last component */
 #define EMU_REQ_WINDOW_RO 0x8u  /* IOCTL: the window's memory is read-only (writes: EFAULT) */
+#define EMU_REQ_NEWFD 0x10u     /* IOCTL: payload starts with emu_newfd, a reserved fd */
 
 /* MMAP reply v1. */
 #define EMU_MMAP_FILE 0u
@@ -93,6 +107,8 @@ enum emu_sync_call {
 
 /* Reply flags. */
 #define EMU_REP_STALE 0x1u /* obj is not (or no longer) a live object: drop the fd table entry */
+#define EMU_REP_NEED_FD 0x2u /* IOCTL: reserve an fd and resend (nothing ran) */
+#define EMU_REP_NEWFD 0x4u   /* IOCTL: a new file is installed on the reserved fd */
 
 /* Limits. */
 #define EMU_WINDOW_MIN 4u
@@ -145,6 +161,12 @@ struct emu_mmap_req {
 	uint32_t flags;
 };
 
+/* IOCTL with EMU_REQ_NEWFD: the fd the shim reserved (RESERVE) for a file the call creates. */
+struct emu_newfd {
+	uint32_t fd;  /* its number in the caller's table */
+	uint32_t obj; /* the object id RESERVE returned */
+};
+
 struct emu_poll_ent {
 	uint32_t obj;
 	uint32_t events;
@@ -159,5 +181,6 @@ _Static_assert(sizeof(struct emu_req) == 32, "emu_req is 32 bytes");
 _Static_assert(sizeof(struct emu_rep) == 32, "emu_rep is 32 bytes");
 _Static_assert(sizeof(struct emu_creds) == 48, "emu_creds is 48 bytes");
 _Static_assert(sizeof(struct emu_seg) == 8, "emu_seg is 8 bytes");
+_Static_assert(sizeof(struct emu_newfd) == 8, "emu_newfd is 8 bytes");
 
 #endif

@@ -55,6 +55,8 @@ export class SimProcess {
   memlockLimit: bigint;
   readonly failNth: FailNth;
   private readonly fds = new Map<number, File>();
+  /** Numbers getUnusedFd() gave during the current call, not yet installed. */
+  private readonly reservedFds = new Set<number>();
   /** What each file opened by path is (fstat), shared by every fd and process that holds it. */
   private static readonly stats = new WeakMap<File, Stat>();
   private exited = false;
@@ -105,13 +107,22 @@ export class SimProcess {
           file.get();
           return { signal: () => counter.count++, release: () => file.put() };
         },
+        getUnusedFd: () => {
+          const fd = this.lowestFreeFd();
+          this.reservedFds.add(fd);
+          return fd;
+        },
+        fdInstall: (fd, file) => {
+          if (!this.reservedFds.delete(fd)) throw new Error(`fd ${fd} was not reserved`);
+          this.fds.set(fd, file);
+        },
       },
     };
   }
 
   private lowestFreeFd(): number {
     let fd = 3;
-    while (this.fds.has(fd)) fd++;
+    while (this.fds.has(fd) || this.reservedFds.has(fd)) fd++;
     return fd;
   }
 
@@ -155,7 +166,17 @@ export class SimProcess {
     if (file === undefined) return -Errno.EBADF;
     if (this.exited) throw new Error(`process ${this.pid} has exited`);
     const call = { pid: this.pid, tid: this.pid, fd };
-    return tracedIoctl(this.kernel.events, call, file, this.task(), cmd, BigInt(arg), this.failNth);
+    const ret = tracedIoctl(
+      this.kernel.events,
+      call,
+      file,
+      this.task(),
+      cmd,
+      BigInt(arg),
+      this.failNth,
+    );
+    this.reservedFds.clear(); // put_unused_fd() of any number the call took and did not install
+    return ret;
   }
 
   /** pread(2): the bytes read, or a negative errno. */

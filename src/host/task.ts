@@ -43,7 +43,21 @@ export interface FdResolver {
    * -EINVAL for any other kind of file. Absent where the caller cannot hold such files.
    */
   hostFile?(fd: number): HostFile | number;
+  /**
+   * get_unused_fd_flags(): the number a file this call creates will have in the caller's table,
+   * or -EMFILE. A client call has one only for a command the ioctl table marks `createsFd`.
+   */
+  getUnusedFd(): number;
+  /**
+   * fd_install(): the caller's reference to `file` moves to fd, a number getUnusedFd() gave.
+   * `name` is what /proc/<pid>/fd shows for it ("anon_inode:[vfio-device]"). A number taken and
+   * never installed is given back when the call returns (put_unused_fd).
+   */
+  fdInstall(fd: number, file: File, name: string): void;
 }
+
+/** st_mode of an anonymous-inode file as fstat() reports it: no file type bits, 0600. */
+export const ANON_INODE_MODE = 0o600;
 
 export interface Task {
   readonly creds: Credentials;

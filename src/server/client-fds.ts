@@ -31,10 +31,27 @@ export interface OpenObject {
   readonly creds: WireCreds;
 }
 
+/**
+ * An fd the shim reserved for a file an ioctl may create (RESERVE): an object connection with no
+ * file yet, whose number the call's get_unused_fd_flags() returns. The id is the object id the
+ * file gets when a call installs it.
+ */
+export interface ReservedFd {
+  readonly id: number;
+  readonly ino: bigint;
+  /** The reserving process: only its calls may install a file here. */
+  readonly pid: number;
+  readonly creds: WireCreds;
+  /** The open file once a call installed one (fd_install); its connection's EOF releases it. */
+  object: OpenObject | undefined;
+  dropped: boolean;
+}
+
 export class ClientFiles {
   private readonly events: EventBus;
   private readonly objects = new Map<number, OpenObject>();
   private readonly byIno = new Map<bigint, OpenObject>();
+  private readonly reservations = new Map<number, ReservedFd>();
   private nextObjectId = 1;
 
   constructor(events: EventBus) {
@@ -56,6 +73,53 @@ export class ClientFiles {
     this.objects.set(object.id, object);
     this.byIno.set(object.ino, object);
     return object;
+  }
+
+  /** RESERVE: a connection waiting for the file a later ioctl creates. */
+  reserve(ino: bigint, creds: WireCreds): ReservedFd {
+    const reserved: ReservedFd = {
+      id: this.nextObjectId++,
+      ino,
+      pid: creds.pid,
+      creds,
+      object: undefined,
+      dropped: false,
+    };
+    this.reservations.set(reserved.id, reserved);
+    return reserved;
+  }
+
+  /** The reservation `id` of process `pid` that holds no file yet, if any. */
+  reservation(id: number, pid: number): ReservedFd | undefined {
+    const reserved = this.reservations.get(id);
+    return reserved?.pid === pid && reserved.object === undefined ? reserved : undefined;
+  }
+
+  /** fd_install() on a reserved fd: the file (its reference) becomes that fd's open object. */
+  install(reserved: ReservedFd, file: File, path: string, mode: number): OpenObject {
+    if (reserved.object !== undefined || reserved.dropped) throw new Error('fd installed twice');
+    const object: OpenObject = {
+      id: reserved.id,
+      file,
+      path,
+      mode,
+      ino: reserved.ino,
+      pos: 0n,
+      released: false,
+      creds: reserved.creds,
+    };
+    reserved.object = object;
+    this.reservations.delete(reserved.id);
+    this.objects.set(object.id, object);
+    this.byIno.set(object.ino, object);
+    return object;
+  }
+
+  /** The reserved connection closed: its file, if a call installed one, is released. */
+  dropReservation(reserved: ReservedFd): void {
+    reserved.dropped = true;
+    this.reservations.delete(reserved.id);
+    if (reserved.object !== undefined) this.release(reserved.object);
   }
 
   get(id: number): OpenObject | undefined {
@@ -107,6 +171,11 @@ export class ClientFiles {
       eventfd: (fd: number): EventfdRef | number => this.eventfd(pid, `${dir}${fd}`, fd),
       hostFile: (fd: number): HostFile | number =>
         !Number.isInteger(fd) || fd < 0 ? -Errno.EBADF : openHostFile(`${dir}${fd}`),
+      // Only an ioctl of a command that creates files has an fd reserved (ops/ioctl.ts).
+      getUnusedFd: (): number => -Errno.EMFILE,
+      fdInstall: (): void => {
+        throw new Error('fd_install without a reserved fd');
+      },
     };
   }
 

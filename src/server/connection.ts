@@ -5,7 +5,7 @@
  * the last close.
  */
 import type * as net from 'node:net';
-import type { OpenObject } from './client-fds.ts';
+import type { OpenObject, ReservedFd } from './client-fds.ts';
 import { CREDS_BYTES, encodeReply, FrameReader, HEADER_BYTES, type Request } from './protocol.ts';
 
 /** What a reply carries besides the result. */
@@ -27,6 +27,8 @@ export class Connection {
   thread: { pid: number; tid: number; memoryKey: string } | undefined;
   /** Object connection: the open file it is. */
   object: OpenObject | undefined;
+  /** Object connection made by RESERVE: the fd a call may install a new file on. */
+  reserved: ReservedFd | undefined;
 
   constructor(socket: net.Socket) {
     this.socket = socket;

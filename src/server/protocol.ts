@@ -7,13 +7,14 @@
  */
 import { defineStruct } from '../uapi/struct.ts';
 
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 export const HEADER_BYTES = 32;
 export const CREDS_BYTES = 48;
 export const SEGMENT_HEADER_BYTES = 8;
 export const POLL_ENTRY_BYTES = 8;
 export const MMAP_REQUEST_BYTES = 8;
+export const NEWFD_BYTES = 8;
 
 export const WINDOW_MIN = 4;
 export const WINDOW_MAX = 4096;
@@ -36,6 +37,7 @@ export const Op = {
   POLL: 10,
   SYNC: 11,
   SEEK: 12,
+  RESERVE: 13,
 } as const;
 export type OpCode = (typeof Op)[keyof typeof Op];
 
@@ -49,6 +51,8 @@ export const ReqFlag = {
   NOFOLLOW: 0x4,
   /** IOCTL: the window's memory is not writable (a write to it is EFAULT). */
   WINDOW_RO: 0x8,
+  /** IOCTL: the payload starts with `emu_newfd`, an fd the shim reserved for a new file. */
+  NEWFD: 0x10,
 } as const;
 
 /** IOCTL/READ/WRITE a0 bits 32-63: the caller's fd number, for the trace (this: unknown). */
@@ -70,6 +74,10 @@ export const Whence = { SET: 0, CUR: 1, END: 2 } as const;
 export const ReplyFlag = {
   /** The request named an object that is not (or no longer) live: the shim drops its entry. */
   STALE: 0x1,
+  /** IOCTL: the command may create a file and no fd was reserved: nothing ran; v0 = open flags. */
+  NEED_FD: 0x2,
+  /** IOCTL: the call installed a new file on the reserved fd; v0 = st_mode, v1 = rdev. */
+  NEWFD: 0x4,
 } as const;
 
 /** MMAP reply v1: what backs the mapping. */
@@ -387,6 +395,24 @@ export const emuMmapReq = defineStruct('emu_mmap_req', MMAP_REQUEST_BYTES, 'flag
   prot: { offset: 0, type: 'u32' },
   flags: { offset: 4, type: 'u32' },
 });
+
+export const emuNewfd = defineStruct('emu_newfd', NEWFD_BYTES, 'obj', {
+  fd: { offset: 0, type: 'u32' },
+  obj: { offset: 4, type: 'u32' },
+});
+
+/** IOCTL with ReqFlag.NEWFD: the reserved fd, and the window after it. */
+export function splitNewfd(
+  payload: Uint8Array,
+): { readonly fd: number; readonly obj: number; readonly window: Uint8Array } | undefined {
+  if (payload.byteLength < NEWFD_BYTES) return undefined;
+  const v = view(payload);
+  return {
+    fd: v.getUint32(0, true),
+    obj: v.getUint32(4, true),
+    window: payload.subarray(NEWFD_BYTES),
+  };
+}
 
 export const emuPollEnt = defineStruct('emu_poll_ent', POLL_ENTRY_BYTES, 'events', {
   obj: { offset: 0, type: 'u32' },

@@ -25,6 +25,7 @@ import { mmap } from './ops/mmap.ts';
 import { open } from './ops/open.ts';
 import { poll } from './ops/poll.ts';
 import { read } from './ops/read.ts';
+import { reserve } from './ops/reserve.ts';
 import { seek } from './ops/seek.ts';
 import { stat } from './ops/stat.ts';
 import { sync } from './ops/sync.ts';
@@ -209,6 +210,7 @@ class Server implements EmuServer, ServerState {
     if (conn.closed) return;
     conn.closed = true;
     if (conn.object !== undefined) this.files.release(conn.object);
+    if (conn.reserved !== undefined) this.files.dropReservation(conn.reserved);
     const thread = conn.thread;
     if (thread !== undefined) {
       // The thread is gone (its transport closes only when it exits, or its process does).
@@ -245,7 +247,8 @@ class Server implements EmuServer, ServerState {
     if (conn.kind === 'new') {
       if (req.op === Op.HELLO) hello(this, conn, req);
       else if (req.op === Op.OPEN) open(this, conn, req);
-      else this.protocolError(conn, `op ${req.op} before HELLO/OPEN`);
+      else if (req.op === Op.RESERVE) reserve(this, conn, req);
+      else this.protocolError(conn, `op ${req.op} before HELLO/OPEN/RESERVE`);
       return;
     }
     if (conn.kind === 'object') {

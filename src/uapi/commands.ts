@@ -9,6 +9,9 @@ import * as iommufdTest from './iommufd-test.ts';
 import type { FieldTable, StructSpec } from './struct.ts';
 import * as vfio from './vfio.ts';
 
+/** O_CLOEXEC on x86-64 and arm64 (include/uapi/asm-generic/fcntl.h). */
+const O_CLOEXEC = 0o2000000;
+
 /** One ioctl command as userspace names it. */
 export interface IoctlCommand<F extends FieldTable = FieldTable> {
   /** The macro's name in include/linux/*.h, e.g. "IOMMU_IOAS_MAP". */
@@ -17,6 +20,11 @@ export interface IoctlCommand<F extends FieldTable = FieldTable> {
   readonly cmd: number;
   /** The struct the argument points to; undefined when the argument is a value, or no struct. */
   readonly spec: StructSpec<F> | undefined;
+  /**
+   * The command may create a file and return its fd (get_unused_fd_flags + fd_install), with
+   * these open flags on the new fd. The server reserves an fd in the caller before the call.
+   */
+  readonly createsFd?: { readonly flags: number };
 }
 
 /** An iommufd command: every one takes a struct led by its size. */
@@ -143,8 +151,11 @@ export const VFIO_GROUP = {
   /** arg: pointer to the container fd (__s32). */
   SET_CONTAINER: command('VFIO_GROUP_SET_CONTAINER', nr.VFIO_GROUP_SET_CONTAINER),
   UNSET_CONTAINER: command('VFIO_GROUP_UNSET_CONTAINER', nr.VFIO_GROUP_UNSET_CONTAINER),
-  /** arg: pointer to the device name (a C string). */
-  GET_DEVICE_FD: command('VFIO_GROUP_GET_DEVICE_FD', nr.VFIO_GROUP_GET_DEVICE_FD),
+  /** arg: pointer to the device name (a C string). Returns a new device fd. */
+  GET_DEVICE_FD: {
+    ...command('VFIO_GROUP_GET_DEVICE_FD', nr.VFIO_GROUP_GET_DEVICE_FD),
+    createsFd: { flags: O_CLOEXEC },
+  },
 } as const;
 
 /** A VFIO device fd (cdev or group-obtained): the VFIO core's and vfio-pci's ioctls. */
@@ -194,3 +205,12 @@ export const ALL_COMMANDS: readonly IoctlCommand[] = [
   ...Object.values(VFIO_GROUP),
   ...Object.values(VFIO_DEVICE),
 ];
+
+const fdCreators = new Map(
+  ALL_COMMANDS.flatMap((c) => (c.createsFd === undefined ? [] : [[c.cmd, c.createsFd] as const])),
+);
+
+/** How a command that may create a file opens its fd; undefined for every other command. */
+export function createsFd(cmd: number): { readonly flags: number } | undefined {
+  return fdCreators.get(cmd);
+}

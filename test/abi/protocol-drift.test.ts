@@ -37,6 +37,7 @@ const STRUCTS: readonly StructSpec<FieldTable>[] = [
   p.emuCreds,
   p.emuSeg,
   p.emuMmapReq,
+  p.emuNewfd,
   p.emuPollEnt,
 ];
 
@@ -49,7 +50,6 @@ function constants(): Map<string, bigint> {
     ['EMU_WINDOW_MAX', BigInt(p.WINDOW_MAX)],
     ['EMU_RW_MAX', BigInt(p.RW_MAX)],
     ['EMU_MSG_MAX', BigInt(p.MESSAGE_MAX)],
-    ['EMU_REP_STALE', BigInt(p.ReplyFlag.STALE)],
     ['EMU_MMAP_FILE', BigInt(p.MmapKind.FILE)],
     ['EMU_MMAP_TRAPPED', BigInt(p.MmapKind.TRAPPED)],
     ['SEEK_SET', BigInt(p.Whence.SET)],
@@ -58,6 +58,7 @@ function constants(): Map<string, bigint> {
   ]);
   for (const [k, v] of Object.entries(p.Op)) out.set(`EMU_OP_${k}`, BigInt(v));
   for (const [k, v] of Object.entries(p.ReqFlag)) out.set(`EMU_REQ_${k}`, BigInt(v));
+  for (const [k, v] of Object.entries(p.ReplyFlag)) out.set(`EMU_REP_${k}`, BigInt(v));
   for (const [v, k] of Object.entries(p.SyncCall))
     out.set(`EMU_SYNC_${k.toUpperCase()}`, BigInt(v));
   return out;
@@ -189,4 +190,6 @@ test('the codec puts every field where the tables say', () => {
   assert.deepEqual(p.decodeMmapRequest(mmap), { prot: 3, flags: 1 });
   const poll = encodeStruct(p.emuPollEnt, { obj: 6, events: 0x41 });
   assert.deepEqual(p.decodePollEntries(poll), [{ obj: 6, events: 0x41 }]);
+  const newfd = new Uint8Array([...encodeStruct(p.emuNewfd, { fd: 7, obj: 0x42 }), 9, 8]);
+  assert.deepEqual(p.splitNewfd(newfd), { fd: 7, obj: 0x42, window: new Uint8Array([9, 8]) });
 });

@@ -2,29 +2,73 @@
  * IOCTL: the file's ioctl with the caller's memory, the argument's first bytes already in the
  * request (the window the shim prefetched); the bytes the handler wrote there go back in the
  * reply.
+ *
+ * A command that may create a file (the ioctl table's `createsFd`) runs only with an fd the shim
+ * reserved (RESERVE): without one the reply asks for it and nothing runs. The handler's
+ * get_unused_fd_flags() returns that fd's number and its fd_install() puts the file there.
  */
+import type { File } from '../../host/file.ts';
+import { ANON_INODE_MODE, type FdResolver } from '../../host/task.ts';
+import { createsFd } from '../../uapi/commands.ts';
 import { Errno } from '../../uapi/errno.ts';
 import { checkResult, guarded, hex, liveObject, type ServerState, taskOf, trace } from '../call.ts';
-import type { Connection } from '../connection.ts';
+import type { ReservedFd } from '../client-fds.ts';
+import type { Connection, ReplyExtra } from '../connection.ts';
 import { describeIoctl, fdLabel, ioctlStruct, requestFd } from '../describe.ts';
-import { encodeSegments, ReqFlag, type Request, WINDOW_MAX, WINDOW_MIN } from '../protocol.ts';
+import {
+  encodeRdev,
+  encodeSegments,
+  ReplyFlag,
+  ReqFlag,
+  type Request,
+  splitNewfd,
+  WINDOW_MAX,
+  WINDOW_MIN,
+} from '../protocol.ts';
+
+/** The fd reserved for one call and what the handler did with it. */
+interface CallFd {
+  readonly fd: number;
+  readonly reserved: ReservedFd | undefined;
+  taken: boolean;
+  installed: { readonly file: File; readonly name: string } | undefined;
+}
 
 export function ioctl(s: ServerState, conn: Connection, req: Request): void {
   const object = liveObject(s, conn, req);
   if (object === undefined) return;
+  const cmd = Number(req.a0 & 0xffffffffn);
+  let windowBytes = req.payload;
+  let callFd: CallFd | undefined;
+  if ((req.flags & ReqFlag.NEWFD) !== 0) {
+    const split = splitNewfd(req.payload);
+    if (split === undefined) {
+      s.protocolError(conn, 'ioctl with a short emu_newfd');
+      return;
+    }
+    windowBytes = split.window;
+    const reserved = s.files.reservation(split.obj, req.creds.pid);
+    callFd = { fd: split.fd, reserved, taken: false, installed: undefined };
+  } else {
+    const creates = createsFd(cmd);
+    if (creates !== undefined) {
+      conn.reply(req, 0, { flags: ReplyFlag.NEED_FD, v0: BigInt(creates.flags) });
+      return;
+    }
+  }
   const windowed = (req.flags & ReqFlag.WINDOW) !== 0;
-  if (windowed && (req.payload.byteLength < WINDOW_MIN || req.payload.byteLength > WINDOW_MAX)) {
-    s.protocolError(conn, `ioctl window of ${req.payload.byteLength} bytes`);
+  if (windowed && (windowBytes.byteLength < WINDOW_MIN || windowBytes.byteLength > WINDOW_MAX)) {
+    s.protocolError(conn, `ioctl window of ${windowBytes.byteLength} bytes`);
     return;
   }
   const { memory, done } = s.memories.forCall(
     req.creds,
     windowed
-      ? { start: req.a1, bytes: req.payload, writable: (req.flags & ReqFlag.WINDOW_RO) === 0 }
+      ? { start: req.a1, bytes: windowBytes, writable: (req.flags & ReqFlag.WINDOW_RO) === 0 }
       : undefined,
   );
-  const task = taskOf(s, req.creds, memory);
-  const cmd = Number(req.a0 & 0xffffffffn);
+  const base = taskOf(s, req.creds, memory);
+  const task = callFd === undefined ? base : { ...base, fds: withReservedFd(base.fds, callFd) };
   const { file } = object;
   const what = `ioctl ${hex(cmd)} on ${object.path}`;
   const tracing = s.kernel.events.wants('syscall');
@@ -39,5 +83,44 @@ export function ioctl(s: ServerState, conn: Connection, req: Request): void {
     trace(s, req.creds, 'ioctl', `${label}, ${describeIoctl(file, cmd, req.a1, shown)}`, ret);
   }
   done();
-  conn.reply(req, ret, { payload: windowed ? encodeSegments(memory.written()) : undefined });
+  const extra: ReplyExtra = { payload: windowed ? encodeSegments(memory.written()) : undefined };
+  conn.reply(req, ret, { ...extra, ...installFd(s, callFd, ret) });
+}
+
+/** The caller's fd table with the call's reserved fd as its one unused number. */
+function withReservedFd(fds: FdResolver, callFd: CallFd): FdResolver {
+  return {
+    ...fds,
+    getUnusedFd: (): number => {
+      if (callFd.reserved === undefined || callFd.taken) return -Errno.EMFILE;
+      callFd.taken = true;
+      return callFd.fd;
+    },
+    fdInstall: (fd: number, file: File, name: string): void => {
+      if (!callFd.taken || fd !== callFd.fd || callFd.installed !== undefined) {
+        throw new Error(`fd_install(${fd}) of a number the call did not take`);
+      }
+      callFd.installed = { file, name };
+    },
+  };
+}
+
+/**
+ * After the call: the file it installed becomes the reserved connection's open object, and the
+ * reply says so (the shim then keeps the fd; otherwise it closes it, put_unused_fd). A call that
+ * installed a file and still failed is an emulator bug (checkResult reported it): the file is put.
+ */
+function installFd(s: ServerState, callFd: CallFd | undefined, ret: number): ReplyExtra {
+  const installed = callFd?.installed;
+  if (callFd?.reserved === undefined || installed === undefined) return {};
+  if (ret < 0) {
+    installed.file.put();
+    return {};
+  }
+  s.files.install(callFd.reserved, installed.file, installed.name, ANON_INODE_MODE);
+  return {
+    flags: ReplyFlag.NEWFD,
+    v0: BigInt(ANON_INODE_MODE),
+    v1: encodeRdev(installed.file.rdev),
+  };
 }

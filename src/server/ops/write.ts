@@ -87,7 +87,7 @@ function writeDone(
  * writer never learns of an error, so a failure is logged.
  */
 export function rawWrite(s: ServerState, conn: Connection, chunk: Uint8Array): void {
-  const object = conn.object;
+  const object = conn.object ?? conn.reserved?.object;
   if (object === undefined || object.released || chunk.byteLength === 0) return;
   const { file } = object;
   const { fops } = file;
