@@ -38,10 +38,14 @@ interface RunResult {
   readonly timedOut: boolean;
 }
 
+/** `CONFORMANCE_ONLY=a,b` runs only those programs (for working on a few). */
+const ONLY = process.env.CONFORMANCE_ONLY?.split(',').filter((n) => n !== '');
+
 function listPrograms(): string[] {
   return readdirSync(SRC_DIR)
     .filter((f) => f.endsWith('.c'))
     .map((f) => basename(f, '.c'))
+    .filter((name) => ONLY === undefined || ONLY.includes(name))
     .sort();
 }
 
