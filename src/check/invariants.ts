@@ -14,8 +14,9 @@
  * - reserved ranges, the IOVA alignment and the hardware's attached domains follow the devices
  *   and domains that imply them;
  * - the counters VFIO keeps are the open files: a device's registration references are 1 plus
- *   its open cdev files, its open count is its bound cdev files, its group is blocked once per
- *   bound cdev file and open exactly when a group file is; every iommufd context is an open file.
+ *   its open cdev and group device files, its open count is its bound cdev files and group
+ *   device files, its group is blocked once per bound cdev file, open exactly when a group file
+ *   is, and holds a container only while open; every iommufd context is an open file.
  *
  * `checkInvariants(kernel)` returns one line per broken invariant, empty when all is well.
  */
@@ -232,6 +233,17 @@ function checkDevices(w: World, f: Findings): void {
 function checkOpenFiles(w: World, f: Findings): void {
   const files = w.kernel.openFiles;
   const cdevFiles = new Map<VfioDevice, VfioDeviceFile[]>();
+  const groupDeviceFiles = new Map<VfioDevice, VfioDeviceFile[]>();
+  for (const file of files.ofKind('vfio-device')) {
+    const df = file.privateData;
+    if (!(df instanceof VfioDeviceFile) || df.group === undefined || !df.accessGranted) {
+      f.add('an open vfio-device file is not an opened group device file');
+      continue;
+    }
+    if (w.kernel.vfio.devices.get(df.device.pci.bdf) !== df.device)
+      f.add(`an open group device file of ${df.device.name} outlived the device's registration`);
+    groupDeviceFiles.set(df.device, [...(groupDeviceFiles.get(df.device) ?? []), df]);
+  }
   for (const file of files.ofKind('vfio-cdev')) {
     const df = file.privateData;
     if (!(df instanceof VfioDeviceFile)) {
@@ -245,14 +257,24 @@ function checkOpenFiles(w: World, f: Findings): void {
   const blocks = new Map<VfioGroup, number>();
   for (const vdev of w.kernel.vfio.devices.values()) {
     const open = cdevFiles.get(vdev) ?? [];
+    const fromGroup = (groupDeviceFiles.get(vdev) ?? []).length;
     const bound = open.filter((df) => df.accessGranted).length;
     const refs = vdev.registration.read();
     // A device being unbound has dropped the registration's own reference (decision 11).
     const own = vdev.unbinding === undefined ? 1 : 0;
-    if (refs !== own + open.length)
-      f.add(`${vdev.name} has registration refcount ${refs} for ${open.length} open cdev files`);
-    if (vdev.openCount.read() !== bound)
-      f.add(`${vdev.name} has open count ${vdev.openCount.read()} for ${bound} bound cdev files`);
+    if (refs !== own + open.length + fromGroup)
+      f.add(
+        `${vdev.name} has registration refcount ${refs} for ${open.length} open cdev files and ` +
+          `${fromGroup} group device files`,
+      );
+    if (vdev.openCount.read() !== bound + fromGroup)
+      f.add(
+        `${vdev.name} has open count ${vdev.openCount.read()} for ${bound} bound cdev files and ` +
+          `${fromGroup} group device files`,
+      );
+    // Opened through its group, a device with an IOMMU is bound and attached; no-IOMMU, neither.
+    if (fromGroup > 0 && (vdev.iommufdDevice !== undefined) === vdev.noiommu)
+      f.add(`${vdev.name} is open through its group but ${vdev.noiommu ? '' : 'not '}bound`);
     blocks.set(vdev.group, (blocks.get(vdev.group) ?? 0) + bound);
   }
   const groupFiles = files.ofKind('vfio-group');
@@ -265,6 +287,13 @@ function checkOpenFiles(w: World, f: Findings): void {
       );
     const open = groupFiles.filter((file) => file.privateData === group);
     const opened = group.openedFile;
+    // A container is held only by an open group, and is a live iommufd context.
+    if (group.iommufd !== undefined && opened === undefined)
+      f.add(`vfio group ${group.id} holds a container but is not open`);
+    if (group.iommufd !== undefined && !w.contexts.includes(group.iommufd))
+      f.add(`vfio group ${group.id} holds a released iommufd context`);
+    if (group.noiommu && group.iommufd !== undefined && !group.iommufd.noIommuMode)
+      f.add(`no-IOMMU vfio group ${group.id} is in a container not in no-IOMMU mode`);
     if (open.length > 1) f.add(`vfio group ${group.id} is open through ${open.length} files`);
     if ((opened === undefined) !== (open.length === 0) || (opened && !open.includes(opened)))
       f.add(

@@ -39,7 +39,7 @@ export interface FileOperations {
 
 /**
  * What a file is, for the registry of open files: /dev/iommu, /dev/vfio/vfio (an iommufd context
- * too, with type1 accounting), a VFIO device cdev, a VFIO group node, a sysfs/procfs attribute,
+ * too, with type1 accounting), a VFIO device cdev, a VFIO group node, a device fd a group gave, a sysfs/procfs attribute,
  * an eventfd of a simulated process, a directory opened to be listed.
  */
 export type FileKind =
@@ -47,6 +47,7 @@ export type FileKind =
   | 'vfio-container'
   | 'vfio-cdev'
   | 'vfio-group'
+  | 'vfio-device'
   | 'sysfs'
   | 'eventfd'
   | 'directory';

@@ -146,8 +146,8 @@ export class IommufdCtx {
   /** The IOAS the VFIO compatibility ioctls work on; not a reference (IOMMU_VFIO_IOAS). */
   vfioIoas: Ioas | undefined;
   /**
-   * A no-IOMMU group's SET_CONTAINER sets this in the kernel; the emulator has no group container
-   * path yet (decision 5), so it stays false.
+   * Set by a no-IOMMU group's SET_CONTAINER (iommufdVfioCompatSetNoIommu) and never cleared: the
+   * container then offers only VFIO_NOIOMMU_IOMMU and gets no compat IOAS.
    */
   noIommuMode = false;
   /** igroups by iommu_group id (no-IOMMU placeholders are never here). */

@@ -41,7 +41,7 @@ import {
 import { isNoiommuDomain } from './hwpt-noiommu.ts';
 import { spans } from './interval-tree.ts';
 import type { Ref } from './io-pagetable.ts';
-import { type Ioas, iommufdGetIoas } from './ioas.ts';
+import { type Ioas, iommufdGetIoas, iommufdIoasAlloc } from './ioas.ts';
 import type { IommufdCtx, Ucmd } from './main.ts';
 
 export const VFIO_API_VERSION = 0;
@@ -51,6 +51,49 @@ function getCompatIoas(ictx: IommufdCtx): Ioas | number {
   const ioas = ictx.vfioIoas;
   if (ioas === undefined || !ictx.lockObj(ioas)) return -Errno.ENODEV;
   return ioas;
+}
+
+/** iommufd_vfio_compat_ioas_get_id(): the compat IOAS's id, or -ENODEV when none is set. */
+export function iommufdVfioCompatIoasGetId(ictx: IommufdCtx): number {
+  const ioas = getCompatIoas(ictx);
+  if (typeof ioas === 'number') return ioas;
+  const id = ioas.id;
+  ictx.putObject(ioas);
+  return id;
+}
+
+/**
+ * iommufd_vfio_compat_set_no_iommu(): a no-IOMMU group's SET_CONTAINER puts the context in
+ * no-IOMMU mode, refused (EINVAL) once a compat IOAS exists: its user expected translation.
+ */
+export function iommufdVfioCompatSetNoIommu(ictx: IommufdCtx): SyscallResult {
+  if (ictx.vfioIoas !== undefined) return -Errno.EINVAL;
+  ictx.noIommuMode = true;
+  return 0;
+}
+
+/**
+ * iommufd_vfio_compat_ioas_create(): an IOMMU group's SET_CONTAINER gives the context a compat
+ * IOAS, an ordinary user-visible IOAS (IOMMU_VFIO_IOAS GET finds it, release destroys it), unless
+ * one is set already. The IOAS is allocated first, so its id is taken and given back when it is
+ * not needed; a context in no-IOMMU mode refuses (EINVAL).
+ */
+export function iommufdVfioCompatIoasCreate(ictx: IommufdCtx): SyscallResult {
+  const ioas = iommufdIoasAlloc(ictx);
+  if (typeof ioas === 'number') return ioas;
+  if (ictx.noIommuMode) {
+    ictx.abortAndDestroy(ioas);
+    return -Errno.EINVAL;
+  }
+  const existing = ictx.vfioIoas;
+  if (existing !== undefined && ictx.lockObj(existing)) {
+    ictx.putObject(existing);
+    ictx.abortAndDestroy(ioas);
+    return 0;
+  }
+  ictx.vfioIoas = ioas;
+  ictx.finalize(ioas);
+  return 0;
 }
 
 export function iommufdVfioIoas(ucmd: Ucmd<typeof iommuVfioIoas.fields>): SyscallResult {

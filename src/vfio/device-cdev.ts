@@ -1,7 +1,9 @@
 /**
- * The VFIO device cdev (drivers/vfio/device_cdev.c and the cdev half of vfio_main.c / iommufd.c):
- * open (CAP_SYS_RAWIO for a no-IOMMU device), VFIO_DEVICE_BIND_IOMMUFD, which is the only call
- * an unbound fd accepts, ATTACH/DETACH_IOMMUFD_PT, and unbind on the last close.
+ * The VFIO device file (drivers/vfio/device_cdev.c and the device-file half of vfio_main.c /
+ * iommufd.c): the cdev's open (CAP_SYS_RAWIO for a no-IOMMU device), VFIO_DEVICE_BIND_IOMMUFD,
+ * which is the only call an unbound fd accepts, ATTACH/DETACH_IOMMUFD_PT, and unbind on the last
+ * close; and the same file as VFIO_GROUP_GET_DEVICE_FD opens it through a group (dfGroupOpen),
+ * already bound to the group's container, with the cdev-only calls left out.
  */
 import { shouldFail } from '../fault/fault.ts';
 import { mutant } from '../fault/mutant.ts';
@@ -17,6 +19,7 @@ import {
   iommufdDeviceUnbind,
 } from '../iommufd/device.ts';
 import { type IommufdCtx, iommufdCtxFromFd } from '../iommufd/main.ts';
+import { iommufdVfioCompatIoasGetId } from '../iommufd/vfio-compat.ts';
 import { type IoctlCommand, VFIO_DEVICE } from '../uapi/commands.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import { type Decoded, decodeStruct } from '../uapi/struct.ts';
@@ -28,7 +31,7 @@ import {
   vfioDeviceBindIommufd,
   vfioDeviceDetachIommufdPt,
 } from '../uapi/vfio.ts';
-import { vfioDeviceBlockGroup, vfioDeviceUnblockGroup } from './group.ts';
+import type { VfioGroup } from './group.ts';
 import {
   pciCoreClose,
   pciCoreIoctl,
@@ -42,13 +45,16 @@ import type { VfioDevice } from './vfio-main.ts';
 /** struct vfio_device_file: one open of a cdev. */
 export class VfioDeviceFile {
   readonly device: VfioDevice;
-  /** Set once BIND_IOMMUFD succeeded: every other call is EINVAL until then. */
+  /** df->group: set for a file GET_DEVICE_FD opened, undefined for a cdev file. */
+  readonly group: VfioGroup | undefined;
+  /** Set once BIND_IOMMUFD (or the group open) succeeded: every other call is EINVAL until then. */
   accessGranted = false;
   ictx: IommufdCtx | undefined;
   devid = 0;
 
-  constructor(device: VfioDevice) {
+  constructor(device: VfioDevice, group?: VfioGroup) {
     this.device = device;
+    this.group = group;
   }
 }
 
@@ -73,7 +79,7 @@ export function openVfioCdev(device: VfioDevice, task: Task): File | number {
     return -Errno.ENOMEM;
   }
   const df = new VfioDeviceFile(device);
-  return new File('vfio-cdev', vfioCdevFops, df, { major: 236, minor: device.index });
+  return new File('vfio-cdev', vfioDeviceFops, df, { major: 236, minor: device.index });
 }
 
 /** vfio_iommufd_physical_bind() + first open: the device becomes an iommufd DEVICE. */
@@ -109,6 +115,65 @@ function dfClose(df: VfioDeviceFile): void {
   device.iommufdDevice = undefined;
 }
 
+/**
+ * vfio_df_group_open(): a group's device file, opened with the group's container. The group
+ * path may open a device several times; the first open binds it to the container's iommufd
+ * (a DEVICE object whose id nobody learns), runs open_device and attaches it to the compat IOAS
+ * (ENODEV when the user cleared it). A no-IOMMU device binds to nothing: its first open needs
+ * CAP_SYS_RAWIO and a container with no compat IOAS (EPERM), as nothing will translate.
+ */
+export function dfGroupOpen(df: VfioDeviceFile, task: Task): SyscallResult {
+  const device = df.device;
+  const ictx = df.group!.iommufd;
+  if (ictx === undefined) return -Errno.EINVAL;
+  const first = device.openCount.read() === 0;
+  if (device.noiommu && first) {
+    if (!capable(task.creds, CAP_SYS_RAWIO) || iommufdVfioCompatIoasGetId(ictx) >= 0)
+      return -Errno.EPERM;
+  }
+  if (first) {
+    if (!device.noiommu) {
+      const idev = iommufdDeviceBind(ictx, device.dev);
+      if (typeof idev === 'number') return idev;
+      device.iommufdDevice = idev;
+    }
+    device.openCount.inc();
+    pciCoreOpen(device);
+    if (!device.noiommu) {
+      const ioasId = iommufdVfioCompatIoasGetId(ictx);
+      const rc =
+        ioasId < 0 ? ioasId : iommufdDeviceAttach(device.iommufdDevice!, { value: ioasId });
+      if (rc) {
+        dfGroupClose(df);
+        return rc;
+      }
+      device.iommufdAttached = true;
+    }
+  } else {
+    device.openCount.inc();
+  }
+  df.ictx = ictx;
+  df.accessGranted = true;
+  return 0;
+}
+
+/** vfio_df_group_close(): the last close of the device closes it and unbinds it. */
+function dfGroupClose(df: VfioDeviceFile): void {
+  const device = df.device;
+  device.openCount.dec();
+  df.ictx = undefined;
+  if (device.openCount.read() !== 0) return;
+  pciCoreClose(device);
+  const idev = device.iommufdDevice;
+  if (idev === undefined) return;
+  if (device.iommufdAttached) {
+    iommufdDeviceDetach(idev);
+    device.iommufdAttached = false;
+  }
+  iommufdDeviceUnbind(idev);
+  device.iommufdDevice = undefined;
+}
+
 /** VFIO_DEVICE_BIND_IOMMUFD. */
 function ioctlBindIommufd(df: VfioDeviceFile, task: Task, arg: bigint): SyscallResult {
   const spec = vfioDeviceBindIommufd;
@@ -127,10 +192,12 @@ function ioctlBindIommufd(df: VfioDeviceFile, task: Task, arg: bigint): SyscallR
   buf.set(copied);
   const bind = decodeStruct(spec, buf);
   if (bind.iommufd < 0 || bind.flags & ~VFIO_DEVICE_BIND_FLAG_TOKEN) return -Errno.EINVAL;
-  let rc = vfioDeviceBlockGroup(df.device.group);
+  // BIND is for cdev files only: a group's device file came bound.
+  if (df.group !== undefined) return -Errno.EINVAL;
+  let rc = df.device.group.block();
   if (rc) return rc;
   rc = bindLocked(df, task, arg, bind);
-  if (rc) vfioDeviceUnblockGroup(df.device.group);
+  if (rc) df.device.group.unblock();
   return rc;
 }
 
@@ -232,13 +299,15 @@ export const cdevIoctlCommands: readonly IoctlCommand[] = [cdevBindOp, ...cdevIo
   (op) => op.command,
 );
 
-export const vfioCdevFops: FileOperations = {
+/** vfio_device_fops: the cdev's files and the group's device files alike. */
+export const vfioDeviceFops: FileOperations = {
   name: 'vfio-dev',
   ioctl(file, task, cmd, arg) {
     const df = file.privateData as VfioDeviceFile;
     if (cmd === cdevBindOp.command.cmd) return cdevBindOp.handler(df, task, arg);
     if (!df.accessGranted) return -Errno.EINVAL;
-    const op = cdevIoctlOpsByCmd.get(cmd);
+    // The cdev-only calls; on a group's device file they reach vfio-pci (ENOTTY).
+    const op = df.group === undefined ? cdevIoctlOpsByCmd.get(cmd) : undefined;
     if (op === undefined) return pciCoreIoctl(df.device, task, cmd, arg);
     return op.handler(df, task, arg);
   },
@@ -259,10 +328,13 @@ export const vfioCdevFops: FileOperations = {
   },
   release(file) {
     const df = file.privateData as VfioDeviceFile;
-    if (df.accessGranted) {
+    if (df.group !== undefined) {
+      if (df.accessGranted) dfGroupClose(df);
+      df.accessGranted = false;
+    } else if (df.accessGranted) {
       dfClose(df);
       df.accessGranted = false;
-      vfioDeviceUnblockGroup(df.device.group);
+      df.device.group.unblock();
       df.ictx!.file!.put();
       df.ictx = undefined;
     }

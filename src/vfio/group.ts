@@ -1,23 +1,36 @@
 /**
  * The legacy VFIO group node (drivers/vfio/group.c): /dev/vfio/<G> for a device behind an IOMMU,
- * /dev/vfio/noiommu-<G> for a no-IOMMU device, whose group is a placeholder VFIO allocates. Only
- * the parts the cdev path depends on are here: a single open (CAP_SYS_RAWIO for no-IOMMU), the
- * mutual exclusion with devices bound through their cdev, and VFIO_GROUP_GET_STATUS. The other
- * group ioctls (SET_CONTAINER, GET_DEVICE_FD) belong to the container path, roadmap item 1.
+ * /dev/vfio/noiommu-<G> for a no-IOMMU device, whose group is a placeholder VFIO allocates. A
+ * single open (CAP_SYS_RAWIO for no-IOMMU), the mutual exclusion with devices bound through their
+ * cdev, GET_STATUS, SET_CONTAINER / UNSET_CONTAINER with an iommufd (the emulated kernel is built
+ * with CONFIG_IOMMUFD_VFIO_CONTAINER, so /dev/vfio/vfio is an iommufd too) and GET_DEVICE_FD.
  */
+import { shouldFail } from '../fault/fault.ts';
 import { CAP_SYS_RAWIO, capable } from '../host/credentials.ts';
 import { File, type FileOperations } from '../host/file.ts';
 import type { Task } from '../host/task.ts';
-import { copyStructMinsz, copyToUser } from '../host/uaccess.ts';
+import { copyStructMinsz, copyToUser, getUser } from '../host/uaccess.ts';
+import { type IommufdCtx, iommufdFops } from '../iommufd/main.ts';
+import {
+  iommufdVfioCompatIoasCreate,
+  iommufdVfioCompatSetNoIommu,
+} from '../iommufd/vfio-compat.ts';
 import { Counter } from '../lib/refcount.ts';
 import { type IoctlCommand, VFIO_GROUP } from '../uapi/commands.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import { encodeStruct } from '../uapi/struct.ts';
-import { VFIO_GROUP_FLAGS_VIABLE, vfioGroupStatus } from '../uapi/vfio.ts';
+import {
+  VFIO_GROUP_FLAGS_CONTAINER_SET,
+  VFIO_GROUP_FLAGS_VIABLE,
+  vfioGroupStatus,
+} from '../uapi/vfio.ts';
+import { dfGroupOpen, VfioDeviceFile, vfioDeviceFops } from './device-cdev.ts';
 import type { VfioDevice } from './vfio-main.ts';
 
 /** The char major of VFIO group nodes (dynamic in Linux; fixed here). */
 export const VFIO_GROUP_MAJOR = 243;
+/** strndup_user()'s bound for the device name GET_DEVICE_FD reads. */
+const NAME_MAX_BYTES = 4096;
 
 /** struct vfio_group. */
 export class VfioGroup {
@@ -27,6 +40,11 @@ export class VfioGroup {
   readonly devices: VfioDevice[] = [];
   /** group->opened_file: the open group node, if any (one opener at a time). */
   openedFile: File | undefined;
+  /**
+   * group->iommufd: the container set by SET_CONTAINER, whose file the group holds a reference
+   * on until UNSET_CONTAINER or the group file's release.
+   */
+  iommufd: IommufdCtx | undefined;
   /** Devices of the group bound through their cdev: the group node cannot be opened then. */
   readonly cdevDeviceOpenCount = new Counter(() => `vfio group ${this.id} cdev device opens`);
   /** Whether some iommufd owns the group's DMA (a device bound through its cdev). */
@@ -41,17 +59,30 @@ export class VfioGroup {
   get nodePath(): string {
     return this.noiommu ? `/dev/vfio/noiommu-${this.id}` : `/dev/vfio/${this.id}`;
   }
-}
 
-/** vfio_device_block_group(): a cdev bind is refused while the group node is open. */
-export function vfioDeviceBlockGroup(group: VfioGroup): SyscallResult {
-  if (group.openedFile !== undefined) return -Errno.EBUSY;
-  group.cdevDeviceOpenCount.inc();
-  return 0;
-}
+  /** vfio_device_block_group(): a cdev bind is refused while the group node is open. */
+  block(): SyscallResult {
+    if (this.openedFile !== undefined) return -Errno.EBUSY;
+    this.cdevDeviceOpenCount.inc();
+    return 0;
+  }
 
-export function vfioDeviceUnblockGroup(group: VfioGroup): void {
-  group.cdevDeviceOpenCount.dec();
+  /** vfio_device_unblock_group(). */
+  unblock(): void {
+    this.cdevDeviceOpenCount.dec();
+  }
+
+  /** vfio_group_has_iommu(): a container is set. */
+  get hasIommu(): boolean {
+    return this.iommufd !== undefined;
+  }
+
+  /** Drops the container (UNSET_CONTAINER, release): the iommufd_ctx_put(). */
+  dropContainer(): void {
+    const ictx = this.iommufd;
+    this.iommufd = undefined;
+    ictx?.file?.put();
+  }
 }
 
 /** vfio_group_fops_open(). */
@@ -68,16 +99,124 @@ export function openVfioGroup(group: VfioGroup, task: Task): File | number {
   return file;
 }
 
-/** VFIO_GROUP_GET_STATUS: with no container set, viable unless some owner claimed the DMA. */
+/**
+ * VFIO_GROUP_GET_STATUS: CONTAINER_SET and VIABLE once a container is set; before that viable
+ * unless some owner claimed the DMA. With iommufd the ownership is claimed only at GET_DEVICE_FD,
+ * so a group can show VIABLE and still have GET_DEVICE_FD refused (EPERM), as in the kernel.
+ */
 function getStatus(group: VfioGroup, task: Task, arg: bigint): SyscallResult {
   const spec = vfioGroupStatus;
   const status = copyStructMinsz(task, arg, spec);
   if (status === undefined) return -Errno.EFAULT;
   if (status.argsz < spec.minSize) return -Errno.EINVAL;
-  // No container can be set on a group yet (roadmap item 1), so CONTAINER_SET never shows.
-  const flags = group.dmaOwnerClaimed() ? 0 : VFIO_GROUP_FLAGS_VIABLE;
+  let flags = 0;
+  if (group.hasIommu) flags = VFIO_GROUP_FLAGS_CONTAINER_SET | VFIO_GROUP_FLAGS_VIABLE;
+  else if (!group.dmaOwnerClaimed()) flags = VFIO_GROUP_FLAGS_VIABLE;
   const out = encodeStruct(spec, { argsz: status.argsz, flags });
   return copyToUser(task, arg, out) ? 0 : -Errno.EFAULT;
+}
+
+/**
+ * VFIO_GROUP_SET_CONTAINER (arg: pointer to the container's fd): an IOMMU group gives the
+ * container a compat IOAS (or uses the one set), a no-IOMMU group puts it in no-IOMMU mode.
+ * Several groups may share one container; each holds a reference on its file.
+ */
+function setContainer(group: VfioGroup, task: Task, arg: bigint): SyscallResult {
+  const fdBytes = getUser(task, arg, 4);
+  if (fdBytes === undefined) return -Errno.EFAULT;
+  const fd = new DataView(fdBytes.buffer, fdBytes.byteOffset, 4).getInt32(0, true);
+  if (fd < 0 || !task.fds.isOpen(fd)) return -Errno.EBADF;
+  if (group.hasIommu) return -Errno.EINVAL;
+  // iommufd_ctx_from_file(): /dev/iommu and /dev/vfio/vfio alike; anything else is not a container.
+  const file = task.fds.fileOf(fd);
+  if (file === undefined || file.fops !== iommufdFops) return -Errno.EBADFD;
+  const ictx = file.privateData as IommufdCtx;
+  const rc = group.noiommu ? iommufdVfioCompatSetNoIommu(ictx) : iommufdVfioCompatIoasCreate(ictx);
+  if (rc) return rc;
+  file.get();
+  group.iommufd = ictx;
+  return 0;
+}
+
+/**
+ * VFIO_GROUP_UNSET_CONTAINER: EINVAL without one. With an iommufd container nothing counts the
+ * group's open devices (they hold the context through their iommufd device), so it never is EBUSY.
+ */
+function unsetContainer(group: VfioGroup): SyscallResult {
+  if (!group.hasIommu) return -Errno.EINVAL;
+  group.dropContainer();
+  return 0;
+}
+
+/**
+ * strndup_user(arg, PAGE_SIZE): the NUL-terminated name at arg, read up to the page boundary at
+ * a time so that a name near the end of a mapping is read like the kernel reads it. EFAULT when
+ * unreadable before its NUL, EINVAL when no NUL comes within PAGE_SIZE bytes.
+ */
+function strndupUser(task: Task, arg: bigint): string | number {
+  if (shouldFail('copy-from-user')) return -Errno.EFAULT;
+  const bytes: number[] = [];
+  let at = arg;
+  while (bytes.length < NAME_MAX_BYTES) {
+    const inPage = 4096 - Number(at % 4096n);
+    const n = Math.min(inPage, NAME_MAX_BYTES - bytes.length);
+    const chunk = task.memory.read(at, n);
+    if (chunk === undefined) {
+      // Byte by byte within the page: the string may end before the unreadable part.
+      for (let i = 0; i < n; i++) {
+        const b = task.memory.read(at + BigInt(i), 1);
+        if (b === undefined) return -Errno.EFAULT;
+        if (b[0] === 0) return Buffer.from(bytes).toString('latin1');
+        bytes.push(b[0]!);
+      }
+      return -Errno.EFAULT;
+    }
+    const nul = chunk.indexOf(0);
+    if (nul >= 0) {
+      for (let i = 0; i < nul; i++) bytes.push(chunk[i]!);
+      return Buffer.from(bytes).toString('latin1');
+    }
+    for (const b of chunk) bytes.push(b);
+    at += BigInt(n);
+  }
+  return -Errno.EINVAL;
+}
+
+/**
+ * VFIO_GROUP_GET_DEVICE_FD (arg: the device's name, e.g. "0000:00:03.0"): a new device fd
+ * (O_CLOEXEC, an anonymous "[vfio-device]" inode). The first open of a device binds it to the
+ * container's iommufd and attaches it to the compat IOAS; a device may be open through several
+ * such fds. ENODEV for a name not in the group.
+ */
+function getDeviceFd(group: VfioGroup, task: Task, arg: bigint): SyscallResult {
+  const name = strndupUser(task, arg);
+  if (typeof name === 'number') return name;
+  // vfio_device_get_from_name(): the device's registration reference moves to the file.
+  const device = group.devices.find((d) => d.pci.bdf === name);
+  if (device === undefined || !device.registration.incNotZero()) return -Errno.ENODEV;
+  const fd = task.fds.getUnusedFd();
+  if (fd < 0) {
+    putRegistration(device);
+    return fd;
+  }
+  // vfio_allocate_device_file().
+  if (shouldFail('kmalloc')) {
+    putRegistration(device);
+    return -Errno.ENOMEM;
+  }
+  const df = new VfioDeviceFile(device, group);
+  const rc = dfGroupOpen(df, task);
+  if (rc) {
+    putRegistration(device);
+    return rc;
+  }
+  const file = new File('vfio-device', vfioDeviceFops, df, { major: 0, minor: 0 });
+  task.fds.fdInstall(fd, file, 'anon_inode:[vfio-device]');
+  return fd;
+}
+
+function putRegistration(device: VfioDevice): void {
+  if (device.registration.decAndTest()) device.released?.();
 }
 
 interface GroupIoctlOp {
@@ -87,7 +226,10 @@ interface GroupIoctlOp {
 
 /** vfio_group_fops_unl_ioctl()'s commands, each by its uAPI command; the rest are ENOTTY. */
 const groupIoctlOps: readonly GroupIoctlOp[] = [
+  { command: VFIO_GROUP.GET_DEVICE_FD, handler: getDeviceFd },
   { command: VFIO_GROUP.GET_STATUS, handler: getStatus },
+  { command: VFIO_GROUP.SET_CONTAINER, handler: setContainer },
+  { command: VFIO_GROUP.UNSET_CONTAINER, handler: (group) => unsetContainer(group) },
 ];
 const groupIoctlOpsByCmd = new Map(groupIoctlOps.map((op) => [op.command.cmd, op]));
 
@@ -103,7 +245,10 @@ const vfioGroupFops: FileOperations = {
     if (op === undefined) return -Errno.ENOTTY;
     return op.handler(file.privateData as VfioGroup, task, arg);
   },
+  /** vfio_group_fops_release(): the container goes; device fds from the group stay usable. */
   release(file) {
-    (file.privateData as VfioGroup).openedFile = undefined;
+    const group = file.privateData as VfioGroup;
+    group.dropContainer();
+    group.openedFile = undefined;
   },
 };
