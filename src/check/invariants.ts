@@ -185,7 +185,7 @@ function checkDevices(w: World, f: Findings): void {
       continue;
     }
     if (!w.objects.has(idev)) f.add(`${vdev.name} is bound to device ${idev.id}, which is gone`);
-    if (vdev.openCount.read() !== 1)
+    if (vdev.openCount.read() < 1)
       f.add(`${vdev.name} is bound with open count ${vdev.openCount.read()}`);
     if (vdev.iommufdAttached !== isAttached(idev))
       f.add(

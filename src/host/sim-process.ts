@@ -115,6 +115,7 @@ export class SimProcess {
         fdInstall: (fd, file) => {
           if (!this.reservedFds.delete(fd)) throw new Error(`fd ${fd} was not reserved`);
           this.fds.set(fd, file);
+          this.kernel.openFiles.add(file);
         },
       },
     };

@@ -117,6 +117,7 @@ function installFd(s: ServerState, callFd: CallFd | undefined, ret: number): Rep
     installed.file.put();
     return {};
   }
+  s.kernel.openFiles.add(installed.file);
   s.files.install(callFd.reserved, installed.file, installed.name, ANON_INODE_MODE);
   return {
     flags: ReplyFlag.NEWFD,

@@ -1,0 +1,43 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { checkInvariants } from '../check/invariants.ts';
+import { createEmulator } from '../index.ts';
+import { Errno } from '../uapi/errno.ts';
+import * as ioctl from '../uapi/ioctl.ts';
+import * as v from '../uapi/vfio.ts';
+
+describe('group and container path', () => {
+  it('sets a container, opens a device by name, and leaves nothing behind', () => {
+    const emu = createEmulator();
+    const proc = emu.spawn();
+    const group = emu.kernel.vfio.groups.get(0)!;
+    const bdf = group.devices[0]!.pci.bdf;
+    const container = proc.open('/dev/vfio/vfio');
+    const groupFd = proc.open('/dev/vfio/0');
+    assert.ok(container >= 0 && groupFd >= 0);
+    const fdArg = proc.alloc(4096, new Uint8Array(new Int32Array([container]).buffer));
+    const name = proc.alloc(4096, new TextEncoder().encode(`${bdf}\0`));
+    const wrong = proc.alloc(4096, new TextEncoder().encode('0000:00:1f.7\0'));
+    // Without a container no device opens.
+    assert.equal(proc.ioctl(groupFd, ioctl.VFIO_GROUP_GET_DEVICE_FD, name), -Errno.EINVAL);
+    assert.equal(proc.ioctl(groupFd, ioctl.VFIO_GROUP_UNSET_CONTAINER), -Errno.EINVAL);
+    assert.equal(proc.ioctl(container, ioctl.VFIO_SET_IOMMU, v.VFIO_TYPE1v2_IOMMU), -Errno.ENODEV);
+    assert.equal(proc.ioctl(groupFd, ioctl.VFIO_GROUP_SET_CONTAINER, fdArg), 0);
+    assert.equal(proc.ioctl(groupFd, ioctl.VFIO_GROUP_SET_CONTAINER, fdArg), -Errno.EINVAL);
+    // The wrong type first, with nothing changed, then the right one.
+    assert.equal(proc.ioctl(container, ioctl.VFIO_SET_IOMMU, v.VFIO_NOIOMMU_IOMMU), -Errno.EINVAL);
+    assert.equal(proc.ioctl(container, ioctl.VFIO_SET_IOMMU, v.VFIO_TYPE1v2_IOMMU), 0);
+    const status = proc.ioctlStruct(groupFd, ioctl.VFIO_GROUP_GET_STATUS, v.vfioGroupStatus, {});
+    assert.equal(status.out.flags, v.VFIO_GROUP_FLAGS_VIABLE | v.VFIO_GROUP_FLAGS_CONTAINER_SET);
+    assert.equal(proc.ioctl(groupFd, ioctl.VFIO_GROUP_GET_DEVICE_FD, wrong), -Errno.ENODEV);
+    const dev1 = proc.ioctl(groupFd, ioctl.VFIO_GROUP_GET_DEVICE_FD, name);
+    const dev2 = proc.ioctl(groupFd, ioctl.VFIO_GROUP_GET_DEVICE_FD, name);
+    assert.ok(dev1 >= 0 && dev2 >= 0 && dev1 !== dev2);
+    assert.equal(group.devices[0]!.openCount.read(), 2);
+    assert.notEqual(group.devices[0]!.iommufdDevice, undefined);
+    assert.deepEqual(checkInvariants(emu.kernel), []);
+    proc.exit();
+    assert.deepEqual(checkInvariants(emu.kernel), []);
+    assert.deepEqual(emu.kernel.leaks(), []);
+  });
+});
