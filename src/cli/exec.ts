@@ -18,10 +18,12 @@ import {
   DEFAULT_ERROR_EXITCODE,
   describeErrno,
   EXIT_CANNOT_RUN,
+  EXIT_EMULATOR_FAILED,
   EXIT_NOT_FOUND,
   fail,
 } from './exit-status.ts';
 import { ensureNative, type NativeParts, PackageError, SHIM_NAME } from './native.ts';
+import { checkProgram } from './program-check.ts';
 
 /** How long exec waits, after PROGRAM exits, for its emulated fds to be closed everywhere. */
 const IDLE_WAIT_MS = 2000;
@@ -45,8 +47,17 @@ export interface ExecFlags extends KernelFlags {
 
 // -- native parts ------------------------------------------------------------------------------
 
-/** The shim's path, built first if needed (see native.ts); the fd addon is handed to the server. */
-export function ensureShim(): string {
+/** What programs are started with: the shim to preload and the guard to start them through. */
+export interface ShimParts {
+  readonly shim: string;
+  readonly guard: string;
+}
+
+/**
+ * The shim's and the guard's paths, built first if needed (see native.ts); the fd addon is handed
+ * to the server.
+ */
+export function ensureShim(): ShimParts {
   let parts: NativeParts;
   try {
     parts = ensureNative((text) => process.stderr.write(`iommufd-emu: ${text}`));
@@ -55,7 +66,7 @@ export function ensureShim(): string {
     throw err;
   }
   if (parts.addon !== undefined) useFdAddon(parts.addon);
-  return parts.shim;
+  return { shim: parts.shim, guard: parts.guard };
 }
 
 export function preloadWith(shim: string, existing: string | undefined): string {
@@ -207,15 +218,45 @@ export function reportLeaks(leaks: readonly string[]): void {
 
 const FORWARDED_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const;
 
-/** Runs program with env; resolves with its exit status (128+signal when killed). */
+/**
+ * Runs program with env through the guard; resolves with its exit status (128+signal when
+ * killed). A program the shim cannot reach (program-check.ts) is not started: 126. The guard
+ * runs without env's LD_PRELOAD and hands it to the program.
+ */
 export function runProgram(
   program: string,
   args: readonly string[],
   env: NodeJS.ProcessEnv,
-  stdio: 'inherit' | 'ignore' = 'inherit',
+  options: { readonly guard: string; readonly stdio?: 'inherit' | 'ignore' },
 ): Promise<number> {
+  const found = checkProgram(program, env);
+  const cannot = (why: string, status: number): Promise<number> => {
+    process.stderr.write(`iommufd-emu: cannot run ${program}: ${why}\n`);
+    return Promise.resolve(status);
+  };
+  switch (found.kind) {
+    case 'missing':
+      return cannot(
+        `no such file or directory${program.includes('/') ? '' : ' (looked for in PATH)'}`,
+        EXIT_NOT_FOUND,
+      );
+    case 'not-runnable':
+      return cannot(found.why, EXIT_CANNOT_RUN);
+    case 'refused':
+      return cannot(
+        `it ${found.why}; it would use the host's devices, not the emulator's (see "Programs the shim cannot serve" in the README)`,
+        EXIT_CANNOT_RUN,
+      );
+    case 'served':
+      break;
+  }
+  const { LD_PRELOAD: preload, ...rest } = env;
+  const guardEnv = preload === undefined ? rest : { ...rest, IOMMUFD_EMU_PRELOAD: preload };
   return new Promise((resolve) => {
-    const child = spawn(program, args, { stdio, env });
+    const child = spawn(options.guard, [found.path, program, ...args], {
+      stdio: options.stdio ?? 'inherit',
+      env: guardEnv,
+    });
     const forward = (signal: NodeJS.Signals): void => {
       child.kill(signal);
     };
@@ -225,9 +266,10 @@ export function runProgram(
       resolve(status);
     };
     child.on('error', (err: NodeJS.ErrnoException) => {
-      const where = program.includes('/') ? '' : ' (looked for in PATH)';
-      process.stderr.write(`iommufd-emu: cannot run ${program}: ${describeErrno(err)}${where}\n`);
-      done(err.code === 'ENOENT' ? EXIT_NOT_FOUND : EXIT_CANNOT_RUN);
+      process.stderr.write(
+        `iommufd-emu: cannot start the guard ${options.guard}: ${describeErrno(err)}\n`,
+      );
+      done(EXIT_EMULATOR_FAILED);
     });
     child.on('exit', (code, signal) => {
       if (signal !== null) done(128 + (os.constants.signals[signal] ?? 0));
@@ -274,16 +316,18 @@ export async function execCommand(
         'IOMMUFD_EMU_SOCKET is set, so exec joins that emulator: --trace/--platform/--enable-unsafe-noiommu-mode/--cap belong to the emulator (iommufd-emu serve)',
       );
     }
-    const shim = ensureShim();
-    return runProgram(program, args, {
-      ...process.env,
-      LD_PRELOAD: preloadWith(shim, process.env.LD_PRELOAD),
-    });
+    const { shim, guard } = ensureShim();
+    return runProgram(
+      program,
+      args,
+      { ...process.env, LD_PRELOAD: preloadWith(shim, process.env.LD_PRELOAD) },
+      { guard },
+    );
   }
 
   refuseIfShimmed();
   const grant = grantedCaps(flags);
-  const shim = ensureShim();
+  const { shim, guard } = ensureShim();
   const kernel = bootKernel(flags);
   const stopTrace = flags.trace === undefined ? undefined : startTrace(kernel, flags.trace);
   const stopDmesg = hooks.dmesg === false ? undefined : startDmesg(kernel);
@@ -305,7 +349,7 @@ export async function execCommand(
         LD_PRELOAD: preloadWith(shim, process.env.LD_PRELOAD),
         IOMMUFD_EMU_SOCKET: server.socketPath,
       },
-      hooks.stdio ?? 'inherit',
+      { guard, stdio: hooks.stdio ?? 'inherit' },
     );
     // Children PROGRAM left behind may still hold emulated fds: give them a moment.
     const idle = await Promise.race([server.whenIdle().then(() => true), sleep(IDLE_WAIT_MS)]);

@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 
 export const SHIM_NAME = 'libiommufd-emu-shim.so';
 export const ADDON_NAME = 'iommufd-emu-fd.node';
+export const GUARD_NAME = 'iommufd-emu-guard';
 
 /** What went wrong with the package's files, worded for the user; the CLI prints it. */
 export class PackageError extends Error {
@@ -77,9 +78,14 @@ function outdated(output: string, inputs: readonly string[]): boolean {
   return inputs.some((f) => fs.existsSync(f) && fs.statSync(f).mtimeMs > built);
 }
 
-/** Where the native parts are: the shim (always) and the fd addon (when Node's headers were there). */
+/**
+ * Where the native parts are: the shim and the guard (always) and the fd addon (when Node's
+ * headers were there).
+ */
 export interface NativeParts {
   readonly shim: string;
+  /** The launcher that keeps programs off the host's iommufd and VFIO nodes (guard.c). */
+  readonly guard: string;
   readonly addon: string | undefined;
 }
 
@@ -93,7 +99,11 @@ function make(native: string, build: string): void {
       `building the shim needs make and gcc, and make cannot be run (${made.error.message})`,
     );
   }
-  if (made.status !== 0 || !fs.existsSync(path.join(build, SHIM_NAME)))
+  if (
+    made.status !== 0 ||
+    !fs.existsSync(path.join(build, SHIM_NAME)) ||
+    !fs.existsSync(path.join(build, GUARD_NAME))
+  )
     throw new PackageError(`building the shim failed (make -C ${native}): it needs gcc and make`);
 }
 
@@ -106,7 +116,7 @@ function buildIntoCache(native: string, build: string): void {
   const scratch = fs.mkdtempSync(path.join(build, '.build-'));
   try {
     make(native, scratch);
-    for (const name of [ADDON_NAME, SHIM_NAME]) {
+    for (const name of [ADDON_NAME, GUARD_NAME, SHIM_NAME]) {
       const made = path.join(scratch, name);
       if (fs.existsSync(made)) fs.renameSync(made, path.join(build, name));
     }
@@ -126,6 +136,7 @@ export function ensureNative(say: (text: string) => void): NativeParts {
   const build = checkout ? path.join(native, 'build') : cacheDir();
   const shim = path.join(build, SHIM_NAME);
   const addon = path.join(build, ADDON_NAME);
+  const guard = path.join(build, GUARD_NAME);
   // The shim's units: every .c and .h in native/shim (not its tests).
   const shimDir = path.join(native, 'shim');
   const shimSources = fs
@@ -133,7 +144,11 @@ export function ensureNative(say: (text: string) => void): NativeParts {
     .filter((f) => f.endsWith('.c') || f.endsWith('.h'))
     .map((f) => path.join(shimDir, f));
   const shimStale = outdated(shim, shimSources);
-  if (shimStale || outdated(addon, [path.join(native, 'addon', 'fd.c')])) {
+  if (
+    shimStale ||
+    outdated(guard, [path.join(native, 'guard', 'guard.c')]) ||
+    outdated(addon, [path.join(native, 'addon', 'fd.c')])
+  ) {
     // Without Node's headers the addon is skipped (the Makefile says so); the shim is required.
     if (shimStale) say(`building the shim in ${build}\n`);
     if (checkout) make(native, build);
@@ -141,5 +156,5 @@ export function ensureNative(say: (text: string) => void): NativeParts {
   } else if (!checkout) {
     privateDir(build);
   }
-  return { shim, addon: fs.existsSync(addon) ? addon : undefined };
+  return { shim, guard, addon: fs.existsSync(addon) ? addon : undefined };
 }

@@ -110,7 +110,7 @@ export async function serveCommand(flags: ServeFlags, command: readonly string[]
   if (flags.readyFd !== undefined && command.length > 0)
     fail('--ready-fd is for a serve that others wait for; serve -- CMD starts CMD when ready');
   const grant = grantedCaps(flags);
-  const shim = ensureShim();
+  const { shim, guard } = ensureShim();
   const { socketPath, dir } = await chooseSocket(flags);
   const kernel = bootKernel(flags);
   const logFd = flags.log === undefined ? undefined : openLog(flags.log);
@@ -143,11 +143,16 @@ export async function serveCommand(flags: ServeFlags, command: readonly string[]
   let status = 0;
   try {
     if (command.length > 0) {
-      status = await runProgram(command[0]!, command.slice(1), {
-        ...process.env,
-        LD_PRELOAD: preloadWith(shim, process.env.LD_PRELOAD),
-        IOMMUFD_EMU_SOCKET: socketPath,
-      });
+      status = await runProgram(
+        command[0]!,
+        command.slice(1),
+        {
+          ...process.env,
+          LD_PRELOAD: preloadWith(shim, process.env.LD_PRELOAD),
+          IOMMUFD_EMU_SOCKET: socketPath,
+        },
+        { guard },
+      );
       await Promise.race([server.whenIdle(), sleep(IDLE_WAIT_MS)]);
     } else {
       process.stdout.write(exports);
