@@ -6,10 +6,11 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { traceProblems } from './trace-lines.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const SRC_DIR = join(ROOT, 'test', 'conformance');
@@ -124,6 +125,13 @@ function describeFailure(name: string, r: RunResult): string {
   ].join('\n');
 }
 
+/** Device events some programs' traces must show. */
+const EXPECTED_IN_TRACE: Record<string, RegExp> = {
+  dma_iommu: /^\[dma\] \S+ (reads|writes) \d+ bytes at IOVA 0x[0-9a-f]+ -> PA 0x[0-9a-f]+$/m,
+  dma_noiommu: /^\[dma\] \S+ (reads|writes) \d+ bytes at PA 0x[0-9a-f]+ \(no IOMMU\)$/m,
+  vfio_bar_mmap: /^mmio\(\d+<\/dev\/vfio\/devices\/vfio\d+>, BAR0\+0x[0-9a-f]+, \d, [rw]/m,
+};
+
 const gcc = haveGcc();
 const cliPresent = existsSync(CLI);
 if (gcc) mkdirSync(BUILD_DIR, { recursive: true });
@@ -143,8 +151,17 @@ describe('conformance (C programs under iommufd-emu exec)', { concurrency: 2 }, 
         t.skip('src/cli/main.ts does not exist yet: compiled only');
         return;
       }
-      const r = await runUnderEmulator(built.binary, execArgs(name));
+      // Traced, so that every call it makes is shown decoded (docs/trace.md).
+      const traceFile = join(BUILD_DIR, `${name}.trace`);
+      const r = await runUnderEmulator(built.binary, ['--trace', traceFile, ...execArgs(name)]);
       assert.ok(r.code === 0 && !r.timedOut, describeFailure(name, r));
+      const trace = readFileSync(traceFile, 'utf8');
+      const problems = traceProblems(trace);
+      assert.deepEqual(problems, [], `${name}: lines of its trace not decoded`);
+      assert.match(trace, /^[a-z]+\(/m, `${name}: no call in its trace`);
+      const dma = EXPECTED_IN_TRACE[name];
+      if (dma !== undefined) assert.match(trace, dma, `${name}: its DMA is not in the trace`);
+      rmSync(traceFile);
     });
   }
 });

@@ -160,13 +160,14 @@ int fd_lookup(int fd, struct fdent *e)
 	}
 }
 
-void fd_close_barrier(uint32_t obj)
+void fd_close_barrier(uint32_t obj, int closed_fd)
 {
 	struct call c;
 	if (!transport_ready())
 		return;
 	call_begin(&c, EMU_OP_CLOSE);
 	c.req.obj = obj;
+	c.req.a0 = EMU_FD_BITS(closed_fd >= 0 ? (uint32_t)closed_fd : EMU_FD_UNKNOWN);
 	(void)call_send(&c);
 	call_end(&c);
 }

@@ -52,7 +52,8 @@ enum fd_kind fd_kind_of(int fd);
 
 /* After a close of an emulated fd (obj; 0 for any): returns once the server has seen any EOF
  * that close caused, so release is synchronous with close() as in the kernel. Only on an
- * existing transport of this process. */
-void fd_close_barrier(uint32_t obj);
+ * existing transport of this process. closed_fd: the fd the program's close() closed (traced),
+ * -1 when the fd went another way. */
+void fd_close_barrier(uint32_t obj, int closed_fd);
 
 #endif

@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 
 #include "real.h"
 #include "transport.h"
@@ -30,6 +31,51 @@ static long map_file(const struct call *c, void *addr, size_t len, int prot, int
 		return -errno;
 	*out = p;
 	return 0;
+}
+
+/* For the trace only (when the server wants NOTEs): which ranges map which emulated fd, so that
+ * a munmap of one can be told to the server. A full table only loses munmap lines. */
+#define MAX_MAPPED 64
+struct mapped {
+	uintptr_t start;
+	size_t len;
+	uint32_t obj;
+	int fd;
+};
+static struct mapped mapped[MAX_MAPPED];
+static pthread_mutex_t mapped_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void remember_mapping(int fd, uint32_t obj, void *p, size_t len)
+{
+	int i;
+	pthread_mutex_lock(&mapped_lock);
+	for (i = 0; i < MAX_MAPPED; i++) {
+		if (mapped[i].len == 0) {
+			mapped[i] = (struct mapped){(uintptr_t)p, len, obj, fd};
+			break;
+		}
+	}
+	pthread_mutex_unlock(&mapped_lock);
+}
+
+/* The first remembered mapping munmap(start, len) touches; what is gone is forgotten. */
+static int forget_mapping(uintptr_t start, size_t len, struct mapped *hit)
+{
+	uintptr_t end = start + len;
+	int i, found = 0;
+	pthread_mutex_lock(&mapped_lock);
+	for (i = 0; i < MAX_MAPPED; i++) {
+		struct mapped *m = &mapped[i];
+		if (m->len == 0 || end <= m->start || start >= m->start + m->len)
+			continue;
+		if (!found)
+			*hit = *m;
+		found = 1;
+		if (start <= m->start && end >= m->start + m->len)
+			m->len = 0;
+	}
+	pthread_mutex_unlock(&mapped_lock);
+	return found;
 }
 
 static long emu_mmap(int fd, void *addr, size_t len, int prot, int flags, off_t off, void **out)
@@ -62,6 +108,13 @@ static long emu_mmap(int fd, void *addr, size_t len, int prot, int flags, off_t 
 	else if (r == 0)
 		r = -ENODEV;
 	call_end(&c);
+	if (transport_notes()) {
+		if (r == 0)
+			remember_mapping(fd, c.ent.obj, *out, len);
+		call_note(EMU_NOTE_MMAP, fd, c.ent.obj, r == 0 ? (int64_t)(uintptr_t)*out : r,
+			  (uint64_t)(uintptr_t)addr, len,
+			  (uint32_t)prot | ((uint64_t)(uint32_t)flags << 32), (uint64_t)off);
+	}
 	return r;
 }
 
@@ -87,11 +140,15 @@ EXPORT void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off64_t
  * their file let go) here. */
 EXPORT int munmap(void *addr, size_t len)
 {
+	struct mapped hit;
 	int r = REAL(munmap)(addr, len);
-	if (r == 0) {
-		int err = errno;
+	int err = errno;
+	/* Noted before the trap lets go of the file, which may be its last reference. */
+	if (transport_notes() && forget_mapping((uintptr_t)addr, len, &hit))
+		call_note(EMU_NOTE_MUNMAP, hit.fd, hit.obj, r < 0 ? -err : 0,
+			  (uint64_t)(uintptr_t)addr, len, 0, 0);
+	if (r == 0)
 		trap_unmap((uintptr_t)addr, len);
-		errno = err;
-	}
+	errno = err;
 	return r;
 }

@@ -182,7 +182,7 @@ EXPORT int close(int fd)
 	r = REAL(close)(fd);
 	err = errno;
 	if (known && r == 0)
-		fd_close_barrier(e.obj);
+		fd_close_barrier(e.obj, fd);
 	errno = err;
 	return r;
 }
@@ -199,8 +199,18 @@ static void after_dup_to(int oldfd, int newfd, int had_new, const struct fdent *
 	else if (fd_kind_of(oldfd) == FD_FOREIGN)
 		fd_remember_foreign(newfd);
 	if (had_new)
-		fd_close_barrier(prev->obj);
+		fd_close_barrier(prev->obj, -1);
 	errno = err;
+}
+
+/* For the trace: a dup of an emulated fd (the server sees nothing of it otherwise). */
+static void note_dup(enum emu_dup_call call, int oldfd, int asked, int flags, int r)
+{
+	struct fdent e;
+	if (!transport_notes() || !fd_lookup(oldfd, &e))
+		return;
+	call_note(EMU_NOTE_DUP, oldfd, e.obj, r < 0 ? -errno : r, call, (uint64_t)(int64_t)asked,
+		  (uint64_t)(uint32_t)flags, 0);
 }
 
 EXPORT int dup(int fd)
@@ -208,6 +218,8 @@ EXPORT int dup(int fd)
 	int r = REAL(dup)(fd);
 	if (r >= 0 && shim_active())
 		after_dup_to(fd, r, 0, NULL);
+	if (shim_active())
+		note_dup(EMU_DUP_DUP, fd, -1, 0, r);
 	return r;
 }
 
@@ -222,6 +234,7 @@ static int dup_to(int oldfd, int newfd, int flags, int is_dup3)
 	r = is_dup3 ? REAL(dup3)(oldfd, newfd, flags) : REAL(dup2)(oldfd, newfd);
 	if (r >= 0 && oldfd != newfd)
 		after_dup_to(oldfd, newfd, had, &prev);
+	note_dup(is_dup3 ? EMU_DUP_DUP3 : EMU_DUP_DUP2, oldfd, newfd, flags, r);
 	return r;
 }
 
@@ -235,10 +248,13 @@ EXPORT int dup3(int oldfd, int newfd, int flags)
 	return dup_to(oldfd, newfd, flags, 1);
 }
 
-static int after_fcntl(int fd, int cmd, int r)
+static int after_fcntl(int fd, int cmd, int asked, int r)
 {
-	if (r >= 0 && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && shim_active())
-		after_dup_to(fd, r, 0, NULL);
+	if ((cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && shim_active()) {
+		if (r >= 0)
+			after_dup_to(fd, r, 0, NULL);
+		note_dup(cmd == F_DUPFD ? EMU_DUP_F_DUPFD : EMU_DUP_F_DUPFD_CLOEXEC, fd, asked, 0, r);
+	}
 	return r;
 }
 
@@ -249,7 +265,7 @@ EXPORT int fcntl(int fd, int cmd, ...)
 	va_start(ap, cmd);
 	arg = va_arg(ap, void *);
 	va_end(ap);
-	return after_fcntl(fd, cmd, REAL(fcntl)(fd, cmd, arg));
+	return after_fcntl(fd, cmd, (int)(intptr_t)arg, REAL(fcntl)(fd, cmd, arg));
 }
 
 /* glibc's fcntl64 is fcntl on every 64-bit target. */
@@ -278,7 +294,7 @@ EXPORT int close_range(unsigned int first, unsigned int last, int flags)
 		r = -1;
 	if (objects) {
 		int err = errno;
-		fd_close_barrier(0);
+		fd_close_barrier(0, -1);
 		errno = err;
 	}
 	return r;

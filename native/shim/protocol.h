@@ -23,12 +23,12 @@
 
 #include <stdint.h>
 
-#define EMU_PROTO_VERSION 3u
+#define EMU_PROTO_VERSION 4u
 
 enum emu_op {
-	/* transport: a0 = version. reply: v0 = server version, payload = the testbed root (the real
-	 * directory mirroring the emulated tree), then the emulated path prefixes, each
-	 * NUL-terminated. */
+	/* transport: a0 = version. reply: v0 = server version, v1 = EMU_HELLO_* bits, payload = the
+	 * testbed root (the real directory mirroring the emulated tree), then the emulated path
+	 * prefixes, each NUL-terminated. */
 	EMU_OP_HELLO = 1,
 	/* object connection: obj = the fd this connection is (for the trace), a0 = open flags,
 	 * a1 = st_ino of the client's socket, payload = path (NUL-terminated).
@@ -38,8 +38,10 @@ enum emu_op {
 	/* a0 = st_ino of a socket fd the shim does not know (after exec, SCM_RIGHTS).
 	 * reply: ret = object id or -ENOENT, v0 = st_mode, v1 = rdev. */
 	EMU_OP_LOOKUP = 3,
-	/* obj = object whose fd this process just closed. The reply comes only after the server
-	 * has processed any EOF that close caused, so release is synchronous with close(). */
+	/* obj = object whose fd this process just closed, a0 = EMU_FD_BITS(fd) for a close(fd) of
+	 * the program (traced), EMU_FD_BITS(EMU_FD_UNKNOWN) when the fd went another way (dup2 over
+	 * it, close_range, a trapped mapping's copy). The reply comes only after the server has
+	 * processed any EOF that close caused, so release is synchronous with close(). */
 	EMU_OP_CLOSE = 4,
 	/* obj, a0 = cmd | EMU_FD_BITS(fd), a1 = arg; with EMU_REQ_WINDOW the payload is the caller's
 	 * memory at arg. reply: ret = result or -errno; payload = emu_seg records (window bytes the
@@ -79,6 +81,29 @@ enum emu_op {
 	 * socket. reply: ret = the object id the file will have, or -errno. Until a call installs a
 	 * file on it, its EOF drops the reservation and nothing else. */
 	EMU_OP_RESERVE = 13,
+	/* Only when HELLO's reply had EMU_HELLO_NOTES (the server traces): a call on an emulated fd
+	 * the server does not otherwise see, or whose result only the shim knows. obj = the object,
+	 * a0 = EMU_NOTE_* | EMU_FD_BITS(fd), a1 = the call's result (-errno on failure), payload =
+	 * struct emu_note (its args). reply: ret = 0. */
+	EMU_OP_NOTE = 14,
+};
+
+/* HELLO reply v1. */
+#define EMU_HELLO_NOTES 0x1u /* send NOTE for dup, mmap and munmap of emulated fds */
+
+/* NOTE a0 bits 0-31, and what struct emu_note's args hold. */
+enum emu_note_kind {
+	EMU_NOTE_DUP = 1,    /* args: enum emu_dup_call, newfd asked for (dup2/dup3/F_DUPFD), flags */
+	EMU_NOTE_MMAP = 2,   /* args: addr asked for, length, prot | flags << 32, offset */
+	EMU_NOTE_MUNMAP = 3, /* args: addr, length */
+};
+
+enum emu_dup_call {
+	EMU_DUP_DUP = 1,
+	EMU_DUP_DUP2 = 2,
+	EMU_DUP_DUP3 = 3,
+	EMU_DUP_F_DUPFD = 4,
+	EMU_DUP_F_DUPFD_CLOEXEC = 5,
 };
 
 /* SYNC a0: the call the shim serves from the testbed. */
@@ -100,6 +125,7 @@ enum emu_sync_call {
 #define EMU_REQ_NOFOLLOW 0x4u   /* STAT: do not follow a symlink in the last component */
 #define EMU_REQ_WINDOW_RO 0x8u  /* IOCTL: the window's memory is read-only (writes: EFAULT) */
 #define EMU_REQ_NEWFD 0x10u     /* IOCTL: payload starts with emu_newfd, a reserved fd */
+#define EMU_REQ_MMIO 0x20u      /* READ/WRITE: an access to a trapped mapping, not a pread/pwrite */
 
 /* MMAP reply v1. */
 #define EMU_MMAP_FILE 0u
@@ -167,6 +193,14 @@ struct emu_newfd {
 	uint32_t obj; /* the object id RESERVE returned */
 };
 
+/* NOTE payload. */
+struct emu_note {
+	uint64_t arg0;
+	uint64_t arg1;
+	uint64_t arg2;
+	uint64_t arg3;
+};
+
 struct emu_poll_ent {
 	uint32_t obj;
 	uint32_t events;
@@ -182,5 +216,6 @@ _Static_assert(sizeof(struct emu_rep) == 32, "emu_rep is 32 bytes");
 _Static_assert(sizeof(struct emu_creds) == 48, "emu_creds is 48 bytes");
 _Static_assert(sizeof(struct emu_seg) == 8, "emu_seg is 8 bytes");
 _Static_assert(sizeof(struct emu_newfd) == 8, "emu_newfd is 8 bytes");
+_Static_assert(sizeof(struct emu_note) == 32, "emu_note is 32 bytes");
 
 #endif

@@ -30,6 +30,7 @@ static uint64_t mm_base;       /* random; new in every exec'd image and every fo
 static pid_t owner_pid;        /* the process whose memory this is (not a vfork child) */
 static pthread_key_t exit_key; /* its destructor closes the thread's transport */
 static int lost_warned;
+static int server_notes; /* atomic: HELLO said the server traces (EMU_HELLO_NOTES) */
 
 /* Per-thread transport connection. */
 static __thread int t_sock = -1;
@@ -388,8 +389,33 @@ static int transport(int in_signal)
 		return e;
 	}
 	paths_store_hello(c.data, c.data_len);
+	__atomic_store_n(&server_notes, (c.rep.v1 & EMU_HELLO_NOTES) != 0, __ATOMIC_RELAXED);
 	free_reply(&c);
 	return s;
+}
+
+int transport_notes(void)
+{
+	return __atomic_load_n(&server_notes, __ATOMIC_RELAXED) && transport_ready();
+}
+
+void call_note(uint32_t kind, int fd, uint32_t obj, int64_t result, uint64_t arg0, uint64_t arg1,
+	       uint64_t arg2, uint64_t arg3)
+{
+	struct emu_note note = {arg0, arg1, arg2, arg3};
+	struct call c;
+	int err = errno;
+	if (!transport_notes())
+		return;
+	call_begin(&c, EMU_OP_NOTE);
+	c.req.obj = obj;
+	c.req.a0 = kind | EMU_FD_BITS(fd);
+	c.req.a1 = (uint64_t)result;
+	c.part[0] = &note;
+	c.part_len[0] = sizeof note;
+	(void)call_send(&c);
+	call_end(&c);
+	errno = err;
 }
 
 void transport_hello(void)

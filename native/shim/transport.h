@@ -75,6 +75,13 @@ int shim_owns_memory(void);
 int transport_ready(void);
 /* Makes the thread's transport if there is none (HELLO: the prefixes and the testbed). */
 void transport_hello(void);
+/* Whether the server traces and wants NOTEs (HELLO's EMU_HELLO_NOTES) and this thread has a
+ * transport. */
+int transport_notes(void);
+/* Sends a NOTE (kind, the program's fd, its object, the call's result, the args) when the server
+ * wants them; errno is kept. */
+void call_note(uint32_t kind, int fd, uint32_t obj, int64_t result, uint64_t arg0, uint64_t arg1,
+	       uint64_t arg2, uint64_t arg3);
 /* Resolves every libc function the transport uses, before a signal handler may need them. */
 void transport_prepare(void);
 /* Blocks every signal, saving the old mask; and back. */

@@ -30,7 +30,8 @@ struct trap {
 	size_t len;
 	uint64_t region_offset;
 	uint32_t obj;
-	int fd; /* the shim's copy of the object fd: keeps the file alive like vm_file */
+	int fd;	     /* the shim's copy of the object fd: keeps the file alive like vm_file */
+	int prog_fd; /* the program's fd it was mapped through, for the trace */
 };
 
 static struct trap traps[MAX_TRAPS];
@@ -85,9 +86,9 @@ static int trap_access(const struct trap *t, uint64_t pos, int store, uint64_t *
 	long r;
 	call_begin(&c, store ? EMU_OP_WRITE : EMU_OP_READ);
 	c.in_signal = 1;
-	c.req.flags = EMU_REQ_POSITIONAL;
+	c.req.flags = EMU_REQ_POSITIONAL | EMU_REQ_MMIO;
 	c.req.obj = t->obj;
-	c.req.a0 = (uint64_t)size | EMU_FD_BITS(EMU_FD_UNKNOWN);
+	c.req.a0 = (uint64_t)size | EMU_FD_BITS(t->prog_fd);
 	c.req.a1 = pos;
 	if (store) {
 		c.part[0] = value;
@@ -224,6 +225,7 @@ long trap_map(int fd, const struct fdent *e, void *addr, size_t len, int flags,
 	t->region_offset = region_offset;
 	t->obj = e->obj;
 	t->fd = copy;
+	t->prog_fd = fd;
 	__atomic_store_n(&t->used, 1, __ATOMIC_RELEASE);
 	*out = p;
 out:
@@ -253,7 +255,7 @@ void trap_unmap(uintptr_t start, size_t len)
 			fd_unmark_shim(t->fd);
 			REAL(close)(t->fd);
 			pthread_mutex_unlock(&trap_lock);
-			fd_close_barrier(obj);
+			fd_close_barrier(obj, -1);
 			pthread_mutex_lock(&trap_lock);
 		} else if (start <= ts) {
 			t->region_offset += end - ts;

@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Kernel } from '../boot/kernel.ts';
 import type { EmuEvent } from '../trace/events.ts';
-import { formatEvent } from '../trace/writer.ts';
+import { bootLogEvents, escapeLine, formatEvent } from '../trace/writer.ts';
 
 const EXAMPLE = 'noiommu-edu-dma';
 
@@ -101,7 +101,7 @@ function capsToGrant(): { cap: string[]; note?: string } {
 
 /** One trace line for the reader: the pid prefix dropped (there is one process), indented. */
 function traceLine(event: EmuEvent, color: boolean): string {
-  const text = formatEvent(event).replace(/^\[pid \d+\] /, '');
+  const text = escapeLine(formatEvent(event));
   const loud = event.kind === 'unsafe-dma' || event.kind === 'iommu-fault';
   if (!color) return `  | ${text}\n`;
   return loud ? `  | \x1b[1;31m${text}\x1b[0m\n` : `  | \x1b[2m${text}\x1b[0m\n`;
@@ -134,10 +134,7 @@ async function runDemo(deps: DemoDeps, out: (text: string) => void, dir: string)
       dmesg: false,
       attach: (kernel) => {
         // Boot already logged the taint of the no-IOMMU device: show it first.
-        for (const line of kernel.dmesg)
-          out(
-            traceLine({ kind: 'log', level: 'warn', message: line.replace(/^warn: /, '') }, color),
-          );
+        for (const event of bootLogEvents(kernel.dmesg)) out(traceLine(event, color));
         return kernel.events.subscribe((event) => {
           out(traceLine(event, color));
         });

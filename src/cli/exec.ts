@@ -13,7 +13,7 @@ import { FailNth, setFailNthForEveryTask } from '../fault/fault.ts';
 import { parseCapSet } from '../host/credentials.ts';
 import { useFdAddon } from '../server/client-fds.ts';
 import { type EmuServer, startServer } from '../server/server.ts';
-import { formatEvent } from '../trace/writer.ts';
+import { attachTrace, formatEvent, type TraceFilter } from '../trace/writer.ts';
 import {
   DEFAULT_ERROR_EXITCODE,
   describeErrno,
@@ -29,7 +29,14 @@ import { checkProgram } from './program-check.ts';
 const IDLE_WAIT_MS = 2000;
 
 export interface KernelFlags {
+  /** --trace FILE; `-` for stderr. */
   readonly trace?: string;
+  /** --trace-json FILE: the same events as JSON lines; `-` for stderr. */
+  readonly traceJson?: string;
+  readonly traceTime?: boolean;
+  readonly tracePid?: boolean;
+  /** --trace-filter, parsed (main.ts). */
+  readonly traceFilter?: TraceFilter;
   readonly platform?: string;
   readonly enableUnsafeNoiommuMode?: boolean;
   /** --cap, once per use: capabilities every client holds for capable() whatever its own. */
@@ -181,20 +188,47 @@ function startFailNth(kernel: Kernel, nth: number): { stop: () => void; report: 
   };
 }
 
-/** Writes every event of the kernel to file, one line each; returns the closer. */
-export function startTrace(kernel: Kernel, file: string): () => void {
+/** A trace destination: a file (created or truncated), or stderr for `-`; returns a closer. */
+function openTraceOutput(file: string): { write: (text: string) => void; close: () => void } {
+  if (file === '-') return { write: (text) => process.stderr.write(text), close: () => {} };
   let fd: number;
   try {
     fd = fs.openSync(file, 'w');
   } catch (err) {
     fail(`cannot write the trace to ${file}: ${describeErrno(err)}`);
   }
-  const unsubscribe = kernel.events.subscribe((event) => {
-    fs.writeSync(fd, `${formatEvent(event)}\n`);
+  return {
+    write: (text) => {
+      fs.writeSync(fd, text);
+    },
+    close: () => fs.closeSync(fd),
+  };
+}
+
+/**
+ * --trace and --trace-json: every event of the kernel, the boot log first (the taint a no-IOMMU
+ * device caused), as text lines and/or JSON lines; returns the closer.
+ */
+export function startTrace(kernel: Kernel, flags: KernelFlags): (() => void) | undefined {
+  const outputs: { file: string; json: boolean }[] = [];
+  if (flags.trace !== undefined) outputs.push({ file: flags.trace, json: false });
+  if (flags.traceJson !== undefined) outputs.push({ file: flags.traceJson, json: true });
+  if (outputs.length === 0) return undefined;
+  const stops = outputs.map(({ file, json }) => {
+    const out = openTraceOutput(file);
+    const unsubscribe = attachTrace(kernel.events, kernel.dmesg, out.write, {
+      json,
+      ...(flags.traceTime === true ? { time: true } : {}),
+      ...(flags.tracePid === true ? { pid: true } : {}),
+      ...(flags.traceFilter === undefined ? {} : { filter: flags.traceFilter }),
+    });
+    return () => {
+      unsubscribe();
+      out.close();
+    };
   });
   return () => {
-    unsubscribe();
-    fs.closeSync(fd);
+    for (const stop of stops) stop();
   };
 }
 
@@ -287,6 +321,7 @@ export function sleep(ms: number): Promise<void> {
 function hasKernelFlags(flags: KernelFlags): boolean {
   return (
     flags.trace !== undefined ||
+    flags.traceJson !== undefined ||
     flags.platform !== undefined ||
     flags.enableUnsafeNoiommuMode === true ||
     (flags.cap?.length ?? 0) > 0
@@ -329,7 +364,7 @@ export async function execCommand(
   const grant = grantedCaps(flags);
   const { shim, guard } = ensureShim();
   const kernel = bootKernel(flags);
-  const stopTrace = flags.trace === undefined ? undefined : startTrace(kernel, flags.trace);
+  const stopTrace = startTrace(kernel, flags);
   const stopDmesg = hooks.dmesg === false ? undefined : startDmesg(kernel);
   const checks = flags.check === true ? startInvariantChecks(kernel) : undefined;
   const injection = flags.failNth === undefined ? undefined : startFailNth(kernel, flags.failNth);

@@ -18,6 +18,7 @@ import {
   platformToJson,
 } from '../platform/platform-config.ts';
 import { platformJsonSchema } from '../platform/platform-schema.ts';
+import { EVENT_KINDS, parseTraceFilter, type TraceFilter } from '../trace/writer.ts';
 import { registerCheckCommand } from './check.ts';
 import { DemoError, demoCommand } from './demo.ts';
 import { type ExecFlags, execCommand, refuseIfShimmed } from './exec.ts';
@@ -38,7 +39,19 @@ import { type ServeFlags, serveCommand } from './serve.ts';
 /** Options every command that boots an emulator takes. */
 function kernelOptions(cmd: Command): Command {
   return cmd
-    .option('--trace <file>', 'write every emulated call and emulator event to FILE')
+    .option('--trace <file>', 'write every emulated call and device event to FILE (- for stderr)')
+    .option(
+      '--trace-json <file>',
+      'the same as JSON lines, u64 values as hex strings (- for stderr)',
+    )
+    .option('--trace-time', 'prefix each trace line with the seconds since the start')
+    .option('--trace-pid', 'prefix each traced call with [pid P]')
+    .addOption(
+      new Option(
+        '--trace-filter <kinds>',
+        `only these calls and events: "calls", "events", call names (ioctl, mmio, close, ...) or event kinds (${EVENT_KINDS.join(', ')}), comma separated`,
+      ).argParser(parseFilter),
+    )
     .option('--platform <file>', 'the machine to emulate (default: the built-in platform)')
     .option('--enable-unsafe-noiommu-mode', 'boot with vfio.enable_unsafe_noiommu_mode=1')
     .option(
@@ -54,6 +67,12 @@ export function errorExitcodeOption(): Option {
     '--error-exitcode <n>',
     `exit status when the emulator finds something wrong (default ${DEFAULT_ERROR_EXITCODE})`,
   ).argParser(parseErrorExitcode);
+}
+
+function parseFilter(value: string): TraceFilter {
+  const filter = parseTraceFilter(value);
+  if (typeof filter === 'string') throw new InvalidArgumentError(filter);
+  return filter;
 }
 
 function parseFd(value: string): number {

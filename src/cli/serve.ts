@@ -122,7 +122,7 @@ export async function serveCommand(flags: ServeFlags, command: readonly string[]
           fs.writeSync(logFd, line);
         },
   );
-  const stopTrace = flags.trace === undefined ? undefined : startTrace(kernel, flags.trace);
+  const stopTrace = startTrace(kernel, flags);
   const checks = flags.check === true ? startInvariantChecks(kernel) : undefined;
   const server = await startServer(
     kernel,

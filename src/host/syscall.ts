@@ -6,7 +6,7 @@
  * checker, a test) decides what to show.
  */
 import { type FailNth, withFailNth } from '../fault/fault.ts';
-import { decodeArg, ioctlInfo } from '../trace/decode.ts';
+import { describeIoctl, ioctlInfo } from '../trace/decode.ts';
 import type { EventBus } from '../trace/events.ts';
 import { Errno } from '../uapi/errno.ts';
 import type { File } from './file.ts';
@@ -49,13 +49,9 @@ export function tracedIoctl(
   const info = ioctlInfo(file.fops.name, cmd);
   const before = info?.spec === undefined ? undefined : task.memory.read(arg, info.spec.size);
   const ret = runSyscall(events, what, failNth, () => ioctl(file, task, cmd, arg));
-  let detail = `${call.fd}, ${info?.name ?? `0x${cmd.toString(16)}`}`;
-  if (info?.spec !== undefined) {
-    const after = ret >= 0 ? task.memory.read(arg, info.spec.size) : before;
-    detail += after === undefined ? `, 0x${arg.toString(16)}` : `, ${decodeArg(info.spec, after)}`;
-  } else if (info === undefined || arg !== 0n) {
-    detail += `, 0x${arg.toString(16)}`;
-  }
+  const after =
+    info?.spec === undefined || ret < 0 ? undefined : task.memory.read(arg, info.spec.size);
+  const detail = `${call.fd}, ${describeIoctl(file.fops.name, cmd, arg, before, after)}`;
   events.publish({ kind: 'syscall', pid: call.pid, tid: call.tid, call: 'ioctl', detail, ret });
   return ret;
 }

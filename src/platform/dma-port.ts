@@ -26,6 +26,8 @@ export interface DmaPort {
   read(addr: bigint, length: number): Uint8Array | undefined;
   /** Writes memory for the device: false when the access faulted (nothing was written). */
   write(addr: bigint, data: Uint8Array): boolean;
+  /** For the trace: the PA `addr` reaches now, undefined when it does not translate (no fault). */
+  physical(addr: bigint, access: DmaAccess): bigint | undefined;
 }
 
 interface Segment {
@@ -69,6 +71,13 @@ export class IommuDmaPort implements DmaPort {
     this.current = domain;
     if (domain !== undefined) trackDomainUser(domain, this.device, true);
     return 0;
+  }
+
+  physical(addr: bigint, access: DmaAccess): bigint | undefined {
+    const domain = this.current;
+    if (domain === undefined || domain.freed || addr > U64_MAX) return undefined;
+    const t = domain.translate(addr, access);
+    return 'fault' in t ? undefined : t.pa;
   }
 
   read(addr: bigint, length: number): Uint8Array | undefined {
@@ -149,6 +158,10 @@ export class DirectDmaPort implements DmaPort {
     this.phys = phys;
     this.pinned = pinned;
     this.events = events;
+  }
+
+  physical(addr: bigint): bigint {
+    return addr;
   }
 
   read(addr: bigint, length: number): Uint8Array {

@@ -177,6 +177,8 @@ describe('DMA through an IOMMU domain', () => {
 
     const transfers = kinds(events, 'dma');
     assert.equal(transfers.length, 2);
+    // The PA is where the IOVA's first byte really is: the user's bytes are there.
+    const pa = transfers[0]?.kind === 'dma' ? transfers[0].pa : undefined;
     assert.deepEqual(transfers[0], {
       kind: 'dma',
       device: '0000:00:04.0',
@@ -184,7 +186,10 @@ describe('DMA through an IOMMU domain', () => {
       addr: IOVA + 0xf80n,
       length: 0x100,
       path: 'iommu',
+      pa,
     });
+    assert.ok(pa !== undefined && pa % PAGE_SIZE === 0xf80n);
+    assert.deepEqual(machine.phys.read(pa, 0x80), pattern(8 * 4096).subarray(0xf80, 0x1000));
     assert.equal(kinds(events, 'iommu-fault').length, 0);
   });
 

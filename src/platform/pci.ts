@@ -349,7 +349,17 @@ export abstract class PciDevice {
   // ---- internals ----------------------------------------------------------------------------
 
   private publishDma(dir: 'read' | 'write', addr: bigint, length: number): void {
-    this.events.publish({ kind: 'dma', device: this.bdf, dir, addr, length, path: this.dma.path });
+    if (!this.events.wants('dma')) return;
+    const pa = this.dma.physical(addr, dir);
+    this.events.publish({
+      kind: 'dma',
+      device: this.bdf,
+      dir,
+      addr,
+      length,
+      path: this.dma.path,
+      pa,
+    });
   }
 
   private masterOrWarn(dir: 'read' | 'write', addr: bigint): boolean {

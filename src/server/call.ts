@@ -76,9 +76,18 @@ export function trace(
   call: string,
   detail: string,
   ret: number,
+  shown?: string,
 ): void {
   if (!s.kernel.events.wants('syscall')) return;
-  s.kernel.events.publish({ kind: 'syscall', pid: creds.pid, tid: creds.tid, call, detail, ret });
+  s.kernel.events.publish({
+    kind: 'syscall',
+    pid: creds.pid,
+    tid: creds.tid,
+    call,
+    detail,
+    ret,
+    ...(shown === undefined ? {} : { shown }),
+  });
 }
 
 /** The live object a request names, or undefined after replying STALE. */

@@ -53,6 +53,8 @@ export class ClientFiles {
   private readonly byIno = new Map<bigint, OpenObject>();
   private readonly reservations = new Map<number, ReservedFd>();
   private nextObjectId = 1;
+  /** The paths of the last objects released, oldest first (pathOf). */
+  private readonly releasedPaths = new Map<number, string>();
 
   constructor(events: EventBus) {
     this.events = events;
@@ -126,6 +128,14 @@ export class ClientFiles {
     return this.objects.get(id);
   }
 
+  /**
+   * For the trace: the path of an object, live or among the last released (a close's EOF can
+   * overtake the shim's CLOSE that names it).
+   */
+  pathOf(id: number): string | undefined {
+    return this.objects.get(id)?.path ?? this.releasedPaths.get(id);
+  }
+
   /** The object whose connection's client end has inode `ino` (an fd inherited across exec). */
   byInode(ino: bigint): OpenObject | undefined {
     return this.byIno.get(ino);
@@ -136,6 +146,10 @@ export class ClientFiles {
     if (object.released) return;
     object.released = true;
     this.objects.delete(object.id);
+    this.releasedPaths.set(object.id, object.path);
+    if (this.releasedPaths.size > 64) {
+      this.releasedPaths.delete(this.releasedPaths.keys().next().value!);
+    }
     if (this.byIno.get(object.ino) === object) this.byIno.delete(object.ino);
     runSyscall(this.events, `release of ${object.path}`, undefined, () => {
       object.file.put();

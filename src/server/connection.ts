@@ -25,6 +25,10 @@ export class Connection {
   closed = false;
   /** Transport: the thread it serves and the address space it reported. */
   thread: { pid: number; tid: number; memoryKey: string } | undefined;
+  /** Transport: HELLO told the shim to send NOTEs (the server traced then). */
+  notes = false;
+  /** Transport: the last poll traced found nothing ready with these args (ops/poll.ts). */
+  lastPoll: string | undefined;
   /** Object connection: the open file it is. */
   object: OpenObject | undefined;
   /** Object connection made by RESERVE: the fd a call may install a new file on. */

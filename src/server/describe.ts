@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import type { File } from '../host/file.ts';
 import type { UserMemory } from '../host/user-memory.ts';
-import { decodeArg, ioctlInfo } from '../trace/decode.ts';
+import { ioctlInfo } from '../trace/decode.ts';
 import { FD_UNKNOWN } from './protocol.ts';
 
 const ACCESS = ['O_RDONLY', 'O_WRONLY', 'O_RDWR', 'O_ACCMODE'];
@@ -75,7 +75,7 @@ export function position(file: File, pos: bigint): string {
 }
 
 /** A little-endian value of 1..8 bytes as hex, or the bytes quoted. */
-function value(bytes: Uint8Array): string {
+export function value(bytes: Uint8Array): string {
   if (bytes.byteLength === 0 || bytes.byteLength > 8) return quote(bytes);
   let v = 0n;
   for (let i = bytes.byteLength - 1; i >= 0; i--) v = (v << 8n) | BigInt(bytes[i]!);
@@ -114,20 +114,105 @@ export function ioctlStruct(
   memory: UserMemory,
 ): Uint8Array | undefined {
   const spec = ioctlInfo(file.fops.name, cmd)?.spec;
-  return spec === undefined ? undefined : memory.read(arg, spec.size);
+  if (spec === undefined) return undefined;
+  const whole = memory.read(arg, spec.size);
+  if (whole !== undefined) return whole;
+  // A struct shorter than ours at the end of a mapping: as many bytes as its size says.
+  const lead = memory.read(arg, 4);
+  if (lead === undefined) return undefined;
+  const size = new DataView(lead.buffer, lead.byteOffset, 4).getUint32(0, true);
+  return size >= 4 && size < spec.size ? memory.read(arg, size) : undefined;
 }
 
-/** `IOMMU_IOAS_ALLOC{size=12, flags=0, out_ioas_id=2}`, or the raw number and argument. */
-export function describeIoctl(
+/**
+ * One access through a trapped mapping: `5</dev/vfio/devices/vfio0>, BAR0+0x98, 4, w, 0x1` for a
+ * store, `..., 4, r` for a load (its value is the line's result).
+ */
+export function describeMmio(
+  label: string,
   file: File,
-  cmd: number,
-  arg: bigint,
-  bytes: Uint8Array | undefined,
+  size: number,
+  pos: bigint,
+  stored: Uint8Array | undefined,
 ): string {
-  const info = ioctlInfo(file.fops.name, cmd);
-  if (info === undefined) return `0x${cmd.toString(16)}, 0x${arg.toString(16)}`;
-  if (info.spec === undefined)
-    return arg === 0n ? info.name : `${info.name}, 0x${arg.toString(16)}`;
-  if (bytes === undefined) return `${info.name}, 0x${arg.toString(16)}`;
-  return `${info.name}${decodeArg(info.spec, bytes)}`;
+  const where = `${label}, ${position(file, pos)}, ${size}`;
+  return stored === undefined ? `${where}, r` : `${where}, w, ${value(stored)}`;
+}
+
+const PROT_NAMES: [number, string][] = [
+  [1, 'PROT_READ'],
+  [2, 'PROT_WRITE'],
+  [4, 'PROT_EXEC'],
+];
+const MAP_TYPES: Record<number, string> = {
+  1: 'MAP_SHARED',
+  2: 'MAP_PRIVATE',
+  3: 'MAP_SHARED_VALIDATE',
+};
+const MAP_FLAG_NAMES: [number, string][] = [
+  [0x10, 'MAP_FIXED'],
+  [0x20, 'MAP_ANONYMOUS'],
+  [0x4000, 'MAP_NORESERVE'],
+  [0x8000, 'MAP_POPULATE'],
+  [0x10000, 'MAP_NONBLOCK'],
+  [0x100000, 'MAP_FIXED_NOREPLACE'],
+  [0x2000, 'MAP_LOCKED'],
+];
+
+function bitNames(value: number, names: [number, string][], first: string[]): string {
+  const parts = [...first];
+  let rest = value;
+  for (const [bit, name] of names) {
+    if (rest & bit) {
+      parts.push(name);
+      rest &= ~bit;
+    }
+  }
+  if (rest !== 0) parts.push(`0x${rest.toString(16)}`);
+  return parts.join('|');
+}
+
+/** `PROT_READ|PROT_WRITE`, `PROT_NONE`. */
+export function protNames(prot: number): string {
+  return prot === 0 ? 'PROT_NONE' : bitNames(prot, PROT_NAMES, []);
+}
+
+/** `MAP_SHARED|MAP_FIXED`. */
+export function mapFlagNames(flags: number): string {
+  const type = MAP_TYPES[flags & 0xf];
+  const rest = flags & ~0xf;
+  if (type === undefined) return bitNames(flags, MAP_FLAG_NAMES, []);
+  return bitNames(rest, MAP_FLAG_NAMES, [type]);
+}
+
+/** mmap's arguments: `NULL, 4096, PROT_READ|PROT_WRITE, MAP_SHARED, 5</dev/...>, BAR0+0x0`. */
+export function describeMmap(
+  label: string,
+  file: File,
+  addr: bigint,
+  length: bigint,
+  prot: number,
+  flags: number,
+  offset: bigint,
+): string {
+  const at = addr === 0n ? 'NULL' : `0x${addr.toString(16)}`;
+  return `${at}, ${length}, ${protNames(prot)}, ${mapFlagNames(flags)}, ${label}, ${position(file, offset)}`;
+}
+
+const POLL_NAMES: [number, string][] = [
+  [0x1, 'POLLIN'],
+  [0x2, 'POLLPRI'],
+  [0x4, 'POLLOUT'],
+  [0x8, 'POLLERR'],
+  [0x10, 'POLLHUP'],
+  [0x20, 'POLLNVAL'],
+  [0x40, 'POLLRDNORM'],
+  [0x80, 'POLLRDBAND'],
+  [0x100, 'POLLWRNORM'],
+  [0x200, 'POLLWRBAND'],
+];
+
+/** `POLLIN|POLLOUT`, `0`. */
+export function pollNames(mask: number): string {
+  return mask === 0 ? '0' : bitNames(mask, POLL_NAMES, []);
 }

@@ -7,7 +7,7 @@
  */
 import { defineStruct } from '../uapi/struct.ts';
 
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 
 export const HEADER_BYTES = 32;
 export const CREDS_BYTES = 48;
@@ -15,6 +15,7 @@ export const SEGMENT_HEADER_BYTES = 8;
 export const POLL_ENTRY_BYTES = 8;
 export const MMAP_REQUEST_BYTES = 8;
 export const NEWFD_BYTES = 8;
+export const NOTE_BYTES = 32;
 
 export const WINDOW_MIN = 4;
 export const WINDOW_MAX = 4096;
@@ -38,6 +39,33 @@ export const Op = {
   SYNC: 11,
   SEEK: 12,
   RESERVE: 13,
+  /** A call the server does not otherwise see (dup, munmap) or whose result only the shim knows (mmap's address); only when HELLO said the server traces. */
+  NOTE: 14,
+} as const;
+
+/** HELLO reply v1 bits. */
+export const HelloFlag = {
+  /** The server traces: send NOTE for dup, mmap and munmap of emulated fds. */
+  NOTES: 0x1,
+} as const;
+
+/** NOTE a0 bits 0-31 (`enum emu_note_kind`). */
+export const NoteKind = {
+  /** args: DupCall, newfd asked for (dup2/dup3/F_DUPFD), flags. */
+  DUP: 1,
+  /** args: addr asked for, length, prot | flags << 32, offset. */
+  MMAP: 2,
+  /** args: addr, length. */
+  MUNMAP: 3,
+} as const;
+
+/** NOTE DUP arg0 (`enum emu_dup_call`). */
+export const DupCall = {
+  DUP: 1,
+  DUP2: 2,
+  DUP3: 3,
+  F_DUPFD: 4,
+  F_DUPFD_CLOEXEC: 5,
 } as const;
 export type OpCode = (typeof Op)[keyof typeof Op];
 
@@ -53,6 +81,8 @@ export const ReqFlag = {
   WINDOW_RO: 0x8,
   /** IOCTL: the payload starts with `emu_newfd`, an fd the shim reserved for a new file. */
   NEWFD: 0x10,
+  /** READ/WRITE: an access to a trapped mapping (MMIO), not a pread/pwrite. */
+  MMIO: 0x20,
 } as const;
 
 /** IOCTL/READ/WRITE a0 bits 32-63: the caller's fd number, for the trace (this: unknown). */
@@ -412,6 +442,20 @@ export function splitNewfd(
     obj: v.getUint32(4, true),
     window: payload.subarray(NEWFD_BYTES),
   };
+}
+
+export const emuNote = defineStruct('emu_note', NOTE_BYTES, 'arg3', {
+  arg0: { offset: 0, type: 'u64' },
+  arg1: { offset: 8, type: 'u64' },
+  arg2: { offset: 16, type: 'u64' },
+  arg3: { offset: 24, type: 'u64' },
+});
+
+/** NOTE payload: its four args. */
+export function decodeNote(payload: Uint8Array): readonly bigint[] | undefined {
+  if (payload.byteLength !== NOTE_BYTES) return undefined;
+  const v = view(payload);
+  return [0, 8, 16, 24].map((at) => v.getBigUint64(at, true));
 }
 
 export const emuPollEnt = defineStruct('emu_poll_ent', POLL_ENTRY_BYTES, 'events', {

@@ -22,6 +22,7 @@ import { hello } from './ops/hello.ts';
 import { ioctl } from './ops/ioctl.ts';
 import { lookup } from './ops/lookup.ts';
 import { mmap } from './ops/mmap.ts';
+import { note } from './ops/note.ts';
 import { open } from './ops/open.ts';
 import { poll } from './ops/poll.ts';
 import { read } from './ops/read.ts';
@@ -92,6 +93,7 @@ const TRANSPORT_OPS: ReadonlyMap<number, OpHandler> = new Map<number, OpHandler>
   [Op.POLL, poll],
   [Op.SYNC, sync],
   [Op.SEEK, seek],
+  [Op.NOTE, note],
 ]);
 
 class Server implements EmuServer, ServerState {

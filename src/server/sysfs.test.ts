@@ -166,7 +166,7 @@ describe('sysfs and /dev through the shim', () => {
     assert.match(r.stdout, /^ {2}\| opendir\("\/sys\/bus\/pci\/devices"\)/m);
     assert.match(
       r.stdout,
-      /^ {2}\| ioctl\(\d+<\/dev\/iommu>, IOMMU_IOAS_NOIOMMU_GET_PA\{.*out_phys=0x[0-9a-f]+\}\) = 0$/m,
+      /^ {2}\| ioctl\(\d+<\/dev\/iommu>, IOMMU_IOAS_NOIOMMU_GET_PA, \{.*\} => \{.*out_phys=0x[0-9a-f]+\}\) = 0$/m,
     );
     assert.match(
       r.stdout,

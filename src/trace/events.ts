@@ -12,6 +12,8 @@ export type EmuEvent =
       readonly call: string;
       readonly detail: string;
       readonly ret: number;
+      /** The result as shown when it is not the number (mmap's address, an MMIO read's value). */
+      readonly shown?: string;
     }
   | {
       readonly kind: 'dma';
@@ -21,6 +23,8 @@ export type EmuEvent =
       readonly length: number;
       /** 'iommu' when translated through a domain, 'direct' for a no-IOMMU device. */
       readonly path: 'iommu' | 'direct';
+      /** The physical address of the first byte; undefined when the IOVA does not translate. */
+      readonly pa?: bigint | undefined;
     }
   | {
       readonly kind: 'iommu-fault';

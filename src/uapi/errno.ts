@@ -54,3 +54,45 @@ export function errnoName(errno: number): string {
  * This is the kernel's own convention (`long` returns), kept so handlers read like the C they model.
  */
 export type SyscallResult = number;
+
+/** strerror() text of each errno above (glibc's), for the trace's `= -1 EEXIST (File exists)`. */
+const errnoTexts: Record<ErrnoName, string> = {
+  EPERM: 'Operation not permitted',
+  ENOENT: 'No such file or directory',
+  ESRCH: 'No such process',
+  EINTR: 'Interrupted system call',
+  EIO: 'Input/output error',
+  ENXIO: 'No such device or address',
+  E2BIG: 'Argument list too long',
+  EBADF: 'Bad file descriptor',
+  EAGAIN: 'Resource temporarily unavailable',
+  ENOMEM: 'Cannot allocate memory',
+  EACCES: 'Permission denied',
+  EFAULT: 'Bad address',
+  EBUSY: 'Device or resource busy',
+  EEXIST: 'File exists',
+  ENODEV: 'No such device',
+  ENOTDIR: 'Not a directory',
+  EISDIR: 'Is a directory',
+  EINVAL: 'Invalid argument',
+  EMFILE: 'Too many open files',
+  ENOTTY: 'Inappropriate ioctl for device',
+  ENOSPC: 'No space left on device',
+  ESPIPE: 'Illegal seek',
+  EROFS: 'Read-only file system',
+  ERANGE: 'Numerical result out of range',
+  EDEADLK: 'Resource deadlock avoided',
+  ENOSYS: 'Function not implemented',
+  ELOOP: 'Too many levels of symbolic links',
+  EOVERFLOW: 'Value too large for defined data type',
+  EBADFD: 'File descriptor in bad state',
+  EMSGSIZE: 'Message too long',
+  EOPNOTSUPP: 'Operation not supported',
+  EADDRINUSE: 'Address already in use',
+};
+
+/** "EEXIST (File exists)" for 17 (or -17); "errno N" for a value this table does not know. */
+export function errnoWithText(errno: number): string {
+  const name = errnoNames.get(Math.abs(errno));
+  return name === undefined ? `errno ${Math.abs(errno)}` : `${name} (${errnoTexts[name]})`;
+}

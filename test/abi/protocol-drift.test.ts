@@ -38,6 +38,7 @@ const STRUCTS: readonly StructSpec<FieldTable>[] = [
   p.emuSeg,
   p.emuMmapReq,
   p.emuNewfd,
+  p.emuNote,
   p.emuPollEnt,
 ];
 
@@ -59,6 +60,9 @@ function constants(): Map<string, bigint> {
   for (const [k, v] of Object.entries(p.Op)) out.set(`EMU_OP_${k}`, BigInt(v));
   for (const [k, v] of Object.entries(p.ReqFlag)) out.set(`EMU_REQ_${k}`, BigInt(v));
   for (const [k, v] of Object.entries(p.ReplyFlag)) out.set(`EMU_REP_${k}`, BigInt(v));
+  for (const [k, v] of Object.entries(p.HelloFlag)) out.set(`EMU_HELLO_${k}`, BigInt(v));
+  for (const [k, v] of Object.entries(p.NoteKind)) out.set(`EMU_NOTE_${k}`, BigInt(v));
+  for (const [k, v] of Object.entries(p.DupCall)) out.set(`EMU_DUP_${k}`, BigInt(v));
   for (const [v, k] of Object.entries(p.SyncCall))
     out.set(`EMU_SYNC_${k.toUpperCase()}`, BigInt(v));
   return out;

@@ -3,15 +3,20 @@
  * readable here: let the event loop take one more poll phase (which reads it and releases)
  * before answering, so release is synchronous with close() as in the kernel.
  */
-import type { ServerState } from '../call.ts';
+import { type ServerState, trace } from '../call.ts';
 import type { Connection } from '../connection.ts';
-import type { Request } from '../protocol.ts';
+import { fdLabel, requestFd } from '../describe.ts';
+import { FD_UNKNOWN, type Request } from '../protocol.ts';
 
 export function closeBarrier(s: ServerState, conn: Connection, req: Request): void {
+  // Named now: the release the close causes may forget the object before the barrier ends.
+  const fd = requestFd(req.a0);
+  const path = fd === FD_UNKNOWN ? undefined : s.files.pathOf(req.obj);
   conn.deferred = true;
   setImmediate(() => {
     setImmediate(() => {
       conn.deferred = false;
+      if (path !== undefined) trace(s, req.creds, 'close', fdLabel(fd, path), 0);
       conn.reply(req, 0);
       s.pump(conn);
     });

@@ -9,12 +9,13 @@
  */
 import type { File } from '../../host/file.ts';
 import { ANON_INODE_MODE, type FdResolver } from '../../host/task.ts';
+import { describeIoctl } from '../../trace/decode.ts';
 import { createsFd } from '../../uapi/commands.ts';
 import { Errno } from '../../uapi/errno.ts';
 import { checkResult, guarded, hex, liveObject, type ServerState, taskOf, trace } from '../call.ts';
 import type { ReservedFd } from '../client-fds.ts';
 import type { Connection, ReplyExtra } from '../connection.ts';
-import { describeIoctl, fdLabel, ioctlStruct, requestFd } from '../describe.ts';
+import { fdLabel, ioctlStruct, requestFd } from '../describe.ts';
 import {
   encodeRdev,
   encodeSegments,
@@ -78,9 +79,10 @@ export function ioctl(s: ServerState, conn: Connection, req: Request): void {
   );
   const ret = checkResult(s, what, value, 0x7fffffff);
   if (tracing) {
-    const shown = ret >= 0 ? (ioctlStruct(file, cmd, req.a1, memory) ?? input) : input;
+    const output = ret >= 0 ? ioctlStruct(file, cmd, req.a1, memory) : undefined;
     const label = fdLabel(requestFd(req.a0), object.path);
-    trace(s, req.creds, 'ioctl', `${label}, ${describeIoctl(file, cmd, req.a1, shown)}`, ret);
+    const call = describeIoctl(file.fops.name, cmd, req.a1, input, output);
+    trace(s, req.creds, 'ioctl', `${label}, ${call}`, ret);
   }
   done();
   const extra: ReplyExtra = { payload: windowed ? encodeSegments(memory.written()) : undefined };

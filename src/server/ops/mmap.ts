@@ -6,7 +6,6 @@ import { Errno } from '../../uapi/errno.ts';
 import {
   checkResult,
   guarded,
-  hex,
   liveObject,
   reportBug,
   type ServerState,
@@ -14,6 +13,7 @@ import {
   trace,
 } from '../call.ts';
 import type { Connection, ReplyExtra } from '../connection.ts';
+import { describeMmap } from '../describe.ts';
 import { decodeMmapRequest, encodeCStrings, MmapKind, type Request } from '../protocol.ts';
 
 const PAGE_SIZE = 4096n;
@@ -62,12 +62,10 @@ export function mmap(s: ServerState, conn: Connection, req: Request): void {
       ret = checkResult(s, what, backing, -1);
     }
   }
-  trace(
-    s,
-    req.creds,
-    'mmap',
-    `${object.path}, ${hex(length)}, prot ${hex(how.prot)}, flags ${hex(how.flags)}, ${hex(offset)}`,
-    ret,
-  );
+  // With NOTEs on, the shim notes the call with the address it mapped (note.ts).
+  if (!conn.notes) {
+    const detail = describeMmap(object.path, file, 0n, length, how.prot, how.flags, offset);
+    trace(s, req.creds, 'mmap', detail, ret, ret < 0 ? undefined : '?');
+  }
   conn.reply(req, ret, extra);
 }

@@ -11,7 +11,7 @@ import {
 } from '../call.ts';
 import type { OpenObject } from '../client-fds.ts';
 import type { Connection } from '../connection.ts';
-import { describeIo, fdLabel, requestFd } from '../describe.ts';
+import { describeIo, describeMmio, fdLabel, requestFd, value } from '../describe.ts';
 import { ReqFlag, type Request, RW_MAX } from '../protocol.ts';
 
 /** Where a read or write happens: the file position, or pread/pwrite's (EINVAL if negative). */
@@ -53,7 +53,11 @@ export function read(s: ServerState, conn: Connection, req: Request): void {
       ret = checkResult(s, what, data, -1);
     }
   }
-  if (s.kernel.events.wants('syscall')) {
+  if (s.kernel.events.wants('syscall') && (req.flags & ReqFlag.MMIO) !== 0 && pos !== undefined) {
+    const label = fdLabel(requestFd(req.a0), object.path);
+    const shown = payload !== undefined && ret > 0 ? value(payload.subarray(0, ret)) : undefined;
+    trace(s, req.creds, 'mmio', describeMmio(label, file, count, pos, undefined), ret, shown);
+  } else if (s.kernel.events.wants('syscall')) {
     const positional = (req.flags & ReqFlag.POSITIONAL) !== 0;
     const label = fdLabel(requestFd(req.a0), object.path);
     const detail = describeIo(label, file, count, positional ? pos : undefined, payload, ret);

@@ -17,7 +17,7 @@ import {
 import type { OpenObject } from '../client-fds.ts';
 import { NO_MEMORY } from '../client-memory.ts';
 import type { Connection } from '../connection.ts';
-import { describeIo, fdLabel, requestFd } from '../describe.ts';
+import { describeIo, describeMmio, fdLabel, requestFd } from '../describe.ts';
 import { FD_UNKNOWN, ReqFlag, type Request } from '../protocol.ts';
 import { position } from './read.ts';
 
@@ -64,7 +64,11 @@ function writeDone(
   const { file } = object;
   const ret = checkResult(s, `write on ${object.path}`, n, data.byteLength);
   if (ret > 0 && (req.flags & ReqFlag.POSITIONAL) === 0) object.pos += BigInt(ret);
-  if (s.kernel.events.wants('syscall')) {
+  if (s.kernel.events.wants('syscall') && (req.flags & ReqFlag.MMIO) !== 0 && pos !== undefined) {
+    const label = fdLabel(requestFd(req.a0), object.path);
+    const detail = describeMmio(label, file, data.byteLength, pos, data);
+    trace(s, req.creds, 'mmio', detail, ret < 0 ? ret : 0);
+  } else if (s.kernel.events.wants('syscall')) {
     const positional = (req.flags & ReqFlag.POSITIONAL) !== 0;
     const label = fdLabel(requestFd(req.a0), object.path);
     const detail = describeIo(
