@@ -57,6 +57,16 @@ export interface IommuOps {
   attachDev?(dev: Device, domain: IommuDomain | undefined): SyscallResult;
   /** The PASID width of the device (max_pasids as log2); absent means no PASID. */
   pasidBits?(dev: Device): number;
+  /**
+   * set_dev_pasid() of the driver's domains (and of its blocking domain, `domain` undefined):
+   * `pasid` of `dev` translates through `domain` instead of `old`. Absent: no PASID attach.
+   */
+  setDevPasid?(
+    dev: Device,
+    domain: IommuDomain | undefined,
+    pasid: number,
+    old: IommuDomain | undefined,
+  ): SyscallResult;
 }
 
 /** struct iommu_domain: one I/O page table and the driver that made it. */
@@ -161,6 +171,8 @@ export class IommuGroup {
   domain: IommuDomain | undefined;
   /** An attach handle is installed (pasid_array[IOMMU_NO_PASID]). */
   hasHandle = false;
+  /** pasid_array for every PASID but IOMMU_NO_PASID: the domain each one translates through. */
+  readonly pasidDomains = new Map<number, IommuDomain>();
 
   constructor(id: number) {
     this.id = id;
@@ -339,4 +351,103 @@ export function iommuDetachGroupHandle(domain: IommuDomain, group: IommuGroup): 
   const rc = groupSetDomain(group, undefined);
   if (rc) throw new Error(`blocking DMA of group ${group.id} failed with ${rc}`);
   group.hasHandle = false;
+}
+
+/** dev->iommu->max_pasids: 0 for a device that cannot issue PASID transactions. */
+export function deviceMaxPasids(dev: Device): number {
+  const bits = dev.iommu?.ops.pasidBits?.(dev) ?? 0;
+  return bits === 0 ? 0 : 2 ** bits;
+}
+
+/**
+ * __iommu_set_group_pasid(): every PASID-capable device of the group moves `pasid` to `domain`;
+ * on a failure the devices already moved go back to `old` (or are blocked when there was none).
+ */
+function groupSetPasid(
+  group: IommuGroup,
+  domain: IommuDomain,
+  pasid: number,
+  old: IommuDomain | undefined,
+): SyscallResult {
+  const done: Device[] = [];
+  for (const dev of group.devices) {
+    if (deviceMaxPasids(dev) === 0) continue;
+    const rc = dev.iommu!.ops.setDevPasid!(dev, domain, pasid, old);
+    if (rc) {
+      for (const back of done) dev.iommu!.ops.setDevPasid!(back, old, pasid, domain);
+      return rc;
+    }
+    done.push(dev);
+  }
+  return 0;
+}
+
+/** The checks iommu_attach_device_pasid() and iommu_replace_device_pasid() share. */
+function checkPasidAttach(domain: IommuDomain, dev: Device, pasid: number): SyscallResult {
+  if (dev.group === undefined || dev.iommu === undefined) return -Errno.ENODEV;
+  if (domain.owner.setDevPasid === undefined) return -Errno.EOPNOTSUPP;
+  if (domain.owner !== dev.iommu.ops || pasid === IOMMU_NO_PASID) return -Errno.EINVAL;
+  return 0;
+}
+
+/** The PASID "no PASID" stands for: the device's requests without one (the RID). */
+export const IOMMU_NO_PASID = 0;
+
+/**
+ * iommu_attach_device_pasid(): `pasid` of the device's group translates through `domain`. EINVAL
+ * for a domain of another driver, no PASID or a PASID beyond what a device of the group can
+ * issue; EBUSY when the PASID has a domain already.
+ */
+export function iommuAttachDevicePasid(
+  domain: IommuDomain,
+  dev: Device,
+  pasid: number,
+): SyscallResult {
+  let rc = checkPasidAttach(domain, dev, pasid);
+  if (rc) return rc;
+  const group = dev.group!;
+  for (const d of group.devices) {
+    const max = deviceMaxPasids(d);
+    if (max > 0 && pasid >= max) return -Errno.EINVAL;
+  }
+  if (group.pasidDomains.has(pasid)) return -Errno.EBUSY;
+  rc = groupSetPasid(group, domain, pasid, undefined);
+  if (rc) return rc;
+  group.pasidDomains.set(pasid, domain);
+  return 0;
+}
+
+/**
+ * iommu_replace_device_pasid(): move an attached `pasid` to `domain` with no blocked moment; on
+ * failure it stays where it was. EINVAL when nothing is attached there.
+ */
+export function iommuReplaceDevicePasid(
+  domain: IommuDomain,
+  dev: Device,
+  pasid: number,
+): SyscallResult {
+  const rc = checkPasidAttach(domain, dev, pasid);
+  if (rc) return rc;
+  const group = dev.group!;
+  const cur = group.pasidDomains.get(pasid);
+  if (cur === undefined) return -Errno.EINVAL;
+  if (cur !== domain) {
+    const set = groupSetPasid(group, domain, pasid, cur);
+    if (set) return set;
+  }
+  group.pasidDomains.set(pasid, domain);
+  return 0;
+}
+
+/** iommu_detach_device_pasid(): `pasid` is blocked again on every device of the group. */
+export function iommuDetachDevicePasid(domain: IommuDomain, dev: Device, pasid: number): void {
+  const group = dev.group!;
+  if (group.pasidDomains.get(pasid) !== domain)
+    throw new Error(`detach of pasid ${pasid} of group ${group.id} from a domain it lacks`);
+  for (const d of group.devices) {
+    if (deviceMaxPasids(d) === 0) continue;
+    const rc = d.iommu!.ops.setDevPasid!(d, undefined, pasid, domain);
+    if (rc) throw new Error(`blocking pasid ${pasid} of ${d.name} failed with ${rc}`);
+  }
+  group.pasidDomains.delete(pasid);
 }

@@ -19,6 +19,7 @@ import {
   IOMMU_HW_INFO_SELFTEST_REGVAL,
   IOMMU_HW_INFO_TYPE_SELFTEST,
   IOMMU_TEST_DEV_CACHE_DEFAULT,
+  IOMMU_TEST_PASID_RESERVED,
   iommuTestHwInfo,
   MOCK_APERTURE_LAST,
   MOCK_APERTURE_START,
@@ -131,6 +132,12 @@ export class MockDevice extends Device {
   /** mdev->cache[]: what DEV_CHECK_CACHE reads; vIOMMU invalidations would clear entries. */
   readonly cache: number[] = new Array(MOCK_DEV_CACHE_NUM).fill(IOMMU_TEST_DEV_CACHE_DEFAULT);
 
+  /**
+   * Armed by a set_dev_pasid of IOMMU_TEST_PASID_RESERVED, so that the next one fails: how the
+   * self-tests make a replace fail part way. Blocking that PASID disarms it.
+   */
+  pasidReservedFakeError = false;
+
   /** The pasid-num-bits property: 20 for a PASID-capable device. */
   get pasidNumBits(): number {
     return this.flags & MOCK_FLAGS_DEVICE_PASID ? MOCK_PASID_WIDTH : 0;
@@ -187,6 +194,24 @@ export const mockIommuOps: IommuOps = {
 
   pasidBits(dev: Device): number {
     return mockDevOf(dev).pasidNumBits;
+  },
+
+  /**
+   * mock_domain_set_dev_pasid_nop(): always succeeds, except that IOMMU_TEST_PASID_RESERVED fails
+   * (ENOMEM) every second time it moves to a domain, and its blocking disarms that.
+   */
+  setDevPasid(dev: Device, domain: IommuDomain | undefined, pasid: number): SyscallResult {
+    const mdev = mockDevOf(dev);
+    if (pasid !== IOMMU_TEST_PASID_RESERVED) return 0;
+    if (domain === undefined) {
+      mdev.pasidReservedFakeError = false;
+    } else if (mdev.pasidReservedFakeError) {
+      mdev.pasidReservedFakeError = false;
+      return -Errno.ENOMEM;
+    } else {
+      mdev.pasidReservedFakeError = true;
+    }
+    return 0;
   },
 
   /** mock_domain_nop_attach(): a NO_DIRTY device refuses a domain with dirty ops. */

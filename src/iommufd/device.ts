@@ -12,6 +12,7 @@ import { clearUser, copyToUser } from '../host/uaccess.ts';
 import {
   type Device,
   deviceIommuCapable,
+  IOMMU_NO_PASID,
   type IommuGroup,
   iommuDeviceClaimDmaOwner,
   iommuDeviceReleaseDmaOwner,
@@ -38,6 +39,7 @@ import type { Ref } from './io-pagetable.ts';
 import type { Ioas } from './ioas.ts';
 import type { IommufdCtx, Ucmd } from './main.ts';
 import { IommufdObject } from './object.ts';
+import { hwptPasidCompat, type PasidAttach, pasidDoReplace } from './pasid-attach.ts';
 
 /** struct iommufd_group: per iommu_group state in one context (a private one for no-IOMMU). */
 export class IommufdGroup {
@@ -47,6 +49,8 @@ export class IommufdGroup {
   refs = 1;
   hwpt: HwptPaging | undefined;
   readonly devices: IommufdDevice[] = [];
+  /** pasid_attach for every PASID but IOMMU_NO_PASID (the RID's is `hwpt` and `devices`). */
+  readonly pasidAttach = new Map<number, PasidAttach>();
 
   constructor(ictx: IommufdCtx, group: IommuGroup | undefined) {
     this.ictx = ictx;
@@ -56,7 +60,7 @@ export class IommufdGroup {
   put(): void {
     this.refs--;
     if (this.refs > 0) return;
-    if (this.hwpt !== undefined || this.devices.length > 0)
+    if (this.hwpt !== undefined || this.devices.length > 0 || this.pasidAttach.size > 0)
       throw new Error('igroup released while in use');
     if (this.group !== undefined && this.ictx.groups.get(this.group.id) === this) {
       this.ictx.groups.delete(this.group.id);
@@ -192,16 +196,29 @@ function isAttached(idev: IommufdDevice): boolean {
   return idev.igroup!.devices.includes(idev);
 }
 
-type AttachFn = (idev: IommufdDevice, hwpt: HwptPaging) => HwptPaging | undefined | number;
+type AttachFn = (
+  idev: IommufdDevice,
+  hwpt: HwptPaging,
+  pasid: number,
+) => HwptPaging | undefined | number;
 
 /** iommufd_device_do_attach(). */
-function doAttach(idev: IommufdDevice, hwpt: HwptPaging): HwptPaging | undefined | number {
-  const rc = iommufdHwPagetableAttach(hwpt, idev);
+function doAttach(
+  idev: IommufdDevice,
+  hwpt: HwptPaging,
+  pasid: number,
+): HwptPaging | undefined | number {
+  const rc = iommufdHwPagetableAttach(hwpt, idev, pasid);
   return rc ? rc : undefined;
 }
 
 /** iommufd_device_do_replace(): swap the igroup's HWPT; nothing changes on failure. */
-function doReplace(idev: IommufdDevice, hwpt: HwptPaging): HwptPaging | undefined | number {
+function doReplace(
+  idev: IommufdDevice,
+  hwpt: HwptPaging,
+  pasid: number,
+): HwptPaging | undefined | number {
+  if (pasid !== IOMMU_NO_PASID) return pasidDoReplace(idev, hwpt, pasid);
   const igroup = idev.igroup!;
   if (igroup.hwpt === undefined || !isAttached(idev)) return -Errno.EINVAL;
   if (hwpt === igroup.hwpt) return undefined;
@@ -221,8 +238,9 @@ function doReplace(idev: IommufdDevice, hwpt: HwptPaging): HwptPaging | undefine
       }
     }
   }
-  // iommufd_hwpt_replace_device() allocates the new attach handle first.
-  let rc = shouldFail('kmalloc') ? -Errno.ENOMEM : 0;
+  // iommufd_hwpt_replace_device(): the PASID rule, then the new attach handle.
+  let rc = hwptPasidCompat(hwpt, igroup, IOMMU_NO_PASID) ? 0 : -Errno.EINVAL;
+  if (rc === 0 && shouldFail('kmalloc')) rc = -Errno.ENOMEM;
   if (rc === 0 && igroup.group !== undefined)
     rc = iommuReplaceGroupHandle(igroup.group, hwpt.domain!);
   if (rc) {
@@ -245,6 +263,7 @@ function doReplace(idev: IommufdDevice, hwpt: HwptPaging): HwptPaging | undefine
  */
 function autoGetDomain(
   idev: IommufdDevice,
+  pasid: number,
   ioas: Ioas,
   ptId: Ref<number>,
   attach: AttachFn,
@@ -254,18 +273,18 @@ function autoGetDomain(
   for (const hwpt of [...ioas.hwptList]) {
     if (!hwpt.autoDomain) continue;
     if (!ictx.lockObj(hwpt)) continue;
-    const result = attach(idev, hwpt);
+    const result = attach(idev, hwpt, pasid);
     ictx.putObject(hwpt);
     if (result === -Errno.EINVAL) continue;
     if (typeof result === 'number') return result;
     ptId.value = hwpt.id;
     return result;
   }
-  const hwpt = iommufdHwptPagingAlloc(ictx, ioas, idev, 0, immediateAttach, false);
+  const hwpt = iommufdHwptPagingAlloc(ictx, ioas, idev, 0, immediateAttach, false, pasid);
   if (typeof hwpt === 'number') return hwpt;
   let result: HwptPaging | undefined | number;
   if (!immediateAttach) {
-    result = attach(idev, hwpt);
+    result = attach(idev, hwpt, pasid);
     if (typeof result === 'number') {
       ictx.abortAndDestroy(hwpt);
       return result;
@@ -278,17 +297,22 @@ function autoGetDomain(
 }
 
 /** iommufd_device_change_pt(): pt_id names a HWPT, or an IOAS (auto domain). */
-function changePt(idev: IommufdDevice, ptId: Ref<number>, attach: AttachFn): SyscallResult {
+function changePt(
+  idev: IommufdDevice,
+  pasid: number,
+  ptId: Ref<number>,
+  attach: AttachFn,
+): SyscallResult {
   const ictx = idev.ictx;
   const ptObj = ictx.getObject(ptId.value, 'any');
   if (ptObj === undefined) return -Errno.ENOENT;
   let result: HwptPaging | undefined | number;
   switch (ptObj.type) {
     case 'hwpt-paging':
-      result = attach(idev, ptObj as HwptPaging);
+      result = attach(idev, ptObj as HwptPaging, pasid);
       break;
     case 'ioas':
-      result = autoGetDomain(idev, ptObj as Ioas, ptId, attach);
+      result = autoGetDomain(idev, pasid, ptObj as Ioas, ptId, attach);
       break;
     default:
       result = -Errno.EINVAL;
@@ -299,9 +323,13 @@ function changePt(idev: IommufdDevice, ptId: Ref<number>, attach: AttachFn): Sys
   return 0;
 }
 
-/** iommufd_device_attach(). */
-export function iommufdDeviceAttach(idev: IommufdDevice, ptId: Ref<number>): SyscallResult {
-  const rc = changePt(idev, ptId, doAttach);
+/** iommufd_device_attach() of the RID, or of one PASID of the device. */
+export function iommufdDeviceAttach(
+  idev: IommufdDevice,
+  ptId: Ref<number>,
+  pasid = IOMMU_NO_PASID,
+): SyscallResult {
+  const rc = changePt(idev, pasid, ptId, doAttach);
   if (rc) return rc;
   // Pairs with detach: a device with an attachment cannot be destroyed.
   idev.users.inc();
@@ -309,13 +337,18 @@ export function iommufdDeviceAttach(idev: IommufdDevice, ptId: Ref<number>): Sys
 }
 
 /** iommufd_device_replace(). */
-export function iommufdDeviceReplace(idev: IommufdDevice, ptId: Ref<number>): SyscallResult {
-  return changePt(idev, ptId, doReplace);
+export function iommufdDeviceReplace(
+  idev: IommufdDevice,
+  ptId: Ref<number>,
+  pasid = IOMMU_NO_PASID,
+): SyscallResult {
+  return changePt(idev, pasid, ptId, doReplace);
 }
 
-/** iommufd_device_detach(): back to blocked DMA. */
-export function iommufdDeviceDetach(idev: IommufdDevice): void {
-  const hwpt = iommufdHwPagetableDetach(idev);
+/** iommufd_device_detach(): back to blocked DMA; nothing attached there is no error. */
+export function iommufdDeviceDetach(idev: IommufdDevice, pasid = IOMMU_NO_PASID): void {
+  const hwpt = iommufdHwPagetableDetach(idev, pasid);
+  if (hwpt === undefined) return;
   iommufdHwPagetablePut(idev.ictx, hwpt);
   idev.users.dec();
 }

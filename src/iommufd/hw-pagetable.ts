@@ -12,6 +12,7 @@ import { shouldFail } from '../fault/fault.ts';
 import { mutant } from '../fault/mutant.ts';
 import {
   deviceIommuCapable,
+  IOMMU_NO_PASID,
   type IommuDomain,
   type IommuOps,
   iommuAttachGroupHandle,
@@ -39,6 +40,7 @@ import type { Ioas } from './ioas.ts';
 import { ioptReadAndClearDirty, ioptSetDirtyTracking } from './iopt-dirty.ts';
 import type { IommufdCtx, Ucmd } from './main.ts';
 import { IommufdObject } from './object.ts';
+import { hwptPasidCompat, pasidHwPagetableAttach, pasidHwPagetableDetach } from './pasid-attach.ts';
 
 export type { IommuDomain } from '../iommu/iommu.ts';
 
@@ -104,6 +106,7 @@ export function iommufdHwptPagingAlloc(
   flags: number,
   immediateAttach: boolean,
   hasUserData: boolean,
+  pasid = IOMMU_NO_PASID,
 ): HwptPaging | number {
   const ops = getIommuOps(idev);
   if (flags & ~HWPT_PAGING_VALID_FLAGS) return -Errno.EOPNOTSUPP;
@@ -128,7 +131,7 @@ export function iommufdHwptPagingAlloc(
   hwpt.domain = domain;
 
   if (immediateAttach) {
-    rc = iommufdHwPagetableAttach(hwpt, idev);
+    rc = iommufdHwPagetableAttach(hwpt, idev, pasid);
     if (rc) {
       ictx.abortAndDestroy(hwpt);
       return rc;
@@ -136,7 +139,7 @@ export function iommufdHwptPagingAlloc(
   }
   rc = ioas.iopt.addDomain(domain);
   if (rc) {
-    if (immediateAttach) iommufdHwPagetableDetach(idev);
+    if (immediateAttach) iommufdHwPagetableDetach(idev, pasid);
     ictx.abortAndDestroy(hwpt);
     return rc;
   }
@@ -168,14 +171,23 @@ function attachReservedIova(idev: IommufdDevice, hwpt: HwptPaging): SyscallResul
  * domain-owner rule. For a no-IOMMU device the core is not called: no hardware to program.
  */
 function hwptAttachDevice(hwpt: HwptPaging, idev: IommufdDevice): SyscallResult {
+  if (!hwptPasidCompat(hwpt, idev.igroup!, IOMMU_NO_PASID)) return -Errno.EINVAL;
   if (shouldFail('kmalloc')) return -Errno.ENOMEM;
   const group = idev.igroup!.group;
   if (group === undefined) return 0;
   return iommuAttachGroupHandle(hwpt.domain!, group);
 }
 
-/** iommufd_hw_pagetable_attach(): the first device of the igroup programs the hardware. */
-export function iommufdHwPagetableAttach(hwpt: HwptPaging, idev: IommufdDevice): SyscallResult {
+/**
+ * iommufd_hw_pagetable_attach(): the first device of the igroup programs the hardware. A PASID
+ * other than IOMMU_NO_PASID attaches that PASID only (pasid-attach.ts).
+ */
+export function iommufdHwPagetableAttach(
+  hwpt: HwptPaging,
+  idev: IommufdDevice,
+  pasid = IOMMU_NO_PASID,
+): SyscallResult {
+  if (pasid !== IOMMU_NO_PASID) return pasidHwPagetableAttach(hwpt, idev, pasid);
   const igroup = idev.igroup!;
   if (igroup.hwpt !== undefined && igroup.hwpt !== hwpt) return -Errno.EINVAL;
   // A no-IOMMU device never reaches the iommu core, so nothing applies the domain-owner rule to
@@ -195,8 +207,15 @@ export function iommufdHwPagetableAttach(hwpt: HwptPaging, idev: IommufdDevice):
   return 0;
 }
 
-/** iommufd_hw_pagetable_detach(): returns the HWPT, whose reference the caller drops. */
-export function iommufdHwPagetableDetach(idev: IommufdDevice): HwptPaging {
+/**
+ * iommufd_hw_pagetable_detach(): returns the HWPT, whose reference the caller drops (undefined:
+ * nothing was attached at that PASID).
+ */
+export function iommufdHwPagetableDetach(
+  idev: IommufdDevice,
+  pasid = IOMMU_NO_PASID,
+): HwptPaging | undefined {
+  if (pasid !== IOMMU_NO_PASID) return pasidHwPagetableDetach(idev, pasid);
   const igroup = idev.igroup!;
   const hwpt = igroup.hwpt!;
   igroup.devices.splice(igroup.devices.indexOf(idev), 1);

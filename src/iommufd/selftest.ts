@@ -6,11 +6,12 @@
  * driver and bus are src/iommu/mock-driver.ts.
  *
  * Not built yet (the op answers EOPNOTSUPP, as an unknown op does): the access objects
- * (CREATE_ACCESS and the ops on its fd, which need the fd-returning protocol op), TRIGGER_IOPF
- * and TRIGGER_VEVENT (no fault or vEVENT queues), and the PASID ops.
+ * (CREATE_ACCESS and the ops on its fd), TRIGGER_IOPF and TRIGGER_VEVENT (no fault or vEVENT
+ * queues) and the dma-buf ops (docs/decisions.md 100).
  */
 import { fileMm } from '../host/file-memory.ts';
 import { copyFromUser, copyToUser } from '../host/uaccess.ts';
+import { IOMMU_NO_PASID } from '../iommu/iommu.ts';
 import { isMockDevice, type MockDevice, MockDomain } from '../iommu/mock-driver.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import { PAGE_SIZE, ULONG_MAX } from '../uapi/iommufd.ts';
@@ -24,6 +25,10 @@ import {
   IOMMU_TEST_OP_MOCK_DOMAIN,
   IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS,
   IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE,
+  IOMMU_TEST_OP_PASID_ATTACH,
+  IOMMU_TEST_OP_PASID_CHECK_HWPT,
+  IOMMU_TEST_OP_PASID_DETACH,
+  IOMMU_TEST_OP_PASID_REPLACE,
   IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT,
   IOMMUFD_TEST_MEMORY_LIMIT_MIN,
   type iommuTestCmd,
@@ -37,6 +42,8 @@ import {
   testMemoryLimit,
   testMockDomain,
   testMockDomainReplace,
+  testPasidAttach,
+  testPasidCheck,
 } from '../uapi/iommufd-test.ts';
 import {
   type Decoded,
@@ -55,7 +62,7 @@ import {
 } from './device.ts';
 import type { HwptPaging } from './hw-pagetable.ts';
 import type { Ioas } from './ioas.ts';
-import type { IommufdCtx, Ucmd } from './main.ts';
+import type { IommufdCtx, ObjectRef, Ucmd } from './main.ts';
 import { IommufdObject } from './object.ts';
 
 /** struct selftest_obj (TYPE_IDEV): the mock device, its binding, and the context it lives in. */
@@ -73,6 +80,10 @@ export class SelftestObj extends IommufdObject {
   /** iommufd_selftest_destroy(). */
   destroy(): void {
     if (this.idev !== undefined) {
+      // PASIDs left attached: Linux WARNs when the unbind then finds the device still in use
+      // (docs/decisions.md 100); they are detached first here.
+      for (const pasid of [...this.idev.igroup!.pasidAttach.keys()])
+        iommufdDeviceDetach(this.idev, pasid);
       iommufdDeviceDetach(this.idev);
       iommufdDeviceUnbind(this.idev);
       this.idev = undefined;
@@ -293,6 +304,69 @@ function mdCheckIotlb(ucmd: TestUcmd): SyscallResult {
   throw new Error('nested HWPTs cannot exist yet');
 }
 
+/** iommufd_test_get_selftest_obj(): cmd.id names the selftest object of a mock device. */
+function selftestObj(ucmd: TestUcmd, id: number): ObjectRef<SelftestObj> | undefined {
+  return ucmd.ictx.getObjectRef(id, 'selftest') as ObjectRef<SelftestObj> | undefined;
+}
+
+/** iommufd_test_pasid_attach(): attach a PASID of the mock device to pt_id (IOAS or HWPT). */
+function pasidAttach(ucmd: TestUcmd): SyscallResult {
+  const cmd = args(ucmd, testPasidAttach);
+  using held = selftestObj(ucmd, cmd.id);
+  if (held === undefined) return -Errno.ENOENT;
+  const idev = held.obj.idev!;
+  const ptId = { value: cmd.pt_id };
+  let rc = iommufdDeviceAttach(idev, ptId, cmd.pasid);
+  if (rc) return rc;
+  cmd.pt_id = ptId.value;
+  rc = respond(ucmd, testPasidAttach, cmd);
+  if (rc) iommufdDeviceDetach(idev, cmd.pasid);
+  return rc;
+}
+
+/** iommufd_test_pasid_replace(). */
+function pasidReplace(ucmd: TestUcmd): SyscallResult {
+  const cmd = args(ucmd, testPasidAttach);
+  using held = selftestObj(ucmd, cmd.id);
+  if (held === undefined) return -Errno.ENOENT;
+  const ptId = { value: cmd.pt_id };
+  const rc = iommufdDeviceReplace(held.obj.idev!, ptId, cmd.pasid);
+  if (rc) return rc;
+  cmd.pt_id = ptId.value;
+  return respond(ucmd, testPasidAttach, cmd);
+}
+
+/** iommufd_test_pasid_detach(): nothing attached there is no error. */
+function pasidDetach(ucmd: TestUcmd): SyscallResult {
+  const cmd = args(ucmd, testPasidAttach);
+  using held = selftestObj(ucmd, cmd.id);
+  if (held === undefined) return -Errno.ENOENT;
+  iommufdDeviceDetach(held.obj.idev!, cmd.pasid);
+  return 0;
+}
+
+/**
+ * iommufd_test_pasid_check_hwpt(): the domain attached at `pasid` (PASID 0 is the RID's) is
+ * hwpt_id's, or, for hwpt_id 0, there is none. EINVAL otherwise or for an id that is no HWPT.
+ */
+function pasidCheckHwpt(ucmd: TestUcmd): SyscallResult {
+  const cmd = args(ucmd, testPasidCheck);
+  using held = selftestObj(ucmd, cmd.id);
+  if (held === undefined) return -Errno.ENOENT;
+  const group = held.obj.mockDev.group!;
+  const attached =
+    cmd.pasid === IOMMU_NO_PASID
+      ? group.hasHandle
+        ? group.domain
+        : undefined
+      : group.pasidDomains.get(cmd.pasid);
+  if (cmd.hwpt_id === 0) return attached === undefined ? 0 : -Errno.EINVAL;
+  using hwpt = ucmd.ictx.getObjectRef(cmd.hwpt_id, 'any');
+  if (hwpt === undefined) return -Errno.ENOENT;
+  if (hwpt.obj.type !== 'hwpt-paging') return -Errno.EINVAL;
+  return attached === (hwpt.obj as HwptPaging).domain ? 0 : -Errno.EINVAL;
+}
+
 /** IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT: a kernel-wide setting; it only changes batch sizes. */
 function setTempMemoryLimit(ucmd: TestUcmd): SyscallResult {
   const cmd = args(ucmd, testMemoryLimit);
@@ -324,6 +398,14 @@ export function iommufdTest(ucmd: TestUcmd): SyscallResult {
       return dirty(ucmd);
     case IOMMU_TEST_OP_DEV_CHECK_CACHE:
       return devCheckCache(ucmd);
+    case IOMMU_TEST_OP_PASID_ATTACH:
+      return pasidAttach(ucmd);
+    case IOMMU_TEST_OP_PASID_REPLACE:
+      return pasidReplace(ucmd);
+    case IOMMU_TEST_OP_PASID_DETACH:
+      return pasidDetach(ucmd);
+    case IOMMU_TEST_OP_PASID_CHECK_HWPT:
+      return pasidCheckHwpt(ucmd);
     default:
       return -Errno.EOPNOTSUPP;
   }

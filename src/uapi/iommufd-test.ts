@@ -49,6 +49,8 @@ export const MOCK_DEV_CACHE_NUM = 4;
 export const IOMMU_TEST_DEV_CACHE_DEFAULT = 0xbaddad;
 /** The PASID width of a MOCK_FLAGS_DEVICE_PASID device (pasid-num-bits). */
 export const MOCK_PASID_WIDTH = 20;
+/** The PASID whose set_dev_pasid fails every second time (to make a replace fail). */
+export const IOMMU_TEST_PASID_RESERVED = 1024;
 
 /** GET_HW_INFO of a mock device: out_data_type and struct iommu_test_hw_info. */
 export const IOMMU_HW_INFO_TYPE_SELFTEST = 0xfeedbeef;
@@ -128,6 +130,13 @@ export const testCheckCache = defineStruct('iommu_test_cmd', TEST_CMD_SIZE, 'las
   ...header,
   cache_id: { offset: 16, type: 'u32' },
   value: { offset: 20, type: 'u32' },
+});
+
+/** pasid_attach, pasid_replace and pasid_detach (which has no pt_id). */
+export const testPasidAttach = defineStruct('iommu_test_cmd', TEST_CMD_SIZE, 'last', {
+  ...header,
+  pasid: { offset: 16, type: 'u32' },
+  pt_id: { offset: 20, type: 'u32' },
 });
 
 export const testPasidCheck = defineStruct('iommu_test_cmd', TEST_CMD_SIZE, 'last', {

@@ -35,6 +35,8 @@ enum {
 	IOMMU_TEST_OP_PASID_REPLACE,
 	IOMMU_TEST_OP_PASID_DETACH,
 	IOMMU_TEST_OP_PASID_CHECK_HWPT,
+	IOMMU_TEST_OP_DMABUF_GET,
+	IOMMU_TEST_OP_DMABUF_REVOKE,
 };
 
 /* The mock domain: 2 KiB pages inside a 2 GiB - 16 MiB window. */
@@ -45,6 +47,18 @@ enum {
 /* dev_flags of MOCK_DOMAIN_FLAGS (bit 1 was the retired huge-IOVA flag). */
 #define MOCK_FLAGS_DEVICE_NO_DIRTY (1U << 0)
 #define MOCK_FLAGS_DEVICE_PASID (1U << 2)
+
+/* The PASID width of a MOCK_FLAGS_DEVICE_PASID device, and the PASID whose driver call fails
+ * every second time it moves to a domain. */
+#define MOCK_PASID_WIDTH 20
+#define IOMMU_TEST_PASID_RESERVED 1024
+
+/* CREATE_ACCESS, ACCESS_PAGES and ACCESS_RW flags. */
+#define MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES (1U << 0)
+#define MOCK_FLAGS_ACCESS_WRITE (1U << 0)
+#define MOCK_FLAGS_ACCESS_SYZ (1U << 16)
+#define MOCK_ACCESS_RW_WRITE (1U << 0)
+#define MOCK_ACCESS_RW_SLOW_PATH (1U << 2)
 
 #define MOCK_DEV_CACHE_ID_MAX 3
 #define IOMMU_TEST_DEV_CACHE_DEFAULT 0xbaddad
@@ -92,8 +106,31 @@ struct iommu_test_cmd {
 			__u32 refs;
 		} check_refs;
 		struct {
+			__u32 out_access_fd;
+			__u32 flags;
+		} create_access;
+		struct {
+			__u32 access_pages_id;
+		} destroy_access_pages;
+		struct {
+			__u32 flags;
+			__u32 out_access_pages_id;
+			__aligned_u64 iova;
+			__aligned_u64 length;
+			__aligned_u64 uptr;
+		} access_pages;
+		struct {
+			__aligned_u64 iova;
+			__aligned_u64 length;
+			__aligned_u64 uptr;
+			__u32 flags;
+		} access_rw;
+		struct {
 			__u32 limit;
 		} memory_limit;
+		struct {
+			__u32 ioas_id;
+		} access_replace_ioas;
 		struct {
 			__u32 flags;
 			__aligned_u64 iova;
@@ -107,9 +144,38 @@ struct iommu_test_cmd {
 			__u32 iotlb;
 		} check_iotlb;
 		struct {
+			__u32 dev_id;
+			__u32 pasid;
+			__u32 grpid;
+			__u32 perm;
+			__u64 addr;
+		} trigger_iopf;
+		struct {
 			__u32 id;
 			__u32 cache;
 		} check_dev_cache;
+		struct {
+			__u32 dev_id;
+		} trigger_vevent;
+		struct {
+			__u32 pasid;
+			__u32 pt_id; /* in: IOAS or HWPT, out: the HWPT used */
+		} pasid_attach, pasid_replace;
+		struct {
+			__u32 pasid;
+		} pasid_detach;
+		struct {
+			__u32 pasid;
+			__u32 hwpt_id; /* 0: nothing may be attached */
+		} pasid_check;
+		struct {
+			__u32 length;
+			__u32 open_flags;
+		} dmabuf_get;
+		struct {
+			__s32 dmabuf_fd;
+			__u32 revoked;
+		} dmabuf_revoke;
 	};
 	__u32 last;
 };
