@@ -205,10 +205,10 @@ export function modelOf(r: Real): Model {
     if (obj instanceof Ioas) {
       m.ioas.push({
         id,
-        areas: [...obj.iopt.areas.iter()].map((n) => ({
-          iova: n.value.iova,
-          length: n.value.length,
-          va: (n.value.pages?.uptr ?? 0n) + n.value.startByte(n.value.iova),
+        areas: [...obj.iopt.areas.iter()].map((area) => ({
+          iova: area.iova,
+          length: area.length,
+          va: (area.pages?.uptr ?? 0n) + area.startByte(area.iova),
         })),
         allowed: [...obj.iopt.allowed.iter()].map((n) => ({ start: n.start, last: n.last })),
         hwpts: obj.hwptList.map((h) => h.id),

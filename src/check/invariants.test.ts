@@ -141,7 +141,7 @@ describe('checkInvariants', () => {
 
   it('finds an area left half built', () => {
     const t = populated();
-    const area = t.ioasObj.iopt.areas.iterFirst(0x200000n, 0x200000n)!.value;
+    const area = t.ioasObj.iopt.areas.iterFirst(0x200000n, 0x200000n)!;
     const pages = area.pages;
     area.pages = undefined;
     assert.ok(checkInvariants(t.kernel).some((l) => l.includes('has no pages between calls')));

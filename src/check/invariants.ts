@@ -396,10 +396,13 @@ function checkIoas(w: World, ioas: Ioas, f: Findings, betweenCalls: boolean): vo
       f.add(`${name}: allowed range ${hex(node.start)}-${hex(node.last)} overlaps a reserved one`);
   }
 
-  for (const node of iopt.areas.iter()) {
-    const area = node.value;
+  try {
+    iopt.areas.checkInvariants();
+  } catch (e) {
+    f.add(`${name} areas: ${(e as Error).message}`);
+  }
+  for (const area of iopt.areas.iter()) {
     const at = `${name} area ${hex(area.iova)}-${hex(area.last)}`;
-    if (area.node !== node) f.add(`${at} is not the node the tree holds`);
     if (area.pages === undefined) {
       if (betweenCalls) f.add(`${at} has no pages between calls (left half built?)`);
       continue;
@@ -430,8 +433,7 @@ function checkMappingsAndPins(w: World, f: Findings, betweenCalls: boolean): voi
   for (const ioas of w.ioases) {
     const domains = ioas.iopt.domains as IommuDomain[];
     const mapped = new Map<IommuDomain, bigint>();
-    for (const node of ioas.iopt.areas.iter()) {
-      const area = node.value;
+    for (const area of ioas.iopt.areas.iter()) {
       const pages = area.pages;
       if (pages === undefined) continue;
       const list = areasOfPages.get(pages) ?? [];

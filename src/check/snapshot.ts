@@ -119,8 +119,7 @@ function snapshotIoas(ioas: Ioas): IoasSnapshot {
   const iopt = ioas.iopt;
   return {
     id: ioas.id,
-    areas: [...iopt.areas.iter()].map((node) => {
-      const area = node.value;
+    areas: [...iopt.areas.iter()].map((area) => {
       return {
         iova: area.iova,
         last: area.last,

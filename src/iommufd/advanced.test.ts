@@ -82,7 +82,7 @@ function setup(opts: { bind?: 'iommu' | 'noiommu' } = {}) {
     ictx()
       .publishedObjects()
       .filter((o): o is Ioas => o.type === 'ioas')
-      .flatMap((ioas) => [...ioas.iopt.areas.iter()].map((node) => node.value));
+      .flatMap((ioas) => [...ioas.iopt.areas.iter()]);
   return {
     emu,
     proc,

@@ -54,7 +54,7 @@ export function iommufdIoasNoiommuGetPa(
   if (ioas === undefined) return -Errno.ENOENT;
   try {
     // Only the first IOVA must be mapped; an area still being built counts as unmapped.
-    const area = ioas.iopt.areas.iterFirst(cmd.iova, cmd.iova)?.value;
+    const area = ioas.iopt.areas.iterFirst(cmd.iova, cmd.iova);
     if (area === undefined || area.pages === undefined) return -Errno.ENOENT;
     const result = areaGetPhys(area, cmd.iova, cmd.length);
     if (typeof result === 'number') return result;

@@ -13,6 +13,8 @@
  * depends on that for its stack use.
  */
 
+import type { AreaTree, IovaRange } from './area-tree.ts';
+
 const U64_MAX = (1n << 64n) - 1n;
 
 /** A range stored in an IntervalTree. Only the tree creates nodes; `value` is the caller's. */
@@ -459,11 +461,19 @@ export interface Span {
   readonly last: bigint;
 }
 
+/** What spans() walks: interval trees, and the io_pagetable's tree of disjoint areas. */
+export type SpanSource = IntervalTree<unknown> | AreaTree<IovaRange>;
+
+/** The start of a node or area. */
+function startOf(n: IntervalNode<unknown> | IovaRange): bigint {
+  return 'iova' in n ? n.iova : n.start;
+}
+
 /**
  * The largest `last` among the nodes, one per tree, that iterFirst finds covering `index`, or
  * undefined if no tree covers it.
  */
-function coverLast(trees: readonly IntervalTree<unknown>[], index: bigint): bigint | undefined {
+function coverLast(trees: readonly SpanSource[], index: bigint): bigint | undefined {
   let best: bigint | undefined;
   for (const tree of trees) {
     const n = tree.iterFirst(index, index);
@@ -483,11 +493,7 @@ function coverLast(trees: readonly IntervalTree<unknown>[], index: bigint): bigi
  * Only the position is kept between steps, so the trees may change while the walk is suspended:
  * later spans show the trees as they are then.
  */
-export function* spans(
-  trees: readonly IntervalTree<unknown>[],
-  first: bigint,
-  last: bigint,
-): Generator<Span> {
+export function* spans(trees: readonly SpanSource[], first: bigint, last: bigint): Generator<Span> {
   assertRange('spans', first, last);
   let pos = first;
   for (;;) {
@@ -495,7 +501,9 @@ export function* spans(
     let usedStart: bigint | undefined;
     for (const tree of trees) {
       const n = tree.iterFirst(pos, last);
-      if (n !== undefined && (usedStart === undefined || n.start < usedStart)) usedStart = n.start;
+      if (n === undefined) continue;
+      const start = startOf(n);
+      if (usedStart === undefined || start < usedStart) usedStart = start;
     }
     if (usedStart === undefined) {
       yield { isHole: true, start: pos, last };

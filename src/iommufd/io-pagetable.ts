@@ -10,7 +10,8 @@ import type { Task } from '../host/task.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import { PAGE_SIZE, ULONG_MAX } from '../uapi/iommufd.ts';
 import type { Accounting } from './accounting.ts';
-import { type IntervalNode, IntervalTree, spans } from './interval-tree.ts';
+import { AreaTree } from './area-tree.ts';
+import { IntervalTree, spans } from './interval-tree.ts';
 import {
   type AreaPagesRange,
   type IommuProt,
@@ -43,7 +44,6 @@ export class IoptArea implements AreaPagesRange {
   pages: IoptPages | undefined;
   /** The domain holding the pinned PFNs, the first one the area was mapped into. */
   storageDomain: IoptDomain | undefined;
-  node: IntervalNode<IoptArea> | undefined;
 
   constructor(iova: bigint, length: bigint, prot: IommuProt, startByte: bigint) {
     this.iova = iova;
@@ -104,7 +104,7 @@ export interface IoptEnv {
 }
 
 export class IoPagetable {
-  readonly areas = new IntervalTree<IoptArea>();
+  readonly areas = new AreaTree<IoptArea>();
   readonly reserved = new IntervalTree<Reserved>();
   readonly allowed = new IntervalTree<null>();
   /** Attached domains; domains[0] is where areas first store their PFNs. */
@@ -200,7 +200,7 @@ export class IoPagetable {
         rc = -Errno.EINVAL;
         break;
       }
-      area.node = this.areas.insert(area.iova, area.last, area);
+      this.areas.insert(area);
       areas.push(area);
       at += slice.length;
     }
@@ -215,7 +215,7 @@ export class IoPagetable {
     }
     if (rc) {
       if (mutant('map-leaves-area')) return rc; // mutant: map-leaves-area
-      for (const area of areas) this.areas.remove(area.node!);
+      for (const area of areas) this.areas.remove(area);
       return rc;
     }
     for (let i = 0; i < areas.length; i++) {
@@ -297,7 +297,7 @@ export class IoPagetable {
     const lastIova = iova + length - 1n;
     if (lastIova > ULONG_MAX) return -Errno.EOVERFLOW;
     let cur = iova;
-    let area = this.areas.iterFirst(iova, iova)?.value;
+    let area = this.areas.iterFirst(iova, iova);
     let done = false;
     while (area !== undefined && area.pages !== undefined) {
       if (shouldFail('kmalloc')) {
@@ -312,7 +312,7 @@ export class IoPagetable {
         break;
       }
       cur = area.last + 1n;
-      const next = this.areas.iterNext(area.node!, cur, lastIova)?.value;
+      const next = this.areas.iterNext(area, cur, lastIova);
       area = next !== undefined && next.iova === cur ? next : undefined;
     }
     if (!done) {
@@ -330,7 +330,7 @@ export class IoPagetable {
     let bytes = 0n;
     let rc: SyscallResult = 0;
     for (;;) {
-      const area = this.areas.iterFirst(start, last)?.value;
+      const area = this.areas.iterFirst(start, last);
       if (area === undefined) break;
       if (area.pages === undefined) {
         rc = -Errno.EBUSY;
@@ -343,7 +343,7 @@ export class IoPagetable {
       const pages = area.pages;
       area.pages = undefined;
       this.areaUnfillDomains(area, pages);
-      this.areas.remove(area.node!);
+      this.areas.remove(area);
       pages.put();
       bytes += area.length;
     }
@@ -381,7 +381,7 @@ export class IoPagetable {
    */
   cutIova(iovas: readonly bigint[]): SyscallResult {
     for (const iova of iovas) {
-      const area = this.areas.iterFirst(iova, iova)?.value;
+      const area = this.areas.iterFirst(iova, iova);
       if (area === undefined) continue;
       const rc = this.areaSplit(area, iova);
       if (rc) return rc;
@@ -415,10 +415,9 @@ export class IoPagetable {
       area.prot,
       area.startByte(newStart),
     );
-    this.areas.remove(area.node!);
-    area.node = undefined;
-    lhs.node = this.areas.insert(lhs.iova, lhs.last, lhs);
-    rhs.node = this.areas.insert(rhs.iova, rhs.last, rhs);
+    this.areas.remove(area);
+    this.areas.insert(lhs);
+    this.areas.insert(rhs);
     if (area.storageDomain !== undefined) {
       pages.deleteFilledRange(area);
       pages.addFilledRange(lhs);
@@ -547,8 +546,7 @@ export class IoPagetable {
 
   /** iopt_check_iova_alignment(): every area conforms to a larger alignment. */
   private checkIovaAlignment(alignment: bigint): SyscallResult {
-    for (const node of this.areas.iter()) {
-      const area = node.value;
+    for (const area of this.areas.iter()) {
       if (area.iova % alignment || area.length % alignment || area.pageOffset % alignment)
         return -Errno.EADDRINUSE;
     }
@@ -581,8 +579,7 @@ export class IoPagetable {
     }
 
     const filled: IoptArea[] = [];
-    for (const node of this.areas.iter()) {
-      const area = node.value;
+    for (const area of this.areas.iter()) {
       const pages = area.pages;
       if (pages === undefined) continue;
       // pfn_reader_first(): the batch iopt_area_fill_domain() reads the PFNs through.
@@ -630,8 +627,7 @@ export class IoPagetable {
     const last = this.domains.pop()!;
     if (index < this.domains.length) this.domains[index] = last;
     const storage = this.domains[0];
-    for (const node of this.areas.iter()) {
-      const area = node.value;
+    for (const area of this.areas.iter()) {
       if (area.pages === undefined || area.storageDomain === undefined) continue;
       domain.unmap(area.iova, area.length);
       if (storage !== undefined) {

@@ -291,7 +291,7 @@ export function iommufdIoasChangeProcess(
       if (shouldFail('kmalloc')) return -Errno.ENOMEM;
     }
 
-    const areas = held.flatMap((ioas) => [...ioas.iopt.areas.iter()].map((node) => node.value));
+    const areas = held.flatMap((ioas) => [...ioas.iopt.areas.iter()]);
     for (const area of areas) if (area.pages?.type !== 'file') return -Errno.EINVAL;
 
     const task = ucmd.task;

@@ -16,14 +16,13 @@ function forEachAreaSpan(
   last: bigint,
   fn: (start: bigint, length: bigint) => SyscallResult,
 ): SyscallResult {
-  let node = iopt.areas.iterFirst(iova, last);
-  while (node !== undefined) {
-    const area = node.value;
+  let area = iopt.areas.iterFirst(iova, last);
+  while (area !== undefined) {
     const start = area.iova > iova ? area.iova : iova;
     const end = area.last < last ? area.last : last;
     const rc = fn(start, end - start + 1n);
     if (rc) return rc;
-    node = iopt.areas.iterNext(node, iova, last);
+    area = iopt.areas.iterNext(area, iova, last);
   }
   return 0;
 }

@@ -71,8 +71,7 @@ function setup(opts: { path?: string; compat?: boolean } = {}) {
       object_id,
       op: u.IOMMU_OPTION_OP_GET,
     });
-  const areas = () =>
-    [...ictx.vfioIoas!.iopt.areas.iter()].map((n) => [n.value.iova, n.value.last] as const);
+  const areas = () => [...ictx.vfioIoas!.iopt.areas.iter()].map((a) => [a.iova, a.last] as const);
   /** GET_INFO into a fresh buffer of `bufSize` bytes prefilled with 0xee; argsz as given. */
   const getInfo = (argsz: number, bufSize = 256) => {
     const buf = proc.alloc(BigInt(bufSize), new Uint8Array(bufSize).fill(0xee));
