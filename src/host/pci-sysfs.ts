@@ -2,8 +2,36 @@
  * The PCI core's sysfs for the machine's devices (drivers/pci/pci-sysfs.c, iommu groups): what
  * drivers walk to find a device, its IOMMU group and its VFIO node.
  */
-import type { PciDevice } from '../platform/pci.ts';
+import { PciConfig, type PciDevice } from '../platform/pci.ts';
+import { CAP_SYS_ADMIN, capable } from './credentials.ts';
 import type { SysFs } from './sysfs.ts';
+
+/** What pci_read_config() lets a reader without CAP_SYS_ADMIN (at open) see of config space. */
+const UNPRIVILEGED_CONFIG_SIZE = 64;
+/** IORESOURCE_MEM, IORESOURCE_PREFETCH, IORESOURCE_MEM_64 and IORESOURCE_SIZEALIGN. */
+const IORESOURCE_MEM = 0x200n;
+const IORESOURCE_PREFETCH = 0x2000n;
+const IORESOURCE_MEM_64 = 0x100000n;
+const IORESOURCE_SIZEALIGN = 0x40000n;
+
+/** The `resource` file: start, end and flags of the 6 BARs and the ROM (7 lines). */
+function resourceText(dev: PciDevice): string {
+  const h = (v: bigint) => `0x${v.toString(16).padStart(16, '0')}`;
+  let out = '';
+  for (let i = 0; i < 7; i++) {
+    const bar = dev.bars.find((b) => b.index === i);
+    if (bar === undefined || bar.size === 0n) {
+      out += `${h(0n)} ${h(0n)} ${h(0n)}\n`;
+      continue;
+    }
+    const start = dev.barAddress(i);
+    let flags = IORESOURCE_MEM | IORESOURCE_SIZEALIGN;
+    if (bar.prefetchable) flags |= IORESOURCE_PREFETCH;
+    if (bar.is64) flags |= IORESOURCE_MEM_64;
+    out += `${h(start)} ${h(start + bar.size - 1n)} ${h(flags)}\n`;
+  }
+  return out;
+}
 
 function hex(value: number, digits: number): string {
   return `0x${value.toString(16).padStart(digits, '0')}\n`;
@@ -44,6 +72,20 @@ export function addPciSysfs(sysfs: SysFs, dev: PciDevice): void {
   attr('revision', () => hex(dev.configRead(0x08, 1), 2));
   attr('class', () => hex(dev.configRead(0x09, 1) | (dev.configRead(0x0a, 2) << 8), 6));
   attr('irq', () => '11\n');
+  attr('resource', () => resourceText(dev));
+  // pci_read_config(): the whole space for an opener with CAP_SYS_ADMIN, else the first 64 bytes.
+  sysfs.add({
+    kind: 'attr',
+    path: `${dir}/config`,
+    mode: 0o644,
+    show: () => '',
+    readBytes: (opener) => {
+      const size = capable(opener, CAP_SYS_ADMIN) ? PciConfig.SIZE : UNPRIVILEGED_CONFIG_SIZE;
+      const out = new Uint8Array(size);
+      for (let i = 0; i < size; i++) out[i] = dev.configRead(i, 1);
+      return out;
+    },
+  });
   sysfs.add({
     kind: 'link',
     path: `/sys/bus/pci/devices/${dev.bdf}`,

@@ -4,6 +4,7 @@
  * Opening an attribute gives a File whose reads produce the attribute's text at that moment.
  */
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
+import type { Credentials } from './credentials.ts';
 import { type BlockedCall, File, type FileOperations } from './file.ts';
 import type { Task } from './task.ts';
 
@@ -13,6 +14,11 @@ export interface SysAttr {
   /** Permission bits, e.g. 0o444 or 0o644. */
   readonly mode: number;
   show(task: Task): string;
+  /**
+   * A binary attribute (bin_attribute, e.g. a PCI device's `config`): its bytes as the file's
+   * opener may read them (f_cred), used instead of `show`.
+   */
+  readBytes?(opener: Credentials): Uint8Array;
   /** undefined: read-only (EACCES on open for write, like a 0444 file). May block the writer. */
   store?(task: Task, text: string): SyscallResult | BlockedCall;
 }
@@ -32,13 +38,18 @@ const O_RDWR = 2;
 
 interface OpenAttr {
   readonly attr: SysAttr;
+  /** The credentials of the task that opened the file (the file's f_cred). */
+  readonly opener: Credentials;
 }
 
 const attrFops: FileOperations = {
   name: 'sysfs',
   read(file, task, length, pos) {
-    const { attr } = file.privateData as OpenAttr;
-    const bytes = new TextEncoder().encode(attr.show(task));
+    const { attr, opener } = file.privateData as OpenAttr;
+    const bytes =
+      attr.readBytes === undefined
+        ? new TextEncoder().encode(attr.show(task))
+        : attr.readBytes(opener);
     const start = Number(pos < BigInt(bytes.length) ? pos : BigInt(bytes.length));
     return bytes.subarray(start, Math.min(bytes.length, start + length));
   },
@@ -54,10 +65,11 @@ const attrFops: FileOperations = {
 };
 
 /** Opens an attribute: EACCES for a write open of a read-only one. */
-export function openAttr(attr: SysAttr, flags: number): File | number {
+export function openAttr(task: Task, attr: SysAttr, flags: number): File | number {
   const access = flags & O_ACCMODE;
   if ((access === O_WRONLY || access === O_RDWR) && attr.store === undefined) return -Errno.EACCES;
-  return new File('sysfs', attrFops, { attr } satisfies OpenAttr, { major: 0, minor: 0 });
+  const data: OpenAttr = { attr, opener: task.creds };
+  return new File('sysfs', attrFops, data, { major: 0, minor: 0 });
 }
 
 export class SysFs {
@@ -95,9 +107,9 @@ export class SysFs {
     );
   }
 
-  open(_task: Task, path: string, flags: number): File | number {
+  open(task: Task, path: string, flags: number): File | number {
     const entry = this.entries.get(path);
     if (entry === undefined || entry.kind !== 'attr') return -Errno.ENOENT;
-    return openAttr(entry, flags);
+    return openAttr(task, entry, flags);
   }
 }

@@ -192,7 +192,8 @@ export class Vfs {
       return { file, stat: inodeStat(inode), path: resolved.path };
     }
     if ((flags & O_DIRECTORY) !== 0) return -Errno.ENOTDIR;
-    const file = inode.kind === 'chr' ? inode.node.open(task, flags) : openAttr(inode.attr, flags);
+    const file =
+      inode.kind === 'chr' ? inode.node.open(task, flags) : openAttr(task, inode.attr, flags);
     if (typeof file === 'number') return file;
     this.openFiles.add(file);
     return { file, stat: inodeStat(inode), path: resolved.path };

@@ -58,6 +58,9 @@ export interface MachineSnapshot {
   readonly devices: readonly PciDeviceSnapshot[];
 }
 
+/** Where the firmware starts placing BARs. */
+export const MMIO_WINDOW_START = 0xfe000000n;
+
 /** A machine built from a platform description. */
 export class Machine {
   readonly config: PlatformConfig;
@@ -108,6 +111,25 @@ export class Machine {
         unit.setDeviceRegions(dev.bdf, dev.reservedRegions);
       }
       this.devices.set(dev.bdf, this.createDevice(dev, unit, group));
+    }
+    this.assignBars();
+  }
+
+  /**
+   * What the BIOS does before the OS boots: each memory BAR gets an address in the 32-bit MMIO
+   * window from 0xfe000000 up (where QEMU's q35 firmware puts them), devices in bus order, each
+   * BAR aligned to its size.
+   */
+  private assignBars(): void {
+    let next = MMIO_WINDOW_START;
+    const byBdf = [...this.devices.values()].sort((a, b) => (a.bdf < b.bdf ? -1 : 1));
+    for (const dev of byBdf) {
+      for (const bar of dev.bars) {
+        if (bar.size === 0n) continue;
+        next = (next + bar.size - 1n) & ~(bar.size - 1n);
+        dev.assignBar(bar.index, next);
+        next += bar.size;
+      }
     }
   }
 

@@ -246,6 +246,32 @@ export abstract class PciDevice {
   }
 
   /**
+   * The firmware's BAR assignment at boot: `address` goes into BAR `index` (naturally aligned).
+   * The PCI core saves the assigned BARs and restores them after every reset (pci_restore_state),
+   * so the reset image holds the address too.
+   */
+  assignBar(index: number, address: bigint): void {
+    const bar = this.bars.find((b) => b.index === index);
+    if (bar === undefined || bar.size === 0n || address % bar.size !== 0n) {
+      throw new RangeError(`${this.bdf}: cannot place BAR ${index} at ${hex(address)}`);
+    }
+    const offset = PciConfig.BAR0 + 4 * index;
+    const flags = this.configRead(offset, 1) & 0xf;
+    this.configWrite(offset, 4, Number(address & 0xfffffff0n) | flags);
+    if (bar.is64) this.configWrite(offset + 4, 4, Number(address >> 32n));
+    this.resetConfig.set(this.config.subarray(offset, offset + (bar.is64 ? 8 : 4)), offset);
+  }
+
+  /** BAR `index`'s bus address as its registers hold it now (0 when absent). */
+  barAddress(index: number): bigint {
+    const bar = this.bars.find((b) => b.index === index);
+    if (bar === undefined || bar.size === 0n) return 0n;
+    const offset = PciConfig.BAR0 + 4 * index;
+    const lo = BigInt(this.configRead(offset, 4)) & 0xfffffff0n;
+    return bar.is64 ? lo | (BigInt(this.configRead(offset + 4, 4)) << 32n) : lo;
+  }
+
+  /**
    * A PCI function reset: config space returns to power-on values, INTx deasserts. Device
    * registers are the subclass's business (`onReset`).
    */
