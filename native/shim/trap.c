@@ -4,7 +4,7 @@
  * Signal safety. The handler runs on the faulting thread, which may be anywhere in the program
  * (but never inside the shim: every shim call runs with all signals blocked). What it reaches:
  * the trap list (atomics; the list's lock is only taken by mmap/munmap, never by the handler),
- * x86_decode.c (pure), and one call through transport.c with in_signal set: system calls, the
+ * x86_decode.c (pure), x86_exec.c (raw system calls), and one call through transport.c with in_signal set: system calls, the
  * thread's own buffers, no malloc (a longer reply is a protocol error), no pthread_setspecific,
  * no locks (HELLO stores the prefixes lock-free). Its messages go through say.c (no stdio). Every
  * libc function it calls through REAL() is resolved before the handler is installed.
@@ -14,13 +14,17 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <string.h>
+#include <asm/prctl.h>
+#include <sys/syscall.h>
 #include <sys/ucontext.h>
+#include <unistd.h>
 
 #include "real.h"
 #include "say.h"
 #include "transport.h"
 #include "trap.h"
 #include "x86_decode.h"
+#include "x86_exec.h"
 
 #define MAX_TRAPS 64
 
@@ -79,8 +83,11 @@ static void chain_segv(int sig, siginfo_t *si, void *ctx)
 		segv_default(); /* the access faults again, fatally */
 }
 
-/* One register access: a positional READ/WRITE of `size` bytes of the region. */
-static int trap_access(const struct trap *t, uint64_t pos, int store, uint64_t *value, int size)
+#if defined(__x86_64__)
+
+/* One access to the device: a positional READ or WRITE of n bytes of the region, which the
+ * server splits into naturally aligned 8/4/2/1-byte pieces as the bus delivers them. */
+static int trap_access(const struct trap *t, uint64_t pos, int store, uint8_t *buf, int n)
 {
 	struct call c;
 	long r;
@@ -88,69 +95,190 @@ static int trap_access(const struct trap *t, uint64_t pos, int store, uint64_t *
 	c.in_signal = 1;
 	c.req.flags = EMU_REQ_POSITIONAL | EMU_REQ_MMIO;
 	c.req.obj = t->obj;
-	c.req.a0 = (uint64_t)size | EMU_FD_BITS(t->prog_fd);
+	c.req.a0 = (uint64_t)n | EMU_FD_BITS(t->prog_fd);
 	c.req.a1 = pos;
 	if (store) {
-		c.part[0] = value;
-		c.part_len[0] = (size_t)size;
+		c.part[0] = buf;
+		c.part_len[0] = (size_t)n;
 	}
 	r = call_send(&c);
 	if (r == 0) {
 		r = c.rep.ret;
-		if (r == size && !store) {
-			*value = 0;
-			memcpy(value, c.data, (size_t)size);
-		} else if (r >= 0 && r != size) {
+		if (r == n && !store)
+			memcpy(buf, c.data, (size_t)n);
+		else if (r >= 0 && r != n)
 			r = -EIO;
-		}
 	}
 	call_end(&c);
 	return r < 0 ? (int)r : 0;
 }
 
-#if defined(__x86_64__)
+/* The trap holding all of [addr, addr + n), or NULL. */
+static const struct trap *trap_holding(uintptr_t addr, size_t n)
+{
+	const struct trap *t = trap_at(addr);
+	return t != NULL && addr + n - t->start <= t->len ? t : NULL;
+}
+
+/* A load the device did not answer reads all ones, as a PCI master abort does. */
+static void device_read(const struct trap *t, uintptr_t addr, uint8_t *buf, int n)
+{
+	if (trap_access(t, t->region_offset + (addr - t->start), 0, buf, n) != 0)
+		memset(buf, 0xff, (size_t)n);
+}
+
+static void device_write(const struct trap *t, uintptr_t addr, uint8_t *buf, int n)
+{
+	trap_access(t, t->region_offset + (addr - t->start), 1, buf, n);
+}
 
 static void cannot_emulate(const uint8_t *ip, const void *addr)
 {
 	struct say s;
-	int i;
+	int i, n = 15;
+	uintptr_t page_left = 4096 - ((uintptr_t)ip & 4095);
+	if ((uintptr_t)n > page_left)
+		n = (int)page_left; /* the next page may not be mapped */
 	say_start(&s);
 	say_str(&s, "cannot emulate the instruction at 0x");
 	say_hex(&s, (uint64_t)(uintptr_t)ip, 1);
-	say_str(&s, " (");
-	for (i = 0; i < 4; i++) {
-		say_str(&s, i > 0 ? " " : "");
+	say_str(&s, " (bytes");
+	for (i = 0; i < n; i++) {
+		say_str(&s, " ");
 		say_hex(&s, ip[i], 2);
 	}
 	say_str(&s, ") accessing trapped device memory at 0x");
 	say_hex(&s, (uint64_t)(uintptr_t)addr, 1);
+	say_str(&s, "; the program is stopped with SIGSEGV (docs/shim.md: MMIO)");
 	say_end(&s);
+}
+
+static uint64_t segment_base(enum x86_seg seg)
+{
+	unsigned long base = 0;
+	if (seg != X86_SEG_NONE)
+		syscall(SYS_arch_prctl, seg == X86_SEG_FS ? ARCH_GET_FS : ARCH_GET_GS, &base);
+	return base;
+}
+
+static uintptr_t effective_address(const greg_t *gregs, const uint8_t *ip,
+				   const struct x86_insn *d)
+{
+	uint64_t ea = (uint64_t)d->disp + segment_base(d->seg);
+	if (d->rip_relative)
+		ea += (uint64_t)(uintptr_t)ip + (uint64_t)d->len;
+	if (d->base >= 0)
+		ea += (uint64_t)gregs[x86_greg_of[d->base]];
+	if (d->index >= 0)
+		ea += (uint64_t)gregs[x86_greg_of[d->index]] * (uint64_t)d->scale;
+	return (uintptr_t)ea;
+}
+
+/* One element of a string instruction, from or to device or ordinary memory. */
+static int element(uintptr_t addr, int store, uint8_t *buf, int n)
+{
+	const struct trap *t = trap_holding(addr, (size_t)n);
+	if (t != NULL) {
+		if (store)
+			device_write(t, addr, buf, n);
+		else
+			device_read(t, addr, buf, n);
+	} else if (trap_at(addr) != NULL || trap_at(addr + (uintptr_t)n - 1) != NULL) {
+		return -1; /* straddles a mapping's edge */
+	} else if (store) {
+		memcpy((void *)addr, buf, (size_t)n);
+	} else {
+		memcpy(buf, (const void *)addr, (size_t)n);
+	}
+	return 0;
+}
+
+/* movs, stos, lods (rep: rcx times), one element at a time in the direction DF says, as the
+ * CPU accesses uncached memory. */
+static int serve_string(greg_t *gregs, const struct x86_insn *d)
+{
+	uint64_t count = d->rep ? (uint64_t)gregs[REG_RCX] : 1;
+	int64_t step = ((uint64_t)gregs[REG_EFL] & 0x400) ? -d->size : d->size;
+	uint64_t v;
+	uint64_t *rax = (uint64_t *)&gregs[REG_RAX];
+
+	for (; count > 0; count--) {
+		v = *rax;
+		if (d->string != X86_STR_STOS &&
+		    element((uintptr_t)gregs[REG_RSI], 0, (uint8_t *)&v, d->size) != 0)
+			return -1;
+		if (d->string != X86_STR_LODS &&
+		    element((uintptr_t)gregs[REG_RDI], 1, (uint8_t *)&v, d->size) != 0)
+			return -1;
+		if (d->string == X86_STR_LODS) /* a 4-byte load clears the top half, narrower keep it */
+			*rax = d->size == 8 ? v : d->size == 4 ? (uint32_t)v
+			     : (*rax & ~((1ull << (8 * d->size)) - 1)) | (v & ((1ull << (8 * d->size)) - 1));
+		if (d->string != X86_STR_STOS)
+			gregs[REG_RSI] += step;
+		if (d->string != X86_STR_LODS)
+			gregs[REG_RDI] += step;
+		if (d->rep)
+			gregs[REG_RCX]--;
+	}
+	return 0;
+}
+
+/* Serves the instruction at ip that faulted at addr. 0, or -1 if it cannot. */
+static int serve(ucontext_t *uc, const uint8_t *ip, uintptr_t addr)
+{
+	greg_t *gregs = uc->uc_mcontext.gregs;
+	struct x86_insn d;
+	const struct trap *t;
+	uint8_t buf[64], written[64];
+	uintptr_t ea;
+	int i, j;
+
+	if (x86_decode(ip, &d) != 0)
+		return -1;
+	if (d.string != X86_STR_NONE) {
+		if (serve_string(gregs, &d) != 0)
+			return -1;
+		gregs[REG_RIP] += d.len;
+		return 0;
+	}
+	ea = effective_address(gregs, ip, &d);
+	if (addr < ea || addr - ea >= (uintptr_t)d.size)
+		return -1; /* the fault is not this operand's */
+	t = trap_holding(ea, (size_t)d.size);
+	if (t == NULL)
+		return -1; /* partly outside the mapping */
+	if (d.access & X86_LOAD)
+		device_read(t, ea, buf, d.size);
+	if (x86_exec(uc, ip, &d, ea, buf, written) != 0)
+		return -1;
+	if ((d.access & X86_STORE) && !d.masked) {
+		device_write(t, ea, buf, d.size);
+	} else if (d.access & X86_STORE) { /* each run of bytes the mask let through */
+		for (i = 0; i < d.size; i = j) {
+			for (; i < d.size && !written[i]; i++)
+				;
+			for (j = i; j < d.size && written[j]; j++)
+				;
+			if (j > i)
+				device_write(t, ea + (uintptr_t)i, buf + i, j - i);
+		}
+	}
+	gregs[REG_RIP] += d.len;
+	return 0;
 }
 
 static void segv_handler(int sig, siginfo_t *si, void *ctx)
 {
 	ucontext_t *uc = ctx;
-	greg_t *gregs = uc->uc_mcontext.gregs;
-	const uint8_t *ip = (const uint8_t *)gregs[REG_RIP];
+	const uint8_t *ip = (const uint8_t *)uc->uc_mcontext.gregs[REG_RIP];
 	uintptr_t addr = (uintptr_t)si->si_addr;
-	const struct trap *t = trap_at(addr);
-	struct mmio_insn d;
-	uint64_t value;
 	int saved = errno;
 
-	if (t == NULL) {
+	if (trap_at(addr) == NULL) {
 		chain_segv(sig, si, ctx);
-	} else if (x86_decode_mmio(ip, &d) != 0 || addr + (uintptr_t)d.size > t->start + t->len) {
+	} else if (serve(uc, ip, addr) != 0) {
 		cannot_emulate(ip, si->si_addr);
 		segv_default();
-	} else {
-		value = d.store ? x86_store_value(gregs, &d) : 0;
-		if (trap_access(t, t->region_offset + (addr - t->start), d.store, &value, d.size) != 0 &&
-		    !d.store)
-			value = ~0ull; /* a read the device did not answer: all ones, a PCI abort */
-		if (!d.store)
-			x86_load_result(gregs, &d, value);
-		gregs[REG_RIP] += d.len;
 	}
 	errno = saved;
 }
