@@ -50,7 +50,9 @@ export function lineProblem(line: string): string | undefined {
   if (m === null) return 'neither a call nor an event';
   const [, call, args, result] = m as unknown as [string, string, string, string];
   if (!TRACED_CALLS.has(call)) return `a call the trace does not name: ${call}`;
-  if (!RESULT.test(result)) return `an undecoded result: ${result}`;
+  // A load wider than 8 bytes (a vector move) shows its bytes as a string, as a read does.
+  const wideLoad = call === 'mmio' && /^"(?:\\x[0-9a-f]{2}|[^"\\])*"(?:\.\.\.)?$/.test(result);
+  if (!RESULT.test(result) && !wideLoad) return `an undecoded result: ${result}`;
   if (/\berrno \d+/.test(line)) return 'an errno without a name';
   if (/\bregion\d+\+/.test(args)) return 'a region without a name';
   if (call === 'ioctl') {
