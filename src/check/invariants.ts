@@ -22,7 +22,9 @@
  */
 import type { Kernel } from '../boot/kernel.ts';
 import { iommuGetResvRegions } from '../iommu/iommu.ts';
+import { isMockDevice, MockDomain } from '../iommu/mock-driver.ts';
 import { hwDomainOf } from '../iommu/pt-domain.ts';
+import { IommufdAccess } from '../iommufd/access.ts';
 import { IommufdDevice, type IommufdGroup } from '../iommufd/device.ts';
 import { HwptPaging, type IommuDomain } from '../iommufd/hw-pagetable.ts';
 import type { IoptArea } from '../iommufd/io-pagetable.ts';
@@ -94,6 +96,8 @@ interface World {
   readonly igroups: Map<IommufdGroup, IommufdCtx>;
   /** Devices bound by a VFIO device (the driver's reference). */
   readonly boundByVfio: Set<IommufdDevice>;
+  /** In-kernel accesses (the test interface's access fds). */
+  readonly accesses: IommufdAccess[];
 }
 
 function gather(kernel: Kernel, f: Findings): World {
@@ -102,6 +106,7 @@ function gather(kernel: Kernel, f: Findings): World {
   const ioases: Ioas[] = [];
   const hwpts: HwptPaging[] = [];
   const devices: IommufdDevice[] = [];
+  const accesses: IommufdAccess[] = [];
   const igroups = new Map<IommufdGroup, IommufdCtx>();
   for (const ictx of contexts) {
     for (const [id, obj] of ctxObjects(ictx)) {
@@ -111,6 +116,7 @@ function gather(kernel: Kernel, f: Findings): World {
       if (obj instanceof Ioas) ioases.push(obj);
       else if (obj instanceof HwptPaging) hwpts.push(obj);
       else if (obj instanceof IommufdDevice) devices.push(obj);
+      else if (obj instanceof IommufdAccess) accesses.push(obj);
     }
     for (const igroup of ictx.groups.values()) igroups.set(igroup, ictx);
   }
@@ -121,7 +127,7 @@ function gather(kernel: Kernel, f: Findings): World {
   for (const vdev of kernel.vfio.devices.values()) {
     if (vdev.iommufdDevice !== undefined) boundByVfio.add(vdev.iommufdDevice);
   }
-  return { kernel, contexts, objects, ioases, hwpts, devices, igroups, boundByVfio };
+  return { kernel, contexts, objects, ioases, hwpts, devices, igroups, boundByVfio, accesses };
 }
 
 /**
@@ -138,12 +144,18 @@ function checkRefcounts(w: World, f: Findings, betweenCalls: boolean): void {
     expected.set(obj, (expected.get(obj) ?? 1) + 1);
   };
   for (const hwpt of w.hwpts) edge(hwpt.ioas, 'holds', describeObj(hwpt));
+  for (const access of w.accesses) {
+    // Its driver holds it until iommufd_access_destroy(); it holds the IOAS it is on.
+    expected.set(access, (expected.get(access) ?? 1) + 1);
+    if (access.ioas !== undefined) edge(access.ioas, 'is accessed by', describeObj(access));
+  }
   for (const [igroup] of w.igroups) {
     if (igroup.hwpt === undefined) continue;
     for (const idev of igroup.devices) edge(igroup.hwpt, 'is attached to', describeObj(idev));
   }
   for (const idev of w.devices) {
-    if (w.boundByVfio.has(idev)) expected.set(idev, (expected.get(idev) ?? 1) + 1);
+    if (w.boundByVfio.has(idev) || isMockDevice(idev.dev))
+      expected.set(idev, (expected.get(idev) ?? 1) + 1);
     if (isAttached(idev)) expected.set(idev, (expected.get(idev) ?? 1) + 1);
   }
   for (const [obj] of w.objects) {
@@ -171,9 +183,11 @@ function checkDevices(w: World, f: Findings): void {
     const what = `${describeObj(idev)} (${idev.dev.name})`;
     if (!idev.published) continue;
     if (idev.igroup === undefined) f.add(`${what} is published without an igroup`);
-    if (!idev.holdsCtx) f.add(`${what} does not hold its iommufd file`);
     if (idev.ownsDma === idev.isNoiommu)
       f.add(`${what} ${idev.ownsDma ? 'claims' : 'lacks'} DMA ownership`);
+    // A mock device is bound by its selftest object, and its binding holds no file.
+    if (isMockDevice(idev.dev)) continue;
+    if (!idev.holdsCtx) f.add(`${what} does not hold its iommufd file`);
     if (!w.boundByVfio.has(idev)) f.add(`${what} is bound by no VFIO device`);
   }
   for (const vdev of w.kernel.vfio.devices.values()) {
@@ -318,6 +332,8 @@ function checkDomains(w: World, f: Findings): void {
       f.add(`hwpt-paging ${hwpt.id} has no domain`);
       continue;
     }
+    // The mock driver's domains have no page table in the machine.
+    if (hwpt.domain instanceof MockDomain) continue;
     const hw = hwDomainOf(hwpt.domain);
     if (hw === undefined || hw.freed) {
       f.add(`hwpt-paging ${hwpt.id} holds a freed or unknown domain`);
@@ -353,8 +369,12 @@ function checkIoas(w: World, ioas: Ioas, f: Findings, betweenCalls: boolean): vo
     const min = d.pgsizeBitmap & -d.pgsizeBitmap;
     if (min > alignment) alignment = min;
   }
+  for (const access of iopt.accesses)
+    if (access.iovaAlignment > alignment) alignment = access.iovaAlignment;
   if (iopt.iovaAlignment !== alignment)
-    f.add(`${name} has IOVA alignment ${iopt.iovaAlignment}, its domains imply ${alignment}`);
+    f.add(
+      `${name} has IOVA alignment ${iopt.iovaAlignment}, its domains and accesses imply ${alignment}`,
+    );
 
   // Reserved ranges: a domain's outside-the-aperture ranges and its attached devices' regions.
   const attached = w.devices.filter(
@@ -380,9 +400,12 @@ function checkIoas(w: World, ioas: Ioas, f: Findings, betweenCalls: boolean): vo
   }
   const have = [...iopt.reserved.iter()];
   for (const node of have) {
-    const ok = wantReserved.some(
-      (r) => r.owner === node.value.owner && r.start === node.start && r.last === node.last,
-    );
+    // The test interface's ADD_RESERVED has no owner: it stays until the IOAS goes.
+    const ok =
+      node.value.owner === null ||
+      wantReserved.some(
+        (r) => r.owner === node.value.owner && r.start === node.start && r.last === node.last,
+      );
     if (!ok) f.add(`${name} has a stray reserved range ${hex(node.start)}-${hex(node.last)}`);
   }
   for (const r of wantReserved) {
@@ -458,12 +481,17 @@ function checkMappingsAndPins(w: World, f: Findings, betweenCalls: boolean): voi
           f.add(`${at}: user page ${hex(va)} is filled but not pinned`);
           continue;
         }
+        // A domain of pages smaller than the CPU's (the mock one) maps an area's first page
+        // only from the area's start.
+        const pageIova = firstIova + i * PAGE_SIZE;
+        const probe = pageIova < area.iova ? area.iova : pageIova;
+        const want = pfn * PAGE_SIZE + (probe - pageIova);
         for (const d of domains) {
-          const pa = d.iovaToPhys(firstIova + i * PAGE_SIZE);
-          if (pa !== pfn * PAGE_SIZE)
+          const pa = d.iovaToPhys(probe);
+          if (pa !== want)
             f.add(
-              `${at}: domain ${domainId(d)} maps ${hex(firstIova + i * PAGE_SIZE)} to ` +
-                `${pa === undefined ? 'nothing' : hex(pa)}, the pinned frame is ${hex(pfn * PAGE_SIZE)}`,
+              `${at}: domain ${domainId(d)} maps ${hex(probe)} to ` +
+                `${pa === undefined ? 'nothing' : hex(pa)}, the pinned frame is ${hex(want)}`,
             );
           if (f.full) return;
         }
@@ -489,10 +517,31 @@ function checkMappingsAndPins(w: World, f: Findings, betweenCalls: boolean): voi
     if (betweenCalls && pages.refs !== areas.length)
       f.add(`${what} has refs ${pages.refs} for ${areas.length} areas`);
     const ranges = [...pages.filledRanges];
-    if (ranges.length !== filled.length || filled.some((a) => !pages.filledRanges.has(a)))
-      f.add(`${what} has ${ranges.length} filled ranges for ${filled.length} filled areas`);
+    // Access pins (the test interface's ACCESS_PAGES) are filled ranges of their own.
+    const accesses = pages.accessRanges;
+    if (
+      ranges.length !== filled.length + accesses.length ||
+      filled.some((a) => !pages.filledRanges.has(a)) ||
+      accesses.some((a) => !pages.filledRanges.has(a))
+    )
+      f.add(
+        `${what} has ${ranges.length} filled ranges for ${filled.length} filled areas and ` +
+          `${accesses.length} access pins`,
+      );
     const union = new Set<bigint>();
-    for (const a of filled) for (let i = a.startIndex; i <= a.lastIndex; i++) union.add(i);
+    for (const a of [...filled, ...accesses])
+      for (let i = a.startIndex; i <= a.lastIndex; i++) union.add(i);
+    // Each page pinned by an access only is one pin of the process's page too.
+    const counted = pinnedBy.get(pages) ?? new Set<bigint>();
+    pinnedBy.set(pages, counted);
+    for (const a of accesses)
+      for (let i = a.startIndex; i <= a.lastIndex; i++) {
+        const va = pages.uptr + i * PAGE_SIZE;
+        if (counted.has(va)) continue;
+        counted.add(va);
+        const key = `${pages.memory.mm}:${va}`;
+        pins.set(key, (pins.get(key) ?? 0) + 1);
+      }
     if (pages.npinned !== BigInt(union.size))
       f.add(`${what} counts ${pages.npinned} pinned pages, its filled areas cover ${union.size}`);
     if (pages.accountMode !== 'none') {

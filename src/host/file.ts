@@ -50,7 +50,9 @@ export type FileKind =
   | 'vfio-device'
   | 'sysfs'
   | 'eventfd'
-  | 'directory';
+  | 'directory'
+  /** An access object of the test interface (CREATE_ACCESS's "[iommufd_test_staccess]"). */
+  | 'iommufd-test-access';
 
 export class File {
   readonly kind: FileKind;

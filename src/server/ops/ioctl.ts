@@ -51,7 +51,8 @@ export function ioctl(s: ServerState, conn: Connection, req: Request): void {
     const reserved = s.files.reservation(split.obj, req.creds.pid);
     callFd = { fd: split.fd, reserved, taken: false, installed: undefined };
   } else {
-    const creates = createsFd(cmd);
+    const windowed = (req.flags & ReqFlag.WINDOW) !== 0;
+    const creates = createsFd(cmd, windowed ? windowBytes : undefined);
     if (creates !== undefined) {
       conn.reply(req, 0, { flags: ReplyFlag.NEED_FD, v0: BigInt(creates.flags) });
       return;
