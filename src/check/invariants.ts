@@ -511,6 +511,8 @@ function checkMappingsAndPins(w: World, f: Findings, betweenCalls: boolean): voi
 
   // Each pages object: referenced by its areas, pinned for exactly its filled ones.
   const charges = new Map<string, bigint>();
+  /** mm->pinned_vm: every pinned page of a pages object, whatever its account mode. */
+  const pinnedVm = new Map<string, bigint>();
   for (const [pages, areas] of areasOfPages) {
     const filled = areas.filter((a) => a.storageDomain !== undefined);
     const what = `pages of ${hex(pages.uptr)}+${pages.npages} pages`;
@@ -544,6 +546,7 @@ function checkMappingsAndPins(w: World, f: Findings, betweenCalls: boolean): voi
       }
     if (pages.npinned !== BigInt(union.size))
       f.add(`${what} counts ${pages.npinned} pinned pages, its filled areas cover ${union.size}`);
+    pinnedVm.set(pages.owner.mm, (pinnedVm.get(pages.owner.mm) ?? 0n) + pages.npinned);
     if (pages.accountMode !== 'none') {
       const key = pages.accountMode === 'user' ? `user:${pages.owner.uid}` : `mm:${pages.owner.mm}`;
       charges.set(key, (charges.get(key) ?? 0n) + pages.npinned);
@@ -578,6 +581,12 @@ function checkMappingsAndPins(w: World, f: Findings, betweenCalls: boolean): voi
     const h = have.get(key) ?? 0n;
     const c = charges.get(key) ?? 0n;
     if (h !== c) f.add(`locked_vm of ${key} is ${h} pages, pinned pages charged to it ${c}`);
+  }
+
+  for (const mm of new Set([...accounting.pinnedVmByMm.keys(), ...pinnedVm.keys()])) {
+    const h = accounting.pinnedVmByMm.get(mm) ?? 0n;
+    const c = pinnedVm.get(mm) ?? 0n;
+    if (h !== c) f.add(`pinned_vm of ${mm} is ${h} pages, its pages objects pin ${c}`);
   }
 
   // Frames: user-page frames are the pins', page-table frames the live domains'.

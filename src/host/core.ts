@@ -12,6 +12,7 @@ import { DevFs } from './devfs.ts';
 import { type File, OpenFiles } from './file.ts';
 import { type SysAttr, SysFs } from './sysfs.ts';
 import type { Task } from './task.ts';
+import type { MmId } from './user-memory.ts';
 import { type Inode, Vfs } from './vfs.ts';
 
 export class KernelCore {
@@ -32,6 +33,16 @@ export class KernelCore {
   private readonly failNths = new Map<string, FailNth>();
   /** Values written to the debugfs fault-injection knobs (accepted, no other effect). */
   private readonly debugfsKnobs = new Map<string, string>();
+  /**
+   * The host's own /proc/<pid>[/task/<tid>]/status of a process the kernel serves (set by a
+   * front end whose tasks are real processes), or undefined when there is no such process.
+   * Without it the file has only the lines the emulated kernel keeps.
+   */
+  hostProcStatus: ((pid: number, tid: number | undefined) => string | undefined) | undefined;
+  /** Whether address space `mm` is (or was) one of process `pid`'s; set with hostProcStatus. */
+  mmOfProcess: (mm: MmId, pid: number) => boolean = () => false;
+  /** Per-mm memory counters drivers keep (iommufd's pinned_vm and locked_vm), in pages. */
+  readonly mmCounters: ((which: (mm: MmId) => boolean) => MmCounters)[] = [];
 
   constructor() {
     // Logs only: a bus with no other listener lets ioctls skip building syscall trace events.
@@ -89,7 +100,7 @@ export class KernelCore {
     if (path === '/proc/thread-self') return { kind: 'link', target: `${pid}/task/${tid}` };
     if (PROC_TASK_DIR.test(path) || path === '/sys/kernel/debug') return { kind: 'dir' };
     if (DEBUGFS_DIR.test(path)) return { kind: 'dir' };
-    const attr = this.failNthAttr(path) ?? this.debugfsAttr(path);
+    const attr = this.failNthAttr(path) ?? this.debugfsAttr(path) ?? this.statusAttr(path);
     return attr === undefined ? undefined : { kind: 'attr', attr };
   }
 
@@ -113,6 +124,39 @@ export class KernelCore {
         if (n === undefined) return -Errno.EINVAL;
         this.failNth(pid, tid).arm(n);
         return 0;
+      },
+    };
+  }
+
+  /**
+   * /proc/<pid>/status and /proc/<pid>/task/<tid>/status: the process's own lines, with VmLck
+   * and VmPin counting what the emulated kernel locks and pins for it too (mm->locked_vm and
+   * mm->pinned_vm, which iommufd charges).
+   */
+  private statusAttr(path: string): SysAttr | undefined {
+    const m = /^\/proc\/(\d+)(?:\/task\/(\d+))?\/status$/.exec(path);
+    if (m === null) return undefined;
+    const pid = Number(m[1]);
+    const tid = m[2] === undefined ? undefined : Number(m[2]);
+    const host = this.hostProcStatus;
+    if (host !== undefined && host(pid, tid) === undefined) return undefined;
+    return {
+      kind: 'attr',
+      path,
+      mode: 0o444,
+      show: (task) => {
+        const text = host?.(pid, tid) ?? `Pid:\t${pid}\nVmLck:\t       0 kB\nVmPin:\t       0 kB\n`;
+        // The caller's own process: its current address space exactly; another's: all of its.
+        const own = task.creds.pid === pid ? task.memory.mm : undefined;
+        const which = (mm: MmId) => (own === undefined ? this.mmOfProcess(mm, pid) : mm === own);
+        let pinned = 0n;
+        let locked = 0n;
+        for (const counters of this.mmCounters) {
+          const c = counters(which);
+          pinned += c.pinned;
+          locked += c.locked;
+        }
+        return addToKbLine(addToKbLine(text, 'VmLck', locked), 'VmPin', pinned);
       },
     };
   }
@@ -154,6 +198,27 @@ const DEBUGFS_KNOB = new RegExp(`^/sys/kernel/debug/(${DEBUGFS_DIRS.join('|')})/
 const DEBUGFS_DIR = new RegExp(`^/sys/kernel/debug/(${DEBUGFS_DIRS.join('|')})$`);
 /** /proc/<pid>, /proc/<pid>/task and /proc/<pid>/task/<tid>. */
 const PROC_TASK_DIR = /^\/proc\/\d+(\/task(\/\d+)?)?$/;
+
+/** Pages of one mm that a driver accounts, as /proc/<pid>/status reports them. */
+export interface MmCounters {
+  /** mm->pinned_vm (VmPin). */
+  readonly pinned: bigint;
+  /** mm->locked_vm (VmLck). */
+  readonly locked: bigint;
+}
+
+/**
+ * Adds `pages` (4 KiB each) to the "Name:\t<n> kB" line of a status file, in the kernel's
+ * format (the value right-aligned in 8 columns).
+ */
+function addToKbLine(text: string, name: string, pages: bigint): string {
+  if (pages === 0n) return text;
+  const re = new RegExp(`^${name}:\\s*(\\d+) kB$`, 'm');
+  const m = re.exec(text);
+  const kb = (m === null ? 0n : BigInt(m[1]!)) + pages * 4n;
+  const line = `${name}:\t${kb.toString().padStart(8)} kB`;
+  return m === null ? `${text}${line}\n` : text.replace(re, line);
+}
 
 /** kstrtouint(): decimal, 0x hex or 0 octal, with an optional trailing newline. */
 function parseUint(text: string): number | undefined {

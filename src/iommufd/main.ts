@@ -93,6 +93,10 @@ export class IommufdSubsystem {
     const charged = this.accounting.total();
     if (charged !== 0n && this.contexts.size === 0)
       out.push(`${charged} pages still charged to RLIMIT_MEMLOCK`);
+    let pinnedVm = 0n;
+    for (const pages of this.accounting.pinnedVmByMm.values()) pinnedVm += pages;
+    if (pinnedVm !== 0n && this.contexts.size === 0)
+      out.push(`${pinnedVm} pages still counted in pinned_vm`);
     return out;
   }
 

@@ -5,9 +5,8 @@
  * count of its own pages, reserved IOVA, dirty bits, the mock device's cache). The mock IOMMU
  * driver and bus are src/iommu/mock-driver.ts.
  *
- * Not built yet (the op answers EOPNOTSUPP, as an unknown op does): the access objects
- * (CREATE_ACCESS and the ops on its fd), TRIGGER_IOPF and TRIGGER_VEVENT (no fault or vEVENT
- * queues) and the dma-buf ops (docs/decisions.md 100).
+ * The access objects are selftest-access.ts. Not built yet (the op answers EOPNOTSUPP, as an
+ * unknown op does): the dma-buf ops (docs/decisions.md 134).
  */
 import { shouldFail } from '../fault/fault.ts';
 import { copyFromUser } from '../host/uaccess.ts';
@@ -35,6 +34,8 @@ import {
   IOMMU_TEST_OP_PASID_DETACH,
   IOMMU_TEST_OP_PASID_REPLACE,
   IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT,
+  IOMMU_TEST_OP_TRIGGER_IOPF,
+  IOMMU_TEST_OP_TRIGGER_VEVENT,
   IOMMUFD_TEST_MEMORY_LIMIT_MIN,
   MOCK_DEV_CACHE_ID_MAX,
   MOCK_PAGE_SIZE,
@@ -48,6 +49,8 @@ import {
   testMockDomainReplace,
   testPasidAttach,
   testPasidCheck,
+  testTriggerIopf,
+  testTriggerVevent,
 } from '../uapi/iommufd-test.ts';
 import {
   type IommufdDevice,
@@ -268,6 +271,31 @@ function mdCheckIotlb(ucmd: TestUcmd): SyscallResult {
   throw new Error('nested HWPTs cannot exist yet');
 }
 
+/**
+ * iommufd_test_trigger_iopf(): a page request from a mock device (dev_id is its DEVICE object).
+ * Reporting it finds no fault-capable domain attached (no fault queue can exist yet), so the core
+ * answers the device itself; the op succeeds whatever the report did, as in the kernel.
+ */
+function triggerIopf(ucmd: TestUcmd): SyscallResult {
+  const cmd = args(ucmd, testTriggerIopf);
+  using held = ucmd.ictx.getObjectRef(cmd.dev_id, 'device');
+  if (held === undefined) return -Errno.ENOENT;
+  if (!isMockDevice((held.obj as IommufdDevice).dev)) return -Errno.EINVAL;
+  return 0;
+}
+
+/**
+ * iommufd_test_trigger_vevent(): an event for the vIOMMU of a mock device (dev_id is its DEVICE
+ * object) and its vDEVICE; none can exist yet, so ENOENT, which is also the answer for a device
+ * that is not a mock one (the kernel does not check; its driver data has no vIOMMU).
+ */
+function triggerVevent(ucmd: TestUcmd): SyscallResult {
+  const cmd = args(ucmd, testTriggerVevent);
+  using held = ucmd.ictx.getObjectRef(cmd.dev_id, 'device');
+  if (held === undefined) return -Errno.ENOENT;
+  return -Errno.ENOENT;
+}
+
 /** iommufd_test_get_selftest_obj(): cmd.id names the selftest object of a mock device. */
 function selftestObj(ucmd: TestUcmd, id: number): ObjectRef<SelftestObj> | undefined {
   return ucmd.ictx.getObjectRef(id, 'selftest') as ObjectRef<SelftestObj> | undefined;
@@ -356,6 +384,10 @@ export function iommufdTest(ucmd: TestUcmd): SyscallResult {
       return mdCheckRefs(ucmd);
     case IOMMU_TEST_OP_MD_CHECK_IOTLB:
       return mdCheckIotlb(ucmd);
+    case IOMMU_TEST_OP_TRIGGER_IOPF:
+      return triggerIopf(ucmd);
+    case IOMMU_TEST_OP_TRIGGER_VEVENT:
+      return triggerVevent(ucmd);
     case IOMMU_TEST_OP_CREATE_ACCESS:
       return createAccess(ucmd);
     case IOMMU_TEST_OP_ACCESS_REPLACE_IOAS:

@@ -15,7 +15,7 @@ import type { FailNth } from '../fault/fault.ts';
 import type { ServerState } from './call.ts';
 import { ClientCredentials } from './client-creds.ts';
 import { ClientFiles } from './client-fds.ts';
-import { ClientMemories } from './client-memory.ts';
+import { ClientMemories, isMemoryOf } from './client-memory.ts';
 import { Connection } from './connection.ts';
 import { closeBarrier } from './ops/close.ts';
 import { hello } from './ops/hello.ts';
@@ -115,6 +115,9 @@ class Server implements EmuServer, ServerState {
     this.files = new ClientFiles(kernel.events);
     this.clientCreds = new ClientCredentials(kernel.events, options.grantedCaps ?? 0n);
     this.testbed = new Testbed(kernel, options.testbedDir);
+    // Clients are host processes: /proc/<pid>/status is theirs, plus what the kernel pins.
+    kernel.hostProcStatus = hostProcStatus;
+    kernel.mmOfProcess = isMemoryOf;
     this.net = net.createServer({ allowHalfOpen: false }, (socket) => {
       this.accept(socket);
     });
@@ -260,5 +263,15 @@ class Server implements EmuServer, ServerState {
     const handler = TRANSPORT_OPS.get(req.op);
     if (handler === undefined) this.protocolError(conn, `unknown op ${req.op}`);
     else handler(this, conn, req);
+  }
+}
+
+/** The host's /proc/<pid>[/task/<tid>]/status, or undefined if there is no such process. */
+function hostProcStatus(pid: number, tid: number | undefined): string | undefined {
+  const path = tid === undefined ? `/proc/${pid}/status` : `/proc/${pid}/task/${tid}/status`;
+  try {
+    return fs.readFileSync(path, 'latin1');
+  } catch {
+    return undefined;
   }
 }
