@@ -83,6 +83,18 @@ export function preloadWith(shim: string, existing: string | undefined): string 
 }
 
 /**
+ * AddressSanitizer refuses to start when its runtime is not the first library, and the shim is:
+ * the order does not matter to it otherwise (docs/shim.md), so the check is turned off unless
+ * the user chose.
+ */
+export function asanOptions(existing: string | undefined): string {
+  if (existing === undefined || existing === '') return 'verify_asan_link_order=0';
+  return existing.includes('verify_asan_link_order')
+    ? existing
+    : `${existing}:verify_asan_link_order=0`;
+}
+
+/**
  * A process running under the shim must not serve: its own file calls would be forwarded to
  * itself and deadlock.
  */
@@ -285,7 +297,8 @@ export function runProgram(
       break;
   }
   const { LD_PRELOAD: preload, ...rest } = env;
-  const guardEnv = preload === undefined ? rest : { ...rest, IOMMUFD_EMU_PRELOAD: preload };
+  const guardEnv: NodeJS.ProcessEnv = { ...rest, ASAN_OPTIONS: asanOptions(env.ASAN_OPTIONS) };
+  if (preload !== undefined) guardEnv.IOMMUFD_EMU_PRELOAD = preload;
   return new Promise((resolve) => {
     const child = spawn(options.guard, [found.path, program, ...args], {
       stdio: options.stdio ?? 'inherit',
