@@ -134,6 +134,10 @@ const iommuUnit = z.strictObject({
     .meta({ description: 'default: the x86 MSI window 0xfee00000-0xfeefffff' }),
 });
 
+/** A timer's longest delay in Node (2^31-1 ms, about 24.8 days); a longer one fires at once. */
+export const MAX_DELAY_MS = 0x7fffffff;
+export const DELAY_MS_RULE = `must be a number of milliseconds from 0 to ${MAX_DELAY_MS}`;
+
 const COMPLETION_EXPECTED = 'expected "prompt", "qemu" or {"delayMs": n}';
 /** "prompt", "qemu", or an object checked as one (so a bad delay is named, not the union). */
 const dmaCompletion = z.union(
@@ -142,7 +146,8 @@ const dmaCompletion = z.union(
     z.strictObject({
       delayMs: z
         .number(expected('expected a number of milliseconds'))
-        .nonnegative(expected('must be a non-negative number of milliseconds')),
+        .nonnegative(expected(DELAY_MS_RULE))
+        .max(MAX_DELAY_MS, expected(DELAY_MS_RULE)),
     }),
   ],
   expected(COMPLETION_EXPECTED),
