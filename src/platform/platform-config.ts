@@ -7,7 +7,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import type { DmaCompletion } from './edu.ts';
 import type { IommuUnitConfig, ReservedRegion } from './iommu.ts';
-import { isValidBdf } from './pci.ts';
+import { isValidBdf, type ResetMethod } from './pci.ts';
 import { MAX_MEMORY_SIZE } from './phys-memory.ts';
 import {
   DELAY_MS_RULE,
@@ -36,6 +36,8 @@ export interface DeviceConfig {
   readonly dmaCompletion: DmaCompletion;
   /** Reserved regions only this device reports (on top of its IOMMU's). */
   readonly reservedRegions: readonly ReservedRegion[];
+  /** How it can be reset; none for QEMU's edu. */
+  readonly resetMethods: readonly ResetMethod[];
 }
 
 /** A whole machine. */
@@ -96,6 +98,7 @@ export function defaultPlatform(): PlatformConfig {
     dmaMask: U64_MAX,
     dmaCompletion: 'prompt',
     reservedRegions: [],
+    resetMethods: [],
   });
   return {
     memorySize: 4n * SZ_1G,
@@ -244,6 +247,9 @@ function platformIssues(config: PlatformConfig): PlatformIssue[] {
     }
     const bad = badRegion(dev.reservedRegions);
     if (bad !== undefined) fail(`${at}.reservedRegions[${bad}]`, 'start must be <= last');
+    if (dev.resetMethods.includes('bus') && dev.bdf.slice(5, 7) === '00') {
+      fail(`${at}.reset`, 'a device on the root bus (00) has no bridge above it to reset its bus');
+    }
   }
   return issues;
 }
@@ -278,6 +284,7 @@ export function platformToJson(config: PlatformConfig): unknown {
       dmaMask: hex(d.dmaMask),
       dmaCompletion: d.dmaCompletion,
       reservedRegions: regions(d.reservedRegions),
+      ...(d.resetMethods.length === 0 ? {} : { reset: d.resetMethods }),
     })),
   };
 }
@@ -323,6 +330,7 @@ function toDevice(dev: DeviceFile): DeviceConfig {
     dmaMask: dev.dmaMask ?? U64_MAX,
     dmaCompletion: dev.dmaCompletion ?? 'prompt',
     reservedRegions: dev.reservedRegions ?? [],
+    resetMethods: dev.reset ?? [],
   };
 }
 

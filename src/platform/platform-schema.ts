@@ -153,6 +153,8 @@ const dmaCompletion = z.union(
   expected(COMPLETION_EXPECTED),
 );
 
+const RESET_METHODS = ['flr', 'pm', 'bus'] as const;
+
 const device = z.strictObject({
   bdf: z
     .string(expected('expected a string'))
@@ -173,6 +175,16 @@ const device = z.strictObject({
   dmaMask: u64.optional(),
   dmaCompletion: dmaCompletion.optional(),
   reservedRegions: z.array(reservedRegion, expected('expected an array')).optional(),
+  reset: z
+    .array(
+      z.enum(RESET_METHODS, expected(`expected one of ${RESET_METHODS.join(', ')}`)),
+      expected('expected an array'),
+    )
+    .optional()
+    .meta({
+      description:
+        'how the device can be reset: "flr", "pm", "bus" (a secondary bus reset, not on bus 00); none for QEMU\'s edu',
+    }),
 });
 
 export const platformFileSchema = z
