@@ -205,12 +205,14 @@ export class Recorder {
     });
   };
 
-  /** The process memory beneath a call's CallMemory: logged while that call runs. */
+  /**
+   * The process memory beneath a call's CallMemory: logged whenever a call runs, that call or a
+   * later one (pages a MAP left unpinned are pinned when a later ATTACH gives them a domain,
+   * through the memory the MAP saw). Device DMA between calls is not logged.
+   */
   readonly observeMemory = (view: MemoryView): MemoryView => {
-    const call = this.call;
-    if (call === undefined) return view;
     const log = (access: MemoryAccess): void => {
-      if (this.call === call) call.memory.push(access);
+      this.call?.memory.push(access);
     };
     const base = view.memory;
     const memory: UserMemory = {

@@ -161,29 +161,26 @@ class ReplayStore {
 }
 
 /**
- * The process memory beneath one replayed call's CallMemory: during the call, every access is
- * answered from the recorded call's log (a read the record has the bytes of, a write compared
- * with what the recorded kernel wrote); afterwards (pinned pages, DMA) the address space's store.
+ * The process memory beneath one replayed call's CallMemory: while any call runs (this one, or
+ * a later one reaching pages this one mapped), every access is answered from that call's log (a
+ * read the record has the bytes of, a write compared with what the recorded kernel wrote);
+ * between calls (device DMA) from the address space's store.
  */
 class CallView implements UserMemory {
   readonly mm: MmId;
   private readonly store: ReplayStore;
-  private seen: CallSeen | undefined;
+  private readonly current: () => CallSeen | undefined;
   private readonly diverge: Diverge;
 
-  constructor(store: ReplayStore, seen: CallSeen | undefined, diverge: Diverge) {
+  constructor(store: ReplayStore, current: () => CallSeen | undefined, diverge: Diverge) {
     this.mm = store.mm;
     this.store = store;
-    this.seen = seen;
+    this.current = current;
     this.diverge = diverge;
   }
 
-  finish(): void {
-    this.seen = undefined;
-  }
-
   read(addr: bigint, length: number): Uint8Array | undefined {
-    const seen = this.seen;
+    const seen = this.current();
     if (seen === undefined) return this.store.read(addr, length);
     const m = seen.takeMemory('read', (x) => fromHex(x.addr) === addr && x.length === length);
     if (m === undefined) {
@@ -199,7 +196,7 @@ class CallView implements UserMemory {
   }
 
   write(addr: bigint, data: Uint8Array): boolean {
-    const seen = this.seen;
+    const seen = this.current();
     if (seen === undefined) {
       this.store.write(addr, data);
       return true;
@@ -222,7 +219,7 @@ class CallView implements UserMemory {
   }
 
   vma(addr: bigint): Vma | undefined {
-    const seen = this.seen;
+    const seen = this.current();
     if (seen === undefined) return this.store.vma(addr);
     const m = seen.takeMemory('vma', (x) => fromHex(x.addr) === addr);
     if (m === undefined) {
@@ -236,7 +233,7 @@ class CallView implements UserMemory {
   }
 
   mapRanges(): readonly MapRange[] {
-    const m = this.seen?.takeMemory('maps', () => true);
+    const m = this.current()?.takeMemory('maps', () => true);
     if (m === undefined) {
       this.diverge(`the call looked at its caller's mappings; the recorded call did not`);
       return [];
@@ -274,17 +271,14 @@ export class ReplayMemories implements CallMemories {
       store = new ReplayStore(key);
       this.stores.set(key, store);
     }
-    const view = new CallView(store, this.current(), this.diverge);
+    const view = new CallView(store, this.current, this.diverge);
     const memory = new CallMemory(view, window?.start ?? 0n, window?.bytes ?? new Uint8Array(0), {
       windowWritable: window?.writable ?? true,
       mapRanges: () => view.mapRanges(),
     });
     return {
       memory,
-      done: () => {
-        memory.finish();
-        view.finish();
-      },
+      done: () => memory.finish(),
     };
   }
 
