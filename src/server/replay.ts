@@ -269,6 +269,10 @@ class Replay implements ServerState {
     if (d !== undefined && d.line === this.at && d.replayed === undefined) {
       const mine = this.produced.slice(firstNew).find((e) => e.kind === 'syscall');
       if (recordedText !== undefined) d.recorded = recordedText;
+      // An ioctl's trace line shows its reply's result: show the recorded one there.
+      if (recordedText !== undefined && req.op === Op.IOCTL && line.reply !== undefined) {
+        d.recorded = recordedText.replace(/ = [^=]*$/, ` = ${formatResult(line.reply.ret)}`);
+      }
       if (mine !== undefined) d.replayed = formatEvent(mine);
     }
   }
