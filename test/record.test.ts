@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { replayRecord } from '../src/server/replay.ts';
+import { RecordReplay, replayRecord } from '../src/server/replay.ts';
 import { type CallLine, parseRecord, RecordError } from '../src/trace/record.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -183,21 +183,27 @@ describe('record and replay', { skip: gcc ? false : 'gcc is not installed' }, ()
     assert.match(result.divergence.what, /the dma event differs|did not produce/);
   });
 
-  test('replay steps line by line with the emulator of each point (onLine, untilLine)', async () => {
+  test('a replay steps forward to a line and keeps its emulator there (RecordReplay)', async () => {
     const rec = parseRecord(readFileSync(demoRecord, 'utf8'));
-    const i = callTraced(lines(demoRecord), /IOMMU_IOAS_ALLOC/);
+    const rows = lines(demoRecord);
+    const alloc = callTraced(rows, /IOMMU_IOAS_ALLOC/) + 2;
     const seen: number[] = [];
-    let ioasCount = -1; // the iommufd contexts open at the IOAS_ALLOC
-    const result = await replayRecord(rec, {
-      untilLine: i + 2,
-      onLine: (line, kernel) => {
-        seen.push(line);
-        if (line === i + 2) ioasCount = kernel.iommufd.contexts.size;
-      },
-    });
-    assert.equal(result.ok, true);
-    assert.equal(seen.at(-1), i + 2);
-    assert.equal(ioasCount, 1);
+    const replay = RecordReplay.open(rec);
+    assert.ok(typeof replay !== 'string', String(replay));
+    try {
+      const first = await replay.run({ untilLine: alloc, onLine: (line) => seen.push(line) });
+      assert.equal(first.ok, true);
+      assert.equal(replay.position, alloc);
+      assert.equal(seen.at(-1), alloc);
+      // /dev/iommu is open and holds the IOAS just allocated; at the end every file is closed.
+      assert.equal(replay.kernel.iommufd.contexts.size, 1);
+      const rest = await replay.run();
+      assert.equal(rest.ok, true, JSON.stringify(rest));
+      assert.equal(replay.position, rows.length);
+      assert.equal(replay.kernel.iommufd.contexts.size, 0);
+    } finally {
+      replay.close();
+    }
   });
 
   for (const name of ['noiommu_get_pa', 'dma_iommu']) {

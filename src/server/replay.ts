@@ -17,6 +17,8 @@ import {
   hexToBytes,
   isEventLine,
   type RecordedReply,
+  type RecordLine,
+  type ReplyLine,
   type RunRecord,
 } from '../trace/record.ts';
 import { bootLogEvents, eventJson, formatEvent, formatResult } from '../trace/writer.ts';
@@ -117,19 +119,32 @@ function eventDifference(recorded: EventLine, replayed: EmuEvent): string | unde
   return undefined;
 }
 
-class Replay implements ServerState {
+/**
+ * One replay of a record, kept open: it runs to a line and stops there with its emulator as it
+ * stands (a tool stepping through a run forward; to go back, open another and run it to the
+ * earlier line). replayRecord() runs one to the end.
+ */
+export class RecordReplay implements ServerState {
   readonly kernel: Kernel;
   readonly testbed: Testbed;
   readonly memories: ReplayMemories;
   readonly files: ReplayFiles;
   readonly clientCreds: ClientCredentials;
-  private readonly record: RunRecord;
+  readonly record: RunRecord;
   private readonly timers = new ReplayTimers();
   private readonly connections = new Map<number, Connection>();
   /** Replies the replay gave, by connection and seq, not yet compared. */
   private readonly replies = new Map<string, RecordedReply>();
-  /** Events the replay published, not yet compared. */
+  /**
+   * Events the replay published, not yet compared: those of the line being replayed (a call,
+   * a drop, device work), which must follow it in the record in order; and those published while
+   * the replay waited on the event loop (a close's barrier, a write that had blocked), which the
+   * record has wherever the recording's event loop put them, matched in their own order.
+   */
   private readonly produced: EmuEvent[] = [];
+  private readonly producedLater: EmuEvent[] = [];
+  /** A line is being replayed synchronously: what it publishes is its own. */
+  private inLine = false;
   private seen: CallSeen | undefined;
   /** The line being replayed, and the first divergence found. */
   private at = 0;
@@ -138,8 +153,21 @@ class Replay implements ServerState {
     | undefined;
   private calls = 0;
   private events = 0;
+  /** The index in record.lines of the next line to replay. */
+  private next = 0;
 
-  constructor(record: RunRecord, kernel: Kernel) {
+  /** A replay of `record` on a fresh emulator of its platform; a string says why there is none. */
+  static open(record: RunRecord): RecordReplay | string {
+    const kernel = bootRecorded(record);
+    return typeof kernel === 'string' ? kernel : new RecordReplay(record, kernel);
+  }
+
+  /** The record line replayed last (0 before the first). */
+  get position(): number {
+    return this.next === 0 ? 0 : (this.record.lines[this.next - 1]?.line ?? 0);
+  }
+
+  private constructor(record: RunRecord, kernel: Kernel) {
     this.record = record;
     this.kernel = kernel;
     const current = (): CallSeen | undefined => this.seen;
@@ -156,7 +184,7 @@ class Replay implements ServerState {
     // The record starts with the boot log, as a trace does.
     this.produced.push(...bootLogEvents(kernel.dmesg));
     kernel.events.subscribe((event) => {
-      this.produced.push(event);
+      (this.inLine ? this.produced : this.producedLater).push(event);
     });
   }
 
@@ -167,51 +195,67 @@ class Replay implements ServerState {
     conn.socket.destroy();
   }
 
-  async run(options: ReplayOptions): Promise<ReplayResult> {
+  /**
+   * Replays from where it stopped up to `options.untilLine` (inclusive), or to the end, where
+   * nothing the replay produced may be left unmatched. After a divergence it replays no more.
+   */
+  async run(options: ReplayOptions = {}): Promise<ReplayResult> {
     const lines = this.record.lines;
-    for (let i = 0; i < lines.length; i++) {
+    if (this.divergence !== undefined) return { ok: false, divergence: this.divergence };
+    for (; this.next < lines.length; ) {
+      const i = this.next++;
       const { line, entry } = lines[i]!;
       this.at = line;
       if (isEventLine(entry)) await this.expectEvent(entry);
-      else {
-        this.noUnexpectedEvent();
-        switch (entry.kind) {
-          case 'call':
-            this.call(entry, lines[i + 1]?.entry);
-            break;
-          case 'reply':
-            await this.expectReply(entry.conn, entry.seq, entry);
-            break;
-          case 'drop': {
-            const conn = this.connections.get(entry.conn);
-            if (conn !== undefined) dropConnection(this, conn);
-            break;
-          }
-          case 'raw-write': {
-            rawWrite(this, this.connection(entry.conn), hexToBytes(entry.data));
-            break;
-          }
-          case 'device-work':
-            if (!this.timers.complete(entry.device, entry.work)) {
-              this.diverge(`${entry.device} has no ${entry.work} pending to complete`);
-            }
-            break;
-          case 'end':
-            break;
+      else if (entry.kind === 'reply') {
+        await this.expectReply(entry.conn, entry.seq, entry);
+      } else {
+        this.noUnexpectedEvent(this.produced);
+        this.inLine = true;
+        try {
+          this.replayLine(entry, lines[i + 1]?.entry);
+        } finally {
+          this.inLine = false;
         }
       }
       if (this.divergence !== undefined) return { ok: false, divergence: this.divergence };
       options.onLine?.(line, this.kernel);
       if (options.untilLine !== undefined && line >= options.untilLine) break;
     }
-    if (options.untilLine === undefined) {
+    if (this.next >= lines.length) {
       this.at = lines.at(-1)?.line ?? 0;
-      this.noUnexpectedEvent();
+      this.noUnexpectedEvent(this.produced);
+      this.noUnexpectedEvent(this.producedLater);
       if (this.divergence !== undefined) return { ok: false, divergence: this.divergence };
     }
     return { ok: true, calls: this.calls, events: this.events };
   }
 
+  /** A line other than an event or a reply, replayed synchronously. */
+  private replayLine(entry: Exclude<RecordLine, EventLine | ReplyLine>, next: unknown): void {
+    switch (entry.kind) {
+      case 'call':
+        this.call(entry, next);
+        break;
+      case 'drop': {
+        const conn = this.connections.get(entry.conn);
+        if (conn !== undefined) dropConnection(this, conn);
+        break;
+      }
+      case 'raw-write':
+        rawWrite(this, this.connection(entry.conn), hexToBytes(entry.data));
+        break;
+      case 'device-work':
+        if (!this.timers.complete(entry.device, entry.work)) {
+          this.diverge(`${entry.device} has no ${entry.work} pending to complete`);
+        }
+        break;
+      case 'end':
+        break;
+    }
+  }
+
+  /** Stops the emulator's devices and removes its testbed. */
   close(): void {
     this.kernel.machine.shutdown();
     this.testbed.remove();
@@ -327,8 +371,11 @@ class Replay implements ServerState {
   }
 
   private async expectEvent(recorded: EventLine): Promise<void> {
-    await this.waitFor(() => this.produced.length > 0);
-    const event = this.produced.shift();
+    let event = this.produced.shift();
+    if (event === undefined) {
+      await this.waitFor(() => this.producedLater.length > 0);
+      event = this.producedLater.shift();
+    }
     if (event === undefined) {
       this.diverge(`the replay did not produce this event: ${recorded.text}`);
       return;
@@ -345,8 +392,8 @@ class Replay implements ServerState {
   }
 
   /** Events the replay published that the record does not have at this point. */
-  private noUnexpectedEvent(): void {
-    const event = this.produced[0];
+  private noUnexpectedEvent(queue: readonly EmuEvent[]): void {
+    const event = queue[0];
     if (event === undefined) return;
     this.divergence ??= {
       line: this.at,
@@ -380,11 +427,8 @@ export async function replayRecord(
   record: RunRecord,
   options: ReplayOptions = {},
 ): Promise<ReplayResult> {
-  const kernel = bootRecorded(record);
-  if (typeof kernel === 'string') {
-    return { ok: false, divergence: { line: 1, what: kernel } };
-  }
-  const replay = new Replay(record, kernel);
+  const replay = RecordReplay.open(record);
+  if (typeof replay === 'string') return { ok: false, divergence: { line: 1, what: replay } };
   try {
     return await replay.run(options);
   } finally {
