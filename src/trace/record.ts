@@ -264,6 +264,30 @@ export function parseRecord(text: string): RunRecord {
   return { header, lines };
 }
 
+/** A line that is not an event, with the trace's events that follow it (what it caused). */
+export interface RecordStep {
+  readonly line: number;
+  readonly entry: Exclude<RecordLine, EventLine>;
+  readonly events: readonly EventLine[];
+}
+
+/**
+ * The record as steps: each call (or reply, drop, device work...) with the events after it, the
+ * call's own trace line first. Events before the first step (the boot log) are `boot`.
+ */
+export function recordSteps(record: RunRecord): {
+  readonly boot: readonly EventLine[];
+  readonly steps: readonly RecordStep[];
+} {
+  const boot: EventLine[] = [];
+  const steps: { line: number; entry: Exclude<RecordLine, EventLine>; events: EventLine[] }[] = [];
+  for (const { line, entry } of record.lines) {
+    if (isEventLine(entry)) (steps.at(-1)?.events ?? boot).push(entry);
+    else steps.push({ line, entry: entry as Exclude<RecordLine, EventLine>, events: [] });
+  }
+  return { boot, steps };
+}
+
 // -- values ---------------------------------------------------------------------------------------
 
 export function toHex(v: bigint | number): Hex {
