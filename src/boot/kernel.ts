@@ -7,7 +7,7 @@
 import { KernelCore } from '../host/core.ts';
 import type { UdevRule } from '../host/devfs.ts';
 import { addMockBusSysfs, addMockDeviceSysfs, removeMockDeviceSysfs } from '../host/mock-sysfs.ts';
-import { PCI_ANY_ID, PciBus, type PciDeviceId, type PciDriver } from '../host/pci-bus.ts';
+import { PCI_ANY_ID, PciBus, type PciDriver } from '../host/pci-bus.ts';
 import { addPciRootBusSysfs, addPciSysfs } from '../host/pci-sysfs.ts';
 import { IommuSubsystem, iommuGetResvRegions } from '../iommu/iommu.ts';
 import { MockBus } from '../iommu/mock-driver.ts';
@@ -90,7 +90,9 @@ export class Kernel extends KernelCore {
     this.pci = new PciBus(this.sysfs, this.events);
     addPciRootBusSysfs(this.sysfs);
     for (const dev of this.machine.devices.values()) {
-      this.pci.addDevice(dev);
+      // Every device boots with driver_override=vfio-pci, as driverctl's saved overrides leave
+      // a VFIO machine (and as the Linux lane's /init binds): vfio-pci takes them all.
+      this.pci.addDevice(dev, 'vfio-pci');
       addPciSysfs(this.sysfs, dev, {
         driverOf: () => this.pci.driverOf(dev.bdf)?.name,
         groupReservedRegions: () => {
@@ -99,22 +101,8 @@ export class Kernel extends KernelCore {
         },
       });
     }
-    // vfio-pci, booted with vfio-pci.ids= naming every device model of the machine, so that it
-    // binds them all (docs/sysfs.md); its static table matches any device by driver_override.
-    const ids = new Map<string, PciDeviceId>();
-    for (const dev of this.machine.devices.values()) {
-      const [vendor, device] = [dev.configRead(0x00, 2), dev.configRead(0x02, 2)];
-      ids.set(`${vendor}:${device}`, {
-        vendor,
-        device,
-        subvendor: PCI_ANY_ID,
-        subdevice: PCI_ANY_ID,
-        class: 0,
-        classMask: 0,
-        driverData: 0,
-      });
-    }
-    this.pci.registerDriver(this.vfioPciDriver(), [...ids.values()]);
+    // vfio-pci: its static table matches any device whose driver_override names it.
+    this.pci.registerDriver(this.vfioPciDriver());
   }
 
   /** The module parameters and the vfio_pci module's directory. */

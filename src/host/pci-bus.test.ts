@@ -41,9 +41,11 @@ function bound(emu: Emulator, bdf: string): string | undefined {
 }
 
 describe('driver_override', () => {
-  it('shows (null) until set; a newline or an empty write clears it; PAGE_SIZE - 1 is too long', () => {
+  it('boots as vfio-pci; a newline or an empty write clears it; PAGE_SIZE - 1 is too long', () => {
     const emu = createEmulator();
     const proc = emu.spawn();
+    assert.equal(read(proc, `${DEV}/driver_override`), 'vfio-pci\n');
+    assert.equal(write(proc, `${DEV}/driver_override`, '\n'), 1);
     assert.equal(read(proc, `${DEV}/driver_override`), '(null)\n');
     assert.equal(write(proc, `${DEV}/driver_override`, 'vfio-pci\n'), 9);
     assert.equal(read(proc, `${DEV}/driver_override`), 'vfio-pci\n');
@@ -53,10 +55,9 @@ describe('driver_override', () => {
       'vfio-pci\n',
       'a refused write changes nothing',
     );
-    assert.equal(write(proc, `${DEV}/driver_override`, '\n'), 1);
-    assert.equal(read(proc, `${DEV}/driver_override`), '(null)\n');
     assert.equal(write(proc, `${DEV}/driver_override`, 'foo\nbar'), 7);
     assert.equal(read(proc, `${DEV}/driver_override`), 'foo\n', 'up to the first newline');
+    assert.ok(bound(emu, '0000:00:04.0') !== undefined, 'setting it leaves the binding alone');
     emu.kernel.shutdown();
   });
 
@@ -87,8 +88,9 @@ describe("vfio-pci's bind, unbind, new_id and remove_id", () => {
     assert.equal(write(proc, `${DRV}/unbind`, '0000:00:06.0'), -Errno.ENODEV, 'not bound');
     assert.equal(write(proc, '/sys/bus/pci/drivers_probe', 'nope'), -Errno.ENODEV);
     assert.equal(write(proc, `${DRV}/new_id`, '1234'), -Errno.EINVAL, 'fewer than 2 fields');
-    assert.equal(write(proc, `${DRV}/new_id`, '1234 11e8'), -Errno.EEXIST, 'vfio-pci.ids has it');
     assert.equal(write(proc, `${DRV}/new_id`, '1234 11e8 ffffffff ffffffff 0 0 5'), -Errno.EINVAL);
+    assert.equal(write(proc, `${DRV}/new_id`, '1234 11e8'), 9);
+    assert.equal(write(proc, `${DRV}/new_id`, '1234 11e8'), -Errno.EEXIST, 'it has that id now');
     assert.equal(write(proc, `${DRV}/remove_id`, '8086'), -Errno.EINVAL);
     assert.equal(write(proc, `${DRV}/remove_id`, '8086 1234'), -Errno.ENODEV);
     // The no-IOMMU device's probe fails with no-IOMMU mode off: bind says so, drivers_probe not.
@@ -98,20 +100,27 @@ describe("vfio-pci's bind, unbind, new_id and remove_id", () => {
     emu.kernel.shutdown();
   });
 
-  it('remove_id leaves an unbound device alone; new_id binds every unbound device it matches', () => {
+  it('new_id binds every unbound device it matches; without it or an override none binds', () => {
     const emu = createEmulator();
     const proc = emu.spawn();
-    assert.equal(write(proc, `${DRV}/unbind`, '0000:00:04.0'), 12);
-    assert.equal(write(proc, `${DRV}/unbind`, '0000:00:05.0'), 12);
+    for (const bdf of ['0000:00:04.0', '0000:00:05.0']) {
+      assert.equal(write(proc, `${DRV}/unbind`, bdf), 12);
+      const dev = `/sys/bus/pci/devices/${bdf}`;
+      assert.equal(write(proc, `${dev}/driver_override`, '\n'), 1);
+    }
     assert.equal(emu.kernel.devfs.lookup('/dev/vfio/devices/vfio0'), undefined);
-    assert.equal(write(proc, `${DRV}/remove_id`, '0x1234 0x11e8\n'), 14);
     assert.equal(write(proc, '/sys/bus/pci/drivers_probe', '0000:00:04.0'), 12);
     assert.equal(bound(emu, '0000:00:04.0'), undefined);
-    assert.equal(write(proc, `${DRV}/bind`, '0000:00:04.0'), -Errno.ENODEV, 'no id matches now');
-    assert.equal(write(proc, `${DRV}/new_id`, '1234 11e8'), 9);
+    assert.equal(write(proc, `${DRV}/bind`, '0000:00:04.0'), -Errno.ENODEV, 'nothing matches');
+    assert.equal(write(proc, `${DRV}/new_id`, '0x1234 0x11e8\n'), 14);
     assert.ok(bound(emu, '0000:00:04.0') !== undefined);
     assert.ok(bound(emu, '0000:00:05.0') !== undefined);
     assert.equal(bound(emu, '0000:00:06.0'), undefined, 'its probe still fails');
+    assert.equal(write(proc, `${DRV}/remove_id`, '1234 11e8'), 9);
+    assert.equal(bound(emu, '0000:00:04.0') !== undefined, true, 'remove_id unbinds nothing');
+    assert.equal(write(proc, `${DRV}/unbind`, '0000:00:04.0'), 12);
+    assert.equal(write(proc, '/sys/bus/pci/drivers_probe', '0000:00:04.0'), 12);
+    assert.equal(bound(emu, '0000:00:04.0'), undefined);
     emu.kernel.shutdown();
   });
 
@@ -199,7 +208,7 @@ describe('permissions at open (may_open, kernfs_fop_open)', () => {
   it('a user without CAP_DAC_OVERRIDE reads 0644 files, writes none of root', () => {
     const emu = createEmulator();
     const user = emu.spawn({ uid: 4242, gid: 4242, capEff: 0n });
-    assert.equal(read(user, `${DEV}/driver_override`), '(null)\n');
+    assert.equal(read(user, `${DEV}/driver_override`), 'vfio-pci\n');
     assert.equal(write(user, `${DEV}/driver_override`, 'vfio-pci'), -Errno.EACCES);
     assert.equal(write(user, `${DRV}/unbind`, '0000:00:04.0'), -Errno.EACCES);
     assert.equal(

@@ -143,14 +143,13 @@ export class PciBus {
     });
   }
 
-  /** device_add() of a PCI device: its driver_override file. Drivers registered later probe it. */
-  addDevice(dev: PciDevice): void {
-    const state: DeviceState = {
-      dev,
-      driver: undefined,
-      override: undefined,
-      unbinding: undefined,
-    };
+  /**
+   * device_add() of a PCI device, with the driver_override it starts with (set before any driver
+   * probes it, as a boot-time udev rule does): its driver_override file. Drivers registered
+   * later probe it.
+   */
+  addDevice(dev: PciDevice, override?: string): void {
+    const state: DeviceState = { dev, driver: undefined, override, unbinding: undefined };
     this.devices.set(dev.bdf, state);
     this.sysfs.add({
       kind: 'attr',
