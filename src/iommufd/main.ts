@@ -27,6 +27,7 @@ import { type IommufdDevice, type IommufdGroup, iommufdGetHwInfo } from './devic
 import { iommufdFaultAlloc, iommufdVeventqAlloc } from './eventq.ts';
 import { iommufdIoasNoiommuGetPa } from './get-pa.ts';
 import {
+  type HwptNested,
   type HwptPaging,
   iommufdHwptAlloc,
   iommufdHwptGetDirtyBitmap,
@@ -358,6 +359,7 @@ export interface IommufdObjectTypes {
   ioas: Ioas;
   device: IommufdDevice;
   'hwpt-paging': HwptPaging;
+  'hwpt-nested': HwptNested;
 }
 export type IommufdObjectOf<K extends IommufdObjType> = K extends keyof IommufdObjectTypes
   ? IommufdObjectTypes[K]

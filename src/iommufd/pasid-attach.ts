@@ -16,16 +16,16 @@ import {
 } from '../iommu/iommu.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import type { IommufdDevice, IommufdGroup } from './device.ts';
-import type { HwptPaging } from './hw-pagetable.ts';
+import type { HwPagetable } from './hw-pagetable.ts';
 
 /** struct iommufd_attach of one PASID: its HWPT and the devices attached through it. */
 export interface PasidAttach {
-  hwpt: HwptPaging;
+  hwpt: HwPagetable;
   readonly devices: IommufdDevice[];
 }
 
 /** iommufd_hwpt_pasid_compat(). */
-export function hwptPasidCompat(hwpt: HwptPaging, igroup: IommufdGroup, pasid: number): boolean {
+export function hwptPasidCompat(hwpt: HwPagetable, igroup: IommufdGroup, pasid: number): boolean {
   if (pasid === IOMMU_NO_PASID) return hwpt.pasidCompat || igroup.pasidAttach.size === 0;
   if (!hwpt.pasidCompat) return false;
   return igroup.hwpt === undefined || igroup.hwpt.pasidCompat;
@@ -33,7 +33,7 @@ export function hwptPasidCompat(hwpt: HwptPaging, igroup: IommufdGroup, pasid: n
 
 /** iommufd_hwpt_attach_device() for a PASID: the handle, then the iommu core. */
 function hwptAttachDevicePasid(
-  hwpt: HwptPaging,
+  hwpt: HwPagetable,
   idev: IommufdDevice,
   pasid: number,
 ): SyscallResult {
@@ -45,7 +45,7 @@ function hwptAttachDevicePasid(
 
 /** iommufd_hw_pagetable_attach() for a PASID. */
 export function pasidHwPagetableAttach(
-  hwpt: HwptPaging,
+  hwpt: HwPagetable,
   idev: IommufdDevice,
   pasid: number,
 ): SyscallResult {
@@ -70,7 +70,10 @@ export function pasidHwPagetableAttach(
 }
 
 /** iommufd_hw_pagetable_detach() for a PASID: the HWPT to put, undefined if none was attached. */
-export function pasidHwPagetableDetach(idev: IommufdDevice, pasid: number): HwptPaging | undefined {
+export function pasidHwPagetableDetach(
+  idev: IommufdDevice,
+  pasid: number,
+): HwPagetable | undefined {
   const igroup = idev.igroup!;
   const attach = igroup.pasidAttach.get(pasid);
   if (attach === undefined) return undefined;
@@ -89,9 +92,9 @@ export function pasidHwPagetableDetach(idev: IommufdDevice, pasid: number): Hwpt
  */
 export function pasidDoReplace(
   idev: IommufdDevice,
-  hwpt: HwptPaging,
+  hwpt: HwPagetable,
   pasid: number,
-): HwptPaging | undefined | number {
+): HwPagetable | undefined | number {
   const attach = idev.igroup!.pasidAttach.get(pasid);
   if (attach === undefined || !attach.devices.includes(idev)) return -Errno.EINVAL;
   if (hwpt === attach.hwpt) return undefined;

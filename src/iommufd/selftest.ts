@@ -12,7 +12,12 @@
 import { fileMm } from '../host/file-memory.ts';
 import { copyFromUser, copyToUser } from '../host/uaccess.ts';
 import { IOMMU_NO_PASID } from '../iommu/iommu.ts';
-import { isMockDevice, type MockDevice, MockDomain } from '../iommu/mock-driver.ts';
+import {
+  isMockDevice,
+  type MockDevice,
+  MockDomain,
+  MockNestedDomain,
+} from '../iommu/mock-driver.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import { PAGE_SIZE, ULONG_MAX } from '../uapi/iommufd.ts';
 import {
@@ -33,6 +38,7 @@ import {
   IOMMUFD_TEST_MEMORY_LIMIT_MIN,
   type iommuTestCmd,
   MOCK_DEV_CACHE_ID_MAX,
+  MOCK_NESTED_DOMAIN_IOTLB_ID_MAX,
   MOCK_PAGE_SIZE,
   testAddReserved,
   testCheckCache,
@@ -60,7 +66,7 @@ import {
   iommufdDeviceReplace,
   iommufdDeviceUnbind,
 } from './device.ts';
-import type { HwptPaging } from './hw-pagetable.ts';
+import { HwPagetable, type HwptNested, type HwptPaging } from './hw-pagetable.ts';
 import type { Ioas } from './ioas.ts';
 import type { IommufdCtx, ObjectRef, Ucmd } from './main.ts';
 import { IommufdObject } from './object.ts';
@@ -296,12 +302,20 @@ function devCheckCache(ucmd: TestUcmd): SyscallResult {
   return 0;
 }
 
-/** iommufd_test_md_check_iotlb(): only a nested mock HWPT has an IOTLB, and none exists yet. */
+/**
+ * iommufd_test_md_check_iotlb(): entry `cache_id` of a nested mock domain's IOTLB is `value`
+ * (ENOENT for anything but a nested HWPT, EINVAL for another driver's, an id past 3 or another
+ * value).
+ */
 function mdCheckIotlb(ucmd: TestUcmd): SyscallResult {
   const cmd = args(ucmd, testCheckCache);
   using held = ucmd.ictx.getObjectRef(cmd.id, 'hwpt-nested');
   if (held === undefined) return -Errno.ENOENT;
-  throw new Error('nested HWPTs cannot exist yet');
+  const domain = (held.obj as HwptNested).domain;
+  if (!(domain instanceof MockNestedDomain)) return -Errno.EINVAL;
+  if (cmd.cache_id > MOCK_NESTED_DOMAIN_IOTLB_ID_MAX || domain.iotlb[cmd.cache_id] !== cmd.value)
+    return -Errno.EINVAL;
+  return 0;
 }
 
 /** iommufd_test_get_selftest_obj(): cmd.id names the selftest object of a mock device. */
@@ -363,8 +377,8 @@ function pasidCheckHwpt(ucmd: TestUcmd): SyscallResult {
   if (cmd.hwpt_id === 0) return attached === undefined ? 0 : -Errno.EINVAL;
   using hwpt = ucmd.ictx.getObjectRef(cmd.hwpt_id, 'any');
   if (hwpt === undefined) return -Errno.ENOENT;
-  if (hwpt.obj.type !== 'hwpt-paging') return -Errno.EINVAL;
-  return attached === (hwpt.obj as HwptPaging).domain ? 0 : -Errno.EINVAL;
+  if (!(hwpt.obj instanceof HwPagetable)) return -Errno.EINVAL;
+  return attached === hwpt.obj.domain ? 0 : -Errno.EINVAL;
 }
 
 /** IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT: a kernel-wide setting; it only changes batch sizes. */
