@@ -29,6 +29,7 @@ import {
   type iommuHwInfo,
 } from '../uapi/iommufd.ts';
 import {
+  type AttachHandle,
   findHwptPaging,
   type HwPagetable,
   iommufdHwPagetableAttach,
@@ -49,6 +50,8 @@ export class IommufdGroup {
   readonly group: IommuGroup | undefined;
   refs = 1;
   hwpt: HwPagetable | undefined;
+  /** The RID's attach handle (none for a no-IOMMU device, which the core never sees). */
+  handle: AttachHandle | undefined;
   readonly devices: IommufdDevice[] = [];
   /** pasid_attach for every PASID but IOMMU_NO_PASID (the RID's is `hwpt` and `devices`). */
   readonly pasidAttach = new Map<number, PasidAttach>();
@@ -249,6 +252,11 @@ function doReplace(
   if (rc) {
     if (moving) for (const d of igroup.devices) ioas.iopt.removeReservedIova(d);
     return rc;
+  }
+  if (igroup.group !== undefined) {
+    // The old handle's faults not answered yet are answered for userspace.
+    if (igroup.handle !== undefined) old.fault?.autoResponse(igroup.handle);
+    igroup.handle = { idev, hwpt };
   }
   if (moving) for (const d of igroup.devices) oldIoas.iopt.removeReservedIova(d);
   igroup.hwpt = hwpt;

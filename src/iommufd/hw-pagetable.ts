@@ -41,6 +41,7 @@ import {
   ULONG_MAX,
 } from '../uapi/iommufd.ts';
 import type { IommufdDevice } from './device.ts';
+import type { IommufdFault } from './eventq.ts';
 import { iommufdNoiommuOps } from './hwpt-noiommu.ts';
 import type { Ioas } from './ioas.ts';
 import { ioptReadAndClearDirty, ioptSetDirtyTracking } from './iopt-dirty.ts';
@@ -62,11 +63,34 @@ export abstract class HwPagetable extends IommufdObject {
   abstract domain: IommuAnyDomain | undefined;
   /** Allocated with IOMMU_HWPT_ALLOC_PASID: PASIDs may attach to it. */
   readonly pasidCompat: boolean;
+  /**
+   * hwpt->fault: the fault queue (held) its domain's I/O page faults go to, from
+   * IOMMU_HWPT_FAULT_ID_VALID; the domain then has an iopf handler.
+   */
+  fault: IommufdFault | undefined;
 
   constructor(ictx: IommufdCtx, flags: number) {
     super(ictx);
     this.pasidCompat = (flags & IOMMU_HWPT_ALLOC_PASID) !== 0;
   }
+
+  /** __iommufd_hwpt_destroy()'s part for both kinds: the domain goes, then the fault queue. */
+  protected releaseDomainAndFault(): void {
+    this.domain?.free();
+    this.domain = undefined;
+    this.fault?.users.dec();
+    this.fault = undefined;
+  }
+}
+
+/**
+ * struct iommufd_attach_handle: one attachment of a device's group (at one PASID) to a HWPT,
+ * made by the first device that attaches; I/O page faults are reported through it, and the
+ * faults not answered when it goes are answered for userspace.
+ */
+export interface AttachHandle {
+  readonly idev: IommufdDevice;
+  readonly hwpt: HwPagetable;
 }
 
 export class HwptPaging extends HwPagetable {
@@ -93,8 +117,7 @@ export class HwptPaging extends HwPagetable {
       this.ioas.iopt.removeDomain(this.domain!);
       this.onIoas = false;
     }
-    this.domain?.free();
-    this.domain = undefined;
+    this.releaseDomainAndFault();
     this.ioas.users.dec();
   }
 
@@ -119,8 +142,7 @@ export class HwptNested extends HwPagetable {
 
   /** iommufd_hwpt_nested_destroy(). */
   destroy(): void {
-    this.domain?.free();
-    this.domain = undefined;
+    this.releaseDomainAndFault();
     this.parent.users.dec();
   }
 
@@ -223,7 +245,10 @@ function hwptAttachDevice(hwpt: HwPagetable, idev: IommufdDevice): SyscallResult
   if (shouldFail('kmalloc')) return -Errno.ENOMEM;
   const group = idev.igroup!.group;
   if (group === undefined) return 0;
-  return iommuAttachGroupHandle(hwpt.domain!, group);
+  const rc = iommuAttachGroupHandle(hwpt.domain!, group);
+  if (rc) return rc;
+  idev.igroup!.handle = { idev, hwpt };
+  return 0;
 }
 
 /**
@@ -269,6 +294,9 @@ export function iommufdHwPagetableDetach(
   igroup.devices.splice(igroup.devices.indexOf(idev), 1);
   if (igroup.devices.length === 0) {
     if (igroup.group !== undefined) iommuDetachGroupHandle(hwpt.domain!, igroup.group);
+    // iommufd_auto_response_faults() of the handle that goes.
+    if (igroup.handle !== undefined) hwpt.fault?.autoResponse(igroup.handle);
+    igroup.handle = undefined;
     igroup.hwpt = undefined;
   }
   findHwptPaging(hwpt).ioas.iopt.removeReservedIova(idev);
@@ -361,9 +389,14 @@ export function iommufdHwptAlloc(ucmd: Ucmd<typeof iommuHwptAlloc.fields>): Sysc
   }
   if (typeof hwpt === 'number') return hwpt;
   if (cmd.flags & IOMMU_HWPT_FAULT_ID_VALID) {
-    // Fault queues are not built yet: no FAULT object can exist, so the id is not found.
-    ictx.abortAndDestroy(hwpt);
-    return -Errno.ENOENT;
+    using heldFault = ictx.getObjectRef(cmd.fault_id, 'fault');
+    if (heldFault === undefined) {
+      ictx.abortAndDestroy(hwpt);
+      return -Errno.ENOENT;
+    }
+    // The HWPT holds the queue; its domain's faults go there (iommufd_fault_iopf_handler).
+    hwpt.fault = heldFault.obj as IommufdFault;
+    hwpt.fault.users.inc();
   }
   cmd.out_hwpt_id = hwpt.id;
   const rc = ucmd.respond();

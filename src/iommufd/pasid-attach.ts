@@ -16,11 +16,13 @@ import {
 } from '../iommu/iommu.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import type { IommufdDevice, IommufdGroup } from './device.ts';
-import type { HwPagetable } from './hw-pagetable.ts';
+import type { AttachHandle, HwPagetable } from './hw-pagetable.ts';
 
 /** struct iommufd_attach of one PASID: its HWPT and the devices attached through it. */
 export interface PasidAttach {
   hwpt: HwPagetable;
+  /** The attach handle the first device made (none for a no-IOMMU device). */
+  handle: AttachHandle | undefined;
   readonly devices: IommufdDevice[];
 }
 
@@ -54,7 +56,7 @@ export function pasidHwPagetableAttach(
   const first = attach === undefined;
   if (attach === undefined) {
     if (shouldFail('kmalloc')) return -Errno.ENOMEM;
-    attach = { hwpt, devices: [] };
+    attach = { hwpt, handle: undefined, devices: [] };
   }
   // The device is already there: xa_insert() into the device array says EBUSY.
   if (attach.devices.includes(idev)) return -Errno.EBUSY;
@@ -62,6 +64,7 @@ export function pasidHwPagetableAttach(
   if (first) {
     const rc = hwptAttachDevicePasid(hwpt, idev, pasid);
     if (rc) return rc;
+    if (!idev.isNoiommu) attach.handle = { idev, hwpt };
     igroup.pasidAttach.set(pasid, attach);
   }
   hwpt.users.inc();
@@ -81,6 +84,7 @@ export function pasidHwPagetableDetach(
   if (at >= 0) attach.devices.splice(at, 1);
   if (attach.devices.length === 0) {
     if (!idev.isNoiommu) iommuDetachDevicePasid(attach.hwpt.domain!, idev.dev, pasid);
+    if (attach.handle !== undefined) attach.hwpt.fault?.autoResponse(attach.handle);
     igroup.pasidAttach.delete(pasid);
   }
   return attach.hwpt;
@@ -103,6 +107,8 @@ export function pasidDoReplace(
     if (shouldFail('kmalloc')) return -Errno.ENOMEM;
     const rc = iommuReplaceDevicePasid(hwpt.domain!, idev.dev, pasid);
     if (rc) return rc;
+    if (attach.handle !== undefined) attach.hwpt.fault?.autoResponse(attach.handle);
+    attach.handle = { idev, hwpt };
   }
   const old = attach.hwpt;
   attach.hwpt = hwpt;

@@ -6,8 +6,8 @@
  * driver and bus are src/iommu/mock-driver.ts.
  *
  * Not built yet (the op answers EOPNOTSUPP, as an unknown op does): the access objects
- * (CREATE_ACCESS and the ops on its fd), TRIGGER_IOPF and TRIGGER_VEVENT (no fault or vEVENT
- * queues) and the dma-buf ops (docs/decisions.md 100).
+ * (CREATE_ACCESS and the ops on its fd), TRIGGER_VEVENT (no vEVENT queues) and the dma-buf ops
+ * (docs/decisions.md 100).
  */
 import { fileMm } from '../host/file-memory.ts';
 import { copyFromUser, copyToUser } from '../host/uaccess.ts';
@@ -19,7 +19,12 @@ import {
   MockNestedDomain,
 } from '../iommu/mock-driver.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
-import { PAGE_SIZE, ULONG_MAX } from '../uapi/iommufd.ts';
+import {
+  IOMMU_PGFAULT_FLAGS_LAST_PAGE,
+  IOMMU_PGFAULT_FLAGS_PASID_VALID,
+  PAGE_SIZE,
+  ULONG_MAX,
+} from '../uapi/iommufd.ts';
 import {
   IOMMU_TEST_OP_ADD_RESERVED,
   IOMMU_TEST_OP_DEV_CHECK_CACHE,
@@ -35,6 +40,7 @@ import {
   IOMMU_TEST_OP_PASID_DETACH,
   IOMMU_TEST_OP_PASID_REPLACE,
   IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT,
+  IOMMU_TEST_OP_TRIGGER_IOPF,
   IOMMUFD_TEST_MEMORY_LIMIT_MIN,
   type iommuTestCmd,
   MOCK_DEV_CACHE_ID_MAX,
@@ -50,6 +56,7 @@ import {
   testMockDomainReplace,
   testPasidAttach,
   testPasidCheck,
+  testTriggerIopf,
 } from '../uapi/iommufd-test.ts';
 import {
   type Decoded,
@@ -66,6 +73,7 @@ import {
   iommufdDeviceReplace,
   iommufdDeviceUnbind,
 } from './device.ts';
+import { reportDeviceFault } from './eventq.ts';
 import { HwPagetable, type HwptNested, type HwptPaging } from './hw-pagetable.ts';
 import type { Ioas } from './ioas.ts';
 import type { IommufdCtx, ObjectRef, Ucmd } from './main.ts';
@@ -318,6 +326,29 @@ function mdCheckIotlb(ucmd: TestUcmd): SyscallResult {
   return 0;
 }
 
+/**
+ * iommufd_test_trigger_iopf(): a mock device (a DEVICE object: ENOENT; not a mock one: EINVAL)
+ * reports a last-page page request with its `pasid` (PASID_VALID unless 0), `grpid`, `perm`
+ * and `addr`. Whether anything was queued, the op succeeds.
+ */
+function triggerIopf(ucmd: TestUcmd): SyscallResult {
+  const cmd = args(ucmd, testTriggerIopf);
+  using held = ucmd.ictx.getObjectRef(cmd.dev_id, 'device');
+  if (held === undefined) return -Errno.ENOENT;
+  const idev = held.obj as IommufdDevice;
+  if (!isMockDevice(idev.dev)) return -Errno.EINVAL;
+  let flags = IOMMU_PGFAULT_FLAGS_LAST_PAGE;
+  if (cmd.pasid !== IOMMU_NO_PASID) flags |= IOMMU_PGFAULT_FLAGS_PASID_VALID;
+  reportDeviceFault(idev, {
+    flags,
+    pasid: cmd.pasid,
+    grpid: cmd.grpid,
+    perm: cmd.perm,
+    addr: cmd.addr,
+  });
+  return 0;
+}
+
 /** iommufd_test_get_selftest_obj(): cmd.id names the selftest object of a mock device. */
 function selftestObj(ucmd: TestUcmd, id: number): ObjectRef<SelftestObj> | undefined {
   return ucmd.ictx.getObjectRef(id, 'selftest') as ObjectRef<SelftestObj> | undefined;
@@ -412,6 +443,8 @@ export function iommufdTest(ucmd: TestUcmd): SyscallResult {
       return dirty(ucmd);
     case IOMMU_TEST_OP_DEV_CHECK_CACHE:
       return devCheckCache(ucmd);
+    case IOMMU_TEST_OP_TRIGGER_IOPF:
+      return triggerIopf(ucmd);
     case IOMMU_TEST_OP_PASID_ATTACH:
       return pasidAttach(ucmd);
     case IOMMU_TEST_OP_PASID_REPLACE:
