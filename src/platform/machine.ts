@@ -246,6 +246,7 @@ export class Machine {
           ...(group === undefined ? {} : { group }),
           dmaMask: dev.dmaMask,
           dmaCompletion: dev.dmaCompletion,
+          resetMethods: dev.resetMethods,
         });
     }
   }

@@ -13,6 +13,7 @@ import { type IoctlCommand, VFIO_DEVICE } from '../uapi/commands.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import { encodeStruct } from '../uapi/struct.ts';
 import * as v from '../uapi/vfio.ts';
+import { deviceReset, getHotResetInfo, hotReset, resetWorks } from './pci-reset.ts';
 import type { VfioDevice } from './vfio-main.ts';
 
 const CONFIG_SIZE = 256n;
@@ -94,15 +95,14 @@ function irqCount(device: VfioDevice, index: number): number {
   }
 }
 
-function getInfo(_device: VfioDevice, task: Task, arg: bigint): SyscallResult {
+function getInfo(device: VfioDevice, task: Task, arg: bigint): SyscallResult {
   const spec = v.vfioDeviceInfo;
   const info = copyStructMinsz(task, arg, spec);
   if (info === undefined) return -Errno.EFAULT;
   if (info.argsz < spec.minSize) return -Errno.EINVAL;
   const out = encodeStruct(spec, {
     argsz: info.argsz,
-    // The edu device has no function reset, so no RESET flag.
-    flags: v.VFIO_DEVICE_FLAGS_PCI,
+    flags: v.VFIO_DEVICE_FLAGS_PCI | (resetWorks(device) ? v.VFIO_DEVICE_FLAGS_RESET : 0),
     num_regions: v.VFIO_PCI_NUM_REGIONS,
     num_irqs: v.VFIO_PCI_NUM_IRQS,
     cap_offset: 0,
@@ -370,9 +370,9 @@ const pciCoreIoctlOps: readonly PciCoreIoctlOp[] = [
   { command: VFIO_DEVICE.GET_REGION_INFO, handler: getRegionInfo },
   { command: VFIO_DEVICE.GET_IRQ_INFO, handler: getIrqInfo },
   { command: VFIO_DEVICE.SET_IRQS, handler: setIrqs },
-  // No FLR, no PM reset, alone on the root bus: vfio-pci finds no reset method.
-  { command: VFIO_DEVICE.RESET, handler: () => -Errno.EINVAL },
-  { command: VFIO_DEVICE.GET_PCI_HOT_RESET_INFO, handler: () => -Errno.ENODEV },
+  { command: VFIO_DEVICE.RESET, handler: deviceReset },
+  { command: VFIO_DEVICE.GET_PCI_HOT_RESET_INFO, handler: getHotResetInfo },
+  { command: VFIO_DEVICE.PCI_HOT_RESET, handler: hotReset },
 ];
 const pciCoreIoctlOpsByCmd = new Map(pciCoreIoctlOps.map((op) => [op.command.cmd, op]));
 
