@@ -11,9 +11,19 @@
 import { shouldFail } from '../fault/fault.ts';
 import { copyFromUser } from '../host/uaccess.ts';
 import { IOMMU_NO_PASID } from '../iommu/iommu.ts';
-import { isMockDevice, type MockDevice, MockDomain } from '../iommu/mock-driver.ts';
+import {
+  isMockDevice,
+  type MockDevice,
+  MockDomain,
+  MockNestedDomain,
+} from '../iommu/mock-driver.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
-import { PAGE_SIZE, ULONG_MAX } from '../uapi/iommufd.ts';
+import {
+  IOMMU_PGFAULT_FLAGS_LAST_PAGE,
+  IOMMU_PGFAULT_FLAGS_PASID_VALID,
+  PAGE_SIZE,
+  ULONG_MAX,
+} from '../uapi/iommufd.ts';
 import {
   IOMMU_TEST_OP_ACCESS_PAGES,
   IOMMU_TEST_OP_ACCESS_REPLACE_IOAS,
@@ -38,6 +48,7 @@ import {
   IOMMU_TEST_OP_TRIGGER_VEVENT,
   IOMMUFD_TEST_MEMORY_LIMIT_MIN,
   MOCK_DEV_CACHE_ID_MAX,
+  MOCK_NESTED_DOMAIN_IOTLB_ID_MAX,
   MOCK_PAGE_SIZE,
   testAddReserved,
   testCheckCache,
@@ -60,7 +71,8 @@ import {
   iommufdDeviceReplace,
   iommufdDeviceUnbind,
 } from './device.ts';
-import type { HwptPaging } from './hw-pagetable.ts';
+import { reportDeviceFault } from './eventq.ts';
+import { HwPagetable, type HwptNested, type HwptPaging } from './hw-pagetable.ts';
 import type { Ioas } from './ioas.ts';
 import type { IommufdCtx, ObjectRef } from './main.ts';
 import { IommufdObject } from './object.ts';
@@ -263,24 +275,42 @@ function devCheckCache(ucmd: TestUcmd): SyscallResult {
   return 0;
 }
 
-/** iommufd_test_md_check_iotlb(): only a nested mock HWPT has an IOTLB, and none exists yet. */
+/**
+ * iommufd_test_md_check_iotlb(): entry `cache_id` of a nested mock domain's IOTLB is `value`
+ * (ENOENT for anything but a nested HWPT, EINVAL for another driver's, an id past 3 or another
+ * value).
+ */
 function mdCheckIotlb(ucmd: TestUcmd): SyscallResult {
   const cmd = args(ucmd, testCheckCache);
   using held = ucmd.ictx.getObjectRef(cmd.id, 'hwpt-nested');
   if (held === undefined) return -Errno.ENOENT;
-  throw new Error('nested HWPTs cannot exist yet');
+  const domain = (held.obj as HwptNested).domain;
+  if (!(domain instanceof MockNestedDomain)) return -Errno.EINVAL;
+  if (cmd.cache_id > MOCK_NESTED_DOMAIN_IOTLB_ID_MAX || domain.iotlb[cmd.cache_id] !== cmd.value)
+    return -Errno.EINVAL;
+  return 0;
 }
 
 /**
- * iommufd_test_trigger_iopf(): a page request from a mock device (dev_id is its DEVICE object).
- * Reporting it finds no fault-capable domain attached (no fault queue can exist yet), so the core
- * answers the device itself; the op succeeds whatever the report did, as in the kernel.
+ * iommufd_test_trigger_iopf(): a mock device (a DEVICE object: ENOENT; not a mock one: EINVAL)
+ * reports a last-page page request with its `pasid` (PASID_VALID unless 0), `grpid`, `perm`
+ * and `addr`. Whether anything was queued, the op succeeds.
  */
 function triggerIopf(ucmd: TestUcmd): SyscallResult {
   const cmd = args(ucmd, testTriggerIopf);
   using held = ucmd.ictx.getObjectRef(cmd.dev_id, 'device');
   if (held === undefined) return -Errno.ENOENT;
-  if (!isMockDevice((held.obj as IommufdDevice).dev)) return -Errno.EINVAL;
+  const idev = held.obj as IommufdDevice;
+  if (!isMockDevice(idev.dev)) return -Errno.EINVAL;
+  let flags = IOMMU_PGFAULT_FLAGS_LAST_PAGE;
+  if (cmd.pasid !== IOMMU_NO_PASID) flags |= IOMMU_PGFAULT_FLAGS_PASID_VALID;
+  reportDeviceFault(idev, {
+    flags,
+    pasid: cmd.pasid,
+    grpid: cmd.grpid,
+    perm: cmd.perm,
+    addr: cmd.addr,
+  });
   return 0;
 }
 
@@ -355,8 +385,8 @@ function pasidCheckHwpt(ucmd: TestUcmd): SyscallResult {
   if (cmd.hwpt_id === 0) return attached === undefined ? 0 : -Errno.EINVAL;
   using hwpt = ucmd.ictx.getObjectRef(cmd.hwpt_id, 'any');
   if (hwpt === undefined) return -Errno.ENOENT;
-  if (hwpt.obj.type !== 'hwpt-paging') return -Errno.EINVAL;
-  return attached === (hwpt.obj as HwptPaging).domain ? 0 : -Errno.EINVAL;
+  if (!(hwpt.obj instanceof HwPagetable)) return -Errno.EINVAL;
+  return attached === hwpt.obj.domain ? 0 : -Errno.EINVAL;
 }
 
 /** IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT: a kernel-wide setting; it only changes batch sizes. */
