@@ -105,6 +105,5 @@ export function ioptReadAndClearDirty(
 
 /** The byte at addr is in a writable mapping of the caller (pin_user_pages_fast(FOLL_WRITE)). */
 function userWritable(task: Task, addr: bigint): boolean {
-  const vma = task.memory.vma(addr);
-  return vma !== undefined && vma.writable;
+  return task.memory.vma(addr)?.writable === true;
 }
