@@ -166,6 +166,59 @@ TEST(vmlck_with_per_process_accounting)
 		CHECK_OK(cap_set_effective(CAP_IPC_LOCK, 1));
 }
 
+TEST(change_process_moves_vmpin)
+{
+	struct iommu_ioas_change_process change = { .size = sizeof(change) };
+	struct iommu_ioas_map_file map = { .size = sizeof(map) };
+	int had_ipc_lock = cap_effective(CAP_IPC_LOCK);
+	long pin0;
+	__u32 ioas;
+	int fd, mfd, status;
+	pid_t pid;
+
+	/* Charged pages (no CAP_IPC_LOCK), so that their pinned_vm moves with their charge. */
+	if (had_ipc_lock)
+		REQUIRE_OK(cap_set_effective(CAP_IPC_LOCK, 0));
+	pin0 = VMPIN();
+	REQUIRE(pin0 >= 0);
+	OPEN_IOAS(fd, ioas);
+	REQUIRE_OK(iommu_destroy(fd, ioas));
+	REQUIRE_OK(ioas_alloc(fd, &ioas));
+	mfd = memfd_create("proc_status_pins", MFD_CLOEXEC);
+	REQUIRE(mfd >= 0);
+	REQUIRE_OK(ftruncate(mfd, BUF_SIZE));
+	REQUIRE_OK(mock_domain_flags(fd, ioas, 0, NULL, NULL, NULL));
+	map.flags = IOMMU_IOAS_MAP_FIXED_IOVA | MAP_RW;
+	map.ioas_id = ioas;
+	map.fd = mfd;
+	map.length = BUF_SIZE;
+	map.iova = IOVA;
+	REQUIRE_OK(ioctl(fd, IOMMU_IOAS_MAP_FILE, &map));
+	CHECK_EQ(VMPIN(), pin0 + KB(NPAGES));
+	pid = fork();
+	REQUIRE(pid >= 0);
+	if (pid == 0) {
+		long mine = VMPIN();
+
+		/* The child takes the accounting of every area: its VmPin grows by them. */
+		CHECK_OK(ioctl(fd, IOMMU_IOAS_CHANGE_PROCESS, &change));
+		CHECK_EQ(VMPIN(), mine + KB(NPAGES));
+		CHILD_EXIT();
+	}
+	REQUIRE(waitpid(pid, &status, 0) == pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	/* ... and the parent's shrinks by them. */
+	CHECK_EQ(VMPIN(), pin0);
+	/* Taking them back. */
+	CHECK_OK(ioctl(fd, IOMMU_IOAS_CHANGE_PROCESS, &change));
+	CHECK_EQ(VMPIN(), pin0 + KB(NPAGES));
+	close(fd);
+	close(mfd);
+	CHECK_EQ(VMPIN(), pin0);
+	if (had_ipc_lock)
+		CHECK_OK(cap_set_effective(CAP_IPC_LOCK, 1));
+}
+
 int main(void)
 {
 	h_init();
@@ -174,5 +227,6 @@ int main(void)
 	RUN(vmpin_counts_pinned_pages);
 	RUN(vmpin_read_by_a_child);
 	RUN(vmlck_with_per_process_accounting);
+	RUN(change_process_moves_vmpin);
 	return h_done();
 }
