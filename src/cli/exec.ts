@@ -22,6 +22,7 @@ import {
   EXIT_NOT_FOUND,
   fail,
 } from './exit-status.ts';
+import { holdInspector, type InspectFlag, startInspectorFor } from './inspect.ts';
 import { ensureNative, type NativeParts, PackageError, SHIM_NAME } from './native.ts';
 import { checkProgram } from './program-check.ts';
 
@@ -41,6 +42,8 @@ export interface KernelFlags {
   readonly enableUnsafeNoiommuMode?: boolean;
   /** --cap, once per use: capabilities every client holds for capable() whatever its own. */
   readonly cap?: readonly string[];
+  /** --inspect[=HOST:PORT]: the inspector's web page (src/inspector). */
+  readonly inspect?: InspectFlag;
 }
 
 export interface ExecFlags extends KernelFlags {
@@ -324,7 +327,8 @@ function hasKernelFlags(flags: KernelFlags): boolean {
     flags.traceJson !== undefined ||
     flags.platform !== undefined ||
     flags.enableUnsafeNoiommuMode === true ||
-    (flags.cap?.length ?? 0) > 0
+    (flags.cap?.length ?? 0) > 0 ||
+    flags.inspect !== undefined
   );
 }
 
@@ -348,7 +352,7 @@ export async function execCommand(
   if (joined !== undefined && joined !== '') {
     if (hasKernelFlags(flags)) {
       fail(
-        'IOMMUFD_EMU_SOCKET is set, so exec joins that emulator: --trace/--platform/--enable-unsafe-noiommu-mode/--cap belong to the emulator (iommufd-emu serve)',
+        'IOMMUFD_EMU_SOCKET is set, so exec joins that emulator: --trace/--platform/--enable-unsafe-noiommu-mode/--cap/--inspect belong to the emulator (iommufd-emu serve)',
       );
     }
     const { shim, guard } = ensureShim();
@@ -369,6 +373,15 @@ export async function execCommand(
   const checks = flags.check === true ? startInvariantChecks(kernel) : undefined;
   const injection = flags.failNth === undefined ? undefined : startFailNth(kernel, flags.failNth);
   const detach = hooks.attach?.(kernel);
+  const command = [program, ...args];
+  const inspector =
+    flags.inspect === undefined
+      ? undefined
+      : await startInspectorFor(kernel, flags.inspect, {
+          command,
+          state: 'running',
+          exitStatus: null,
+        });
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iommufd-emu-'));
   let server: EmuServer | undefined;
   try {
@@ -386,6 +399,7 @@ export async function execCommand(
       },
       { guard, stdio: hooks.stdio ?? 'inherit' },
     );
+    const exitStatus = status;
     // Children PROGRAM left behind may still hold emulated fds: give them a moment.
     const idle = await Promise.race([server.whenIdle().then(() => true), sleep(IDLE_WAIT_MS)]);
     if (!idle) {
@@ -403,8 +417,11 @@ export async function execCommand(
       }
     }
     injection?.report();
+    if (inspector !== undefined)
+      await holdInspector(inspector, { command, state: 'exited', exitStatus });
     return status;
   } finally {
+    await inspector?.close();
     await server?.close();
     shutdownKernel(kernel);
     stopTrace?.();
