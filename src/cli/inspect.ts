@@ -21,7 +21,7 @@ export type InspectFlag = InspectorAddress | true;
 
 /** Where `npm run build` puts the page (vite.config.ts). */
 export function inspectorPageDir(): string {
-  return path.join(packageRoot(), 'dist', 'inspector');
+  return path.join(packageRoot(), 'dist', 'web', 'inspector');
 }
 
 /** Starts the inspector for kernel and prints where it is; a failure to listen is fatal (125). */

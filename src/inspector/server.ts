@@ -1,5 +1,5 @@
 /**
- * The inspector's HTTP server (node:http): the page `npm run build` made (dist/inspector), the
+ * The inspector's HTTP server (node:http): the page `npm run build` made (dist/web/inspector), the
  * state as JSON and the event bus as Server-Sent Events.
  *
  *   GET /                       the page (index.html and its assets)
@@ -57,7 +57,7 @@ export function parseInspectAddress(value: string | true): InspectorAddress | st
 
 export interface InspectorOptions {
   readonly address: InspectorAddress;
-  /** The built page (dist/inspector); when it has no index.html, `/` says how to build it. */
+  /** The built page (dist/web/inspector); when it has no index.html, `/` says how to build it. */
   readonly pageDir: string;
   readonly program: ProgramState;
 }
