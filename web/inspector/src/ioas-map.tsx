@@ -175,7 +175,7 @@ export function IoasMap({ state, ioas, context, onWalk }: IoasMapProps) {
           </g>
         ))}
         {ioas.allowed.length === 0 && (
-          <rect x={LABEL_W} y={2} width={PLOT} height={ROW_H - 4} class="allowed faint">
+          <rect x={LABEL_W} y={2} width={PLOT} height={ROW_H - 4} class="lane-fill allowed faint">
             <title>no IOMMU_IOAS_ALLOW_IOVAS: every IOVA is allowed</title>
           </rect>
         )}
@@ -207,7 +207,14 @@ export function IoasMap({ state, ioas, context, onWalk }: IoasMapProps) {
                     })}
                 data-testid={b.testid}
               >
-                <rect x={x1} y={i * ROW_H + 3} width={x2 - x1} height={ROW_H - 6} rx="2" />
+                <rect
+                  class={`bar-rect ${b.cls}`}
+                  x={x1}
+                  y={i * ROW_H + 3}
+                  width={x2 - x1}
+                  height={ROW_H - 6}
+                  rx="2"
+                />
                 <title>
                   {hex(b.start)} – {hex(b.end - 1n)} ({size(b.end - b.start)}): {b.label}
                 </title>

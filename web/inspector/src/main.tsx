@@ -19,7 +19,7 @@ function ProgramLine({ live }: { readonly live: ReturnType<typeof useLive> }) {
   const name = program.command.join(' ') || 'iommufd-emu serve';
   return (
     <span data-testid="program">
-      <span class="mono">{name}</span>{' '}
+      <span class="mono program-name">{name}</span>{' '}
       {program.state === 'exited' ? (
         <span class="badge exited" data-testid="program-state">
           exited with status {program.exitStatus}
