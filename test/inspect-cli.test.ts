@@ -11,7 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import type { InspectorState } from '../src/inspector/state-types.ts';
+import type { InspectorState, RecordState, ReplayState } from '../src/inspector/state-types.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = path.join(ROOT, 'src', 'cli', 'main.ts');
@@ -49,6 +49,26 @@ int main(void)
 	return 0;
 }
 `;
+
+/** The bundled no-IOMMU driver, built here. */
+function buildDriver(): string {
+  const binary = path.join(scratch, 'noiommu-edu-dma');
+  if (fs.existsSync(binary)) return binary;
+  const cc = spawnSync(
+    'gcc',
+    [
+      '-O1',
+      '-I',
+      path.join(ROOT, 'include'),
+      '-o',
+      binary,
+      path.join(ROOT, 'examples', 'noiommu-edu-dma.c'),
+    ],
+    { encoding: 'utf8' },
+  );
+  assert.equal(cc.status, 0, cc.stderr);
+  return binary;
+}
 
 function buildBindWait(): string {
   const source = path.join(scratch, 'bind-wait.c');
@@ -173,5 +193,54 @@ describe('--inspect', { concurrency: 2 }, () => {
     );
     assert.equal(await joined.exit, 125);
     assert.match(joined.err.text, /--inspect belong to the emulator/);
+  });
+
+  test('replay FILE --inspect steps through a recorded run, forward and back', async () => {
+    const rec = path.join(scratch, 'demo.rec');
+    const recording = cli(['exec', ...NOIOMMU, '--record', rec, '--', buildDriver()]);
+    assert.equal(await recording.exit, 0, recording.err.text);
+    const p = cli(['replay', rec, '--inspect']);
+    const url = await urlOf(p);
+    const record = (await (await fetch(`${url}api/record`)).json()) as RecordState;
+    const map = record.calls.findIndex((c) => c.text.includes('IOMMU_IOAS_MAP,')) + 1;
+    const unmap = record.calls.findIndex((c) => c.text.includes('IOMMU_IOAS_UNMAP,')) + 1;
+    assert.ok(map > 1 && unmap > map, JSON.stringify(record.calls.map((c) => c.text)));
+    const dma = record.events.find((e) => e.kind === 'dma');
+    assert.ok(dma?.cause !== undefined && dma.cause < dma.seq);
+    const step = async (to: number, headers: Record<string, string> = {}) => {
+      const res = await fetch(`${url}api/step?to=${to}`, { method: 'POST', headers });
+      return { status: res.status, body: (await res.json()) as ReplayState };
+    };
+    const before = await state(url);
+    assert.equal(before.program.state, 'replaying');
+    assert.deepEqual(before.replay, {
+      file: rec,
+      steps: record.calls.length,
+      step: 0,
+      line: 0,
+      divergence: null,
+    });
+    assert.deepEqual(before.contexts, []);
+
+    assert.equal((await step(map)).body.step, map);
+    const mapped = await state(url);
+    assert.equal(mapped.replay!.line, record.calls[map - 1]!.line);
+    assert.equal(mapped.contexts[0]!.ioas[0]!.areas.length, 1);
+    assert.equal(mapped.pinned.pinnedPages, '0x10');
+    // Back one call: the MAP has not happened.
+    assert.equal((await step(map - 1)).body.step, map - 1);
+    const unmapped = await state(url);
+    assert.equal(unmapped.contexts[0]!.ioas[0]!.areas.length, 0);
+    assert.equal(unmapped.pinned.pinnedPages, '0x0');
+    // Forward past the UNMAP, then to the end, where every file is closed.
+    await step(unmap);
+    assert.equal((await state(url)).contexts[0]!.ioas[0]!.areas.length, 0);
+    assert.equal((await step(1_000_000)).body.step, record.calls.length);
+    assert.deepEqual((await state(url)).contexts, []);
+
+    assert.equal((await step(1, { origin: 'http://elsewhere.example' })).status, 403);
+    assert.equal((await fetch(`${url}api/step?to=1`)).status, 405);
+    p.child.kill('SIGINT');
+    assert.equal(await p.exit, 0, p.err.text);
   });
 });

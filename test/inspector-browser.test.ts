@@ -15,7 +15,7 @@ import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { type Browser, chromium, type Locator, type Page } from 'playwright-core';
-import type { InspectorState } from '../src/inspector/state-types.ts';
+import type { InspectorState, RecordState } from '../src/inspector/state-types.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = join(ROOT, 'src', 'cli', 'main.ts');
@@ -87,6 +87,15 @@ function waitForText(
   });
 }
 
+after(() => {
+  if (process.env.INSPECTOR_SCREENSHOTS === undefined)
+    fs.rmSync(shotsDir, { recursive: true, force: true });
+});
+
+async function text(locator: Locator): Promise<string> {
+  return (await locator.textContent()) ?? '';
+}
+
 describe('inspector in chromium', { skip: haveChromium ? false : `no ${CHROMIUM}` }, () => {
   let exec: ChildProcessWithoutNullStreams;
   const out = { text: '' };
@@ -137,8 +146,6 @@ describe('inspector in chromium', { skip: haveChromium ? false : `no ${CHROMIUM}
   after(async () => {
     await browser?.close();
     if (exec !== undefined && exec.exitCode === null) exec.kill('SIGKILL');
-    if (process.env.INSPECTOR_SCREENSHOTS === undefined)
-      fs.rmSync(shotsDir, { recursive: true, force: true });
   });
 
   /** What the driver printed: its buffer's VA (= IOVA) and the PA of each page. */
@@ -150,10 +157,6 @@ describe('inspector in chromium', { skip: haveChromium ? false : `no ${CHROMIUM}
     );
     assert.equal(pas.length, 16, out.text);
     return { va: BigInt(va[1]!), pas };
-  }
-
-  async function text(locator: Locator): Promise<string> {
-    return (await locator.textContent()) ?? '';
   }
 
   async function apiState(): Promise<InspectorState> {
@@ -254,5 +257,109 @@ describe('inspector in chromium', { skip: haveChromium ? false : `no ${CHROMIUM}
     exec.kill('SIGINT');
     assert.equal(await exitStatus, 0, err.text);
     await page.getByTestId('connection').filter({ hasText: 'disconnected' }).waitFor();
+  });
+});
+
+describe('stepping through a recorded run in chromium', {
+  skip: haveChromium ? false : `no ${CHROMIUM}`,
+}, () => {
+  let replay: ChildProcessWithoutNullStreams;
+  const err = { text: '' };
+  let url = '';
+  let browser: Browser;
+  let page: Page;
+  let record: RecordState;
+
+  before(async () => {
+    buildDriver();
+    ensurePage();
+    const rec = join(BUILD, 'demo.rec');
+    const recording = spawnSync(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        CLI,
+        'exec',
+        '--enable-unsafe-noiommu-mode',
+        '--cap',
+        'CAP_SYS_RAWIO',
+        '--record',
+        rec,
+        '--',
+        './noiommu-edu-dma',
+      ],
+      { cwd: BUILD, encoding: 'utf8' },
+    );
+    assert.equal(recording.status, 0, recording.stderr);
+    replay = spawn(process.execPath, ['--import', 'tsx', CLI, 'replay', 'demo.rec', '--inspect'], {
+      cwd: BUILD,
+      stdio: 'pipe',
+    });
+    replay.stderr.setEncoding('utf8');
+    replay.stderr.on('data', (chunk: string) => {
+      err.text += chunk;
+    });
+    url = (await waitForText(replay.stderr, err, /inspector at (http:\/\/127\.0\.0\.1:\d+\/)/))[1]!;
+    record = (await (await fetch(`${url}api/record`)).json()) as RecordState;
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+    page = await browser.newPage({ viewport: { width: 1600, height: 1000 } });
+    await page.goto(url);
+    await page.getByTestId('replay').waitFor();
+  });
+
+  after(async () => {
+    await browser?.close();
+    if (replay !== undefined && replay.exitCode === null) replay.kill('SIGKILL');
+  });
+
+  it('starts before the first call and moves forward and back, the page following', async () => {
+    const position = page.getByTestId('step-position');
+    await position.filter({ hasText: `call 0 of ${record.calls.length}` }).waitFor();
+    assert.equal(
+      await page.getByTestId('graph').filter({ hasText: 'No /dev/iommu is open.' }).count(),
+      1,
+    );
+    // Click the MAP in the list of calls: its area appears, with its pins.
+    const map = record.calls.findIndex((c) => c.text.includes('IOMMU_IOAS_MAP,')) + 1;
+    await page
+      .locator('ol.calls button.call')
+      .nth(map - 1)
+      .click();
+    await position.filter({ hasText: `call ${map} of` }).waitFor();
+    assert.match(await text(page.getByTestId('step-call')), /IOMMU_IOAS_MAP/);
+    await page.getByTestId('pinned-totals').filter({ hasText: '16 pages pinned' }).waitFor();
+    const areas = page.locator('[data-testid^=area-0-]');
+    assert.equal(await areas.count(), 1);
+    // One call back (the arrow key): not mapped yet.
+    await page.keyboard.press('ArrowLeft');
+    await position.filter({ hasText: `call ${map - 1} of` }).waitFor();
+    await page.getByTestId('pinned').filter({ hasText: 'Nothing pinned.' }).waitFor();
+    assert.equal(await areas.count(), 0);
+  });
+
+  it('shows the events up to the call, the DMA with its cause, and takes the screenshot', async () => {
+    // The call after the first DMA's command store: the DMA has happened.
+    const dma = record.events.find((e) => e.kind === 'dma')!;
+    const after = record.calls.findIndex((c) => c.line > dma.seq) + 1;
+    await page
+      .locator('ol.calls button.call')
+      .nth(after - 1)
+      .click();
+    await page
+      .getByTestId('step-position')
+      .filter({ hasText: `call ${after} of` })
+      .waitFor();
+    const shown = page.locator('[data-kind=dma]');
+    await shown.first().waitFor();
+    assert.equal(await shown.count(), 1);
+    assert.match(await text(shown.getByTestId('cause')), /caused by #\d+ .*BAR0\+0x98/);
+    await page.screenshot({ path: join(shotsDir, 'inspector-replay.png'), fullPage: true });
+    // The last step: every file closed.
+    await page.getByTestId('step-last').click();
+    await page.getByTestId('graph').filter({ hasText: 'No /dev/iommu is open.' }).waitFor();
+    replay.kill('SIGINT');
+    const code = await new Promise((done) => replay.on('exit', done));
+    assert.equal(code, 0, err.text);
   });
 });

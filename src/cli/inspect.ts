@@ -6,6 +6,7 @@
 import * as path from 'node:path';
 import type { Command } from 'commander';
 import type { Kernel } from '../boot/kernel.ts';
+import { ReplayStepper } from '../inspector/replay-stepper.ts';
 import {
   type Inspector,
   type InspectorAddress,
@@ -13,6 +14,7 @@ import {
   startInspector,
 } from '../inspector/server.ts';
 import type { ProgramState } from '../inspector/state-types.ts';
+import type { RunRecord } from '../trace/record.ts';
 import { describeErrno, fail } from './exit-status.ts';
 import { packageRoot } from './native.ts';
 
@@ -26,14 +28,14 @@ export function inspectorPageDir(): string {
 
 /** Starts the inspector for kernel and prints where it is; a failure to listen is fatal (125). */
 export async function startInspectorFor(
-  kernel: Kernel,
+  target: Kernel | ReplayStepper,
   flag: InspectFlag,
   program: ProgramState,
 ): Promise<Inspector> {
   const address = flag === true ? (parseInspectAddress(true) as InspectorAddress) : flag;
   let inspector: Inspector;
   try {
-    inspector = await startInspector(kernel, { address, pageDir: inspectorPageDir(), program });
+    inspector = await startInspector(target, { address, pageDir: inspectorPageDir(), program });
   } catch (err) {
     fail(`--inspect: cannot listen on ${address.host}:${address.port}: ${describeErrno(err)}`);
   }
@@ -52,13 +54,46 @@ export async function holdInspector(inspector: Inspector, program: ProgramState)
   process.stderr.write(
     `iommufd-emu: ${program.command[0]} exited with status ${program.exitStatus}; the inspector stays at ${inspector.url} until Ctrl-C\n`,
   );
-  await new Promise<void>((resolve) => {
+  await untilStopped();
+}
+
+/** Resolves at SIGINT, SIGTERM or SIGHUP. */
+export function untilStopped(): Promise<void> {
+  return new Promise<void>((resolve) => {
     const stop = (): void => {
       for (const s of STOP_SIGNALS) process.off(s, stop);
       resolve();
     };
     for (const s of STOP_SIGNALS) process.on(s, stop);
   });
+}
+
+/**
+ * `replay FILE --inspect`: no replay to the end, but the page stepping through the record, the
+ * state after any call, until Ctrl-C.
+ */
+export async function inspectRecord(
+  file: string,
+  record: RunRecord,
+  flag: InspectFlag,
+): Promise<number> {
+  const stepper = ReplayStepper.open(file, record);
+  if (typeof stepper === 'string') fail(`${file}: ${stepper}`);
+  const inspector = await startInspectorFor(stepper, flag, {
+    command: [...record.header.program],
+    state: 'replaying',
+    exitStatus: null,
+  });
+  process.stderr.write(
+    `iommufd-emu: stepping through ${file} (${stepper.state().steps} calls) until Ctrl-C\n`,
+  );
+  try {
+    await untilStopped();
+  } finally {
+    await inspector.close();
+    stepper.close();
+  }
+  return 0;
 }
 
 /**

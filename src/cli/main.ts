@@ -67,11 +67,10 @@ function kernelOptions(cmd: Command): Command {
     .addOption(inspectOption());
 }
 
-function inspectOption(): Option {
-  return new Option(
-    '--inspect [host:port]',
-    'serve the inspector, a live web page of the emulated kernel (default 127.0.0.1 and a free port; the URL goes to stderr)',
-  ).argParser(parseInspect);
+function inspectOption(
+  description = 'serve the inspector, a live web page of the emulated kernel (default 127.0.0.1 and a free port; the URL goes to stderr)',
+): Option {
+  return new Option('--inspect [host:port]', description).argParser(parseInspect);
 }
 
 function parseInspect(value: string): InspectorAddress {
@@ -193,6 +192,11 @@ function buildProgram(run: (work: Promise<number>) => void): Command {
     .argument('<file>', 'the record')
     .option('-v, --verbose', 'print the trace of the replayed run as it goes')
     .addOption(errorExitcodeOption())
+    .addOption(
+      inspectOption(
+        'step through the record in the inspector, forward and back, the state after each call (until Ctrl-C), instead of replaying it',
+      ),
+    )
     .addHelpText('after', EXIT_STATUS_HELP)
     .action((file: string, flags: ReplayFlags) => {
       run(replayCommand(file, flags));

@@ -305,6 +305,10 @@ describe('inspector server', () => {
     assert.match(page.type, /^text\/html/);
     assert.equal((await get(`${inspector.url}..%2finspector-secret.txt`)).status, 404);
     assert.equal((await get(`${inspector.url}nothing.js`)).status, 404);
+    // A live run has no record to step through.
+    assert.equal((await get(`${inspector.url}api/record`)).status, 404);
+    const step = await fetch(`${inspector.url}api/step?to=1`, { method: 'POST' });
+    assert.equal(step.status, 404);
   });
 
   it('GET /api/events: the backlog, then every new event, DMA with the call that caused it', async () => {

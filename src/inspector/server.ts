@@ -6,10 +6,14 @@
  *   GET /api/state              InspectorState (state-types.ts)
  *   GET /api/walk?domain=ID&iova=0x...   WalkState: one IOVA through one domain's table
  *   GET /api/events             text/event-stream: `emu` events (EventState, the backlog first,
- *                               or only those after Last-Event-ID) and `program` (ProgramState)
+ *                               or only those after Last-Event-ID) and `program` (ProgramState);
+ *                               stepping through a record, `replay` (ReplayState) at each step
+ *   GET /api/record             stepping through a record: its calls and events (RecordState)
+ *   POST /api/step?to=N         stepping through a record: the state after call N (0: before any)
  *
- * It listens on 127.0.0.1 unless told otherwise, answers GET and HEAD only, and never changes
- * the emulated kernel: everything it serves is read from it.
+ * It listens on 127.0.0.1 unless told otherwise and never changes the emulated kernel of a live
+ * run: everything it serves is read from it. The one POST moves a replay, and only a request from
+ * the page itself (no Origin, or the server's own) may make it.
  */
 import * as fs from 'node:fs';
 import * as http from 'node:http';
@@ -17,6 +21,7 @@ import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import type { Kernel } from '../boot/kernel.ts';
 import { EventLog } from './event-log.ts';
+import { ReplayStepper } from './replay-stepper.ts';
 import { inspectorState, walkState } from './state.ts';
 import type { EventState, ProgramState } from './state-types.ts';
 
@@ -128,9 +133,17 @@ function sseMessage(event: string, data: unknown, id?: number): string {
   return `${id === undefined ? '' : `id: ${id}\n`}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
 }
 
-/** Starts the inspector for `kernel`; resolves once it listens. */
-export function startInspector(kernel: Kernel, options: InspectorOptions): Promise<Inspector> {
-  const log = new EventLog(kernel);
+/**
+ * Starts the inspector for a live kernel, or for a recorded run stepped through; resolves once it
+ * listens.
+ */
+export function startInspector(
+  target: Kernel | ReplayStepper,
+  options: InspectorOptions,
+): Promise<Inspector> {
+  const stepper = target instanceof ReplayStepper ? target : undefined;
+  const log = target instanceof ReplayStepper ? undefined : new EventLog(target);
+  const kernel = (): Kernel => (target instanceof ReplayStepper ? target.kernel : target);
   let program = options.program;
   const streams = new Set<http.ServerResponse>();
 
@@ -142,33 +155,75 @@ export function startInspector(kernel: Kernel, options: InspectorOptions): Promi
     });
     const after = Number(req.headers['last-event-id'] ?? 0) || 0;
     let text = `retry: 1000\n\n${sseMessage('program', program)}`;
-    for (const event of log.backlog()) {
+    if (stepper !== undefined) text += sseMessage('replay', stepper.state());
+    for (const event of log?.backlog() ?? []) {
       if (event.seq > after) text += sseMessage('emu', event, event.seq);
     }
     res.write(text);
     streams.add(res);
-    const stop = log.listen((event: EventState) => {
+    const stop = log?.listen((event: EventState) => {
       res.write(sseMessage('emu', event, event.seq));
     });
     const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), HEARTBEAT_MS);
     heartbeat.unref();
     res.on('close', () => {
-      stop();
+      stop?.();
       clearInterval(heartbeat);
       streams.delete(res);
     });
   };
 
+  const step = (req: http.IncomingMessage, res: http.ServerResponse, url: URL): void => {
+    const origin = req.headers.origin;
+    if (origin !== undefined && origin !== `http://${req.headers.host}`) {
+      sendJson(res, 403, { error: 'a step comes from the inspector page only' });
+      return;
+    }
+    const to = url.searchParams.get('to') ?? '';
+    if (stepper === undefined || !/^\d{1,9}$/.test(to)) {
+      sendJson(res, stepper === undefined ? 404 : 400, {
+        error: stepper === undefined ? 'not replaying a record' : 'expected ?to=N',
+      });
+      return;
+    }
+    stepper.goTo(Number(to)).then(
+      (state) => {
+        for (const stream of streams) stream.write(sseMessage('replay', state));
+        sendJson(res, 200, state);
+      },
+      (err: unknown) => sendJson(res, 500, { error: String(err) }),
+    );
+  };
+
   const handle = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    const url = new URL(req.url ?? '/', 'http://inspector');
+    if (req.method === 'POST' && url.pathname === '/api/step') {
+      step(req, res, url);
+      return;
+    }
+    if (url.pathname === '/api/step') {
+      res.writeHead(405, { allow: 'POST' });
+      res.end();
+      return;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' });
       res.end();
       return;
     }
-    const url = new URL(req.url ?? '/', 'http://inspector');
     switch (url.pathname) {
-      case '/api/state':
-        sendJson(res, 200, inspectorState(kernel, program, log.seq));
+      case '/api/state': {
+        const replay = stepper?.state() ?? null;
+        sendJson(
+          res,
+          200,
+          inspectorState(kernel(), program, replay?.line ?? log?.seq ?? 0, replay),
+        );
+        return;
+      }
+      case '/api/record':
+        if (stepper === undefined) sendJson(res, 404, { error: 'not replaying a record' });
+        else sendJson(res, 200, stepper.recordState());
         return;
       case '/api/walk': {
         const domain = Number(url.searchParams.get('domain'));
@@ -182,7 +237,7 @@ export function startInspector(kernel: Kernel, options: InspectorOptions): Promi
           sendJson(res, 400, { error: 'the IOVA does not fit 64 bits' });
           return;
         }
-        const walk = walkState(kernel, domain, iova);
+        const walk = walkState(kernel(), domain, iova);
         if (walk === undefined) sendJson(res, 404, { error: `no live domain ${domain}` });
         else sendJson(res, 200, walk);
         return;
@@ -209,7 +264,7 @@ export function startInspector(kernel: Kernel, options: InspectorOptions): Promi
           for (const res of streams) res.write(sseMessage('program', program));
         },
         close(): Promise<void> {
-          log.close();
+          log?.close();
           for (const res of streams) res.end();
           return new Promise((done) => {
             server.close(() => done());

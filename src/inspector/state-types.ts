@@ -8,11 +8,14 @@
 /** A u64 spelled as JSON spells it here: `"0x2000000"`. */
 export type Hex = string;
 
-/** What the emulator is running for: the program (exec) or the served environment (serve). */
+/**
+ * What the emulator is running for: the program (exec), the served environment (serve), or a
+ * recorded run stepped through (replay).
+ */
 export interface ProgramState {
-  /** `exec`: PROGRAM and its arguments; `serve`: the command it runs, or empty. */
+  /** `exec`: PROGRAM and its arguments; `serve`: the command it runs, or empty; `replay`: the recorded program's. */
   readonly command: readonly string[];
-  readonly state: 'running' | 'exited' | 'serving';
+  readonly state: 'running' | 'exited' | 'serving' | 'replaying';
   /** The program's exit status once it has exited, as exec reports it (128+N for signal N). */
   readonly exitStatus: number | null;
 }
@@ -164,6 +167,30 @@ export interface InspectorState {
   };
   /** Objects the kernel found left behind by closed contexts. */
   readonly leaked: readonly string[];
+  /** Where a replay stands when the inspector steps through a record; null when live. */
+  readonly replay: ReplayState | null;
+}
+
+/** A recorded run being stepped through: the state is the replayed emulator's after a call. */
+export interface ReplayState {
+  /** The record file. */
+  readonly file: string;
+  /** The calls of the run, and the one whose state is shown: 0 before the first. */
+  readonly steps: number;
+  readonly step: number;
+  /** The record line replayed last (0 before the first). */
+  readonly line: number;
+  /** Where the replay left the record, if it did: it can go no further. */
+  readonly divergence: string | null;
+}
+
+/** `GET /api/record` (replay only): every call of the run and every event, in record order. */
+export interface RecordState {
+  readonly file: string;
+  /** Step k (1-based) is calls[k - 1]: the record line of the call's trace line and its text. */
+  readonly calls: readonly { readonly line: number; readonly text: string }[];
+  /** The record's events, `seq` being their record line. */
+  readonly events: readonly EventState[];
 }
 
 /** One table entry read by a page-table walk. */

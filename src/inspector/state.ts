@@ -24,6 +24,7 @@ import type {
   PinnedState,
   ProgramState,
   RefState,
+  ReplayState,
   WalkState,
 } from './state-types.ts';
 
@@ -166,7 +167,12 @@ function pinnedState(kernel: Kernel): PinnedState {
 }
 
 /** The whole state, as `GET /api/state` returns it. */
-export function inspectorState(kernel: Kernel, program: ProgramState, seq: number): InspectorState {
+export function inspectorState(
+  kernel: Kernel,
+  program: ProgramState,
+  seq: number,
+  replay: ReplayState | null = null,
+): InspectorState {
   const contexts = [...kernel.iommufd.contexts];
   const accounting = kernel.iommufd.accounting;
   const frames = kernel.machine.phys.stats().byPurpose;
@@ -190,6 +196,7 @@ export function inspectorState(kernel: Kernel, program: ProgramState, seq: numbe
         .map(([mm, bytes]) => ({ mm, bytes: hex(bytes) })),
     },
     leaked: [...kernel.iommufd.leaked],
+    replay,
   };
 }
 

@@ -7,6 +7,8 @@ import type {
   EventState,
   InspectorState,
   ProgramState,
+  RecordState,
+  ReplayState,
   WalkState,
 } from '../../../src/inspector/state-types.ts';
 
@@ -17,9 +19,12 @@ const REFRESH_MS = 120;
 
 export interface Live {
   readonly state: InspectorState | undefined;
+  /** Live: the events as they came. Stepping through a record: its events up to the step. */
   readonly events: readonly EventState[];
   readonly program: ProgramState | undefined;
   readonly connected: boolean;
+  /** Stepping through a record: the record (its calls and events). */
+  readonly record: RecordState | undefined;
 }
 
 export function useLive(): Live {
@@ -27,6 +32,7 @@ export function useLive(): Live {
   const [events, setEvents] = useState<readonly EventState[]>([]);
   const [program, setProgram] = useState<ProgramState | undefined>(undefined);
   const [connected, setConnected] = useState(false);
+  const [record, setRecord] = useState<RecordState | undefined>(undefined);
   const pending = useRef<EventState[]>([]);
   const timer = useRef<number | undefined>(undefined);
 
@@ -63,6 +69,21 @@ export function useLive(): Live {
       setProgram(JSON.parse((msg as MessageEvent<string>).data) as ProgramState);
       schedule();
     });
+    let recordAsked = false;
+    source.addEventListener('replay', () => {
+      if (!recordAsked) {
+        recordAsked = true;
+        fetch('api/record', { cache: 'no-store' })
+          .then((res) => res.json() as Promise<RecordState>)
+          .then((r) => {
+            if (!closed) setRecord(r);
+          })
+          .catch(() => {
+            recordAsked = false;
+          });
+      }
+      schedule();
+    });
     schedule();
     return () => {
       closed = true;
@@ -71,7 +92,23 @@ export function useLive(): Live {
     };
   }, []);
 
-  return { state, events, program, connected };
+  const line = state?.replay?.line;
+  const shown =
+    record === undefined || line === undefined
+      ? events
+      : record.events.filter((e) => e.seq <= line);
+  return { state, events: shown, program, connected, record };
+}
+
+/** Stepping through a record: asks for the state after call `to` (0: before the first). */
+export async function stepTo(to: number): Promise<ReplayState | string> {
+  try {
+    const res = await fetch(`api/step?to=${to}`, { method: 'POST' });
+    const body = (await res.json()) as ReplayState | { error: string };
+    return 'error' in body ? body.error : body;
+  } catch (err) {
+    return String(err);
+  }
 }
 
 export async function fetchWalk(domain: number, iova: string): Promise<WalkState | string> {

@@ -17,7 +17,14 @@ const KIND_NAMES: Readonly<Record<(typeof KINDS)[number], string>> = {
 /** Rows drawn at most (the newest). */
 const SHOWN = 600;
 
-export function Events({ events }: { readonly events: readonly EventState[] }) {
+export function Events({
+  events,
+  recorded = false,
+}: {
+  readonly events: readonly EventState[];
+  /** Events of a record: numbered by record line, with no time of their own. */
+  readonly recorded?: boolean;
+}) {
   const [hidden, setHidden] = useState<ReadonlySet<string>>(new Set());
   const [follow, setFollow] = useState(true);
   const list = useRef<HTMLDivElement>(null);
@@ -62,8 +69,10 @@ export function Events({ events }: { readonly events: readonly EventState[] }) {
               class={`event ev-${e.kind}${failed ? ' failed' : ''}`}
               data-kind={e.kind}
             >
-              <span class="seq">#{e.seq}</span>
-              <span class="time">{e.time.toFixed(3)}s</span>
+              <span class="seq" title={recorded ? 'record line' : 'event number'}>
+                #{e.seq}
+              </span>
+              {!recorded && <span class="time">{e.time.toFixed(3)}s</span>}
               <span class="text">{e.text}</span>
               {e.cause !== undefined && (
                 <div class="cause" data-testid="cause">

@@ -10,6 +10,7 @@ import { Events } from './events.tsx';
 import { ObjectGraph } from './graph.tsx';
 import { IoasMaps } from './ioas-map.tsx';
 import { Pinned } from './pinned.tsx';
+import { Replay } from './replay.tsx';
 import './style.css';
 import { Walk, type WalkTarget } from './walk.tsx';
 
@@ -20,7 +21,11 @@ function ProgramLine({ live }: { readonly live: ReturnType<typeof useLive> }) {
   return (
     <span data-testid="program">
       <span class="mono program-name">{name}</span>{' '}
-      {program.state === 'exited' ? (
+      {program.state === 'replaying' ? (
+        <span class="badge running" data-testid="program-state">
+          recorded run
+        </span>
+      ) : program.state === 'exited' ? (
         <span class="badge exited" data-testid="program-state">
           exited with status {program.exitStatus}
         </span>
@@ -69,6 +74,7 @@ function App() {
       ) : (
         <main>
           <div class="col wide">
+            {state.replay !== null && <Replay replay={state.replay} record={live.record} />}
             <ObjectGraph state={state} />
             <IoasMaps state={state} onWalk={(domain, iova) => setTarget({ domain, iova })} />
             <Walk state={state} target={walkTarget} onTarget={setTarget} />
@@ -76,7 +82,7 @@ function App() {
           <div class="col">
             <Devices state={state} />
             <Pinned state={state} />
-            <Events events={live.events} />
+            <Events events={live.events} recorded={state.replay !== null} />
           </div>
         </main>
       )}
