@@ -187,6 +187,18 @@ describe('inspector server', () => {
     proc.pwrite(dev2, u64(256n), EduReg.DMA_COUNT);
     proc.pwrite(dev2, u64(1n), EduReg.DMA_CMD);
     await emu.kernel.machine.whenIdle();
+    // The same device reading a PA no pin covers (unsafe DMA), and vfio0 reading an IOVA its
+    // domain does not map (an IOMMU fault).
+    proc.pwrite(dev2, u64(0x5000n), EduReg.DMA_SRC);
+    proc.pwrite(dev2, u64(1n), EduReg.DMA_CMD);
+    await emu.kernel.machine.whenIdle();
+    const cmd0 = proc.pread(dev0, 2, CONFIG + 4n) as Uint8Array;
+    proc.pwrite(dev0, new Uint8Array([cmd0[0]! | 0x6, cmd0[1]!]), CONFIG + 4n);
+    proc.pwrite(dev0, u64(0x900000n), EduReg.DMA_SRC);
+    proc.pwrite(dev0, u64(0x40000n), EduReg.DMA_DST);
+    proc.pwrite(dev0, u64(64n), EduReg.DMA_COUNT);
+    proc.pwrite(dev0, u64(1n), EduReg.DMA_CMD);
+    await emu.kernel.machine.whenIdle();
   });
 
   after(async () => {
@@ -288,6 +300,23 @@ describe('inspector server', () => {
     );
     assert.equal(miss.result.kind, 'not-present');
     assert.equal(miss.frame, null);
+    // vfio0's domain is its IOMMU unit's: 4 levels; 0x100000 maps, 0x900000 (the fault) does not.
+    const paging = state.domains.find(
+      (d) => d.id === state.contexts[0]!.ioas.find((i) => i.id === ids.iommuIoas)!.domains[0],
+    )!;
+    assert.equal(paging.kind, 'paging');
+    assert.equal(paging.unit, 'dmar0');
+    assert.equal(paging.levels, 4);
+    const hit = await getJson<WalkState>(
+      `${inspector.url}api/walk?domain=${paging.id}&iova=0x100000`,
+    );
+    assert.equal(hit.steps.length, 4);
+    assert.equal(hit.result.kind, 'leaf');
+    assert.equal(hit.frame?.pins, 1);
+    const fault = await getJson<WalkState>(
+      `${inspector.url}api/walk?domain=${paging.id}&iova=0x900000`,
+    );
+    assert.equal(fault.result.kind, 'not-present');
   });
 
   it('GET /api/walk refuses a bad IOVA (400) and an unknown domain (404)', async () => {
@@ -356,6 +385,14 @@ describe('inspector server', () => {
     assert.equal(dma.device, '0000:00:06.0');
     assert.match(String(dma.addr), HEX);
     assert.ok(dma.cause !== undefined && dma.cause < dma.seq);
+    const unsafe = events.find((e) => e.kind === 'unsafe-dma')!;
+    assert.equal(unsafe.device, '0000:00:06.0');
+    assert.equal(unsafe.pa, '0x5000');
+    const fault = events.find((e) => e.kind === 'iommu-fault')!;
+    assert.equal(fault.device, '0000:00:04.0');
+    assert.equal(fault.iova, '0x900000');
+    assert.match(fault.text, /^\[iommu-fault\] 0000:00:04\.0 read at IOVA 0x900000: not-present/);
+    assert.ok(fault.cause !== undefined && fault.cause < fault.seq);
     assert.ok(events.every((e, i) => i === 0 || e.seq > events[i - 1]!.seq));
 
     // A new call arrives live, and so does the program's exit.
