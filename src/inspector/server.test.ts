@@ -10,7 +10,7 @@ import { EduReg } from '../platform/edu.ts';
 import * as ioctl from '../uapi/ioctl.ts';
 import * as u from '../uapi/iommufd.ts';
 import * as v from '../uapi/vfio.ts';
-import { type Inspector, parseInspectAddress, startInspector } from './server.ts';
+import { type Inspector, isLoopbackHost, parseInspectAddress, startInspector } from './server.ts';
 import type { EventState, InspectorState, WalkState } from './state-types.ts';
 
 const FIXED = u.IOMMU_IOAS_MAP_FIXED_IOVA | u.IOMMU_IOAS_MAP_READABLE | u.IOMMU_IOAS_MAP_WRITEABLE;
@@ -97,6 +97,21 @@ describe('inspector address (--inspect[=HOST:PORT])', () => {
     assert.equal(typeof parseInspectAddress('70000'), 'string');
     assert.equal(typeof parseInspectAddress('host:port'), 'string');
     assert.equal(typeof parseInspectAddress('a b'), 'string');
+  });
+});
+
+describe('inspector host check (DNS rebinding)', () => {
+  it('takes loopback names with or without a port, and nothing else', () => {
+    for (const host of ['127.0.0.1:8080', '127.0.0.1', 'localhost:1', '[::1]:9229', '127.1.2.3:80'])
+      assert.ok(isLoopbackHost(host), host);
+    for (const host of [
+      undefined,
+      'evil.example:8080',
+      '127.0.0.1.evil.example',
+      '10.0.0.1:80',
+      '',
+    ])
+      assert.ok(!isLoopbackHost(host), String(host));
   });
 });
 
@@ -334,6 +349,16 @@ describe('inspector server', () => {
     assert.match(page.type, /^text\/html/);
     assert.equal((await get(`${inspector.url}..%2finspector-secret.txt`)).status, 404);
     assert.equal((await get(`${inspector.url}nothing.js`)).status, 404);
+    // A request to another name (a rebinding site's) is refused.
+    const rebound = await new Promise<number>((resolve, reject) => {
+      http
+        .get(`${inspector.url}api/state`, { headers: { host: 'evil.example' } }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        })
+        .on('error', reject);
+    });
+    assert.equal(rebound, 403);
     // A live run has no record to step through.
     assert.equal((await get(`${inspector.url}api/record`)).status, 404);
     const step = await fetch(`${inspector.url}api/step?to=1`, { method: 'POST' });

@@ -11,7 +11,8 @@
  *   GET /api/record             stepping through a record: its calls and events (RecordState)
  *   POST /api/step?to=N         stepping through a record: the state after call N (0: before any)
  *
- * It listens on 127.0.0.1 unless told otherwise and never changes the emulated kernel of a live
+ * It listens on 127.0.0.1 unless told otherwise (and then answers only requests addressed to a
+ * loopback name) and never changes the emulated kernel of a live
  * run: everything it serves is read from it. The one POST moves a replay, and only a request from
  * the page itself (no Origin, or the server's own) may make it.
  */
@@ -129,6 +130,18 @@ function sendPage(res: http.ServerResponse, pageDir: string, urlPath: string): v
   res.end(data);
 }
 
+/**
+ * Whether a host (a Host header, with or without its port) names this machine's loopback. A page
+ * of another site can make a browser send requests to a name that it points at 127.0.0.1 (DNS
+ * rebinding); such requests carry that name, so an inspector listening on loopback answers
+ * only requests to a loopback name.
+ */
+export function isLoopbackHost(host: string | undefined): boolean {
+  if (host === undefined) return false;
+  const name = host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.replace(/:\d+$/, '');
+  return name === 'localhost' || name === '::1' || /^127(\.\d{1,3}){3}$/.test(name);
+}
+
 function sseMessage(event: string, data: unknown, id?: number): string {
   return `${id === undefined ? '' : `id: ${id}\n`}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
 }
@@ -144,6 +157,7 @@ export function startInspector(
   const stepper = target instanceof ReplayStepper ? target : undefined;
   const log = target instanceof ReplayStepper ? undefined : new EventLog(target);
   const kernel = (): Kernel => (target instanceof ReplayStepper ? target.kernel : target);
+  const loopback = isLoopbackHost(options.address.host);
   let program = options.program;
   const streams = new Set<http.ServerResponse>();
 
@@ -196,6 +210,12 @@ export function startInspector(
   };
 
   const handle = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    if (loopback && !isLoopbackHost(req.headers.host)) {
+      sendJson(res, 403, {
+        error: 'a loopback inspector answers only requests to a loopback name',
+      });
+      return;
+    }
     const url = new URL(req.url ?? '/', 'http://inspector');
     if (req.method === 'POST' && url.pathname === '/api/step') {
       step(req, res, url);

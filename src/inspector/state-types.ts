@@ -142,8 +142,15 @@ export interface PinnedState {
   /** Frames held for user pages (huge blocks whole). */
   readonly frames: Hex;
   readonly hugeBlocks: Hex;
-  /** By address space (`pid:N` of the process that pinned). */
-  readonly mms: readonly { readonly mm: string; readonly extents: readonly PinnedExtentState[] }[];
+  /**
+   * By address space (`pidN/mm...` of the process that pinned): its runs in VA order, the first
+   * 4096 of them (`omitted` says how many more there are).
+   */
+  readonly mms: readonly {
+    readonly mm: string;
+    readonly extents: readonly PinnedExtentState[];
+    readonly omitted: number;
+  }[];
 }
 
 /** `GET /api/state`: everything the page shows. */

@@ -145,6 +145,13 @@ function deviceStates(kernel: Kernel, contexts: readonly IommufdCtx[]): DeviceSt
   });
 }
 
+/**
+ * Extents listed per address space: a program that pins gigabytes of scattered 4 KiB pages has
+ * one extent per page, and the page refetches the state many times a second. The totals stay
+ * exact; `omitted` says how many runs were left out.
+ */
+export const MAX_EXTENTS_PER_MM = 4096;
+
 function pinnedState(kernel: Kernel): PinnedState {
   const pinned = kernel.machine.pinned;
   const stats = pinned.stats();
@@ -153,16 +160,20 @@ function pinnedState(kernel: Kernel): PinnedState {
     pins: hex(stats.pins),
     frames: hex(stats.frames),
     hugeBlocks: hex(stats.hugeBlocks),
-    mms: pinned.extents().map(({ mm, extents }) => ({
-      mm,
-      extents: extents.map((e) => ({
-        va: hex(e.va),
-        pa: hex(e.pfn << PAGE_SHIFT),
-        npages: hex(e.npages),
-        pins: e.pins,
-        huge: e.huge,
-      })),
-    })),
+    mms: pinned.extents().map(({ mm, extents }) => {
+      const listed = extents.slice(0, MAX_EXTENTS_PER_MM);
+      return {
+        mm,
+        extents: listed.map((e) => ({
+          va: hex(e.va),
+          pa: hex(e.pfn << PAGE_SHIFT),
+          npages: hex(e.npages),
+          pins: e.pins,
+          huge: e.huge,
+        })),
+        omitted: extents.length - listed.length,
+      };
+    }),
   };
 }
 

@@ -8,6 +8,7 @@ const MAX_ROWS = 200;
 export function Pinned({ state }: { readonly state: InspectorState }) {
   const p = state.pinned;
   const rows = p.mms.flatMap((mm) => mm.extents.map((e) => ({ mm: mm.mm, ...e })));
+  const omitted = p.mms.reduce((n, mm) => n + mm.omitted, 0) + Math.max(0, rows.length - MAX_ROWS);
   return (
     <section class="panel" data-testid="pinned">
       <h2>Pinned pages</h2>
@@ -58,7 +59,7 @@ export function Pinned({ state }: { readonly state: InspectorState }) {
           </tbody>
         </table>
       )}
-      {rows.length > MAX_ROWS && <p class="muted">… and {rows.length - MAX_ROWS} more runs</p>}
+      {omitted > 0 && <p class="muted">… and {omitted} more runs</p>}
     </section>
   );
 }
