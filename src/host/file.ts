@@ -49,6 +49,7 @@ export type FileKind =
   | 'vfio-group'
   | 'vfio-device'
   | 'sysfs'
+  | 'procfs'
   | 'eventfd'
   | 'directory';
 

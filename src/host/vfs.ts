@@ -19,7 +19,13 @@ export type Inode =
   | { readonly kind: 'dir' }
   | { readonly kind: 'chr'; readonly node: CharDevNode }
   | { readonly kind: 'attr'; readonly attr: SysAttr }
-  | { readonly kind: 'link'; readonly target: string };
+  | { readonly kind: 'link'; readonly target: string }
+  /** A procfs file with its own file operations (pagemap). */
+  | {
+      readonly kind: 'proc';
+      readonly mode: number;
+      readonly open: (task: Task, flags: number) => File | number;
+    };
 
 /** Files and directories the kernel makes up when they are looked up (per-task procfs files). */
 export type DynamicLookup = (task: Task, path: string) => Inode | undefined;
@@ -86,6 +92,8 @@ export function inodeStat(inode: Inode): Stat {
       return { mode: S_IFREG | inode.attr.mode, rdev: NO_RDEV };
     case 'link':
       return { mode: S_IFLNK | 0o777, rdev: NO_RDEV };
+    case 'proc':
+      return { mode: S_IFREG | inode.mode, rdev: NO_RDEV };
   }
 }
 
@@ -192,8 +200,10 @@ export class Vfs {
       return { file, stat: inodeStat(inode), path: resolved.path };
     }
     if ((flags & O_DIRECTORY) !== 0) return -Errno.ENOTDIR;
-    const file =
-      inode.kind === 'chr' ? inode.node.open(task, flags) : openAttr(task, inode.attr, flags);
+    let file: File | number;
+    if (inode.kind === 'chr') file = inode.node.open(task, flags);
+    else if (inode.kind === 'proc') file = inode.open(task, flags);
+    else file = openAttr(task, inode.attr, flags);
     if (typeof file === 'number') return file;
     this.openFiles.add(file);
     return { file, stat: inodeStat(inode), path: resolved.path };

@@ -111,7 +111,7 @@ class Server implements EmuServer, ServerState {
   constructor(kernel: Kernel, socketPath: string, options: ServerOptions) {
     this.kernel = kernel;
     this.socketPath = socketPath;
-    this.memories = new ClientMemories(kernel.events);
+    this.memories = new ClientMemories(kernel.events, (mm) => kernel.pagemap?.release(mm));
     this.files = new ClientFiles(kernel.events);
     this.clientCreds = new ClientCredentials(kernel.events, options.grantedCaps ?? 0n);
     this.testbed = new Testbed(kernel, options.testbedDir);
