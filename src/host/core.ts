@@ -95,10 +95,13 @@ export class KernelCore {
     const pagemap = PROC_PAGEMAP.exec(path);
     if (pagemap !== null && this.pagemap !== undefined) {
       const map = this.pagemap;
-      const owner = Number(pagemap[1]);
-      return { kind: 'proc', mode: 0o400, open: (t, flags) => map.open(t, owner, flags) };
+      const pid = Number(pagemap[1]);
+      // Owned by the process (task_dump_owner()): here only the caller's own is served.
+      const ids = task.creds.fsIds();
+      const owner = { uid: ids.fsuid, gid: ids.fsgid };
+      return { kind: 'proc', mode: 0o400, owner, open: (t, flags) => map.open(t, pid, flags) };
     }
-    const attr = this.failNthAttr(path) ?? this.debugfsAttr(path);
+    const attr = this.failNthAttr(task, path) ?? this.debugfsAttr(path);
     return attr === undefined ? undefined : { kind: 'attr', attr };
   }
 
@@ -107,15 +110,19 @@ export class KernelCore {
    * write N to fail the Nth injection point that task reaches; reads give what is left, 0 once
    * it fired.
    */
-  private failNthAttr(path: string): SysAttr | undefined {
+  private failNthAttr(task: Task, path: string): SysAttr | undefined {
     const m = /^\/proc\/(\d+)(?:\/task\/(\d+))?\/fail-nth$/.exec(path);
     if (m === null) return undefined;
     const pid = Number(m[1]);
     const tid = m[2] === undefined ? pid : Number(m[2]);
+    // A task's /proc files are its own (task_dump_owner); of another process only its pid is known.
+    const own = pid === task.creds.pid;
+    const ids = own ? task.creds.fsIds() : undefined;
     return {
       kind: 'attr',
       path,
       mode: 0o644,
+      ...(ids === undefined ? {} : { owner: { uid: ids.fsuid, gid: ids.fsgid } }),
       show: () => `${this.failNth(pid, tid).remaining}\n`,
       store: (_task, text) => {
         const n = parseUint(text);

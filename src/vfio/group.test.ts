@@ -5,7 +5,7 @@ import { createEmulator } from '../index.ts';
 import { Errno } from '../uapi/errno.ts';
 import * as ioctl from '../uapi/ioctl.ts';
 import * as v from '../uapi/vfio.ts';
-import { pciCoreMatch } from './pci-core.ts';
+import { pciCoreMatch } from './pci-match.ts';
 
 describe('group and container path', () => {
   it('sets a container, opens a device by name, and leaves nothing behind', () => {
