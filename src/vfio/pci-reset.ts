@@ -131,6 +131,11 @@ export function getHotResetInfo(device: VfioDevice, task: Task, arg: bigint): Sy
   return header(flags, reached.length) ? 0 : -Errno.EFAULT;
 }
 
+/** vfio_file_is_group() and the group behind it (by name: group.ts imports this module's users). */
+function vfioGroupOfFile(file: File): VfioGroup | undefined {
+  return file.fops.name === 'vfio-group' ? (file.privateData as VfioGroup) : undefined;
+}
+
 /** iommu_group_get(): the machine's group, or the placeholder vfio gives a no-IOMMU device. */
 function groupIdOf(set: VfioDeviceSet, pci: PciDevice): number | undefined {
   return pci.group?.id ?? inSet(set, pci)?.group.id;
