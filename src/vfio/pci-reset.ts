@@ -203,11 +203,3 @@ function devSetHotReset(
   for (const pci of reached) resetKeepingState(pci);
   return 0;
 }
-
-/**
- * vfio_file_is_group() and the group behind it: only a group node's files have the kind (a
- * run-time import of group.ts would close a cycle through device-cdev.ts and pci-core.ts).
- */
-function vfioGroupOfFile(file: File): VfioGroup | undefined {
-  return file.kind === 'vfio-group' ? (file.privateData as VfioGroup) : undefined;
-}
