@@ -59,6 +59,7 @@ export type FileKind =
   | 'vfio-group'
   | 'vfio-device'
   | 'sysfs'
+  | 'procfs'
   | 'eventfd'
   | 'directory'
   /** An access object of the test interface (CREATE_ACCESS's "[iommufd_test_staccess]"). */
