@@ -83,6 +83,7 @@ export class Kernel extends KernelCore {
         addTaint: (bit) => this.addTaint(bit),
         iommu: this.iommu,
         isIommuGroupId: (id) => this.iommu.groups.has(id),
+        pciDevices: () => this.machine.devices.values(),
       },
       noiommuMode,
     );

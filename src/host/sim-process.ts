@@ -191,10 +191,38 @@ export class SimProcess {
     return ret;
   }
 
-  /** pread(2): the bytes read, or a negative errno. */
-  pread(fd: number, length: number, pos: bigint): Uint8Array | number {
+  /** read(2) of a stream (a nonseekable file, such as an event queue): the bytes, or an errno. */
+  read(fd: number, length: number): Uint8Array | number {
     const file = this.fds.get(fd);
     if (file === undefined) return -Errno.EBADF;
+    if (!file.fops.nonseekable) throw new Error(`read(${fd}) of a seekable file: use pread()`);
+    return this.pread(fd, length, 0n, true);
+  }
+
+  /** write(2) of a stream (a nonseekable file): bytes written, or a negative errno. */
+  write(fd: number, data: Uint8Array): number {
+    const file = this.fds.get(fd);
+    if (file === undefined) return -Errno.EBADF;
+    if (!file.fops.nonseekable) throw new Error(`write(${fd}) of a seekable file: use pwrite()`);
+    const rc = this.startWrite(fd, data, 0n, true);
+    if (typeof rc !== 'number') throw new Error(`write(${fd}) blocks`);
+    return rc;
+  }
+
+  /** poll(2) of one fd: its ready mask now (POLLNVAL for a closed fd). */
+  poll(fd: number): number {
+    const file = this.fds.get(fd);
+    if (file === undefined) return 0x20;
+    const poll = file.fops.poll;
+    if (poll === undefined) return 0x145; // DEFAULT_POLLMASK
+    return this.call(`poll(${fd})`, () => poll.call(file.fops, file, this.task()));
+  }
+
+  /** pread(2): the bytes read, or a negative errno (ESPIPE for a stream). */
+  pread(fd: number, length: number, pos: bigint, stream = false): Uint8Array | number {
+    const file = this.fds.get(fd);
+    if (file === undefined) return -Errno.EBADF;
+    if (file.fops.nonseekable && !stream) return -Errno.ESPIPE;
     const read = file.fops.read;
     if (read === undefined) return -Errno.EINVAL;
     let out: Uint8Array | number = -Errno.EIO;
@@ -218,9 +246,15 @@ export class SimProcess {
     return typeof rc === 'number' ? rc : rc.blocked;
   }
 
-  private startWrite(fd: number, data: Uint8Array, pos: bigint): number | BlockedCall {
+  private startWrite(
+    fd: number,
+    data: Uint8Array,
+    pos: bigint,
+    stream = false,
+  ): number | BlockedCall {
     const file = this.fds.get(fd);
     if (file === undefined) return -Errno.EBADF;
+    if (file.fops.nonseekable && !stream) return -Errno.ESPIPE;
     const write = file.fops.write;
     if (write === undefined) return -Errno.EINVAL;
     if (this.exited) throw new Error(`process ${this.pid} has exited`);

@@ -252,6 +252,7 @@ export class Machine {
           ...(group === undefined ? {} : { group }),
           dmaMask: dev.dmaMask,
           dmaCompletion: dev.dmaCompletion,
+          resetMethods: dev.resetMethods,
         });
     }
   }

@@ -4,12 +4,14 @@
  * a JSON platform file (`loadPlatformFile()`), whose format docs/platform.md documents and
  * platform-schema.ts checks. Every problem is reported at once, each with its JSON path.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import type { DmaCompletion } from './edu.ts';
 import type { IommuUnitConfig, ReservedRegion } from './iommu.ts';
-import { isValidBdf } from './pci.ts';
+import { isValidBdf, type ResetMethod } from './pci.ts';
 import { MAX_MEMORY_SIZE } from './phys-memory.ts';
 import {
+  DELAY_MS_RULE,
+  MAX_DELAY_MS,
   PAGE_SIZES,
   type PlatformFile,
   type PlatformIssue,
@@ -34,6 +36,8 @@ export interface DeviceConfig {
   readonly dmaCompletion: DmaCompletion;
   /** Reserved regions only this device reports (on top of its IOMMU's). */
   readonly reservedRegions: readonly ReservedRegion[];
+  /** How it can be reset; none for QEMU's edu. */
+  readonly resetMethods: readonly ResetMethod[];
 }
 
 /** A whole machine. */
@@ -103,6 +107,7 @@ export function defaultPlatform(): PlatformConfig {
     dmaMask: U64_MAX,
     dmaCompletion: 'prompt',
     reservedRegions: [],
+    resetMethods: [],
   });
   return {
     memorySize: 4n * SZ_1G,
@@ -129,10 +134,19 @@ export function defaultPlatform(): PlatformConfig {
   };
 }
 
+/** Far more than any machine's description needs. */
+const PLATFORM_FILE_MAX = 1 << 20;
+
 /** Reads and validates a platform file. Never throws: a bad file gives a PlatformConfigError. */
 export function loadPlatformFile(path: string): PlatformConfig | PlatformConfigError {
   let text: string;
   try {
+    // A device or a pipe (/dev/zero) would never end, a huge file would fill the heap.
+    const stat = statSync(path);
+    if (!stat.isFile()) return new PlatformConfigError('file', `${path} is not a regular file`);
+    if (stat.size > PLATFORM_FILE_MAX) {
+      return new PlatformConfigError('file', `${path} is larger than ${PLATFORM_FILE_MAX} bytes`);
+    }
     text = readFileSync(path, 'utf8');
   } catch (err) {
     return new PlatformConfigError('file', `cannot read ${path}: ${(err as Error).message}`);
@@ -239,11 +253,14 @@ function platformIssues(config: PlatformConfig): PlatformIssue[] {
     }
     if (dev.dmaMask < 0n || dev.dmaMask > U64_MAX) fail(`${at}.dmaMask`, 'must be a u64');
     const c = dev.dmaCompletion;
-    if (typeof c === 'object' && (!Number.isFinite(c.delayMs) || c.delayMs < 0)) {
-      fail(`${at}.dmaCompletion.delayMs`, 'must be a non-negative number of milliseconds');
+    if (typeof c === 'object' && !(c.delayMs >= 0 && c.delayMs <= MAX_DELAY_MS)) {
+      fail(`${at}.dmaCompletion.delayMs`, DELAY_MS_RULE);
     }
     const bad = badRegion(dev.reservedRegions);
     if (bad !== undefined) fail(`${at}.reservedRegions[${bad}]`, 'start must be <= last');
+    if (dev.resetMethods.includes('bus') && dev.bdf.slice(5, 7) === '00') {
+      fail(`${at}.reset`, 'a device on the root bus (00) has no bridge above it to reset its bus');
+    }
   }
   return issues;
 }
@@ -279,6 +296,7 @@ export function platformToJson(config: PlatformConfig): unknown {
       dmaMask: hex(d.dmaMask),
       dmaCompletion: d.dmaCompletion,
       reservedRegions: regions(d.reservedRegions),
+      ...(d.resetMethods.length === 0 ? {} : { reset: d.resetMethods }),
     })),
   };
 }
@@ -324,6 +342,7 @@ function toDevice(dev: DeviceFile): DeviceConfig {
     dmaMask: dev.dmaMask ?? U64_MAX,
     dmaCompletion: dev.dmaCompletion ?? 'prompt',
     reservedRegions: dev.reservedRegions ?? [],
+    resetMethods: dev.reset ?? [],
   };
 }
 
