@@ -242,6 +242,9 @@ describe('permissions', { skip: (!isRoot || !have('setpriv')) && 'needs root and
       '(exec 3</dev/vfio/vfio) && echo "/dev/vfio/vfio opened"',
       '(echo 0000:00:04.0 > /sys/bus/pci/drivers/vfio-pci/unbind) 2>/dev/null || echo "unbind refused"',
       'cat /sys/bus/pci/devices/0000:00:04.0/driver_override',
+      // stat and access() through the shim see the same owners and modes.
+      'stat -c "%u %g %a" /dev/vfio/devices/vfio0 /dev/vfio/vfio /sys/bus/pci/drivers/vfio-pci/unbind',
+      'test -w /dev/vfio/devices/vfio0 && echo writable || echo "not writable"',
     ].join('\n');
     try {
       const rootOwned = await asNobody(['--platform', platform, '--', 'sh', '-c', script]);
@@ -256,6 +259,10 @@ describe('permissions', { skip: (!isRoot || !have('setpriv')) && 'needs root and
           '/dev/vfio/vfio opened',
           'unbind refused',
           'vfio-pci',
+          '0 0 600',
+          '0 0 666',
+          '0 0 200',
+          'not writable',
           '',
         ].join('\n'),
       );
@@ -267,6 +274,7 @@ describe('permissions', { skip: (!isRoot || !have('setpriv')) && 'needs root and
         /^65534\n\/dev\/vfio\/devices\/vfio0 opened\n\/dev\/vfio\/0 opened\n/,
       );
       assert.match(own.stdout, /\/dev\/iommu opened\n\/dev\/vfio\/vfio opened\nunbind refused\n/);
+      assert.match(own.stdout, /\n65534 65534 600\n0 0 666\n0 0 200\nwritable\n$/);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
