@@ -80,6 +80,7 @@ function writeDone(
       positional ? pos : undefined,
       data,
       ret,
+      'write',
     );
     trace(s, req.creds, positional ? 'pwrite' : 'write', detail, ret);
   }
