@@ -52,8 +52,8 @@ export interface FileOperations {
    */
   poll?(file: File, task: Task): number;
   /**
-   * nonseekable_open(): pread, pwrite and lseek are ESPIPE, and read and write leave the file
-   * position where it is (0): the file is a stream of records.
+   * A stream (an anonymous file without llseek, or one opened with nonseekable_open()): pread,
+   * pwrite and lseek are ESPIPE, and read and write leave the file position at 0.
    */
   readonly nonseekable?: boolean;
   /** Called once, when the last reference is dropped. */
