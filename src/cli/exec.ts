@@ -12,6 +12,7 @@ import { checkInvariants } from '../check/invariants.ts';
 import { FailNth, setFailNthForEveryTask } from '../fault/fault.ts';
 import { parseCapSet } from '../host/credentials.ts';
 import { useFdAddon } from '../server/client-fds.ts';
+import { Recorder } from '../server/recorder.ts';
 import { type EmuServer, type ServerOptions, startServer } from '../server/server.ts';
 import { attachTrace, formatEvent, type TraceFilter } from '../trace/writer.ts';
 import {
@@ -22,7 +23,13 @@ import {
   EXIT_NOT_FOUND,
   fail,
 } from './exit-status.ts';
-import { ensureNative, type NativeParts, PackageError, SHIM_NAME } from './native.ts';
+import {
+  ensureNative,
+  type NativeParts,
+  PackageError,
+  packageVersion,
+  SHIM_NAME,
+} from './native.ts';
 import { checkProgram } from './program-check.ts';
 
 /** How long exec waits, after PROGRAM exits, for its emulated fds to be closed everywhere. */
@@ -50,6 +57,8 @@ export interface ExecFlags extends KernelFlags {
   readonly failNth?: number;
   /** The status for the emulator's findings (leaks, broken invariants). */
   readonly errorExitcode?: number;
+  /** --record FILE: the run in the record format, for `iommufd-emu replay`. */
+  readonly record?: string;
 }
 
 // -- native parts ------------------------------------------------------------------------------
@@ -284,6 +293,28 @@ export function reportLeaks(leaks: readonly string[]): void {
   for (const leak of leaks) process.stderr.write(`  ${leak}\n`);
 }
 
+/** exec --record FILE: a recorder writing to FILE (created or truncated). */
+function openRecord(
+  file: string,
+  program: string,
+  args: readonly string[],
+  grant: bigint,
+): { recorder: Recorder; close: () => void } {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'w');
+  } catch (err) {
+    fail(`cannot write the record to ${file}: ${describeErrno(err)}`);
+  }
+  const recorder = new Recorder(
+    (text) => {
+      fs.writeSync(fd, text);
+    },
+    { program: [program, ...args], grantedCaps: grant, emulator: packageVersion() },
+  );
+  return { recorder, close: () => fs.closeSync(fd) };
+}
+
 // -- running a program ---------------------------------------------------------------------------
 
 const FORWARDED_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const;
@@ -361,7 +392,8 @@ function hasKernelFlags(flags: KernelFlags): boolean {
     flags.traceJson !== undefined ||
     flags.platform !== undefined ||
     flags.enableUnsafeNoiommuMode === true ||
-    (flags.cap?.length ?? 0) > 0
+    (flags.cap?.length ?? 0) > 0 ||
+    (flags as ExecFlags).record !== undefined
   );
 }
 
@@ -385,7 +417,7 @@ export async function execCommand(
   if (joined !== undefined && joined !== '') {
     if (hasKernelFlags(flags)) {
       fail(
-        'IOMMUFD_EMU_SOCKET is set, so exec joins that emulator: --trace/--platform/--enable-unsafe-noiommu-mode/--cap belong to the emulator (iommufd-emu serve)',
+        'IOMMUFD_EMU_SOCKET is set, so exec joins that emulator: --trace/--record/--platform/--enable-unsafe-noiommu-mode/--cap belong to the emulator (iommufd-emu serve)',
       );
     }
     const { shim, guard } = ensureShim();
@@ -406,12 +438,15 @@ export async function execCommand(
   const checks = flags.check === true ? startInvariantChecks(kernel) : undefined;
   const injection = flags.failNth === undefined ? undefined : startFailNth(kernel, flags.failNth);
   const detach = hooks.attach?.(kernel);
+  const recording =
+    flags.record === undefined ? undefined : openRecord(flags.record, program, args, grant);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iommufd-emu-'));
   let server: EmuServer | undefined;
   try {
     server = await listenOn(kernel, path.join(dir, 'emu.sock'), {
       testbedDir: path.join(dir, 'root'),
       grantedCaps: grant,
+      ...(recording === undefined ? {} : { recorder: recording.recorder }),
     });
     let status = await runProgram(
       program,
@@ -440,8 +475,10 @@ export async function execCommand(
       }
     }
     injection?.report();
+    recording?.recorder.stop(status);
     return status;
   } finally {
+    recording?.close();
     await server?.close();
     shutdownKernel(kernel);
     stopTrace?.();

@@ -324,30 +324,23 @@ export class EduDevice extends PciDevice {
 
   /** QEMU's worker thread finishes at once; here that is the next event-loop turn. */
   private scheduleFactorial(): void {
-    const handle = setImmediate(() => {
+    this.factTimer = this.timers.schedule(this.bdf, 'factorial', 0, () => {
       this.factTimer = undefined;
       this.factorial = eduFactorial(this.factorial);
       this.status &= ~EduStatus.COMPUTING;
       if ((this.status & EduStatus.IRQ_FACT) !== 0) this.raiseIrq(EduIrq.FACTORIAL);
       this.wakeIdle();
     });
-    this.factTimer = () => clearImmediate(handle);
   }
 
   private scheduleDma(): void {
-    const done = (): void => {
+    const c = this.completion;
+    const delayMs = c === 'prompt' ? 0 : c === 'qemu' ? QEMU_DMA_DELAY_MS : c.delayMs;
+    this.dmaTimer = this.timers.schedule(this.bdf, 'dma', delayMs, () => {
       this.dmaTimer = undefined;
       this.completeDma();
       this.wakeIdle();
-    };
-    const c = this.completion;
-    if (c === 'prompt') {
-      const handle = setImmediate(done);
-      this.dmaTimer = () => clearImmediate(handle);
-    } else {
-      const handle = setTimeout(done, c === 'qemu' ? QEMU_DMA_DELAY_MS : c.delayMs);
-      this.dmaTimer = () => clearTimeout(handle);
-    }
+    });
   }
 
   /** The timer callback: the whole copy happens now, through the mappings live now. */

@@ -23,6 +23,7 @@ import { type MmPinSnapshot, PinnedPages, type PinnedStats } from './pinned-page
 import {
   checkPlatform,
   type DeviceConfig,
+  type DeviceNodeOwner,
   defaultPlatform,
   type PlatformConfig,
 } from './platform-config.ts';
@@ -136,6 +137,11 @@ export class Machine {
   /** CONFIG_IOMMUFD_TEST: the test interface and its mock bus are built in. */
   get iommufdTest(): boolean {
     return this.config.iommufdTest ?? true;
+  }
+
+  /** Who owns /dev/iommu and the VFIO nodes (the platform's udev rule). */
+  get deviceNodeOwner(): DeviceNodeOwner {
+    return this.config.deviceNodeOwner ?? 'invoking-user';
   }
 
   /** vfio.enable_unsafe_noiommu_mode as configured at boot. */

@@ -8,6 +8,7 @@
  */
 import type { EventBus } from '../trace/events.ts';
 import { Errno } from '../uapi/errno.ts';
+import { type DeviceTimers, eventLoopTimers } from './device-timers.ts';
 import type { DmaPort } from './dma-port.ts';
 import { IommuDmaPort } from './dma-port.ts';
 import type { IommuDomain, IommuGroup, IommuUnit } from './iommu.ts';
@@ -149,6 +150,8 @@ export abstract class PciDevice {
   readonly group: IommuGroup | undefined;
   readonly msiOffset: number | undefined;
   readonly resetMethods: readonly ResetMethod[];
+  /** How the device's asynchronous work is timed (record and replay choose it). */
+  timers: DeviceTimers = eventLoopTimers;
 
   private readonly config = new Uint8Array(PciConfig.SIZE);
   private readonly resetConfig: Uint8Array;

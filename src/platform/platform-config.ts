@@ -53,7 +53,15 @@ export interface PlatformConfig {
    * mock devices sit on. Absent means true (docs/decisions.md).
    */
   readonly iommufdTest?: boolean;
+  /**
+   * Who owns /dev/iommu and the VFIO group and device nodes, as a udev rule would make it:
+   * the user running the emulator ('invoking-user', the default) or fixed ids.
+   */
+  readonly deviceNodeOwner?: DeviceNodeOwner;
 }
+
+/** The owner a platform gives its iommufd and VFIO nodes. */
+export type DeviceNodeOwner = 'invoking-user' | { readonly uid: number; readonly gid: number };
 
 /** A platform file or config that does not describe a usable machine: every problem found. */
 export class PlatformConfigError extends Error {
@@ -88,7 +96,8 @@ export const X86_MSI_REGION: ReservedRegion = {
 /**
  * The built-in machine: 4 GiB RAM, IOMMU "dmar0" (48-bit, 4K|2M|1G, MSI window reserved), edu
  * devices 0000:00:04.0 and 0000:00:05.0 behind it in separate groups, and edu 0000:00:06.0 with
- * no IOMMU. All with 64-bit DMA masks and prompt DMA completion; no-IOMMU mode off.
+ * no IOMMU. All with 64-bit DMA masks and prompt DMA completion; no-IOMMU mode off; /dev/iommu
+ * and the VFIO nodes owned by the user running the emulator.
  */
 export function defaultPlatform(): PlatformConfig {
   const edu = (bdf: string, iommu: string | undefined): DeviceConfig => ({
@@ -103,6 +112,8 @@ export function defaultPlatform(): PlatformConfig {
   return {
     memorySize: 4n * SZ_1G,
     enableUnsafeNoiommuMode: false,
+    // As a udev rule giving a VFIO user its devices would.
+    deviceNodeOwner: 'invoking-user',
     iommus: [
       {
         name: 'dmar0',
@@ -263,6 +274,7 @@ export function platformToJson(config: PlatformConfig): unknown {
     memory: hex(config.memorySize),
     enableUnsafeNoiommuMode: config.enableUnsafeNoiommuMode,
     ...(config.iommufdTest === undefined ? {} : { iommufdTest: config.iommufdTest }),
+    deviceNodeOwner: config.deviceNodeOwner ?? 'invoking-user',
     iommus: config.iommus.map((u) => ({
       name: u.name,
       pageSizes: PAGE_SIZE_NAMES.filter(([, size]) => (u.pgsizeBitmap & size) !== 0n).map(
@@ -339,6 +351,7 @@ function toConfig(file: PlatformFile): PlatformConfig {
     memorySize: file.memory ?? 4n * SZ_1G,
     enableUnsafeNoiommuMode: file.enableUnsafeNoiommuMode ?? false,
     ...(file.iommufdTest === undefined ? {} : { iommufdTest: file.iommufdTest }),
+    ...(file.deviceNodeOwner === undefined ? {} : { deviceNodeOwner: file.deviceNodeOwner }),
     iommus: (file.iommus ?? []).map(toIommu),
     devices: (file.devices ?? []).map(toDevice),
   };

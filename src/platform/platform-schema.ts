@@ -187,6 +187,20 @@ const device = z.strictObject({
     }),
 });
 
+const deviceNodeOwner = z
+  .union(
+    [
+      z.literal('invoking-user'),
+      z.strictObject({ uid: nonNegativeInteger(), gid: nonNegativeInteger() }),
+    ],
+    expected('expected "invoking-user" or { "uid": N, "gid": N }'),
+  )
+  .meta({
+    description:
+      'who owns /dev/iommu and the VFIO group and device nodes, as a udev rule would set it ' +
+      '(default "invoking-user": the user running the emulator)',
+  });
+
 export const platformFileSchema = z
   .strictObject(
     {
@@ -197,6 +211,7 @@ export const platformFileSchema = z
       iommufdTest: boolean()
         .optional()
         .meta({ description: 'the kernel has CONFIG_IOMMUFD_TEST (default true)' }),
+      deviceNodeOwner: deviceNodeOwner.optional(),
       iommus: z.array(iommuUnit, expected('expected an array')).optional(),
       devices: z.array(device, expected('expected an array')).optional(),
     },

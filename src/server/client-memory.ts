@@ -4,7 +4,7 @@
  * retired once the process is gone. Each call sees it through a CallMemory with the ioctl window
  * the shim prefetched.
  */
-import { CallMemory, ProcMemory } from '../host/proc-memory.ts';
+import { CallMemory, type MapRange, ProcMemory } from '../host/proc-memory.ts';
 import type { UserMemory } from '../host/user-memory.ts';
 import type { EventBus } from '../trace/events.ts';
 import type { WireCreds } from './protocol.ts';
@@ -27,6 +27,26 @@ export interface IoctlWindow {
   readonly writable: boolean;
 }
 
+/** What the server's calls need of client memory: ClientMemories, or a replay's (replay.ts). */
+export interface CallMemories {
+  /** A thread said HELLO; returns the key of its address space. */
+  attach(creds: WireCreds): string;
+  /** A thread's transport closed. */
+  detach(key: string): void;
+  /** The caller's memory for one call; done() ends the call. */
+  forCall(creds: WireCreds, window?: IoctlWindow): { memory: CallMemory; done: () => void };
+  close(): void;
+}
+
+/** A call's view of the process memory beneath its CallMemory, and of its mappings. */
+export interface MemoryView {
+  readonly memory: UserMemory;
+  readonly mapRanges: () => readonly MapRange[];
+}
+
+/** Sees the process memory each call reaches (a recording) and returns the view the call uses. */
+export type MemoryObserver = (view: MemoryView) => MemoryView;
+
 interface MemoryEntry {
   readonly memory: ProcMemory;
   transports: number;
@@ -37,13 +57,15 @@ export function memoryKey(creds: WireCreds): string {
   return `pid${creds.pid}/mm${creds.mmCookie.toString(16)}`;
 }
 
-export class ClientMemories {
+export class ClientMemories implements CallMemories {
   private readonly events: EventBus;
   private readonly memories = new Map<string, MemoryEntry>();
   private sweep: NodeJS.Timeout | undefined;
+  private readonly observe: MemoryObserver | undefined;
 
-  constructor(events: EventBus) {
+  constructor(events: EventBus, observe?: MemoryObserver) {
     this.events = events;
+    this.observe = observe;
   }
 
   /** A thread said HELLO: its address space's view lives at least as long as its transport. */
@@ -81,10 +103,14 @@ export class ClientMemories {
   forCall(creds: WireCreds, window?: IoctlWindow): { memory: CallMemory; done: () => void } {
     const entry = this.memories.get(memoryKey(creds));
     const proc = entry?.memory ?? this.open(creds);
-    const memory = new CallMemory(proc, window?.start ?? 0n, window?.bytes ?? new Uint8Array(0), {
-      windowWritable: window?.writable ?? true,
-      mapRanges: () => proc.mapRanges(),
-    });
+    const direct: MemoryView = { memory: proc, mapRanges: () => proc.mapRanges() };
+    const view = this.observe?.(direct) ?? direct;
+    const memory = new CallMemory(
+      view.memory,
+      window?.start ?? 0n,
+      window?.bytes ?? new Uint8Array(0),
+      { windowWritable: window?.writable ?? true, mapRanges: view.mapRanges },
+    );
     return {
       memory,
       done: () => {

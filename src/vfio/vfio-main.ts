@@ -181,6 +181,20 @@ export class VfioSubsystem {
       show: () => `${VFIO_DEV_MAJOR}:${vdev.index}\n`,
     });
     this.env.sysfs.add({
+      kind: 'attr',
+      path: `${devDir}/uevent`,
+      mode: 0o644,
+      show: () =>
+        `MAJOR=${VFIO_DEV_MAJOR}\nMINOR=${vdev.index}\nDEVNAME=vfio/devices/${vdev.name}\n`,
+      store: () => 0,
+    });
+    this.env.sysfs.add({ kind: 'link', path: `${devDir}/device`, target: `../../../${pci.bdf}` });
+    this.env.sysfs.add({
+      kind: 'link',
+      path: `${devDir}/subsystem`,
+      target: '../../../../../class/vfio-dev',
+    });
+    this.env.sysfs.add({
       kind: 'link',
       path: `/sys/class/vfio-dev/${vdev.name}`,
       target: `../../devices/pci0000:00/${pci.bdf}/vfio-dev/${vdev.name}`,
