@@ -98,6 +98,11 @@ export class Kernel extends KernelCore {
       this.pci.addDevice(dev, 'vfio-pci');
       addPciSysfs(this.sysfs, dev, {
         driverOf: () => this.pci.driverOf(dev.bdf)?.name,
+        aloneOnBus: () =>
+          [...this.machine.devices.values()].filter(
+            (d) => d.bdf.slice(0, 7) === dev.bdf.slice(0, 7),
+          ).length === 1,
+        warn: (line) => this.events.log('warn', `pci ${dev.bdf}: ${line}`),
         groupReservedRegions: () => {
           const group = this.iommu.device(dev.bdf)?.group;
           return group === undefined ? [] : group.devices.flatMap((d) => iommuGetResvRegions(d));
