@@ -12,7 +12,6 @@
  */
 import * as fs from 'node:fs';
 import * as net from 'node:net';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { startServer } from '../server/server.ts';
 import {
@@ -22,6 +21,7 @@ import {
   type KernelFlags,
   leaksOf,
   preloadWith,
+  privateDirectory,
   refuseIfShimmed,
   reportLeaks,
   runProgram,
@@ -67,13 +67,21 @@ function socketInUse(socketPath: string): Promise<boolean> {
   });
 }
 
+/** The longest AF_UNIX path (sizeof sun_path less the NUL). */
+const SUN_PATH_MAX = 107;
+
 /** The socket to serve on: --socket (a stale one removed), else one in a new private directory. */
 async function chooseSocket(flags: ServeFlags): Promise<{ socketPath: string; dir?: string }> {
   if (flags.socket === undefined) {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iommufd-emu-'));
+    const dir = privateDirectory();
     return { socketPath: path.join(dir, 'emu.sock'), dir };
   }
   const socketPath = path.resolve(flags.socket);
+  // sun_path holds 107 bytes and a NUL: a longer path would be cut, and clients miss it.
+  if (Buffer.byteLength(socketPath) > SUN_PATH_MAX)
+    fail(`--socket ${socketPath} is longer than a socket path may be (${SUN_PATH_MAX} bytes)`);
+  const parent = path.dirname(socketPath);
+  if (!fs.existsSync(parent)) fail(`--socket ${socketPath}: no directory ${parent}`);
   if (fs.existsSync(socketPath)) {
     if (!fs.statSync(socketPath).isSocket()) fail(`${socketPath} exists and is not a socket`);
     if (await socketInUse(socketPath)) fail(`an emulator already serves ${socketPath}`);

@@ -22,6 +22,7 @@ import {
   type NamespacedCaps,
 } from '../host/credentials.ts';
 import type { EventBus } from '../trace/events.ts';
+import { memlockLimitOf } from './client-identity.ts';
 import type { WireCreds } from './protocol.ts';
 
 /** The uid a task gets when its real uid cannot be read (the kernel's overflowuid). */
@@ -89,13 +90,23 @@ export class ClientCredentials {
         uid = realUidOf(`${proc}/status`) ?? OVERFLOW_UID;
       }
     }
+    const pid = wire.pid;
+    let memlockLimit: bigint | undefined;
     const creds: Credentials = {
       ...caps,
-      pid: wire.pid,
+      pid,
       tid: wire.tid,
       uid,
       grantedCaps: this.grantedCaps,
-      memlockLimit: wire.memlock,
+      // The lower of what the shim reports and what the process has: a claim cannot raise it.
+      // Read only when a pin needs it.
+      get memlockLimit(): bigint {
+        if (memlockLimit === undefined) {
+          const actual = memlockLimitOf(pid) ?? wire.memlock;
+          memlockLimit = actual < wire.memlock ? actual : wire.memlock;
+        }
+        return memlockLimit;
+      },
     };
     this.announce(wire, creds, unreadable);
     return creds;

@@ -28,6 +28,8 @@ export interface IoctlWindow {
 }
 
 interface MemoryEntry {
+  /** The address space it views (memoryKey: pid and mm cookie). */
+  readonly key: string;
   readonly memory: ProcMemory;
   transports: number;
 }
@@ -39,7 +41,8 @@ export function memoryKey(creds: WireCreds): string {
 
 export class ClientMemories {
   private readonly events: EventBus;
-  private readonly memories = new Map<string, MemoryEntry>();
+  /** One view per process (by pid): its current address space's. */
+  private readonly memories = new Map<number, MemoryEntry>();
   private sweep: NodeJS.Timeout | undefined;
 
   constructor(events: EventBus) {
@@ -49,10 +52,17 @@ export class ClientMemories {
   /** A thread said HELLO: its address space's view lives at least as long as its transport. */
   attach(creds: WireCreds): string {
     const key = memoryKey(creds);
-    let entry = this.memories.get(key);
+    let entry = this.memories.get(creds.pid);
+    if (entry !== undefined && entry.key !== key) {
+      // A new address space of the same process (it exec'd): one open view per process, so the
+      // old one goes (kept open only while pinned pages still need it).
+      this.memories.delete(creds.pid);
+      entry.memory.retire();
+      entry = undefined;
+    }
     if (entry === undefined) {
-      entry = { memory: this.open(creds), transports: 0 };
-      this.memories.set(key, entry);
+      entry = { key, memory: this.open(creds), transports: 0 };
+      this.memories.set(creds.pid, entry);
     }
     entry.transports++;
     return key;
@@ -63,12 +73,12 @@ export class ClientMemories {
    * (other threads), keep the view: devices may still DMA into it. The sweep retires it once the
    * process is gone.
    */
-  detach(key: string): void {
-    const entry = this.memories.get(key);
-    if (entry === undefined || --entry.transports !== 0) return;
+  detach(pid: number, key: string): void {
+    const entry = this.memories.get(pid);
+    if (entry === undefined || entry.key !== key || --entry.transports !== 0) return;
     if (entry.memory.current) this.startSweep();
     else {
-      this.memories.delete(key);
+      this.memories.delete(pid);
       entry.memory.retire();
     }
   }
@@ -79,7 +89,8 @@ export class ClientMemories {
    * ends the call.
    */
   forCall(creds: WireCreds, window?: IoctlWindow): { memory: CallMemory; done: () => void } {
-    const entry = this.memories.get(memoryKey(creds));
+    const found = this.memories.get(creds.pid);
+    const entry = found?.key === memoryKey(creds) ? found : undefined;
     const proc = entry?.memory ?? this.open(creds);
     const memory = new CallMemory(proc, window?.start ?? 0n, window?.bytes ?? new Uint8Array(0), {
       windowWritable: window?.writable ?? true,
@@ -116,9 +127,9 @@ export class ClientMemories {
   private startSweep(): void {
     if (this.sweep !== undefined) return;
     this.sweep = setInterval(() => {
-      for (const [key, entry] of this.memories) {
+      for (const [pid, entry] of this.memories) {
         if (entry.transports === 0 && !entry.memory.current) {
-          this.memories.delete(key);
+          this.memories.delete(pid);
           entry.memory.retire();
         }
       }

@@ -6,6 +6,7 @@
  */
 import type * as net from 'node:net';
 import type { OpenObject, ReservedFd } from './client-fds.ts';
+import type { CheckedClaim, PeerIdentity } from './client-identity.ts';
 import { CREDS_BYTES, encodeReply, FrameReader, HEADER_BYTES, type Request } from './protocol.ts';
 
 /** What a reply carries besides the result. */
@@ -29,6 +30,12 @@ export class Connection {
   notes = false;
   /** Transport: the last poll traced found nothing ready with these args (ops/poll.ts). */
   lastPoll: string | undefined;
+  /** The connecting process as the kernel saw it (SO_PEERCRED); undefined without the addon. */
+  peer: PeerIdentity | undefined;
+  /** The last claim checked on this connection (client-identity.ts). */
+  checked: CheckedClaim | undefined;
+  /** Open objects this connection's process was found to hold an fd on (forgotten with them). */
+  readonly heldObjects = new WeakSet<OpenObject>();
   /** Object connection: the open file it is. */
   object: OpenObject | undefined;
   /** Object connection made by RESERVE: the fd a call may install a new file on. */

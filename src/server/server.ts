@@ -15,6 +15,7 @@ import type { FailNth } from '../fault/fault.ts';
 import type { ServerState } from './call.ts';
 import { ClientCredentials } from './client-creds.ts';
 import { ClientFiles } from './client-fds.ts';
+import { checkClaim, peerIdentity } from './client-identity.ts';
 import { ClientMemories } from './client-memory.ts';
 import { Connection } from './connection.ts';
 import { closeBarrier } from './ops/close.ts';
@@ -107,6 +108,7 @@ class Server implements EmuServer, ServerState {
   private readonly connections = new Set<Connection>();
   private idleWaiters: (() => void)[] = [];
   private closing: Promise<void> | undefined;
+  private warnedUnverifiable = false;
 
   constructor(kernel: Kernel, socketPath: string, options: ServerOptions) {
     this.kernel = kernel;
@@ -126,13 +128,26 @@ class Server implements EmuServer, ServerState {
         reject(err);
       };
       this.net.once('error', onError);
-      this.net.listen(this.socketPath, () => {
-        this.net.off('error', onError);
-        this.net.on('error', (err) => {
-          this.kernel.events.log('error', `server: ${err.message}`);
+      // Only the emulator's user may connect, whatever the umask: the socket is bound under a
+      // umask that leaves it 0600 (bind happens inside listen()), then set so explicitly.
+      const umask = process.umask(0o177);
+      try {
+        this.net.listen(this.socketPath, () => {
+          try {
+            fs.chmodSync(this.socketPath, 0o600);
+          } catch (err) {
+            reject(err);
+            return;
+          }
+          this.net.off('error', onError);
+          this.net.on('error', (err) => {
+            this.kernel.events.log('error', `server: ${err.message}`);
+          });
+          resolve();
         });
-        resolve();
-      });
+      } finally {
+        process.umask(umask);
+      }
     });
   }
 
@@ -181,6 +196,13 @@ class Server implements EmuServer, ServerState {
   private accept(socket: net.Socket): void {
     const conn = new Connection(socket);
     this.connections.add(conn);
+    const peer = peerIdentity(socket);
+    if (typeof peer === 'object') conn.peer = peer;
+    else if (peer === 'unverifiable') this.warnUnverifiable();
+    else {
+      this.kernel.events.log('warn', `server: refusing a connection: ${peer}`);
+      socket.destroy();
+    }
     socket.on('data', (chunk: Buffer) => {
       if (conn.kind === 'object') {
         rawWrite(this, conn, chunk);
@@ -217,7 +239,7 @@ class Server implements EmuServer, ServerState {
     if (thread !== undefined) {
       // The thread is gone (its transport closes only when it exits, or its process does).
       this.kernel.forgetTask(thread.pid, thread.tid);
-      this.memories.detach(thread.memoryKey);
+      this.memories.detach(thread.pid, thread.memoryKey);
     }
   }
 
@@ -245,7 +267,43 @@ class Server implements EmuServer, ServerState {
     conn.socket.destroy();
   }
 
-  private dispatch(conn: Connection, req: Request): void {
+  /** Without the fd addon nobody's claims can be checked: said once. */
+  private warnUnverifiable(): void {
+    if (this.warnedUnverifiable) return;
+    this.warnedUnverifiable = true;
+    this.kernel.events.log(
+      'warn',
+      "server: the fd addon is not built: clients' pids, ids and capabilities are taken as they claim them (build native/ with Node's headers)",
+    );
+  }
+
+  /**
+   * The request with the credentials it may act with (client-identity.ts), or undefined after
+   * dropping a connection whose claim is refused. A transport serves one thread: the one that
+   * said HELLO on it.
+   */
+  private checked(conn: Connection, req: Request): Request | undefined {
+    const peer = conn.peer;
+    if (peer === undefined) return req;
+    if (conn.thread !== undefined && req.creds.tid !== conn.thread.tid) {
+      this.protocolError(
+        conn,
+        `claims tid ${req.creds.tid} on the transport of tid ${conn.thread.tid}`,
+      );
+      return undefined;
+    }
+    const result = checkClaim(peer, req.creds, conn.checked);
+    if (typeof result === 'string') {
+      this.protocolError(conn, result);
+      return undefined;
+    }
+    conn.checked = result;
+    return result.creds === req.creds ? req : { ...req, creds: result.creds };
+  }
+
+  private dispatch(conn: Connection, claimed: Request): void {
+    const req = this.checked(conn, claimed);
+    if (req === undefined) return;
     if (conn.kind === 'new') {
       if (req.op === Op.HELLO) hello(this, conn, req);
       else if (req.op === Op.OPEN) open(this, conn, req);
