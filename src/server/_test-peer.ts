@@ -30,6 +30,10 @@ process.on('message', (m) => {
     conns.get(m.id)?.write(Buffer.from(m.data, 'base64'));
   } else if (m.t === 'close') {
     conns.get(m.id)?.destroy();
+  } else if (m.t === 'pause') {
+    conns.get(m.id)?.pause();
+  } else if (m.t === 'resume') {
+    conns.get(m.id)?.resume();
   }
 });
 process.send({ t: 'ready' });
@@ -67,6 +71,15 @@ export class PeerConnection {
 
   close(): void {
     this.peer.post({ t: 'close', id: this.id });
+  }
+
+  /** Stops reading what the server sends (it piles up in the kernel, then in the server). */
+  pause(): void {
+    this.peer.post({ t: 'pause', id: this.id });
+  }
+
+  resume(): void {
+    this.peer.post({ t: 'resume', id: this.id });
   }
 
   /** Resolves once `predicate` holds (checked at each message), or rejects after `ms`. */

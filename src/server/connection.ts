@@ -40,14 +40,29 @@ export class Connection {
   object: OpenObject | undefined;
   /** Object connection made by RESERVE: the fd a call may install a new file on. */
   reserved: ReservedFd | undefined;
+  /** Bytes the server holds for this connection (limits.ts): a partial request, unread replies. */
+  held = 0;
+  /** Not read from (limits.ts): its replies are not being read, or all clients hold too much. */
+  paused = false;
+  /** When the handshake or the partial request must be complete by (limits.ts). */
+  deadline: NodeJS.Timeout | undefined;
+  /** Called after anything is written to the client (the server accounts for it). */
+  private readonly written: (conn: Connection) => void;
 
-  constructor(socket: net.Socket) {
+  constructor(socket: net.Socket, written: (conn: Connection) => void = () => {}) {
     this.socket = socket;
+    this.written = written;
   }
 
   /** Sends the reply to `req` (nothing if the client is gone). */
   reply(req: Request, ret: number, extra: ReplyExtra = {}): void {
+    this.send(encodeReply({ op: req.op, seq: req.seq, ret, ...extra }));
+  }
+
+  /** Writes bytes to the client (nothing if it is gone). */
+  send(bytes: Uint8Array): void {
     if (this.socket.destroyed || !this.socket.writable) return;
-    this.socket.write(encodeReply({ op: req.op, seq: req.seq, ret, ...extra }));
+    this.socket.write(bytes);
+    this.written(this);
   }
 }

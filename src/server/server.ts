@@ -18,6 +18,7 @@ import { ClientFiles } from './client-fds.ts';
 import { checkClaim, peerIdentity } from './client-identity.ts';
 import { ClientMemories } from './client-memory.ts';
 import { Connection } from './connection.ts';
+import { DEFAULT_LIMITS, type ServerLimits } from './limits.ts';
 import { closeBarrier } from './ops/close.ts';
 import { hello } from './ops/hello.ts';
 import { ioctl } from './ops/ioctl.ts';
@@ -43,6 +44,8 @@ export interface EmuServer {
   readonly testbedRoot: string;
   /** Live client connections, transport and object connections alike. */
   readonly connectionCount: number;
+  /** Bytes held for clients: requests not yet whole and replies not yet read (limits.ts). */
+  readonly bufferedBytes: number;
   /** Resolves once no client connection remains (at once if none does now). */
   whenIdle(): Promise<void>;
   /** The fail-nth counter of a client thread (/proc/<pid>/task/<tid>/fail-nth). */
@@ -59,6 +62,8 @@ export interface ServerOptions {
   readonly testbedDir?: string;
   /** Capabilities every client holds for capable() whatever its own (`--cap`); default none. */
   readonly grantedCaps?: bigint;
+  /** What clients may make the server hold; DEFAULT_LIMITS for what is not given. */
+  readonly limits?: Partial<ServerLimits>;
 }
 
 /**
@@ -109,6 +114,13 @@ class Server implements EmuServer, ServerState {
   private idleWaiters: (() => void)[] = [];
   private closing: Promise<void> | undefined;
   private warnedUnverifiable = false;
+  private readonly limits: ServerLimits;
+  /** Bytes held for all connections (the sum of their `held`). */
+  private held = 0;
+  /** Connections paused because all clients together hold too much. */
+  private readonly overBudget = new Set<Connection>();
+  /** When connections were last refused for the cap (said at most once a second). */
+  private refusedAt = 0;
 
   constructor(kernel: Kernel, socketPath: string, options: ServerOptions) {
     this.kernel = kernel;
@@ -117,6 +129,7 @@ class Server implements EmuServer, ServerState {
     this.files = new ClientFiles(kernel.events);
     this.clientCreds = new ClientCredentials(kernel.events, options.grantedCaps ?? 0n);
     this.testbed = new Testbed(kernel, options.testbedDir);
+    this.limits = { ...DEFAULT_LIMITS, ...options.limits };
     this.net = net.createServer({ allowHalfOpen: false }, (socket) => {
       this.accept(socket);
     });
@@ -159,6 +172,10 @@ class Server implements EmuServer, ServerState {
     return this.connections.size;
   }
 
+  get bufferedBytes(): number {
+    return this.held;
+  }
+
   whenIdle(): Promise<void> {
     if (this.connections.size === 0) return Promise.resolve();
     return new Promise((resolve) => {
@@ -194,7 +211,13 @@ class Server implements EmuServer, ServerState {
   }
 
   private accept(socket: net.Socket): void {
-    const conn = new Connection(socket);
+    if (this.connections.size >= this.limits.maxConnections) {
+      this.refuse(socket);
+      return;
+    }
+    const conn = new Connection(socket, (c) => {
+      this.settle(c);
+    });
     this.connections.add(conn);
     const peer = peerIdentity(socket);
     if (typeof peer === 'object') conn.peer = peer;
@@ -203,12 +226,17 @@ class Server implements EmuServer, ServerState {
       this.kernel.events.log('warn', `server: refusing a connection: ${peer}`);
       socket.destroy();
     }
+    this.arm(conn, this.limits.handshakeMs, 'sent no request');
     socket.on('data', (chunk: Buffer) => {
       if (conn.kind === 'object') {
         rawWrite(this, conn, chunk);
         return;
       }
       conn.reader.push(chunk);
+      this.pump(conn);
+    });
+    socket.on('drain', () => {
+      this.settle(conn);
       this.pump(conn);
     });
     // EOF: for an object connection, the last copy of the fd is gone. Release right here, in the
@@ -230,9 +258,78 @@ class Server implements EmuServer, ServerState {
     });
   }
 
+  /** Over the connection cap: closed at once, and said at most once a second. */
+  private refuse(socket: net.Socket): void {
+    socket.destroy();
+    const now = Date.now();
+    if (now - this.refusedAt < 1000) return;
+    this.refusedAt = now;
+    this.kernel.events.log(
+      'warn',
+      `server: refusing connections: ${this.limits.maxConnections} are open (the most at once)`,
+    );
+  }
+
+  /** Drops `conn` unless it is disarmed within `ms` (a handshake or a request left half sent). */
+  private arm(conn: Connection, ms: number, why: string): void {
+    clearTimeout(conn.deadline);
+    conn.deadline = setTimeout(() => {
+      conn.deadline = undefined;
+      this.protocolError(conn, `${why} within ${ms} ms`);
+    }, ms);
+    conn.deadline.unref();
+  }
+
+  /**
+   * After a connection's buffers changed: account for what it holds, give a partial request a
+   * deadline, and stop reading from it while its replies go unread or all clients together hold
+   * more than the budget (the kernel's socket buffer then holds the client's writes back).
+   */
+  private settle(conn: Connection): void {
+    const held = conn.closed ? 0 : conn.reader.buffered + conn.socket.writableLength;
+    this.held += held - conn.held;
+    conn.held = held;
+    if (conn.closed) return;
+    if (conn.kind !== 'new') {
+      if (conn.reader.buffered === 0 || conn.kind === 'object') {
+        clearTimeout(conn.deadline);
+        conn.deadline = undefined;
+      } else if (conn.deadline === undefined) {
+        this.arm(conn, this.limits.frameMs, 'a request was not sent whole');
+      }
+    }
+    const backlogged = conn.socket.writableLength > this.limits.replyBacklog;
+    const overBudget = this.held > this.limits.bufferBudget && conn.reader.buffered > 0;
+    if (backlogged || overBudget) {
+      if (overBudget) this.overBudget.add(conn);
+      if (!conn.paused) {
+        conn.paused = true;
+        conn.socket.pause();
+      }
+    } else if (conn.paused && !this.overBudget.has(conn)) {
+      conn.paused = false;
+      conn.socket.resume();
+    }
+    if (this.held <= this.limits.bufferBudget && this.overBudget.size > 0) this.resumeAll();
+  }
+
+  /** The total is back under the budget: connections paused for it are read again. */
+  private resumeAll(): void {
+    const paused = [...this.overBudget];
+    this.overBudget.clear();
+    for (const c of paused) {
+      if (c.closed || c.socket.writableLength > this.limits.replyBacklog) continue;
+      c.paused = false;
+      c.socket.resume();
+    }
+  }
+
   private dropConnection(conn: Connection): void {
     if (conn.closed) return;
     conn.closed = true;
+    clearTimeout(conn.deadline);
+    this.overBudget.delete(conn);
+    this.settle(conn);
     if (conn.object !== undefined) this.files.release(conn.object);
     if (conn.reserved !== undefined) this.files.dropReservation(conn.reserved);
     const thread = conn.thread;
@@ -244,7 +341,15 @@ class Server implements EmuServer, ServerState {
   }
 
   pump(conn: Connection): void {
+    this.dispatchFrames(conn);
+    this.settle(conn);
+  }
+
+  /** Dispatches the whole requests a transport has received, until one is deferred. */
+  private dispatchFrames(conn: Connection): void {
     while (!conn.deferred && !conn.closed && conn.kind !== 'object') {
+      // Replies nobody reads: read no more requests until they are (the 'drain' event).
+      if (conn.socket.writableLength > this.limits.replyBacklog) return;
       let frame: Uint8Array | undefined;
       try {
         frame = conn.reader.next();
