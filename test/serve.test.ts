@@ -92,6 +92,16 @@ function cli(args: readonly string[]): Promise<Run> {
 }
 
 describe('serve', { concurrency: 3 }, () => {
+  test('a socket path it cannot serve on is refused with a message, not a stack', async () => {
+    const missing = await cli(['serve', '--socket', path.join(scratch, 'no-such-dir', 'x.sock')]);
+    assert.equal(missing.code, 125);
+    assert.match(missing.stderr, /^iommufd-emu: --socket .*: no directory /m);
+    assert.doesNotMatch(missing.stderr, /\n\s+at /);
+    const long = await cli(['serve', '--socket', path.join(scratch, `${'s'.repeat(120)}.sock`)]);
+    assert.equal(long.code, 125);
+    assert.match(long.stderr, /longer than a socket path may be \(107 bytes\)/);
+  });
+
   test('serve -- CMD runs CMD in the served environment and exits with its status', async () => {
     const bind = buildBind();
     const log = path.join(scratch, 'kernel.log');

@@ -138,7 +138,7 @@ export async function serveCommand(flags: ServeFlags, command: readonly string[]
     dir === undefined
       ? { grantedCaps: grant }
       : { testbedDir: path.join(dir, 'root'), grantedCaps: grant },
-  );
+  ).catch((err: unknown) => fail(`cannot serve on ${socketPath}: ${describeErrno(err)}`));
   const env = {
     LD_PRELOAD: preloadWith(shim, undefined),
     IOMMUFD_EMU_SOCKET: socketPath,

@@ -131,6 +131,12 @@ describe('platform files', () => {
         'devices[1].dmaCompletion.delayMs',
         /non-negative/,
       ],
+      [
+        ['devices', 1, 'dmaCompletion'],
+        { delayMs: 2 ** 31 },
+        'devices[1].dmaCompletion.delayMs',
+        /at most 2147483647/,
+      ],
       [['devices', 1, 'extra'], true, 'devices[1].extra', /unknown field/],
       [['devices'], {}, 'devices', /expected an array/],
     ];
@@ -188,6 +194,9 @@ describe('platform files', () => {
     assert.ok(syntax instanceof PlatformConfigError && syntax.field === 'json');
     const missing = loadPlatformFile(join(dir, 'nope.json'));
     assert.ok(missing instanceof PlatformConfigError && missing.field === 'file');
+    // A device would be read forever: refused before reading.
+    const zero = loadPlatformFile('/dev/zero');
+    assert.ok(zero instanceof PlatformConfigError && /not a regular file/.test(zero.message));
   });
 
   it('makes the Machine refuse an invalid typed config', () => {

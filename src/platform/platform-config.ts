@@ -4,7 +4,7 @@
  * a JSON platform file (`loadPlatformFile()`), whose format docs/platform.md documents and
  * platform-schema.ts checks. Every problem is reported at once, each with its JSON path.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import type { DmaCompletion } from './edu.ts';
 import type { IommuUnitConfig, ReservedRegion } from './iommu.ts';
 import { isValidBdf } from './pci.ts';
@@ -118,10 +118,22 @@ export function defaultPlatform(): PlatformConfig {
   };
 }
 
+/** The largest platform file read (a machine description, never near this). */
+const PLATFORM_FILE_MAX = 16 << 20;
+
 /** Reads and validates a platform file. Never throws: a bad file gives a PlatformConfigError. */
 export function loadPlatformFile(path: string): PlatformConfig | PlatformConfigError {
   let text: string;
   try {
+    // A device or a FIFO (/dev/zero) would be read forever: only a regular file of sane size.
+    const st = statSync(path);
+    if (!st.isFile()) return new PlatformConfigError('file', `${path} is not a regular file`);
+    if (st.size > PLATFORM_FILE_MAX) {
+      return new PlatformConfigError(
+        'file',
+        `${path} is ${st.size} bytes: a platform file is at most ${PLATFORM_FILE_MAX}`,
+      );
+    }
     text = readFileSync(path, 'utf8');
   } catch (err) {
     return new PlatformConfigError('file', `cannot read ${path}: ${(err as Error).message}`);

@@ -134,6 +134,9 @@ const iommuUnit = z.strictObject({
     .meta({ description: 'default: the x86 MSI window 0xfee00000-0xfeefffff' }),
 });
 
+/** The longest delay a Node timer can wait (2^31-1 ms). */
+const TIMER_MAX_MS = 2 ** 31 - 1;
+
 const COMPLETION_EXPECTED = 'expected "prompt", "qemu" or {"delayMs": n}';
 /** "prompt", "qemu", or an object checked as one (so a bad delay is named, not the union). */
 const dmaCompletion = z.union(
@@ -142,7 +145,12 @@ const dmaCompletion = z.union(
     z.strictObject({
       delayMs: z
         .number(expected('expected a number of milliseconds'))
-        .nonnegative(expected('must be a non-negative number of milliseconds')),
+        .nonnegative(expected('must be a non-negative number of milliseconds'))
+        // setTimeout's limit: a longer delay would fire after 1 ms.
+        .max(
+          TIMER_MAX_MS,
+          expected(`must be at most ${TIMER_MAX_MS} milliseconds (about 24.8 days)`),
+        ),
     }),
   ],
   expected(COMPLETION_EXPECTED),

@@ -62,6 +62,15 @@ export function quote(bytes: Uint8Array, max = 32): string {
   return `"${out}"${bytes.byteLength > max ? '...' : ''}`;
 }
 
+/**
+ * A path as strace prints one: a C string literal, whole. A client names any bytes it likes, so
+ * quotes, backslashes and newlines are escaped: a path can never end the literal or the line.
+ */
+export function quotePath(path: string): string {
+  const bytes = new TextEncoder().encode(path);
+  return quote(bytes, bytes.byteLength);
+}
+
 const REGION_NAMES = ['BAR0', 'BAR1', 'BAR2', 'BAR3', 'BAR4', 'BAR5', 'ROM', 'CONFIG', 'VGA'];
 /** vfio-pci region offsets: index << 40. */
 const REGION_SHIFT = 40n;
