@@ -50,6 +50,7 @@ export class Kernel extends KernelCore {
     const pinned = this.machine.pinned;
     const pinner: PagePinner = {
       pin: (mem, va, npages, write) => pinned.pin(mem, va, npages, write),
+      faultOf: (mem, va, npages, write) => pinned.faultOf(mem, va, npages, write),
       unpin: (mem, va, npages) => {
         pinned.unpin(mem.mm, va, npages);
       },
