@@ -19,13 +19,14 @@ import {
   type Credentials,
   capSetNames,
   capsAddedByGrant,
+  type FsIds,
   type NamespacedCaps,
 } from '../host/credentials.ts';
 import type { EventBus } from '../trace/events.ts';
 import { memlockLimitOf } from './client-identity.ts';
 import type { WireCreds } from './protocol.ts';
 
-/** The uid a task gets when its real uid cannot be read (the kernel's overflowuid). */
+/** The uid (and gid) a task gets when its ids cannot be read (the kernel's overflowuid). */
 const OVERFLOW_UID = 65534;
 /** Programs whose first call was traced; forgotten all at once beyond this many. */
 const ANNOUNCED_MAX = 4096;
@@ -39,6 +40,36 @@ function userNamespaceOf(path: string): string | undefined {
   }
 }
 
+/**
+ * The filesystem ids of a thread from its /proc status file (the fourth field of `Uid:` and
+ * `Gid:`, and `Groups:`), as the reader's namespace maps them; undefined if it cannot be read.
+ */
+function fsIdsOf(statusPath: string): FsIds | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(statusPath, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const uid = /^Uid:\s+\d+\s+\d+\s+\d+\s+(\d+)/m.exec(text);
+  const gid = /^Gid:\s+\d+\s+\d+\s+\d+\s+(\d+)/m.exec(text);
+  const groups = /^Groups:[ \t]*([\d \t]*)$/m.exec(text);
+  if (uid === null || gid === null) return undefined;
+  return {
+    fsuid: Number(uid[1]),
+    fsgid: Number(gid[1]),
+    groups: (groups?.[1] ?? '')
+      .split(/\s+/)
+      .filter((g) => g !== '')
+      .map(Number),
+  };
+}
+
+/** The lower of a limit read from /proc (if it could be) and the one claimed. */
+function lowerOf(actual: bigint | undefined, claimed: bigint): bigint {
+  return actual !== undefined && actual < claimed ? actual : claimed;
+}
+
 /** The real uid on the Uid: line of a /proc status file, as the reader's namespace maps it. */
 function realUidOf(statusPath: string): number | undefined {
   try {
@@ -49,6 +80,14 @@ function realUidOf(statusPath: string): number | undefined {
   }
 }
 
+/** What the kernel counts of a caller: its capabilities where they count, its uid. */
+export interface CallerFound {
+  readonly caps: NamespacedCaps;
+  readonly uid: number;
+  /** Its user namespace could not be read (it then holds nothing). */
+  readonly unreadable: boolean;
+}
+
 export class ClientCredentials {
   private readonly events: EventBus;
   private readonly grantedCaps: bigint;
@@ -56,11 +95,16 @@ export class ClientCredentials {
   private readonly initialUserNs: string | undefined;
   /** pid/mm of every program already named in the trace. */
   private readonly announced = new Set<string>();
+  /** Where the answers come from instead of /proc (a replay: from the record). */
+  private readonly answer: ((wire: WireCreds) => CallerFound) | undefined;
+  /** Sees every answer (a recording). */
+  observe: ((found: CallerFound) => void) | undefined;
 
-  constructor(events: EventBus, grantedCaps: bigint) {
+  constructor(events: EventBus, grantedCaps: bigint, answer?: (wire: WireCreds) => CallerFound) {
     this.events = events;
     this.grantedCaps = grantedCaps;
-    this.initialUserNs = userNamespaceOf('/proc/self/ns/user');
+    this.answer = answer;
+    this.initialUserNs = answer === undefined ? userNamespaceOf('/proc/self/ns/user') : 'replay';
     if (this.initialUserNs === undefined) {
       events.log(
         'warn',
@@ -71,6 +115,44 @@ export class ClientCredentials {
 
   /** The credentials the kernel would see for the thread that sent `wire`. */
   of(wire: WireCreds): Credentials {
+    const found = this.answer?.(wire) ?? this.lookup(wire);
+    this.observe?.(found);
+    const { caps, uid, unreadable } = found;
+    let fsIds: FsIds | undefined;
+    let memlockLimit: bigint | undefined;
+    const replaying = this.answer !== undefined;
+    const creds: Credentials = {
+      ...caps,
+      pid: wire.pid,
+      tid: wire.tid,
+      uid,
+      grantedCaps: this.grantedCaps,
+      // The lower of what the shim reports and what the process has: a claim cannot raise it.
+      // Read only when a pin needs it; a replay has no process and takes the record's.
+      get memlockLimit(): bigint {
+        memlockLimit ??= replaying ? wire.memlock : lowerOf(memlockLimitOf(wire.pid), wire.memlock);
+        return memlockLimit;
+      },
+      // Read once, when a permission check first asks (an open): the thread's status file has
+      // the filesystem ids and the groups the shim does not send. A thread that is gone has
+      // none: the overflow ids, which own nothing. A replay has no thread: its uid stands in.
+      fsIds: () => {
+        fsIds ??= replaying
+          ? { fsuid: uid, fsgid: uid, groups: [] }
+          : (fsIdsOf(`/proc/${wire.pid}/task/${wire.tid}/status`) ?? {
+              fsuid: OVERFLOW_UID,
+              fsgid: OVERFLOW_UID,
+              groups: [],
+            });
+        return fsIds;
+      },
+    };
+    this.announce(wire, creds, unreadable);
+    return creds;
+  }
+
+  /** The caller's user namespace against ours, read from /proc now. */
+  private lookup(wire: WireCreds): CallerFound {
     const proc = `/proc/${wire.pid}`;
     let caps: NamespacedCaps;
     let uid: number;
@@ -90,26 +172,7 @@ export class ClientCredentials {
         uid = realUidOf(`${proc}/status`) ?? OVERFLOW_UID;
       }
     }
-    const pid = wire.pid;
-    let memlockLimit: bigint | undefined;
-    const creds: Credentials = {
-      ...caps,
-      pid,
-      tid: wire.tid,
-      uid,
-      grantedCaps: this.grantedCaps,
-      // The lower of what the shim reports and what the process has: a claim cannot raise it.
-      // Read only when a pin needs it.
-      get memlockLimit(): bigint {
-        if (memlockLimit === undefined) {
-          const actual = memlockLimitOf(pid) ?? wire.memlock;
-          memlockLimit = actual < wire.memlock ? actual : wire.memlock;
-        }
-        return memlockLimit;
-      },
-    };
-    this.announce(wire, creds, unreadable);
-    return creds;
+    return { caps, uid, unreadable };
   }
 
   /** Names a program in the trace at its first call, when its capabilities are not its own. */

@@ -4,7 +4,7 @@
  * retired once the process is gone. Each call sees it through a CallMemory with the ioctl window
  * the shim prefetched.
  */
-import { CallMemory, ProcMemory } from '../host/proc-memory.ts';
+import { CallMemory, type MapRange, ProcMemory } from '../host/proc-memory.ts';
 import type { UserMemory } from '../host/user-memory.ts';
 import type { EventBus } from '../trace/events.ts';
 import type { WireCreds } from './protocol.ts';
@@ -27,6 +27,26 @@ export interface IoctlWindow {
   readonly writable: boolean;
 }
 
+/** What the server's calls need of client memory: ClientMemories, or a replay's (replay.ts). */
+export interface CallMemories {
+  /** A thread said HELLO; returns the key of its address space. */
+  attach(creds: WireCreds): string;
+  /** A thread's transport closed. */
+  detach(key: string): void;
+  /** The caller's memory for one call; done() ends the call. */
+  forCall(creds: WireCreds, window?: IoctlWindow): { memory: CallMemory; done: () => void };
+  close(): void;
+}
+
+/** A call's view of the process memory beneath its CallMemory, and of its mappings. */
+export interface MemoryView {
+  readonly memory: UserMemory;
+  readonly mapRanges: () => readonly MapRange[];
+}
+
+/** Sees the process memory each call reaches (a recording) and returns the view the call uses. */
+export type MemoryObserver = (view: MemoryView) => MemoryView;
+
 interface MemoryEntry {
   /** The address space it views (memoryKey: pid and mm cookie). */
   readonly key: string;
@@ -39,14 +59,16 @@ export function memoryKey(creds: WireCreds): string {
   return `pid${creds.pid}/mm${creds.mmCookie.toString(16)}`;
 }
 
-export class ClientMemories {
+export class ClientMemories implements CallMemories {
   private readonly events: EventBus;
   /** One view per process (by pid): its current address space's. */
   private readonly memories = new Map<number, MemoryEntry>();
   private sweep: NodeJS.Timeout | undefined;
+  private readonly observe: MemoryObserver | undefined;
 
-  constructor(events: EventBus) {
+  constructor(events: EventBus, observe?: MemoryObserver) {
     this.events = events;
+    this.observe = observe;
   }
 
   /** A thread said HELLO: its address space's view lives at least as long as its transport. */
@@ -73,7 +95,8 @@ export class ClientMemories {
    * (other threads), keep the view: devices may still DMA into it. The sweep retires it once the
    * process is gone.
    */
-  detach(pid: number, key: string): void {
+  detach(key: string): void {
+    const pid = Number(/^pid(\d+)\//.exec(key)?.[1]);
     const entry = this.memories.get(pid);
     if (entry === undefined || entry.key !== key || --entry.transports !== 0) return;
     if (entry.memory.current) this.startSweep();
@@ -92,10 +115,14 @@ export class ClientMemories {
     const found = this.memories.get(creds.pid);
     const entry = found?.key === memoryKey(creds) ? found : undefined;
     const proc = entry?.memory ?? this.open(creds);
-    const memory = new CallMemory(proc, window?.start ?? 0n, window?.bytes ?? new Uint8Array(0), {
-      windowWritable: window?.writable ?? true,
-      mapRanges: () => proc.mapRanges(),
-    });
+    const direct: MemoryView = { memory: proc, mapRanges: () => proc.mapRanges() };
+    const view = this.observe?.(direct) ?? direct;
+    const memory = new CallMemory(
+      view.memory,
+      window?.start ?? 0n,
+      window?.bytes ?? new Uint8Array(0),
+      { windowWritable: window?.writable ?? true, mapRanges: view.mapRanges },
+    );
     return {
       memory,
       done: () => {

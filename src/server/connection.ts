@@ -4,7 +4,6 @@
  * carries nothing after its OPEN but raw bytes the program writes past the shim, and its EOF is
  * the last close.
  */
-import type * as net from 'node:net';
 import type { OpenObject, ReservedFd } from './client-fds.ts';
 import type { CheckedClaim, PeerIdentity } from './client-identity.ts';
 import { CREDS_BYTES, encodeReply, FrameReader, HEADER_BYTES, type Request } from './protocol.ts';
@@ -17,9 +16,18 @@ export interface ReplyExtra {
   readonly payload?: Uint8Array | undefined;
 }
 
+/** What a connection needs of its socket (a net.Socket; a replay's stands in for it). */
+export interface ConnectionSocket {
+  readonly destroyed: boolean;
+  readonly writable: boolean;
+  write(data: Uint8Array): unknown;
+  end(): unknown;
+  destroy(): unknown;
+}
+
 export class Connection {
   kind: 'new' | 'transport' | 'object' = 'new';
-  readonly socket: net.Socket;
+  readonly socket: ConnectionSocket;
   readonly reader = new FrameReader(HEADER_BYTES + CREDS_BYTES);
   /** A reply is outstanding (CLOSE barrier): hold further frames until it is sent. */
   deferred = false;
@@ -40,6 +48,7 @@ export class Connection {
   object: OpenObject | undefined;
   /** Object connection made by RESERVE: the fd a call may install a new file on. */
   reserved: ReservedFd | undefined;
+
   /** Bytes the server holds for this connection (limits.ts): a partial request, unread replies. */
   held = 0;
   /** Not read from (limits.ts): its replies are not being read, or all clients hold too much. */
@@ -49,13 +58,17 @@ export class Connection {
   /** Called after anything is written to the client (the server accounts for it). */
   private readonly written: (conn: Connection) => void;
 
-  constructor(socket: net.Socket, written: (conn: Connection) => void = () => {}) {
+  /** Sees every reply (a recording, a replay). */
+  onReply: ((req: Request, ret: number, extra: ReplyExtra) => void) | undefined;
+
+  constructor(socket: ConnectionSocket, written: (conn: Connection) => void = () => {}) {
     this.socket = socket;
     this.written = written;
   }
 
   /** Sends the reply to `req` (nothing if the client is gone). */
   reply(req: Request, ret: number, extra: ReplyExtra = {}): void {
+    this.onReply?.(req, ret, extra);
     this.send(encodeReply({ op: req.op, seq: req.seq, ret, ...extra }));
   }
 

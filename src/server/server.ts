@@ -34,6 +34,7 @@ import { stat } from './ops/stat.ts';
 import { sync } from './ops/sync.ts';
 import { rawWrite, write } from './ops/write.ts';
 import { decodeRequest, Op, type Request } from './protocol.ts';
+import type { Recorder } from './recorder.ts';
 import { Testbed } from './testbed.ts';
 
 /** A running emulator server. */
@@ -64,6 +65,8 @@ export interface ServerOptions {
   readonly grantedCaps?: bigint;
   /** What clients may make the server hold; DEFAULT_LIMITS for what is not given. */
   readonly limits?: Partial<ServerLimits>;
+  /** Record every request, what it saw of its caller, its reply and every event (`--record`). */
+  readonly recorder?: Recorder;
 }
 
 /**
@@ -109,6 +112,8 @@ class Server implements EmuServer, ServerState {
   readonly memories: ClientMemories;
   readonly files: ClientFiles;
   readonly clientCreds: ClientCredentials;
+  readonly observeFds: ServerState['observeFds'];
+  private readonly recorder: Recorder | undefined;
   private readonly net: net.Server;
   private readonly connections = new Set<Connection>();
   private idleWaiters: (() => void)[] = [];
@@ -125,11 +130,19 @@ class Server implements EmuServer, ServerState {
   constructor(kernel: Kernel, socketPath: string, options: ServerOptions) {
     this.kernel = kernel;
     this.socketPath = socketPath;
-    this.memories = new ClientMemories(kernel.events);
+    const recorder = options.recorder;
+    this.recorder = recorder;
+    this.memories = new ClientMemories(kernel.events, recorder?.observeMemory);
     this.files = new ClientFiles(kernel.events);
     this.clientCreds = new ClientCredentials(kernel.events, options.grantedCaps ?? 0n);
+    this.observeFds =
+      recorder === undefined ? undefined : (fds) => recorder.observeFds(fds, this.files);
     this.testbed = new Testbed(kernel, options.testbedDir);
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
+    if (recorder !== undefined) {
+      this.clientCreds.observe = recorder.observeCaller;
+      recorder.start(kernel, this.testbed.root);
+    }
     this.net = net.createServer({ allowHalfOpen: false }, (socket) => {
       this.accept(socket);
     });
@@ -218,6 +231,7 @@ class Server implements EmuServer, ServerState {
     const conn = new Connection(socket, (c) => {
       this.settle(c);
     });
+    this.recorder?.accept(conn);
     this.connections.add(conn);
     const peer = peerIdentity(socket);
     if (typeof peer === 'object') conn.peer = peer;
@@ -229,6 +243,7 @@ class Server implements EmuServer, ServerState {
     this.arm(conn, this.limits.handshakeMs, 'sent no request');
     socket.on('data', (chunk: Buffer) => {
       if (conn.kind === 'object') {
+        this.recorder?.rawWrite(conn, chunk);
         rawWrite(this, conn, chunk);
         return;
       }
@@ -286,7 +301,7 @@ class Server implements EmuServer, ServerState {
    * more than the budget (the kernel's socket buffer then holds the client's writes back).
    */
   private settle(conn: Connection): void {
-    const held = conn.closed ? 0 : conn.reader.buffered + conn.socket.writableLength;
+    const held = conn.closed ? 0 : conn.reader.buffered + socketOf(conn).writableLength;
     this.held += held - conn.held;
     conn.held = held;
     if (conn.closed) return;
@@ -298,17 +313,17 @@ class Server implements EmuServer, ServerState {
         this.arm(conn, this.limits.frameMs, 'a request was not sent whole');
       }
     }
-    const backlogged = conn.socket.writableLength > this.limits.replyBacklog;
+    const backlogged = socketOf(conn).writableLength > this.limits.replyBacklog;
     const overBudget = this.held > this.limits.bufferBudget && conn.reader.buffered > 0;
     if (backlogged || overBudget) {
       if (overBudget) this.overBudget.add(conn);
       if (!conn.paused) {
         conn.paused = true;
-        conn.socket.pause();
+        socketOf(conn).pause();
       }
     } else if (conn.paused && !this.overBudget.has(conn)) {
       conn.paused = false;
-      conn.socket.resume();
+      socketOf(conn).resume();
     }
     if (this.held <= this.limits.bufferBudget && this.overBudget.size > 0) this.resumeAll();
   }
@@ -318,26 +333,20 @@ class Server implements EmuServer, ServerState {
     const paused = [...this.overBudget];
     this.overBudget.clear();
     for (const c of paused) {
-      if (c.closed || c.socket.writableLength > this.limits.replyBacklog) continue;
+      if (c.closed || socketOf(c).writableLength > this.limits.replyBacklog) continue;
       c.paused = false;
-      c.socket.resume();
+      socketOf(c).resume();
     }
   }
 
   private dropConnection(conn: Connection): void {
     if (conn.closed) return;
-    conn.closed = true;
+    this.recorder?.drop(conn);
     clearTimeout(conn.deadline);
     this.overBudget.delete(conn);
+    dropConnection(this, conn);
+    // Closed now: what it held is given back.
     this.settle(conn);
-    if (conn.object !== undefined) this.files.release(conn.object);
-    if (conn.reserved !== undefined) this.files.dropReservation(conn.reserved);
-    const thread = conn.thread;
-    if (thread !== undefined) {
-      // The thread is gone (its transport closes only when it exits, or its process does).
-      this.kernel.forgetTask(thread.pid, thread.tid);
-      this.memories.detach(thread.pid, thread.memoryKey);
-    }
   }
 
   pump(conn: Connection): void {
@@ -349,7 +358,7 @@ class Server implements EmuServer, ServerState {
   private dispatchFrames(conn: Connection): void {
     while (!conn.deferred && !conn.closed && conn.kind !== 'object') {
       // Replies nobody reads: read no more requests until they are (the 'drain' event).
-      if (conn.socket.writableLength > this.limits.replyBacklog) return;
+      if (socketOf(conn).writableLength > this.limits.replyBacklog) return;
       let frame: Uint8Array | undefined;
       try {
         frame = conn.reader.next();
@@ -409,19 +418,55 @@ class Server implements EmuServer, ServerState {
   private dispatch(conn: Connection, claimed: Request): void {
     const req = this.checked(conn, claimed);
     if (req === undefined) return;
-    if (conn.kind === 'new') {
-      if (req.op === Op.HELLO) hello(this, conn, req);
-      else if (req.op === Op.OPEN) open(this, conn, req);
-      else if (req.op === Op.RESERVE) reserve(this, conn, req);
-      else this.protocolError(conn, `op ${req.op} before HELLO/OPEN/RESERVE`);
+    if (this.recorder === undefined) {
+      dispatchRequest(this, conn, req);
       return;
     }
-    if (conn.kind === 'object') {
-      this.protocolError(conn, `op ${req.op} on an object connection`);
-      return;
+    this.recorder.beginCall(conn, req);
+    try {
+      dispatchRequest(this, conn, req);
+    } finally {
+      this.recorder.endCall();
     }
-    const handler = TRANSPORT_OPS.get(req.op);
-    if (handler === undefined) this.protocolError(conn, `unknown op ${req.op}`);
-    else handler(this, conn, req);
+  }
+}
+
+/** The socket of a connection the server accepted (a replay's stand in for no real one). */
+function socketOf(conn: Connection): net.Socket {
+  return conn.socket as net.Socket;
+}
+
+/** Serves one request of a connection: the op its state allows, or a protocol error. */
+export function dispatchRequest(s: ServerState, conn: Connection, req: Request): void {
+  if (conn.kind === 'new') {
+    if (req.op === Op.HELLO) hello(s, conn, req);
+    else if (req.op === Op.OPEN) open(s, conn, req);
+    else if (req.op === Op.RESERVE) reserve(s, conn, req);
+    else s.protocolError(conn, `op ${req.op} before HELLO/OPEN/RESERVE`);
+    return;
+  }
+  if (conn.kind === 'object') {
+    s.protocolError(conn, `op ${req.op} on an object connection`);
+    return;
+  }
+  const handler = TRANSPORT_OPS.get(req.op);
+  if (handler === undefined) s.protocolError(conn, `unknown op ${req.op}`);
+  else handler(s, conn, req);
+}
+
+/**
+ * A connection's far end is gone: an object connection's file is released (the last copy of the
+ * fd closed), a transport's thread is forgotten.
+ */
+export function dropConnection(s: ServerState, conn: Connection): void {
+  if (conn.closed) return;
+  conn.closed = true;
+  if (conn.object !== undefined) s.files.release(conn.object);
+  if (conn.reserved !== undefined) s.files.dropReservation(conn.reserved);
+  const thread = conn.thread;
+  if (thread !== undefined) {
+    // The thread is gone (its transport closes only when it exits, or its process does).
+    s.kernel.forgetTask(thread.pid, thread.tid);
+    s.memories.detach(thread.memoryKey);
   }
 }

@@ -29,7 +29,7 @@ const r = await storm({
   progress: (line) => console.log(`soak: ${line}`),
 });
 console.log(
-  `soak: ${r.kills} SIGKILLs, ${r.clientCalls} calls by the killed clients (counted per 1000), ` +
+  `soak: ${r.kills} SIGKILLs, ${r.clientCalls} calls by the killed clients (counted per 100), ` +
     `${r.bystanderRounds} bystander rounds (${r.bystanderRounds * 4} calls) all served, ` +
     `${r.seconds.toFixed(0)} s, server peak RSS ${r.peakRssMiB} MiB`,
 );

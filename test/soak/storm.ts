@@ -33,7 +33,7 @@ export interface StormOptions {
 
 export interface StormResult {
   readonly kills: number;
-  /** Calls the killed clients reported making (counted in thousands as they go). */
+  /** Calls the killed clients reported making (counted in hundreds as they go). */
   readonly clientCalls: number;
   readonly bystanderRounds: number;
   readonly seconds: number;
