@@ -26,6 +26,8 @@ export interface OpenObject {
   /** The file position read()/write() use (shared by dup'd fds, like f_pos). */
   pos: bigint;
   released: boolean;
+  /** A write that bypassed the shim failed and was logged: later ones are not (a flood). */
+  rawWriteFailed?: boolean;
   /** The opener's credentials (f_cred), for writes that arrive raw on the object connection. */
   readonly creds: WireCreds;
 }
