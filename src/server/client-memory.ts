@@ -61,14 +61,17 @@ export function memoryKey(creds: WireCreds): string {
 
 export class ClientMemories implements CallMemories {
   private readonly events: EventBus;
+  /** Called once an address space's view is retired: the kernel lets go of what it held there. */
+  private readonly gone: (mm: string) => void;
   /** One view per process (by pid): its current address space's. */
   private readonly memories = new Map<number, MemoryEntry>();
   private sweep: NodeJS.Timeout | undefined;
   private readonly observe: MemoryObserver | undefined;
 
-  constructor(events: EventBus, observe?: MemoryObserver) {
+  constructor(events: EventBus, observe?: MemoryObserver, gone: (mm: string) => void = () => {}) {
     this.events = events;
     this.observe = observe;
+    this.gone = gone;
   }
 
   /** A thread said HELLO: its address space's view lives at least as long as its transport. */
@@ -79,7 +82,7 @@ export class ClientMemories implements CallMemories {
       // A new address space of the same process (it exec'd): one open view per process, so the
       // old one goes (kept open only while pinned pages still need it).
       this.memories.delete(creds.pid);
-      entry.memory.retire();
+      this.retire(entry.key, entry.memory);
       entry = undefined;
     }
     if (entry === undefined) {
@@ -102,7 +105,7 @@ export class ClientMemories implements CallMemories {
     if (entry.memory.current) this.startSweep();
     else {
       this.memories.delete(pid);
-      entry.memory.retire();
+      this.retire(key, entry.memory);
     }
   }
 
@@ -127,7 +130,7 @@ export class ClientMemories implements CallMemories {
       memory,
       done: () => {
         memory.finish();
-        if (entry === undefined) proc.retire();
+        if (entry === undefined) this.retire(memoryKey(creds), proc);
       },
     };
   }
@@ -135,8 +138,16 @@ export class ClientMemories implements CallMemories {
   /** Closes every view (server shutdown). */
   close(): void {
     clearInterval(this.sweep);
-    for (const entry of this.memories.values()) entry.memory.close();
+    for (const entry of this.memories.values()) {
+      entry.memory.close();
+      this.gone(entry.key);
+    }
     this.memories.clear();
+  }
+
+  private retire(key: string, memory: ProcMemory): void {
+    memory.retire();
+    this.gone(key);
   }
 
   private open(creds: WireCreds): ProcMemory {
@@ -157,7 +168,7 @@ export class ClientMemories implements CallMemories {
       for (const [pid, entry] of this.memories) {
         if (entry.transports === 0 && !entry.memory.current) {
           this.memories.delete(pid);
-          entry.memory.retire();
+          this.retire(entry.key, entry.memory);
         }
       }
       if (![...this.memories.values()].some((e) => e.transports === 0)) {
