@@ -3,9 +3,10 @@
  * fact the kernel relies on and that an unwinding bug breaks:
  *
  * - refcounts equal the edges of the object graph: every object's `users` is 1 (the table's)
- *   plus one per HWPT on an IOAS, one per device attached to a HWPT, and a bound device's driver
- *   and attachment references; nobody holds a short-term reference between calls; every id in a
- *   table is a published object;
+ *   plus one per HWPT on an IOAS, one per device attached to a HWPT (at its RID or a PASID), a
+ *   bound device's driver and attachment references, an access's driver reference and its hold
+ *   on its IOAS, and the references of nested translation's objects (nestedEdges); nobody holds
+ *   a short-term reference between calls; every id in a table is a published object;
  * - nothing outlives its owner: every igroup, domain, pinned page, page-table frame and charged
  *   page belongs to a live object (so once every process has exited, nothing is left);
  * - IOVA trees, page tables and pins agree: every area of an IOAS with domains is mapped in each
@@ -24,9 +25,20 @@ import type { Kernel } from '../boot/kernel.ts';
 import { iommuGetResvRegions, isNestedDomain } from '../iommu/iommu.ts';
 import { isMockDevice, MockDomain } from '../iommu/mock-driver.ts';
 import { hwDomainOf } from '../iommu/pt-domain.ts';
-import { findHwptPaging, type HwptPaging, type IommuDomain } from '../iommufd/hw-pagetable.ts';
+import { IommufdDevice } from '../iommufd/device.ts';
+import { IommufdEventq } from '../iommufd/eventq.ts';
+import {
+  findHwptPaging,
+  HwPagetable,
+  HwptNested,
+  type HwptPaging,
+  type IommuDomain,
+} from '../iommufd/hw-pagetable.ts';
 import type { Ioas } from '../iommufd/ioas.ts';
 import type { IommufdObject } from '../iommufd/object.ts';
+import { SelftestObj } from '../iommufd/selftest.ts';
+import { IommufdVeventq } from '../iommufd/veventq.ts';
+import { IommufdVdevice, IommufdViommu } from '../iommufd/viommu.ts';
 import { PAGE_SIZE, ULONG_MAX } from '../uapi/iommufd.ts';
 import { VfioDeviceFile } from '../vfio/device-cdev.ts';
 import type { VfioGroup } from '../vfio/group.ts';
@@ -65,13 +77,20 @@ function checkRefcounts(w: World, f: Findings, betweenCalls: boolean): void {
     if (access.ioas !== undefined) edge(access.ioas, 'is accessed by', describeObj(access));
   }
   for (const [igroup] of w.igroups) {
-    if (igroup.hwpt === undefined) continue;
-    for (const idev of igroup.devices) edge(igroup.hwpt, 'is attached to', describeObj(idev));
+    if (igroup.hwpt !== undefined)
+      for (const idev of igroup.devices) edge(igroup.hwpt, 'is attached to', describeObj(idev));
+    for (const attach of igroup.pasidAttach.values())
+      for (const idev of attach.devices) edge(attach.hwpt, 'is attached to', describeObj(idev));
   }
+  nestedEdges(w, edge);
   for (const idev of w.devices) {
-    if (w.boundByVfio.has(idev) || isMockDevice(idev.dev))
-      expected.set(idev, (expected.get(idev) ?? 1) + 1);
+    // A mock device's binding is its selftest object's edge (nestedEdges).
+    if (w.boundByVfio.has(idev)) expected.set(idev, (expected.get(idev) ?? 1) + 1);
     if (isAttached(idev)) expected.set(idev, (expected.get(idev) ?? 1) + 1);
+    if (idev.igroup?.pasidAttach !== undefined) {
+      for (const attach of idev.igroup.pasidAttach.values())
+        if (attach.devices.includes(idev)) expected.set(idev, (expected.get(idev) ?? 1) + 1);
+    }
   }
   for (const [obj] of w.objects) {
     const want = expected.get(obj) ?? 1;
@@ -79,7 +98,9 @@ function checkRefcounts(w: World, f: Findings, betweenCalls: boolean): void {
     if (users !== want)
       f.add(`${describeObj(obj)} has users ${users}, the object graph implies ${want}`);
     // The table's own short-term reference is the only one between calls.
-    const shortterm = obj.shorttermUsers.read() - 1;
+    // A device's vDEVICE holds it short-term as well (the kernel's wait_cnt), until it goes.
+    const byVdev = obj instanceof IommufdDevice && obj.vdev !== undefined ? 1 : 0;
+    const shortterm = obj.shorttermUsers.read() - 1 - byVdev;
     if (betweenCalls && shortterm !== 0)
       f.add(`${describeObj(obj)} has ${shortterm} short-term users between calls`);
     if (betweenCalls && !obj.published)
@@ -92,6 +113,32 @@ function checkRefcounts(w: World, f: Findings, betweenCalls: boolean): void {
   }
 }
 
+/**
+ * The references of nested translation's objects (docs/nested.md): a nested HWPT holds its
+ * parent or its vIOMMU, a vIOMMU its parent, a vDEVICE its vIOMMU and its device, a vEVENTQ its
+ * vIOMMU, a HWPT its fault queue, an event queue's open file its queue; a mock device is held by
+ * its selftest object's binding.
+ */
+function nestedEdges(w: World, edge: (obj: IommufdObject, why: string, from: string) => void) {
+  for (const [obj] of w.objects) {
+    const from = describeObj(obj);
+    if (obj instanceof HwptNested) {
+      if (obj.viommu !== undefined) edge(obj.viommu, 'holds', from);
+      else edge(obj.parent, 'holds', from);
+    }
+    if (obj instanceof HwPagetable && obj.fault !== undefined) edge(obj.fault, 'holds', from);
+    if (obj instanceof IommufdViommu) edge(obj.hwpt, 'holds', from);
+    if (obj instanceof IommufdVdevice) {
+      edge(obj.viommu, 'holds', from);
+      edge(obj.idev, 'holds', from);
+    }
+    if (obj instanceof IommufdVeventq) edge(obj.viommu, 'holds', from);
+    if (obj instanceof IommufdEventq && obj.file !== undefined && obj.file.refCount > 0)
+      edge(obj, 'is held by', 'its file');
+    if (obj instanceof SelftestObj && obj.idev !== undefined) edge(obj.idev, 'binds', from);
+  }
+}
+
 /** Devices, igroups, the VFIO devices that bound them, and what the hardware is attached to. */
 function checkDevices(w: World, f: Findings): void {
   for (const idev of w.devices) {
@@ -100,7 +147,8 @@ function checkDevices(w: World, f: Findings): void {
     if (idev.igroup === undefined) f.add(`${what} is published without an igroup`);
     if (idev.ownsDma === idev.isNoiommu)
       f.add(`${what} ${idev.ownsDma ? 'claims' : 'lacks'} DMA ownership`);
-    // A mock device is bound by its selftest object, and its binding holds no file.
+    // A mock device lives inside the iommufd (its selftest object binds it): its binding holds
+    // no file, and no VFIO device bound it.
     if (isMockDevice(idev.dev)) continue;
     if (!idev.holdsCtx) f.add(`${what} does not hold its iommufd file`);
     if (!w.boundByVfio.has(idev)) f.add(`${what} is bound by no VFIO device`);
@@ -251,8 +299,12 @@ function checkDomains(w: World, f: Findings): void {
       f.add(`hwpt-paging ${hwpt.id} has no domain`);
       continue;
     }
-    // The mock driver's domains have no page table in the machine.
-    if (hwpt.domain instanceof MockDomain) continue;
+    // A mock domain has no table in the machine's memory to hold.
+    if (hwpt.domain instanceof MockDomain) {
+      if (!hwpt.onIoas || !hwpt.ioas.hwptList.includes(hwpt))
+        f.add(`hwpt-paging ${hwpt.id} is not on its IOAS ${hwpt.ioas.id}`);
+      continue;
+    }
     const hw = hwDomainOf(hwpt.domain);
     if (hw === undefined || hw.freed) {
       f.add(`hwpt-paging ${hwpt.id} holds a freed or unknown domain`);
@@ -275,8 +327,9 @@ function checkIoas(w: World, ioas: Ioas, f: Findings, betweenCalls: boolean): vo
   const name = `ioas ${ioas.id}`;
   const domains = iopt.domains as IommuDomain[];
   if (
+    // The same domains in any order: removing one moves the last into its slot.
     domains.length !== ioas.hwptList.length ||
-    domains.some((d, i) => ioas.hwptList[i]?.domain !== d)
+    domains.some((d) => !ioas.hwptList.some((h) => h.domain === d))
   ) {
     f.add(
       `${name} has domains [${domains.map(domainId).join(', ')}] but HWPTs ` +

@@ -46,7 +46,9 @@ import {
   IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT,
   IOMMU_TEST_OP_TRIGGER_IOPF,
   IOMMU_TEST_OP_TRIGGER_VEVENT,
+  IOMMU_VEVENTQ_TYPE_SELFTEST,
   IOMMUFD_TEST_MEMORY_LIMIT_MIN,
+  iommuViommuEventSelftest,
   MOCK_DEV_CACHE_ID_MAX,
   MOCK_NESTED_DOMAIN_IOTLB_ID_MAX,
   MOCK_PAGE_SIZE,
@@ -63,6 +65,7 @@ import {
   testTriggerIopf,
   testTriggerVevent,
 } from '../uapi/iommufd-test.ts';
+import { writeFields } from '../uapi/struct.ts';
 import {
   type IommufdDevice,
   iommufdDeviceAttach,
@@ -84,6 +87,8 @@ import {
   destroyAccessPages,
 } from './selftest-access.ts';
 import { args, respond, type TestUcmd, userPage } from './selftest-cmd.ts';
+import { viommuReportEvent } from './veventq.ts';
+import type { IommufdViommu } from './viommu.ts';
 
 /** struct selftest_obj (TYPE_IDEV): the mock device, its binding, and the context it lives in. */
 export class SelftestObj extends IommufdObject {
@@ -315,15 +320,23 @@ function triggerIopf(ucmd: TestUcmd): SyscallResult {
 }
 
 /**
- * iommufd_test_trigger_vevent(): an event for the vIOMMU of a mock device (dev_id is its DEVICE
- * object) and its vDEVICE; none can exist yet, so ENOENT, which is also the answer for a device
- * that is not a mock one (the kernel does not check; its driver data has no vIOMMU).
+ * iommufd_test_trigger_vevent(): the mock device (a DEVICE object: ENOENT) reports an event
+ * {virt_id} to the vIOMMU of the nested HWPT it is attached to, with the virt_id its vDEVICE had
+ * when it attached: ENOENT if it is attached to none or that virt_id is 0; EOPNOTSUPP if the
+ * vIOMMU has no vEVENTQ of IOMMU_VEVENTQ_TYPE_SELFTEST.
  */
 function triggerVevent(ucmd: TestUcmd): SyscallResult {
   const cmd = args(ucmd, testTriggerVevent);
   using held = ucmd.ictx.getObjectRef(cmd.dev_id, 'device');
   if (held === undefined) return -Errno.ENOENT;
-  return -Errno.ENOENT;
+  const dev = (held.obj as IommufdDevice).dev;
+  // A device of another driver has no mock state: nothing it could report (decision 165).
+  if (!isMockDevice(dev)) return -Errno.ENOENT;
+  const viommu = dev.viommu as IommufdViommu | undefined;
+  if (viommu === undefined || dev.vdevId === 0n) return -Errno.ENOENT;
+  const event = new Uint8Array(iommuViommuEventSelftest.size);
+  writeFields(iommuViommuEventSelftest, event, { virt_id: Number(dev.vdevId & 0xffffffffn) });
+  return viommuReportEvent(viommu, IOMMU_VEVENTQ_TYPE_SELFTEST, event);
 }
 
 /** iommufd_test_get_selftest_obj(): cmd.id names the selftest object of a mock device. */
