@@ -54,12 +54,12 @@ interface MemoryEntry {
   transports: number;
 }
 
-/** The key of a client address space: its pid and the shim's mm cookie (a new one after exec). */
 /** Whether `mm` (a memoryKey) is an address space of process `pid`. */
 export function isMemoryOf(mm: string, pid: number): boolean {
   return mm.startsWith(`pid${pid}/`);
 }
 
+/** The key of a client address space: its pid and the shim's mm cookie (a new one after exec). */
 export function memoryKey(creds: WireCreds): string {
   return `pid${creds.pid}/mm${creds.mmCookie.toString(16)}`;
 }
