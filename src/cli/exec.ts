@@ -264,6 +264,9 @@ function openRecord(
   args: readonly string[],
   grant: bigint,
 ): { recorder: Recorder; close: () => void } {
+  if (file === '-') {
+    fail('--record -: a record goes to a file (on stdout or stderr it would mix with the program)');
+  }
   let fd: number;
   try {
     fd = fs.openSync(file, 'w');
