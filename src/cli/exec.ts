@@ -397,6 +397,8 @@ export async function execCommand(
 
   refuseIfShimmed();
   const grant = grantedCaps(flags);
+  const recording =
+    flags.record === undefined ? undefined : openRecord(flags.record, program, args, grant);
   const { shim, guard } = ensureShim();
   const kernel = bootKernel(flags);
   const stopTrace = startTrace(kernel, flags);
@@ -404,8 +406,6 @@ export async function execCommand(
   const checks = flags.check === true ? startInvariantChecks(kernel) : undefined;
   const injection = flags.failNth === undefined ? undefined : startFailNth(kernel, flags.failNth);
   const detach = hooks.attach?.(kernel);
-  const recording =
-    flags.record === undefined ? undefined : openRecord(flags.record, program, args, grant);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iommufd-emu-'));
   let server: EmuServer | undefined;
   try {
