@@ -218,7 +218,7 @@ describe('record and replay', { skip: gcc ? false : 'gcc is not installed' }, ()
     });
   }
 
-  test('a file that is not a record is refused with its line (exit 125)', async () => {
+  test('a file that is not a record is refused with its line, and --record - is refused (exit 125)', async () => {
     const bad = join(dir, 'bad.rec');
     writeFileSync(bad, '{"kind":"syscall","text":"x"}\n');
     const r = await cli(['replay', bad]);
@@ -228,5 +228,8 @@ describe('record and replay', { skip: gcc ? false : 'gcc is not installed' }, ()
       () => parseRecord('{"kind":"record","format":"iommufd-emu-record","version":9}'),
       RecordError,
     );
+    const dash = await cli(['exec', '--record', '-', '--', '/bin/true']);
+    assert.equal(dash.code, 125);
+    assert.match(dash.stderr, /--record -: a record goes to a file/);
   });
 });
