@@ -183,6 +183,28 @@ describe('record and replay', { skip: gcc ? false : 'gcc is not installed' }, ()
     assert.match(result.divergence.what, /the dma event differs|did not produce/);
   });
 
+  test("a device's DMA carries the recorded program's bytes: a changed byte read comes back changed", async () => {
+    const rows = lines(demoRecord);
+    const works = rows.flatMap((row, i) => (row.kind === 'device-work' ? [i] : []));
+    assert.equal(works.length, 2, 'the demo copies page 0 into the device, then out to page 1');
+    const [toDevice, toRam] = works as [number, number];
+    type Access = { op: string; bytes: string };
+    const readAccess = (rows[toDevice]!.memory as Access[]).find((m) => m.op === 'read')!;
+    const written = (rows[toRam]!.memory as Access[]).find((m) => m.op === 'write')!;
+    assert.equal(written.bytes, readAccess.bytes, 'page 1 receives the bytes read from page 0');
+    readAccess.bytes = `ff${readAccess.bytes.slice(2)}`;
+    const edited = join(dir, 'edited-dma.rec');
+    writeLines(edited, rows);
+    const r = await cli(['replay', edited]);
+    assert.equal(r.code, 99, r.stderr);
+    assert.match(
+      r.stderr,
+      new RegExp(
+        `diverged at line ${toRam + 1}: the bytes written to the program's memory at 0x[0-9a-f]+ differ: recorded ${written.bytes.slice(0, 8)}`,
+      ),
+    );
+  });
+
   test('a replay steps forward to a line and keeps its emulator there (RecordReplay)', async () => {
     const rec = parseRecord(readFileSync(demoRecord, 'utf8'));
     const rows = lines(demoRecord);

@@ -3,8 +3,9 @@
  * The server tells the recorder about every request it dispatches and every reply; the recorder
  * also sees, during each call, what the call asked of its caller (memory through the process
  * view beneath the CallMemory, the fd table, the credentials check) and every event of the
- * kernel, and it marks where device work completed. Events a call causes are written after the
- * call's line, so that each call is followed by its own trace line and device events.
+ * kernel, and it marks where device work completed with the program memory its DMA reached.
+ * Events a call (or device work) causes are written after its line, so that each call is
+ * followed by its own trace line and device events.
  */
 import type { Kernel } from '../boot/kernel.ts';
 import type { MapRange } from '../host/proc-memory.ts';
@@ -90,6 +91,12 @@ interface OpenCall {
   readonly events: string[];
 }
 
+/** A device's asynchronous work completing: the program memory its DMA reached, its events. */
+interface OpenWork {
+  readonly memory: MemoryAccess[];
+  readonly events: string[];
+}
+
 export interface RecorderInfo {
   /** The program and its arguments. */
   readonly program: readonly string[];
@@ -102,6 +109,7 @@ export class Recorder {
   private readonly out: (text: string) => void;
   private readonly info: RecorderInfo;
   private call: OpenCall | undefined;
+  private work: OpenWork | undefined;
   private readonly connIds = new WeakMap<Connection, number>();
   private nextConn = 1;
   private unsubscribe: (() => void) | undefined;
@@ -129,16 +137,14 @@ export class Recorder {
     for (const event of bootLogEvents(kernel.dmesg)) this.out(`${eventJson(event)}\n`);
     this.unsubscribe = kernel.events.subscribe((event: EmuEvent) => {
       const line = `${eventJson(event)}\n`;
-      if (this.call !== undefined) this.call.events.push(line);
+      const open = this.call ?? this.work;
+      if (open !== undefined) open.events.push(line);
       else this.out(line);
     });
     for (const device of kernel.machine.devices.values()) {
       device.timers = {
         schedule: (bdf, work, delayMs, run) =>
-          eventLoopTimers.schedule(bdf, work, delayMs, () => {
-            this.deviceWork(bdf, work);
-            run();
-          }),
+          eventLoopTimers.schedule(bdf, work, delayMs, () => this.deviceWork(bdf, work, run)),
       };
     }
   }
@@ -208,11 +214,12 @@ export class Recorder {
   /**
    * The process memory beneath a call's CallMemory: logged whenever a call runs, that call or a
    * later one (pages a MAP left unpinned are pinned when a later ATTACH gives them a domain,
-   * through the memory the MAP saw). Device DMA between calls is not logged.
+   * through the memory the MAP saw), or device work (the bytes a device's DMA read from the
+   * program, and wrote to it).
    */
   readonly observeMemory = (view: MemoryView): MemoryView => {
     const log = (access: MemoryAccess): void => {
-      this.call?.memory.push(access);
+      (this.call ?? this.work)?.memory.push(access);
     };
     const base = view.memory;
     const memory: UserMemory = {
@@ -316,8 +323,17 @@ export class Recorder {
     });
   }
 
-  private deviceWork(device: string, work: DeviceWork): void {
-    this.line({ kind: 'device-work', device, work });
+  /** Device work completes: its line (with the memory its DMA reached), then its events. */
+  private deviceWork(device: string, work: DeviceWork, run: () => void): void {
+    const open: OpenWork = { memory: [], events: [] };
+    this.work = open;
+    try {
+      run();
+    } finally {
+      this.work = undefined;
+      this.line({ kind: 'device-work', device, work, memory: open.memory });
+      for (const event of open.events) this.out(event);
+    }
   }
 
   private connId(conn: Connection): number {
@@ -330,9 +346,6 @@ export class Recorder {
   }
 
   private line(entry: RecordLine): void {
-    const text = `${JSON.stringify(entry)}\n`;
-    // A line written during a call (a reply of another connection) keeps its place before the
-    // call's own line would be odd; calls are synchronous, so only events arrive meanwhile.
-    this.out(text);
+    this.out(`${JSON.stringify(entry)}\n`);
   }
 }

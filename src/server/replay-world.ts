@@ -1,9 +1,9 @@
 /**
  * What a replayed call sees of its caller, served from the record instead of a live process:
  * the memory it read (and the VMAs and mappings it asked about), the fds it looked up, the
- * user-namespace check, and device work that completes only where the record says it did.
- * Anything a replayed call asks that its recorded call did not (or asks differently) is a
- * divergence, reported through `diverge`.
+ * user-namespace check, and device work that completes only where the record says it did, its
+ * DMA reading what the program had there. Anything a replayed call or device work asks that the
+ * recorded one did not (or asks differently) is a divergence, reported through `diverge`.
  */
 import type { File } from '../host/file.ts';
 import type { MapRange } from '../host/proc-memory.ts';
@@ -52,10 +52,11 @@ export class CallSeen {
   readonly lookups: CredsLookup[];
   private nextLookup = 0;
 
-  constructor(line: CallLine) {
+  /** What a call, or device work (memory only), saw of the program. */
+  constructor(line: Pick<CallLine, 'memory'> & Partial<Pick<CallLine, 'fds' | 'lookups'>>) {
     this.memory = line.memory.map((m) => ({ ...m }));
-    this.fds = line.fds.map((f) => ({ ...f }));
-    this.lookups = [...line.lookups];
+    this.fds = (line.fds ?? []).map((f) => ({ ...f }));
+    this.lookups = [...(line.lookups ?? [])];
   }
 
   takeMemory<K extends MemoryAccess['op']>(
@@ -88,11 +89,10 @@ export class CallSeen {
   /** What the recorded call asked and the replayed one did not. */
   unused(): string | undefined {
     const m = this.memory.find((x) => x.used !== true);
-    if (m !== undefined)
-      return `the recorded call also did ${describeAccess(m)}; the replayed one did not`;
+    if (m !== undefined) return `the record also has ${describeAccess(m)} here; the replay did not`;
     const f = this.fds.find((x) => x.used !== true);
     if (f !== undefined)
-      return `the recorded call also looked up fd ${f.fd} (${f.op}); the replayed one did not`;
+      return `the record also has a lookup of fd ${f.fd} (${f.op}) here; the replay did not`;
     return undefined;
   }
 }
@@ -100,9 +100,9 @@ export class CallSeen {
 function describeAccess(m: MemoryAccess): string {
   switch (m.op) {
     case 'read':
-      return `a ${m.length}-byte read of its memory at ${m.addr}`;
+      return `a ${m.length}-byte read of the program's memory at ${m.addr}`;
     case 'write':
-      return `a ${m.bytes.length / 2}-byte write to its memory at ${m.addr}`;
+      return `a ${m.bytes.length / 2}-byte write to the program's memory at ${m.addr}`;
     case 'vma':
       return `a VMA lookup at ${m.addr}`;
     case 'maps':
@@ -185,7 +185,7 @@ class CallView implements UserMemory {
     const m = seen.takeMemory('read', (x) => fromHex(x.addr) === addr && x.length === length);
     if (m === undefined) {
       this.diverge(
-        `the call read ${length} bytes of its caller's memory at ${hex(addr)}; the recorded call did not`,
+        `${length} bytes of the program's memory at ${hex(addr)} were read; the record has no such read here`,
       );
       return undefined;
     }
@@ -205,13 +205,13 @@ class CallView implements UserMemory {
     const replayed = bytesToHex(data);
     if (m === undefined) {
       this.diverge(
-        `the kernel wrote ${data.length} bytes back at ${hex(addr)} (${replayed}); the recorded kernel did not`,
+        `${data.length} bytes were written to the program's memory at ${hex(addr)} (${replayed}); the record has no such write here`,
       );
       return false;
     }
     if (m.bytes !== replayed) {
       this.diverge(
-        `the bytes written back at ${hex(addr)} differ: recorded ${m.bytes}, replayed ${replayed}`,
+        `the bytes written to the program's memory at ${hex(addr)} differ: recorded ${m.bytes}, replayed ${replayed}`,
       );
     }
     if (m.ok) this.store.write(addr, data);
@@ -223,7 +223,7 @@ class CallView implements UserMemory {
     if (seen === undefined) return this.store.vma(addr);
     const m = seen.takeMemory('vma', (x) => fromHex(x.addr) === addr);
     if (m === undefined) {
-      this.diverge(`the call looked up the VMA at ${hex(addr)}; the recorded call did not`);
+      this.diverge(`the VMA at ${hex(addr)} was looked up; the record has no such lookup here`);
       return undefined;
     }
     if (m.vma === null) return undefined;
@@ -235,7 +235,7 @@ class CallView implements UserMemory {
   mapRanges(): readonly MapRange[] {
     const m = this.current()?.takeMemory('maps', () => true);
     if (m === undefined) {
-      this.diverge(`the call looked at its caller's mappings; the recorded call did not`);
+      this.diverge(`the program's mappings were looked at; the record has no such look here`);
       return [];
     }
     return m.ranges.map((r) => ({

@@ -245,11 +245,21 @@ export class RecordReplay implements ServerState {
       case 'raw-write':
         rawWrite(this, this.connection(entry.conn), hexToBytes(entry.data));
         break;
-      case 'device-work':
-        if (!this.timers.complete(entry.device, entry.work)) {
-          this.diverge(`${entry.device} has no ${entry.work} pending to complete`);
+      case 'device-work': {
+        // Its DMA reads what the program had there then, and must write what it wrote.
+        const seen = new CallSeen({ memory: entry.memory ?? [] });
+        this.seen = seen;
+        try {
+          if (!this.timers.complete(entry.device, entry.work)) {
+            this.diverge(`${entry.device} has no ${entry.work} pending to complete`);
+          }
+        } finally {
+          this.seen = undefined;
         }
+        const unused = seen.unused();
+        if (unused !== undefined) this.diverge(unused);
         break;
+      }
       case 'end':
         break;
     }

@@ -164,11 +164,15 @@ export interface RawWriteLine {
   readonly data: string;
 }
 
-/** A device's asynchronous work completed here (edu's DMA or factorial). */
+/**
+ * A device's asynchronous work completed here (edu's DMA or factorial), with the program memory
+ * its DMA reached: the bytes it read from the program (`read`), the bytes it wrote (`write`).
+ */
 export interface DeviceWorkLine {
   readonly kind: 'device-work';
   readonly device: string;
   readonly work: 'dma' | 'factorial';
+  readonly memory: readonly MemoryAccess[];
 }
 
 /** The trace's JSON event: EmuEvent with u64 as hex strings, `errno` and `text` added. */
