@@ -13,7 +13,7 @@ import { FailNth, setFailNthForEveryTask } from '../fault/fault.ts';
 import { parseCapSet } from '../host/credentials.ts';
 import { useFdAddon } from '../server/client-fds.ts';
 import { Recorder } from '../server/recorder.ts';
-import { type EmuServer, startServer } from '../server/server.ts';
+import { type EmuServer, type ServerOptions, startServer } from '../server/server.ts';
 import { attachTrace, formatEvent, type TraceFilter } from '../trace/writer.ts';
 import {
   DEFAULT_ERROR_EXITCODE,
@@ -89,6 +89,42 @@ export function preloadWith(shim: string, existing: string | undefined): string 
   const parts = (existing ?? '').split(/[ :]/).filter((p) => p !== '');
   if (parts.some((p) => path.basename(p) === SHIM_NAME)) return parts.join(':');
   return [shim, ...parts].join(':');
+}
+
+/** A Unix socket's address holds 107 bytes of path and a NUL; Node binds a longer one cut short. */
+const SOCKET_PATH_MAX = 107;
+
+/** The emulator served on socketPath, or a usage error saying why it cannot listen there. */
+export async function listenOn(
+  kernel: Kernel,
+  socketPath: string,
+  options: ServerOptions,
+): Promise<EmuServer> {
+  const cannot = (why: string): never => fail(`cannot serve on ${socketPath}: ${why}`);
+  if (Buffer.byteLength(socketPath) > SOCKET_PATH_MAX) {
+    cannot(
+      `a Unix socket's path holds at most ${SOCKET_PATH_MAX} bytes (set TMPDIR or --socket to a shorter one)`,
+    );
+  }
+  if (!fs.existsSync(path.dirname(socketPath)))
+    cannot(`${path.dirname(socketPath)} does not exist`);
+  try {
+    return await startServer(kernel, socketPath, options);
+  } catch (err) {
+    return cannot(describeErrno(err));
+  }
+}
+
+/**
+ * AddressSanitizer refuses to start when its runtime is not the first library, and the shim is:
+ * the order does not matter to it otherwise (docs/shim.md), so the check is turned off unless
+ * the user chose.
+ */
+export function asanOptions(existing: string | undefined): string {
+  if (existing === undefined || existing === '') return 'verify_asan_link_order=0';
+  return existing.includes('verify_asan_link_order')
+    ? existing
+    : `${existing}:verify_asan_link_order=0`;
 }
 
 /**
@@ -319,7 +355,8 @@ export function runProgram(
       break;
   }
   const { LD_PRELOAD: preload, ...rest } = env;
-  const guardEnv = preload === undefined ? rest : { ...rest, IOMMUFD_EMU_PRELOAD: preload };
+  const guardEnv: NodeJS.ProcessEnv = { ...rest, ASAN_OPTIONS: asanOptions(env.ASAN_OPTIONS) };
+  if (preload !== undefined) guardEnv.IOMMUFD_EMU_PRELOAD = preload;
   return new Promise((resolve) => {
     const child = spawn(options.guard, [found.path, program, ...args], {
       stdio: options.stdio ?? 'inherit',
@@ -409,7 +446,7 @@ export async function execCommand(
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iommufd-emu-'));
   let server: EmuServer | undefined;
   try {
-    server = await startServer(kernel, path.join(dir, 'emu.sock'), {
+    server = await listenOn(kernel, path.join(dir, 'emu.sock'), {
       testbedDir: path.join(dir, 'root'),
       grantedCaps: grant,
       ...(recording === undefined ? {} : { recorder: recording.recorder }),

@@ -8,7 +8,7 @@
 import type { EventBus } from '../trace/events.ts';
 import type { DmaPort } from './dma-port.ts';
 import type { IommuGroup } from './iommu.ts';
-import { type AccessSize, PciDevice } from './pci.ts';
+import { type AccessSize, PciDevice, type ResetMethod } from './pci.ts';
 import { U64_MAX } from './sizes.ts';
 
 /** BAR0 register offsets. */
@@ -70,6 +70,7 @@ export interface EduOptions {
   /** RAM-side addresses are ANDed with this (default: all 64 bits). */
   readonly dmaMask?: bigint;
   readonly dmaCompletion?: DmaCompletion;
+  readonly resetMethods?: readonly ResetMethod[];
 }
 
 const U32 = 0xffffffffn;
@@ -134,6 +135,7 @@ export class EduDevice extends PciDevice {
       bars: [{ index: 0, size: EDU_BAR0_SIZE, is64: false, prefetchable: false }],
       msiOffset: EDU_MSI_OFFSET,
       ...(options.group === undefined ? {} : { group: options.group }),
+      ...(options.resetMethods === undefined ? {} : { resetMethods: options.resetMethods }),
     });
     this.mask = options.dmaMask ?? U64_MAX;
     this.completion = options.dmaCompletion ?? 'prompt';
@@ -287,7 +289,8 @@ export class EduDevice extends PciDevice {
     this.wakeIdle();
   }
 
-  // QEMU's edu has no reset handler: a function reset leaves the registers alone.
+  // QEMU's edu has no reset handler: whatever reset the platform gives it (the PCI core's FLR, PM
+  // or bus reset), its registers stay as they are; only config space and INTx reset.
   protected override onReset(): void {}
 
   // ---- internals ----------------------------------------------------------------------------

@@ -19,12 +19,13 @@ import {
   type Credentials,
   capSetNames,
   capsAddedByGrant,
+  type FsIds,
   type NamespacedCaps,
 } from '../host/credentials.ts';
 import type { EventBus } from '../trace/events.ts';
 import type { WireCreds } from './protocol.ts';
 
-/** The uid a task gets when its real uid cannot be read (the kernel's overflowuid). */
+/** The uid (and gid) a task gets when its ids cannot be read (the kernel's overflowuid). */
 const OVERFLOW_UID = 65534;
 /** Programs whose first call was traced; forgotten all at once beyond this many. */
 const ANNOUNCED_MAX = 4096;
@@ -36,6 +37,31 @@ function userNamespaceOf(path: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The filesystem ids of a thread from its /proc status file (the fourth field of `Uid:` and
+ * `Gid:`, and `Groups:`), as the reader's namespace maps them; undefined if it cannot be read.
+ */
+function fsIdsOf(statusPath: string): FsIds | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(statusPath, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const uid = /^Uid:\s+\d+\s+\d+\s+\d+\s+(\d+)/m.exec(text);
+  const gid = /^Gid:\s+\d+\s+\d+\s+\d+\s+(\d+)/m.exec(text);
+  const groups = /^Groups:[ \t]*([\d \t]*)$/m.exec(text);
+  if (uid === null || gid === null) return undefined;
+  return {
+    fsuid: Number(uid[1]),
+    fsgid: Number(gid[1]),
+    groups: (groups?.[1] ?? '')
+      .split(/\s+/)
+      .filter((g) => g !== '')
+      .map(Number),
+  };
 }
 
 /** The real uid on the Uid: line of a /proc status file, as the reader's namespace maps it. */
@@ -86,6 +112,8 @@ export class ClientCredentials {
     const found = this.answer?.(wire) ?? this.lookup(wire);
     this.observe?.(found);
     const { caps, uid, unreadable } = found;
+    let fsIds: FsIds | undefined;
+    const replaying = this.answer !== undefined;
     const creds: Credentials = {
       ...caps,
       pid: wire.pid,
@@ -93,6 +121,19 @@ export class ClientCredentials {
       uid,
       grantedCaps: this.grantedCaps,
       memlockLimit: wire.memlock,
+      // Read once, when a permission check first asks (an open): the thread's status file has
+      // the filesystem ids and the groups the shim does not send. A thread that is gone has
+      // none: the overflow ids, which own nothing. A replay has no thread: its uid stands in.
+      fsIds: () => {
+        fsIds ??= replaying
+          ? { fsuid: uid, fsgid: uid, groups: [] }
+          : (fsIdsOf(`/proc/${wire.pid}/task/${wire.tid}/status`) ?? {
+              fsuid: OVERFLOW_UID,
+              fsgid: OVERFLOW_UID,
+              groups: [],
+            });
+        return fsIds;
+      },
     };
     this.announce(wire, creds, unreadable);
     return creds;
