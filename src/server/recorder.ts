@@ -8,6 +8,7 @@
  * followed by its own trace line and device events.
  */
 import type { Kernel } from '../boot/kernel.ts';
+import type { FsIds } from '../host/credentials.ts';
 import type { MapRange } from '../host/proc-memory.ts';
 import type { EventfdRef, FdResolver, HostFile } from '../host/task.ts';
 import type { UserMemory, Vma } from '../host/user-memory.ts';
@@ -23,6 +24,7 @@ import {
   RECORD_FORMAT,
   RECORD_VERSION,
   type RecordedCreds,
+  type RecordedFsIds,
   type RecordedReply,
   type RecordedVma,
   type RecordHeader,
@@ -30,7 +32,7 @@ import {
   toHex,
 } from '../trace/record.ts';
 import { bootLogEvents, eventJson } from '../trace/writer.ts';
-import type { CallerFound } from './client-creds.ts';
+import type { CallerFound, CallerObserver } from './client-creds.ts';
 import type { ClientFiles } from './client-fds.ts';
 import type { MemoryView } from './client-memory.ts';
 import type { Connection, ReplyExtra } from './connection.ts';
@@ -86,6 +88,7 @@ interface OpenCall {
   readonly memory: MemoryAccess[];
   readonly fds: FdAccess[];
   readonly lookups: CredsLookup[];
+  readonly fsIds: RecordedFsIds[];
   reply: RecordedReply | undefined;
   /** Events published during the call: written after its line. */
   readonly events: string[];
@@ -163,7 +166,16 @@ export class Recorder {
   }
 
   beginCall(conn: Connection, req: Request): void {
-    this.call = { conn, req, memory: [], fds: [], lookups: [], reply: undefined, events: [] };
+    this.call = {
+      conn,
+      req,
+      memory: [],
+      fds: [],
+      lookups: [],
+      fsIds: [],
+      reply: undefined,
+      events: [],
+    };
   }
 
   /** The dispatch returned: the call's line, then the events it caused. */
@@ -187,6 +199,7 @@ export class Recorder {
       memory: call.memory,
       fds: call.fds,
       lookups: call.lookups,
+      ...(call.fsIds.length === 0 ? {} : { fsIds: call.fsIds }),
       ...(call.reply === undefined ? {} : { reply: call.reply }),
     };
     this.line(line);
@@ -201,14 +214,19 @@ export class Recorder {
     this.line({ kind: 'raw-write', conn: this.connId(conn), data: bytesToHex(chunk) });
   }
 
-  /** A user-namespace check during the current call. */
-  readonly observeCaller = (found: CallerFound): void => {
-    this.call?.lookups.push({
-      userNs: found.caps.userNs,
-      capEff: toHex(found.caps.capEff),
-      uid: found.uid,
-      unreadable: found.unreadable,
-    });
+  /** A user-namespace check, or a read of filesystem ids, during the current call. */
+  readonly observeCaller: CallerObserver = {
+    caller: (found: CallerFound): void => {
+      this.call?.lookups.push({
+        userNs: found.caps.userNs,
+        capEff: toHex(found.caps.capEff),
+        uid: found.uid,
+        unreadable: found.unreadable,
+      });
+    },
+    fsIds: (ids: FsIds): void => {
+      this.call?.fsIds.push({ fsuid: ids.fsuid, fsgid: ids.fsgid, groups: [...ids.groups] });
+    },
   };
 
   /**

@@ -19,11 +19,12 @@ import {
   fromHex,
   hexToBytes,
   type MemoryAccess,
+  type RecordedFsIds,
   type RecordedVma,
 } from '../trace/record.ts';
 import { Errno } from '../uapi/errno.ts';
 import { PAGE_SIZE } from '../uapi/iommufd.ts';
-import type { CallerFound } from './client-creds.ts';
+import type { RecordedCallers } from './client-creds.ts';
 import { ClientFiles } from './client-fds.ts';
 import { type CallMemories, type IoctlWindow, memoryKey } from './client-memory.ts';
 import type { WireCreds } from './protocol.ts';
@@ -50,13 +51,18 @@ export class CallSeen {
   readonly memory: (MemoryAccess & { used?: boolean })[];
   readonly fds: (FdAccess & { used?: boolean })[];
   readonly lookups: CredsLookup[];
+  readonly fsIds: RecordedFsIds[];
   private nextLookup = 0;
+  private nextFsIds = 0;
 
   /** What a call, or device work (memory only), saw of the program. */
-  constructor(line: Pick<CallLine, 'memory'> & Partial<Pick<CallLine, 'fds' | 'lookups'>>) {
+  constructor(
+    line: Pick<CallLine, 'memory'> & Partial<Pick<CallLine, 'fds' | 'lookups' | 'fsIds'>>,
+  ) {
     this.memory = line.memory.map((m) => ({ ...m }));
     this.fds = (line.fds ?? []).map((f) => ({ ...f }));
     this.lookups = [...(line.lookups ?? [])];
+    this.fsIds = [...(line.fsIds ?? [])];
   }
 
   takeMemory<K extends MemoryAccess['op']>(
@@ -86,6 +92,10 @@ export class CallSeen {
     return this.lookups[this.nextLookup++];
   }
 
+  takeFsIds(): RecordedFsIds | undefined {
+    return this.fsIds[this.nextFsIds++];
+  }
+
   /** What the recorded call asked and the replayed one did not. */
   unused(): string | undefined {
     const m = this.memory.find((x) => x.used !== true);
@@ -93,6 +103,9 @@ export class CallSeen {
     const f = this.fds.find((x) => x.used !== true);
     if (f !== undefined)
       return `the record also has a lookup of fd ${f.fd} (${f.op}) here; the replay did not`;
+    if (this.nextLookup < this.lookups.length || this.nextFsIds < this.fsIds.length) {
+      return "the record also has a check of the caller's credentials here; the replay did not";
+    }
     return undefined;
   }
 }
@@ -367,25 +380,39 @@ function standInFile(id: string, kind: 'shmem' | 'hugetlbfs', size: bigint): Hos
   };
 }
 
-/** The user-namespace check's answer for a replayed call. */
-export function recordedCaller(
+/** The user-namespace check's and the filesystem ids' answers for a replayed call. */
+export function recordedCallers(
   current: () => CallSeen | undefined,
   diverge: Diverge,
-): (wire: WireCreds) => CallerFound {
-  return (wire) => {
-    const found = current()?.takeLookup();
-    if (found === undefined) {
-      diverge("the call checked its caller's credentials; the recorded call did not");
-      return { caps: { userNs: 'initial', capEff: wire.capEff }, uid: wire.uid, unreadable: false };
-    }
-    return {
-      caps:
-        found.userNs === 'initial'
-          ? { userNs: 'initial', capEff: fromHex(found.capEff) }
-          : { userNs: 'other', capEff: 0n },
-      uid: found.uid,
-      unreadable: found.unreadable,
-    };
+): RecordedCallers {
+  return {
+    caller: (wire) => {
+      const found = current()?.takeLookup();
+      if (found === undefined) {
+        diverge("the caller's credentials were checked; the record has no such check here");
+        return {
+          caps: { userNs: 'initial', capEff: wire.capEff },
+          uid: wire.uid,
+          unreadable: false,
+        };
+      }
+      return {
+        caps:
+          found.userNs === 'initial'
+            ? { userNs: 'initial', capEff: fromHex(found.capEff) }
+            : { userNs: 'other', capEff: 0n },
+        uid: found.uid,
+        unreadable: found.unreadable,
+      };
+    },
+    fsIds: (wire) => {
+      const ids = current()?.takeFsIds();
+      if (ids === undefined) {
+        diverge("the caller's filesystem ids were read; the record has no such read here");
+        return { fsuid: wire.uid, fsgid: wire.gid, groups: [] };
+      }
+      return ids;
+    },
   };
 }
 

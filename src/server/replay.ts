@@ -33,7 +33,7 @@ import {
   ReplayFiles,
   ReplayMemories,
   ReplayTimers,
-  recordedCaller,
+  recordedCallers,
 } from './replay-world.ts';
 import { dispatchRequest, dropConnection } from './server.ts';
 import { Testbed } from './testbed.ts';
@@ -177,7 +177,7 @@ export class RecordReplay implements ServerState {
     this.clientCreds = new ClientCredentials(
       kernel.events,
       fromHex(record.header.grantedCaps),
-      recordedCaller(current, diverge),
+      recordedCallers(current, diverge),
     );
     this.testbed = new Testbed(kernel);
     for (const device of kernel.machine.devices.values()) device.timers = this.timers;

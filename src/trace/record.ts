@@ -111,6 +111,13 @@ export interface CredsLookup {
   readonly unreadable: boolean;
 }
 
+/** A caller's filesystem ids and groups, as a permission check read them. */
+export interface RecordedFsIds {
+  readonly fsuid: number;
+  readonly fsgid: number;
+  readonly groups: readonly number[];
+}
+
 /** A reply to a request (`struct emu_rep` and its payload). */
 export interface RecordedReply {
   readonly ret: number;
@@ -140,6 +147,8 @@ export interface CallLine {
   readonly memory: readonly MemoryAccess[];
   readonly fds: readonly FdAccess[];
   readonly lookups: readonly CredsLookup[];
+  /** The filesystem ids a permission check read (once per request's credentials), in order. */
+  readonly fsIds?: readonly RecordedFsIds[];
   /** Absent when the reply came later (a `reply` line): a close, a write that blocked. */
   readonly reply?: RecordedReply;
 }
