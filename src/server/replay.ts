@@ -213,7 +213,7 @@ export class RecordReplay implements ServerState {
         this.noUnexpectedEvent(this.produced);
         this.inLine = true;
         try {
-          this.replayLine(entry, lines[i + 1]?.entry);
+          this.replayLine(entry, this.tracedAfter(i));
         } finally {
           this.inLine = false;
         }
@@ -231,11 +231,25 @@ export class RecordReplay implements ServerState {
     return { ok: true, calls: this.calls, events: this.events };
   }
 
+  /** The trace line among the events that follow line `i` (a call's own), if any. */
+  private tracedAfter(i: number): string | undefined {
+    const lines = this.record.lines;
+    for (let k = i + 1; k < lines.length; k++) {
+      const entry = lines[k]!.entry;
+      if (!isEventLine(entry)) return undefined;
+      if (entry.kind === 'syscall') return entry.text;
+    }
+    return undefined;
+  }
+
   /** A line other than an event or a reply, replayed synchronously. */
-  private replayLine(entry: Exclude<RecordLine, EventLine | ReplyLine>, next: unknown): void {
+  private replayLine(
+    entry: Exclude<RecordLine, EventLine | ReplyLine>,
+    recordedText: string | undefined,
+  ): void {
     switch (entry.kind) {
       case 'call':
-        this.call(entry, next);
+        this.call(entry, recordedText);
         break;
       case 'drop': {
         const conn = this.connections.get(entry.conn);
@@ -287,16 +301,15 @@ export class RecordReplay implements ServerState {
     return conn;
   }
 
-  /** Dispatches a recorded request with what it saw, and checks a reply given at once. */
-  private call(line: CallLine, next: unknown): void {
+  /**
+   * Dispatches a recorded request with what it saw, and checks a reply given at once;
+   * `recordedText` is its trace line in the record (the first among the events after it).
+   */
+  private call(line: CallLine, recordedText: string | undefined): void {
     this.calls++;
     const conn = this.connection(line.conn);
     const req = requestOf(line);
     const seen = new CallSeen(line);
-    // The call's own trace line follows it in the record (when it is traced).
-    const traced = next as Partial<EventLine> | undefined;
-    const recordedText =
-      traced?.kind === 'syscall' && typeof traced.text === 'string' ? traced.text : undefined;
     const firstNew = this.produced.length;
     this.seen = seen;
     try {
