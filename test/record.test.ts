@@ -165,7 +165,9 @@ describe('record and replay', { skip: gcc ? false : 'gcc is not installed' }, ()
     assert.equal(b.code, 99, b.stderr);
     assert.match(
       b.stderr,
-      new RegExp(`diverged at line ${i + 1}: what the kernel wrote back differs`),
+      new RegExp(
+        `diverged at line ${i + 1}: what the kernel wrote back differs at byte \\d+ of \\d+`,
+      ),
     );
     assert.match(b.stderr, /replayed: ioctl\(.*IOMMU_IOAS_NOIOMMU_GET_PA, .*=> \{.*out_phys=0x/);
   });
@@ -200,7 +202,7 @@ describe('record and replay', { skip: gcc ? false : 'gcc is not installed' }, ()
     assert.match(
       r.stderr,
       new RegExp(
-        `diverged at line ${toRam + 1}: the bytes written to the program's memory at 0x[0-9a-f]+ differ: recorded ${written.bytes.slice(0, 8)}`,
+        `diverged at line ${toRam + 1}: the bytes written to the program's memory at 0x[0-9a-f]+ differ at byte 0 of 256: recorded ${written.bytes.slice(0, 8)}`,
       ),
     );
   });

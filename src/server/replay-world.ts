@@ -12,6 +12,7 @@ import type { EventfdRef, FdResolver, HostFile } from '../host/task.ts';
 import type { MmId, UserMemory, Vma } from '../host/user-memory.ts';
 import type { DeviceTimers, DeviceWork } from '../platform/device-timers.ts';
 import {
+  bytesDifference,
   bytesToHex,
   type CallLine,
   type CredsLookup,
@@ -224,7 +225,7 @@ class CallView implements UserMemory {
     }
     if (m.bytes !== replayed) {
       this.diverge(
-        `the bytes written to the program's memory at ${hex(addr)} differ: recorded ${m.bytes}, replayed ${replayed}`,
+        `the bytes written to the program's memory at ${hex(addr)} differ ${bytesDifference(m.bytes, replayed)}`,
       );
     }
     if (m.ok) this.store.write(addr, data);

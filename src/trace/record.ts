@@ -318,3 +318,17 @@ export function bytesToHex(bytes: Uint8Array): string {
 export function hexToBytes(text: string): Uint8Array {
   return new Uint8Array(Buffer.from(text, 'hex'));
 }
+
+/** Where two hex byte strings first differ, with a few bytes of each from there. */
+export function bytesDifference(recorded: string, replayed: string): string | undefined {
+  if (recorded === replayed) return undefined;
+  let at = 0;
+  while (at < recorded.length && at < replayed.length && recorded[at] === replayed[at]) at++;
+  const byte = Math.floor(at / 2);
+  const show = (hex: string): string => {
+    const part = hex.slice(byte * 2, byte * 2 + 32);
+    if (part === '') return hex === '' ? 'nothing' : `${hex.length / 2} bytes`;
+    return `${part}${hex.length > byte * 2 + 32 ? '...' : ''}`;
+  };
+  return `at byte ${byte} of ${recorded.length / 2}: recorded ${show(recorded)}, replayed ${show(replayed)}`;
+}
