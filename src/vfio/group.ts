@@ -252,11 +252,6 @@ export const vfioGroupIoctlCommands: readonly IoctlCommand[] = groupIoctlOps.map
   (op) => op.command,
 );
 
-/** vfio_file_is_group() and the group behind it. */
-export function vfioGroupOfFile(file: File): VfioGroup | undefined {
-  return file.fops === vfioGroupFops ? (file.privateData as VfioGroup) : undefined;
-}
-
 const vfioGroupFops: FileOperations = {
   name: 'vfio-group',
   ioctl(file, task, cmd, arg) {

@@ -7,6 +7,7 @@
  * every device of the bus.
  */
 import { shouldFail } from '../fault/fault.ts';
+import type { File } from '../host/file.ts';
 import type { Task } from '../host/task.ts';
 import { copyFromUser, copyStructMinsz, copyToUser } from '../host/uaccess.ts';
 import type { IommufdDevice } from '../iommufd/device.ts';
@@ -15,7 +16,7 @@ import type { PciDevice } from '../platform/pci.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import { encodeStruct } from '../uapi/struct.ts';
 import * as v from '../uapi/vfio.ts';
-import { type VfioGroup, vfioGroupOfFile } from './group.ts';
+import type { VfioGroup } from './group.ts';
 import type { VfioDevice, VfioDeviceSet } from './vfio-main.ts';
 
 /** struct vfio_pci_dependent_device: group_id or devid, segment, bus, devfn. */
@@ -128,6 +129,11 @@ export function getHotResetInfo(device: VfioDevice, task: Task, arg: bigint): Sy
   }
   if (!copyToUser(task, arg + BigInt(HOT_RESET_HEADER_SIZE), out)) return -Errno.EFAULT;
   return header(flags, reached.length) ? 0 : -Errno.EFAULT;
+}
+
+/** vfio_file_is_group() and the group behind it (by name: group.ts imports this module's users). */
+function vfioGroupOfFile(file: File): VfioGroup | undefined {
+  return file.fops.name === 'vfio-group' ? (file.privateData as VfioGroup) : undefined;
 }
 
 /** iommu_group_get(): the machine's group, or the placeholder vfio gives a no-IOMMU device. */
