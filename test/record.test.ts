@@ -12,6 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { RecordReplay, replayRecord } from '../src/server/replay.ts';
 import { type CallLine, parseRecord, RecordError } from '../src/trace/record.ts';
+import { escapeLine } from '../src/trace/writer.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = join(ROOT, 'src', 'cli', 'main.ts');
@@ -55,7 +56,8 @@ function build(source: string, name: string): string {
 /** Records `binary` under exec with `flags`; returns the record's path. */
 async function record(binary: string, flags: readonly string[], name: string): Promise<string> {
   const file = join(dir, `${name}.rec`);
-  const r = await cli(['exec', ...flags, '--record', file, '--', binary]);
+  const trace = join(dir, `${name}.trace`);
+  const r = await cli(['exec', ...flags, '--trace', trace, '--record', file, '--', binary]);
   assert.equal(r.code, 0, `exec --record ${name}:\n${r.stdout}\n${r.stderr}`);
   return file;
 }
@@ -109,6 +111,10 @@ describe('record and replay', { skip: gcc ? false : 'gcc is not installed' }, ()
     assert.ok(texts.some((t) => /^\[dma\] 0000:00:06\.0 reads 256 bytes at PA 0x/.test(t)));
     assert.ok(rows.some((row) => row.kind === 'device-work' && row.work === 'dma'));
     assert.equal(rows.at(-1)?.kind, 'end');
+    // One format: the record's event lines are the trace, line for line.
+    const trace = readFileSync(demoRecord.replace(/\.rec$/, '.trace'), 'utf8');
+    const recorded = rows.flatMap((row) => (typeof row.text === 'string' ? [row.text] : []));
+    assert.deepEqual(recorded.map(escapeLine), trace.split('\n').slice(0, -1));
   });
 
   test('an edited result is reported at its call, decoded', async () => {
