@@ -481,8 +481,8 @@ export async function execCommand(
     recording?.recorder.stop(status);
     return status;
   } finally {
-    recording?.close();
     await server?.close();
+    recording?.close();
     shutdownKernel(kernel);
     stopTrace?.();
     stopDmesg?.();

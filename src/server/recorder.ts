@@ -109,16 +109,18 @@ export interface RecorderInfo {
 }
 
 export class Recorder {
-  private readonly out: (text: string) => void;
+  private readonly sink: (text: string) => void;
   private readonly info: RecorderInfo;
   private call: OpenCall | undefined;
   private work: OpenWork | undefined;
   private readonly connIds = new WeakMap<Connection, number>();
   private nextConn = 1;
   private unsubscribe: (() => void) | undefined;
+  /** After the end line nothing more is written (connections a shutdown drops). */
+  private stopped = false;
 
-  constructor(out: (text: string) => void, info: RecorderInfo) {
-    this.out = out;
+  constructor(sink: (text: string) => void, info: RecorderInfo) {
+    this.sink = sink;
     this.info = info;
   }
 
@@ -157,6 +159,7 @@ export class Recorder {
     this.unsubscribe?.();
     this.unsubscribe = undefined;
     this.line({ kind: 'end', status });
+    this.stopped = true;
   }
 
   /** A connection was accepted: numbered, and its replies recorded. */
@@ -365,5 +368,9 @@ export class Recorder {
 
   private line(entry: RecordLine): void {
     this.out(`${JSON.stringify(entry)}\n`);
+  }
+
+  private out(text: string): void {
+    if (!this.stopped) this.sink(text);
   }
 }
