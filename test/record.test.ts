@@ -248,6 +248,22 @@ describe('record and replay', { skip: gcc ? false : 'gcc is not installed' }, ()
     });
   }
 
+  test('serve --record records every program it serves; the record replays clean', async () => {
+    const file = join(dir, 'serve.rec');
+    const demo = join(dir, 'demo');
+    const script = `${demo} > /dev/null && ${demo} > /dev/null`;
+    const r = await cli(['serve', ...DEMO_FLAGS, '--record', file, '--', '/bin/sh', '-c', script]);
+    assert.equal(r.code, 0, r.stderr);
+    const rows = lines(file);
+    assert.deepEqual((rows[0] as { program?: unknown }).program, ['/bin/sh', '-c', script]);
+    const pids = new Set(
+      rows.flatMap((row) => (row.kind === 'syscall' && row.call === 'ioctl' ? [row.pid] : [])),
+    );
+    assert.equal(pids.size, 2, 'both runs of the demo are in the record');
+    const replay = await cli(['replay', file]);
+    assert.equal(replay.code, 0, replay.stderr);
+  });
+
   test('a file that is not a record is refused with its line, and --record - is refused (exit 125)', async () => {
     const bad = join(dir, 'bad.rec');
     writeFileSync(bad, '{"kind":"syscall","text":"x"}\n');

@@ -293,11 +293,10 @@ export function reportLeaks(leaks: readonly string[]): void {
   for (const leak of leaks) process.stderr.write(`  ${leak}\n`);
 }
 
-/** exec --record FILE: a recorder writing to FILE (created or truncated). */
-function openRecord(
+/** exec/serve --record FILE: a recorder writing to FILE (created or truncated). */
+export function openRecord(
   file: string,
-  program: string,
-  args: readonly string[],
+  program: readonly string[],
   grant: bigint,
 ): { recorder: Recorder; close: () => void } {
   if (file === '-') {
@@ -313,7 +312,7 @@ function openRecord(
     (text) => {
       fs.writeSync(fd, text);
     },
-    { program: [program, ...args], grantedCaps: grant, emulator: packageVersion() },
+    { program, grantedCaps: grant, emulator: packageVersion() },
   );
   return { recorder, close: () => fs.closeSync(fd) };
 }
@@ -435,7 +434,7 @@ export async function execCommand(
   refuseIfShimmed();
   const grant = grantedCaps(flags);
   const recording =
-    flags.record === undefined ? undefined : openRecord(flags.record, program, args, grant);
+    flags.record === undefined ? undefined : openRecord(flags.record, [program, ...args], grant);
   const { shim, guard } = ensureShim();
   const kernel = bootKernel(flags);
   const stopTrace = startTrace(kernel, flags);

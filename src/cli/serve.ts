@@ -21,6 +21,7 @@ import {
   type KernelFlags,
   leaksOf,
   listenOn,
+  openRecord,
   preloadWith,
   refuseIfShimmed,
   reportLeaks,
@@ -44,6 +45,8 @@ export interface ServeFlags extends KernelFlags {
   /** Check the emulator's invariants after every call. */
   readonly check?: boolean;
   readonly errorExitcode?: number;
+  /** --record FILE: every program's calls in the record format, for `iommufd-emu replay`. */
+  readonly record?: string;
 }
 
 /** How long serve -- CMD waits, after CMD exits, for its emulated fds to be closed everywhere. */
@@ -110,6 +113,8 @@ export async function serveCommand(flags: ServeFlags, command: readonly string[]
   if (flags.readyFd !== undefined && command.length > 0)
     fail('--ready-fd is for a serve that others wait for; serve -- CMD starts CMD when ready');
   const grant = grantedCaps(flags);
+  const recording =
+    flags.record === undefined ? undefined : openRecord(flags.record, command, grant);
   const { shim, guard } = ensureShim();
   const { socketPath, dir } = await chooseSocket(flags);
   const kernel = bootKernel(flags);
@@ -124,13 +129,11 @@ export async function serveCommand(flags: ServeFlags, command: readonly string[]
   );
   const stopTrace = startTrace(kernel, flags);
   const checks = flags.check === true ? startInvariantChecks(kernel) : undefined;
-  const server = await listenOn(
-    kernel,
-    socketPath,
-    dir === undefined
-      ? { grantedCaps: grant }
-      : { testbedDir: path.join(dir, 'root'), grantedCaps: grant },
-  );
+  const server = await listenOn(kernel, socketPath, {
+    grantedCaps: grant,
+    ...(dir === undefined ? {} : { testbedDir: path.join(dir, 'root') }),
+    ...(recording === undefined ? {} : { recorder: recording.recorder }),
+  });
   const env = {
     LD_PRELOAD: preloadWith(shim, undefined),
     IOMMUFD_EMU_SOCKET: socketPath,
@@ -172,6 +175,9 @@ export async function serveCommand(flags: ServeFlags, command: readonly string[]
     }
   } finally {
     await server.close();
+    // After the close: the files of programs still connected are released in the record too.
+    recording?.recorder.stop(status);
+    recording?.close();
   }
   const leaks = leaksOf(kernel);
   shutdownKernel(kernel);

@@ -33,7 +33,7 @@ export interface RecordHeader {
   readonly enableUnsafeNoiommuMode: boolean;
   /** `--cap`: capabilities granted to every program. */
   readonly grantedCaps: Hex;
-  /** The program and its arguments, for people (a replay runs no program). */
+  /** The program and its arguments (`serve`: its command, if any), for people (a replay runs none). */
   readonly program: readonly string[];
   /** The testbed directory the recording server named in HELLO (a replay's differs). */
   readonly testbed: string;
