@@ -33,6 +33,7 @@ import {
   startTrace,
 } from './exec.ts';
 import { DEFAULT_ERROR_EXITCODE, describeErrno, fail } from './exit-status.ts';
+import { holdInspector, startInspectorFor } from './inspect.ts';
 
 export interface ServeFlags extends KernelFlags {
   readonly socket?: string;
@@ -129,6 +130,14 @@ export async function serveCommand(flags: ServeFlags, command: readonly string[]
   );
   const stopTrace = startTrace(kernel, flags);
   const checks = flags.check === true ? startInvariantChecks(kernel) : undefined;
+  const inspector =
+    flags.inspect === undefined
+      ? undefined
+      : await startInspectorFor(kernel, flags.inspect, {
+          command: [...command],
+          state: command.length > 0 ? 'running' : 'serving',
+          exitStatus: null,
+        });
   const server = await listenOn(kernel, socketPath, {
     grantedCaps: grant,
     ...(dir === undefined ? {} : { testbedDir: path.join(dir, 'root') }),
@@ -157,6 +166,12 @@ export async function serveCommand(flags: ServeFlags, command: readonly string[]
         { guard },
       );
       await Promise.race([server.whenIdle(), sleep(IDLE_WAIT_MS)]);
+      if (inspector !== undefined)
+        await holdInspector(inspector, {
+          command: [...command],
+          state: 'exited',
+          exitStatus: status,
+        });
     } else {
       process.stdout.write(exports);
       if (flags.readyFd !== undefined) {
@@ -174,6 +189,7 @@ export async function serveCommand(flags: ServeFlags, command: readonly string[]
       process.stderr.write(`iommufd-emu: ${signal}: stopping\n`);
     }
   } finally {
+    await inspector?.close();
     await server.close();
     // After the close: the files of programs still connected are released in the record too.
     recording?.recorder.stop(status);
