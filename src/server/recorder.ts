@@ -265,9 +265,16 @@ export class Recorder {
         log({ op: 'vma', addr: toHex(addr), vma: vma === undefined ? null : recordedVma(vma) });
         return vma;
       },
-      // Not logged: a replay of a program reading /proc/<pid>/pagemap diverges there (decision 111).
+      // The host's flags of the program's pages, for an emulated /proc/<pid>/pagemap.
       hostPagemap(va: bigint, count: number): bigint[] | undefined {
-        return base.hostPagemap?.(va, count);
+        const entries = base.hostPagemap?.(va, count);
+        log({
+          op: 'pagemap',
+          addr: toHex(va),
+          count,
+          entries: entries === undefined ? null : entries.map((e) => toHex(e)),
+        });
+        return entries;
       },
     };
     const mapRanges = (): readonly MapRange[] => {

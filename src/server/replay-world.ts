@@ -119,6 +119,8 @@ function describeAccess(m: MemoryAccess): string {
       return `a ${m.bytes.length / 2}-byte write to the program's memory at ${m.addr}`;
     case 'vma':
       return `a VMA lookup at ${m.addr}`;
+    case 'pagemap':
+      return `a read of the host pagemap of ${m.count} pages at ${m.addr}`;
     case 'maps':
       return 'a look at its mappings';
   }
@@ -244,6 +246,20 @@ class CallView implements UserMemory {
     const vma = vmaOf(m.vma);
     this.store.remember(vma);
     return vma;
+  }
+
+  /** The recorded host pagemap flags (an emulated /proc/<pid>/pagemap read). */
+  hostPagemap(va: bigint, count: number): bigint[] | undefined {
+    const seen = this.current();
+    if (seen === undefined) return undefined;
+    const m = seen.takeMemory('pagemap', (x) => fromHex(x.addr) === va && x.count === count);
+    if (m === undefined) {
+      this.diverge(
+        `the host pagemap of ${count} pages at ${hex(va)} was read; the record has no such read here`,
+      );
+      return undefined;
+    }
+    return m.entries === null ? undefined : m.entries.map(fromHex);
   }
 
   mapRanges(): readonly MapRange[] {

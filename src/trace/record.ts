@@ -75,6 +75,13 @@ export type MemoryAccess =
   | { readonly op: 'write'; readonly addr: Hex; readonly bytes: string; readonly ok: boolean }
   /** A VMA lookup (pinning, MAP_FILE): the VMA, or null for a hole. */
   | { readonly op: 'vma'; readonly addr: Hex; readonly vma: RecordedVma | null }
+  /** The host's /proc/<pid>/pagemap entries of `count` pages (frames cleared), or null. */
+  | {
+      readonly op: 'pagemap';
+      readonly addr: Hex;
+      readonly count: number;
+      readonly entries: readonly Hex[] | null;
+    }
   /** The address space's mappings (the protection check of a user copy). */
   | {
       readonly op: 'maps';
