@@ -236,7 +236,8 @@ describe('record and replay', { skip: gcc ? false : 'gcc is not installed' }, ()
     }
   });
 
-  for (const name of ['noiommu_get_pa', 'dma_iommu']) {
+  // vfio_group_noiommu reads /proc/self/pagemap (the host's flags come from the record).
+  for (const name of ['noiommu_get_pa', 'dma_iommu', 'vfio_group_noiommu']) {
     test(`the conformance program ${name} replays clean`, async () => {
       const source = join(ROOT, 'test', 'conformance', `${name}.c`);
       const first = readFileSync(source, 'utf8').split('\n', 1)[0] ?? '';
