@@ -254,11 +254,11 @@ export interface CallMemoryOptions {
   /** Whether the prefetched window may be written (the shim probed it). Default true. */
   readonly windowWritable?: boolean;
   /**
-   * The mappings of the address space, asked at most once per call, so that accesses outside
-   * the window fault where copy_from_user / copy_to_user would (PROT_NONE, read-only pages).
-   * Absent: no check.
+   * Where the mappings of the address space come from, asked at most once per call, so that
+   * accesses outside the window fault where copy_from_user / copy_to_user would (PROT_NONE,
+   * read-only pages). Absent: no check.
    */
-  readonly mapRanges?: () => readonly MapRange[];
+  readonly maps?: { mapRanges(): readonly MapRange[] };
 }
 
 /**
@@ -276,7 +276,7 @@ export class CallMemory implements UserMemory {
   private readonly bytes: Uint8Array;
   private readonly base: UserMemory;
   private readonly windowWritable: boolean;
-  private readonly rangesOf: (() => readonly MapRange[]) | undefined;
+  private readonly maps: { mapRanges(): readonly MapRange[] } | undefined;
   private ranges: readonly MapRange[] | undefined;
   private finished = false;
   /** Written ranges [from, to) relative to start, kept sorted and merged. */
@@ -289,7 +289,7 @@ export class CallMemory implements UserMemory {
     this.end = start + BigInt(bytes.byteLength);
     this.bytes = Uint8Array.from(bytes);
     this.windowWritable = options.windowWritable ?? true;
-    this.rangesOf = options.mapRanges;
+    this.maps = options.maps;
   }
 
   /** How many bytes the shim prefetched (0: none, everything goes to the process memory). */
@@ -372,8 +372,8 @@ export class CallMemory implements UserMemory {
   }
 
   private may(addr: bigint, length: number, access: 'readable' | 'writable'): boolean {
-    if (this.rangesOf === undefined || length === 0) return true;
-    this.ranges ??= this.rangesOf();
+    if (this.maps === undefined || length === 0) return true;
+    this.ranges ??= this.maps.mapRanges();
     return allowed(this.ranges, addr, length, access);
   }
 

@@ -4,7 +4,7 @@
  * Opening an attribute gives a File whose reads produce the attribute's text at that moment.
  */
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
-import type { Credentials } from './credentials.ts';
+import { type Credentials, copyCredentials } from './credentials.ts';
 import { type BlockedCall, File, type FileOperations } from './file.ts';
 import type { Task } from './task.ts';
 
@@ -68,7 +68,8 @@ const attrFops: FileOperations = {
 export function openAttr(task: Task, attr: SysAttr, flags: number): File | number {
   const access = flags & O_ACCMODE;
   if ((access === O_WRONLY || access === O_RDWR) && attr.store === undefined) return -Errno.EACCES;
-  const data: OpenAttr = { attr, opener: task.creds };
+  // f_cred: the opener's credentials as they are at the open.
+  const data: OpenAttr = { attr, opener: copyCredentials(task.creds) };
   return new File('sysfs', attrFops, data, { major: 0, minor: 0 });
 }
 

@@ -15,12 +15,7 @@
  * each client program is named once in the trace with what it was granted.
  */
 import * as fs from 'node:fs';
-import {
-  type Credentials,
-  capSetNames,
-  capsAddedByGrant,
-  type NamespacedCaps,
-} from '../host/credentials.ts';
+import { type Credentials, capSetNames, type NamespacedCaps } from '../host/credentials.ts';
 import type { EventBus } from '../trace/events.ts';
 import type { WireCreds } from './protocol.ts';
 
@@ -48,6 +43,55 @@ function realUidOf(statusPath: string): number | undefined {
   }
 }
 
+/** What the caller's user namespace decides: where its capabilities count, its uid. */
+interface Namespaced {
+  readonly caps: NamespacedCaps;
+  /** The real uid as the emulator's namespace sees it. */
+  readonly uid: number;
+  /** The namespace could not be read (the process is gone, or /proc is hidden). */
+  readonly unreadable: boolean;
+}
+
+/**
+ * A served call's credentials. A class with getters on its prototype, so that making one per call
+ * costs one small object (an object literal with getters is made in dictionary mode).
+ */
+class ServedCredentials {
+  readonly pid: number;
+  readonly tid: number;
+  readonly grantedCaps: bigint;
+  readonly memlockLimit: bigint;
+  private readonly wire: WireCreds;
+  private readonly resolve: (wire: WireCreds) => Namespaced;
+  private found: Namespaced | undefined;
+
+  constructor(wire: WireCreds, grantedCaps: bigint, resolve: (wire: WireCreds) => Namespaced) {
+    this.pid = wire.pid;
+    this.tid = wire.tid;
+    this.grantedCaps = grantedCaps;
+    this.memlockLimit = wire.memlock;
+    this.wire = wire;
+    this.resolve = resolve;
+  }
+
+  resolved(): Namespaced {
+    this.found ??= this.resolve(this.wire);
+    return this.found;
+  }
+
+  get userNs(): 'initial' | 'other' {
+    return this.resolved().caps.userNs;
+  }
+
+  get capEff(): bigint {
+    return this.resolved().caps.capEff;
+  }
+
+  get uid(): number {
+    return this.resolved().uid;
+  }
+}
+
 export class ClientCredentials {
   private readonly events: EventBus;
   private readonly grantedCaps: bigint;
@@ -68,61 +112,71 @@ export class ClientCredentials {
     }
   }
 
-  /** The credentials the kernel would see for the thread that sent `wire`. */
+  /**
+   * The credentials the kernel would see for the thread that sent `wire`. The user namespace is
+   * read from /proc only when a field that depends on it (capEff, userNs, uid) is first read,
+   * during the call: most calls never ask capable() or the uid, and the read is a path walk in
+   * /proc that cost a tenth of a served ioctl. A caller that keeps the credentials beyond the
+   * call (an open file's f_cred) copies them (`copyCredentials`). A grant is named at the
+   * first call, so with one the namespace is read at once.
+   */
   of(wire: WireCreds): Credentials {
-    const proc = `/proc/${wire.pid}`;
-    let caps: NamespacedCaps;
-    let uid: number;
-    let unreadable = false;
-    if (this.initialUserNs === undefined) {
-      caps = { userNs: 'initial', capEff: wire.capEff };
-      uid = wire.uid;
-    } else {
-      const ns = userNamespaceOf(`${proc}/ns/user`);
-      unreadable = ns === undefined;
-      if (ns === this.initialUserNs) {
-        caps = { userNs: 'initial', capEff: wire.capEff };
-        uid = wire.uid;
-      } else {
-        // Not provably in the initial namespace: nothing held there, and the outside uid.
-        caps = { userNs: 'other', capEff: 0n };
-        uid = realUidOf(`${proc}/status`) ?? OVERFLOW_UID;
-      }
-    }
-    const creds: Credentials = {
-      ...caps,
-      pid: wire.pid,
-      tid: wire.tid,
-      uid,
-      grantedCaps: this.grantedCaps,
-      memlockLimit: wire.memlock,
-    };
-    this.announce(wire, creds, unreadable);
-    return creds;
+    const creds = new ServedCredentials(wire, this.grantedCaps, this.resolve);
+    if (this.grantedCaps !== 0n) creds.resolved();
+    // Only the shape differs from the Credentials union (getters): a resolved userNs of 'other'
+    // always comes with capEff 0n (namespaced()).
+    return creds as unknown as Credentials;
   }
 
-  /** Names a program in the trace at its first call, when its capabilities are not its own. */
-  private announce(wire: WireCreds, creds: Credentials, unreadable: boolean): void {
-    if (creds.userNs === 'initial' && creds.grantedCaps === 0n) return;
+  /** The namespace facts of a call's caller, read now (and announced in the trace once). */
+  private readonly resolve = (wire: WireCreds): Namespaced => {
+    const found = this.namespaced(wire);
+    this.announce(wire, found);
+    return found;
+  };
+
+  /** Where the caller's capabilities count, and its uid as the emulator's namespace sees it. */
+  private namespaced(wire: WireCreds): Namespaced {
+    const own: Namespaced = {
+      caps: { userNs: 'initial', capEff: wire.capEff },
+      uid: wire.uid,
+      unreadable: false,
+    };
+    if (this.initialUserNs === undefined) return own;
+    const proc = `/proc/${wire.pid}`;
+    const ns = userNamespaceOf(`${proc}/ns/user`);
+    if (ns === this.initialUserNs) return own;
+    // Not provably in the initial namespace: nothing held there, and the outside uid.
+    return {
+      caps: { userNs: 'other', capEff: 0n },
+      uid: realUidOf(`${proc}/status`) ?? OVERFLOW_UID,
+      unreadable: ns === undefined,
+    };
+  }
+
+  /** Names a program in the trace once, when its capabilities are not its own. */
+  private announce(wire: WireCreds, found: Namespaced): void {
+    if (found.caps.userNs === 'initial' && this.grantedCaps === 0n) return;
     const key = `${wire.pid}/${wire.mmCookie.toString(16)}`;
     if (this.announced.has(key)) return;
     if (this.announced.size >= ANNOUNCED_MAX) this.announced.clear();
     this.announced.add(key);
-    if (unreadable) {
+    if (found.unreadable) {
       this.events.log(
         'warn',
         `pid ${wire.pid}: cannot read its user namespace: it holds no capability for the emulated kernel`,
       );
-    } else if (creds.userNs === 'other') {
+    } else if (found.caps.userNs === 'other') {
       this.events.log(
         'info',
-        `pid ${wire.pid}: in a user namespace other than the emulator's (uid ${creds.uid} outside): capabilities it holds there do not count for capable()`,
+        `pid ${wire.pid}: in a user namespace other than the emulator's (uid ${found.uid} outside): capabilities it holds there do not count for capable()`,
       );
     }
-    if (creds.grantedCaps !== 0n) {
+    if (this.grantedCaps !== 0n) {
+      const lacks = this.grantedCaps & ~found.caps.capEff;
       this.events.log(
         'info',
-        `pid ${wire.pid}: capabilities granted by the emulator (--cap): ${capSetNames(creds.grantedCaps)}; the task itself lacks: ${capSetNames(capsAddedByGrant(creds))}`,
+        `pid ${wire.pid}: capabilities granted by the emulator (--cap): ${capSetNames(this.grantedCaps)}; the task itself lacks: ${capSetNames(lacks)}`,
       );
     }
   }

@@ -37,6 +37,31 @@ export function memoryKey(creds: WireCreds): string {
   return `pid${creds.pid}/mm${creds.mmCookie.toString(16)}`;
 }
 
+/**
+ * The memory of one served call (a CallMemory over the caller's ProcMemory). A class, so that a
+ * call makes no function objects of its own: the maps are asked of the ProcMemory itself.
+ */
+export class ServedMemory extends CallMemory {
+  private readonly proc: ProcMemory;
+  /** The view was opened for this call alone (its process never said HELLO). */
+  private readonly ownView: boolean;
+
+  constructor(proc: ProcMemory, ownView: boolean, window: IoctlWindow | undefined) {
+    super(proc, window?.start ?? 0n, window?.bytes ?? new Uint8Array(0), {
+      windowWritable: window?.writable ?? true,
+      maps: proc,
+    });
+    this.proc = proc;
+    this.ownView = ownView;
+  }
+
+  /** The call is over: from now on a pass-through; a view opened for it alone is retired. */
+  done(): void {
+    this.finish();
+    if (this.ownView) this.proc.retire();
+  }
+}
+
 export class ClientMemories {
   private readonly events: EventBus;
   private readonly memories = new Map<string, MemoryEntry>();
@@ -78,20 +103,10 @@ export class ClientMemories {
    * only) seen through a CallMemory, with the prefetched ioctl window if there is one. done()
    * ends the call.
    */
-  forCall(creds: WireCreds, window?: IoctlWindow): { memory: CallMemory; done: () => void } {
+  forCall(creds: WireCreds, window?: IoctlWindow): ServedMemory {
     const entry = this.memories.get(memoryKey(creds));
     const proc = entry?.memory ?? this.open(creds);
-    const memory = new CallMemory(proc, window?.start ?? 0n, window?.bytes ?? new Uint8Array(0), {
-      windowWritable: window?.writable ?? true,
-      mapRanges: () => proc.mapRanges(),
-    });
-    return {
-      memory,
-      done: () => {
-        memory.finish();
-        if (entry === undefined) proc.retire();
-      },
-    };
+    return new ServedMemory(proc, entry === undefined, window);
   }
 
   /** Closes every view (server shutdown). */
