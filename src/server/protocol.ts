@@ -173,7 +173,8 @@ export function decodeRequest(frame: Uint8Array): Request | string {
     euid: v.getUint32(c + 12, true),
     gid: v.getUint32(c + 16, true),
     egid: v.getUint32(c + 20, true),
-    capEff: BigInt(v.getUint32(c + 24, true)) | (BigInt(v.getUint32(c + 28, true)) << 32n),
+    // cap_eff_lo then cap_eff_hi, little-endian: one u64.
+    capEff: v.getBigUint64(c + 24, true),
     memlock: v.getBigUint64(c + 32, true),
     mmCookie: v.getBigUint64(c + 40, true),
   };
@@ -189,19 +190,22 @@ export function decodeRequest(frame: Uint8Array): Request | string {
   };
 }
 
-/** Encodes a reply (header + payload). */
+/**
+ * Encodes a reply (header + payload) into one Buffer from Node's pool: a fresh small Uint8Array
+ * lives on the JS heap, and the DataView a codec makes over it moves it off the heap first (a
+ * malloc per reply).
+ */
 export function encodeReply(reply: Reply): Uint8Array {
-  const payload = reply.payload ?? new Uint8Array(0);
-  const out = new Uint8Array(HEADER_BYTES + payload.byteLength);
-  const v = view(out);
-  v.setUint32(0, out.byteLength, true);
-  v.setUint16(4, reply.op, true);
-  v.setUint16(6, reply.flags ?? 0, true);
-  v.setUint32(8, reply.seq, true);
-  v.setInt32(12, reply.ret, true);
-  v.setBigUint64(16, BigInt.asUintN(64, reply.v0 ?? 0n), true);
-  v.setBigUint64(24, BigInt.asUintN(64, reply.v1 ?? 0n), true);
-  out.set(payload, HEADER_BYTES);
+  const length = reply.payload?.byteLength ?? 0;
+  const out = Buffer.allocUnsafe(HEADER_BYTES + length);
+  out.writeUInt32LE(out.byteLength, 0);
+  out.writeUInt16LE(reply.op, 4);
+  out.writeUInt16LE(reply.flags ?? 0, 6);
+  out.writeUInt32LE(reply.seq, 8);
+  out.writeInt32LE(reply.ret, 12);
+  out.writeBigUInt64LE(BigInt.asUintN(64, reply.v0 ?? 0n), 16);
+  out.writeBigUInt64LE(BigInt.asUintN(64, reply.v1 ?? 0n), 24);
+  if (reply.payload !== undefined) out.set(reply.payload, HEADER_BYTES);
   return out;
 }
 
@@ -307,17 +311,20 @@ export interface Segment {
 export function encodeSegments(segments: readonly Segment[]): Uint8Array {
   let total = 0;
   for (const s of segments) total += SEGMENT_HEADER_BYTES + s.data.byteLength;
-  const out = new Uint8Array(total);
-  const v = view(out);
+  if (total === 0) return EMPTY;
+  const out = Buffer.allocUnsafe(total);
   let at = 0;
   for (const s of segments) {
-    v.setUint32(at, s.offset, true);
-    v.setUint32(at + 4, s.data.byteLength, true);
+    out.writeUInt32LE(s.offset, at);
+    out.writeUInt32LE(s.data.byteLength, at + 4);
     out.set(s.data, at + SEGMENT_HEADER_BYTES);
     at += SEGMENT_HEADER_BYTES + s.data.byteLength;
   }
   return out;
 }
+
+/** No bytes (shared: nobody writes into a zero-length array). */
+const EMPTY = new Uint8Array(0);
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: false });
