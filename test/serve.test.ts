@@ -92,6 +92,25 @@ function cli(args: readonly string[]): Promise<Run> {
 }
 
 describe('serve', { concurrency: 3 }, () => {
+  test('a socket it cannot listen on is a clear error, never a stack or a shortened path', async () => {
+    const missing = await cli([
+      'serve',
+      '--socket',
+      path.join(scratch, 'no', 'such', 'dir', 's.sock'),
+    ]);
+    assert.equal(missing.code, 125);
+    assert.match(
+      missing.stderr,
+      /^iommufd-emu: cannot serve on .*: .*no[/]such[/]dir does not exist$/m,
+    );
+    const long = path.join(scratch, `${'x'.repeat(120)}.sock`);
+    const tooLong = await cli(['serve', '--socket', long]);
+    assert.equal(tooLong.code, 125);
+    assert.match(tooLong.stderr, /holds at most 107 bytes/);
+    assert.equal(fs.existsSync(long.slice(0, 107)), false, 'nothing bound at a cut path');
+    assert.doesNotMatch(`${missing.stderr}${tooLong.stderr}`, /\n\s+at /);
+  });
+
   test('serve -- CMD runs CMD in the served environment and exits with its status', async () => {
     const bind = buildBind();
     const log = path.join(scratch, 'kernel.log');

@@ -81,6 +81,8 @@ void *real_resolve(const char *name);
 #define REAL(name) (get_real_##name())
 
 REAL_DECL(open);
+REAL_DECL(execve);
+REAL_DECL(execv);
 REAL_DECL(open64);
 REAL_DECL(openat);
 REAL_DECL(openat64);

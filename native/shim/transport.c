@@ -104,9 +104,39 @@ static void atfork_child(void)
 	paths_after_fork();
 }
 
+/* getenv() before libc has set environ (a program's .preinit_array runs first): the variable
+ * from /proc/self/environ, the same initial environment, read with plain system calls into buf.
+ * NULL when absent. */
+static const char *early_getenv(const char *name, char *buf, size_t len)
+{
+	static char env[32768];
+	size_t n = 0, name_len = strlen(name);
+	ssize_t k;
+	int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/environ", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return NULL;
+	while (n < sizeof env - 1 && (k = syscall(SYS_read, fd, env + n, sizeof env - 1 - n)) > 0)
+		n += (size_t)k;
+	syscall(SYS_close, fd);
+	env[n] = '\0';
+	for (size_t at = 0; at < n; at += strlen(env + at) + 1) {
+		const char *e = env + at;
+		if (strncmp(e, name, name_len) == 0 && e[name_len] == '=' &&
+		    strlen(e + name_len + 1) < len) {
+			strcpy(buf, e + name_len + 1);
+			return buf;
+		}
+	}
+	return NULL;
+}
+
 static void init_fn(void)
 {
-	const char *p = getenv("IOMMUFD_EMU_SOCKET");
+	extern char **environ;
+	char early[sizeof sock_path];
+	const char *p = environ != NULL ? getenv("IOMMUFD_EMU_SOCKET")
+					: early_getenv("IOMMUFD_EMU_SOCKET", early, sizeof early);
 	if (p != NULL && p[0] != '\0' && strlen(p) < sizeof sock_path) {
 		strcpy(sock_path, p);
 		active = 1;
@@ -135,9 +165,10 @@ int shim_owns_memory(void)
 
 __attribute__((constructor)) static void shim_constructor(void)
 {
+	/* init_fn() gave this image its address space identity, whenever the shim was first used:
+	 * an initializer that runs before this one (a library's constructor, the program's
+	 * .preinit_array) may already have said HELLO with it, so it must not change here. */
 	if (shim_active()) {
-		/* A new image: a new address space identity. */
-		mm_base = random64();
 		/* Under Yama ptrace_scope=1 the server needs this to use /proc/<pid>/mem. */
 		prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);
 	}

@@ -5,25 +5,25 @@
  */
 
 import { KernelCore } from '../host/core.ts';
-import { CAP_DAC_OVERRIDE, capable } from '../host/credentials.ts';
+import type { UdevRule } from '../host/devfs.ts';
 import { addMockBusSysfs, addMockDeviceSysfs, removeMockDeviceSysfs } from '../host/mock-sysfs.ts';
-import { addDriverLinks, addPciSysfs, removeDriverLinks } from '../host/pci-sysfs.ts';
-import type { Task } from '../host/task.ts';
-import { IommuSubsystem } from '../iommu/iommu.ts';
+import { PCI_ANY_ID, PciBus, type PciDriver } from '../host/pci-bus.ts';
+import { addPciRootBusSysfs, addPciSysfs } from '../host/pci-sysfs.ts';
+import { IommuSubsystem, iommuGetResvRegions } from '../iommu/iommu.ts';
 import { MockBus } from '../iommu/mock-driver.ts';
 import { unitIommuOps } from '../iommu/unit-driver.ts';
 import { Accounting } from '../iommufd/accounting.ts';
 import { IommufdSubsystem } from '../iommufd/main.ts';
 import type { PagePinner } from '../iommufd/pages.ts';
 import { Machine } from '../platform/machine.ts';
-import type { PciDevice } from '../platform/pci.ts';
 import {
+  type DeviceNodeOwner,
   defaultPlatform,
   loadPlatformFile,
   type PlatformConfig,
   PlatformConfigError,
 } from '../platform/platform-config.ts';
-import { Errno, type SyscallResult } from '../uapi/errno.ts';
+import { Errno } from '../uapi/errno.ts';
 import { VfioSubsystem } from '../vfio/vfio-main.ts';
 
 export interface KernelOptions {
@@ -42,11 +42,14 @@ export class Kernel extends KernelCore {
   readonly iommu: IommuSubsystem;
   readonly iommufd: IommufdSubsystem;
   readonly vfio: VfioSubsystem;
+  /** The PCI bus's driver core: bindings, driver_override, the bind/unbind files. */
+  readonly pci: PciBus;
 
   constructor(options: KernelOptions = {}) {
     super();
     this.machine = new Machine(options.platform ?? defaultPlatform(), { events: this.events });
     this.iommu = new IommuSubsystem(this.machine, unitIommuOps);
+    this.devfs.udevRule = deviceNodeRule(this.machine.deviceNodeOwner);
     const pinned = this.machine.pinned;
     const pinner: PagePinner = {
       pin: (mem, va, npages, write) => pinned.pin(mem, va, npages, write),
@@ -80,26 +83,37 @@ export class Kernel extends KernelCore {
         addTaint: (bit) => this.addTaint(bit),
         iommu: this.iommu,
         isIommuGroupId: (id) => this.iommu.groups.has(id),
+        pciDevices: () => this.machine.devices.values(),
       },
       noiommuMode,
     );
     this.addKernelFiles();
+    this.pci = new PciBus(this.sysfs, this.events);
+    addPciRootBusSysfs(this.sysfs);
     for (const dev of this.machine.devices.values()) {
-      addPciSysfs(this.sysfs, dev);
-      this.bindVfioPci(dev);
+      // Every device boots with driver_override=vfio-pci, as driverctl's saved overrides leave
+      // a VFIO machine (and as the Linux lane's /init binds): vfio-pci takes them all.
+      this.pci.addDevice(dev, 'vfio-pci');
+      addPciSysfs(this.sysfs, dev, {
+        driverOf: () => this.pci.driverOf(dev.bdf)?.name,
+        groupReservedRegions: () => {
+          const group = this.iommu.device(dev.bdf)?.group;
+          return group === undefined ? [] : group.devices.flatMap((d) => iommuGetResvRegions(d));
+        },
+      });
     }
+    // vfio-pci: its static table matches any device whose driver_override names it.
+    this.pci.registerDriver(this.vfioPciDriver());
   }
 
-  /** The module parameters and the vfio-pci bind/unbind files. */
+  /** The module parameters and the vfio_pci module's directory. */
   private addKernelFiles(): void {
-    const root = (task: Task) => task.creds.uid === 0 || capable(task.creds, CAP_DAC_OVERRIDE);
     this.sysfs.add({
       kind: 'attr',
       path: '/sys/module/iommufd/parameters/allow_unsafe_interrupts',
       mode: 0o644,
       show: () => (this.iommufd.allowUnsafeInterrupts ? 'Y\n' : 'N\n'),
-      store: (task, text) => {
-        if (!root(task)) return -Errno.EACCES;
+      store: (_task, text) => {
         const value = parseBoolParam(text);
         if (value === undefined) return -Errno.EINVAL;
         this.iommufd.allowUnsafeInterrupts = value;
@@ -111,53 +125,58 @@ export class Kernel extends KernelCore {
       path: '/sys/module/vfio/parameters/enable_unsafe_noiommu_mode',
       mode: 0o644,
       show: () => (this.vfio.enableUnsafeNoiommuMode ? 'Y\n' : 'N\n'),
-      store: (task, text) => {
-        if (!root(task)) return -Errno.EACCES;
+      store: (_task, text) => {
         const value = parseBoolParam(text);
         if (value === undefined) return -Errno.EINVAL;
         this.vfio.enableUnsafeNoiommuMode = value;
         return 0;
       },
     });
-    // Rebinding a device to vfio-pci re-reads enable_unsafe_noiommu_mode, as in Linux.
+    // vfio-pci's parameters that sysfs shows (read-only once loaded); all at their defaults.
+    for (const name of ['disable_idle_d3', 'disable_vga', 'nointxmask', 'disable_denylist']) {
+      this.sysfs.add({
+        kind: 'attr',
+        path: `/sys/module/vfio_pci/parameters/${name}`,
+        mode: 0o444,
+        show: () => 'N\n',
+      });
+    }
     this.sysfs.add({
       kind: 'attr',
-      path: '/sys/bus/pci/drivers/vfio-pci/unbind',
-      mode: 0o200,
-      show: () => '',
-      store: (task, text) => {
-        if (!root(task)) return -Errno.EACCES;
-        const bdf = text.trim();
-        const dev = this.machine.device(bdf);
-        // The links go when the driver's remove returns, after a wait for the device's users.
-        const unlink = (rc: SyscallResult): SyscallResult => {
-          if (rc === 0 && dev !== undefined) removeDriverLinks(this.sysfs, dev, 'vfio-pci');
-          return rc;
-        };
-        const rc = this.vfio.unregisterDevice(bdf);
-        return typeof rc === 'number' ? unlink(rc) : { blocked: rc.blocked.then(unlink) };
-      },
-    });
-    this.sysfs.add({
-      kind: 'attr',
-      path: '/sys/bus/pci/drivers/vfio-pci/bind',
-      mode: 0o200,
-      show: () => '',
-      store: (task, text) => {
-        if (!root(task)) return -Errno.EACCES;
-        const dev = this.machine.device(text.trim());
-        if (dev === undefined) return -Errno.ENODEV;
-        return this.bindVfioPci(dev);
-      },
+      path: '/sys/module/vfio_pci/parameters/enable_sriov',
+      mode: 0o644,
+      show: () => 'N\n',
+      store: (_task, text) => (parseBoolParam(text) === undefined ? -Errno.EINVAL : 0),
     });
   }
 
-  /** vfio-pci's probe: registered with VFIO, the device gets its driver links. */
-  private bindVfioPci(dev: PciDevice): SyscallResult {
-    const vdev = this.vfio.registerDevice(dev);
-    if (typeof vdev === 'number') return vdev;
-    addDriverLinks(this.sysfs, dev, 'vfio-pci');
-    return 0;
+  /**
+   * vfio-pci as a PCI driver: its probe registers the device with VFIO (which re-reads
+   * enable_unsafe_noiommu_mode, as in Linux), its remove unregisters it, waiting for the
+   * device's users (decision 11).
+   */
+  private vfioPciDriver(): PciDriver {
+    return {
+      name: 'vfio-pci',
+      module: 'vfio_pci',
+      idTable: [
+        {
+          vendor: PCI_ANY_ID,
+          device: PCI_ANY_ID,
+          subvendor: PCI_ANY_ID,
+          subdevice: PCI_ANY_ID,
+          class: 0,
+          classMask: 0,
+          driverData: 0,
+          overrideOnly: true,
+        },
+      ],
+      probe: (dev) => {
+        const vdev = this.vfio.registerDevice(dev);
+        return typeof vdev === 'number' ? vdev : 0;
+      },
+      remove: (dev) => this.vfio.unregisterDevice(dev.bdf),
+    };
   }
 
   /**
@@ -195,7 +214,9 @@ export class Kernel extends KernelCore {
       // have no fixed prefix the shim could take without taking all of /sys/devices.
       '/sys/bus/iommufd_mock',
       '/sys/module/vfio',
+      '/sys/module/vfio_pci',
       '/sys/module/iommufd',
+      '/sys/class/pci_bus',
       '/proc/sys/kernel/tainted',
       '/proc/*/task/*/fail-nth',
       '/proc/thread-self/fail-nth',
@@ -209,6 +230,22 @@ export class Kernel extends KernelCore {
     this.vfio.shutdown();
     this.machine.shutdown();
   }
+}
+
+/**
+ * The udev rule the platform stands for: /dev/iommu and the VFIO group and device nodes go to
+ * the platform's owner (by default the user running the emulator, so that user may open them);
+ * /dev/vfio/vfio, 0666, stays root's.
+ */
+function deviceNodeRule(owner: DeviceNodeOwner): UdevRule {
+  const ids =
+    owner === 'invoking-user'
+      ? { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 }
+      : { uid: owner.uid, gid: owner.gid };
+  return (node) => {
+    if (node.path === '/dev/vfio/vfio') return undefined;
+    return node.path === '/dev/iommu' || node.path.startsWith('/dev/vfio/') ? ids : undefined;
+  };
 }
 
 /** Module bool parameters accept Y/N/1/0 (param_set_bool). */

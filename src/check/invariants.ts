@@ -21,10 +21,10 @@
  * `checkInvariants(kernel)` returns one line per broken invariant, empty when all is well.
  */
 import type { Kernel } from '../boot/kernel.ts';
-import { iommuGetResvRegions } from '../iommu/iommu.ts';
+import { iommuGetResvRegions, isNestedDomain } from '../iommu/iommu.ts';
 import { hwDomainOf } from '../iommu/pt-domain.ts';
 import { IommufdDevice, type IommufdGroup } from '../iommufd/device.ts';
-import { HwptPaging, type IommuDomain } from '../iommufd/hw-pagetable.ts';
+import { findHwptPaging, HwptPaging, type IommuDomain } from '../iommufd/hw-pagetable.ts';
 import type { IoptArea } from '../iommufd/io-pagetable.ts';
 import { Ioas } from '../iommufd/ioas.ts';
 import type { IommufdCtx } from '../iommufd/main.ts';
@@ -215,7 +215,9 @@ function checkDevices(w: World, f: Findings): void {
     if (igroup.group === undefined) continue;
     hwByGroup.set(
       igroup.group.id,
-      igroup.hwpt?.domain === undefined ? undefined : hwDomainOf(igroup.hwpt.domain),
+      igroup.hwpt?.domain === undefined || isNestedDomain(igroup.hwpt.domain)
+        ? undefined
+        : hwDomainOf(igroup.hwpt.domain),
     );
   }
   for (const pci of w.kernel.machine.devices.values()) {
@@ -358,7 +360,11 @@ function checkIoas(w: World, ioas: Ioas, f: Findings, betweenCalls: boolean): vo
 
   // Reserved ranges: a domain's outside-the-aperture ranges and its attached devices' regions.
   const attached = w.devices.filter(
-    (d) => isAttached(d) && d.igroup?.hwpt?.ioas === ioas && !d.isNoiommu,
+    (d) =>
+      isAttached(d) &&
+      d.igroup?.hwpt !== undefined &&
+      findHwptPaging(d.igroup.hwpt).ioas === ioas &&
+      !d.isNoiommu,
   );
   const wantReserved: { start: bigint; last: bigint; owner: unknown; what: string }[] = [];
   for (const d of domains) {

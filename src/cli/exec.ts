@@ -12,7 +12,8 @@ import { checkInvariants } from '../check/invariants.ts';
 import { FailNth, setFailNthForEveryTask } from '../fault/fault.ts';
 import { parseCapSet } from '../host/credentials.ts';
 import { useFdAddon } from '../server/client-fds.ts';
-import { type EmuServer, startServer } from '../server/server.ts';
+import { Recorder } from '../server/recorder.ts';
+import { type EmuServer, type ServerOptions, startServer } from '../server/server.ts';
 import { attachTrace, formatEvent, type TraceFilter } from '../trace/writer.ts';
 import {
   DEFAULT_ERROR_EXITCODE,
@@ -22,7 +23,13 @@ import {
   EXIT_NOT_FOUND,
   fail,
 } from './exit-status.ts';
-import { ensureNative, type NativeParts, PackageError, SHIM_NAME } from './native.ts';
+import {
+  ensureNative,
+  type NativeParts,
+  PackageError,
+  packageVersion,
+  SHIM_NAME,
+} from './native.ts';
 import { checkProgram } from './program-check.ts';
 
 /** How long exec waits, after PROGRAM exits, for its emulated fds to be closed everywhere. */
@@ -50,6 +57,8 @@ export interface ExecFlags extends KernelFlags {
   readonly failNth?: number;
   /** The status for the emulator's findings (leaks, broken invariants). */
   readonly errorExitcode?: number;
+  /** --record FILE: the run in the record format, for `iommufd-emu replay`. */
+  readonly record?: string;
 }
 
 // -- native parts ------------------------------------------------------------------------------
@@ -80,6 +89,42 @@ export function preloadWith(shim: string, existing: string | undefined): string 
   const parts = (existing ?? '').split(/[ :]/).filter((p) => p !== '');
   if (parts.some((p) => path.basename(p) === SHIM_NAME)) return parts.join(':');
   return [shim, ...parts].join(':');
+}
+
+/** A Unix socket's address holds 107 bytes of path and a NUL; Node binds a longer one cut short. */
+const SOCKET_PATH_MAX = 107;
+
+/** The emulator served on socketPath, or a usage error saying why it cannot listen there. */
+export async function listenOn(
+  kernel: Kernel,
+  socketPath: string,
+  options: ServerOptions,
+): Promise<EmuServer> {
+  const cannot = (why: string): never => fail(`cannot serve on ${socketPath}: ${why}`);
+  if (Buffer.byteLength(socketPath) > SOCKET_PATH_MAX) {
+    cannot(
+      `a Unix socket's path holds at most ${SOCKET_PATH_MAX} bytes (set TMPDIR or --socket to a shorter one)`,
+    );
+  }
+  if (!fs.existsSync(path.dirname(socketPath)))
+    cannot(`${path.dirname(socketPath)} does not exist`);
+  try {
+    return await startServer(kernel, socketPath, options);
+  } catch (err) {
+    return cannot(describeErrno(err));
+  }
+}
+
+/**
+ * AddressSanitizer refuses to start when its runtime is not the first library, and the shim is:
+ * the order does not matter to it otherwise (docs/shim.md), so the check is turned off unless
+ * the user chose.
+ */
+export function asanOptions(existing: string | undefined): string {
+  if (existing === undefined || existing === '') return 'verify_asan_link_order=0';
+  return existing.includes('verify_asan_link_order')
+    ? existing
+    : `${existing}:verify_asan_link_order=0`;
 }
 
 /**
@@ -248,6 +293,28 @@ export function reportLeaks(leaks: readonly string[]): void {
   for (const leak of leaks) process.stderr.write(`  ${leak}\n`);
 }
 
+/** exec --record FILE: a recorder writing to FILE (created or truncated). */
+function openRecord(
+  file: string,
+  program: string,
+  args: readonly string[],
+  grant: bigint,
+): { recorder: Recorder; close: () => void } {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'w');
+  } catch (err) {
+    fail(`cannot write the record to ${file}: ${describeErrno(err)}`);
+  }
+  const recorder = new Recorder(
+    (text) => {
+      fs.writeSync(fd, text);
+    },
+    { program: [program, ...args], grantedCaps: grant, emulator: packageVersion() },
+  );
+  return { recorder, close: () => fs.closeSync(fd) };
+}
+
 // -- running a program ---------------------------------------------------------------------------
 
 const FORWARDED_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const;
@@ -285,7 +352,8 @@ export function runProgram(
       break;
   }
   const { LD_PRELOAD: preload, ...rest } = env;
-  const guardEnv = preload === undefined ? rest : { ...rest, IOMMUFD_EMU_PRELOAD: preload };
+  const guardEnv: NodeJS.ProcessEnv = { ...rest, ASAN_OPTIONS: asanOptions(env.ASAN_OPTIONS) };
+  if (preload !== undefined) guardEnv.IOMMUFD_EMU_PRELOAD = preload;
   return new Promise((resolve) => {
     const child = spawn(options.guard, [found.path, program, ...args], {
       stdio: options.stdio ?? 'inherit',
@@ -324,7 +392,8 @@ function hasKernelFlags(flags: KernelFlags): boolean {
     flags.traceJson !== undefined ||
     flags.platform !== undefined ||
     flags.enableUnsafeNoiommuMode === true ||
-    (flags.cap?.length ?? 0) > 0
+    (flags.cap?.length ?? 0) > 0 ||
+    (flags as ExecFlags).record !== undefined
   );
 }
 
@@ -348,7 +417,7 @@ export async function execCommand(
   if (joined !== undefined && joined !== '') {
     if (hasKernelFlags(flags)) {
       fail(
-        'IOMMUFD_EMU_SOCKET is set, so exec joins that emulator: --trace/--platform/--enable-unsafe-noiommu-mode/--cap belong to the emulator (iommufd-emu serve)',
+        'IOMMUFD_EMU_SOCKET is set, so exec joins that emulator: --trace/--record/--platform/--enable-unsafe-noiommu-mode/--cap belong to the emulator (iommufd-emu serve)',
       );
     }
     const { shim, guard } = ensureShim();
@@ -369,12 +438,15 @@ export async function execCommand(
   const checks = flags.check === true ? startInvariantChecks(kernel) : undefined;
   const injection = flags.failNth === undefined ? undefined : startFailNth(kernel, flags.failNth);
   const detach = hooks.attach?.(kernel);
+  const recording =
+    flags.record === undefined ? undefined : openRecord(flags.record, program, args, grant);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iommufd-emu-'));
   let server: EmuServer | undefined;
   try {
-    server = await startServer(kernel, path.join(dir, 'emu.sock'), {
+    server = await listenOn(kernel, path.join(dir, 'emu.sock'), {
       testbedDir: path.join(dir, 'root'),
       grantedCaps: grant,
+      ...(recording === undefined ? {} : { recorder: recording.recorder }),
     });
     let status = await runProgram(
       program,
@@ -403,8 +475,10 @@ export async function execCommand(
       }
     }
     injection?.report();
+    recording?.recorder.stop(status);
     return status;
   } finally {
+    recording?.close();
     await server?.close();
     shutdownKernel(kernel);
     stopTrace?.();

@@ -26,7 +26,8 @@ Exit status:
   1-124   exec, serve -- CMD: the program's own status, passed through
   128+N   exec, serve -- CMD: signal N killed the program
   ${DEFAULT_ERROR_EXITCODE}      the emulator found something wrong: leaks after the program, a broken
-          invariant (--check), a sweep violation; --error-exitcode N (1-124) picks another
+          invariant (--check), a sweep violation, a replay that diverged from its record;
+          --error-exitcode N (1-124) picks another
   ${EXIT_EMULATOR_FAILED}     iommufd-emu itself failed (bad usage, bad platform file, no gcc or make)
   ${EXIT_CANNOT_RUN}     PROGRAM cannot be run (permission denied, not an executable)
   ${EXIT_NOT_FOUND}     PROGRAM not found`;

@@ -5,6 +5,7 @@
  *   iommufd-emu exec [options] -- PROGRAM [ARGS...]   run PROGRAM against a private emulator (exec.ts)
  *   iommufd-emu serve [options] [-- CMD [ARGS...]]    one emulator several programs share (serve.ts)
  *   iommufd-emu check [options] [-- PROGRAM ...]      fault-injection sweeps, the explorer (check.ts)
+ *   iommufd-emu replay FILE                           a recorded run against a fresh emulator (replay.ts)
  *   iommufd-emu demo                                  the bundled no-IOMMU driver, traced (demo.ts)
  *
  * Exit statuses: exit-status.ts (and --help).
@@ -32,6 +33,7 @@ import {
   UsageError,
 } from './exit-status.ts';
 import { PackageError, packageRoot, packageVersion } from './native.ts';
+import { type ReplayFlags, replayCommand } from './replay.ts';
 import { type ServeFlags, serveCommand } from './serve.ts';
 
 // -- command line --------------------------------------------------------------------------------
@@ -118,6 +120,12 @@ function buildProgram(run: (work: Promise<number>) => void): Command {
           'fail the N-th injection point of the run (as `check -- PROGRAM` numbers them); the trace and the failing call go to stderr',
         ).argParser(parseNth),
       )
+      .addOption(
+        new Option(
+          '--record <file>',
+          'record the run to FILE (every call with its bytes, results, device events) for `iommufd-emu replay`',
+        ).conflicts('failNth'),
+      )
       .argument('<program>', 'the program to run')
       .argument('[args...]', 'its arguments')
       .passThroughOptions(),
@@ -160,6 +168,19 @@ function buildProgram(run: (work: Promise<number>) => void): Command {
     });
 
   registerCheckCommand(program, execCommand, run).addHelpText('after', EXIT_STATUS_HELP);
+
+  program
+    .command('replay')
+    .description(
+      'run a recorded run (exec --record) again against a fresh emulator, without the program; report the first call, reply, written-back byte or device event that differs',
+    )
+    .argument('<file>', 'the record')
+    .option('-v, --verbose', 'print the trace of the replayed run as it goes')
+    .addOption(errorExitcodeOption())
+    .addHelpText('after', EXIT_STATUS_HELP)
+    .action((file: string, flags: ReplayFlags) => {
+      run(replayCommand(file, flags));
+    });
 
   program
     .command('platform')

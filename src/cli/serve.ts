@@ -14,13 +14,13 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { startServer } from '../server/server.ts';
 import {
   bootKernel,
   ensureShim,
   grantedCaps,
   type KernelFlags,
   leaksOf,
+  listenOn,
   preloadWith,
   refuseIfShimmed,
   reportLeaks,
@@ -124,7 +124,7 @@ export async function serveCommand(flags: ServeFlags, command: readonly string[]
   );
   const stopTrace = startTrace(kernel, flags);
   const checks = flags.check === true ? startInvariantChecks(kernel) : undefined;
-  const server = await startServer(
+  const server = await listenOn(
     kernel,
     socketPath,
     dir === undefined

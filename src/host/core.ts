@@ -89,7 +89,7 @@ export class KernelCore {
     if (path === '/proc/thread-self') return { kind: 'link', target: `${pid}/task/${tid}` };
     if (PROC_TASK_DIR.test(path) || path === '/sys/kernel/debug') return { kind: 'dir' };
     if (DEBUGFS_DIR.test(path)) return { kind: 'dir' };
-    const attr = this.failNthAttr(path) ?? this.debugfsAttr(path);
+    const attr = this.failNthAttr(task, path) ?? this.debugfsAttr(path);
     return attr === undefined ? undefined : { kind: 'attr', attr };
   }
 
@@ -98,15 +98,19 @@ export class KernelCore {
    * write N to fail the Nth injection point that task reaches; reads give what is left, 0 once
    * it fired.
    */
-  private failNthAttr(path: string): SysAttr | undefined {
+  private failNthAttr(task: Task, path: string): SysAttr | undefined {
     const m = /^\/proc\/(\d+)(?:\/task\/(\d+))?\/fail-nth$/.exec(path);
     if (m === null) return undefined;
     const pid = Number(m[1]);
     const tid = m[2] === undefined ? pid : Number(m[2]);
+    // A task's /proc files are its own (task_dump_owner); of another process only its pid is known.
+    const own = pid === task.creds.pid;
+    const ids = own ? task.creds.fsIds() : undefined;
     return {
       kind: 'attr',
       path,
       mode: 0o644,
+      ...(ids === undefined ? {} : { owner: { uid: ids.fsuid, gid: ids.fsgid } }),
       show: () => `${this.failNth(pid, tid).remaining}\n`,
       store: (_task, text) => {
         const n = parseUint(text);

@@ -24,7 +24,15 @@ const NOIOMMU_NODE = '/dev/vfio/devices/noiommu-vfio2';
 const bit = (cap: number): bigint => 1n << BigInt(cap);
 
 function creds(caps: NamespacedCaps, grantedCaps = 0n): Credentials {
-  return { ...caps, pid: 1, tid: 1, uid: 0, grantedCaps, memlockLimit: 0n };
+  return {
+    ...caps,
+    pid: 1,
+    tid: 1,
+    uid: 0,
+    grantedCaps,
+    memlockLimit: 0n,
+    fsIds: () => ({ fsuid: 0, fsgid: 0, groups: [] }),
+  };
 }
 
 describe('capability names', () => {
@@ -80,7 +88,9 @@ describe('SimProcess credentials', () => {
     const child = nested.fork();
     assert.equal(child.open(NOIOMMU_NODE), -Errno.EPERM);
     assert.equal(granted.close(fd), 0);
-    const unprivileged = emu.spawn({ uid: 1000, capEff: 0n, grantedCaps: bit(CAP_SYS_RAWIO) });
+    // The default platform gives the node to the user running the emulator (0600).
+    const invoking = process.getuid?.() ?? 0;
+    const unprivileged = emu.spawn({ uid: invoking, capEff: 0n, grantedCaps: bit(CAP_SYS_RAWIO) });
     const fd2 = unprivileged.open(NOIOMMU_NODE);
     assert.ok(fd2 >= 0, `open: ${fd2}`);
     assert.equal(unprivileged.close(fd2), 0);

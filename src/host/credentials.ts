@@ -9,6 +9,7 @@
  * is the one the emulator runs in.
  */
 export const CAP_DAC_OVERRIDE = 1;
+export const CAP_DAC_READ_SEARCH = 2;
 export const CAP_IPC_LOCK = 14;
 export const CAP_SYS_RAWIO = 17;
 export const CAP_SYS_ADMIN = 21;
@@ -95,7 +96,21 @@ export type Credentials = NamespacedCaps & {
   readonly grantedCaps: bigint;
   /** RLIMIT_MEMLOCK soft limit in bytes; ULONG_MAX for RLIM_INFINITY. */
   readonly memlockLimit: bigint;
+  /**
+   * The ids file access is checked with (cred->fsuid, fsgid and the supplementary groups), as
+   * the initial user namespace sees them. A function: only an open's permission check reads them,
+   * and a real client's come from its /proc status file.
+   */
+  readonly fsIds: () => FsIds;
 };
+
+/** What inode permission checks compare with a file's owner and group. */
+export interface FsIds {
+  readonly fsuid: number;
+  readonly fsgid: number;
+  /** Supplementary groups (getgroups()). */
+  readonly groups: readonly number[];
+}
 
 /**
  * A plain copy of credentials as they are now, for a caller that keeps them beyond the call (an
@@ -108,6 +123,8 @@ export function copyCredentials(c: Credentials): Credentials {
     uid: c.uid,
     grantedCaps: c.grantedCaps,
     memlockLimit: c.memlockLimit,
+    // Still read when a permission check first asks, as the original does.
+    fsIds: () => c.fsIds(),
   };
   return c.userNs === 'initial'
     ? { userNs: 'initial', capEff: c.capEff, ...rest }

@@ -33,6 +33,16 @@ export interface FileOperations {
   /** pwrite/write: bytes written, or a negative errno; or a write that blocks. */
   write?(file: File, task: Task, data: Uint8Array, pos: bigint): SyscallResult | BlockedCall;
   mmap?(file: File, task: Task, length: bigint, pgoff: bigint): MmapBacking | number;
+  /**
+   * poll(): the ready mask (POLLIN, POLLOUT, ...) now. A file without one polls as always
+   * readable and writable (DEFAULT_POLLMASK). Pollers learn of a change by asking again.
+   */
+  poll?(file: File, task: Task): number;
+  /**
+   * nonseekable_open(): pread, pwrite and lseek are ESPIPE, and read and write leave the file
+   * position where it is (0): the file is a stream of records.
+   */
+  readonly nonseekable?: boolean;
   /** Called once, when the last reference is dropped. */
   release(file: File): void;
 }
@@ -50,7 +60,9 @@ export type FileKind =
   | 'vfio-device'
   | 'sysfs'
   | 'eventfd'
-  | 'directory';
+  | 'directory'
+  /** An iommufd event queue (a fault queue or a vEVENTQ), an anonymous inode. */
+  | 'iommufd-eventq';
 
 export class File {
   readonly kind: FileKind;

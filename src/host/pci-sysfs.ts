@@ -1,10 +1,15 @@
 /**
- * The PCI core's sysfs for the machine's devices (drivers/pci/pci-sysfs.c, iommu groups): what
- * drivers walk to find a device, its IOMMU group and its VFIO node.
+ * The PCI core's sysfs for the machine's devices (drivers/pci/pci-sysfs.c, probe.c, iommu groups):
+ * what drivers and tools (lspci, driverctl) walk to find a device, its resources, its IOMMU group
+ * and its VFIO node, and the root bus's own directory. Binding files are pci-bus.ts's.
  */
+import type { ReservedRegion } from '../platform/iommu.ts';
 import { PciConfig, type PciDevice } from '../platform/pci.ts';
+import { Errno } from '../uapi/errno.ts';
 import { CAP_SYS_ADMIN, capable } from './credentials.ts';
 import type { SysFs } from './sysfs.ts';
+
+const DEVICES = '/sys/devices/pci0000:00';
 
 /** What pci_read_config() lets a reader without CAP_SYS_ADMIN (at open) see of config space. */
 const UNPRIVILEGED_CONFIG_SIZE = 64;
@@ -37,32 +42,65 @@ function hex(value: number, digits: number): string {
   return `0x${value.toString(16).padStart(digits, '0')}\n`;
 }
 
-/**
- * driver_sysfs_add(): a device bound to a driver links to it (`driver`) and the driver's
- * directory links back to the device. Tools read `driver` to tell whether a device is bound.
- */
-export function addDriverLinks(sysfs: SysFs, dev: PciDevice, driver: string): void {
+/** What the device's sysfs needs to know beyond the device itself. */
+export interface PciSysfsContext {
+  /** The name of the driver the device is bound to, if any (for `uevent`). */
+  driverOf(): string | undefined;
+  /** Reserved regions of the device's IOMMU group (`reserved_regions`). */
+  groupReservedRegions(): readonly ReservedRegion[];
+}
+
+/** pci_bus_add_device() of the root bus: its pci_bus directory and class link. */
+export function addPciRootBusSysfs(sysfs: SysFs): void {
+  const dir = `${DEVICES}/pci_bus/0000:00`;
+  sysfs.add({ kind: 'attr', path: `${dir}/cpuaffinity`, mode: 0o444, show: () => '1\n' });
+  sysfs.add({ kind: 'attr', path: `${dir}/cpulistaffinity`, mode: 0o444, show: () => '0\n' });
+  sysfs.add({ kind: 'attr', path: `${dir}/rescan`, mode: 0o200, show: () => '', store: () => 0 });
+  sysfs.add({ kind: 'link', path: `${dir}/device`, target: '../../../pci0000:00' });
+  sysfs.add({ kind: 'link', path: `${dir}/subsystem`, target: '../../../../class/pci_bus' });
   sysfs.add({
     kind: 'link',
-    path: `/sys/devices/pci0000:00/${dev.bdf}/driver`,
-    target: `../../../bus/pci/drivers/${driver}`,
-  });
-  sysfs.add({
-    kind: 'link',
-    path: `/sys/bus/pci/drivers/${driver}/${dev.bdf}`,
-    target: `../../../../devices/pci0000:00/${dev.bdf}`,
+    path: '/sys/class/pci_bus/0000:00',
+    target: '../../devices/pci0000:00/pci_bus/0000:00',
   });
 }
 
-/** driver_sysfs_remove(): unbinding takes both links away. */
-export function removeDriverLinks(sysfs: SysFs, dev: PciDevice, driver: string): void {
-  sysfs.remove(`/sys/devices/pci0000:00/${dev.bdf}/driver`);
-  sysfs.remove(`/sys/bus/pci/drivers/${driver}/${dev.bdf}`);
+/** The modalias of a device: "pci:v00001234d000011E8sv...". */
+function modalias(dev: PciDevice): string {
+  const x = (v: number, n: number) => v.toString(16).toUpperCase().padStart(n, '0');
+  return (
+    `pci:v${x(dev.configRead(0x00, 2), 8)}d${x(dev.configRead(0x02, 2), 8)}` +
+    `sv${x(dev.configRead(0x2c, 2), 8)}sd${x(dev.configRead(0x2e, 2), 8)}` +
+    `bc${x(dev.configRead(0x0b, 1), 2)}sc${x(dev.configRead(0x0a, 1), 2)}` +
+    `i${x(dev.configRead(0x09, 1), 2)}`
+  );
+}
+
+/** The device's uevent variables (pci_uevent()), with DRIVER= while it is bound. */
+function ueventText(dev: PciDevice, driver: string | undefined): string {
+  const x = (v: number, n: number) => v.toString(16).toUpperCase().padStart(n, '0');
+  const cls = dev.configRead(0x09, 1) | (dev.configRead(0x0a, 2) << 8);
+  return [
+    ...(driver === undefined ? [] : [`DRIVER=${driver}`]),
+    `PCI_CLASS=${cls.toString(16).toUpperCase()}`,
+    `PCI_ID=${x(dev.configRead(0x00, 2), 4)}:${x(dev.configRead(0x02, 2), 4)}`,
+    `PCI_SUBSYS_ID=${x(dev.configRead(0x2c, 2), 4)}:${x(dev.configRead(0x2e, 2), 4)}`,
+    `PCI_SLOT_NAME=${dev.bdf}`,
+    `MODALIAS=${modalias(dev)}`,
+    '',
+  ].join('\n');
+}
+
+/** The number of address bits a DMA mask covers (dma_mask_bits). */
+function maskBits(mask: bigint): number {
+  let bits = 0;
+  while (mask >> BigInt(bits) !== 0n) bits++;
+  return bits;
 }
 
 /** The PCI core's attributes and links of one device, whether or not a driver has it. */
-export function addPciSysfs(sysfs: SysFs, dev: PciDevice): void {
-  const dir = `/sys/devices/pci0000:00/${dev.bdf}`;
+export function addPciSysfs(sysfs: SysFs, dev: PciDevice, ctx: PciSysfsContext): void {
+  const dir = `${DEVICES}/${dev.bdf}`;
   const attr = (name: string, show: () => string) =>
     sysfs.add({ kind: 'attr', path: `${dir}/${name}`, mode: 0o444, show });
   attr('vendor', () => hex(dev.configRead(0x00, 2), 4));
@@ -73,6 +111,25 @@ export function addPciSysfs(sysfs: SysFs, dev: PciDevice): void {
   attr('class', () => hex(dev.configRead(0x09, 1) | (dev.configRead(0x0a, 2) << 8), 6));
   attr('irq', () => '11\n');
   attr('resource', () => resourceText(dev));
+  attr('modalias', () => `${modalias(dev)}\n`);
+  attr('numa_node', () => '-1\n');
+  attr('local_cpus', () => '1\n');
+  attr('local_cpulist', () => '0\n');
+  attr('msi_bus', () => '1\n');
+  attr('broken_parity_status', () => '0\n');
+  attr('ari_enabled', () => '0\n');
+  attr('power_state', () => 'D0\n');
+  const bits = 'dmaMask' in dev && typeof dev.dmaMask === 'bigint' ? maskBits(dev.dmaMask) : 32;
+  attr('dma_mask_bits', () => `${bits}\n`);
+  attr('consistent_dma_mask_bits', () => `${bits}\n`);
+  sysfs.add({
+    kind: 'attr',
+    path: `${dir}/uevent`,
+    mode: 0o644,
+    show: () => ueventText(dev, ctx.driverOf()),
+    store: () => 0,
+  });
+  sysfs.add({ kind: 'link', path: `${dir}/subsystem`, target: '../../../bus/pci' });
   // pci_read_config(): the whole space for an opener with CAP_SYS_ADMIN, else the first 64 bytes.
   sysfs.add({
     kind: 'attr',
@@ -86,6 +143,25 @@ export function addPciSysfs(sysfs: SysFs, dev: PciDevice): void {
       return out;
     },
   });
+  // pci_create_resource_files(): resourceN for every BAR, resourceN_wc for a prefetchable one.
+  // They are for mmap; read() of a memory BAR's file is EIO (no read method).
+  for (const bar of dev.bars) {
+    if (bar.size === 0n) continue;
+    const names = [
+      `resource${bar.index}`,
+      ...(bar.prefetchable ? [`resource${bar.index}_wc`] : []),
+    ];
+    for (const name of names) {
+      sysfs.add({
+        kind: 'attr',
+        path: `${dir}/${name}`,
+        mode: 0o600,
+        show: () => '',
+        readBytes: () => -Errno.EIO,
+        store: () => -Errno.EIO,
+      });
+    }
+  }
   sysfs.add({
     kind: 'link',
     path: `/sys/bus/pci/devices/${dev.bdf}`,
@@ -109,5 +185,20 @@ export function addPciSysfs(sysfs: SysFs, dev: PciDevice): void {
       mode: 0o444,
       show: () => 'DMA\n',
     });
+    sysfs.add({
+      kind: 'attr',
+      path: `/sys/kernel/iommu_groups/${id}/reserved_regions`,
+      mode: 0o444,
+      show: () => reservedRegionsText(ctx.groupReservedRegions()),
+    });
   }
+}
+
+/** iommu_group_show_resv_regions(): "start end type" per region, sorted by start. */
+function reservedRegionsText(regions: readonly ReservedRegion[]): string {
+  const h = (v: bigint) => `0x${v.toString(16).padStart(16, '0')}`;
+  return [...regions]
+    .sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0))
+    .map((r) => `${h(r.start)} ${h(r.last)} ${r.type === 'sw-msi' ? 'msi' : r.type}\n`)
+    .join('');
 }

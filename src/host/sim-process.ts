@@ -15,6 +15,7 @@ import {
 import type { KernelCore } from './core.ts';
 import { CAP_FULL_SET, type Credentials, type NamespacedCaps } from './credentials.ts';
 import { type BlockedCall, File, type FileOperations } from './file.ts';
+import { ROOT_OWNER } from './permission.ts';
 import { SimulatedMemory } from './sim-memory.ts';
 import { runSyscall, tracedIoctl } from './syscall.ts';
 import type { Task } from './task.ts';
@@ -30,7 +31,12 @@ class SimEventfd {
 const simEventfdFops: FileOperations = { name: 'eventfd', release() {} };
 
 export interface SimProcessOptions {
+  /** Real, effective and filesystem uid; default 0. */
   readonly uid?: number;
+  /** Real, effective and filesystem gid; default 0. */
+  readonly gid?: number;
+  /** Supplementary groups; default none. */
+  readonly groups?: readonly number[];
   /** Effective capabilities; default all (a root process). */
   readonly capEff?: bigint;
   /**
@@ -49,6 +55,8 @@ export class SimProcess {
   readonly pid: number;
   readonly memory: SimulatedMemory;
   uid: number;
+  gid: number;
+  groups: readonly number[];
   capEff: bigint;
   userNs: 'initial' | 'other';
   grantedCaps: bigint;
@@ -66,6 +74,8 @@ export class SimProcess {
     this.pid = nextPid++;
     this.memory = memory ?? new SimulatedMemory();
     this.uid = options.uid ?? 0;
+    this.gid = options.gid ?? 0;
+    this.groups = options.groups ?? [];
     this.capEff = options.capEff ?? CAP_FULL_SET;
     this.userNs = options.userNs ?? 'initial';
     this.grantedCaps = options.grantedCaps ?? 0n;
@@ -92,6 +102,7 @@ export class SimProcess {
       uid: this.uid,
       grantedCaps: this.grantedCaps,
       memlockLimit: this.memlockLimit,
+      fsIds: () => ({ fsuid: this.uid, fsgid: this.gid, groups: this.groups }),
     };
     return {
       creds,
@@ -158,7 +169,7 @@ export class SimProcess {
   fstat(fd: number): Stat | number {
     const file = this.fds.get(fd);
     if (file === undefined) return -Errno.EBADF;
-    return SimProcess.stats.get(file) ?? { mode: 0o600, rdev: file.rdev };
+    return SimProcess.stats.get(file) ?? { mode: 0o600, owner: ROOT_OWNER, rdev: file.rdev };
   }
 
   /** ioctl(2) as the raw syscall: >= 0 on success, a negative errno on failure. */
@@ -180,10 +191,38 @@ export class SimProcess {
     return ret;
   }
 
-  /** pread(2): the bytes read, or a negative errno. */
-  pread(fd: number, length: number, pos: bigint): Uint8Array | number {
+  /** read(2) of a stream (a nonseekable file, such as an event queue): the bytes, or an errno. */
+  read(fd: number, length: number): Uint8Array | number {
     const file = this.fds.get(fd);
     if (file === undefined) return -Errno.EBADF;
+    if (!file.fops.nonseekable) throw new Error(`read(${fd}) of a seekable file: use pread()`);
+    return this.pread(fd, length, 0n, true);
+  }
+
+  /** write(2) of a stream (a nonseekable file): bytes written, or a negative errno. */
+  write(fd: number, data: Uint8Array): number {
+    const file = this.fds.get(fd);
+    if (file === undefined) return -Errno.EBADF;
+    if (!file.fops.nonseekable) throw new Error(`write(${fd}) of a seekable file: use pwrite()`);
+    const rc = this.startWrite(fd, data, 0n, true);
+    if (typeof rc !== 'number') throw new Error(`write(${fd}) blocks`);
+    return rc;
+  }
+
+  /** poll(2) of one fd: its ready mask now (POLLNVAL for a closed fd). */
+  poll(fd: number): number {
+    const file = this.fds.get(fd);
+    if (file === undefined) return 0x20;
+    const poll = file.fops.poll;
+    if (poll === undefined) return 0x145; // DEFAULT_POLLMASK
+    return this.call(`poll(${fd})`, () => poll.call(file.fops, file, this.task()));
+  }
+
+  /** pread(2): the bytes read, or a negative errno (ESPIPE for a stream). */
+  pread(fd: number, length: number, pos: bigint, stream = false): Uint8Array | number {
+    const file = this.fds.get(fd);
+    if (file === undefined) return -Errno.EBADF;
+    if (file.fops.nonseekable && !stream) return -Errno.ESPIPE;
     const read = file.fops.read;
     if (read === undefined) return -Errno.EINVAL;
     let out: Uint8Array | number = -Errno.EIO;
@@ -207,9 +246,15 @@ export class SimProcess {
     return typeof rc === 'number' ? rc : rc.blocked;
   }
 
-  private startWrite(fd: number, data: Uint8Array, pos: bigint): number | BlockedCall {
+  private startWrite(
+    fd: number,
+    data: Uint8Array,
+    pos: bigint,
+    stream = false,
+  ): number | BlockedCall {
     const file = this.fds.get(fd);
     if (file === undefined) return -Errno.EBADF;
+    if (file.fops.nonseekable && !stream) return -Errno.ESPIPE;
     const write = file.fops.write;
     if (write === undefined) return -Errno.EINVAL;
     if (this.exited) throw new Error(`process ${this.pid} has exited`);
@@ -242,6 +287,8 @@ export class SimProcess {
       this.kernel,
       {
         uid: this.uid,
+        gid: this.gid,
+        groups: this.groups,
         capEff: this.capEff,
         userNs: this.userNs,
         grantedCaps: this.grantedCaps,

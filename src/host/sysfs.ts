@@ -6,6 +6,7 @@
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import { type Credentials, copyCredentials } from './credentials.ts';
 import { type BlockedCall, File, type FileOperations } from './file.ts';
+import type { InodeOwner } from './permission.ts';
 import type { Task } from './task.ts';
 
 export interface SysAttr {
@@ -13,12 +14,15 @@ export interface SysAttr {
   readonly path: string;
   /** Permission bits, e.g. 0o444 or 0o644. */
   readonly mode: number;
+  /** Owner and group; root's when absent (every sysfs file; a procfs file is its task's). */
+  readonly owner?: InodeOwner;
   show(task: Task): string;
   /**
    * A binary attribute (bin_attribute, e.g. a PCI device's `config`): its bytes as the file's
-   * opener may read them (f_cred), used instead of `show`.
+   * opener may read them (f_cred), used instead of `show`; or a negative errno (a resourceN file
+   * of a memory BAR has no read method: EIO).
    */
-  readBytes?(opener: Credentials): Uint8Array;
+  readBytes?(opener: Credentials): Uint8Array | number;
   /** undefined: read-only (EACCES on open for write, like a 0444 file). May block the writer. */
   store?(task: Task, text: string): SyscallResult | BlockedCall;
 }
@@ -33,6 +37,7 @@ export interface SysLink {
 export type SysEntry = SysAttr | SysLink;
 
 const O_ACCMODE = 3;
+const O_RDONLY = 0;
 const O_WRONLY = 1;
 const O_RDWR = 2;
 
@@ -50,6 +55,7 @@ const attrFops: FileOperations = {
       attr.readBytes === undefined
         ? new TextEncoder().encode(attr.show(task))
         : attr.readBytes(opener);
+    if (typeof bytes === 'number') return bytes;
     const start = Number(pos < BigInt(bytes.length) ? pos : BigInt(bytes.length));
     return bytes.subarray(start, Math.min(bytes.length, start + length));
   },
@@ -64,10 +70,17 @@ const attrFops: FileOperations = {
   release() {},
 };
 
-/** Opens an attribute: EACCES for a write open of a read-only one. */
+/**
+ * kernfs_fop_open(): a write open needs a write bit and a store, a read open a read bit, whoever
+ * the opener (root opening a 0200 `unbind` for reading gets EACCES). The owner's permission was
+ * checked before (may_open).
+ */
 export function openAttr(task: Task, attr: SysAttr, flags: number): File | number {
   const access = flags & O_ACCMODE;
-  if ((access === O_WRONLY || access === O_RDWR) && attr.store === undefined) return -Errno.EACCES;
+  const writes = access === O_WRONLY || access === O_RDWR;
+  const reads = access === O_RDONLY || access === O_RDWR;
+  if (writes && ((attr.mode & 0o222) === 0 || attr.store === undefined)) return -Errno.EACCES;
+  if (reads && (attr.mode & 0o444) === 0) return -Errno.EACCES;
   // f_cred: the opener's credentials as they are at the open.
   const data: OpenAttr = { attr, opener: copyCredentials(task.creds) };
   return new File('sysfs', attrFops, data, { major: 0, minor: 0 });

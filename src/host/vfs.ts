@@ -11,13 +11,14 @@ import { shouldFail } from '../fault/fault.ts';
 import { Errno } from '../uapi/errno.ts';
 import type { CharDevNode, DevFs } from './devfs.ts';
 import { File, type FileOperations, type OpenFiles } from './file.ts';
+import { accessModeOfOpen, type InodeOwner, inodePermission, ROOT_OWNER } from './permission.ts';
 import { openAttr, type SysAttr, type SysFs } from './sysfs.ts';
 import type { Task } from './task.ts';
 
 /** What one path names. */
 export type Inode =
   | { readonly kind: 'dir' }
-  | { readonly kind: 'chr'; readonly node: CharDevNode }
+  | { readonly kind: 'chr'; readonly node: CharDevNode; readonly owner: InodeOwner }
   | { readonly kind: 'attr'; readonly attr: SysAttr }
   | { readonly kind: 'link'; readonly target: string };
 
@@ -28,6 +29,8 @@ export type DynamicLookup = (task: Task, path: string) => Inode | undefined;
 export interface Stat {
   /** st_mode: type and permission bits. */
   readonly mode: number;
+  /** st_uid and st_gid. */
+  readonly owner: InodeOwner;
   readonly rdev: { readonly major: number; readonly minor: number };
 }
 
@@ -79,13 +82,17 @@ export function isDirectoryFile(file: File): boolean {
 export function inodeStat(inode: Inode): Stat {
   switch (inode.kind) {
     case 'dir':
-      return { mode: S_IFDIR | 0o755, rdev: NO_RDEV };
+      return { mode: S_IFDIR | 0o755, owner: ROOT_OWNER, rdev: NO_RDEV };
     case 'chr':
-      return { mode: inode.node.mode, rdev: inode.node.rdev };
+      return { mode: inode.node.mode, owner: inode.owner, rdev: inode.node.rdev };
     case 'attr':
-      return { mode: S_IFREG | inode.attr.mode, rdev: NO_RDEV };
+      return {
+        mode: S_IFREG | inode.attr.mode,
+        owner: inode.attr.owner ?? ROOT_OWNER,
+        rdev: NO_RDEV,
+      };
     case 'link':
-      return { mode: S_IFLNK | 0o777, rdev: NO_RDEV };
+      return { mode: S_IFLNK | 0o777, owner: ROOT_OWNER, rdev: NO_RDEV };
   }
 }
 
@@ -109,7 +116,7 @@ export class Vfs {
   lookup(task: Task, path: string): Inode | undefined {
     if (path === '/') return { kind: 'dir' };
     const node = this.devfs.lookup(path);
-    if (node !== undefined) return { kind: 'chr', node };
+    if (node !== undefined) return { kind: 'chr', node, owner: this.devfs.ownerOf(path) };
     const entry = this.sysfs.lookup(path);
     if (entry?.kind === 'attr') return { kind: 'attr', attr: entry };
     if (entry?.kind === 'link') return { kind: 'link', target: entry.target };
@@ -192,11 +199,15 @@ export class Vfs {
       return { file, stat: inodeStat(inode), path: resolved.path };
     }
     if ((flags & O_DIRECTORY) !== 0) return -Errno.ENOTDIR;
+    // may_open(): the caller's fsuid, fsgid and groups against the inode's owner, group and mode.
+    const stat = inodeStat(inode);
+    const denied = inodePermission(task.creds, stat.owner, stat.mode, accessModeOfOpen(flags));
+    if (denied < 0) return denied;
     const file =
       inode.kind === 'chr' ? inode.node.open(task, flags) : openAttr(task, inode.attr, flags);
     if (typeof file === 'number') return file;
     this.openFiles.add(file);
-    return { file, stat: inodeStat(inode), path: resolved.path };
+    return { file, stat, path: resolved.path };
   }
 
   /** The directories devfs and sysfs imply, rebuilt when either changed. */

@@ -43,7 +43,7 @@ function dev(core: IommuSubsystem, bdf: string): Device {
 }
 
 function paging(d: Device): IommuDomain {
-  const domain = unitIommuOps.domainAllocPaging(d, 0, false);
+  const domain = unitIommuOps.domainAllocPaging(d, 0, undefined);
   assert.ok(typeof domain !== 'number', `domain allocation failed: ${domain}`);
   return domain;
 }
@@ -182,7 +182,7 @@ describe('iommu core: attach, replace and detach of a group handle', () => {
         return typeof table === 'number' ? table : new PtDomain(softOps, table);
       },
     };
-    const soft = softOps.domainAllocPaging(dev(core, '0000:00:06.0'), 0, false);
+    const soft = softOps.domainAllocPaging(dev(core, '0000:00:06.0'), 0, undefined);
     assert.ok(typeof soft !== 'number');
     assert.equal(soft.owner, softOps);
     assert.equal(iommuAttachGroupHandle(soft, group), -Errno.EINVAL);
@@ -212,7 +212,7 @@ describe('iommu core: attach, replace and detach of a group handle', () => {
     // Two sites (domain-alloc, pagetable-alloc), then nothing left to fail.
     for (let n = 1; n <= 3; n++) {
       nth.arm(n);
-      const d = withFailNth(nth, () => unitIommuOps.domainAllocPaging(edu0, 0, false));
+      const d = withFailNth(nth, () => unitIommuOps.domainAllocPaging(edu0, 0, undefined));
       if (n <= 2) assert.equal(d, -Errno.ENOMEM, `injection point ${n}`);
       else if (typeof d === 'number') assert.fail(`allocation failed with ${d}`);
       else d.free();

@@ -8,6 +8,9 @@
  * The state lives in one IommuSubsystem per emulated kernel: Linux keeps it in the groups and
  * devices themselves, and so does this module; nothing is module-global.
  */
+
+import type { Task } from '../host/task.ts';
+import { copyFromUser } from '../host/uaccess.ts';
 import type { DomainRegistry, IommuUnit, ReservedRegion } from '../platform/iommu.ts';
 import type { Machine } from '../platform/machine.ts';
 import type { PciDevice } from '../platform/pci.ts';
@@ -40,8 +43,25 @@ export interface IommuProt {
 export interface IommuOps {
   /** For traces and messages. */
   readonly name: string;
-  /** domain_alloc_paging_flags(): a new empty paging domain for `dev`, or a negative errno. */
-  domainAllocPaging(dev: Device, flags: number, hasUserData: boolean): IommuDomain | number;
+  /**
+   * domain_alloc_paging_flags(): a new empty paging domain for `dev`, or a negative errno.
+   * `userData` is the driver data of IOMMU_HWPT_ALLOC, when userspace gave some.
+   */
+  domainAllocPaging(
+    dev: Device,
+    flags: number,
+    userData: IommuUserData | undefined,
+  ): IommuDomain | number;
+  /**
+   * domain_alloc_nested(): a stage-1 domain described by `userData`, translating through the
+   * paging domain `parent`. Absent: the driver cannot nest (EOPNOTSUPP).
+   */
+  domainAllocNested?(
+    dev: Device,
+    parent: IommuDomain,
+    flags: number,
+    userData: IommuUserData,
+  ): IommuNestedDomain | number;
   /** capable(); a driver without it has no capabilities. */
   capable?(dev: Device, cap: IommuCap): boolean;
   /**
@@ -54,7 +74,7 @@ export interface IommuOps {
    * attach_dev() of the driver's domains: points the device at `domain`, undefined for the
    * blocking domain. Absent for a driver with no hardware behind it.
    */
-  attachDev?(dev: Device, domain: IommuDomain | undefined): SyscallResult;
+  attachDev?(dev: Device, domain: IommuAnyDomain | undefined): SyscallResult;
   /** The PASID width of the device (max_pasids as log2); absent means no PASID. */
   pasidBits?(dev: Device): number;
   /**
@@ -63,10 +83,93 @@ export interface IommuOps {
    */
   setDevPasid?(
     dev: Device,
-    domain: IommuDomain | undefined,
+    domain: IommuAnyDomain | undefined,
     pasid: number,
-    old: IommuDomain | undefined,
+    old: IommuAnyDomain | undefined,
   ): SyscallResult;
+}
+
+/**
+ * struct iommu_user_data: driver data userspace passed with a command (`type` names its layout),
+ * read from the caller's memory by iommuCopyStructFromUser().
+ */
+export interface IommuUserData {
+  readonly type: number;
+  readonly uptr: bigint;
+  readonly len: number;
+  readonly task: Task;
+}
+
+/** struct iommu_user_data_array: `entryNum` records of `entryLen` bytes each at `uptr`. */
+export interface IommuUserDataArray {
+  readonly type: number;
+  readonly uptr: bigint;
+  readonly entryLen: number;
+  /** In: the records given; out: the records the driver handled. */
+  entryNum: number;
+  readonly task: Task;
+}
+
+/**
+ * __iommu_copy_struct_from_user(): the driver's struct of `size` bytes from user data of `type`
+ * that is at least `minLen` and at most `size` long (EINVAL otherwise), zero-extended; EFAULT
+ * when it cannot be read.
+ */
+export function iommuCopyStructFromUser(
+  data: IommuUserData,
+  type: number,
+  size: number,
+  minLen: number,
+): Uint8Array | number {
+  if (data.type !== type) return -Errno.EINVAL;
+  if (data.len < minLen || size < data.len) return -Errno.EINVAL;
+  const bytes = copyFromUser(data.task, data.uptr, data.len);
+  if (bytes === undefined) return -Errno.EFAULT;
+  const out = new Uint8Array(size);
+  out.set(bytes);
+  return out;
+}
+
+/**
+ * __iommu_copy_struct_from_user_array(): record `index` of `array`, as a struct of `size`
+ * bytes whose first version was `minLen` long.
+ */
+export function iommuCopyStructFromUserArray(
+  array: IommuUserDataArray,
+  type: number,
+  index: number,
+  size: number,
+  minLen: number,
+): Uint8Array | number {
+  if (index >= array.entryNum) throw new Error(`user array index ${index} past its end`);
+  const uptr = array.uptr + BigInt(array.entryLen) * BigInt(index);
+  const one = { type: array.type, uptr, len: array.entryLen, task: array.task };
+  return iommuCopyStructFromUser(one, type, size, minLen);
+}
+
+/**
+ * struct iommu_domain of type IOMMU_DOMAIN_NESTED: a stage-1 table userspace (a guest) owns,
+ * translating through a paging parent. It maps nothing itself; devices attach to it like to a
+ * paging domain.
+ */
+export interface IommuNestedDomain {
+  readonly kind: 'nested';
+  /** domain->owner: the iommu_ops that allocated it. */
+  readonly owner: IommuOps;
+  /**
+   * cache_invalidate_user(): handle the records of `array`, setting array.entryNum to the
+   * number handled. Absent: IOMMU_HWPT_INVALIDATE is EOPNOTSUPP.
+   */
+  cacheInvalidateUser?(array: IommuUserDataArray): SyscallResult;
+  free(): void;
+}
+
+/** Any struct iommu_domain a device can be attached to. */
+export type IommuAnyDomain = IommuDomain | IommuNestedDomain;
+
+/** domain->type == IOMMU_DOMAIN_NESTED. */
+export function isNestedDomain(domain: IommuAnyDomain | undefined): domain is IommuNestedDomain {
+  return domain !== undefined && 'kind' in domain && domain.kind === 'nested';
 }
 
 /** struct iommu_domain: one I/O page table and the driver that made it. */
@@ -168,11 +271,11 @@ export class IommuGroup {
   owner: object | undefined;
   ownerCount = 0;
   /** group->domain when it is not the core's: undefined means DMA is blocked. */
-  domain: IommuDomain | undefined;
+  domain: IommuAnyDomain | undefined;
   /** An attach handle is installed (pasid_array[IOMMU_NO_PASID]). */
   hasHandle = false;
   /** pasid_array for every PASID but IOMMU_NO_PASID: the domain each one translates through. */
-  readonly pasidDomains = new Map<number, IommuDomain>();
+  readonly pasidDomains = new Map<number, IommuAnyDomain>();
 
   constructor(id: number) {
     this.id = id;
@@ -288,7 +391,7 @@ export function iommuDeviceReleaseDmaOwner(dev: Device): void {
  * The domain-owner rule: a domain only goes to devices of the driver that made it (the core
  * checks the group's first device). EINVAL otherwise.
  */
-function checkDomainOwner(domain: IommuDomain, group: IommuGroup): SyscallResult {
+function checkDomainOwner(domain: IommuAnyDomain, group: IommuGroup): SyscallResult {
   const first = group.devices[0];
   if (first?.iommu === undefined || first.iommu.ops !== domain.owner) return -Errno.EINVAL;
   return 0;
@@ -298,7 +401,7 @@ function checkDomainOwner(domain: IommuDomain, group: IommuGroup): SyscallResult
  * __iommu_attach_device(): the domain's own attach_dev programs the device (the driver's for
  * the blocking domain). A domain whose ops have none, like iommufd's no-IOMMU domain, is ENODEV.
  */
-function attachDevice(dev: Device, domain: IommuDomain | undefined): SyscallResult {
+function attachDevice(dev: Device, domain: IommuAnyDomain | undefined): SyscallResult {
   const ops = domain === undefined ? dev.iommu?.ops : domain.owner;
   return ops?.attachDev?.(dev, domain) ?? -Errno.ENODEV;
 }
@@ -307,7 +410,7 @@ function attachDevice(dev: Device, domain: IommuDomain | undefined): SyscallResu
  * __iommu_group_set_domain(): every device of the group follows, or none does (a device that
  * fails puts the ones already moved back).
  */
-function groupSetDomain(group: IommuGroup, domain: IommuDomain | undefined): SyscallResult {
+function groupSetDomain(group: IommuGroup, domain: IommuAnyDomain | undefined): SyscallResult {
   const done: Device[] = [];
   for (const dev of group.devices) {
     const rc = attachDevice(dev, domain);
@@ -325,7 +428,7 @@ function groupSetDomain(group: IommuGroup, domain: IommuDomain | undefined): Sys
  * iommu_attach_group_handle(): the group's devices translate through `domain`. EBUSY if a handle
  * or another domain is there already; EINVAL for a domain of another driver.
  */
-export function iommuAttachGroupHandle(domain: IommuDomain, group: IommuGroup): SyscallResult {
+export function iommuAttachGroupHandle(domain: IommuAnyDomain, group: IommuGroup): SyscallResult {
   if (group.hasHandle || group.domain !== undefined) return -Errno.EBUSY;
   const rc = checkDomainOwner(domain, group) || groupSetDomain(group, domain);
   if (rc) return rc;
@@ -339,13 +442,13 @@ export function iommuAttachGroupHandle(domain: IommuDomain, group: IommuGroup): 
  * decides (EINVAL from a unit's driver for a domain of another unit, ENODEV for a domain with
  * none; see docs/decisions.md 31).
  */
-export function iommuReplaceGroupHandle(group: IommuGroup, domain: IommuDomain): SyscallResult {
+export function iommuReplaceGroupHandle(group: IommuGroup, domain: IommuAnyDomain): SyscallResult {
   if (!group.hasHandle) throw new Error(`replace on group ${group.id} with nothing attached`);
   return groupSetDomain(group, domain);
 }
 
 /** iommu_detach_group_handle(): back to the core's domain, which blocks DMA for an owned group. */
-export function iommuDetachGroupHandle(domain: IommuDomain, group: IommuGroup): void {
+export function iommuDetachGroupHandle(domain: IommuAnyDomain, group: IommuGroup): void {
   if (!group.hasHandle || group.domain !== domain)
     throw new Error(`detach of a domain group ${group.id} does not have attached`);
   const rc = groupSetDomain(group, undefined);
@@ -365,9 +468,9 @@ export function deviceMaxPasids(dev: Device): number {
  */
 function groupSetPasid(
   group: IommuGroup,
-  domain: IommuDomain,
+  domain: IommuAnyDomain,
   pasid: number,
-  old: IommuDomain | undefined,
+  old: IommuAnyDomain | undefined,
 ): SyscallResult {
   const done: Device[] = [];
   for (const dev of group.devices) {
@@ -383,7 +486,7 @@ function groupSetPasid(
 }
 
 /** The checks iommu_attach_device_pasid() and iommu_replace_device_pasid() share. */
-function checkPasidAttach(domain: IommuDomain, dev: Device, pasid: number): SyscallResult {
+function checkPasidAttach(domain: IommuAnyDomain, dev: Device, pasid: number): SyscallResult {
   if (dev.group === undefined || dev.iommu === undefined) return -Errno.ENODEV;
   if (domain.owner.setDevPasid === undefined) return -Errno.EOPNOTSUPP;
   if (domain.owner !== dev.iommu.ops || pasid === IOMMU_NO_PASID) return -Errno.EINVAL;
@@ -399,7 +502,7 @@ export const IOMMU_NO_PASID = 0;
  * issue; EBUSY when the PASID has a domain already.
  */
 export function iommuAttachDevicePasid(
-  domain: IommuDomain,
+  domain: IommuAnyDomain,
   dev: Device,
   pasid: number,
 ): SyscallResult {
@@ -422,7 +525,7 @@ export function iommuAttachDevicePasid(
  * failure it stays where it was. EINVAL when nothing is attached there.
  */
 export function iommuReplaceDevicePasid(
-  domain: IommuDomain,
+  domain: IommuAnyDomain,
   dev: Device,
   pasid: number,
 ): SyscallResult {
@@ -440,7 +543,7 @@ export function iommuReplaceDevicePasid(
 }
 
 /** iommu_detach_device_pasid(): `pasid` is blocked again on every device of the group. */
-export function iommuDetachDevicePasid(domain: IommuDomain, dev: Device, pasid: number): void {
+export function iommuDetachDevicePasid(domain: IommuAnyDomain, dev: Device, pasid: number): void {
   const group = dev.group!;
   if (group.pasidDomains.get(pasid) !== domain)
     throw new Error(`detach of pasid ${pasid} of group ${group.id} from a domain it lacks`);

@@ -14,32 +14,48 @@ import {
   IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
   IOMMU_HWPT_ALLOC_NEST_PARENT,
   IOMMU_HWPT_ALLOC_PASID,
+  IOMMU_HWPT_DATA_NONE,
 } from '../uapi/iommufd.ts';
 import {
   IOMMU_HW_INFO_SELFTEST_REGVAL,
   IOMMU_HW_INFO_TYPE_SELFTEST,
+  IOMMU_HWPT_DATA_SELFTEST,
+  IOMMU_HWPT_INVALIDATE_DATA_SELFTEST,
   IOMMU_TEST_DEV_CACHE_DEFAULT,
+  IOMMU_TEST_INVALIDATE_FLAG_ALL,
   IOMMU_TEST_PASID_RESERVED,
+  iommuHwptInvalidateSelftest,
+  iommuHwptSelftest,
   iommuTestHwInfo,
   MOCK_APERTURE_LAST,
   MOCK_APERTURE_START,
   MOCK_DEV_CACHE_NUM,
   MOCK_FLAGS_DEVICE_NO_DIRTY,
   MOCK_FLAGS_DEVICE_PASID,
+  MOCK_IOMMUPT_DEFAULT,
+  MOCK_NESTED_DOMAIN_IOTLB_ID_MAX,
+  MOCK_NESTED_DOMAIN_IOTLB_NUM,
   MOCK_PAGE_SIZE,
   MOCK_PASID_WIDTH,
 } from '../uapi/iommufd-test.ts';
-import { writeFields } from '../uapi/struct.ts';
+import { decodeStruct, writeFields } from '../uapi/struct.ts';
 import {
   Device,
+  type IommuAnyDomain,
   type IommuCap,
   type IommuDirtyOps,
   type IommuDomain,
   type IommuGroup,
+  type IommuNestedDomain,
   type IommuOps,
   type IommuPages,
   type IommuProt,
   type IommuSubsystem,
+  type IommuUserData,
+  type IommuUserDataArray,
+  iommuCopyStructFromUser,
+  iommuCopyStructFromUserArray,
+  isNestedDomain,
 } from './iommu.ts';
 
 /** One 2 KiB IOPTE of a mock domain. */
@@ -102,6 +118,96 @@ export class MockDomain implements IommuDomain {
   }
 }
 
+/**
+ * The vIOMMU a nested mock domain was allocated through, as the mock driver sees it (the iommufd
+ * VIOMMU object implements it): the virtual id of a device's vDEVICE, if it has one there.
+ */
+export interface MockViommuLink {
+  vdevIdOf(dev: Device): bigint | undefined;
+}
+
+/**
+ * struct mock_iommu_domain_nested: a stage-1 domain whose only state is a 4-entry IOTLB that
+ * IOMMU_HWPT_INVALIDATE clears and MD_CHECK_IOTLB reads.
+ */
+export class MockNestedDomain implements IommuNestedDomain {
+  readonly kind = 'nested';
+  readonly owner: IommuOps = mockIommuOps;
+  readonly iotlb: number[];
+  /** Set for a domain allocated through a vIOMMU: attaching needs a vDEVICE there. */
+  readonly viommu: MockViommuLink | undefined;
+
+  constructor(iotlb: number, viommu: MockViommuLink | undefined) {
+    this.iotlb = new Array(MOCK_NESTED_DOMAIN_IOTLB_NUM).fill(iotlb);
+    this.viommu = viommu;
+  }
+
+  /**
+   * mock_domain_cache_invalidate_user(): EINVAL for another data type; each record clears one
+   * IOTLB entry or all of them (EOPNOTSUPP for an unknown flag, EINVAL for an id past 3); stops
+   * at the first bad record, with entryNum the records handled before it.
+   */
+  cacheInvalidateUser(array: IommuUserDataArray): SyscallResult {
+    let processed = 0;
+    let rc: SyscallResult = 0;
+    if (array.type !== IOMMU_HWPT_INVALIDATE_DATA_SELFTEST) {
+      rc = -Errno.EINVAL;
+    } else {
+      const spec = iommuHwptInvalidateSelftest;
+      for (let i = 0; i < array.entryNum; i++) {
+        const bytes = iommuCopyStructFromUserArray(
+          array,
+          IOMMU_HWPT_INVALIDATE_DATA_SELFTEST,
+          i,
+          spec.size,
+          spec.minSize,
+        );
+        if (typeof bytes === 'number') {
+          rc = bytes;
+          break;
+        }
+        const inv = decodeStruct(spec, bytes);
+        if (inv.flags & ~IOMMU_TEST_INVALIDATE_FLAG_ALL) {
+          rc = -Errno.EOPNOTSUPP;
+          break;
+        }
+        if (inv.iotlb_id > MOCK_NESTED_DOMAIN_IOTLB_ID_MAX) {
+          rc = -Errno.EINVAL;
+          break;
+        }
+        if (inv.flags & IOMMU_TEST_INVALIDATE_FLAG_ALL) this.iotlb.fill(0);
+        else this.iotlb[inv.iotlb_id] = 0;
+        processed++;
+      }
+    }
+    array.entryNum = processed;
+    return rc;
+  }
+
+  free(): void {}
+}
+
+/**
+ * __mock_domain_alloc_nested(): EOPNOTSUPP for data that is not IOMMU_HWPT_DATA_SELFTEST, the
+ * copy's EINVAL / EFAULT, then every IOTLB entry set to the data's `iotlb`.
+ */
+export function mockAllocNested(
+  userData: IommuUserData,
+  viommu: MockViommuLink | undefined,
+): MockNestedDomain | number {
+  if (userData.type !== IOMMU_HWPT_DATA_SELFTEST) return -Errno.EOPNOTSUPP;
+  const spec = iommuHwptSelftest;
+  const bytes = iommuCopyStructFromUser(
+    userData,
+    IOMMU_HWPT_DATA_SELFTEST,
+    spec.size,
+    spec.minSize,
+  );
+  if (typeof bytes === 'number') return bytes;
+  if (shouldFail('kmalloc')) return -Errno.ENOMEM;
+  return new MockNestedDomain(decodeStruct(spec, bytes).iotlb, viommu);
+}
+
 function mockDirtyOps(domain: MockDomain): IommuDirtyOps {
   return {
     setDirtyTracking(enable: boolean): SyscallResult {
@@ -138,6 +244,10 @@ export class MockDevice extends Device {
    */
   pasidReservedFakeError = false;
 
+  /** mdev->viommu and vdev_id: the vIOMMU of the nested domain attached, and the device's id there. */
+  viommu: MockViommuLink | undefined;
+  vdevId = 0n;
+
   /** The pasid-num-bits property: 20 for a PASID-capable device. */
   get pasidNumBits(): number {
     return this.flags & MOCK_FLAGS_DEVICE_PASID ? MOCK_PASID_WIDTH : 0;
@@ -153,17 +263,50 @@ function mockDevOf(dev: Device): MockDevice {
 export const mockIommuOps: IommuOps = {
   name: 'mock-iommu',
 
-  /** mock_domain_alloc_paging_flags(). */
-  domainAllocPaging(dev: Device, flags: number, hasUserData: boolean): IommuDomain | number {
+  /**
+   * mock_domain_alloc_paging_flags(): driver data, if any, is struct iommu_hwpt_selftest, whose
+   * pagetable_type picks the page table; only MOCK_IOMMUPT_DEFAULT is emulated (decision 161).
+   */
+  domainAllocPaging(
+    dev: Device,
+    flags: number,
+    userData: IommuUserData | undefined,
+  ): IommuDomain | number {
     const mdev = mockDevOf(dev);
     const dirty = (flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING) !== 0;
     const valid =
       IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_ALLOC_DIRTY_TRACKING | IOMMU_HWPT_ALLOC_PASID;
-    if (flags & ~valid) return -Errno.EOPNOTSUPP;
-    if (hasUserData) return -Errno.EOPNOTSUPP;
-    if (dirty && mdev.flags & MOCK_FLAGS_DEVICE_NO_DIRTY) return -Errno.EOPNOTSUPP;
+    if (flags & ~valid || (dirty && mdev.flags & MOCK_FLAGS_DEVICE_NO_DIRTY))
+      return -Errno.EOPNOTSUPP;
+    let pagetableType = MOCK_IOMMUPT_DEFAULT;
+    if (userData !== undefined) {
+      if (userData.type !== IOMMU_HWPT_DATA_SELFTEST && userData.type !== IOMMU_HWPT_DATA_NONE)
+        return -Errno.EOPNOTSUPP;
+      const spec = iommuHwptSelftest;
+      const bytes = iommuCopyStructFromUser(
+        userData,
+        IOMMU_HWPT_DATA_SELFTEST,
+        spec.size,
+        spec.minSize,
+      );
+      if (typeof bytes === 'number') return bytes;
+      pagetableType = decodeStruct(spec, bytes).pagetable_type;
+    }
     if (shouldFail('domain-alloc')) return -Errno.ENOMEM;
+    if (pagetableType !== MOCK_IOMMUPT_DEFAULT) return -Errno.EOPNOTSUPP;
     return new MockDomain(dirty);
+  },
+
+  /** mock_domain_alloc_nested(): flags other than PASID are EOPNOTSUPP. */
+  domainAllocNested(
+    _dev: Device,
+    parent: IommuDomain,
+    flags: number,
+    userData: IommuUserData,
+  ): IommuNestedDomain | number {
+    if (flags & ~IOMMU_HWPT_ALLOC_PASID) return -Errno.EOPNOTSUPP;
+    if (!(parent instanceof MockDomain)) return -Errno.EINVAL;
+    return mockAllocNested(userData, undefined);
   },
 
   capable(dev: Device, cap: IommuCap): boolean {
@@ -200,7 +343,7 @@ export const mockIommuOps: IommuOps = {
    * mock_domain_set_dev_pasid_nop(): always succeeds, except that IOMMU_TEST_PASID_RESERVED fails
    * (ENOMEM) every second time it moves to a domain, and its blocking disarms that.
    */
-  setDevPasid(dev: Device, domain: IommuDomain | undefined, pasid: number): SyscallResult {
+  setDevPasid(dev: Device, domain: IommuAnyDomain | undefined, pasid: number): SyscallResult {
     const mdev = mockDevOf(dev);
     if (pasid !== IOMMU_TEST_PASID_RESERVED) return 0;
     if (domain === undefined) {
@@ -214,10 +357,29 @@ export const mockIommuOps: IommuOps = {
     return 0;
   },
 
-  /** mock_domain_nop_attach(): a NO_DIRTY device refuses a domain with dirty ops. */
-  attachDev(dev: Device, domain: IommuDomain | undefined): SyscallResult {
-    if (domain?.dirtyOps !== undefined && mockDevOf(dev).flags & MOCK_FLAGS_DEVICE_NO_DIRTY)
+  /**
+   * mock_domain_nop_attach(): a NO_DIRTY device refuses a domain with dirty ops; a nested domain
+   * of a vIOMMU needs the device's vDEVICE there (ENOENT), whose virtual id the device then
+   * reports its events with.
+   */
+  attachDev(dev: Device, domain: IommuAnyDomain | undefined): SyscallResult {
+    const mdev = mockDevOf(dev);
+    if (isNestedDomain(domain)) {
+      const viommu = domain instanceof MockNestedDomain ? domain.viommu : undefined;
+      let vdevId = 0n;
+      if (viommu !== undefined) {
+        const id = viommu.vdevIdOf(dev);
+        if (id === undefined) return -Errno.ENOENT;
+        vdevId = id;
+      }
+      mdev.viommu = viommu;
+      mdev.vdevId = vdevId;
+      return 0;
+    }
+    if (domain?.dirtyOps !== undefined && mdev.flags & MOCK_FLAGS_DEVICE_NO_DIRTY)
       return -Errno.EINVAL;
+    mdev.viommu = undefined;
+    mdev.vdevId = 0n;
     return 0;
   },
 };

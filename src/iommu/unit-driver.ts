@@ -13,7 +13,16 @@ import {
   IOMMU_HWPT_ALLOC_NEST_PARENT,
   IOMMU_HWPT_ALLOC_PASID,
 } from '../uapi/iommufd.ts';
-import type { Device, IommuCap, IommuDomain, IommuHwInfo, IommuOps } from './iommu.ts';
+import {
+  type Device,
+  type IommuAnyDomain,
+  type IommuCap,
+  type IommuDomain,
+  type IommuHwInfo,
+  type IommuOps,
+  type IommuUserData,
+  isNestedDomain,
+} from './iommu.ts';
 import { hwDomainOf, PtDomain } from './pt-domain.ts';
 
 /**
@@ -51,8 +60,12 @@ function unitOf(dev: Device) {
 export const unitIommuOps: IommuOps = {
   name: 'emu-iommu',
 
-  domainAllocPaging(dev: Device, flags: number, hasUserData: boolean): IommuDomain | number {
-    if (hasUserData || flags & (IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_ALLOC_PASID))
+  domainAllocPaging(
+    dev: Device,
+    flags: number,
+    userData: IommuUserData | undefined,
+  ): IommuDomain | number {
+    if (userData !== undefined || flags & (IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_ALLOC_PASID))
       return -Errno.EOPNOTSUPP;
     const unit = unitOf(dev);
     if (flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING && !unit.caps.dirtyTracking)
@@ -81,8 +94,9 @@ export const unitIommuOps: IommuOps = {
   },
 
   /** The unit refuses a domain of another unit (EINVAL, as the platform's port says). */
-  attachDev(dev: Device, domain: IommuDomain | undefined): number {
+  attachDev(dev: Device, domain: IommuAnyDomain | undefined): number {
     if (domain === undefined) return dev.pci.setDomain(undefined);
+    if (isNestedDomain(domain)) return -Errno.EINVAL;
     const table = hwDomainOf(domain);
     if (table === undefined) return -Errno.EINVAL;
     return dev.pci.setDomain(table);

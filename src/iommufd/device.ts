@@ -29,7 +29,9 @@ import {
   type iommuHwInfo,
 } from '../uapi/iommufd.ts';
 import {
-  type HwptPaging,
+  type AttachHandle,
+  findHwptPaging,
+  type HwPagetable,
   iommufdHwPagetableAttach,
   iommufdHwPagetableDetach,
   iommufdHwPagetablePut,
@@ -47,7 +49,9 @@ export class IommufdGroup {
   /** undefined: the placeholder of a no-IOMMU device, never shared and not in ictx.groups. */
   readonly group: IommuGroup | undefined;
   refs = 1;
-  hwpt: HwptPaging | undefined;
+  hwpt: HwPagetable | undefined;
+  /** The RID's attach handle (none for a no-IOMMU device, which the core never sees). */
+  handle: AttachHandle | undefined;
   readonly devices: IommufdDevice[] = [];
   /** pasid_attach for every PASID but IOMMU_NO_PASID (the RID's is `hwpt` and `devices`). */
   readonly pasidAttach = new Map<number, PasidAttach>();
@@ -198,16 +202,16 @@ function isAttached(idev: IommufdDevice): boolean {
 
 type AttachFn = (
   idev: IommufdDevice,
-  hwpt: HwptPaging,
+  hwpt: HwPagetable,
   pasid: number,
-) => HwptPaging | undefined | number;
+) => HwPagetable | undefined | number;
 
 /** iommufd_device_do_attach(). */
 function doAttach(
   idev: IommufdDevice,
-  hwpt: HwptPaging,
+  hwpt: HwPagetable,
   pasid: number,
-): HwptPaging | undefined | number {
+): HwPagetable | undefined | number {
   const rc = iommufdHwPagetableAttach(hwpt, idev, pasid);
   return rc ? rc : undefined;
 }
@@ -215,9 +219,9 @@ function doAttach(
 /** iommufd_device_do_replace(): swap the igroup's HWPT; nothing changes on failure. */
 function doReplace(
   idev: IommufdDevice,
-  hwpt: HwptPaging,
+  hwpt: HwPagetable,
   pasid: number,
-): HwptPaging | undefined | number {
+): HwPagetable | undefined | number {
   if (pasid !== IOMMU_NO_PASID) return pasidDoReplace(idev, hwpt, pasid);
   const igroup = idev.igroup!;
   if (igroup.hwpt === undefined || !isAttached(idev)) return -Errno.EINVAL;
@@ -225,14 +229,16 @@ function doReplace(
   const old = igroup.hwpt;
 
   // Reserved regions follow the devices when they move to another IOAS.
-  const moving = old.ioas !== hwpt.ioas;
+  const ioas = findHwptPaging(hwpt).ioas;
+  const oldIoas = findHwptPaging(old).ioas;
+  const moving = oldIoas !== ioas;
   if (moving && !idev.isNoiommu) {
     for (const cur of igroup.devices) {
       for (const region of iommuGetResvRegions(cur.dev)) {
         if (region.type === 'direct-relaxable') continue;
-        const rc = hwpt.ioas.iopt.reserveIova(region.start, region.last, cur);
+        const rc = ioas.iopt.reserveIova(region.start, region.last, cur);
         if (rc) {
-          for (const d of igroup.devices) hwpt.ioas.iopt.removeReservedIova(d);
+          for (const d of igroup.devices) ioas.iopt.removeReservedIova(d);
           return rc;
         }
       }
@@ -244,10 +250,15 @@ function doReplace(
   if (rc === 0 && igroup.group !== undefined)
     rc = iommuReplaceGroupHandle(igroup.group, hwpt.domain!);
   if (rc) {
-    if (moving) for (const d of igroup.devices) hwpt.ioas.iopt.removeReservedIova(d);
+    if (moving) for (const d of igroup.devices) ioas.iopt.removeReservedIova(d);
     return rc;
   }
-  if (moving) for (const d of igroup.devices) old.ioas.iopt.removeReservedIova(d);
+  if (igroup.group !== undefined) {
+    // The old handle's faults not answered yet are answered for userspace.
+    if (igroup.handle !== undefined) old.fault?.autoResponse(igroup.handle);
+    igroup.handle = { idev, hwpt };
+  }
+  if (moving) for (const d of igroup.devices) oldIoas.iopt.removeReservedIova(d);
   igroup.hwpt = hwpt;
   // The device list's references move to the new HWPT; one stays on the old for the caller.
   const n = igroup.devices.length;
@@ -267,7 +278,7 @@ function autoGetDomain(
   ioas: Ioas,
   ptId: Ref<number>,
   attach: AttachFn,
-): HwptPaging | undefined | number {
+): HwPagetable | undefined | number {
   const ictx = idev.ictx;
   const immediateAttach = attach === doAttach;
   for (const hwpt of [...ioas.hwptList]) {
@@ -280,9 +291,9 @@ function autoGetDomain(
     ptId.value = hwpt.id;
     return result;
   }
-  const hwpt = iommufdHwptPagingAlloc(ictx, ioas, idev, 0, immediateAttach, false, pasid);
+  const hwpt = iommufdHwptPagingAlloc(ictx, ioas, idev, 0, immediateAttach, undefined, pasid);
   if (typeof hwpt === 'number') return hwpt;
-  let result: HwptPaging | undefined | number;
+  let result: HwPagetable | undefined | number;
   if (!immediateAttach) {
     result = attach(idev, hwpt, pasid);
     if (typeof result === 'number') {
@@ -306,10 +317,11 @@ function changePt(
   const ictx = idev.ictx;
   const ptObj = ictx.getObject(ptId.value, 'any');
   if (ptObj === undefined) return -Errno.ENOENT;
-  let result: HwptPaging | undefined | number;
+  let result: HwPagetable | undefined | number;
   switch (ptObj.type) {
     case 'hwpt-paging':
-      result = attach(idev, ptObj as HwptPaging, pasid);
+    case 'hwpt-nested':
+      result = attach(idev, ptObj as HwPagetable, pasid);
       break;
     case 'ioas':
       result = autoGetDomain(idev, pasid, ptObj as Ioas, ptId, attach);

@@ -1,8 +1,9 @@
 /**
- * HWPT_PAGING objects: a domain (I/O page table) that mirrors one IOAS, either allocated by
- * IOMMU_HWPT_ALLOC or created automatically when a device attaches to an IOAS (auto domain).
+ * HWPT objects: HWPT_PAGING, a domain (I/O page table) that mirrors one IOAS, either allocated by
+ * IOMMU_HWPT_ALLOC or created automatically when a device attaches to an IOAS (auto domain); and
+ * HWPT_NESTED, a stage-1 domain described by driver data on top of a NEST_PARENT paging HWPT.
  * Mirrors drivers/iommu/iommufd/hw_pagetable.c, with SET_DIRTY_TRACKING, GET_DIRTY_BITMAP and
- * INVALIDATE (dirty tracking itself: iopt-dirty.ts). Nested HWPTs are on the roadmap.
+ * INVALIDATE (dirty tracking itself: iopt-dirty.ts).
  *
  * iommufd_hw_pagetable_attach/detach (device.c in the kernel) are here too: the HWPT allocation
  * attaches immediately for an auto domain, and device.ts calls into this module, never the other
@@ -13,8 +14,12 @@ import { mutant } from '../fault/mutant.ts';
 import {
   deviceIommuCapable,
   IOMMU_NO_PASID,
+  type IommuAnyDomain,
   type IommuDomain,
+  type IommuNestedDomain,
   type IommuOps,
+  type IommuUserData,
+  type IommuUserDataArray,
   iommuAttachGroupHandle,
   iommuDetachGroupHandle,
   iommuGetResvRegions,
@@ -32,9 +37,11 @@ import {
   type iommuHwptGetDirtyBitmap,
   type iommuHwptInvalidate,
   type iommuHwptSetDirtyTracking,
+  PAGE_SIZE,
   ULONG_MAX,
 } from '../uapi/iommufd.ts';
 import type { IommufdDevice } from './device.ts';
+import type { IommufdFault } from './eventq.ts';
 import { iommufdNoiommuOps } from './hwpt-noiommu.ts';
 import type { Ioas } from './ioas.ts';
 import { ioptReadAndClearDirty, ioptSetDirtyTracking } from './iopt-dirty.ts';
@@ -50,22 +57,56 @@ const HWPT_PAGING_VALID_FLAGS =
   IOMMU_HWPT_FAULT_ID_VALID |
   IOMMU_HWPT_ALLOC_PASID;
 
-export class HwptPaging extends IommufdObject {
+/** struct iommufd_hw_pagetable: what paging and nested HWPTs share, and what devices attach to. */
+export abstract class HwPagetable extends IommufdObject {
+  abstract readonly type: 'hwpt-paging' | 'hwpt-nested';
+  abstract domain: IommuAnyDomain | undefined;
+  /** Allocated with IOMMU_HWPT_ALLOC_PASID: PASIDs may attach to it. */
+  readonly pasidCompat: boolean;
+  /**
+   * hwpt->fault: the fault queue (held) its domain's I/O page faults go to, from
+   * IOMMU_HWPT_FAULT_ID_VALID; the domain then has an iopf handler.
+   */
+  fault: IommufdFault | undefined;
+
+  constructor(ictx: IommufdCtx, flags: number) {
+    super(ictx);
+    this.pasidCompat = (flags & IOMMU_HWPT_ALLOC_PASID) !== 0;
+  }
+
+  /** __iommufd_hwpt_destroy()'s part for both kinds: the domain goes, then the fault queue. */
+  protected releaseDomainAndFault(): void {
+    this.domain?.free();
+    this.domain = undefined;
+    this.fault?.users.dec();
+    this.fault = undefined;
+  }
+}
+
+/**
+ * struct iommufd_attach_handle: one attachment of a device's group (at one PASID) to a HWPT,
+ * made by the first device that attaches; I/O page faults are reported through it, and the
+ * faults not answered when it goes are answered for userspace.
+ */
+export interface AttachHandle {
+  readonly idev: IommufdDevice;
+  readonly hwpt: HwPagetable;
+}
+
+export class HwptPaging extends HwPagetable {
   readonly type = 'hwpt-paging';
   readonly ioas: Ioas;
   domain: IommuDomain | undefined;
   /** Created by an attach to the IOAS: reused by later attaches, freed with its last device. */
   autoDomain = false;
   readonly nestParent: boolean;
-  readonly pasidCompat: boolean;
   /** On ioas.hwptList and in the io_pagetable's domains. */
   onIoas = false;
 
   constructor(ictx: IommufdCtx, ioas: Ioas, flags: number) {
-    super(ictx);
+    super(ictx, flags);
     this.ioas = ioas;
     this.nestParent = (flags & IOMMU_HWPT_ALLOC_NEST_PARENT) !== 0;
-    this.pasidCompat = (flags & IOMMU_HWPT_ALLOC_PASID) !== 0;
   }
 
   /** iommufd_hwpt_paging_destroy(). */
@@ -76,14 +117,43 @@ export class HwptPaging extends IommufdObject {
       this.ioas.iopt.removeDomain(this.domain!);
       this.onIoas = false;
     }
-    this.domain?.free();
-    this.domain = undefined;
+    this.releaseDomainAndFault();
     this.ioas.users.dec();
   }
 
   describe(): string {
     return `${super.describe()} on ioas ${this.ioas.id}${this.autoDomain ? ' (auto)' : ''}`;
   }
+}
+
+/**
+ * struct iommufd_hwpt_nested: a nested domain on `parent`, which it holds (its devices' reserved
+ * IOVA lives in the parent's IOAS).
+ */
+export class HwptNested extends HwPagetable {
+  readonly type = 'hwpt-nested';
+  readonly parent: HwptPaging;
+  domain: IommuNestedDomain | undefined;
+
+  constructor(ictx: IommufdCtx, parent: HwptPaging, flags: number) {
+    super(ictx, flags);
+    this.parent = parent;
+  }
+
+  /** iommufd_hwpt_nested_destroy(). */
+  destroy(): void {
+    this.releaseDomainAndFault();
+    this.parent.users.dec();
+  }
+
+  describe(): string {
+    return `${super.describe()} on hwpt ${this.parent.id}`;
+  }
+}
+
+/** find_hwpt_paging(): the paging HWPT whose IOAS a HWPT's devices reserve IOVA in. */
+export function findHwptPaging(hwpt: HwPagetable): HwptPaging {
+  return hwpt instanceof HwptNested ? hwpt.parent : (hwpt as HwptPaging);
 }
 
 /**
@@ -105,7 +175,7 @@ export function iommufdHwptPagingAlloc(
   idev: IommufdDevice,
   flags: number,
   immediateAttach: boolean,
-  hasUserData: boolean,
+  userData: IommuUserData | undefined,
   pasid = IOMMU_NO_PASID,
 ): HwptPaging | number {
   const ops = getIommuOps(idev);
@@ -121,7 +191,7 @@ export function iommufdHwptPagingAlloc(
   ioas.users.inc();
 
   let rc: SyscallResult;
-  const domain = ops.domainAllocPaging(idev.dev, flags & ~IOMMU_HWPT_FAULT_ID_VALID, hasUserData);
+  const domain = ops.domainAllocPaging(idev.dev, flags & ~IOMMU_HWPT_FAULT_ID_VALID, userData);
   if (typeof domain === 'number') {
     // mutant: hwpt-ioas-ref (a plain abort skips destroy(), which drops the IOAS reference)
     if (mutant('hwpt-ioas-ref')) ictx.abort(hwpt);
@@ -152,9 +222,9 @@ export function iommufdHwptPagingAlloc(
  * iommufd_device_attach_reserved_iova(): the device's reserved regions become reserved IOVA in
  * the HWPT's IOAS. A no-IOMMU device has none: no reserved IOVA is added.
  */
-function attachReservedIova(idev: IommufdDevice, hwpt: HwptPaging): SyscallResult {
+function attachReservedIova(idev: IommufdDevice, hwpt: HwPagetable): SyscallResult {
   if (idev.isNoiommu) return 0;
-  const iopt = hwpt.ioas.iopt;
+  const iopt = findHwptPaging(hwpt).ioas.iopt;
   for (const region of iommuGetResvRegions(idev.dev)) {
     if (region.type === 'direct-relaxable') continue;
     const rc = iopt.reserveIova(region.start, region.last, idev);
@@ -170,12 +240,15 @@ function attachReservedIova(idev: IommufdDevice, hwpt: HwptPaging): SyscallResul
  * iommufd_hwpt_attach_device(): the attach handle, then the iommu core, which applies the
  * domain-owner rule. For a no-IOMMU device the core is not called: no hardware to program.
  */
-function hwptAttachDevice(hwpt: HwptPaging, idev: IommufdDevice): SyscallResult {
+function hwptAttachDevice(hwpt: HwPagetable, idev: IommufdDevice): SyscallResult {
   if (!hwptPasidCompat(hwpt, idev.igroup!, IOMMU_NO_PASID)) return -Errno.EINVAL;
   if (shouldFail('kmalloc')) return -Errno.ENOMEM;
   const group = idev.igroup!.group;
   if (group === undefined) return 0;
-  return iommuAttachGroupHandle(hwpt.domain!, group);
+  const rc = iommuAttachGroupHandle(hwpt.domain!, group);
+  if (rc) return rc;
+  idev.igroup!.handle = { idev, hwpt };
+  return 0;
 }
 
 /**
@@ -183,7 +256,7 @@ function hwptAttachDevice(hwpt: HwptPaging, idev: IommufdDevice): SyscallResult 
  * other than IOMMU_NO_PASID attaches that PASID only (pasid-attach.ts).
  */
 export function iommufdHwPagetableAttach(
-  hwpt: HwptPaging,
+  hwpt: HwPagetable,
   idev: IommufdDevice,
   pasid = IOMMU_NO_PASID,
 ): SyscallResult {
@@ -197,7 +270,7 @@ export function iommufdHwPagetableAttach(
   if (igroup.devices.length === 0) {
     rc = hwptAttachDevice(hwpt, idev);
     if (rc) {
-      hwpt.ioas.iopt.removeReservedIova(idev);
+      findHwptPaging(hwpt).ioas.iopt.removeReservedIova(idev);
       return rc;
     }
     igroup.hwpt = hwpt;
@@ -214,16 +287,19 @@ export function iommufdHwPagetableAttach(
 export function iommufdHwPagetableDetach(
   idev: IommufdDevice,
   pasid = IOMMU_NO_PASID,
-): HwptPaging | undefined {
+): HwPagetable | undefined {
   if (pasid !== IOMMU_NO_PASID) return pasidHwPagetableDetach(idev, pasid);
   const igroup = idev.igroup!;
   const hwpt = igroup.hwpt!;
   igroup.devices.splice(igroup.devices.indexOf(idev), 1);
   if (igroup.devices.length === 0) {
     if (igroup.group !== undefined) iommuDetachGroupHandle(hwpt.domain!, igroup.group);
+    // iommufd_auto_response_faults() of the handle that goes.
+    if (igroup.handle !== undefined) hwpt.fault?.autoResponse(igroup.handle);
+    igroup.handle = undefined;
     igroup.hwpt = undefined;
   }
-  hwpt.ioas.iopt.removeReservedIova(idev);
+  findHwptPaging(hwpt).ioas.iopt.removeReservedIova(idev);
   return hwpt;
 }
 
@@ -231,65 +307,105 @@ export function iommufdHwPagetableDetach(
  * iommufd_hw_pagetable_put(): drop a device's reference; an auto domain goes away with its last
  * user (if nothing else holds it, the removal simply fails with EBUSY and it stays).
  */
-export function iommufdHwPagetablePut(ictx: IommufdCtx, hwpt: HwptPaging): void {
-  if (hwpt.autoDomain) {
+export function iommufdHwPagetablePut(ictx: IommufdCtx, hwpt: HwPagetable): void {
+  if (hwpt instanceof HwptPaging && hwpt.autoDomain) {
     ictx.removeObject(hwpt.id, hwpt);
     return;
   }
   hwpt.users.dec();
 }
 
-/** IOMMU_HWPT_ALLOC (paging HWPTs only for now: nested ones are on the roadmap). */
+/**
+ * iommufd_hwpt_nested_alloc(): a nested HWPT on `parent` for `idev`'s driver. EOPNOTSUPP for
+ * flags other than FAULT_ID_VALID and PASID, no driver data, or a driver that cannot nest;
+ * EINVAL for a parent that is an auto domain, not NEST_PARENT, or of another driver.
+ */
+function iommufdHwptNestedAlloc(
+  ictx: IommufdCtx,
+  parent: HwptPaging,
+  idev: IommufdDevice,
+  flags: number,
+  userData: IommuUserData,
+): HwptNested | number {
+  const ops = getIommuOps(idev);
+  const nestedFlags = IOMMU_HWPT_FAULT_ID_VALID | IOMMU_HWPT_ALLOC_PASID;
+  if (flags & ~nestedFlags || !userData.len || ops.domainAllocNested === undefined)
+    return -Errno.EOPNOTSUPP;
+  if (parent.autoDomain || !parent.nestParent || parent.domain!.owner !== ops) return -Errno.EINVAL;
+  const hwpt = ictx.allocObject(new HwptNested(ictx, parent, flags));
+  if (typeof hwpt === 'number') return hwpt;
+  // Pairs with the release in destroy().
+  parent.users.inc();
+  const domain = ops.domainAllocNested(
+    idev.dev,
+    parent.domain!,
+    flags & ~IOMMU_HWPT_FAULT_ID_VALID,
+    userData,
+  );
+  if (typeof domain === 'number') {
+    ictx.abortAndDestroy(hwpt);
+    return domain;
+  }
+  hwpt.domain = domain;
+  return hwpt;
+}
+
+/**
+ * IOMMU_HWPT_ALLOC (iommufd_hwpt_alloc): pt_id names an IOAS (a paging HWPT) or a paging HWPT
+ * (a nested one on it). __reserved2 is not checked (decision 160). The device only picks the
+ * driver: the new HWPT is not attached to it.
+ */
 export function iommufdHwptAlloc(ucmd: Ucmd<typeof iommuHwptAlloc.fields>): SyscallResult {
   const cmd = ucmd.cmd;
   const ictx = ucmd.ictx;
-  if (cmd.__reserved || cmd.__reserved2) return -Errno.EOPNOTSUPP;
+  if (cmd.__reserved) return -Errno.EOPNOTSUPP;
   if (
     (cmd.data_type === IOMMU_HWPT_DATA_NONE && cmd.data_len) ||
     (cmd.data_type !== IOMMU_HWPT_DATA_NONE && !cmd.data_len)
   ) {
     return -Errno.EINVAL;
   }
-  const idev = ictx.getObject(cmd.dev_id, 'device') as IommufdDevice | undefined;
-  if (idev === undefined) return -Errno.ENOENT;
-  try {
-    // A missing pt_id is EINVAL here, not ENOENT.
-    const ptObj = ictx.getObject(cmd.pt_id, 'any');
-    if (ptObj === undefined) return -Errno.EINVAL;
-    try {
-      if (ptObj.type === 'hwpt-paging') {
-        // A nested HWPT on a paging parent: no driver here supports nesting yet.
-        return -Errno.EOPNOTSUPP;
-      }
-      if (ptObj.type !== 'ioas') return -Errno.EINVAL;
-      const hwpt = iommufdHwptPagingAlloc(
-        ictx,
-        ptObj as Ioas,
-        idev,
-        cmd.flags,
-        false,
-        cmd.data_len !== 0,
-      );
-      if (typeof hwpt === 'number') return hwpt;
-      if (cmd.flags & IOMMU_HWPT_FAULT_ID_VALID) {
-        // Fault queues are on the roadmap: no FAULT object can exist, so the id is not found.
-        ictx.abortAndDestroy(hwpt);
-        return -Errno.ENOENT;
-      }
-      cmd.out_hwpt_id = hwpt.id;
-      const rc = ucmd.respond();
-      if (rc) {
-        ictx.abortAndDestroy(hwpt);
-        return rc;
-      }
-      ictx.finalize(hwpt);
-      return 0;
-    } finally {
-      ictx.putObject(ptObj);
-    }
-  } finally {
-    ictx.putObject(idev);
+  const userData: IommuUserData = {
+    type: cmd.data_type,
+    uptr: cmd.data_uptr,
+    len: cmd.data_len,
+    task: ucmd.task,
+  };
+  using heldDev = ictx.getObjectRef(cmd.dev_id, 'device');
+  if (heldDev === undefined) return -Errno.ENOENT;
+  const idev = heldDev.obj as IommufdDevice;
+  // A missing pt_id is EINVAL here, not ENOENT.
+  using heldPt = ictx.getObjectRef(cmd.pt_id, 'any');
+  if (heldPt === undefined) return -Errno.EINVAL;
+  const ptObj = heldPt.obj;
+  let hwpt: HwPagetable | number;
+  if (ptObj.type === 'ioas') {
+    const data = userData.len ? userData : undefined;
+    hwpt = iommufdHwptPagingAlloc(ictx, ptObj as Ioas, idev, cmd.flags, false, data);
+  } else if (ptObj.type === 'hwpt-paging') {
+    hwpt = iommufdHwptNestedAlloc(ictx, ptObj as HwptPaging, idev, cmd.flags, userData);
+  } else {
+    return -Errno.EINVAL;
   }
+  if (typeof hwpt === 'number') return hwpt;
+  if (cmd.flags & IOMMU_HWPT_FAULT_ID_VALID) {
+    using heldFault = ictx.getObjectRef(cmd.fault_id, 'fault');
+    if (heldFault === undefined) {
+      ictx.abortAndDestroy(hwpt);
+      return -Errno.ENOENT;
+    }
+    // The HWPT holds the queue; its domain's faults go there (iommufd_fault_iopf_handler).
+    hwpt.fault = heldFault.obj as IommufdFault;
+    hwpt.fault.users.inc();
+  }
+  cmd.out_hwpt_id = hwpt.id;
+  const rc = ucmd.respond();
+  if (rc) {
+    ictx.abortAndDestroy(hwpt);
+    return rc;
+  }
+  ictx.finalize(hwpt);
+  return 0;
 }
 
 /** iommufd_get_hwpt_paging(): only a paging HWPT will do; anything else is ENOENT. */
@@ -363,34 +479,59 @@ export function iommufdHwptGetDirtyBitmap(
   }
 }
 
+/** An arbitrary bound on entry_num, far above any real batch (the kernel's). */
+const INVALIDATE_ENTRY_NUM_MAX = 1 << 19;
+
 /**
  * IOMMU_HWPT_INVALIDATE (iommufd_hwpt_invalidate): hands an array of cache invalidation records
- * to a nested HWPT's or a vIOMMU's driver. entry_num is written back on every path, with the
- * number of records handled (0 on early errors); a failed write-back makes the call EFAULT.
- * Only HWPT_NESTED and VIOMMU ids are accepted, and no emulated driver makes either yet, so a
- * found object (a paging HWPT, an IOAS, a device) is EINVAL.
+ * to a nested HWPT's domain (or a vIOMMU's driver). entry_num is written back on every path,
+ * with the number of records handled (0 on early errors); a failed write-back makes the call
+ * EFAULT. Any other kind of object is EINVAL.
  */
 export function iommufdHwptInvalidate(
   ucmd: Ucmd<typeof iommuHwptInvalidate.fields>,
 ): SyscallResult {
   const cmd = ucmd.cmd;
-  const rc = hwptInvalidate(ucmd);
-  cmd.entry_num = 0;
+  const array: IommuUserDataArray = {
+    type: cmd.data_type,
+    uptr: cmd.data_uptr,
+    entryLen: cmd.entry_len,
+    entryNum: cmd.entry_num,
+    task: ucmd.task,
+  };
+  const rc = hwptInvalidate(ucmd, array);
+  cmd.entry_num = rc.done;
   if (ucmd.respond()) return -Errno.EFAULT;
-  return rc;
+  return rc.rc;
 }
 
-function hwptInvalidate(ucmd: Ucmd<typeof iommuHwptInvalidate.fields>): SyscallResult {
+function hwptInvalidate(
+  ucmd: Ucmd<typeof iommuHwptInvalidate.fields>,
+  array: IommuUserDataArray,
+): { rc: SyscallResult; done: number } {
   const cmd = ucmd.cmd;
-  if (cmd.__reserved) return -Errno.EOPNOTSUPP;
-  if (cmd.entry_num && (!cmd.data_uptr || !cmd.entry_len)) return -Errno.EINVAL;
-  const obj = ucmd.ictx.getObject(cmd.hwpt_id, 'any');
-  if (obj === undefined) return -Errno.ENOENT;
-  try {
-    if (obj.type === 'hwpt-nested' || obj.type === 'viommu')
-      throw new Error(`${obj.type} objects cannot exist yet`);
-    return -Errno.EINVAL;
-  } finally {
-    ucmd.ictx.putObject(obj);
+  if (cmd.__reserved) return { rc: -Errno.EOPNOTSUPP, done: 0 };
+  // Bounded so that one call cannot keep the CPU for long.
+  if (
+    cmd.entry_num &&
+    (!cmd.data_uptr ||
+      !cmd.entry_len ||
+      BigInt(cmd.entry_len) > PAGE_SIZE ||
+      cmd.entry_num > INVALIDATE_ENTRY_NUM_MAX)
+  )
+    return { rc: -Errno.EINVAL, done: 0 };
+  using held = ucmd.ictx.getObjectRef(cmd.hwpt_id, 'any');
+  if (held === undefined) return { rc: -Errno.ENOENT, done: 0 };
+  const obj = held.obj;
+  let rc: SyscallResult;
+  if (obj instanceof HwptNested) {
+    const invalidate = obj.domain!.cacheInvalidateUser;
+    if (invalidate === undefined) return { rc: -Errno.EOPNOTSUPP, done: 0 };
+    rc = invalidate.call(obj.domain, array);
+  } else if (obj.type === 'viommu') {
+    throw new Error('vIOMMU objects cannot exist yet');
+  } else {
+    return { rc: -Errno.EINVAL, done: 0 };
   }
+  return { rc, done: array.entryNum };
 }

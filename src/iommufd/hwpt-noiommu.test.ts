@@ -23,7 +23,7 @@ function boot(): { machine: Machine; bare: Device; edu0: Device } {
 describe('hwpt-noiommu: iommufd_noiommu_ops', () => {
   it('allocates a software domain over the whole 64-bit IOVA space that records IOVA to PA', () => {
     const { machine, bare } = boot();
-    const domain = iommufdNoiommuOps.domainAllocPaging(bare, 0, false);
+    const domain = iommufdNoiommuOps.domainAllocPaging(bare, 0, undefined);
     assert.ok(typeof domain !== 'number', `allocation failed: ${domain}`);
     assert.equal(domain.owner, iommufdNoiommuOps);
     assert.equal(isNoiommuDomain(domain), true);
@@ -49,14 +49,15 @@ describe('hwpt-noiommu: iommufd_noiommu_ops', () => {
       u.IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
       u.IOMMU_HWPT_ALLOC_PASID,
     ])
-      assert.equal(iommufdNoiommuOps.domainAllocPaging(bare, flag, false), -Errno.EOPNOTSUPP);
-    assert.equal(iommufdNoiommuOps.domainAllocPaging(bare, 0, true), -Errno.EOPNOTSUPP);
+      assert.equal(iommufdNoiommuOps.domainAllocPaging(bare, flag, undefined), -Errno.EOPNOTSUPP);
+    const data = { type: 1, uptr: 0x1000n, len: 8, task: undefined as never };
+    assert.equal(iommufdNoiommuOps.domainAllocPaging(bare, 0, data), -Errno.EOPNOTSUPP);
     assert.deepEqual(machine.domains.live(), []);
     assert.equal(iommufdNoiommuOps.capable, undefined);
     assert.equal(iommufdNoiommuOps.attachDev, undefined);
     assert.equal(deviceIommuCapable(bare, 'dirty-tracking'), false);
     // A unit's domain is not a no-IOMMU one.
-    const hw = unitIommuOps.domainAllocPaging(edu0, 0, false);
+    const hw = unitIommuOps.domainAllocPaging(edu0, 0, undefined);
     assert.ok(typeof hw !== 'number');
     assert.equal(isNoiommuDomain(hw), false);
     assert.equal(isNoiommuDomain(undefined), false);
@@ -70,7 +71,7 @@ describe('hwpt-noiommu: iommufd_noiommu_ops', () => {
     for (let n = 1; n <= 2; n++) {
       nth.arm(n);
       assert.equal(
-        withFailNth(nth, () => iommufdNoiommuOps.domainAllocPaging(bare, 0, false)),
+        withFailNth(nth, () => iommufdNoiommuOps.domainAllocPaging(bare, 0, undefined)),
         -Errno.ENOMEM,
       );
       assert.deepEqual(machine.domains.live(), []);

@@ -5,7 +5,7 @@
  * over the whole 64-bit IOVA space with 4 KiB minimum pages that no hardware walks: it only
  * records IOVA to PA for IOMMU_IOAS_NOIOMMU_GET_PA, while the device DMAs to physical addresses.
  */
-import type { Device, IommuDomain, IommuOps } from '../iommu/iommu.ts';
+import type { Device, IommuDomain, IommuOps, IommuUserData } from '../iommu/iommu.ts';
 import { PtDomain } from '../iommu/pt-domain.ts';
 import { allocNoiommuDomain } from '../platform/iommu.ts';
 import { Errno } from '../uapi/errno.ts';
@@ -17,9 +17,9 @@ import { Errno } from '../uapi/errno.ts';
 function noiommuAllocPaging(
   dev: Device,
   flags: number,
-  hasUserData: boolean,
+  userData: IommuUserData | undefined,
 ): IommuDomain | number {
-  if (flags || hasUserData) return -Errno.EOPNOTSUPP;
+  if (flags || userData !== undefined) return -Errno.EOPNOTSUPP;
   const table = allocNoiommuDomain(dev.pages.phys, dev.pages.domains);
   return typeof table === 'number' ? table : new PtDomain(iommufdNoiommuOps, table);
 }

@@ -24,9 +24,10 @@ import {
 } from '../uapi/struct.ts';
 import type { Accounting } from './accounting.ts';
 import { type IommufdDevice, type IommufdGroup, iommufdGetHwInfo } from './device.ts';
-import { iommufdFaultAlloc, iommufdVeventqAlloc } from './eventq.ts';
+import { iommufdFaultAlloc } from './eventq.ts';
 import { iommufdIoasNoiommuGetPa } from './get-pa.ts';
 import {
+  type HwptNested,
   type HwptPaging,
   iommufdHwptAlloc,
   iommufdHwptGetDirtyBitmap,
@@ -39,6 +40,7 @@ import * as ioas from './ioas.ts';
 import type { IommufdObject, IommufdObjType } from './object.ts';
 import type { PagePinner } from './pages.ts';
 import { iommufdTest } from './selftest.ts';
+import { iommufdVeventqAlloc } from './veventq.ts';
 import { iommufdVfioIoas, iommufdVfioIoctl } from './vfio-compat.ts';
 import { iommufdHwQueueAlloc, iommufdVdeviceAlloc, iommufdViommuAlloc } from './viommu.ts';
 import { xaAllocNodes, xaNodesToStore } from './xarray.ts';
@@ -358,6 +360,7 @@ export interface IommufdObjectTypes {
   ioas: Ioas;
   device: IommufdDevice;
   'hwpt-paging': HwptPaging;
+  'hwpt-nested': HwptNested;
 }
 export type IommufdObjectOf<K extends IommufdObjType> = K extends keyof IommufdObjectTypes
   ? IommufdObjectTypes[K]

@@ -16,16 +16,18 @@ import {
 } from '../iommu/iommu.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import type { IommufdDevice, IommufdGroup } from './device.ts';
-import type { HwptPaging } from './hw-pagetable.ts';
+import type { AttachHandle, HwPagetable } from './hw-pagetable.ts';
 
 /** struct iommufd_attach of one PASID: its HWPT and the devices attached through it. */
 export interface PasidAttach {
-  hwpt: HwptPaging;
+  hwpt: HwPagetable;
+  /** The attach handle the first device made (none for a no-IOMMU device). */
+  handle: AttachHandle | undefined;
   readonly devices: IommufdDevice[];
 }
 
 /** iommufd_hwpt_pasid_compat(). */
-export function hwptPasidCompat(hwpt: HwptPaging, igroup: IommufdGroup, pasid: number): boolean {
+export function hwptPasidCompat(hwpt: HwPagetable, igroup: IommufdGroup, pasid: number): boolean {
   if (pasid === IOMMU_NO_PASID) return hwpt.pasidCompat || igroup.pasidAttach.size === 0;
   if (!hwpt.pasidCompat) return false;
   return igroup.hwpt === undefined || igroup.hwpt.pasidCompat;
@@ -33,7 +35,7 @@ export function hwptPasidCompat(hwpt: HwptPaging, igroup: IommufdGroup, pasid: n
 
 /** iommufd_hwpt_attach_device() for a PASID: the handle, then the iommu core. */
 function hwptAttachDevicePasid(
-  hwpt: HwptPaging,
+  hwpt: HwPagetable,
   idev: IommufdDevice,
   pasid: number,
 ): SyscallResult {
@@ -45,7 +47,7 @@ function hwptAttachDevicePasid(
 
 /** iommufd_hw_pagetable_attach() for a PASID. */
 export function pasidHwPagetableAttach(
-  hwpt: HwptPaging,
+  hwpt: HwPagetable,
   idev: IommufdDevice,
   pasid: number,
 ): SyscallResult {
@@ -54,7 +56,7 @@ export function pasidHwPagetableAttach(
   const first = attach === undefined;
   if (attach === undefined) {
     if (shouldFail('kmalloc')) return -Errno.ENOMEM;
-    attach = { hwpt, devices: [] };
+    attach = { hwpt, handle: undefined, devices: [] };
   }
   // The device is already there: xa_insert() into the device array says EBUSY.
   if (attach.devices.includes(idev)) return -Errno.EBUSY;
@@ -62,6 +64,7 @@ export function pasidHwPagetableAttach(
   if (first) {
     const rc = hwptAttachDevicePasid(hwpt, idev, pasid);
     if (rc) return rc;
+    if (!idev.isNoiommu) attach.handle = { idev, hwpt };
     igroup.pasidAttach.set(pasid, attach);
   }
   hwpt.users.inc();
@@ -70,7 +73,10 @@ export function pasidHwPagetableAttach(
 }
 
 /** iommufd_hw_pagetable_detach() for a PASID: the HWPT to put, undefined if none was attached. */
-export function pasidHwPagetableDetach(idev: IommufdDevice, pasid: number): HwptPaging | undefined {
+export function pasidHwPagetableDetach(
+  idev: IommufdDevice,
+  pasid: number,
+): HwPagetable | undefined {
   const igroup = idev.igroup!;
   const attach = igroup.pasidAttach.get(pasid);
   if (attach === undefined) return undefined;
@@ -78,6 +84,7 @@ export function pasidHwPagetableDetach(idev: IommufdDevice, pasid: number): Hwpt
   if (at >= 0) attach.devices.splice(at, 1);
   if (attach.devices.length === 0) {
     if (!idev.isNoiommu) iommuDetachDevicePasid(attach.hwpt.domain!, idev.dev, pasid);
+    if (attach.handle !== undefined) attach.hwpt.fault?.autoResponse(attach.handle);
     igroup.pasidAttach.delete(pasid);
   }
   return attach.hwpt;
@@ -89,9 +96,9 @@ export function pasidHwPagetableDetach(idev: IommufdDevice, pasid: number): Hwpt
  */
 export function pasidDoReplace(
   idev: IommufdDevice,
-  hwpt: HwptPaging,
+  hwpt: HwPagetable,
   pasid: number,
-): HwptPaging | undefined | number {
+): HwPagetable | undefined | number {
   const attach = idev.igroup!.pasidAttach.get(pasid);
   if (attach === undefined || !attach.devices.includes(idev)) return -Errno.EINVAL;
   if (hwpt === attach.hwpt) return undefined;
@@ -100,6 +107,8 @@ export function pasidDoReplace(
     if (shouldFail('kmalloc')) return -Errno.ENOMEM;
     const rc = iommuReplaceDevicePasid(hwpt.domain!, idev.dev, pasid);
     if (rc) return rc;
+    if (attach.handle !== undefined) attach.hwpt.fault?.autoResponse(attach.handle);
+    attach.handle = { idev, hwpt };
   }
   const old = attach.hwpt;
   attach.hwpt = hwpt;

@@ -6,15 +6,25 @@
  * driver and bus are src/iommu/mock-driver.ts.
  *
  * Not built yet (the op answers EOPNOTSUPP, as an unknown op does): the access objects
- * (CREATE_ACCESS and the ops on its fd), TRIGGER_IOPF and TRIGGER_VEVENT (no fault or vEVENT
- * queues) and the dma-buf ops (docs/decisions.md 100).
+ * (CREATE_ACCESS and the ops on its fd), TRIGGER_VEVENT (no vEVENT queues) and the dma-buf ops
+ * (docs/decisions.md 100).
  */
 import { fileMm } from '../host/file-memory.ts';
 import { copyFromUser, copyToUser } from '../host/uaccess.ts';
 import { IOMMU_NO_PASID } from '../iommu/iommu.ts';
-import { isMockDevice, type MockDevice, MockDomain } from '../iommu/mock-driver.ts';
+import {
+  isMockDevice,
+  type MockDevice,
+  MockDomain,
+  MockNestedDomain,
+} from '../iommu/mock-driver.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
-import { PAGE_SIZE, ULONG_MAX } from '../uapi/iommufd.ts';
+import {
+  IOMMU_PGFAULT_FLAGS_LAST_PAGE,
+  IOMMU_PGFAULT_FLAGS_PASID_VALID,
+  PAGE_SIZE,
+  ULONG_MAX,
+} from '../uapi/iommufd.ts';
 import {
   IOMMU_TEST_OP_ADD_RESERVED,
   IOMMU_TEST_OP_DEV_CHECK_CACHE,
@@ -30,9 +40,11 @@ import {
   IOMMU_TEST_OP_PASID_DETACH,
   IOMMU_TEST_OP_PASID_REPLACE,
   IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT,
+  IOMMU_TEST_OP_TRIGGER_IOPF,
   IOMMUFD_TEST_MEMORY_LIMIT_MIN,
   type iommuTestCmd,
   MOCK_DEV_CACHE_ID_MAX,
+  MOCK_NESTED_DOMAIN_IOTLB_ID_MAX,
   MOCK_PAGE_SIZE,
   testAddReserved,
   testCheckCache,
@@ -44,6 +56,7 @@ import {
   testMockDomainReplace,
   testPasidAttach,
   testPasidCheck,
+  testTriggerIopf,
 } from '../uapi/iommufd-test.ts';
 import {
   type Decoded,
@@ -60,7 +73,8 @@ import {
   iommufdDeviceReplace,
   iommufdDeviceUnbind,
 } from './device.ts';
-import type { HwptPaging } from './hw-pagetable.ts';
+import { reportDeviceFault } from './eventq.ts';
+import { HwPagetable, type HwptNested, type HwptPaging } from './hw-pagetable.ts';
 import type { Ioas } from './ioas.ts';
 import type { IommufdCtx, ObjectRef, Ucmd } from './main.ts';
 import { IommufdObject } from './object.ts';
@@ -296,12 +310,43 @@ function devCheckCache(ucmd: TestUcmd): SyscallResult {
   return 0;
 }
 
-/** iommufd_test_md_check_iotlb(): only a nested mock HWPT has an IOTLB, and none exists yet. */
+/**
+ * iommufd_test_md_check_iotlb(): entry `cache_id` of a nested mock domain's IOTLB is `value`
+ * (ENOENT for anything but a nested HWPT, EINVAL for another driver's, an id past 3 or another
+ * value).
+ */
 function mdCheckIotlb(ucmd: TestUcmd): SyscallResult {
   const cmd = args(ucmd, testCheckCache);
   using held = ucmd.ictx.getObjectRef(cmd.id, 'hwpt-nested');
   if (held === undefined) return -Errno.ENOENT;
-  throw new Error('nested HWPTs cannot exist yet');
+  const domain = (held.obj as HwptNested).domain;
+  if (!(domain instanceof MockNestedDomain)) return -Errno.EINVAL;
+  if (cmd.cache_id > MOCK_NESTED_DOMAIN_IOTLB_ID_MAX || domain.iotlb[cmd.cache_id] !== cmd.value)
+    return -Errno.EINVAL;
+  return 0;
+}
+
+/**
+ * iommufd_test_trigger_iopf(): a mock device (a DEVICE object: ENOENT; not a mock one: EINVAL)
+ * reports a last-page page request with its `pasid` (PASID_VALID unless 0), `grpid`, `perm`
+ * and `addr`. Whether anything was queued, the op succeeds.
+ */
+function triggerIopf(ucmd: TestUcmd): SyscallResult {
+  const cmd = args(ucmd, testTriggerIopf);
+  using held = ucmd.ictx.getObjectRef(cmd.dev_id, 'device');
+  if (held === undefined) return -Errno.ENOENT;
+  const idev = held.obj as IommufdDevice;
+  if (!isMockDevice(idev.dev)) return -Errno.EINVAL;
+  let flags = IOMMU_PGFAULT_FLAGS_LAST_PAGE;
+  if (cmd.pasid !== IOMMU_NO_PASID) flags |= IOMMU_PGFAULT_FLAGS_PASID_VALID;
+  reportDeviceFault(idev, {
+    flags,
+    pasid: cmd.pasid,
+    grpid: cmd.grpid,
+    perm: cmd.perm,
+    addr: cmd.addr,
+  });
+  return 0;
 }
 
 /** iommufd_test_get_selftest_obj(): cmd.id names the selftest object of a mock device. */
@@ -363,8 +408,8 @@ function pasidCheckHwpt(ucmd: TestUcmd): SyscallResult {
   if (cmd.hwpt_id === 0) return attached === undefined ? 0 : -Errno.EINVAL;
   using hwpt = ucmd.ictx.getObjectRef(cmd.hwpt_id, 'any');
   if (hwpt === undefined) return -Errno.ENOENT;
-  if (hwpt.obj.type !== 'hwpt-paging') return -Errno.EINVAL;
-  return attached === (hwpt.obj as HwptPaging).domain ? 0 : -Errno.EINVAL;
+  if (!(hwpt.obj instanceof HwPagetable)) return -Errno.EINVAL;
+  return attached === hwpt.obj.domain ? 0 : -Errno.EINVAL;
 }
 
 /** IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT: a kernel-wide setting; it only changes batch sizes. */
@@ -398,6 +443,8 @@ export function iommufdTest(ucmd: TestUcmd): SyscallResult {
       return dirty(ucmd);
     case IOMMU_TEST_OP_DEV_CHECK_CACHE:
       return devCheckCache(ucmd);
+    case IOMMU_TEST_OP_TRIGGER_IOPF:
+      return triggerIopf(ucmd);
     case IOMMU_TEST_OP_PASID_ATTACH:
       return pasidAttach(ucmd);
     case IOMMU_TEST_OP_PASID_REPLACE:

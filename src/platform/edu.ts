@@ -8,7 +8,7 @@
 import type { EventBus } from '../trace/events.ts';
 import type { DmaPort } from './dma-port.ts';
 import type { IommuGroup } from './iommu.ts';
-import { type AccessSize, PciDevice } from './pci.ts';
+import { type AccessSize, PciDevice, type ResetMethod } from './pci.ts';
 import { U64_MAX } from './sizes.ts';
 
 /** BAR0 register offsets. */
@@ -70,6 +70,7 @@ export interface EduOptions {
   /** RAM-side addresses are ANDed with this (default: all 64 bits). */
   readonly dmaMask?: bigint;
   readonly dmaCompletion?: DmaCompletion;
+  readonly resetMethods?: readonly ResetMethod[];
 }
 
 const U32 = 0xffffffffn;
@@ -134,6 +135,7 @@ export class EduDevice extends PciDevice {
       bars: [{ index: 0, size: EDU_BAR0_SIZE, is64: false, prefetchable: false }],
       msiOffset: EDU_MSI_OFFSET,
       ...(options.group === undefined ? {} : { group: options.group }),
+      ...(options.resetMethods === undefined ? {} : { resetMethods: options.resetMethods }),
     });
     this.mask = options.dmaMask ?? U64_MAX;
     this.completion = options.dmaCompletion ?? 'prompt';
@@ -287,7 +289,8 @@ export class EduDevice extends PciDevice {
     this.wakeIdle();
   }
 
-  // QEMU's edu has no reset handler: a function reset leaves the registers alone.
+  // QEMU's edu has no reset handler: whatever reset the platform gives it (the PCI core's FLR, PM
+  // or bus reset), its registers stay as they are; only config space and INTx reset.
   protected override onReset(): void {}
 
   // ---- internals ----------------------------------------------------------------------------
@@ -321,30 +324,23 @@ export class EduDevice extends PciDevice {
 
   /** QEMU's worker thread finishes at once; here that is the next event-loop turn. */
   private scheduleFactorial(): void {
-    const handle = setImmediate(() => {
+    this.factTimer = this.timers.schedule(this.bdf, 'factorial', 0, () => {
       this.factTimer = undefined;
       this.factorial = eduFactorial(this.factorial);
       this.status &= ~EduStatus.COMPUTING;
       if ((this.status & EduStatus.IRQ_FACT) !== 0) this.raiseIrq(EduIrq.FACTORIAL);
       this.wakeIdle();
     });
-    this.factTimer = () => clearImmediate(handle);
   }
 
   private scheduleDma(): void {
-    const done = (): void => {
+    const c = this.completion;
+    const delayMs = c === 'prompt' ? 0 : c === 'qemu' ? QEMU_DMA_DELAY_MS : c.delayMs;
+    this.dmaTimer = this.timers.schedule(this.bdf, 'dma', delayMs, () => {
       this.dmaTimer = undefined;
       this.completeDma();
       this.wakeIdle();
-    };
-    const c = this.completion;
-    if (c === 'prompt') {
-      const handle = setImmediate(done);
-      this.dmaTimer = () => clearImmediate(handle);
-    } else {
-      const handle = setTimeout(done, c === 'qemu' ? QEMU_DMA_DELAY_MS : c.delayMs);
-      this.dmaTimer = () => clearTimeout(handle);
-    }
+    });
   }
 
   /** The timer callback: the whole copy happens now, through the mappings live now. */

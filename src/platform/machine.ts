@@ -23,6 +23,7 @@ import { type MmPinSnapshot, PinnedPages, type PinnedStats } from './pinned-page
 import {
   checkPlatform,
   type DeviceConfig,
+  type DeviceNodeOwner,
   defaultPlatform,
   type PlatformConfig,
 } from './platform-config.ts';
@@ -138,6 +139,11 @@ export class Machine {
     return this.config.iommufdTest ?? true;
   }
 
+  /** Who owns /dev/iommu and the VFIO nodes (the platform's udev rule). */
+  get deviceNodeOwner(): DeviceNodeOwner {
+    return this.config.deviceNodeOwner ?? 'invoking-user';
+  }
+
   /** vfio.enable_unsafe_noiommu_mode as configured at boot. */
   get enableUnsafeNoiommuMode(): boolean {
     return this.config.enableUnsafeNoiommuMode;
@@ -246,6 +252,7 @@ export class Machine {
           ...(group === undefined ? {} : { group }),
           dmaMask: dev.dmaMask,
           dmaCompletion: dev.dmaCompletion,
+          resetMethods: dev.resetMethods,
         });
     }
   }

@@ -8,6 +8,7 @@
  */
 import type { EventBus } from '../trace/events.ts';
 import { Errno } from '../uapi/errno.ts';
+import { type DeviceTimers, eventLoopTimers } from './device-timers.ts';
 import type { DmaPort } from './dma-port.ts';
 import { IommuDmaPort } from './dma-port.ts';
 import type { IommuDomain, IommuGroup, IommuUnit } from './iommu.ts';
@@ -94,6 +95,13 @@ export interface PciIdentity {
   readonly interruptPin: number;
 }
 
+/**
+ * How the device can be reset (what pci_reset_function() would find): a function-level reset, a
+ * power-management reset (D3hot to D0 with No_Soft_Reset clear), or a secondary bus reset through
+ * the bridge above it (so never on the root bus).
+ */
+export type ResetMethod = 'flr' | 'pm' | 'bus';
+
 export interface PciDeviceOptions {
   readonly bdf: string;
   readonly type: string;
@@ -105,6 +113,7 @@ export interface PciDeviceOptions {
   readonly msiOffset?: number;
   /** The IOMMU group, when behind an IOMMU; the device adds itself to it. */
   readonly group?: IommuGroup;
+  readonly resetMethods?: readonly ResetMethod[];
 }
 
 /** Plain-data view of a device, for snapshots and the inspector. */
@@ -140,6 +149,9 @@ export abstract class PciDevice {
   readonly bars: readonly BarInfo[];
   readonly group: IommuGroup | undefined;
   readonly msiOffset: number | undefined;
+  readonly resetMethods: readonly ResetMethod[];
+  /** How the device's asynchronous work is timed (record and replay choose it). */
+  timers: DeviceTimers = eventLoopTimers;
 
   private readonly config = new Uint8Array(PciConfig.SIZE);
   private readonly resetConfig: Uint8Array;
@@ -160,6 +172,7 @@ export abstract class PciDevice {
     this.bars = options.bars;
     this.group = options.group;
     this.msiOffset = options.msiOffset;
+    this.resetMethods = options.resetMethods ?? [];
     this.buildConfig(options.identity);
     this.resetConfig = this.config.slice();
     options.group?.devices.push(this);
@@ -271,14 +284,31 @@ export abstract class PciDevice {
     return bar.is64 ? lo | (BigInt(this.configRead(offset + 4, 4)) << 32n) : lo;
   }
 
+  /** "0000:11", the segment and bus: the devices a secondary bus reset reaches share it. */
+  get bus(): string {
+    return this.bdf.slice(0, 7);
+  }
+
   /**
-   * A PCI function reset: config space returns to power-on values, INTx deasserts. Device
-   * registers are the subclass's business (`onReset`).
+   * A PCI function reset, and what vfio-pci's close leaves behind (pci_restore_state): config space
+   * returns to power-on values with the assigned BARs, INTx deasserts. Device registers are the
+   * subclass's business (`onReset`): they reset only for a device with a reset method.
    */
   reset(): void {
     this.config.set(this.resetConfig);
     this.intxLine = false;
     this.onReset();
+    this.updateIntx();
+  }
+
+  /** pci_save_state(): a copy of config space, for restoreState() after a reset. */
+  saveState(): Uint8Array {
+    return this.config.slice();
+  }
+
+  /** pci_restore_state(): config space as saveState() found it. */
+  restoreState(saved: Uint8Array): void {
+    this.config.set(saved);
     this.updateIntx();
   }
 

@@ -129,7 +129,13 @@ describe('platform files', () => {
         ['devices', 1, 'dmaCompletion'],
         { delayMs: -1 },
         'devices[1].dmaCompletion.delayMs',
-        /non-negative/,
+        /from 0 to 2147483647/,
+      ],
+      [
+        ['devices', 1, 'dmaCompletion'],
+        { delayMs: 2 ** 31 },
+        'devices[1].dmaCompletion.delayMs',
+        /from 0 to 2147483647/,
       ],
       [['devices', 1, 'extra'], true, 'devices[1].extra', /unknown field/],
       [['devices'], {}, 'devices', /expected an array/],
@@ -188,6 +194,13 @@ describe('platform files', () => {
     assert.ok(syntax instanceof PlatformConfigError && syntax.field === 'json');
     const missing = loadPlatformFile(join(dir, 'nope.json'));
     assert.ok(missing instanceof PlatformConfigError && missing.field === 'file');
+    // A device never ends and a huge file would fill the heap: both refused before reading.
+    const device = loadPlatformFile('/dev/zero');
+    assert.ok(device instanceof PlatformConfigError && /not a regular file/.test(device.message));
+    const huge = join(dir, 'huge.json');
+    writeFileSync(huge, ' '.repeat((1 << 20) + 1));
+    const big = loadPlatformFile(huge);
+    assert.ok(big instanceof PlatformConfigError && /larger than/.test(big.message));
   });
 
   it('makes the Machine refuse an invalid typed config', () => {

@@ -4,12 +4,14 @@
  * a JSON platform file (`loadPlatformFile()`), whose format docs/platform.md documents and
  * platform-schema.ts checks. Every problem is reported at once, each with its JSON path.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import type { DmaCompletion } from './edu.ts';
 import type { IommuUnitConfig, ReservedRegion } from './iommu.ts';
-import { isValidBdf } from './pci.ts';
+import { isValidBdf, type ResetMethod } from './pci.ts';
 import { MAX_MEMORY_SIZE } from './phys-memory.ts';
 import {
+  DELAY_MS_RULE,
+  MAX_DELAY_MS,
   PAGE_SIZES,
   type PlatformFile,
   type PlatformIssue,
@@ -34,6 +36,8 @@ export interface DeviceConfig {
   readonly dmaCompletion: DmaCompletion;
   /** Reserved regions only this device reports (on top of its IOMMU's). */
   readonly reservedRegions: readonly ReservedRegion[];
+  /** How it can be reset; none for QEMU's edu. */
+  readonly resetMethods: readonly ResetMethod[];
 }
 
 /** A whole machine. */
@@ -49,7 +53,15 @@ export interface PlatformConfig {
    * mock devices sit on. Absent means true (docs/decisions.md).
    */
   readonly iommufdTest?: boolean;
+  /**
+   * Who owns /dev/iommu and the VFIO group and device nodes, as a udev rule would make it:
+   * the user running the emulator ('invoking-user', the default) or fixed ids.
+   */
+  readonly deviceNodeOwner?: DeviceNodeOwner;
 }
+
+/** The owner a platform gives its iommufd and VFIO nodes. */
+export type DeviceNodeOwner = 'invoking-user' | { readonly uid: number; readonly gid: number };
 
 /** A platform file or config that does not describe a usable machine: every problem found. */
 export class PlatformConfigError extends Error {
@@ -84,7 +96,8 @@ export const X86_MSI_REGION: ReservedRegion = {
 /**
  * The built-in machine: 4 GiB RAM, IOMMU "dmar0" (48-bit, 4K|2M|1G, MSI window reserved), edu
  * devices 0000:00:04.0 and 0000:00:05.0 behind it in separate groups, and edu 0000:00:06.0 with
- * no IOMMU. All with 64-bit DMA masks and prompt DMA completion; no-IOMMU mode off.
+ * no IOMMU. All with 64-bit DMA masks and prompt DMA completion; no-IOMMU mode off; /dev/iommu
+ * and the VFIO nodes owned by the user running the emulator.
  */
 export function defaultPlatform(): PlatformConfig {
   const edu = (bdf: string, iommu: string | undefined): DeviceConfig => ({
@@ -94,10 +107,13 @@ export function defaultPlatform(): PlatformConfig {
     dmaMask: U64_MAX,
     dmaCompletion: 'prompt',
     reservedRegions: [],
+    resetMethods: [],
   });
   return {
     memorySize: 4n * SZ_1G,
     enableUnsafeNoiommuMode: false,
+    // As a udev rule giving a VFIO user its devices would.
+    deviceNodeOwner: 'invoking-user',
     iommus: [
       {
         name: 'dmar0',
@@ -118,10 +134,19 @@ export function defaultPlatform(): PlatformConfig {
   };
 }
 
+/** Far more than any machine's description needs. */
+const PLATFORM_FILE_MAX = 1 << 20;
+
 /** Reads and validates a platform file. Never throws: a bad file gives a PlatformConfigError. */
 export function loadPlatformFile(path: string): PlatformConfig | PlatformConfigError {
   let text: string;
   try {
+    // A device or a pipe (/dev/zero) would never end, a huge file would fill the heap.
+    const stat = statSync(path);
+    if (!stat.isFile()) return new PlatformConfigError('file', `${path} is not a regular file`);
+    if (stat.size > PLATFORM_FILE_MAX) {
+      return new PlatformConfigError('file', `${path} is larger than ${PLATFORM_FILE_MAX} bytes`);
+    }
     text = readFileSync(path, 'utf8');
   } catch (err) {
     return new PlatformConfigError('file', `cannot read ${path}: ${(err as Error).message}`);
@@ -228,11 +253,14 @@ function platformIssues(config: PlatformConfig): PlatformIssue[] {
     }
     if (dev.dmaMask < 0n || dev.dmaMask > U64_MAX) fail(`${at}.dmaMask`, 'must be a u64');
     const c = dev.dmaCompletion;
-    if (typeof c === 'object' && (!Number.isFinite(c.delayMs) || c.delayMs < 0)) {
-      fail(`${at}.dmaCompletion.delayMs`, 'must be a non-negative number of milliseconds');
+    if (typeof c === 'object' && !(c.delayMs >= 0 && c.delayMs <= MAX_DELAY_MS)) {
+      fail(`${at}.dmaCompletion.delayMs`, DELAY_MS_RULE);
     }
     const bad = badRegion(dev.reservedRegions);
     if (bad !== undefined) fail(`${at}.reservedRegions[${bad}]`, 'start must be <= last');
+    if (dev.resetMethods.includes('bus') && dev.bdf.slice(5, 7) === '00') {
+      fail(`${at}.reset`, 'a device on the root bus (00) has no bridge above it to reset its bus');
+    }
   }
   return issues;
 }
@@ -246,6 +274,7 @@ export function platformToJson(config: PlatformConfig): unknown {
     memory: hex(config.memorySize),
     enableUnsafeNoiommuMode: config.enableUnsafeNoiommuMode,
     ...(config.iommufdTest === undefined ? {} : { iommufdTest: config.iommufdTest }),
+    deviceNodeOwner: config.deviceNodeOwner ?? 'invoking-user',
     iommus: config.iommus.map((u) => ({
       name: u.name,
       pageSizes: PAGE_SIZE_NAMES.filter(([, size]) => (u.pgsizeBitmap & size) !== 0n).map(
@@ -267,6 +296,7 @@ export function platformToJson(config: PlatformConfig): unknown {
       dmaMask: hex(d.dmaMask),
       dmaCompletion: d.dmaCompletion,
       reservedRegions: regions(d.reservedRegions),
+      ...(d.resetMethods.length === 0 ? {} : { reset: d.resetMethods }),
     })),
   };
 }
@@ -312,6 +342,7 @@ function toDevice(dev: DeviceFile): DeviceConfig {
     dmaMask: dev.dmaMask ?? U64_MAX,
     dmaCompletion: dev.dmaCompletion ?? 'prompt',
     reservedRegions: dev.reservedRegions ?? [],
+    resetMethods: dev.reset ?? [],
   };
 }
 
@@ -320,6 +351,7 @@ function toConfig(file: PlatformFile): PlatformConfig {
     memorySize: file.memory ?? 4n * SZ_1G,
     enableUnsafeNoiommuMode: file.enableUnsafeNoiommuMode ?? false,
     ...(file.iommufdTest === undefined ? {} : { iommufdTest: file.iommufdTest }),
+    ...(file.deviceNodeOwner === undefined ? {} : { deviceNodeOwner: file.deviceNodeOwner }),
     iommus: (file.iommus ?? []).map(toIommu),
     devices: (file.devices ?? []).map(toDevice),
   };

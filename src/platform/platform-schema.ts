@@ -134,6 +134,10 @@ const iommuUnit = z.strictObject({
     .meta({ description: 'default: the x86 MSI window 0xfee00000-0xfeefffff' }),
 });
 
+/** A timer's longest delay in Node (2^31-1 ms, about 24.8 days); a longer one fires at once. */
+export const MAX_DELAY_MS = 0x7fffffff;
+export const DELAY_MS_RULE = `must be a number of milliseconds from 0 to ${MAX_DELAY_MS}`;
+
 const COMPLETION_EXPECTED = 'expected "prompt", "qemu" or {"delayMs": n}';
 /** "prompt", "qemu", or an object checked as one (so a bad delay is named, not the union). */
 const dmaCompletion = z.union(
@@ -142,11 +146,14 @@ const dmaCompletion = z.union(
     z.strictObject({
       delayMs: z
         .number(expected('expected a number of milliseconds'))
-        .nonnegative(expected('must be a non-negative number of milliseconds')),
+        .nonnegative(expected(DELAY_MS_RULE))
+        .max(MAX_DELAY_MS, expected(DELAY_MS_RULE)),
     }),
   ],
   expected(COMPLETION_EXPECTED),
 );
+
+const RESET_METHODS = ['flr', 'pm', 'bus'] as const;
 
 const device = z.strictObject({
   bdf: z
@@ -168,7 +175,31 @@ const device = z.strictObject({
   dmaMask: u64.optional(),
   dmaCompletion: dmaCompletion.optional(),
   reservedRegions: z.array(reservedRegion, expected('expected an array')).optional(),
+  reset: z
+    .array(
+      z.enum(RESET_METHODS, expected(`expected one of ${RESET_METHODS.join(', ')}`)),
+      expected('expected an array'),
+    )
+    .optional()
+    .meta({
+      description:
+        'how the device can be reset: "flr", "pm", "bus" (a secondary bus reset, not on bus 00); none for QEMU\'s edu',
+    }),
 });
+
+const deviceNodeOwner = z
+  .union(
+    [
+      z.literal('invoking-user'),
+      z.strictObject({ uid: nonNegativeInteger(), gid: nonNegativeInteger() }),
+    ],
+    expected('expected "invoking-user" or { "uid": N, "gid": N }'),
+  )
+  .meta({
+    description:
+      'who owns /dev/iommu and the VFIO group and device nodes, as a udev rule would set it ' +
+      '(default "invoking-user": the user running the emulator)',
+  });
 
 export const platformFileSchema = z
   .strictObject(
@@ -180,6 +211,7 @@ export const platformFileSchema = z
       iommufdTest: boolean()
         .optional()
         .meta({ description: 'the kernel has CONFIG_IOMMUFD_TEST (default true)' }),
+      deviceNodeOwner: deviceNodeOwner.optional(),
       iommus: z.array(iommuUnit, expected('expected an array')).optional(),
       devices: z.array(device, expected('expected an array')).optional(),
     },

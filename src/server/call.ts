@@ -6,12 +6,12 @@
 
 import type { Kernel } from '../boot/kernel.ts';
 import { runSyscall } from '../host/syscall.ts';
-import type { Task } from '../host/task.ts';
+import type { FdResolver, Task } from '../host/task.ts';
 import type { UserMemory } from '../host/user-memory.ts';
 import { Errno } from '../uapi/errno.ts';
 import type { ClientCredentials } from './client-creds.ts';
 import type { ClientFiles, OpenObject } from './client-fds.ts';
-import type { ClientMemories } from './client-memory.ts';
+import type { CallMemories } from './client-memory.ts';
 import type { Connection } from './connection.ts';
 import { ReplyFlag, type Request, type WireCreds } from './protocol.ts';
 import type { Testbed } from './testbed.ts';
@@ -22,8 +22,10 @@ const MAX_ERRNO = 4095;
 export interface ServerState {
   readonly kernel: Kernel;
   readonly testbed: Testbed;
-  readonly memories: ClientMemories;
+  readonly memories: CallMemories;
   readonly files: ClientFiles;
+  /** Sees the fd table of every call (a recording): returns the table the call uses. */
+  readonly observeFds?: ((fds: FdResolver) => FdResolver) | undefined;
   /** Turns what the shim reports into the kernel's view of the caller (client-creds.ts). */
   readonly clientCreds: ClientCredentials;
   /** Reads and dispatches the frames waiting on a transport (after a deferred reply). */
@@ -38,7 +40,8 @@ export function hex(v: bigint | number): string {
 
 /** The Task a call runs as. */
 export function taskOf(s: ServerState, creds: WireCreds, memory: UserMemory): Task {
-  return { creds: s.clientCreds.of(creds), memory, fds: s.files.resolver(creds.pid, creds.tid) };
+  const fds = s.files.resolver(creds.pid, creds.tid);
+  return { creds: s.clientCreds.of(creds), memory, fds: s.observeFds?.(fds) ?? fds };
 }
 
 /**

@@ -6,7 +6,8 @@
  * set. The kernel's capable() asks about the initial user namespace only, and the emulated
  * kernel's initial user namespace is the one the emulator runs in. So the server decides, not the
  * shim (which cannot know the emulator's namespace): it compares the caller's /proc/<pid>/ns/user
- * with its own /proc/self/ns/user at every call, as a process may unshare between two calls (one
+ * with its own /proc/self/ns/user in every call that asks (capable(), the uid), when it first
+ * asks, as a process may unshare between two calls (one
  * namespace per process: the kernel refuses a new or another user namespace to a multithreaded
  * one). A caller in any other namespace brings no capability, and its uid is the one the
  * emulator's namespace sees (the Uid: line of /proc/<pid>/status, read from outside).
@@ -15,11 +16,16 @@
  * each client program is named once in the trace with what it was granted.
  */
 import * as fs from 'node:fs';
-import { type Credentials, capSetNames, type NamespacedCaps } from '../host/credentials.ts';
+import {
+  type Credentials,
+  capSetNames,
+  type FsIds,
+  type NamespacedCaps,
+} from '../host/credentials.ts';
 import type { EventBus } from '../trace/events.ts';
 import type { WireCreds } from './protocol.ts';
 
-/** The uid a task gets when its real uid cannot be read (the kernel's overflowuid). */
+/** The uid (and gid) a task gets when its ids cannot be read (the kernel's overflowuid). */
 const OVERFLOW_UID = 65534;
 /** Programs whose first call was traced; forgotten all at once beyond this many. */
 const ANNOUNCED_MAX = 4096;
@@ -33,6 +39,31 @@ function userNamespaceOf(path: string): string | undefined {
   }
 }
 
+/**
+ * The filesystem ids of a thread from its /proc status file (the fourth field of `Uid:` and
+ * `Gid:`, and `Groups:`), as the reader's namespace maps them; undefined if it cannot be read.
+ */
+function fsIdsOf(statusPath: string): FsIds | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(statusPath, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const uid = /^Uid:\s+\d+\s+\d+\s+\d+\s+(\d+)/m.exec(text);
+  const gid = /^Gid:\s+\d+\s+\d+\s+\d+\s+(\d+)/m.exec(text);
+  const groups = /^Groups:[ \t]*([\d \t]*)$/m.exec(text);
+  if (uid === null || gid === null) return undefined;
+  return {
+    fsuid: Number(uid[1]),
+    fsgid: Number(gid[1]),
+    groups: (groups?.[1] ?? '')
+      .split(/\s+/)
+      .filter((g) => g !== '')
+      .map(Number),
+  };
+}
+
 /** The real uid on the Uid: line of a /proc status file, as the reader's namespace maps it. */
 function realUidOf(statusPath: string): number | undefined {
   try {
@@ -43,18 +74,21 @@ function realUidOf(statusPath: string): number | undefined {
   }
 }
 
-/** What the caller's user namespace decides: where its capabilities count, its uid. */
-interface Namespaced {
+/** What the kernel counts of a caller: its capabilities where they count, its uid. */
+export interface CallerFound {
   readonly caps: NamespacedCaps;
-  /** The real uid as the emulator's namespace sees it. */
   readonly uid: number;
-  /** The namespace could not be read (the process is gone, or /proc is hidden). */
+  /** Its user namespace could not be read (it then holds nothing). */
   readonly unreadable: boolean;
 }
 
 /**
- * A served call's credentials. A class with getters on its prototype, so that making one per call
- * costs one small object (an object literal with getters is made in dictionary mode).
+ * A served call's credentials. The fields the caller's user namespace decides (userNs, capEff,
+ * uid) are read from /proc when one is first read, during the call: most calls never ask
+ * capable() or the uid, and the read is a /proc path walk that cost a tenth of a served ioctl.
+ * A caller that keeps credentials beyond the call (an open file's f_cred) copies them first
+ * (copyCredentials). A class with getters on its prototype: an object literal with getters is
+ * made in dictionary mode, a cost per call of its own.
  */
 class ServedCredentials {
   readonly pid: number;
@@ -62,20 +96,22 @@ class ServedCredentials {
   readonly grantedCaps: bigint;
   readonly memlockLimit: bigint;
   private readonly wire: WireCreds;
-  private readonly resolve: (wire: WireCreds) => Namespaced;
-  private found: Namespaced | undefined;
+  private readonly hooks: CredentialHooks;
+  private found: CallerFound | undefined;
+  private ids: FsIds | undefined;
 
-  constructor(wire: WireCreds, grantedCaps: bigint, resolve: (wire: WireCreds) => Namespaced) {
+  constructor(wire: WireCreds, grantedCaps: bigint, hooks: CredentialHooks) {
     this.pid = wire.pid;
     this.tid = wire.tid;
     this.grantedCaps = grantedCaps;
     this.memlockLimit = wire.memlock;
     this.wire = wire;
-    this.resolve = resolve;
+    this.hooks = hooks;
   }
 
-  resolved(): Namespaced {
-    this.found ??= this.resolve(this.wire);
+  /** What the caller's user namespace decides, read at the first ask. */
+  resolved(): CallerFound {
+    this.found ??= this.hooks.find(this.wire);
     return this.found;
   }
 
@@ -90,6 +126,21 @@ class ServedCredentials {
   get uid(): number {
     return this.resolved().uid;
   }
+
+  /**
+   * Read once, when a permission check first asks (an open). The namespace is read first, so
+   * that a recording logs it where its replay (whose stand-in ids are that uid) asks for it.
+   */
+  fsIds(): FsIds {
+    this.ids ??= this.hooks.fsIds(this.wire, this.uid);
+    return this.ids;
+  }
+}
+
+/** What ServedCredentials asks of the ClientCredentials that made it. */
+interface CredentialHooks {
+  find(wire: WireCreds): CallerFound;
+  fsIds(wire: WireCreds, uid: number): FsIds;
 }
 
 export class ClientCredentials {
@@ -99,11 +150,16 @@ export class ClientCredentials {
   private readonly initialUserNs: string | undefined;
   /** pid/mm of every program already named in the trace. */
   private readonly announced = new Set<string>();
+  /** Where the answers come from instead of /proc (a replay: from the record). */
+  private readonly answer: ((wire: WireCreds) => CallerFound) | undefined;
+  /** Sees every answer (a recording). */
+  observe: ((found: CallerFound) => void) | undefined;
 
-  constructor(events: EventBus, grantedCaps: bigint) {
+  constructor(events: EventBus, grantedCaps: bigint, answer?: (wire: WireCreds) => CallerFound) {
     this.events = events;
     this.grantedCaps = grantedCaps;
-    this.initialUserNs = userNamespaceOf('/proc/self/ns/user');
+    this.answer = answer;
+    this.initialUserNs = answer === undefined ? userNamespaceOf('/proc/self/ns/user') : 'replay';
     if (this.initialUserNs === undefined) {
       events.log(
         'warn',
@@ -112,50 +168,63 @@ export class ClientCredentials {
     }
   }
 
-  /**
-   * The credentials the kernel would see for the thread that sent `wire`. The user namespace is
-   * read from /proc only when a field that depends on it (capEff, userNs, uid) is first read,
-   * during the call: most calls never ask capable() or the uid, and the read is a path walk in
-   * /proc that cost a tenth of a served ioctl. A caller that keeps the credentials beyond the
-   * call (an open file's f_cred) copies them (`copyCredentials`). A grant is named at the
-   * first call, so with one the namespace is read at once.
-   */
+  /** The credentials the kernel would see for the thread that sent `wire` (see ServedCredentials). */
   of(wire: WireCreds): Credentials {
-    const creds = new ServedCredentials(wire, this.grantedCaps, this.resolve);
+    const creds = new ServedCredentials(wire, this.grantedCaps, this.hooks);
+    // A grant is named in the trace at the first call, with what the task lacks.
     if (this.grantedCaps !== 0n) creds.resolved();
-    // Only the shape differs from the Credentials union (getters): a resolved userNs of 'other'
-    // always comes with capEff 0n (namespaced()).
+    // Only the shape differs from the Credentials union (getters): a found userNs of 'other'
+    // always comes with capEff 0n (lookup()).
     return creds as unknown as Credentials;
   }
 
-  /** The namespace facts of a call's caller, read now (and announced in the trace once). */
-  private readonly resolve = (wire: WireCreds): Namespaced => {
-    const found = this.namespaced(wire);
-    this.announce(wire, found);
-    return found;
+  /** Made once: a call's credentials reach back here without a closure of their own. */
+  private readonly hooks: CredentialHooks = {
+    find: (wire) => {
+      const found = this.answer?.(wire) ?? this.lookup(wire);
+      this.observe?.(found);
+      this.announce(wire, found);
+      return found;
+    },
+    // The thread's status file has the filesystem ids and the groups the shim does not send. A
+    // thread that is gone has none: the overflow ids, which own nothing. A replay has no thread:
+    // its uid stands in.
+    fsIds: (wire, uid) =>
+      this.answer !== undefined
+        ? { fsuid: uid, fsgid: uid, groups: [] }
+        : (fsIdsOf(`/proc/${wire.pid}/task/${wire.tid}/status`) ?? {
+            fsuid: OVERFLOW_UID,
+            fsgid: OVERFLOW_UID,
+            groups: [],
+          }),
   };
 
-  /** Where the caller's capabilities count, and its uid as the emulator's namespace sees it. */
-  private namespaced(wire: WireCreds): Namespaced {
-    const own: Namespaced = {
-      caps: { userNs: 'initial', capEff: wire.capEff },
-      uid: wire.uid,
-      unreadable: false,
-    };
-    if (this.initialUserNs === undefined) return own;
+  /** The caller's user namespace against ours, read from /proc now. */
+  private lookup(wire: WireCreds): CallerFound {
     const proc = `/proc/${wire.pid}`;
-    const ns = userNamespaceOf(`${proc}/ns/user`);
-    if (ns === this.initialUserNs) return own;
-    // Not provably in the initial namespace: nothing held there, and the outside uid.
-    return {
-      caps: { userNs: 'other', capEff: 0n },
-      uid: realUidOf(`${proc}/status`) ?? OVERFLOW_UID,
-      unreadable: ns === undefined,
-    };
+    let caps: NamespacedCaps;
+    let uid: number;
+    let unreadable = false;
+    if (this.initialUserNs === undefined) {
+      caps = { userNs: 'initial', capEff: wire.capEff };
+      uid = wire.uid;
+    } else {
+      const ns = userNamespaceOf(`${proc}/ns/user`);
+      unreadable = ns === undefined;
+      if (ns === this.initialUserNs) {
+        caps = { userNs: 'initial', capEff: wire.capEff };
+        uid = wire.uid;
+      } else {
+        // Not provably in the initial namespace: nothing held there, and the outside uid.
+        caps = { userNs: 'other', capEff: 0n };
+        uid = realUidOf(`${proc}/status`) ?? OVERFLOW_UID;
+      }
+    }
+    return { caps, uid, unreadable };
   }
 
   /** Names a program in the trace once, when its capabilities are not its own. */
-  private announce(wire: WireCreds, found: Namespaced): void {
+  private announce(wire: WireCreds, found: CallerFound): void {
     if (found.caps.userNs === 'initial' && this.grantedCaps === 0n) return;
     const key = `${wire.pid}/${wire.mmCookie.toString(16)}`;
     if (this.announced.has(key)) return;

@@ -132,6 +132,12 @@ export class ClientFiles {
     return this.objects.get(id);
   }
 
+  /** The id of the live object whose file is `file` (what fget found, for a recording). */
+  idOf(file: File): number | undefined {
+    for (const object of this.objects.values()) if (object.file === file) return object.id;
+    return undefined;
+  }
+
   /**
    * For the trace: the path of an object, live or among the last released (a close's EOF can
    * overtake the shim's CLOSE that names it).

@@ -4,7 +4,7 @@
  * retired once the process is gone. Each call sees it through a CallMemory with the ioctl window
  * the shim prefetched.
  */
-import { CallMemory, ProcMemory } from '../host/proc-memory.ts';
+import { CallMemory, type MapRange, ProcMemory } from '../host/proc-memory.ts';
 import type { UserMemory } from '../host/user-memory.ts';
 import type { EventBus } from '../trace/events.ts';
 import type { WireCreds } from './protocol.ts';
@@ -27,6 +27,26 @@ export interface IoctlWindow {
   readonly writable: boolean;
 }
 
+/** What the server's calls need of client memory: ClientMemories, or a replay's (replay.ts). */
+export interface CallMemories {
+  /** A thread said HELLO; returns the key of its address space. */
+  attach(creds: WireCreds): string;
+  /** A thread's transport closed. */
+  detach(key: string): void;
+  /** The caller's memory for one call; its done() ends the call. */
+  forCall(creds: WireCreds, window?: IoctlWindow): ServedMemory;
+  close(): void;
+}
+
+/** A call's view of the process memory beneath its CallMemory, and of its mappings. */
+export interface MemoryView {
+  readonly memory: UserMemory;
+  mapRanges(): readonly MapRange[];
+}
+
+/** Sees the process memory each call reaches (a recording) and returns the view the call uses. */
+export type MemoryObserver = (view: MemoryView) => MemoryView;
+
 interface MemoryEntry {
   readonly memory: ProcMemory;
   transports: number;
@@ -38,37 +58,43 @@ export function memoryKey(creds: WireCreds): string {
 }
 
 /**
- * The memory of one served call (a CallMemory over the caller's ProcMemory). A class, so that a
- * call makes no function objects of its own: the maps are asked of the ProcMemory itself.
+ * The memory of one served call: a CallMemory over the caller's memory, and what ends the call.
+ * A class, so that a call makes no function objects of its own: the mappings are asked of an
+ * object (the ProcMemory itself, unless a recording watches).
  */
 export class ServedMemory extends CallMemory {
-  private readonly proc: ProcMemory;
-  /** The view was opened for this call alone (its process never said HELLO). */
-  private readonly ownView: boolean;
+  /** A view opened for this call alone (its process never said HELLO), retired when it ends. */
+  private readonly ownView: ProcMemory | undefined;
 
-  constructor(proc: ProcMemory, ownView: boolean, window: IoctlWindow | undefined) {
-    super(proc, window?.start ?? 0n, window?.bytes ?? new Uint8Array(0), {
+  constructor(
+    memory: UserMemory,
+    maps: { mapRanges(): readonly MapRange[] },
+    window: IoctlWindow | undefined,
+    ownView?: ProcMemory,
+  ) {
+    super(memory, window?.start ?? 0n, window?.bytes ?? new Uint8Array(0), {
       windowWritable: window?.writable ?? true,
-      maps: proc,
+      maps,
     });
-    this.proc = proc;
     this.ownView = ownView;
   }
 
   /** The call is over: from now on a pass-through; a view opened for it alone is retired. */
   done(): void {
     this.finish();
-    if (this.ownView) this.proc.retire();
+    this.ownView?.retire();
   }
 }
 
-export class ClientMemories {
+export class ClientMemories implements CallMemories {
   private readonly events: EventBus;
   private readonly memories = new Map<string, MemoryEntry>();
   private sweep: NodeJS.Timeout | undefined;
+  private readonly observe: MemoryObserver | undefined;
 
-  constructor(events: EventBus) {
+  constructor(events: EventBus, observe?: MemoryObserver) {
     this.events = events;
+    this.observe = observe;
   }
 
   /** A thread said HELLO: its address space's view lives at least as long as its transport. */
@@ -106,7 +132,10 @@ export class ClientMemories {
   forCall(creds: WireCreds, window?: IoctlWindow): ServedMemory {
     const entry = this.memories.get(memoryKey(creds));
     const proc = entry?.memory ?? this.open(creds);
-    return new ServedMemory(proc, entry === undefined, window);
+    const ownView = entry === undefined ? proc : undefined;
+    if (this.observe === undefined) return new ServedMemory(proc, proc, window, ownView);
+    const view = this.observe({ memory: proc, mapRanges: () => proc.mapRanges() });
+    return new ServedMemory(view.memory, view, window, ownView);
   }
 
   /** Closes every view (server shutdown). */

@@ -4,7 +4,6 @@
  * carries nothing after its OPEN but raw bytes the program writes past the shim, and its EOF is
  * the last close.
  */
-import type * as net from 'node:net';
 import type { OpenObject, ReservedFd } from './client-fds.ts';
 import { CREDS_BYTES, encodeReply, FrameReader, HEADER_BYTES, type Request } from './protocol.ts';
 
@@ -16,9 +15,18 @@ export interface ReplyExtra {
   readonly payload?: Uint8Array | undefined;
 }
 
+/** What a connection needs of its socket (a net.Socket; a replay's stands in for it). */
+export interface ConnectionSocket {
+  readonly destroyed: boolean;
+  readonly writable: boolean;
+  write(data: Uint8Array): unknown;
+  end(): unknown;
+  destroy(): unknown;
+}
+
 export class Connection {
   kind: 'new' | 'transport' | 'object' = 'new';
-  readonly socket: net.Socket;
+  readonly socket: ConnectionSocket;
   readonly reader = new FrameReader(HEADER_BYTES + CREDS_BYTES);
   /** A reply is outstanding (CLOSE barrier): hold further frames until it is sent. */
   deferred = false;
@@ -34,12 +42,16 @@ export class Connection {
   /** Object connection made by RESERVE: the fd a call may install a new file on. */
   reserved: ReservedFd | undefined;
 
-  constructor(socket: net.Socket) {
+  /** Sees every reply (a recording, a replay). */
+  onReply: ((req: Request, ret: number, extra: ReplyExtra) => void) | undefined;
+
+  constructor(socket: ConnectionSocket) {
     this.socket = socket;
   }
 
   /** Sends the reply to `req` (nothing if the client is gone). */
   reply(req: Request, ret: number, extra: ReplyExtra = {}): void {
+    this.onReply?.(req, ret, extra);
     if (this.socket.destroyed || !this.socket.writable) return;
     this.socket.write(encodeReply({ op: req.op, seq: req.seq, ret, ...extra }));
   }

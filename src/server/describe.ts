@@ -39,9 +39,13 @@ export function openFlags(flags: number): string {
   return parts.join('|');
 }
 
-/** `3</dev/iommu>`, or just the path when the shim did not say which fd. */
+/**
+ * `3</dev/iommu>`, or just the path when the shim did not say which fd. The path is escaped, so
+ * that a name with a newline cannot start a line of its own in the trace.
+ */
 export function fdLabel(fd: number, path: string): string {
-  return fd === FD_UNKNOWN ? path : `${fd}<${path}>`;
+  const shown = escaped(Buffer.from(path));
+  return fd === FD_UNKNOWN ? shown : `${fd}<${shown}>`;
 }
 
 /** The fd number a request carries in a0 bits 32-63. */
@@ -51,15 +55,25 @@ export function requestFd(a0: bigint): number {
 
 /** A C string literal of short text, strace style: "0x1234\n". */
 export function quote(bytes: Uint8Array, max = 32): string {
+  return `"${escaped(bytes.subarray(0, max))}"${bytes.byteLength > max ? '...' : ''}`;
+}
+
+/** A path as a whole C string literal: `"/dev/iommu"`. */
+export function quotePath(path: string): string {
+  return quote(Buffer.from(path), Number.POSITIVE_INFINITY);
+}
+
+/** Bytes as the inside of a C string literal: printable ASCII as is, the rest escaped. */
+function escaped(bytes: Uint8Array): string {
   let out = '';
-  for (const b of bytes.subarray(0, max)) {
+  for (const b of bytes) {
     if (b === 0x0a) out += '\\n';
     else if (b === 0x09) out += '\\t';
     else if (b === 0x22 || b === 0x5c) out += `\\${String.fromCharCode(b)}`;
     else if (b >= 0x20 && b < 0x7f) out += String.fromCharCode(b);
     else out += `\\x${b.toString(16).padStart(2, '0')}`;
   }
-  return `"${out}"${bytes.byteLength > max ? '...' : ''}`;
+  return out;
 }
 
 const REGION_NAMES = ['BAR0', 'BAR1', 'BAR2', 'BAR3', 'BAR4', 'BAR5', 'ROM', 'CONFIG', 'VGA'];

@@ -32,6 +32,7 @@ import { stat } from './ops/stat.ts';
 import { sync } from './ops/sync.ts';
 import { rawWrite, write } from './ops/write.ts';
 import { decodeRequest, Op, type Request } from './protocol.ts';
+import type { Recorder } from './recorder.ts';
 import { Testbed } from './testbed.ts';
 
 /** A running emulator server. */
@@ -58,6 +59,8 @@ export interface ServerOptions {
   readonly testbedDir?: string;
   /** Capabilities every client holds for capable() whatever its own (`--cap`); default none. */
   readonly grantedCaps?: bigint;
+  /** Record every request, what it saw of its caller, its reply and every event (`--record`). */
+  readonly recorder?: Recorder;
 }
 
 /**
@@ -103,6 +106,8 @@ class Server implements EmuServer, ServerState {
   readonly memories: ClientMemories;
   readonly files: ClientFiles;
   readonly clientCreds: ClientCredentials;
+  readonly observeFds: ServerState['observeFds'];
+  private readonly recorder: Recorder | undefined;
   private readonly net: net.Server;
   private readonly connections = new Set<Connection>();
   private idleWaiters: (() => void)[] = [];
@@ -111,10 +116,18 @@ class Server implements EmuServer, ServerState {
   constructor(kernel: Kernel, socketPath: string, options: ServerOptions) {
     this.kernel = kernel;
     this.socketPath = socketPath;
-    this.memories = new ClientMemories(kernel.events);
+    const recorder = options.recorder;
+    this.recorder = recorder;
+    this.memories = new ClientMemories(kernel.events, recorder?.observeMemory);
     this.files = new ClientFiles(kernel.events);
     this.clientCreds = new ClientCredentials(kernel.events, options.grantedCaps ?? 0n);
+    this.observeFds =
+      recorder === undefined ? undefined : (fds) => recorder.observeFds(fds, this.files);
     this.testbed = new Testbed(kernel, options.testbedDir);
+    if (recorder !== undefined) {
+      this.clientCreds.observe = recorder.observeCaller;
+      recorder.start(kernel, this.testbed.root);
+    }
     this.net = net.createServer({ allowHalfOpen: false }, (socket) => {
       this.accept(socket);
     });
@@ -180,9 +193,11 @@ class Server implements EmuServer, ServerState {
 
   private accept(socket: net.Socket): void {
     const conn = new Connection(socket);
+    this.recorder?.accept(conn);
     this.connections.add(conn);
     socket.on('data', (chunk: Buffer) => {
       if (conn.kind === 'object') {
+        this.recorder?.rawWrite(conn, chunk);
         rawWrite(this, conn, chunk);
         return;
       }
@@ -210,15 +225,8 @@ class Server implements EmuServer, ServerState {
 
   private dropConnection(conn: Connection): void {
     if (conn.closed) return;
-    conn.closed = true;
-    if (conn.object !== undefined) this.files.release(conn.object);
-    if (conn.reserved !== undefined) this.files.dropReservation(conn.reserved);
-    const thread = conn.thread;
-    if (thread !== undefined) {
-      // The thread is gone (its transport closes only when it exits, or its process does).
-      this.kernel.forgetTask(thread.pid, thread.tid);
-      this.memories.detach(thread.memoryKey);
-    }
+    this.recorder?.drop(conn);
+    dropConnection(this, conn);
   }
 
   pump(conn: Connection): void {
@@ -246,19 +254,50 @@ class Server implements EmuServer, ServerState {
   }
 
   private dispatch(conn: Connection, req: Request): void {
-    if (conn.kind === 'new') {
-      if (req.op === Op.HELLO) hello(this, conn, req);
-      else if (req.op === Op.OPEN) open(this, conn, req);
-      else if (req.op === Op.RESERVE) reserve(this, conn, req);
-      else this.protocolError(conn, `op ${req.op} before HELLO/OPEN/RESERVE`);
+    if (this.recorder === undefined) {
+      dispatchRequest(this, conn, req);
       return;
     }
-    if (conn.kind === 'object') {
-      this.protocolError(conn, `op ${req.op} on an object connection`);
-      return;
+    this.recorder.beginCall(conn, req);
+    try {
+      dispatchRequest(this, conn, req);
+    } finally {
+      this.recorder.endCall();
     }
-    const handler = TRANSPORT_OPS.get(req.op);
-    if (handler === undefined) this.protocolError(conn, `unknown op ${req.op}`);
-    else handler(this, conn, req);
+  }
+}
+
+/** Serves one request of a connection: the op its state allows, or a protocol error. */
+export function dispatchRequest(s: ServerState, conn: Connection, req: Request): void {
+  if (conn.kind === 'new') {
+    if (req.op === Op.HELLO) hello(s, conn, req);
+    else if (req.op === Op.OPEN) open(s, conn, req);
+    else if (req.op === Op.RESERVE) reserve(s, conn, req);
+    else s.protocolError(conn, `op ${req.op} before HELLO/OPEN/RESERVE`);
+    return;
+  }
+  if (conn.kind === 'object') {
+    s.protocolError(conn, `op ${req.op} on an object connection`);
+    return;
+  }
+  const handler = TRANSPORT_OPS.get(req.op);
+  if (handler === undefined) s.protocolError(conn, `unknown op ${req.op}`);
+  else handler(s, conn, req);
+}
+
+/**
+ * A connection's far end is gone: an object connection's file is released (the last copy of the
+ * fd closed), a transport's thread is forgotten.
+ */
+export function dropConnection(s: ServerState, conn: Connection): void {
+  if (conn.closed) return;
+  conn.closed = true;
+  if (conn.object !== undefined) s.files.release(conn.object);
+  if (conn.reserved !== undefined) s.files.dropReservation(conn.reserved);
+  const thread = conn.thread;
+  if (thread !== undefined) {
+    // The thread is gone (its transport closes only when it exits, or its process does).
+    s.kernel.forgetTask(thread.pid, thread.tid);
+    s.memories.detach(thread.memoryKey);
   }
 }

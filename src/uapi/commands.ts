@@ -84,11 +84,11 @@ export const IOMMUFD = {
     nr.IOMMU_HWPT_INVALIDATE,
     iommufd.iommuHwptInvalidate,
   ),
-  FAULT_QUEUE_ALLOC: withStruct(
-    'IOMMU_FAULT_QUEUE_ALLOC',
-    nr.IOMMU_FAULT_QUEUE_ALLOC,
-    iommufd.iommuFaultAlloc,
-  ),
+  /** Returns the fault queue's fd in out_fault_fd. */
+  FAULT_QUEUE_ALLOC: {
+    ...withStruct('IOMMU_FAULT_QUEUE_ALLOC', nr.IOMMU_FAULT_QUEUE_ALLOC, iommufd.iommuFaultAlloc),
+    createsFd: { flags: O_CLOEXEC },
+  },
   IOAS_MAP_FILE: withStruct(
     'IOMMU_IOAS_MAP_FILE',
     nr.IOMMU_IOAS_MAP_FILE,
@@ -105,11 +105,11 @@ export const IOMMUFD = {
     nr.IOMMU_IOAS_CHANGE_PROCESS,
     iommufd.iommuIoasChangeProcess,
   ),
-  VEVENTQ_ALLOC: withStruct(
-    'IOMMU_VEVENTQ_ALLOC',
-    nr.IOMMU_VEVENTQ_ALLOC,
-    iommufd.iommuVeventqAlloc,
-  ),
+  /** Returns the vEVENTQ's fd in out_veventq_fd. */
+  VEVENTQ_ALLOC: {
+    ...withStruct('IOMMU_VEVENTQ_ALLOC', nr.IOMMU_VEVENTQ_ALLOC, iommufd.iommuVeventqAlloc),
+    createsFd: { flags: O_CLOEXEC },
+  },
   HW_QUEUE_ALLOC: withStruct(
     'IOMMU_HW_QUEUE_ALLOC',
     nr.IOMMU_HW_QUEUE_ALLOC,

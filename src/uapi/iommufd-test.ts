@@ -144,3 +144,82 @@ export const testPasidCheck = defineStruct('iommu_test_cmd', TEST_CMD_SIZE, 'las
   pasid: { offset: 16, type: 'u32' },
   hwpt_id: { offset: 20, type: 'u32' },
 });
+
+/** TRIGGER_IOPF: dev_id is a DEVICE object; addr is a plain (4-byte aligned) __u64. */
+export const testTriggerIopf = defineStruct('iommu_test_cmd', TEST_CMD_SIZE, 'last', {
+  ...header,
+  dev_id: { offset: 16, type: 'u32' },
+  pasid: { offset: 20, type: 'u32' },
+  grpid: { offset: 24, type: 'u32' },
+  perm: { offset: 28, type: 'u32' },
+  addr: { offset: 32, type: 'u64' },
+});
+
+/** TRIGGER_VEVENT: dev_id is a DEVICE object. */
+export const testTriggerVevent = defineStruct('iommu_test_cmd', TEST_CMD_SIZE, 'last', {
+  ...header,
+  dev_id: { offset: 16, type: 'u32' },
+});
+
+/** IOMMU_HWPT_ALLOC's data_type for the mock driver, and struct iommu_hwpt_selftest. */
+export const IOMMU_HWPT_DATA_SELFTEST = 0xdead;
+/** Every IOTLB entry of a nested mock domain starts as the `iotlb` of its allocation data. */
+export const IOMMU_TEST_IOTLB_DEFAULT = 0xbadbeef;
+export const MOCK_NESTED_DOMAIN_IOTLB_NUM = 4;
+/** iommu_hwpt_selftest.pagetable_type of a paging domain: 2 KiB pages, or 1 MiB and 4 KiB. */
+export const MOCK_IOMMUPT_DEFAULT = 0;
+export const MOCK_IOMMUPT_HUGE = 1;
+export const MOCK_HUGE_PAGE_SIZE = 512n * MOCK_PAGE_SIZE;
+/** Its first version ended after `iotlb` (4 bytes): shorter data is EINVAL. */
+export const iommuHwptSelftest = defineStruct('iommu_hwpt_selftest', 8, 'iotlb', {
+  iotlb: { offset: 0, type: 'u32' },
+  pagetable_type: { offset: 4, type: 'u32' },
+});
+
+/** IOMMU_HWPT_INVALIDATE of a nested mock domain: records of struct iommu_hwpt_invalidate_selftest. */
+export const IOMMU_HWPT_INVALIDATE_DATA_SELFTEST = 0xdeadbeef;
+export const IOMMU_HWPT_INVALIDATE_DATA_SELFTEST_INVALID = 0xdadbeef;
+/** The record's flag that invalidates every entry (iotlb_id or cache_id is then ignored). */
+export const IOMMU_TEST_INVALIDATE_FLAG_ALL = 1 << 0;
+export const iommuHwptInvalidateSelftest = defineStruct(
+  'iommu_hwpt_invalidate_selftest',
+  8,
+  'iotlb_id',
+  {
+    flags: { offset: 0, type: 'u32' },
+    iotlb_id: { offset: 4, type: 'u32' },
+  },
+);
+
+/** IOMMU_VIOMMU_ALLOC's type for the mock driver, and struct iommu_viommu_selftest. */
+export const IOMMU_VIOMMU_TYPE_SELFTEST = 0xdeadbeef;
+export const iommuViommuSelftest = defineStruct('iommu_viommu_selftest', 24, 'out_data', {
+  in_data: { offset: 0, type: 'u32' },
+  out_data: { offset: 4, type: 'u32' },
+  out_mmap_offset: { offset: 8, type: 'u64' },
+  out_mmap_length: { offset: 16, type: 'u64' },
+});
+
+/** IOMMU_HWPT_INVALIDATE of a mock vIOMMU: records of struct iommu_viommu_invalidate_selftest. */
+export const IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST = 0xdeadbeef;
+export const IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST_INVALID = 0xdadbeef;
+export const iommuViommuInvalidateSelftest = defineStruct(
+  'iommu_viommu_invalidate_selftest',
+  12,
+  'cache_id',
+  {
+    flags: { offset: 0, type: 'u32' },
+    vdev_id: { offset: 4, type: 'u32' },
+    cache_id: { offset: 8, type: 'u32' },
+  },
+);
+
+/** IOMMU_VEVENTQ_ALLOC's type for the mock driver; each event is struct iommu_viommu_event_selftest. */
+export const IOMMU_VEVENTQ_TYPE_SELFTEST = 0xbeefbeef;
+export const iommuViommuEventSelftest = defineStruct('iommu_viommu_event_selftest', 4, 'virt_id', {
+  virt_id: { offset: 0, type: 'u32' },
+});
+
+/** IOMMU_HW_QUEUE_ALLOC's type for the mock driver, and how many queues a mock vIOMMU has. */
+export const IOMMU_HW_QUEUE_TYPE_SELFTEST = 0xdeadbeef;
+export const IOMMU_TEST_HW_QUEUE_MAX = 2;

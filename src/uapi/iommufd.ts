@@ -202,6 +202,36 @@ export const iommuHwptInvalidate = defineStruct('iommu_hwpt_invalidate', 32, '__
   __reserved: { offset: 28, type: 'u32' },
 });
 
+/** struct iommu_hwpt_pgfault's flags and perm. */
+export const IOMMU_PGFAULT_FLAGS_PASID_VALID = 1 << 0;
+export const IOMMU_PGFAULT_FLAGS_LAST_PAGE = 1 << 1;
+export const IOMMU_PGFAULT_PERM_READ = 1 << 0;
+export const IOMMU_PGFAULT_PERM_WRITE = 1 << 1;
+export const IOMMU_PGFAULT_PERM_EXEC = 1 << 2;
+export const IOMMU_PGFAULT_PERM_PRIV = 1 << 3;
+
+/** A record read from a fault queue's fd. */
+export const iommuHwptPgfault = defineStruct('iommu_hwpt_pgfault', 40, 'cookie', {
+  flags: { offset: 0, type: 'u32' },
+  dev_id: { offset: 4, type: 'u32' },
+  pasid: { offset: 8, type: 'u32' },
+  grpid: { offset: 12, type: 'u32' },
+  perm: { offset: 16, type: 'u32' },
+  __reserved: { offset: 20, type: 'u32' },
+  addr: { offset: 24, type: 'u64' },
+  length: { offset: 32, type: 'u32' },
+  cookie: { offset: 36, type: 'u32' },
+});
+
+export const IOMMUFD_PAGE_RESP_SUCCESS = 0;
+export const IOMMUFD_PAGE_RESP_INVALID = 1;
+
+/** A record written to a fault queue's fd. */
+export const iommuHwptPageResponse = defineStruct('iommu_hwpt_page_response', 8, 'code', {
+  cookie: { offset: 0, type: 'u32' },
+  code: { offset: 4, type: 'u32' },
+});
+
 export const iommuFaultAlloc = defineStruct('iommu_fault_alloc', 16, 'out_fault_fd', {
   size: { offset: 0, type: 'u32' },
   flags: { offset: 4, type: 'u32' },
@@ -237,6 +267,14 @@ export const iommuVdeviceAlloc = defineStruct('iommu_vdevice_alloc', 24, 'virt_i
 export const iommuIoasChangeProcess = defineStruct('iommu_ioas_change_process', 8, '__reserved', {
   size: { offset: 0, type: 'u32' },
   __reserved: { offset: 4, type: 'u32' },
+});
+
+export const IOMMU_VEVENTQ_FLAG_LOST_EVENTS = 1 << 0;
+
+/** The header in front of every record read from a vEVENTQ's fd. */
+export const iommufdVeventHeader = defineStruct('iommufd_vevent_header', 8, 'sequence', {
+  flags: { offset: 0, type: 'u32' },
+  sequence: { offset: 4, type: 'u32' },
 });
 
 export const IOMMU_VEVENTQ_TYPE_DEFAULT = 0;

@@ -97,6 +97,7 @@ function dfOpen(df: VfioDeviceFile, ictx: IommufdCtx): SyscallResult {
   device.iommufdDevice = idev;
   df.devid = idev.id;
   device.openCount.inc();
+  device.cdevOpened = true;
   pciCoreOpen(device);
   return 0;
 }
@@ -105,6 +106,7 @@ function dfOpen(df: VfioDeviceFile, ictx: IommufdCtx): SyscallResult {
 function dfClose(df: VfioDeviceFile): void {
   const device = df.device;
   device.openCount.dec();
+  device.cdevOpened = false;
   pciCoreClose(device);
   const idev = device.iommufdDevice!;
   if (device.iommufdAttached) {

@@ -25,6 +25,7 @@ import {
   vfioGroupStatus,
 } from '../uapi/vfio.ts';
 import { dfGroupOpen, VfioDeviceFile, vfioDeviceFops } from './device-cdev.ts';
+import { pciCoreMatch } from './pci-core.ts';
 import type { VfioDevice } from './vfio-main.ts';
 
 /** The char major of VFIO group nodes (dynamic in Linux; fixed here). */
@@ -183,7 +184,8 @@ function strndupUser(task: Task, arg: bigint): string | number {
 }
 
 /**
- * VFIO_GROUP_GET_DEVICE_FD (arg: the device's name, e.g. "0000:00:03.0"): a new device fd
+ * VFIO_GROUP_GET_DEVICE_FD (arg: the device's name, e.g. "0000:00:03.0", with vfio-pci's
+ * options after a space): a new device fd
  * (O_CLOEXEC, an anonymous "[vfio-device]" inode). The first open of a device binds it to the
  * container's iommufd and attaches it to the compat IOAS; a device may be open through several
  * such fds. ENODEV for a name not in the group.
@@ -191,9 +193,8 @@ function strndupUser(task: Task, arg: bigint): string | number {
 function getDeviceFd(group: VfioGroup, task: Task, arg: bigint): SyscallResult {
   const name = strndupUser(task, arg);
   if (typeof name === 'number') return name;
-  // vfio_device_get_from_name(): the device's registration reference moves to the file.
-  const device = group.devices.find((d) => d.pci.bdf === name);
-  if (device === undefined || !device.registration.incNotZero()) return -Errno.ENODEV;
+  const device = deviceFromName(group, name);
+  if (typeof device === 'number') return device;
   const fd = task.fds.getUnusedFd();
   if (fd < 0) {
     putRegistration(device);
@@ -213,6 +214,19 @@ function getDeviceFd(group: VfioGroup, task: Task, arg: bigint): SyscallResult {
   const file = new File('vfio-device', vfioDeviceFops, df, { major: 0, minor: 0 });
   task.fds.fdInstall(fd, file, 'anon_inode:[vfio-device]');
   return fd;
+}
+
+/**
+ * vfio_device_get_from_name(): the first device of the group the driver's match() accepts, with
+ * a registration reference (moved to the file on success); a match() error ends the search.
+ */
+function deviceFromName(group: VfioGroup, name: string): VfioDevice | number {
+  for (const device of group.devices) {
+    const match = pciCoreMatch(device, name);
+    if (match < 0) return match;
+    if (match > 0 && device.registration.incNotZero()) return device;
+  }
+  return -Errno.ENODEV;
 }
 
 function putRegistration(device: VfioDevice): void {

@@ -13,6 +13,7 @@ import { type IoctlCommand, VFIO_DEVICE } from '../uapi/commands.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import { encodeStruct } from '../uapi/struct.ts';
 import * as v from '../uapi/vfio.ts';
+import { deviceReset, getHotResetInfo, hotReset, resetWorks } from './pci-reset.ts';
 import type { VfioDevice } from './vfio-main.ts';
 
 const CONFIG_SIZE = 256n;
@@ -94,15 +95,14 @@ function irqCount(device: VfioDevice, index: number): number {
   }
 }
 
-function getInfo(_device: VfioDevice, task: Task, arg: bigint): SyscallResult {
+function getInfo(device: VfioDevice, task: Task, arg: bigint): SyscallResult {
   const spec = v.vfioDeviceInfo;
   const info = copyStructMinsz(task, arg, spec);
   if (info === undefined) return -Errno.EFAULT;
   if (info.argsz < spec.minSize) return -Errno.EINVAL;
   const out = encodeStruct(spec, {
     argsz: info.argsz,
-    // The edu device has no function reset, so no RESET flag.
-    flags: v.VFIO_DEVICE_FLAGS_PCI,
+    flags: v.VFIO_DEVICE_FLAGS_PCI | (resetWorks(device) ? v.VFIO_DEVICE_FLAGS_RESET : 0),
     num_regions: v.VFIO_PCI_NUM_REGIONS,
     num_irqs: v.VFIO_PCI_NUM_IRQS,
     cap_offset: 0,
@@ -370,9 +370,9 @@ const pciCoreIoctlOps: readonly PciCoreIoctlOp[] = [
   { command: VFIO_DEVICE.GET_REGION_INFO, handler: getRegionInfo },
   { command: VFIO_DEVICE.GET_IRQ_INFO, handler: getIrqInfo },
   { command: VFIO_DEVICE.SET_IRQS, handler: setIrqs },
-  // No FLR, no PM reset, alone on the root bus: vfio-pci finds no reset method.
-  { command: VFIO_DEVICE.RESET, handler: () => -Errno.EINVAL },
-  { command: VFIO_DEVICE.GET_PCI_HOT_RESET_INFO, handler: () => -Errno.ENODEV },
+  { command: VFIO_DEVICE.RESET, handler: deviceReset },
+  { command: VFIO_DEVICE.GET_PCI_HOT_RESET_INFO, handler: getHotResetInfo },
+  { command: VFIO_DEVICE.PCI_HOT_RESET, handler: hotReset },
 ];
 const pciCoreIoctlOpsByCmd = new Map(pciCoreIoctlOps.map((op) => [op.command.cmd, op]));
 
@@ -414,6 +414,41 @@ export function pciCoreRequest(
       `vfio-pci ${device.pci.bdf}: No device request channel registered, blocked until released by user`,
     );
   }
+}
+
+const VF_TOKEN_ARG = 'vf_token=';
+/** UUID_STRING_LEN: "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx". */
+const UUID_STRING_LEN = 36;
+const UUID_FORMAT = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+
+/**
+ * vfio_pci_core_match(): whether GET_DEVICE_FD's `buf` names this device: its PCI name, then
+ * nothing or a space and options separated by spaces, of which only one `vf_token=<uuid>` is
+ * known. 1 for a match, 0 for none, a negative errno for a malformed option (EINVAL). A VF token
+ * is refused (EINVAL) as vfio_pci_core_match_token_uuid() refuses it for a device that is neither
+ * an SR-IOV PF nor a VF, which every emulated device is.
+ */
+export function pciCoreMatch(device: VfioDevice, buf: string): number {
+  const name = device.pci.bdf;
+  if (!buf.startsWith(name)) return 0;
+  let vfToken = false;
+  if (buf.length > name.length) {
+    let at = name.length;
+    if (buf[at] !== ' ') return 0;
+    while (at < buf.length) {
+      if (buf[at] === ' ') {
+        at++;
+        continue;
+      }
+      if (vfToken || !buf.startsWith(VF_TOKEN_ARG, at)) return -Errno.EINVAL;
+      at += VF_TOKEN_ARG.length;
+      if (buf.length - at < UUID_STRING_LEN) return -Errno.EINVAL;
+      if (!UUID_FORMAT.test(buf.slice(at, at + UUID_STRING_LEN))) return -Errno.EINVAL;
+      vfToken = true;
+      at += UUID_STRING_LEN;
+    }
+  }
+  return vfToken ? -Errno.EINVAL : 1;
 }
 
 /** Splits an access into naturally aligned 8/4/2/1-byte pieces, like vfio_pci_core_do_io_rw. */

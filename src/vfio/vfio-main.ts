@@ -36,6 +36,26 @@ export interface VfioEnv {
   readonly iommu: IommuSubsystem;
   /** Whether an iommu_group id is taken by the machine's IOMMU groups. */
   isIommuGroupId(id: number): boolean;
+  /** Every PCI device of the machine, bound to vfio-pci or not. */
+  pciDevices(): Iterable<PciDevice>;
+}
+
+/**
+ * struct vfio_device_set: the devices one reset reaches together. vfio-pci puts a device on the
+ * root bus in a set of its own and the devices of any other bus in one set per bus
+ * (vfio_assign_device_set with pdev->bus), whatever their reset methods.
+ */
+export class VfioDeviceSet {
+  /** "0000:11" for a bus's set, the device's address for a root-bus device's own. */
+  readonly key: string;
+  readonly devices: VfioDevice[] = [];
+  /** The PCI devices a bus reset of this set's bus reaches, vfio-pci's or not. */
+  readonly busDevices: () => PciDevice[];
+
+  constructor(key: string, busDevices: () => PciDevice[]) {
+    this.key = key;
+    this.busDevices = busDevices;
+  }
 }
 
 /** Interrupt wiring of one device, owned by vfio-pci (pci-core.ts). */
@@ -61,6 +81,9 @@ export class VfioDevice {
   /** device->noiommu: decided once, at registration. */
   readonly noiommu: boolean;
   readonly group: VfioGroup;
+  readonly devSet: VfioDeviceSet;
+  /** device->cdev_opened: open through its cdev (bound with BIND_IOMMUFD), not through a group. */
+  cdevOpened = false;
   /**
    * vfio_device->refcount: 1 for the registration itself, plus one per open cdev file (bound or
    * not), so the device cannot be unregistered while a file is open. 0 once unregistered.
@@ -83,11 +106,12 @@ export class VfioDevice {
     reqTrigger: undefined,
   };
 
-  constructor(index: number, dev: Device, group: VfioGroup) {
+  constructor(index: number, dev: Device, group: VfioGroup, devSet: VfioDeviceSet) {
     this.index = index;
     this.pci = dev.pci;
     this.dev = dev;
     this.group = group;
+    this.devSet = devSet;
     this.noiommu = group.noiommu;
     this.name = `${this.noiommu ? 'noiommu-' : ''}vfio${index}`;
   }
@@ -107,6 +131,8 @@ export class VfioSubsystem {
   readonly devices = new Map<string, VfioDevice>();
   /** Groups with at least one registered device, by iommu_group id. */
   readonly groups = new Map<number, VfioGroup>();
+  /** Device sets with at least one registered device, by key. */
+  private readonly devSets = new Map<string, VfioDeviceSet>();
   private readonly env: VfioEnv;
   /** The 10 s REQ reminders of unbinds waiting for their device's users. */
   private readonly requestTimers = new Set<ReturnType<typeof setInterval>>();
@@ -136,8 +162,10 @@ export class VfioSubsystem {
     const noiommu = dev.iommu === undefined;
     if (noiommu && !this.enableUnsafeNoiommuMode) return -Errno.EINVAL;
     const group = this.groupFor(dev, noiommu);
-    const vdev = new VfioDevice(this.allocIndex(), dev, group);
+    const devSet = this.devSetFor(pci);
+    const vdev = new VfioDevice(this.allocIndex(), dev, group, devSet);
     group.devices.push(vdev);
+    devSet.devices.push(vdev);
     this.devices.set(pci.bdf, vdev);
     this.env.devfs.add({
       path: vdev.cdevPath,
@@ -151,6 +179,20 @@ export class VfioSubsystem {
       path: `${devDir}/dev`,
       mode: 0o444,
       show: () => `${VFIO_DEV_MAJOR}:${vdev.index}\n`,
+    });
+    this.env.sysfs.add({
+      kind: 'attr',
+      path: `${devDir}/uevent`,
+      mode: 0o644,
+      show: () =>
+        `MAJOR=${VFIO_DEV_MAJOR}\nMINOR=${vdev.index}\nDEVNAME=vfio/devices/${vdev.name}\n`,
+      store: () => 0,
+    });
+    this.env.sysfs.add({ kind: 'link', path: `${devDir}/device`, target: `../../../${pci.bdf}` });
+    this.env.sysfs.add({
+      kind: 'link',
+      path: `${devDir}/subsystem`,
+      target: '../../../../../class/vfio-dev',
     });
     this.env.sysfs.add({
       kind: 'link',
@@ -202,6 +244,19 @@ export class VfioSubsystem {
       target: `../../../kernel/iommu_groups/${id}`,
     });
     return group;
+  }
+
+  /** vfio_assign_device_set(): the set of the device's bus, or one of its own on the root bus. */
+  private devSetFor(pci: PciDevice): VfioDeviceSet {
+    const rootBus = pci.bus.endsWith(':00');
+    const key = rootBus ? pci.bdf : pci.bus;
+    let set = this.devSets.get(key);
+    if (set === undefined) {
+      const onBus = () => [...this.env.pciDevices()].filter((d) => d.bus === pci.bus);
+      set = new VfioDeviceSet(key, rootBus ? () => [pci] : onBus);
+      this.devSets.set(key, set);
+    }
+    return set;
   }
 
   private addGroup(group: VfioGroup): void {
@@ -288,6 +343,9 @@ export class VfioSubsystem {
   /** The rest of the unbind, once nothing holds the device. */
   private finishUnregister(vdev: VfioDevice): void {
     this.removeFromGroup(vdev);
+    const set = vdev.devSet;
+    set.devices.splice(set.devices.indexOf(vdev), 1);
+    if (set.devices.length === 0) this.devSets.delete(set.key);
     this.devices.delete(vdev.pci.bdf);
   }
 

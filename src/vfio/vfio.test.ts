@@ -416,7 +416,7 @@ describe('VFIO references and the files that hold them', () => {
     assert.equal(proc.failNth.lastFired, 'kmalloc');
     assert.equal(vdev.registration.read(), 1, 'the failed open dropped what it took');
     assert.deepEqual(emu.kernel.leaks(), []);
-    const unbind = open(proc, '/sys/bus/pci/drivers/vfio-pci/unbind');
+    const unbind = proc.open('/sys/bus/pci/drivers/vfio-pci/unbind', 1 /* O_WRONLY */);
     assert.equal(proc.pwrite(unbind, unbindText('0000:00:04.0'), 0n), 13);
     assert.equal(vdev.registration.read(), 0);
     assert.equal(proc.open('/dev/vfio/devices/vfio0'), -Errno.ENOENT);
@@ -497,8 +497,9 @@ describe('the driver link in sysfs', () => {
     const emu = createEmulator();
     const sysfs = emu.kernel.sysfs;
     const proc = emu.spawn();
+    // bind and unbind are 0200: even root opens them for writing only.
     const write = (path: string, text: string) =>
-      proc.pwrite(open(proc, path), new TextEncoder().encode(text), 0n);
+      proc.pwrite(proc.open(path, 1 /* O_WRONLY */), new TextEncoder().encode(text), 0n);
     assert.deepEqual(sysfs.lookup(`${DEV}/driver`), {
       kind: 'link',
       path: `${DEV}/driver`,

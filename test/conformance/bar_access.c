@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * BAR0 through mmap() at every width: glibc's memcpy, memset, memcmp and fwrite (whatever
- * variant glibc picks for this CPU at run time: AVX-512, EVEX, AVX2 or SSE), and rep movs/stos,
- * over BAR0 at every size 1-256. One alignment per size by default, to keep the run quick;
- * built with -DALIGN_RUNS=64 it tries every alignment mod 64 for every size.
+ * variant glibc picks for this CPU at run time: AVX-512, EVEX, AVX2 or SSE), what gcc inlines
+ * for them (built with -O2 -march=native: vector moves, rep stos), and rep movs/stos, over BAR0
+ * at every size 1-256. One alignment per size by default, to keep the run quick; built with
+ * -DALIGN_RUNS=64 (scripts/bar-access-every-alignment.sh) it tries every alignment mod 64.
  *
  * What a read returns depends on how the access is split on the bus, which depends on the
  * instructions glibc picked; edu reads 1- and 2-byte or unaligned pieces as 0. So every byte a
@@ -12,7 +13,7 @@
  * must be untouched, and where the copy is 8-byte aligned at both ends every piece is a whole
  * aligned qword, so the result must equal the 8-byte shadow exactly. Stores go to the DMA
  * registers, whose value afterwards must be the old one or what an aligned 4- or 8-byte piece
- * of the store carried, and exactly the 8-byte one for aligned stores.
+ * of the store carried, and for aligned stores one of the two pieces (never the old value).
  */
 #include "harness.h"
 #include "edu_helpers.h"
@@ -160,7 +161,8 @@ static int stored_ok(const uint8_t *src, unsigned a, unsigned n)
 		if (has_full)
 			memcpy(&full, src + (r - start), 8);
 		if (a % 8 == 0 && n % 8 == 0 && has_full) {
-			if (v != full)
+			/* Written whole, or by 4-byte pieces (gcc's inline memset: rep stosl). */
+			if (v != full && v != low)
 				return 0;
 		} else if (v != reg_pattern(r) && !(has_low && v == low) && !(has_full && v == full)) {
 			return 0;

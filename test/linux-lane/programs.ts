@@ -63,7 +63,17 @@ export async function compileProgram(
   if (r.code !== 0) throw new Error(`${name}.c does not compile:\n${r.output}`);
 }
 
-/** Runs a dynamically linked build under `iommufd-emu exec`. */
+/** The exec options without a program's own `--platform FILE`: the variant's file describes the VM. */
+function withoutPlatform(execArgs: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < execArgs.length; i++) {
+    if (execArgs[i] === '--platform') i++;
+    else out.push(execArgs[i]!);
+  }
+  return out;
+}
+
+/** Runs a dynamically linked build under `iommufd-emu exec`, on the variant's platform file. */
 export async function runUnderEmulator(
   root: string,
   binary: string,
@@ -78,7 +88,7 @@ export async function runUnderEmulator(
     'exec',
     '--platform',
     platformFile,
-    ...execArgs,
+    ...withoutPlatform(execArgs),
     '--',
     binary,
   ];

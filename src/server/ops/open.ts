@@ -9,7 +9,7 @@ import { Errno } from '../../uapi/errno.ts';
 import { checkResult, guarded, type ServerState, taskOf, trace } from '../call.ts';
 import type { OpenObject } from '../client-fds.ts';
 import type { Connection, ReplyExtra } from '../connection.ts';
-import { openFlags } from '../describe.ts';
+import { openFlags, quotePath } from '../describe.ts';
 import { decodeCString, encodeRdev, FD_UNKNOWN, type Request, RW_MAX } from '../protocol.ts';
 
 const { O_WRONLY } = fs.constants;
@@ -48,7 +48,7 @@ export function open(s: ServerState, conn: Connection, req: Request): void {
   if (s.kernel.events.wants('syscall') && ret !== -Errno.EISDIR) {
     const fd = req.obj;
     const shown = ret > 0 && fd !== FD_UNKNOWN ? fd : ret;
-    trace(s, req.creds, 'open', `"${path}", ${openFlags(flags)}`, shown);
+    trace(s, req.creds, 'open', `${quotePath(path)}, ${openFlags(flags)}`, shown);
   }
   conn.reply(req, ret, extra);
   if (snapshot !== undefined) {

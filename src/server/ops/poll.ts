@@ -1,6 +1,4 @@
 /** POLL: the ready mask of each emulated file in a poll set (the shim polls the real ones). */
-import type { File, FileOperations } from '../../host/file.ts';
-import type { Task } from '../../host/task.ts';
 import { guarded, type ServerState, taskOf, trace } from '../call.ts';
 import type { Connection } from '../connection.ts';
 import { pollNames } from '../describe.ts';
@@ -15,9 +13,6 @@ const POLLWRNORM = 0x100;
 /** What poll reports for a file without a poll operation (the kernel's DEFAULT_POLLMASK). */
 const DEFAULT_POLLMASK = POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM;
 
-/** FileOperations may gain a poll operation; until then every file polls as DEFAULT_POLLMASK. */
-type MaybePollable = FileOperations & { poll?(file: File, task: Task): number };
-
 export function poll(s: ServerState, conn: Connection, req: Request): void {
   const entries = decodePollEntries(req.payload);
   if (entries === undefined) {
@@ -30,7 +25,7 @@ export function poll(s: ServerState, conn: Connection, req: Request): void {
     const object = s.files.get(entry.obj);
     if (object === undefined) return POLLNVAL;
     const { file } = object;
-    const fops = file.fops as MaybePollable;
+    const fops = file.fops;
     if (fops.poll === undefined) return DEFAULT_POLLMASK;
     const poll = fops.poll;
     const mask = guarded(s, `poll on ${object.path}`, req.creds, () => poll.call(fops, file, task));

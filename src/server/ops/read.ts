@@ -14,9 +14,13 @@ import type { Connection } from '../connection.ts';
 import { describeIo, describeMmio, fdLabel, requestFd, value } from '../describe.ts';
 import { ReqFlag, type Request, RW_MAX } from '../protocol.ts';
 
-/** Where a read or write happens: the file position, or pread/pwrite's (EINVAL if negative). */
+/**
+ * Where a read or write happens: the file position, or pread/pwrite's (EINVAL if negative). A
+ * stream (nonseekable) is always read at its position, and pread/pwrite of it is ESPIPE.
+ */
 export function position(object: OpenObject, req: Request): bigint | undefined {
   if ((req.flags & ReqFlag.POSITIONAL) === 0) return object.pos;
+  if (object.file.fops.nonseekable === true) return undefined;
   const pos = BigInt.asIntN(64, req.a1);
   return pos < 0n ? undefined : pos;
 }
@@ -33,7 +37,7 @@ export function read(s: ServerState, conn: Connection, req: Request): void {
   let payload: Uint8Array | undefined;
   const { fops } = file;
   const read = fops.read;
-  if (pos === undefined) ret = -Errno.EINVAL;
+  if (pos === undefined) ret = object.file.fops.nonseekable ? -Errno.ESPIPE : -Errno.EINVAL;
   else if (read === undefined) ret = -Errno.EINVAL;
   else {
     const memory = s.memories.forCall(req.creds);
@@ -47,7 +51,7 @@ export function read(s: ServerState, conn: Connection, req: Request): void {
       } else {
         ret = data.byteLength;
         payload = data;
-        if ((req.flags & ReqFlag.POSITIONAL) === 0) object.pos += BigInt(ret);
+        if ((req.flags & ReqFlag.POSITIONAL) === 0 && !fops.nonseekable) object.pos += BigInt(ret);
       }
     } else {
       ret = checkResult(s, what, data, -1);

@@ -7,6 +7,10 @@ import { type Request, Whence } from '../protocol.ts';
 export function seek(s: ServerState, conn: Connection, req: Request): void {
   const object = liveObject(s, conn, req);
   if (object === undefined) return;
+  if (object.file.fops.nonseekable === true) {
+    conn.reply(req, -Errno.ESPIPE);
+    return;
+  }
   const offset = BigInt.asIntN(64, req.a0);
   let pos: bigint;
   if (req.a1 === BigInt(Whence.SET)) pos = offset;

@@ -30,7 +30,7 @@ export function write(s: ServerState, conn: Connection, req: Request): void {
   const what = `write on ${object.path}`;
   const { fops } = file;
   const write = fops.write;
-  let n: unknown = -Errno.EINVAL;
+  let n: unknown = pos === undefined && fops.nonseekable ? -Errno.ESPIPE : -Errno.EINVAL;
   if (pos !== undefined && write !== undefined) {
     const memory = s.memories.forCall(req.creds);
     const task = taskOf(s, req.creds, memory);
@@ -63,7 +63,8 @@ function writeDone(
   const data = req.payload;
   const { file } = object;
   const ret = checkResult(s, `write on ${object.path}`, n, data.byteLength);
-  if (ret > 0 && (req.flags & ReqFlag.POSITIONAL) === 0) object.pos += BigInt(ret);
+  if (ret > 0 && (req.flags & ReqFlag.POSITIONAL) === 0 && !file.fops.nonseekable)
+    object.pos += BigInt(ret);
   if (s.kernel.events.wants('syscall') && (req.flags & ReqFlag.MMIO) !== 0 && pos !== undefined) {
     const label = fdLabel(requestFd(req.a0), object.path);
     const detail = describeMmio(label, file, data.byteLength, pos, data);
@@ -112,7 +113,7 @@ export function rawWrite(s: ServerState, conn: Connection, chunk: Uint8Array): v
     // Nobody waits for a write that bypassed the shim: a blocked one finishes on its own.
     if (isBlocked(n)) n = chunk.byteLength;
     ret = checkResult(s, what, n, chunk.byteLength);
-    if (ret > 0) object.pos += BigInt(ret);
+    if (ret > 0 && !fops.nonseekable) object.pos += BigInt(ret);
   }
   if (ret < 0) {
     s.kernel.events.log(

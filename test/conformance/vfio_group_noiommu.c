@@ -1,0 +1,259 @@
+// exec-args: --enable-unsafe-noiommu-mode
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The no-IOMMU group path, as DPDK's vfio-pci driver takes it with enable_unsafe_noiommu_mode:
+ * /dev/vfio/noiommu-<G> (a placeholder group named "vfio-noiommu"), CAP_SYS_RAWIO to open it,
+ * SET_CONTAINER putting the container in no-IOMMU mode, VFIO_SET_IOMMU with the type1 types
+ * refused (tried first on purpose) and VFIO_NOIOMMU_IOMMU needing CAP_SYS_RAWIO, GET_DEVICE_FD
+ * (the first open needs CAP_SYS_RAWIO and no compat IOAS), an IOMMU group and a no-IOMMU group
+ * never sharing a container, and the device's DMA to the physical addresses of the program's own
+ * memory, found in /proc/self/pagemap.
+ */
+#include "harness.h"
+#include "edu_helpers.h"
+#include "group_helpers.h"
+
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+/* Whether EDU0 is behind an IOMMU on this machine (not in the all-no-IOMMU variant). */
+static int edu0_has_iommu(void)
+{
+	char path[64];
+	struct stat st;
+
+	return group_path(EDU0_BDF, 0, path, sizeof(path)) == 0 && stat(path, &st) == 0;
+}
+
+/* The no-IOMMU group in a fresh container, no-IOMMU type set. */
+struct noiommu {
+	int container;
+	int group;
+};
+
+static void noiommu_close(struct noiommu *n)
+{
+	if (n->group >= 0)
+		close(n->group);
+	if (n->container >= 0)
+		close(n->container);
+	n->group = n->container = -1;
+}
+
+static int noiommu_open(struct noiommu *n)
+{
+	n->container = container_open();
+	n->group = group_open(NOIOMMU_BDF, 1);
+	if (n->container < 0 || n->group < 0)
+		return -1;
+	if (group_set_container(n->group, n->container))
+		return -1;
+	return ioctl(n->container, VFIO_SET_IOMMU, VFIO_NOIOMMU_IOMMU);
+}
+
+TEST(group_node_and_sysfs)
+{
+	char path[64], buf[64];
+	struct stat st;
+	int g = group_number(NOIOMMU_BDF);
+
+	REQUIRE(g >= 0);
+	REQUIRE_OK(group_path(NOIOMMU_BDF, 1, path, sizeof(path)));
+	REQUIRE_OK(stat(path, &st));
+	CHECK(S_ISCHR(st.st_mode));
+	/* the group has no plain node */
+	REQUIRE_OK(group_path(NOIOMMU_BDF, 0, path, sizeof(path)));
+	CHECK_ERRNO(ENOENT, stat(path, &st));
+	snprintf(path, sizeof(path), "/sys/kernel/iommu_groups/%d/name", g);
+	REQUIRE(read_text(path, buf, sizeof(buf)) > 0);
+	CHECK(strcmp(buf, "vfio-noiommu\n") == 0);
+	snprintf(path, sizeof(path), "/sys/kernel/iommu_groups/%d/devices/%s", g, NOIOMMU_BDF);
+	CHECK_OK(lstat(path, &st));
+}
+
+TEST(open_needs_cap_sys_rawio)
+{
+	int group;
+
+	REQUIRE(cap_effective(CAP_SYS_RAWIO));
+	REQUIRE_OK(cap_set_effective(CAP_SYS_RAWIO, 0));
+	CHECK_ERRNO(EPERM, group_open(NOIOMMU_BDF, 1));
+	REQUIRE_OK(cap_set_effective(CAP_SYS_RAWIO, 1));
+	group = group_open(NOIOMMU_BDF, 1);
+	REQUIRE(group >= 0);
+	CHECK_ERRNO(EBUSY, group_open(NOIOMMU_BDF, 1));
+	/* viable: nothing else owns it */
+	CHECK_EQ(group_status(group), VFIO_GROUP_FLAGS_VIABLE);
+	close(group);
+}
+
+/* DPDK's order: type1 first (refused, nothing changes), then the no-IOMMU type. */
+TEST(type1_refused_then_noiommu_type)
+{
+	struct noiommu n = { -1, -1 };
+	__u32 ioas = 0;
+
+	n.container = container_open();
+	n.group = group_open(NOIOMMU_BDF, 1);
+	REQUIRE(n.container >= 0 && n.group >= 0);
+	CHECK_RET(1, ioctl(n.container, VFIO_CHECK_EXTENSION, VFIO_NOIOMMU_IOMMU));
+	/* before any group, there is nothing to set */
+	CHECK_ERRNO(EINVAL, ioctl(n.container, VFIO_SET_IOMMU, VFIO_NOIOMMU_IOMMU));
+	REQUIRE_OK(group_set_container(n.group, n.container));
+	CHECK_EQ(group_status(n.group), VFIO_GROUP_FLAGS_VIABLE | VFIO_GROUP_FLAGS_CONTAINER_SET);
+	CHECK_ERRNO(EINVAL, ioctl(n.container, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU));
+	CHECK_ERRNO(EINVAL, ioctl(n.container, VFIO_SET_IOMMU, VFIO_TYPE1_IOMMU));
+	/* no compat IOAS was made for the no-IOMMU group, and none is made by these */
+	CHECK_ERRNO(ENODEV, vfio_ioas(n.container, IOMMU_VFIO_IOAS_GET, &ioas));
+	REQUIRE_OK(cap_set_effective(CAP_SYS_RAWIO, 0));
+	CHECK_ERRNO(EPERM, ioctl(n.container, VFIO_SET_IOMMU, VFIO_NOIOMMU_IOMMU));
+	REQUIRE_OK(cap_set_effective(CAP_SYS_RAWIO, 1));
+	CHECK_OK(ioctl(n.container, VFIO_SET_IOMMU, VFIO_NOIOMMU_IOMMU));
+	CHECK_OK(ioctl(n.container, VFIO_SET_IOMMU, VFIO_NOIOMMU_IOMMU));
+	/* the type1 ioctls have no IOAS to work on */
+	{
+		struct vfio_iommu_type1_info info = { .argsz = sizeof(info) };
+		void *mem = h_mmap(PAGE_SZ);
+
+		CHECK_ERRNO(ENODEV, ioctl(n.container, VFIO_IOMMU_GET_INFO, &info));
+		CHECK_ERRNO(ENODEV, dma_map(n.container, DMA_RW, mem, 0x100000, PAGE_SZ));
+		CHECK_ERRNO(ENODEV, dma_unmap(n.container, VFIO_DMA_UNMAP_FLAG_ALL, 0, 0, NULL));
+		munmap(mem, PAGE_SZ);
+	}
+	CHECK_ERRNO(ENODEV, vfio_ioas(n.container, IOMMU_VFIO_IOAS_GET, &ioas));
+	noiommu_close(&n);
+}
+
+/* The device's first open needs CAP_SYS_RAWIO; later opens of the open device do not. */
+TEST(get_device_fd)
+{
+	struct vfio_device_info info = { .argsz = sizeof(info) };
+	struct vfio_region_info bar0 = { .argsz = sizeof(bar0) };
+	struct vfio_device_bind_iommufd bind = { .argsz = sizeof(bind) };
+	struct noiommu n = { -1, -1 };
+	int dev, again;
+
+	REQUIRE_OK(noiommu_open(&n));
+	REQUIRE_OK(cap_set_effective(CAP_SYS_RAWIO, 0));
+	CHECK_ERRNO(EPERM, ioctl(n.group, VFIO_GROUP_GET_DEVICE_FD, NOIOMMU_BDF));
+	REQUIRE_OK(cap_set_effective(CAP_SYS_RAWIO, 1));
+	dev = ioctl(n.group, VFIO_GROUP_GET_DEVICE_FD, NOIOMMU_BDF);
+	REQUIRE(dev >= 0);
+	REQUIRE_OK(cap_set_effective(CAP_SYS_RAWIO, 0));
+	again = ioctl(n.group, VFIO_GROUP_GET_DEVICE_FD, NOIOMMU_BDF);
+	REQUIRE_OK(cap_set_effective(CAP_SYS_RAWIO, 1));
+	CHECK(again >= 0);
+	if (again >= 0)
+		close(again);
+	CHECK_OK(ioctl(dev, VFIO_DEVICE_GET_INFO, &info));
+	CHECK(info.flags & VFIO_DEVICE_FLAGS_PCI);
+	CHECK_EQ(info.num_regions, VFIO_PCI_NUM_REGIONS);
+	bar0.index = VFIO_PCI_BAR0_REGION_INDEX;
+	CHECK_OK(ioctl(dev, VFIO_DEVICE_GET_REGION_INFO, &bar0));
+	CHECK_EQ(bar0.size, 1 << 20);
+	CHECK_EQ(edu_reg(dev, EDU_ID), EDU_ID_VALUE);
+	/* a group's device fd is bound already */
+	bind.iommufd = n.container;
+	CHECK_ERRNO(EINVAL, ioctl(dev, VFIO_DEVICE_BIND_IOMMUFD, &bind));
+	close(dev);
+	noiommu_close(&n);
+}
+
+/* A compat IOAS means the user expected translation: the no-IOMMU device is not opened. */
+TEST(compat_ioas_refuses_noiommu)
+{
+	struct noiommu n = { -1, -1 };
+	__u32 ioas = 0;
+
+	/* set before SET_CONTAINER: the group is refused and nothing is set */
+	n.container = container_open();
+	n.group = group_open(NOIOMMU_BDF, 1);
+	REQUIRE(n.container >= 0 && n.group >= 0);
+	REQUIRE_OK(ioas_alloc(n.container, &ioas));
+	REQUIRE_OK(vfio_ioas(n.container, IOMMU_VFIO_IOAS_SET, &ioas));
+	CHECK_ERRNO(EINVAL, group_set_container(n.group, n.container));
+	CHECK_EQ(group_status(n.group), VFIO_GROUP_FLAGS_VIABLE);
+	CHECK_ERRNO(EINVAL, ioctl(n.group, VFIO_GROUP_UNSET_CONTAINER));
+	noiommu_close(&n);
+
+	/* set after: the device's first open is refused */
+	REQUIRE_OK(noiommu_open(&n));
+	REQUIRE_OK(ioas_alloc(n.container, &ioas));
+	REQUIRE_OK(vfio_ioas(n.container, IOMMU_VFIO_IOAS_SET, &ioas));
+	CHECK_ERRNO(EPERM, ioctl(n.group, VFIO_GROUP_GET_DEVICE_FD, NOIOMMU_BDF));
+	/* cleared again, it opens */
+	REQUIRE_OK(vfio_ioas(n.container, IOMMU_VFIO_IOAS_CLEAR, NULL));
+	{
+		int dev = ioctl(n.group, VFIO_GROUP_GET_DEVICE_FD, NOIOMMU_BDF);
+
+		CHECK(dev >= 0);
+		if (dev >= 0)
+			close(dev);
+	}
+	noiommu_close(&n);
+}
+
+/* One container serves either IOMMU groups or no-IOMMU groups, never both. */
+TEST(iommu_and_noiommu_groups_never_share_a_container)
+{
+	int container, iommu_group, noiommu_group;
+
+	if (!edu0_has_iommu()) {
+		SKIP("no device behind an IOMMU on this machine");
+		return;
+	}
+	container = container_open();
+	iommu_group = group_open(EDU0_BDF, 0);
+	noiommu_group = group_open(NOIOMMU_BDF, 1);
+	REQUIRE(container >= 0 && iommu_group >= 0 && noiommu_group >= 0);
+	REQUIRE_OK(group_set_container(iommu_group, container));
+	CHECK_ERRNO(EINVAL, group_set_container(noiommu_group, container));
+	CHECK_EQ(group_status(noiommu_group), VFIO_GROUP_FLAGS_VIABLE);
+	CHECK_OK(ioctl(iommu_group, VFIO_GROUP_UNSET_CONTAINER));
+	close(container);
+
+	/* the other way round: a no-IOMMU container refuses the IOMMU group */
+	container = container_open();
+	REQUIRE(container >= 0);
+	REQUIRE_OK(group_set_container(noiommu_group, container));
+	CHECK_ERRNO(EINVAL, group_set_container(iommu_group, container));
+	CHECK_EQ(group_status(iommu_group), VFIO_GROUP_FLAGS_VIABLE);
+	close(container);
+	close(noiommu_group);
+	close(iommu_group);
+}
+
+/* The no-IOMMU device's cdev and its group exclude each other as an IOMMU device's do. */
+TEST(group_and_cdev_exclude_each_other)
+{
+	int group, cdev, iommufd = iommufd_open();
+
+	REQUIRE(iommufd >= 0);
+	group = group_open(NOIOMMU_BDF, 1);
+	REQUIRE(group >= 0);
+	cdev = cdev_open(NOIOMMU_CDEV);
+	REQUIRE(cdev >= 0);
+	CHECK_ERRNO(EBUSY, vfio_bind(cdev, iommufd, NULL));
+	close(group);
+	REQUIRE_OK(vfio_bind(cdev, iommufd, NULL));
+	CHECK_ERRNO(EBUSY, group_open(NOIOMMU_BDF, 1));
+	close(cdev);
+	group = group_open(NOIOMMU_BDF, 1);
+	CHECK(group >= 0);
+	if (group >= 0)
+		close(group);
+	close(iommufd);
+}
+
+int main(void)
+{
+	h_init();
+	RUN(group_node_and_sysfs);
+	RUN(open_needs_cap_sys_rawio);
+	RUN(type1_refused_then_noiommu_type);
+	RUN(get_device_fd);
+	RUN(compat_ioas_refuses_noiommu);
+	RUN(iommu_and_noiommu_groups_never_share_a_container);
+	RUN(group_and_cdev_exclude_each_other);
+	return h_done();
+}
