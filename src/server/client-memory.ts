@@ -64,13 +64,13 @@ export function memoryKey(creds: WireCreds): string {
  */
 export class ServedMemory extends CallMemory {
   /** A view opened for this call alone (its process never said HELLO), retired when it ends. */
-  private readonly ownView: ProcMemory | undefined;
+  private readonly ownView: OwnView | undefined;
 
   constructor(
     memory: UserMemory,
     maps: { mapRanges(): readonly MapRange[] },
     window: IoctlWindow | undefined,
-    ownView?: ProcMemory,
+    ownView?: OwnView,
   ) {
     super(memory, window?.start ?? 0n, window?.bytes ?? new Uint8Array(0), {
       windowWritable: window?.writable ?? true,
@@ -82,19 +82,31 @@ export class ServedMemory extends CallMemory {
   /** The call is over: from now on a pass-through; a view opened for it alone is retired. */
   done(): void {
     this.finish();
-    this.ownView?.retire();
+    if (this.ownView !== undefined) {
+      this.ownView.proc.retire();
+      this.ownView.gone(this.ownView.proc.mm);
+    }
   }
+}
+
+/** A view opened for one call, and whom to tell once it is retired (ClientMemories' `gone`). */
+interface OwnView {
+  readonly proc: ProcMemory;
+  readonly gone: (mm: string) => void;
 }
 
 export class ClientMemories implements CallMemories {
   private readonly events: EventBus;
+  /** Called once an address space's view is retired: the kernel lets go of what it held there. */
+  private readonly gone: (mm: string) => void;
   private readonly memories = new Map<string, MemoryEntry>();
   private sweep: NodeJS.Timeout | undefined;
   private readonly observe: MemoryObserver | undefined;
 
-  constructor(events: EventBus, observe?: MemoryObserver) {
+  constructor(events: EventBus, observe?: MemoryObserver, gone: (mm: string) => void = () => {}) {
     this.events = events;
     this.observe = observe;
+    this.gone = gone;
   }
 
   /** A thread said HELLO: its address space's view lives at least as long as its transport. */
@@ -120,7 +132,7 @@ export class ClientMemories implements CallMemories {
     if (entry.memory.current) this.startSweep();
     else {
       this.memories.delete(key);
-      entry.memory.retire();
+      this.retire(key, entry.memory);
     }
   }
 
@@ -132,7 +144,8 @@ export class ClientMemories implements CallMemories {
   forCall(creds: WireCreds, window?: IoctlWindow): ServedMemory {
     const entry = this.memories.get(memoryKey(creds));
     const proc = entry?.memory ?? this.open(creds);
-    const ownView = entry === undefined ? proc : undefined;
+    // A view opened for this call alone (the process never said HELLO) is retired after it.
+    const ownView = entry === undefined ? { proc, gone: this.gone } : undefined;
     if (this.observe === undefined) return new ServedMemory(proc, proc, window, ownView);
     const view = this.observe({ memory: proc, mapRanges: () => proc.mapRanges() });
     return new ServedMemory(view.memory, view, window, ownView);
@@ -141,8 +154,16 @@ export class ClientMemories implements CallMemories {
   /** Closes every view (server shutdown). */
   close(): void {
     clearInterval(this.sweep);
-    for (const entry of this.memories.values()) entry.memory.close();
+    for (const [key, entry] of this.memories) {
+      entry.memory.close();
+      this.gone(key);
+    }
     this.memories.clear();
+  }
+
+  private retire(key: string, memory: ProcMemory): void {
+    memory.retire();
+    this.gone(key);
   }
 
   private open(creds: WireCreds): ProcMemory {
@@ -163,7 +184,7 @@ export class ClientMemories implements CallMemories {
       for (const [key, entry] of this.memories) {
         if (entry.transports === 0 && !entry.memory.current) {
           this.memories.delete(key);
-          entry.memory.retire();
+          this.retire(key, entry.memory);
         }
       }
       if (![...this.memories.values()].some((e) => e.transports === 0)) {
