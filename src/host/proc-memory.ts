@@ -316,7 +316,7 @@ export class CallMemory implements UserMemory {
     this.mm = base.mm;
     this.start = start;
     this.end = start + BigInt(bytes.byteLength);
-    this.bytes = Uint8Array.from(bytes);
+    this.bytes = new Uint8Array(bytes);
     this.windowWritable = options.windowWritable ?? true;
     this.maps = options.maps;
   }
@@ -335,6 +335,11 @@ export class CallMemory implements UserMemory {
     if (!Number.isSafeInteger(length) || length < 0 || addr < 0n) return undefined;
     const end = addr + BigInt(length);
     if (this.finished) return this.base.read(addr, length);
+    // Inside the window (a struct's fields, the common case): a copy of the prefetched bytes.
+    if (length > 0 && addr >= this.start && end <= this.end) {
+      const from = Number(addr - this.start);
+      return this.bytes.slice(from, from + length);
+    }
     // Every piece outside the window must be readable (FOLL_FORCE would read PROT_NONE pages).
     const belowEnd = end < this.start ? end : this.start;
     if (addr < this.start && !this.may(addr, Number(belowEnd - addr), 'readable')) return undefined;

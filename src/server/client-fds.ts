@@ -52,7 +52,9 @@ const RESOLVERS_MAX = 4096;
 
 export class ClientFiles {
   private readonly events: EventBus;
-  private readonly resolvers = new Map<string, FdResolver>();
+  /** By pid, then tid (numbers, not a string made per call). */
+  private readonly resolvers = new Map<number, Map<number, FdResolver>>();
+  private resolverCount = 0;
   private readonly objects = new Map<number, OpenObject>();
   private readonly byIno = new Map<bigint, OpenObject>();
   private readonly reservations = new Map<number, ReservedFd>();
@@ -173,13 +175,22 @@ export class ClientFiles {
    * one is kept per thread rather than six closures made per call.
    */
   resolver(pid: number, tid: number): FdResolver {
-    const key = `${pid}/${tid}`;
-    let fds = this.resolvers.get(key);
+    let threads = this.resolvers.get(pid);
+    let fds = threads?.get(tid);
     if (fds === undefined) {
       // Threads that are gone leave theirs behind: forget them all now and then.
-      if (this.resolvers.size >= RESOLVERS_MAX) this.resolvers.clear();
+      if (this.resolverCount >= RESOLVERS_MAX) {
+        this.resolvers.clear();
+        this.resolverCount = 0;
+        threads = undefined;
+      }
+      if (threads === undefined) {
+        threads = new Map();
+        this.resolvers.set(pid, threads);
+      }
       fds = this.newResolver(pid, tid);
-      this.resolvers.set(key, fds);
+      threads.set(tid, fds);
+      this.resolverCount++;
     }
     return fds;
   }

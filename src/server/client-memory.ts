@@ -54,8 +54,18 @@ interface MemoryEntry {
 
 /** The key of a client address space: its pid and the shim's mm cookie (a new one after exec). */
 export function memoryKey(creds: WireCreds): string {
-  return `pid${creds.pid}/mm${creds.mmCookie.toString(16)}`;
+  // Consecutive calls come from the same address space: the last key is kept.
+  if (creds.pid !== lastKey.pid || creds.mmCookie !== lastKey.mmCookie) {
+    lastKey = {
+      pid: creds.pid,
+      mmCookie: creds.mmCookie,
+      key: `pid${creds.pid}/mm${creds.mmCookie.toString(16)}`,
+    };
+  }
+  return lastKey.key;
 }
+
+let lastKey = { pid: -1, mmCookie: -1n, key: '' };
 
 /**
  * The memory of one served call: a CallMemory over the caller's memory, and what ends the call.

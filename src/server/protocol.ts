@@ -190,21 +190,48 @@ export function decodeRequest(frame: Uint8Array): Request | string {
   };
 }
 
+/** Replies are carved from slabs of this size (Node's own pool is 8 KiB: a new one per 256). */
+const REPLY_SLAB = 64 * 1024;
+let slab = Buffer.allocUnsafeSlow(REPLY_SLAB);
+let slabUsed = 0;
+
 /**
- * Encodes a reply (header + payload) into one Buffer from Node's pool: a fresh small Uint8Array
- * lives on the JS heap, and the DataView a codec makes over it moves it off the heap first (a
- * malloc per reply).
+ * A fresh buffer of n bytes for a reply. Never reused: the socket may still hold a written one.
+ * A small Uint8Array would live on the JS heap, and writing it (or a DataView over it) moves it
+ * off the heap first, a malloc per reply.
  */
+function replyBuffer(n: number): Buffer {
+  if (n > REPLY_SLAB / 16) return Buffer.allocUnsafe(n);
+  if (slabUsed + n > REPLY_SLAB) {
+    slab = Buffer.allocUnsafeSlow(REPLY_SLAB);
+    slabUsed = 0;
+  }
+  const out = slab.subarray(slabUsed, slabUsed + n);
+  slabUsed += (n + 7) & ~7;
+  return out;
+}
+
+/** A u64 field: most are 0, which needs no bigint arithmetic. */
+function writeU64(out: Buffer, value: bigint | undefined, at: number): void {
+  if (value === undefined || value === 0n) {
+    out.writeUInt32LE(0, at);
+    out.writeUInt32LE(0, at + 4);
+  } else {
+    out.writeBigUInt64LE(BigInt.asUintN(64, value), at);
+  }
+}
+
+/** Encodes a reply (header + payload) into one buffer (replyBuffer). */
 export function encodeReply(reply: Reply): Uint8Array {
   const length = reply.payload?.byteLength ?? 0;
-  const out = Buffer.allocUnsafe(HEADER_BYTES + length);
+  const out = replyBuffer(HEADER_BYTES + length);
   out.writeUInt32LE(out.byteLength, 0);
   out.writeUInt16LE(reply.op, 4);
   out.writeUInt16LE(reply.flags ?? 0, 6);
   out.writeUInt32LE(reply.seq, 8);
   out.writeInt32LE(reply.ret, 12);
-  out.writeBigUInt64LE(BigInt.asUintN(64, reply.v0 ?? 0n), 16);
-  out.writeBigUInt64LE(BigInt.asUintN(64, reply.v1 ?? 0n), 24);
+  writeU64(out, reply.v0, 16);
+  writeU64(out, reply.v1, 24);
   if (reply.payload !== undefined) out.set(reply.payload, HEADER_BYTES);
   return out;
 }
@@ -262,7 +289,7 @@ export class FrameReader {
   next(): Uint8Array | undefined {
     if (this.buffered < 4) return undefined;
     const head = this.peek(4);
-    const len = view(head).getUint32(0, true);
+    const len = (head[0]! | (head[1]! << 8) | (head[2]! << 16) | (head[3]! << 24)) >>> 0;
     if (len < this.minimum || len > MESSAGE_MAX) throw new RangeError(`bad frame length ${len}`);
     if (this.buffered < len) return undefined;
     return this.take(len);
