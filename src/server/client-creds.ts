@@ -23,6 +23,7 @@ import {
   type NamespacedCaps,
 } from '../host/credentials.ts';
 import type { EventBus } from '../trace/events.ts';
+import { memlockLimitOf } from './client-identity.ts';
 import type { WireCreds } from './protocol.ts';
 
 /** The uid (and gid) a task gets when its ids cannot be read (the kernel's overflowuid). */
@@ -64,6 +65,11 @@ function fsIdsOf(statusPath: string): FsIds | undefined {
   };
 }
 
+/** The lower of a limit read from /proc (if it could be) and the one claimed. */
+function lowerOf(actual: bigint | undefined, claimed: bigint): bigint {
+  return actual !== undefined && actual < claimed ? actual : claimed;
+}
+
 /** The real uid on the Uid: line of a /proc status file, as the reader's namespace maps it. */
 function realUidOf(statusPath: string): number | undefined {
   try {
@@ -94,17 +100,16 @@ class ServedCredentials {
   readonly pid: number;
   readonly tid: number;
   readonly grantedCaps: bigint;
-  readonly memlockLimit: bigint;
   private readonly wire: WireCreds;
   private readonly hooks: CredentialHooks;
   private found: CallerFound | undefined;
   private ids: FsIds | undefined;
+  private memlock: bigint | undefined;
 
   constructor(wire: WireCreds, grantedCaps: bigint, hooks: CredentialHooks) {
     this.pid = wire.pid;
     this.tid = wire.tid;
     this.grantedCaps = grantedCaps;
-    this.memlockLimit = wire.memlock;
     this.wire = wire;
     this.hooks = hooks;
   }
@@ -128,6 +133,15 @@ class ServedCredentials {
   }
 
   /**
+   * The lower of what the shim reports and what the process has: a claim cannot raise it. Read
+   * only when a pin needs it.
+   */
+  get memlockLimit(): bigint {
+    this.memlock ??= this.hooks.memlockLimit(this.wire);
+    return this.memlock;
+  }
+
+  /**
    * Read once, when a permission check first asks (an open). The namespace is read first, so
    * that a recording logs it where its replay (whose stand-in ids are that uid) asks for it.
    */
@@ -140,6 +154,7 @@ class ServedCredentials {
 /** What ServedCredentials asks of the ClientCredentials that made it. */
 interface CredentialHooks {
   find(wire: WireCreds): CallerFound;
+  memlockLimit(wire: WireCreds): bigint;
   fsIds(wire: WireCreds, uid: number): FsIds;
 }
 
@@ -186,6 +201,9 @@ export class ClientCredentials {
       this.announce(wire, found);
       return found;
     },
+    // A replay has no process and takes the record's.
+    memlockLimit: (wire) =>
+      this.answer !== undefined ? wire.memlock : lowerOf(memlockLimitOf(wire.pid), wire.memlock),
     // The thread's status file has the filesystem ids and the groups the shim does not send. A
     // thread that is gone has none: the overflow ids, which own nothing. A replay has no thread:
     // its uid stands in.

@@ -29,7 +29,8 @@ export function write(s: ServerState, conn: Connection, req: Request): void {
   const { file } = object;
   const what = `write on ${object.path}`;
   const { fops } = file;
-  const write = fops.write;
+  const mmio = (req.flags & ReqFlag.MMIO) !== 0;
+  const write = mmio && fops.mmioWrite !== undefined ? fops.mmioWrite : fops.write;
   let n: unknown = pos === undefined && fops.nonseekable ? -Errno.ESPIPE : -Errno.EINVAL;
   if (pos !== undefined && write !== undefined) {
     const memory = s.memories.forCall(req.creds);
@@ -79,6 +80,7 @@ function writeDone(
       positional ? pos : undefined,
       data,
       ret,
+      'write',
     );
     trace(s, req.creds, positional ? 'pwrite' : 'write', detail, ret);
   }
@@ -115,10 +117,13 @@ export function rawWrite(s: ServerState, conn: Connection, chunk: Uint8Array): v
     ret = checkResult(s, what, n, chunk.byteLength);
     if (ret > 0 && !fops.nonseekable) object.pos += BigInt(ret);
   }
-  if (ret < 0) {
+  if (ret < 0 && object.rawWriteFailed !== true) {
+    // Once per open file: a client pouring bytes into a file that refuses them must not flood
+    // the kernel log (and whoever reads it).
+    object.rawWriteFailed = true;
     s.kernel.events.log(
       'warn',
-      `a write to ${object.path} that bypassed the shim (stdio) failed: ${errnoName(ret)}`,
+      `a write to ${object.path} that bypassed the shim (stdio) failed: ${errnoName(ret)} (later failures on this open file are not logged)`,
     );
   }
   if (s.kernel.events.wants('syscall')) {
