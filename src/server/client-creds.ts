@@ -88,6 +88,18 @@ export interface CallerFound {
   readonly unreadable: boolean;
 }
 
+/** Where a replay's credentials come from instead of /proc: the record. */
+export interface RecordedCallers {
+  caller(wire: WireCreds): CallerFound;
+  fsIds(wire: WireCreds): FsIds;
+}
+
+/** What a recording sees of every answer. */
+export interface CallerObserver {
+  caller(found: CallerFound): void;
+  fsIds(ids: FsIds): void;
+}
+
 /**
  * A served call's credentials. The fields the caller's user namespace decides (userNs, capEff,
  * uid) are read from /proc when one is first read, during the call: most calls never ask
@@ -141,12 +153,9 @@ class ServedCredentials {
     return this.memlock;
   }
 
-  /**
-   * Read once, when a permission check first asks (an open). The namespace is read first, so
-   * that a recording logs it where its replay (whose stand-in ids are that uid) asks for it.
-   */
+  /** Read once, when a permission check first asks (an open). */
   fsIds(): FsIds {
-    this.ids ??= this.hooks.fsIds(this.wire, this.uid);
+    this.ids ??= this.hooks.fsIds(this.wire);
     return this.ids;
   }
 }
@@ -155,7 +164,7 @@ class ServedCredentials {
 interface CredentialHooks {
   find(wire: WireCreds): CallerFound;
   memlockLimit(wire: WireCreds): bigint;
-  fsIds(wire: WireCreds, uid: number): FsIds;
+  fsIds(wire: WireCreds): FsIds;
 }
 
 export class ClientCredentials {
@@ -166,15 +175,15 @@ export class ClientCredentials {
   /** pid/mm of every program already named in the trace. */
   private readonly announced = new Set<string>();
   /** Where the answers come from instead of /proc (a replay: from the record). */
-  private readonly answer: ((wire: WireCreds) => CallerFound) | undefined;
+  private readonly recorded: RecordedCallers | undefined;
   /** Sees every answer (a recording). */
-  observe: ((found: CallerFound) => void) | undefined;
+  observe: CallerObserver | undefined;
 
-  constructor(events: EventBus, grantedCaps: bigint, answer?: (wire: WireCreds) => CallerFound) {
+  constructor(events: EventBus, grantedCaps: bigint, recorded?: RecordedCallers) {
     this.events = events;
     this.grantedCaps = grantedCaps;
-    this.answer = answer;
-    this.initialUserNs = answer === undefined ? userNamespaceOf('/proc/self/ns/user') : 'replay';
+    this.recorded = recorded;
+    this.initialUserNs = recorded === undefined ? userNamespaceOf('/proc/self/ns/user') : 'replay';
     if (this.initialUserNs === undefined) {
       events.log(
         'warn',
@@ -196,25 +205,26 @@ export class ClientCredentials {
   /** Made once: a call's credentials reach back here without a closure of their own. */
   private readonly hooks: CredentialHooks = {
     find: (wire) => {
-      const found = this.answer?.(wire) ?? this.lookup(wire);
-      this.observe?.(found);
+      const found = this.recorded?.caller(wire) ?? this.lookup(wire);
+      this.observe?.caller(found);
       this.announce(wire, found);
       return found;
     },
     // A replay has no process and takes the record's.
     memlockLimit: (wire) =>
-      this.answer !== undefined ? wire.memlock : lowerOf(memlockLimitOf(wire.pid), wire.memlock),
+      this.recorded !== undefined ? wire.memlock : lowerOf(memlockLimitOf(wire.pid), wire.memlock),
     // The thread's status file has the filesystem ids and the groups the shim does not send. A
-    // thread that is gone has none: the overflow ids, which own nothing. A replay has no thread:
-    // its uid stands in.
-    fsIds: (wire, uid) =>
-      this.answer !== undefined
-        ? { fsuid: uid, fsgid: uid, groups: [] }
-        : (fsIdsOf(`/proc/${wire.pid}/task/${wire.tid}/status`) ?? {
-            fsuid: OVERFLOW_UID,
-            fsgid: OVERFLOW_UID,
-            groups: [],
-          }),
+    // thread that is gone has none: the overflow ids, which own nothing.
+    fsIds: (wire) => {
+      const ids = this.recorded?.fsIds(wire) ??
+        fsIdsOf(`/proc/${wire.pid}/task/${wire.tid}/status`) ?? {
+          fsuid: OVERFLOW_UID,
+          fsgid: OVERFLOW_UID,
+          groups: [],
+        };
+      this.observe?.fsIds(ids);
+      return ids;
+    },
   };
 
   /** The caller's user namespace against ours, read from /proc now. */
