@@ -33,7 +33,8 @@ export class KernelCore {
   /** The kernel log (dmesg): every warning and error line since boot, oldest first, bounded. */
   readonly dmesg: string[] = [];
   /** Every task's fail-nth counter, by "pid/tid" (current->fail_nth). */
-  private readonly failNths = new Map<string, FailNth>();
+  /** By pid, then tid (numbers, not a string made per call: every served call asks). */
+  private readonly failNths = new Map<number, Map<number, FailNth>>();
   /** Values written to the debugfs fault-injection knobs (accepted, no other effect). */
   private readonly debugfsKnobs = new Map<string, string>();
   /**
@@ -78,18 +79,24 @@ export class KernelCore {
 
   /** The fail-nth counter of task `tid` of process `pid`, made on first use. */
   failNth(pid: number, tid: number): FailNth {
-    const key = `${pid}/${tid}`;
-    let counter = this.failNths.get(key);
+    let threads = this.failNths.get(pid);
+    if (threads === undefined) {
+      threads = new Map();
+      this.failNths.set(pid, threads);
+    }
+    let counter = threads.get(tid);
     if (counter === undefined) {
       counter = new FailNth();
-      this.failNths.set(key, counter);
+      threads.set(tid, counter);
     }
     return counter;
   }
 
   /** A task exited: its counter goes with it. */
   forgetTask(pid: number, tid: number): void {
-    this.failNths.delete(`${pid}/${tid}`);
+    const threads = this.failNths.get(pid);
+    threads?.delete(tid);
+    if (threads?.size === 0) this.failNths.delete(pid);
   }
 
   /**

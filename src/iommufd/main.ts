@@ -567,7 +567,9 @@ export function iommufdIoctl(
   // get_user(): not an injection point.
   const sizeBytes = getUser(task, arg, 4);
   if (sizeBytes === undefined) return -Errno.EFAULT;
-  const userSize = new DataView(sizeBytes.buffer, sizeBytes.byteOffset, 4).getUint32(0, true);
+  // Little-endian u32, read without a DataView (which would move the fresh array off-heap).
+  const userSize =
+    (sizeBytes[0]! | (sizeBytes[1]! << 8) | (sizeBytes[2]! << 16) | (sizeBytes[3]! << 24)) >>> 0;
 
   const op = testInterface && nr === IommufdCmd.TEST ? testOp : ioctlOps.get(nr);
   // A hole in the table, or a number with direction/size bits or another type: -ENOIOCTLCMD.
