@@ -32,13 +32,14 @@ export const YIELD_BYTES = 4 * 1024 * 1024;
 
 /** Steps `walk` for one slice; its result if it ended. */
 function slice<T>(walk: LongWalk<T>): { readonly value: T } | undefined {
+  // A walk of at most YIELD_BYTES ends within one slice: its end is seen by one more step.
   let walked = 0;
-  while (walked < YIELD_BYTES) {
+  for (;;) {
     const step = walk.next();
     if (step.done === true) return { value: step.value };
     walked += step.value;
+    if (walked > YIELD_BYTES) return undefined;
   }
-  return undefined;
 }
 
 /** Runs `walk` to its end at once. */
