@@ -2,7 +2,7 @@
  * WRITE: write(2) at the file position or pwrite(2) at the request's. And the bytes a program
  * writes straight to an object connection, past the shim (glibc's stdio).
  */
-import type { BlockedCall } from '../../host/file.ts';
+import { isBlocked } from '../../host/file.ts';
 import type { Task } from '../../host/task.ts';
 import { Errno, errnoName } from '../../uapi/errno.ts';
 import {
@@ -131,8 +131,4 @@ export function rawWrite(s: ServerState, conn: Connection, chunk: Uint8Array): v
     const detail = describeIo(label, file, chunk.byteLength, undefined, chunk, ret);
     trace(s, object.creds, 'write', detail, ret);
   }
-}
-
-function isBlocked(value: unknown): value is BlockedCall {
-  return typeof value === 'object' && value !== null && 'blocked' in value;
 }
