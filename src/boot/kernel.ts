@@ -33,6 +33,9 @@ export interface KernelOptions {
   readonly platform?: PlatformConfig;
 }
 
+/** TAINT_BAD_PAGE ('B'): memory the kernel owns was found corrupted (decision 200). */
+export const TAINT_BAD_PAGE = 5;
+
 /**
  * The emulated kernel instance: the machine it runs on, iommufd, VFIO, and the /dev, /sys and
  * /proc files they expose. At boot every PCI device is bound to vfio-pci.
@@ -49,6 +52,8 @@ export class Kernel extends KernelCore {
     super();
     this.machine = new Machine(options.platform ?? defaultPlatform(), { events: this.events });
     this.iommu = new IommuSubsystem(this.machine, unitIommuOps);
+    // A device's write over kernel memory is what bad_page() finds: the kernel is tainted 'B'.
+    this.machine.corruption.onCorruption(() => this.addTaint(TAINT_BAD_PAGE));
     this.devfs.udevRule = deviceNodeRule(this.machine.deviceNodeOwner);
     const pinned = this.machine.pinned;
     const pinner: PagePinner = {
