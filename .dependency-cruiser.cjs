@@ -10,7 +10,7 @@
  *   iommufd      src/iommufd                         /dev/iommu and its objects
  *   vfio         src/vfio                            VFIO, which binds its devices to iommufd
  *   root         src/boot                            builds the machine, the core and the drivers
- *   front ends   src/server, src/index.ts, src/check, src/cli
+ *   front ends   src/server, src/index.ts, src/check, src/cli, src/inspector
  *
  * A module may import its own layer and any layer below it, never one above; and no set of
  * modules may import each other in a cycle. Tests (*.test.ts) may import anything.
@@ -25,7 +25,7 @@ const LAYERS = [
   ['iommufd', '^src/iommufd/'],
   ['vfio', '^src/vfio/'],
   ['composition-root', '^src/boot/'],
-  ['front-ends', '^src/(server|check|cli)/|^src/index\\.[jt]s$'],
+  ['front-ends', '^src/(server|check|cli|inspector)/|^src/index\\.[jt]s$'],
 ];
 
 const TESTS = '\\.test\\.[jt]s$';

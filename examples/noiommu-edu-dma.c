@@ -15,6 +15,9 @@
  *
  * Build: gcc -I include -o noiommu-edu-dma examples/noiommu-edu-dma.c
  * Run:   iommufd-emu exec --enable-unsafe-noiommu-mode -- ./noiommu-edu-dma
+ *
+ * With --pause it waits for a line on stdin before cleaning up, with the buffer still mapped
+ * and pinned: time to look at it (iommufd-emu demo --inspect, exec --inspect).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -145,9 +148,10 @@ static int get_pa(int iommufd, uint32_t ioas_id, uint64_t iova, uint64_t max, ui
 	return 0;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	char bdf[64], node[128];
+	int pause = argc > 1 && strcmp(argv[1], "--pause") == 0;
 
 	if (find_device(bdf, sizeof(bdf), node, sizeof(node))) {
 		fprintf(stderr, "noiommu-edu-dma: no edu device with a noiommu-vfio node; "
@@ -226,6 +230,14 @@ int main(void)
 		return 1;
 	}
 	printf("7. page 1 now holds a copy of page 0: the device moved the bytes by physical address\n");
+	if (pause) {
+		int c;
+
+		printf("   paused with the buffer mapped and pinned: press Enter to clean up\n");
+		fflush(stdout);
+		while ((c = getchar()) != EOF && c != '\n')
+			;
+	}
 
 	struct iommu_ioas_unmap unmap = { .size = sizeof(unmap), .ioas_id = alloc.out_ioas_id, .iova = (uintptr_t)buf, .length = BUF_SIZE };
 	if (ioctl(iommufd, IOMMU_IOAS_UNMAP, &unmap))

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Debian packages the tests run as outside evidence, installed by name when their command is
 # missing (tests skip a tool that is absent, so CI must have them all): gdb for
-# test/debuggers.test.ts. Through the Linux lane's private apt configuration, so the system's
+# test/debuggers.test.ts, lspci and driverctl for test/sysfs-tools.test.ts. Through the Linux lane's private apt configuration, so the system's
 # sources are never changed.
 set -euo pipefail
 source "$(dirname "$0")/linux-lane/common.sh"
 
 # command:package pairs.
-TOOLS=(gdb:gdb)
+TOOLS=(gdb:gdb lspci:pciutils driverctl:driverctl)
 
 missing=()
 for pair in "${TOOLS[@]}"; do

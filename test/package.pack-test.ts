@@ -206,11 +206,18 @@ describe('the packed package, installed offline', () => {
       'package/dist/index.js',
       'package/dist/index.d.ts',
       'package/dist/cli/main.js',
+      'package/dist/inspector/server.js',
+      'package/dist/web/inspector/index.html',
       'package/native/Makefile',
       'package/include/linux/iommufd.h',
       'package/examples/noiommu-edu-dma.c',
     ])
       assert.ok(list.includes(needed), `${needed} is missing from the tarball`);
+    // The inspector's page, as `npm run build` bundled it.
+    assert.ok(
+      list.some((f) => /^package\/dist\/web\/inspector\/assets\/index-[\w-]+\.js$/.test(f)),
+      'the inspector page script is missing from the tarball',
+    );
     const unwanted = list.filter((f) =>
       /(\.test\.|\.bench\.|\/build\/|\.so$|\.node$|\.o$|\/test\/|^package\/src\/)/.test(f),
     );

@@ -29,6 +29,9 @@ export const TRACED_CALLS = new Set([
   'chdir',
 ]);
 
+/** Calls on a path the shim answers from its copy of sysfs (docs/trace.md). */
+const PATH_CALLS = new Set(['opendir', 'scandir', 'readlink', 'realpath', 'chdir']);
+
 const EVENT_PREFIXES = [
   '[dma] ',
   '[iommu-fault] ',
@@ -52,7 +55,9 @@ export function lineProblem(line: string): string | undefined {
   if (!TRACED_CALLS.has(call)) return `a call the trace does not name: ${call}`;
   // A load wider than 8 bytes (a vector move) shows its bytes as a string, as a read does.
   const wideLoad = call === 'mmio' && /^"(?:\\x[0-9a-f]{2}|[^"\\])*"(?:\.\.\.)?$/.test(result);
-  if (!RESULT.test(result) && !wideLoad) return `an undecoded result: ${result}`;
+  // The shim serves these from its copy of sysfs after telling the server: no result to show.
+  const unknown = PATH_CALLS.has(call) && result === '?';
+  if (!RESULT.test(result) && !wideLoad && !unknown) return `an undecoded result: ${result}`;
   if (/\berrno \d+/.test(line)) return 'an errno without a name';
   if (/\bregion\d+\+/.test(args)) return 'a region without a name';
   if (call === 'ioctl') {

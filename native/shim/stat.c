@@ -5,12 +5,15 @@
  * fstat of an emulated fd is the socket's own stat with the node's type, mode and rdev. stat of
  * an emulated path asks the server (STAT) for type, mode and rdev; the testbed's own stat of the
  * same path only supplies st_dev, st_ino, st_nlink and times when the types agree, so a directory
- * keeps one inode whichever way it is reached.
+ * keeps one inode whichever way it is reached. Owner and group come from the testbed's
+ * placeholder of a file or device node, which holds just "uid gid\n"; directories and links are
+ * root's.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/sysmacros.h>
 
@@ -91,6 +94,34 @@ static int testbed_stat(const char *abs, int nofollow, uint32_t mode, struct sta
 	return r == 0 && (out->st_mode & S_IFMT) == (mode & S_IFMT);
 }
 
+/* The owner and group of an emulated file or device node, as its testbed placeholder holds them
+ * ("uid gid\n"); root's for a directory, a link, or a node the testbed does not have. */
+static void node_owner(const struct node *n, uid_t *uid, gid_t *gid)
+{
+	char tb[PATH_MAX], buf[32];
+	unsigned long u, g;
+	int fd, saved = errno;
+	ssize_t len;
+
+	*uid = 0;
+	*gid = 0;
+	if (!(S_ISREG(n->mode) || S_ISCHR(n->mode)) || !testbed_join(n->abs, tb))
+		return;
+	fd = REAL(open)(tb, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		len = REAL(read)(fd, buf, sizeof(buf) - 1);
+		REAL(close)(fd);
+		if (len > 0) {
+			buf[len] = 0;
+			if (sscanf(buf, "%lu %lu", &u, &g) == 2) {
+				*uid = (uid_t)u;
+				*gid = (gid_t)g;
+			}
+		}
+	}
+	errno = saved;
+}
+
 /* A stat for an emulated node (no file exists on the host); 0, or -1 with errno. */
 static int node_stat(const struct node *n, int nofollow, struct stat *st)
 {
@@ -104,6 +135,7 @@ static int node_stat(const struct node *n, int nofollow, struct stat *st)
 	st->st_ino = 0x10000000u + (EMU_RDEV_MAJOR(n->rdev) << 20) + EMU_RDEV_MINOR(n->rdev) +
 		     (S_ISDIR(n->mode) ? 0x8000000u : 0);
 	st->st_mode = n->mode;
+	node_owner(n, &st->st_uid, &st->st_gid);
 	st->st_nlink = S_ISDIR(n->mode) ? 2 : 1;
 	st->st_rdev = makedev(EMU_RDEV_MAJOR(n->rdev), EMU_RDEV_MINOR(n->rdev));
 	st->st_blksize = 4096;
@@ -247,21 +279,44 @@ EXPORT int __fxstatat64(int ver, int dirfd, const char *path, struct stat64 *st,
 	AT_STAT(dirfd, path, st, flags, REAL(__fxstatat64)(ver, dirfd, path, st, flags));
 }
 
-/* access(2) on an emulated node, owned by root:root like a devtmpfs node. */
+/* Whether gid is one of the caller's supplementary groups. */
+static int in_groups(gid_t gid)
+{
+	gid_t list[256];
+	int n = getgroups(256, list);
+
+	for (int i = 0; i < n; i++)
+		if (list[i] == gid)
+			return 1;
+	return 0;
+}
+
+/* access(2) on an emulated node: the owner's, group's or others' bits for the real (or, with
+ * AT_EACCESS, effective) ids, as the kernel's check; root may do all but execute a file no one
+ * may execute. */
 static int node_access(const struct node *n, int amode, int effective)
 {
 	uid_t uid = effective ? geteuid() : getuid();
 	gid_t gid = effective ? getegid() : getgid();
-	unsigned int bits = gid == 0 ? (n->mode >> 3) & 7 : n->mode & 7;
+	uid_t owner;
+	gid_t group;
+	unsigned int bits;
 	int err = n->err;
 
-	if (err != 0 || amode == F_OK)
-		;
-	else if (uid == 0)
-		err = (amode & X_OK) && !(n->mode & 0111) ? EACCES : 0;
-	else if (((amode & R_OK) && !(bits & 4)) || ((amode & W_OK) && !(bits & 2)) ||
-		 ((amode & X_OK) && !(bits & 1)))
-		err = EACCES;
+	if (err == 0 && amode != F_OK) {
+		node_owner(n, &owner, &group);
+		if (uid == owner)
+			bits = (n->mode >> 6) & 7;
+		else if (gid == group || in_groups(group))
+			bits = (n->mode >> 3) & 7;
+		else
+			bits = n->mode & 7;
+		if (uid == 0)
+			err = (amode & X_OK) && !(n->mode & 0111) ? EACCES : 0;
+		else if (((amode & R_OK) && !(bits & 4)) || ((amode & W_OK) && !(bits & 2)) ||
+			 ((amode & X_OK) && !(bits & 1)))
+			err = EACCES;
+	}
 	if (err != 0) {
 		errno = err;
 		return -1;
@@ -323,6 +378,8 @@ EXPORT int statx(int dirfd, const char *path, int flags, unsigned int mask, stru
 	stx->stx_mask = STATX_BASIC_STATS;
 	stx->stx_blksize = 4096;
 	stx->stx_mode = (uint16_t)st.st_mode;
+	stx->stx_uid = st.st_uid;
+	stx->stx_gid = st.st_gid;
 	stx->stx_nlink = (uint32_t)st.st_nlink;
 	stx->stx_ino = st.st_ino;
 	stx->stx_rdev_major = major(st.st_rdev);

@@ -7,6 +7,7 @@
 import { KernelCore } from '../host/core.ts';
 import type { UdevRule } from '../host/devfs.ts';
 import { addMockBusSysfs, addMockDeviceSysfs, removeMockDeviceSysfs } from '../host/mock-sysfs.ts';
+import { Pagemap } from '../host/pagemap.ts';
 import { PCI_ANY_ID, PciBus, type PciDriver } from '../host/pci-bus.ts';
 import { addPciRootBusSysfs, addPciSysfs } from '../host/pci-sysfs.ts';
 import { IommuSubsystem, iommuGetResvRegions } from '../iommu/iommu.ts';
@@ -67,6 +68,7 @@ export class Kernel extends KernelCore {
       },
     };
     this.iommufd = new IommufdSubsystem(this.events, new Accounting(), pinner);
+    this.pagemap = new Pagemap(pinned);
     if (this.machine.iommufdTest) {
       addMockBusSysfs(this.sysfs);
       this.iommufd.mockBus = new MockBus(this.iommu, this.machine, {
@@ -101,6 +103,11 @@ export class Kernel extends KernelCore {
       this.pci.addDevice(dev, 'vfio-pci');
       addPciSysfs(this.sysfs, dev, {
         driverOf: () => this.pci.driverOf(dev.bdf)?.name,
+        aloneOnBus: () =>
+          [...this.machine.devices.values()].filter(
+            (d) => d.bdf.slice(0, 7) === dev.bdf.slice(0, 7),
+          ).length === 1,
+        warn: (line) => this.events.log('warn', `pci ${dev.bdf}: ${line}`),
         groupReservedRegions: () => {
           const group = this.iommu.device(dev.bdf)?.group;
           return group === undefined ? [] : group.devices.flatMap((d) => iommuGetResvRegions(d));
@@ -195,8 +202,9 @@ export class Kernel extends KernelCore {
     for (const [kind, n] of open) out.push(`${n} ${kind} files still open`);
     out.push(...this.vfio.leaks());
     if (this.iommufd.contexts.size === 0) {
-      const pinned = this.machine.pinned.stats();
-      if (pinned.pinnedPages !== 0n) out.push(`${pinned.pinnedPages} pages still pinned`);
+      // Pages pagemap keeps resident belong to live processes, not to a leak.
+      const pins = this.machine.pinned.stats().pins - BigInt(this.pagemap!.residentPages().length);
+      if (pins !== 0n) out.push(`${pins} page pins still held`);
       const domains = this.machine.domains.live();
       if (domains.length !== 0) out.push(`${domains.length} IOMMU domains still allocated`);
     }
@@ -225,6 +233,8 @@ export class Kernel extends KernelCore {
       '/proc/sys/kernel/tainted',
       '/proc/*/task/*/fail-nth',
       '/proc/thread-self/fail-nth',
+      // Physical addresses for the no-IOMMU group path's drivers ("*" also matches "self").
+      '/proc/*/pagemap',
       // The emulated machine's debugfs holds only the fault-injection directories.
       '/sys/kernel/debug',
     ];

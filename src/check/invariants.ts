@@ -195,8 +195,10 @@ function checkDevices(w: World, f: Findings): void {
   for (const vdev of w.kernel.vfio.devices.values()) {
     const idev = vdev.iommufdDevice;
     if (idev === undefined) {
+      // A no-IOMMU device opened through its group is open and bound to nothing
+      // (checkOpenFiles counts those opens against its group device files).
       const opens = vdev.openCount.read();
-      if (opens !== 0) f.add(`${vdev.name} is open ${opens} times but unbound`);
+      if (opens !== 0 && !vdev.noiommu) f.add(`${vdev.name} is open ${opens} times but unbound`);
       if (vdev.iommufdAttached) f.add(`${vdev.name} is marked attached but unbound`);
       continue;
     }
@@ -521,6 +523,12 @@ function checkMappingsAndPins(w: World, f: Findings, betweenCalls: boolean): voi
       const key = pages.accountMode === 'user' ? `user:${pages.owner.uid}` : `mm:${pages.owner.mm}`;
       charges.set(key, (charges.get(key) ?? 0n) + pages.npinned);
     }
+  }
+
+  // Plus one pin on each page pagemap keeps resident (host/pagemap.ts).
+  for (const { mm, va } of w.kernel.pagemap?.residentPages() ?? []) {
+    const key = `${mm}:${va}`;
+    pins.set(key, (pins.get(key) ?? 0) + 1);
   }
 
   // The machine's pin store holds exactly those pins.

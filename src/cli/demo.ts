@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import type { Kernel } from '../boot/kernel.ts';
 import type { EmuEvent } from '../trace/events.ts';
 import { bootLogEvents, escapeLine, formatEvent } from '../trace/writer.ts';
+import type { InspectFlag } from './inspect.ts';
 
 const EXAMPLE = 'noiommu-edu-dma';
 
@@ -26,9 +27,18 @@ export interface DemoDeps {
   exec(
     program: string,
     args: readonly string[],
-    flags: { readonly enableUnsafeNoiommuMode?: boolean; readonly cap?: readonly string[] },
+    flags: {
+      readonly enableUnsafeNoiommuMode?: boolean;
+      readonly cap?: readonly string[];
+      readonly inspect?: InspectFlag;
+    },
     hooks: { readonly attach?: (kernel: Kernel) => () => void; readonly dmesg?: boolean },
   ): Promise<number>;
+  /**
+   * demo --inspect: the inspector, and the driver pauses before it cleans up (until Enter) so
+   * that the page shows its buffer mapped and pinned.
+   */
+  readonly inspect?: InspectFlag;
   /** Output (the header and the trace go here; the program writes to the real stdout). */
   readonly out?: (text: string) => void;
 }
@@ -127,8 +137,12 @@ async function runDemo(deps: DemoDeps, out: (text: string) => void, dir: string)
   if (grant.note !== undefined) out(`${grant.note}\n`);
   const status = await deps.exec(
     built.binary,
-    [],
-    { enableUnsafeNoiommuMode: true, cap: grant.cap },
+    deps.inspect === undefined ? [] : ['--pause'],
+    {
+      enableUnsafeNoiommuMode: true,
+      cap: grant.cap,
+      ...(deps.inspect === undefined ? {} : { inspect: deps.inspect }),
+    },
     {
       // The trace shows every event already; no separate dmesg lines.
       dmesg: false,

@@ -23,6 +23,7 @@ import {
   EXIT_NOT_FOUND,
   fail,
 } from './exit-status.ts';
+import { holdInspector, type InspectFlag, startInspectorFor } from './inspect.ts';
 import {
   ensureNative,
   type NativeParts,
@@ -48,6 +49,8 @@ export interface KernelFlags {
   readonly enableUnsafeNoiommuMode?: boolean;
   /** --cap, once per use: capabilities every client holds for capable() whatever its own. */
   readonly cap?: readonly string[];
+  /** --inspect[=HOST:PORT]: the inspector's web page (src/inspector). */
+  readonly inspect?: InspectFlag;
 }
 
 export interface ExecFlags extends KernelFlags {
@@ -393,7 +396,8 @@ function hasKernelFlags(flags: KernelFlags): boolean {
     flags.platform !== undefined ||
     flags.enableUnsafeNoiommuMode === true ||
     (flags.cap?.length ?? 0) > 0 ||
-    (flags as ExecFlags).record !== undefined
+    (flags as ExecFlags).record !== undefined ||
+    flags.inspect !== undefined
   );
 }
 
@@ -417,7 +421,7 @@ export async function execCommand(
   if (joined !== undefined && joined !== '') {
     if (hasKernelFlags(flags)) {
       fail(
-        'IOMMUFD_EMU_SOCKET is set, so exec joins that emulator: --trace/--record/--platform/--enable-unsafe-noiommu-mode/--cap belong to the emulator (iommufd-emu serve)',
+        'IOMMUFD_EMU_SOCKET is set, so exec joins that emulator: --trace/--record/--platform/--enable-unsafe-noiommu-mode/--cap/--inspect belong to the emulator (iommufd-emu serve)',
       );
     }
     const { shim, guard } = ensureShim();
@@ -440,6 +444,15 @@ export async function execCommand(
   const detach = hooks.attach?.(kernel);
   const recording =
     flags.record === undefined ? undefined : openRecord(flags.record, program, args, grant);
+  const command = [program, ...args];
+  const inspector =
+    flags.inspect === undefined
+      ? undefined
+      : await startInspectorFor(kernel, flags.inspect, {
+          command,
+          state: 'running',
+          exitStatus: null,
+        });
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iommufd-emu-'));
   let server: EmuServer | undefined;
   try {
@@ -458,6 +471,7 @@ export async function execCommand(
       },
       { guard, stdio: hooks.stdio ?? 'inherit' },
     );
+    const exitStatus = status;
     // Children PROGRAM left behind may still hold emulated fds: give them a moment.
     const idle = await Promise.race([server.whenIdle().then(() => true), sleep(IDLE_WAIT_MS)]);
     if (!idle) {
@@ -476,8 +490,11 @@ export async function execCommand(
     }
     injection?.report();
     recording?.recorder.stop(status);
+    if (inspector !== undefined)
+      await holdInspector(inspector, { command, state: 'exited', exitStatus });
     return status;
   } finally {
+    await inspector?.close();
     recording?.close();
     await server?.close();
     shutdownKernel(kernel);

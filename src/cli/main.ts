@@ -12,6 +12,7 @@
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ignoredMutantName } from '../fault/mutant.ts';
+import { type InspectorAddress, parseInspectAddress } from '../inspector/server.ts';
 import {
   defaultPlatform,
   loadPlatformFile,
@@ -32,6 +33,7 @@ import {
   parseErrorExitcode,
   UsageError,
 } from './exit-status.ts';
+import { type InspectFlag, joinInspectValue } from './inspect.ts';
 import { PackageError, packageRoot, packageVersion } from './native.ts';
 import { type ReplayFlags, replayCommand } from './replay.ts';
 import { type ServeFlags, serveCommand } from './serve.ts';
@@ -61,7 +63,20 @@ function kernelOptions(cmd: Command): Command {
       'run every program as if it held CAPS (e.g. CAP_SYS_RAWIO; comma separated, repeatable, or "all") for the emulated kernel',
       (value: string, previous: readonly string[] | undefined) => [...(previous ?? []), value],
     )
-    .addOption(errorExitcodeOption());
+    .addOption(errorExitcodeOption())
+    .addOption(inspectOption());
+}
+
+function inspectOption(
+  description = 'serve the inspector, a live web page of the emulated kernel (default 127.0.0.1 and a free port; the URL goes to stderr)',
+): Option {
+  return new Option('--inspect [host:port]', description).argParser(parseInspect);
+}
+
+function parseInspect(value: string): InspectorAddress {
+  const address = parseInspectAddress(value);
+  if (typeof address === 'string') throw new InvalidArgumentError(address);
+  return address;
 }
 
 export function errorExitcodeOption(): Option {
@@ -177,6 +192,11 @@ function buildProgram(run: (work: Promise<number>) => void): Command {
     .argument('<file>', 'the record')
     .option('-v, --verbose', 'print the trace of the replayed run as it goes')
     .addOption(errorExitcodeOption())
+    .addOption(
+      inspectOption(
+        'step through the record in the inspector, forward and back, the state after each call (until Ctrl-C), instead of replaying it',
+      ),
+    )
     .addHelpText('after', EXIT_STATUS_HELP)
     .action((file: string, flags: ReplayFlags) => {
       run(replayCommand(file, flags));
@@ -203,9 +223,16 @@ function buildProgram(run: (work: Promise<number>) => void): Command {
     .description(
       'build examples/noiommu-edu-dma.c with gcc and run it in no-IOMMU mode, with a readable trace',
     )
-    .action(() => {
+    .addOption(inspectOption())
+    .action((flags: { inspect?: InspectFlag }) => {
       refuseIfShimmed();
-      run(demoCommand({ root: packageRoot(), exec: execCommand }));
+      run(
+        demoCommand({
+          root: packageRoot(),
+          exec: execCommand,
+          ...(flags.inspect === undefined ? {} : { inspect: flags.inspect }),
+        }),
+      );
     });
 
   return program;
@@ -279,7 +306,13 @@ function main(argv: readonly string[]): void {
   toleratePipeClose();
   try {
     enterUserDirectory();
-    buildProgram(finish).parse(argv as string[]);
+    const program = buildProgram(finish);
+    const command = program.commands.find((c) => c.name() === argv[2]);
+    const args =
+      command === undefined
+        ? [...argv]
+        : [...argv.slice(0, 3), ...joinInspectValue(command, argv.slice(3))];
+    program.parse(args);
   } catch (err) {
     if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : EXIT_EMULATOR_FAILED);
     emulatorFailed(err);

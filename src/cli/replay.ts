@@ -7,12 +7,15 @@ import * as fs from 'node:fs';
 import { replayRecord } from '../server/replay.ts';
 import { parseRecord, RecordError, type RunRecord } from '../trace/record.ts';
 import { DEFAULT_ERROR_EXITCODE, describeErrno, fail } from './exit-status.ts';
+import { type InspectFlag, inspectRecord } from './inspect.ts';
 
 export interface ReplayFlags {
   /** The status for a divergence (default 99). */
   readonly errorExitcode?: number;
   /** Print each matched line's trace text as the replay goes. */
   readonly verbose?: boolean;
+  /** Step through the record in the inspector instead of replaying it to the end. */
+  readonly inspect?: InspectFlag;
 }
 
 /** The record in FILE, or a usage failure (exit 125) naming what is wrong with it. */
@@ -33,6 +36,7 @@ export function readRecordFile(file: string): RunRecord {
 
 export async function replayCommand(file: string, flags: ReplayFlags): Promise<number> {
   const record = readRecordFile(file);
+  if (flags.inspect !== undefined) return inspectRecord(file, record, flags.inspect);
   const texts = new Map<number, string>();
   if (flags.verbose === true) {
     for (const { line, entry } of record.lines) {

@@ -32,6 +32,7 @@ import {
   startTrace,
 } from './exec.ts';
 import { DEFAULT_ERROR_EXITCODE, describeErrno, fail } from './exit-status.ts';
+import { holdInspector, startInspectorFor } from './inspect.ts';
 
 export interface ServeFlags extends KernelFlags {
   readonly socket?: string;
@@ -124,6 +125,14 @@ export async function serveCommand(flags: ServeFlags, command: readonly string[]
   );
   const stopTrace = startTrace(kernel, flags);
   const checks = flags.check === true ? startInvariantChecks(kernel) : undefined;
+  const inspector =
+    flags.inspect === undefined
+      ? undefined
+      : await startInspectorFor(kernel, flags.inspect, {
+          command: [...command],
+          state: command.length > 0 ? 'running' : 'serving',
+          exitStatus: null,
+        });
   const server = await listenOn(
     kernel,
     socketPath,
@@ -154,6 +163,12 @@ export async function serveCommand(flags: ServeFlags, command: readonly string[]
         { guard },
       );
       await Promise.race([server.whenIdle(), sleep(IDLE_WAIT_MS)]);
+      if (inspector !== undefined)
+        await holdInspector(inspector, {
+          command: [...command],
+          state: 'exited',
+          exitStatus: status,
+        });
     } else {
       process.stdout.write(exports);
       if (flags.readyFd !== undefined) {
@@ -171,6 +186,7 @@ export async function serveCommand(flags: ServeFlags, command: readonly string[]
       process.stderr.write(`iommufd-emu: ${signal}: stopping\n`);
     }
   } finally {
+    await inspector?.close();
     await server.close();
   }
   const leaks = leaksOf(kernel);

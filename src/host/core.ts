@@ -10,6 +10,7 @@ import { EventBus } from '../trace/events.ts';
 import { Errno } from '../uapi/errno.ts';
 import { DevFs } from './devfs.ts';
 import { type File, OpenFiles } from './file.ts';
+import type { Pagemap } from './pagemap.ts';
 import { type SysAttr, SysFs } from './sysfs.ts';
 import type { Task } from './task.ts';
 import { type Inode, Vfs } from './vfs.ts';
@@ -24,6 +25,8 @@ export class KernelCore {
     this.madeUpFile(task, path),
   );
   readonly events = new EventBus();
+  /** /proc/<pid>/pagemap, once the composition root gave it the machine's pinned pages. */
+  pagemap: Pagemap | undefined;
   /** /proc/sys/kernel/tainted. */
   tainted = 0;
   /** The kernel log (dmesg): every warning and error line since boot, oldest first, bounded. */
@@ -81,7 +84,7 @@ export class KernelCore {
   /**
    * The procfs and debugfs files the kernel makes up when they are looked up: /proc/self and
    * /proc/thread-self (links to the caller's own directories), /proc/<pid>[/task/<tid>] and
-   * their fail-nth, and the debugfs fault-injection directories and knobs.
+   * their fail-nth, /proc/<pid>/pagemap, and the debugfs fault-injection directories and knobs.
    */
   private madeUpFile(task: Task, path: string): Inode | undefined {
     const { pid, tid } = task.creds;
@@ -89,6 +92,15 @@ export class KernelCore {
     if (path === '/proc/thread-self') return { kind: 'link', target: `${pid}/task/${tid}` };
     if (PROC_TASK_DIR.test(path) || path === '/sys/kernel/debug') return { kind: 'dir' };
     if (DEBUGFS_DIR.test(path)) return { kind: 'dir' };
+    const pagemap = PROC_PAGEMAP.exec(path);
+    if (pagemap !== null && this.pagemap !== undefined) {
+      const map = this.pagemap;
+      const pid = Number(pagemap[1]);
+      // Owned by the process (task_dump_owner()): here only the caller's own is served.
+      const ids = task.creds.fsIds();
+      const owner = { uid: ids.fsuid, gid: ids.fsgid };
+      return { kind: 'proc', mode: 0o400, owner, open: (t, flags) => map.open(t, pid, flags) };
+    }
     const attr = this.failNthAttr(task, path) ?? this.debugfsAttr(path);
     return attr === undefined ? undefined : { kind: 'attr', attr };
   }
@@ -156,6 +168,8 @@ export class KernelCore {
 const DEBUGFS_DIRS = ['failslab', 'fail_page_alloc', 'fail_iommufd', 'fail_usercopy'];
 const DEBUGFS_KNOB = new RegExp(`^/sys/kernel/debug/(${DEBUGFS_DIRS.join('|')})/([a-z-]+)$`);
 const DEBUGFS_DIR = new RegExp(`^/sys/kernel/debug/(${DEBUGFS_DIRS.join('|')})$`);
+/** /proc/<pid>/pagemap. */
+const PROC_PAGEMAP = /^\/proc\/(\d+)\/pagemap$/;
 /** /proc/<pid>, /proc/<pid>/task and /proc/<pid>/task/<tid>. */
 const PROC_TASK_DIR = /^\/proc\/\d+(\/task(\/\d+)?)?$/;
 

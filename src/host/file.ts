@@ -59,6 +59,7 @@ export type FileKind =
   | 'vfio-group'
   | 'vfio-device'
   | 'sysfs'
+  | 'procfs'
   | 'eventfd'
   | 'directory'
   /** An iommufd event queue (a fault queue or a vEVENTQ), an anonymous inode. */

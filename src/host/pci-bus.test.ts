@@ -8,6 +8,7 @@ import { describe, it } from 'node:test';
 import { createEmulator, type Emulator } from '../index.ts';
 import { defaultPlatform, type PlatformConfig } from '../platform/platform-config.ts';
 import { Errno } from '../uapi/errno.ts';
+import { resetWorks } from '../vfio/pci-reset.ts';
 import type { SimProcess } from './sim-process.ts';
 
 const DEV = '/sys/devices/pci0000:00/0000:00:04.0';
@@ -268,3 +269,48 @@ describe('permissions at open (may_open, kernfs_fop_open)', () => {
 function defaultPlatformWith(owner: { uid: number; gid: number }): PlatformConfig {
   return { ...defaultPlatform(), deviceNodeOwner: owner };
 }
+
+describe('reset and reset_method', () => {
+  function bootWithReset(): Emulator {
+    const platform = defaultPlatform();
+    const devices = platform.devices.map((d, i) =>
+      i === 0 ? { ...d, resetMethods: ['pm', 'flr'] as const } : d,
+    );
+    return createEmulator({ platform: { ...platform, devices } });
+  }
+
+  it('list what the core found in its order; choosing, disabling and default', () => {
+    const emu = bootWithReset();
+    const proc = emu.spawn();
+    const vdev = emu.kernel.vfio.devices.get('0000:00:04.0')!;
+    assert.equal(read(proc, `${DEV}/reset_method`), 'flr pm\n');
+    assert.equal(read(proc, '/sys/bus/pci/devices/0000:00:05.0/reset_method'), -Errno.ENOENT);
+    assert.equal(read(proc, '/sys/bus/pci/devices/0000:00:05.0/reset'), -Errno.ENOENT);
+    assert.equal(write(proc, `${DEV}/reset_method`, 'pm\n'), 3);
+    assert.equal(read(proc, `${DEV}/reset_method`), 'pm\n');
+    assert.equal(write(proc, `${DEV}/reset_method`, 'bus'), -Errno.EINVAL, 'not supported');
+    assert.equal(write(proc, `${DEV}/reset_method`, 'flr nope'), -Errno.EINVAL);
+    assert.equal(read(proc, `${DEV}/reset_method`), 'pm\n', 'a refused write changes nothing');
+    assert.ok(resetWorks(vdev));
+    assert.equal(write(proc, `${DEV}/reset_method`, '\n'), 1);
+    assert.equal(read(proc, `${DEV}/reset_method`), '');
+    assert.equal(resetWorks(vdev), false, 'VFIO finds no reset either');
+    assert.equal(write(proc, `${DEV}/reset`, '1'), -Errno.ENOTTY);
+    assert.equal(write(proc, `${DEV}/reset_method`, 'default'), 7);
+    assert.equal(read(proc, `${DEV}/reset_method`), 'flr pm\n');
+    emu.kernel.shutdown();
+  });
+
+  it('reset takes "1" only and keeps config space', () => {
+    const emu = bootWithReset();
+    const proc = emu.spawn();
+    const pci = emu.kernel.machine.device('0000:00:04.0')!;
+    pci.configWrite(0x04, 2, 0x0006);
+    assert.equal(write(proc, `${DEV}/reset`, '2'), -Errno.EINVAL);
+    assert.equal(write(proc, `${DEV}/reset`, 'yes'), -Errno.EINVAL);
+    assert.equal(write(proc, `${DEV}/reset`, '1\n'), 2);
+    assert.equal(pci.configRead(0x04, 2), 0x0006, 'restored after the reset');
+    assert.equal(proc.open(`${DEV}/reset`, O_RDONLY), -Errno.EACCES);
+    emu.kernel.shutdown();
+  });
+});

@@ -351,11 +351,11 @@ export class PciBus {
       driverData: f[6] ?? 0,
     };
     if (f.length !== 7) {
-      const probe = { ...id };
-      const dynamic = this.dynids.get(drv) ?? [];
+      // A made-up device with these ids and no driver_override: does the driver take it already?
+      const { classMask: _mask, driverData: _data, ...made } = id;
       const known =
-        dynamic.some((d) => matchOne(d, probe)) ||
-        drv.idTable.some((e) => !e.overrideOnly && matchOne(e, probe));
+        (this.dynids.get(drv) ?? []).some((d) => matchOne(d, made)) ||
+        drv.idTable.some((e) => !e.overrideOnly && matchOne(e, made));
       if (known) return -Errno.EEXIST;
     }
     if (drv.idTable.length > 0 && !drv.idTable.some((e) => e.driverData === id.driverData)) {

@@ -4,7 +4,7 @@
  * and its VFIO node, and the root bus's own directory. Binding files are pci-bus.ts's.
  */
 import type { ReservedRegion } from '../platform/iommu.ts';
-import { PciConfig, type PciDevice } from '../platform/pci.ts';
+import { PciConfig, type PciDevice, RESET_ORDER, type ResetMethod } from '../platform/pci.ts';
 import { Errno } from '../uapi/errno.ts';
 import { CAP_SYS_ADMIN, capable } from './credentials.ts';
 import type { SysFs } from './sysfs.ts';
@@ -48,6 +48,10 @@ export interface PciSysfsContext {
   driverOf(): string | undefined;
   /** Reserved regions of the device's IOMMU group (`reserved_regions`). */
   groupReservedRegions(): readonly ReservedRegion[];
+  /** Whether the device is alone on its bus (a bus reset then resets it alone). */
+  aloneOnBus(): boolean;
+  /** Logs as pci_warn() does. */
+  warn(line: string): void;
 }
 
 /** pci_bus_add_device() of the root bus: its pci_bus directory and class link. */
@@ -162,6 +166,7 @@ export function addPciSysfs(sysfs: SysFs, dev: PciDevice, ctx: PciSysfsContext):
       });
     }
   }
+  addResetFiles(sysfs, dev, ctx);
   sysfs.add({
     kind: 'link',
     path: `/sys/bus/pci/devices/${dev.bdf}`,
@@ -201,4 +206,85 @@ function reservedRegionsText(regions: readonly ReservedRegion[]): string {
     .sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0))
     .map((r) => `${h(r.start)} ${h(r.last)} ${r.type === 'sw-msi' ? 'msi' : r.type}\n`)
     .join('');
+}
+
+/**
+ * pci_init_reset_methods() and the `reset` and `reset_method` files, which exist only for a device
+ * with some reset method: the declared methods that apply (a bus reset only for a function alone
+ * on its bus), in the order pci_reset_function() tries them.
+ */
+function addResetFiles(sysfs: SysFs, dev: PciDevice, ctx: PciSysfsContext): void {
+  const supported = RESET_ORDER.filter(
+    (m) => dev.resetMethods.includes(m) && (m !== 'bus' || ctx.aloneOnBus()),
+  );
+  dev.enabledResetMethods = supported;
+  if (supported.length === 0) return;
+  const dir = `${DEVICES}/${dev.bdf}`;
+  sysfs.add({
+    kind: 'attr',
+    path: `${dir}/reset_method`,
+    mode: 0o644,
+    show: () =>
+      dev.enabledResetMethods.length === 0 ? '' : `${dev.enabledResetMethods.join(' ')}\n`,
+    store: (_task, text) => {
+      const methods = parseResetMethods(text, supported, ctx);
+      if (typeof methods === 'number') return methods;
+      dev.enabledResetMethods = methods;
+      return 0;
+    },
+  });
+  // reset_store(): "1" resets the function as pci_reset_function() does, config space kept.
+  sysfs.add({
+    kind: 'attr',
+    path: `${dir}/reset`,
+    mode: 0o200,
+    show: () => '',
+    store: (_task, text) => {
+      if (parseUlong(text) !== 1n) return -Errno.EINVAL;
+      if (dev.enabledResetMethods.length === 0) return -Errno.ENOTTY;
+      const saved = dev.saveState();
+      dev.reset();
+      dev.restoreState(saved);
+      return 0;
+    },
+  });
+}
+
+/** PCI_NUM_RESET_METHODS: how many methods the kernel knows (the list holds one fewer). */
+const PCI_NUM_RESET_METHODS = 8;
+
+/**
+ * reset_method_store(): "" disables every method, "default" restores what the core found, else
+ * space-separated names, each one the device supports (EINVAL for any other).
+ */
+function parseResetMethods(
+  text: string,
+  supported: readonly ResetMethod[],
+  ctx: PciSysfsContext,
+): readonly ResetMethod[] | number {
+  const trimmed = text.endsWith('\n') ? text.slice(0, -1) : text;
+  if (trimmed === '') {
+    ctx.warn('All device reset methods disabled by user');
+    return [];
+  }
+  if (trimmed === 'default') return supported;
+  const out: ResetMethod[] = [];
+  for (const word of text.split(' ')) {
+    const name = word.trim();
+    if (name === '') continue;
+    const method = supported.find((m) => m === name);
+    if (method === undefined) return -Errno.EINVAL;
+    if (out.length === PCI_NUM_RESET_METHODS - 1) return -Errno.EINVAL;
+    out.push(method);
+  }
+  return out;
+}
+
+/** kstrtoul(text, 0): decimal, 0x hex or 0 octal, one trailing newline allowed. */
+function parseUlong(text: string): bigint | undefined {
+  const t = text.endsWith('\n') ? text.slice(0, -1) : text;
+  if (/^0[xX][0-9a-fA-F]+$/.test(t)) return BigInt(t);
+  if (/^0[0-7]*$/.test(t)) return BigInt(`0o${t.slice(1) || '0'}`);
+  if (/^[1-9][0-9]*$/.test(t)) return BigInt(t);
+  return undefined;
 }

@@ -9,6 +9,7 @@
  * while that address space is known to be current (during one of its calls), never cached by pid.
  */
 import * as fs from 'node:fs';
+import { PM_PFRAME_MASK, PM_SWAP } from './pagemap.ts';
 import type { MmId, UserMemory, Vma } from './user-memory.ts';
 
 /** Largest position /proc/<pid>/mem accepts (loff_t is signed). */
@@ -108,6 +109,34 @@ export class ProcMemory implements UserMemory {
     // smaps is per pid, not per address space: make sure ours is still the current one.
     if (vma !== undefined && !this.current) return undefined;
     return vma;
+  }
+
+  hostPagemap(va: bigint, count: number): bigint[] | undefined {
+    if (this.fd === undefined || count <= 0) return undefined;
+    let fd: number;
+    try {
+      fd = fs.openSync(`/proc/${this.pid}/pagemap`, 'r');
+    } catch {
+      return undefined;
+    }
+    try {
+      const buf = Buffer.alloc(count * 8);
+      const n = fs.readSync(fd, buf, 0, buf.byteLength, Number((va >> 12n) * 8n));
+      // pagemap is per pid, not per address space: make sure ours is still the current one.
+      if (!this.current) return undefined;
+      const out: bigint[] = [];
+      for (let i = 0; i < count; i++) {
+        let entry = i * 8 + 8 <= n ? buf.readBigUInt64LE(i * 8) : 0n;
+        // A swapped page's low bits are its swap entry; a present page's, a host frame.
+        if ((entry & PM_SWAP) === 0n) entry &= ~PM_PFRAME_MASK;
+        out.push(entry);
+      }
+      return out;
+    } catch {
+      return undefined;
+    } finally {
+      fs.closeSync(fd);
+    }
   }
 
   /** The mappings of the address space now (/proc/<pid>/maps); empty if unreadable. */
@@ -364,6 +393,10 @@ export class CallMemory implements UserMemory {
 
   vma(addr: bigint): Vma | undefined {
     return this.base.vma(addr);
+  }
+
+  hostPagemap(va: bigint, count: number): bigint[] | undefined {
+    return this.base.hostPagemap?.(va, count);
   }
 
   /** The window bytes written during the call, as (offset, bytes) runs in address order. */

@@ -300,9 +300,10 @@ export class SimProcess {
     return child;
   }
 
-  /** exit(): every fd is closed, as the kernel does for a dying process. */
+  /** exit(): every fd is closed, as the kernel does for a dying process, and its mm goes. */
   exit(): void {
     for (const fd of [...this.fds.keys()]) this.close(fd);
+    this.kernel.pagemap?.release(this.memory.mm);
     this.exited = true;
   }
 

@@ -20,7 +20,14 @@ export type Inode =
   | { readonly kind: 'dir' }
   | { readonly kind: 'chr'; readonly node: CharDevNode; readonly owner: InodeOwner }
   | { readonly kind: 'attr'; readonly attr: SysAttr }
-  | { readonly kind: 'link'; readonly target: string };
+  | { readonly kind: 'link'; readonly target: string }
+  /** A procfs file with its own file operations (pagemap). */
+  | {
+      readonly kind: 'proc';
+      readonly mode: number;
+      readonly owner: InodeOwner;
+      readonly open: (task: Task, flags: number) => File | number;
+    };
 
 /** Files and directories the kernel makes up when they are looked up (per-task procfs files). */
 export type DynamicLookup = (task: Task, path: string) => Inode | undefined;
@@ -93,6 +100,8 @@ export function inodeStat(inode: Inode): Stat {
       };
     case 'link':
       return { mode: S_IFLNK | 0o777, owner: ROOT_OWNER, rdev: NO_RDEV };
+    case 'proc':
+      return { mode: S_IFREG | inode.mode, owner: inode.owner, rdev: NO_RDEV };
   }
 }
 
@@ -203,8 +212,10 @@ export class Vfs {
     const stat = inodeStat(inode);
     const denied = inodePermission(task.creds, stat.owner, stat.mode, accessModeOfOpen(flags));
     if (denied < 0) return denied;
-    const file =
-      inode.kind === 'chr' ? inode.node.open(task, flags) : openAttr(task, inode.attr, flags);
+    let file: File | number;
+    if (inode.kind === 'chr') file = inode.node.open(task, flags);
+    else if (inode.kind === 'proc') file = inode.open(task, flags);
+    else file = openAttr(task, inode.attr, flags);
     if (typeof file === 'number') return file;
     this.openFiles.add(file);
     return { file, stat, path: resolved.path };

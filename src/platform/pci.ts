@@ -102,6 +102,9 @@ export interface PciIdentity {
  */
 export type ResetMethod = 'flr' | 'pm' | 'bus';
 
+/** The order pci_reset_function() tries methods in (pci_reset_fn_methods). */
+export const RESET_ORDER: readonly ResetMethod[] = ['flr', 'pm', 'bus'];
+
 export interface PciDeviceOptions {
   readonly bdf: string;
   readonly type: string;
@@ -150,6 +153,11 @@ export abstract class PciDevice {
   readonly group: IommuGroup | undefined;
   readonly msiOffset: number | undefined;
   readonly resetMethods: readonly ResetMethod[];
+  /**
+   * pdev->reset_methods: what pci_reset_function() tries, in order. The PCI core fills it when
+   * the device is added (the declared methods that apply) and sysfs's `reset_method` changes it.
+   */
+  enabledResetMethods: readonly ResetMethod[] = [];
   /** How the device's asynchronous work is timed (record and replay choose it). */
   timers: DeviceTimers = eventLoopTimers;
 
@@ -173,6 +181,7 @@ export abstract class PciDevice {
     this.group = options.group;
     this.msiOffset = options.msiOffset;
     this.resetMethods = options.resetMethods ?? [];
+    this.enabledResetMethods = RESET_ORDER.filter((m) => this.resetMethods.includes(m));
     this.buildConfig(options.identity);
     this.resetConfig = this.config.slice();
     options.group?.devices.push(this);

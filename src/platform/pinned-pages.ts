@@ -53,6 +53,16 @@ export interface PinnedStats {
   readonly extents: number;
 }
 
+/** One extent of the pin store: pages contiguous in VA and PA, each pinned `pins` times. */
+export interface PinnedExtentInfo {
+  readonly va: bigint;
+  readonly pfn: bigint;
+  readonly npages: bigint;
+  readonly pins: number;
+  /** Whether the frames belong to a huge page block. */
+  readonly huge: boolean;
+}
+
 /** One address space's pinned runs, for snapshots. */
 export interface MmPinSnapshot {
   readonly mm: MmId;
@@ -281,6 +291,23 @@ export class PinnedPages implements FrameBacking {
       out.push({ mm, runs });
     }
     return out;
+  }
+
+  /**
+   * Every extent with its pin count, VA-sorted per mm: what the inspector lists as pinned frames
+   * (snapshot() merges runs and drops the counts).
+   */
+  extents(): { readonly mm: MmId; readonly extents: readonly PinnedExtentInfo[] }[] {
+    return [...this.mms].map(([mm, pins]) => ({
+      mm,
+      extents: pins.extents.map((e) => ({
+        va: e.va,
+        pfn: e.pfn,
+        npages: e.npages,
+        pins: e.refs,
+        huge: e.block !== undefined,
+      })),
+    }));
   }
 
   // ---- internals ----------------------------------------------------------------------------

@@ -38,4 +38,10 @@ export interface UserMemory {
   write(addr: bigint, data: Uint8Array): boolean;
   /** The VMA containing addr, or undefined for a hole. */
   vma(addr: bigint): Vma | undefined;
+  /**
+   * A real process's /proc/<pid>/pagemap entries for `count` pages from `va`, as the host gives
+   * them, with the frame numbers of present pages cleared (the emulated kernel has its own).
+   * Absent for a simulated process; undefined when unreadable.
+   */
+  hostPagemap?(va: bigint, count: number): bigint[] | undefined;
 }

@@ -59,13 +59,16 @@ export function memoryKey(creds: WireCreds): string {
 
 export class ClientMemories implements CallMemories {
   private readonly events: EventBus;
+  /** Called once an address space's view is retired: the kernel lets go of what it held there. */
+  private readonly gone: (mm: string) => void;
   private readonly memories = new Map<string, MemoryEntry>();
   private sweep: NodeJS.Timeout | undefined;
   private readonly observe: MemoryObserver | undefined;
 
-  constructor(events: EventBus, observe?: MemoryObserver) {
+  constructor(events: EventBus, observe?: MemoryObserver, gone: (mm: string) => void = () => {}) {
     this.events = events;
     this.observe = observe;
+    this.gone = gone;
   }
 
   /** A thread said HELLO: its address space's view lives at least as long as its transport. */
@@ -91,7 +94,7 @@ export class ClientMemories implements CallMemories {
     if (entry.memory.current) this.startSweep();
     else {
       this.memories.delete(key);
-      entry.memory.retire();
+      this.retire(key, entry.memory);
     }
   }
 
@@ -115,7 +118,7 @@ export class ClientMemories implements CallMemories {
       memory,
       done: () => {
         memory.finish();
-        if (entry === undefined) proc.retire();
+        if (entry === undefined) this.retire(memoryKey(creds), proc);
       },
     };
   }
@@ -123,8 +126,16 @@ export class ClientMemories implements CallMemories {
   /** Closes every view (server shutdown). */
   close(): void {
     clearInterval(this.sweep);
-    for (const entry of this.memories.values()) entry.memory.close();
+    for (const [key, entry] of this.memories) {
+      entry.memory.close();
+      this.gone(key);
+    }
     this.memories.clear();
+  }
+
+  private retire(key: string, memory: ProcMemory): void {
+    memory.retire();
+    this.gone(key);
   }
 
   private open(creds: WireCreds): ProcMemory {
@@ -145,7 +156,7 @@ export class ClientMemories implements CallMemories {
       for (const [key, entry] of this.memories) {
         if (entry.transports === 0 && !entry.memory.current) {
           this.memories.delete(key);
-          entry.memory.retire();
+          this.retire(key, entry.memory);
         }
       }
       if (![...this.memories.values()].some((e) => e.transports === 0)) {

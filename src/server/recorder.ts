@@ -237,6 +237,10 @@ export class Recorder {
         log({ op: 'vma', addr: toHex(addr), vma: vma === undefined ? null : recordedVma(vma) });
         return vma;
       },
+      // Not logged: a replay of a program reading /proc/<pid>/pagemap diverges there (decision 111).
+      hostPagemap(va: bigint, count: number): bigint[] | undefined {
+        return base.hostPagemap?.(va, count);
+      },
     };
     const mapRanges = (): readonly MapRange[] => {
       const ranges = view.mapRanges();

@@ -118,7 +118,9 @@ class Server implements EmuServer, ServerState {
     this.socketPath = socketPath;
     const recorder = options.recorder;
     this.recorder = recorder;
-    this.memories = new ClientMemories(kernel.events, recorder?.observeMemory);
+    this.memories = new ClientMemories(kernel.events, recorder?.observeMemory, (mm) =>
+      kernel.pagemap?.release(mm),
+    );
     this.files = new ClientFiles(kernel.events);
     this.clientCreds = new ClientCredentials(kernel.events, options.grantedCaps ?? 0n);
     this.observeFds =

@@ -2,23 +2,30 @@
  * The testbed: a real directory tree that mirrors the emulated /dev, /sys and /proc files, so that
  * the shim can serve directory listings, symlinks, realpath() and chdir() with the real kernel's
  * own calls (opendir/readdir/readlink/realpath on `<root>/sys/bus/pci/devices`...). It holds real
- * directories, real relative symlinks with the sysfs targets, and empty regular files standing for
+ * directories, real relative symlinks with the sysfs targets, and regular files standing for
  * attributes and device nodes: reading or writing those still goes to the server (live values),
- * and stat() still asks the server for the type, mode and rdev. The tree is brought up to date on
- * SYNC, which the shim sends before every use, when the kernel's devfs or sysfs changed.
+ * and stat() still asks the server for the type, mode and rdev. Each such file holds only its
+ * node's owner and group ("uid gid\n"), which the shim's stat() and access() read (the wire's
+ * STAT reply has none). The tree is brought up to date on SYNC, which the shim sends before every
+ * use, when the kernel's devfs or sysfs changed.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Kernel } from '../boot/kernel.ts';
+import { type InodeOwner, ROOT_OWNER } from '../host/permission.ts';
 
 type Node =
   | { readonly kind: 'dir' }
-  | { readonly kind: 'file' }
+  | { readonly kind: 'file'; readonly owner: InodeOwner }
   | { readonly kind: 'link'; readonly target: string };
 
 function same(a: Node, b: Node): boolean {
-  return a.kind === b.kind && (a.kind !== 'link' || (b.kind === 'link' && a.target === b.target));
+  if (a.kind === 'link') return b.kind === 'link' && a.target === b.target;
+  if (a.kind === 'file') {
+    return b.kind === 'file' && a.owner.uid === b.owner.uid && a.owner.gid === b.owner.gid;
+  }
+  return a.kind === b.kind;
 }
 
 export class Testbed {
@@ -69,7 +76,7 @@ export class Testbed {
       try {
         if (node.kind === 'dir') fs.mkdirSync(real, { mode: 0o755 });
         else if (node.kind === 'link') fs.symlinkSync(node.target, real);
-        else fs.writeFileSync(real, '', { mode: 0o644 });
+        else fs.writeFileSync(real, `${node.owner.uid} ${node.owner.gid}\n`, { mode: 0o644 });
         this.current.set(p, node);
       } catch (err) {
         this.warn(`creating ${real}`, err);
@@ -100,14 +107,18 @@ export class Testbed {
       out.set(p, node);
       addDirs(p);
     };
-    for (const p of this.kernel.devfs.paths()) add(p, { kind: 'file' });
+    for (const p of this.kernel.devfs.paths()) {
+      add(p, { kind: 'file', owner: this.kernel.devfs.ownerOf(p) });
+    }
     for (const entry of this.kernel.sysfs.list()) {
       add(
         entry.path,
-        entry.kind === 'link' ? { kind: 'link', target: entry.target } : { kind: 'file' },
+        entry.kind === 'link'
+          ? { kind: 'link', target: entry.target }
+          : { kind: 'file', owner: entry.owner ?? ROOT_OWNER },
       );
     }
-    for (const p of this.kernel.debugfsFiles()) add(p, { kind: 'file' });
+    for (const p of this.kernel.debugfsFiles()) add(p, { kind: 'file', owner: ROOT_OWNER });
     return out;
   }
 

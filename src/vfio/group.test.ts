@@ -5,6 +5,7 @@ import { createEmulator } from '../index.ts';
 import { Errno } from '../uapi/errno.ts';
 import * as ioctl from '../uapi/ioctl.ts';
 import * as v from '../uapi/vfio.ts';
+import { pciCoreMatch } from './pci-match.ts';
 
 describe('group and container path', () => {
   it('sets a container, opens a device by name, and leaves nothing behind', () => {
@@ -39,5 +40,23 @@ describe('group and container path', () => {
     proc.exit();
     assert.deepEqual(checkInvariants(emu.kernel), []);
     assert.deepEqual(emu.kernel.leaks(), []);
+  });
+
+  it("matches names as vfio-pci's match(): the name, spaces, one vf_token", () => {
+    const emu = createEmulator();
+    const device = emu.kernel.vfio.groups.get(0)!.devices[0]!;
+    const bdf = device.pci.bdf;
+    const uuid = '2ab74924-c335-45f4-9b16-8569e5b08258';
+    assert.equal(pciCoreMatch(device, bdf), 1);
+    assert.equal(pciCoreMatch(device, `${bdf}  `), 1);
+    assert.equal(pciCoreMatch(device, `${bdf}x`), 0);
+    assert.equal(pciCoreMatch(device, bdf.slice(5)), 0);
+    assert.equal(pciCoreMatch(device, ''), 0);
+    assert.equal(pciCoreMatch(device, `${bdf} foo`), -Errno.EINVAL);
+    assert.equal(pciCoreMatch(device, `${bdf} vf_token=${uuid.slice(1)}`), -Errno.EINVAL);
+    assert.equal(pciCoreMatch(device, `${bdf} vf_token=${uuid.replace('2', 'z')}`), -Errno.EINVAL);
+    // Well formed, but the device is neither an SR-IOV PF nor a VF.
+    assert.equal(pciCoreMatch(device, `${bdf} vf_token=${uuid}`), -Errno.EINVAL);
+    assert.equal(pciCoreMatch(device, `${bdf} vf_token=${uuid} vf_token=${uuid}`), -Errno.EINVAL);
   });
 });

@@ -25,7 +25,7 @@ import {
   vfioGroupStatus,
 } from '../uapi/vfio.ts';
 import { dfGroupOpen, VfioDeviceFile, vfioDeviceFops } from './device-cdev.ts';
-import { pciCoreMatch } from './pci-core.ts';
+import { pciCoreMatch } from './pci-match.ts';
 import type { VfioDevice } from './vfio-main.ts';
 
 /** The char major of VFIO group nodes (dynamic in Linux; fixed here). */

@@ -416,41 +416,6 @@ export function pciCoreRequest(
   }
 }
 
-const VF_TOKEN_ARG = 'vf_token=';
-/** UUID_STRING_LEN: "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx". */
-const UUID_STRING_LEN = 36;
-const UUID_FORMAT = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
-
-/**
- * vfio_pci_core_match(): whether GET_DEVICE_FD's `buf` names this device: its PCI name, then
- * nothing or a space and options separated by spaces, of which only one `vf_token=<uuid>` is
- * known. 1 for a match, 0 for none, a negative errno for a malformed option (EINVAL). A VF token
- * is refused (EINVAL) as vfio_pci_core_match_token_uuid() refuses it for a device that is neither
- * an SR-IOV PF nor a VF, which every emulated device is.
- */
-export function pciCoreMatch(device: VfioDevice, buf: string): number {
-  const name = device.pci.bdf;
-  if (!buf.startsWith(name)) return 0;
-  let vfToken = false;
-  if (buf.length > name.length) {
-    let at = name.length;
-    if (buf[at] !== ' ') return 0;
-    while (at < buf.length) {
-      if (buf[at] === ' ') {
-        at++;
-        continue;
-      }
-      if (vfToken || !buf.startsWith(VF_TOKEN_ARG, at)) return -Errno.EINVAL;
-      at += VF_TOKEN_ARG.length;
-      if (buf.length - at < UUID_STRING_LEN) return -Errno.EINVAL;
-      if (!UUID_FORMAT.test(buf.slice(at, at + UUID_STRING_LEN))) return -Errno.EINVAL;
-      vfToken = true;
-      at += UUID_STRING_LEN;
-    }
-  }
-  return vfToken ? -Errno.EINVAL : 1;
-}
-
 /** Splits an access into naturally aligned 8/4/2/1-byte pieces, like vfio_pci_core_do_io_rw. */
 function pieces(offset: bigint, length: number): { at: bigint; size: 1 | 2 | 4 | 8 }[] {
   const out: { at: bigint; size: 1 | 2 | 4 | 8 }[] = [];

@@ -39,9 +39,10 @@ function canResetBus(pci: PciDevice): boolean {
  * function, or a bus reset when the function is alone on its bus (pci_parent_bus_reset).
  */
 export function resetWorks(device: VfioDevice): boolean {
-  const pci = device.pci;
-  if (pci.resetMethods.includes('flr') || pci.resetMethods.includes('pm')) return true;
-  return canResetBus(pci) && device.devSet.busDevices().length === 1;
+  // The methods the PCI core would try (sysfs's reset_method may have changed them).
+  const methods = device.pci.enabledResetMethods;
+  if (methods.includes('flr') || methods.includes('pm')) return true;
+  return methods.includes('bus') && device.devSet.busDevices().length === 1;
 }
 
 /** VFIO_DEVICE_RESET: EINVAL without a method; the function's registers back to power-on. */

@@ -245,6 +245,103 @@ TEST(group_and_cdev_exclude_each_other)
 	close(iommufd);
 }
 
+/* /proc/self/pagemap's entry for the page holding va, or 0 with errno set on failure. */
+static __u64 pagemap_entry(int fd, const void *va)
+{
+	__u64 entry = 0;
+
+	if (pread(fd, &entry, sizeof(entry), (off_t)((uintptr_t)va / PAGE_SZ) * 8) != 8)
+		return 0;
+	return entry;
+}
+
+#define PM_PRESENT (1ULL << 63)
+#define PM_PFN_MASK ((1ULL << 55) - 1)
+
+/* The physical address of va, from /proc/self/pagemap (as DPDK's rte_mem_virt2phy finds it). */
+static __u64 virt_to_phys(const void *va)
+{
+	int fd = open("/proc/self/pagemap", O_RDONLY);
+	__u64 entry;
+
+	if (fd < 0)
+		return 0;
+	entry = pagemap_entry(fd, va);
+	close(fd);
+	if (!(entry & PM_PRESENT) || !(entry & PM_PFN_MASK))
+		return 0;
+	return (entry & PM_PFN_MASK) * PAGE_SZ + ((uintptr_t)va & (PAGE_SZ - 1));
+}
+
+/* What a no-IOMMU driver reads in pagemap: frames for its own present pages, to CAP_SYS_ADMIN. */
+TEST(pagemap_gives_physical_addresses)
+{
+	unsigned char *buf = h_mmap(4 * PAGE_SZ);
+	__u64 entry, e8[2];
+	int fd;
+
+	mlock(buf, 2 * PAGE_SZ);
+	memset(buf, 1, 2 * PAGE_SZ);
+	fd = open("/proc/self/pagemap", O_RDONLY);
+	REQUIRE(fd >= 0);
+	entry = pagemap_entry(fd, buf);
+	CHECK(entry & PM_PRESENT);
+	CHECK((entry & PM_PFN_MASK) != 0);
+	/* the same page, the same frame; the next page another */
+	CHECK_EQ(pagemap_entry(fd, buf + 100) & PM_PFN_MASK, entry & PM_PFN_MASK);
+	CHECK(virt_to_phys(buf + PAGE_SZ) != 0);
+	CHECK(virt_to_phys(buf + PAGE_SZ) / PAGE_SZ != (entry & PM_PFN_MASK));
+	/* a page never touched is not present; nor is an address with nothing mapped */
+	CHECK_EQ(pagemap_entry(fd, buf + 3 * PAGE_SZ) & PM_PRESENT, 0);
+	CHECK_EQ(pagemap_entry(fd, h_unmapped_addr()), 0);
+	/* whole entries at whole entries' offsets only */
+	CHECK_ERRNO(EINVAL, pread(fd, e8, 8, 4));
+	CHECK_ERRNO(EINVAL, pread(fd, e8, 12, 0));
+	/* two entries in one read, in address order */
+	CHECK_RET(16, pread(fd, e8, 16, (off_t)((uintptr_t)buf / PAGE_SZ) * 8));
+	CHECK_EQ(e8[0] & PM_PFN_MASK, entry & PM_PFN_MASK);
+	CHECK_EQ(e8[1] & PM_PFN_MASK, virt_to_phys(buf + PAGE_SZ) / PAGE_SZ);
+	close(fd);
+
+	/* the frame numbers are shown to a file opened with CAP_SYS_ADMIN, whoever reads it */
+	REQUIRE(cap_effective(CAP_SYS_ADMIN));
+	REQUIRE_OK(cap_set_effective(CAP_SYS_ADMIN, 0));
+	fd = open("/proc/self/pagemap", O_RDONLY);
+	REQUIRE_OK(cap_set_effective(CAP_SYS_ADMIN, 1));
+	REQUIRE(fd >= 0);
+	entry = pagemap_entry(fd, buf);
+	CHECK(entry & PM_PRESENT);
+	CHECK_EQ(entry & PM_PFN_MASK, 0);
+	close(fd);
+	munlock(buf, 2 * PAGE_SZ);
+}
+
+/* The device DMAs to the program's own memory by the physical addresses pagemap gave. */
+TEST(edu_dma_by_physical_address)
+{
+	unsigned char *buf = h_mmap(2 * PAGE_SZ);
+	struct noiommu n = { -1, -1 };
+	__u64 src, dst;
+	int dev;
+
+	mlock(buf, 2 * PAGE_SZ);
+	fill_pattern(buf, PAGE_SZ, 21);
+	memset(buf + PAGE_SZ, 0, PAGE_SZ);
+	src = virt_to_phys(buf);
+	dst = virt_to_phys(buf + PAGE_SZ);
+	REQUIRE(src != 0 && dst != 0);
+	REQUIRE_OK(noiommu_open(&n));
+	dev = ioctl(n.group, VFIO_GROUP_GET_DEVICE_FD, NOIOMMU_BDF);
+	REQUIRE(dev >= 0);
+	REQUIRE_OK(edu_set_bus_master(dev, 1));
+	CHECK_OK(edu_dma_in(dev, src, 0, EDU_BUF_SIZE));
+	CHECK_OK(edu_dma_out(dev, 0, dst, EDU_BUF_SIZE));
+	CHECK(memcmp(buf, buf + PAGE_SZ, PAGE_SZ) == 0);
+	close(dev);
+	noiommu_close(&n);
+	munlock(buf, 2 * PAGE_SZ);
+}
+
 int main(void)
 {
 	h_init();
@@ -255,5 +352,7 @@ int main(void)
 	RUN(compat_ioas_refuses_noiommu);
 	RUN(iommu_and_noiommu_groups_never_share_a_container);
 	RUN(group_and_cdev_exclude_each_other);
+	RUN(pagemap_gives_physical_addresses);
+	RUN(edu_dma_by_physical_address);
 	return h_done();
 }

@@ -78,6 +78,8 @@ export function ioctl(s: ServerState, conn: Connection, req: Request): void {
     file.fops.ioctl === undefined ? -Errno.ENOTTY : file.fops.ioctl(file, task, cmd, req.a1),
   );
   const ret = checkResult(s, what, value, 0x7fffffff);
+  // The new file is listed among the open files before the call is reported (and checked).
+  const fdExtra = installFd(s, callFd, ret);
   if (tracing) {
     const output = ret >= 0 ? ioctlStruct(file, cmd, req.a1, memory) : undefined;
     const label = fdLabel(requestFd(req.a0), object.path);
@@ -86,7 +88,7 @@ export function ioctl(s: ServerState, conn: Connection, req: Request): void {
   }
   done();
   const extra: ReplyExtra = { payload: windowed ? encodeSegments(memory.written()) : undefined };
-  conn.reply(req, ret, { ...extra, ...installFd(s, callFd, ret) });
+  conn.reply(req, ret, { ...extra, ...fdExtra });
 }
 
 /** The caller's fd table with the call's reserved fd as its one unused number. */

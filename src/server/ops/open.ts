@@ -59,7 +59,7 @@ export function open(s: ServerState, conn: Connection, req: Request): void {
 }
 
 /**
- * The contents of a regular file (sysfs attribute, debugfs knob, fail-nth) opened for reading,
+ * The contents of a text file (sysfs attribute, debugfs knob, fail-nth) opened for reading,
  * as of the open: the server sends them down the object connection and half-closes it, so that
  * glibc's stdio reading the fd with its internal read() (`sed < /sys/...`, fgets(stdin)),
  * which the shim cannot see, gets them and then EOF, as from the file. The shim's own reads
@@ -77,6 +77,8 @@ function snapshotOf(
   if ((object.mode & S_IFMT) !== S_IFREG || (flags & 3) === O_WRONLY || read === undefined) {
     return undefined;
   }
+  // A text attribute only: reading /proc/<pid>/pagemap has effects (it holds pages resident).
+  if (file.kind !== 'sysfs') return undefined;
   const data = guarded(s, `read on ${object.path}`, object.creds, () =>
     read.call(fops, file, task, RW_MAX, 0n),
   );
