@@ -11,7 +11,7 @@ import { createKernel, type Kernel } from '../boot/kernel.ts';
 import { checkInvariants } from '../check/invariants.ts';
 import { FailNth, setFailNthForEveryTask } from '../fault/fault.ts';
 import { parseCapSet } from '../host/credentials.ts';
-import { useFdAddon } from '../server/client-fds.ts';
+import { useFdAddon } from '../server/fd-addon.ts';
 import { Recorder } from '../server/recorder.ts';
 import { type EmuServer, type ServerOptions, startServer } from '../server/server.ts';
 import { attachTrace, formatEvent, type TraceFilter } from '../trace/writer.ts';
@@ -35,6 +35,16 @@ import { checkProgram } from './program-check.ts';
 
 /** How long exec waits, after PROGRAM exits, for its emulated fds to be closed everywhere. */
 const IDLE_WAIT_MS = 2000;
+
+/**
+ * A new directory only its owner can enter, whatever the umask: it holds the socket, so only the
+ * emulator's user reaches the server (the socket itself is 0600 too).
+ */
+export function privateDirectory(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iommufd-emu-'));
+  fs.chmodSync(dir, 0o700);
+  return dir;
+}
 
 export interface KernelFlags {
   /** --trace FILE; `-` for stderr. */
@@ -453,7 +463,7 @@ export async function execCommand(
           state: 'running',
           exitStatus: null,
         });
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iommufd-emu-'));
+  const dir = privateDirectory();
   let server: EmuServer | undefined;
   try {
     server = await listenOn(kernel, path.join(dir, 'emu.sock'), {

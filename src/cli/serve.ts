@@ -12,7 +12,6 @@
  */
 import * as fs from 'node:fs';
 import * as net from 'node:net';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import {
   bootKernel,
@@ -22,6 +21,7 @@ import {
   leaksOf,
   listenOn,
   preloadWith,
+  privateDirectory,
   refuseIfShimmed,
   reportLeaks,
   runProgram,
@@ -71,7 +71,7 @@ function socketInUse(socketPath: string): Promise<boolean> {
 /** The socket to serve on: --socket (a stale one removed), else one in a new private directory. */
 async function chooseSocket(flags: ServeFlags): Promise<{ socketPath: string; dir?: string }> {
   if (flags.socket === undefined) {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iommufd-emu-'));
+    const dir = privateDirectory();
     return { socketPath: path.join(dir, 'emu.sock'), dir };
   }
   const socketPath = path.resolve(flags.socket);

@@ -25,6 +25,15 @@ export class Accounting {
   /** mm->locked_vm, in pages. */
   readonly lockedVmByMm = new Map<MmId, bigint>();
 
+  /** Whether charging npages would exceed the owner's RLIMIT_MEMLOCK (no injection point). */
+  exceeds(mode: PagesAccountMode, owner: AccountOwner, npages: bigint): boolean {
+    if (mode === 'none' || npages === 0n) return false;
+    const table: Map<number | MmId, bigint> =
+      mode === 'user' ? this.lockedVmByUser : this.lockedVmByMm;
+    const cur = table.get(mode === 'user' ? owner.uid : owner.mm) ?? 0n;
+    return cur + npages > owner.memlockLimit >> PAGE_SHIFT;
+  }
+
   /** Charge npages; -ENOMEM when the owner's RLIMIT_MEMLOCK would be exceeded. */
   charge(mode: PagesAccountMode, owner: AccountOwner, npages: bigint): SyscallResult {
     if (mode === 'none' || npages === 0n) return 0;

@@ -45,6 +45,8 @@ export interface PinnedRun {
 /** pin_user_pages(FOLL_LONGTERM) on the simulated machine: gives each pinned page a frame. */
 export interface PagePinner {
   pin(mem: UserMemory, va: bigint, npages: bigint, write: boolean): PinnedRun[] | number;
+  /** -EFAULT if pin() of the range would find a hole or a protection in the way, else 0. */
+  faultOf(mem: UserMemory, va: bigint, npages: bigint, write: boolean): number;
   unpin(mem: UserMemory, va: bigint, npages: bigint): void;
   /**
    * The frame of a pinned page of address space `mm` (a process's, or a file's) and its pin
@@ -291,10 +293,21 @@ export function ioptPagesPin(
   const npages = range.lastIndex - range.startIndex + 1n;
   const va = pages.uptr + range.startIndex * PAGE_SIZE;
   if (shouldFail('pin-pages')) return -Errno.ENOMEM;
+  const fresh = pages.uncoveredPages(range.startIndex, range.lastIndex, range);
+  if (accounting.exceeds(pages.accountMode, pages.owner, fresh)) {
+    // The kernel pins the whole range, then finds the limit exceeded and unpins it all. Same
+    // answer without pinning (a 1 GiB map by a task limited to 64 KiB fails at once): EFAULT
+    // for a hole, which the pin would have hit first, else the charge's ENOMEM.
+    const fault = pinner.faultOf(pages.memory, va, npages, pages.writable);
+    if (fault < 0) return fault;
+    // Charged anyway, so the injection point and the answer are the kernel's: it fails.
+    const rc = accounting.charge(pages.accountMode, pages.owner, fresh);
+    if (rc === 0) throw new Error('a charge over the memlock limit succeeded');
+    return rc;
+  }
   const runs = pinner.pin(pages.memory, va, npages, pages.writable);
   if (typeof runs === 'number') return runs;
   const segments = pages.segments(range.startIndex, range.lastIndex, range);
-  const fresh = pages.uncoveredPages(range.startIndex, range.lastIndex, range);
   const rc = accounting.charge(pages.accountMode, pages.owner, fresh);
   if (rc < 0) {
     pinner.unpin(pages.memory, va, npages);

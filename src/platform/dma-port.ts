@@ -190,12 +190,33 @@ export class DirectDmaPort implements DmaPort {
     return true;
   }
 
-  /** Publishes 'unsafe-dma' unless every byte of the range is a pinned user page. */
+  /**
+   * Publishes 'unsafe-dma' unless every byte of the range is a pinned user page; a write over a
+   * frame the kernel owns (an I/O page table, kernel memory) is marked as the corruption it is.
+   */
   private checkSafe(pa: bigint, length: number, dir: DmaAccess): void {
     if (length === 0) return;
     const reason = this.unsafeReason(pa, BigInt(length));
     if (reason === undefined) return;
-    this.events.publish({ kind: 'unsafe-dma', device: this.device, pa, length, dir, reason });
+    const corrupts = dir === 'write' && this.hitsKernelFrames(pa, BigInt(length));
+    this.events.publish({
+      kind: 'unsafe-dma',
+      device: this.device,
+      pa,
+      length,
+      dir,
+      reason,
+      ...(corrupts ? { corrupts } : {}),
+    });
+  }
+
+  private hitsKernelFrames(pa: bigint, length: bigint): boolean {
+    const last = pa + length - 1n;
+    for (let pfn = pa >> PAGE_SHIFT; pfn <= last >> PAGE_SHIFT; pfn++) {
+      const state = this.phys.frameState(pfn);
+      if (state === 'page-table' || state === 'kernel') return true;
+    }
+    return false;
   }
 
   private unsafeReason(pa: bigint, length: bigint): string | undefined {

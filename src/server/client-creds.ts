@@ -23,6 +23,7 @@ import {
   type NamespacedCaps,
 } from '../host/credentials.ts';
 import type { EventBus } from '../trace/events.ts';
+import { memlockLimitOf } from './client-identity.ts';
 import type { WireCreds } from './protocol.ts';
 
 /** The uid (and gid) a task gets when its ids cannot be read (the kernel's overflowuid). */
@@ -62,6 +63,11 @@ function fsIdsOf(statusPath: string): FsIds | undefined {
       .filter((g) => g !== '')
       .map(Number),
   };
+}
+
+/** The lower of a limit read from /proc (if it could be) and the one claimed. */
+function lowerOf(actual: bigint | undefined, claimed: bigint): bigint {
+  return actual !== undefined && actual < claimed ? actual : claimed;
 }
 
 /** The real uid on the Uid: line of a /proc status file, as the reader's namespace maps it. */
@@ -113,6 +119,7 @@ export class ClientCredentials {
     this.observe?.(found);
     const { caps, uid, unreadable } = found;
     let fsIds: FsIds | undefined;
+    let memlockLimit: bigint | undefined;
     const replaying = this.answer !== undefined;
     const creds: Credentials = {
       ...caps,
@@ -120,7 +127,12 @@ export class ClientCredentials {
       tid: wire.tid,
       uid,
       grantedCaps: this.grantedCaps,
-      memlockLimit: wire.memlock,
+      // The lower of what the shim reports and what the process has: a claim cannot raise it.
+      // Read only when a pin needs it; a replay has no process and takes the record's.
+      get memlockLimit(): bigint {
+        memlockLimit ??= replaying ? wire.memlock : lowerOf(memlockLimitOf(wire.pid), wire.memlock);
+        return memlockLimit;
+      },
       // Read once, when a permission check first asks (an open): the thread's status file has
       // the filesystem ids and the groups the shim does not send. A thread that is gone has
       // none: the overflow ids, which own nothing. A replay has no thread: its uid stands in.

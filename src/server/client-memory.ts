@@ -48,6 +48,8 @@ export interface MemoryView {
 export type MemoryObserver = (view: MemoryView) => MemoryView;
 
 interface MemoryEntry {
+  /** The address space it views (memoryKey: pid and mm cookie). */
+  readonly key: string;
   readonly memory: ProcMemory;
   transports: number;
 }
@@ -61,7 +63,8 @@ export class ClientMemories implements CallMemories {
   private readonly events: EventBus;
   /** Called once an address space's view is retired: the kernel lets go of what it held there. */
   private readonly gone: (mm: string) => void;
-  private readonly memories = new Map<string, MemoryEntry>();
+  /** One view per process (by pid): its current address space's. */
+  private readonly memories = new Map<number, MemoryEntry>();
   private sweep: NodeJS.Timeout | undefined;
   private readonly observe: MemoryObserver | undefined;
 
@@ -74,10 +77,17 @@ export class ClientMemories implements CallMemories {
   /** A thread said HELLO: its address space's view lives at least as long as its transport. */
   attach(creds: WireCreds): string {
     const key = memoryKey(creds);
-    let entry = this.memories.get(key);
+    let entry = this.memories.get(creds.pid);
+    if (entry !== undefined && entry.key !== key) {
+      // A new address space of the same process (it exec'd): one open view per process, so the
+      // old one goes (kept open only while pinned pages still need it).
+      this.memories.delete(creds.pid);
+      this.retire(entry.key, entry.memory);
+      entry = undefined;
+    }
     if (entry === undefined) {
-      entry = { memory: this.open(creds), transports: 0 };
-      this.memories.set(key, entry);
+      entry = { key, memory: this.open(creds), transports: 0 };
+      this.memories.set(creds.pid, entry);
     }
     entry.transports++;
     return key;
@@ -89,11 +99,12 @@ export class ClientMemories implements CallMemories {
    * process is gone.
    */
   detach(key: string): void {
-    const entry = this.memories.get(key);
-    if (entry === undefined || --entry.transports !== 0) return;
+    const pid = Number(/^pid(\d+)\//.exec(key)?.[1]);
+    const entry = this.memories.get(pid);
+    if (entry === undefined || entry.key !== key || --entry.transports !== 0) return;
     if (entry.memory.current) this.startSweep();
     else {
-      this.memories.delete(key);
+      this.memories.delete(pid);
       this.retire(key, entry.memory);
     }
   }
@@ -104,7 +115,8 @@ export class ClientMemories implements CallMemories {
    * ends the call.
    */
   forCall(creds: WireCreds, window?: IoctlWindow): { memory: CallMemory; done: () => void } {
-    const entry = this.memories.get(memoryKey(creds));
+    const found = this.memories.get(creds.pid);
+    const entry = found?.key === memoryKey(creds) ? found : undefined;
     const proc = entry?.memory ?? this.open(creds);
     const direct: MemoryView = { memory: proc, mapRanges: () => proc.mapRanges() };
     const view = this.observe?.(direct) ?? direct;
@@ -126,9 +138,9 @@ export class ClientMemories implements CallMemories {
   /** Closes every view (server shutdown). */
   close(): void {
     clearInterval(this.sweep);
-    for (const [key, entry] of this.memories) {
+    for (const entry of this.memories.values()) {
       entry.memory.close();
-      this.gone(key);
+      this.gone(entry.key);
     }
     this.memories.clear();
   }
@@ -153,10 +165,10 @@ export class ClientMemories implements CallMemories {
   private startSweep(): void {
     if (this.sweep !== undefined) return;
     this.sweep = setInterval(() => {
-      for (const [key, entry] of this.memories) {
+      for (const [pid, entry] of this.memories) {
         if (entry.transports === 0 && !entry.memory.current) {
-          this.memories.delete(key);
-          this.retire(key, entry.memory);
+          this.memories.delete(pid);
+          this.retire(entry.key, entry.memory);
         }
       }
       if (![...this.memories.values()].some((e) => e.transports === 0)) {

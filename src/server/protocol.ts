@@ -242,32 +242,37 @@ export function encodeRequest(
  */
 export class FrameReader {
   private chunks: Uint8Array[] = [];
-  private buffered = 0;
+  private count = 0;
   private readonly minimum: number;
 
   constructor(minimum = HEADER_BYTES) {
     this.minimum = minimum;
   }
 
+  /** Bytes received and not yet taken as frames. */
+  get buffered(): number {
+    return this.count;
+  }
+
   push(chunk: Uint8Array): void {
     if (chunk.byteLength === 0) return;
     this.chunks.push(chunk);
-    this.buffered += chunk.byteLength;
+    this.count += chunk.byteLength;
   }
 
   next(): Uint8Array | undefined {
-    if (this.buffered < 4) return undefined;
+    if (this.count < 4) return undefined;
     const head = this.peek(4);
     const len = view(head).getUint32(0, true);
     if (len < this.minimum || len > MESSAGE_MAX) throw new RangeError(`bad frame length ${len}`);
-    if (this.buffered < len) return undefined;
+    if (this.count < len) return undefined;
     return this.take(len);
   }
 
   private peek(n: number): Uint8Array {
     const first = this.chunks[0]!;
     if (first.byteLength >= n) return first.subarray(0, n);
-    this.chunks = [concat(this.chunks, this.buffered)];
+    this.chunks = [concat(this.chunks, this.count)];
     return this.chunks[0]!.subarray(0, n);
   }
 
@@ -279,11 +284,11 @@ export class FrameReader {
       if (first.byteLength === n) this.chunks.shift();
       else this.chunks[0] = first.subarray(n);
     } else {
-      const all = concat(this.chunks, this.buffered);
+      const all = concat(this.chunks, this.count);
       frame = all.subarray(0, n);
       this.chunks = all.byteLength > n ? [all.subarray(n)] : [];
     }
-    this.buffered -= n;
+    this.count -= n;
     return frame;
   }
 }

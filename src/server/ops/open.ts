@@ -20,6 +20,11 @@ export function open(s: ServerState, conn: Connection, req: Request): void {
     s.protocolError(conn, 'OPEN without a path');
     return;
   }
+  const why = s.files.unusableInode(conn, req.a1, req.obj);
+  if (why !== undefined) {
+    s.protocolError(conn, `OPEN ${why}`);
+    return;
+  }
   conn.kind = 'object';
   const flags = Number(req.a0 & 0xffffffffn);
   const { memory, done } = s.memories.forCall(req.creds);
@@ -53,7 +58,7 @@ export function open(s: ServerState, conn: Connection, req: Request): void {
   conn.reply(req, ret, extra);
   if (snapshot !== undefined) {
     // After the reply: what a read that bypasses the shim finds, then end of file.
-    conn.socket.write(snapshot);
+    conn.send(snapshot);
     conn.socket.end();
   }
 }

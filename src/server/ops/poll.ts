@@ -1,5 +1,5 @@
 /** POLL: the ready mask of each emulated file in a poll set (the shim polls the real ones). */
-import { guarded, type ServerState, taskOf, trace } from '../call.ts';
+import { guarded, heldObject, type ServerState, taskOf, trace } from '../call.ts';
 import type { Connection } from '../connection.ts';
 import { pollNames } from '../describe.ts';
 import { decodePollEntries, encodeU32s, type PollEntry, type Request } from '../protocol.ts';
@@ -22,7 +22,7 @@ export function poll(s: ServerState, conn: Connection, req: Request): void {
   const { memory, done } = s.memories.forCall(req.creds);
   const task = taskOf(s, req.creds, memory);
   const revents = entries.map((entry) => {
-    const object = s.files.get(entry.obj);
+    const object = heldObject(s, conn, entry.obj);
     if (object === undefined) return POLLNVAL;
     const { file } = object;
     const fops = file.fops;

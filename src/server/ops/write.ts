@@ -115,10 +115,13 @@ export function rawWrite(s: ServerState, conn: Connection, chunk: Uint8Array): v
     ret = checkResult(s, what, n, chunk.byteLength);
     if (ret > 0 && !fops.nonseekable) object.pos += BigInt(ret);
   }
-  if (ret < 0) {
+  if (ret < 0 && object.rawWriteFailed !== true) {
+    // Once per open file: a client pouring bytes into a file that refuses them must not flood
+    // the kernel log (and whoever reads it).
+    object.rawWriteFailed = true;
     s.kernel.events.log(
       'warn',
-      `a write to ${object.path} that bypassed the shim (stdio) failed: ${errnoName(ret)}`,
+      `a write to ${object.path} that bypassed the shim (stdio) failed: ${errnoName(ret)} (later failures on this open file are not logged)`,
     );
   }
   if (s.kernel.events.wants('syscall')) {
