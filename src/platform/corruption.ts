@@ -88,7 +88,7 @@ export class CorruptionMonitor {
     const more = frames > 1 ? ` (and ${frames - 1} more kernel frame${frames > 2 ? 's' : ''})` : '';
     this.events.log(
       'error',
-      `BUG: memory corruption: ${device} DMA wrote over ${record.victim} at PA ${hex(at)}${more}; ` +
+      `BUG: kernel memory corrupted: ${device} DMA wrote over ${record.victim} at PA ${hex(at)}${more}; ` +
         'kernel tainted (B)',
     );
     for (const listener of this.listeners) listener(record);

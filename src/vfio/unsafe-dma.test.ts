@@ -162,7 +162,10 @@ describe('unsafe DMA over the kernel’s page tables', () => {
     assert.notEqual(Number(text) & (1 << TAINT_BAD_PAGE), 0);
     r.proc.close(tainted);
     const corrupt = r.events.filter(
-      (e) => e.kind === 'log' && e.level === 'error' && e.message.startsWith('BUG: memory corrupt'),
+      (e) =>
+        e.kind === 'log' &&
+        e.level === 'error' &&
+        e.message.startsWith('BUG: kernel memory corrupted'),
     );
     assert.equal(corrupt.length, pages.length);
     assert.ok(r.emu.kernel.dmesg.some((line) => line.includes('no-IOMMU software page table')));
