@@ -2,18 +2,20 @@
  * `npm run soak`: the full-size reliability runs, with their figures (docs/reliability.md).
  *
  *   npm run soak                    all three phases at full size
- *   npm run soak -- --only P        one phase: storm, kills or fuzz
+ *   npm run soak -- --only P        one phase: storm, kills, fuzz or protocol
  *   npm run soak -- --kills N       SIGKILLs of each storm (default 1,000; --clients N at once
  *                                   in the concurrent one, default 6)
  *   npm run soak -- --calls N       ioctl fuzzer calls (default 1,000,000; --seed N, default 13)
+ *   npm run soak -- --runs N        protocol fuzzer runs (default 300, of up to 60 steps each)
  *
  * Phases: `storm`, clients killed at random moments while a bystander must be served throughout
  * (storm.ts); `kills`, one client at a time killed mid-call, each first smashing its own page
  * table, with everything checked after every kill (../reliability/storm.ts); `fuzz`, the seeded
- * ioctl fuzzer until N calls (../reliability/ioctl-fuzz.ts). Exits 0 when no phase found
- * anything, else 1.
+ * ioctl fuzzer until N calls (../reliability/ioctl-fuzz.ts); `protocol`, the seeded protocol
+ * fuzzer (../reliability/protocol-fuzz.ts). Exits 0 when no phase found anything, else 1.
  */
 import { type FuzzResult, fuzz } from '../reliability/ioctl-fuzz.ts';
+import { protocolFuzz } from '../reliability/protocol-fuzz.ts';
 import { storm as killOneByOne } from '../reliability/storm.ts';
 import { storm } from './storm.ts';
 
@@ -30,8 +32,8 @@ function option(name: string, fallback: number): number {
 
 const onlyAt = process.argv.indexOf('--only');
 const only = onlyAt < 0 ? undefined : process.argv[onlyAt + 1];
-if (only !== undefined && !['storm', 'kills', 'fuzz'].includes(only)) {
-  console.error('soak: --only takes storm, kills or fuzz');
+if (only !== undefined && !['storm', 'kills', 'fuzz', 'protocol'].includes(only)) {
+  console.error('soak: --only takes storm, kills, fuzz or protocol');
   process.exit(2);
 }
 const kills = option('kills', 1000);
@@ -105,6 +107,19 @@ if (only === undefined || only === 'fuzz') {
     `fuzz: ${calls} calls in ${runs} runs of up to ${length} steps, ${seconds(start)} s; ` +
       `results ${top.map(([k, v]) => `${k} ${v}`).join(', ')}`,
   );
+}
+
+if (only === undefined || only === 'protocol') {
+  const start = performance.now();
+  const runs = option('runs', 300);
+  try {
+    const { frames } = await protocolFuzz({ seed: option('seed', 13), runs, length: 60 });
+    say(
+      `protocol: ${runs} runs, ${frames} frames, each run by a new client process; ${seconds(start)} s`,
+    );
+  } catch (err) {
+    problems.push(`protocol: ${String(err).split('\n').slice(0, 8).join('\n')}`);
+  }
 }
 
 for (const p of problems) say(`PROBLEM ${p}`);
