@@ -22,6 +22,7 @@
  */
 import type { Kernel } from '../boot/kernel.ts';
 import { iommuGetResvRegions, isNestedDomain } from '../iommu/iommu.ts';
+import { isMockDevice, MockDomain } from '../iommu/mock-driver.ts';
 import { hwDomainOf } from '../iommu/pt-domain.ts';
 import { IommufdDevice, type IommufdGroup } from '../iommufd/device.ts';
 import { IommufdEventq } from '../iommufd/eventq.ts';
@@ -37,6 +38,9 @@ import { Ioas } from '../iommufd/ioas.ts';
 import type { IommufdCtx } from '../iommufd/main.ts';
 import type { IommufdObject } from '../iommufd/object.ts';
 import type { IoptPages } from '../iommufd/pages.ts';
+import { SelftestObj } from '../iommufd/selftest.ts';
+import { IommufdVeventq } from '../iommufd/veventq.ts';
+import { IommufdVdevice, IommufdViommu } from '../iommufd/viommu.ts';
 import { PAGE_SIZE, ULONG_MAX } from '../uapi/iommufd.ts';
 import { VfioDeviceFile } from '../vfio/device-cdev.ts';
 import type { VfioGroup } from '../vfio/group.ts';
@@ -155,12 +159,19 @@ function checkRefcounts(w: World, f: Findings, betweenCalls: boolean): void {
       expected.set(obj, (expected.get(obj) ?? 1) + 1);
   }
   for (const [igroup] of w.igroups) {
-    if (igroup.hwpt === undefined) continue;
-    for (const idev of igroup.devices) edge(igroup.hwpt, 'is attached to', describeObj(idev));
+    if (igroup.hwpt !== undefined)
+      for (const idev of igroup.devices) edge(igroup.hwpt, 'is attached to', describeObj(idev));
+    for (const attach of igroup.pasidAttach.values())
+      for (const idev of attach.devices) edge(attach.hwpt, 'is attached to', describeObj(idev));
   }
+  nestedEdges(w, edge);
   for (const idev of w.devices) {
     if (w.boundByVfio.has(idev)) expected.set(idev, (expected.get(idev) ?? 1) + 1);
     if (isAttached(idev)) expected.set(idev, (expected.get(idev) ?? 1) + 1);
+    if (idev.igroup?.pasidAttach !== undefined) {
+      for (const attach of idev.igroup.pasidAttach.values())
+        if (attach.devices.includes(idev)) expected.set(idev, (expected.get(idev) ?? 1) + 1);
+    }
   }
   for (const [obj] of w.objects) {
     const want = expected.get(obj) ?? 1;
@@ -168,7 +179,9 @@ function checkRefcounts(w: World, f: Findings, betweenCalls: boolean): void {
     if (users !== want)
       f.add(`${describeObj(obj)} has users ${users}, the object graph implies ${want}`);
     // The table's own short-term reference is the only one between calls.
-    const shortterm = obj.shorttermUsers.read() - 1;
+    // A device's vDEVICE holds it short-term as well (the kernel's wait_cnt), until it goes.
+    const byVdev = obj instanceof IommufdDevice && obj.vdev !== undefined ? 1 : 0;
+    const shortterm = obj.shorttermUsers.read() - 1 - byVdev;
     if (betweenCalls && shortterm !== 0)
       f.add(`${describeObj(obj)} has ${shortterm} short-term users between calls`);
     if (betweenCalls && !obj.published)
@@ -181,16 +194,44 @@ function checkRefcounts(w: World, f: Findings, betweenCalls: boolean): void {
   }
 }
 
+/**
+ * The references of nested translation's objects (docs/nested.md): a nested HWPT holds its
+ * parent or its vIOMMU, a vIOMMU its parent, a vDEVICE its vIOMMU and its device, a vEVENTQ its
+ * vIOMMU, a HWPT its fault queue, an event queue's open file its queue; a mock device is held by
+ * its selftest object's binding.
+ */
+function nestedEdges(w: World, edge: (obj: IommufdObject, why: string, from: string) => void) {
+  for (const [obj] of w.objects) {
+    const from = describeObj(obj);
+    if (obj instanceof HwptNested) {
+      if (obj.viommu !== undefined) edge(obj.viommu, 'holds', from);
+      else edge(obj.parent, 'holds', from);
+    }
+    if (obj instanceof HwPagetable && obj.fault !== undefined) edge(obj.fault, 'holds', from);
+    if (obj instanceof IommufdViommu) edge(obj.hwpt, 'holds', from);
+    if (obj instanceof IommufdVdevice) {
+      edge(obj.viommu, 'holds', from);
+      edge(obj.idev, 'holds', from);
+    }
+    if (obj instanceof IommufdVeventq) edge(obj.viommu, 'holds', from);
+    if (obj instanceof IommufdEventq && obj.file !== undefined && obj.file.refCount > 0)
+      edge(obj, 'is held by', 'its file');
+    if (obj instanceof SelftestObj && obj.idev !== undefined) edge(obj.idev, 'binds', from);
+  }
+}
+
 /** Devices, igroups, the VFIO devices that bound them, and what the hardware is attached to. */
 function checkDevices(w: World, f: Findings): void {
   for (const idev of w.devices) {
     const what = `${describeObj(idev)} (${idev.dev.name})`;
     if (!idev.published) continue;
     if (idev.igroup === undefined) f.add(`${what} is published without an igroup`);
-    if (!idev.holdsCtx) f.add(`${what} does not hold its iommufd file`);
+    // A mock device lives inside the iommufd (its selftest object): it holds no file, no VFIO.
+    const mock = isMockDevice(idev.dev);
+    if (!idev.holdsCtx && !mock) f.add(`${what} does not hold its iommufd file`);
     if (idev.ownsDma === idev.isNoiommu)
       f.add(`${what} ${idev.ownsDma ? 'claims' : 'lacks'} DMA ownership`);
-    if (!w.boundByVfio.has(idev)) f.add(`${what} is bound by no VFIO device`);
+    if (!w.boundByVfio.has(idev) && !mock) f.add(`${what} is bound by no VFIO device`);
   }
   for (const vdev of w.kernel.vfio.devices.values()) {
     const idev = vdev.iommufdDevice;
@@ -338,6 +379,12 @@ function checkDomains(w: World, f: Findings): void {
       f.add(`hwpt-paging ${hwpt.id} has no domain`);
       continue;
     }
+    // A mock domain has no table in the machine's memory to hold.
+    if (hwpt.domain instanceof MockDomain) {
+      if (!hwpt.onIoas || !hwpt.ioas.hwptList.includes(hwpt))
+        f.add(`hwpt-paging ${hwpt.id} is not on its IOAS ${hwpt.ioas.id}`);
+      continue;
+    }
     const hw = hwDomainOf(hwpt.domain);
     if (hw === undefined || hw.freed) {
       f.add(`hwpt-paging ${hwpt.id} holds a freed or unknown domain`);
@@ -360,8 +407,9 @@ function checkIoas(w: World, ioas: Ioas, f: Findings, betweenCalls: boolean): vo
   const name = `ioas ${ioas.id}`;
   const domains = iopt.domains as IommuDomain[];
   if (
+    // The same domains in any order: removing one moves the last into its slot.
     domains.length !== ioas.hwptList.length ||
-    domains.some((d, i) => ioas.hwptList[i]?.domain !== d)
+    domains.some((d) => !ioas.hwptList.some((h) => h.domain === d))
   ) {
     f.add(
       `${name} has domains [${domains.map(domainId).join(', ')}] but HWPTs ` +

@@ -306,13 +306,15 @@ export function reportLeaks(leaks: readonly string[]): void {
   for (const leak of leaks) process.stderr.write(`  ${leak}\n`);
 }
 
-/** exec --record FILE: a recorder writing to FILE (created or truncated). */
-function openRecord(
+/** exec/serve --record FILE: a recorder writing to FILE (created or truncated). */
+export function openRecord(
   file: string,
-  program: string,
-  args: readonly string[],
+  program: readonly string[],
   grant: bigint,
 ): { recorder: Recorder; close: () => void } {
+  if (file === '-') {
+    fail('--record -: a record goes to a file (on stdout or stderr it would mix with the program)');
+  }
   let fd: number;
   try {
     fd = fs.openSync(file, 'w');
@@ -323,7 +325,7 @@ function openRecord(
     (text) => {
       fs.writeSync(fd, text);
     },
-    { program: [program, ...args], grantedCaps: grant, emulator: packageVersion() },
+    { program, grantedCaps: grant, emulator: packageVersion() },
   );
   return { recorder, close: () => fs.closeSync(fd) };
 }
@@ -445,6 +447,8 @@ export async function execCommand(
 
   refuseIfShimmed();
   const grant = grantedCaps(flags);
+  const recording =
+    flags.record === undefined ? undefined : openRecord(flags.record, [program, ...args], grant);
   const { shim, guard } = ensureShim();
   const kernel = bootKernel(flags);
   const stopTrace = startTrace(kernel, flags);
@@ -452,8 +456,6 @@ export async function execCommand(
   const checks = flags.check === true ? startInvariantChecks(kernel) : undefined;
   const injection = flags.failNth === undefined ? undefined : startFailNth(kernel, flags.failNth);
   const detach = hooks.attach?.(kernel);
-  const recording =
-    flags.record === undefined ? undefined : openRecord(flags.record, program, args, grant);
   const command = [program, ...args];
   const inspector =
     flags.inspect === undefined
@@ -505,8 +507,8 @@ export async function execCommand(
     return status;
   } finally {
     await inspector?.close();
-    recording?.close();
     await server?.close();
+    recording?.close();
     shutdownKernel(kernel);
     stopTrace?.();
     stopDmesg?.();

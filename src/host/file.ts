@@ -32,15 +32,28 @@ export interface FileOperations {
   read?(file: File, task: Task, length: number, pos: bigint): Uint8Array | number;
   /** pwrite/write: bytes written, or a negative errno; or a write that blocks. */
   write?(file: File, task: Task, data: Uint8Array, pos: bigint): SyscallResult | BlockedCall;
-  mmap?(file: File, task: Task, length: bigint, pgoff: bigint): MmapBacking | number;
+  /** `how` is mmap's prot and flags (PROT_*, MAP_*), for a driver that checks them. */
+  mmap?(
+    file: File,
+    task: Task,
+    length: bigint,
+    pgoff: bigint,
+    how?: { readonly prot: number; readonly flags: number },
+  ): MmapBacking | number;
+  /**
+   * Loads and stores of a 'trapped' mapping when they are not the file's read and write (the
+   * iommufd file has none: its mappings are a driver's memory). `pos` is regionOffset + offset.
+   */
+  mmioRead?(file: File, task: Task, length: number, pos: bigint): Uint8Array | number;
+  mmioWrite?(file: File, task: Task, data: Uint8Array, pos: bigint): SyscallResult;
   /**
    * poll(): the ready mask (POLLIN, POLLOUT, ...) now. A file without one polls as always
    * readable and writable (DEFAULT_POLLMASK). Pollers learn of a change by asking again.
    */
   poll?(file: File, task: Task): number;
   /**
-   * nonseekable_open(): pread, pwrite and lseek are ESPIPE, and read and write leave the file
-   * position where it is (0): the file is a stream of records.
+   * A stream (an anonymous file without llseek, or one opened with nonseekable_open()): pread,
+   * pwrite and lseek are ESPIPE, and read and write leave the file position at 0.
    */
   readonly nonseekable?: boolean;
   /** Called once, when the last reference is dropped. */

@@ -42,6 +42,7 @@ import type { Ioas } from './ioas.ts';
 import type { IommufdCtx, Ucmd } from './main.ts';
 import { IommufdObject } from './object.ts';
 import { hwptPasidCompat, type PasidAttach, pasidDoReplace } from './pasid-attach.ts';
+import { type IommufdVdevice, iommufdDeviceRemoveVdev } from './viommu.ts';
 
 /** struct iommufd_group: per iommu_group state in one context (a private one for no-IOMMU). */
 export class IommufdGroup {
@@ -95,6 +96,8 @@ export class IommufdDevice extends IommufdObject {
   enforceCacheCoherency = false;
   /** Holds a reference on the iommufd file, like iommufd_ctx_get(). */
   holdsCtx = false;
+  /** idev->vdev: its vDEVICE, which holds it. */
+  vdev: IommufdVdevice | undefined;
 
   constructor(ictx: IommufdCtx, dev: Device) {
     super(ictx);
@@ -189,8 +192,12 @@ export function iommufdDeviceBind(ictx: IommufdCtx, dev: Device): IommufdDevice 
   return idev;
 }
 
-/** iommufd_device_unbind(): the driver lets go; the device must be detached already. */
+/**
+ * iommufd_device_unbind(): the driver lets go; the device must be detached already. Its vDEVICE,
+ * if any, goes first and leaves a tombstone (iommufd_device_pre_destroy).
+ */
 export function iommufdDeviceUnbind(idev: IommufdDevice): void {
+  iommufdDeviceRemoveVdev(idev);
   const rc = idev.ictx.removeObject(idev.id, idev);
   if (rc) throw new Error(`unbind of ${idev.describe()} failed with ${rc}`);
 }

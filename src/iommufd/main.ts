@@ -14,6 +14,7 @@ import { IOMMUFD, type IommufdCommand } from '../uapi/commands.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import { IO, IOMMUFD_CMD_BASE, IOMMUFD_TYPE, IommufdCmd, iocNr } from '../uapi/ioctl.ts';
 import * as uapi from '../uapi/iommufd.ts';
+import { PAGE_SIZE } from '../uapi/iommufd.ts';
 import { IOMMUFD_TEST_MEMORY_LIMIT_DEFAULT } from '../uapi/iommufd-test.ts';
 import {
   type Decoded,
@@ -152,12 +153,22 @@ export class IommufdCtx {
    * container then offers only VFIO_NOIOMMU_IOMMU and gets no compat IOAS.
    */
   noIommuMode = false;
+  /**
+   * mt_mmap: regions a driver lets userspace mmap() through this file, by offset (from one page
+   * up, lowest free range first), each with the object that owns it.
+   */
+  readonly mmaps = new Map<bigint, MmapRegion>();
   /** igroups by iommu_group id (no-IOMMU placeholders are never here). */
   readonly groups = new Map<number, IommufdGroup>();
   /** Published and reserved objects by id. */
   private readonly objects = new Map<number, IommufdObject>();
   /** Ids below `nextId` that are free again, ascending: the lowest is handed out first. */
   private readonly freeIds: number[] = [];
+  /**
+   * Ids of objects the kernel destroyed behind userspace's back (a vDEVICE whose device went):
+   * never handed out again, IOMMU_DESTROY finds nothing there, until the context is released.
+   */
+  private readonly tombstones = new Set<number>();
   private nextId = 1;
 
   constructor(subsystem: IommufdSubsystem, accountMode: AccountMode) {
@@ -187,7 +198,8 @@ export class IommufdCtx {
     const id = this.freeIds[0] ?? this.nextId;
     if (id > ID_MAX) return -Errno.EBUSY;
     // xa_alloc(): the nodes storing the id may need allocating (docs/fault-injection.md).
-    if (!xaAllocNodes(xaNodesToStore([...this.objects.keys()], id))) return -Errno.ENOMEM;
+    const used = [...this.objects.keys(), ...this.tombstones];
+    if (!xaAllocNodes(xaNodesToStore(used, id))) return -Errno.ENOMEM;
     if (id === this.nextId) this.nextId++;
     else this.freeIds.shift();
     obj.id = id;
@@ -285,6 +297,48 @@ export class IommufdCtx {
     return 0;
   }
 
+  /**
+   * _iommufd_alloc_mmap(): a region of `bytes` (a whole number of pages) mmap() reaches at the
+   * offset returned: the lowest free range from one page up.
+   */
+  allocMmap(owner: IommufdObject, bytes: Uint8Array): bigint | number {
+    const length = BigInt(bytes.length);
+    if (length === 0n || length % PAGE_SIZE) return -Errno.EINVAL;
+    if (shouldFail('kmalloc')) return -Errno.ENOMEM;
+    let start = PAGE_SIZE;
+    for (const region of [...this.mmaps.values()].sort((a, b) => (a.offset < b.offset ? -1 : 1))) {
+      if (start + length <= region.offset) break;
+      if (region.offset + region.length > start) start = region.offset + region.length;
+    }
+    this.mmaps.set(start, { owner, offset: start, length, bytes });
+    return start;
+  }
+
+  /** _iommufd_destroy_mmap(). */
+  destroyMmap(owner: IommufdObject, offset: bigint): void {
+    const region = this.mmaps.get(offset);
+    if (region?.owner !== owner)
+      throw new Error(`mmap region ${offset} is not ${owner.describe()}'s`);
+    this.mmaps.delete(offset);
+  }
+
+  /**
+   * iommufd_object_tombstone_user(): destroy `obj`, on which the caller holds a users reference,
+   * and keep its id taken. EBUSY (and the object stays, for the release to free) if someone
+   * else still holds it.
+   */
+  tombstone(obj: IommufdObject): SyscallResult {
+    if (this.objects.get(obj.id) !== obj) throw new Error(`tombstone of a stray ${obj.describe()}`);
+    obj.users.dec();
+    if (!obj.users.decIfOne()) return -Errno.EBUSY;
+    this.objects.delete(obj.id);
+    this.tombstones.add(obj.id);
+    if (!obj.shorttermUsers.decAndTest())
+      throw new Error(`destroy with short-term users: ${obj.describe()}`);
+    obj.destroy();
+    return 0;
+  }
+
   private releaseId(id: number): void {
     this.objects.delete(id);
     // Keep freeIds sorted so the lowest free id is reused first, like xa_alloc.
@@ -329,6 +383,7 @@ export class IommufdCtx {
       }
     }
     this.freeIds.length = 0;
+    this.tombstones.clear();
     this.nextId = 1;
     if (this.groups.size !== 0) {
       const line = `iommufd context released with ${this.groups.size} igroups still referenced`;
@@ -337,6 +392,14 @@ export class IommufdCtx {
     }
     this.subsystem.contexts.delete(this);
   }
+}
+
+/** struct iommufd_mmap: a region of a driver's memory userspace maps through the iommufd. */
+export interface MmapRegion {
+  readonly owner: IommufdObject;
+  readonly offset: bigint;
+  readonly length: bigint;
+  readonly bytes: Uint8Array;
 }
 
 /**
@@ -523,10 +586,53 @@ export function iommufdIoctl(
   return op.execute(ucmd);
 }
 
+const PROT_EXEC = 0x4;
+const MAP_SHARED = 0x1;
+const MAP_SHARED_VALIDATE = 0x3;
+
+/** The region holding [pos, pos + length) of the file's mmap offsets, if one does. */
+function mmapRegionAt(ictx: IommufdCtx, pos: bigint, length: number): MmapRegion | undefined {
+  for (const region of ictx.mmaps.values()) {
+    if (pos >= region.offset && pos + BigInt(length) <= region.offset + region.length)
+      return region;
+  }
+  return undefined;
+}
+
 export const iommufdFops: FileOperations = {
   name: 'iommufd',
   ioctl(file, task, cmd, arg) {
     return iommufdIoctl(file.privateData as IommufdCtx, task, cmd, arg);
+  },
+  /**
+   * iommufd_fops_mmap(): exactly a region a driver allocated (a vIOMMU's page), by its offset
+   * and length (ENXIO otherwise), shared (EINVAL) and not executable (EPERM). Its accesses are
+   * trapped and served from the region (decision 166).
+   */
+  mmap(file, _task, length, pgoff, how) {
+    const ictx = file.privateData as IommufdCtx;
+    // The VMA is whole pages.
+    const vmaLength = ((length + PAGE_SIZE - 1n) / PAGE_SIZE) * PAGE_SIZE;
+    const type = (how?.flags ?? MAP_SHARED) & 0xf;
+    if (type !== MAP_SHARED && type !== MAP_SHARED_VALIDATE) return -Errno.EINVAL;
+    if ((how?.prot ?? 0) & PROT_EXEC) return -Errno.EPERM;
+    const offset = pgoff * PAGE_SIZE;
+    const region = mmapRegionAt(ictx, offset, 1);
+    if (region === undefined || region.offset !== offset || region.length !== vmaLength)
+      return -Errno.ENXIO;
+    return { kind: 'trapped', regionOffset: offset };
+  },
+  mmioRead(file, _task, length, pos) {
+    const region = mmapRegionAt(file.privateData as IommufdCtx, pos, length);
+    if (region === undefined) return -Errno.EIO;
+    const at = Number(pos - region.offset);
+    return region.bytes.slice(at, at + length);
+  },
+  mmioWrite(file, _task, data, pos) {
+    const region = mmapRegionAt(file.privateData as IommufdCtx, pos, data.length);
+    if (region === undefined) return -Errno.EIO;
+    region.bytes.set(data, Number(pos - region.offset));
+    return data.length;
   },
   release(file) {
     (file.privateData as IommufdCtx).release();

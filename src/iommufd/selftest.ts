@@ -6,8 +6,7 @@
  * driver and bus are src/iommu/mock-driver.ts.
  *
  * Not built yet (the op answers EOPNOTSUPP, as an unknown op does): the access objects
- * (CREATE_ACCESS and the ops on its fd), TRIGGER_VEVENT (no vEVENT queues) and the dma-buf ops
- * (docs/decisions.md 100).
+ * (CREATE_ACCESS and the ops on its fd) and the dma-buf ops (docs/decisions.md 100).
  */
 import { fileMm } from '../host/file-memory.ts';
 import { copyFromUser, copyToUser } from '../host/uaccess.ts';
@@ -41,8 +40,11 @@ import {
   IOMMU_TEST_OP_PASID_REPLACE,
   IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT,
   IOMMU_TEST_OP_TRIGGER_IOPF,
+  IOMMU_TEST_OP_TRIGGER_VEVENT,
+  IOMMU_VEVENTQ_TYPE_SELFTEST,
   IOMMUFD_TEST_MEMORY_LIMIT_MIN,
   type iommuTestCmd,
+  iommuViommuEventSelftest,
   MOCK_DEV_CACHE_ID_MAX,
   MOCK_NESTED_DOMAIN_IOTLB_ID_MAX,
   MOCK_PAGE_SIZE,
@@ -57,6 +59,7 @@ import {
   testPasidAttach,
   testPasidCheck,
   testTriggerIopf,
+  testTriggerVevent,
 } from '../uapi/iommufd-test.ts';
 import {
   type Decoded,
@@ -78,6 +81,8 @@ import { HwPagetable, type HwptNested, type HwptPaging } from './hw-pagetable.ts
 import type { Ioas } from './ioas.ts';
 import type { IommufdCtx, ObjectRef, Ucmd } from './main.ts';
 import { IommufdObject } from './object.ts';
+import { viommuReportEvent } from './veventq.ts';
+import type { IommufdViommu } from './viommu.ts';
 
 /** struct selftest_obj (TYPE_IDEV): the mock device, its binding, and the context it lives in. */
 export class SelftestObj extends IommufdObject {
@@ -349,6 +354,26 @@ function triggerIopf(ucmd: TestUcmd): SyscallResult {
   return 0;
 }
 
+/**
+ * iommufd_test_trigger_vevent(): the mock device (a DEVICE object: ENOENT) reports an event
+ * {virt_id} to the vIOMMU of the nested HWPT it is attached to, with the virt_id its vDEVICE had
+ * when it attached: ENOENT if it is attached to none or that virt_id is 0; EOPNOTSUPP if the
+ * vIOMMU has no vEVENTQ of IOMMU_VEVENTQ_TYPE_SELFTEST.
+ */
+function triggerVevent(ucmd: TestUcmd): SyscallResult {
+  const cmd = args(ucmd, testTriggerVevent);
+  using held = ucmd.ictx.getObjectRef(cmd.dev_id, 'device');
+  if (held === undefined) return -Errno.ENOENT;
+  const dev = (held.obj as IommufdDevice).dev;
+  // A device of another driver has no mock state: nothing it could report (decision 165).
+  if (!isMockDevice(dev)) return -Errno.ENOENT;
+  const viommu = dev.viommu as IommufdViommu | undefined;
+  if (viommu === undefined || dev.vdevId === 0n) return -Errno.ENOENT;
+  const event = new Uint8Array(iommuViommuEventSelftest.size);
+  writeFields(iommuViommuEventSelftest, event, { virt_id: Number(dev.vdevId & 0xffffffffn) });
+  return viommuReportEvent(viommu, IOMMU_VEVENTQ_TYPE_SELFTEST, event);
+}
+
 /** iommufd_test_get_selftest_obj(): cmd.id names the selftest object of a mock device. */
 function selftestObj(ucmd: TestUcmd, id: number): ObjectRef<SelftestObj> | undefined {
   return ucmd.ictx.getObjectRef(id, 'selftest') as ObjectRef<SelftestObj> | undefined;
@@ -445,6 +470,8 @@ export function iommufdTest(ucmd: TestUcmd): SyscallResult {
       return devCheckCache(ucmd);
     case IOMMU_TEST_OP_TRIGGER_IOPF:
       return triggerIopf(ucmd);
+    case IOMMU_TEST_OP_TRIGGER_VEVENT:
+      return triggerVevent(ucmd);
     case IOMMU_TEST_OP_PASID_ATTACH:
       return pasidAttach(ucmd);
     case IOMMU_TEST_OP_PASID_REPLACE:

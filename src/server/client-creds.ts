@@ -88,6 +88,18 @@ export interface CallerFound {
   readonly unreadable: boolean;
 }
 
+/** Where a replay's credentials come from instead of /proc: the record. */
+export interface RecordedCallers {
+  caller(wire: WireCreds): CallerFound;
+  fsIds(wire: WireCreds): FsIds;
+}
+
+/** What a recording sees of every answer. */
+export interface CallerObserver {
+  caller(found: CallerFound): void;
+  fsIds(ids: FsIds): void;
+}
+
 export class ClientCredentials {
   private readonly events: EventBus;
   private readonly grantedCaps: bigint;
@@ -96,15 +108,15 @@ export class ClientCredentials {
   /** pid/mm of every program already named in the trace. */
   private readonly announced = new Set<string>();
   /** Where the answers come from instead of /proc (a replay: from the record). */
-  private readonly answer: ((wire: WireCreds) => CallerFound) | undefined;
+  private readonly recorded: RecordedCallers | undefined;
   /** Sees every answer (a recording). */
-  observe: ((found: CallerFound) => void) | undefined;
+  observe: CallerObserver | undefined;
 
-  constructor(events: EventBus, grantedCaps: bigint, answer?: (wire: WireCreds) => CallerFound) {
+  constructor(events: EventBus, grantedCaps: bigint, recorded?: RecordedCallers) {
     this.events = events;
     this.grantedCaps = grantedCaps;
-    this.answer = answer;
-    this.initialUserNs = answer === undefined ? userNamespaceOf('/proc/self/ns/user') : 'replay';
+    this.recorded = recorded;
+    this.initialUserNs = recorded === undefined ? userNamespaceOf('/proc/self/ns/user') : 'replay';
     if (this.initialUserNs === undefined) {
       events.log(
         'warn',
@@ -115,12 +127,12 @@ export class ClientCredentials {
 
   /** The credentials the kernel would see for the thread that sent `wire`. */
   of(wire: WireCreds): Credentials {
-    const found = this.answer?.(wire) ?? this.lookup(wire);
-    this.observe?.(found);
+    const found = this.recorded?.caller(wire) ?? this.lookup(wire);
+    this.observe?.caller(found);
     const { caps, uid, unreadable } = found;
     let fsIds: FsIds | undefined;
     let memlockLimit: bigint | undefined;
-    const replaying = this.answer !== undefined;
+    const replaying = this.recorded !== undefined;
     const creds: Credentials = {
       ...caps,
       pid: wire.pid,
@@ -135,15 +147,17 @@ export class ClientCredentials {
       },
       // Read once, when a permission check first asks (an open): the thread's status file has
       // the filesystem ids and the groups the shim does not send. A thread that is gone has
-      // none: the overflow ids, which own nothing. A replay has no thread: its uid stands in.
+      // none: the overflow ids, which own nothing.
       fsIds: () => {
-        fsIds ??= replaying
-          ? { fsuid: uid, fsgid: uid, groups: [] }
-          : (fsIdsOf(`/proc/${wire.pid}/task/${wire.tid}/status`) ?? {
+        if (fsIds === undefined) {
+          fsIds = this.recorded?.fsIds(wire) ??
+            fsIdsOf(`/proc/${wire.pid}/task/${wire.tid}/status`) ?? {
               fsuid: OVERFLOW_UID,
               fsgid: OVERFLOW_UID,
               groups: [],
-            });
+            };
+          this.observe?.fsIds(fsIds);
+        }
         return fsIds;
       },
     };

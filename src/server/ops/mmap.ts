@@ -39,7 +39,7 @@ export function mmap(s: ServerState, conn: Connection, req: Request): void {
     const { memory, done } = s.memories.forCall(req.creds);
     const task = taskOf(s, req.creds, memory);
     const backing = guarded(s, what, req.creds, () =>
-      mmap.call(fops, file, task, length, offset / PAGE_SIZE),
+      mmap.call(fops, file, task, length, offset / PAGE_SIZE, how),
     );
     done();
     if (typeof backing === 'object' && backing.kind === 'trapped') {

@@ -36,7 +36,8 @@ export function read(s: ServerState, conn: Connection, req: Request): void {
   let ret: number;
   let payload: Uint8Array | undefined;
   const { fops } = file;
-  const read = fops.read;
+  const mmio = (req.flags & ReqFlag.MMIO) !== 0;
+  const read = mmio && fops.mmioRead !== undefined ? fops.mmioRead : fops.read;
   if (pos === undefined) ret = object.file.fops.nonseekable ? -Errno.ESPIPE : -Errno.EINVAL;
   else if (read === undefined) ret = -Errno.EINVAL;
   else {

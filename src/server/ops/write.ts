@@ -29,7 +29,8 @@ export function write(s: ServerState, conn: Connection, req: Request): void {
   const { file } = object;
   const what = `write on ${object.path}`;
   const { fops } = file;
-  const write = fops.write;
+  const mmio = (req.flags & ReqFlag.MMIO) !== 0;
+  const write = mmio && fops.mmioWrite !== undefined ? fops.mmioWrite : fops.write;
   let n: unknown = pos === undefined && fops.nonseekable ? -Errno.ESPIPE : -Errno.EINVAL;
   if (pos !== undefined && write !== undefined) {
     const { memory, done } = s.memories.forCall(req.creds);
@@ -79,6 +80,7 @@ function writeDone(
       positional ? pos : undefined,
       data,
       ret,
+      'write',
     );
     trace(s, req.creds, positional ? 'pwrite' : 'write', detail, ret);
   }
