@@ -149,15 +149,6 @@ function checkRefcounts(w: World, f: Findings, betweenCalls: boolean): void {
     expected.set(obj, (expected.get(obj) ?? 1) + 1);
   };
   for (const hwpt of w.hwpts) edge(hwpt.ioas, 'holds', describeObj(hwpt));
-  for (const [obj] of w.objects) {
-    // A HWPT allocated with a fault_id holds its fault queue; a nested one its parent.
-    if (obj instanceof HwPagetable && obj.fault !== undefined)
-      edge(obj.fault, 'reports faults to', describeObj(obj));
-    if (obj instanceof HwptNested) edge(obj.parent, 'is nested on', describeObj(obj));
-    // An event queue's fd holds its object until the fd's last close.
-    if (obj instanceof IommufdEventq && obj.file !== undefined && obj.file.refCount > 0)
-      expected.set(obj, (expected.get(obj) ?? 1) + 1);
-  }
   for (const [igroup] of w.igroups) {
     if (igroup.hwpt !== undefined)
       for (const idev of igroup.devices) edge(igroup.hwpt, 'is attached to', describeObj(idev));
