@@ -82,6 +82,7 @@ if (only === undefined || only === 'fuzz') {
   let calls = 0;
   let runs = 0;
   const seed = option('seed', 13);
+  let found: string[] = [];
   // fast-check plays whole runs: enough of them to pass the target (a run makes ~100 calls).
   while (calls < target) {
     try {
@@ -94,10 +95,12 @@ if (only === undefined || only === 'fuzz') {
           runs++;
           calls += r.calls;
           for (const [k, v] of r.results) results.set(k, (results.get(k) ?? 0) + v);
+          if (found.length === 0) found = r.problems;
         },
       });
-    } catch (err) {
-      problems.push(`fuzz: ${String(err).split('\n').slice(0, 8).join('\n')}`);
+    } catch {
+      // The first failing run's problems (before fast-check shrank it), with the seed to replay.
+      problems.push(...found.map((p) => `fuzz (seed ${seed + runs}): ${p}`));
       break;
     }
     say(`fuzz: ${calls} calls in ${runs} runs (${seconds(start)} s)`);
