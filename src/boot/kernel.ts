@@ -69,6 +69,12 @@ export class Kernel extends KernelCore {
       },
     };
     this.iommufd = new IommufdSubsystem(this.events, new Accounting(), pinner);
+    // VmPin and VmLck of /proc/<pid>/status count iommufd's pinned_vm and locked_vm.
+    const accounting = this.iommufd.accounting;
+    this.mmCounters.push((which) => ({
+      pinned: sumOf(accounting.pinnedVmByMm, which),
+      locked: sumOf(accounting.lockedVmByMm, which),
+    }));
     this.pagemap = new Pagemap(pinned);
     if (this.machine.iommufdTest) {
       addMockBusSysfs(this.sysfs);
@@ -234,6 +240,9 @@ export class Kernel extends KernelCore {
       '/proc/sys/kernel/tainted',
       '/proc/*/task/*/fail-nth',
       '/proc/thread-self/fail-nth',
+      // VmPin and VmLck count what iommufd pins (the rest of the file is the host's).
+      '/proc/*/status',
+      '/proc/*/task/*/status',
       // Physical addresses for the no-IOMMU group path's drivers ("*" also matches "self").
       '/proc/*/pagemap',
       // The emulated machine's debugfs holds only the fault-injection directories.
@@ -246,6 +255,13 @@ export class Kernel extends KernelCore {
     this.vfio.shutdown();
     this.machine.shutdown();
   }
+}
+
+/** The pages of the address spaces `which` picks. */
+function sumOf(table: ReadonlyMap<string, bigint>, which: (mm: string) => boolean): bigint {
+  let sum = 0n;
+  for (const [mm, pages] of table) if (which(mm)) sum += pages;
+  return sum;
 }
 
 /**

@@ -75,6 +75,8 @@ export type FileKind =
   | 'procfs'
   | 'eventfd'
   | 'directory'
+  /** An access object of the test interface (CREATE_ACCESS's "[iommufd_test_staccess]"). */
+  | 'iommufd-test-access'
   /** An iommufd event queue (a fault queue or a vEVENTQ), an anonymous inode. */
   | 'iommufd-eventq';
 

@@ -96,6 +96,10 @@ export class IommufdSubsystem {
     const charged = this.accounting.total();
     if (charged !== 0n && this.contexts.size === 0)
       out.push(`${charged} pages still charged to RLIMIT_MEMLOCK`);
+    let pinnedVm = 0n;
+    for (const pages of this.accounting.pinnedVmByMm.values()) pinnedVm += pages;
+    if (pinnedVm !== 0n && this.contexts.size === 0)
+      out.push(`${pinnedVm} pages still counted in pinned_vm`);
     return out;
   }
 
@@ -563,7 +567,9 @@ export function iommufdIoctl(
   // get_user(): not an injection point.
   const sizeBytes = getUser(task, arg, 4);
   if (sizeBytes === undefined) return -Errno.EFAULT;
-  const userSize = new DataView(sizeBytes.buffer, sizeBytes.byteOffset, 4).getUint32(0, true);
+  // Little-endian u32, read without a DataView (which would move the fresh array off-heap).
+  const userSize =
+    (sizeBytes[0]! | (sizeBytes[1]! << 8) | (sizeBytes[2]! << 16) | (sizeBytes[3]! << 24)) >>> 0;
 
   const op = testInterface && nr === IommufdCmd.TEST ? testOp : ioctlOps.get(nr);
   // A hole in the table, or a number with direction/size bits or another type: -ENOIOCTLCMD.

@@ -72,6 +72,15 @@ export type IoptPagesSource =
       readonly pagesOf: FileMemory | undefined;
     };
 
+/**
+ * struct iopt_pages_access: pages an in-kernel access pinned, one record per exact index range
+ * (the kernel's access_itree), shared by every pin of that range. Its pages are pinned like a
+ * filled area's: once per pages object, whoever else holds them.
+ */
+export interface PagesAccess extends AreaPagesRange {
+  users: number;
+}
+
 /** enum iopt_address_type: what a pages object reads its PFNs from. */
 export type IoptAddressType = 'user' | 'file';
 
@@ -107,6 +116,11 @@ export class IoptPages {
    * a fifth of an area's heap (docs/performance.md).
    */
   #filled: Set<AreaPagesRange> | undefined;
+  /**
+   * Access pins by "start:last" page index (the kernel's access_itree); each is a filled range
+   * too. Made on first use, like #filled.
+   */
+  #accesses: Map<string, PagesAccess> | undefined;
 
   constructor(
     source: IoptPagesSource,
@@ -139,6 +153,26 @@ export class IoptPages {
   deleteFilledRange(range: AreaPagesRange): void {
     this.#filled?.delete(range);
     if (this.#filled?.size === 0) this.#filled = undefined;
+  }
+
+  /** The access record of exactly [start, last], if one is pinned. */
+  exactAccess(start: bigint, last: bigint): PagesAccess | undefined {
+    return this.#accesses?.get(`${start}:${last}`);
+  }
+
+  addAccessRange(access: PagesAccess): void {
+    this.#accesses ??= new Map();
+    this.#accesses.set(`${access.startIndex}:${access.lastIndex}`, access);
+  }
+
+  deleteAccessRange(access: PagesAccess): void {
+    this.#accesses?.delete(`${access.startIndex}:${access.lastIndex}`);
+    if (this.#accesses?.size === 0) this.#accesses = undefined;
+  }
+
+  /** Every access record, for the checker. */
+  get accessRanges(): readonly PagesAccess[] {
+    return this.#accesses === undefined ? [] : [...this.#accesses.values()];
   }
 
   get(): void {

@@ -48,8 +48,14 @@ export interface ReservedFd {
   dropped: boolean;
 }
 
+/** Fd resolvers kept, one per client thread, before they are all forgotten at once. */
+const RESOLVERS_MAX = 4096;
+
 export class ClientFiles {
   private readonly events: EventBus;
+  /** By pid, then tid (numbers, not a string made per call). */
+  private readonly resolvers = new Map<number, Map<number, FdResolver>>();
+  private resolverCount = 0;
   private readonly objects = new Map<number, OpenObject>();
   private readonly byIno = new Map<bigint, OpenObject>();
   private readonly reservations = new Map<number, ReservedFd>();
@@ -185,8 +191,33 @@ export class ClientFiles {
     });
   }
 
-  /** The fd table of thread `tid` of process `pid`, as fget() and eventfd_ctx_fdget() see it. */
+  /**
+   * The fd table of thread `tid` of process `pid`, as fget() and eventfd_ctx_fdget() see it. It
+   * depends on nothing but the two numbers (every lookup reads /proc at the time it is made), so
+   * one is kept per thread rather than six closures made per call.
+   */
   resolver(pid: number, tid: number): FdResolver {
+    let threads = this.resolvers.get(pid);
+    let fds = threads?.get(tid);
+    if (fds === undefined) {
+      // Threads that are gone leave theirs behind: forget them all now and then.
+      if (this.resolverCount >= RESOLVERS_MAX) {
+        this.resolvers.clear();
+        this.resolverCount = 0;
+        threads = undefined;
+      }
+      if (threads === undefined) {
+        threads = new Map();
+        this.resolvers.set(pid, threads);
+      }
+      fds = this.newResolver(pid, tid);
+      threads.set(tid, fds);
+      this.resolverCount++;
+    }
+    return fds;
+  }
+
+  private newResolver(pid: number, tid: number): FdResolver {
     const dir = `/proc/${pid}/task/${tid}/fd/`;
     return {
       fileOf: (fd: number): File | undefined => {

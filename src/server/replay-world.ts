@@ -7,7 +7,6 @@
  */
 import type { File } from '../host/file.ts';
 import type { MapRange } from '../host/proc-memory.ts';
-import { CallMemory } from '../host/proc-memory.ts';
 import type { EventfdRef, FdResolver, HostFile } from '../host/task.ts';
 import type { MmId, UserMemory, Vma } from '../host/user-memory.ts';
 import type { DeviceTimers, DeviceWork } from '../platform/device-timers.ts';
@@ -27,7 +26,7 @@ import { Errno } from '../uapi/errno.ts';
 import { PAGE_SIZE } from '../uapi/iommufd.ts';
 import type { RecordedCallers } from './client-creds.ts';
 import { ClientFiles } from './client-fds.ts';
-import { type CallMemories, type IoctlWindow, memoryKey } from './client-memory.ts';
+import { type CallMemories, type IoctlWindow, memoryKey, ServedMemory } from './client-memory.ts';
 import type { WireCreds } from './protocol.ts';
 
 export type Diverge = (what: string) => void;
@@ -294,7 +293,7 @@ export class ReplayMemories implements CallMemories {
 
   detach(): void {}
 
-  forCall(creds: WireCreds, window?: IoctlWindow): { memory: CallMemory; done: () => void } {
+  forCall(creds: WireCreds, window?: IoctlWindow): ServedMemory {
     const key = memoryKey(creds);
     let store = this.stores.get(key);
     if (store === undefined) {
@@ -302,14 +301,7 @@ export class ReplayMemories implements CallMemories {
       this.stores.set(key, store);
     }
     const view = new CallView(store, this.current, this.diverge);
-    const memory = new CallMemory(view, window?.start ?? 0n, window?.bytes ?? new Uint8Array(0), {
-      windowWritable: window?.writable ?? true,
-      mapRanges: () => view.mapRanges(),
-    });
-    return {
-      memory,
-      done: () => memory.finish(),
-    };
+    return new ServedMemory(view, view, window);
   }
 
   close(): void {}

@@ -16,7 +16,7 @@ import type { ServerState } from './call.ts';
 import { ClientCredentials } from './client-creds.ts';
 import { ClientFiles } from './client-fds.ts';
 import { checkClaim, peerIdentity } from './client-identity.ts';
-import { ClientMemories } from './client-memory.ts';
+import { ClientMemories, isMemoryOf } from './client-memory.ts';
 import { Connection } from './connection.ts';
 import { DEFAULT_LIMITS, type ServerLimits } from './limits.ts';
 import { closeBarrier } from './ops/close.ts';
@@ -141,6 +141,9 @@ class Server implements EmuServer, ServerState {
       recorder === undefined ? undefined : (fds) => recorder.observeFds(fds, this.files);
     this.testbed = new Testbed(kernel, options.testbedDir);
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
+    // Clients are host processes: /proc/<pid>/status is theirs, plus what the kernel pins.
+    kernel.hostProcStatus = hostProcStatus;
+    kernel.mmOfProcess = isMemoryOf;
     if (recorder !== undefined) {
       this.clientCreds.observe = recorder.observeCaller;
       recorder.start(kernel, this.testbed.root);
@@ -470,5 +473,15 @@ export function dropConnection(s: ServerState, conn: Connection): void {
     // The thread is gone (its transport closes only when it exits, or its process does).
     s.kernel.forgetTask(thread.pid, thread.tid);
     s.memories.detach(thread.memoryKey);
+  }
+}
+
+/** The host's /proc/<pid>[/task/<tid>]/status, or undefined if there is no such process. */
+function hostProcStatus(pid: number, tid: number | undefined): string | undefined {
+  const path = tid === undefined ? `/proc/${pid}/status` : `/proc/${pid}/task/${tid}/status`;
+  try {
+    return fs.readFileSync(path, 'latin1');
+  } catch {
+    return undefined;
   }
 }

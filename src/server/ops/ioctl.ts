@@ -51,7 +51,8 @@ export function ioctl(s: ServerState, conn: Connection, req: Request): void {
     const reserved = s.files.reservation(split.obj, req.creds.pid);
     callFd = { fd: split.fd, reserved, taken: false, installed: undefined };
   } else {
-    const creates = createsFd(cmd);
+    const windowed = (req.flags & ReqFlag.WINDOW) !== 0;
+    const creates = createsFd(cmd, windowed ? windowBytes : undefined);
     if (creates !== undefined) {
       conn.reply(req, 0, { flags: ReplyFlag.NEED_FD, v0: BigInt(creates.flags) });
       return;
@@ -62,7 +63,7 @@ export function ioctl(s: ServerState, conn: Connection, req: Request): void {
     s.protocolError(conn, `ioctl window of ${windowBytes.byteLength} bytes`);
     return;
   }
-  const { memory, done } = s.memories.forCall(
+  const memory = s.memories.forCall(
     req.creds,
     windowed
       ? { start: req.a1, bytes: windowBytes, writable: (req.flags & ReqFlag.WINDOW_RO) === 0 }
@@ -86,7 +87,7 @@ export function ioctl(s: ServerState, conn: Connection, req: Request): void {
     const call = describeIoctl(file.fops.name, cmd, req.a1, input, output);
     trace(s, req.creds, 'ioctl', `${label}, ${call}`, ret);
   }
-  done();
+  memory.done();
   const extra: ReplyExtra = { payload: windowed ? encodeSegments(memory.written()) : undefined };
   conn.reply(req, ret, { ...extra, ...fdExtra });
 }

@@ -27,7 +27,7 @@ export function open(s: ServerState, conn: Connection, req: Request): void {
   }
   conn.kind = 'object';
   const flags = Number(req.a0 & 0xffffffffn);
-  const { memory, done } = s.memories.forCall(req.creds);
+  const memory = s.memories.forCall(req.creds);
   const task = taskOf(s, req.creds, memory);
   let ret: number;
   let extra: ReplyExtra = {};
@@ -48,7 +48,7 @@ export function open(s: ServerState, conn: Connection, req: Request): void {
   } else {
     ret = checkResult(s, `open ${path}`, opened, -1);
   }
-  done();
+  memory.done();
   // A directory is opened in the testbed by the shim (EISDIR here): not a call on a file.
   if (s.kernel.events.wants('syscall') && ret !== -Errno.EISDIR) {
     const fd = req.obj;

@@ -19,7 +19,7 @@ export function poll(s: ServerState, conn: Connection, req: Request): void {
     s.protocolError(conn, 'POLL with a partial entry');
     return;
   }
-  const { memory, done } = s.memories.forCall(req.creds);
+  const memory = s.memories.forCall(req.creds);
   const task = taskOf(s, req.creds, memory);
   const revents = entries.map((entry) => {
     const object = heldObject(s, conn, entry.obj);
@@ -31,7 +31,7 @@ export function poll(s: ServerState, conn: Connection, req: Request): void {
     const mask = guarded(s, `poll on ${object.path}`, req.creds, () => poll.call(fops, file, task));
     return Number.isInteger(mask) && mask >= 0 ? mask : POLLERR;
   });
-  done();
+  memory.done();
   if (s.kernel.events.wants('syscall')) tracePoll(s, conn, req, entries, revents);
   conn.reply(req, 0, { payload: encodeU32s(revents) });
 }

@@ -33,10 +33,10 @@ export function write(s: ServerState, conn: Connection, req: Request): void {
   const write = mmio && fops.mmioWrite !== undefined ? fops.mmioWrite : fops.write;
   let n: unknown = pos === undefined && fops.nonseekable ? -Errno.ESPIPE : -Errno.EINVAL;
   if (pos !== undefined && write !== undefined) {
-    const { memory, done } = s.memories.forCall(req.creds);
+    const memory = s.memories.forCall(req.creds);
     const task = taskOf(s, req.creds, memory);
     n = guarded(s, what, req.creds, () => write.call(fops, file, task, data, pos));
-    done();
+    memory.done();
   }
   // A blocked write (an unbind waiting for the device's users) is answered when it returns;
   // this thread's connection waits, every other one is served meanwhile.
