@@ -34,6 +34,7 @@ import {
   type HwptPaging,
   type IommuDomain,
 } from '../iommufd/hw-pagetable.ts';
+import { IommufdHwQueue } from '../iommufd/hw-queue.ts';
 import type { Ioas } from '../iommufd/ioas.ts';
 import type { IommufdObject } from '../iommufd/object.ts';
 import { SelftestObj } from '../iommufd/selftest.ts';
@@ -116,7 +117,7 @@ function checkRefcounts(w: World, f: Findings, betweenCalls: boolean): void {
 /**
  * The references of nested translation's objects (docs/nested.md): a nested HWPT holds its
  * parent or its vIOMMU, a vIOMMU its parent, a vDEVICE its vIOMMU and its device, a vEVENTQ its
- * vIOMMU, a HWPT its fault queue, an event queue's open file its queue; a mock device is held by
+ * vIOMMU, a HW queue its vIOMMU and the queue it depends on, a HWPT its fault queue, an event queue's open file its queue; a mock device is held by
  * its selftest object's binding.
  */
 function nestedEdges(w: World, edge: (obj: IommufdObject, why: string, from: string) => void) {
@@ -133,6 +134,11 @@ function nestedEdges(w: World, edge: (obj: IommufdObject, why: string, from: str
       edge(obj.idev, 'holds', from);
     }
     if (obj instanceof IommufdVeventq) edge(obj.viommu, 'holds', from);
+    if (obj instanceof IommufdHwQueue) {
+      if (obj.viommu !== undefined) edge(obj.viommu, 'holds', from);
+      const prev = (obj.driverData as { prev?: IommufdObject } | undefined)?.prev;
+      if (prev !== undefined) edge(prev, 'depends on', from);
+    }
     if (obj instanceof IommufdEventq && obj.file !== undefined && obj.file.refCount > 0)
       edge(obj, 'is held by', 'its file');
     if (obj instanceof SelftestObj && obj.idev !== undefined) edge(obj.idev, 'binds', from);

@@ -10,6 +10,7 @@ import { ctxObjects } from '../check/_internals.ts';
 import { domainId, snapshotContext } from '../check/snapshot.ts';
 import { IommufdDevice } from '../iommufd/device.ts';
 import { HwptNested, HwptPaging } from '../iommufd/hw-pagetable.ts';
+import { IommufdHwQueue } from '../iommufd/hw-queue.ts';
 import type { IommufdCtx } from '../iommufd/main.ts';
 import type { IommufdObject } from '../iommufd/object.ts';
 import { IommufdVeventq } from '../iommufd/veventq.ts';
@@ -77,6 +78,11 @@ function nestedRefsOf(obj: IommufdObject, context: number): RefState[] {
   if (obj instanceof IommufdViommu) return [to(obj.hwpt, 'parent')];
   if (obj instanceof IommufdVdevice) return [to(obj.viommu, 'viommu'), to(obj.idev, 'device')];
   if (obj instanceof IommufdVeventq) return [to(obj.viommu, 'viommu')];
+  if (obj instanceof IommufdHwQueue) {
+    const refs = obj.viommu === undefined ? [] : [to(obj.viommu, 'viommu')];
+    if (obj.access !== undefined) refs.push(to(obj.access, 'pins'));
+    return refs;
+  }
   return [];
 }
 

@@ -8,6 +8,10 @@
  * An access is an object of the context (it takes an id, which DESTROY answers EBUSY for: its
  * driver holds it) and holds the iommufd file open, like iommufd_ctx_get(). While it pins a
  * range, an unmap of that range first asks it, through its driver's unmap callback, to unpin.
+ *
+ * An internal access (iommufd_access_create_internal(): iommufd's own, for a vIOMMU's HW queue)
+ * has no driver callbacks and does not hold the file; its pins lock the areas they are in, so an
+ * unmap of them is EBUSY until the access unpins.
  */
 import { shouldFail } from '../fault/fault.ts';
 import type { Task } from '../host/task.ts';
@@ -28,9 +32,14 @@ export interface IommufdAccessOps {
   unmap(iova: bigint, length: bigint): void;
 }
 
+/** An internal access has no driver: nothing to ask at unmap, its pins lock their areas. */
+const INTERNAL_OPS: IommufdAccessOps = { needsPinPages: true, unmap: () => {} };
+
 export class IommufdAccess extends IommufdObject implements IoptAccess {
   readonly type = 'access';
   readonly ops: IommufdAccessOps;
+  /** iommufd_access_is_internal(): iommufd's own access, which holds no file. */
+  readonly internal: boolean;
   /** PAGE_SIZE for a driver that pins pages, else 1: the IOAS takes the larger of its own. */
   readonly iovaAlignment: bigint;
   /** The IOAS pins and copies go to; undefined while it changes (blocks new pins). */
@@ -38,21 +47,22 @@ export class IommufdAccess extends IommufdObject implements IoptAccess {
   /** The IOAS unpins go to, which stays set while `ioas` changes. */
   ioasUnpin: Ioas | undefined;
 
-  constructor(ictx: IommufdCtx, ops: IommufdAccessOps) {
+  constructor(ictx: IommufdCtx, ops: IommufdAccessOps, internal = false) {
     super(ictx);
     this.ops = ops;
+    this.internal = internal;
     this.iovaAlignment = ops.needsPinPages ? PAGE_SIZE : 1n;
   }
 
   /** iommufd_access_destroy_object(): leave the IOAS (unpinning everything), drop the context. */
   destroy(): void {
     if (this.ioas !== undefined) changeIoas(this, undefined);
-    this.ictx.file!.put();
+    if (!this.internal) this.ictx.file!.put();
   }
 
   /** iommufd_access_notify_unmap() for this access; one being destroyed is skipped. */
   notifyUnmap(iova: bigint, length: bigint): void {
-    if (!this.ictx.lockObj(this)) return;
+    if (this.internal || !this.ictx.lockObj(this)) return;
     try {
       this.ops.unmap(iova, length);
     } finally {
@@ -72,6 +82,21 @@ export function accessCreate(ictx: IommufdCtx, ops: IommufdAccessOps): IommufdAc
   ictx.file!.get();
   ictx.finalize(access);
   return access;
+}
+
+/** iommufd_access_create_internal(): published at once, held by its creator, no file. */
+export function accessCreateInternal(ictx: IommufdCtx): IommufdAccess | number {
+  const access = ictx.allocObject(new IommufdAccess(ictx, INTERNAL_OPS, true));
+  if (typeof access === 'number') return access;
+  access.users.inc();
+  ictx.finalize(access);
+  return access;
+}
+
+/** iommufd_access_attach_internal(): the IOAS of a new internal access. */
+export function accessAttachInternal(access: IommufdAccess, ioas: Ioas): SyscallResult {
+  if (access.ioas !== undefined) throw new Error('attach of an access already attached');
+  return changeIoas(access, ioas);
 }
 
 /** iommufd_access_destroy(): the driver lets go; the object is destroyed at once. */
@@ -210,7 +235,7 @@ export function accessPinPages(
       rc = -Errno.EPERM;
       break;
     }
-    const got = areaAddAccess(env, piece, write);
+    const got = areaAddAccess(env, piece, write, access.internal);
     if (typeof got === 'number') {
       rc = got;
       break;
@@ -220,7 +245,7 @@ export function accessPinPages(
   }
   if (rc === 0 && !done) rc = -Errno.ENOENT;
   if (rc) {
-    for (const piece of added) areaRemoveAccess(env, piece);
+    for (const piece of added) areaRemoveAccess(env, piece, access.internal);
     return rc;
   }
   return pfns;
@@ -233,7 +258,7 @@ export function accessUnpinPages(access: IommufdAccess, iova: bigint, length: bi
   if (typeof last === 'number' || ioas === undefined) throw new Error('unpin of a bad range');
   const env = access.ictx.subsystem.ioptEnv;
   const { pieces, done } = contigAreas(ioas.iopt, iova, last);
-  for (const piece of pieces) areaRemoveAccess(env, piece);
+  for (const piece of pieces) areaRemoveAccess(env, piece, access.internal);
   if (!done) throw new Error(`unpin of ${iova.toString(16)}+${length} found a hole`);
 }
 
@@ -241,7 +266,12 @@ export function accessUnpinPages(access: IommufdAccess, iova: bigint, length: bi
  * iopt_area_add_access(): pin the pages of the piece for an access. A second pin of exactly the
  * same pages shares the first's record.
  */
-function areaAddAccess(env: IoptEnv, piece: ContigPiece, write: boolean): bigint[] | number {
+function areaAddAccess(
+  env: IoptEnv,
+  piece: ContigPiece,
+  write: boolean,
+  lockArea: boolean,
+): bigint[] | number {
   const { area } = piece;
   const pages = area.pages!;
   const start = indexOf(area, piece.cur);
@@ -250,6 +280,7 @@ function areaAddAccess(env: IoptEnv, piece: ContigPiece, write: boolean): bigint
   const existing = pages.exactAccess(start, last);
   if (existing !== undefined) {
     area.numAccesses++;
+    if (lockArea) area.numLocks++;
     existing.users++;
     return pinnedFrames(env, pages, start, last);
   }
@@ -260,18 +291,20 @@ function areaAddAccess(env: IoptEnv, piece: ContigPiece, write: boolean): bigint
   if (typeof runs === 'number') return runs;
   pages.addAccessRange(record);
   area.numAccesses++;
+  if (lockArea) area.numLocks++;
   const pfns: bigint[] = [];
   for (const run of runs) for (let i = 0n; i < run.npages; i++) pfns.push(run.pfn + i);
   return pfns;
 }
 
 /** iopt_area_remove_access(): the last pin of a record unpins what nothing else holds. */
-function areaRemoveAccess(env: IoptEnv, piece: ContigPiece): void {
+function areaRemoveAccess(env: IoptEnv, piece: ContigPiece, unlockArea: boolean): void {
   const { area } = piece;
   const pages = area.pages!;
   const record = pages.exactAccess(indexOf(area, piece.cur), indexOf(area, piece.last));
   if (record === undefined || area.numAccesses === 0)
     throw new Error('remove of an access pin the area does not hold');
+  if (unlockArea && area.numLocks-- === 0) throw new Error('unlock of an area not locked');
   area.numAccesses--;
   if (--record.users > 0) return;
   pages.deleteAccessRange(record);

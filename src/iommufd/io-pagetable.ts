@@ -48,6 +48,8 @@ export class IoptArea implements AreaPagesRange {
   numAccesses = 0;
   /** Set by an unmap waiting for the accesses to let go: no new access may pin or read it. */
   preventAccess = false;
+  /** Pins of internal accesses (a HW queue's), which make an unmap of the area EBUSY. */
+  numLocks = 0;
 
   constructor(iova: bigint, length: bigint, prot: IommuProt, startByte: bigint) {
     this.iova = iova;
@@ -358,6 +360,11 @@ export class IoPagetable {
       const area = this.areas.iterFirst(start, last);
       if (area === undefined) break;
       if (area.pages === undefined) {
+        rc = -Errno.EBUSY;
+        break;
+      }
+      // Locked by a HW queue that still uses the memory physically.
+      if (area.numLocks > 0) {
         rc = -Errno.EBUSY;
         break;
       }

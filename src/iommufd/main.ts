@@ -35,6 +35,7 @@ import {
   iommufdHwptInvalidate,
   iommufdHwptSetDirtyTracking,
 } from './hw-pagetable.ts';
+import { iommufdHwQueueAlloc } from './hw-queue.ts';
 import type { IoptEnv } from './io-pagetable.ts';
 import type { Ioas } from './ioas.ts';
 import * as ioas from './ioas.ts';
@@ -43,7 +44,7 @@ import type { PagePinner } from './pages.ts';
 import { iommufdTest } from './selftest.ts';
 import { iommufdVeventqAlloc } from './veventq.ts';
 import { iommufdVfioIoas, iommufdVfioIoctl } from './vfio-compat.ts';
-import { iommufdHwQueueAlloc, iommufdVdeviceAlloc, iommufdViommuAlloc } from './viommu.ts';
+import { iommufdVdeviceAlloc, iommufdViommuAlloc } from './viommu.ts';
 import { xaAllocNodes, xaNodesToStore } from './xarray.ts';
 
 /** How pinned pages are charged (IOMMU_OPTION_RLIMIT_MODE): 0 per user, 1 per process (mm). */

@@ -2,8 +2,9 @@
  * The mock IOMMU's vIOMMU driver (the vIOMMU half of drivers/iommu/iommufd/selftest.c): vIOMMUs
  * of IOMMU_VIOMMU_TYPE_SELFTEST, whose data is a loopback (out_data = in_data) and an mmap
  * region of two pages on the iommufd whose first word is in_data; nested domains allocated
- * through them; and cache invalidation, which clears entries of the cache of the mock device
- * behind a vDEVICE.
+ * through them; cache invalidation, which clears entries of the cache of the mock device
+ * behind a vDEVICE; and HW queues of IOMMU_HW_QUEUE_TYPE_SELFTEST, at most two, queue 1 only
+ * after queue 0, which it then holds (so they go in descending order).
  */
 
 import { shouldFail } from '../fault/fault.ts';
@@ -17,6 +18,8 @@ import { isMockDevice, MockDevice, mockAllocNested } from '../iommu/mock-driver.
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import { IOMMU_HWPT_ALLOC_PASID, PAGE_SIZE } from '../uapi/iommufd.ts';
 import {
+  IOMMU_HW_QUEUE_TYPE_SELFTEST,
+  IOMMU_TEST_HW_QUEUE_MAX,
   IOMMU_TEST_INVALIDATE_FLAG_ALL,
   IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST,
   IOMMU_VIOMMU_TYPE_SELFTEST,
@@ -26,11 +29,20 @@ import {
 } from '../uapi/iommufd-test.ts';
 import { decodeStruct, writeFields } from '../uapi/struct.ts';
 import type { HwptPaging } from './hw-pagetable.ts';
+import type { IommufdHwQueue } from './hw-queue.ts';
 import type { IommufdViommu, ViommuDriver, ViommuOps } from './viommu.ts';
 
 /** The mock vIOMMU's own state: its mmap region of two pages (present only with data). */
 export interface MockViommuData {
   mmap: { readonly offset: bigint; readonly page: Uint8Array } | undefined;
+  /** Its HW queues by index (IOMMU_TEST_HW_QUEUE_MAX of them). */
+  readonly hwQueues: (IommufdHwQueue | undefined)[];
+}
+
+/** struct mock_hw_queue's own part: its index, and the queue it depends on (held). */
+interface MockHwQueueData {
+  readonly index: number;
+  readonly prev: IommufdHwQueue | undefined;
 }
 
 const MMAP_LENGTH = 2n * PAGE_SIZE;
@@ -113,10 +125,42 @@ function readWholeArray(array: IommuUserDataArray, out: Uint8Array[]): SyscallRe
   return 0;
 }
 
+/** mock_hw_queue_destroy(): the slot is free again, and the queue before it no longer held. */
+function mockHwQueueDestroy(hwQueue: IommufdHwQueue): void {
+  const data = hwQueue.driverData as MockHwQueueData;
+  (hwQueue.viommu!.driverData as MockViommuData).hwQueues[data.index] = undefined;
+  // iommufd_hw_queue_undepend().
+  data.prev?.users.dec();
+}
+
+/**
+ * mock_hw_queue_init_phys(): an index below IOMMU_TEST_HW_QUEUE_MAX (EINVAL), free (EEXIST),
+ * after a queue at the index before it (EIO); the physical address iommufd found must be what
+ * the parent domain translates the queue's IOVA to (EFAULT); then the queue holds the one
+ * before it (iommufd_hw_queue_depend()).
+ */
+function mockHwQueueInitPhys(hwQueue: IommufdHwQueue, index: number, basePa: bigint) {
+  const viommu = hwQueue.viommu!;
+  const state = viommu.driverData as MockViommuData;
+  if (index >= IOMMU_TEST_HW_QUEUE_MAX) return -Errno.EINVAL;
+  if (state.hwQueues[index] !== undefined) return -Errno.EEXIST;
+  const prev = index ? state.hwQueues[index - 1] : undefined;
+  if (index && prev === undefined) return -Errno.EIO;
+  if (basePa !== viommu.hwpt.domain?.iovaToPhys(hwQueue.baseAddr)) return -Errno.EFAULT;
+  prev?.users.inc();
+  const data: MockHwQueueData = { index, prev };
+  hwQueue.driverData = data;
+  state.hwQueues[index] = hwQueue;
+  hwQueue.driverDestroy = mockHwQueueDestroy;
+  return 0;
+}
+
 const mockViommuOps: ViommuOps = {
   destroy: mockViommuDestroy,
   allocDomainNested: mockViommuAllocDomainNested,
   cacheInvalidate: mockViommuCacheInvalidate,
+  hwQueueSupports: (_viommu, type) => type === IOMMU_HW_QUEUE_TYPE_SELFTEST,
+  hwQueueInitPhys: mockHwQueueInitPhys,
 };
 
 const DATA = iommuViommuSelftest;
@@ -131,7 +175,7 @@ function mockViommuInit(
   _parent: HwptPaging,
   userData: IommuUserData | undefined,
 ): SyscallResult {
-  const state: MockViommuData = { mmap: undefined };
+  const state: MockViommuData = { mmap: undefined, hwQueues: [] };
   viommu.driverData = state;
   if (userData !== undefined) {
     const bytes = iommuCopyStructFromUser(userData, IOMMU_VIOMMU_TYPE_SELFTEST, DATA.size, 8);

@@ -2,7 +2,7 @@
  * Virtual IOMMUs (drivers/iommu/iommufd/viommu.c, driver.c): IOMMU_VIOMMU_ALLOC, the VIOMMU
  * object (a slice of a physical IOMMU handed to a guest, on a NEST_PARENT paging HWPT),
  * IOMMU_VDEVICE_ALLOC (a device's identity in the guest, `virt_id`) with its tombstone when the
- * device goes, and IOMMU_HW_QUEUE_ALLOC's checks. What a vIOMMU does is its driver's
+ * device goes. What a vIOMMU does is its driver's
  * (`ViommuOps`); only the mock IOMMU of the test interface has a vIOMMU driver
  * (selftest-viommu.ts). A device with no IOMMU has no IOMMU instance: every command refuses it.
  */
@@ -16,15 +16,14 @@ import type {
 import { mockIommuOps } from '../iommu/mock-driver.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import {
-  IOMMU_HW_QUEUE_TYPE_DEFAULT,
   IOMMU_VIOMMU_TYPE_DEFAULT,
-  type iommuHwQueueAlloc,
   type iommuVdeviceAlloc,
   type iommuViommuAlloc,
   ULONG_MAX,
 } from '../uapi/iommufd.ts';
 import type { IommufdDevice } from './device.ts';
 import type { HwptPaging } from './hw-pagetable.ts';
+import type { IommufdHwQueue } from './hw-queue.ts';
 import type { IommufdCtx, Ucmd } from './main.ts';
 import { IommufdObject } from './object.ts';
 import { mockViommuDriver } from './selftest-viommu.ts';
@@ -42,6 +41,13 @@ export interface ViommuOps {
   ): IommuNestedDomain | number;
   /** cache_invalidate(): IOMMU_HWPT_INVALIDATE with hwpt_id a vIOMMU; sets array.entryNum. */
   cacheInvalidate?(viommu: IommufdViommu, array: IommuUserDataArray): SyscallResult;
+  /** get_hw_queue_size() non-zero: the driver has HW queues of `type`. */
+  hwQueueSupports?(viommu: IommufdViommu, type: number): boolean;
+  /**
+   * hw_queue_init_phys(): the driver takes the queue at `basePa` (its memory pinned and
+   * contiguous) as its queue `index`; on success it sets hwQueue.driverDestroy.
+   */
+  hwQueueInitPhys?(hwQueue: IommufdHwQueue, index: number, basePa: bigint): SyscallResult;
 }
 
 /** get_viommu_size() and viommu_init() of an IOMMU driver with vIOMMU support. */
@@ -274,20 +280,4 @@ export function iommufdDeviceRemoveVdev(idev: IommufdDevice): void {
   vdev.users.inc();
   const rc = idev.ictx.tombstone(vdev);
   if (rc) throw new Error(`the vDEVICE of ${idev.describe()} is still held (${rc})`);
-}
-
-/**
- * IOMMU_HW_QUEUE_ALLOC (iommufd_hw_queue_alloc_ioctl): flags and the DEFAULT type (EOPNOTSUPP),
- * a zero length (EINVAL), the queue's last IOVA past 2^64 - 1 (EOVERFLOW), then the vIOMMU
- * (ENOENT), whose driver must have HW queues of the type (EOPNOTSUPP). The mock driver's queues
- * are not emulated (decision 168): it answers as a driver without them.
- */
-export function iommufdHwQueueAlloc(ucmd: Ucmd<typeof iommuHwQueueAlloc.fields>): SyscallResult {
-  const cmd = ucmd.cmd;
-  if (cmd.flags || cmd.type === IOMMU_HW_QUEUE_TYPE_DEFAULT) return -Errno.EOPNOTSUPP;
-  if (!cmd.length) return -Errno.EINVAL;
-  if (cmd.nesting_parent_iova + cmd.length - 1n > ULONG_MAX) return -Errno.EOVERFLOW;
-  using held = ucmd.ictx.getObjectRef(cmd.viommu_id, 'viommu');
-  if (held === undefined) return -Errno.ENOENT;
-  return -Errno.EOPNOTSUPP;
 }
