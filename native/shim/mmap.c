@@ -83,6 +83,7 @@ static long emu_mmap(int fd, void *addr, size_t len, int prot, int flags, off_t 
 	long page = sysconf(_SC_PAGESIZE);
 	struct emu_mmap_req mr = {(uint32_t)prot, (uint32_t)flags};
 	struct call c;
+	int unmade = 0;
 	long r;
 
 	if (fd < 0 || (flags & MAP_ANONYMOUS))
@@ -101,13 +102,18 @@ static long emu_mmap(int fd, void *addr, size_t len, int prot, int flags, off_t 
 	r = call_send(&c);
 	if (r == 0 && c.rep.ret < 0)
 		r = c.rep.ret;
-	else if (r == 0 && c.rep.v1 == EMU_MMAP_TRAPPED)
+	else if (r == 0 && c.rep.v1 == EMU_MMAP_TRAPPED) {
 		r = trap_map(fd, &c.ent, addr, len, flags, c.rep.v0, out);
+		unmade = r < 0 && trap_notes_close(&c.ent);
+	}
 	else if (r == 0 && c.rep.v1 == EMU_MMAP_FILE)
 		r = map_file(&c, addr, len, prot, flags, out);
 	else if (r == 0)
 		r = -ENODEV;
 	call_end(&c);
+	/* The server's mapping holds its region's owner: there is no mapping after all. */
+	if (unmade)
+		call_note_always(EMU_NOTE_VMA_CLOSE, fd, c.ent.obj, 0, c.rep.v0, len, 0, 0);
 	if (transport_notes()) {
 		if (r == 0)
 			remember_mapping(fd, c.ent.obj, *out, len);

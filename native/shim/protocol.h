@@ -96,6 +96,9 @@ enum emu_note_kind {
 	EMU_NOTE_DUP = 1,    /* args: enum emu_dup_call, newfd asked for (dup2/dup3/F_DUPFD), flags */
 	EMU_NOTE_MMAP = 2,   /* args: addr asked for, length, prot | flags << 32, offset */
 	EMU_NOTE_MUNMAP = 3, /* args: addr, length */
+	/* Always sent, tracing or not: the last of a trapped mapping of an iommufd fd went (the
+	 * server drops the mapping's hold on its region's owner). args: offset, length. */
+	EMU_NOTE_VMA_CLOSE = 4,
 };
 
 enum emu_dup_call {

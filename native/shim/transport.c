@@ -452,11 +452,16 @@ int transport_notes(void)
 void call_note(uint32_t kind, int fd, uint32_t obj, int64_t result, uint64_t arg0, uint64_t arg1,
 	       uint64_t arg2, uint64_t arg3)
 {
+	if (transport_notes())
+		call_note_always(kind, fd, obj, result, arg0, arg1, arg2, arg3);
+}
+
+void call_note_always(uint32_t kind, int fd, uint32_t obj, int64_t result, uint64_t arg0,
+		      uint64_t arg1, uint64_t arg2, uint64_t arg3)
+{
 	struct emu_note note = {arg0, arg1, arg2, arg3};
 	struct call c;
 	int err = errno;
-	if (!transport_notes())
-		return;
 	call_begin(&c, EMU_OP_NOTE);
 	c.req.obj = obj;
 	c.req.a0 = kind | EMU_FD_BITS(fd);

@@ -83,6 +83,9 @@ int transport_notes(void);
  * wants them; errno is kept. */
 void call_note(uint32_t kind, int fd, uint32_t obj, int64_t result, uint64_t arg0, uint64_t arg1,
 	       uint64_t arg2, uint64_t arg3);
+/* The same, sent whether or not the server traces (a NOTE the server acts on). */
+void call_note_always(uint32_t kind, int fd, uint32_t obj, int64_t result, uint64_t arg0,
+		      uint64_t arg1, uint64_t arg2, uint64_t arg3);
 /* Resolves every libc function the transport uses, before a signal handler may need them. */
 void transport_prepare(void);
 /* Blocks every signal, saving the old mask; and back. */

@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <string.h>
 #include <asm/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/ucontext.h>
 #include <unistd.h>
@@ -36,6 +37,9 @@ struct trap {
 	uint32_t obj;
 	int fd;	     /* the shim's copy of the object fd: keeps the file alive like vm_file */
 	int prog_fd; /* the program's fd it was mapped through, for the trace */
+	int notes_close;     /* an iommufd's: say EMU_NOTE_VMA_CLOSE when the last piece goes */
+	uint64_t map_offset; /* the offset and length as mapped, for that note */
+	size_t map_len;
 };
 
 static struct trap traps[MAX_TRAPS];
@@ -315,6 +319,11 @@ static int install_handler(void)
 	return 0;
 }
 
+int trap_notes_close(const struct fdent *e)
+{
+	return (e->mode & S_IFMT) == S_IFCHR && e->rdev == EMU_RDEV(10, 123);
+}
+
 long trap_map(int fd, const struct fdent *e, void *addr, size_t len, int flags,
 	      uint64_t region_offset, void **out)
 {
@@ -354,6 +363,9 @@ long trap_map(int fd, const struct fdent *e, void *addr, size_t len, int flags,
 	t->obj = e->obj;
 	t->fd = copy;
 	t->prog_fd = fd;
+	t->notes_close = trap_notes_close(e);
+	t->map_offset = region_offset;
+	t->map_len = len;
 	__atomic_store_n(&t->used, 1, __ATOMIC_RELEASE);
 	*out = p;
 out:
@@ -380,6 +392,10 @@ void trap_unmap(uintptr_t start, size_t len)
 		if (start <= ts && end >= te) {
 			uint32_t obj = t->obj;
 			__atomic_store_n(&t->used, 0, __ATOMIC_RELEASE);
+			/* While the shim's copy still keeps the file open. */
+			if (t->notes_close)
+				call_note_always(EMU_NOTE_VMA_CLOSE, t->prog_fd, obj, 0, t->map_offset,
+						 t->map_len, 0, 0);
 			fd_unmark_shim(t->fd);
 			REAL(close)(t->fd);
 			pthread_mutex_unlock(&trap_lock);

@@ -16,8 +16,11 @@
  * 0 with *out = the range, or -errno. */
 long trap_map(int fd, const struct fdent *e, void *addr, size_t len, int flags,
 	      uint64_t region_offset, void **out);
+/* Whether e is an iommufd (/dev/iommu, 10:123): the server holds the owner of a region it maps
+ * until told the mapping went (EMU_NOTE_VMA_CLOSE). */
+int trap_notes_close(const struct fdent *e);
 /* After munmap(start, len): forget what is gone (trimming at either end), and let go of the
- * file with the last piece of a mapping. */
+ * file with the last piece of a mapping (telling the server first, for an iommufd). */
 void trap_unmap(uintptr_t start, size_t len);
 
 #endif

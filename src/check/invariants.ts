@@ -121,6 +121,8 @@ function checkRefcounts(w: World, f: Findings, betweenCalls: boolean): void {
  * its selftest object's binding.
  */
 function nestedEdges(w: World, edge: (obj: IommufdObject, why: string, from: string) => void) {
+  // A mapping of a vIOMMU's region holds the vIOMMU (decision 231).
+  for (const m of w.kernel.iommufd.mappings) edge(m.region.owner, 'is mapped by', m.mm);
   for (const [obj] of w.objects) {
     const from = describeObj(obj);
     if (obj instanceof HwptNested) {

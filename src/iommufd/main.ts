@@ -8,6 +8,7 @@ import type { CharDevNode } from '../host/devfs.ts';
 import { File, type FileOperations, type MaybeBlocked, S_IFCHR } from '../host/file.ts';
 import type { Task } from '../host/task.ts';
 import { checkZeroedUserThen, copyFromUser, copyToUser, getUser } from '../host/uaccess.ts';
+import type { MmId } from '../host/user-memory.ts';
 import type { MockBus } from '../iommu/mock-driver.ts';
 import type { EventBus } from '../trace/events.ts';
 import { IOMMUFD, type IommufdCommand } from '../uapi/commands.ts';
@@ -71,6 +72,12 @@ export class IommufdSubsystem {
   /** Objects a context could not free at release: refcount bugs, reported by leaks(). */
   readonly leaked: string[] = [];
   /**
+   * The mappings of driver regions of every iommufd (the kernel's VMAs of the file), each holding
+   * its region's owner (decision 231). One goes when the client's shim says it is unmapped, when
+   * its address space goes, or when its context is released.
+   */
+  readonly mappings: MmapHold[] = [];
+  /**
    * The allow_unsafe_interrupts module parameter: bind devices whose MSIs the platform cannot
    * isolate (with a warning) instead of refusing them with EPERM.
    */
@@ -87,6 +94,29 @@ export class IommufdSubsystem {
     this.events = events;
     this.accounting = accounting;
     this.ioptEnv = { pinner, accounting };
+  }
+  /** iommufd_fops_vma_close() of mappings that match: each lets go of its region's owner. */
+  dropMappings(which: (m: MmapHold) => boolean): void {
+    for (let i = this.mappings.length - 1; i >= 0; i--) {
+      const m = this.mappings[i]!;
+      if (!which(m)) continue;
+      this.mappings.splice(i, 1);
+      m.region.owner.users.dec();
+    }
+  }
+
+  /**
+   * A client unmapped (all of) one mapping of `offset` of the iommufd `ictx`; false if there
+   * is none of that address space (a mapping inherited across fork holds nothing: decision 231).
+   */
+  unmapped(ictx: IommufdCtx, mm: MmId, offset: bigint): boolean {
+    const m = this.mappings.findIndex(
+      (h) => h.ictx === ictx && h.mm === mm && h.region.offset === offset,
+    );
+    if (m < 0) return false;
+    const [hold] = this.mappings.splice(m, 1);
+    hold!.region.owner.users.dec();
+    return true;
   }
 
   /** Problems that outlived their owner: objects a release could not free, pinned pages, charges. */
@@ -367,6 +397,8 @@ export class IommufdCtx {
    * until the table is empty. A pass that frees nothing is a refcount bug: reported as a leak.
    */
   release(): void {
+    // No mapping outlives its file: what is left are the holds of address spaces not yet retired.
+    this.subsystem.dropMappings((m) => m.ictx === this);
     while (this.objects.size > 0) {
       let destroyed = 0;
       for (const id of [...this.objects.keys()].sort((a, b) => a - b)) {
@@ -397,6 +429,13 @@ export class IommufdCtx {
     }
     this.subsystem.contexts.delete(this);
   }
+}
+
+/** One mapping of a region (iommufd_fops_vma_open's hold), in the address space `mm`. */
+export interface MmapHold {
+  readonly mm: MmId;
+  readonly ictx: IommufdCtx;
+  readonly region: MmapRegion;
 }
 
 /** struct iommufd_mmap: a region of a driver's memory userspace maps through the iommufd. */
@@ -614,7 +653,7 @@ export const iommufdFops: FileOperations = {
    * and length (ENXIO otherwise), shared (EINVAL) and not executable (EPERM). Its accesses are
    * trapped and served from the region (decision 166).
    */
-  mmap(file, _task, length, pgoff, how) {
+  mmap(file, task, length, pgoff, how) {
     const ictx = file.privateData as IommufdCtx;
     // The VMA is whole pages.
     const vmaLength = ((length + PAGE_SIZE - 1n) / PAGE_SIZE) * PAGE_SIZE;
@@ -625,6 +664,9 @@ export const iommufdFops: FileOperations = {
     const region = mmapRegionAt(ictx, offset, 1);
     if (region === undefined || region.offset !== offset || region.length !== vmaLength)
       return -Errno.ENXIO;
+    // iommufd_fops_vma_open(): the mapping holds the region's owner (IOMMU_DESTROY is EBUSY).
+    region.owner.users.inc();
+    ictx.subsystem.mappings.push({ mm: task.memory.mm, ictx, region });
     return { kind: 'trapped', regionOffset: offset };
   },
   mmioRead(file, _task, length, pos) {

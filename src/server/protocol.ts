@@ -57,6 +57,11 @@ export const NoteKind = {
   MMAP: 2,
   /** args: addr, length. */
   MUNMAP: 3,
+  /**
+   * Sent whether or not the server traces: the last of a trapped mapping of an iommufd went
+   * (munmap, or a failed mmap after the server's). args: the mapping's offset, length.
+   */
+  VMA_CLOSE: 4,
 } as const;
 
 /** NOTE DUP arg0 (`enum emu_dup_call`). */

@@ -132,9 +132,11 @@ class Server implements EmuServer, ServerState {
     this.socketPath = socketPath;
     const recorder = options.recorder;
     this.recorder = recorder;
-    this.memories = new ClientMemories(kernel.events, recorder?.observeMemory, (mm) =>
-      kernel.pagemap?.release(mm),
-    );
+    this.memories = new ClientMemories(kernel.events, recorder?.observeMemory, (mm) => {
+      kernel.pagemap?.release(mm);
+      // Its mappings of iommufd regions are gone with it (exit, exec).
+      kernel.iommufd.dropMappings((m) => m.mm === mm);
+    });
     this.files = new ClientFiles(kernel.events);
     this.clientCreds = new ClientCredentials(kernel.events, options.grantedCaps ?? 0n);
     this.observeFds =

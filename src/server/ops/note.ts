@@ -1,8 +1,11 @@
 /**
  * NOTE: a call on an emulated fd that the server does not otherwise see (dup, munmap) or whose
  * result only the shim knows (the address mmap returned). The shim sends them only while the
- * server traces (HELLO's NOTES), for the trace alone: nothing here changes any state.
+ * server traces (HELLO's NOTES), for the trace alone: nothing here changes any state, except
+ * VMA_CLOSE, always sent, which ends one mapping of an iommufd region (decision 231).
  */
+
+import { type IommufdCtx, iommufdFops } from '../../iommufd/main.ts';
 import { type ServerState, trace } from '../call.ts';
 import type { Connection } from '../connection.ts';
 import { describeMmap, fdLabel, requestFd } from '../describe.ts';
@@ -31,6 +34,14 @@ export function note(s: ServerState, conn: Connection, req: Request): void {
   const result = BigInt.asIntN(64, req.a1);
   const ret = result < 0n ? Number(result) : 0;
   const [a0, a1, a2, a3] = args as [bigint, bigint, bigint, bigint];
+  if (Number(req.a0 & 0xffffffffn) === NoteKind.VMA_CLOSE) {
+    if (object === undefined || object.file.fops !== iommufdFops) return;
+    const memory = s.memories.forCall(req.creds);
+    const mm = memory.mm;
+    memory.done();
+    s.kernel.iommufd.unmapped(object.file.privateData as IommufdCtx, mm, a0);
+    return;
+  }
   switch (Number(req.a0 & 0xffffffffn)) {
     case NoteKind.DUP: {
       const call = DUP_NAMES[Number(a0)];
