@@ -156,15 +156,61 @@ describe("vfio-pci's bind, unbind, new_id and remove_id", () => {
     await new Promise((resolve) => setImmediate(resolve));
     assert.equal(bound(emu, '0000:00:04.0'), undefined, 'driver_sysfs_remove() runs first');
     const binding = proc.pwriteBlocking(bind, text, 0n).then((n) => order.push(`bind ${n}`));
+    // driver_override takes no device lock: it is stored at once.
     const setting = proc
       .pwriteBlocking(override, new TextEncoder().encode('vfio-pci'), 0n)
       .then((n) => order.push(`override ${n}`));
     await new Promise((resolve) => setImmediate(resolve));
-    assert.deepEqual(order, [], 'all wait for the device lock');
+    assert.deepEqual(order, ['override 8'], 'bind waits for the device lock, the override not');
     assert.equal(proc.close(cdev), 0);
     await Promise.all([unbinding, binding, setting]);
-    assert.deepEqual(order, ['unbind 12', 'bind 12', 'override 8']);
+    assert.deepEqual(order, ['override 8', 'unbind 12', 'bind 12']);
     assert.ok(bound(emu, '0000:00:04.0') !== undefined);
+    proc.exit();
+    emu.kernel.shutdown();
+  });
+
+  it('drivers_probe during a waiting unbind returns at once and binds nothing', async () => {
+    const emu = createEmulator();
+    const proc = emu.spawn();
+    const cdev = proc.open('/dev/vfio/devices/vfio0');
+    assert.ok(cdev >= 0);
+    const unbind = proc.open(`${DRV}/unbind`, O_WRONLY);
+    const probe = proc.open('/sys/bus/pci/drivers_probe', O_WRONLY);
+    const text = new TextEncoder().encode('0000:00:04.0');
+    const unbinding = proc.pwriteBlocking(unbind, text, 0n);
+    await new Promise((resolve) => setImmediate(resolve));
+    // bus_rescan_devices_helper() sees dev->driver still set: nothing to attach.
+    assert.equal(proc.pwrite(probe, text, 0n), 12);
+    assert.equal(proc.close(cdev), 0);
+    assert.equal(await unbinding, 12);
+    assert.equal(bound(emu, '0000:00:04.0'), undefined, 'the device ends unbound');
+    proc.exit();
+    emu.kernel.shutdown();
+  });
+
+  it('new_id during a waiting unbind waits for the device lock, then probes the device', async () => {
+    const emu = createEmulator();
+    const proc = emu.spawn();
+    assert.equal(write(proc, `${DEV}/driver_override`, '\n'), 1);
+    const cdev = proc.open('/dev/vfio/devices/vfio0');
+    assert.ok(cdev >= 0);
+    const unbind = proc.open(`${DRV}/unbind`, O_WRONLY);
+    const newId = proc.open(`${DRV}/new_id`, O_WRONLY);
+    const order: string[] = [];
+    const unbinding = proc
+      .pwriteBlocking(unbind, new TextEncoder().encode('0000:00:04.0'), 0n)
+      .then((n) => order.push(`unbind ${n}`));
+    await new Promise((resolve) => setImmediate(resolve));
+    const adding = proc
+      .pwriteBlocking(newId, new TextEncoder().encode('1234 11e8'), 0n)
+      .then((n) => order.push(`new_id ${n}`));
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(order, [], 'new_id waits for the device lock');
+    assert.equal(proc.close(cdev), 0);
+    await Promise.all([unbinding, adding]);
+    assert.deepEqual(order, ['unbind 12', 'new_id 9']);
+    assert.ok(bound(emu, '0000:00:04.0') !== undefined, 'probed once the unbind finished');
     proc.exit();
     emu.kernel.shutdown();
   });

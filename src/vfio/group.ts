@@ -38,7 +38,12 @@ export class VfioGroup {
   /** The iommu_group id (for no-IOMMU, the placeholder group's id). */
   readonly id: number;
   readonly noiommu: boolean;
+  /** group->device_list: the registered devices GET_DEVICE_FD finds by name. */
   readonly devices: VfioDevice[] = [];
+  /** group->drivers: devices registered in the group, counting those whose unbind waits. */
+  drivers = 0;
+  /** group->iommu_group == NULL: the last device went; an open group file gets ENODEV. */
+  iommuGroupGone = false;
   /** group->opened_file: the open group node, if any (one opener at a time). */
   openedFile: File | undefined;
   /**
@@ -88,7 +93,7 @@ export class VfioGroup {
 
 /** vfio_group_fops_open(). */
 export function openVfioGroup(group: VfioGroup, task: Task): File | number {
-  if (group.devices.length === 0) return -Errno.ENODEV;
+  if (group.drivers === 0) return -Errno.ENODEV;
   if (group.noiommu && !capable(task.creds, CAP_SYS_RAWIO)) return -Errno.EPERM;
   if (group.cdevDeviceOpenCount.read() > 0) return -Errno.EBUSY;
   if (group.openedFile !== undefined) return -Errno.EBUSY;
@@ -110,6 +115,7 @@ function getStatus(group: VfioGroup, task: Task, arg: bigint): SyscallResult {
   const status = copyStructMinsz(task, arg, spec);
   if (status === undefined) return -Errno.EFAULT;
   if (status.argsz < spec.minSize) return -Errno.EINVAL;
+  if (group.iommuGroupGone) return -Errno.ENODEV;
   let flags = 0;
   if (group.hasIommu) flags = VFIO_GROUP_FLAGS_CONTAINER_SET | VFIO_GROUP_FLAGS_VIABLE;
   else if (!group.dmaOwnerClaimed()) flags = VFIO_GROUP_FLAGS_VIABLE;
@@ -128,6 +134,7 @@ function setContainer(group: VfioGroup, task: Task, arg: bigint): SyscallResult 
   const fd = new DataView(fdBytes.buffer, fdBytes.byteOffset, 4).getInt32(0, true);
   if (fd < 0 || !task.fds.isOpen(fd)) return -Errno.EBADF;
   if (group.hasIommu) return -Errno.EINVAL;
+  if (group.iommuGroupGone) return -Errno.ENODEV;
   // iommufd_ctx_from_file(): /dev/iommu and /dev/vfio/vfio alike; anything else is not a container.
   const file = task.fds.fileOf(fd);
   if (file === undefined || file.fops !== iommufdFops) return -Errno.EBADFD;
