@@ -42,10 +42,12 @@ function bound(emu: Emulator, bdf: string): string | undefined {
 }
 
 describe('driver_override', () => {
-  it('boots as vfio-pci; a newline or an empty write clears it; PAGE_SIZE - 1 is too long', () => {
+  it('boots as vfio-pci; a newline clears it, an empty write does nothing; PAGE_SIZE - 1 is too long', () => {
     const emu = createEmulator();
     const proc = emu.spawn();
     assert.equal(read(proc, `${DEV}/driver_override`), 'vfio-pci\n');
+    assert.equal(write(proc, `${DEV}/driver_override`, ''), 0);
+    assert.equal(read(proc, `${DEV}/driver_override`), 'vfio-pci\n', 'store is not called');
     assert.equal(write(proc, `${DEV}/driver_override`, '\n'), 1);
     assert.equal(read(proc, `${DEV}/driver_override`), '(null)\n');
     assert.equal(write(proc, `${DEV}/driver_override`, 'vfio-pci\n'), 9);

@@ -62,6 +62,8 @@ const attrFops: FileOperations = {
   write(file, task, data, _pos) {
     const { attr } = file.privateData as OpenAttr;
     if (attr.store === undefined) return -Errno.EACCES;
+    // sysfs_kf_write(): a write of nothing never reaches the store.
+    if (data.length === 0) return 0;
     const rc = attr.store(task, new TextDecoder().decode(data));
     if (typeof rc !== 'number')
       return { blocked: rc.blocked.then((r) => (r < 0 ? r : data.length)) };
