@@ -9,7 +9,12 @@ import type { DevFs } from '../host/devfs.ts';
 import { type BlockedCall, S_IFCHR } from '../host/file.ts';
 import type { SysFs } from '../host/sysfs.ts';
 import type { EventfdRef } from '../host/task.ts';
-import { type Device, type IommuSubsystem, iommuGroupDmaOwnerClaimed } from '../iommu/iommu.ts';
+import {
+  type Device,
+  deviceIommuCapable,
+  type IommuSubsystem,
+  iommuGroupDmaOwnerClaimed,
+} from '../iommu/iommu.ts';
 import type { IommufdDevice } from '../iommufd/device.ts';
 import { Counter, Refcount } from '../lib/refcount.ts';
 import type { PciDevice } from '../platform/pci.ts';
@@ -153,7 +158,8 @@ export class VfioSubsystem {
   /**
    * vfio-pci probe + vfio_register_group_dev(): a device with no IOMMU registers only in unsafe
    * no-IOMMU mode (as noiommu-vfioN, tainting the kernel); otherwise the probe fails (-EINVAL)
-   * and the device gets no VFIO node at all.
+   * and the device gets no VFIO node at all. So does a device behind an IOMMU without
+   * IOMMU_CAP_CACHE_COHERENCY.
    */
   registerDevice(pci: PciDevice): VfioDevice | number {
     if (this.devices.has(pci.bdf)) return -Errno.EBUSY;
@@ -161,6 +167,8 @@ export class VfioSubsystem {
     if (dev === undefined) return -Errno.ENODEV;
     const noiommu = dev.iommu === undefined;
     if (noiommu && !this.enableUnsafeNoiommuMode) return -Errno.EINVAL;
+    // VFIO always maps with IOMMU_CACHE: an IOMMU that cannot enforce it gets no device.
+    if (!noiommu && !deviceIommuCapable(dev, 'cache-coherency')) return -Errno.EINVAL;
     const group = this.groupFor(dev, noiommu);
     const devSet = this.devSetFor(pci);
     const vdev = new VfioDevice(this.allocIndex(), dev, group, devSet);

@@ -5,6 +5,7 @@ import { CAP_SYS_RAWIO } from '../host/credentials.ts';
 import type { SimProcess } from '../host/sim-process.ts';
 import { createEmulator } from '../index.ts';
 import { EduReg } from '../platform/edu.ts';
+import { defaultPlatform } from '../platform/platform-config.ts';
 import type { EmuEvent } from '../trace/events.ts';
 import { Errno } from '../uapi/errno.ts';
 import * as ioctl from '../uapi/ioctl.ts';
@@ -514,6 +515,28 @@ describe('the driver link in sysfs', () => {
     assert.equal(write('/sys/bus/pci/drivers/vfio-pci/bind', '0000:00:04.0\n'), 13);
     assert.equal(sysfs.lookup(`${DEV}/driver`)?.kind, 'link');
     proc.exit();
+  });
+
+  it('a device behind an IOMMU without cache coherency is refused: EINVAL, no node, no driver', () => {
+    const platform = defaultPlatform();
+    const unit = platform.iommus[0]!;
+    const incoherent = { ...unit, caps: { ...unit.caps, cacheCoherent: false } };
+    const emu = createEmulator({ platform: { ...platform, iommus: [incoherent] } });
+    const sysfs = emu.kernel.sysfs;
+    assert.equal(sysfs.lookup('/sys/devices/pci0000:00/0000:00:04.0/driver'), undefined);
+    assert.equal(emu.kernel.devfs.lookup('/dev/vfio/devices/vfio0'), undefined);
+    assert.equal(emu.kernel.devfs.lookup('/dev/vfio/0'), undefined);
+    const proc = emu.spawn();
+    const fd = proc.open('/sys/bus/pci/drivers/vfio-pci/bind', 1 /* O_WRONLY */);
+    assert.equal(proc.pwrite(fd, new TextEncoder().encode('0000:00:04.0'), 0n), -Errno.EINVAL);
+    assert.equal(sysfs.lookup('/sys/devices/pci0000:00/0000:00:04.0/driver'), undefined);
+    assert.equal(
+      sysfs.lookup('/sys/devices/pci0000:00/0000:00:04.0/vfio-dev/vfio0/dev'),
+      undefined,
+    );
+    assert.equal(emu.kernel.vfio.groups.size, 0);
+    proc.exit();
+    emu.kernel.shutdown();
   });
 
   it('a device vfio-pci refused at boot (no IOMMU, mode off) has no driver', () => {
