@@ -97,7 +97,14 @@ describe("vfio-pci's bind, unbind, new_id and remove_id", () => {
     assert.equal(write(proc, `${DRV}/remove_id`, '8086'), -Errno.EINVAL);
     assert.equal(write(proc, `${DRV}/remove_id`, '8086 1234'), -Errno.ENODEV);
     // The no-IOMMU device's probe fails with no-IOMMU mode off: bind says so, drivers_probe not.
+    const lines: string[] = [];
+    emu.kernel.events.subscribe((e) => {
+      if (e.kind === 'log') lines.push(e.message);
+    });
     assert.equal(write(proc, `${DRV}/bind`, '0000:00:06.0'), -Errno.EINVAL);
+    assert.deepEqual(lines, [
+      'vfio-pci 0000:00:06.0: probe with driver vfio-pci failed with error -22',
+    ]);
     assert.equal(write(proc, '/sys/bus/pci/drivers_probe', '0000:00:06.0'), 12);
     assert.equal(bound(emu, '0000:00:06.0'), undefined);
     emu.kernel.shutdown();

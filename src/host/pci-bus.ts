@@ -215,7 +215,9 @@ export class PciBus {
     const rc = drv.probe(state.dev);
     if (rc < 0) {
       if (rc !== -Errno.ENODEV && rc !== -Errno.ENXIO) {
-        this.events.log('info', `${drv.name}: probe of ${state.dev.bdf} failed with error ${rc}`);
+        // call_driver_probe()'s dev_err, while dev->driver is the driver being probed.
+        const line = `${drv.name} ${state.dev.bdf}: probe with driver ${drv.name} failed with error ${rc}`;
+        this.events.log('info', line);
       }
       return rc;
     }
