@@ -157,37 +157,30 @@ function unsetContainer(group: VfioGroup): SyscallResult {
 }
 
 /**
- * strndup_user(arg, PAGE_SIZE): the NUL-terminated name at arg, read up to the page boundary at
- * a time so that a name near the end of a mapping is read like the kernel reads it. EFAULT when
- * unreadable before its NUL, EINVAL when no NUL comes within PAGE_SIZE bytes.
+ * strndup_user(arg, PAGE_SIZE): the NUL-terminated name at arg. strnlen_user() reads it a page
+ * at a time (a page is readable or not) and has no injection point: EFAULT when unreadable
+ * before its NUL, EINVAL when no NUL comes within PAGE_SIZE bytes. Then memdup_user() allocates
+ * (ENOMEM) and copies (EFAULT).
  */
 function strndupUser(task: Task, arg: bigint): string | number {
-  if (shouldFail('copy-from-user')) return -Errno.EFAULT;
   const bytes: number[] = [];
   let at = arg;
-  while (bytes.length < NAME_MAX_BYTES) {
+  let name: string | undefined;
+  while (name === undefined) {
+    if (bytes.length >= NAME_MAX_BYTES) return -Errno.EINVAL;
     const inPage = 4096 - Number(at % 4096n);
     const n = Math.min(inPage, NAME_MAX_BYTES - bytes.length);
     const chunk = task.memory.read(at, n);
-    if (chunk === undefined) {
-      // Byte by byte within the page: the string may end before the unreadable part.
-      for (let i = 0; i < n; i++) {
-        const b = task.memory.read(at + BigInt(i), 1);
-        if (b === undefined) return -Errno.EFAULT;
-        if (b[0] === 0) return Buffer.from(bytes).toString('latin1');
-        bytes.push(b[0]!);
-      }
-      return -Errno.EFAULT;
-    }
+    if (chunk === undefined) return -Errno.EFAULT;
     const nul = chunk.indexOf(0);
-    if (nul >= 0) {
-      for (let i = 0; i < nul; i++) bytes.push(chunk[i]!);
-      return Buffer.from(bytes).toString('latin1');
-    }
-    for (const b of chunk) bytes.push(b);
+    const end = nul >= 0 ? nul : chunk.length;
+    for (let i = 0; i < end; i++) bytes.push(chunk[i]!);
+    if (nul >= 0) name = Buffer.from(bytes).toString('latin1');
     at += BigInt(n);
   }
-  return -Errno.EINVAL;
+  if (shouldFail('kmalloc')) return -Errno.ENOMEM;
+  if (shouldFail('copy-from-user')) return -Errno.EFAULT;
+  return name;
 }
 
 /**

@@ -63,6 +63,20 @@ describe('hot reset through groups', () => {
     assert.equal(reset([group0, 999]), -Errno.EBADF);
     assert.equal(reset([group0, container]), -Errno.EINVAL, 'a container is no group');
     assert.equal(reset([group0]), -Errno.EINVAL, "01:00.1's group is missing");
+    // The header's copy; two arrays, both allocated before either is checked; the fds' copy.
+    const fired: string[] = [];
+    for (const nth of [1, 2, 3, 4]) {
+      proc.failNth.arm(nth);
+      const rc = reset([group1, group0]);
+      fired.push(`${proc.failNth.lastFired} ${rc}`);
+      proc.failNth.arm(0);
+    }
+    assert.deepEqual(fired, [
+      `copy-from-user ${-Errno.EFAULT}`,
+      `kmalloc ${-Errno.ENOMEM}`,
+      `kmalloc ${-Errno.ENOMEM}`,
+      `copy-from-user ${-Errno.EFAULT}`,
+    ]);
     assert.equal(reset([group1, group0]), 0);
     assert.deepEqual(checkInvariants(emu.kernel), []);
     proc.exit();

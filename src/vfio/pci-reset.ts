@@ -169,7 +169,10 @@ export function hotReset(device: VfioDevice, task: Task, arg: bigint): SyscallRe
 
   // One group per device at most.
   if (hdr.count > device.devSet.busDevices().length) return -Errno.EINVAL;
-  if (shouldFail('kmalloc')) return -Errno.ENOMEM;
+  // Two arrays, both allocated before either is checked: the group fds and their files.
+  const fdsFailed = shouldFail('kmalloc');
+  const filesFailed = shouldFail('kmalloc');
+  if (fdsFailed || filesFailed) return -Errno.ENOMEM;
   const fds = copyFromUser(task, arg + BigInt(HOT_RESET_HEADER_SIZE), hdr.count * 4);
   if (fds === undefined) return -Errno.EFAULT;
   const view = new DataView(fds.buffer, fds.byteOffset, fds.byteLength);
