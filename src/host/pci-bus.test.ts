@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import { createEmulator, type Emulator } from '../index.ts';
 import { defaultPlatform, type PlatformConfig } from '../platform/platform-config.ts';
 import { Errno } from '../uapi/errno.ts';
-import { resetWorks } from '../vfio/pci-reset.ts';
+import { functionResetPossible } from '../vfio/pci-reset.ts';
 import type { SimProcess } from './sim-process.ts';
 
 const DEV = '/sys/devices/pci0000:00/0000:00:04.0';
@@ -346,10 +346,10 @@ describe('reset and reset_method', () => {
     assert.equal(write(proc, `${DEV}/reset_method`, 'bus'), -Errno.EINVAL, 'not supported');
     assert.equal(write(proc, `${DEV}/reset_method`, 'flr nope'), -Errno.EINVAL);
     assert.equal(read(proc, `${DEV}/reset_method`), 'pm\n', 'a refused write changes nothing');
-    assert.ok(resetWorks(vdev));
+    assert.ok(functionResetPossible(vdev));
     assert.equal(write(proc, `${DEV}/reset_method`, '\n'), 1);
     assert.equal(read(proc, `${DEV}/reset_method`), '');
-    assert.equal(resetWorks(vdev), false, 'VFIO finds no reset either');
+    assert.equal(functionResetPossible(vdev), false, 'VFIO finds no reset either');
     assert.equal(write(proc, `${DEV}/reset`, '1'), -Errno.ENOTTY);
     assert.equal(write(proc, `${DEV}/reset_method`, 'default'), 7);
     assert.equal(read(proc, `${DEV}/reset_method`), 'flr pm\n');

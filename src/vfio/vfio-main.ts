@@ -102,6 +102,8 @@ export class VfioDevice {
   released: (() => void) | undefined;
   iommufdDevice: IommufdDevice | undefined;
   iommufdAttached = false;
+  /** vdev->reset_works: whether the function reset worked at the first open. */
+  resetWorks = false;
   readonly irq: VfioIrqState = {
     mode: 'none',
     intxTrigger: undefined,
