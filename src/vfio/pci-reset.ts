@@ -28,7 +28,7 @@ const VFIO_PCI_DEVID_NOT_OWNED = -1;
 
 /**
  * pci_probe_reset_bus(): a secondary bus reset is possible for the device's bus. The devices of
- * a bus share their bridge, so any of them declaring it speaks for the bus.
+ * a bus share their bridge, and the platform file's validation makes them all agree.
  */
 function canResetBus(pci: PciDevice): boolean {
   return pci.resetMethods.includes('bus');
