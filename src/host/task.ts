@@ -63,4 +63,6 @@ export interface Task {
   readonly creds: Credentials;
   readonly memory: UserMemory;
   readonly fds: FdResolver;
+  /** current->comm, for the kernel's log lines that name the caller ("comm:pid"). */
+  comm(): string;
 }

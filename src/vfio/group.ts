@@ -55,11 +55,19 @@ export class VfioGroup {
   readonly cdevDeviceOpenCount = new Counter(() => `vfio group ${this.id} cdev device opens`);
   /** Whether some iommufd owns the group's DMA (a device bound through its cdev). */
   dmaOwnerClaimed: () => boolean;
+  /** dev_warn() to the kernel log (no-IOMMU groups log every device fd they hand out). */
+  readonly warn: (line: string) => void;
 
-  constructor(id: number, noiommu: boolean, dmaOwnerClaimed: () => boolean) {
+  constructor(
+    id: number,
+    noiommu: boolean,
+    dmaOwnerClaimed: () => boolean,
+    warn: (line: string) => void = () => {},
+  ) {
     this.id = id;
     this.noiommu = noiommu;
     this.dmaOwnerClaimed = dmaOwnerClaimed;
+    this.warn = warn;
   }
 
   get nodePath(): string {
@@ -213,6 +221,10 @@ function getDeviceFd(group: VfioGroup, task: Task, arg: bigint): SyscallResult {
   }
   const file = new File('vfio-device', vfioDeviceFops, df, { major: 0, minor: 0 });
   task.fds.fdInstall(fd, file, 'anon_inode:[vfio-device]');
+  if (group.noiommu) {
+    const who = `${task.comm()}:${task.creds.tid}`;
+    group.warn(`vfio-pci ${device.pci.bdf}: vfio-noiommu device opened by user (${who})`);
+  }
   return fd;
 }
 

@@ -235,8 +235,19 @@ export class VfioSubsystem {
     }
     let id = 0;
     while (this.groups.has(id) || this.env.isIommuGroupId(id)) id++;
-    const group = new VfioGroup(id, true, () => false);
+    const group = new VfioGroup(
+      id,
+      true,
+      () => false,
+      (line) => this.env.events.log('warn', line),
+    );
     this.addGroup(group);
+    // vfio_noiommu_group_alloc()'s caller: the group path taints too, before the cdev does.
+    this.env.addTaint(TAINT_USER);
+    this.env.events.log(
+      'warn',
+      `vfio-pci ${pci.bdf}: Adding kernel taint for vfio-noiommu group on device`,
+    );
     const dir = `/sys/kernel/iommu_groups/${id}`;
     this.env.sysfs.add({
       kind: 'attr',

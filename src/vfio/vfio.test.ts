@@ -258,6 +258,37 @@ describe('edu with no IOMMU (unsafe no-IOMMU mode)', () => {
 });
 
 describe('legacy group nodes', () => {
+  it('a no-IOMMU group taints and says so, and logs every device fd it hands out', () => {
+    const lines: string[] = [];
+    const emu = createEmulator({ enableUnsafeNoiommuMode: true });
+    assert.notEqual(emu.kernel.tainted & (1 << 6), 0);
+    emu.kernel.events.subscribe((e) => {
+      if (e.kind === 'log') lines.push(e.message);
+    });
+    const proc = emu.spawn();
+    // Bound again, the device registers again: both taint lines, the group's first.
+    const unbind = proc.open('/sys/bus/pci/drivers/vfio-pci/unbind', 1 /* O_WRONLY */);
+    assert.equal(proc.pwrite(unbind, new TextEncoder().encode('0000:00:06.0'), 0n), 12);
+    const bindFd = proc.open('/sys/bus/pci/drivers/vfio-pci/bind', 1 /* O_WRONLY */);
+    assert.equal(proc.pwrite(bindFd, new TextEncoder().encode('0000:00:06.0'), 0n), 12);
+    assert.deepEqual(lines, [
+      'vfio-pci 0000:00:06.0: Adding kernel taint for vfio-noiommu group on device',
+      'vfio-pci 0000:00:06.0: Adding kernel taint for vfio-noiommu cdev',
+    ]);
+    const container = open(proc, '/dev/vfio/vfio');
+    const group = open(proc, '/dev/vfio/noiommu-2');
+    const fdArg = proc.alloc(4096n, new Uint8Array(new Int32Array([container]).buffer));
+    assert.equal(proc.ioctl(group, ioctl.VFIO_GROUP_SET_CONTAINER, fdArg), 0);
+    assert.equal(proc.ioctl(container, ioctl.VFIO_SET_IOMMU, v.VFIO_NOIOMMU_IOMMU), 0);
+    const name = proc.alloc(4096n, new TextEncoder().encode('0000:00:06.0\0'));
+    lines.length = 0;
+    assert.ok(proc.ioctl(group, ioctl.VFIO_GROUP_GET_DEVICE_FD, name) >= 0);
+    assert.ok(proc.ioctl(group, ioctl.VFIO_GROUP_GET_DEVICE_FD, name) >= 0);
+    const opened = `vfio-pci 0000:00:06.0: vfio-noiommu device opened by user (node:${proc.pid})`;
+    assert.deepEqual(lines, [opened, opened]);
+    proc.exit();
+  });
+
   it('exist per group, open once, and exclude binding through the cdev', () => {
     const emu = createEmulator({ enableUnsafeNoiommuMode: true });
     const proc = emu.spawn();
