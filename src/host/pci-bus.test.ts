@@ -365,6 +365,9 @@ describe('reset and reset_method', () => {
     assert.equal(write(proc, `${DEV}/reset`, 'yes'), -Errno.EINVAL);
     assert.equal(write(proc, `${DEV}/reset`, '1\n'), 2);
     assert.equal(pci.configRead(0x04, 2), 0x0006, 'restored after the reset');
+    assert.equal(write(proc, `${DEV}/reset`, '+1'), 2, "kstrtoul takes a leading '+'");
+    assert.equal(write(proc, `${DEV}/reset`, '0x1'), 3);
+    assert.equal(write(proc, `${DEV}/reset`, '+-1'), -Errno.EINVAL);
     assert.equal(proc.open(`${DEV}/reset`, O_RDONLY), -Errno.EACCES);
     emu.kernel.shutdown();
   });
