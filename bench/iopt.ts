@@ -42,6 +42,7 @@ function newTable(): { iopt: IoPagetable; task: Task } {
   // No domain is ever attached here, so the pinner is never reached.
   const pinner = {
     pin: () => -Errno.ENOMEM,
+    faultOf: () => 0,
     unpin: () => {},
     lookup: () => undefined,
   };

@@ -1,5 +1,5 @@
 /**
- * npm run bench [-- --quick] [-- --json FILE]: every performance figure of the emulator, each a
+ * npm run bench [-- --quick] [-- --json FILE] [-- --suite NAME...]: every performance figure of the emulator, each a
  * ratio or rate measured side by side in this one process (docs/performance.md). Prints a table;
  * the exit status is 0 whether or not targets are met (nothing here is a test).
  */
@@ -9,9 +9,15 @@ import { dmaFigures } from './dma.ts';
 import { failNthFigures } from './fail-nth.ts';
 import { collectGarbage, type Figure, FULL, formatTable, meets, QUICK } from './harness.ts';
 import { ioptFigures } from './iopt.ts';
+import { shimFigures } from './shim.ts';
 
 const { values } = parseArgs({
-  options: { quick: { type: 'boolean', default: false }, json: { type: 'string' } },
+  options: {
+    quick: { type: 'boolean', default: false },
+    json: { type: 'string' },
+    // Only these suites (repeatable): for work on one figure; a full report runs them all.
+    suite: { type: 'string', multiple: true },
+  },
 });
 const budget = values.quick ? QUICK : FULL;
 if ((globalThis as { gc?: unknown }).gc === undefined) {
@@ -22,7 +28,19 @@ const started = performance.now();
 const figures: Figure[] = [];
 // The io_pagetable suite builds a million areas: it runs last, so that its heap does not slow
 // the GC of the others, and each suite starts from a collected heap.
-for (const suite of [failNthFigures, dmaFigures, ioptFigures]) {
+const SUITES = new Map([
+  ['shim', shimFigures],
+  ['fail-nth', failNthFigures],
+  ['dma', dmaFigures],
+  ['iopt', ioptFigures],
+]);
+const chosen = values.suite ?? [...SUITES.keys()];
+for (const name of chosen) {
+  const suite = SUITES.get(name);
+  if (suite === undefined) {
+    console.error(`unknown suite ${name}; the suites are ${[...SUITES.keys()].join(', ')}`);
+    process.exit(2);
+  }
   collectGarbage();
   figures.push(...(await suite(budget)));
 }

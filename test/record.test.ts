@@ -12,6 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { RecordReplay, replayRecord } from '../src/server/replay.ts';
 import { type CallLine, parseRecord, RecordError } from '../src/trace/record.ts';
+import { escapeLine } from '../src/trace/writer.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = join(ROOT, 'src', 'cli', 'main.ts');
@@ -55,7 +56,8 @@ function build(source: string, name: string): string {
 /** Records `binary` under exec with `flags`; returns the record's path. */
 async function record(binary: string, flags: readonly string[], name: string): Promise<string> {
   const file = join(dir, `${name}.rec`);
-  const r = await cli(['exec', ...flags, '--record', file, '--', binary]);
+  const trace = join(dir, `${name}.trace`);
+  const r = await cli(['exec', ...flags, '--trace', trace, '--record', file, '--', binary]);
   assert.equal(r.code, 0, `exec --record ${name}:\n${r.stdout}\n${r.stderr}`);
   return file;
 }
@@ -109,6 +111,10 @@ describe('record and replay', { skip: gcc ? false : 'gcc is not installed' }, ()
     assert.ok(texts.some((t) => /^\[dma\] 0000:00:06\.0 reads 256 bytes at PA 0x/.test(t)));
     assert.ok(rows.some((row) => row.kind === 'device-work' && row.work === 'dma'));
     assert.equal(rows.at(-1)?.kind, 'end');
+    // One format: the record's event lines are the trace, line for line.
+    const trace = readFileSync(demoRecord.replace(/\.rec$/, '.trace'), 'utf8');
+    const recorded = rows.flatMap((row) => (typeof row.text === 'string' ? [row.text] : []));
+    assert.deepEqual(recorded.map(escapeLine), trace.split('\n').slice(0, -1));
   });
 
   test('an edited result is reported at its call, decoded', async () => {
@@ -165,7 +171,9 @@ describe('record and replay', { skip: gcc ? false : 'gcc is not installed' }, ()
     assert.equal(b.code, 99, b.stderr);
     assert.match(
       b.stderr,
-      new RegExp(`diverged at line ${i + 1}: what the kernel wrote back differs`),
+      new RegExp(
+        `diverged at line ${i + 1}: what the kernel wrote back differs at byte \\d+ of \\d+`,
+      ),
     );
     assert.match(b.stderr, /replayed: ioctl\(.*IOMMU_IOAS_NOIOMMU_GET_PA, .*=> \{.*out_phys=0x/);
   });
@@ -181,6 +189,28 @@ describe('record and replay', { skip: gcc ? false : 'gcc is not installed' }, ()
     // The DMA event the work published is missing where the record has it.
     assert.equal(result.divergence.line, i + 1);
     assert.match(result.divergence.what, /the dma event differs|did not produce/);
+  });
+
+  test("a device's DMA carries the recorded program's bytes: a changed byte read comes back changed", async () => {
+    const rows = lines(demoRecord);
+    const works = rows.flatMap((row, i) => (row.kind === 'device-work' ? [i] : []));
+    assert.equal(works.length, 2, 'the demo copies page 0 into the device, then out to page 1');
+    const [toDevice, toRam] = works as [number, number];
+    type Access = { op: string; bytes: string };
+    const readAccess = (rows[toDevice]!.memory as Access[]).find((m) => m.op === 'read')!;
+    const written = (rows[toRam]!.memory as Access[]).find((m) => m.op === 'write')!;
+    assert.equal(written.bytes, readAccess.bytes, 'page 1 receives the bytes read from page 0');
+    readAccess.bytes = `ff${readAccess.bytes.slice(2)}`;
+    const edited = join(dir, 'edited-dma.rec');
+    writeLines(edited, rows);
+    const r = await cli(['replay', edited]);
+    assert.equal(r.code, 99, r.stderr);
+    assert.match(
+      r.stderr,
+      new RegExp(
+        `diverged at line ${toRam + 1}: the bytes written to the program's memory at 0x[0-9a-f]+ differ at byte 0 of 256: recorded ${written.bytes.slice(0, 8)}`,
+      ),
+    );
   });
 
   test('a replay steps forward to a line and keeps its emulator there (RecordReplay)', async () => {
@@ -206,7 +236,8 @@ describe('record and replay', { skip: gcc ? false : 'gcc is not installed' }, ()
     }
   });
 
-  for (const name of ['noiommu_get_pa', 'dma_iommu']) {
+  // vfio_group_noiommu reads /proc/self/pagemap (the host's flags come from the record).
+  for (const name of ['noiommu_get_pa', 'dma_iommu', 'vfio_group_noiommu']) {
     test(`the conformance program ${name} replays clean`, async () => {
       const source = join(ROOT, 'test', 'conformance', `${name}.c`);
       const first = readFileSync(source, 'utf8').split('\n', 1)[0] ?? '';
@@ -218,7 +249,23 @@ describe('record and replay', { skip: gcc ? false : 'gcc is not installed' }, ()
     });
   }
 
-  test('a file that is not a record is refused with its line (exit 125)', async () => {
+  test('serve --record records every program it serves; the record replays clean', async () => {
+    const file = join(dir, 'serve.rec');
+    const demo = join(dir, 'demo');
+    const script = `${demo} > /dev/null && ${demo} > /dev/null`;
+    const r = await cli(['serve', ...DEMO_FLAGS, '--record', file, '--', '/bin/sh', '-c', script]);
+    assert.equal(r.code, 0, r.stderr);
+    const rows = lines(file);
+    assert.deepEqual((rows[0] as { program?: unknown }).program, ['/bin/sh', '-c', script]);
+    const pids = new Set(
+      rows.flatMap((row) => (row.kind === 'syscall' && row.call === 'ioctl' ? [row.pid] : [])),
+    );
+    assert.equal(pids.size, 2, 'both runs of the demo are in the record');
+    const replay = await cli(['replay', file]);
+    assert.equal(replay.code, 0, replay.stderr);
+  });
+
+  test('a file that is not a record is refused with its line, and --record - is refused (exit 125)', async () => {
     const bad = join(dir, 'bad.rec');
     writeFileSync(bad, '{"kind":"syscall","text":"x"}\n');
     const r = await cli(['replay', bad]);
@@ -228,5 +275,8 @@ describe('record and replay', { skip: gcc ? false : 'gcc is not installed' }, ()
       () => parseRecord('{"kind":"record","format":"iommufd-emu-record","version":9}'),
       RecordError,
     );
+    const dash = await cli(['exec', '--record', '-', '--', '/bin/true']);
+    assert.equal(dash.code, 125);
+    assert.match(dash.stderr, /--record -: a record goes to a file/);
   });
 });

@@ -21,10 +21,31 @@
 
 static __thread unsigned char t_window[EMU_WINDOW_MAX];
 
+/* The stack pointer the process started with (ld.so's): every frame of the main thread lies
+ * below it. */
+extern void *__libc_stack_end;
+/* How far below __libc_stack_end the main thread's frames are taken as its stack. Within the
+ * stack guard gap (256 pages), which the kernel always leaves between the lowest stack address
+ * randomisation allows and the mappings: nothing else can lie there, whatever RLIMIT_STACK. */
+#define MAIN_STACK_SPAN (1u << 20)
+#define PAGE 4096u
+
+/* Whether [p, p+n) lies in the live part of the main thread's stack, between the caller's frame
+ * and the stack's start: mapped and writable as long as those frames are, so it is copied
+ * without a probe. A thread's own stack, a signal or coroutine stack, the heap: never. */
+static int on_live_stack(const void *p, size_t n)
+{
+	uintptr_t top = (uintptr_t)__libc_stack_end;
+	uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
+	uintptr_t a = (uintptr_t)p;
+	return top > MAIN_STACK_SPAN && sp > top - MAIN_STACK_SPAN && sp < top && a >= sp &&
+	       a < top && n <= top - a;
+}
+
 /* Copies n bytes within our own memory through process_vm_readv/writev, which fail with EFAULT
  * instead of faulting (and, writing, respect page protections like copy_to_user): 0, -EFAULT,
  * or -ENOSYS when the system call is not usable here. */
-static int vm_copy(void *dst, const void *src, size_t n, int to_user)
+static int vm_copy(pid_t pid, void *dst, const void *src, size_t n, int to_user)
 {
 	struct iovec local = {to_user ? (void *)src : dst, n};
 	struct iovec remote = {to_user ? dst : (void *)src, n};
@@ -32,24 +53,33 @@ static int vm_copy(void *dst, const void *src, size_t n, int to_user)
 	if (n == 0)
 		return 0;
 	if (to_user)
-		k = process_vm_writev(getpid(), &local, 1, &remote, 1, 0);
+		k = process_vm_writev(pid, &local, 1, &remote, 1, 0);
 	else
-		k = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+		k = process_vm_readv(pid, &local, 1, &remote, 1, 0);
 	if (k == (ssize_t)n)
 		return 0;
 	return k < 0 && (errno == ENOSYS || errno == EPERM) ? -ENOSYS : -EFAULT;
 }
 
 /* Fault-safe copy from the program's memory: 0, -EFAULT, or -ENOSYS. */
-static int safe_read(void *dst, const void *src, size_t n)
+static int safe_read(pid_t pid, void *dst, const void *src, size_t n)
 {
-	return vm_copy(dst, src, n, 0);
+	if (on_live_stack(src, n)) {
+		memcpy(dst, src, n);
+		return 0;
+	}
+	return vm_copy(pid, dst, src, n, 0);
 }
 
 /* Fault-safe copy into the program's memory: 0 or -EFAULT (a plain copy without the syscall). */
-static int safe_write(void *dst, const void *src, size_t n)
+static int safe_write(pid_t pid, void *dst, const void *src, size_t n)
 {
-	int r = vm_copy(dst, src, n, 1);
+	int r;
+	if (on_live_stack(dst, n)) {
+		memcpy(dst, src, n);
+		return 0;
+	}
+	r = vm_copy(pid, dst, src, n, 1);
 	if (r == -ENOSYS) {
 		memcpy(dst, src, n);
 		r = 0;
@@ -57,8 +87,54 @@ static int safe_write(void *dst, const void *src, size_t n)
 	return r;
 }
 
+/* Reads up to n bytes from src in one system call, stopping at the first page that cannot be
+ * read (the remote side is split at page boundaries, which process_vm_readv transfers whole or
+ * not at all): how many bytes were read, 0 on any failure. */
+static size_t read_upto(pid_t pid, void *dst, const void *src, size_t n)
+{
+	struct iovec local = {dst, n};
+	struct iovec remote[2];
+	size_t first = PAGE - ((uintptr_t)src & (PAGE - 1));
+	int cnt = 1;
+	ssize_t k;
+	if (on_live_stack(src, n)) {
+		memcpy(dst, src, n);
+		return n;
+	}
+	remote[0].iov_base = (void *)src;
+	remote[0].iov_len = first < n ? first : n;
+	if (first < n) {
+		remote[1].iov_base = (char *)src + first;
+		remote[1].iov_len = n - first;
+		cnt = 2;
+	}
+	k = process_vm_readv(pid, &local, 1, remote, (unsigned long)cnt, 0);
+	return k > 0 ? (size_t)k : 0;
+}
+
+/* How much of the arg a first read takes: every iommufd struct and most VFIO ones fit. */
+#define WINDOW_FIRST 256u
+
+/* Prefetches the struct arg may point to (a u32 size first, then that many bytes) into
+ * t_window: its length, 0 for none (no struct, or unreadable: the server then reads through
+ * /proc/<pid>/mem and faults where the kernel would). */
+static size_t prefetch(pid_t pid, const void *arg)
+{
+	uint32_t size;
+	size_t got = read_upto(pid, t_window, arg, WINDOW_FIRST);
+	if (got < sizeof size)
+		return 0;
+	memcpy(&size, t_window, sizeof size);
+	if (size < EMU_WINDOW_MIN || size > EMU_WINDOW_MAX)
+		return 0;
+	if (size > got && (got < WINDOW_FIRST ||
+			   safe_read(pid, t_window + got, (const char *)arg + got, size - got) != 0))
+		return 0;
+	return size;
+}
+
 /* Stores back the runs of the window the call wrote ({u32 off, u32 len, bytes} records). */
-static int write_back(char *arg, size_t wlen, const unsigned char *p, size_t n)
+static int write_back(pid_t pid, char *arg, size_t wlen, const unsigned char *p, size_t n)
 {
 	while (n >= sizeof(struct emu_seg)) {
 		struct emu_seg seg;
@@ -67,7 +143,7 @@ static int write_back(char *arg, size_t wlen, const unsigned char *p, size_t n)
 		n -= sizeof seg;
 		if (seg.len > n || seg.off > wlen || seg.len > wlen - seg.off)
 			return -EIO;
-		if (safe_write(arg + seg.off, p, seg.len) != 0)
+		if (safe_write(pid, arg + seg.off, p, seg.len) != 0)
 			return -EFAULT;
 		p += seg.len;
 		n -= seg.len;
@@ -94,21 +170,17 @@ static long emu_ioctl(int fd, unsigned long cmd, void *arg)
 {
 	struct call c;
 	struct emu_newfd nf = {0, 0};
-	uint32_t size = 0;
 	size_t wlen = 0;
 	int wro = 0, reserved = -1, installed = 0;
 	long r = call_begin_fd(&c, EMU_OP_IOCTL, fd);
 
 	if (r == EMU_NOT_OURS)
 		return r;
-	/* Prefetch the struct arg may point to: a u32 size first, then that many bytes. */
-	if (safe_read(&size, arg, sizeof size) == 0 && size >= EMU_WINDOW_MIN &&
-	    size <= EMU_WINDOW_MAX && safe_read(t_window, arg, size) == 0) {
-		wlen = size;
-		/* Can the call write its results there? Store back one byte we just read: read-only
-		 * memory faults now rather than after the handler has committed. */
-		wro = safe_write(arg, t_window, 1) != 0;
-	}
+	wlen = prefetch(c.pid, arg);
+	/* Can the call write its results there? Store back one byte we just read: read-only memory
+	 * faults now rather than after the handler has committed. */
+	if (wlen > 0)
+		wro = safe_write(c.pid, arg, t_window, 1) != 0;
 	for (;;) {
 		c.req.a0 = (cmd & 0xffffffffu) | EMU_FD_BITS(fd);
 		c.req.a1 = (uint64_t)(uintptr_t)arg;
@@ -153,7 +225,7 @@ static long emu_ioctl(int fd, unsigned long cmd, void *arg)
 		r = c.rep.ret;
 		installed = (c.rep.flags & EMU_REP_NEWFD) != 0;
 		if (wlen > 0)
-			wb = write_back(arg, wlen, c.data, c.data_len);
+			wb = write_back(c.pid, arg, wlen, c.data, c.data_len);
 		else if (c.data_len != 0)
 			wb = -EIO;
 		if (wb != 0 && !installed)
@@ -208,7 +280,7 @@ static long emu_read(int fd, void *buf, size_t n, off_t pos, int positional)
 		if (r >= 0) {
 			if ((size_t)r > n || (size_t)r != c.data_len)
 				r = -EIO;
-			else if (safe_write(buf, c.data, (size_t)r) != 0)
+			else if (safe_write(c.pid, buf, c.data, (size_t)r) != 0)
 				r = -EFAULT;
 		}
 	}
@@ -229,7 +301,7 @@ static long emu_write(int fd, const void *buf, size_t n, off_t pos, int position
 		call_end(&c);
 		return -ENOMEM;
 	}
-	r = safe_read(copy, buf, n);
+	r = safe_read(c.pid, copy, buf, n);
 	if (r == -ENOSYS) {
 		memcpy(copy, buf, n);
 		r = 0;

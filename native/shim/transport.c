@@ -37,6 +37,9 @@ static __thread int t_sock = -1;
 static __thread pid_t t_pid;
 static __thread uint32_t t_seq;
 static __thread int t_exit_hooked; /* exit_key is set for this thread */
+/* gettid() of this thread, valid while t_tid_pid is getpid(): a fork child's thread (new pid)
+ * asks again, and so does a vfork child, which shares these variables with its parent. */
+static __thread pid_t t_tid, t_tid_pid;
 static __thread unsigned char t_reply[16384];
 
 static uint64_t random64(void)
@@ -61,9 +64,18 @@ static uint64_t mix64(uint64_t x)
 
 /* Identifies this address space: changes on exec (constructor) and in a fork child (atfork, and
  * the pid mixed in covers clone() without atfork handlers). */
-static uint64_t mm_cookie(void)
+static uint64_t mm_cookie(pid_t pid)
 {
-	return mix64(__atomic_load_n(&mm_base, __ATOMIC_RELAXED) ^ ((uint64_t)getpid() << 20));
+	return mix64(__atomic_load_n(&mm_base, __ATOMIC_RELAXED) ^ ((uint64_t)pid << 20));
+}
+
+static pid_t thread_tid(pid_t pid)
+{
+	if (t_tid_pid != pid) {
+		t_tid = (pid_t)syscall(SYS_gettid);
+		t_tid_pid = pid;
+	}
+	return t_tid;
 }
 
 static void drop_transport(void)
@@ -245,27 +257,34 @@ static int recv_all(int s, void *buf, size_t n)
 	return 0;
 }
 
-/* The caller's credentials at this moment (plain system calls only). */
-static void fill_creds(struct emu_creds *c)
+/* The caller's credentials at this moment (plain system calls only; pid is getpid()). */
+static void fill_creds(struct emu_creds *c, pid_t pid)
 {
 	struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
 	struct __user_cap_data_struct data[2];
 	struct rlimit rl;
+	uid_t ruid, euid, suid;
+	gid_t rgid, egid, sgid;
 
 	memset(c, 0, sizeof *c);
-	c->pid = (uint32_t)getpid();
-	c->tid = (uint32_t)syscall(SYS_gettid);
-	c->uid = getuid();
-	c->euid = geteuid();
-	c->gid = getgid();
-	c->egid = getegid();
+	c->pid = (uint32_t)pid;
+	c->tid = (uint32_t)thread_tid(pid);
+	/* Both ids of a kind in one system call each. */
+	if (getresuid(&ruid, &euid, &suid) != 0)
+		ruid = euid = getuid();
+	if (getresgid(&rgid, &egid, &sgid) != 0)
+		rgid = egid = getgid();
+	c->uid = ruid;
+	c->euid = euid;
+	c->gid = rgid;
+	c->egid = egid;
 	memset(data, 0, sizeof data);
 	if (syscall(SYS_capget, &hdr, data) == 0) {
 		c->cap_eff_lo = data[0].effective;
 		c->cap_eff_hi = data[1].effective;
 	}
 	c->memlock = getrlimit(RLIMIT_MEMLOCK, &rl) == 0 ? (uint64_t)rl.rlim_cur : 0;
-	c->mm_cookie = mm_cookie();
+	c->mm_cookie = mm_cookie(pid);
 }
 
 static void free_reply(struct call *c)
@@ -284,7 +303,7 @@ static int exchange(int s, struct call *c)
 	int e;
 
 	free_reply(c);
-	fill_creds(&c->creds);
+	fill_creds(&c->creds, c->pid);
 	c->req.len = (uint32_t)(sizeof c->req + sizeof c->creds + c->part_len[0] + c->part_len[1]);
 	iov[0].iov_base = &c->req;
 	iov[0].iov_len = sizeof c->req;
@@ -371,9 +390,8 @@ static void hook_thread_exit(int in_signal)
 /* The calling thread's transport connection, made (with HELLO) on first use and after fork.
  * Call with signals blocked. Returns the fd or -errno; -ENXIO in a vfork child, whose thread
  * state is its parent's. */
-static int transport(int in_signal)
+static int transport(int in_signal, pid_t pid)
 {
-	pid_t pid = getpid();
 	struct call c;
 	int s, hi, e;
 	struct rlimit rl;
@@ -408,6 +426,7 @@ static int transport(int in_signal)
 
 	memset(&c, 0, sizeof c);
 	c.in_signal = in_signal;
+	c.pid = pid;
 	c.req.op = EMU_OP_HELLO;
 	c.req.seq = ++t_seq;
 	c.req.a0 = EMU_PROTO_VERSION;
@@ -453,7 +472,7 @@ void transport_hello(void)
 {
 	sigset_t old;
 	block_signals(&old);
-	(void)transport(0);
+	(void)transport(0, getpid());
 	restore_signals(&old);
 }
 
@@ -462,6 +481,7 @@ void call_begin(struct call *c, uint16_t op)
 	memset(c, 0, sizeof *c);
 	c->req.op = op;
 	c->fd = -1;
+	c->pid = getpid();
 	block_signals(&c->saved);
 }
 
@@ -480,7 +500,7 @@ long call_begin_fd(struct call *c, uint16_t op, int fd)
 /* One exchange on the thread's transport: 0, -ENXIO (no server) or -EIO (it broke). */
 static long send_once(struct call *c)
 {
-	int s = transport(c->in_signal);
+	int s = transport(c->in_signal, c->pid);
 	int e;
 	if (s < 0)
 		return -ENXIO;

@@ -45,6 +45,7 @@ struct call {
 	int fd;		  /* the program's fd the call is on, -1 for none */
 	struct fdent ent; /* its entry, kept up to date across a STALE retry */
 	int in_signal;	  /* from a signal handler: no heap, no pthread_setspecific */
+	pid_t pid;	  /* getpid() at call_begin: one system call serves the whole call */
 	sigset_t saved;	  /* the signal mask before call_begin */
 };
 

@@ -34,6 +34,9 @@ export interface KernelOptions {
   readonly platform?: PlatformConfig;
 }
 
+/** TAINT_BAD_PAGE ('B'): memory the kernel owns was found corrupted (decision 200). */
+export const TAINT_BAD_PAGE = 5;
+
 /**
  * The emulated kernel instance: the machine it runs on, iommufd, VFIO, and the /dev, /sys and
  * /proc files they expose. At boot every PCI device is bound to vfio-pci.
@@ -50,10 +53,13 @@ export class Kernel extends KernelCore {
     super();
     this.machine = new Machine(options.platform ?? defaultPlatform(), { events: this.events });
     this.iommu = new IommuSubsystem(this.machine, unitIommuOps);
+    // A device's write over kernel memory is what bad_page() finds: the kernel is tainted 'B'.
+    this.machine.corruption.onCorruption(() => this.addTaint(TAINT_BAD_PAGE));
     this.devfs.udevRule = deviceNodeRule(this.machine.deviceNodeOwner);
     const pinned = this.machine.pinned;
     const pinner: PagePinner = {
       pin: (mem, va, npages, write) => pinned.pin(mem, va, npages, write),
+      faultOf: (mem, va, npages, write) => pinned.faultOf(mem, va, npages, write),
       unpin: (mem, va, npages) => {
         pinned.unpin(mem.mm, va, npages);
       },
@@ -63,6 +69,12 @@ export class Kernel extends KernelCore {
       },
     };
     this.iommufd = new IommufdSubsystem(this.events, new Accounting(), pinner);
+    // VmPin and VmLck of /proc/<pid>/status count iommufd's pinned_vm and locked_vm.
+    const accounting = this.iommufd.accounting;
+    this.mmCounters.push((which) => ({
+      pinned: sumOf(accounting.pinnedVmByMm, which),
+      locked: sumOf(accounting.lockedVmByMm, which),
+    }));
     this.pagemap = new Pagemap(pinned);
     if (this.machine.iommufdTest) {
       addMockBusSysfs(this.sysfs);
@@ -228,6 +240,9 @@ export class Kernel extends KernelCore {
       '/proc/sys/kernel/tainted',
       '/proc/*/task/*/fail-nth',
       '/proc/thread-self/fail-nth',
+      // VmPin and VmLck count what iommufd pins (the rest of the file is the host's).
+      '/proc/*/status',
+      '/proc/*/task/*/status',
       // Physical addresses for the no-IOMMU group path's drivers ("*" also matches "self").
       '/proc/*/pagemap',
       '/proc/*/task/*/pagemap',
@@ -242,6 +257,13 @@ export class Kernel extends KernelCore {
     this.vfio.shutdown();
     this.machine.shutdown();
   }
+}
+
+/** The pages of the address spaces `which` picks. */
+function sumOf(table: ReadonlyMap<string, bigint>, which: (mm: string) => boolean): bigint {
+  let sum = 0n;
+  for (const [mm, pages] of table) if (which(mm)) sum += pages;
+  return sum;
 }
 
 /**

@@ -3,9 +3,10 @@
  * fact the kernel relies on and that an unwinding bug breaks:
  *
  * - refcounts equal the edges of the object graph: every object's `users` is 1 (the table's)
- *   plus one per HWPT on an IOAS, one per device attached to a HWPT, and a bound device's driver
- *   and attachment references; nobody holds a short-term reference between calls; every id in a
- *   table is a published object;
+ *   plus one per HWPT on an IOAS, one per device attached to a HWPT (at its RID or a PASID), a
+ *   bound device's driver and attachment references, an access's driver reference and its hold
+ *   on its IOAS, and the references of nested translation's objects (nestedEdges); nobody holds
+ *   a short-term reference between calls; every id in a table is a published object;
  * - nothing outlives its owner: every igroup, domain, pinned page, page-table frame and charged
  *   page belongs to a live object (so once every process has exited, nothing is left);
  * - IOVA trees, page tables and pins agree: every area of an IOAS with domains is mapped in each
@@ -22,19 +23,28 @@
  */
 import type { Kernel } from '../boot/kernel.ts';
 import { iommuGetResvRegions, isNestedDomain } from '../iommu/iommu.ts';
+import { isMockDevice, MockDomain } from '../iommu/mock-driver.ts';
 import { hwDomainOf } from '../iommu/pt-domain.ts';
-import { IommufdDevice, type IommufdGroup } from '../iommufd/device.ts';
-import { findHwptPaging, HwptPaging, type IommuDomain } from '../iommufd/hw-pagetable.ts';
-import type { IoptArea } from '../iommufd/io-pagetable.ts';
-import { Ioas } from '../iommufd/ioas.ts';
-import type { IommufdCtx } from '../iommufd/main.ts';
+import { IommufdDevice } from '../iommufd/device.ts';
+import { IommufdEventq } from '../iommufd/eventq.ts';
+import {
+  findHwptPaging,
+  HwPagetable,
+  HwptNested,
+  type HwptPaging,
+  type IommuDomain,
+} from '../iommufd/hw-pagetable.ts';
+import type { Ioas } from '../iommufd/ioas.ts';
 import type { IommufdObject } from '../iommufd/object.ts';
-import type { IoptPages } from '../iommufd/pages.ts';
+import { SelftestObj } from '../iommufd/selftest.ts';
+import { IommufdVeventq } from '../iommufd/veventq.ts';
+import { IommufdVdevice, IommufdViommu } from '../iommufd/viommu.ts';
 import { PAGE_SIZE, ULONG_MAX } from '../uapi/iommufd.ts';
 import { VfioDeviceFile } from '../vfio/device-cdev.ts';
 import type { VfioGroup } from '../vfio/group.ts';
 import type { VfioDevice } from '../vfio/vfio-main.ts';
-import { ctxObjects } from './_internals.ts';
+import { checkMappingsAndPins } from './invariant-pins.ts';
+import { describeObj, Findings, gather, hex, isAttached, type World } from './invariant-world.ts';
 import { domainId } from './snapshot.ts';
 
 export interface InvariantOptions {
@@ -45,83 +55,6 @@ export interface InvariantOptions {
   readonly betweenCalls?: boolean;
   /** Stop after this many findings (default 20). */
   readonly limit?: number;
-}
-
-function hex(value: bigint): string {
-  return `0x${value.toString(16)}`;
-}
-
-function describeObj(obj: IommufdObject): string {
-  return `${obj.type} ${obj.id}`;
-}
-
-/** Whether a device is on its igroup's attached list. */
-function isAttached(idev: IommufdDevice): boolean {
-  return idev.igroup?.devices.includes(idev) ?? false;
-}
-
-/** Pages of one area, as the indexes of its pages object. */
-function areaPageCount(area: IoptArea): bigint {
-  return area.lastIndex - area.startIndex + 1n;
-}
-
-class Findings {
-  readonly lines: string[] = [];
-  private readonly limit: number;
-
-  constructor(limit: number) {
-    this.limit = limit;
-  }
-
-  get full(): boolean {
-    return this.lines.length >= this.limit;
-  }
-
-  add(line: string): void {
-    if (this.lines.length < this.limit) this.lines.push(line);
-  }
-}
-
-/** Everything the checks need, gathered once. */
-interface World {
-  readonly kernel: Kernel;
-  readonly contexts: readonly IommufdCtx[];
-  readonly objects: Map<IommufdObject, IommufdCtx>;
-  readonly ioases: Ioas[];
-  readonly hwpts: HwptPaging[];
-  readonly devices: IommufdDevice[];
-  /** Every igroup a context holds or a device points at. */
-  readonly igroups: Map<IommufdGroup, IommufdCtx>;
-  /** Devices bound by a VFIO device (the driver's reference). */
-  readonly boundByVfio: Set<IommufdDevice>;
-}
-
-function gather(kernel: Kernel, f: Findings): World {
-  const contexts = [...kernel.iommufd.contexts];
-  const objects = new Map<IommufdObject, IommufdCtx>();
-  const ioases: Ioas[] = [];
-  const hwpts: HwptPaging[] = [];
-  const devices: IommufdDevice[] = [];
-  const igroups = new Map<IommufdGroup, IommufdCtx>();
-  for (const ictx of contexts) {
-    for (const [id, obj] of ctxObjects(ictx)) {
-      if (obj.id !== id) f.add(`${describeObj(obj)} is filed under id ${id}`);
-      if (obj.ictx !== ictx) f.add(`${describeObj(obj)} belongs to another context`);
-      objects.set(obj, ictx);
-      if (obj instanceof Ioas) ioases.push(obj);
-      else if (obj instanceof HwptPaging) hwpts.push(obj);
-      else if (obj instanceof IommufdDevice) devices.push(obj);
-    }
-    for (const igroup of ictx.groups.values()) igroups.set(igroup, ictx);
-  }
-  for (const idev of devices) {
-    if (idev.igroup !== undefined && !igroups.has(idev.igroup)) igroups.set(idev.igroup, idev.ictx);
-  }
-  const boundByVfio = new Set<IommufdDevice>();
-  for (const vdev of kernel.vfio.devices.values()) {
-    if (vdev.iommufdDevice !== undefined) boundByVfio.add(vdev.iommufdDevice);
-  }
-  return { kernel, contexts, objects, ioases, hwpts, devices, igroups, boundByVfio };
 }
 
 /**
@@ -138,13 +71,26 @@ function checkRefcounts(w: World, f: Findings, betweenCalls: boolean): void {
     expected.set(obj, (expected.get(obj) ?? 1) + 1);
   };
   for (const hwpt of w.hwpts) edge(hwpt.ioas, 'holds', describeObj(hwpt));
-  for (const [igroup] of w.igroups) {
-    if (igroup.hwpt === undefined) continue;
-    for (const idev of igroup.devices) edge(igroup.hwpt, 'is attached to', describeObj(idev));
+  for (const access of w.accesses) {
+    // Its driver holds it until iommufd_access_destroy(); it holds the IOAS it is on.
+    expected.set(access, (expected.get(access) ?? 1) + 1);
+    if (access.ioas !== undefined) edge(access.ioas, 'is accessed by', describeObj(access));
   }
+  for (const [igroup] of w.igroups) {
+    if (igroup.hwpt !== undefined)
+      for (const idev of igroup.devices) edge(igroup.hwpt, 'is attached to', describeObj(idev));
+    for (const attach of igroup.pasidAttach.values())
+      for (const idev of attach.devices) edge(attach.hwpt, 'is attached to', describeObj(idev));
+  }
+  nestedEdges(w, edge);
   for (const idev of w.devices) {
+    // A mock device's binding is its selftest object's edge (nestedEdges).
     if (w.boundByVfio.has(idev)) expected.set(idev, (expected.get(idev) ?? 1) + 1);
     if (isAttached(idev)) expected.set(idev, (expected.get(idev) ?? 1) + 1);
+    if (idev.igroup?.pasidAttach !== undefined) {
+      for (const attach of idev.igroup.pasidAttach.values())
+        if (attach.devices.includes(idev)) expected.set(idev, (expected.get(idev) ?? 1) + 1);
+    }
   }
   for (const [obj] of w.objects) {
     const want = expected.get(obj) ?? 1;
@@ -152,7 +98,9 @@ function checkRefcounts(w: World, f: Findings, betweenCalls: boolean): void {
     if (users !== want)
       f.add(`${describeObj(obj)} has users ${users}, the object graph implies ${want}`);
     // The table's own short-term reference is the only one between calls.
-    const shortterm = obj.shorttermUsers.read() - 1;
+    // A device's vDEVICE holds it short-term as well (the kernel's wait_cnt), until it goes.
+    const byVdev = obj instanceof IommufdDevice && obj.vdev !== undefined ? 1 : 0;
+    const shortterm = obj.shorttermUsers.read() - 1 - byVdev;
     if (betweenCalls && shortterm !== 0)
       f.add(`${describeObj(obj)} has ${shortterm} short-term users between calls`);
     if (betweenCalls && !obj.published)
@@ -165,15 +113,44 @@ function checkRefcounts(w: World, f: Findings, betweenCalls: boolean): void {
   }
 }
 
+/**
+ * The references of nested translation's objects (docs/nested.md): a nested HWPT holds its
+ * parent or its vIOMMU, a vIOMMU its parent, a vDEVICE its vIOMMU and its device, a vEVENTQ its
+ * vIOMMU, a HWPT its fault queue, an event queue's open file its queue; a mock device is held by
+ * its selftest object's binding.
+ */
+function nestedEdges(w: World, edge: (obj: IommufdObject, why: string, from: string) => void) {
+  for (const [obj] of w.objects) {
+    const from = describeObj(obj);
+    if (obj instanceof HwptNested) {
+      if (obj.viommu !== undefined) edge(obj.viommu, 'holds', from);
+      else edge(obj.parent, 'holds', from);
+    }
+    if (obj instanceof HwPagetable && obj.fault !== undefined) edge(obj.fault, 'holds', from);
+    if (obj instanceof IommufdViommu) edge(obj.hwpt, 'holds', from);
+    if (obj instanceof IommufdVdevice) {
+      edge(obj.viommu, 'holds', from);
+      edge(obj.idev, 'holds', from);
+    }
+    if (obj instanceof IommufdVeventq) edge(obj.viommu, 'holds', from);
+    if (obj instanceof IommufdEventq && obj.file !== undefined && obj.file.refCount > 0)
+      edge(obj, 'is held by', 'its file');
+    if (obj instanceof SelftestObj && obj.idev !== undefined) edge(obj.idev, 'binds', from);
+  }
+}
+
 /** Devices, igroups, the VFIO devices that bound them, and what the hardware is attached to. */
 function checkDevices(w: World, f: Findings): void {
   for (const idev of w.devices) {
     const what = `${describeObj(idev)} (${idev.dev.name})`;
     if (!idev.published) continue;
     if (idev.igroup === undefined) f.add(`${what} is published without an igroup`);
-    if (!idev.holdsCtx) f.add(`${what} does not hold its iommufd file`);
     if (idev.ownsDma === idev.isNoiommu)
       f.add(`${what} ${idev.ownsDma ? 'claims' : 'lacks'} DMA ownership`);
+    // A mock device lives inside the iommufd (its selftest object binds it): its binding holds
+    // no file, and no VFIO device bound it.
+    if (isMockDevice(idev.dev)) continue;
+    if (!idev.holdsCtx) f.add(`${what} does not hold its iommufd file`);
     if (!w.boundByVfio.has(idev)) f.add(`${what} is bound by no VFIO device`);
   }
   for (const vdev of w.kernel.vfio.devices.values()) {
@@ -322,6 +299,12 @@ function checkDomains(w: World, f: Findings): void {
       f.add(`hwpt-paging ${hwpt.id} has no domain`);
       continue;
     }
+    // A mock domain has no table in the machine's memory to hold.
+    if (hwpt.domain instanceof MockDomain) {
+      if (!hwpt.onIoas || !hwpt.ioas.hwptList.includes(hwpt))
+        f.add(`hwpt-paging ${hwpt.id} is not on its IOAS ${hwpt.ioas.id}`);
+      continue;
+    }
     const hw = hwDomainOf(hwpt.domain);
     if (hw === undefined || hw.freed) {
       f.add(`hwpt-paging ${hwpt.id} holds a freed or unknown domain`);
@@ -344,8 +327,9 @@ function checkIoas(w: World, ioas: Ioas, f: Findings, betweenCalls: boolean): vo
   const name = `ioas ${ioas.id}`;
   const domains = iopt.domains as IommuDomain[];
   if (
+    // The same domains in any order: removing one moves the last into its slot.
     domains.length !== ioas.hwptList.length ||
-    domains.some((d, i) => ioas.hwptList[i]?.domain !== d)
+    domains.some((d) => !ioas.hwptList.some((h) => h.domain === d))
   ) {
     f.add(
       `${name} has domains [${domains.map(domainId).join(', ')}] but HWPTs ` +
@@ -357,8 +341,12 @@ function checkIoas(w: World, ioas: Ioas, f: Findings, betweenCalls: boolean): vo
     const min = d.pgsizeBitmap & -d.pgsizeBitmap;
     if (min > alignment) alignment = min;
   }
+  for (const access of iopt.accesses)
+    if (access.iovaAlignment > alignment) alignment = access.iovaAlignment;
   if (iopt.iovaAlignment !== alignment)
-    f.add(`${name} has IOVA alignment ${iopt.iovaAlignment}, its domains imply ${alignment}`);
+    f.add(
+      `${name} has IOVA alignment ${iopt.iovaAlignment}, its domains and accesses imply ${alignment}`,
+    );
 
   // Reserved ranges: a domain's outside-the-aperture ranges and its attached devices' regions.
   const attached = w.devices.filter(
@@ -388,9 +376,12 @@ function checkIoas(w: World, ioas: Ioas, f: Findings, betweenCalls: boolean): vo
   }
   const have = [...iopt.reserved.iter()];
   for (const node of have) {
-    const ok = wantReserved.some(
-      (r) => r.owner === node.value.owner && r.start === node.start && r.last === node.last,
-    );
+    // The test interface's ADD_RESERVED has no owner: it stays until the IOAS goes.
+    const ok =
+      node.value.owner === null ||
+      wantReserved.some(
+        (r) => r.owner === node.value.owner && r.start === node.start && r.last === node.last,
+      );
     if (!ok) f.add(`${name} has a stray reserved range ${hex(node.start)}-${hex(node.last)}`);
   }
   for (const r of wantReserved) {
@@ -426,133 +417,6 @@ function checkIoas(w: World, ioas: Ioas, f: Findings, betweenCalls: boolean): vo
       );
     }
   }
-}
-
-/**
- * The page tables hold exactly the filled areas, at the frames pinned for their user pages;
- * the pins and charges are exactly those of the filled areas.
- */
-function checkMappingsAndPins(w: World, f: Findings, betweenCalls: boolean): void {
-  const pinned = w.kernel.machine.pinned;
-  /** Expected pin count per "mm:va". */
-  const pins = new Map<string, number>();
-  const pinnedBy = new Map<IoptPages, Set<bigint>>();
-  const areasOfPages = new Map<IoptPages, IoptArea[]>();
-  for (const ioas of w.ioases) {
-    const domains = ioas.iopt.domains as IommuDomain[];
-    const mapped = new Map<IommuDomain, bigint>();
-    for (const area of ioas.iopt.areas.iter()) {
-      const pages = area.pages;
-      if (pages === undefined) continue;
-      const list = areasOfPages.get(pages) ?? [];
-      list.push(area);
-      areasOfPages.set(pages, list);
-      if (area.storageDomain === undefined) continue;
-      const at = `ioas ${ioas.id} area ${hex(area.iova)}-${hex(area.last)}`;
-      const firstVa = pages.uptr + area.startIndex * PAGE_SIZE;
-      const firstIova = area.iova - area.pageOffset;
-      for (let i = 0n; i < areaPageCount(area); i++) {
-        const va = firstVa + i * PAGE_SIZE;
-        const key = `${pages.memory.mm}:${va}`;
-        // A pages object pins each page once, however many of its areas (COPY) map it.
-        const counted = pinnedBy.get(pages) ?? new Set<bigint>();
-        pinnedBy.set(pages, counted);
-        if (!counted.has(va)) {
-          counted.add(va);
-          pins.set(key, (pins.get(key) ?? 0) + 1);
-        }
-        const pfn = pinned.lookup(pages.memory.mm, va);
-        if (pfn === undefined) {
-          f.add(`${at}: user page ${hex(va)} is filled but not pinned`);
-          continue;
-        }
-        for (const d of domains) {
-          const pa = d.iovaToPhys(firstIova + i * PAGE_SIZE);
-          if (pa !== pfn * PAGE_SIZE)
-            f.add(
-              `${at}: domain ${domainId(d)} maps ${hex(firstIova + i * PAGE_SIZE)} to ` +
-                `${pa === undefined ? 'nothing' : hex(pa)}, the pinned frame is ${hex(pfn * PAGE_SIZE)}`,
-            );
-          if (f.full) return;
-        }
-      }
-      for (const d of domains)
-        mapped.set(d, (mapped.get(d) ?? 0n) + areaPageCount(area) * PAGE_SIZE);
-    }
-    for (const d of domains) {
-      const hw = hwDomainOf(d);
-      const want = mapped.get(d) ?? 0n;
-      if (hw !== undefined && hw.mappedBytes !== want)
-        f.add(
-          `ioas ${ioas.id}: domain ${hw.id} maps ${hex(hw.mappedBytes)} bytes, its areas ${hex(want)}`,
-        );
-    }
-  }
-
-  // Each pages object: referenced by its areas, pinned for exactly its filled ones.
-  const charges = new Map<string, bigint>();
-  for (const [pages, areas] of areasOfPages) {
-    const filled = areas.filter((a) => a.storageDomain !== undefined);
-    const what = `pages of ${hex(pages.uptr)}+${pages.npages} pages`;
-    if (betweenCalls && pages.refs !== areas.length)
-      f.add(`${what} has refs ${pages.refs} for ${areas.length} areas`);
-    const ranges = [...pages.filledRanges];
-    if (ranges.length !== filled.length || filled.some((a) => !pages.filledRanges.has(a)))
-      f.add(`${what} has ${ranges.length} filled ranges for ${filled.length} filled areas`);
-    const union = new Set<bigint>();
-    for (const a of filled) for (let i = a.startIndex; i <= a.lastIndex; i++) union.add(i);
-    if (pages.npinned !== BigInt(union.size))
-      f.add(`${what} counts ${pages.npinned} pinned pages, its filled areas cover ${union.size}`);
-    if (pages.accountMode !== 'none') {
-      const key = pages.accountMode === 'user' ? `user:${pages.owner.uid}` : `mm:${pages.owner.mm}`;
-      charges.set(key, (charges.get(key) ?? 0n) + pages.npinned);
-    }
-  }
-
-  // Plus one pin on each page pagemap keeps resident (host/pagemap.ts).
-  for (const { mm, va } of w.kernel.pagemap?.residentPages() ?? []) {
-    const key = `${mm}:${va}`;
-    pins.set(key, (pins.get(key) ?? 0) + 1);
-  }
-
-  // The machine's pin store holds exactly those pins.
-  const stats = pinned.stats();
-  let total = 0n;
-  for (const [key, count] of pins) {
-    total += BigInt(count);
-    const sep = key.lastIndexOf(':');
-    const mm = key.slice(0, sep);
-    const va = BigInt(key.slice(sep + 1));
-    const pfn = pinned.lookup(mm, va);
-    const have = pfn === undefined ? 0 : (pinned.frameOwner(pfn)?.pins ?? 0);
-    if (have !== count) f.add(`page ${mm} ${hex(va)} has ${have} pins, its filled areas ${count}`);
-    if (f.full) return;
-  }
-  if (stats.pinnedPages !== BigInt(pins.size) || stats.pins !== total)
-    f.add(
-      `${stats.pinnedPages} pages hold ${stats.pins} pins; filled areas account for ` +
-        `${pins.size} pages and ${total} pins`,
-    );
-
-  // RLIMIT_MEMLOCK charges are the pinned pages of the charged pages objects.
-  const accounting = w.kernel.iommufd.accounting;
-  const have = new Map<string, bigint>();
-  for (const [uid, n] of accounting.lockedVmByUser) have.set(`user:${uid}`, n);
-  for (const [mm, n] of accounting.lockedVmByMm) have.set(`mm:${mm}`, n);
-  for (const key of new Set([...have.keys(), ...charges.keys()])) {
-    const h = have.get(key) ?? 0n;
-    const c = charges.get(key) ?? 0n;
-    if (h !== c) f.add(`locked_vm of ${key} is ${h} pages, pinned pages charged to it ${c}`);
-  }
-
-  // Frames: user-page frames are the pins', page-table frames the live domains'.
-  const frames = w.kernel.machine.phys.stats().byPurpose;
-  if (frames['user-page'] !== stats.frames)
-    f.add(`${frames['user-page']} user-page frames allocated, the pin store holds ${stats.frames}`);
-  let tables = 0n;
-  for (const d of w.kernel.machine.domains.live()) tables += d.tablePages();
-  if (frames['page-table'] !== tables)
-    f.add(`${frames['page-table']} page-table frames allocated, live domains hold ${tables}`);
 }
 
 /**

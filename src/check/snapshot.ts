@@ -7,9 +7,11 @@ import type { Kernel } from '../boot/kernel.ts';
 import { hwDomainOf } from '../iommu/pt-domain.ts';
 import { IommufdDevice } from '../iommufd/device.ts';
 import type { IommuDomain } from '../iommufd/hw-pagetable.ts';
-import { HwptPaging } from '../iommufd/hw-pagetable.ts';
+import { HwptNested, HwptPaging } from '../iommufd/hw-pagetable.ts';
 import { Ioas } from '../iommufd/ioas.ts';
 import type { IommufdCtx } from '../iommufd/main.ts';
+import { IommufdVeventq } from '../iommufd/veventq.ts';
+import { IommufdVdevice, IommufdViommu } from '../iommufd/viommu.ts';
 import type { PinnedStats } from '../platform/pinned-pages.ts';
 import { ctxIdState, ctxObjects } from './_internals.ts';
 
@@ -144,6 +146,15 @@ function snapshotIoas(ioas: Ioas): IoasSnapshot {
 function objectDetail(obj: unknown): string {
   if (obj instanceof HwptPaging)
     return `ioas ${obj.ioas.id} domain ${domainId(obj.domain)}${obj.autoDomain ? ' auto' : ''}`;
+  if (obj instanceof HwptNested)
+    return obj.viommu === undefined
+      ? `nested on hwpt ${obj.parent.id}`
+      : `nested of viommu ${obj.viommu.id}`;
+  if (obj instanceof IommufdViommu)
+    return `type 0x${obj.viommuType.toString(16)} on hwpt ${obj.hwpt.id}`;
+  if (obj instanceof IommufdVdevice) return `virt_id 0x${obj.virtId.toString(16)}`;
+  if (obj instanceof IommufdVeventq)
+    return `type 0x${obj.veventqType.toString(16)} depth ${obj.depth}`;
   if (obj instanceof IommufdDevice)
     return `${obj.dev.name}${obj.igroup === undefined ? ' no-igroup' : ''}`;
   return '';

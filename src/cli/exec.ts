@@ -11,7 +11,7 @@ import { createKernel, type Kernel } from '../boot/kernel.ts';
 import { checkInvariants } from '../check/invariants.ts';
 import { FailNth, setFailNthForEveryTask } from '../fault/fault.ts';
 import { parseCapSet } from '../host/credentials.ts';
-import { useFdAddon } from '../server/client-fds.ts';
+import { useFdAddon } from '../server/fd-addon.ts';
 import { Recorder } from '../server/recorder.ts';
 import { type EmuServer, type ServerOptions, startServer } from '../server/server.ts';
 import { attachTrace, formatEvent, type TraceFilter } from '../trace/writer.ts';
@@ -35,6 +35,16 @@ import { checkProgram } from './program-check.ts';
 
 /** How long exec waits, after PROGRAM exits, for its emulated fds to be closed everywhere. */
 const IDLE_WAIT_MS = 2000;
+
+/**
+ * A new directory only its owner can enter, whatever the umask: it holds the socket, so only the
+ * emulator's user reaches the server (the socket itself is 0600 too).
+ */
+export function privateDirectory(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iommufd-emu-'));
+  fs.chmodSync(dir, 0o700);
+  return dir;
+}
 
 export interface KernelFlags {
   /** --trace FILE; `-` for stderr. */
@@ -296,13 +306,15 @@ export function reportLeaks(leaks: readonly string[]): void {
   for (const leak of leaks) process.stderr.write(`  ${leak}\n`);
 }
 
-/** exec --record FILE: a recorder writing to FILE (created or truncated). */
-function openRecord(
+/** exec/serve --record FILE: a recorder writing to FILE (created or truncated). */
+export function openRecord(
   file: string,
-  program: string,
-  args: readonly string[],
+  program: readonly string[],
   grant: bigint,
 ): { recorder: Recorder; close: () => void } {
+  if (file === '-') {
+    fail('--record -: a record goes to a file (on stdout or stderr it would mix with the program)');
+  }
   let fd: number;
   try {
     fd = fs.openSync(file, 'w');
@@ -313,7 +325,7 @@ function openRecord(
     (text) => {
       fs.writeSync(fd, text);
     },
-    { program: [program, ...args], grantedCaps: grant, emulator: packageVersion() },
+    { program, grantedCaps: grant, emulator: packageVersion() },
   );
   return { recorder, close: () => fs.closeSync(fd) };
 }
@@ -435,6 +447,8 @@ export async function execCommand(
 
   refuseIfShimmed();
   const grant = grantedCaps(flags);
+  const recording =
+    flags.record === undefined ? undefined : openRecord(flags.record, [program, ...args], grant);
   const { shim, guard } = ensureShim();
   const kernel = bootKernel(flags);
   const stopTrace = startTrace(kernel, flags);
@@ -442,8 +456,6 @@ export async function execCommand(
   const checks = flags.check === true ? startInvariantChecks(kernel) : undefined;
   const injection = flags.failNth === undefined ? undefined : startFailNth(kernel, flags.failNth);
   const detach = hooks.attach?.(kernel);
-  const recording =
-    flags.record === undefined ? undefined : openRecord(flags.record, program, args, grant);
   const command = [program, ...args];
   const inspector =
     flags.inspect === undefined
@@ -453,7 +465,7 @@ export async function execCommand(
           state: 'running',
           exitStatus: null,
         });
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iommufd-emu-'));
+  const dir = privateDirectory();
   let server: EmuServer | undefined;
   try {
     server = await listenOn(kernel, path.join(dir, 'emu.sock'), {
@@ -495,8 +507,8 @@ export async function execCommand(
     return status;
   } finally {
     await inspector?.close();
-    recording?.close();
     await server?.close();
+    recording?.close();
     shutdownKernel(kernel);
     stopTrace?.();
     stopDmesg?.();

@@ -171,6 +171,10 @@ function buildProgram(run: (work: Promise<number>) => void): Command {
         'the kernel log (taint, IOMMU faults, unsafe DMA) to FILE, not stderr',
       )
       .option('--check', 'check the emulator invariants after every call')
+      .option(
+        '--record <file>',
+        "record every served program's calls to FILE (bytes, results, device events) for `iommufd-emu replay`",
+      )
       .argument(
         '[command...]',
         'a command to run in the served environment; serve stops when it exits',

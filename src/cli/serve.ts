@@ -12,7 +12,6 @@
  */
 import * as fs from 'node:fs';
 import * as net from 'node:net';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import {
   bootKernel,
@@ -21,7 +20,9 @@ import {
   type KernelFlags,
   leaksOf,
   listenOn,
+  openRecord,
   preloadWith,
+  privateDirectory,
   refuseIfShimmed,
   reportLeaks,
   runProgram,
@@ -45,6 +46,8 @@ export interface ServeFlags extends KernelFlags {
   /** Check the emulator's invariants after every call. */
   readonly check?: boolean;
   readonly errorExitcode?: number;
+  /** --record FILE: every program's calls in the record format, for `iommufd-emu replay`. */
+  readonly record?: string;
 }
 
 /** How long serve -- CMD waits, after CMD exits, for its emulated fds to be closed everywhere. */
@@ -71,7 +74,7 @@ function socketInUse(socketPath: string): Promise<boolean> {
 /** The socket to serve on: --socket (a stale one removed), else one in a new private directory. */
 async function chooseSocket(flags: ServeFlags): Promise<{ socketPath: string; dir?: string }> {
   if (flags.socket === undefined) {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iommufd-emu-'));
+    const dir = privateDirectory();
     return { socketPath: path.join(dir, 'emu.sock'), dir };
   }
   const socketPath = path.resolve(flags.socket);
@@ -111,6 +114,8 @@ export async function serveCommand(flags: ServeFlags, command: readonly string[]
   if (flags.readyFd !== undefined && command.length > 0)
     fail('--ready-fd is for a serve that others wait for; serve -- CMD starts CMD when ready');
   const grant = grantedCaps(flags);
+  const recording =
+    flags.record === undefined ? undefined : openRecord(flags.record, command, grant);
   const { shim, guard } = ensureShim();
   const { socketPath, dir } = await chooseSocket(flags);
   const kernel = bootKernel(flags);
@@ -133,13 +138,11 @@ export async function serveCommand(flags: ServeFlags, command: readonly string[]
           state: command.length > 0 ? 'running' : 'serving',
           exitStatus: null,
         });
-  const server = await listenOn(
-    kernel,
-    socketPath,
-    dir === undefined
-      ? { grantedCaps: grant }
-      : { testbedDir: path.join(dir, 'root'), grantedCaps: grant },
-  );
+  const server = await listenOn(kernel, socketPath, {
+    grantedCaps: grant,
+    ...(dir === undefined ? {} : { testbedDir: path.join(dir, 'root') }),
+    ...(recording === undefined ? {} : { recorder: recording.recorder }),
+  });
   const env = {
     LD_PRELOAD: preloadWith(shim, undefined),
     IOMMUFD_EMU_SOCKET: socketPath,
@@ -188,6 +191,9 @@ export async function serveCommand(flags: ServeFlags, command: readonly string[]
   } finally {
     await inspector?.close();
     await server.close();
+    // After the close: the files of programs still connected are released in the record too.
+    recording?.recorder.stop(status);
+    recording?.close();
   }
   const leaks = leaksOf(kernel);
   shutdownKernel(kernel);

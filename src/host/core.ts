@@ -13,6 +13,7 @@ import { type File, OpenFiles } from './file.ts';
 import type { Pagemap } from './pagemap.ts';
 import { type SysAttr, SysFs } from './sysfs.ts';
 import type { Task } from './task.ts';
+import type { MmId } from './user-memory.ts';
 import { type Inode, Vfs } from './vfs.ts';
 
 export class KernelCore {
@@ -32,9 +33,20 @@ export class KernelCore {
   /** The kernel log (dmesg): every warning and error line since boot, oldest first, bounded. */
   readonly dmesg: string[] = [];
   /** Every task's fail-nth counter, by "pid/tid" (current->fail_nth). */
-  private readonly failNths = new Map<string, FailNth>();
+  /** By pid, then tid (numbers, not a string made per call: every served call asks). */
+  private readonly failNths = new Map<number, Map<number, FailNth>>();
   /** Values written to the debugfs fault-injection knobs (accepted, no other effect). */
   private readonly debugfsKnobs = new Map<string, string>();
+  /**
+   * The host's own /proc/<pid>[/task/<tid>]/status of a process the kernel serves (set by a
+   * front end whose tasks are real processes), or undefined when there is no such process.
+   * Without it the file has only the lines the emulated kernel keeps.
+   */
+  hostProcStatus: ((pid: number, tid: number | undefined) => string | undefined) | undefined;
+  /** Whether address space `mm` is (or was) one of process `pid`'s; set with hostProcStatus. */
+  mmOfProcess: (mm: MmId, pid: number) => boolean = () => false;
+  /** Per-mm memory counters drivers keep (iommufd's pinned_vm and locked_vm), in pages. */
+  readonly mmCounters: ((which: (mm: MmId) => boolean) => MmCounters)[] = [];
 
   constructor() {
     // Logs only: a bus with no other listener lets ioctls skip building syscall trace events.
@@ -67,18 +79,24 @@ export class KernelCore {
 
   /** The fail-nth counter of task `tid` of process `pid`, made on first use. */
   failNth(pid: number, tid: number): FailNth {
-    const key = `${pid}/${tid}`;
-    let counter = this.failNths.get(key);
+    let threads = this.failNths.get(pid);
+    if (threads === undefined) {
+      threads = new Map();
+      this.failNths.set(pid, threads);
+    }
+    let counter = threads.get(tid);
     if (counter === undefined) {
       counter = new FailNth();
-      this.failNths.set(key, counter);
+      threads.set(tid, counter);
     }
     return counter;
   }
 
   /** A task exited: its counter goes with it. */
   forgetTask(pid: number, tid: number): void {
-    this.failNths.delete(`${pid}/${tid}`);
+    const threads = this.failNths.get(pid);
+    threads?.delete(tid);
+    if (threads?.size === 0) this.failNths.delete(pid);
   }
 
   /**
@@ -101,7 +119,7 @@ export class KernelCore {
       const owner = { uid: ids.fsuid, gid: ids.fsgid };
       return { kind: 'proc', mode: 0o400, owner, open: (t) => map.open(t, pid) };
     }
-    const attr = this.failNthAttr(task, path) ?? this.debugfsAttr(path);
+    const attr = this.failNthAttr(task, path) ?? this.debugfsAttr(path) ?? this.statusAttr(path);
     return attr === undefined ? undefined : { kind: 'attr', attr };
   }
 
@@ -129,6 +147,39 @@ export class KernelCore {
         if (n === undefined) return -Errno.EINVAL;
         this.failNth(pid, tid).arm(n);
         return 0;
+      },
+    };
+  }
+
+  /**
+   * /proc/<pid>/status and /proc/<pid>/task/<tid>/status: the process's own lines, with VmLck
+   * and VmPin counting what the emulated kernel locks and pins for it too (mm->locked_vm and
+   * mm->pinned_vm, which iommufd charges).
+   */
+  private statusAttr(path: string): SysAttr | undefined {
+    const m = /^\/proc\/(\d+)(?:\/task\/(\d+))?\/status$/.exec(path);
+    if (m === null) return undefined;
+    const pid = Number(m[1]);
+    const tid = m[2] === undefined ? undefined : Number(m[2]);
+    const host = this.hostProcStatus;
+    if (host !== undefined && host(pid, tid) === undefined) return undefined;
+    return {
+      kind: 'attr',
+      path,
+      mode: 0o444,
+      show: (task) => {
+        const text = host?.(pid, tid) ?? `Pid:\t${pid}\nVmLck:\t       0 kB\nVmPin:\t       0 kB\n`;
+        // The caller's own process: its current address space exactly; another's: all of its.
+        const own = task.creds.pid === pid ? task.memory.mm : undefined;
+        const which = (mm: MmId) => (own === undefined ? this.mmOfProcess(mm, pid) : mm === own);
+        let pinned = 0n;
+        let locked = 0n;
+        for (const counters of this.mmCounters) {
+          const c = counters(which);
+          pinned += c.pinned;
+          locked += c.locked;
+        }
+        return addToKbLine(addToKbLine(text, 'VmLck', locked), 'VmPin', pinned);
       },
     };
   }
@@ -172,6 +223,27 @@ const DEBUGFS_DIR = new RegExp(`^/sys/kernel/debug/(${DEBUGFS_DIRS.join('|')})$`
 const PROC_PAGEMAP = /^\/proc\/(\d+)(?:\/task\/\d+)?\/pagemap$/;
 /** /proc/<pid>, /proc/<pid>/task and /proc/<pid>/task/<tid>. */
 const PROC_TASK_DIR = /^\/proc\/\d+(\/task(\/\d+)?)?$/;
+
+/** Pages of one mm that a driver accounts, as /proc/<pid>/status reports them. */
+export interface MmCounters {
+  /** mm->pinned_vm (VmPin). */
+  readonly pinned: bigint;
+  /** mm->locked_vm (VmLck). */
+  readonly locked: bigint;
+}
+
+/**
+ * Adds `pages` (4 KiB each) to the "Name:\t<n> kB" line of a status file, in the kernel's
+ * format (the value right-aligned in 8 columns).
+ */
+function addToKbLine(text: string, name: string, pages: bigint): string {
+  if (pages === 0n) return text;
+  const re = new RegExp(`^${name}:\\s*(\\d+) kB$`, 'm');
+  const m = re.exec(text);
+  const kb = (m === null ? 0n : BigInt(m[1]!)) + pages * 4n;
+  const line = `${name}:\t${kb.toString().padStart(8)} kB`;
+  return m === null ? `${text}${line}\n` : text.replace(re, line);
+}
 
 /** kstrtouint(): decimal, 0x hex or 0 octal, with an optional trailing newline. */
 function parseUint(text: string): number | undefined {

@@ -112,6 +112,25 @@ export interface FsIds {
   readonly groups: readonly number[];
 }
 
+/**
+ * A plain copy of credentials as they are now, for a caller that keeps them beyond the call (an
+ * open file's f_cred): a served call's credentials read some fields only when asked.
+ */
+export function copyCredentials(c: Credentials): Credentials {
+  const rest = {
+    pid: c.pid,
+    tid: c.tid,
+    uid: c.uid,
+    grantedCaps: c.grantedCaps,
+    memlockLimit: c.memlockLimit,
+    // Still read when a permission check first asks, as the original does.
+    fsIds: () => c.fsIds(),
+  };
+  return c.userNs === 'initial'
+    ? { userNs: 'initial', capEff: c.capEff, ...rest }
+    : { userNs: 'other', capEff: 0n, ...rest };
+}
+
 function hasBit(set: bigint, cap: number): boolean {
   return ((set >> BigInt(cap)) & 1n) === 1n;
 }

@@ -17,30 +17,51 @@ export type MmapBacking =
 
 /**
  * A call that blocks its caller until `blocked` settles (an unbind waiting for the device's last
- * user). Only that caller waits: the server replies when the promise settles and goes on serving
+ * user, an ioctl clearing gigabytes of the caller's memory a step at a time). Only that caller waits: the server replies when the promise settles and goes on serving
  * everyone else meanwhile.
  */
 export interface BlockedCall {
   readonly blocked: Promise<SyscallResult>;
 }
 
+/** What a call that may block returns: its result now, or later. */
+export type MaybeBlocked = SyscallResult | BlockedCall;
+
+export function isBlocked(value: unknown): value is BlockedCall {
+  return typeof value === 'object' && value !== null && 'blocked' in value;
+}
+
 export interface FileOperations {
   /** Short name for traces and the inspector, e.g. "iommufd" or "vfio-dev". */
   readonly name: string;
-  ioctl?(file: File, task: Task, cmd: number, arg: bigint): SyscallResult;
+  /** A command that walks much of the caller's memory may answer later (resched.ts). */
+  ioctl?(file: File, task: Task, cmd: number, arg: bigint): MaybeBlocked;
   /** pread/read: the bytes read, or a negative errno. */
   read?(file: File, task: Task, length: number, pos: bigint): Uint8Array | number;
   /** pwrite/write: bytes written, or a negative errno; or a write that blocks. */
   write?(file: File, task: Task, data: Uint8Array, pos: bigint): SyscallResult | BlockedCall;
-  mmap?(file: File, task: Task, length: bigint, pgoff: bigint): MmapBacking | number;
+  /** `how` is mmap's prot and flags (PROT_*, MAP_*), for a driver that checks them. */
+  mmap?(
+    file: File,
+    task: Task,
+    length: bigint,
+    pgoff: bigint,
+    how?: { readonly prot: number; readonly flags: number },
+  ): MmapBacking | number;
+  /**
+   * Loads and stores of a 'trapped' mapping when they are not the file's read and write (the
+   * iommufd file has none: its mappings are a driver's memory). `pos` is regionOffset + offset.
+   */
+  mmioRead?(file: File, task: Task, length: number, pos: bigint): Uint8Array | number;
+  mmioWrite?(file: File, task: Task, data: Uint8Array, pos: bigint): SyscallResult;
   /**
    * poll(): the ready mask (POLLIN, POLLOUT, ...) now. A file without one polls as always
    * readable and writable (DEFAULT_POLLMASK). Pollers learn of a change by asking again.
    */
   poll?(file: File, task: Task): number;
   /**
-   * nonseekable_open(): pread, pwrite and lseek are ESPIPE, and read and write leave the file
-   * position where it is (0): the file is a stream of records.
+   * A stream (an anonymous file without llseek, or one opened with nonseekable_open()): pread,
+   * pwrite and lseek are ESPIPE, and read and write leave the file position at 0.
    */
   readonly nonseekable?: boolean;
   /** Called once, when the last reference is dropped. */
@@ -62,6 +83,8 @@ export type FileKind =
   | 'procfs'
   | 'eventfd'
   | 'directory'
+  /** An access object of the test interface (CREATE_ACCESS's "[iommufd_test_staccess]"). */
+  | 'iommufd-test-access'
   /** An iommufd event queue (a fault queue or a vEVENTQ), an anonymous inode. */
   | 'iommufd-eventq';
 

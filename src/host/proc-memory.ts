@@ -283,11 +283,11 @@ export interface CallMemoryOptions {
   /** Whether the prefetched window may be written (the shim probed it). Default true. */
   readonly windowWritable?: boolean;
   /**
-   * The mappings of the address space, asked at most once per call, so that accesses outside
-   * the window fault where copy_from_user / copy_to_user would (PROT_NONE, read-only pages).
-   * Absent: no check.
+   * Where the mappings of the address space come from, asked at most once per call, so that
+   * accesses outside the window fault where copy_from_user / copy_to_user would (PROT_NONE,
+   * read-only pages). Absent: no check.
    */
-  readonly mapRanges?: () => readonly MapRange[];
+  readonly maps?: { mapRanges(): readonly MapRange[] };
 }
 
 /**
@@ -305,7 +305,7 @@ export class CallMemory implements UserMemory {
   private readonly bytes: Uint8Array;
   private readonly base: UserMemory;
   private readonly windowWritable: boolean;
-  private readonly rangesOf: (() => readonly MapRange[]) | undefined;
+  private readonly maps: { mapRanges(): readonly MapRange[] } | undefined;
   private ranges: readonly MapRange[] | undefined;
   private finished = false;
   /** Written ranges [from, to) relative to start, kept sorted and merged. */
@@ -316,9 +316,9 @@ export class CallMemory implements UserMemory {
     this.mm = base.mm;
     this.start = start;
     this.end = start + BigInt(bytes.byteLength);
-    this.bytes = Uint8Array.from(bytes);
+    this.bytes = new Uint8Array(bytes);
     this.windowWritable = options.windowWritable ?? true;
-    this.rangesOf = options.mapRanges;
+    this.maps = options.maps;
   }
 
   /** How many bytes the shim prefetched (0: none, everything goes to the process memory). */
@@ -335,6 +335,11 @@ export class CallMemory implements UserMemory {
     if (!Number.isSafeInteger(length) || length < 0 || addr < 0n) return undefined;
     const end = addr + BigInt(length);
     if (this.finished) return this.base.read(addr, length);
+    // Inside the window (a struct's fields, the common case): a copy of the prefetched bytes.
+    if (length > 0 && addr >= this.start && end <= this.end) {
+      const from = Number(addr - this.start);
+      return this.bytes.slice(from, from + length);
+    }
     // Every piece outside the window must be readable (FOLL_FORCE would read PROT_NONE pages).
     const belowEnd = end < this.start ? end : this.start;
     if (addr < this.start && !this.may(addr, Number(belowEnd - addr), 'readable')) return undefined;
@@ -405,8 +410,8 @@ export class CallMemory implements UserMemory {
   }
 
   private may(addr: bigint, length: number, access: 'readable' | 'writable'): boolean {
-    if (this.rangesOf === undefined || length === 0) return true;
-    this.ranges ??= this.rangesOf();
+    if (this.maps === undefined || length === 0) return true;
+    this.ranges ??= this.maps.mapRanges();
     return allowed(this.ranges, addr, length, access);
   }
 

@@ -4,7 +4,7 @@
  * Opening an attribute gives a File whose reads produce the attribute's text at that moment.
  */
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
-import type { Credentials } from './credentials.ts';
+import { type Credentials, copyCredentials } from './credentials.ts';
 import { type BlockedCall, File, type FileOperations } from './file.ts';
 import type { InodeOwner } from './permission.ts';
 import type { Task } from './task.ts';
@@ -100,7 +100,8 @@ export function openAttr(task: Task, attr: SysAttr, flags: number): File | numbe
   const writable = attr.store !== undefined || attr.writeBytes !== undefined;
   if (writes && ((attr.mode & 0o222) === 0 || !writable)) return -Errno.EACCES;
   if (reads && (attr.mode & 0o444) === 0) return -Errno.EACCES;
-  const data: OpenAttr = { attr, opener: task.creds };
+  // f_cred: the opener's credentials as they are at the open.
+  const data: OpenAttr = { attr, opener: copyCredentials(task.creds) };
   return new File('sysfs', attrFops, data, { major: 0, minor: 0 });
 }
 

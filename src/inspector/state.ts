@@ -9,9 +9,11 @@ import type { Kernel } from '../boot/kernel.ts';
 import { ctxObjects } from '../check/_internals.ts';
 import { domainId, snapshotContext } from '../check/snapshot.ts';
 import { IommufdDevice } from '../iommufd/device.ts';
-import { HwptPaging } from '../iommufd/hw-pagetable.ts';
+import { HwptNested, HwptPaging } from '../iommufd/hw-pagetable.ts';
 import type { IommufdCtx } from '../iommufd/main.ts';
 import type { IommufdObject } from '../iommufd/object.ts';
+import { IommufdVeventq } from '../iommufd/veventq.ts';
+import { IommufdVdevice, IommufdViommu } from '../iommufd/viommu.ts';
 import { Prot, Pte } from '../platform/io-pgtable.ts';
 import type { IommuDomain } from '../platform/iommu.ts';
 import { hex, PAGE_SHIFT } from '../platform/sizes.ts';
@@ -50,12 +52,31 @@ function refsOf(obj: IommufdObject, context: number): RefState[] {
     const refs: RefState[] = [{ to: objectKey(context, obj.ioas.id), label: 'ioas' }];
     const id = domainId(obj.domain);
     if (id >= 0) refs.push({ to: domainKey(id), label: 'domain' });
+    if (obj.fault !== undefined)
+      refs.push({ to: objectKey(context, obj.fault.id), label: 'fault' });
     return refs;
   }
   if (obj instanceof IommufdDevice) {
     const hwpt = obj.igroup?.hwpt;
     return hwpt === undefined ? [] : [{ to: objectKey(context, hwpt.id), label: 'attached' }];
   }
+  return nestedRefsOf(obj, context);
+}
+
+/** The references of nested translation's objects (docs/nested.md). */
+function nestedRefsOf(obj: IommufdObject, context: number): RefState[] {
+  const to = (o: IommufdObject, label: string): RefState => ({
+    to: objectKey(context, o.id),
+    label,
+  });
+  if (obj instanceof HwptNested) {
+    const refs = [obj.viommu === undefined ? to(obj.parent, 'parent') : to(obj.viommu, 'viommu')];
+    if (obj.fault !== undefined) refs.push(to(obj.fault, 'fault'));
+    return refs;
+  }
+  if (obj instanceof IommufdViommu) return [to(obj.hwpt, 'parent')];
+  if (obj instanceof IommufdVdevice) return [to(obj.viommu, 'viommu'), to(obj.idev, 'device')];
+  if (obj instanceof IommufdVeventq) return [to(obj.viommu, 'viommu')];
   return [];
 }
 

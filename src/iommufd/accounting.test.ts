@@ -44,10 +44,41 @@ function attached(proc: SimProcess, dev: string, mode: 0n | 1n) {
       iova: va,
     }).ret;
   };
-  return { fd, map };
+  return { fd, ioas, map };
 }
 
 describe('RLIMIT_MEMLOCK accounting of pinned pages', () => {
+  it('a map over the limit fails at once, without pinning a page (EFAULT first for a hole)', () => {
+    const emu = createEmulator();
+    const proc = emu.spawn({ uid: 1000, memlockLimit: 64n * 1024n });
+    const t = attached(proc, '/dev/vfio/devices/vfio0', 0n);
+    const pinned = emu.kernel.machine.pinned;
+    const pin = pinned.pin.bind(pinned);
+    let pins = 0;
+    pinned.pin = (...args: Parameters<typeof pin>) => {
+      pins++;
+      return pin(...args);
+    };
+    const before = emu.kernel.machine.phys.stats().freeFrames;
+    assert.equal(t.map(1 << 18), -Errno.ENOMEM); // 1 GiB
+    assert.equal(pins, 0);
+    assert.equal(emu.kernel.machine.phys.stats().freeFrames, before);
+    assert.equal(emu.kernel.iommufd.accounting.total(), 0n);
+    // A hole is what the kernel's pin meets before the charge: EFAULT, as before.
+    const hole = proc.ioctlStruct(t.fd, ioctl.IOMMU_IOAS_MAP, u.iommuIoasMap, {
+      ioas_id: t.ioas,
+      flags: FIXED,
+      user_va: 0x7000_0000_0000n,
+      length: 1n << 30n,
+      iova: 0x4000_0000n,
+    });
+    assert.equal(hole.ret, -Errno.EFAULT);
+    assert.equal(pins, 0);
+    // Within the limit, maps still pin.
+    assert.equal(t.map(16), 0);
+    assert.ok(pins > 0);
+  });
+
   it('per user: processes of one uid share one budget', () => {
     const emu = createEmulator();
     const a = emu.spawn({ uid: 1000, memlockLimit: 16n * 4096n });

@@ -22,12 +22,30 @@ export interface AccountOwner {
 export class Accounting {
   /** user->locked_vm, in pages. */
   readonly lockedVmByUser = new Map<number, bigint>();
-  /** mm->locked_vm, in pages. */
+  /** mm->locked_vm, in pages (VmLck of /proc/<pid>/status). */
   readonly lockedVmByMm = new Map<MmId, bigint>();
+  /**
+   * mm->pinned_vm, in pages (VmPin): every page iommufd pins counts against its source mm,
+   * whatever the account mode, CAP_IPC_LOCK's 'none' included.
+   */
+  readonly pinnedVmByMm = new Map<MmId, bigint>();
+
+  /** Whether charging npages would exceed the owner's RLIMIT_MEMLOCK (no injection point). */
+  exceeds(mode: PagesAccountMode, owner: AccountOwner, npages: bigint): boolean {
+    if (mode === 'none' || npages === 0n) return false;
+    const table: Map<number | MmId, bigint> =
+      mode === 'user' ? this.lockedVmByUser : this.lockedVmByMm;
+    const cur = table.get(mode === 'user' ? owner.uid : owner.mm) ?? 0n;
+    return cur + npages > owner.memlockLimit >> PAGE_SHIFT;
+  }
 
   /** Charge npages; -ENOMEM when the owner's RLIMIT_MEMLOCK would be exceeded. */
   charge(mode: PagesAccountMode, owner: AccountOwner, npages: bigint): SyscallResult {
-    if (mode === 'none' || npages === 0n) return 0;
+    if (npages === 0n) return 0;
+    if (mode === 'none') {
+      addTo(this.pinnedVmByMm, owner.mm, npages);
+      return 0;
+    }
     if (shouldFail('account-pages')) return -Errno.ENOMEM;
     const limit = owner.memlockLimit >> PAGE_SHIFT;
     const table: Map<number | MmId, bigint> =
@@ -36,11 +54,14 @@ export class Accounting {
     const cur = table.get(key) ?? 0n;
     if (cur + npages > limit) return -Errno.ENOMEM;
     table.set(key, cur + npages);
+    addTo(this.pinnedVmByMm, owner.mm, npages);
     return 0;
   }
 
   uncharge(mode: PagesAccountMode, owner: AccountOwner, npages: bigint): void {
-    if (mode === 'none' || npages === 0n) return;
+    if (npages === 0n) return;
+    addTo(this.pinnedVmByMm, owner.mm, -npages);
+    if (mode === 'none') return;
     const table: Map<number | MmId, bigint> =
       mode === 'user' ? this.lockedVmByUser : this.lockedVmByMm;
     const key = mode === 'user' ? owner.uid : owner.mm;
@@ -57,4 +78,12 @@ export class Accounting {
     for (const v of this.lockedVmByMm.values()) sum += v;
     return sum;
   }
+}
+
+/** Adds delta to table[key], dropping the key at 0; a count below 0 is an accounting bug. */
+function addTo(table: Map<MmId, bigint>, key: MmId, delta: bigint): void {
+  const left = (table.get(key) ?? 0n) + delta;
+  if (left < 0n) throw new Error(`pinned_vm underflow for ${key}`);
+  if (left === 0n) table.delete(key);
+  else table.set(key, left);
 }

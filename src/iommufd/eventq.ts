@@ -47,6 +47,15 @@ export abstract class IommufdEventq extends IommufdObject {
   poll(): number {
     return this.hasRecords ? POLLIN | POLLRDNORM : 0;
   }
+
+  /**
+   * iommufd_object_abort_and_destroy() of a queue never published: its file goes first (its
+   * release drops the references eventqInit() took), then the queue.
+   */
+  abort(): void {
+    eventqPutFile(this);
+    this.destroy();
+  }
 }
 
 /** iommufd_eventq_fops_release(): the fd's references on the object and the context go. */

@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { CAP_SYS_RAWIO } from '../host/credentials.ts';
 import type { SimProcess } from '../host/sim-process.ts';
 import { createEmulator } from '../index.ts';
+import type { EmuEvent } from '../trace/events.ts';
 import { Errno } from '../uapi/errno.ts';
 import * as ioctl from '../uapi/ioctl.ts';
 import * as u from '../uapi/iommufd.ts';
@@ -164,6 +165,48 @@ describe('IOMMU_IOAS_NOIOMMU_GET_PA checks, in the kernel order', () => {
     );
     assert.equal(t.getPa(0x10000n, 1n).ret, -Errno.EOPNOTSUPP);
     t.proc.exit();
+    assert.deepEqual(t.emu.kernel.leaks(), []);
+  });
+});
+
+describe('a no-IOMMU device that DMAs over its own page table', () => {
+  it('is reported as kernel memory corruption; GET_PA and release keep working', () => {
+    const t = setup();
+    const events: EmuEvent[] = [];
+    t.emu.kernel.events.subscribe((e) => events.push(e));
+    const va = t.proc.alloc(4n * u.PAGE_SIZE);
+    assert.equal(t.map(va, 4n * u.PAGE_SIZE, 0x100000n), 0);
+    const before = t.getPa(0x100000n, u.PAGE_SIZE);
+    assert.equal(before.ret, 0);
+    const phys = t.emu.kernel.machine.phys;
+    const dev = t.emu.kernel.machine.devices.get('0000:00:06.0')!;
+    // The device writes zeros over every I/O page-table page (its table lives in RAM).
+    let smashed = 0;
+    for (let pfn = 256n; pfn < 1n << 20n && smashed < 64; pfn++) {
+      if (phys.frameState(pfn) !== 'page-table') continue;
+      assert.ok(dev.dma.write(pfn << 12n, new Uint8Array(Number(u.PAGE_SIZE))));
+      smashed++;
+    }
+    assert.ok(smashed > 0);
+    const unsafe = events.filter((e) => e.kind === 'unsafe-dma');
+    assert.ok(unsafe.length > 0 && unsafe.every((e) => e.kind === 'unsafe-dma' && e.corrupts));
+    assert.ok(
+      events.some(
+        (e) => e.kind === 'log' && e.level === 'error' && /kernel memory corrupted/.test(e.message),
+      ),
+    );
+    assert.equal((t.emu.kernel.tainted >> 5) & 1, 1, 'tainted B');
+    // The kernel reads its own copy of the table (decision 200): GET_PA answers as before, and
+    // it is no emulator bug.
+    const after = t.getPa(0x100000n, u.PAGE_SIZE);
+    assert.deepEqual([after.ret, after.out.out_phys], [0, before.out.out_phys]);
+    assert.equal(
+      events.filter((e) => e.kind === 'log' && e.level === 'bug').length,
+      0,
+      'an emulator bug',
+    );
+    t.proc.close(t.devfd);
+    t.proc.close(t.fd);
     assert.deepEqual(t.emu.kernel.leaks(), []);
   });
 });

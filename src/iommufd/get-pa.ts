@@ -22,7 +22,9 @@ export function areaGetPhys(
   const domain = area.storageDomain as IommuDomain | undefined;
   if (domain === undefined || !isNoiommuDomain(domain)) return -Errno.EOPNOTSUPP;
   const phys = domain.iovaToPhys(iova);
-  if (phys === undefined) throw new Error(`no-IOMMU domain lost iova 0x${iova.toString(16)}`);
+  // Mapped by the area but not in the table: only an unsafe DMA over the table can do that (it
+  // was reported as corruption then). The table is what the kernel would read: nothing there.
+  if (phys === undefined) return -Errno.ENOENT;
   const firstChunk = PAGE_SIZE - (iova % PAGE_SIZE);
   const toAreaEnd = area.last - iova + 1n;
   let length = firstChunk < toAreaEnd ? firstChunk : toAreaEnd;

@@ -48,6 +48,7 @@ import { ioptReadAndClearDirty, ioptSetDirtyTracking } from './iopt-dirty.ts';
 import type { IommufdCtx, Ucmd } from './main.ts';
 import { IommufdObject } from './object.ts';
 import { hwptPasidCompat, pasidHwPagetableAttach, pasidHwPagetableDetach } from './pasid-attach.ts';
+import { deviceIommuInstance, IommufdViommu } from './viommu.ts';
 
 export type { IommuDomain } from '../iommu/iommu.ts';
 
@@ -138,17 +139,26 @@ export class HwptPaging extends HwPagetable {
 export class HwptNested extends HwPagetable {
   readonly type = 'hwpt-nested';
   readonly parent: HwptPaging;
+  /** The vIOMMU it was allocated through, which it holds instead of the parent. */
+  readonly viommu: IommufdViommu | undefined;
   domain: IommuNestedDomain | undefined;
 
-  constructor(ictx: IommufdCtx, parent: HwptPaging, flags: number) {
+  constructor(
+    ictx: IommufdCtx,
+    parent: HwptPaging,
+    flags: number,
+    viommu: IommufdViommu | undefined,
+  ) {
     super(ictx, flags);
     this.parent = parent;
+    this.viommu = viommu;
   }
 
   /** iommufd_hwpt_nested_destroy(). */
   destroy(): void {
     this.releaseDomainAndFault();
-    this.parent.users.dec();
+    if (this.viommu !== undefined) this.viommu.users.dec();
+    else this.parent.users.dec();
   }
 
   describe(): string {
@@ -340,7 +350,7 @@ function iommufdHwptNestedAlloc(
   if (flags & ~nestedFlags || !userData.len || ops.domainAllocNested === undefined)
     return -Errno.EOPNOTSUPP;
   if (parent.autoDomain || !parent.nestParent || parent.domain!.owner !== ops) return -Errno.EINVAL;
-  const hwpt = ictx.allocObject(new HwptNested(ictx, parent, flags));
+  const hwpt = ictx.allocObject(new HwptNested(ictx, parent, flags, undefined));
   if (typeof hwpt === 'number') return hwpt;
   // Pairs with the release in destroy().
   parent.users.inc();
@@ -359,8 +369,34 @@ function iommufdHwptNestedAlloc(
 }
 
 /**
- * IOMMU_HWPT_ALLOC (iommufd_hwpt_alloc): pt_id names an IOAS (a paging HWPT) or a paging HWPT
- * (a nested one on it). __reserved2 is not checked (decision 160). The device only picks the
+ * iommufd_viommu_alloc_hwpt_nested(): a nested HWPT of `viommu`'s driver on its parent.
+ * EOPNOTSUPP for flags other than FAULT_ID_VALID and PASID, no data, or a vIOMMU that cannot.
+ */
+function viommuAllocHwptNested(
+  viommu: IommufdViommu,
+  flags: number,
+  userData: IommuUserData,
+): HwptNested | number {
+  const ictx = viommu.ictx;
+  if (flags & ~(IOMMU_HWPT_FAULT_ID_VALID | IOMMU_HWPT_ALLOC_PASID)) return -Errno.EOPNOTSUPP;
+  if (!userData.len) return -Errno.EOPNOTSUPP;
+  const alloc = viommu.ops?.allocDomainNested;
+  if (alloc === undefined) return -Errno.EOPNOTSUPP;
+  const hwpt = ictx.allocObject(new HwptNested(ictx, viommu.hwpt, flags, viommu));
+  if (typeof hwpt === 'number') return hwpt;
+  viommu.users.inc();
+  const domain = alloc(viommu, flags & ~IOMMU_HWPT_FAULT_ID_VALID, userData);
+  if (typeof domain === 'number') {
+    ictx.abortAndDestroy(hwpt);
+    return domain;
+  }
+  hwpt.domain = domain;
+  return hwpt;
+}
+
+/**
+ * IOMMU_HWPT_ALLOC (iommufd_hwpt_alloc): pt_id names an IOAS (a paging HWPT), a paging HWPT (a
+ * nested one on it) or a vIOMMU (a nested one of the vIOMMU, for a device behind its IOMMU). __reserved2 is not checked (decision 160). The device only picks the
  * driver: the new HWPT is not attached to it.
  */
 export function iommufdHwptAlloc(ucmd: Ucmd<typeof iommuHwptAlloc.fields>): SyscallResult {
@@ -392,6 +428,11 @@ export function iommufdHwptAlloc(ucmd: Ucmd<typeof iommuHwptAlloc.fields>): Sysc
     hwpt = iommufdHwptPagingAlloc(ictx, ptObj as Ioas, idev, cmd.flags, false, data);
   } else if (ptObj.type === 'hwpt-paging') {
     hwpt = iommufdHwptNestedAlloc(ictx, ptObj as HwptPaging, idev, cmd.flags, userData);
+  } else if (ptObj.type === 'viommu') {
+    const viommu = ptObj as IommufdViommu;
+    const instance = deviceIommuInstance(idev);
+    if (instance === undefined || instance !== viommu.iommuInstance) return -Errno.EINVAL;
+    hwpt = viommuAllocHwptNested(viommu, cmd.flags, userData);
   } else {
     return -Errno.EINVAL;
   }
@@ -536,8 +577,10 @@ function hwptInvalidate(
     const invalidate = obj.domain!.cacheInvalidateUser;
     if (invalidate === undefined) return { rc: -Errno.EOPNOTSUPP, done: 0 };
     rc = invalidate.call(obj.domain, array);
-  } else if (obj.type === 'viommu') {
-    throw new Error('vIOMMU objects cannot exist yet');
+  } else if (obj instanceof IommufdViommu) {
+    const invalidate = obj.ops?.cacheInvalidate;
+    if (invalidate === undefined) return { rc: -Errno.EOPNOTSUPP, done: 0 };
+    rc = invalidate(obj, array);
   } else {
     return { rc: -Errno.EINVAL, done: 0 };
   }

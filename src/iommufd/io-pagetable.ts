@@ -44,6 +44,10 @@ export class IoptArea implements AreaPagesRange {
   pages: IoptPages | undefined;
   /** The domain holding the pinned PFNs, the first one the area was mapped into. */
   storageDomain: IoptDomain | undefined;
+  /** Pins in-kernel accesses hold on this area's pages (iommufd_access_pin_pages). */
+  numAccesses = 0;
+  /** Set by an unmap waiting for the accesses to let go: no new access may pin or read it. */
+  preventAccess = false;
 
   constructor(iova: bigint, length: bigint, prot: IommuProt, startByte: bigint) {
     this.iova = iova;
@@ -97,6 +101,23 @@ function minPageSize(pgsizeBitmap: bigint): bigint {
   return lowestSetBit(pgsizeBitmap);
 }
 
+/**
+ * An in-kernel access attached to the IOAS (struct iommufd_access, as the iopt sees it): the IOVA
+ * alignment it needs, and its driver's unmap callback, which must drop every pin it holds in the
+ * range before returning.
+ */
+export interface IoptAccess {
+  readonly iovaAlignment: bigint;
+  /** iommufd_access_notify_unmap() for this access; false if it is being destroyed (skipped). */
+  notifyUnmap(iova: bigint, length: bigint): void;
+}
+
+/** Accesses one IOAS may have attached (xa_limit_16b). */
+const ACCESS_LIST_MAX = 0xffff;
+
+/** Unmap rounds that find an area still pinned before giving up (a driver ignoring unmap). */
+const UNMAP_NOTIFY_TRIES = 100;
+
 /** What an io_pagetable needs from the machine: pinning and RLIMIT_MEMLOCK accounting. */
 export interface IoptEnv {
   readonly pinner: PagePinner;
@@ -109,6 +130,8 @@ export class IoPagetable {
   readonly allowed = new IntervalTree<null>();
   /** Attached domains; domains[0] is where areas first store their PFNs. */
   readonly domains: IoptDomain[] = [];
+  /** Attached in-kernel accesses (the kernel's access_list). */
+  readonly accesses: IoptAccess[] = [];
   /** Alignment required of IOVA, length and in-page offset: 1 until a domain needs more. */
   iovaAlignment = 1n;
   disableLargePages = false;
@@ -329,6 +352,8 @@ export class IoPagetable {
   private unmapRange(start: bigint, last: bigint, unmapped: Ref<bigint>): SyscallResult {
     let bytes = 0n;
     let rc: SyscallResult = 0;
+    let tries = 0;
+    let lastTried: IoptArea | undefined;
     for (;;) {
       const area = this.areas.iterFirst(start, last);
       if (area === undefined) break;
@@ -339,6 +364,18 @@ export class IoPagetable {
       if (area.iova < start || area.last > last) {
         rc = -Errno.ENOENT;
         break;
+      }
+      if (area !== lastTried) tries = 0;
+      // Accesses pin this area: ask them all to let go of it, then look again.
+      if (area.numAccesses > 0) {
+        area.preventAccess = true;
+        lastTried = area;
+        this.notifyAccessesOfUnmap(area.iova, area.length);
+        if (++tries > UNMAP_NOTIFY_TRIES) {
+          rc = -Errno.EDEADLK;
+          break;
+        }
+        continue;
       }
       const pages = area.pages;
       area.pages = undefined;
@@ -405,6 +442,8 @@ export class IoPagetable {
     // The two iopt_area_alloc()s.
     if (shouldFail('kmalloc')) return -Errno.ENOMEM;
     if (shouldFail('kmalloc')) return -Errno.ENOMEM;
+    // Access pins are recorded per area range and could not follow the pieces.
+    if (area.numAccesses > 0) return -Errno.EINVAL;
     // A domain may hold huge IOPTEs for it: those cannot be split.
     if (area.storageDomain !== undefined && !this.disableLargePages) return -Errno.EINVAL;
 
@@ -641,19 +680,48 @@ export class IoPagetable {
     this.calculateIovaAlignment();
   }
 
-  /** iopt_calculate_iova_alignment(): recompute after a domain or access leaves. */
+  /** iopt_calculate_iova_alignment(): recompute after a domain or access comes or leaves. */
   private calculateIovaAlignment(): SyscallResult {
     let alignment = this.disableLargePages ? PAGE_SIZE : 1n;
     for (const domain of this.domains) {
       const minPage = minPageSize(domain.pgsizeBitmap);
       if (minPage > alignment) alignment = minPage;
     }
+    for (const access of this.accesses)
+      if (access.iovaAlignment > alignment) alignment = access.iovaAlignment;
     if (alignment > this.iovaAlignment) {
       const rc = this.checkIovaAlignment(alignment);
       if (rc) return rc;
     }
     this.iovaAlignment = alignment;
     return 0;
+  }
+
+  /**
+   * iopt_add_access(): the access's alignment joins the table's; an area that does not meet it
+   * makes the attach fail with EADDRINUSE.
+   */
+  addAccess(access: IoptAccess): SyscallResult {
+    // xa_alloc() into the access list.
+    if (shouldFail('kmalloc')) return -Errno.ENOMEM;
+    if (this.accesses.length >= ACCESS_LIST_MAX) return -Errno.EBUSY;
+    this.accesses.push(access);
+    const rc = this.calculateIovaAlignment();
+    if (rc) this.accesses.pop();
+    return rc;
+  }
+
+  /** iopt_remove_access(). */
+  removeAccess(access: IoptAccess): void {
+    const index = this.accesses.indexOf(access);
+    if (index < 0) throw new Error('removeAccess of an access that is not attached');
+    this.accesses.splice(index, 1);
+    this.calculateIovaAlignment();
+  }
+
+  /** iommufd_access_notify_unmap(): every access drops its pins inside the range. */
+  private notifyAccessesOfUnmap(iova: bigint, length: bigint): void {
+    for (const access of [...this.accesses]) access.notifyUnmap(iova, length);
   }
 
   /** iopt_disable_large_pages(): refused once domains hold mappings. */
@@ -676,7 +744,7 @@ export class IoPagetable {
     for (const node of [...this.allowed.iter()]) this.allowed.remove(node);
     // Ranges reserved with no owner (the test interface's ADD_RESERVED) go with the table.
     this.removeReservedIova(null);
-    if (this.areas.size || this.domains.length || this.reserved.size) {
+    if (this.areas.size || this.domains.length || this.reserved.size || this.accesses.length) {
       throw new Error('io_pagetable destroyed while still in use');
     }
   }

@@ -323,8 +323,13 @@ export function iommufdIoasChangeProcess(
 
     // Uncharge the old owners and move every pages object to the caller (change_mm()).
     for (const pages of pagesList) {
-      if (moving.includes(pages))
+      if (moving.includes(pages)) {
         accounting.uncharge(pages.accountMode, pages.owner, pages.npinned);
+      } else if (pages.accountMode === 'none' && pages.owner.mm !== now.mm) {
+        // Uncharged pages still count in pinned_vm: it moves with them (decision 133).
+        accounting.uncharge('none', pages.owner, pages.npinned);
+        accounting.charge('none', now, pages.npinned);
+      }
       pages.owner = now;
       // A memfd's pages stay the file's; only the accounting moves.
       if (pages.filePages === undefined) pages.memory = task.memory;

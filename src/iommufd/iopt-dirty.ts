@@ -7,6 +7,7 @@
 import type { Task } from '../host/task.ts';
 import type { IommuDomain } from '../iommu/iommu.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
+import { PAGE_SIZE } from '../uapi/iommufd.ts';
 import type { IoPagetable } from './io-pagetable.ts';
 
 /** Calls `fn` on the part of each area inside [iova, last], lowest first. */
@@ -57,8 +58,10 @@ export interface DirtyBitmap {
 
 /**
  * iommu_read_and_clear_dirty() over the areas of [iova, iova+length): each dirty range the
- * domain reports sets the bits of the granules it touches, ORed into the caller's bitmap (which
- * iova_bitmap pins and sets bits in, in place: a bad bitmap is EFAULT before anything is read).
+ * domain reports sets the bits of the granules it touches, ORed into the caller's bitmap in
+ * place. As 7.3's iova_bitmap, the bitmap's pages are pinned for write only when a bit is to be
+ * set there, and a bit whose page cannot be pinned (unmapped, read-only) is dropped: the call
+ * succeeds all the same, with the IOPTEs read (and cleared) as usual.
  */
 export function ioptReadAndClearDirty(
   task: Task,
@@ -69,11 +72,6 @@ export function ioptReadAndClearDirty(
 ): SyscallResult {
   const ops = domain.dirtyOps;
   if (ops === undefined) return -Errno.EOPNOTSUPP;
-  // iova_bitmap_alloc() and its pinning of the user's bitmap come before any IOPTE is read:
-  // a bitmap that is not all writable memory is EFAULT with nothing cleared.
-  const nbits = (bitmap.length + bitmap.pageSize - 1n) / bitmap.pageSize;
-  const nbytes = ((nbits + 63n) / 64n) * 8n;
-  if (!userWritable(task, bitmap.data, nbytes)) return -Errno.EFAULT;
   const touched = new Map<bigint, number>();
   const record = (iova: bigint, length: bigint): void => {
     const first = (iova - bitmap.iova) / bitmap.pageSize;
@@ -89,23 +87,23 @@ export function ioptReadAndClearDirty(
   );
   if (rc) return rc;
   // Set the bits in place; the bytes around them keep what userspace had.
+  const writable = new Map<bigint, boolean>();
   for (const [byte, mask] of touched) {
     const at = bitmap.data + byte;
+    const page = at / PAGE_SIZE;
+    let ok = writable.get(page);
+    if (ok === undefined) {
+      ok = userWritable(task, at);
+      writable.set(page, ok);
+    }
+    if (!ok) continue;
     const cur = task.memory.read(at, 1);
-    if (cur === undefined || !task.memory.write(at, Uint8Array.of(cur[0]! | mask)))
-      return -Errno.EFAULT;
+    if (cur !== undefined) task.memory.write(at, Uint8Array.of(cur[0]! | mask));
   }
   return 0;
 }
 
-/** Every byte of [addr, addr+length) is in a writable mapping of the caller (pin for write). */
-function userWritable(task: Task, addr: bigint, length: bigint): boolean {
-  let at = addr;
-  const end = addr + length;
-  while (at < end) {
-    const vma = task.memory.vma(at);
-    if (vma === undefined || !vma.writable) return false;
-    at = vma.end;
-  }
-  return true;
+/** The byte at addr is in a writable mapping of the caller (pin_user_pages_fast(FOLL_WRITE)). */
+function userWritable(task: Task, addr: bigint): boolean {
+  return task.memory.vma(addr)?.writable === true;
 }

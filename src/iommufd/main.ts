@@ -5,15 +5,16 @@
  */
 import { shouldFail } from '../fault/fault.ts';
 import type { CharDevNode } from '../host/devfs.ts';
-import { File, type FileOperations, S_IFCHR } from '../host/file.ts';
+import { File, type FileOperations, type MaybeBlocked, S_IFCHR } from '../host/file.ts';
 import type { Task } from '../host/task.ts';
-import { checkZeroedUser, copyFromUser, copyToUser, getUser } from '../host/uaccess.ts';
+import { checkZeroedUserThen, copyFromUser, copyToUser, getUser } from '../host/uaccess.ts';
 import type { MockBus } from '../iommu/mock-driver.ts';
 import type { EventBus } from '../trace/events.ts';
 import { IOMMUFD, type IommufdCommand } from '../uapi/commands.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import { IO, IOMMUFD_CMD_BASE, IOMMUFD_TYPE, IommufdCmd, iocNr } from '../uapi/ioctl.ts';
 import * as uapi from '../uapi/iommufd.ts';
+import { PAGE_SIZE } from '../uapi/iommufd.ts';
 import { IOMMUFD_TEST_MEMORY_LIMIT_DEFAULT } from '../uapi/iommufd-test.ts';
 import {
   type Decoded,
@@ -95,6 +96,10 @@ export class IommufdSubsystem {
     const charged = this.accounting.total();
     if (charged !== 0n && this.contexts.size === 0)
       out.push(`${charged} pages still charged to RLIMIT_MEMLOCK`);
+    let pinnedVm = 0n;
+    for (const pages of this.accounting.pinnedVmByMm.values()) pinnedVm += pages;
+    if (pinnedVm !== 0n && this.contexts.size === 0)
+      out.push(`${pinnedVm} pages still counted in pinned_vm`);
     return out;
   }
 
@@ -152,12 +157,22 @@ export class IommufdCtx {
    * container then offers only VFIO_NOIOMMU_IOMMU and gets no compat IOAS.
    */
   noIommuMode = false;
+  /**
+   * mt_mmap: regions a driver lets userspace mmap() through this file, by offset (from one page
+   * up, lowest free range first), each with the object that owns it.
+   */
+  readonly mmaps = new Map<bigint, MmapRegion>();
   /** igroups by iommu_group id (no-IOMMU placeholders are never here). */
   readonly groups = new Map<number, IommufdGroup>();
   /** Published and reserved objects by id. */
   private readonly objects = new Map<number, IommufdObject>();
   /** Ids below `nextId` that are free again, ascending: the lowest is handed out first. */
   private readonly freeIds: number[] = [];
+  /**
+   * Ids of objects the kernel destroyed behind userspace's back (a vDEVICE whose device went):
+   * never handed out again, IOMMU_DESTROY finds nothing there, until the context is released.
+   */
+  private readonly tombstones = new Set<number>();
   private nextId = 1;
 
   constructor(subsystem: IommufdSubsystem, accountMode: AccountMode) {
@@ -187,7 +202,8 @@ export class IommufdCtx {
     const id = this.freeIds[0] ?? this.nextId;
     if (id > ID_MAX) return -Errno.EBUSY;
     // xa_alloc(): the nodes storing the id may need allocating (docs/fault-injection.md).
-    if (!xaAllocNodes(xaNodesToStore([...this.objects.keys()], id))) return -Errno.ENOMEM;
+    const used = [...this.objects.keys(), ...this.tombstones];
+    if (!xaAllocNodes(xaNodesToStore(used, id))) return -Errno.ENOMEM;
     if (id === this.nextId) this.nextId++;
     else this.freeIds.shift();
     obj.id = id;
@@ -285,6 +301,48 @@ export class IommufdCtx {
     return 0;
   }
 
+  /**
+   * _iommufd_alloc_mmap(): a region of `bytes` (a whole number of pages) mmap() reaches at the
+   * offset returned: the lowest free range from one page up.
+   */
+  allocMmap(owner: IommufdObject, bytes: Uint8Array): bigint | number {
+    const length = BigInt(bytes.length);
+    if (length === 0n || length % PAGE_SIZE) return -Errno.EINVAL;
+    if (shouldFail('kmalloc')) return -Errno.ENOMEM;
+    let start = PAGE_SIZE;
+    for (const region of [...this.mmaps.values()].sort((a, b) => (a.offset < b.offset ? -1 : 1))) {
+      if (start + length <= region.offset) break;
+      if (region.offset + region.length > start) start = region.offset + region.length;
+    }
+    this.mmaps.set(start, { owner, offset: start, length, bytes });
+    return start;
+  }
+
+  /** _iommufd_destroy_mmap(). */
+  destroyMmap(owner: IommufdObject, offset: bigint): void {
+    const region = this.mmaps.get(offset);
+    if (region?.owner !== owner)
+      throw new Error(`mmap region ${offset} is not ${owner.describe()}'s`);
+    this.mmaps.delete(offset);
+  }
+
+  /**
+   * iommufd_object_tombstone_user(): destroy `obj`, on which the caller holds a users reference,
+   * and keep its id taken. EBUSY (and the object stays, for the release to free) if someone
+   * else still holds it.
+   */
+  tombstone(obj: IommufdObject): SyscallResult {
+    if (this.objects.get(obj.id) !== obj) throw new Error(`tombstone of a stray ${obj.describe()}`);
+    obj.users.dec();
+    if (!obj.users.decIfOne()) return -Errno.EBUSY;
+    this.objects.delete(obj.id);
+    this.tombstones.add(obj.id);
+    if (!obj.shorttermUsers.decAndTest())
+      throw new Error(`destroy with short-term users: ${obj.describe()}`);
+    obj.destroy();
+    return 0;
+  }
+
   private releaseId(id: number): void {
     this.objects.delete(id);
     // Keep freeIds sorted so the lowest free id is reused first, like xa_alloc.
@@ -329,6 +387,7 @@ export class IommufdCtx {
       }
     }
     this.freeIds.length = 0;
+    this.tombstones.clear();
     this.nextId = 1;
     if (this.groups.size !== 0) {
       const line = `iommufd context released with ${this.groups.size} igroups still referenced`;
@@ -337,6 +396,14 @@ export class IommufdCtx {
     }
     this.subsystem.contexts.delete(this);
   }
+}
+
+/** struct iommufd_mmap: a region of a driver's memory userspace maps through the iommufd. */
+export interface MmapRegion {
+  readonly owner: IommufdObject;
+  readonly offset: bigint;
+  readonly length: bigint;
+  readonly bytes: Uint8Array;
 }
 
 /**
@@ -409,12 +476,12 @@ export class Ucmd<F extends FieldTable> {
 interface IoctlOp {
   readonly command: IommufdCommand;
   readonly spec: StructSpec<FieldTable>;
-  readonly execute: (ucmd: Ucmd<FieldTable>) => SyscallResult;
+  readonly execute: (ucmd: Ucmd<FieldTable>) => MaybeBlocked;
 }
 
 function ioctlOp<F extends FieldTable>(
   command: IommufdCommand<F>,
-  execute: (ucmd: Ucmd<F>) => SyscallResult,
+  execute: (ucmd: Ucmd<F>) => MaybeBlocked,
 ): IoctlOp {
   return { command, spec: command.spec, execute } as unknown as IoctlOp;
 }
@@ -486,12 +553,7 @@ export const iommufdIoctlCommands: readonly IommufdCommand[] = [
 const LAST_CMD = IommufdCmd.IOAS_NOIOMMU_GET_PA;
 
 /** iommufd_fops_ioctl(). */
-export function iommufdIoctl(
-  ictx: IommufdCtx,
-  task: Task,
-  cmd: number,
-  arg: bigint,
-): SyscallResult {
+export function iommufdIoctl(ictx: IommufdCtx, task: Task, cmd: number, arg: bigint): MaybeBlocked {
   const nr = iocNr(cmd);
   const testInterface = ictx.subsystem.mockBus !== undefined;
   const last = testInterface ? IommufdCmd.TEST : LAST_CMD;
@@ -500,7 +562,9 @@ export function iommufdIoctl(
   // get_user(): not an injection point.
   const sizeBytes = getUser(task, arg, 4);
   if (sizeBytes === undefined) return -Errno.EFAULT;
-  const userSize = new DataView(sizeBytes.buffer, sizeBytes.byteOffset, 4).getUint32(0, true);
+  // Little-endian u32, read without a DataView (which would move the fresh array off-heap).
+  const userSize =
+    (sizeBytes[0]! | (sizeBytes[1]! << 8) | (sizeBytes[2]! << 16) | (sizeBytes[3]! << 24)) >>> 0;
 
   const op = testInterface && nr === IommufdCmd.TEST ? testOp : ioctlOps.get(nr);
   // A hole in the table, or a number with direction/size bits or another type: -ENOIOCTLCMD.
@@ -508,25 +572,71 @@ export function iommufdIoctl(
   if (userSize < op.spec.minSize) return -Errno.EINVAL;
 
   // copy_struct_from_user(): reject a non-zero tail beyond what we know, zero-extend a short one.
+  // The tail may be gigabytes (size is a u32): other clients run while it is checked.
   const ksize = op.spec.size;
-  if (userSize > ksize) {
-    const zeroed = checkZeroedUser(task, arg + BigInt(ksize), userSize - ksize);
+  const copyStruct = (): MaybeBlocked => {
+    const copied = copyFromUser(task, arg, Math.min(userSize, ksize));
+    if (copied === undefined) return -Errno.EFAULT;
+    const buf = new Uint8Array(ksize);
+    buf.set(copied);
+    const ucmd = new Ucmd(ictx, task, arg, userSize, op.spec, buf);
+    return op.execute(ucmd);
+  };
+  if (userSize <= ksize) return copyStruct();
+  return checkZeroedUserThen(task, arg + BigInt(ksize), userSize - ksize, (zeroed) => {
     if (zeroed === undefined) return -Errno.EFAULT;
     if (zeroed === 0) return -Errno.E2BIG;
-  }
-  const copied = copyFromUser(task, arg, Math.min(userSize, ksize));
-  if (copied === undefined) return -Errno.EFAULT;
-  const buf = new Uint8Array(ksize);
-  buf.set(copied);
+    return copyStruct();
+  });
+}
 
-  const ucmd = new Ucmd(ictx, task, arg, userSize, op.spec, buf);
-  return op.execute(ucmd);
+const PROT_EXEC = 0x4;
+const MAP_SHARED = 0x1;
+const MAP_SHARED_VALIDATE = 0x3;
+
+/** The region holding [pos, pos + length) of the file's mmap offsets, if one does. */
+function mmapRegionAt(ictx: IommufdCtx, pos: bigint, length: number): MmapRegion | undefined {
+  for (const region of ictx.mmaps.values()) {
+    if (pos >= region.offset && pos + BigInt(length) <= region.offset + region.length)
+      return region;
+  }
+  return undefined;
 }
 
 export const iommufdFops: FileOperations = {
   name: 'iommufd',
   ioctl(file, task, cmd, arg) {
     return iommufdIoctl(file.privateData as IommufdCtx, task, cmd, arg);
+  },
+  /**
+   * iommufd_fops_mmap(): exactly a region a driver allocated (a vIOMMU's page), by its offset
+   * and length (ENXIO otherwise), shared (EINVAL) and not executable (EPERM). Its accesses are
+   * trapped and served from the region (decision 166).
+   */
+  mmap(file, _task, length, pgoff, how) {
+    const ictx = file.privateData as IommufdCtx;
+    // The VMA is whole pages.
+    const vmaLength = ((length + PAGE_SIZE - 1n) / PAGE_SIZE) * PAGE_SIZE;
+    const type = (how?.flags ?? MAP_SHARED) & 0xf;
+    if (type !== MAP_SHARED && type !== MAP_SHARED_VALIDATE) return -Errno.EINVAL;
+    if ((how?.prot ?? 0) & PROT_EXEC) return -Errno.EPERM;
+    const offset = pgoff * PAGE_SIZE;
+    const region = mmapRegionAt(ictx, offset, 1);
+    if (region === undefined || region.offset !== offset || region.length !== vmaLength)
+      return -Errno.ENXIO;
+    return { kind: 'trapped', regionOffset: offset };
+  },
+  mmioRead(file, _task, length, pos) {
+    const region = mmapRegionAt(file.privateData as IommufdCtx, pos, length);
+    if (region === undefined) return -Errno.EIO;
+    const at = Number(pos - region.offset);
+    return region.bytes.slice(at, at + length);
+  },
+  mmioWrite(file, _task, data, pos) {
+    const region = mmapRegionAt(file.privateData as IommufdCtx, pos, data.length);
+    if (region === undefined) return -Errno.EIO;
+    region.bytes.set(data, Number(pos - region.offset));
+    return data.length;
   },
   release(file) {
     (file.privateData as IommufdCtx).release();

@@ -45,6 +45,8 @@ export interface PinnedRun {
 /** pin_user_pages(FOLL_LONGTERM) on the simulated machine: gives each pinned page a frame. */
 export interface PagePinner {
   pin(mem: UserMemory, va: bigint, npages: bigint, write: boolean): PinnedRun[] | number;
+  /** -EFAULT if pin() of the range would find a hole or a protection in the way, else 0. */
+  faultOf(mem: UserMemory, va: bigint, npages: bigint, write: boolean): number;
   unpin(mem: UserMemory, va: bigint, npages: bigint): void;
   /**
    * The frame of a pinned page of address space `mm` (a process's, or a file's) and its pin
@@ -69,6 +71,15 @@ export type IoptPagesSource =
       /** A client's shmem/hugetlbfs file: its pages, by offset, are what gets pinned. */
       readonly pagesOf: FileMemory | undefined;
     };
+
+/**
+ * struct iopt_pages_access: pages an in-kernel access pinned, one record per exact index range
+ * (the kernel's access_itree), shared by every pin of that range. Its pages are pinned like a
+ * filled area's: once per pages object, whoever else holds them.
+ */
+export interface PagesAccess extends AreaPagesRange {
+  users: number;
+}
 
 /** enum iopt_address_type: what a pages object reads its PFNs from. */
 export type IoptAddressType = 'user' | 'file';
@@ -105,6 +116,11 @@ export class IoptPages {
    * a fifth of an area's heap (docs/performance.md).
    */
   #filled: Set<AreaPagesRange> | undefined;
+  /**
+   * Access pins by "start:last" page index (the kernel's access_itree); each is a filled range
+   * too. Made on first use, like #filled.
+   */
+  #accesses: Map<string, PagesAccess> | undefined;
 
   constructor(
     source: IoptPagesSource,
@@ -137,6 +153,26 @@ export class IoptPages {
   deleteFilledRange(range: AreaPagesRange): void {
     this.#filled?.delete(range);
     if (this.#filled?.size === 0) this.#filled = undefined;
+  }
+
+  /** The access record of exactly [start, last], if one is pinned. */
+  exactAccess(start: bigint, last: bigint): PagesAccess | undefined {
+    return this.#accesses?.get(`${start}:${last}`);
+  }
+
+  addAccessRange(access: PagesAccess): void {
+    this.#accesses ??= new Map();
+    this.#accesses.set(`${access.startIndex}:${access.lastIndex}`, access);
+  }
+
+  deleteAccessRange(access: PagesAccess): void {
+    this.#accesses?.delete(`${access.startIndex}:${access.lastIndex}`);
+    if (this.#accesses?.size === 0) this.#accesses = undefined;
+  }
+
+  /** Every access record, for the checker. */
+  get accessRanges(): readonly PagesAccess[] {
+    return this.#accesses === undefined ? [] : [...this.#accesses.values()];
   }
 
   get(): void {
@@ -291,10 +327,21 @@ export function ioptPagesPin(
   const npages = range.lastIndex - range.startIndex + 1n;
   const va = pages.uptr + range.startIndex * PAGE_SIZE;
   if (shouldFail('pin-pages')) return -Errno.ENOMEM;
+  const fresh = pages.uncoveredPages(range.startIndex, range.lastIndex, range);
+  if (accounting.exceeds(pages.accountMode, pages.owner, fresh)) {
+    // The kernel pins the whole range, then finds the limit exceeded and unpins it all. Same
+    // answer without pinning (a 1 GiB map by a task limited to 64 KiB fails at once): EFAULT
+    // for a hole, which the pin would have hit first, else the charge's ENOMEM.
+    const fault = pinner.faultOf(pages.memory, va, npages, pages.writable);
+    if (fault < 0) return fault;
+    // Charged anyway, so the injection point and the answer are the kernel's: it fails.
+    const rc = accounting.charge(pages.accountMode, pages.owner, fresh);
+    if (rc === 0) throw new Error('a charge over the memlock limit succeeded');
+    return rc;
+  }
   const runs = pinner.pin(pages.memory, va, npages, pages.writable);
   if (typeof runs === 'number') return runs;
   const segments = pages.segments(range.startIndex, range.lastIndex, range);
-  const fresh = pages.uncoveredPages(range.startIndex, range.lastIndex, range);
   const rc = accounting.charge(pages.accountMode, pages.owner, fresh);
   if (rc < 0) {
     pinner.unpin(pages.memory, va, npages);

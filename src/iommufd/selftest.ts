@@ -5,12 +5,11 @@
  * count of its own pages, reserved IOVA, dirty bits, the mock device's cache). The mock IOMMU
  * driver and bus are src/iommu/mock-driver.ts.
  *
- * Not built yet (the op answers EOPNOTSUPP, as an unknown op does): the access objects
- * (CREATE_ACCESS and the ops on its fd), TRIGGER_VEVENT (no vEVENT queues) and the dma-buf ops
- * (docs/decisions.md 100).
+ * The access objects are selftest-access.ts. Not built yet (the op answers EOPNOTSUPP, as an
+ * unknown op does): the dma-buf ops (docs/decisions.md 134).
  */
-import { fileMm } from '../host/file-memory.ts';
-import { copyFromUser, copyToUser } from '../host/uaccess.ts';
+import { shouldFail } from '../fault/fault.ts';
+import { copyFromUser } from '../host/uaccess.ts';
 import { IOMMU_NO_PASID } from '../iommu/iommu.ts';
 import {
   isMockDevice,
@@ -26,7 +25,12 @@ import {
   ULONG_MAX,
 } from '../uapi/iommufd.ts';
 import {
+  IOMMU_TEST_OP_ACCESS_PAGES,
+  IOMMU_TEST_OP_ACCESS_REPLACE_IOAS,
+  IOMMU_TEST_OP_ACCESS_RW,
   IOMMU_TEST_OP_ADD_RESERVED,
+  IOMMU_TEST_OP_CREATE_ACCESS,
+  IOMMU_TEST_OP_DESTROY_ACCESS_PAGES,
   IOMMU_TEST_OP_DEV_CHECK_CACHE,
   IOMMU_TEST_OP_DIRTY,
   IOMMU_TEST_OP_MD_CHECK_IOTLB,
@@ -41,8 +45,10 @@ import {
   IOMMU_TEST_OP_PASID_REPLACE,
   IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT,
   IOMMU_TEST_OP_TRIGGER_IOPF,
+  IOMMU_TEST_OP_TRIGGER_VEVENT,
+  IOMMU_VEVENTQ_TYPE_SELFTEST,
   IOMMUFD_TEST_MEMORY_LIMIT_MIN,
-  type iommuTestCmd,
+  iommuViommuEventSelftest,
   MOCK_DEV_CACHE_ID_MAX,
   MOCK_NESTED_DOMAIN_IOTLB_ID_MAX,
   MOCK_PAGE_SIZE,
@@ -57,14 +63,9 @@ import {
   testPasidAttach,
   testPasidCheck,
   testTriggerIopf,
+  testTriggerVevent,
 } from '../uapi/iommufd-test.ts';
-import {
-  type Decoded,
-  decodeStruct,
-  type FieldTable,
-  type StructSpec,
-  writeFields,
-} from '../uapi/struct.ts';
+import { writeFields } from '../uapi/struct.ts';
 import {
   type IommufdDevice,
   iommufdDeviceAttach,
@@ -76,8 +77,18 @@ import {
 import { reportDeviceFault } from './eventq.ts';
 import { HwPagetable, type HwptNested, type HwptPaging } from './hw-pagetable.ts';
 import type { Ioas } from './ioas.ts';
-import type { IommufdCtx, ObjectRef, Ucmd } from './main.ts';
+import type { IommufdCtx, ObjectRef } from './main.ts';
 import { IommufdObject } from './object.ts';
+import {
+  accessPages,
+  accessReplaceIoas,
+  accessRwOp,
+  createAccess,
+  destroyAccessPages,
+} from './selftest-access.ts';
+import { args, respond, type TestUcmd, userPage } from './selftest-cmd.ts';
+import { viommuReportEvent } from './veventq.ts';
+import type { IommufdViommu } from './viommu.ts';
 
 /** struct selftest_obj (TYPE_IDEV): the mock device, its binding, and the context it lives in. */
 export class SelftestObj extends IommufdObject {
@@ -108,25 +119,6 @@ export class SelftestObj extends IommufdObject {
   describe(): string {
     return `${super.describe()} ${this.mockDev.name}`;
   }
-}
-
-type TestUcmd = Ucmd<typeof iommuTestCmd.fields>;
-
-/** The op's union member, decoded from the bytes copied in. */
-function args<F extends FieldTable>(ucmd: TestUcmd, spec: StructSpec<F>): Decoded<F> {
-  return decodeStruct(spec, ucmd.raw);
-}
-
-/** iommufd_ucmd_respond() of the whole struct, with the op's outputs written in. */
-function respond<F extends FieldTable>(
-  ucmd: TestUcmd,
-  spec: StructSpec<F>,
-  out: Decoded<F>,
-): SyscallResult {
-  const bytes = new Uint8Array(ucmd.raw);
-  writeFields(spec, bytes, out);
-  const n = Math.min(ucmd.userSize, spec.size);
-  return copyToUser(ucmd.task, ucmd.ubuffer, bytes.subarray(0, n)) ? 0 : -Errno.EFAULT;
 }
 
 /** iommufd_test_mock_domain(): selftest object, mock device, bind, attach to cmd.id. */
@@ -182,16 +174,15 @@ function mockDomainReplace(ucmd: TestUcmd): SyscallResult {
 /** Reserved IOVA with no owner: it stays until the IOAS is destroyed. */
 const NO_OWNER = null;
 
-/** iommufd_test_add_reserved(). */
+/** iommufd_test_add_reserved(): an empty or wrapping range is refused before the IOAS lookup. */
 function addReserved(ucmd: TestUcmd): SyscallResult {
   const cmd = args(ucmd, testAddReserved);
+  if (cmd.length === 0n) return -Errno.EINVAL;
+  const last = cmd.start + cmd.length - 1n;
+  if (last > ULONG_MAX) return -Errno.EOVERFLOW;
   using held = ucmd.ictx.getObjectRef(cmd.id, 'ioas');
   if (held === undefined) return -Errno.ENOENT;
-  const ioas = held.obj as Ioas;
-  const last = (cmd.start + cmd.length - 1n) & ULONG_MAX;
-  // The kernel does not check the range; an empty or wrapped one reserves nothing here.
-  if (last < cmd.start) return 0;
-  return ioas.iopt.reserveIova(cmd.start, last, NO_OWNER);
+  return (held.obj as Ioas).iopt.reserveIova(cmd.start, last, NO_OWNER);
 }
 
 /** get_md_pagetable(): a paging HWPT whose domain is the mock driver's (else EINVAL). */
@@ -205,28 +196,6 @@ function withMockDomain(
   const hwpt = held.obj as HwptPaging;
   if (!(hwpt.domain instanceof MockDomain)) return -Errno.EINVAL;
   return fn(hwpt.domain, hwpt);
-}
-
-/**
- * The page at `va` of the caller as get_user_pages() sees it: EFAULT for a hole; else its frame
- * if pinned (undefined if not: no domain can hold it), and whether it is part of a huge page.
- */
-function userPage(
-  ucmd: TestUcmd,
-  va: bigint,
-): { pfn: bigint | undefined; pins: number; compound: boolean } | number {
-  const mem = ucmd.task.memory;
-  const vma = mem.vma(va);
-  if (vma === undefined) return -Errno.EFAULT;
-  // A shared mapping of a file reaches the file's pages, which MAP_FILE pins by offset.
-  const pinned =
-    vma.file === undefined
-      ? ucmd.ictx.subsystem.ioptEnv.pinner.lookup(mem.mm, va)
-      : ucmd.ictx.subsystem.ioptEnv.pinner.lookup(
-          fileMm(vma.file.id),
-          vma.file.offset + (va - vma.start),
-        );
-  return { pfn: pinned?.pfn, pins: pinned?.pins ?? 0, compound: vma.pageSize > PAGE_SIZE };
 }
 
 /** iommufd_test_md_check_pa(): every 2 KiB IOPTE of the range points at the user's page. */
@@ -262,34 +231,35 @@ function mdCheckRefs(ucmd: TestUcmd): SyscallResult {
   return 0;
 }
 
-/** The largest bitmap DIRTY copies in (bytes): a 64 GiB range in 2 KiB pages. */
-const DIRTY_BITMAP_MAX = 4n << 20n;
+/** The most IOPTEs one DIRTY marks: a bitmap of 16 MiB (the kernel's SZ_16M * BITS_PER_BYTE). */
+const DIRTY_BITS_MAX = (16n << 20n) * 8n;
 
 /**
- * iommufd_test_dirty(): mark dirty the IOPTE at iova + i * page_size for every bit i set in the
- * user's bitmap (length / page_size bits, whole bytes of them); out_nr_dirty counts the IOPTEs
- * that exist.
+ * iommufd_test_dirty(): mark dirty the IOPTE at iova + i * page_size for every bit i below
+ * length / page_size set in the user's bitmap; out_nr_dirty counts the bits set, whether or not
+ * an IOPTE is there.
  */
 function dirty(ucmd: TestUcmd): SyscallResult {
   const cmd = args(ucmd, testDirty);
   const pageSize = cmd.page_size;
   if (!pageSize || !cmd.length || cmd.iova % pageSize || cmd.length % pageSize || !cmd.uptr)
     return -Errno.EINVAL;
+  const max = cmd.length / pageSize;
+  if (max > DIRTY_BITS_MAX) return -Errno.EOVERFLOW;
   return withMockDomain(ucmd, cmd.id, (domain) => {
     if (!domain.dirtyTracking) return -Errno.EINVAL;
-    const max = cmd.length / pageSize;
-    // kvzalloc() of the bitmap; the emulator refuses what it would not want to hold either.
-    if (max / 8n > DIRTY_BITMAP_MAX) return -Errno.ENOMEM;
-    const bitmap = copyFromUser(ucmd.task, cmd.uptr, Number(max / 8n));
+    // kvzalloc() of the bitmap, then the copy of its whole bytes.
+    if (shouldFail('kmalloc')) return -Errno.ENOMEM;
+    const bitmap = copyFromUser(ucmd.task, cmd.uptr, Number((max + 7n) / 8n));
     if (bitmap === undefined) return -Errno.EFAULT;
     let count = 0n;
     for (let byte = 0; byte < bitmap.length; byte++) {
       if (bitmap[byte] === 0) continue;
       for (let bit = 0; bit < 8; bit++) {
-        if (!(bitmap[byte]! & (1 << bit))) continue;
-        const pte = domain.pte(cmd.iova + BigInt(byte * 8 + bit) * pageSize);
-        if (pte === undefined) continue;
-        pte.dirty = true;
+        const i = BigInt(byte * 8 + bit);
+        if (i >= max || !(bitmap[byte]! & (1 << bit))) continue;
+        const pte = domain.pte(cmd.iova + i * pageSize);
+        if (pte !== undefined) pte.leaf.dirty = true;
         count++;
       }
     }
@@ -347,6 +317,26 @@ function triggerIopf(ucmd: TestUcmd): SyscallResult {
     addr: cmd.addr,
   });
   return 0;
+}
+
+/**
+ * iommufd_test_trigger_vevent(): the mock device (a DEVICE object: ENOENT) reports an event
+ * {virt_id} to the vIOMMU of the nested HWPT it is attached to, with the virt_id its vDEVICE had
+ * when it attached: ENOENT if it is attached to none or that virt_id is 0; EOPNOTSUPP if the
+ * vIOMMU has no vEVENTQ of IOMMU_VEVENTQ_TYPE_SELFTEST.
+ */
+function triggerVevent(ucmd: TestUcmd): SyscallResult {
+  const cmd = args(ucmd, testTriggerVevent);
+  using held = ucmd.ictx.getObjectRef(cmd.dev_id, 'device');
+  if (held === undefined) return -Errno.ENOENT;
+  const dev = (held.obj as IommufdDevice).dev;
+  // A device of another driver has no mock state: nothing it could report (decision 165).
+  if (!isMockDevice(dev)) return -Errno.ENOENT;
+  const viommu = dev.viommu as IommufdViommu | undefined;
+  if (viommu === undefined || dev.vdevId === 0n) return -Errno.ENOENT;
+  const event = new Uint8Array(iommuViommuEventSelftest.size);
+  writeFields(iommuViommuEventSelftest, event, { virt_id: Number(dev.vdevId & 0xffffffffn) });
+  return viommuReportEvent(viommu, IOMMU_VEVENTQ_TYPE_SELFTEST, event);
 }
 
 /** iommufd_test_get_selftest_obj(): cmd.id names the selftest object of a mock device. */
@@ -437,14 +427,26 @@ export function iommufdTest(ucmd: TestUcmd): SyscallResult {
       return mdCheckRefs(ucmd);
     case IOMMU_TEST_OP_MD_CHECK_IOTLB:
       return mdCheckIotlb(ucmd);
+    case IOMMU_TEST_OP_TRIGGER_IOPF:
+      return triggerIopf(ucmd);
+    case IOMMU_TEST_OP_TRIGGER_VEVENT:
+      return triggerVevent(ucmd);
+    case IOMMU_TEST_OP_CREATE_ACCESS:
+      return createAccess(ucmd);
+    case IOMMU_TEST_OP_ACCESS_REPLACE_IOAS:
+      return accessReplaceIoas(ucmd);
+    case IOMMU_TEST_OP_ACCESS_PAGES:
+      return accessPages(ucmd);
+    case IOMMU_TEST_OP_ACCESS_RW:
+      return accessRwOp(ucmd);
+    case IOMMU_TEST_OP_DESTROY_ACCESS_PAGES:
+      return destroyAccessPages(ucmd);
     case IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT:
       return setTempMemoryLimit(ucmd);
     case IOMMU_TEST_OP_DIRTY:
       return dirty(ucmd);
     case IOMMU_TEST_OP_DEV_CHECK_CACHE:
       return devCheckCache(ucmd);
-    case IOMMU_TEST_OP_TRIGGER_IOPF:
-      return triggerIopf(ucmd);
     case IOMMU_TEST_OP_PASID_ATTACH:
       return pasidAttach(ucmd);
     case IOMMU_TEST_OP_PASID_REPLACE:

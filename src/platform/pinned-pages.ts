@@ -178,6 +178,22 @@ export class PinnedPages implements FrameBacking {
   }
 
   /**
+   * What pin() of the same range would fail with for a hole or a protection, found from the
+   * VMAs alone (nothing pinned, no frame allocated): -EFAULT, or 0.
+   */
+  faultOf(mem: UserMemory, va: bigint, npages: bigint, write: boolean): number {
+    const end = va + (npages << PAGE_SHIFT);
+    for (let at = va; at < end; ) {
+      const vma = mem.vma(at);
+      if (vma === undefined || at < vma.start || at >= vma.end) return -Errno.EFAULT;
+      if (!vma.readable && !vma.writable) return -Errno.EFAULT;
+      if (write && !vma.writable) return -Errno.EFAULT;
+      at = vma.end;
+    }
+    return 0;
+  }
+
+  /**
    * Drops one pin from each of `npages` pages from `va`. Unpinning a page that is not pinned is a
    * caller bug: reported, nothing changes, -EINVAL.
    */

@@ -12,9 +12,11 @@ import type { UserMemory } from '../host/user-memory.ts';
 import { Errno } from '../uapi/errno.ts';
 import type { ClientCredentials } from './client-creds.ts';
 import type { ClientFiles, OpenObject } from './client-fds.ts';
+import { holdsSocket } from './client-identity.ts';
 import type { CallMemories } from './client-memory.ts';
 import type { Connection } from './connection.ts';
-import { ReplyFlag, type Request, type WireCreds } from './protocol.ts';
+import { requestFd } from './describe.ts';
+import { Op, ReplyFlag, type Request, type WireCreds } from './protocol.ts';
 import type { Testbed } from './testbed.ts';
 
 const MAX_ERRNO = 4095;
@@ -108,9 +110,34 @@ export function trace(
   });
 }
 
+/**
+ * The open object `id` if the connection's process holds an fd on it, as fget() finds only the
+ * caller's own files: an object id is a number anyone can write, so a first use by a connection
+ * is checked against the process's fd table (/proc/<pid>/fd; `fd` is where the caller says it
+ * holds it), then remembered.
+ */
+export function heldObject(
+  s: ServerState,
+  conn: Connection,
+  id: number,
+  fd?: number,
+): OpenObject | undefined {
+  const object = s.files.get(id);
+  if (object === undefined || conn.peer === undefined || conn.heldObjects.has(object)) {
+    return object;
+  }
+  if (!holdsSocket(conn.peer.pid, object.ino, fd)) return undefined;
+  conn.heldObjects.add(object);
+  return object;
+}
+
+/** Ops whose a0 carries the caller's fd number in bits 32-63. */
+const FD_IN_A0: ReadonlySet<number> = new Set([Op.IOCTL, Op.READ, Op.WRITE]);
+
 /** The live object a request names, or undefined after replying STALE. */
 export function liveObject(s: ServerState, conn: Connection, req: Request): OpenObject | undefined {
-  const object = s.files.get(req.obj);
+  const fd = FD_IN_A0.has(req.op) ? requestFd(req.a0) : undefined;
+  const object = heldObject(s, conn, req.obj, fd);
   if (object === undefined) conn.reply(req, -Errno.EBADF, { flags: ReplyFlag.STALE });
   return object;
 }

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { describe, test } from 'node:test';
-import { CAP_FULL_SET, CAP_SYS_RAWIO } from '../host/credentials.ts';
+import { CAP_FULL_SET, CAP_SYS_RAWIO, copyCredentials } from '../host/credentials.ts';
 import { type EmuEvent, EventBus } from '../trace/events.ts';
 import { ClientCredentials } from './client-creds.ts';
 import type { WireCreds } from './protocol.ts';
@@ -99,6 +99,24 @@ describe('ClientCredentials', () => {
     assert.equal(creds.uid, 65534);
     cc.of(wire(NO_SUCH_PID));
     assert.equal(lines.filter((l) => l.startsWith('warn:')).length, 1, lines.join('\n'));
+  });
+
+  test('the namespace is read when a field that depends on it is first read, once', () => {
+    const { events, lines } = logged();
+    const cc = new ClientCredentials(events, 0n);
+    // A process that is gone: reading its namespace fails, which the warning shows.
+    const creds = cc.of(wire(NO_SUCH_PID, { uid: 0 }));
+    assert.equal(creds.pid, NO_SUCH_PID);
+    assert.equal(creds.memlockLimit, 1n << 20n);
+    assert.deepEqual(lines, [], 'nothing read yet');
+    assert.equal(creds.capEff, 0n);
+    assert.equal(lines.length, 1, lines.join('\n'));
+    // A copy (an open file's f_cred) holds the values, not the getters.
+    const copy = copyCredentials(creds);
+    assert.equal(Object.getOwnPropertyDescriptor(copy, 'capEff')?.value, 0n);
+    assert.equal(copy.userNs, 'other');
+    assert.equal(copy.uid, 65534);
+    assert.equal(lines.length, 1, 'resolved once per call');
   });
 
   test('a grant is given to every client and named once per program (pid and exec)', () => {

@@ -6,7 +6,8 @@
  * set. The kernel's capable() asks about the initial user namespace only, and the emulated
  * kernel's initial user namespace is the one the emulator runs in. So the server decides, not the
  * shim (which cannot know the emulator's namespace): it compares the caller's /proc/<pid>/ns/user
- * with its own /proc/self/ns/user at every call, as a process may unshare between two calls (one
+ * with its own /proc/self/ns/user in every call that asks (capable(), the uid), when it first
+ * asks, as a process may unshare between two calls (one
  * namespace per process: the kernel refuses a new or another user namespace to a multithreaded
  * one). A caller in any other namespace brings no capability, and its uid is the one the
  * emulator's namespace sees (the Uid: line of /proc/<pid>/status, read from outside).
@@ -18,11 +19,11 @@ import * as fs from 'node:fs';
 import {
   type Credentials,
   capSetNames,
-  capsAddedByGrant,
   type FsIds,
   type NamespacedCaps,
 } from '../host/credentials.ts';
 import type { EventBus } from '../trace/events.ts';
+import { memlockLimitOf } from './client-identity.ts';
 import type { WireCreds } from './protocol.ts';
 
 /** The uid (and gid) a task gets when its ids cannot be read (the kernel's overflowuid). */
@@ -64,6 +65,11 @@ function fsIdsOf(statusPath: string): FsIds | undefined {
   };
 }
 
+/** The lower of a limit read from /proc (if it could be) and the one claimed. */
+function lowerOf(actual: bigint | undefined, claimed: bigint): bigint {
+  return actual !== undefined && actual < claimed ? actual : claimed;
+}
+
 /** The real uid on the Uid: line of a /proc status file, as the reader's namespace maps it. */
 function realUidOf(statusPath: string): number | undefined {
   try {
@@ -82,6 +88,85 @@ export interface CallerFound {
   readonly unreadable: boolean;
 }
 
+/** Where a replay's credentials come from instead of /proc: the record. */
+export interface RecordedCallers {
+  caller(wire: WireCreds): CallerFound;
+  fsIds(wire: WireCreds): FsIds;
+}
+
+/** What a recording sees of every answer. */
+export interface CallerObserver {
+  caller(found: CallerFound): void;
+  fsIds(ids: FsIds): void;
+}
+
+/**
+ * A served call's credentials. The fields the caller's user namespace decides (userNs, capEff,
+ * uid) are read from /proc when one is first read, during the call: most calls never ask
+ * capable() or the uid, and the read is a /proc path walk that cost a tenth of a served ioctl.
+ * A caller that keeps credentials beyond the call (an open file's f_cred) copies them first
+ * (copyCredentials). A class with getters on its prototype: an object literal with getters is
+ * made in dictionary mode, a cost per call of its own.
+ */
+class ServedCredentials {
+  readonly pid: number;
+  readonly tid: number;
+  readonly grantedCaps: bigint;
+  private readonly wire: WireCreds;
+  private readonly hooks: CredentialHooks;
+  private found: CallerFound | undefined;
+  private ids: FsIds | undefined;
+  private memlock: bigint | undefined;
+
+  constructor(wire: WireCreds, grantedCaps: bigint, hooks: CredentialHooks) {
+    this.pid = wire.pid;
+    this.tid = wire.tid;
+    this.grantedCaps = grantedCaps;
+    this.wire = wire;
+    this.hooks = hooks;
+  }
+
+  /** What the caller's user namespace decides, read at the first ask. */
+  resolved(): CallerFound {
+    this.found ??= this.hooks.find(this.wire);
+    return this.found;
+  }
+
+  get userNs(): 'initial' | 'other' {
+    return this.resolved().caps.userNs;
+  }
+
+  get capEff(): bigint {
+    return this.resolved().caps.capEff;
+  }
+
+  get uid(): number {
+    return this.resolved().uid;
+  }
+
+  /**
+   * The lower of what the shim reports and what the process has: a claim cannot raise it. Read
+   * only when a pin needs it.
+   */
+  get memlockLimit(): bigint {
+    this.memlock ??= this.hooks.memlockLimit(this.wire);
+    return this.memlock;
+  }
+
+  /** Read once, when a permission check first asks (an open). */
+  fsIds(): FsIds {
+    this.ids ??= this.hooks.fsIds(this.wire);
+    return this.ids;
+  }
+}
+
+/** What ServedCredentials asks of the ClientCredentials that made it. */
+interface CredentialHooks {
+  find(wire: WireCreds): CallerFound;
+  memlockLimit(wire: WireCreds): bigint;
+  fsIds(wire: WireCreds): FsIds;
+}
+
 export class ClientCredentials {
   private readonly events: EventBus;
   private readonly grantedCaps: bigint;
@@ -90,15 +175,15 @@ export class ClientCredentials {
   /** pid/mm of every program already named in the trace. */
   private readonly announced = new Set<string>();
   /** Where the answers come from instead of /proc (a replay: from the record). */
-  private readonly answer: ((wire: WireCreds) => CallerFound) | undefined;
+  private readonly recorded: RecordedCallers | undefined;
   /** Sees every answer (a recording). */
-  observe: ((found: CallerFound) => void) | undefined;
+  observe: CallerObserver | undefined;
 
-  constructor(events: EventBus, grantedCaps: bigint, answer?: (wire: WireCreds) => CallerFound) {
+  constructor(events: EventBus, grantedCaps: bigint, recorded?: RecordedCallers) {
     this.events = events;
     this.grantedCaps = grantedCaps;
-    this.answer = answer;
-    this.initialUserNs = answer === undefined ? userNamespaceOf('/proc/self/ns/user') : 'replay';
+    this.recorded = recorded;
+    this.initialUserNs = recorded === undefined ? userNamespaceOf('/proc/self/ns/user') : 'replay';
     if (this.initialUserNs === undefined) {
       events.log(
         'warn',
@@ -107,37 +192,40 @@ export class ClientCredentials {
     }
   }
 
-  /** The credentials the kernel would see for the thread that sent `wire`. */
+  /** The credentials the kernel would see for the thread that sent `wire` (see ServedCredentials). */
   of(wire: WireCreds): Credentials {
-    const found = this.answer?.(wire) ?? this.lookup(wire);
-    this.observe?.(found);
-    const { caps, uid, unreadable } = found;
-    let fsIds: FsIds | undefined;
-    const replaying = this.answer !== undefined;
-    const creds: Credentials = {
-      ...caps,
-      pid: wire.pid,
-      tid: wire.tid,
-      uid,
-      grantedCaps: this.grantedCaps,
-      memlockLimit: wire.memlock,
-      // Read once, when a permission check first asks (an open): the thread's status file has
-      // the filesystem ids and the groups the shim does not send. A thread that is gone has
-      // none: the overflow ids, which own nothing. A replay has no thread: its uid stands in.
-      fsIds: () => {
-        fsIds ??= replaying
-          ? { fsuid: uid, fsgid: uid, groups: [] }
-          : (fsIdsOf(`/proc/${wire.pid}/task/${wire.tid}/status`) ?? {
-              fsuid: OVERFLOW_UID,
-              fsgid: OVERFLOW_UID,
-              groups: [],
-            });
-        return fsIds;
-      },
-    };
-    this.announce(wire, creds, unreadable);
-    return creds;
+    const creds = new ServedCredentials(wire, this.grantedCaps, this.hooks);
+    // A grant is named in the trace at the first call, with what the task lacks.
+    if (this.grantedCaps !== 0n) creds.resolved();
+    // Only the shape differs from the Credentials union (getters): a found userNs of 'other'
+    // always comes with capEff 0n (lookup()).
+    return creds as unknown as Credentials;
   }
+
+  /** Made once: a call's credentials reach back here without a closure of their own. */
+  private readonly hooks: CredentialHooks = {
+    find: (wire) => {
+      const found = this.recorded?.caller(wire) ?? this.lookup(wire);
+      this.observe?.caller(found);
+      this.announce(wire, found);
+      return found;
+    },
+    // A replay has no process and takes the record's.
+    memlockLimit: (wire) =>
+      this.recorded !== undefined ? wire.memlock : lowerOf(memlockLimitOf(wire.pid), wire.memlock),
+    // The thread's status file has the filesystem ids and the groups the shim does not send. A
+    // thread that is gone has none: the overflow ids, which own nothing.
+    fsIds: (wire) => {
+      const ids = this.recorded?.fsIds(wire) ??
+        fsIdsOf(`/proc/${wire.pid}/task/${wire.tid}/status`) ?? {
+          fsuid: OVERFLOW_UID,
+          fsgid: OVERFLOW_UID,
+          groups: [],
+        };
+      this.observe?.fsIds(ids);
+      return ids;
+    },
+  };
 
   /** The caller's user namespace against ours, read from /proc now. */
   private lookup(wire: WireCreds): CallerFound {
@@ -163,28 +251,29 @@ export class ClientCredentials {
     return { caps, uid, unreadable };
   }
 
-  /** Names a program in the trace at its first call, when its capabilities are not its own. */
-  private announce(wire: WireCreds, creds: Credentials, unreadable: boolean): void {
-    if (creds.userNs === 'initial' && creds.grantedCaps === 0n) return;
+  /** Names a program in the trace once, when its capabilities are not its own. */
+  private announce(wire: WireCreds, found: CallerFound): void {
+    if (found.caps.userNs === 'initial' && this.grantedCaps === 0n) return;
     const key = `${wire.pid}/${wire.mmCookie.toString(16)}`;
     if (this.announced.has(key)) return;
     if (this.announced.size >= ANNOUNCED_MAX) this.announced.clear();
     this.announced.add(key);
-    if (unreadable) {
+    if (found.unreadable) {
       this.events.log(
         'warn',
         `pid ${wire.pid}: cannot read its user namespace: it holds no capability for the emulated kernel`,
       );
-    } else if (creds.userNs === 'other') {
+    } else if (found.caps.userNs === 'other') {
       this.events.log(
         'info',
-        `pid ${wire.pid}: in a user namespace other than the emulator's (uid ${creds.uid} outside): capabilities it holds there do not count for capable()`,
+        `pid ${wire.pid}: in a user namespace other than the emulator's (uid ${found.uid} outside): capabilities it holds there do not count for capable()`,
       );
     }
-    if (creds.grantedCaps !== 0n) {
+    if (this.grantedCaps !== 0n) {
+      const lacks = this.grantedCaps & ~found.caps.capEff;
       this.events.log(
         'info',
-        `pid ${wire.pid}: capabilities granted by the emulator (--cap): ${capSetNames(creds.grantedCaps)}; the task itself lacks: ${capSetNames(capsAddedByGrant(creds))}`,
+        `pid ${wire.pid}: capabilities granted by the emulator (--cap): ${capSetNames(this.grantedCaps)}; the task itself lacks: ${capSetNames(lacks)}`,
       );
     }
   }

@@ -5,14 +5,13 @@
  * Eventfds are the client's own: the server takes a duplicate (pidfd_getfd) to signal them.
  */
 import * as fs from 'node:fs';
-import { createRequire } from 'node:module';
-import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { File } from '../host/file.ts';
 import { runSyscall } from '../host/syscall.ts';
 import type { EventfdRef, FdResolver, HostFile } from '../host/task.ts';
 import type { EventBus } from '../trace/events.ts';
 import { Errno } from '../uapi/errno.ts';
+import { holdsSocket } from './client-identity.ts';
+import { fdAddon } from './fd-addon.ts';
 import { openHostFile } from './host-file.ts';
 import type { WireCreds } from './protocol.ts';
 
@@ -27,6 +26,8 @@ export interface OpenObject {
   /** The file position read()/write() use (shared by dup'd fds, like f_pos). */
   pos: bigint;
   released: boolean;
+  /** A write that bypassed the shim failed and was logged: later ones are not (a flood). */
+  rawWriteFailed?: boolean;
   /** The opener's credentials (f_cred), for writes that arrive raw on the object connection. */
   readonly creds: WireCreds;
 }
@@ -47,8 +48,14 @@ export interface ReservedFd {
   dropped: boolean;
 }
 
+/** Fd resolvers kept, one per client thread, before they are all forgotten at once. */
+const RESOLVERS_MAX = 4096;
+
 export class ClientFiles {
   private readonly events: EventBus;
+  /** By pid, then tid (numbers, not a string made per call). */
+  private readonly resolvers = new Map<number, Map<number, FdResolver>>();
+  private resolverCount = 0;
   private readonly objects = new Map<number, OpenObject>();
   private readonly byIno = new Map<bigint, OpenObject>();
   private readonly reservations = new Map<number, ReservedFd>();
@@ -75,6 +82,27 @@ export class ClientFiles {
     this.objects.set(object.id, object);
     this.byIno.set(object.ino, object);
     return object;
+  }
+
+  /**
+   * Why `ino` cannot name a new object connection of `conn`'s process, or undefined if it can:
+   * it must be a socket the process holds (its end of this connection) that no live object has
+   * taken, or one client could make another's fds resolve to its own files.
+   */
+  unusableInode(
+    conn: { readonly peer: { readonly pid: number } | undefined },
+    ino: bigint,
+    fd?: number,
+  ): string | undefined {
+    const taken = this.byIno.get(ino);
+    if (taken !== undefined && !taken.released)
+      return `names socket inode ${ino}, already an open file's`;
+    for (const r of this.reservations.values()) {
+      if (r.ino === ino) return `names socket inode ${ino}, already a reserved fd's`;
+    }
+    if (conn.peer !== undefined && !holdsSocket(conn.peer.pid, ino, fd))
+      return `names socket inode ${ino}, which pid ${conn.peer.pid} does not hold`;
+    return undefined;
   }
 
   /** RESERVE: a connection waiting for the file a later ioctl creates. */
@@ -163,8 +191,33 @@ export class ClientFiles {
     });
   }
 
-  /** The fd table of thread `tid` of process `pid`, as fget() and eventfd_ctx_fdget() see it. */
+  /**
+   * The fd table of thread `tid` of process `pid`, as fget() and eventfd_ctx_fdget() see it. It
+   * depends on nothing but the two numbers (every lookup reads /proc at the time it is made), so
+   * one is kept per thread rather than six closures made per call.
+   */
   resolver(pid: number, tid: number): FdResolver {
+    let threads = this.resolvers.get(pid);
+    let fds = threads?.get(tid);
+    if (fds === undefined) {
+      // Threads that are gone leave theirs behind: forget them all now and then.
+      if (this.resolverCount >= RESOLVERS_MAX) {
+        this.resolvers.clear();
+        this.resolverCount = 0;
+        threads = undefined;
+      }
+      if (threads === undefined) {
+        threads = new Map();
+        this.resolvers.set(pid, threads);
+      }
+      fds = this.newResolver(pid, tid);
+      threads.set(tid, fds);
+      this.resolverCount++;
+    }
+    return fds;
+  }
+
+  private newResolver(pid: number, tid: number): FdResolver {
     const dir = `/proc/${pid}/task/${tid}/fd/`;
     return {
       fileOf: (fd: number): File | undefined => {
@@ -214,7 +267,7 @@ export class ClientFiles {
     if (target !== 'anon_inode:[eventfd]') return -Errno.EINVAL;
     const addon = fdAddon();
     const ours = addon === undefined ? -Errno.ENOSYS : addon.getfd(pid, fd);
-    if (ours < 0) {
+    if (addon === undefined || ours < 0) {
       this.events.log(
         'warn',
         `cannot take eventfd ${fd} of pid ${pid} (${addon === undefined ? 'fd addon not built' : `errno ${-ours}`}): failing the call with EINVAL`,
@@ -222,16 +275,11 @@ export class ClientFiles {
       return -Errno.EINVAL;
     }
     let open = true;
-    const one = new Uint8Array(8);
-    one[0] = 1;
     return {
       signal: (): void => {
-        if (!open) return;
-        try {
-          fs.writeSync(ours, one);
-        } catch {
-          // EAGAIN at the counter's maximum: the kernel's eventfd_signal() saturates too.
-        }
+        // Never blocks: at the counter's maximum the signal is lost and the counter stays full,
+        // as the kernel's eventfd_signal() saturates (the file may be the client's blocking one).
+        if (open) addon.signal(ours);
       },
       release: (): void => {
         if (!open) return;
@@ -239,41 +287,5 @@ export class ClientFiles {
         fs.closeSync(ours);
       },
     };
-  }
-}
-
-interface FdAddon {
-  getfd(pid: number, fd: number): number;
-}
-
-let addon: FdAddon | null | undefined;
-/** Where the CLI built the addon (an installed package builds it in a per-user cache). */
-let addonFile: string | undefined;
-
-/** Load the fd addon from file rather than from native/build (call before serving). */
-export function useFdAddon(file: string): void {
-  addonFile = file;
-  addon = undefined;
-}
-
-/** native/build/iommufd-emu-fd.node, looked for upward from this module; undefined if not built. */
-function fdAddon(): FdAddon | undefined {
-  if (addon !== undefined) return addon ?? undefined;
-  addon = null;
-  const require = createRequire(import.meta.url);
-  if (addonFile !== undefined) {
-    addon = require(addonFile) as FdAddon;
-    return addon;
-  }
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const candidate = path.join(dir, 'native', 'build', 'iommufd-emu-fd.node');
-    if (fs.existsSync(candidate)) {
-      addon = require(candidate) as FdAddon;
-      return addon;
-    }
-    const parent = path.dirname(dir);
-    if (parent === dir) return undefined;
-    dir = parent;
   }
 }

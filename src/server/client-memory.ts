@@ -33,35 +33,91 @@ export interface CallMemories {
   attach(creds: WireCreds): string;
   /** A thread's transport closed. */
   detach(key: string): void;
-  /** The caller's memory for one call; done() ends the call. */
-  forCall(creds: WireCreds, window?: IoctlWindow): { memory: CallMemory; done: () => void };
+  /** The caller's memory for one call; its done() ends the call. */
+  forCall(creds: WireCreds, window?: IoctlWindow): ServedMemory;
   close(): void;
 }
 
 /** A call's view of the process memory beneath its CallMemory, and of its mappings. */
 export interface MemoryView {
   readonly memory: UserMemory;
-  readonly mapRanges: () => readonly MapRange[];
+  mapRanges(): readonly MapRange[];
 }
 
 /** Sees the process memory each call reaches (a recording) and returns the view the call uses. */
 export type MemoryObserver = (view: MemoryView) => MemoryView;
 
 interface MemoryEntry {
+  /** The address space it views (memoryKey: pid and mm cookie). */
+  readonly key: string;
   readonly memory: ProcMemory;
   transports: number;
 }
 
+/** Whether `mm` (a memoryKey) is an address space of process `pid`. */
+export function isMemoryOf(mm: string, pid: number): boolean {
+  return mm.startsWith(`pid${pid}/`);
+}
+
 /** The key of a client address space: its pid and the shim's mm cookie (a new one after exec). */
 export function memoryKey(creds: WireCreds): string {
-  return `pid${creds.pid}/mm${creds.mmCookie.toString(16)}`;
+  // Consecutive calls come from the same address space: the last key is kept.
+  if (creds.pid !== lastKey.pid || creds.mmCookie !== lastKey.mmCookie) {
+    lastKey = {
+      pid: creds.pid,
+      mmCookie: creds.mmCookie,
+      key: `pid${creds.pid}/mm${creds.mmCookie.toString(16)}`,
+    };
+  }
+  return lastKey.key;
+}
+
+let lastKey = { pid: -1, mmCookie: -1n, key: '' };
+
+/**
+ * The memory of one served call: a CallMemory over the caller's memory, and what ends the call.
+ * A class, so that a call makes no function objects of its own: the mappings are asked of an
+ * object (the ProcMemory itself, unless a recording watches).
+ */
+export class ServedMemory extends CallMemory {
+  /** A view opened for this call alone (its process never said HELLO), retired when it ends. */
+  private readonly ownView: OwnView | undefined;
+
+  constructor(
+    memory: UserMemory,
+    maps: { mapRanges(): readonly MapRange[] },
+    window: IoctlWindow | undefined,
+    ownView?: OwnView,
+  ) {
+    super(memory, window?.start ?? 0n, window?.bytes ?? new Uint8Array(0), {
+      windowWritable: window?.writable ?? true,
+      maps,
+    });
+    this.ownView = ownView;
+  }
+
+  /** The call is over: from now on a pass-through; a view opened for it alone is retired. */
+  done(): void {
+    this.finish();
+    if (this.ownView !== undefined) {
+      this.ownView.proc.retire();
+      this.ownView.gone(this.ownView.proc.mm);
+    }
+  }
+}
+
+/** A view opened for one call, and whom to tell once it is retired (ClientMemories' `gone`). */
+interface OwnView {
+  readonly proc: ProcMemory;
+  readonly gone: (mm: string) => void;
 }
 
 export class ClientMemories implements CallMemories {
   private readonly events: EventBus;
   /** Called once an address space's view is retired: the kernel lets go of what it held there. */
   private readonly gone: (mm: string) => void;
-  private readonly memories = new Map<string, MemoryEntry>();
+  /** One view per process (by pid): its current address space's. */
+  private readonly memories = new Map<number, MemoryEntry>();
   private sweep: NodeJS.Timeout | undefined;
   private readonly observe: MemoryObserver | undefined;
 
@@ -74,10 +130,17 @@ export class ClientMemories implements CallMemories {
   /** A thread said HELLO: its address space's view lives at least as long as its transport. */
   attach(creds: WireCreds): string {
     const key = memoryKey(creds);
-    let entry = this.memories.get(key);
+    let entry = this.memories.get(creds.pid);
+    if (entry !== undefined && entry.key !== key) {
+      // A new address space of the same process (it exec'd): one open view per process, so the
+      // old one goes (kept open only while pinned pages still need it).
+      this.memories.delete(creds.pid);
+      this.retire(entry.key, entry.memory);
+      entry = undefined;
+    }
     if (entry === undefined) {
-      entry = { memory: this.open(creds), transports: 0 };
-      this.memories.set(key, entry);
+      entry = { key, memory: this.open(creds), transports: 0 };
+      this.memories.set(creds.pid, entry);
     }
     entry.transports++;
     return key;
@@ -89,11 +152,12 @@ export class ClientMemories implements CallMemories {
    * process is gone.
    */
   detach(key: string): void {
-    const entry = this.memories.get(key);
-    if (entry === undefined || --entry.transports !== 0) return;
+    const pid = Number(/^pid(\d+)\//.exec(key)?.[1]);
+    const entry = this.memories.get(pid);
+    if (entry === undefined || entry.key !== key || --entry.transports !== 0) return;
     if (entry.memory.current) this.startSweep();
     else {
-      this.memories.delete(key);
+      this.memories.delete(pid);
       this.retire(key, entry.memory);
     }
   }
@@ -103,32 +167,23 @@ export class ClientMemories implements CallMemories {
    * only) seen through a CallMemory, with the prefetched ioctl window if there is one. done()
    * ends the call.
    */
-  forCall(creds: WireCreds, window?: IoctlWindow): { memory: CallMemory; done: () => void } {
-    const entry = this.memories.get(memoryKey(creds));
+  forCall(creds: WireCreds, window?: IoctlWindow): ServedMemory {
+    const found = this.memories.get(creds.pid);
+    const entry = found?.key === memoryKey(creds) ? found : undefined;
     const proc = entry?.memory ?? this.open(creds);
-    const direct: MemoryView = { memory: proc, mapRanges: () => proc.mapRanges() };
-    const view = this.observe?.(direct) ?? direct;
-    const memory = new CallMemory(
-      view.memory,
-      window?.start ?? 0n,
-      window?.bytes ?? new Uint8Array(0),
-      { windowWritable: window?.writable ?? true, mapRanges: view.mapRanges },
-    );
-    return {
-      memory,
-      done: () => {
-        memory.finish();
-        if (entry === undefined) this.retire(memoryKey(creds), proc);
-      },
-    };
+    // A view opened for this call alone (the process never said HELLO) is retired after it.
+    const ownView = entry === undefined ? { proc, gone: this.gone } : undefined;
+    if (this.observe === undefined) return new ServedMemory(proc, proc, window, ownView);
+    const view = this.observe({ memory: proc, mapRanges: () => proc.mapRanges() });
+    return new ServedMemory(view.memory, view, window, ownView);
   }
 
   /** Closes every view (server shutdown). */
   close(): void {
     clearInterval(this.sweep);
-    for (const [key, entry] of this.memories) {
+    for (const entry of this.memories.values()) {
       entry.memory.close();
-      this.gone(key);
+      this.gone(entry.key);
     }
     this.memories.clear();
   }
@@ -153,10 +208,10 @@ export class ClientMemories implements CallMemories {
   private startSweep(): void {
     if (this.sweep !== undefined) return;
     this.sweep = setInterval(() => {
-      for (const [key, entry] of this.memories) {
+      for (const [pid, entry] of this.memories) {
         if (entry.transports === 0 && !entry.memory.current) {
-          this.memories.delete(key);
-          this.retire(key, entry.memory);
+          this.memories.delete(pid);
+          this.retire(entry.key, entry.memory);
         }
       }
       if (![...this.memories.values()].some((e) => e.transports === 0)) {

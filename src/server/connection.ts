@@ -5,6 +5,7 @@
  * the last close.
  */
 import type { OpenObject, ReservedFd } from './client-fds.ts';
+import type { CheckedClaim, PeerIdentity } from './client-identity.ts';
 import { CREDS_BYTES, encodeReply, FrameReader, HEADER_BYTES, type Request } from './protocol.ts';
 
 /** What a reply carries besides the result. */
@@ -37,22 +38,44 @@ export class Connection {
   notes = false;
   /** Transport: the last poll traced found nothing ready with these args (ops/poll.ts). */
   lastPoll: string | undefined;
+  /** The connecting process as the kernel saw it (SO_PEERCRED); undefined without the addon. */
+  peer: PeerIdentity | undefined;
+  /** The last claim checked on this connection (client-identity.ts). */
+  checked: CheckedClaim | undefined;
+  /** Open objects this connection's process was found to hold an fd on (forgotten with them). */
+  readonly heldObjects = new WeakSet<OpenObject>();
   /** Object connection: the open file it is. */
   object: OpenObject | undefined;
   /** Object connection made by RESERVE: the fd a call may install a new file on. */
   reserved: ReservedFd | undefined;
 
+  /** Bytes the server holds for this connection (limits.ts): a partial request, unread replies. */
+  held = 0;
+  /** Not read from (limits.ts): its replies are not being read, or all clients hold too much. */
+  paused = false;
+  /** When the handshake or the partial request must be complete by (limits.ts). */
+  deadline: NodeJS.Timeout | undefined;
+  /** Called after anything is written to the client (the server accounts for it). */
+  private readonly written: (conn: Connection) => void;
+
   /** Sees every reply (a recording, a replay). */
   onReply: ((req: Request, ret: number, extra: ReplyExtra) => void) | undefined;
 
-  constructor(socket: ConnectionSocket) {
+  constructor(socket: ConnectionSocket, written: (conn: Connection) => void = () => {}) {
     this.socket = socket;
+    this.written = written;
   }
 
   /** Sends the reply to `req` (nothing if the client is gone). */
   reply(req: Request, ret: number, extra: ReplyExtra = {}): void {
     this.onReply?.(req, ret, extra);
+    this.send(encodeReply({ op: req.op, seq: req.seq, ret, ...extra }));
+  }
+
+  /** Writes bytes to the client (nothing if it is gone). */
+  send(bytes: Uint8Array): void {
     if (this.socket.destroyed || !this.socket.writable) return;
-    this.socket.write(encodeReply({ op: req.op, seq: req.seq, ret, ...extra }));
+    this.socket.write(bytes);
+    this.written(this);
   }
 }

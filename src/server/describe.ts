@@ -6,7 +6,17 @@
 import * as fs from 'node:fs';
 import type { File } from '../host/file.ts';
 import type { UserMemory } from '../host/user-memory.ts';
-import { ioctlInfo } from '../trace/decode.ts';
+import { formatStruct, ioctlInfo } from '../trace/decode.ts';
+import {
+  IOMMU_VEVENTQ_FLAG_LOST_EVENTS,
+  IOMMU_VEVENTQ_TYPE_ARM_SMMUV3,
+  IOMMU_VEVENTQ_TYPE_TEGRA241_CMDQV,
+  iommufdVeventHeader,
+  iommuHwptPageResponse,
+  iommuHwptPgfault,
+} from '../uapi/iommufd.ts';
+import { IOMMU_VEVENTQ_TYPE_SELFTEST, iommuViommuEventSelftest } from '../uapi/iommufd-test.ts';
+import { decodeStruct, type FieldTable, type StructSpec } from '../uapi/struct.ts';
 import { FD_UNKNOWN } from './protocol.ts';
 
 const ACCESS = ['O_RDONLY', 'O_WRONLY', 'O_RDWR', 'O_ACCMODE'];
@@ -96,6 +106,58 @@ export function value(bytes: Uint8Array): string {
   return `0x${v.toString(16)}`;
 }
 
+/** The size of one event of each vEVENTQ type (its data after the header). */
+const VEVENT_DATA_SIZE: Record<number, number> = {
+  [IOMMU_VEVENTQ_TYPE_ARM_SMMUV3]: 32,
+  [IOMMU_VEVENTQ_TYPE_TEGRA241_CMDQV]: 16,
+  [IOMMU_VEVENTQ_TYPE_SELFTEST]: iommuViommuEventSelftest.size,
+};
+
+/**
+ * The records an event queue's fd moved, decoded: fault records read, page responses written,
+ * vEVENTQ headers (with the event's bytes) read. Undefined for any other file.
+ */
+function eventqRecords(
+  file: File,
+  data: Uint8Array,
+  ret: number,
+  direction: 'read' | 'write',
+): string | undefined {
+  const bytes = data.subarray(0, ret);
+  const each = <F extends FieldTable>(spec: StructSpec<F>): string => {
+    const out: string[] = [];
+    for (let at = 0; at + spec.size <= bytes.length; at += spec.size)
+      out.push(formatStruct(spec, decodeStruct(spec, bytes.subarray(at, at + spec.size))));
+    return `[${out.join(', ')}]`;
+  };
+  switch (file.fops.name) {
+    case 'iommufd-pgfault':
+      return direction === 'read' ? each(iommuHwptPgfault) : each(iommuHwptPageResponse);
+    case 'iommufd-viommu-event': {
+      // Each header but a lost-events one is followed by an event of the queue's type.
+      const type = (file.privateData as { readonly veventqType?: number }).veventqType ?? 0;
+      const dataLen = VEVENT_DATA_SIZE[type] ?? 0;
+      const out: string[] = [];
+      const header = iommufdVeventHeader;
+      let at = 0;
+      while (at + header.size <= bytes.length) {
+        const h = decodeStruct(header, bytes.subarray(at, at + header.size));
+        at += header.size;
+        if (h.flags & IOMMU_VEVENTQ_FLAG_LOST_EVENTS) {
+          out.push(formatStruct(header, h));
+          continue;
+        }
+        const end = Math.min(bytes.length, at + dataLen);
+        out.push(`${formatStruct(header, h)} ${quote(bytes.subarray(at, end))}`);
+        at = end;
+      }
+      return `[${out.join(', ')}]`;
+    }
+    default:
+      return undefined;
+  }
+}
+
 /**
  * One read or write: `read(5</sys/.../vendor>, "0x1234\n", 4096) = 7`, or for a device
  * `pread(4</dev/vfio/devices/vfio0>, 4 bytes at BAR0+0x98) = 4 (0x0)`.
@@ -107,11 +169,15 @@ export function describeIo(
   pos: bigint | undefined,
   data: Uint8Array | undefined,
   ret: number,
+  direction: 'read' | 'write' = 'read',
 ): string {
   if (file.fops.name === 'sysfs') {
     const shown = data === undefined || ret < 0 ? '' : `${quote(data)}, `;
     return `${label}, ${shown}${count}`;
   }
+  const records =
+    data === undefined || ret <= 0 ? undefined : eventqRecords(file, data, ret, direction);
+  if (records !== undefined) return `${label}, ${count} bytes: ${records}`;
   const at = pos === undefined ? '' : ` at ${position(file, pos)}`;
   const moved = data !== undefined && ret > 0 ? `: ${value(data.subarray(0, ret))}` : '';
   return `${label}, ${count} bytes${at}${moved}`;

@@ -12,7 +12,8 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { Kernel } from '../boot/kernel.ts';
 import { CAP_FULL_SET } from '../host/credentials.ts';
-import { encodeRequest, HEADER_BYTES, Op, type WireCreds } from './protocol.ts';
+import { Peer, type PeerConnection } from './_test-peer.ts';
+import { encodeRequest, HEADER_BYTES, Op, PROTOCOL_VERSION, type WireCreds } from './protocol.ts';
 import { startServer } from './server.ts';
 
 const creds: WireCreds = {
@@ -70,44 +71,61 @@ const malformed = fc.oneof(
   wellFramed.map((frame) => frame.subarray(0, Math.max(1, HEADER_BYTES - 3))),
 );
 
-/** A pid that cannot exist (above pid_max): every access outside the window is EFAULT. */
-const NO_SUCH_PID = 4_194_305;
-const ghost: WireCreds = { ...creds, pid: NO_SUCH_PID, tid: NO_SUCH_PID, mmCookie: 7n };
+/**
+ * A client process of its own (the server checks the pid a client claims against the kernel's
+ * word), so that random pointers in random ioctls reach that process's memory, not ours.
+ */
+function ghostOf(peer: Peer): WireCreds {
+  return { ...creds, pid: peer.pid, tid: peer.pid, mmCookie: 7n };
+}
 
-/** An object connection that opened `path`; resolves with its object id (the reply's ret). */
-function openObject(socketPath: string, path: string): Promise<{ id: number; socket: net.Socket }> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(socketPath);
-    socket.on('error', reject);
-    socket.on('connect', () => {
-      const payload = new TextEncoder().encode(`${path}\0`);
-      socket.write(
-        encodeRequest({
-          op: Op.OPEN,
-          flags: 0,
-          seq: 1,
-          obj: 0,
-          a0: 2n,
-          a1: 0n,
-          creds: ghost,
-          payload,
-        }),
-      );
-    });
-    socket.once('data', (d) => resolve({ id: d.readInt32LE(12), socket }));
-  });
+/** An object connection of `peer` that opened `path`; resolves with its object id. */
+async function openObject(
+  peer: Peer,
+  socketPath: string,
+  path: string,
+): Promise<{ id: number; conn: PeerConnection }> {
+  const conn = await peer.connect(socketPath);
+  conn.send(
+    encodeRequest({
+      op: Op.OPEN,
+      flags: 0,
+      seq: 1,
+      obj: 0,
+      a0: 2n,
+      a1: conn.ino,
+      creds: ghostOf(peer),
+      payload: new TextEncoder().encode(`${path}\0`),
+    }),
+  );
+  const reply = await conn.bytes(HEADER_BYTES);
+  return { id: reply.readInt32LE(12), conn };
+}
+
+/** talk() from another process. */
+async function peerTalk(
+  peer: Peer,
+  socketPath: string,
+  chunks: readonly Uint8Array[],
+): Promise<void> {
+  const conn = await peer.connect(socketPath);
+  for (const c of chunks) conn.send(c);
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  conn.close();
+  await conn.whenClosed();
 }
 
 describe('a hostile client', () => {
   it('sending random ioctls with random windows to real objects is answered, never fatal', async () => {
     const kernel = new Kernel({ enableUnsafeNoiommuMode: true });
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iommufd-emu-fuzz-'));
-    // The ghost has no user namespace to read, so it holds no capability of its own: grant them
-    // all, as to root, so that the no-IOMMU node opens.
+    // Whoever runs the test, grant every capability, so that the no-IOMMU node opens.
     const server = await startServer(kernel, path.join(dir, 'emu.sock'), {
       testbedDir: path.join(dir, 'root'),
       grantedCaps: CAP_FULL_SET,
     });
+    const peer = await Peer.start();
+    const ghost = ghostOf(peer);
     const bugs: string[] = [];
     kernel.events.subscribe((e) => {
       if (e.kind === 'log' && e.level === 'bug') bugs.push(e.message);
@@ -115,7 +133,7 @@ describe('a hostile client', () => {
     try {
       const objects = await Promise.all(
         ['/dev/iommu', '/dev/vfio/devices/vfio0', '/dev/vfio/devices/noiommu-vfio2'].map((p) =>
-          openObject(server.socketPath, p),
+          openObject(peer, server.socketPath, p),
         ),
       );
       for (const o of objects) assert.ok(o.id > 0, 'open failed');
@@ -150,21 +168,22 @@ describe('a hostile client', () => {
         flags: 0,
         seq: 1,
         obj: 0,
-        a0: 0n,
+        a0: BigInt(PROTOCOL_VERSION),
         a1: 0n,
         creds: ghost,
       });
       await fc.assert(
         fc.asyncProperty(fc.array(ioctl, { minLength: 1, maxLength: 20 }), async (calls) => {
-          await talk(server.socketPath, [hello, ...calls]);
+          await peerTalk(peer, server.socketPath, [hello, ...calls]);
         }),
         { numRuns: 150 },
       );
       assert.deepEqual(bugs, [], 'an emulator exception (EIO) during random ioctls');
-      for (const o of objects) o.socket.destroy();
+      for (const o of objects) o.conn.close();
       await server.whenIdle();
       assert.deepEqual(kernel.leaks(), []);
     } finally {
+      await peer.kill();
       await server.close();
       kernel.shutdown();
       fs.rmSync(dir, { recursive: true, force: true });

@@ -173,7 +173,8 @@ export function decodeRequest(frame: Uint8Array): Request | string {
     euid: v.getUint32(c + 12, true),
     gid: v.getUint32(c + 16, true),
     egid: v.getUint32(c + 20, true),
-    capEff: BigInt(v.getUint32(c + 24, true)) | (BigInt(v.getUint32(c + 28, true)) << 32n),
+    // cap_eff_lo then cap_eff_hi, little-endian: one u64.
+    capEff: v.getBigUint64(c + 24, true),
     memlock: v.getBigUint64(c + 32, true),
     mmCookie: v.getBigUint64(c + 40, true),
   };
@@ -189,19 +190,49 @@ export function decodeRequest(frame: Uint8Array): Request | string {
   };
 }
 
-/** Encodes a reply (header + payload). */
+/** Replies are carved from slabs of this size (Node's own pool is 8 KiB: a new one per 256). */
+const REPLY_SLAB = 64 * 1024;
+let slab = Buffer.allocUnsafeSlow(REPLY_SLAB);
+let slabUsed = 0;
+
+/**
+ * A fresh buffer of n bytes for a reply. Never reused: the socket may still hold a written one.
+ * A small Uint8Array would live on the JS heap, and writing it (or a DataView over it) moves it
+ * off the heap first, a malloc per reply.
+ */
+function replyBuffer(n: number): Buffer {
+  if (n > REPLY_SLAB / 16) return Buffer.allocUnsafe(n);
+  if (slabUsed + n > REPLY_SLAB) {
+    slab = Buffer.allocUnsafeSlow(REPLY_SLAB);
+    slabUsed = 0;
+  }
+  const out = slab.subarray(slabUsed, slabUsed + n);
+  slabUsed += (n + 7) & ~7;
+  return out;
+}
+
+/** A u64 field: most are 0, which needs no bigint arithmetic. */
+function writeU64(out: Buffer, value: bigint | undefined, at: number): void {
+  if (value === undefined || value === 0n) {
+    out.writeUInt32LE(0, at);
+    out.writeUInt32LE(0, at + 4);
+  } else {
+    out.writeBigUInt64LE(BigInt.asUintN(64, value), at);
+  }
+}
+
+/** Encodes a reply (header + payload) into one buffer (replyBuffer). */
 export function encodeReply(reply: Reply): Uint8Array {
-  const payload = reply.payload ?? new Uint8Array(0);
-  const out = new Uint8Array(HEADER_BYTES + payload.byteLength);
-  const v = view(out);
-  v.setUint32(0, out.byteLength, true);
-  v.setUint16(4, reply.op, true);
-  v.setUint16(6, reply.flags ?? 0, true);
-  v.setUint32(8, reply.seq, true);
-  v.setInt32(12, reply.ret, true);
-  v.setBigUint64(16, BigInt.asUintN(64, reply.v0 ?? 0n), true);
-  v.setBigUint64(24, BigInt.asUintN(64, reply.v1 ?? 0n), true);
-  out.set(payload, HEADER_BYTES);
+  const length = reply.payload?.byteLength ?? 0;
+  const out = replyBuffer(HEADER_BYTES + length);
+  out.writeUInt32LE(out.byteLength, 0);
+  out.writeUInt16LE(reply.op, 4);
+  out.writeUInt16LE(reply.flags ?? 0, 6);
+  out.writeUInt32LE(reply.seq, 8);
+  out.writeInt32LE(reply.ret, 12);
+  writeU64(out, reply.v0, 16);
+  writeU64(out, reply.v1, 24);
+  if (reply.payload !== undefined) out.set(reply.payload, HEADER_BYTES);
   return out;
 }
 
@@ -242,32 +273,37 @@ export function encodeRequest(
  */
 export class FrameReader {
   private chunks: Uint8Array[] = [];
-  private buffered = 0;
+  private count = 0;
   private readonly minimum: number;
 
   constructor(minimum = HEADER_BYTES) {
     this.minimum = minimum;
   }
 
+  /** Bytes received and not yet taken as frames. */
+  get buffered(): number {
+    return this.count;
+  }
+
   push(chunk: Uint8Array): void {
     if (chunk.byteLength === 0) return;
     this.chunks.push(chunk);
-    this.buffered += chunk.byteLength;
+    this.count += chunk.byteLength;
   }
 
   next(): Uint8Array | undefined {
-    if (this.buffered < 4) return undefined;
+    if (this.count < 4) return undefined;
     const head = this.peek(4);
-    const len = view(head).getUint32(0, true);
+    const len = (head[0]! | (head[1]! << 8) | (head[2]! << 16) | (head[3]! << 24)) >>> 0;
     if (len < this.minimum || len > MESSAGE_MAX) throw new RangeError(`bad frame length ${len}`);
-    if (this.buffered < len) return undefined;
+    if (this.count < len) return undefined;
     return this.take(len);
   }
 
   private peek(n: number): Uint8Array {
     const first = this.chunks[0]!;
     if (first.byteLength >= n) return first.subarray(0, n);
-    this.chunks = [concat(this.chunks, this.buffered)];
+    this.chunks = [concat(this.chunks, this.count)];
     return this.chunks[0]!.subarray(0, n);
   }
 
@@ -279,11 +315,11 @@ export class FrameReader {
       if (first.byteLength === n) this.chunks.shift();
       else this.chunks[0] = first.subarray(n);
     } else {
-      const all = concat(this.chunks, this.buffered);
+      const all = concat(this.chunks, this.count);
       frame = all.subarray(0, n);
       this.chunks = all.byteLength > n ? [all.subarray(n)] : [];
     }
-    this.buffered -= n;
+    this.count -= n;
     return frame;
   }
 }
@@ -307,17 +343,20 @@ export interface Segment {
 export function encodeSegments(segments: readonly Segment[]): Uint8Array {
   let total = 0;
   for (const s of segments) total += SEGMENT_HEADER_BYTES + s.data.byteLength;
-  const out = new Uint8Array(total);
-  const v = view(out);
+  if (total === 0) return EMPTY;
+  const out = Buffer.allocUnsafe(total);
   let at = 0;
   for (const s of segments) {
-    v.setUint32(at, s.offset, true);
-    v.setUint32(at + 4, s.data.byteLength, true);
+    out.writeUInt32LE(s.offset, at);
+    out.writeUInt32LE(s.data.byteLength, at + 4);
     out.set(s.data, at + SEGMENT_HEADER_BYTES);
     at += SEGMENT_HEADER_BYTES + s.data.byteLength;
   }
   return out;
 }
+
+/** No bytes (shared: nobody writes into a zero-length array). */
+const EMPTY = new Uint8Array(0);
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: false });

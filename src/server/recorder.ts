@@ -3,10 +3,12 @@
  * The server tells the recorder about every request it dispatches and every reply; the recorder
  * also sees, during each call, what the call asked of its caller (memory through the process
  * view beneath the CallMemory, the fd table, the credentials check) and every event of the
- * kernel, and it marks where device work completed. Events a call causes are written after the
- * call's line, so that each call is followed by its own trace line and device events.
+ * kernel, and it marks where device work completed with the program memory its DMA reached.
+ * Events a call (or device work) causes are written after its line, so that each call is
+ * followed by its own trace line and device events.
  */
 import type { Kernel } from '../boot/kernel.ts';
+import type { FsIds } from '../host/credentials.ts';
 import type { MapRange } from '../host/proc-memory.ts';
 import type { EventfdRef, FdResolver, HostFile } from '../host/task.ts';
 import type { UserMemory, Vma } from '../host/user-memory.ts';
@@ -22,6 +24,7 @@ import {
   RECORD_FORMAT,
   RECORD_VERSION,
   type RecordedCreds,
+  type RecordedFsIds,
   type RecordedReply,
   type RecordedVma,
   type RecordHeader,
@@ -29,7 +32,7 @@ import {
   toHex,
 } from '../trace/record.ts';
 import { bootLogEvents, eventJson } from '../trace/writer.ts';
-import type { CallerFound } from './client-creds.ts';
+import type { CallerFound, CallerObserver } from './client-creds.ts';
 import type { ClientFiles } from './client-fds.ts';
 import type { MemoryView } from './client-memory.ts';
 import type { Connection, ReplyExtra } from './connection.ts';
@@ -85,8 +88,15 @@ interface OpenCall {
   readonly memory: MemoryAccess[];
   readonly fds: FdAccess[];
   readonly lookups: CredsLookup[];
+  readonly fsIds: RecordedFsIds[];
   reply: RecordedReply | undefined;
   /** Events published during the call: written after its line. */
+  readonly events: string[];
+}
+
+/** A device's asynchronous work completing: the program memory its DMA reached, its events. */
+interface OpenWork {
+  readonly memory: MemoryAccess[];
   readonly events: string[];
 }
 
@@ -99,15 +109,18 @@ export interface RecorderInfo {
 }
 
 export class Recorder {
-  private readonly out: (text: string) => void;
+  private readonly sink: (text: string) => void;
   private readonly info: RecorderInfo;
   private call: OpenCall | undefined;
+  private work: OpenWork | undefined;
   private readonly connIds = new WeakMap<Connection, number>();
   private nextConn = 1;
   private unsubscribe: (() => void) | undefined;
+  /** After the end line nothing more is written (connections a shutdown drops). */
+  private stopped = false;
 
-  constructor(out: (text: string) => void, info: RecorderInfo) {
-    this.out = out;
+  constructor(sink: (text: string) => void, info: RecorderInfo) {
+    this.sink = sink;
     this.info = info;
   }
 
@@ -129,16 +142,14 @@ export class Recorder {
     for (const event of bootLogEvents(kernel.dmesg)) this.out(`${eventJson(event)}\n`);
     this.unsubscribe = kernel.events.subscribe((event: EmuEvent) => {
       const line = `${eventJson(event)}\n`;
-      if (this.call !== undefined) this.call.events.push(line);
+      const open = this.call ?? this.work;
+      if (open !== undefined) open.events.push(line);
       else this.out(line);
     });
     for (const device of kernel.machine.devices.values()) {
       device.timers = {
         schedule: (bdf, work, delayMs, run) =>
-          eventLoopTimers.schedule(bdf, work, delayMs, () => {
-            this.deviceWork(bdf, work);
-            run();
-          }),
+          eventLoopTimers.schedule(bdf, work, delayMs, () => this.deviceWork(bdf, work, run)),
       };
     }
   }
@@ -148,6 +159,7 @@ export class Recorder {
     this.unsubscribe?.();
     this.unsubscribe = undefined;
     this.line({ kind: 'end', status });
+    this.stopped = true;
   }
 
   /** A connection was accepted: numbered, and its replies recorded. */
@@ -157,7 +169,16 @@ export class Recorder {
   }
 
   beginCall(conn: Connection, req: Request): void {
-    this.call = { conn, req, memory: [], fds: [], lookups: [], reply: undefined, events: [] };
+    this.call = {
+      conn,
+      req,
+      memory: [],
+      fds: [],
+      lookups: [],
+      fsIds: [],
+      reply: undefined,
+      events: [],
+    };
   }
 
   /** The dispatch returned: the call's line, then the events it caused. */
@@ -181,6 +202,7 @@ export class Recorder {
       memory: call.memory,
       fds: call.fds,
       lookups: call.lookups,
+      ...(call.fsIds.length === 0 ? {} : { fsIds: call.fsIds }),
       ...(call.reply === undefined ? {} : { reply: call.reply }),
     };
     this.line(line);
@@ -195,24 +217,30 @@ export class Recorder {
     this.line({ kind: 'raw-write', conn: this.connId(conn), data: bytesToHex(chunk) });
   }
 
-  /** A user-namespace check during the current call. */
-  readonly observeCaller = (found: CallerFound): void => {
-    this.call?.lookups.push({
-      userNs: found.caps.userNs,
-      capEff: toHex(found.caps.capEff),
-      uid: found.uid,
-      unreadable: found.unreadable,
-    });
+  /** A user-namespace check, or a read of filesystem ids, during the current call. */
+  readonly observeCaller: CallerObserver = {
+    caller: (found: CallerFound): void => {
+      this.call?.lookups.push({
+        userNs: found.caps.userNs,
+        capEff: toHex(found.caps.capEff),
+        uid: found.uid,
+        unreadable: found.unreadable,
+      });
+    },
+    fsIds: (ids: FsIds): void => {
+      this.call?.fsIds.push({ fsuid: ids.fsuid, fsgid: ids.fsgid, groups: [...ids.groups] });
+    },
   };
 
   /**
    * The process memory beneath a call's CallMemory: logged whenever a call runs, that call or a
    * later one (pages a MAP left unpinned are pinned when a later ATTACH gives them a domain,
-   * through the memory the MAP saw). Device DMA between calls is not logged.
+   * through the memory the MAP saw), or device work (the bytes a device's DMA read from the
+   * program, and wrote to it).
    */
   readonly observeMemory = (view: MemoryView): MemoryView => {
     const log = (access: MemoryAccess): void => {
-      this.call?.memory.push(access);
+      (this.call ?? this.work)?.memory.push(access);
     };
     const base = view.memory;
     const memory: UserMemory = {
@@ -237,9 +265,16 @@ export class Recorder {
         log({ op: 'vma', addr: toHex(addr), vma: vma === undefined ? null : recordedVma(vma) });
         return vma;
       },
-      // Not logged: a replay of a program reading /proc/<pid>/pagemap diverges there (decision 111).
+      // The host's flags of the program's pages, for an emulated /proc/<pid>/pagemap.
       hostPagemap(va: bigint, count: number): bigint[] | undefined {
-        return base.hostPagemap?.(va, count);
+        const entries = base.hostPagemap?.(va, count);
+        log({
+          op: 'pagemap',
+          addr: toHex(va),
+          count,
+          entries: entries === undefined ? null : entries.map((e) => toHex(e)),
+        });
+        return entries;
       },
     };
     const mapRanges = (): readonly MapRange[] => {
@@ -320,8 +355,17 @@ export class Recorder {
     });
   }
 
-  private deviceWork(device: string, work: DeviceWork): void {
-    this.line({ kind: 'device-work', device, work });
+  /** Device work completes: its line (with the memory its DMA reached), then its events. */
+  private deviceWork(device: string, work: DeviceWork, run: () => void): void {
+    const open: OpenWork = { memory: [], events: [] };
+    this.work = open;
+    try {
+      run();
+    } finally {
+      this.work = undefined;
+      this.line({ kind: 'device-work', device, work, memory: open.memory });
+      for (const event of open.events) this.out(event);
+    }
   }
 
   private connId(conn: Connection): number {
@@ -334,9 +378,10 @@ export class Recorder {
   }
 
   private line(entry: RecordLine): void {
-    const text = `${JSON.stringify(entry)}\n`;
-    // A line written during a call (a reply of another connection) keeps its place before the
-    // call's own line would be odd; calls are synchronous, so only events arrive meanwhile.
-    this.out(text);
+    this.out(`${JSON.stringify(entry)}\n`);
+  }
+
+  private out(text: string): void {
+    if (!this.stopped) this.sink(text);
   }
 }

@@ -1,17 +1,17 @@
 /**
  * What a replayed call sees of its caller, served from the record instead of a live process:
  * the memory it read (and the VMAs and mappings it asked about), the fds it looked up, the
- * user-namespace check, and device work that completes only where the record says it did.
- * Anything a replayed call asks that its recorded call did not (or asks differently) is a
- * divergence, reported through `diverge`.
+ * user-namespace check, and device work that completes only where the record says it did, its
+ * DMA reading what the program had there. Anything a replayed call or device work asks that the
+ * recorded one did not (or asks differently) is a divergence, reported through `diverge`.
  */
 import type { File } from '../host/file.ts';
 import type { MapRange } from '../host/proc-memory.ts';
-import { CallMemory } from '../host/proc-memory.ts';
 import type { EventfdRef, FdResolver, HostFile } from '../host/task.ts';
 import type { MmId, UserMemory, Vma } from '../host/user-memory.ts';
 import type { DeviceTimers, DeviceWork } from '../platform/device-timers.ts';
 import {
+  bytesDifference,
   bytesToHex,
   type CallLine,
   type CredsLookup,
@@ -19,13 +19,14 @@ import {
   fromHex,
   hexToBytes,
   type MemoryAccess,
+  type RecordedFsIds,
   type RecordedVma,
 } from '../trace/record.ts';
 import { Errno } from '../uapi/errno.ts';
 import { PAGE_SIZE } from '../uapi/iommufd.ts';
-import type { CallerFound } from './client-creds.ts';
+import type { RecordedCallers } from './client-creds.ts';
 import { ClientFiles } from './client-fds.ts';
-import { type CallMemories, type IoctlWindow, memoryKey } from './client-memory.ts';
+import { type CallMemories, type IoctlWindow, memoryKey, ServedMemory } from './client-memory.ts';
 import type { WireCreds } from './protocol.ts';
 
 export type Diverge = (what: string) => void;
@@ -50,12 +51,18 @@ export class CallSeen {
   readonly memory: (MemoryAccess & { used?: boolean })[];
   readonly fds: (FdAccess & { used?: boolean })[];
   readonly lookups: CredsLookup[];
+  readonly fsIds: RecordedFsIds[];
   private nextLookup = 0;
+  private nextFsIds = 0;
 
-  constructor(line: CallLine) {
+  /** What a call, or device work (memory only), saw of the program. */
+  constructor(
+    line: Pick<CallLine, 'memory'> & Partial<Pick<CallLine, 'fds' | 'lookups' | 'fsIds'>>,
+  ) {
     this.memory = line.memory.map((m) => ({ ...m }));
-    this.fds = line.fds.map((f) => ({ ...f }));
-    this.lookups = [...line.lookups];
+    this.fds = (line.fds ?? []).map((f) => ({ ...f }));
+    this.lookups = [...(line.lookups ?? [])];
+    this.fsIds = [...(line.fsIds ?? [])];
   }
 
   takeMemory<K extends MemoryAccess['op']>(
@@ -85,14 +92,20 @@ export class CallSeen {
     return this.lookups[this.nextLookup++];
   }
 
+  takeFsIds(): RecordedFsIds | undefined {
+    return this.fsIds[this.nextFsIds++];
+  }
+
   /** What the recorded call asked and the replayed one did not. */
   unused(): string | undefined {
     const m = this.memory.find((x) => x.used !== true);
-    if (m !== undefined)
-      return `the recorded call also did ${describeAccess(m)}; the replayed one did not`;
+    if (m !== undefined) return `the record also has ${describeAccess(m)} here; the replay did not`;
     const f = this.fds.find((x) => x.used !== true);
     if (f !== undefined)
-      return `the recorded call also looked up fd ${f.fd} (${f.op}); the replayed one did not`;
+      return `the record also has a lookup of fd ${f.fd} (${f.op}) here; the replay did not`;
+    if (this.nextLookup < this.lookups.length || this.nextFsIds < this.fsIds.length) {
+      return "the record also has a check of the caller's credentials here; the replay did not";
+    }
     return undefined;
   }
 }
@@ -100,11 +113,13 @@ export class CallSeen {
 function describeAccess(m: MemoryAccess): string {
   switch (m.op) {
     case 'read':
-      return `a ${m.length}-byte read of its memory at ${m.addr}`;
+      return `a ${m.length}-byte read of the program's memory at ${m.addr}`;
     case 'write':
-      return `a ${m.bytes.length / 2}-byte write to its memory at ${m.addr}`;
+      return `a ${m.bytes.length / 2}-byte write to the program's memory at ${m.addr}`;
     case 'vma':
       return `a VMA lookup at ${m.addr}`;
+    case 'pagemap':
+      return `a read of the host pagemap of ${m.count} pages at ${m.addr}`;
     case 'maps':
       return 'a look at its mappings';
   }
@@ -185,7 +200,7 @@ class CallView implements UserMemory {
     const m = seen.takeMemory('read', (x) => fromHex(x.addr) === addr && x.length === length);
     if (m === undefined) {
       this.diverge(
-        `the call read ${length} bytes of its caller's memory at ${hex(addr)}; the recorded call did not`,
+        `${length} bytes of the program's memory at ${hex(addr)} were read; the record has no such read here`,
       );
       return undefined;
     }
@@ -205,13 +220,13 @@ class CallView implements UserMemory {
     const replayed = bytesToHex(data);
     if (m === undefined) {
       this.diverge(
-        `the kernel wrote ${data.length} bytes back at ${hex(addr)} (${replayed}); the recorded kernel did not`,
+        `${data.length} bytes were written to the program's memory at ${hex(addr)} (${replayed}); the record has no such write here`,
       );
       return false;
     }
     if (m.bytes !== replayed) {
       this.diverge(
-        `the bytes written back at ${hex(addr)} differ: recorded ${m.bytes}, replayed ${replayed}`,
+        `the bytes written to the program's memory at ${hex(addr)} differ ${bytesDifference(m.bytes, replayed)}`,
       );
     }
     if (m.ok) this.store.write(addr, data);
@@ -223,7 +238,7 @@ class CallView implements UserMemory {
     if (seen === undefined) return this.store.vma(addr);
     const m = seen.takeMemory('vma', (x) => fromHex(x.addr) === addr);
     if (m === undefined) {
-      this.diverge(`the call looked up the VMA at ${hex(addr)}; the recorded call did not`);
+      this.diverge(`the VMA at ${hex(addr)} was looked up; the record has no such lookup here`);
       return undefined;
     }
     if (m.vma === null) return undefined;
@@ -232,10 +247,24 @@ class CallView implements UserMemory {
     return vma;
   }
 
+  /** The recorded host pagemap flags (an emulated /proc/<pid>/pagemap read). */
+  hostPagemap(va: bigint, count: number): bigint[] | undefined {
+    const seen = this.current();
+    if (seen === undefined) return undefined;
+    const m = seen.takeMemory('pagemap', (x) => fromHex(x.addr) === va && x.count === count);
+    if (m === undefined) {
+      this.diverge(
+        `the host pagemap of ${count} pages at ${hex(va)} was read; the record has no such read here`,
+      );
+      return undefined;
+    }
+    return m.entries === null ? undefined : m.entries.map(fromHex);
+  }
+
   mapRanges(): readonly MapRange[] {
     const m = this.current()?.takeMemory('maps', () => true);
     if (m === undefined) {
-      this.diverge(`the call looked at its caller's mappings; the recorded call did not`);
+      this.diverge(`the program's mappings were looked at; the record has no such look here`);
       return [];
     }
     return m.ranges.map((r) => ({
@@ -264,7 +293,7 @@ export class ReplayMemories implements CallMemories {
 
   detach(): void {}
 
-  forCall(creds: WireCreds, window?: IoctlWindow): { memory: CallMemory; done: () => void } {
+  forCall(creds: WireCreds, window?: IoctlWindow): ServedMemory {
     const key = memoryKey(creds);
     let store = this.stores.get(key);
     if (store === undefined) {
@@ -272,14 +301,7 @@ export class ReplayMemories implements CallMemories {
       this.stores.set(key, store);
     }
     const view = new CallView(store, this.current, this.diverge);
-    const memory = new CallMemory(view, window?.start ?? 0n, window?.bytes ?? new Uint8Array(0), {
-      windowWritable: window?.writable ?? true,
-      mapRanges: () => view.mapRanges(),
-    });
-    return {
-      memory,
-      done: () => memory.finish(),
-    };
+    return new ServedMemory(view, view, window);
   }
 
   close(): void {}
@@ -367,25 +389,39 @@ function standInFile(id: string, kind: 'shmem' | 'hugetlbfs', size: bigint): Hos
   };
 }
 
-/** The user-namespace check's answer for a replayed call. */
-export function recordedCaller(
+/** The user-namespace check's and the filesystem ids' answers for a replayed call. */
+export function recordedCallers(
   current: () => CallSeen | undefined,
   diverge: Diverge,
-): (wire: WireCreds) => CallerFound {
-  return (wire) => {
-    const found = current()?.takeLookup();
-    if (found === undefined) {
-      diverge("the call checked its caller's credentials; the recorded call did not");
-      return { caps: { userNs: 'initial', capEff: wire.capEff }, uid: wire.uid, unreadable: false };
-    }
-    return {
-      caps:
-        found.userNs === 'initial'
-          ? { userNs: 'initial', capEff: fromHex(found.capEff) }
-          : { userNs: 'other', capEff: 0n },
-      uid: found.uid,
-      unreadable: found.unreadable,
-    };
+): RecordedCallers {
+  return {
+    caller: (wire) => {
+      const found = current()?.takeLookup();
+      if (found === undefined) {
+        diverge("the caller's credentials were checked; the record has no such check here");
+        return {
+          caps: { userNs: 'initial', capEff: wire.capEff },
+          uid: wire.uid,
+          unreadable: false,
+        };
+      }
+      return {
+        caps:
+          found.userNs === 'initial'
+            ? { userNs: 'initial', capEff: fromHex(found.capEff) }
+            : { userNs: 'other', capEff: 0n },
+        uid: found.uid,
+        unreadable: found.unreadable,
+      };
+    },
+    fsIds: (wire) => {
+      const ids = current()?.takeFsIds();
+      if (ids === undefined) {
+        diverge("the caller's filesystem ids were read; the record has no such read here");
+        return { fsuid: wire.uid, fsgid: wire.gid, groups: [] };
+      }
+      return ids;
+    },
   };
 }
 

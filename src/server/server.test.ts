@@ -441,7 +441,7 @@ describe('CallMemory', () => {
     );
     const mem = new CallMemory(base, 16n, new Uint8Array(8), {
       windowWritable: false,
-      mapRanges: () => ranges,
+      maps: { mapRanges: () => ranges },
     });
     assert.equal(mem.read(0xf0n, 0x20), undefined, 'reaches into ---p');
     assert.equal(mem.read(0x200n, 1), undefined, 'unmapped');

@@ -15,8 +15,10 @@ import type { FailNth } from '../fault/fault.ts';
 import type { ServerState } from './call.ts';
 import { ClientCredentials } from './client-creds.ts';
 import { ClientFiles } from './client-fds.ts';
-import { ClientMemories } from './client-memory.ts';
+import { checkClaim, peerIdentity } from './client-identity.ts';
+import { ClientMemories, isMemoryOf } from './client-memory.ts';
 import { Connection } from './connection.ts';
+import { DEFAULT_LIMITS, type ServerLimits } from './limits.ts';
 import { closeBarrier } from './ops/close.ts';
 import { hello } from './ops/hello.ts';
 import { ioctl } from './ops/ioctl.ts';
@@ -43,6 +45,8 @@ export interface EmuServer {
   readonly testbedRoot: string;
   /** Live client connections, transport and object connections alike. */
   readonly connectionCount: number;
+  /** Bytes held for clients: requests not yet whole and replies not yet read (limits.ts). */
+  readonly bufferedBytes: number;
   /** Resolves once no client connection remains (at once if none does now). */
   whenIdle(): Promise<void>;
   /** The fail-nth counter of a client thread (/proc/<pid>/task/<tid>/fail-nth). */
@@ -59,6 +63,8 @@ export interface ServerOptions {
   readonly testbedDir?: string;
   /** Capabilities every client holds for capable() whatever its own (`--cap`); default none. */
   readonly grantedCaps?: bigint;
+  /** What clients may make the server hold; DEFAULT_LIMITS for what is not given. */
+  readonly limits?: Partial<ServerLimits>;
   /** Record every request, what it saw of its caller, its reply and every event (`--record`). */
   readonly recorder?: Recorder;
 }
@@ -112,6 +118,14 @@ class Server implements EmuServer, ServerState {
   private readonly connections = new Set<Connection>();
   private idleWaiters: (() => void)[] = [];
   private closing: Promise<void> | undefined;
+  private warnedUnverifiable = false;
+  private readonly limits: ServerLimits;
+  /** Bytes held for all connections (the sum of their `held`). */
+  private held = 0;
+  /** Connections paused because all clients together hold too much. */
+  private readonly overBudget = new Set<Connection>();
+  /** When connections were last refused for the cap (said at most once a second). */
+  private refusedAt = 0;
 
   constructor(kernel: Kernel, socketPath: string, options: ServerOptions) {
     this.kernel = kernel;
@@ -126,6 +140,10 @@ class Server implements EmuServer, ServerState {
     this.observeFds =
       recorder === undefined ? undefined : (fds) => recorder.observeFds(fds, this.files);
     this.testbed = new Testbed(kernel, options.testbedDir);
+    this.limits = { ...DEFAULT_LIMITS, ...options.limits };
+    // Clients are host processes: /proc/<pid>/status is theirs, plus what the kernel pins.
+    kernel.hostProcStatus = hostProcStatus;
+    kernel.mmOfProcess = isMemoryOf;
     if (recorder !== undefined) {
       this.clientCreds.observe = recorder.observeCaller;
       recorder.start(kernel, this.testbed.root);
@@ -141,13 +159,26 @@ class Server implements EmuServer, ServerState {
         reject(err);
       };
       this.net.once('error', onError);
-      this.net.listen(this.socketPath, () => {
-        this.net.off('error', onError);
-        this.net.on('error', (err) => {
-          this.kernel.events.log('error', `server: ${err.message}`);
+      // Only the emulator's user may connect, whatever the umask: the socket is bound under a
+      // umask that leaves it 0600 (bind happens inside listen()), then set so explicitly.
+      const umask = process.umask(0o177);
+      try {
+        this.net.listen(this.socketPath, () => {
+          try {
+            fs.chmodSync(this.socketPath, 0o600);
+          } catch (err) {
+            reject(err);
+            return;
+          }
+          this.net.off('error', onError);
+          this.net.on('error', (err) => {
+            this.kernel.events.log('error', `server: ${err.message}`);
+          });
+          resolve();
         });
-        resolve();
-      });
+      } finally {
+        process.umask(umask);
+      }
     });
   }
 
@@ -157,6 +188,10 @@ class Server implements EmuServer, ServerState {
 
   get connectionCount(): number {
     return this.connections.size;
+  }
+
+  get bufferedBytes(): number {
+    return this.held;
   }
 
   whenIdle(): Promise<void> {
@@ -194,9 +229,23 @@ class Server implements EmuServer, ServerState {
   }
 
   private accept(socket: net.Socket): void {
-    const conn = new Connection(socket);
+    if (this.connections.size >= this.limits.maxConnections) {
+      this.refuse(socket);
+      return;
+    }
+    const conn = new Connection(socket, (c) => {
+      this.settle(c);
+    });
     this.recorder?.accept(conn);
     this.connections.add(conn);
+    const peer = peerIdentity(socket);
+    if (typeof peer === 'object') conn.peer = peer;
+    else if (peer === 'unverifiable') this.warnUnverifiable();
+    else {
+      this.kernel.events.log('warn', `server: refusing a connection: ${peer}`);
+      socket.destroy();
+    }
+    this.arm(conn, this.limits.handshakeMs, 'sent no request');
     socket.on('data', (chunk: Buffer) => {
       if (conn.kind === 'object') {
         this.recorder?.rawWrite(conn, chunk);
@@ -204,6 +253,10 @@ class Server implements EmuServer, ServerState {
         return;
       }
       conn.reader.push(chunk);
+      this.pump(conn);
+    });
+    socket.on('drain', () => {
+      this.settle(conn);
       this.pump(conn);
     });
     // EOF: for an object connection, the last copy of the fd is gone. Release right here, in the
@@ -225,14 +278,92 @@ class Server implements EmuServer, ServerState {
     });
   }
 
+  /** Over the connection cap: closed at once, and said at most once a second. */
+  private refuse(socket: net.Socket): void {
+    socket.destroy();
+    const now = Date.now();
+    if (now - this.refusedAt < 1000) return;
+    this.refusedAt = now;
+    this.kernel.events.log(
+      'warn',
+      `server: refusing connections: ${this.limits.maxConnections} are open (the most at once)`,
+    );
+  }
+
+  /** Drops `conn` unless it is disarmed within `ms` (a handshake or a request left half sent). */
+  private arm(conn: Connection, ms: number, why: string): void {
+    clearTimeout(conn.deadline);
+    conn.deadline = setTimeout(() => {
+      conn.deadline = undefined;
+      this.protocolError(conn, `${why} within ${ms} ms`);
+    }, ms);
+    conn.deadline.unref();
+  }
+
+  /**
+   * After a connection's buffers changed: account for what it holds, give a partial request a
+   * deadline, and stop reading from it while its replies go unread or all clients together hold
+   * more than the budget (the kernel's socket buffer then holds the client's writes back).
+   */
+  private settle(conn: Connection): void {
+    const held = conn.closed ? 0 : conn.reader.buffered + socketOf(conn).writableLength;
+    this.held += held - conn.held;
+    conn.held = held;
+    if (conn.closed) return;
+    if (conn.kind !== 'new') {
+      if (conn.reader.buffered === 0 || conn.kind === 'object') {
+        clearTimeout(conn.deadline);
+        conn.deadline = undefined;
+      } else if (conn.deadline === undefined) {
+        this.arm(conn, this.limits.frameMs, 'a request was not sent whole');
+      }
+    }
+    const backlogged = socketOf(conn).writableLength > this.limits.replyBacklog;
+    const overBudget = this.held > this.limits.bufferBudget && conn.reader.buffered > 0;
+    if (backlogged || overBudget) {
+      if (overBudget) this.overBudget.add(conn);
+      if (!conn.paused) {
+        conn.paused = true;
+        socketOf(conn).pause();
+      }
+    } else if (conn.paused && !this.overBudget.has(conn)) {
+      conn.paused = false;
+      socketOf(conn).resume();
+    }
+    if (this.held <= this.limits.bufferBudget && this.overBudget.size > 0) this.resumeAll();
+  }
+
+  /** The total is back under the budget: connections paused for it are read again. */
+  private resumeAll(): void {
+    const paused = [...this.overBudget];
+    this.overBudget.clear();
+    for (const c of paused) {
+      if (c.closed || socketOf(c).writableLength > this.limits.replyBacklog) continue;
+      c.paused = false;
+      socketOf(c).resume();
+    }
+  }
+
   private dropConnection(conn: Connection): void {
     if (conn.closed) return;
     this.recorder?.drop(conn);
+    clearTimeout(conn.deadline);
+    this.overBudget.delete(conn);
     dropConnection(this, conn);
+    // Closed now: what it held is given back.
+    this.settle(conn);
   }
 
   pump(conn: Connection): void {
+    this.dispatchFrames(conn);
+    this.settle(conn);
+  }
+
+  /** Dispatches the whole requests a transport has received, until one is deferred. */
+  private dispatchFrames(conn: Connection): void {
     while (!conn.deferred && !conn.closed && conn.kind !== 'object') {
+      // Replies nobody reads: read no more requests until they are (the 'drain' event).
+      if (socketOf(conn).writableLength > this.limits.replyBacklog) return;
       let frame: Uint8Array | undefined;
       try {
         frame = conn.reader.next();
@@ -255,7 +386,43 @@ class Server implements EmuServer, ServerState {
     conn.socket.destroy();
   }
 
-  private dispatch(conn: Connection, req: Request): void {
+  /** Without the fd addon nobody's claims can be checked: said once. */
+  private warnUnverifiable(): void {
+    if (this.warnedUnverifiable) return;
+    this.warnedUnverifiable = true;
+    this.kernel.events.log(
+      'warn',
+      "server: the fd addon is not built: clients' pids, ids and capabilities are taken as they claim them (build native/ with Node's headers)",
+    );
+  }
+
+  /**
+   * The request with the credentials it may act with (client-identity.ts), or undefined after
+   * dropping a connection whose claim is refused. A transport serves one thread: the one that
+   * said HELLO on it.
+   */
+  private checked(conn: Connection, req: Request): Request | undefined {
+    const peer = conn.peer;
+    if (peer === undefined) return req;
+    if (conn.thread !== undefined && req.creds.tid !== conn.thread.tid) {
+      this.protocolError(
+        conn,
+        `claims tid ${req.creds.tid} on the transport of tid ${conn.thread.tid}`,
+      );
+      return undefined;
+    }
+    const result = checkClaim(peer, req.creds, conn.checked);
+    if (typeof result === 'string') {
+      this.protocolError(conn, result);
+      return undefined;
+    }
+    conn.checked = result;
+    return result.creds === req.creds ? req : { ...req, creds: result.creds };
+  }
+
+  private dispatch(conn: Connection, claimed: Request): void {
+    const req = this.checked(conn, claimed);
+    if (req === undefined) return;
     if (this.recorder === undefined) {
       dispatchRequest(this, conn, req);
       return;
@@ -267,6 +434,11 @@ class Server implements EmuServer, ServerState {
       this.recorder.endCall();
     }
   }
+}
+
+/** The socket of a connection the server accepted (a replay's stand in for no real one). */
+function socketOf(conn: Connection): net.Socket {
+  return conn.socket as net.Socket;
 }
 
 /** Serves one request of a connection: the op its state allows, or a protocol error. */
@@ -301,5 +473,15 @@ export function dropConnection(s: ServerState, conn: Connection): void {
     // The thread is gone (its transport closes only when it exits, or its process does).
     s.kernel.forgetTask(thread.pid, thread.tid);
     s.memories.detach(thread.memoryKey);
+  }
+}
+
+/** The host's /proc/<pid>[/task/<tid>]/status, or undefined if there is no such process. */
+function hostProcStatus(pid: number, tid: number | undefined): string | undefined {
+  const path = tid === undefined ? `/proc/${pid}/status` : `/proc/${pid}/task/${tid}/status`;
+  try {
+    return fs.readFileSync(path, 'latin1');
+  } catch {
+    return undefined;
   }
 }

@@ -40,6 +40,8 @@ export type EmuEvent =
       readonly length: number;
       readonly dir: 'read' | 'write';
       readonly reason: string;
+      /** A write over memory the kernel owns (I/O page tables): kernel memory corruption. */
+      readonly corrupts?: boolean;
     }
   | { readonly kind: 'irq'; readonly device: string; readonly irq: string; readonly detail: string }
   | {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import {
+  bytesDifference,
   bytesToHex,
   hexToBytes,
   parseRecord,
@@ -100,4 +101,21 @@ test('u64 and bytes are written as the trace writes them', () => {
   assert.equal(toHex(-1), '0xffffffffffffffff');
   assert.equal(bytesToHex(new Uint8Array([0x0c, 0, 0xff])), '0c00ff');
   assert.deepEqual([...hexToBytes('0c00ff')], [0x0c, 0, 0xff]);
+});
+
+test('two byte strings are compared from their first difference', () => {
+  assert.equal(bytesDifference('0c00', '0c00'), undefined);
+  assert.equal(
+    bytesDifference('0c000000', '0c00ff00'),
+    'at byte 2 of 4: recorded 0000, replayed ff00',
+  );
+  assert.equal(bytesDifference('0c00', ''), 'at byte 0 of 2: recorded 0c00, replayed nothing');
+  assert.match(
+    bytesDifference('00'.repeat(40), `${'00'.repeat(39)}01`)!,
+    /^at byte 39 of 40: recorded 00, replayed 01$/,
+  );
+  assert.match(
+    bytesDifference('ab'.repeat(40), 'cd'.repeat(40))!,
+    /recorded (ab){16}\.\.\., replayed (cd){16}\.\.\.$/,
+  );
 });

@@ -33,7 +33,7 @@ export interface RecordHeader {
   readonly enableUnsafeNoiommuMode: boolean;
   /** `--cap`: capabilities granted to every program. */
   readonly grantedCaps: Hex;
-  /** The program and its arguments, for people (a replay runs no program). */
+  /** The program and its arguments (`serve`: its command, if any), for people (a replay runs none). */
   readonly program: readonly string[];
   /** The testbed directory the recording server named in HELLO (a replay's differs). */
   readonly testbed: string;
@@ -75,6 +75,13 @@ export type MemoryAccess =
   | { readonly op: 'write'; readonly addr: Hex; readonly bytes: string; readonly ok: boolean }
   /** A VMA lookup (pinning, MAP_FILE): the VMA, or null for a hole. */
   | { readonly op: 'vma'; readonly addr: Hex; readonly vma: RecordedVma | null }
+  /** The host's /proc/<pid>/pagemap entries of `count` pages (frames cleared), or null. */
+  | {
+      readonly op: 'pagemap';
+      readonly addr: Hex;
+      readonly count: number;
+      readonly entries: readonly Hex[] | null;
+    }
   /** The address space's mappings (the protection check of a user copy). */
   | {
       readonly op: 'maps';
@@ -111,6 +118,13 @@ export interface CredsLookup {
   readonly unreadable: boolean;
 }
 
+/** A caller's filesystem ids and groups, as a permission check read them. */
+export interface RecordedFsIds {
+  readonly fsuid: number;
+  readonly fsgid: number;
+  readonly groups: readonly number[];
+}
+
 /** A reply to a request (`struct emu_rep` and its payload). */
 export interface RecordedReply {
   readonly ret: number;
@@ -140,6 +154,8 @@ export interface CallLine {
   readonly memory: readonly MemoryAccess[];
   readonly fds: readonly FdAccess[];
   readonly lookups: readonly CredsLookup[];
+  /** The filesystem ids a permission check read (once per request's credentials), in order. */
+  readonly fsIds?: readonly RecordedFsIds[];
   /** Absent when the reply came later (a `reply` line): a close, a write that blocked. */
   readonly reply?: RecordedReply;
 }
@@ -164,11 +180,15 @@ export interface RawWriteLine {
   readonly data: string;
 }
 
-/** A device's asynchronous work completed here (edu's DMA or factorial). */
+/**
+ * A device's asynchronous work completed here (edu's DMA or factorial), with the program memory
+ * its DMA reached: the bytes it read from the program (`read`), the bytes it wrote (`write`).
+ */
 export interface DeviceWorkLine {
   readonly kind: 'device-work';
   readonly device: string;
   readonly work: 'dma' | 'factorial';
+  readonly memory: readonly MemoryAccess[];
 }
 
 /** The trace's JSON event: EmuEvent with u64 as hex strings, `errno` and `text` added. */
@@ -304,4 +324,18 @@ export function bytesToHex(bytes: Uint8Array): string {
 
 export function hexToBytes(text: string): Uint8Array {
   return new Uint8Array(Buffer.from(text, 'hex'));
+}
+
+/** Where two hex byte strings first differ, with a few bytes of each from there. */
+export function bytesDifference(recorded: string, replayed: string): string | undefined {
+  if (recorded === replayed) return undefined;
+  let at = 0;
+  while (at < recorded.length && at < replayed.length && recorded[at] === replayed[at]) at++;
+  const byte = Math.floor(at / 2);
+  const show = (hex: string): string => {
+    const part = hex.slice(byte * 2, byte * 2 + 32);
+    if (part === '') return hex === '' ? 'nothing' : `${hex.length / 2} bytes`;
+    return `${part}${hex.length > byte * 2 + 32 ? '...' : ''}`;
+  };
+  return `at byte ${byte} of ${recorded.length / 2}: recorded ${show(recorded)}, replayed ${show(replayed)}`;
 }

@@ -24,7 +24,18 @@ export interface IoctlCommand<F extends FieldTable = FieldTable> {
    * The command may create a file and return its fd (get_unused_fd_flags + fd_install), with
    * these open flags on the new fd. The server reserves an fd in the caller before the call.
    */
-  readonly createsFd?: { readonly flags: number };
+  readonly createsFd?: CreatesFd;
+}
+
+/**
+ * How a command that may create a file opens its fd. `when` narrows it to the calls whose
+ * argument asks for one (a multiplexed command such as IOMMU_TEST_CMD), given the argument's
+ * first bytes as the shim read them, or undefined when it could not: then an fd is reserved
+ * anyway, and closed again if the call does not take it.
+ */
+export interface CreatesFd {
+  readonly flags: number;
+  readonly when?: (arg: Uint8Array) => boolean;
 }
 
 /** An iommufd command: every one takes a struct led by its size. */
@@ -121,8 +132,19 @@ export const IOMMUFD = {
     iommufd.iommuIoasNoiommuGetPa,
   ),
   /** CONFIG_IOMMUFD_TEST's command (iommufd_test.h); its union is decoded per op. */
-  TEST_CMD: withStruct('IOMMU_TEST_CMD', nr.IOMMU_TEST_CMD, iommufdTest.iommuTestCmd),
+  /** CREATE_ACCESS returns a new access fd (out_access_fd). */
+  TEST_CMD: {
+    ...withStruct('IOMMU_TEST_CMD', nr.IOMMU_TEST_CMD, iommufdTest.iommuTestCmd),
+    createsFd: { flags: O_CLOEXEC, when: testCmdCreatesFd },
+  },
 } as const;
+
+/** Of the test ops, only CREATE_ACCESS makes a file; `op` is the u32 at offset 4. */
+function testCmdCreatesFd(arg: Uint8Array): boolean {
+  if (arg.byteLength < 8) return true;
+  const op = new DataView(arg.buffer, arg.byteOffset, arg.byteLength).getUint32(4, true);
+  return op === iommufdTest.IOMMU_TEST_OP_CREATE_ACCESS;
+}
 
 /** The type1 container ioctls (include/uapi/linux/vfio.h), as an iommufd answers them. */
 export const VFIO_CONTAINER = {
@@ -210,7 +232,12 @@ const fdCreators = new Map(
   ALL_COMMANDS.flatMap((c) => (c.createsFd === undefined ? [] : [[c.cmd, c.createsFd] as const])),
 );
 
-/** How a command that may create a file opens its fd; undefined for every other command. */
-export function createsFd(cmd: number): { readonly flags: number } | undefined {
-  return fdCreators.get(cmd);
+/**
+ * How a command that may create a file opens its fd; undefined for every other command and for
+ * a call whose argument (`arg`, its first bytes) asks for no file.
+ */
+export function createsFd(cmd: number, arg: Uint8Array | undefined): CreatesFd | undefined {
+  const creates = fdCreators.get(cmd);
+  if (creates?.when === undefined || arg === undefined) return creates;
+  return creates.when(arg) ? creates : undefined;
 }

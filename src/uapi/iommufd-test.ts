@@ -145,6 +145,47 @@ export const testPasidCheck = defineStruct('iommu_test_cmd', TEST_CMD_SIZE, 'las
   hwpt_id: { offset: 20, type: 'u32' },
 });
 
+/** CREATE_ACCESS: the new access fd comes back in out_access_fd. */
+export const MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES = 1 << 0;
+export const testCreateAccess = defineStruct('iommu_test_cmd', TEST_CMD_SIZE, 'last', {
+  ...header,
+  out_access_fd: { offset: 16, type: 'u32' },
+  flags: { offset: 20, type: 'u32' },
+});
+
+export const testDestroyAccessPages = defineStruct('iommu_test_cmd', TEST_CMD_SIZE, 'last', {
+  ...header,
+  access_pages_id: { offset: 16, type: 'u32' },
+});
+
+/** ACCESS_PAGES flags; SYZ (syzkaller's nth-area IOVAs) is accepted by ACCESS_RW too. */
+export const MOCK_FLAGS_ACCESS_WRITE = 1 << 0;
+export const MOCK_FLAGS_ACCESS_SYZ = 1 << 16;
+export const testAccessPages = defineStruct('iommu_test_cmd', TEST_CMD_SIZE, 'last', {
+  ...header,
+  flags: { offset: 16, type: 'u32' },
+  out_access_pages_id: { offset: 20, type: 'u32' },
+  iova: { offset: 24, type: 'u64' },
+  length: { offset: 32, type: 'u64' },
+  uptr: { offset: 40, type: 'u64' },
+});
+
+/** ACCESS_RW flags: the same bits as iommufd_access_rw()'s own. */
+export const MOCK_ACCESS_RW_WRITE = 1 << 0;
+export const MOCK_ACCESS_RW_SLOW_PATH = 1 << 2;
+export const testAccessRw = defineStruct('iommu_test_cmd', TEST_CMD_SIZE, 'last', {
+  ...header,
+  iova: { offset: 16, type: 'u64' },
+  length: { offset: 24, type: 'u64' },
+  uptr: { offset: 32, type: 'u64' },
+  flags: { offset: 40, type: 'u32' },
+});
+
+export const testAccessReplaceIoas = defineStruct('iommu_test_cmd', TEST_CMD_SIZE, 'last', {
+  ...header,
+  ioas_id: { offset: 16, type: 'u32' },
+});
+
 /** TRIGGER_IOPF: dev_id is a DEVICE object; addr is a plain (4-byte aligned) __u64. */
 export const testTriggerIopf = defineStruct('iommu_test_cmd', TEST_CMD_SIZE, 'last', {
   ...header,

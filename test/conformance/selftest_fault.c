@@ -309,9 +309,26 @@ TEST(iopf_on_nested_and_pasid)
 					.pasid_attach = { .pasid = 3, .pt_id = pasid_hwpt } };
 	/* The RID's nested HWPT was not allocated for PASID use. */
 	CHECK_ERRNO(EINVAL, test_cmd(fd, &pcmd));
-	CHECK_OK(iommu_destroy(fd, pasid_hwpt));
+
+	/* With the RID on a PASID-capable HWPT, PASID 3 attaches and faults through its own. */
+	REQUIRE_OK(mock_replace(fd, stdev, pasid_hwpt));
+	REQUIRE_OK(test_cmd(fd, &pcmd));
+	CHECK_OK(trigger_iopf(fd, idev, 3, 8, IOMMU_PGFAULT_PERM_WRITE, 0x8000));
+	CHECK_RET((ssize_t)REC, read(qfd, &rec, REC));
+	CHECK_EQ(rec.flags, IOMMU_PGFAULT_FLAGS_LAST_PAGE | IOMMU_PGFAULT_FLAGS_PASID_VALID);
+	CHECK_EQ(rec.pasid, 3);
+	CHECK_EQ(rec.grpid, 8);
+	/* Detaching the PASID answers its unanswered fault. */
+	pcmd = (struct iommu_test_cmd){ .op = IOMMU_TEST_OP_PASID_DETACH, .id = stdev,
+					.pasid_detach = { .pasid = 3 } };
+	CHECK_OK(test_cmd(fd, &pcmd));
+	CHECK_ERRNO(EINVAL, respond(qfd, rec.cookie, IOMMUFD_PAGE_RESP_SUCCESS));
+	/* A PASID with nothing attached, the RID not nested: nothing is queued. */
+	CHECK_OK(trigger_iopf(fd, idev, 3, 9, IOMMU_PGFAULT_PERM_WRITE, 0x9000));
+	CHECK_RET(0, read(qfd, &rec, REC));
 
 	REQUIRE_OK(mock_replace(fd, stdev, ioas));
+	CHECK_OK(iommu_destroy(fd, pasid_hwpt));
 	CHECK_OK(iommu_destroy(fd, nested));
 	CHECK_OK(iommu_destroy(fd, parent));
 	CHECK_OK(close(qfd));

@@ -285,6 +285,10 @@ TEST(add_reserved_iova)
 
 	OPEN_IOAS(fd, ioas);
 	CHECK_ERRNO(ENOENT, add_reserved(fd, ioas + 1, base, PAGE_SZ));
+	/* An empty or wrapping range is refused, before the IOAS is looked up. */
+	CHECK_ERRNO(EINVAL, add_reserved(fd, ioas + 1, base, 0));
+	CHECK_ERRNO(EOVERFLOW, add_reserved(fd, ioas + 1, U64_MAX_ - PAGE_SZ + 1, 2 * PAGE_SZ));
+	CHECK_OK(add_reserved(fd, ioas, U64_MAX_ - PAGE_SZ + 1, PAGE_SZ));
 	REQUIRE_OK(add_reserved(fd, ioas, base, 16 * PAGE_SZ));
 	CHECK_ERRNO(EINVAL, ioas_map_fixed(fd, ioas, g_buf, PAGE_SZ, base + PAGE_SZ));
 	REQUIRE_OK(ioas_iova_ranges(fd, ioas, ranges, &num, NULL));

@@ -36,12 +36,12 @@ export function mmap(s: ServerState, conn: Connection, req: Request): void {
   const mmap = fops.mmap;
   if (mmap === undefined) ret = -Errno.ENODEV;
   else {
-    const { memory, done } = s.memories.forCall(req.creds);
+    const memory = s.memories.forCall(req.creds);
     const task = taskOf(s, req.creds, memory);
     const backing = guarded(s, what, req.creds, () =>
-      mmap.call(fops, file, task, length, offset / PAGE_SIZE),
+      mmap.call(fops, file, task, length, offset / PAGE_SIZE, how),
     );
-    done();
+    memory.done();
     if (typeof backing === 'object' && backing.kind === 'trapped') {
       // The shim traps every access and sends it back as READ/WRITE at regionOffset + offset.
       ret = 0;

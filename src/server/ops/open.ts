@@ -20,9 +20,14 @@ export function open(s: ServerState, conn: Connection, req: Request): void {
     s.protocolError(conn, 'OPEN without a path');
     return;
   }
+  const why = s.files.unusableInode(conn, req.a1, req.obj);
+  if (why !== undefined) {
+    s.protocolError(conn, `OPEN ${why}`);
+    return;
+  }
   conn.kind = 'object';
   const flags = Number(req.a0 & 0xffffffffn);
-  const { memory, done } = s.memories.forCall(req.creds);
+  const memory = s.memories.forCall(req.creds);
   const task = taskOf(s, req.creds, memory);
   let ret: number;
   let extra: ReplyExtra = {};
@@ -43,7 +48,7 @@ export function open(s: ServerState, conn: Connection, req: Request): void {
   } else {
     ret = checkResult(s, `open ${path}`, opened, -1);
   }
-  done();
+  memory.done();
   // A directory is opened in the testbed by the shim (EISDIR here): not a call on a file.
   if (s.kernel.events.wants('syscall') && ret !== -Errno.EISDIR) {
     const fd = req.obj;
@@ -53,7 +58,7 @@ export function open(s: ServerState, conn: Connection, req: Request): void {
   conn.reply(req, ret, extra);
   if (snapshot !== undefined) {
     // After the reply: what a read that bypasses the shim finds, then end of file.
-    conn.socket.write(snapshot);
+    conn.send(snapshot);
     conn.socket.end();
   }
 }

@@ -1,5 +1,5 @@
 /** POLL: the ready mask of each emulated file in a poll set (the shim polls the real ones). */
-import { guarded, type ServerState, taskOf, trace } from '../call.ts';
+import { guarded, heldObject, type ServerState, taskOf, trace } from '../call.ts';
 import type { Connection } from '../connection.ts';
 import { pollNames } from '../describe.ts';
 import { decodePollEntries, encodeU32s, type PollEntry, type Request } from '../protocol.ts';
@@ -19,10 +19,10 @@ export function poll(s: ServerState, conn: Connection, req: Request): void {
     s.protocolError(conn, 'POLL with a partial entry');
     return;
   }
-  const { memory, done } = s.memories.forCall(req.creds);
+  const memory = s.memories.forCall(req.creds);
   const task = taskOf(s, req.creds, memory);
   const revents = entries.map((entry) => {
-    const object = s.files.get(entry.obj);
+    const object = heldObject(s, conn, entry.obj);
     if (object === undefined) return POLLNVAL;
     const { file } = object;
     const fops = file.fops;
@@ -31,7 +31,7 @@ export function poll(s: ServerState, conn: Connection, req: Request): void {
     const mask = guarded(s, `poll on ${object.path}`, req.creds, () => poll.call(fops, file, task));
     return Number.isInteger(mask) && mask >= 0 ? mask : POLLERR;
   });
-  done();
+  memory.done();
   if (s.kernel.events.wants('syscall')) tracePoll(s, conn, req, entries, revents);
   conn.reply(req, 0, { payload: encodeU32s(revents) });
 }

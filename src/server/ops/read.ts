@@ -36,14 +36,15 @@ export function read(s: ServerState, conn: Connection, req: Request): void {
   let ret: number;
   let payload: Uint8Array | undefined;
   const { fops } = file;
-  const read = fops.read;
+  const mmio = (req.flags & ReqFlag.MMIO) !== 0;
+  const read = mmio && fops.mmioRead !== undefined ? fops.mmioRead : fops.read;
   if (pos === undefined) ret = object.file.fops.nonseekable ? -Errno.ESPIPE : -Errno.EINVAL;
   else if (read === undefined) ret = -Errno.EINVAL;
   else {
-    const { memory, done } = s.memories.forCall(req.creds);
+    const memory = s.memories.forCall(req.creds);
     const task = taskOf(s, req.creds, memory);
     const data = guarded(s, what, req.creds, () => read.call(fops, file, task, count, pos));
-    done();
+    memory.done();
     if (data instanceof Uint8Array) {
       if (data.byteLength > count) {
         reportBug(s, what, new Error(`returned ${data.byteLength} bytes for a ${count}-byte read`));

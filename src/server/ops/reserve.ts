@@ -8,6 +8,11 @@ import type { Connection } from '../connection.ts';
 import type { Request } from '../protocol.ts';
 
 export function reserve(s: ServerState, conn: Connection, req: Request): void {
+  const why = s.files.unusableInode(conn, req.a1, req.obj);
+  if (why !== undefined) {
+    s.protocolError(conn, `RESERVE ${why}`);
+    return;
+  }
   conn.kind = 'object';
   conn.reserved = s.files.reserve(req.a1, req.creds);
   conn.reply(req, conn.reserved.id);

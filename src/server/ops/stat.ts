@@ -9,10 +9,10 @@ export function stat(s: ServerState, conn: Connection, req: Request): void {
     s.protocolError(conn, 'STAT without a path');
     return;
   }
-  const { memory, done } = s.memories.forCall(req.creds);
+  const memory = s.memories.forCall(req.creds);
   const task = taskOf(s, req.creds, memory);
   const node = s.kernel.vfs.stat(task, path, (req.flags & ReqFlag.NOFOLLOW) === 0);
-  done();
+  memory.done();
   if (typeof node === 'number') conn.reply(req, node);
   else conn.reply(req, 0, { v0: BigInt(node.mode), v1: encodeRdev(node.rdev) });
 }

@@ -2,7 +2,7 @@
  * WRITE: write(2) at the file position or pwrite(2) at the request's. And the bytes a program
  * writes straight to an object connection, past the shim (glibc's stdio).
  */
-import type { BlockedCall } from '../../host/file.ts';
+import { isBlocked } from '../../host/file.ts';
 import type { Task } from '../../host/task.ts';
 import { Errno, errnoName } from '../../uapi/errno.ts';
 import {
@@ -30,13 +30,14 @@ export function write(s: ServerState, conn: Connection, req: Request): void {
   const { file } = object;
   const what = `write on ${object.path}`;
   const { fops } = file;
-  const write = fops.write;
+  const mmio = (req.flags & ReqFlag.MMIO) !== 0;
+  const write = mmio && fops.mmioWrite !== undefined ? fops.mmioWrite : fops.write;
   let n: unknown = pos === undefined && fops.nonseekable ? -Errno.ESPIPE : -Errno.EINVAL;
   if (pos !== undefined && write !== undefined) {
-    const { memory, done } = s.memories.forCall(req.creds);
+    const memory = s.memories.forCall(req.creds);
     const task = taskOf(s, req.creds, memory);
     n = guarded(s, what, req.creds, () => write.call(fops, file, task, data, pos));
-    done();
+    memory.done();
   }
   // A blocked write (an unbind waiting for the device's users) is answered when it returns;
   // this thread's connection waits, every other one is served meanwhile.
@@ -80,6 +81,7 @@ function writeDone(
       positional ? pos : undefined,
       data,
       ret,
+      'write',
     );
     trace(s, req.creds, positional ? 'pwrite' : 'write', detail, ret);
   }
@@ -117,10 +119,13 @@ export function rawWrite(s: ServerState, conn: Connection, chunk: Uint8Array): v
     ret = checkResult(s, what, n, chunk.byteLength);
     if (ret > 0 && !fops.nonseekable) object.pos += BigInt(ret);
   }
-  if (ret < 0) {
+  if (ret < 0 && object.rawWriteFailed !== true) {
+    // Once per open file: a client pouring bytes into a file that refuses them must not flood
+    // the kernel log (and whoever reads it).
+    object.rawWriteFailed = true;
     s.kernel.events.log(
       'warn',
-      `a write to ${object.path} that bypassed the shim (stdio) failed: ${errnoName(ret)}`,
+      `a write to ${object.path} that bypassed the shim (stdio) failed: ${errnoName(ret)} (later failures on this open file are not logged)`,
     );
   }
   if (s.kernel.events.wants('syscall')) {
@@ -128,8 +133,4 @@ export function rawWrite(s: ServerState, conn: Connection, chunk: Uint8Array): v
     const detail = describeIo(label, file, chunk.byteLength, undefined, chunk, ret);
     trace(s, object.creds, 'write', detail, ret);
   }
-}
-
-function isBlocked(value: unknown): value is BlockedCall {
-  return typeof value === 'object' && value !== null && 'blocked' in value;
 }

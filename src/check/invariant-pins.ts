@@ -1,0 +1,175 @@
+/**
+ * The invariant of mappings and pins: the page tables hold exactly the filled areas, at the
+ * frames pinned for their user pages; the pins, RLIMIT_MEMLOCK charges and pinned_vm are exactly
+ * those of the filled areas and access pins; the frames are the pins' and the live tables'.
+ */
+
+import { hwDomainOf } from '../iommu/pt-domain.ts';
+import type { IommuDomain } from '../iommufd/hw-pagetable.ts';
+import type { IoptArea } from '../iommufd/io-pagetable.ts';
+import type { IoptPages } from '../iommufd/pages.ts';
+import { PAGE_SIZE } from '../uapi/iommufd.ts';
+import { areaPageCount, type Findings, hex, type World } from './invariant-world.ts';
+import { domainId } from './snapshot.ts';
+
+/**
+ * The page tables hold exactly the filled areas, at the frames pinned for their user pages;
+ * the pins and charges are exactly those of the filled areas.
+ */
+export function checkMappingsAndPins(w: World, f: Findings, betweenCalls: boolean): void {
+  const pinned = w.kernel.machine.pinned;
+  /** Expected pin count per "mm:va". */
+  const pins = new Map<string, number>();
+  const pinnedBy = new Map<IoptPages, Set<bigint>>();
+  const areasOfPages = new Map<IoptPages, IoptArea[]>();
+  for (const ioas of w.ioases) {
+    const domains = ioas.iopt.domains as IommuDomain[];
+    const mapped = new Map<IommuDomain, bigint>();
+    for (const area of ioas.iopt.areas.iter()) {
+      const pages = area.pages;
+      if (pages === undefined) continue;
+      const list = areasOfPages.get(pages) ?? [];
+      list.push(area);
+      areasOfPages.set(pages, list);
+      if (area.storageDomain === undefined) continue;
+      const at = `ioas ${ioas.id} area ${hex(area.iova)}-${hex(area.last)}`;
+      const firstVa = pages.uptr + area.startIndex * PAGE_SIZE;
+      const firstIova = area.iova - area.pageOffset;
+      for (let i = 0n; i < areaPageCount(area); i++) {
+        const va = firstVa + i * PAGE_SIZE;
+        const key = `${pages.memory.mm}:${va}`;
+        // A pages object pins each page once, however many of its areas (COPY) map it.
+        const counted = pinnedBy.get(pages) ?? new Set<bigint>();
+        pinnedBy.set(pages, counted);
+        if (!counted.has(va)) {
+          counted.add(va);
+          pins.set(key, (pins.get(key) ?? 0) + 1);
+        }
+        const pfn = pinned.lookup(pages.memory.mm, va);
+        if (pfn === undefined) {
+          f.add(`${at}: user page ${hex(va)} is filled but not pinned`);
+          continue;
+        }
+        // A domain of pages smaller than the CPU's (the mock one) maps an area's first page
+        // only from the area's start.
+        const pageIova = firstIova + i * PAGE_SIZE;
+        const probe = pageIova < area.iova ? area.iova : pageIova;
+        const want = pfn * PAGE_SIZE + (probe - pageIova);
+        for (const d of domains) {
+          const pa = d.iovaToPhys(probe);
+          if (pa !== want)
+            f.add(
+              `${at}: domain ${domainId(d)} maps ${hex(probe)} to ` +
+                `${pa === undefined ? 'nothing' : hex(pa)}, the pinned frame is ${hex(want)}`,
+            );
+          if (f.full) return;
+        }
+      }
+      for (const d of domains)
+        mapped.set(d, (mapped.get(d) ?? 0n) + areaPageCount(area) * PAGE_SIZE);
+    }
+    for (const d of domains) {
+      const hw = hwDomainOf(d);
+      const want = mapped.get(d) ?? 0n;
+      if (hw !== undefined && hw.mappedBytes !== want)
+        f.add(
+          `ioas ${ioas.id}: domain ${hw.id} maps ${hex(hw.mappedBytes)} bytes, its areas ${hex(want)}`,
+        );
+    }
+  }
+
+  // Each pages object: referenced by its areas, pinned for exactly its filled ones.
+  const charges = new Map<string, bigint>();
+  /** mm->pinned_vm: every pinned page of a pages object, whatever its account mode. */
+  const pinnedVm = new Map<string, bigint>();
+  for (const [pages, areas] of areasOfPages) {
+    const filled = areas.filter((a) => a.storageDomain !== undefined);
+    const what = `pages of ${hex(pages.uptr)}+${pages.npages} pages`;
+    if (betweenCalls && pages.refs !== areas.length)
+      f.add(`${what} has refs ${pages.refs} for ${areas.length} areas`);
+    const ranges = [...pages.filledRanges];
+    // Access pins (the test interface's ACCESS_PAGES) are filled ranges of their own.
+    const accesses = pages.accessRanges;
+    if (
+      ranges.length !== filled.length + accesses.length ||
+      filled.some((a) => !pages.filledRanges.has(a)) ||
+      accesses.some((a) => !pages.filledRanges.has(a))
+    )
+      f.add(
+        `${what} has ${ranges.length} filled ranges for ${filled.length} filled areas and ` +
+          `${accesses.length} access pins`,
+      );
+    const union = new Set<bigint>();
+    for (const a of [...filled, ...accesses])
+      for (let i = a.startIndex; i <= a.lastIndex; i++) union.add(i);
+    // Each page pinned by an access only is one pin of the process's page too.
+    const counted = pinnedBy.get(pages) ?? new Set<bigint>();
+    pinnedBy.set(pages, counted);
+    for (const a of accesses)
+      for (let i = a.startIndex; i <= a.lastIndex; i++) {
+        const va = pages.uptr + i * PAGE_SIZE;
+        if (counted.has(va)) continue;
+        counted.add(va);
+        const key = `${pages.memory.mm}:${va}`;
+        pins.set(key, (pins.get(key) ?? 0) + 1);
+      }
+    if (pages.npinned !== BigInt(union.size))
+      f.add(`${what} counts ${pages.npinned} pinned pages, its filled areas cover ${union.size}`);
+    pinnedVm.set(pages.owner.mm, (pinnedVm.get(pages.owner.mm) ?? 0n) + pages.npinned);
+    if (pages.accountMode !== 'none') {
+      const key = pages.accountMode === 'user' ? `user:${pages.owner.uid}` : `mm:${pages.owner.mm}`;
+      charges.set(key, (charges.get(key) ?? 0n) + pages.npinned);
+    }
+  }
+
+  // Plus one pin on each page pagemap keeps resident (host/pagemap.ts).
+  for (const { mm, va } of w.kernel.pagemap?.residentPages() ?? []) {
+    const key = `${mm}:${va}`;
+    pins.set(key, (pins.get(key) ?? 0) + 1);
+  }
+
+  // The machine's pin store holds exactly those pins.
+  const stats = pinned.stats();
+  let total = 0n;
+  for (const [key, count] of pins) {
+    total += BigInt(count);
+    const sep = key.lastIndexOf(':');
+    const mm = key.slice(0, sep);
+    const va = BigInt(key.slice(sep + 1));
+    const pfn = pinned.lookup(mm, va);
+    const have = pfn === undefined ? 0 : (pinned.frameOwner(pfn)?.pins ?? 0);
+    if (have !== count) f.add(`page ${mm} ${hex(va)} has ${have} pins, its filled areas ${count}`);
+    if (f.full) return;
+  }
+  if (stats.pinnedPages !== BigInt(pins.size) || stats.pins !== total)
+    f.add(
+      `${stats.pinnedPages} pages hold ${stats.pins} pins; filled areas account for ` +
+        `${pins.size} pages and ${total} pins`,
+    );
+
+  // RLIMIT_MEMLOCK charges are the pinned pages of the charged pages objects.
+  const accounting = w.kernel.iommufd.accounting;
+  const have = new Map<string, bigint>();
+  for (const [uid, n] of accounting.lockedVmByUser) have.set(`user:${uid}`, n);
+  for (const [mm, n] of accounting.lockedVmByMm) have.set(`mm:${mm}`, n);
+  for (const key of new Set([...have.keys(), ...charges.keys()])) {
+    const h = have.get(key) ?? 0n;
+    const c = charges.get(key) ?? 0n;
+    if (h !== c) f.add(`locked_vm of ${key} is ${h} pages, pinned pages charged to it ${c}`);
+  }
+
+  for (const mm of new Set([...accounting.pinnedVmByMm.keys(), ...pinnedVm.keys()])) {
+    const h = accounting.pinnedVmByMm.get(mm) ?? 0n;
+    const c = pinnedVm.get(mm) ?? 0n;
+    if (h !== c) f.add(`pinned_vm of ${mm} is ${h} pages, its pages objects pin ${c}`);
+  }
+
+  // Frames: user-page frames are the pins', page-table frames the live domains'.
+  const frames = w.kernel.machine.phys.stats().byPurpose;
+  if (frames['user-page'] !== stats.frames)
+    f.add(`${frames['user-page']} user-page frames allocated, the pin store holds ${stats.frames}`);
+  let tables = 0n;
+  for (const d of w.kernel.machine.domains.live()) tables += d.tablePages();
+  if (frames['page-table'] !== tables)
+    f.add(`${frames['page-table']} page-table frames allocated, live domains hold ${tables}`);
+}
