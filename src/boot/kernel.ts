@@ -245,6 +245,8 @@ export class Kernel extends KernelCore {
       '/proc/*/task/*/status',
       // Physical addresses for the no-IOMMU group path's drivers ("*" also matches "self").
       '/proc/*/pagemap',
+      '/proc/*/task/*/pagemap',
+      '/proc/thread-self/pagemap',
       // The emulated machine's debugfs holds only the fault-injection directories.
       '/sys/kernel/debug',
     ];

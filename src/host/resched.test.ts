@@ -25,7 +25,7 @@ function taskWith(memory: SimulatedMemory, yields: boolean): Task {
       throw new Error('no fds here');
     },
   };
-  return { creds: undefined as never, memory, fds, yields };
+  return { creds: undefined as never, memory, fds, yields, comm: () => 'test' };
 }
 
 /** The call's result and how many other event-loop turns ran before it came. */

@@ -107,6 +107,8 @@ export class SimProcess {
     return {
       creds,
       memory: this.memory,
+      // An in-process task is a thread of the emulator's own process.
+      comm: () => 'node',
       fds: {
         fileOf: (fd) => this.fds.get(fd),
         isOpen: (fd) => this.fds.has(fd),

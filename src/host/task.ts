@@ -63,6 +63,8 @@ export interface Task {
   readonly creds: Credentials;
   readonly memory: UserMemory;
   readonly fds: FdResolver;
+  /** current->comm, for the kernel's log lines that name the caller ("comm:pid"). */
+  comm(): string;
   /**
    * Whether a long walk over this caller's memory may let other callers run between its steps
    * (resched.ts): a served client's ioctl may, and its reply then comes later. Absent: every

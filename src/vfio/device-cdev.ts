@@ -137,7 +137,14 @@ export function dfGroupOpen(df: VfioDeviceFile, task: Task): SyscallResult {
     if (!device.noiommu) {
       const idev = iommufdDeviceBind(ictx, device.dev);
       if (typeof idev === 'number') return idev;
+      // open_device (vfio_pci_core_enable) allocates too; its failure unbinds again.
+      if (shouldFail('kmalloc')) {
+        iommufdDeviceUnbind(idev);
+        return -Errno.ENOMEM;
+      }
       device.iommufdDevice = idev;
+    } else if (shouldFail('kmalloc')) {
+      return -Errno.ENOMEM;
     }
     device.openCount.inc();
     pciCoreOpen(device);

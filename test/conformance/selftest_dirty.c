@@ -162,12 +162,17 @@ TEST(dirty_bits_round_trip)
 	CHECK_EQ(bitmap[0] & 0x5, 0x5);
 	CHECK_EQ(bitmap[0] & ~0xfULL, 0);
 
-	/* Enabling again starts from clean IOPTEs. */
+	/* With tracking off the IOPTEs are read all the same (7.3's page-table dirty ops do not
+	 * ask): the bits set before stay until read. Enabling again starts from clean IOPTEs. */
 	REQUIRE_OK(mock_dirty(s.fd, s.hwpt, seed, 64, &nr));
 	REQUIRE_OK(set_dirty(s.fd, s.hwpt, 0));
+	CHECK_ERRNO(EINVAL, mock_dirty(s.fd, s.hwpt, seed, 64, &nr));
 	bitmap[0] = 0;
-	CHECK_ERRNO(EINVAL, get_bitmap(s.fd, s.hwpt, 0, IOVA, BUF_SIZE, PAGE_SZ, bitmap));
+	CHECK_OK(get_bitmap(s.fd, s.hwpt, IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR, IOVA, BUF_SIZE,
+			    PAGE_SZ, bitmap));
+	CHECK_EQ(bitmap[0] & 0x14, 0x14);
 	REQUIRE_OK(set_dirty(s.fd, s.hwpt, IOMMU_HWPT_DIRTY_TRACKING_ENABLE));
+	bitmap[0] = 0;
 	REQUIRE_OK(get_bitmap(s.fd, s.hwpt, 0, IOVA, BUF_SIZE, PAGE_SZ, bitmap));
 	CHECK_EQ(bitmap[0], 0);
 	CHECK_OK(check_refs(s.fd, 1));

@@ -7,6 +7,7 @@ import type { Task } from '../../host/task.ts';
 import { Errno, errnoName } from '../../uapi/errno.ts';
 import {
   checkResult,
+  clientComm,
   guarded,
   liveObject,
   reportBug,
@@ -108,6 +109,7 @@ export function rawWrite(s: ServerState, conn: Connection, chunk: Uint8Array): v
       creds: s.clientCreds.of(object.creds),
       memory: NO_MEMORY,
       fds: s.files.resolver(pid, tid),
+      comm: () => clientComm(tid),
     };
     let n: unknown = guarded(s, what, object.creds, () =>
       write.call(fops, file, task, chunk, object.pos),
