@@ -412,6 +412,27 @@ void trap_unmap(uintptr_t start, size_t len)
 	pthread_mutex_unlock(&trap_lock);
 }
 
+/* exit(): the address space is about to go with the process's mappings. Telling the server now
+ * makes it let go of what the mappings of iommufd regions hold before the parent's waitpid()
+ * returns, as Linux's exit_mm() does; _exit() and a fatal signal leave that to the server seeing
+ * the process gone. The ranges stay trapped for what still runs. */
+__attribute__((destructor)) static void trap_exit(void)
+{
+	int i;
+	if (!__atomic_load_n(&segv_installed, __ATOMIC_ACQUIRE))
+		return;
+	pthread_mutex_lock(&trap_lock);
+	for (i = 0; i < MAX_TRAPS; i++) {
+		struct trap *t = &traps[i];
+		if (!t->used || !t->notes_close)
+			continue;
+		t->notes_close = 0;
+		call_note_always(EMU_NOTE_VMA_CLOSE, t->prog_fd, t->obj, 0, t->map_offset, t->map_len,
+				 0, 0);
+	}
+	pthread_mutex_unlock(&trap_lock);
+}
+
 /* Once the shim's handler is installed, the program's sigaction() and signal() for SIGSEGV
  * change the handler the shim chains to instead of replacing it. */
 EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *oldact)
