@@ -4,7 +4,8 @@
  * region of two pages on the iommufd whose first word is in_data; nested domains allocated
  * through them; cache invalidation, which clears entries of the cache of the mock device
  * behind a vDEVICE; and HW queues of IOMMU_HW_QUEUE_TYPE_SELFTEST, at most two, queue 1 only
- * after queue 0, which it then holds (so they go in descending order).
+ * after queue 0, which it then holds (so they go in descending order); a destroyed queue frees
+ * slot 0 whatever its index, as 7.3's mock does.
  */
 
 import { shouldFail } from '../fault/fault.ts';
@@ -39,9 +40,12 @@ export interface MockViommuData {
   readonly hwQueues: (IommufdHwQueue | undefined)[];
 }
 
-/** struct mock_hw_queue's own part: its index, and the queue it depends on (held). */
+/**
+ * struct mock_hw_queue's own part: the slot its destroy clears, and the queue it depends on
+ * (held). 7.3's mock never stores the index it was given, so the slot is always 0 (decision 232).
+ */
 interface MockHwQueueData {
-  readonly index: number;
+  readonly slot: number;
   readonly prev: IommufdHwQueue | undefined;
 }
 
@@ -125,10 +129,13 @@ function readWholeArray(array: IommuUserDataArray, out: Uint8Array[]): SyscallRe
   return 0;
 }
 
-/** mock_hw_queue_destroy(): the slot is free again, and the queue before it no longer held. */
+/**
+ * mock_hw_queue_destroy(): slot 0 is emptied whatever the queue's index (decision 232: queue 1's
+ * slot stays taken), and the queue before it is no longer held.
+ */
 function mockHwQueueDestroy(hwQueue: IommufdHwQueue): void {
   const data = hwQueue.driverData as MockHwQueueData;
-  (hwQueue.viommu!.driverData as MockViommuData).hwQueues[data.index] = undefined;
+  (hwQueue.viommu!.driverData as MockViommuData).hwQueues[data.slot] = undefined;
   // iommufd_hw_queue_undepend().
   data.prev?.users.dec();
 }
@@ -148,7 +155,7 @@ function mockHwQueueInitPhys(hwQueue: IommufdHwQueue, index: number, basePa: big
   if (index && prev === undefined) return -Errno.EIO;
   if (basePa !== viommu.hwpt.domain?.iovaToPhys(hwQueue.baseAddr)) return -Errno.EFAULT;
   prev?.users.inc();
-  const data: MockHwQueueData = { index, prev };
+  const data: MockHwQueueData = { slot: 0, prev };
   hwQueue.driverData = data;
   state.hwQueues[index] = hwQueue;
   hwQueue.driverDestroy = mockHwQueueDestroy;
