@@ -34,13 +34,13 @@ export interface KernelOptions {
   readonly platform?: PlatformConfig;
 }
 
+/** TAINT_BAD_PAGE ('B'): memory the kernel owns was found corrupted (decision 200). */
+export const TAINT_BAD_PAGE = 5;
+
 /**
  * The emulated kernel instance: the machine it runs on, iommufd, VFIO, and the /dev, /sys and
  * /proc files they expose. At boot every PCI device is bound to vfio-pci.
  */
-/** TAINT_BAD_PAGE ('B'): a bad page was found; here, kernel memory written by a device. */
-const TAINT_BAD_PAGE = 5;
-
 export class Kernel extends KernelCore {
   readonly machine: Machine;
   readonly iommu: IommuSubsystem;
@@ -53,6 +53,8 @@ export class Kernel extends KernelCore {
     super();
     this.machine = new Machine(options.platform ?? defaultPlatform(), { events: this.events });
     this.iommu = new IommuSubsystem(this.machine, unitIommuOps);
+    // A device's write over kernel memory is what bad_page() finds: the kernel is tainted 'B'.
+    this.machine.corruption.onCorruption(() => this.addTaint(TAINT_BAD_PAGE));
     this.devfs.udevRule = deviceNodeRule(this.machine.deviceNodeOwner);
     const pinned = this.machine.pinned;
     const pinner: PagePinner = {
@@ -100,7 +102,6 @@ export class Kernel extends KernelCore {
       noiommuMode,
     );
     this.addKernelFiles();
-    this.reportCorruption();
     this.pci = new PciBus(this.sysfs, this.events);
     addPciRootBusSysfs(this.sysfs);
     for (const dev of this.machine.devices.values()) {
@@ -125,26 +126,6 @@ export class Kernel extends KernelCore {
   }
 
   /** The module parameters and the vfio_pci module's directory. */
-  /**
-   * A device with no IOMMU that writes over an I/O page table corrupts kernel memory, which real
-   * hardware would not notice until something broke. The emulator says so at once, loudly
-   * (dmesg, as a bad page report would), and taints the kernel (TAINT_BAD_PAGE, 'B'); its own
-   * bookkeeping does not trust those tables, so it keeps answering and releasing.
-   */
-  private reportCorruption(): void {
-    this.events.subscribe(
-      (e) => {
-        if (e.kind !== 'unsafe-dma' || e.corrupts !== true) return;
-        this.addTaint(TAINT_BAD_PAGE);
-        this.events.log(
-          'error',
-          `BUG: kernel memory corrupted: ${e.device} wrote ${e.length} bytes at PA 0x${e.pa.toString(16)} over memory the kernel owns (${e.reason}); kernel tainted (B)`,
-        );
-      },
-      ['unsafe-dma'],
-    );
-  }
-
   private addKernelFiles(): void {
     this.sysfs.add({
       kind: 'attr',
@@ -264,6 +245,8 @@ export class Kernel extends KernelCore {
       '/proc/*/task/*/status',
       // Physical addresses for the no-IOMMU group path's drivers ("*" also matches "self").
       '/proc/*/pagemap',
+      '/proc/*/task/*/pagemap',
+      '/proc/thread-self/pagemap',
       // The emulated machine's debugfs holds only the fault-injection directories.
       '/sys/kernel/debug',
     ];

@@ -7,6 +7,8 @@ import { hwDomainOf } from '../iommu/pt-domain.ts';
 import { HwptPaging } from '../iommufd/hw-pagetable.ts';
 import { Ioas } from '../iommufd/ioas.ts';
 import { Prot } from '../platform/io-pgtable.ts';
+import * as ioctl from '../uapi/ioctl.ts';
+import * as u from '../uapi/iommufd.ts';
 import { PAGE_SIZE } from '../uapi/iommufd.ts';
 import { ctxObjects } from './_internals.ts';
 import { FIXED, IommufdOps, VfioDeviceOps } from './_ops.ts';
@@ -49,6 +51,31 @@ describe('checkInvariants', () => {
   it('holds on a populated kernel and after everything exited', () => {
     const t = populated();
     assert.equal(t.hwpts.length, 2);
+    assert.deepEqual(checkInvariants(t.kernel), []);
+    t.proc.exit();
+    assert.deepEqual(checkInvariants(t.kernel), []);
+    assert.deepEqual(t.kernel.leaks(), []);
+  });
+
+  it('counts the references a fault queue fd and a HWPT that reports to it hold', () => {
+    const t = populated();
+    const alloc = t.proc.ioctlStruct(
+      t.ops.fd,
+      ioctl.IOMMU_FAULT_QUEUE_ALLOC,
+      u.iommuFaultAlloc,
+      {},
+    );
+    assert.equal(alloc.ret, 0);
+    assert.deepEqual(checkInvariants(t.kernel), []);
+    const hwpt = t.proc.ioctlStruct(t.ops.fd, ioctl.IOMMU_HWPT_ALLOC, u.iommuHwptAlloc, {
+      flags: u.IOMMU_HWPT_FAULT_ID_VALID,
+      dev_id: 1,
+      pt_id: t.ioasObj.id,
+      fault_id: alloc.out.out_fault_id,
+    });
+    assert.equal(hwpt.ret, 0);
+    assert.deepEqual(checkInvariants(t.kernel), []);
+    assert.equal(t.proc.close(alloc.out.out_fault_fd), 0);
     assert.deepEqual(checkInvariants(t.kernel), []);
     t.proc.exit();
     assert.deepEqual(checkInvariants(t.kernel), []);

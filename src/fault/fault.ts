@@ -78,6 +78,14 @@ export function withFailNth<T>(counter: FailNth | undefined, fn: () => T): T {
   }
 }
 
+/**
+ * The counter of the call running now, for work that continues it later (resched.ts): that
+ * work's injection points count against the same task.
+ */
+export function currentFailNth(): FailNth | undefined {
+  return current;
+}
+
 /** The injection point. Cheap when no counter is armed. */
 export function shouldFail(site: FaultSite): boolean {
   const c = everyTask ?? current;

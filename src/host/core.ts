@@ -102,7 +102,7 @@ export class KernelCore {
   /**
    * The procfs and debugfs files the kernel makes up when they are looked up: /proc/self and
    * /proc/thread-self (links to the caller's own directories), /proc/<pid>[/task/<tid>] and
-   * their fail-nth, /proc/<pid>/pagemap, and the debugfs fault-injection directories and knobs.
+   * their fail-nth and pagemap, and the debugfs fault-injection directories and knobs.
    */
   private madeUpFile(task: Task, path: string): Inode | undefined {
     const { pid, tid } = task.creds;
@@ -117,7 +117,7 @@ export class KernelCore {
       // Owned by the process (task_dump_owner()): here only the caller's own is served.
       const ids = task.creds.fsIds();
       const owner = { uid: ids.fsuid, gid: ids.fsgid };
-      return { kind: 'proc', mode: 0o400, owner, open: (t, flags) => map.open(t, pid, flags) };
+      return { kind: 'proc', mode: 0o400, owner, open: (t) => map.open(t, pid) };
     }
     const attr = this.failNthAttr(task, path) ?? this.debugfsAttr(path) ?? this.statusAttr(path);
     return attr === undefined ? undefined : { kind: 'attr', attr };
@@ -219,8 +219,8 @@ export class KernelCore {
 const DEBUGFS_DIRS = ['failslab', 'fail_page_alloc', 'fail_iommufd', 'fail_usercopy'];
 const DEBUGFS_KNOB = new RegExp(`^/sys/kernel/debug/(${DEBUGFS_DIRS.join('|')})/([a-z-]+)$`);
 const DEBUGFS_DIR = new RegExp(`^/sys/kernel/debug/(${DEBUGFS_DIRS.join('|')})$`);
-/** /proc/<pid>/pagemap. */
-const PROC_PAGEMAP = /^\/proc\/(\d+)\/pagemap$/;
+/** /proc/<pid>/pagemap and /proc/<pid>/task/<tid>/pagemap (the same address space). */
+const PROC_PAGEMAP = /^\/proc\/(\d+)(?:\/task\/\d+)?\/pagemap$/;
 /** /proc/<pid>, /proc/<pid>/task and /proc/<pid>/task/<tid>. */
 const PROC_TASK_DIR = /^\/proc\/\d+(\/task(\/\d+)?)?$/;
 

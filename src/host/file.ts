@@ -17,17 +17,25 @@ export type MmapBacking =
 
 /**
  * A call that blocks its caller until `blocked` settles (an unbind waiting for the device's last
- * user). Only that caller waits: the server replies when the promise settles and goes on serving
+ * user, an ioctl clearing gigabytes of the caller's memory a step at a time). Only that caller waits: the server replies when the promise settles and goes on serving
  * everyone else meanwhile.
  */
 export interface BlockedCall {
   readonly blocked: Promise<SyscallResult>;
 }
 
+/** What a call that may block returns: its result now, or later. */
+export type MaybeBlocked = SyscallResult | BlockedCall;
+
+export function isBlocked(value: unknown): value is BlockedCall {
+  return typeof value === 'object' && value !== null && 'blocked' in value;
+}
+
 export interface FileOperations {
   /** Short name for traces and the inspector, e.g. "iommufd" or "vfio-dev". */
   readonly name: string;
-  ioctl?(file: File, task: Task, cmd: number, arg: bigint): SyscallResult;
+  /** A command that walks much of the caller's memory may answer later (resched.ts). */
+  ioctl?(file: File, task: Task, cmd: number, arg: bigint): MaybeBlocked;
   /** pread/read: the bytes read, or a negative errno. */
   read?(file: File, task: Task, length: number, pos: bigint): Uint8Array | number;
   /** pwrite/write: bytes written, or a negative errno; or a write that blocks. */

@@ -36,7 +36,25 @@ describe('/proc/<pid>/pagemap', () => {
     assert.equal(proc.pread(fd, 8, at + 4n), -Errno.EINVAL);
     assert.equal(proc.pread(fd, 12, at), -Errno.EINVAL);
     assert.equal(proc.open(`/proc/${proc.pid + 1}/pagemap`, O_RDONLY), -Errno.EACCES);
-    assert.equal(proc.open('/proc/self/pagemap', 2), -Errno.EACCES);
+    // 0400: a write open needs CAP_DAC_OVERRIDE (may_open), and the file has no write.
+    const rw = proc.open('/proc/self/pagemap', 2);
+    assert.ok(rw >= 0);
+    assert.equal(proc.pwrite(rw, new Uint8Array(8), 0n), -Errno.EINVAL);
+    assert.deepEqual(entries(proc.pread(rw, 8, at)), [first]);
+    proc.close(rw);
+    const plain = emu.spawn({ capEff: 0n });
+    assert.equal(plain.open('/proc/self/pagemap', 2), -Errno.EACCES);
+    plain.exit();
+    // The same address space through the task's own file and /proc/thread-self.
+    for (const path of [
+      `/proc/${proc.pid}/task/${proc.pid}/pagemap`,
+      '/proc/thread-self/pagemap',
+    ]) {
+      const tfd = proc.open(path, O_RDONLY);
+      assert.ok(tfd >= 0, path);
+      assert.deepEqual(entries(proc.pread(tfd, 8, at)), [first], path);
+      proc.close(tfd);
+    }
     // The resident pins are the invariants' and not a leak; they go with the process.
     assert.deepEqual(checkInvariants(emu.kernel), []);
     assert.deepEqual(

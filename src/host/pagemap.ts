@@ -1,5 +1,5 @@
 /**
- * /proc/<pid>/pagemap (fs/proc/task_mmu.c): one 64-bit entry per virtual page of the process,
+ * /proc/<pid>/pagemap and /proc/<pid>/task/<tid>/pagemap (fs/proc/task_mmu.c): one 64-bit entry per virtual page of the process,
  * whose low 55 bits are the page's frame number when the file's opener holds CAP_SYS_ADMIN. A
  * driver of a no-IOMMU device opened through its group has no other way to learn where its
  * buffers are in physical memory (DPDK's rte_mem_virt2phy reads it), so the emulated kernel
@@ -23,8 +23,6 @@ import type { MmId, UserMemory } from './user-memory.ts';
 const ENTRY_BYTES = 8n;
 const PAGE_SHIFT = 12n;
 const PAGE_SIZE = 1n << PAGE_SHIFT;
-const O_ACCMODE = 0o3;
-const O_RDONLY = 0;
 /** x86-64 TASK_SIZE_MAX with 4-level paging: entries past it are never read. */
 const TASK_SIZE = (1n << 47n) - PAGE_SIZE;
 /** PM_PFRAME_BITS: the frame number's bits; PM_SWAP and PM_PRESENT. */
@@ -51,11 +49,12 @@ export class Pagemap {
   }
 
   /**
-   * Opens /proc/<pid>/pagemap: only a process's own (another's memory is not the caller's to
-   * read here: EACCES), read-only (EACCES for a write open).
+   * pagemap_open(): only a process's own (another's memory is not the caller's to read here:
+   * EACCES). The file's 0400 mode was checked at open (a write open needs CAP_DAC_OVERRIDE, as
+   * may_open allows); it has no write method.
    */
-  open(task: Task, pid: number, flags: number): File | number {
-    if (task.creds.pid !== pid || (flags & O_ACCMODE) !== O_RDONLY) return -Errno.EACCES;
+  open(task: Task, pid: number): File | number {
+    if (task.creds.pid !== pid) return -Errno.EACCES;
     const data: PagemapFile = {
       memory: task.memory,
       showPfn: capable(task.creds, CAP_SYS_ADMIN),

@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import { createEmulator, type Emulator } from '../index.ts';
 import { defaultPlatform, type PlatformConfig } from '../platform/platform-config.ts';
 import { Errno } from '../uapi/errno.ts';
-import { resetWorks } from '../vfio/pci-reset.ts';
+import { functionResetPossible } from '../vfio/pci-reset.ts';
 import type { SimProcess } from './sim-process.ts';
 
 const DEV = '/sys/devices/pci0000:00/0000:00:04.0';
@@ -42,10 +42,12 @@ function bound(emu: Emulator, bdf: string): string | undefined {
 }
 
 describe('driver_override', () => {
-  it('boots as vfio-pci; a newline or an empty write clears it; PAGE_SIZE - 1 is too long', () => {
+  it('boots as vfio-pci; a newline clears it, an empty write does nothing; PAGE_SIZE - 1 is too long', () => {
     const emu = createEmulator();
     const proc = emu.spawn();
     assert.equal(read(proc, `${DEV}/driver_override`), 'vfio-pci\n');
+    assert.equal(write(proc, `${DEV}/driver_override`, ''), 0);
+    assert.equal(read(proc, `${DEV}/driver_override`), 'vfio-pci\n', 'store is not called');
     assert.equal(write(proc, `${DEV}/driver_override`, '\n'), 1);
     assert.equal(read(proc, `${DEV}/driver_override`), '(null)\n');
     assert.equal(write(proc, `${DEV}/driver_override`, 'vfio-pci\n'), 9);
@@ -95,7 +97,14 @@ describe("vfio-pci's bind, unbind, new_id and remove_id", () => {
     assert.equal(write(proc, `${DRV}/remove_id`, '8086'), -Errno.EINVAL);
     assert.equal(write(proc, `${DRV}/remove_id`, '8086 1234'), -Errno.ENODEV);
     // The no-IOMMU device's probe fails with no-IOMMU mode off: bind says so, drivers_probe not.
+    const lines: string[] = [];
+    emu.kernel.events.subscribe((e) => {
+      if (e.kind === 'log') lines.push(e.message);
+    });
     assert.equal(write(proc, `${DRV}/bind`, '0000:00:06.0'), -Errno.EINVAL);
+    assert.deepEqual(lines, [
+      'vfio-pci 0000:00:06.0: probe with driver vfio-pci failed with error -22',
+    ]);
     assert.equal(write(proc, '/sys/bus/pci/drivers_probe', '0000:00:06.0'), 12);
     assert.equal(bound(emu, '0000:00:06.0'), undefined);
     emu.kernel.shutdown();
@@ -156,15 +165,61 @@ describe("vfio-pci's bind, unbind, new_id and remove_id", () => {
     await new Promise((resolve) => setImmediate(resolve));
     assert.equal(bound(emu, '0000:00:04.0'), undefined, 'driver_sysfs_remove() runs first');
     const binding = proc.pwriteBlocking(bind, text, 0n).then((n) => order.push(`bind ${n}`));
+    // driver_override takes no device lock: it is stored at once.
     const setting = proc
       .pwriteBlocking(override, new TextEncoder().encode('vfio-pci'), 0n)
       .then((n) => order.push(`override ${n}`));
     await new Promise((resolve) => setImmediate(resolve));
-    assert.deepEqual(order, [], 'all wait for the device lock');
+    assert.deepEqual(order, ['override 8'], 'bind waits for the device lock, the override not');
     assert.equal(proc.close(cdev), 0);
     await Promise.all([unbinding, binding, setting]);
-    assert.deepEqual(order, ['unbind 12', 'bind 12', 'override 8']);
+    assert.deepEqual(order, ['override 8', 'unbind 12', 'bind 12']);
     assert.ok(bound(emu, '0000:00:04.0') !== undefined);
+    proc.exit();
+    emu.kernel.shutdown();
+  });
+
+  it('drivers_probe during a waiting unbind returns at once and binds nothing', async () => {
+    const emu = createEmulator();
+    const proc = emu.spawn();
+    const cdev = proc.open('/dev/vfio/devices/vfio0');
+    assert.ok(cdev >= 0);
+    const unbind = proc.open(`${DRV}/unbind`, O_WRONLY);
+    const probe = proc.open('/sys/bus/pci/drivers_probe', O_WRONLY);
+    const text = new TextEncoder().encode('0000:00:04.0');
+    const unbinding = proc.pwriteBlocking(unbind, text, 0n);
+    await new Promise((resolve) => setImmediate(resolve));
+    // bus_rescan_devices_helper() sees dev->driver still set: nothing to attach.
+    assert.equal(proc.pwrite(probe, text, 0n), 12);
+    assert.equal(proc.close(cdev), 0);
+    assert.equal(await unbinding, 12);
+    assert.equal(bound(emu, '0000:00:04.0'), undefined, 'the device ends unbound');
+    proc.exit();
+    emu.kernel.shutdown();
+  });
+
+  it('new_id during a waiting unbind waits for the device lock, then probes the device', async () => {
+    const emu = createEmulator();
+    const proc = emu.spawn();
+    assert.equal(write(proc, `${DEV}/driver_override`, '\n'), 1);
+    const cdev = proc.open('/dev/vfio/devices/vfio0');
+    assert.ok(cdev >= 0);
+    const unbind = proc.open(`${DRV}/unbind`, O_WRONLY);
+    const newId = proc.open(`${DRV}/new_id`, O_WRONLY);
+    const order: string[] = [];
+    const unbinding = proc
+      .pwriteBlocking(unbind, new TextEncoder().encode('0000:00:04.0'), 0n)
+      .then((n) => order.push(`unbind ${n}`));
+    await new Promise((resolve) => setImmediate(resolve));
+    const adding = proc
+      .pwriteBlocking(newId, new TextEncoder().encode('1234 11e8'), 0n)
+      .then((n) => order.push(`new_id ${n}`));
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(order, [], 'new_id waits for the device lock');
+    assert.equal(proc.close(cdev), 0);
+    await Promise.all([unbinding, adding]);
+    assert.deepEqual(order, ['unbind 12', 'new_id 9']);
+    assert.ok(bound(emu, '0000:00:04.0') !== undefined, 'probed once the unbind finished');
     proc.exit();
     emu.kernel.shutdown();
   });
@@ -291,10 +346,10 @@ describe('reset and reset_method', () => {
     assert.equal(write(proc, `${DEV}/reset_method`, 'bus'), -Errno.EINVAL, 'not supported');
     assert.equal(write(proc, `${DEV}/reset_method`, 'flr nope'), -Errno.EINVAL);
     assert.equal(read(proc, `${DEV}/reset_method`), 'pm\n', 'a refused write changes nothing');
-    assert.ok(resetWorks(vdev));
+    assert.ok(functionResetPossible(vdev));
     assert.equal(write(proc, `${DEV}/reset_method`, '\n'), 1);
     assert.equal(read(proc, `${DEV}/reset_method`), '');
-    assert.equal(resetWorks(vdev), false, 'VFIO finds no reset either');
+    assert.equal(functionResetPossible(vdev), false, 'VFIO finds no reset either');
     assert.equal(write(proc, `${DEV}/reset`, '1'), -Errno.ENOTTY);
     assert.equal(write(proc, `${DEV}/reset_method`, 'default'), 7);
     assert.equal(read(proc, `${DEV}/reset_method`), 'flr pm\n');
@@ -310,6 +365,9 @@ describe('reset and reset_method', () => {
     assert.equal(write(proc, `${DEV}/reset`, 'yes'), -Errno.EINVAL);
     assert.equal(write(proc, `${DEV}/reset`, '1\n'), 2);
     assert.equal(pci.configRead(0x04, 2), 0x0006, 'restored after the reset');
+    assert.equal(write(proc, `${DEV}/reset`, '+1'), 2, "kstrtoul takes a leading '+'");
+    assert.equal(write(proc, `${DEV}/reset`, '0x1'), 3);
+    assert.equal(write(proc, `${DEV}/reset`, '+-1'), -Errno.EINVAL);
     assert.equal(proc.open(`${DEV}/reset`, O_RDONLY), -Errno.EACCES);
     emu.kernel.shutdown();
   });

@@ -43,11 +43,8 @@ export interface PciDriver {
   readonly idTable: readonly PciIdTableEntry[];
   /** probe(): 0 once the driver has the device, or a negative errno. */
   probe(dev: PciDevice): SyscallResult;
-  /**
-   * remove(): 0, or a call that blocks until the device's users let go. A negative errno
-   * refuses the unbind with nothing changed (the emulator's EBUSY for an open group node).
-   */
-  remove(dev: PciDevice): SyscallResult | BlockedCall;
+  /** remove(): cannot fail; 0, or a call that blocks until the device's users let go. */
+  remove(dev: PciDevice): 0 | BlockedCall;
 }
 
 /** What the driver core keeps of one device. */
@@ -59,7 +56,7 @@ interface DeviceState {
   override: string | undefined;
   /**
    * The unbind in progress while remove() waits for the device's users. It holds the device
-   * lock: binds, probes and driver_override writes of the device wait for it.
+   * lock: binds and probes of the device wait for it (driver_override takes no device lock).
    */
   unbinding: Promise<SyscallResult> | undefined;
 }
@@ -156,7 +153,8 @@ export class PciBus {
       path: `${DEVICES}/${dev.bdf}/driver_override`,
       mode: 0o644,
       show: () => `${state.override ?? '(null)'}\n`,
-      store: (_task, text) => this.locked(state, () => this.setOverride(state, text)),
+      // __device_set_driver_override() takes a spinlock only: it never waits for an unbind.
+      store: (_task, text) => this.setOverride(state, text),
     });
   }
 
@@ -217,7 +215,9 @@ export class PciBus {
     const rc = drv.probe(state.dev);
     if (rc < 0) {
       if (rc !== -Errno.ENODEV && rc !== -Errno.ENXIO) {
-        this.events.log('info', `${drv.name}: probe of ${state.dev.bdf} failed with error ${rc}`);
+        // call_driver_probe()'s dev_err, while dev->driver is the driver being probed.
+        const line = `${drv.name} ${state.dev.bdf}: probe with driver ${drv.name} failed with error ${rc}`;
+        this.events.log('info', line);
       }
       return rc;
     }
@@ -244,7 +244,6 @@ export class PciBus {
     const drv = state.driver;
     if (drv === undefined) return 0;
     const rc = drv.remove(state.dev);
-    if (typeof rc === 'number' && rc < 0) return rc;
     this.sysfs.remove(`${DEVICES}/${state.dev.bdf}/driver`);
     this.sysfs.remove(`${BUS}/drivers/${drv.name}/${state.dev.bdf}`);
     const done = (): SyscallResult => {
@@ -279,13 +278,34 @@ export class PciBus {
     }
   }
 
-  /** driver_attach(): the driver probes every unbound device it matches. */
-  private driverAttach(drv: PciDriver): void {
-    for (const state of this.devices.values()) {
-      if (state.driver === undefined && state.unbinding === undefined && this.matches(drv, state)) {
-        this.probe(drv, state);
+  /**
+   * driver_attach(): the driver probes every device it matches, one after the other, each under
+   * its device lock: a device whose unbind is waiting makes the caller wait for it too, and is
+   * then probed (__driver_attach).
+   */
+  private driverAttach(drv: PciDriver): 0 | BlockedCall {
+    return this.driverAttachFrom(drv, [...this.devices.values()]);
+  }
+
+  private driverAttachFrom(drv: PciDriver, rest: DeviceState[]): 0 | BlockedCall {
+    for (let i = 0; i < rest.length; i++) {
+      const state = rest[i]!;
+      if (!this.matches(drv, state)) continue;
+      const rc = this.locked(state, () => {
+        if (state.driver === undefined) this.probe(drv, state);
+        return 0;
+      });
+      if (typeof rc !== 'number') {
+        const after = rest.slice(i + 1);
+        return {
+          blocked: rc.blocked.then(() => {
+            const next = this.driverAttachFrom(drv, after);
+            return typeof next === 'number' ? next : next.blocked;
+          }),
+        };
       }
     }
+    return 0;
   }
 
   /** bus_find_device_by_name(). */
@@ -294,10 +314,16 @@ export class PciBus {
     return undefined;
   }
 
-  /** drivers_probe_store(): ENODEV for no such device; a device no driver takes is not an error. */
+  /**
+   * drivers_probe_store(): ENODEV for no such device; a device no driver takes is not an error.
+   * bus_rescan_devices_helper() looks at dev->driver before taking the device lock: a device
+   * whose unbind is still waiting has its driver, so nothing is probed and the write returns at
+   * once (the device ends unbound).
+   */
   private driversProbe(text: string): SyscallResult | BlockedCall {
     const state = this.find(text);
     if (state === undefined) return -Errno.ENODEV;
+    if (state.driver !== undefined) return 0;
     return this.locked(state, () => {
       this.deviceAttach(state);
       return 0;
@@ -338,7 +364,7 @@ export class PciBus {
    * EINVAL for driver_data no static entry has; then the id is added and the driver probes
    * every unbound device it now matches.
    */
-  private newId(drv: PciDriver, text: string): SyscallResult {
+  private newId(drv: PciDriver, text: string): SyscallResult | BlockedCall {
     const f = scanHex(text, 7);
     if (f.length < 2) return -Errno.EINVAL;
     const id: PciDeviceId = {
@@ -362,8 +388,7 @@ export class PciBus {
       return -Errno.EINVAL;
     }
     this.dynids.get(drv)?.push(id);
-    this.driverAttach(drv);
-    return 0;
+    return this.driverAttach(drv);
   }
 
   /** remove_id_store(): the first dynamic id that matches, or ENODEV. */

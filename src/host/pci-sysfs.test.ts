@@ -34,6 +34,28 @@ describe('PCI sysfs files', () => {
     assert.deepEqual(some, all.subarray(0, 64));
   });
 
+  it('config: root writes go straight to the device, in aligned pieces, up to its size', () => {
+    const k = boot();
+    const root = new SimProcess(k);
+    const pci = k.machine.device('0000:00:04.0')!;
+    const fd = root.open(`${DIR}/config`, 2 /* O_RDWR */);
+    assert.ok(fd >= 0);
+    // The command register: memory decode and bus mastering on.
+    assert.equal(root.pwrite(fd, new Uint8Array([0x06, 0x00]), 4n), 2);
+    assert.equal(pci.configRead(0x04, 2), 0x0006);
+    // A byte at an odd offset, then the rest: the cache line size and latency timer.
+    assert.equal(root.pwrite(fd, new Uint8Array([0x10, 0x20]), 0x0cn), 2);
+    assert.equal(pci.configRead(0x0c, 1), 0x10);
+    // Read-only bits stay (the vendor id); past the end is EFBIG, a write clipped to it.
+    assert.equal(root.pwrite(fd, new Uint8Array([0xff, 0xff]), 0n), 2);
+    assert.equal(pci.configRead(0x00, 2), 0x1234);
+    assert.equal(root.pwrite(fd, new Uint8Array([1]), 256n), -27 /* EFBIG */);
+    assert.equal(root.pwrite(fd, new Uint8Array(8), 252n), 4);
+    // Root's 0644 file: others cannot open it for writing.
+    const user = new SimProcess(k, { uid: 1000, capEff: 0n });
+    assert.equal(user.open(`${DIR}/config`, 1 /* O_WRONLY */), -13 /* EACCES */);
+  });
+
   it('resource: BAR0 where the firmware put it, 1 MiB, 32-bit memory', () => {
     const k = boot();
     const p = new SimProcess(k);

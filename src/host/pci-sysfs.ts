@@ -86,7 +86,7 @@ function ueventText(dev: PciDevice, driver: string | undefined): string {
   const cls = dev.configRead(0x09, 1) | (dev.configRead(0x0a, 2) << 8);
   return [
     ...(driver === undefined ? [] : [`DRIVER=${driver}`]),
-    `PCI_CLASS=${cls.toString(16).toUpperCase()}`,
+    `PCI_CLASS=${x(cls, 4)}`,
     `PCI_ID=${x(dev.configRead(0x00, 2), 4)}:${x(dev.configRead(0x02, 2), 4)}`,
     `PCI_SUBSYS_ID=${x(dev.configRead(0x2c, 2), 4)}:${x(dev.configRead(0x2e, 2), 4)}`,
     `PCI_SLOT_NAME=${dev.bdf}`,
@@ -145,6 +145,26 @@ export function addPciSysfs(sysfs: SysFs, dev: PciDevice, ctx: PciSysfsContext):
       const out = new Uint8Array(size);
       for (let i = 0; i < size; i++) out[i] = dev.configRead(i, 1);
       return out;
+    },
+    // pci_write_config(): straight to the device (no driver sees it), in the widest aligned
+    // accesses; the file's 0644 and root owner keep everyone else out at open.
+    size: PciConfig.SIZE,
+    writeBytes: (data, pos) => {
+      let off = pos;
+      let at = 0;
+      const le = (n: 1 | 2 | 4) => {
+        let v = 0;
+        for (let i = n - 1; i >= 0; i--) v = v * 256 + data[at + i]!;
+        dev.configWrite(off, n, v);
+        off += n;
+        at += n;
+      };
+      if (off & 1 && at < data.length) le(1);
+      if (off & 3 && data.length - at > 2) le(2);
+      while (data.length - at > 3) le(4);
+      if (data.length - at >= 2) le(2);
+      if (data.length - at >= 1) le(1);
+      return data.length;
     },
   });
   // pci_create_resource_files(): resourceN for every BAR, resourceN_wc for a prefetchable one.
@@ -280,9 +300,10 @@ function parseResetMethods(
   return out;
 }
 
-/** kstrtoul(text, 0): decimal, 0x hex or 0 octal, one trailing newline allowed. */
+/** kstrtoul(text, 0): an optional '+', decimal, 0x hex or 0 octal, one trailing newline allowed. */
 function parseUlong(text: string): bigint | undefined {
-  const t = text.endsWith('\n') ? text.slice(0, -1) : text;
+  const n = text.endsWith('\n') ? text.slice(0, -1) : text;
+  const t = n.startsWith('+') ? n.slice(1) : n;
   if (/^0[xX][0-9a-fA-F]+$/.test(t)) return BigInt(t);
   if (/^0[0-7]*$/.test(t)) return BigInt(`0o${t.slice(1) || '0'}`);
   if (/^[1-9][0-9]*$/.test(t)) return BigInt(t);

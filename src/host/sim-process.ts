@@ -50,6 +50,9 @@ export interface SimProcessOptions {
   readonly memlockLimit?: bigint;
 }
 
+/** The command name of every in-process task. */
+const inProcessComm = (): string => 'node';
+
 export class SimProcess {
   readonly kernel: KernelCore;
   readonly pid: number;
@@ -132,6 +135,8 @@ export class SimProcess {
     return {
       creds,
       memory: this.memory,
+      // An in-process task is a thread of the emulator's own process.
+      comm: inProcessComm,
       fds: this.taskFds,
     };
   }

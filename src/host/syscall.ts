@@ -9,7 +9,7 @@ import { type FailNth, withFailNth } from '../fault/fault.ts';
 import { describeIoctl, ioctlInfo } from '../trace/decode.ts';
 import type { EventBus } from '../trace/events.ts';
 import { Errno } from '../uapi/errno.ts';
-import type { File } from './file.ts';
+import { type File, isBlocked } from './file.ts';
 import type { Task } from './task.ts';
 
 export function runSyscall<T>(
@@ -41,9 +41,15 @@ export function tracedIoctl(
   arg: bigint,
   failNth: FailNth | undefined,
 ): number {
-  const ioctl = file.fops.ioctl;
+  const fopsIoctl = file.fops.ioctl;
+  // The library's tasks never yield (Task.yields), so every ioctl answers at once.
+  const ioctl = (f: File, t: Task, c: number, a: bigint): number => {
+    const ret = fopsIoctl?.(f, t, c, a) ?? -Errno.ENOTTY;
+    if (isBlocked(ret)) throw new Error('an ioctl of a task that may not yield blocked');
+    return ret;
+  };
   const what = `ioctl(${call.fd}, 0x${cmd.toString(16)})`;
-  if (ioctl === undefined) return -Errno.ENOTTY;
+  if (fopsIoctl === undefined) return -Errno.ENOTTY;
   if (!events.wants('syscall'))
     return runSyscall(events, what, failNth, () => ioctl(file, task, cmd, arg));
   const info = ioctlInfo(file.fops.name, cmd);

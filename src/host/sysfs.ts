@@ -25,6 +25,12 @@ export interface SysAttr {
   readBytes?(opener: Credentials): Uint8Array | number;
   /** undefined: read-only (EACCES on open for write, like a 0444 file). May block the writer. */
   store?(task: Task, text: string): SyscallResult | BlockedCall;
+  /**
+   * A binary attribute's write at `pos` (sysfs_kf_bin_write), used instead of `store`: the bytes
+   * written, or a negative errno. `size` is the attribute's size (EFBIG at or past it).
+   */
+  writeBytes?(data: Uint8Array, pos: number): SyscallResult;
+  readonly size?: number;
 }
 
 export interface SysLink {
@@ -59,9 +65,21 @@ const attrFops: FileOperations = {
     const start = Number(pos < BigInt(bytes.length) ? pos : BigInt(bytes.length));
     return bytes.subarray(start, Math.min(bytes.length, start + length));
   },
-  write(file, task, data, _pos) {
+  write(file, task, data, pos) {
     const { attr } = file.privateData as OpenAttr;
+    if (attr.writeBytes !== undefined) {
+      // sysfs_kf_bin_write(): clipped to the attribute's size; nothing to write is 0.
+      let bytes = data;
+      if (attr.size !== undefined) {
+        if (pos >= BigInt(attr.size)) return -Errno.EFBIG;
+        bytes = data.subarray(0, Math.min(data.length, attr.size - Number(pos)));
+      }
+      if (bytes.length === 0) return 0;
+      return attr.writeBytes(bytes, Number(pos));
+    }
     if (attr.store === undefined) return -Errno.EACCES;
+    // sysfs_kf_write(): a write of nothing never reaches the store.
+    if (data.length === 0) return 0;
     const rc = attr.store(task, new TextDecoder().decode(data));
     if (typeof rc !== 'number')
       return { blocked: rc.blocked.then((r) => (r < 0 ? r : data.length)) };
@@ -79,7 +97,8 @@ export function openAttr(task: Task, attr: SysAttr, flags: number): File | numbe
   const access = flags & O_ACCMODE;
   const writes = access === O_WRONLY || access === O_RDWR;
   const reads = access === O_RDONLY || access === O_RDWR;
-  if (writes && ((attr.mode & 0o222) === 0 || attr.store === undefined)) return -Errno.EACCES;
+  const writable = attr.store !== undefined || attr.writeBytes !== undefined;
+  if (writes && ((attr.mode & 0o222) === 0 || !writable)) return -Errno.EACCES;
   if (reads && (attr.mode & 0o444) === 0) return -Errno.EACCES;
   // f_cred: the opener's credentials as they are at the open.
   const data: OpenAttr = { attr, opener: copyCredentials(task.creds) };

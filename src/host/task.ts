@@ -63,4 +63,12 @@ export interface Task {
   readonly creds: Credentials;
   readonly memory: UserMemory;
   readonly fds: FdResolver;
+  /** current->comm, for the kernel's log lines that name the caller ("comm:pid"). */
+  comm(): string;
+  /**
+   * Whether a long walk over this caller's memory may let other callers run between its steps
+   * (resched.ts): a served client's ioctl may, and its reply then comes later. Absent: every
+   * call runs to its end at once (the library API, whose callers wait for a number).
+   */
+  readonly yields?: boolean;
 }

@@ -4,6 +4,8 @@
  */
 import { shouldFail } from '../fault/fault.ts';
 import { type Decoded, decodeStruct, type FieldTable, type StructSpec } from '../uapi/struct.ts';
+import type { MaybeBlocked } from './file.ts';
+import { afterWalk, type LongWalk, walkNow } from './resched.ts';
 import type { Task } from './task.ts';
 
 /** The bytes at [addr, addr+length) of the caller, or undefined for EFAULT. */
@@ -21,8 +23,11 @@ export function copyToUser(task: Task, addr: bigint, data: Uint8Array): boolean 
 }
 
 const PAGE = 4096;
-/** At most this much is zeroed per write: clearing never allocates what userspace asked for. */
-const CLEAR_CHUNK = 16 * PAGE;
+/**
+ * At most this much is zeroed per write, or checked per read: clearing never allocates what
+ * userspace asked for, and a walk over gigabytes is a few thousand system calls.
+ */
+const CLEAR_CHUNK = 256 * PAGE;
 const ZEROES = new Uint8Array(CLEAR_CHUNK);
 
 /** The bytes from `at` to the end of its page, or to `end` if that comes first. */
@@ -34,15 +39,35 @@ function upTo(at: bigint, end: bigint, boundary: number): number {
 /**
  * clear_user(): zeroes [addr, addr+length) of the caller; false for EFAULT, with everything
  * before the first inaccessible page zeroed, as the kernel's fault handling leaves it. Not an
- * injection site (fail_usercopy does not cover clear_user).
+ * injection site (fail_usercopy does not cover clear_user). Runs to its end at once; a handler
+ * that may clear gigabytes uses clearUserThen.
  */
 export function clearUser(task: Task, addr: bigint, length: number): boolean {
+  return walkNow(clearWalk(task, addr, length));
+}
+
+/**
+ * clear_user() and then `then` with its result (false for EFAULT), letting other callers run
+ * between slices of a long clear (resched.ts). The kernel's clear_user neither reschedules nor
+ * looks at signals itself; its callers' loops do, so the call still cannot be interrupted.
+ */
+export function clearUserThen(
+  task: Task,
+  addr: bigint,
+  length: number,
+  then: (ok: boolean) => MaybeBlocked,
+): MaybeBlocked {
+  return afterWalk(task, clearWalk(task, addr, length), then);
+}
+
+function* clearWalk(task: Task, addr: bigint, length: number): LongWalk<boolean> {
   const end = addr + BigInt(length);
   for (let at = addr; at < end; ) {
     // Chunks end on page boundaries; a chunk that faults is redone page by page.
     const n = upTo(at, end, CLEAR_CHUNK);
     if (!task.memory.write(at, ZEROES.subarray(0, n))) return clearUntilFault(task, at, n);
     at += BigInt(n);
+    yield n;
   }
   return true;
 }
@@ -68,15 +93,34 @@ export function getUser(task: Task, addr: bigint, length: 1 | 2 | 4 | 8): Uint8A
 
 /**
  * check_zeroed_user: 1 if all zero, 0 if not, undefined for EFAULT. Not an injection site: the
- * kernel reads with unsafe_get_user() here, which fail_usercopy does not cover.
+ * kernel reads with unsafe_get_user() here, which fail_usercopy does not cover. Runs to its end
+ * at once; copy_struct_from_user() of a size userspace chose uses checkZeroedUserThen.
  */
 export function checkZeroedUser(task: Task, addr: bigint, length: number): 0 | 1 | undefined {
-  const chunk = 65536;
-  for (let done = 0; done < length; done += chunk) {
-    const n = Math.min(chunk, length - done);
+  return walkNow(zeroedWalk(task, addr, length));
+}
+
+/**
+ * check_zeroed_user() and then `then` with its result, letting other callers run between slices
+ * of a long check (resched.ts). Like the kernel's, the check is not interrupted by signals.
+ */
+export function checkZeroedUserThen(
+  task: Task,
+  addr: bigint,
+  length: number,
+  then: (zeroed: 0 | 1 | undefined) => MaybeBlocked,
+): MaybeBlocked {
+  return afterWalk(task, zeroedWalk(task, addr, length), then);
+}
+
+function* zeroedWalk(task: Task, addr: bigint, length: number): LongWalk<0 | 1 | undefined> {
+  for (let done = 0; done < length; done += CLEAR_CHUNK) {
+    const n = Math.min(CLEAR_CHUNK, length - done);
     const bytes = task.memory.read(addr + BigInt(done), n);
     if (bytes === undefined) return undefined;
-    if (!bytes.every((b) => b === 0)) return 0;
+    // A memcmp against zeroes, not a callback per byte.
+    if (Buffer.compare(bytes, ZEROES.subarray(0, n)) !== 0) return 0;
+    yield n;
   }
   return 1;
 }

@@ -58,11 +58,29 @@ import {
   isNestedDomain,
 } from './iommu.ts';
 
-/** One 2 KiB IOPTE of a mock domain. */
+/**
+ * A leaf of 7.3's mock page table (AMDv1 with 2 KiB pages): a map stores each naturally aligned
+ * run as one entry of the largest size that fits, as iommu_map() picks page sizes, and its dirty
+ * bit covers the whole entry.
+ */
+interface MockLeaf {
+  readonly iova: bigint;
+  readonly size: bigint;
+  dirty: boolean;
+}
+
+/** One 2 KiB IOPTE of a mock domain, in the leaf that holds it. */
 interface MockPte {
   readonly pa: bigint;
   readonly prot: IommuProt;
-  dirty: boolean;
+  readonly leaf: MockLeaf;
+}
+
+/** iommu_pgsize(): the largest power of two from 2 KiB that aligns both addresses and fits. */
+function leafSize(iova: bigint, pa: bigint, left: bigint): bigint {
+  let size = MOCK_PAGE_SIZE;
+  while ((iova | pa) % (size * 2n) === 0n && size * 2n <= left) size *= 2n;
+  return size;
 }
 
 /** struct mock_iommu_domain. */
@@ -85,10 +103,14 @@ export class MockDomain implements IommuDomain {
     if (iova % MOCK_PAGE_SIZE || size % MOCK_PAGE_SIZE || pa % MOCK_PAGE_SIZE)
       throw new Error(`mock map of ${iova}+${size} is not 2 KiB aligned`);
     if (shouldFail('kmalloc')) return -Errno.ENOENT;
+    let leaf: MockLeaf | undefined;
     for (let off = 0n; off < size; off += MOCK_PAGE_SIZE) {
       const index = (iova + off) / MOCK_PAGE_SIZE;
       if (this.ptes.has(index)) throw new Error(`mock map over a present IOPTE at ${iova + off}`);
-      this.ptes.set(index, { pa: pa + off, prot, dirty: false });
+      if (leaf === undefined || iova + off >= leaf.iova + leaf.size) {
+        leaf = { iova: iova + off, size: leafSize(iova + off, pa + off, size - off), dirty: false };
+      }
+      this.ptes.set(index, { pa: pa + off, prot, leaf });
     }
     return 0;
   }
@@ -215,12 +237,16 @@ function mockDirtyOps(domain: MockDomain): IommuDirtyOps {
       return 0;
     },
     readAndClearDirty(iova, size, noClear, record): SyscallResult {
-      if (!domain.dirtyTracking && record !== undefined) return -Errno.EINVAL;
-      for (let cur = iova; cur < iova + size; cur += MOCK_PAGE_SIZE) {
-        const pte = domain.pte(cur);
-        if (pte === undefined || !pte.dirty) continue;
-        if (!noClear) pte.dirty = false;
-        record?.(cur, MOCK_PAGE_SIZE);
+      // 7.3's generic page-table dirty ops read the IOPTEs whether tracking is on or not.
+      const end = iova + size;
+      for (let cur = iova; cur < end; cur += MOCK_PAGE_SIZE) {
+        const leaf = domain.pte(cur)?.leaf;
+        if (leaf === undefined || !leaf.dirty) continue;
+        if (!noClear) leaf.dirty = false;
+        // The whole entry is dirty, as far as the range asked reaches.
+        const last = leaf.iova + leaf.size < end ? leaf.iova + leaf.size : end;
+        record?.(cur, last - cur);
+        cur = last - MOCK_PAGE_SIZE;
       }
       return 0;
     },

@@ -8,7 +8,8 @@
  */
 import { shouldFail } from '../fault/fault.ts';
 import { mutant } from '../fault/mutant.ts';
-import { clearUser, copyToUser } from '../host/uaccess.ts';
+import type { MaybeBlocked } from '../host/file.ts';
+import { clearUserThen, copyToUser } from '../host/uaccess.ts';
 import {
   type Device,
   deviceIommuCapable,
@@ -379,36 +380,64 @@ export function iommufdDeviceDetach(idev: IommufdDevice, pasid = IOMMU_NO_PASID)
  * place, however long userspace says it is: nothing of that size is allocated, and a buffer that
  * runs into unmapped memory is EFAULT.
  */
-export function iommufdGetHwInfo(ucmd: Ucmd<typeof iommuHwInfo.fields>): SyscallResult {
+export function iommufdGetHwInfo(ucmd: Ucmd<typeof iommuHwInfo.fields>): MaybeBlocked {
   const cmd = ucmd.cmd;
   if (cmd.flags & ~IOMMU_HW_INFO_FLAG_INPUT_TYPE) return -Errno.EOPNOTSUPP;
   if (cmd.__reserved0 || cmd.__reserved1 || cmd.__reserved2) return -Errno.EOPNOTSUPP;
-  using held = ucmd.ictx.getObjectRef(cmd.dev_id, 'device');
-  if (held === undefined) return -Errno.ENOENT;
-  const idev = held.obj as IommufdDevice;
+  let out: HwInfoOut;
+  {
+    using held = ucmd.ictx.getObjectRef(cmd.dev_id, 'device');
+    if (held === undefined) return -Errno.ENOENT;
+    const info = hwInfoOf(held.obj as IommufdDevice, cmd.flags, cmd.out_data_type);
+    if (typeof info === 'number') return info;
+    out = info;
+  }
+  // copy_to_user() of min(data_len, blob) bytes: a failed copy of nothing is no error.
+  const blob = out.data;
+  const copyLen = Math.min(cmd.data_len, blob.length);
+  if (!copyToUser(ucmd.task, cmd.data_uptr, blob.subarray(0, copyLen)) && copyLen > 0)
+    return -Errno.EFAULT;
+  const respond = (): SyscallResult => {
+    // The length the kernel has, which may be more or less than the buffer.
+    cmd.data_len = blob.length;
+    cmd.out_data_type = out.type;
+    cmd.out_capabilities = out.capabilities;
+    cmd.out_max_pasid_log2 = out.maxPasidLog2;
+    return ucmd.respond();
+  };
+  if (cmd.data_len <= copyLen) return respond();
+  // The tail may be gigabytes: other clients run while it is cleared (the device reference
+  // is not held meanwhile: decision 222).
+  const tail = cmd.data_uptr + BigInt(copyLen);
+  return clearUserThen(ucmd.task, tail, cmd.data_len - copyLen, (ok) =>
+    ok ? respond() : -Errno.EFAULT,
+  );
+}
+
+/** What GET_HW_INFO reports of a device, read while the call holds it. */
+interface HwInfoOut {
+  readonly data: Uint8Array;
+  readonly type: number;
+  readonly capabilities: bigint;
+  readonly maxPasidLog2: number;
+}
+
+function hwInfoOf(idev: IommufdDevice, flags: number, outDataType: number): HwInfoOut | number {
   // A no-IOMMU device has no driver to ask (docs/decisions.md 4).
   if (idev.isNoiommu) return -Errno.EOPNOTSUPP;
   // The driver's blob (the mock IOMMU's; the emulated units and no-IOMMU have none), of the
   // type userspace asked for with IOMMU_HW_INFO_FLAG_INPUT_TYPE (in the out_data_type field).
-  const inType = cmd.flags & IOMMU_HW_INFO_FLAG_INPUT_TYPE ? cmd.out_data_type : 0;
+  const inType = flags & IOMMU_HW_INFO_FLAG_INPUT_TYPE ? outDataType : 0;
   const info = idev.dev.iommu?.ops.hwInfo?.(idev.dev, inType);
   if (typeof info === 'number') return info;
-  const blob = info?.data ?? new Uint8Array(0);
-  // copy_to_user() of min(data_len, blob) bytes: a failed copy of nothing is no error.
-  const copyLen = Math.min(cmd.data_len, blob.length);
-  if (!copyToUser(ucmd.task, cmd.data_uptr, blob.subarray(0, copyLen)) && copyLen > 0)
-    return -Errno.EFAULT;
-  if (cmd.data_len > copyLen) {
-    const tail = cmd.data_uptr + BigInt(copyLen);
-    if (!clearUser(ucmd.task, tail, cmd.data_len - copyLen)) return -Errno.EFAULT;
-  }
-  // The length the kernel has, which may be more or less than the buffer.
-  cmd.data_len = blob.length;
-  cmd.out_data_type = info?.type ?? IOMMU_HW_INFO_TYPE_NONE;
-  cmd.out_capabilities = deviceIommuCapable(idev.dev, 'dirty-tracking') ? 1n : 0n;
+  let capabilities = deviceIommuCapable(idev.dev, 'dirty-tracking') ? 1n : 0n;
   // Reported for every device whose IOMMU cannot use PCI ATS with it (no edu has ATS).
   if (!deviceIommuCapable(idev.dev, 'pci-ats-supported'))
-    cmd.out_capabilities |= IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED;
-  cmd.out_max_pasid_log2 = idev.dev.iommu?.ops.pasidBits?.(idev.dev) ?? 0;
-  return ucmd.respond();
+    capabilities |= IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED;
+  return {
+    data: info?.data ?? new Uint8Array(0),
+    type: info?.type ?? IOMMU_HW_INFO_TYPE_NONE,
+    capabilities,
+    maxPasidLog2: idev.dev.iommu?.ops.pasidBits?.(idev.dev) ?? 0,
+  };
 }

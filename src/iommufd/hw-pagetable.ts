@@ -103,6 +103,11 @@ export class HwptPaging extends HwPagetable {
   readonly nestParent: boolean;
   /** On ioas.hwptList and in the io_pagetable's domains. */
   onIoas = false;
+  /**
+   * hwpt_paging->enforce_cache_coherency: set once, at allocation for a device that can enforce
+   * it (iommufd_hwpt_paging_enforce_cc); a HWPT made for another device never gains it.
+   */
+  enforceCacheCoherency = false;
 
   constructor(ictx: IommufdCtx, ioas: Ioas, flags: number) {
     super(ictx, flags);
@@ -209,6 +214,9 @@ export function iommufdHwptPagingAlloc(
     return domain;
   }
   hwpt.domain = domain;
+  // Before the domain joins the IOAS, as the coherency mode may decide how it maps. The
+  // emulated drivers' domains enforce it whenever the device's IOMMU reports it can.
+  if (idev.enforceCacheCoherency) hwpt.enforceCacheCoherency = true;
 
   if (immediateAttach) {
     rc = iommufdHwPagetableAttach(hwpt, idev, pasid);

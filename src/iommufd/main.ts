@@ -5,9 +5,9 @@
  */
 import { shouldFail } from '../fault/fault.ts';
 import type { CharDevNode } from '../host/devfs.ts';
-import { File, type FileOperations, S_IFCHR } from '../host/file.ts';
+import { File, type FileOperations, type MaybeBlocked, S_IFCHR } from '../host/file.ts';
 import type { Task } from '../host/task.ts';
-import { checkZeroedUser, copyFromUser, copyToUser, getUser } from '../host/uaccess.ts';
+import { checkZeroedUserThen, copyFromUser, copyToUser, getUser } from '../host/uaccess.ts';
 import type { MockBus } from '../iommu/mock-driver.ts';
 import type { EventBus } from '../trace/events.ts';
 import { IOMMUFD, type IommufdCommand } from '../uapi/commands.ts';
@@ -476,12 +476,12 @@ export class Ucmd<F extends FieldTable> {
 interface IoctlOp {
   readonly command: IommufdCommand;
   readonly spec: StructSpec<FieldTable>;
-  readonly execute: (ucmd: Ucmd<FieldTable>) => SyscallResult;
+  readonly execute: (ucmd: Ucmd<FieldTable>) => MaybeBlocked;
 }
 
 function ioctlOp<F extends FieldTable>(
   command: IommufdCommand<F>,
-  execute: (ucmd: Ucmd<F>) => SyscallResult,
+  execute: (ucmd: Ucmd<F>) => MaybeBlocked,
 ): IoctlOp {
   return { command, spec: command.spec, execute } as unknown as IoctlOp;
 }
@@ -553,12 +553,7 @@ export const iommufdIoctlCommands: readonly IommufdCommand[] = [
 const LAST_CMD = IommufdCmd.IOAS_NOIOMMU_GET_PA;
 
 /** iommufd_fops_ioctl(). */
-export function iommufdIoctl(
-  ictx: IommufdCtx,
-  task: Task,
-  cmd: number,
-  arg: bigint,
-): SyscallResult {
+export function iommufdIoctl(ictx: IommufdCtx, task: Task, cmd: number, arg: bigint): MaybeBlocked {
   const nr = iocNr(cmd);
   const testInterface = ictx.subsystem.mockBus !== undefined;
   const last = testInterface ? IommufdCmd.TEST : LAST_CMD;
@@ -577,19 +572,22 @@ export function iommufdIoctl(
   if (userSize < op.spec.minSize) return -Errno.EINVAL;
 
   // copy_struct_from_user(): reject a non-zero tail beyond what we know, zero-extend a short one.
+  // The tail may be gigabytes (size is a u32): other clients run while it is checked.
   const ksize = op.spec.size;
-  if (userSize > ksize) {
-    const zeroed = checkZeroedUser(task, arg + BigInt(ksize), userSize - ksize);
+  const copyStruct = (): MaybeBlocked => {
+    const copied = copyFromUser(task, arg, Math.min(userSize, ksize));
+    if (copied === undefined) return -Errno.EFAULT;
+    const buf = new Uint8Array(ksize);
+    buf.set(copied);
+    const ucmd = new Ucmd(ictx, task, arg, userSize, op.spec, buf);
+    return op.execute(ucmd);
+  };
+  if (userSize <= ksize) return copyStruct();
+  return checkZeroedUserThen(task, arg + BigInt(ksize), userSize - ksize, (zeroed) => {
     if (zeroed === undefined) return -Errno.EFAULT;
     if (zeroed === 0) return -Errno.E2BIG;
-  }
-  const copied = copyFromUser(task, arg, Math.min(userSize, ksize));
-  if (copied === undefined) return -Errno.EFAULT;
-  const buf = new Uint8Array(ksize);
-  buf.set(copied);
-
-  const ucmd = new Ucmd(ictx, task, arg, userSize, op.spec, buf);
-  return op.execute(ucmd);
+    return copyStruct();
+  });
 }
 
 const PROT_EXEC = 0x4;

@@ -259,7 +259,7 @@ function dirty(ucmd: TestUcmd): SyscallResult {
         const i = BigInt(byte * 8 + bit);
         if (i >= max || !(bitmap[byte]! & (1 << bit))) continue;
         const pte = domain.pte(cmd.iova + i * pageSize);
-        if (pte !== undefined) pte.dirty = true;
+        if (pte !== undefined) pte.leaf.dirty = true;
         count++;
       }
     }

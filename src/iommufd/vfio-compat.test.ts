@@ -10,6 +10,7 @@ import type { EmuEvent } from '../trace/events.ts';
 import { Errno } from '../uapi/errno.ts';
 import * as ioctl from '../uapi/ioctl.ts';
 import * as u from '../uapi/iommufd.ts';
+import * as tc from '../uapi/iommufd-test.ts';
 import type { Decoded } from '../uapi/struct.ts';
 import * as v from '../uapi/vfio.ts';
 import type { IommufdCtx } from './main.ts';
@@ -224,6 +225,20 @@ describe('VFIO_SET_IOMMU', () => {
     assert.equal(set(v.VFIO_TYPE1v2_IOMMU), 0);
     assert.equal(t.option(u.IOMMU_OPTION_HUGE_PAGES, t.ioas).out.val64, 0n);
     assert.equal(t.proc.ioctl(t.fd, ioctl.VFIO_CHECK_EXTENSION, v.VFIO_DMA_CC_IOMMU), 1);
+  });
+
+  it('VFIO_DMA_CC_IOMMU asks every HWPT of the compat IOAS: a mock domain enforces nothing', () => {
+    const t = setup();
+    const cc = () => t.proc.ioctl(t.fd, ioctl.VFIO_CHECK_EXTENSION, v.VFIO_DMA_CC_IOMMU);
+    assert.equal(cc(), 1, 'no HWPT at all');
+    attachVfio0(t.proc, t.fd, t.ioas);
+    assert.equal(cc(), 1, "the edu's domain enforces coherency");
+    const md = t.proc.ioctlStruct(t.fd, ioctl.IOMMU_TEST_CMD, tc.testMockDomain, {
+      op: tc.IOMMU_TEST_OP_MOCK_DOMAIN,
+      id: t.ioas,
+    });
+    assert.equal(md.ret, 0);
+    assert.equal(cc(), 0, "the mock device's HWPT does not enforce it");
   });
 
   it('refuses TYPE1 (v1) once a domain holds mappings', () => {

@@ -38,7 +38,6 @@ import {
   vfioIommuType1InfoDmaAvail,
   vfioIovaRange,
 } from '../uapi/vfio.ts';
-import { isNoiommuDomain } from './hwpt-noiommu.ts';
 import { spans } from './interval-tree.ts';
 import type { Ref } from './io-pagetable.ts';
 import { type Ioas, iommufdGetIoas, iommufdIoasAlloc } from './ioas.ts';
@@ -137,11 +136,11 @@ function checkExtension(ictx: IommufdCtx, type: bigint): SyscallResult {
     case VFIO_NOIOMMU_IOMMU:
       return 1;
     case VFIO_DMA_CC_IOMMU: {
-      // IOMMU devices that cannot enforce coherency are refused at bind, so their HWPTs all
-      // enforce it; a no-IOMMU device skips that check and its software domain enforces nothing.
+      // iommufd_vfio_cc_iommu(): every paging HWPT of the compat IOAS enforces coherency (a
+      // no-IOMMU device's software domain and a mock device's domain do not).
       const ioas = getCompatIoas(ictx);
       if (typeof ioas === 'number') return ioas;
-      const all = !ioas.hwptList.some((hwpt) => isNoiommuDomain(hwpt.domain));
+      const all = ioas.hwptList.every((hwpt) => hwpt.enforceCacheCoherency);
       ictx.putObject(ioas);
       return all ? 1 : 0;
     }

@@ -8,10 +8,12 @@
  * - DirectDmaPort: no IOMMU. Bus addresses are physical addresses and go straight to PhysMemory.
  *   When the range is not entirely pinned user pages the transfer is unsafe (it reads or corrupts
  *   simulated RAM: page tables, free memory, other frames): an 'unsafe-dma' event, and the
- *   transfer still happens, as it would on real hardware.
+ *   transfer still happens, as it would on real hardware. A write over kernel-owned memory (an
+ *   I/O page table) is also reported as the corruption it is (corruption.ts).
  */
 import type { EventBus } from '../trace/events.ts';
 import { Errno } from '../uapi/errno.ts';
+import type { CorruptionMonitor } from './corruption.ts';
 import type { DmaAccess, IommuDomain, IommuFaultReason, IommuUnit } from './iommu.ts';
 import { trackDomainUser } from './iommu.ts';
 import type { PhysMemory } from './phys-memory.ts';
@@ -42,13 +44,15 @@ export class IommuDmaPort implements DmaPort {
   readonly unit: IommuUnit;
   private readonly phys: PhysMemory;
   private readonly events: EventBus;
+  private readonly corruption: CorruptionMonitor | undefined;
   private current: IommuDomain | undefined;
 
-  constructor(device: string, unit: IommuUnit, events: EventBus) {
+  constructor(device: string, unit: IommuUnit, events: EventBus, corruption?: CorruptionMonitor) {
     this.device = device;
     this.unit = unit;
     this.phys = unit.phys;
     this.events = events;
+    this.corruption = corruption;
   }
 
   /** The domain the device translates through, or undefined when DMA is blocked. */
@@ -99,6 +103,8 @@ export class IommuDmaPort implements DmaPort {
     if (segments === undefined) return false;
     let done = 0;
     for (const seg of segments) {
+      // Only a table a device corrupted first can lead a translated write onto kernel memory.
+      this.corruption?.deviceWrite(this.device, seg.pa, seg.length);
       this.phys.write(seg.pa, data.subarray(done, done + seg.length));
       done += seg.length;
     }
@@ -152,12 +158,20 @@ export class DirectDmaPort implements DmaPort {
   private readonly phys: PhysMemory;
   private readonly pinned: PinnedPages;
   private readonly events: EventBus;
+  private readonly corruption: CorruptionMonitor | undefined;
 
-  constructor(device: string, phys: PhysMemory, pinned: PinnedPages, events: EventBus) {
+  constructor(
+    device: string,
+    phys: PhysMemory,
+    pinned: PinnedPages,
+    events: EventBus,
+    corruption?: CorruptionMonitor,
+  ) {
     this.device = device;
     this.phys = phys;
     this.pinned = pinned;
     this.events = events;
+    this.corruption = corruption;
   }
 
   physical(addr: bigint): bigint {
@@ -171,6 +185,7 @@ export class DirectDmaPort implements DmaPort {
 
   write(addr: bigint, data: Uint8Array): boolean {
     this.checkSafe(addr, data.length, 'write');
+    this.corruption?.deviceWrite(this.device, addr, data.length);
     this.phys.write(addr, data);
     return true;
   }

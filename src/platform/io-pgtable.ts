@@ -9,6 +9,13 @@
  * whole 64-bit space (the software no-IOMMU table, like AMDv1 with a 64-bit VA).
  *
  * Table pages that become empty on unmap are freed, so `tablePages()` only counts live ones.
+ *
+ * Two readers, two views (decision 200). Devices translate by walking the entries in RAM, wherever
+ * they lead: a no-IOMMU device that DMAs over a table page changes what devices see, as on real
+ * hardware. The kernel's own code (map, unmap, iova_to_phys, free) works from its copy of what it
+ * wrote, so a corrupted table never makes it follow, write through or free a garbage pointer; its
+ * writes go to both, so an entry it rewrites is an entry repaired. The DIRTY bit is the hardware's:
+ * only RAM holds it, and the kernel reads it there.
  */
 import { Errno } from '../uapi/errno.ts';
 import type { PhysMemory } from './phys-memory.ts';
@@ -85,14 +92,28 @@ export interface PagetableWalk {
   readonly result: WalkResult;
 }
 
+/** The kernel's copy of one table page: what it last wrote to each entry. */
+interface TablePage {
+  readonly pa: bigint;
+  readonly entries: BigUint64Array;
+  /** Entries present. */
+  present: number;
+}
+
+/** Where a kernel walk (of its copy) stopped. */
 type Found =
   | {
       readonly leaf: true;
       readonly level: number;
-      readonly tablePa: bigint;
-      readonly ptePa: bigint;
+      readonly table: TablePage;
+      readonly index: number;
       readonly pte: bigint;
     }
+  | { readonly leaf: false; readonly level: number };
+
+/** Where a hardware walk (of RAM) stopped. */
+type HwFound =
+  | { readonly leaf: true; readonly level: number; readonly ptePa: bigint; readonly pte: bigint }
   | { readonly leaf: false; readonly level: number };
 
 const ENTRIES = 512;
@@ -122,6 +143,9 @@ function isLeaf(pte: bigint, level: number): boolean {
   return level === 0 || (pte & Pte.LEAF) !== 0n;
 }
 
+/** Leaves exist at levels 0..2 only: LEAF higher up is an entry the hardware refuses. */
+const MAX_LEAF_LEVEL = 2;
+
 function protOf(pte: bigint): number {
   return ((pte & Pte.READ) !== 0n ? Prot.READ : 0) | ((pte & Pte.WRITE) !== 0n ? Prot.WRITE : 0);
 }
@@ -136,12 +160,15 @@ export class IoPagetable {
   readonly root: bigint;
 
   private readonly phys: PhysMemory;
-  /** Live table pages (root included) -> number of present entries. */
-  private readonly counts = new Map<bigint, number>();
+  /** The kernel's copy of every live table page (root included), by PA. */
+  private readonly tables = new Map<number, TablePage>();
+  private readonly rootPage: TablePage;
   private readonly minPage: bigint;
   private mapped = 0n;
   private freed = false;
-  /** find()'s walk cache: a level-0 table and the RAM generation it was read in. */
+  /** The kernel walk's cache: the level-0 table of one 2 MiB region (dropped when tables go). */
+  private kernelCache: { region: bigint; table: TablePage } | undefined;
+  /** The hardware walk's cache: a level-0 table and the RAM generation it was read in. */
   private walkCache: { region: bigint; table: bigint; generation: number } | undefined;
 
   /**
@@ -166,7 +193,7 @@ export class IoPagetable {
     const span = levelShift(options.levels);
     this.lastIova = span >= 64n ? U64_MAX : (1n << span) - 1n;
     this.root = root;
-    this.counts.set(root, 0);
+    this.rootPage = this.addTable(root);
   }
 
   /** Bytes currently mapped. */
@@ -176,12 +203,33 @@ export class IoPagetable {
 
   /** Live table pages, the top-level one included (0 after free()). */
   tablePages(): bigint {
-    return BigInt(this.counts.size);
+    return BigInt(this.tables.size);
   }
 
   /** PAs of the live table pages (for the inspector and leak checks). */
   tablePagePas(): bigint[] {
-    return [...this.counts.keys()];
+    return [...this.tables.values()].map((t) => t.pa);
+  }
+
+  /** Whether the frame at `pa` is one of this table's live pages. */
+  hasTablePage(pa: bigint): boolean {
+    return this.tables.has(Number(pa & ~0xfffn));
+  }
+
+  /**
+   * Entries whose value in RAM is not what the kernel wrote (the DIRTY bit aside): what a
+   * device's write over the table changed and no kernel write has repaired since.
+   */
+  divergentEntries(): number {
+    let n = 0;
+    for (const table of this.tables.values()) {
+      const ram = this.phys.read(table.pa, 4096);
+      const view = new DataView(ram.buffer);
+      for (let i = 0; i < ENTRIES; i++) {
+        if ((view.getBigUint64(i * 8, true) & ~Pte.DIRTY) !== table.entries[i]) n++;
+      }
+    }
+    return n;
   }
 
   /**
@@ -228,8 +276,7 @@ export class IoPagetable {
       const sz = levelSize(found.level);
       const base = alignDown(cur, sz);
       if (found.leaf && base >= iova && base + sz <= end) {
-        this.phys.writeU64(found.ptePa, 0n);
-        this.bump(found.tablePa, -1);
+        this.setEntry(found.table, found.index, 0n);
         this.prune(base);
         total += sz;
       }
@@ -239,10 +286,13 @@ export class IoPagetable {
     return total;
   }
 
-  /** Sets the DIRTY bit of the leaf mapping `iova` (a device wrote through it); false if none. */
+  /**
+   * The IOMMU sets the DIRTY bit of the leaf it translated `iova` through (a device wrote through
+   * it), in RAM, wherever its walk led; false if the walk found no leaf.
+   */
   setDirty(iova: bigint): boolean {
     if (this.freed || iova < 0n || iova > this.lastIova) return false;
-    const found = this.find(iova);
+    const found = this.hwFind(iova);
     if (!found.leaf) return false;
     if ((found.pte & Pte.DIRTY) === 0n) this.phys.writeU64(found.ptePa, found.pte | Pte.DIRTY);
     return true;
@@ -250,7 +300,8 @@ export class IoPagetable {
 
   /**
    * Calls `record` with each leaf of [iova, iova + size) whose DIRTY bit is set (its whole IOVA
-   * range), clearing the bit unless `noClear`. Holes are skipped.
+   * range), clearing the bit unless `noClear`. Holes are skipped. The kernel finds its leaves in
+   * its copy and reads and clears the bit in RAM, where the IOMMU sets it.
    */
   readAndClearDirty(
     iova: bigint,
@@ -266,9 +317,13 @@ export class IoPagetable {
       const found = this.find(cur);
       const sz = levelSize(found.level);
       const base = alignDown(cur, sz);
-      if (found.leaf && (found.pte & Pte.DIRTY) !== 0n) {
-        if (!noClear) this.phys.writeU64(found.ptePa, found.pte & ~Pte.DIRTY);
-        record?.(base, sz);
+      if (found.leaf) {
+        const ptePa = found.table.pa + BigInt(found.index * 8);
+        const inRam = this.phys.readU64(ptePa);
+        if ((inRam & Pte.DIRTY) !== 0n) {
+          if (!noClear) this.phys.writeU64(ptePa, inRam & ~Pte.DIRTY);
+          record?.(base, sz);
+        }
       }
       cur = base + sz;
     }
@@ -280,21 +335,25 @@ export class IoPagetable {
     return leaf === undefined ? undefined : leaf.pa + (iova - leaf.iova);
   }
 
-  /** The leaf mapping `iova`, or undefined. */
+  /** The leaf the kernel mapped at `iova`, or undefined. */
   lookup(iova: bigint): PtLeaf | undefined {
     if (this.freed || iova < 0n || iova > this.lastIova) return undefined;
     const found = this.find(iova);
-    if (!found.leaf) return undefined;
-    const size = levelSize(found.level);
-    return {
-      iova: alignDown(iova, size),
-      pa: found.pte & Pte.ADDR_MASK & ~(size - 1n),
-      size,
-      prot: protOf(found.pte),
-    };
+    return found.leaf ? leafAt(iova, found.level, found.pte) : undefined;
   }
 
-  /** Walks the table for `iova`, recording every entry read. */
+  /**
+   * The leaf the IOMMU translates `iova` through: a walk of the entries in RAM, at most one read
+   * per level wherever they point (beyond RAM reads as zeros). Undefined when it finds none, or
+   * an entry the hardware refuses (a large leaf above 1 GiB).
+   */
+  hardwareLookup(iova: bigint): PtLeaf | undefined {
+    if (this.freed || iova < 0n || iova > this.lastIova) return undefined;
+    const found = this.hwFind(iova);
+    return found.leaf ? leafAt(iova, found.level, found.pte) : undefined;
+  }
+
+  /** Walks the table in RAM for `iova` as the IOMMU does, recording every entry read. */
   walk(iova: bigint): PagetableWalk {
     const steps: WalkStep[] = [];
     if (this.freed || iova < 0n || iova > this.lastIova)
@@ -305,7 +364,7 @@ export class IoPagetable {
       const ptePa = table + BigInt(index * 8);
       const pte = this.phys.readU64(ptePa);
       steps.push({ level, tablePa: table, index, ptePa, pte });
-      if ((pte & Pte.PRESENT) === 0n)
+      if ((pte & Pte.PRESENT) === 0n || (isLeaf(pte, level) && level > MAX_LEAF_LEVEL))
         return { iova, steps, result: { kind: 'not-present', level } };
       if (isLeaf(pte, level)) {
         const size = levelSize(level);
@@ -317,10 +376,10 @@ export class IoPagetable {
     return { iova, steps, result: { kind: 'not-present', level: 0 } };
   }
 
-  /** Every leaf, in IOVA order (reads the real entries). */
+  /** Every leaf the kernel mapped, in IOVA order. */
   leaves(): PtLeaf[] {
     const out: PtLeaf[] = [];
-    if (!this.freed) this.collect(this.root, this.levels - 1, 0n, out);
+    if (!this.freed) this.collect(this.rootPage, this.levels - 1, 0n, out);
     return out;
   }
 
@@ -328,15 +387,38 @@ export class IoPagetable {
   free(): void {
     if (this.freed) return;
     this.freed = true;
-    for (const table of this.counts.keys()) this.phys.free(pfnOf(table));
-    this.counts.clear();
+    for (const table of this.tables.values()) this.phys.free(pfnOf(table.pa));
+    this.tables.clear();
+    this.kernelCache = undefined;
     this.mapped = 0n;
   }
 
   // ---- internals ----------------------------------------------------------------------------
 
+  private addTable(pa: bigint): TablePage {
+    const table: TablePage = { pa, entries: new BigUint64Array(ENTRIES), present: 0 };
+    this.tables.set(Number(pa), table);
+    return table;
+  }
+
+  /** The kernel writes an entry: its copy, and the RAM devices read. */
+  private setEntry(table: TablePage, index: number, value: bigint): void {
+    const old = table.entries[index]!;
+    table.entries[index] = value;
+    if ((old & Pte.PRESENT) === 0n && (value & Pte.PRESENT) !== 0n) table.present++;
+    if ((old & Pte.PRESENT) !== 0n && (value & Pte.PRESENT) === 0n) table.present--;
+    this.phys.writeU64(table.pa + BigInt(index * 8), value);
+  }
+
+  /** The table a kernel-written pointer entry leads to (always one of its own). */
+  private next(pte: bigint): TablePage {
+    const table = this.tables.get(Number(pte & Pte.ADDR_MASK));
+    if (table === undefined) throw new Error(`io-pgtable: pointer ${pte} to no table of its own`);
+    return table;
+  }
+
   private leafLevelFor(iova: bigint, pa: bigint, remaining: bigint): number {
-    for (let level = Math.min(2, this.levels - 1); level > 0; level--) {
+    for (let level = Math.min(MAX_LEAF_LEVEL, this.levels - 1); level > 0; level--) {
       const size = levelSize(level);
       if ((this.pgsizeBitmap & size) !== 0n && isAligned(iova | pa, size) && remaining >= size) {
         return level;
@@ -346,13 +428,13 @@ export class IoPagetable {
   }
 
   private mapLeaf(iova: bigint, pa: bigint, level: number, prot: number): number {
-    let table = this.root;
+    let table = this.rootPage;
     for (let l = this.levels - 1; l > level; l--) {
-      const ptePa = table + BigInt(indexAt(iova, l) * 8);
-      const pte = this.phys.readU64(ptePa);
+      const index = indexAt(iova, l);
+      const pte = table.entries[index]!;
       if ((pte & Pte.PRESENT) !== 0n) {
         if (isLeaf(pte, l)) return -Errno.EADDRINUSE;
-        table = pte & Pte.ADDR_MASK;
+        table = this.next(pte);
         continue;
       }
       const pfn = this.phys.allocContiguous(1n, 1n, 'page-table');
@@ -360,14 +442,12 @@ export class IoPagetable {
         this.prune(iova);
         return pfn;
       }
-      const next = paOf(pfn);
-      this.phys.writeU64(ptePa, next | Pte.PRESENT);
-      this.bump(table, 1);
-      this.counts.set(next, 0);
+      const next = this.addTable(paOf(pfn));
+      this.setEntry(table, index, next.pa | Pte.PRESENT);
       table = next;
     }
-    const ptePa = table + BigInt(indexAt(iova, level) * 8);
-    if ((this.phys.readU64(ptePa) & Pte.PRESENT) !== 0n) {
+    const index = indexAt(iova, level);
+    if ((table.entries[index]! & Pte.PRESENT) !== 0n) {
       this.prune(iova);
       return -Errno.EADDRINUSE;
     }
@@ -375,12 +455,33 @@ export class IoPagetable {
     if ((prot & Prot.READ) !== 0) pte |= Pte.READ;
     if ((prot & Prot.WRITE) !== 0) pte |= Pte.WRITE;
     if (level > 0) pte |= Pte.LEAF;
-    this.phys.writeU64(ptePa, pte);
-    this.bump(table, 1);
+    this.setEntry(table, index, pte);
     return 0;
   }
 
+  /** A walk of the kernel's copy. */
   private find(iova: bigint): Found {
+    let table = this.rootPage;
+    let level = this.levels - 1;
+    // GET_PA and the checker ask page after page of one region: start from its level-0 table.
+    const region = iova >> LEVEL0_REGION_SHIFT;
+    if (this.kernelCache?.region === region) {
+      table = this.kernelCache.table;
+      level = 0;
+    }
+    for (; level >= 0; level--) {
+      const index = indexAt(iova, level);
+      const pte = table.entries[index]!;
+      if ((pte & Pte.PRESENT) === 0n) return { leaf: false, level };
+      if (isLeaf(pte, level)) return { leaf: true, level, table, index, pte };
+      table = this.next(pte);
+      if (level === 1) this.kernelCache = { region, table };
+    }
+    return { leaf: false, level: 0 };
+  }
+
+  /** A walk of RAM, as the IOMMU does it. */
+  private hwFind(iova: bigint): HwFound {
     let table = this.root;
     let level = this.levels - 1;
     // A device streaming through a buffer walks the same upper levels page after page; like a
@@ -398,7 +499,9 @@ export class IoPagetable {
       const ptePa = table + BigInt(indexAt(iova, level) * 8);
       const pte = this.phys.readU64(ptePa);
       if ((pte & Pte.PRESENT) === 0n) return { leaf: false, level };
-      if (isLeaf(pte, level)) return { leaf: true, level, tablePa: table, ptePa, pte };
+      if (isLeaf(pte, level)) {
+        return level > MAX_LEAF_LEVEL ? { leaf: false, level } : { leaf: true, level, ptePa, pte };
+      }
       table = pte & Pte.ADDR_MASK;
       if (level === 1) this.walkCache = { region, table, generation: this.phys.ramGeneration };
     }
@@ -407,42 +510,48 @@ export class IoPagetable {
 
   /** Frees the empty tables on the path to `iova`, deepest first (the root always stays). */
   private prune(iova: bigint): void {
-    const path: { table: bigint; ptePa: bigint; parent: bigint }[] = [];
-    let table = this.root;
+    const path: { table: TablePage; parent: TablePage; index: number }[] = [];
+    let table = this.rootPage;
     for (let level = this.levels - 1; level > 0; level--) {
-      const ptePa = table + BigInt(indexAt(iova, level) * 8);
-      const pte = this.phys.readU64(ptePa);
+      const index = indexAt(iova, level);
+      const pte = table.entries[index]!;
       if ((pte & Pte.PRESENT) === 0n || isLeaf(pte, level)) break;
-      const next = pte & Pte.ADDR_MASK;
-      path.push({ table: next, ptePa, parent: table });
+      const next = this.next(pte);
+      path.push({ table: next, parent: table, index });
       table = next;
     }
     for (let i = path.length - 1; i >= 0; i--) {
       const step = path[i]!;
-      if (this.counts.get(step.table) !== 0) return;
-      this.phys.writeU64(step.ptePa, 0n);
-      this.bump(step.parent, -1);
-      this.counts.delete(step.table);
-      this.phys.free(pfnOf(step.table));
+      if (step.table.present !== 0) return;
+      this.setEntry(step.parent, step.index, 0n);
+      this.tables.delete(Number(step.table.pa));
+      this.kernelCache = undefined;
+      this.phys.free(pfnOf(step.table.pa));
     }
   }
 
-  private bump(table: bigint, delta: number): void {
-    const count = this.counts.get(table);
-    if (count !== undefined) this.counts.set(table, count + delta);
-  }
-
-  private collect(table: bigint, level: number, base: bigint, out: PtLeaf[]): void {
+  private collect(table: TablePage, level: number, base: bigint, out: PtLeaf[]): void {
     const size = levelSize(level);
     for (let index = 0; index < ENTRIES; index++) {
-      const pte = this.phys.readU64(table + BigInt(index * 8));
+      const pte = table.entries[index]!;
       if ((pte & Pte.PRESENT) === 0n) continue;
       const iova = base + BigInt(index) * size;
       if (isLeaf(pte, level)) {
         out.push({ iova, pa: pte & Pte.ADDR_MASK & ~(size - 1n), size, prot: protOf(pte) });
-      } else if (this.counts.has(pte & Pte.ADDR_MASK)) {
-        this.collect(pte & Pte.ADDR_MASK, level - 1, iova, out);
+      } else {
+        this.collect(this.next(pte), level - 1, iova, out);
       }
     }
   }
+}
+
+/** The leaf `pte` at `level` describes, for the page holding `iova`. */
+function leafAt(iova: bigint, level: number, pte: bigint): PtLeaf {
+  const size = levelSize(level);
+  return {
+    iova: alignDown(iova, size),
+    pa: pte & Pte.ADDR_MASK & ~(size - 1n),
+    size,
+    prot: protOf(pte),
+  };
 }

@@ -89,6 +89,10 @@ export interface IommuDomain {
   walk(iova: bigint): PagetableWalk;
   leaves(): PtLeaf[];
   tablePages(): bigint;
+  /** Whether the frame at `pa` is one of this domain's table pages. */
+  hasTablePage(pa: bigint): boolean;
+  /** Table entries whose value in RAM differs from what the kernel wrote (decision 200). */
+  divergentEntries(): number;
   readonly mappedBytes: bigint;
   /** Releases the page table. Freeing with devices still attached is reported as a bug. */
   free(): void;
@@ -306,7 +310,8 @@ class PagingDomain implements IommuDomain {
   translate(iova: bigint, access: DmaAccess): Translation {
     if (iova < this.aperture.start || iova > this.aperture.last)
       return { fault: 'outside-aperture' };
-    const leaf = this.pt.lookup(iova);
+    // The IOMMU walks the table in RAM: after a device's write over it, wherever that leads.
+    const leaf = this.pt.hardwareLookup(iova);
     if (leaf === undefined) return { fault: 'not-present' };
     if (access === 'write' && (leaf.prot & Prot.WRITE) === 0) return { fault: 'no-write' };
     if (access === 'read' && (leaf.prot & Prot.READ) === 0) return { fault: 'no-read' };
@@ -343,6 +348,14 @@ class PagingDomain implements IommuDomain {
 
   tablePages(): bigint {
     return this.pt.tablePages();
+  }
+
+  hasTablePage(pa: bigint): boolean {
+    return this.pt.hasTablePage(pa);
+  }
+
+  divergentEntries(): number {
+    return this.pt.divergentEntries();
   }
 
   free(): void {

@@ -4,7 +4,7 @@ import type { EmuEvent } from '../trace/events.ts';
 import { Errno } from '../uapi/errno.ts';
 import { pattern, TestUserMemory } from './_test-user-memory.ts';
 import { EduDevice, EduDmaCmd, EduIrq, EduReg } from './edu.ts';
-import { Prot } from './io-pgtable.ts';
+import { Prot, Pte } from './io-pgtable.ts';
 import { allocDomain, type IommuDomain } from './iommu.ts';
 import { Machine } from './machine.ts';
 import { PciCommand, PciConfig } from './pci.ts';
@@ -90,6 +90,12 @@ async function dma(
   assert.equal(dev.mmioRead(EduReg.DMA_CMD, 4) & 1n, 0n);
 }
 
+function u64le(value: bigint): Uint8Array {
+  const b = new Uint8Array(8);
+  new DataView(b.buffer).setBigUint64(0, value, true);
+  return b;
+}
+
 function kinds(events: readonly EmuEvent[], kind: EmuEvent['kind']): EmuEvent[] {
   return events.filter((e) => e.kind === kind);
 }
@@ -138,8 +144,10 @@ describe('Machine', () => {
         tablePages: 4n,
         mappedBytes: 4n * PAGE_SIZE,
         devices: ['0000:00:05.0'],
+        corruptEntries: 0,
       },
     ]);
+    assert.deepEqual(snap.corruption, { count: 0, first: [] });
     assert.equal(snap.devices[1]?.domain, domain.id);
     assert.equal(snap.devices[0]?.domain, null);
     assert.deepEqual(
@@ -349,22 +357,80 @@ describe('DMA with no IOMMU', () => {
     );
   });
 
-  it('can smash an IOMMU page table, which is exactly the danger', async () => {
+  it('can smash an IOMMU page table: devices see the damage, reported as corruption', async () => {
     const { machine, mem, events } = rig();
     const dev6 = edu(machine, '0000:00:06.0');
     const dev4 = edu(machine, '0000:00:04.0');
     mem.mmap(VA, PAGE_SIZE);
+    const runs = pin(machine, mem, VA, 1n);
     const domain = newDomain(machine);
-    mapRuns(domain, pin(machine, mem, VA, 1n), VA, IOVA, Prot.READ | Prot.WRITE);
+    mapRuns(domain, runs, VA, IOVA, Prot.READ | Prot.WRITE);
     dev4.setDomain(domain);
     // Zero the root table entry that leads to IOVA: the buffer is still all zeros.
     const rootEntry = domain.walk(IOVA).steps[0]!.ptePa;
     await dma(dev6, 0x40000n, rootEntry, 8n, EduDmaCmd.TO_RAM);
     const unsafe = kinds(events, 'unsafe-dma')[0];
     assert.ok(unsafe?.kind === 'unsafe-dma' && unsafe.reason.includes('page-table'));
-    assert.equal(domain.iovaToPhys(IOVA), undefined);
+    const bug = kinds(events, 'log').find((e) => e.kind === 'log' && e.level === 'error');
+    assert.ok(bug?.kind === 'log' && bug.message.includes(`I/O page table of domain ${domain.id}`));
+    const snap = machine.snapshot();
+    assert.equal(snap.corruption.count, 1);
+    assert.deepEqual(
+      { ...snap.corruption.first[0], victim: undefined },
+      { device: '0000:00:06.0', pa: rootEntry, length: 8, frames: 1, victim: undefined },
+    );
+    assert.equal(snap.domains[0]?.corruptEntries, 1);
+    // The IOMMU walks what is in RAM now; the kernel's own view is what it wrote.
+    assert.equal(domain.walk(IOVA).result.kind, 'not-present');
+    assert.equal(domain.iovaToPhys(IOVA), runs[0]!.pfn << 12n);
     await dma(dev4, IOVA, 0x40000n, 8n, 0n);
     assert.equal(kinds(events, 'iommu-fault').length, 1);
+    // The kernel unmaps what it mapped and frees every table page it owns.
+    assert.equal(domain.unmap(IOVA, PAGE_SIZE), PAGE_SIZE);
+    dev4.setDomain(undefined);
+    domain.free();
+    machine.pinned.unpin(mem.mm, VA, 1n);
+    assert.deepEqual(machine.invariantViolations(), []);
+    assert.equal(machine.phys.stats().framesInUse, 0n);
+  });
+
+  it('walks garbage the way hardware would, bounded: a pointer anywhere, a refused huge leaf', async () => {
+    const { machine, mem, events } = rig();
+    const dev6 = edu(machine, '0000:00:06.0');
+    const dev4 = edu(machine, '0000:00:04.0');
+    mem.mmap(VA, 2n * PAGE_SIZE);
+    mem.write(VA + PAGE_SIZE, pattern(16, 7));
+    pin(machine, mem, VA, 2n);
+    const first = machine.pinned.lookup(mem.mm, VA)! << 12n;
+    const other = machine.pinned.lookup(mem.mm, VA + PAGE_SIZE)! << 12n;
+    const domain = newDomain(machine);
+    assert.equal(domain.map(IOVA, first, PAGE_SIZE, Prot.READ | Prot.WRITE), 0);
+    dev4.setDomain(domain);
+    const leafEntry = domain.walk(IOVA).steps[3]!.ptePa;
+    // A leaf rewritten to point at the client's second page: the device reads that page.
+    machine.phys.write(0x30000000n, u64le(other | Pte.PRESENT | Pte.READ | Pte.WRITE));
+    await dma(dev6, 0x30000000n, 0x40000n, 8n, 0n);
+    await dma(dev6, 0x40000n, leafEntry, 8n, EduDmaCmd.TO_RAM);
+    await dma(dev4, IOVA, 0x40000n, 16n, 0n);
+    assert.deepEqual(dev4.dmaBuffer().subarray(0, 16), pattern(16, 7));
+    // A LEAF bit at the top level is not a format the IOMMU knows: a fault, nothing moves.
+    const rootEntry = domain.walk(IOVA).steps[0]!.ptePa;
+    machine.phys.write(0x30000000n, u64le(~0n & ((1n << 64n) - 1n)));
+    await dma(dev6, 0x30000000n, 0x40000n, 8n, 0n);
+    await dma(dev6, 0x40000n, rootEntry, 8n, EduDmaCmd.TO_RAM);
+    await dma(dev4, IOVA, 0x40000n, 16n, 0n);
+    assert.equal(kinds(events, 'iommu-fault').length, 1);
+    assert.equal(machine.snapshot().corruption.count, 2);
+    // The kernel unmaps from its own copy; the entries it writes on the way (the leaf, then the
+    // root's pointer to the tables it frees) are written whole, so they are repaired.
+    assert.equal(machine.snapshot().domains[0]?.corruptEntries, 2);
+    assert.equal(domain.iovaToPhys(IOVA), first);
+    assert.equal(domain.unmap(IOVA, PAGE_SIZE), PAGE_SIZE);
+    assert.equal(machine.snapshot().domains[0]?.corruptEntries, 0);
+    dev4.setDomain(undefined);
+    domain.free();
+    machine.pinned.unpin(mem.mm, VA, 2n);
+    assert.equal(machine.phys.stats().framesInUse, 0n);
   });
 
   it('flags a transfer that runs past the pinned pages', async () => {

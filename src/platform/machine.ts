@@ -4,6 +4,7 @@
  * this object.
  */
 import { EventBus } from '../trace/events.ts';
+import { CorruptionMonitor, type CorruptionSnapshot } from './corruption.ts';
 import { DirectDmaPort, type DmaPort, IommuDmaPort } from './dma-port.ts';
 import { EduDevice } from './edu.ts';
 import {
@@ -55,8 +56,12 @@ export interface MachineSnapshot {
     readonly tablePages: bigint;
     readonly mappedBytes: bigint;
     readonly devices: readonly string[];
+    /** Table entries a device's write changed from what the kernel wrote (decision 200). */
+    readonly corruptEntries: number;
   }[];
   readonly devices: readonly PciDeviceSnapshot[];
+  /** Device writes over kernel-owned memory since boot (the machine is corrupted when any). */
+  readonly corruption: CorruptionSnapshot;
 }
 
 /** Where the firmware starts placing BARs. */
@@ -75,6 +80,8 @@ export class Machine {
   readonly groups = new Map<number, IommuGroup>();
   /** PCI devices by BDF, in platform order. */
   readonly devices = new Map<string, PciDevice>();
+  /** Device writes over kernel-owned memory (I/O page tables): reported, kept, counted. */
+  readonly corruption: CorruptionMonitor;
 
   /**
    * Builds the machine. Throws the PlatformConfigError of an invalid config: configs from files
@@ -87,6 +94,7 @@ export class Machine {
     this.events = options.events ?? new EventBus();
     this.phys = new PhysMemory({ size: config.memorySize, events: this.events });
     this.pinned = new PinnedPages(this.phys);
+    this.corruption = new CorruptionMonitor(this.phys, this.domains, this.events);
     for (const unit of config.iommus) {
       this.iommus.set(unit.name, new IommuUnit(this.phys, unit, this.domains));
     }
@@ -198,8 +206,11 @@ export class Machine {
         tablePages: d.tablePages(),
         mappedBytes: d.mappedBytes,
         devices: [...d.devices],
+        // Comparing RAM with the kernel's copy costs a read per table page: only once corrupted.
+        corruptEntries: this.corruption.corrupted ? d.divergentEntries() : 0,
       })),
       devices: [...this.devices.values()].map((d) => d.snapshot()),
+      corruption: this.corruption.snapshot(),
     };
   }
 
@@ -241,8 +252,8 @@ export class Machine {
   ): PciDevice {
     const dma: DmaPort =
       unit === undefined
-        ? new DirectDmaPort(dev.bdf, this.phys, this.pinned, this.events)
-        : new IommuDmaPort(dev.bdf, unit, this.events);
+        ? new DirectDmaPort(dev.bdf, this.phys, this.pinned, this.events, this.corruption)
+        : new IommuDmaPort(dev.bdf, unit, this.events, this.corruption);
     switch (dev.type) {
       case 'edu':
         return new EduDevice({

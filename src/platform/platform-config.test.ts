@@ -183,6 +183,23 @@ describe('platform files', () => {
     assert.match(e.message, /already behind IOMMU "dmar0"/);
   });
 
+  it('makes the devices of one bus agree on the bus reset', () => {
+    const json = {
+      version: 1,
+      iommus: [{ name: 'dmar0' }],
+      devices: [
+        { bdf: '0000:01:00.0', type: 'edu', iommu: 'dmar0', reset: ['bus'] },
+        { bdf: '0000:02:00.0', type: 'edu', iommu: 'dmar0' },
+        { bdf: '0000:01:00.1', type: 'edu', iommu: 'dmar0', reset: ['flr'] },
+      ],
+    };
+    const e = error(json);
+    assert.equal(e.field, 'devices[2].reset');
+    assert.match(e.message, /0000:01:00.0 has it, 0000:01:00.1 does not have it/);
+    json.devices[2]!.reset = ['flr', 'bus'];
+    config(json);
+  });
+
   it('loads files and reports I/O and syntax errors without throwing', () => {
     const dir = mkdtempSync(join(tmpdir(), 'platform-'));
     const good = join(dir, 'good.json');

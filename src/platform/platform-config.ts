@@ -230,6 +230,8 @@ function platformIssues(config: PlatformConfig): PlatformIssue[] {
   }
   const bdfs = new Set<string>();
   const groupUnit = new Map<number, string>();
+  /** Per bus ("DDDD:BB"), the first device seen and whether it declares the bus reset. */
+  const busReset = new Map<string, { bdf: string; bus: boolean }>();
   for (const [i, dev] of config.devices.entries()) {
     const at = `devices[${i}]`;
     if (!isValidBdf(dev.bdf))
@@ -260,6 +262,17 @@ function platformIssues(config: PlatformConfig): PlatformIssue[] {
     if (bad !== undefined) fail(`${at}.reservedRegions[${bad}]`, 'start must be <= last');
     if (dev.resetMethods.includes('bus') && dev.bdf.slice(5, 7) === '00') {
       fail(`${at}.reset`, 'a device on the root bus (00) has no bridge above it to reset its bus');
+    }
+    // A secondary bus reset is the bridge's: every device of the bus has it, or none does.
+    const bus = dev.resetMethods.includes('bus');
+    const first = busReset.get(dev.bdf.slice(0, 7));
+    if (first === undefined) busReset.set(dev.bdf.slice(0, 7), { bdf: dev.bdf, bus });
+    else if (first.bus !== bus) {
+      const has = (yes: boolean) => (yes ? 'has' : 'does not have');
+      fail(
+        `${at}.reset`,
+        `"bus" is the bus's: ${first.bdf} ${has(first.bus)} it, ${dev.bdf} ${has(bus)} it`,
+      );
     }
   }
   return issues;

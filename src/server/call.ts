@@ -4,6 +4,7 @@
  * current, an exception becomes EIO), result checks and the trace.
  */
 
+import { readFileSync } from 'node:fs';
 import type { Kernel } from '../boot/kernel.ts';
 import { runSyscall } from '../host/syscall.ts';
 import type { FdResolver, Task } from '../host/task.ts';
@@ -43,7 +44,21 @@ export function hex(v: bigint | number): string {
 /** The Task a call runs as. */
 export function taskOf(s: ServerState, creds: WireCreds, memory: UserMemory): Task {
   const fds = s.files.resolver(creds.pid, creds.tid);
-  return { creds: s.clientCreds.of(creds), memory, fds: s.observeFds?.(fds) ?? fds };
+  return {
+    creds: s.clientCreds.of(creds),
+    memory,
+    fds: s.observeFds?.(fds) ?? fds,
+    comm: () => clientComm(creds.tid),
+  };
+}
+
+/** The comm of client thread `tid` (/proc/<tid>/comm), or "?" once it is gone. */
+export function clientComm(tid: number): string {
+  try {
+    return readFileSync(`/proc/${tid}/comm`, 'latin1').replace(/\n$/, '');
+  } catch {
+    return '?';
+  }
 }
 
 /**

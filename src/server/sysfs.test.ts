@@ -101,7 +101,8 @@ describe('sysfs and /dev through the shim', () => {
     // Binding the no-IOMMU device taints the kernel, and the kernel says so: nothing else.
     assert.equal(
       r.stderr,
-      'iommufd-emu: [warn] vfio-pci 0000:00:06.0: Adding kernel taint for vfio-noiommu cdev\n',
+      'iommufd-emu: [warn] vfio-pci 0000:00:06.0: Adding kernel taint for vfio-noiommu group on device\n' +
+        'iommufd-emu: [warn] vfio-pci 0000:00:06.0: Adding kernel taint for vfio-noiommu cdev\n',
       context(r),
     );
     assert.equal(

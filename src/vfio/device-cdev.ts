@@ -8,9 +8,9 @@
 import { shouldFail } from '../fault/fault.ts';
 import { mutant } from '../fault/mutant.ts';
 import { CAP_SYS_RAWIO, capable } from '../host/credentials.ts';
-import { File, type FileOperations } from '../host/file.ts';
+import { File, type FileOperations, type MaybeBlocked } from '../host/file.ts';
 import type { Task } from '../host/task.ts';
-import { checkZeroedUser, copyFromUser, copyStructMinsz, copyToUser } from '../host/uaccess.ts';
+import { checkZeroedUserThen, copyFromUser, copyStructMinsz, copyToUser } from '../host/uaccess.ts';
 import {
   iommufdDeviceAttach,
   iommufdDeviceBind,
@@ -137,7 +137,14 @@ export function dfGroupOpen(df: VfioDeviceFile, task: Task): SyscallResult {
     if (!device.noiommu) {
       const idev = iommufdDeviceBind(ictx, device.dev);
       if (typeof idev === 'number') return idev;
+      // open_device (vfio_pci_core_enable) allocates too; its failure unbinds again.
+      if (shouldFail('kmalloc')) {
+        iommufdDeviceUnbind(idev);
+        return -Errno.ENOMEM;
+      }
       device.iommufdDevice = idev;
+    } else if (shouldFail('kmalloc')) {
+      return -Errno.ENOMEM;
     }
     device.openCount.inc();
     pciCoreOpen(device);
@@ -177,17 +184,25 @@ function dfGroupClose(df: VfioDeviceFile): void {
 }
 
 /** VFIO_DEVICE_BIND_IOMMUFD. */
-function ioctlBindIommufd(df: VfioDeviceFile, task: Task, arg: bigint): SyscallResult {
+function ioctlBindIommufd(df: VfioDeviceFile, task: Task, arg: bigint): MaybeBlocked {
   const spec = vfioDeviceBindIommufd;
   const argszBytes = copyFromUser(task, arg, 4);
   if (argszBytes === undefined) return -Errno.EFAULT;
   const userSize = u32At(argszBytes, 0);
   if (userSize < spec.minSize) return -Errno.EINVAL;
-  if (userSize > spec.size) {
-    const zeroed = checkZeroedUser(task, arg + BigInt(spec.size), userSize - spec.size);
+  if (userSize <= spec.size) return bindCopied(df, task, arg, userSize);
+  // copy_struct_from_user() of a tail that may be gigabytes: other clients run meanwhile.
+  const tail = arg + BigInt(spec.size);
+  return checkZeroedUserThen(task, tail, userSize - spec.size, (zeroed) => {
     if (zeroed === undefined) return -Errno.EFAULT;
     if (zeroed === 0) return -Errno.E2BIG;
-  }
+    return bindCopied(df, task, arg, userSize);
+  });
+}
+
+/** BIND once the tail past the struct is known to be zeroes. */
+function bindCopied(df: VfioDeviceFile, task: Task, arg: bigint, userSize: number): SyscallResult {
+  const spec = vfioDeviceBindIommufd;
   const copied = copyFromUser(task, arg, Math.min(userSize, spec.size));
   if (copied === undefined) return -Errno.EFAULT;
   const buf = new Uint8Array(spec.size);
@@ -282,7 +297,7 @@ function ioctlDetachPt(df: VfioDeviceFile, task: Task, arg: bigint): SyscallResu
 
 interface CdevIoctlOp {
   readonly command: IoctlCommand;
-  readonly handler: (df: VfioDeviceFile, task: Task, arg: bigint) => SyscallResult;
+  readonly handler: (df: VfioDeviceFile, task: Task, arg: bigint) => MaybeBlocked;
 }
 
 /**

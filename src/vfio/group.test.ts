@@ -60,3 +60,56 @@ describe('group and container path', () => {
     assert.equal(pciCoreMatch(device, `${bdf} vf_token=${uuid} vf_token=${uuid}`), -Errno.EINVAL);
   });
 });
+
+describe('GET_DEVICE_FD and fail-nth', () => {
+  it('the name: checked first with no injection point, then allocated and copied', () => {
+    const emu = createEmulator();
+    const proc = emu.spawn();
+    const container = proc.open('/dev/vfio/vfio');
+    const groupFd = proc.open('/dev/vfio/0');
+    const fdArg = proc.alloc(4096, new Uint8Array(new Int32Array([container]).buffer));
+    assert.equal(proc.ioctl(groupFd, ioctl.VFIO_GROUP_SET_CONTAINER, fdArg), 0);
+    assert.equal(proc.ioctl(container, ioctl.VFIO_SET_IOMMU, v.VFIO_TYPE1v2_IOMMU), 0);
+    const name = proc.alloc(4096, new TextEncoder().encode('0000:00:04.0\0'));
+    const long = proc.alloc(8192, new Uint8Array(4096).fill(0x41));
+    // Too long: EINVAL before any injection point is reached.
+    proc.failNth.arm(1);
+    assert.equal(proc.ioctl(groupFd, ioctl.VFIO_GROUP_GET_DEVICE_FD, long), -Errno.EINVAL);
+    assert.equal(proc.failNth.lastFired, undefined);
+    proc.failNth.arm(0);
+    const sites: string[] = [];
+    for (let nth = 1; ; nth++) {
+      proc.failNth.arm(nth);
+      const rc = proc.ioctl(groupFd, ioctl.VFIO_GROUP_GET_DEVICE_FD, name);
+      const fired: string | undefined = proc.failNth.lastFired;
+      proc.failNth.arm(0);
+      if (rc >= 0) {
+        assert.equal(fired, undefined);
+        proc.close(rc);
+        break;
+      }
+      sites.push(`${fired} ${rc}`);
+      const vdev = emu.kernel.vfio.devices.get('0000:00:04.0')!;
+      assert.equal(vdev.registration.read(), 1, `${fired}: the reference is put back`);
+      assert.equal(vdev.openCount.read(), 0, `${fired}: nothing stays open`);
+      assert.equal(vdev.iommufdDevice, undefined, `${fired}: nothing stays bound`);
+    }
+    // memdup_user's allocation and copy, then the device file, then the first open's bind and
+    // open_device (whose allocation comes after the bind's own points).
+    assert.deepEqual(sites.slice(0, 2), [
+      `kmalloc ${-Errno.ENOMEM}`,
+      `copy-from-user ${-Errno.EFAULT}`,
+    ]);
+    const enomem = `kmalloc ${-Errno.ENOMEM}`;
+    assert.deepEqual(sites.slice(0, 6), [
+      enomem, // memdup_user()
+      `copy-from-user ${-Errno.EFAULT}`,
+      enomem, // vfio_allocate_device_file()
+      `object-alloc ${-Errno.ENOMEM}`, // iommufd_device_bind()
+      enomem, // iommufd_device_bind()'s own
+      enomem, // open_device
+    ]);
+    proc.exit();
+    assert.deepEqual(emu.kernel.leaks(), []);
+  });
+});

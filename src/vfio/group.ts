@@ -38,7 +38,12 @@ export class VfioGroup {
   /** The iommu_group id (for no-IOMMU, the placeholder group's id). */
   readonly id: number;
   readonly noiommu: boolean;
+  /** group->device_list: the registered devices GET_DEVICE_FD finds by name. */
   readonly devices: VfioDevice[] = [];
+  /** group->drivers: devices registered in the group, counting those whose unbind waits. */
+  drivers = 0;
+  /** group->iommu_group == NULL: the last device went; an open group file gets ENODEV. */
+  iommuGroupGone = false;
   /** group->opened_file: the open group node, if any (one opener at a time). */
   openedFile: File | undefined;
   /**
@@ -50,11 +55,19 @@ export class VfioGroup {
   readonly cdevDeviceOpenCount = new Counter(() => `vfio group ${this.id} cdev device opens`);
   /** Whether some iommufd owns the group's DMA (a device bound through its cdev). */
   dmaOwnerClaimed: () => boolean;
+  /** dev_warn() to the kernel log (no-IOMMU groups log every device fd they hand out). */
+  readonly warn: (line: string) => void;
 
-  constructor(id: number, noiommu: boolean, dmaOwnerClaimed: () => boolean) {
+  constructor(
+    id: number,
+    noiommu: boolean,
+    dmaOwnerClaimed: () => boolean,
+    warn: (line: string) => void = () => {},
+  ) {
     this.id = id;
     this.noiommu = noiommu;
     this.dmaOwnerClaimed = dmaOwnerClaimed;
+    this.warn = warn;
   }
 
   get nodePath(): string {
@@ -88,7 +101,7 @@ export class VfioGroup {
 
 /** vfio_group_fops_open(). */
 export function openVfioGroup(group: VfioGroup, task: Task): File | number {
-  if (group.devices.length === 0) return -Errno.ENODEV;
+  if (group.drivers === 0) return -Errno.ENODEV;
   if (group.noiommu && !capable(task.creds, CAP_SYS_RAWIO)) return -Errno.EPERM;
   if (group.cdevDeviceOpenCount.read() > 0) return -Errno.EBUSY;
   if (group.openedFile !== undefined) return -Errno.EBUSY;
@@ -110,6 +123,7 @@ function getStatus(group: VfioGroup, task: Task, arg: bigint): SyscallResult {
   const status = copyStructMinsz(task, arg, spec);
   if (status === undefined) return -Errno.EFAULT;
   if (status.argsz < spec.minSize) return -Errno.EINVAL;
+  if (group.iommuGroupGone) return -Errno.ENODEV;
   let flags = 0;
   if (group.hasIommu) flags = VFIO_GROUP_FLAGS_CONTAINER_SET | VFIO_GROUP_FLAGS_VIABLE;
   else if (!group.dmaOwnerClaimed()) flags = VFIO_GROUP_FLAGS_VIABLE;
@@ -128,6 +142,7 @@ function setContainer(group: VfioGroup, task: Task, arg: bigint): SyscallResult 
   const fd = new DataView(fdBytes.buffer, fdBytes.byteOffset, 4).getInt32(0, true);
   if (fd < 0 || !task.fds.isOpen(fd)) return -Errno.EBADF;
   if (group.hasIommu) return -Errno.EINVAL;
+  if (group.iommuGroupGone) return -Errno.ENODEV;
   // iommufd_ctx_from_file(): /dev/iommu and /dev/vfio/vfio alike; anything else is not a container.
   const file = task.fds.fileOf(fd);
   if (file === undefined || file.fops !== iommufdFops) return -Errno.EBADFD;
@@ -150,37 +165,30 @@ function unsetContainer(group: VfioGroup): SyscallResult {
 }
 
 /**
- * strndup_user(arg, PAGE_SIZE): the NUL-terminated name at arg, read up to the page boundary at
- * a time so that a name near the end of a mapping is read like the kernel reads it. EFAULT when
- * unreadable before its NUL, EINVAL when no NUL comes within PAGE_SIZE bytes.
+ * strndup_user(arg, PAGE_SIZE): the NUL-terminated name at arg. strnlen_user() reads it a page
+ * at a time (a page is readable or not) and has no injection point: EFAULT when unreadable
+ * before its NUL, EINVAL when no NUL comes within PAGE_SIZE bytes. Then memdup_user() allocates
+ * (ENOMEM) and copies (EFAULT).
  */
 function strndupUser(task: Task, arg: bigint): string | number {
-  if (shouldFail('copy-from-user')) return -Errno.EFAULT;
   const bytes: number[] = [];
   let at = arg;
-  while (bytes.length < NAME_MAX_BYTES) {
+  let name: string | undefined;
+  while (name === undefined) {
+    if (bytes.length >= NAME_MAX_BYTES) return -Errno.EINVAL;
     const inPage = 4096 - Number(at % 4096n);
     const n = Math.min(inPage, NAME_MAX_BYTES - bytes.length);
     const chunk = task.memory.read(at, n);
-    if (chunk === undefined) {
-      // Byte by byte within the page: the string may end before the unreadable part.
-      for (let i = 0; i < n; i++) {
-        const b = task.memory.read(at + BigInt(i), 1);
-        if (b === undefined) return -Errno.EFAULT;
-        if (b[0] === 0) return Buffer.from(bytes).toString('latin1');
-        bytes.push(b[0]!);
-      }
-      return -Errno.EFAULT;
-    }
+    if (chunk === undefined) return -Errno.EFAULT;
     const nul = chunk.indexOf(0);
-    if (nul >= 0) {
-      for (let i = 0; i < nul; i++) bytes.push(chunk[i]!);
-      return Buffer.from(bytes).toString('latin1');
-    }
-    for (const b of chunk) bytes.push(b);
+    const end = nul >= 0 ? nul : chunk.length;
+    for (let i = 0; i < end; i++) bytes.push(chunk[i]!);
+    if (nul >= 0) name = Buffer.from(bytes).toString('latin1');
     at += BigInt(n);
   }
-  return -Errno.EINVAL;
+  if (shouldFail('kmalloc')) return -Errno.ENOMEM;
+  if (shouldFail('copy-from-user')) return -Errno.EFAULT;
+  return name;
 }
 
 /**
@@ -213,6 +221,10 @@ function getDeviceFd(group: VfioGroup, task: Task, arg: bigint): SyscallResult {
   }
   const file = new File('vfio-device', vfioDeviceFops, df, { major: 0, minor: 0 });
   task.fds.fdInstall(fd, file, 'anon_inode:[vfio-device]');
+  if (group.noiommu) {
+    const who = `${task.comm()}:${task.creds.tid}`;
+    group.warn(`vfio-pci ${device.pci.bdf}: vfio-noiommu device opened by user (${who})`);
+  }
   return fd;
 }
 

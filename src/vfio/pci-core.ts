@@ -13,7 +13,7 @@ import { type IoctlCommand, VFIO_DEVICE } from '../uapi/commands.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import { encodeStruct } from '../uapi/struct.ts';
 import * as v from '../uapi/vfio.ts';
-import { deviceReset, getHotResetInfo, hotReset, resetWorks } from './pci-reset.ts';
+import { deviceReset, functionResetPossible, getHotResetInfo, hotReset } from './pci-reset.ts';
 import type { VfioDevice } from './vfio-main.ts';
 
 const CONFIG_SIZE = 256n;
@@ -31,9 +31,13 @@ function barSize(device: VfioDevice, index: number): bigint {
   return device.pci.bars.find((b) => b.index === index)?.size ?? 0n;
 }
 
-/** vfio_pci_core_enable(): memory decode on, bus mastering off, as vfio-pci leaves it at open. */
+/**
+ * vfio_pci_core_enable(): memory decode on, bus mastering off, as vfio-pci leaves it at open, and
+ * reset_works found once, by the reset it tries here (kept until the next first open).
+ */
 export function pciCoreOpen(device: VfioDevice): void {
   const pci = device.pci;
+  device.resetWorks = functionResetPossible(device);
   const cmd = pci.configRead(4, 2);
   pci.configWrite(4, 2, (cmd | PciCommand.MEMORY) & ~PciCommand.MASTER);
   pci.setIrqSink({
@@ -102,7 +106,7 @@ function getInfo(device: VfioDevice, task: Task, arg: bigint): SyscallResult {
   if (info.argsz < spec.minSize) return -Errno.EINVAL;
   const out = encodeStruct(spec, {
     argsz: info.argsz,
-    flags: v.VFIO_DEVICE_FLAGS_PCI | (resetWorks(device) ? v.VFIO_DEVICE_FLAGS_RESET : 0),
+    flags: v.VFIO_DEVICE_FLAGS_PCI | (device.resetWorks ? v.VFIO_DEVICE_FLAGS_RESET : 0),
     num_regions: v.VFIO_PCI_NUM_REGIONS,
     num_irqs: v.VFIO_PCI_NUM_IRQS,
     cap_offset: 0,

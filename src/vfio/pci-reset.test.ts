@@ -7,7 +7,11 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { checkInvariants } from '../check/invariants.ts';
 import { createEmulator } from '../index.ts';
-import { loadPlatformFile, PlatformConfigError } from '../platform/platform-config.ts';
+import {
+  defaultPlatform,
+  loadPlatformFile,
+  PlatformConfigError,
+} from '../platform/platform-config.ts';
 import { Errno } from '../uapi/errno.ts';
 import * as ioctl from '../uapi/ioctl.ts';
 import * as v from '../uapi/vfio.ts';
@@ -63,8 +67,65 @@ describe('hot reset through groups', () => {
     assert.equal(reset([group0, 999]), -Errno.EBADF);
     assert.equal(reset([group0, container]), -Errno.EINVAL, 'a container is no group');
     assert.equal(reset([group0]), -Errno.EINVAL, "01:00.1's group is missing");
+    // The header's copy; two arrays, both allocated before either is checked; the fds' copy.
+    const fired: string[] = [];
+    for (const nth of [1, 2, 3, 4]) {
+      proc.failNth.arm(nth);
+      const rc = reset([group1, group0]);
+      fired.push(`${proc.failNth.lastFired} ${rc}`);
+      proc.failNth.arm(0);
+    }
+    assert.deepEqual(fired, [
+      `copy-from-user ${-Errno.EFAULT}`,
+      `kmalloc ${-Errno.ENOMEM}`,
+      `kmalloc ${-Errno.ENOMEM}`,
+      `copy-from-user ${-Errno.EFAULT}`,
+    ]);
     assert.equal(reset([group1, group0]), 0);
     assert.deepEqual(checkInvariants(emu.kernel), []);
+    proc.exit();
+    assert.deepEqual(emu.kernel.leaks(), []);
+  });
+});
+
+describe('reset_works', () => {
+  it('is found at the first open and kept: reset_method changed while open makes the reset ENOTTY', () => {
+    const platform = defaultPlatform();
+    const devices = platform.devices.map((d, i) =>
+      i === 0 ? { ...d, resetMethods: ['flr'] as const } : d,
+    );
+    const emu = createEmulator({ platform: { ...platform, devices } });
+    const proc = emu.spawn();
+    const dev = proc.open('/dev/vfio/devices/vfio0');
+    const iommufd = proc.open('/dev/iommu');
+    const bind = proc.ioctlStruct(dev, ioctl.VFIO_DEVICE_BIND_IOMMUFD, v.vfioDeviceBindIommufd, {
+      iommufd,
+    });
+    assert.equal(bind.ret, 0);
+    const resetFlag = () => {
+      const info = proc.ioctlStruct(dev, ioctl.VFIO_DEVICE_GET_INFO, v.vfioDeviceInfo, {});
+      assert.equal(info.ret, 0);
+      return (info.out.flags & v.VFIO_DEVICE_FLAGS_RESET) !== 0;
+    };
+    assert.equal(resetFlag(), true);
+    assert.equal(proc.ioctl(dev, ioctl.VFIO_DEVICE_RESET), 0);
+    const method = proc.open('/sys/bus/pci/devices/0000:00:04.0/reset_method', 1 /* O_WRONLY */);
+    assert.equal(proc.pwrite(method, new TextEncoder().encode('\n'), 0n), 1);
+    proc.close(method);
+    assert.equal(resetFlag(), true, 'the flag is what the open found');
+    assert.equal(proc.ioctl(dev, ioctl.VFIO_DEVICE_RESET), -Errno.ENOTTY, 'the PCI core has none');
+    // Closed and opened again: the open finds no reset now.
+    proc.close(dev);
+    const again = proc.open('/dev/vfio/devices/vfio0');
+    assert.equal(
+      proc.ioctlStruct(again, ioctl.VFIO_DEVICE_BIND_IOMMUFD, v.vfioDeviceBindIommufd, {
+        iommufd,
+      }).ret,
+      0,
+    );
+    const info = proc.ioctlStruct(again, ioctl.VFIO_DEVICE_GET_INFO, v.vfioDeviceInfo, {});
+    assert.equal(info.out.flags & v.VFIO_DEVICE_FLAGS_RESET, 0);
+    assert.equal(proc.ioctl(again, ioctl.VFIO_DEVICE_RESET), -Errno.EINVAL);
     proc.exit();
     assert.deepEqual(emu.kernel.leaks(), []);
   });

@@ -28,26 +28,31 @@ const VFIO_PCI_DEVID_NOT_OWNED = -1;
 
 /**
  * pci_probe_reset_bus(): a secondary bus reset is possible for the device's bus. The devices of
- * a bus share their bridge, so any of them declaring it speaks for the bus.
+ * a bus share their bridge, and the platform file's validation makes them all agree.
  */
 function canResetBus(pci: PciDevice): boolean {
   return pci.resetMethods.includes('bus');
 }
 
 /**
- * vdev->reset_works, as pci_try_reset_function() at open finds it: FLR or PM reset of the
- * function, or a bus reset when the function is alone on its bus (pci_parent_bus_reset).
+ * Whether pci_try_reset_function() would reset the function now: FLR or PM reset, or a bus reset
+ * when the function is alone on its bus (pci_parent_bus_reset), among the methods sysfs's
+ * reset_method leaves enabled.
  */
-export function resetWorks(device: VfioDevice): boolean {
-  // The methods the PCI core would try (sysfs's reset_method may have changed them).
+export function functionResetPossible(device: VfioDevice): boolean {
   const methods = device.pci.enabledResetMethods;
   if (methods.includes('flr') || methods.includes('pm')) return true;
   return methods.includes('bus') && device.devSet.busDevices().length === 1;
 }
 
-/** VFIO_DEVICE_RESET: EINVAL without a method; the function's registers back to power-on. */
+/**
+ * VFIO_DEVICE_RESET: EINVAL unless the reset at the first open worked (vdev->reset_works, kept
+ * while open); ENOTTY from the PCI core when no method resets the function now (reset_method was
+ * changed meanwhile); else the function's registers back to power-on.
+ */
 export function deviceReset(device: VfioDevice): SyscallResult {
-  if (!resetWorks(device)) return -Errno.EINVAL;
+  if (!device.resetWorks) return -Errno.EINVAL;
+  if (!functionResetPossible(device)) return -Errno.ENOTTY;
   resetKeepingState(device.pci);
   return 0;
 }
@@ -169,7 +174,10 @@ export function hotReset(device: VfioDevice, task: Task, arg: bigint): SyscallRe
 
   // One group per device at most.
   if (hdr.count > device.devSet.busDevices().length) return -Errno.EINVAL;
-  if (shouldFail('kmalloc')) return -Errno.ENOMEM;
+  // Two arrays, both allocated before either is checked: the group fds and their files.
+  const fdsFailed = shouldFail('kmalloc');
+  const filesFailed = shouldFail('kmalloc');
+  if (fdsFailed || filesFailed) return -Errno.ENOMEM;
   const fds = copyFromUser(task, arg + BigInt(HOT_RESET_HEADER_SIZE), hdr.count * 4);
   if (fds === undefined) return -Errno.EFAULT;
   const view = new DataView(fds.buffer, fds.byteOffset, fds.byteLength);

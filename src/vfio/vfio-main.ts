@@ -9,7 +9,12 @@ import type { DevFs } from '../host/devfs.ts';
 import { type BlockedCall, S_IFCHR } from '../host/file.ts';
 import type { SysFs } from '../host/sysfs.ts';
 import type { EventfdRef } from '../host/task.ts';
-import { type Device, type IommuSubsystem, iommuGroupDmaOwnerClaimed } from '../iommu/iommu.ts';
+import {
+  type Device,
+  deviceIommuCapable,
+  type IommuSubsystem,
+  iommuGroupDmaOwnerClaimed,
+} from '../iommu/iommu.ts';
 import type { IommufdDevice } from '../iommufd/device.ts';
 import { Counter, Refcount } from '../lib/refcount.ts';
 import type { PciDevice } from '../platform/pci.ts';
@@ -97,6 +102,8 @@ export class VfioDevice {
   released: (() => void) | undefined;
   iommufdDevice: IommufdDevice | undefined;
   iommufdAttached = false;
+  /** vdev->reset_works: whether the function reset worked at the first open. */
+  resetWorks = false;
   readonly irq: VfioIrqState = {
     mode: 'none',
     intxTrigger: undefined,
@@ -153,7 +160,8 @@ export class VfioSubsystem {
   /**
    * vfio-pci probe + vfio_register_group_dev(): a device with no IOMMU registers only in unsafe
    * no-IOMMU mode (as noiommu-vfioN, tainting the kernel); otherwise the probe fails (-EINVAL)
-   * and the device gets no VFIO node at all.
+   * and the device gets no VFIO node at all. So does a device behind an IOMMU without
+   * IOMMU_CAP_CACHE_COHERENCY.
    */
   registerDevice(pci: PciDevice): VfioDevice | number {
     if (this.devices.has(pci.bdf)) return -Errno.EBUSY;
@@ -161,10 +169,13 @@ export class VfioSubsystem {
     if (dev === undefined) return -Errno.ENODEV;
     const noiommu = dev.iommu === undefined;
     if (noiommu && !this.enableUnsafeNoiommuMode) return -Errno.EINVAL;
+    // VFIO always maps with IOMMU_CACHE: an IOMMU that cannot enforce it gets no device.
+    if (!noiommu && !deviceIommuCapable(dev, 'cache-coherency')) return -Errno.EINVAL;
     const group = this.groupFor(dev, noiommu);
     const devSet = this.devSetFor(pci);
     const vdev = new VfioDevice(this.allocIndex(), dev, group, devSet);
     group.devices.push(vdev);
+    group.drivers++;
     devSet.devices.push(vdev);
     this.devices.set(pci.bdf, vdev);
     this.env.devfs.add({
@@ -224,8 +235,19 @@ export class VfioSubsystem {
     }
     let id = 0;
     while (this.groups.has(id) || this.env.isIommuGroupId(id)) id++;
-    const group = new VfioGroup(id, true, () => false);
+    const group = new VfioGroup(
+      id,
+      true,
+      () => false,
+      (line) => this.env.events.log('warn', line),
+    );
     this.addGroup(group);
+    // vfio_noiommu_group_alloc()'s caller: the group path taints too, before the cdev does.
+    this.env.addTaint(TAINT_USER);
+    this.env.events.log(
+      'warn',
+      `vfio-pci ${pci.bdf}: Adding kernel taint for vfio-noiommu group on device`,
+    );
     const dir = `/sys/kernel/iommu_groups/${id}`;
     this.env.sysfs.add({
       kind: 'attr',
@@ -269,10 +291,15 @@ export class VfioSubsystem {
     });
   }
 
+  /**
+   * vfio_device_remove_group(): the group's driver count drops; with the last, the node goes and
+   * the group loses its iommu_group (an open group file then answers ENODEV).
+   */
   private removeFromGroup(vdev: VfioDevice): void {
     const group = vdev.group;
-    group.devices.splice(group.devices.indexOf(vdev), 1);
-    if (group.devices.length > 0) return;
+    group.drivers--;
+    if (group.drivers > 0) return;
+    group.iommuGroupGone = true;
     this.groups.delete(group.id);
     this.env.devfs.remove(group.nodePath);
     if (group.noiommu) {
@@ -302,18 +329,21 @@ export class VfioSubsystem {
   }
 
   /**
-   * vfio_unregister_group_dev(). The cdev node goes at once (vfio_device_del: no new opens) and
-   * the registration's own reference is dropped; while cdev files still hold the device, the
-   * unbind waits for the last to close, asking the user to let go through the REQ interrupt now
-   * and every 10 s (vfio_pci_core_request). The writer blocks meanwhile, and a second unbind of
-   * the device waits with it (docs/decisions.md 11). An open legacy group node still refuses it
-   * (EBUSY).
+   * vfio_unregister_group_dev(), which cannot fail. The device leaves its group's list first
+   * (vfio_device_group_unregister: GET_DEVICE_FD no longer finds it), then the cdev node goes
+   * (vfio_device_del: no new opens) and the registration's own reference is dropped; while files
+   * still hold the device, the unbind waits for the last to close, asking the user to let go
+   * through the REQ interrupt now and every 10 s (vfio_pci_core_request). The writer blocks
+   * meanwhile, and a second unbind of the device waits with it (docs/decisions.md 11). An open
+   * group node does not hold the device: when its last device goes, the group loses its
+   * iommu_group and the open file gets ENODEV.
    */
-  unregisterDevice(bdf: string): SyscallResult | BlockedCall {
+  unregisterDevice(bdf: string): 0 | BlockedCall {
     const vdev = this.devices.get(bdf);
-    if (vdev === undefined) return -Errno.ENODEV;
+    if (vdev === undefined) return 0;
     if (vdev.unbinding !== undefined) return { blocked: vdev.unbinding };
-    if (vdev.group.openedFile !== undefined) return -Errno.EBUSY;
+    const list = vdev.group.devices;
+    list.splice(list.indexOf(vdev), 1);
     this.env.devfs.remove(vdev.cdevPath);
     this.env.sysfs.removeTree(`/sys/devices/pci0000:00/${bdf}/vfio-dev`);
     this.env.sysfs.remove(`/sys/class/vfio-dev/${vdev.name}`);
@@ -328,7 +358,7 @@ export class VfioSubsystem {
     const timer = setInterval(() => pciCoreRequest(vdev, count++, log), REQUEST_INTERVAL_MS);
     timer.unref();
     this.requestTimers.add(timer);
-    vdev.unbinding = new Promise((resolve) => {
+    vdev.unbinding = new Promise<0>((resolve) => {
       vdev.released = () => {
         clearInterval(timer);
         this.requestTimers.delete(timer);

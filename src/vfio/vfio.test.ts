@@ -5,6 +5,7 @@ import { CAP_SYS_RAWIO } from '../host/credentials.ts';
 import type { SimProcess } from '../host/sim-process.ts';
 import { createEmulator } from '../index.ts';
 import { EduReg } from '../platform/edu.ts';
+import { defaultPlatform } from '../platform/platform-config.ts';
 import type { EmuEvent } from '../trace/events.ts';
 import { Errno } from '../uapi/errno.ts';
 import * as ioctl from '../uapi/ioctl.ts';
@@ -257,6 +258,37 @@ describe('edu with no IOMMU (unsafe no-IOMMU mode)', () => {
 });
 
 describe('legacy group nodes', () => {
+  it('a no-IOMMU group taints and says so, and logs every device fd it hands out', () => {
+    const lines: string[] = [];
+    const emu = createEmulator({ enableUnsafeNoiommuMode: true });
+    assert.notEqual(emu.kernel.tainted & (1 << 6), 0);
+    emu.kernel.events.subscribe((e) => {
+      if (e.kind === 'log') lines.push(e.message);
+    });
+    const proc = emu.spawn();
+    // Bound again, the device registers again: both taint lines, the group's first.
+    const unbind = proc.open('/sys/bus/pci/drivers/vfio-pci/unbind', 1 /* O_WRONLY */);
+    assert.equal(proc.pwrite(unbind, new TextEncoder().encode('0000:00:06.0'), 0n), 12);
+    const bindFd = proc.open('/sys/bus/pci/drivers/vfio-pci/bind', 1 /* O_WRONLY */);
+    assert.equal(proc.pwrite(bindFd, new TextEncoder().encode('0000:00:06.0'), 0n), 12);
+    assert.deepEqual(lines, [
+      'vfio-pci 0000:00:06.0: Adding kernel taint for vfio-noiommu group on device',
+      'vfio-pci 0000:00:06.0: Adding kernel taint for vfio-noiommu cdev',
+    ]);
+    const container = open(proc, '/dev/vfio/vfio');
+    const group = open(proc, '/dev/vfio/noiommu-2');
+    const fdArg = proc.alloc(4096n, new Uint8Array(new Int32Array([container]).buffer));
+    assert.equal(proc.ioctl(group, ioctl.VFIO_GROUP_SET_CONTAINER, fdArg), 0);
+    assert.equal(proc.ioctl(container, ioctl.VFIO_SET_IOMMU, v.VFIO_NOIOMMU_IOMMU), 0);
+    const name = proc.alloc(4096n, new TextEncoder().encode('0000:00:06.0\0'));
+    lines.length = 0;
+    assert.ok(proc.ioctl(group, ioctl.VFIO_GROUP_GET_DEVICE_FD, name) >= 0);
+    assert.ok(proc.ioctl(group, ioctl.VFIO_GROUP_GET_DEVICE_FD, name) >= 0);
+    const opened = `vfio-pci 0000:00:06.0: vfio-noiommu device opened by user (node:${proc.pid})`;
+    assert.deepEqual(lines, [opened, opened]);
+    proc.exit();
+  });
+
   it('exist per group, open once, and exclude binding through the cdev', () => {
     const emu = createEmulator({ enableUnsafeNoiommuMode: true });
     const proc = emu.spawn();
@@ -514,6 +546,28 @@ describe('the driver link in sysfs', () => {
     assert.equal(write('/sys/bus/pci/drivers/vfio-pci/bind', '0000:00:04.0\n'), 13);
     assert.equal(sysfs.lookup(`${DEV}/driver`)?.kind, 'link');
     proc.exit();
+  });
+
+  it('a device behind an IOMMU without cache coherency is refused: EINVAL, no node, no driver', () => {
+    const platform = defaultPlatform();
+    const unit = platform.iommus[0]!;
+    const incoherent = { ...unit, caps: { ...unit.caps, cacheCoherent: false } };
+    const emu = createEmulator({ platform: { ...platform, iommus: [incoherent] } });
+    const sysfs = emu.kernel.sysfs;
+    assert.equal(sysfs.lookup('/sys/devices/pci0000:00/0000:00:04.0/driver'), undefined);
+    assert.equal(emu.kernel.devfs.lookup('/dev/vfio/devices/vfio0'), undefined);
+    assert.equal(emu.kernel.devfs.lookup('/dev/vfio/0'), undefined);
+    const proc = emu.spawn();
+    const fd = proc.open('/sys/bus/pci/drivers/vfio-pci/bind', 1 /* O_WRONLY */);
+    assert.equal(proc.pwrite(fd, new TextEncoder().encode('0000:00:04.0'), 0n), -Errno.EINVAL);
+    assert.equal(sysfs.lookup('/sys/devices/pci0000:00/0000:00:04.0/driver'), undefined);
+    assert.equal(
+      sysfs.lookup('/sys/devices/pci0000:00/0000:00:04.0/vfio-dev/vfio0/dev'),
+      undefined,
+    );
+    assert.equal(emu.kernel.vfio.groups.size, 0);
+    proc.exit();
+    emu.kernel.shutdown();
   });
 
   it('a device vfio-pci refused at boot (no IOMMU, mode off) has no driver', () => {

@@ -111,7 +111,7 @@ static int setup(struct setup *s)
 TEST(dirty_bits_round_trip)
 {
 	struct setup s;
-	__u64 seed[1] = { 0 }, bitmap[1], nr;
+	__u64 seed[1] = { 0 }, bitmap[1], nr, dirty;
 
 	SETUP(s);
 	CHECK_OK(check_refs(s.fd, 1));
@@ -126,38 +126,53 @@ TEST(dirty_bits_round_trip)
 	REQUIRE_OK(mock_dirty(s.fd, s.hwpt, seed, 64, &nr));
 	CHECK_EQ(nr, 4);
 
-	/* Read at 4 KiB granules: pages 0, 1 and 15. NO_CLEAR leaves them set. */
+	/* Read at 4 KiB granules: pages 0, 1 and 15, and whatever else shares their page-table
+	 * entries (physically contiguous pages share one: within their aligned 16 KiB blocks
+	 * here, pages 0-3 and 12-15). NO_CLEAR leaves them set. */
 	bitmap[0] = 0;
 	REQUIRE_OK(get_bitmap(s.fd, s.hwpt, IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR, IOVA, BUF_SIZE,
 			      PAGE_SZ, bitmap));
-	CHECK_EQ(bitmap[0], (1ULL << 0) | (1ULL << 1) | (1ULL << 15));
+	CHECK_EQ(bitmap[0] & 0x8003, 0x8003);
+	CHECK_EQ(bitmap[0] & ~0xf00fULL, 0);
+	dirty = bitmap[0];
 	/* Bits are only set: what userspace had stays. */
 	bitmap[0] = 1ULL << 7;
 	REQUIRE_OK(get_bitmap(s.fd, s.hwpt, 0, IOVA, BUF_SIZE, PAGE_SZ, bitmap));
-	CHECK_EQ(bitmap[0], (1ULL << 0) | (1ULL << 1) | (1ULL << 7) | (1ULL << 15));
+	CHECK_EQ(bitmap[0], dirty | (1ULL << 7));
 	/* That read cleared them. */
 	bitmap[0] = 0;
 	REQUIRE_OK(get_bitmap(s.fd, s.hwpt, 0, IOVA, BUF_SIZE, PAGE_SZ, bitmap));
 	CHECK_EQ(bitmap[0], 0);
 
-	/* At 2 KiB granules, and over a sub-range starting at page 2. */
+	/* At 2 KiB granules, and over a sub-range starting at page 2. The mock's page table
+	 * holds a 4 KiB page as one entry (two 2 KiB IOPTEs) at least, whose dirty bit covers
+	 * all of it: dirtying half 9 shows halves 8 and 9. Pages that happen to be physically
+	 * contiguous share a larger entry (8 or 16 KiB here), so more halves of their aligned
+	 * 16 KiB block may show too, never any other. */
 	seed[0] = (1ULL << 4) | (1ULL << 5) | (1ULL << 9);
 	REQUIRE_OK(mock_dirty(s.fd, s.hwpt, seed, 64, &nr));
 	CHECK_EQ(nr, 3);
 	bitmap[0] = 0;
 	REQUIRE_OK(get_bitmap(s.fd, s.hwpt, IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR, IOVA, BUF_SIZE,
 			      MOCK_PAGE_SIZE, bitmap));
-	CHECK_EQ(bitmap[0], seed[0]);
+	CHECK_EQ(bitmap[0] & 0x330, 0x330);
+	CHECK_EQ(bitmap[0] & ~0xffffULL, 0);
 	bitmap[0] = 0;
 	REQUIRE_OK(get_bitmap(s.fd, s.hwpt, 0, IOVA + 2 * PAGE_SZ, 4 * PAGE_SZ, PAGE_SZ, bitmap));
-	CHECK_EQ(bitmap[0], (1ULL << 0) | (1ULL << 2));
+	CHECK_EQ(bitmap[0] & 0x5, 0x5);
+	CHECK_EQ(bitmap[0] & ~0xfULL, 0);
 
-	/* Enabling again starts from clean IOPTEs. */
+	/* With tracking off the IOPTEs are read all the same (7.3's page-table dirty ops do not
+	 * ask): the bits set before stay until read. Enabling again starts from clean IOPTEs. */
 	REQUIRE_OK(mock_dirty(s.fd, s.hwpt, seed, 64, &nr));
 	REQUIRE_OK(set_dirty(s.fd, s.hwpt, 0));
+	CHECK_ERRNO(EINVAL, mock_dirty(s.fd, s.hwpt, seed, 64, &nr));
 	bitmap[0] = 0;
-	CHECK_ERRNO(EINVAL, get_bitmap(s.fd, s.hwpt, 0, IOVA, BUF_SIZE, PAGE_SZ, bitmap));
+	CHECK_OK(get_bitmap(s.fd, s.hwpt, IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR, IOVA, BUF_SIZE,
+			    PAGE_SZ, bitmap));
+	CHECK_EQ(bitmap[0] & 0x14, 0x14);
 	REQUIRE_OK(set_dirty(s.fd, s.hwpt, IOMMU_HWPT_DIRTY_TRACKING_ENABLE));
+	bitmap[0] = 0;
 	REQUIRE_OK(get_bitmap(s.fd, s.hwpt, 0, IOVA, BUF_SIZE, PAGE_SZ, bitmap));
 	CHECK_EQ(bitmap[0], 0);
 	CHECK_OK(check_refs(s.fd, 1));

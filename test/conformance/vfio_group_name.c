@@ -184,8 +184,21 @@ TEST(name_and_vfio_pci_options)
 	/* a well-formed token for a device that is neither an SR-IOV PF nor a VF */
 	snprintf(name, sizeof(name), "%s vf_token=2ab74924-c335-45f4-9b16-8569e5b08258", EDU0_BDF);
 	CHECK_ERRNO(EINVAL, ioctl(g_group, VFIO_GROUP_GET_DEVICE_FD, name));
-	/* the device was never left open by a refused call */
-	CHECK_OK(get_device_fd_once(g_group, EDU0_BDF));
+	/*
+	 * Nothing was left open by a refused call: with the group closed, the cdev binds only if
+	 * no device fd of the group has the device open (vfio_df_open: EINVAL otherwise).
+	 */
+	close(g_group);
+	g_group = -1;
+	{
+		int iommufd = iommufd_open();
+		struct edu_dev d;
+
+		REQUIRE(iommufd >= 0);
+		CHECK_OK(edu_open(EDU0_CDEV, iommufd, 0, &d));
+		edu_close(&d);
+		close(iommufd);
+	}
 }
 
 int main(void)

@@ -245,12 +245,19 @@ TEST(group_and_cdev_exclude_each_other)
 	close(iommufd);
 }
 
+/* pread of the pagemap entry for the page holding va into *entry: pread's result. */
+static ssize_t pagemap_read(int fd, const void *va, __u64 *entry)
+{
+	*entry = ~0ULL;
+	return pread(fd, entry, sizeof(*entry), (off_t)((uintptr_t)va / PAGE_SZ) * 8);
+}
+
 /* /proc/self/pagemap's entry for the page holding va, or 0 with errno set on failure. */
 static __u64 pagemap_entry(int fd, const void *va)
 {
-	__u64 entry = 0;
+	__u64 entry;
 
-	if (pread(fd, &entry, sizeof(entry), (off_t)((uintptr_t)va / PAGE_SZ) * 8) != 8)
+	if (pagemap_read(fd, va, &entry) != 8)
 		return 0;
 	return entry;
 }
@@ -291,9 +298,12 @@ TEST(pagemap_gives_physical_addresses)
 	CHECK_EQ(pagemap_entry(fd, buf + 100) & PM_PFN_MASK, entry & PM_PFN_MASK);
 	CHECK(virt_to_phys(buf + PAGE_SZ) != 0);
 	CHECK(virt_to_phys(buf + PAGE_SZ) / PAGE_SZ != (entry & PM_PFN_MASK));
-	/* a page never touched is not present; nor is an address with nothing mapped */
-	CHECK_EQ(pagemap_entry(fd, buf + 3 * PAGE_SZ) & PM_PRESENT, 0);
-	CHECK_EQ(pagemap_entry(fd, h_unmapped_addr()), 0);
+	/* a page never touched is not present; an address with nothing mapped reads all zero */
+	CHECK_RET(8, pagemap_read(fd, buf + 3 * PAGE_SZ, &entry));
+	CHECK_EQ(entry & PM_PRESENT, 0);
+	CHECK_RET(8, pagemap_read(fd, h_unmapped_addr(), &entry));
+	CHECK_EQ(entry, 0);
+	entry = pagemap_entry(fd, buf);
 	/* whole entries at whole entries' offsets only */
 	CHECK_ERRNO(EINVAL, pread(fd, e8, 8, 4));
 	CHECK_ERRNO(EINVAL, pread(fd, e8, 12, 0));
@@ -309,9 +319,18 @@ TEST(pagemap_gives_physical_addresses)
 	fd = open("/proc/self/pagemap", O_RDONLY);
 	REQUIRE_OK(cap_set_effective(CAP_SYS_ADMIN, 1));
 	REQUIRE(fd >= 0);
-	entry = pagemap_entry(fd, buf);
+	CHECK_RET(8, pagemap_read(fd, buf, &entry));
 	CHECK(entry & PM_PRESENT);
 	CHECK_EQ(entry & PM_PFN_MASK, 0);
+	close(fd);
+	/* and a file opened with it shows them to a reader that has dropped it */
+	fd = open("/proc/self/pagemap", O_RDONLY);
+	REQUIRE(fd >= 0);
+	REQUIRE_OK(cap_set_effective(CAP_SYS_ADMIN, 0));
+	CHECK_RET(8, pagemap_read(fd, buf, &entry));
+	REQUIRE_OK(cap_set_effective(CAP_SYS_ADMIN, 1));
+	CHECK(entry & PM_PRESENT);
+	CHECK_EQ(entry & PM_PFN_MASK, virt_to_phys(buf) / PAGE_SZ);
 	close(fd);
 	munlock(buf, 2 * PAGE_SZ);
 }

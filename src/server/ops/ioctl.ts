@@ -7,12 +7,21 @@
  * reserved (RESERVE): without one the reply asks for it and nothing runs. The handler's
  * get_unused_fd_flags() returns that fd's number and its fd_install() puts the file there.
  */
-import type { File } from '../../host/file.ts';
+import { type File, isBlocked } from '../../host/file.ts';
 import { ANON_INODE_MODE, type FdResolver } from '../../host/task.ts';
 import { describeIoctl } from '../../trace/decode.ts';
 import { createsFd } from '../../uapi/commands.ts';
 import { Errno } from '../../uapi/errno.ts';
-import { checkResult, guarded, hex, liveObject, type ServerState, taskOf, trace } from '../call.ts';
+import {
+  checkResult,
+  guarded,
+  hex,
+  liveObject,
+  reportBug,
+  type ServerState,
+  taskOf,
+  trace,
+} from '../call.ts';
 import type { ReservedFd } from '../client-fds.ts';
 import type { Connection, ReplyExtra } from '../connection.ts';
 import { fdLabel, ioctlStruct, requestFd } from '../describe.ts';
@@ -69,7 +78,7 @@ export function ioctl(s: ServerState, conn: Connection, req: Request): void {
       ? { start: req.a1, bytes: windowBytes, writable: (req.flags & ReqFlag.WINDOW_RO) === 0 }
       : undefined,
   );
-  const base = taskOf(s, req.creds, memory);
+  const base = { ...taskOf(s, req.creds, memory), yields: true };
   const task = callFd === undefined ? base : { ...base, fds: withReservedFd(base.fds, callFd) };
   const { file } = object;
   const what = `ioctl ${hex(cmd)} on ${object.path}`;
@@ -78,18 +87,40 @@ export function ioctl(s: ServerState, conn: Connection, req: Request): void {
   const value = guarded(s, what, req.creds, () =>
     file.fops.ioctl === undefined ? -Errno.ENOTTY : file.fops.ioctl(file, task, cmd, req.a1),
   );
-  const ret = checkResult(s, what, value, 0x7fffffff);
-  // The new file is listed among the open files before the call is reported (and checked).
-  const fdExtra = installFd(s, callFd, ret);
-  if (tracing) {
-    const output = ret >= 0 ? ioctlStruct(file, cmd, req.a1, memory) : undefined;
-    const label = fdLabel(requestFd(req.a0), object.path);
-    const call = describeIoctl(file.fops.name, cmd, req.a1, input, output);
-    trace(s, req.creds, 'ioctl', `${label}, ${call}`, ret);
+  const finish = (result: unknown): void => {
+    const ret = checkResult(s, what, result, 0x7fffffff);
+    // The new file is listed among the open files before the call is reported (and checked).
+    const fdExtra = installFd(s, callFd, ret);
+    if (tracing) {
+      const output = ret >= 0 ? ioctlStruct(file, cmd, req.a1, memory) : undefined;
+      const label = fdLabel(requestFd(req.a0), object.path);
+      const call = describeIoctl(file.fops.name, cmd, req.a1, input, output);
+      trace(s, req.creds, 'ioctl', `${label}, ${call}`, ret);
+    }
+    memory.done();
+    const extra: ReplyExtra = { payload: windowed ? encodeSegments(memory.written()) : undefined };
+    conn.reply(req, ret, { ...extra, ...fdExtra });
+  };
+  if (!isBlocked(value)) {
+    finish(value);
+    return;
   }
-  memory.done();
-  const extra: ReplyExtra = { payload: windowed ? encodeSegments(memory.written()) : undefined };
-  conn.reply(req, ret, { ...extra, ...fdExtra });
+  // A call walking gigabytes of the caller's memory goes on a slice per turn of the event loop
+  // (resched.ts): this thread's transport waits for its reply, every other client is served.
+  // The file stays open until the call returns, as fdget() keeps it, whoever closes the fd.
+  file.get();
+  conn.deferred = true;
+  value.blocked
+    .catch((err: unknown) => {
+      reportBug(s, what, err);
+      return -Errno.EIO;
+    })
+    .then((result) => {
+      file.put();
+      finish(result);
+      conn.deferred = false;
+      s.pump(conn);
+    });
 }
 
 /** The caller's fd table with the call's reserved fd as its one unused number. */

@@ -2,11 +2,12 @@
  * WRITE: write(2) at the file position or pwrite(2) at the request's. And the bytes a program
  * writes straight to an object connection, past the shim (glibc's stdio).
  */
-import type { BlockedCall } from '../../host/file.ts';
+import { isBlocked } from '../../host/file.ts';
 import type { Task } from '../../host/task.ts';
 import { Errno, errnoName } from '../../uapi/errno.ts';
 import {
   checkResult,
+  clientComm,
   guarded,
   liveObject,
   reportBug,
@@ -108,6 +109,7 @@ export function rawWrite(s: ServerState, conn: Connection, chunk: Uint8Array): v
       creds: s.clientCreds.of(object.creds),
       memory: NO_MEMORY,
       fds: s.files.resolver(pid, tid),
+      comm: () => clientComm(tid),
     };
     let n: unknown = guarded(s, what, object.creds, () =>
       write.call(fops, file, task, chunk, object.pos),
@@ -131,8 +133,4 @@ export function rawWrite(s: ServerState, conn: Connection, chunk: Uint8Array): v
     const detail = describeIo(label, file, chunk.byteLength, undefined, chunk, ret);
     trace(s, object.creds, 'write', detail, ret);
   }
-}
-
-function isBlocked(value: unknown): value is BlockedCall {
-  return typeof value === 'object' && value !== null && 'blocked' in value;
 }
