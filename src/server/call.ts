@@ -4,7 +4,6 @@
  * current, an exception becomes EIO), result checks and the trace.
  */
 
-import { readFileSync } from 'node:fs';
 import type { Kernel } from '../boot/kernel.ts';
 import type { Credentials } from '../host/credentials.ts';
 import { runSyscall } from '../host/syscall.ts';
@@ -51,24 +50,26 @@ class ServedTask implements Task {
   readonly memory: UserMemory;
   readonly fds: FdResolver;
   readonly yields: boolean;
-  private readonly tid: number;
+  private readonly clients: ClientCredentials;
+  private readonly wire: WireCreds;
 
   constructor(
-    creds: Credentials,
+    clients: ClientCredentials,
+    wire: WireCreds,
     memory: UserMemory,
     fds: FdResolver,
-    tid: number,
     yields: boolean,
   ) {
-    this.creds = creds;
+    this.clients = clients;
+    this.wire = wire;
+    this.creds = clients.of(wire);
     this.memory = memory;
     this.fds = fds;
-    this.tid = tid;
     this.yields = yields;
   }
 
   comm(): string {
-    return clientComm(this.tid);
+    return this.clients.comm(this.wire);
   }
 }
 
@@ -86,21 +87,12 @@ export function taskOf(
   const resolver = s.files.resolver(creds.pid, creds.tid);
   const observed = s.observeFds?.(resolver) ?? resolver;
   return new ServedTask(
-    s.clientCreds.of(creds),
+    s.clientCreds,
+    creds,
     memory,
     fds === undefined ? observed : fds(observed),
-    creds.tid,
     yields,
   );
-}
-
-/** The comm of client thread `tid` (/proc/<tid>/comm), or "?" once it is gone. */
-export function clientComm(tid: number): string {
-  try {
-    return readFileSync(`/proc/${tid}/comm`, 'latin1').replace(/\n$/, '');
-  } catch {
-    return '?';
-  }
 }
 
 /**
