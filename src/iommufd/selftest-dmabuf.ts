@@ -11,6 +11,7 @@ import type { PhysMemory } from '../platform/phys-memory.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import { PAGE_SIZE } from '../uapi/iommufd.ts';
 import { testDmabufGet, testDmabufRevoke } from '../uapi/iommufd-test.ts';
+import type { AreaPagesRange, PagesDmaBuf } from './pages.ts';
 import { args, type TestUcmd } from './selftest-cmd.ts';
 
 /** The largest dma-buf DMABUF_GET makes: 512 pages. */
@@ -90,7 +91,7 @@ export function dmabufGetOp(ucmd: TestUcmd, phys: PhysMemory): SyscallResult {
   if (npages === 0n || npages > DMABUF_MAX_PAGES) return -Errno.EINVAL;
   // kzalloc() of the private data, then of the memory.
   if (shouldFail('kmalloc')) return -Errno.ENOMEM;
-  const pfn = phys.allocContiguous(npages, 1n, 'kernel');
+  const pfn = phys.allocContiguous(npages, 1n, 'dma-buf');
   if (typeof pfn === 'number') return pfn;
   const buf = new TestDmaBuf(phys, pfn, npages);
   // dma_buf_export(): the anonymous file and the struct dma_buf.
@@ -107,6 +108,52 @@ export function dmabufGetOp(ucmd: TestUcmd, phys: PhysMemory): SyscallResult {
   }
   ucmd.task.fds.fdInstall(fd, file, '/dmabuf:');
   return 0;
+}
+
+/**
+ * iommufd's import of a dma-buf (iopt_map_dmabuf): a dynamic attachment holding the dma-buf's
+ * file, and the revoked state of the pages object, which only ever goes one way.
+ */
+class DmaBufImport implements DmaBufImporter, PagesDmaBuf {
+  readonly pfn: bigint;
+  revoked = false;
+  readonly trackers = new Map<AreaPagesRange, () => void>();
+  private readonly file: File;
+  private readonly buf: TestDmaBuf;
+
+  constructor(file: File, buf: TestDmaBuf) {
+    this.file = file.get();
+    this.buf = buf;
+    this.pfn = buf.pfn;
+    buf.importers.add(this);
+  }
+
+  /**
+   * iopt_revoke_notify(): on any invalidate, a revoke or a restore, unmap every tracked area from
+   * its domains and stay revoked; only a new MAP_FILE maps the dma-buf again.
+   */
+  invalidate(): void {
+    if (this.revoked) return;
+    for (const unmap of this.trackers.values()) unmap();
+    this.revoked = true;
+  }
+
+  detach(): void {
+    if (this.trackers.size !== 0) throw new Error('dma-buf detached with areas still tracked');
+    this.buf.importers.delete(this);
+    this.file.put();
+  }
+}
+
+/**
+ * dma_buf_dynamic_attach() and the exporter's physical range (ENODEV once revoked), for
+ * MAP_FILE of a dma-buf `file`.
+ */
+export function dmaBufAttach(file: File, buf: TestDmaBuf): PagesDmaBuf | number {
+  if (shouldFail('kmalloc')) return -Errno.ENOMEM;
+  const range = buf.physRange();
+  if (typeof range === 'number') return range;
+  return new DmaBufImport(file, buf);
 }
 
 /** iommufd_test_dmabuf_revoke(): EBADF, EINVAL for a file that is no dma-buf. */
