@@ -135,13 +135,30 @@ TEST(revoke_cycle)
 	__u32 ioas, hwpt;
 	int fd, dfd;
 
+	__u64 copy_iova = IOVA;
+	__u32 ioas2;
+	__u64 pa_len = PAGE_SZ, pa;
+	int pa_rc, pa_errno;
+
 	OPEN_IOAS(fd, ioas);
+	REQUIRE_OK(ioas_alloc(fd, &ioas2));
+	REQUIRE_OK(mock_domain_flags(fd, ioas2, 0, NULL, NULL, NULL));
 	dfd = dmabuf_get(fd, BUF_SIZE);
 	REQUIRE(dfd >= 0);
 	/* Mapped before any domain, filled when the mock domain attaches. */
 	CHECK_OK(map_file(fd, ioas, dfd, 0, BUF_SIZE, IOVA));
 	REQUIRE_OK(mock_domain_flags(fd, ioas, 0, NULL, &hwpt, NULL));
+	/* A copy into another IOAS shares the import: the revoke reaches its domain too. */
+	CHECK_OK(ioas_copy(fd, IOMMU_IOAS_MAP_FIXED_IOVA | MAP_RW, ioas2, ioas, PAGE_SZ, &copy_iova,
+			   IOVA + PAGE_SZ));
+	/* Not a no-IOMMU domain; once revoked, GET_PA is EINVAL before that check. */
+	pa_rc = get_pa(fd, ioas, IOVA, &pa_len, &pa);
+	pa_errno = errno;
 	CHECK_OK(dmabuf_revoke(fd, dfd, 1));
+	if (pa_rc == -1 && pa_errno == EOPNOTSUPP)
+		CHECK_ERRNO(EINVAL, get_pa(fd, ioas, IOVA, &pa_len, &pa));
+	else
+		h_note("NOIOMMU_GET_PA not usable here: %s", h_errname(pa_errno));
 	/* Revoked: no new import. */
 	CHECK_ERRNO(ENODEV, map_file(fd, ioas, dfd, 0, PAGE_SZ, IOVA + BUF_SIZE));
 	/* A second domain attaches over the revoked area. */
@@ -154,6 +171,8 @@ TEST(revoke_cycle)
 	CHECK_OK(map_file(fd, ioas, dfd, PAGE_SZ, PAGE_SZ, IOVA + 2 * BUF_SIZE));
 	CHECK_OK(unmap_len(fd, ioas, IOVA, BUF_SIZE, &unmapped));
 	CHECK_EQ(unmapped, BUF_SIZE);
+	CHECK_OK(unmap_len(fd, ioas2, IOVA, PAGE_SZ, &unmapped));
+	CHECK_EQ(unmapped, PAGE_SZ);
 	close(dfd);
 	/* The iommufd's release drops the rest. */
 	close(fd);
