@@ -3,7 +3,7 @@
  * of a file), shared by every area that COPY makes from it; and the filling of domains with its
  * pinned pages. Mirrors drivers/iommu/iommufd/pages.c. Pages are pinned only while some area using
  * them is in a domain; they are pinned once per pages object and charged once to RLIMIT_MEMLOCK.
- * File pages cannot be pinned yet (docs/decisions.md).
+ * A dma-buf's pages are its exporter's frames: mapped, never pinned (docs/decisions.md 251).
  */
 import { shouldFail } from '../fault/fault.ts';
 import { CAP_IPC_LOCK, capable } from '../host/credentials.ts';
