@@ -152,40 +152,59 @@ class RunObserver implements CallObserver {
   private readonly kernel: Kernel;
   private readonly nth: number | undefined;
   private readonly baseline: readonly CallRecord[] | undefined;
+  private readonly baselinePoints: readonly number[] | undefined;
+  /** Injection points the enabled process had passed after each call, for the next run. */
+  readonly pointsAfter: number[] = [];
   private readonly checkEveryCall: boolean;
   private readonly report: (kind: ViolationKind, message: string) => void;
 
   constructor(
     kernel: Kernel,
     nth: number | undefined,
-    baseline: readonly CallRecord[] | undefined,
+    baseline: { calls: readonly CallRecord[]; points: readonly number[] } | undefined,
     checkEveryCall: boolean,
     report: (kind: ViolationKind, message: string) => void,
   ) {
     this.kernel = kernel;
     this.nth = nth;
-    this.baseline = baseline;
+    this.baseline = baseline?.calls;
+    this.baselinePoints = baseline?.points;
     this.checkEveryCall = checkEveryCall;
     this.report = report;
   }
 
   observe(proc: CheckedProcess, call: CallKind, label: string, fn: () => number): number {
     const counter = proc.failNth;
+    const index = this.calls.length;
     const pending =
       this.nth !== undefined &&
       proc === this.enabled &&
       counter.remaining > 0 &&
       counter.lastFired === undefined;
-    const before: KernelSnapshot | undefined = pending ? snapshotKernel(this.kernel) : undefined;
+    // The counting run says which call passes the armed point: the first whose count of points
+    // passed reaches nth. Only that call is snapshotted (decision 240).
+    const expected =
+      pending &&
+      (this.baselinePoints === undefined ||
+        (this.baselinePoints[index] ?? Number.POSITIVE_INFINITY) >= (this.nth ?? 0));
+    const before: KernelSnapshot | undefined = expected ? snapshotKernel(this.kernel) : undefined;
     const ret = fn();
-    const record: CallRecord = { index: this.calls.length, pid: proc.pid, label, ret };
+    const record: CallRecord = { index, pid: proc.pid, label, ret };
     this.calls.push(record);
+    this.pointsAfter.push(this.enabled?.failNth.trail?.length ?? 0);
 
     if (pending && counter.lastFired !== undefined) {
       const site = counter.lastFired;
       record.fired = site;
       this.failingCall = record;
-      if (ret < 0 && before !== undefined && promisesUnchanged(call, site)) {
+      if (before === undefined) {
+        this.diverged = true;
+        this.report(
+          'diverged',
+          `injection point ${this.nth} was passed in call #${index} ${label}; the counting run ` +
+            'passed it in a later call',
+        );
+      } else if (ret < 0 && promisesUnchanged(call, site)) {
         const diff = diffSnapshots(before, snapshotKernel(this.kernel));
         if (diff.length > 0)
           this.report(
@@ -206,7 +225,11 @@ class RunObserver implements CallObserver {
       }
     }
 
-    if (this.checkEveryCall && !this.invariantsBroken) {
+    // Before the fault, an armed run that has not diverged is the counting run call for call,
+    // on a kernel booted the same way: the counting run checked those states (decision 240).
+    const sameAsCounted =
+      this.baseline !== undefined && this.failingCall === undefined && !this.diverged;
+    if (this.checkEveryCall && !this.invariantsBroken && !sameAsCounted) {
       const lines = checkInvariants(this.kernel);
       if (lines.length > 0) {
         this.invariantsBroken = true;
@@ -223,7 +246,7 @@ export function scenarioTarget(
   options: ScenarioTargetOptions = {},
 ): SweepTarget {
   const checkEveryCall = options.checkEveryCall ?? true;
-  let baseline: readonly CallRecord[] | undefined;
+  let baseline: { calls: readonly CallRecord[]; points: readonly number[] } | undefined;
 
   const run = async (nth: number | undefined): Promise<RunResult> => {
     const violations: Violation[] = [];
@@ -317,7 +340,7 @@ export function scenarioTarget(
       if (nth === undefined) {
         if (outcome !== 'completed')
           report('scenario', `the run with nothing injected did not complete: ${outcomeMessage}`);
-        baseline = observer.calls;
+        baseline = { calls: observer.calls, points: observer.pointsAfter };
       } else if (outcome === 'check-failed') {
         report('scenario', `a functional check failed after the injected fault: ${outcomeMessage}`);
       } else if (outcome === 'error') {

@@ -50,6 +50,9 @@ export interface SimProcessOptions {
   readonly memlockLimit?: bigint;
 }
 
+/** The command name of every in-process task. */
+const inProcessComm = (): string => 'node';
+
 export class SimProcess {
   readonly kernel: KernelCore;
   readonly pid: number;
@@ -68,6 +71,31 @@ export class SimProcess {
   /** What each file opened by path is (fstat), shared by every fd and process that holds it. */
   private static readonly stats = new WeakMap<File, Stat>();
   private exited = false;
+  /** The filesystem ids as they are when asked (made once, reads the fields live). */
+  private readonly fsIds = () => ({ fsuid: this.uid, fsgid: this.gid, groups: this.groups });
+  /** The fd table as a call sees it: closures over this process only, made once. */
+  private readonly taskFds: Task['fds'] = {
+    fileOf: (fd) => this.fds.get(fd),
+    isOpen: (fd) => this.fds.has(fd),
+    eventfd: (fd) => {
+      const file = this.fds.get(fd);
+      if (file === undefined) return -Errno.EBADF;
+      if (!(file.privateData instanceof SimEventfd)) return -Errno.EINVAL;
+      const counter = file.privateData;
+      file.get();
+      return { signal: () => counter.count++, release: () => file.put() };
+    },
+    getUnusedFd: () => {
+      const fd = this.lowestFreeFd();
+      this.reservedFds.add(fd);
+      return fd;
+    },
+    fdInstall: (fd, file) => {
+      if (!this.reservedFds.delete(fd)) throw new Error(`fd ${fd} was not reserved`);
+      this.fds.set(fd, file);
+      this.kernel.openFiles.add(file);
+    },
+  };
 
   constructor(kernel: KernelCore, options: SimProcessOptions = {}, memory?: SimulatedMemory) {
     this.kernel = kernel;
@@ -102,35 +130,14 @@ export class SimProcess {
       uid: this.uid,
       grantedCaps: this.grantedCaps,
       memlockLimit: this.memlockLimit,
-      fsIds: () => ({ fsuid: this.uid, fsgid: this.gid, groups: this.groups }),
+      fsIds: this.fsIds,
     };
     return {
       creds,
       memory: this.memory,
       // An in-process task is a thread of the emulator's own process.
-      comm: () => 'node',
-      fds: {
-        fileOf: (fd) => this.fds.get(fd),
-        isOpen: (fd) => this.fds.has(fd),
-        eventfd: (fd) => {
-          const file = this.fds.get(fd);
-          if (file === undefined) return -Errno.EBADF;
-          if (!(file.privateData instanceof SimEventfd)) return -Errno.EINVAL;
-          const counter = file.privateData;
-          file.get();
-          return { signal: () => counter.count++, release: () => file.put() };
-        },
-        getUnusedFd: () => {
-          const fd = this.lowestFreeFd();
-          this.reservedFds.add(fd);
-          return fd;
-        },
-        fdInstall: (fd, file) => {
-          if (!this.reservedFds.delete(fd)) throw new Error(`fd ${fd} was not reserved`);
-          this.fds.set(fd, file);
-          this.kernel.openFiles.add(file);
-        },
-      },
+      comm: inProcessComm,
+      fds: this.taskFds,
     };
   }
 

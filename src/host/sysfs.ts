@@ -111,6 +111,8 @@ export class SysFs {
   generation = 0;
 
   add(entry: SysEntry): void {
+    // Vfs answers whether a directory under /dev exists from devfs alone.
+    if (entry.path.startsWith('/dev/')) throw new Error(`sysfs entry under /dev: ${entry.path}`);
     this.entries.set(entry.path, entry);
     this.generation++;
   }
@@ -131,6 +133,11 @@ export class SysFs {
 
   lookup(path: string): SysEntry | undefined {
     return this.entries.get(path);
+  }
+
+  /** Every entry's path, in no order. */
+  paths(): IterableIterator<string> {
+    return this.entries.keys();
   }
 
   /** Every entry, sorted by path (directories are implied by the paths below them). */

@@ -110,9 +110,12 @@ export class Vfs {
   private readonly sysfs: SysFs;
   private readonly openFiles: OpenFiles;
   private readonly dynamic: DynamicLookup;
-  /** Every directory that holds a devfs node or a sysfs entry, for generation `dirsOf`. */
-  private dirs = new Set<string>();
-  private dirsOf = '';
+  /** Every directory that holds a devfs node, for devfs generation `devDirsOf`. */
+  private devDirs = new Set<string>();
+  private devDirsOf = -1;
+  /** Every directory that holds a sysfs entry (all under /sys), for `sysDirsOf`. */
+  private sysDirs = new Set<string>();
+  private sysDirsOf = -1;
 
   constructor(devfs: DevFs, sysfs: SysFs, openFiles: OpenFiles, dynamic: DynamicLookup) {
     this.devfs = devfs;
@@ -131,7 +134,7 @@ export class Vfs {
     if (entry?.kind === 'link') return { kind: 'link', target: entry.target };
     const made = this.dynamic(task, path);
     if (made !== undefined) return made;
-    return this.impliedDirs().has(path) ? { kind: 'dir' } : undefined;
+    return this.isImpliedDir(path) ? { kind: 'dir' } : undefined;
   }
 
   /**
@@ -221,22 +224,35 @@ export class Vfs {
     return { file, stat, path: resolved.path };
   }
 
-  /** The directories devfs and sysfs imply, rebuilt when either changed. */
-  private impliedDirs(): Set<string> {
-    const generation = `${this.devfs.generation}/${this.sysfs.generation}`;
-    if (generation === this.dirsOf) return this.dirs;
-    const dirs = new Set<string>();
-    const addParents = (path: string): void => {
-      for (let i = path.lastIndexOf('/'); i > 0; i = path.lastIndexOf('/', i - 1)) {
-        const dir = path.slice(0, i);
-        if (dirs.has(dir)) return;
-        dirs.add(dir);
-      }
-    };
-    for (const path of this.devfs.paths()) addParents(path);
-    for (const entry of this.sysfs.list()) addParents(entry.path);
-    this.dirs = dirs;
-    this.dirsOf = generation;
-    return dirs;
+  /**
+   * Whether some devfs node or sysfs entry lies below `path`. The two sets are rebuilt apart,
+   * each when its tree changed: a fresh kernel's first walk of `/dev` need not list the whole
+   * of sysfs, and no sysfs entry is under `/dev` (SysFs.add refuses one).
+   */
+  private isImpliedDir(path: string): boolean {
+    if (this.devDirsOf !== this.devfs.generation) {
+      this.devDirs = parentDirs(this.devfs.paths());
+      this.devDirsOf = this.devfs.generation;
+    }
+    if (this.devDirs.has(path)) return true;
+    if (path === '/dev' || path.startsWith('/dev/')) return false;
+    if (this.sysDirsOf !== this.sysfs.generation) {
+      this.sysDirs = parentDirs(this.sysfs.paths());
+      this.sysDirsOf = this.sysfs.generation;
+    }
+    return this.sysDirs.has(path);
   }
+}
+
+/** Every directory above one of `paths`. */
+function parentDirs(paths: Iterable<string>): Set<string> {
+  const dirs = new Set<string>();
+  for (const path of paths) {
+    for (let i = path.lastIndexOf('/'); i > 0; i = path.lastIndexOf('/', i - 1)) {
+      const dir = path.slice(0, i);
+      if (dirs.has(dir)) break;
+      dirs.add(dir);
+    }
+  }
+  return dirs;
 }

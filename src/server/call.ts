@@ -4,8 +4,8 @@
  * current, an exception becomes EIO), result checks and the trace.
  */
 
-import { readFileSync } from 'node:fs';
 import type { Kernel } from '../boot/kernel.ts';
+import type { Credentials } from '../host/credentials.ts';
 import { runSyscall } from '../host/syscall.ts';
 import type { FdResolver, Task } from '../host/task.ts';
 import type { UserMemory } from '../host/user-memory.ts';
@@ -41,24 +41,58 @@ export function hex(v: bigint | number): string {
   return `0x${v.toString(16)}`;
 }
 
-/** The Task a call runs as. */
-export function taskOf(s: ServerState, creds: WireCreds, memory: UserMemory): Task {
-  const fds = s.files.resolver(creds.pid, creds.tid);
-  return {
-    creds: s.clientCreds.of(creds),
-    memory,
-    fds: s.observeFds?.(fds) ?? fds,
-    comm: () => clientComm(creds.tid),
-  };
+/**
+ * A served call's Task. A class, so that a call makes no closure for `comm` (decision 182); its
+ * fields are the call's own, so a task is never spread into another (that would drop `comm`).
+ */
+class ServedTask implements Task {
+  readonly creds: Credentials;
+  readonly memory: UserMemory;
+  readonly fds: FdResolver;
+  readonly yields: boolean;
+  private readonly clients: ClientCredentials;
+  private readonly wire: WireCreds;
+
+  constructor(
+    clients: ClientCredentials,
+    wire: WireCreds,
+    memory: UserMemory,
+    fds: FdResolver,
+    yields: boolean,
+  ) {
+    this.clients = clients;
+    this.wire = wire;
+    this.creds = clients.of(wire);
+    this.memory = memory;
+    this.fds = fds;
+    this.yields = yields;
+  }
+
+  comm(): string {
+    return this.clients.comm(this.wire);
+  }
 }
 
-/** The comm of client thread `tid` (/proc/<tid>/comm), or "?" once it is gone. */
-export function clientComm(tid: number): string {
-  try {
-    return readFileSync(`/proc/${tid}/comm`, 'latin1').replace(/\n$/, '');
-  } catch {
-    return '?';
-  }
+/**
+ * The Task a call runs as. `yields`: a long walk may let other clients run (an ioctl);
+ * `fds` wraps the thread's fd table for this call (an ioctl's reserved fd).
+ */
+export function taskOf(
+  s: ServerState,
+  creds: WireCreds,
+  memory: UserMemory,
+  yields = false,
+  fds?: (resolver: FdResolver) => FdResolver,
+): Task {
+  const resolver = s.files.resolver(creds.pid, creds.tid);
+  const observed = s.observeFds?.(resolver) ?? resolver;
+  return new ServedTask(
+    s.clientCreds,
+    creds,
+    memory,
+    fds === undefined ? observed : fds(observed),
+    yields,
+  );
 }
 
 /**

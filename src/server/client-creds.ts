@@ -70,6 +70,15 @@ function lowerOf(actual: bigint | undefined, claimed: bigint): bigint {
   return actual !== undefined && actual < claimed ? actual : claimed;
 }
 
+/** The comm of client thread `tid` (/proc/<tid>/comm), or "?" once it is gone. */
+function clientComm(tid: number): string {
+  try {
+    return fs.readFileSync(`/proc/${tid}/comm`, 'latin1').replace(/\n$/, '');
+  } catch {
+    return '?';
+  }
+}
+
 /** The real uid on the Uid: line of a /proc status file, as the reader's namespace maps it. */
 function realUidOf(statusPath: string): number | undefined {
   try {
@@ -92,12 +101,14 @@ export interface CallerFound {
 export interface RecordedCallers {
   caller(wire: WireCreds): CallerFound;
   fsIds(wire: WireCreds): FsIds;
+  comm(wire: WireCreds): string;
 }
 
 /** What a recording sees of every answer. */
 export interface CallerObserver {
   caller(found: CallerFound): void;
   fsIds(ids: FsIds): void;
+  comm(name: string): void;
 }
 
 /**
@@ -200,6 +211,13 @@ export class ClientCredentials {
     // Only the shape differs from the Credentials union (getters): a found userNs of 'other'
     // always comes with capEff 0n (lookup()).
     return creds as unknown as Credentials;
+  }
+
+  /** The comm of the thread that sent `wire` (/proc/<tid>/comm), "?" once it is gone. */
+  comm(wire: WireCreds): string {
+    const name = this.recorded?.comm(wire) ?? clientComm(wire.tid);
+    this.observe?.comm(name);
+    return name;
   }
 
   /** Made once: a call's credentials reach back here without a closure of their own. */

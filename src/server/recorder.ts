@@ -89,6 +89,7 @@ interface OpenCall {
   readonly fds: FdAccess[];
   readonly lookups: CredsLookup[];
   readonly fsIds: RecordedFsIds[];
+  readonly comms: string[];
   reply: RecordedReply | undefined;
   /** Events published during the call: written after its line. */
   readonly events: string[];
@@ -176,6 +177,7 @@ export class Recorder {
       fds: [],
       lookups: [],
       fsIds: [],
+      comms: [],
       reply: undefined,
       events: [],
     };
@@ -203,6 +205,7 @@ export class Recorder {
       fds: call.fds,
       lookups: call.lookups,
       ...(call.fsIds.length === 0 ? {} : { fsIds: call.fsIds }),
+      ...(call.comms.length === 0 ? {} : { comms: call.comms }),
       ...(call.reply === undefined ? {} : { reply: call.reply }),
     };
     this.line(line);
@@ -229,6 +232,9 @@ export class Recorder {
     },
     fsIds: (ids: FsIds): void => {
       this.call?.fsIds.push({ fsuid: ids.fsuid, fsgid: ids.fsgid, groups: [...ids.groups] });
+    },
+    comm: (name: string): void => {
+      this.call?.comms.push(name);
     },
   };
 

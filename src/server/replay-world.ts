@@ -52,17 +52,20 @@ export class CallSeen {
   readonly fds: (FdAccess & { used?: boolean })[];
   readonly lookups: CredsLookup[];
   readonly fsIds: RecordedFsIds[];
+  readonly comms: string[];
   private nextLookup = 0;
   private nextFsIds = 0;
+  private nextComm = 0;
 
   /** What a call, or device work (memory only), saw of the program. */
   constructor(
-    line: Pick<CallLine, 'memory'> & Partial<Pick<CallLine, 'fds' | 'lookups' | 'fsIds'>>,
+    line: Pick<CallLine, 'memory'> & Partial<Pick<CallLine, 'fds' | 'lookups' | 'fsIds' | 'comms'>>,
   ) {
     this.memory = line.memory.map((m) => ({ ...m }));
     this.fds = (line.fds ?? []).map((f) => ({ ...f }));
     this.lookups = [...(line.lookups ?? [])];
     this.fsIds = [...(line.fsIds ?? [])];
+    this.comms = [...(line.comms ?? [])];
   }
 
   takeMemory<K extends MemoryAccess['op']>(
@@ -96,6 +99,10 @@ export class CallSeen {
     return this.fsIds[this.nextFsIds++];
   }
 
+  takeComm(): string | undefined {
+    return this.comms[this.nextComm++];
+  }
+
   /** What the recorded call asked and the replayed one did not. */
   unused(): string | undefined {
     const m = this.memory.find((x) => x.used !== true);
@@ -103,7 +110,11 @@ export class CallSeen {
     const f = this.fds.find((x) => x.used !== true);
     if (f !== undefined)
       return `the record also has a lookup of fd ${f.fd} (${f.op}) here; the replay did not`;
-    if (this.nextLookup < this.lookups.length || this.nextFsIds < this.fsIds.length) {
+    if (
+      this.nextLookup < this.lookups.length ||
+      this.nextFsIds < this.fsIds.length ||
+      this.nextComm < this.comms.length
+    ) {
       return "the record also has a check of the caller's credentials here; the replay did not";
     }
     return undefined;
@@ -413,6 +424,14 @@ export function recordedCallers(
         uid: found.uid,
         unreadable: found.unreadable,
       };
+    },
+    comm: () => {
+      const name = current()?.takeComm();
+      if (name === undefined) {
+        diverge("the caller's comm was read; the record has no such read here");
+        return '?';
+      }
+      return name;
     },
     fsIds: (wire) => {
       const ids = current()?.takeFsIds();

@@ -156,6 +156,8 @@ export interface CallLine {
   readonly lookups: readonly CredsLookup[];
   /** The filesystem ids a permission check read (once per request's credentials), in order. */
   readonly fsIds?: readonly RecordedFsIds[];
+  /** The caller's comm, as the kernel's log lines read it (/proc/<tid>/comm), in order. */
+  readonly comms?: readonly string[];
   /** Absent when the reply came later (a `reply` line): a close, a write that blocked. */
   readonly reply?: RecordedReply;
 }

@@ -23,6 +23,7 @@ import {
   trace,
 } from '../call.ts';
 import type { ReservedFd } from '../client-fds.ts';
+import type { ServedMemory } from '../client-memory.ts';
 import type { Connection, ReplyExtra } from '../connection.ts';
 import { fdLabel, ioctlStruct, requestFd } from '../describe.ts';
 import {
@@ -78,8 +79,14 @@ export function ioctl(s: ServerState, conn: Connection, req: Request): void {
       ? { start: req.a1, bytes: windowBytes, writable: (req.flags & ReqFlag.WINDOW_RO) === 0 }
       : undefined,
   );
-  const base = { ...taskOf(s, req.creds, memory), yields: true };
-  const task = callFd === undefined ? base : { ...base, fds: withReservedFd(base.fds, callFd) };
+  const reservedFd = callFd;
+  const task = taskOf(
+    s,
+    req.creds,
+    memory,
+    true,
+    reservedFd === undefined ? undefined : (fds) => withReservedFd(fds, reservedFd),
+  );
   const { file } = object;
   const what = `ioctl ${hex(cmd)} on ${object.path}`;
   const tracing = s.kernel.events.wants('syscall');
@@ -87,22 +94,23 @@ export function ioctl(s: ServerState, conn: Connection, req: Request): void {
   const value = guarded(s, what, req.creds, () =>
     file.fops.ioctl === undefined ? -Errno.ENOTTY : file.fops.ioctl(file, task, cmd, req.a1),
   );
-  const finish = (result: unknown): void => {
-    const ret = checkResult(s, what, result, 0x7fffffff);
-    // The new file is listed among the open files before the call is reported (and checked).
-    const fdExtra = installFd(s, callFd, ret);
-    if (tracing) {
-      const output = ret >= 0 ? ioctlStruct(file, cmd, req.a1, memory) : undefined;
-      const label = fdLabel(requestFd(req.a0), object.path);
-      const call = describeIoctl(file.fops.name, cmd, req.a1, input, output);
-      trace(s, req.creds, 'ioctl', `${label}, ${call}`, ret);
-    }
-    memory.done();
-    const extra: ReplyExtra = { payload: windowed ? encodeSegments(memory.written()) : undefined };
-    conn.reply(req, ret, { ...extra, ...fdExtra });
+  // A plain object, not a closure: most calls finish at once (decision 182).
+  const call: PendingIoctl = {
+    s,
+    conn,
+    req,
+    file,
+    path: object.path,
+    cmd,
+    what,
+    callFd,
+    input,
+    memory,
+    windowed,
+    tracing,
   };
   if (!isBlocked(value)) {
-    finish(value);
+    finishIoctl(call, value);
     return;
   }
   // A call walking gigabytes of the caller's memory goes on a slice per turn of the event loop
@@ -117,10 +125,43 @@ export function ioctl(s: ServerState, conn: Connection, req: Request): void {
     })
     .then((result) => {
       file.put();
-      finish(result);
+      finishIoctl(call, result);
       conn.deferred = false;
       s.pump(conn);
     });
+}
+
+/** What an ioctl's reply needs once its handler returned. */
+interface PendingIoctl {
+  readonly s: ServerState;
+  readonly conn: Connection;
+  readonly req: Request;
+  readonly file: File;
+  readonly path: string;
+  readonly cmd: number;
+  readonly what: string;
+  readonly callFd: CallFd | undefined;
+  readonly input: ReturnType<typeof ioctlStruct> | undefined;
+  readonly memory: ServedMemory;
+  readonly windowed: boolean;
+  readonly tracing: boolean;
+}
+
+/** Checks the handler's result, installs its new fd, traces the call and replies. */
+function finishIoctl(c: PendingIoctl, result: unknown): void {
+  const { s, req, memory } = c;
+  const ret = checkResult(s, c.what, result, 0x7fffffff);
+  // The new file is listed among the open files before the call is reported (and checked).
+  const fdExtra = installFd(s, c.callFd, ret);
+  if (c.tracing) {
+    const output = ret >= 0 ? ioctlStruct(c.file, c.cmd, req.a1, memory) : undefined;
+    const label = fdLabel(requestFd(req.a0), c.path);
+    const call = describeIoctl(c.file.fops.name, c.cmd, req.a1, c.input, output);
+    trace(s, req.creds, 'ioctl', `${label}, ${call}`, ret);
+  }
+  memory.done();
+  const extra: ReplyExtra = { payload: c.windowed ? encodeSegments(memory.written()) : undefined };
+  c.conn.reply(req, ret, { ...extra, ...fdExtra });
 }
 
 /** The caller's fd table with the call's reserved fd as its one unused number. */

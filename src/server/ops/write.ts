@@ -7,7 +7,6 @@ import type { Task } from '../../host/task.ts';
 import { Errno, errnoName } from '../../uapi/errno.ts';
 import {
   checkResult,
-  clientComm,
   guarded,
   liveObject,
   reportBug,
@@ -109,7 +108,7 @@ export function rawWrite(s: ServerState, conn: Connection, chunk: Uint8Array): v
       creds: s.clientCreds.of(object.creds),
       memory: NO_MEMORY,
       fds: s.files.resolver(pid, tid),
-      comm: () => clientComm(tid),
+      comm: () => s.clientCreds.comm(object.creds),
     };
     let n: unknown = guarded(s, what, object.creds, () =>
       write.call(fops, file, task, chunk, object.pos),
