@@ -68,7 +68,7 @@ export class Kernel extends KernelCore {
         return pfn === undefined ? undefined : { pfn, pins: pinned.frameOwner(pfn)?.pins ?? 0 };
       },
     };
-    this.iommufd = new IommufdSubsystem(this.events, new Accounting(), pinner);
+    this.iommufd = new IommufdSubsystem(this.events, new Accounting(), pinner, this.machine.phys);
     // VmPin and VmLck of /proc/<pid>/status count iommufd's pinned_vm and locked_vm.
     const accounting = this.iommufd.accounting;
     this.mmCounters.push((which) => ({

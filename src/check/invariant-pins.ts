@@ -7,7 +7,8 @@
 import { hwDomainOf } from '../iommu/pt-domain.ts';
 import type { IommuDomain } from '../iommufd/hw-pagetable.ts';
 import type { IoptArea } from '../iommufd/io-pagetable.ts';
-import type { IoptPages } from '../iommufd/pages.ts';
+import type { IoptPages, PagesDmaBuf } from '../iommufd/pages.ts';
+import { testDmaBufOf } from '../iommufd/selftest-dmabuf.ts';
 import { PAGE_SIZE } from '../uapi/iommufd.ts';
 import { areaPageCount, type Findings, hex, type World } from './invariant-world.ts';
 import { domainId } from './snapshot.ts';
@@ -35,6 +36,14 @@ export function checkMappingsAndPins(w: World, f: Findings, betweenCalls: boolea
       const at = `ioas ${ioas.id} area ${hex(area.iova)}-${hex(area.last)}`;
       const firstVa = pages.uptr + area.startIndex * PAGE_SIZE;
       const firstIova = area.iova - area.pageOffset;
+      if (pages.dmabuf !== undefined) {
+        checkDmabufArea(f, at, domains, area, pages.dmabuf);
+        if (f.full) return;
+        if (pages.dmabuf.revoked) continue;
+        for (const d of domains)
+          mapped.set(d, (mapped.get(d) ?? 0n) + areaPageCount(area) * PAGE_SIZE);
+        continue;
+      }
       for (let i = 0n; i < areaPageCount(area); i++) {
         const va = firstVa + i * PAGE_SIZE;
         const key = `${pages.memory.mm}:${va}`;
@@ -113,6 +122,8 @@ export function checkMappingsAndPins(w: World, f: Findings, betweenCalls: boolea
         const key = `${pages.memory.mm}:${va}`;
         pins.set(key, (pins.get(key) ?? 0) + 1);
       }
+    // A dma-buf's memory is never pinned.
+    if (pages.dmabuf !== undefined) union.clear();
     if (pages.npinned !== BigInt(union.size))
       f.add(`${what} counts ${pages.npinned} pinned pages, its filled areas cover ${union.size}`);
     pinnedVm.set(pages.owner.mm, (pinnedVm.get(pages.owner.mm) ?? 0n) + pages.npinned);
@@ -172,4 +183,42 @@ export function checkMappingsAndPins(w: World, f: Findings, betweenCalls: boolea
   for (const d of w.kernel.machine.domains.live()) tables += d.tablePages();
   if (frames['page-table'] !== tables)
     f.add(`${frames['page-table']} page-table frames allocated, live domains hold ${tables}`);
+  // dma-buf frames are the live dma-bufs' (an fd or an importer holds each).
+  let dmabufFrames = 0n;
+  for (const file of w.kernel.openFiles.ofKind('dmabuf'))
+    dmabufFrames += testDmaBufOf(file)?.npages ?? 0n;
+  if (frames['dma-buf'] !== dmabufFrames)
+    f.add(`${frames['dma-buf']} dma-buf frames allocated, live dma-bufs hold ${dmabufFrames}`);
+}
+
+/**
+ * A dma-buf's filled area: every domain maps it at the dma-buf's own frames, and maps nothing
+ * of it once revoked; it is tracked for the revoke exactly while filled.
+ */
+function checkDmabufArea(
+  f: Findings,
+  at: string,
+  domains: readonly IommuDomain[],
+  area: IoptArea,
+  dmabuf: PagesDmaBuf,
+): void {
+  if (!dmabuf.trackers.has(area)) f.add(`${at}: a filled dma-buf area is not tracked`);
+  const pages = area.pages!;
+  const firstIova = area.iova - area.pageOffset;
+  for (let i = 0n; i < areaPageCount(area); i++) {
+    const pageIova = firstIova + i * PAGE_SIZE;
+    const probe = pageIova < area.iova ? area.iova : pageIova;
+    const pfn = dmabuf.pfn + pages.uptr / PAGE_SIZE + area.startIndex + i;
+    const want = dmabuf.revoked ? undefined : pfn * PAGE_SIZE + (probe - pageIova);
+    for (const d of domains) {
+      const pa = d.iovaToPhys(probe);
+      if (pa !== want)
+        f.add(
+          `${at}: domain ${domainId(d)} maps ${hex(probe)} to ` +
+            `${pa === undefined ? 'nothing' : hex(pa)}, the dma-buf's frame is ` +
+            `${want === undefined ? 'revoked' : hex(want)}`,
+        );
+      if (f.full) return;
+    }
+  }
 }

@@ -86,7 +86,9 @@ export type FileKind =
   /** An access object of the test interface (CREATE_ACCESS's "[iommufd_test_staccess]"). */
   | 'iommufd-test-access'
   /** An iommufd event queue (a fault queue or a vEVENTQ), an anonymous inode. */
-  | 'iommufd-eventq';
+  | 'iommufd-eventq'
+  /** A dma-buf the test interface exported (DMABUF_GET). */
+  | 'dmabuf';
 
 export class File {
   readonly kind: FileKind;

@@ -277,6 +277,8 @@ function areaAddAccess(
   const start = indexOf(area, piece.cur);
   const last = indexOf(area, piece.last);
   if (write && !pages.writable) return -Errno.EPERM;
+  // An access cannot pin a dma-buf's memory.
+  if (pages.type === 'dmabuf') return -Errno.EINVAL;
   const existing = pages.exactAccess(start, last);
   if (existing !== undefined) {
     area.numAccesses++;
@@ -378,6 +380,7 @@ function pagesRw(
   flags: AccessRwFlags,
 ): SyscallResult {
   if (flags.write && !pages.writable) return -Errno.EPERM;
+  if (pages.type === 'dmabuf') return -Errno.EINVAL;
   const addr = pages.uptr + startByte;
   const changeMm = flags.slowPath || task.memory.mm !== pages.memory.mm;
   if (pages.type === 'user' && !changeMm) {

@@ -19,6 +19,8 @@ export function areaGetPhys(
   iova: bigint,
   max: bigint,
 ): { phys: bigint; length: bigint } | number {
+  // A revoked dma-buf has no physical range left.
+  if (area.pages?.mapsIoptes === false) return -Errno.EINVAL;
   const domain = area.storageDomain as IommuDomain | undefined;
   if (domain === undefined || !isNoiommuDomain(domain)) return -Errno.EOPNOTSUPP;
   const phys = domain.iovaToPhys(iova);

@@ -17,13 +17,16 @@ import {
   type IommuProt,
   type IoptDomain,
   type IoptPages,
+  ioptAllocDmabufPages,
   ioptAllocFilePages,
   ioptAllocPages,
+  ioptDmabufRuns,
   ioptPagesPin,
   ioptPagesUnpin,
   type PagePinner,
   type PinnedRun,
 } from './pages.ts';
+import { dmaBufAttach, testDmaBufOf } from './selftest-dmabuf.ts';
 
 /** An out-parameter, like the kernel's `unsigned long *iova`. */
 export interface Ref<T> {
@@ -299,9 +302,24 @@ export class IoPagetable {
     if (length === 0n) return -Errno.EINVAL;
     if (start + length - 1n > ULONG_MAX) return -Errno.EOVERFLOW;
     const startByte = start % PAGE_SIZE;
-    // dma_buf_get() first: no emulated file exports a dma-buf, so on to fget().
     if (fd < 0 || !task.fds.isOpen(fd)) return -Errno.EBADF;
     const file = task.fds.fileOf(fd);
+    // dma_buf_get() first: a dma-buf is imported, any other file is pinned by offset.
+    const buf = testDmaBufOf(file);
+    if (buf !== undefined) {
+      const attach = () => dmaBufAttach(file!, buf);
+      const pages = ioptAllocDmabufPages(
+        task,
+        buf.size,
+        attach,
+        startByte,
+        start,
+        length,
+        prot.write,
+      );
+      if (typeof pages === 'number') return pages;
+      return this.mapCommon(pages, ctxAccountMode, iova, length, startByte, prot, allocate);
+    }
     // A client's memfd can be pinned; any other file only fails once its pages are needed.
     const host = file === undefined ? task.fds.hostFile?.(fd) : undefined;
     const hostFile = typeof host === 'object' ? host : undefined;
@@ -442,6 +460,7 @@ export class IoPagetable {
     if (iova === area.iova || iova === area.last) return 0;
     const pages = area.pages;
     if (pages === undefined) return -Errno.EBUSY;
+    if (pages.type === 'dmabuf') return -Errno.EOPNOTSUPP;
     const newStart = iova + 1n;
     const alignment = this.iovaAlignment;
     if (newStart % alignment !== 0n || area.startByte(newStart) % alignment !== 0n)
@@ -515,14 +534,14 @@ export class IoPagetable {
     if (this.domains.length === 0) return 0;
     // pfn_reader_first(): the batch iopt_area_fill_domains() reads the PFNs through.
     if (shouldFail('kmalloc')) return -Errno.ENOMEM;
-    const runs = ioptPagesPin(pages, area, this.env.pinner, this.env.accounting);
+    const runs = this.pinArea(pages, area);
     if (typeof runs === 'number') return runs;
     for (let i = 0; i < this.domains.length; i++) {
       const rc = this.mapRuns(this.domains[i]!, area, pages, runs);
       if (rc) {
         for (let j = 0; j < i; j++) this.domains[j]!.unmap(area.iova, area.length);
         if (mutant('fill-keeps-pins')) return rc; // mutant: fill-keeps-pins
-        ioptPagesUnpin(pages, area, this.env.pinner, this.env.accounting);
+        this.unpinArea(pages, area);
         return rc;
       }
     }
@@ -530,11 +549,30 @@ export class IoPagetable {
     return 0;
   }
 
+  /**
+   * ioptPagesPin() for an area; a dma-buf's area is also tracked, so that a revoke can unmap it
+   * from every domain (iopt_dmabuf_track_domain).
+   */
+  private pinArea(pages: IoptPages, area: IoptArea): PinnedRun[] | number {
+    const runs = ioptPagesPin(pages, area, this.env.pinner, this.env.accounting);
+    if (typeof runs !== 'number' && pages.dmabuf !== undefined) {
+      pages.dmabuf.trackers.set(area, () => {
+        for (const domain of this.domains) domain.unmap(area.iova, area.length);
+      });
+    }
+    return runs;
+  }
+
+  private unpinArea(pages: IoptPages, area: IoptArea): void {
+    pages.dmabuf?.trackers.delete(area);
+    ioptPagesUnpin(pages, area, this.env.pinner, this.env.accounting);
+  }
+
   /** Unmaps an area from every domain and unpins its pages (iopt_area_unfill_domains). */
   private areaUnfillDomains(area: IoptArea, pages: IoptPages): void {
     if (area.storageDomain === undefined) return;
-    for (const domain of this.domains) domain.unmap(area.iova, area.length);
-    ioptPagesUnpin(pages, area, this.env.pinner, this.env.accounting);
+    if (pages.mapsIoptes) for (const domain of this.domains) domain.unmap(area.iova, area.length);
+    this.unpinArea(pages, area);
     area.storageDomain = undefined;
   }
 
@@ -634,14 +672,17 @@ export class IoPagetable {
         break;
       }
       if (area.storageDomain !== undefined) {
-        rc = this.mapRuns(domain, area, pages, this.runsFromStorage(area, pages));
+        // A dma-buf is always read from its physical range (nothing, once revoked).
+        const runs =
+          pages.type === 'dmabuf' ? ioptDmabufRuns(pages, area) : this.runsFromStorage(area, pages);
+        rc = this.mapRuns(domain, area, pages, runs);
       } else {
-        const runs = ioptPagesPin(pages, area, this.env.pinner, this.env.accounting);
+        const runs = this.pinArea(pages, area);
         if (typeof runs === 'number') {
           rc = runs;
         } else {
           rc = this.mapRuns(domain, area, pages, runs);
-          if (rc) ioptPagesUnpin(pages, area, this.env.pinner, this.env.accounting);
+          if (rc) this.unpinArea(pages, area);
           else area.storageDomain = domain;
         }
       }
@@ -650,9 +691,9 @@ export class IoPagetable {
     }
     if (rc) {
       for (const area of filled) {
-        domain.unmap(area.iova, area.length);
+        if (area.pages!.mapsIoptes) domain.unmap(area.iova, area.length);
         if (area.storageDomain === domain) {
-          ioptPagesUnpin(area.pages!, area, this.env.pinner, this.env.accounting);
+          this.unpinArea(area.pages!, area);
           area.storageDomain = undefined;
         }
       }
@@ -675,11 +716,11 @@ export class IoPagetable {
     const storage = this.domains[0];
     for (const area of this.areas.iter()) {
       if (area.pages === undefined || area.storageDomain === undefined) continue;
-      domain.unmap(area.iova, area.length);
+      if (area.pages.mapsIoptes) domain.unmap(area.iova, area.length);
       if (storage !== undefined) {
         if (area.storageDomain === domain) area.storageDomain = storage;
       } else {
-        ioptPagesUnpin(area.pages, area, this.env.pinner, this.env.accounting);
+        this.unpinArea(area.pages, area);
         area.storageDomain = undefined;
       }
     }

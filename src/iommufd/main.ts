@@ -10,6 +10,7 @@ import type { Task } from '../host/task.ts';
 import { checkZeroedUserThen, copyFromUser, copyToUser, getUser } from '../host/uaccess.ts';
 import type { MmId } from '../host/user-memory.ts';
 import type { MockBus } from '../iommu/mock-driver.ts';
+import type { PhysMemory } from '../platform/phys-memory.ts';
 import type { EventBus } from '../trace/events.ts';
 import { IOMMUFD, type IommufdCommand } from '../uapi/commands.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
@@ -90,8 +91,12 @@ export class IommufdSubsystem {
   /** iommufd_test_memory_limit: the byte budget of the batches pages are read through. */
   testMemoryLimit = IOMMUFD_TEST_MEMORY_LIMIT_DEFAULT;
 
-  constructor(events: EventBus, accounting: Accounting, pinner: PagePinner) {
+  /** The machine's RAM, where the test interface's dma-bufs are allocated. */
+  readonly phys: PhysMemory | undefined;
+
+  constructor(events: EventBus, accounting: Accounting, pinner: PagePinner, phys?: PhysMemory) {
     this.events = events;
+    this.phys = phys;
     this.accounting = accounting;
     this.ioptEnv = { pinner, accounting };
   }

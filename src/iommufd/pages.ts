@@ -3,7 +3,7 @@
  * of a file), shared by every area that COPY makes from it; and the filling of domains with its
  * pinned pages. Mirrors drivers/iommu/iommufd/pages.c. Pages are pinned only while some area using
  * them is in a domain; they are pinned once per pages object and charged once to RLIMIT_MEMLOCK.
- * File pages cannot be pinned yet (docs/decisions.md).
+ * A dma-buf's pages are its exporter's frames: mapped, never pinned (docs/decisions.md 251).
  */
 import { shouldFail } from '../fault/fault.ts';
 import { CAP_IPC_LOCK, capable } from '../host/credentials.ts';
@@ -70,7 +70,26 @@ export type IoptPagesSource =
       readonly file: File | undefined;
       /** A client's shmem/hugetlbfs file: its pages, by offset, are what gets pinned. */
       readonly pagesOf: FileMemory | undefined;
-    };
+    }
+  | { readonly type: 'dmabuf'; readonly start: bigint; readonly dmabuf: PagesDmaBuf };
+
+/**
+ * A dma-buf a pages object imported (IOPT_ADDRESS_DMABUF): physical memory that is mapped, never
+ * pinned or charged, and unmapped from every domain when the exporter revokes it.
+ */
+export interface PagesDmaBuf {
+  /** The frame at offset 0 of the dma-buf (its memory is contiguous). */
+  readonly pfn: bigint;
+  /** Revoked since the map (the kernel's phys.len == 0): nothing is mapped, and never again. */
+  readonly revoked: boolean;
+  /**
+   * Per filled area, what unmaps it from every domain of its IOAS (the kernel's tracker list),
+   * for the revoke.
+   */
+  readonly trackers: Map<AreaPagesRange, () => void>;
+  /** dma_buf_detach() and dma_buf_put(), when the pages object goes. */
+  detach(): void;
+}
 
 /**
  * struct iopt_pages_access: pages an in-kernel access pinned, one record per exact index range
@@ -82,7 +101,7 @@ export interface PagesAccess extends AreaPagesRange {
 }
 
 /** enum iopt_address_type: what a pages object reads its PFNs from. */
-export type IoptAddressType = 'user' | 'file';
+export type IoptAddressType = 'user' | 'file' | 'dmabuf';
 
 const NO_RANGES: ReadonlySet<AreaPagesRange> = new Set();
 
@@ -108,6 +127,8 @@ export class IoptPages {
    * the pages object goes; undefined for a file whose pages cannot be pinned (any other kind).
    */
   readonly filePages: FileMemory | undefined;
+  /** The imported dma-buf of a 'dmabuf' pages object (its uptr is an offset in it). */
+  readonly dmabuf: PagesDmaBuf | undefined;
   /** Pages currently pinned (and charged) for this pages object. */
   npinned = 0n;
   /**
@@ -134,6 +155,7 @@ export class IoptPages {
     this.uptr = source.type === 'user' ? source.uptr : source.start;
     this.file = source.type === 'file' ? source.file : undefined;
     this.filePages = source.type === 'file' ? source.pagesOf : undefined;
+    this.dmabuf = source.type === 'dmabuf' ? source.dmabuf : undefined;
     this.npages = npages;
     this.writable = writable;
     this.accountMode = accountMode;
@@ -189,6 +211,12 @@ export class IoptPages {
     // iopt_release_pages(): fput() of a file pages object.
     this.file?.put();
     this.filePages?.file.release();
+    this.dmabuf?.detach();
+  }
+
+  /** Whether the domains hold IOPTEs for its filled ranges: not once a dma-buf is revoked. */
+  get mapsIoptes(): boolean {
+    return this.dmabuf?.revoked !== true;
   }
 
   /** Pages of [start, last] not covered by any filled range other than `except`. */
@@ -312,6 +340,51 @@ export function ioptAllocFilePages(
 }
 
 /**
+ * iopt_alloc_dmabuf_pages(): a pages object for [start, start+length) of a dma-buf whose size is
+ * `size`; `attach` makes the import (dma_buf_dynamic_attach and the exporter's physical range:
+ * ENODEV if revoked). No pinned page accounting.
+ */
+export function ioptAllocDmabufPages(
+  task: Task,
+  size: bigint,
+  attach: () => PagesDmaBuf | number,
+  startByte: bigint,
+  start: bigint,
+  length: bigint,
+  writable: boolean,
+): IoptPages | number {
+  if (size <= start + length - 1n) return -Errno.EINVAL;
+  const rc = checkPagesLength(length);
+  if (rc) return rc;
+  if (shouldFail('kmalloc')) return -Errno.ENOMEM;
+  const dmabuf = attach();
+  if (typeof dmabuf === 'number') return dmabuf;
+  const npages = (length + startByte + PAGE_SIZE - 1n) / PAGE_SIZE;
+  const { owner } = currentOwner(task);
+  return new IoptPages(
+    { type: 'dmabuf', start: start - startByte, dmabuf },
+    npages,
+    writable,
+    'none',
+    owner,
+    task.memory,
+  );
+}
+
+/** pfn_reader_fill_dmabuf(): a dma-buf's frames of [range], read from its physical range. */
+export function ioptDmabufRuns(pages: IoptPages, range: AreaPagesRange): PinnedRun[] {
+  const dmabuf = pages.dmabuf!;
+  if (dmabuf.revoked) return [];
+  return [
+    {
+      va: pageVa(pages, range.startIndex),
+      pfn: dmabuf.pfn + pages.uptr / PAGE_SIZE + range.startIndex,
+      npages: range.lastIndex - range.startIndex + 1n,
+    },
+  ];
+}
+
+/**
  * Pins pages [range] of `pages` and charges the ones this pages object did not hold yet.
  * Returns the runs, or -EFAULT (a hole or a read-only page for a writable map) / -ENOMEM.
  */
@@ -324,6 +397,11 @@ export function ioptPagesPin(
   // pfn_reader_user_pin() pins a file through memfd_pin_folios(), which takes only shmem and
   // hugetlbfs files: any other file is EINVAL, nothing pinned, nothing charged.
   if (pages.type === 'file' && pages.filePages === undefined) return -Errno.EINVAL;
+  // A dma-buf's memory is the exporter's: nothing to pin or charge.
+  if (pages.type === 'dmabuf') {
+    pages.addFilledRange(range);
+    return ioptDmabufRuns(pages, range);
+  }
   const npages = range.lastIndex - range.startIndex + 1n;
   const va = pages.uptr + range.startIndex * PAGE_SIZE;
   if (shouldFail('pin-pages')) return -Errno.ENOMEM;
@@ -366,6 +444,10 @@ export function ioptPagesUnpin(
   accounting: Accounting,
 ): void {
   if (!pages.filledRanges.has(range)) throw new Error('unpin of a range that is not pinned');
+  if (pages.type === 'dmabuf') {
+    pages.deleteFilledRange(range);
+    return;
+  }
   const fresh = pages.uncoveredPages(range.startIndex, range.lastIndex, range);
   const segments = pages.segments(range.startIndex, range.lastIndex, range);
   pages.deleteFilledRange(range);

@@ -5,8 +5,7 @@
  * count of its own pages, reserved IOVA, dirty bits, the mock device's cache). The mock IOMMU
  * driver and bus are src/iommu/mock-driver.ts.
  *
- * The access objects are selftest-access.ts. Not built yet (the op answers EOPNOTSUPP, as an
- * unknown op does): the dma-buf ops (docs/decisions.md 134).
+ * The access objects are selftest-access.ts, the dma-buf exporter selftest-dmabuf.ts.
  */
 import { shouldFail } from '../fault/fault.ts';
 import { copyFromUser } from '../host/uaccess.ts';
@@ -33,6 +32,8 @@ import {
   IOMMU_TEST_OP_DESTROY_ACCESS_PAGES,
   IOMMU_TEST_OP_DEV_CHECK_CACHE,
   IOMMU_TEST_OP_DIRTY,
+  IOMMU_TEST_OP_DMABUF_GET,
+  IOMMU_TEST_OP_DMABUF_REVOKE,
   IOMMU_TEST_OP_MD_CHECK_IOTLB,
   IOMMU_TEST_OP_MD_CHECK_MAP,
   IOMMU_TEST_OP_MD_CHECK_REFS,
@@ -87,6 +88,7 @@ import {
   destroyAccessPages,
 } from './selftest-access.ts';
 import { args, respond, type TestUcmd, userPage } from './selftest-cmd.ts';
+import { dmabufGetOp, dmabufRevokeOp } from './selftest-dmabuf.ts';
 import { viommuReportEvent } from './veventq.ts';
 import type { IommufdViommu } from './viommu.ts';
 
@@ -455,6 +457,12 @@ export function iommufdTest(ucmd: TestUcmd): SyscallResult {
       return pasidDetach(ucmd);
     case IOMMU_TEST_OP_PASID_CHECK_HWPT:
       return pasidCheckHwpt(ucmd);
+    case IOMMU_TEST_OP_DMABUF_GET: {
+      const phys = ucmd.ictx.subsystem.phys;
+      return phys === undefined ? -Errno.ENOMEM : dmabufGetOp(ucmd, phys);
+    }
+    case IOMMU_TEST_OP_DMABUF_REVOKE:
+      return dmabufRevokeOp(ucmd);
     default:
       return -Errno.EOPNOTSUPP;
   }

@@ -248,6 +248,9 @@ export class DirectDmaPort implements DmaPort {
         return `${at} is an I/O page-table page`;
       case 'kernel':
         return `${at} is kernel memory`;
+      // Memory a driver exported for devices: no pin needed.
+      case 'dma-buf':
+        return undefined;
       case 'user-page': {
         const owner = this.pinned.frameOwner(pfn);
         if (owner === undefined) return `${at} is a user-page frame with no owner`;

@@ -14,7 +14,8 @@ import { hex, isPowerOfTwo, PAGE_SHIFT, PAGE_SIZE, SZ_1G } from './sizes.ts';
 import type { UserMemory } from './user-memory.ts';
 
 /** Why a frame was allocated; `stats()` counts frames per purpose. */
-export type FramePurpose = 'user-page' | 'page-table' | 'kernel';
+/** 'dma-buf' is kernel memory exported for devices to reach (the test interface's dma-bufs). */
+export type FramePurpose = 'user-page' | 'page-table' | 'kernel' | 'dma-buf';
 
 /** What a frame is now: allocated for a purpose, free, never allocatable, or not RAM at all. */
 export type FrameState = FramePurpose | 'free' | 'reserved' | 'outside';
@@ -63,12 +64,14 @@ const purposeCode: Readonly<Record<FramePurpose, number>> = {
   'user-page': 1,
   'page-table': 2,
   kernel: 3,
+  'dma-buf': 4,
 };
 const purposeOfCode: readonly (FramePurpose | undefined)[] = [
   undefined,
   'user-page',
   'page-table',
   'kernel',
+  'dma-buf',
 ];
 const CHUNK_SHIFT = 18;
 const CHUNK_FRAMES = 1 << CHUNK_SHIFT;
@@ -101,6 +104,7 @@ export class PhysMemory {
     'user-page': 0n,
     'page-table': 0n,
     kernel: 0n,
+    'dma-buf': 0n,
   };
   private backing: FrameBacking | undefined;
   /**

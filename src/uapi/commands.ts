@@ -36,6 +36,8 @@ export interface IoctlCommand<F extends FieldTable = FieldTable> {
 export interface CreatesFd {
   readonly flags: number;
   readonly when?: (arg: Uint8Array) => boolean;
+  /** The new fd's open flags when the argument says them (a dma-buf's open_flags). */
+  readonly flagsOf?: (arg: Uint8Array) => number;
 }
 
 /** An iommufd command: every one takes a struct led by its size. */
@@ -132,18 +134,34 @@ export const IOMMUFD = {
     iommufd.iommuIoasNoiommuGetPa,
   ),
   /** CONFIG_IOMMUFD_TEST's command (iommufd_test.h); its union is decoded per op. */
-  /** CREATE_ACCESS returns a new access fd (out_access_fd). */
+  /**
+   * CREATE_ACCESS returns a new access fd (out_access_fd); DMABUF_GET installs a dma-buf fd
+   * opened with its open_flags (and returns 0, docs/decisions.md 250).
+   */
   TEST_CMD: {
     ...withStruct('IOMMU_TEST_CMD', nr.IOMMU_TEST_CMD, iommufdTest.iommuTestCmd),
-    createsFd: { flags: O_CLOEXEC, when: testCmdCreatesFd },
+    createsFd: { flags: O_CLOEXEC, when: testCmdCreatesFd, flagsOf: testCmdFdFlags },
   },
 } as const;
 
-/** Of the test ops, only CREATE_ACCESS makes a file; `op` is the u32 at offset 4. */
+/** Of the test ops, CREATE_ACCESS and DMABUF_GET make a file; `op` is the u32 at offset 4. */
 function testCmdCreatesFd(arg: Uint8Array): boolean {
   if (arg.byteLength < 8) return true;
   const op = new DataView(arg.buffer, arg.byteOffset, arg.byteLength).getUint32(4, true);
-  return op === iommufdTest.IOMMU_TEST_OP_CREATE_ACCESS;
+  return (
+    op === iommufdTest.IOMMU_TEST_OP_CREATE_ACCESS || op === iommufdTest.IOMMU_TEST_OP_DMABUF_GET
+  );
+}
+
+/**
+ * The access fd is always O_CLOEXEC; a dma-buf's fd takes O_CLOEXEC from its open_flags
+ * (get_unused_fd_flags), the u32 at offset 20.
+ */
+function testCmdFdFlags(arg: Uint8Array): number {
+  const view = new DataView(arg.buffer, arg.byteOffset, arg.byteLength);
+  if (arg.byteLength < 24 || view.getUint32(4, true) !== iommufdTest.IOMMU_TEST_OP_DMABUF_GET)
+    return O_CLOEXEC;
+  return view.getUint32(20, true) & O_CLOEXEC;
 }
 
 /** The type1 container ioctls (include/uapi/linux/vfio.h), as an iommufd answers them. */
@@ -239,5 +257,6 @@ const fdCreators = new Map(
 export function createsFd(cmd: number, arg: Uint8Array | undefined): CreatesFd | undefined {
   const creates = fdCreators.get(cmd);
   if (creates?.when === undefined || arg === undefined) return creates;
-  return creates.when(arg) ? creates : undefined;
+  if (!creates.when(arg)) return undefined;
+  return creates.flagsOf === undefined ? creates : { flags: creates.flagsOf(arg) };
 }

@@ -31,6 +31,8 @@ export const IOMMU_TEST_OP_PASID_ATTACH = 18;
 export const IOMMU_TEST_OP_PASID_REPLACE = 19;
 export const IOMMU_TEST_OP_PASID_DETACH = 20;
 export const IOMMU_TEST_OP_PASID_CHECK_HWPT = 21;
+export const IOMMU_TEST_OP_DMABUF_GET = 22;
+export const IOMMU_TEST_OP_DMABUF_REVOKE = 23;
 
 /** The mock domain's IOVA window. */
 export const MOCK_APERTURE_START = 1n << 24n;
@@ -143,6 +145,19 @@ export const testPasidCheck = defineStruct('iommu_test_cmd', TEST_CMD_SIZE, 'las
   ...header,
   pasid: { offset: 16, type: 'u32' },
   hwpt_id: { offset: 20, type: 'u32' },
+});
+
+/** DMABUF_GET: a dma-buf of `length` bytes (rounded up to pages), opened with `open_flags`. */
+export const testDmabufGet = defineStruct('iommu_test_cmd', TEST_CMD_SIZE, 'last', {
+  ...header,
+  length: { offset: 16, type: 'u32' },
+  open_flags: { offset: 20, type: 'u32' },
+});
+
+export const testDmabufRevoke = defineStruct('iommu_test_cmd', TEST_CMD_SIZE, 'last', {
+  ...header,
+  dmabuf_fd: { offset: 16, type: 's32' },
+  revoked: { offset: 20, type: 'u32' },
 });
 
 /** CREATE_ACCESS: the new access fd comes back in out_access_fd. */
