@@ -109,6 +109,8 @@ function dfClose(df: VfioDeviceFile): void {
   device.cdevOpened = false;
   pciCoreClose(device);
   const idev = device.iommufdDevice!;
+  for (const pasid of device.pasids) iommufdDeviceDetach(idev, pasid);
+  device.pasids.clear();
   if (device.iommufdAttached) {
     iommufdDeviceDetach(idev);
     device.iommufdAttached = false;
@@ -259,8 +261,11 @@ function ioctlAttachPt(df: VfioDeviceFile, task: Task, arg: bigint): SyscallResu
   if (attach === undefined) return -Errno.EFAULT;
   if (attach.argsz < spec.minSize) return -Errno.EINVAL;
   if (attach.flags & ~VFIO_DEVICE_ATTACH_PASID) return -Errno.EINVAL;
-  // No emulated IOMMU supports PASID.
-  if (attach.flags & VFIO_DEVICE_ATTACH_PASID) return -Errno.EOPNOTSUPP;
+  if (attach.flags & VFIO_DEVICE_ATTACH_PASID) {
+    const pasid = pasidArg(task, arg, attach.argsz, spec.size, spec.fields.pasid.offset);
+    if (pasid < 0) return pasid;
+    return attachPasid(df, task, arg, pasid, attach.pt_id);
+  }
   const device = df.device;
   const idev = device.iommufdDevice!;
   const ptId = { value: attach.pt_id };
@@ -279,6 +284,49 @@ function ioctlAttachPt(df: VfioDeviceFile, task: Task, arg: bigint): SyscallResu
   return 0;
 }
 
+/**
+ * The `pasid` field past the mandatory part: EINVAL when argsz does not reach its end, EFAULT when
+ * unreadable; else the PASID (>= 0).
+ */
+function pasidArg(task: Task, arg: bigint, argsz: number, end: number, offset: number): number {
+  if (argsz < end) return -Errno.EINVAL;
+  const bytes = copyFromUser(task, arg + BigInt(offset), 4);
+  if (bytes === undefined) return -Errno.EFAULT;
+  return new DataView(bytes.buffer, bytes.byteOffset, 4).getUint32(0, true);
+}
+
+/**
+ * vfio_iommufd_physical_pasid_attach_ioas(): attach the PASID the first time (its IDA entry
+ * allocated first), replace after that; then pt_id goes back, undone if it cannot.
+ */
+function attachPasid(
+  df: VfioDeviceFile,
+  task: Task,
+  arg: bigint,
+  pasid: number,
+  pt: number,
+): SyscallResult {
+  const device = df.device;
+  const idev = device.iommufdDevice!;
+  const ptId = { value: pt };
+  let rc: SyscallResult;
+  if (device.pasids.has(pasid)) rc = iommufdDeviceReplace(idev, ptId, pasid);
+  else {
+    if (shouldFail('kmalloc')) return -Errno.ENOMEM;
+    rc = iommufdDeviceAttach(idev, ptId, pasid);
+    if (rc === 0) device.pasids.add(pasid);
+  }
+  if (rc) return rc;
+  const out = new Uint8Array(4);
+  new DataView(out.buffer).setUint32(0, ptId.value, true);
+  if (!copyToUser(task, arg + BigInt(vfioDeviceAttachIommufdPt.fields.pt_id.offset), out)) {
+    device.pasids.delete(pasid);
+    iommufdDeviceDetach(idev, pasid);
+    return -Errno.EFAULT;
+  }
+  return 0;
+}
+
 /** VFIO_DEVICE_DETACH_IOMMUFD_PT: detaching an unattached device is a no-op. */
 function ioctlDetachPt(df: VfioDeviceFile, task: Task, arg: bigint): SyscallResult {
   const spec = vfioDeviceDetachIommufdPt;
@@ -286,8 +334,14 @@ function ioctlDetachPt(df: VfioDeviceFile, task: Task, arg: bigint): SyscallResu
   if (detach === undefined) return -Errno.EFAULT;
   if (detach.argsz < spec.minSize) return -Errno.EINVAL;
   if (detach.flags & ~VFIO_DEVICE_DETACH_PASID) return -Errno.EINVAL;
-  if (detach.flags & VFIO_DEVICE_DETACH_PASID) return -Errno.EOPNOTSUPP;
   const device = df.device;
+  if (detach.flags & VFIO_DEVICE_DETACH_PASID) {
+    const pasid = pasidArg(task, arg, detach.argsz, spec.size, spec.fields.pasid.offset);
+    if (pasid < 0) return pasid;
+    // vfio_iommufd_physical_pasid_detach_ioas(): a PASID never attached is nothing to do.
+    if (device.pasids.delete(pasid)) iommufdDeviceDetach(device.iommufdDevice!, pasid);
+    return 0;
+  }
   if (device.iommufdAttached) {
     iommufdDeviceDetach(device.iommufdDevice!);
     device.iommufdAttached = false;

@@ -102,6 +102,8 @@ export class VfioDevice {
   released: (() => void) | undefined;
   iommufdDevice: IommufdDevice | undefined;
   iommufdAttached = false;
+  /** vdev->pasids: the PASIDs attached through VFIO_DEVICE_ATTACH_IOMMUFD_PT. */
+  readonly pasids = new Set<number>();
   /** vdev->reset_works: whether the function reset worked at the first open. */
   resetWorks = false;
   readonly irq: VfioIrqState = {
