@@ -101,36 +101,10 @@ static long now_ms(void)
 	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
-/* A fresh iommufd and IOAS with g_buf mapped; SKIP without the test interface. */
-static int open_ioas(int *fd, __u32 *ioas)
-{
-	struct iommu_test_cmd cmd = { .op = IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT,
-				      .memory_limit = { .limit = 65536 } };
+#define OPEN_IOAS(fd, ioas) OPEN_MOCK_IOAS(fd, ioas, g_buf, BUF_SIZE)
 
-	*fd = iommufd_open();
-	if (*fd < 0 || ioas_alloc(*fd, ioas))
-		return -1;
-	if (test_cmd(*fd, &cmd) && errno == ENOTTY)
-		return 1;
-	return ioas_map_fixed(*fd, *ioas, g_buf, BUF_SIZE, MOCK_APERTURE_START) ? -1 : 0;
-}
-
-#define OPEN_IOAS(fd, ioas)                                                \
-	do {                                                               \
-		int _rc = open_ioas(&(fd), &(ioas));                       \
-		REQUIRE(_rc >= 0);                                         \
-		if (_rc > 0)                                               \
-			SKIP("no IOMMU_TEST_CMD (CONFIG_IOMMUFD_TEST)");   \
-	} while (0)
-
-static void close_and_check(int fd)
-{
-	CHECK_OK(close(fd));
-	fd = iommufd_open();
-	REQUIRE(fd >= 0);
-	CHECK_REFS(fd, 0);
-	close(fd);
-}
+/* Closing the iommufd leaves no pin behind. */
+#define close_and_check(fd) mock_close_and_check(fd, g_buf, BUF_SIZE)
 
 TEST(fault_queue_fd)
 {

@@ -58,4 +58,39 @@ static inline int check_refs_of(int fd, const void *uptr, __u64 length, __u32 re
 	return test_cmd(fd, &cmd);
 }
 
+/*
+ * A fresh iommufd and IOAS with `buf` mapped at the mock aperture's start, with the test's
+ * temporary memory limit: 0, -1 on failure, 1 without the test interface (ENOTTY).
+ */
+static inline int mock_ioas_open(int *fd, __u32 *ioas, void *buf, size_t len)
+{
+	struct iommu_test_cmd cmd = { .op = IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT,
+				      .memory_limit = { .limit = 65536 } };
+
+	*fd = iommufd_open();
+	if (*fd < 0 || ioas_alloc(*fd, ioas))
+		return -1;
+	if (test_cmd(*fd, &cmd) && errno == ENOTTY)
+		return 1;
+	return ioas_map_fixed(*fd, *ioas, buf, len, MOCK_APERTURE_START) ? -1 : 0;
+}
+
+#define OPEN_MOCK_IOAS(fd, ioas, buf, len)                                 \
+	do {                                                               \
+		int _rc = mock_ioas_open(&(fd), &(ioas), (buf), (len));    \
+		REQUIRE(_rc >= 0);                                         \
+		if (_rc > 0)                                               \
+			SKIP("no IOMMU_TEST_CMD (CONFIG_IOMMUFD_TEST)");   \
+	} while (0)
+
+/* Closes the iommufd, then checks from a new one that no page of `buf` is left pinned. */
+static inline void mock_close_and_check(int fd, const void *buf, __u64 len)
+{
+	CHECK_OK(close(fd));
+	fd = iommufd_open();
+	REQUIRE(fd >= 0);
+	CHECK_OK(check_refs_of(fd, buf, len, 0));
+	close(fd);
+}
+
 #endif

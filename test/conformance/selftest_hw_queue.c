@@ -96,14 +96,7 @@ static int open_viommu(int *fd, __u32 *ioas, __u32 *stdev, __u32 *parent, __u32 
 			SKIP("no IOMMU_TEST_CMD (CONFIG_IOMMUFD_TEST)");           \
 	} while (0)
 
-static void close_and_check(int fd)
-{
-	CHECK_OK(close(fd));
-	fd = iommufd_open();
-	REQUIRE(fd >= 0);
-	CHECK_OK(check_refs_of(fd, g_buf, BUF_SIZE, 0));
-	close(fd);
-}
+#define close_and_check(fd) mock_close_and_check(fd, g_buf, BUF_SIZE)
 
 /* What is checked before the vIOMMU's driver, and how the queue's memory is pinned. */
 TEST(hw_queue_alloc_errors)
