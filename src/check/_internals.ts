@@ -4,7 +4,7 @@
  * element access, which the type checker still checks against the real private members, so a
  * rename breaks the build here rather than the checker silently.
  */
-import type { IommufdCtx } from '../iommufd/main.ts';
+import type { IommufdCtx } from '../iommufd/context.ts';
 import type { IommufdObject } from '../iommufd/object.ts';
 
 /** Every object with an id in the context, published or only reserved. */

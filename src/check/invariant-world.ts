@@ -4,11 +4,11 @@
  */
 import type { Kernel } from '../boot/kernel.ts';
 import { IommufdAccess } from '../iommufd/access.ts';
+import type { IommufdCtx } from '../iommufd/context.ts';
 import { IommufdDevice, type IommufdGroup } from '../iommufd/device.ts';
 import { HwptPaging } from '../iommufd/hw-pagetable.ts';
 import type { IoptArea } from '../iommufd/io-pagetable.ts';
 import { Ioas } from '../iommufd/ioas.ts';
-import type { IommufdCtx } from '../iommufd/main.ts';
 import type { IommufdObject } from '../iommufd/object.ts';
 import { ctxObjects } from './_internals.ts';
 

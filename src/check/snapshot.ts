@@ -5,11 +5,11 @@
  */
 import type { Kernel } from '../boot/kernel.ts';
 import { hwDomainOf } from '../iommu/pt-domain.ts';
+import type { IommufdCtx } from '../iommufd/context.ts';
 import { IommufdDevice } from '../iommufd/device.ts';
 import type { IommuDomain } from '../iommufd/hw-pagetable.ts';
 import { HwptNested, HwptPaging } from '../iommufd/hw-pagetable.ts';
 import { Ioas } from '../iommufd/ioas.ts';
-import type { IommufdCtx } from '../iommufd/main.ts';
 import { IommufdVeventq } from '../iommufd/veventq.ts';
 import { IommufdVdevice, IommufdViommu } from '../iommufd/viommu.ts';
 import type { PinnedStats } from '../platform/pinned-pages.ts';

@@ -8,10 +8,10 @@
 import type { Kernel } from '../boot/kernel.ts';
 import { ctxObjects } from '../check/_internals.ts';
 import { domainId, snapshotContext } from '../check/snapshot.ts';
+import type { IommufdCtx } from '../iommufd/context.ts';
 import { IommufdDevice } from '../iommufd/device.ts';
 import { HwptNested, HwptPaging } from '../iommufd/hw-pagetable.ts';
 import { IommufdHwQueue } from '../iommufd/hw-queue.ts';
-import type { IommufdCtx } from '../iommufd/main.ts';
 import type { IommufdObject } from '../iommufd/object.ts';
 import { IommufdVeventq } from '../iommufd/veventq.ts';
 import { IommufdVdevice, IommufdViommu } from '../iommufd/viommu.ts';

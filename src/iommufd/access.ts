@@ -18,9 +18,9 @@ import type { Task } from '../host/task.ts';
 import { copyFromUser, copyToUser } from '../host/uaccess.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import { PAGE_SIZE, ULONG_MAX } from '../uapi/iommufd.ts';
+import type { IommufdCtx } from './context.ts';
 import type { IoPagetable, IoptAccess, IoptArea, IoptEnv } from './io-pagetable.ts';
 import type { Ioas } from './ioas.ts';
-import type { IommufdCtx } from './main.ts';
 import { IommufdObject } from './object.ts';
 import { type IoptPages, ioptPagesPin, ioptPagesUnpin, type PagesAccess } from './pages.ts';
 

@@ -29,6 +29,7 @@ import {
   IOMMU_HW_INFO_TYPE_NONE,
   type iommuHwInfo,
 } from '../uapi/iommufd.ts';
+import type { IommufdCtx } from './context.ts';
 import {
   type AttachHandle,
   findHwptPaging,
@@ -40,9 +41,9 @@ import {
 } from './hw-pagetable.ts';
 import type { Ref } from './io-pagetable.ts';
 import type { Ioas } from './ioas.ts';
-import type { IommufdCtx, Ucmd } from './main.ts';
 import { IommufdObject } from './object.ts';
 import { hwptPasidCompat, type PasidAttach, pasidDoReplace } from './pasid-attach.ts';
+import type { Ucmd } from './ucmd.ts';
 import { type IommufdVdevice, iommufdDeviceRemoveVdev } from './viommu.ts';
 
 /** struct iommufd_group: per iommu_group state in one context (a private one for no-IOMMU). */

@@ -24,8 +24,8 @@ import {
 import { decodeStruct, writeFields } from '../uapi/struct.ts';
 import type { IommufdDevice } from './device.ts';
 import type { AttachHandle } from './hw-pagetable.ts';
-import type { Ucmd } from './main.ts';
 import { IommufdObject } from './object.ts';
+import type { Ucmd } from './ucmd.ts';
 import { xaAllocNodes, xaNodesToStore } from './xarray.ts';
 
 export const POLLIN = 0x1;

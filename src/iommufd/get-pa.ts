@@ -11,7 +11,7 @@ import type { IommuDomain } from './hw-pagetable.ts';
 import { isNoiommuDomain } from './hwpt-noiommu.ts';
 import type { IoptArea } from './io-pagetable.ts';
 import { iommufdGetIoas } from './ioas.ts';
-import type { Ucmd } from './main.ts';
+import type { Ucmd } from './ucmd.ts';
 
 /** iopt_get_phys(): sub-page offset kept, contiguity checked page by page, never across an area. */
 export function areaGetPhys(

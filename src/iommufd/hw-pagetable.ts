@@ -40,14 +40,15 @@ import {
   PAGE_SIZE,
   ULONG_MAX,
 } from '../uapi/iommufd.ts';
+import type { IommufdCtx } from './context.ts';
 import type { IommufdDevice } from './device.ts';
 import type { IommufdFault } from './eventq.ts';
 import { iommufdNoiommuOps } from './hwpt-noiommu.ts';
 import type { Ioas } from './ioas.ts';
 import { ioptReadAndClearDirty, ioptSetDirtyTracking } from './iopt-dirty.ts';
-import type { IommufdCtx, Ucmd } from './main.ts';
 import { IommufdObject } from './object.ts';
 import { hwptPasidCompat, pasidHwPagetableAttach, pasidHwPagetableDetach } from './pasid-attach.ts';
+import type { Ucmd } from './ucmd.ts';
 import { deviceIommuInstance, IommufdViommu } from './viommu.ts';
 
 export type { IommuDomain } from '../iommu/iommu.ts';

@@ -23,8 +23,8 @@ import {
   accessUnpinPages,
   type IommufdAccess,
 } from './access.ts';
-import type { Ucmd } from './main.ts';
 import { IommufdObject } from './object.ts';
+import type { Ucmd } from './ucmd.ts';
 import type { IommufdViommu } from './viommu.ts';
 
 /** kvmalloc() refuses a size above INT_MAX outright. */

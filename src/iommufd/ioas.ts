@@ -28,12 +28,13 @@ import {
 } from '../uapi/iommufd.ts';
 import { type Decoded, decodeStruct, encodeStruct } from '../uapi/struct.ts';
 import type { AccountOwner, PagesAccountMode } from './accounting.ts';
+import type { IommufdCtx, ObjectRef } from './context.ts';
 import type { HwptPaging } from './hw-pagetable.ts';
 import { spans } from './interval-tree.ts';
 import { IoPagetable, type PagesSlice, putSlices, type Ref } from './io-pagetable.ts';
-import type { IommufdCtx, ObjectRef, Ucmd } from './main.ts';
 import { IommufdObject } from './object.ts';
 import type { IommuProt, IoptPages } from './pages.ts';
+import type { Ucmd } from './ucmd.ts';
 
 export class Ioas extends IommufdObject {
   readonly type = 'ioas';

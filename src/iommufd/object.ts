@@ -4,7 +4,7 @@
  * kernel's iommufd_object_ops table).
  */
 import { Refcount } from '../lib/refcount.ts';
-import type { IommufdCtx } from './main.ts';
+import type { IommufdCtx } from './context.ts';
 
 /** The object kinds, in the kernel's enum order. */
 export type IommufdObjType =

@@ -14,7 +14,7 @@ import {
   type StructSpec,
   writeFields,
 } from '../uapi/struct.ts';
-import type { Ucmd } from './main.ts';
+import type { Ucmd } from './ucmd.ts';
 
 export type TestUcmd = Ucmd<typeof iommuTestCmd.fields>;
 

@@ -67,6 +67,7 @@ import {
   testTriggerVevent,
 } from '../uapi/iommufd-test.ts';
 import { writeFields } from '../uapi/struct.ts';
+import type { IommufdCtx, ObjectRef } from './context.ts';
 import {
   type IommufdDevice,
   iommufdDeviceAttach,
@@ -78,7 +79,6 @@ import {
 import { reportDeviceFault } from './eventq.ts';
 import { HwPagetable, type HwptNested, type HwptPaging } from './hw-pagetable.ts';
 import type { Ioas } from './ioas.ts';
-import type { IommufdCtx, ObjectRef } from './main.ts';
 import { IommufdObject } from './object.ts';
 import {
   accessPages,

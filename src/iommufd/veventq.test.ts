@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createEmulator } from '../index.ts';
-import type { IommufdCtx } from './main.ts';
+import type { IommufdCtx } from './context.ts';
 import { IommufdVeventq } from './veventq.ts';
 import type { IommufdViommu } from './viommu.ts';
 

@@ -17,8 +17,9 @@ import {
   type iommuVeventqAlloc,
 } from '../uapi/iommufd.ts';
 import { writeFields } from '../uapi/struct.ts';
+import type { IommufdCtx } from './context.ts';
 import { eventqInit, IommufdEventq } from './eventq.ts';
-import type { IommufdCtx, Ucmd } from './main.ts';
+import type { Ucmd } from './ucmd.ts';
 import type { IommufdViommu } from './viommu.ts';
 
 /** struct iommufd_vevent: a record waiting to be read. */

@@ -13,7 +13,7 @@ import * as u from '../uapi/iommufd.ts';
 import * as tc from '../uapi/iommufd-test.ts';
 import type { Decoded } from '../uapi/struct.ts';
 import * as v from '../uapi/vfio.ts';
-import type { IommufdCtx } from './main.ts';
+import type { IommufdCtx } from './context.ts';
 
 const PAGE = 0x1000n;
 const RW = v.VFIO_DMA_MAP_FLAG_READ | v.VFIO_DMA_MAP_FLAG_WRITE;

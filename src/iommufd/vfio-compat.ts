@@ -38,10 +38,11 @@ import {
   vfioIommuType1InfoDmaAvail,
   vfioIovaRange,
 } from '../uapi/vfio.ts';
+import type { IommufdCtx } from './context.ts';
 import { spans } from './interval-tree.ts';
 import type { Ref } from './io-pagetable.ts';
 import { type Ioas, iommufdGetIoas, iommufdIoasAlloc } from './ioas.ts';
-import type { IommufdCtx, Ucmd } from './main.ts';
+import type { Ucmd } from './ucmd.ts';
 
 export const VFIO_API_VERSION = 0;
 

@@ -21,12 +21,13 @@ import {
   type iommuViommuAlloc,
   ULONG_MAX,
 } from '../uapi/iommufd.ts';
+import type { IommufdCtx } from './context.ts';
 import type { IommufdDevice } from './device.ts';
 import type { HwptPaging } from './hw-pagetable.ts';
 import type { IommufdHwQueue } from './hw-queue.ts';
-import type { IommufdCtx, Ucmd } from './main.ts';
 import { IommufdObject } from './object.ts';
 import { mockViommuDriver } from './selftest-viommu.ts';
+import type { Ucmd } from './ucmd.ts';
 import type { IommufdVeventq } from './veventq.ts';
 
 /** struct iommufd_viommu_ops: what a vIOMMU's driver does. */

@@ -11,6 +11,7 @@ import { CAP_SYS_RAWIO, capable } from '../host/credentials.ts';
 import { File, type FileOperations, type MaybeBlocked } from '../host/file.ts';
 import type { Task } from '../host/task.ts';
 import { checkZeroedUserThen, copyFromUser, copyStructMinsz, copyToUser } from '../host/uaccess.ts';
+import type { IommufdCtx } from '../iommufd/context.ts';
 import {
   iommufdDeviceAttach,
   iommufdDeviceBind,
@@ -18,7 +19,7 @@ import {
   iommufdDeviceReplace,
   iommufdDeviceUnbind,
 } from '../iommufd/device.ts';
-import { type IommufdCtx, iommufdCtxFromFd } from '../iommufd/main.ts';
+import { iommufdCtxFromFd } from '../iommufd/main.ts';
 import { iommufdVfioCompatIoasGetId } from '../iommufd/vfio-compat.ts';
 import { type IoctlCommand, VFIO_DEVICE } from '../uapi/commands.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';

@@ -10,7 +10,8 @@ import { CAP_SYS_RAWIO, capable } from '../host/credentials.ts';
 import { File, type FileOperations } from '../host/file.ts';
 import type { Task } from '../host/task.ts';
 import { copyStructMinsz, copyToUser, getUser } from '../host/uaccess.ts';
-import { type IommufdCtx, iommufdFops } from '../iommufd/main.ts';
+import type { IommufdCtx } from '../iommufd/context.ts';
+import { iommufdFops } from '../iommufd/main.ts';
 import {
   iommufdVfioCompatIoasCreate,
   iommufdVfioCompatSetNoIommu,

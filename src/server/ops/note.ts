@@ -5,7 +5,8 @@
  * VMA_CLOSE, always sent, which ends one mapping of an iommufd region (decision 231).
  */
 
-import { type IommufdCtx, iommufdFops } from '../../iommufd/main.ts';
+import type { IommufdCtx } from '../../iommufd/context.ts';
+import { iommufdFops } from '../../iommufd/main.ts';
 import { type ServerState, trace } from '../call.ts';
 import type { Connection } from '../connection.ts';
 import { describeMmap, fdLabel, requestFd } from '../describe.ts';
