@@ -432,22 +432,6 @@ static inline int vfio_irq_info(int dev, __u32 index, struct vfio_irq_info *ii)
 /* iommufd extras                                                           */
 /* ------------------------------------------------------------------------ */
 
-/* IOMMU_HWPT_ALLOC of a paging HWPT; *out receives the id. */
-static inline int hwpt_alloc(int fd, __u32 dev_id, __u32 pt_id, __u32 flags, __u32 *out)
-{
-	struct iommu_hwpt_alloc cmd = {
-		.size = sizeof(cmd),
-		.flags = flags,
-		.dev_id = dev_id,
-		.pt_id = pt_id,
-	};
-	int rc = ioctl(fd, IOMMU_HWPT_ALLOC, &cmd);
-
-	if (out)
-		*out = rc ? 0 : cmd.out_hwpt_id;
-	return rc;
-}
-
 /*
  * IOMMU_IOAS_NOIOMMU_GET_PA. *length: in the cap, out the contiguous length; *pa the physical
  * address. Both are left alone on failure.

@@ -366,6 +366,25 @@ static inline int ioas_alloc(int fd, __u32 *out_id)
 	return rc;
 }
 
+/*
+ * IOMMU_HWPT_ALLOC of a paging HWPT (no driver data); *out, if given, receives the id
+ * (0 on failure).
+ */
+static inline int hwpt_alloc(int fd, __u32 dev_id, __u32 pt_id, __u32 flags, __u32 *out)
+{
+	struct iommu_hwpt_alloc cmd = {
+		.size = sizeof(cmd),
+		.flags = flags,
+		.dev_id = dev_id,
+		.pt_id = pt_id,
+	};
+	int rc = ioctl(fd, IOMMU_HWPT_ALLOC, &cmd);
+
+	if (out)
+		*out = rc ? 0 : cmd.out_hwpt_id;
+	return rc;
+}
+
 static inline int iommu_destroy(int fd, __u32 id)
 {
 	struct iommu_destroy cmd = { .size = sizeof(cmd), .id = id };

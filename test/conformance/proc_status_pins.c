@@ -39,27 +39,8 @@ static long status_kb(const char *path, const char *name)
 #define VMPIN() status_kb("/proc/self/status", "VmPin")
 #define VMLCK() status_kb("/proc/self/status", "VmLck")
 
-/* An iommufd and an IOAS with g_buf mapped; 1 without the test interface. */
-static int open_ioas(int *fd, __u32 *ioas)
-{
-	struct iommu_test_cmd cmd = { .op = IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT,
-				      .memory_limit = { .limit = 65536 } };
-
-	*fd = iommufd_open();
-	if (*fd < 0 || ioas_alloc(*fd, ioas))
-		return -1;
-	if (test_cmd(*fd, &cmd) && errno == ENOTTY)
-		return 1;
-	return ioas_map_fixed(*fd, *ioas, g_buf, BUF_SIZE, IOVA) ? -1 : 0;
-}
-
-#define OPEN_IOAS(fd, ioas)                                                \
-	do {                                                               \
-		int _rc = open_ioas(&(fd), &(ioas));                       \
-		REQUIRE(_rc >= 0);                                         \
-		if (_rc > 0)                                               \
-			SKIP("no IOMMU_TEST_CMD (CONFIG_IOMMUFD_TEST)");   \
-	} while (0)
+/* An iommufd and an IOAS with g_buf mapped; SKIP without the test interface. */
+#define OPEN_IOAS(fd, ioas) OPEN_MOCK_IOAS(fd, ioas, g_buf, BUF_SIZE)
 
 TEST(vmpin_counts_pinned_pages)
 {

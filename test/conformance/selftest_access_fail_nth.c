@@ -100,27 +100,8 @@ static int access_replace_ioas(int fd, int afd, __u32 ioas)
 	return test_cmd(fd, &cmd);
 }
 
-/* An iommufd and an IOAS with g_buf mapped at IOVA; 1 without the test interface. */
-static int setup(int *fd, __u32 *ioas)
-{
-	struct iommu_test_cmd cmd = { .op = IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT,
-				      .memory_limit = { .limit = 65536 } };
-
-	*fd = iommufd_open();
-	if (*fd < 0 || ioas_alloc(*fd, ioas))
-		return -1;
-	if (test_cmd(*fd, &cmd) && errno == ENOTTY)
-		return 1;
-	return ioas_map_fixed(*fd, *ioas, g_buf, BUF_SIZE, IOVA) ? -1 : 0;
-}
-
-#define SETUP(fd, ioas)                                                    \
-	do {                                                               \
-		int _rc = setup(&(fd), &(ioas));                           \
-		REQUIRE(_rc >= 0);                                         \
-		if (_rc > 0)                                               \
-			SKIP("no IOMMU_TEST_CMD (CONFIG_IOMMUFD_TEST)");   \
-	} while (0)
+/* An iommufd and an IOAS with g_buf mapped at IOVA; SKIP without the test interface. */
+#define SETUP(fd, ioas) OPEN_MOCK_IOAS(fd, ioas, g_buf, BUF_SIZE)
 
 #define REFS(fd, off, pages) check_refs_of(fd, g_buf + (off) * PAGE_SZ, (pages) * PAGE_SZ, 0)
 #define REFS_ARE(fd, off, pages, n) \
@@ -199,7 +180,7 @@ static void access_pages_sweep(int with_domain)
 	const char *what = with_domain ? "ACCESS_PAGES (domain)" : "ACCESS_PAGES";
 
 	for (n = 1; n <= MAX_N; n++) {
-		__u32 ioas, stdev, id = 0;
+		__u32 ioas, stdev = 0, id = 0;
 		int fd, afd;
 
 		SETUP(fd, ioas);

@@ -20,18 +20,6 @@ static int check_refs(int fd, __u32 refs)
 	return check_refs_of(fd, g_buf, BUF_SIZE, refs);
 }
 
-static int hwpt_alloc(int fd, __u32 idev, __u32 pt_id, __u32 flags, __u32 *out)
-{
-	struct iommu_hwpt_alloc cmd = {
-		.size = sizeof(cmd), .flags = flags, .dev_id = idev, .pt_id = pt_id,
-	};
-	int rc = ioctl(fd, IOMMU_HWPT_ALLOC, &cmd);
-
-	if (out)
-		*out = rc ? 0 : cmd.out_hwpt_id;
-	return rc;
-}
-
 static int set_dirty(int fd, __u32 hwpt, __u32 flags)
 {
 	struct iommu_hwpt_set_dirty_tracking cmd = {

@@ -71,27 +71,8 @@ static int unmap_len(int fd, __u32 ioas, __u64 iova, __u64 length, __u64 *unmapp
 	return rc;
 }
 
-/* An iommufd with the test interface and an IOAS; 1 without the test interface. */
-static int open_ioas(int *fd, __u32 *ioas)
-{
-	struct iommu_test_cmd cmd = { .op = IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT,
-				      .memory_limit = { .limit = 65536 } };
-
-	*fd = iommufd_open();
-	if (*fd < 0 || ioas_alloc(*fd, ioas))
-		return -1;
-	if (test_cmd(*fd, &cmd) && errno == ENOTTY)
-		return 1;
-	return 0;
-}
-
-#define OPEN_IOAS(fd, ioas)                                                \
-	do {                                                               \
-		int _rc = open_ioas(&(fd), &(ioas));                       \
-		REQUIRE(_rc >= 0);                                         \
-		if (_rc > 0)                                               \
-			SKIP("no IOMMU_TEST_CMD (CONFIG_IOMMUFD_TEST)");   \
-	} while (0)
+/* An iommufd with the test interface and an IOAS; SKIP without the test interface. */
+#define OPEN_IOAS(fd, ioas) OPEN_MOCK_IOAS(fd, ioas, NULL, 0)
 
 #define IOVA MOCK_APERTURE_START
 

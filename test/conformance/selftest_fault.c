@@ -12,8 +12,7 @@
 #include <time.h>
 
 #include "harness.h"
-#include "iommufd_test_nested.h"
-#include "selftest_helpers.h"
+#include "nested_helpers.h"
 
 #define NPAGES 4
 #define BUF_SIZE (NPAGES * PAGE_SZ)
@@ -23,74 +22,11 @@ static unsigned char *g_buf;
 
 #define CHECK_REFS(fd, refs) CHECK_OK(check_refs_of(fd, g_buf, BUF_SIZE, refs))
 
-static int fault_alloc(int fd, __u32 flags, __u32 *id, int *qfd)
-{
-	struct iommu_fault_alloc cmd = { .size = sizeof(cmd), .flags = flags };
-	int rc = ioctl(fd, IOMMU_FAULT_QUEUE_ALLOC, &cmd);
-
-	if (!rc) {
-		*id = cmd.out_fault_id;
-		*qfd = (int)cmd.out_fault_fd;
-	}
-	return rc;
-}
-
-static int hwpt_alloc_fault(int fd, __u32 dev_id, __u32 pt_id, __u32 flags, __u32 fault_id,
-			    const void *data, __u32 len, __u32 *out)
-{
-	struct iommu_hwpt_alloc cmd = {
-		.size = sizeof(cmd),
-		.flags = flags,
-		.dev_id = dev_id,
-		.pt_id = pt_id,
-		.data_type = len ? IOMMU_HWPT_DATA_SELFTEST : IOMMU_HWPT_DATA_NONE,
-		.data_len = len,
-		.data_uptr = (uintptr_t)data,
-		.fault_id = fault_id,
-	};
-	int rc = ioctl(fd, IOMMU_HWPT_ALLOC, &cmd);
-
-	if (!rc)
-		*out = cmd.out_hwpt_id;
-	return rc;
-}
-
-static int trigger_iopf(int fd, __u32 dev_id, __u32 pasid, __u32 grpid, __u32 perm, __u64 addr)
-{
-	struct iommu_test_cmd cmd = {
-		.op = IOMMU_TEST_OP_TRIGGER_IOPF,
-		.trigger_iopf = { .dev_id = dev_id, .pasid = pasid, .grpid = grpid, .perm = perm,
-				  .addr = addr },
-	};
-
-	return test_cmd(fd, &cmd);
-}
-
-static int mock_replace(int fd, __u32 stdev, __u32 pt_id)
-{
-	struct iommu_test_cmd cmd = {
-		.op = IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE,
-		.id = stdev,
-		.mock_domain_replace = { .pt_id = pt_id },
-	};
-
-	return test_cmd(fd, &cmd);
-}
-
 static int respond(int qfd, __u32 cookie, __u32 code)
 {
 	struct iommu_hwpt_page_response r = { .cookie = cookie, .code = code };
 
 	return (int)write(qfd, &r, sizeof(r));
-}
-
-/* poll() of one fd for `events` with `timeout_ms`: the revents (0 on a timeout, -1 on error). */
-static int poll_one(int qfd, short events, int timeout_ms)
-{
-	struct pollfd p = { .fd = qfd, .events = events };
-	int rc = poll(&p, 1, timeout_ms);
-
-	return rc < 0 ? -1 : rc == 0 ? 0 : p.revents;
 }
 
 static long now_ms(void)
@@ -137,19 +73,18 @@ TEST(fault_queue_fd)
 	CHECK_EQ(poll_one(qfd, POLLIN, 0), 0);
 
 	/* fault_id must name a FAULT object, and cannot go with NEST_PARENT. */
-	CHECK_ERRNO(ENOENT, hwpt_alloc_fault(fd, idev, ioas, IOMMU_HWPT_FAULT_ID_VALID, ioas, NULL,
-					     0, &id));
+	CHECK_ERRNO(ENOENT, hwpt_alloc_fault(fd, idev, ioas, IOMMU_HWPT_FAULT_ID_VALID, ioas, &id));
 	CHECK_ERRNO(EOPNOTSUPP, hwpt_alloc_fault(fd, idev, ioas,
 						 IOMMU_HWPT_FAULT_ID_VALID |
 							 IOMMU_HWPT_ALLOC_NEST_PARENT,
-						 fault, NULL, 0, &id));
+						 fault, &id));
 	/* Without the flag, fault_id is not looked at. */
-	CHECK_OK(hwpt_alloc_fault(fd, idev, ioas, 0, 12345, NULL, 0, &id));
+	CHECK_OK(hwpt_alloc_fault(fd, idev, ioas, 0, 12345, &id));
 	CHECK_OK(iommu_destroy(fd, id));
 
 	/* The fd and a HWPT each hold the object. */
 	CHECK_ERRNO(EBUSY, iommu_destroy(fd, fault));
-	REQUIRE_OK(hwpt_alloc_fault(fd, idev, ioas, IOMMU_HWPT_FAULT_ID_VALID, fault, NULL, 0, &id));
+	REQUIRE_OK(hwpt_alloc_fault(fd, idev, ioas, IOMMU_HWPT_FAULT_ID_VALID, fault, &id));
 	CHECK_OK(close(qfd));
 	CHECK_ERRNO(EBUSY, iommu_destroy(fd, fault));
 	CHECK_OK(iommu_destroy(fd, id));
@@ -169,9 +104,8 @@ TEST(iopf_read_and_respond)
 	OPEN_IOAS(fd, ioas);
 	REQUIRE_OK(mock_domain_flags(fd, ioas, 0, &stdev, &auto_hwpt, &idev));
 	REQUIRE_OK(fault_alloc(fd, 0, &fault, &qfd));
-	REQUIRE_OK(hwpt_alloc_fault(fd, idev, ioas, IOMMU_HWPT_FAULT_ID_VALID, fault, NULL, 0,
-				    &hwpt_f));
-	REQUIRE_OK(hwpt_alloc_fault(fd, idev, ioas, 0, 0, NULL, 0, &plain));
+	REQUIRE_OK(hwpt_alloc_fault(fd, idev, ioas, IOMMU_HWPT_FAULT_ID_VALID, fault, &hwpt_f));
+	REQUIRE_OK(hwpt_alloc_fault(fd, idev, ioas, 0, 0, &plain));
 
 	/* The device is on its auto domain, which has no fault queue: the fault goes nowhere. */
 	CHECK_OK(trigger_iopf(fd, idev, 0, 1, IOMMU_PGFAULT_PERM_READ, 0x100000));
@@ -179,7 +113,7 @@ TEST(iopf_read_and_respond)
 	CHECK_ERRNO(ENOENT, trigger_iopf(fd, 0, 0, 1, 0, 0));
 	CHECK_ERRNO(ENOENT, trigger_iopf(fd, ioas, 0, 1, 0, 0));
 
-	REQUIRE_OK(mock_replace(fd, stdev, hwpt_f));
+	REQUIRE_OK(mock_replace(fd, stdev, hwpt_f, NULL));
 	CHECK_OK(trigger_iopf(fd, idev, 0, 0x23,
 			      IOMMU_PGFAULT_PERM_READ | IOMMU_PGFAULT_PERM_WRITE, 0xdeadb000));
 	CHECK_EQ(poll_one(qfd, POLLIN | POLLOUT, 0), POLLIN | POLLOUT);
@@ -232,13 +166,13 @@ TEST(iopf_read_and_respond)
 
 	/* Leaving the HWPT answers its faults: unread ones vanish, read ones lose their cookie. */
 	CHECK_OK(trigger_iopf(fd, idev, 0, 5, IOMMU_PGFAULT_PERM_READ, 0x5000));
-	REQUIRE_OK(mock_replace(fd, stdev, plain));
+	REQUIRE_OK(mock_replace(fd, stdev, plain, NULL));
 	CHECK_EQ(poll_one(qfd, POLLIN, 0), 0);
 	CHECK_RET(0, read(qfd, rec, REC));
-	REQUIRE_OK(mock_replace(fd, stdev, hwpt_f));
+	REQUIRE_OK(mock_replace(fd, stdev, hwpt_f, NULL));
 	CHECK_OK(trigger_iopf(fd, idev, 0, 6, IOMMU_PGFAULT_PERM_READ, 0x6000));
 	CHECK_RET((ssize_t)REC, read(qfd, rec, REC));
-	REQUIRE_OK(mock_replace(fd, stdev, plain));
+	REQUIRE_OK(mock_replace(fd, stdev, plain, NULL));
 	CHECK_ERRNO(EINVAL, respond(qfd, rec[0].cookie, IOMMUFD_PAGE_RESP_SUCCESS));
 
 	CHECK_OK(iommu_destroy(fd, hwpt_f));
@@ -260,11 +194,10 @@ TEST(iopf_on_nested_and_pasid)
 	OPEN_IOAS(fd, ioas);
 	REQUIRE_OK(mock_domain_flags(fd, ioas, MOCK_FLAGS_DEVICE_PASID, &stdev, NULL, &idev));
 	REQUIRE_OK(fault_alloc(fd, 0, &fault, &qfd));
-	REQUIRE_OK(hwpt_alloc_fault(fd, idev, ioas, IOMMU_HWPT_ALLOC_NEST_PARENT, 0, NULL, 0,
-				    &parent));
-	REQUIRE_OK(hwpt_alloc_fault(fd, idev, parent, IOMMU_HWPT_FAULT_ID_VALID, fault, &data,
-				    sizeof(data), &nested));
-	REQUIRE_OK(mock_replace(fd, stdev, nested));
+	REQUIRE_OK(hwpt_alloc(fd, idev, ioas, IOMMU_HWPT_ALLOC_NEST_PARENT, &parent));
+	REQUIRE_OK(hwpt_alloc_data(fd, idev, parent, IOMMU_HWPT_FAULT_ID_VALID, fault,
+				   IOMMU_HWPT_DATA_SELFTEST, &data, sizeof(data), &nested));
+	REQUIRE_OK(mock_replace(fd, stdev, nested, NULL));
 
 	/* The guest owns the PASID table: a PASID with no attachment faults through the RID's
 	 * nested domain, and the record keeps the PASID. */
@@ -278,14 +211,14 @@ TEST(iopf_on_nested_and_pasid)
 	/* A PASID attached to a HWPT with a fault queue faults there. */
 	REQUIRE_OK(hwpt_alloc_fault(fd, idev, ioas,
 				    IOMMU_HWPT_FAULT_ID_VALID | IOMMU_HWPT_ALLOC_PASID, fault,
-				    NULL, 0, &pasid_hwpt));
+				    &pasid_hwpt));
 	pcmd = (struct iommu_test_cmd){ .op = IOMMU_TEST_OP_PASID_ATTACH, .id = stdev,
 					.pasid_attach = { .pasid = 3, .pt_id = pasid_hwpt } };
 	/* The RID's nested HWPT was not allocated for PASID use. */
 	CHECK_ERRNO(EINVAL, test_cmd(fd, &pcmd));
 
 	/* With the RID on a PASID-capable HWPT, PASID 3 attaches and faults through its own. */
-	REQUIRE_OK(mock_replace(fd, stdev, pasid_hwpt));
+	REQUIRE_OK(mock_replace(fd, stdev, pasid_hwpt, NULL));
 	REQUIRE_OK(test_cmd(fd, &pcmd));
 	CHECK_OK(trigger_iopf(fd, idev, 3, 8, IOMMU_PGFAULT_PERM_WRITE, 0x8000));
 	CHECK_RET((ssize_t)REC, read(qfd, &rec, REC));
@@ -301,7 +234,7 @@ TEST(iopf_on_nested_and_pasid)
 	CHECK_OK(trigger_iopf(fd, idev, 3, 9, IOMMU_PGFAULT_PERM_WRITE, 0x9000));
 	CHECK_RET(0, read(qfd, &rec, REC));
 
-	REQUIRE_OK(mock_replace(fd, stdev, ioas));
+	REQUIRE_OK(mock_replace(fd, stdev, ioas, NULL));
 	CHECK_OK(iommu_destroy(fd, pasid_hwpt));
 	CHECK_OK(iommu_destroy(fd, nested));
 	CHECK_OK(iommu_destroy(fd, parent));
@@ -341,9 +274,8 @@ TEST(poll_waits)
 	OPEN_IOAS(fd, ioas);
 	REQUIRE_OK(mock_domain_flags(fd, ioas, 0, &stdev, NULL, &idev));
 	REQUIRE_OK(fault_alloc(fd, 0, &fault, &qfd));
-	REQUIRE_OK(hwpt_alloc_fault(fd, idev, ioas, IOMMU_HWPT_FAULT_ID_VALID, fault, NULL, 0,
-				    &hwpt_f));
-	REQUIRE_OK(mock_replace(fd, stdev, hwpt_f));
+	REQUIRE_OK(hwpt_alloc_fault(fd, idev, ioas, IOMMU_HWPT_FAULT_ID_VALID, fault, &hwpt_f));
+	REQUIRE_OK(mock_replace(fd, stdev, hwpt_f, NULL));
 
 	/* Nothing comes: the timeout is waited out. */
 	start = now_ms();
@@ -374,7 +306,7 @@ TEST(poll_waits)
 	CHECK_RET(0, select(qfd + 1, &rd, NULL, NULL, &tv));
 	CHECK_RET(8, respond(qfd, rec.cookie, IOMMUFD_PAGE_RESP_SUCCESS));
 
-	REQUIRE_OK(mock_replace(fd, stdev, ioas));
+	REQUIRE_OK(mock_replace(fd, stdev, ioas, NULL));
 	CHECK_OK(iommu_destroy(fd, hwpt_f));
 	CHECK_OK(close(qfd));
 	CHECK_OK(iommu_destroy(fd, fault));
@@ -392,9 +324,8 @@ TEST(close_iommufd_first)
 	OPEN_IOAS(fd, ioas);
 	REQUIRE_OK(mock_domain_flags(fd, ioas, 0, &stdev, NULL, &idev));
 	REQUIRE_OK(fault_alloc(fd, 0, &fault, &qfd));
-	REQUIRE_OK(hwpt_alloc_fault(fd, idev, ioas, IOMMU_HWPT_FAULT_ID_VALID, fault, NULL, 0,
-				    &hwpt_f));
-	REQUIRE_OK(mock_replace(fd, stdev, hwpt_f));
+	REQUIRE_OK(hwpt_alloc_fault(fd, idev, ioas, IOMMU_HWPT_FAULT_ID_VALID, fault, &hwpt_f));
+	REQUIRE_OK(mock_replace(fd, stdev, hwpt_f, NULL));
 	CHECK_OK(trigger_iopf(fd, idev, 0, 1, IOMMU_PGFAULT_PERM_READ, 0x1000));
 	CHECK_OK(close(fd));
 	/* The context lives on: its queue still holds the fault. */

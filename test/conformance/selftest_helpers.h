@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * The IOMMU_TEST_CMD calls the test-interface programs share: the command itself, a mock
- * device with its flags, and the two checks made after every step (MD_CHECK_MAP, MD_CHECK_REFS).
+ * device with its flags and its replace, the two checks made after every step (MD_CHECK_MAP,
+ * MD_CHECK_REFS), and a fresh iommufd with the test interface. The nested, vIOMMU, fault and
+ * PASID ops are in nested_helpers.h.
  */
 #ifndef SELFTEST_HELPERS_H
 #define SELFTEST_HELPERS_H
@@ -37,6 +39,24 @@ static inline int mock_domain_flags(int fd, __u32 pt_id, __u32 dev_flags, __u32 
 	return rc;
 }
 
+/*
+ * MOCK_DOMAIN_REPLACE: moves the mock device `stdev` to `pt_id`; *out, if given, receives the
+ * HWPT it is attached to now (for an IOAS, the auto domain).
+ */
+static inline int mock_replace(int fd, __u32 stdev, __u32 pt_id, __u32 *out)
+{
+	struct iommu_test_cmd cmd = {
+		.op = IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE,
+		.id = stdev,
+		.mock_domain_replace = { .pt_id = pt_id },
+	};
+	int rc = test_cmd(fd, &cmd);
+
+	if (out)
+		*out = rc ? 0 : cmd.mock_domain_replace.pt_id;
+	return rc;
+}
+
 static inline int check_map(int fd, __u32 hwpt, __u64 iova, __u64 length, const void *uptr)
 {
 	struct iommu_test_cmd cmd = {
@@ -59,19 +79,30 @@ static inline int check_refs_of(int fd, const void *uptr, __u64 length, __u32 re
 }
 
 /*
- * A fresh iommufd and IOAS with `buf` mapped at the mock aperture's start, with the test's
- * temporary memory limit: 0, -1 on failure, 1 without the test interface (ENOTTY).
+ * Whether the iommufd `fd` has the test interface: sets the test's temporary memory limit,
+ * which a kernel without CONFIG_IOMMUFD_TEST refuses with ENOTTY.
  */
-static inline int mock_ioas_open(int *fd, __u32 *ioas, void *buf, size_t len)
+static inline int has_test_cmd(int fd)
 {
 	struct iommu_test_cmd cmd = { .op = IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT,
 				      .memory_limit = { .limit = 65536 } };
 
+	return !(test_cmd(fd, &cmd) && errno == ENOTTY);
+}
+
+/*
+ * A fresh iommufd and IOAS with the test's temporary memory limit and, unless len is 0, `buf`
+ * mapped at the mock aperture's start: 0, -1 on failure, 1 without the test interface.
+ */
+static inline int mock_ioas_open(int *fd, __u32 *ioas, void *buf, size_t len)
+{
 	*fd = iommufd_open();
 	if (*fd < 0 || ioas_alloc(*fd, ioas))
 		return -1;
-	if (test_cmd(*fd, &cmd) && errno == ENOTTY)
+	if (!has_test_cmd(*fd))
 		return 1;
+	if (len == 0)
+		return 0;
 	return ioas_map_fixed(*fd, *ioas, buf, len, MOCK_APERTURE_START) ? -1 : 0;
 }
 

@@ -8,93 +8,13 @@
  * holds queue 0, every queue holds its vIOMMU.
  */
 #include "harness.h"
-#include "iommufd_test_nested.h"
-#include "selftest_helpers.h"
+#include "nested_helpers.h"
 
 #define NPAGES 4
 #define BUF_SIZE (NPAGES * PAGE_SZ)
 #define IOVA MOCK_APERTURE_START
 
 static unsigned char *g_buf;
-
-static int hwpt_alloc_parent(int fd, __u32 dev_id, __u32 ioas, __u32 *out)
-{
-	struct iommu_hwpt_alloc cmd = {
-		.size = sizeof(cmd),
-		.flags = IOMMU_HWPT_ALLOC_NEST_PARENT,
-		.dev_id = dev_id,
-		.pt_id = ioas,
-	};
-	int rc = ioctl(fd, IOMMU_HWPT_ALLOC, &cmd);
-
-	if (!rc)
-		*out = cmd.out_hwpt_id;
-	return rc;
-}
-
-static int viommu_alloc(int fd, __u32 dev_id, __u32 hwpt_id, __u32 *out)
-{
-	struct iommu_viommu_alloc cmd = {
-		.size = sizeof(cmd),
-		.type = IOMMU_VIOMMU_TYPE_SELFTEST,
-		.dev_id = dev_id,
-		.hwpt_id = hwpt_id,
-	};
-	int rc = ioctl(fd, IOMMU_VIOMMU_ALLOC, &cmd);
-
-	if (!rc)
-		*out = cmd.out_viommu_id;
-	return rc;
-}
-
-static int hw_queue_alloc_flags(int fd, __u32 flags, __u32 viommu, __u32 type, __u32 index,
-				__u64 iova, __u64 length, __u32 *out)
-{
-	struct iommu_hw_queue_alloc cmd = {
-		.size = sizeof(cmd),
-		.flags = flags,
-		.viommu_id = viommu,
-		.type = type,
-		.index = index,
-		.nesting_parent_iova = iova,
-		.length = length,
-	};
-	int rc = ioctl(fd, IOMMU_HW_QUEUE_ALLOC, &cmd);
-
-	if (!rc)
-		*out = cmd.out_hw_queue_id;
-	return rc;
-}
-
-static int hw_queue_alloc(int fd, __u32 viommu, __u32 index, __u64 iova, __u64 length,
-			  __u32 *out)
-{
-	return hw_queue_alloc_flags(fd, 0, viommu, IOMMU_HW_QUEUE_TYPE_SELFTEST, index, iova,
-				    length, out);
-}
-
-/* An iommufd with an IOAS (nothing mapped), a mock device on it, a parent and a vIOMMU. */
-static int open_viommu(int *fd, __u32 *ioas, __u32 *stdev, __u32 *parent, __u32 *viommu)
-{
-	__u32 idev;
-
-	*fd = iommufd_open();
-	if (*fd < 0 || ioas_alloc(*fd, ioas))
-		return -1;
-	if (mock_domain_flags(*fd, *ioas, 0, stdev, NULL, &idev))
-		return errno == ENOTTY ? 1 : -1;
-	if (hwpt_alloc_parent(*fd, idev, *ioas, parent))
-		return -1;
-	return viommu_alloc(*fd, idev, *parent, viommu) ? -1 : 0;
-}
-
-#define OPEN_VIOMMU(fd, ioas, stdev, parent, viommu)                               \
-	do {                                                                       \
-		int _rc = open_viommu(&(fd), &(ioas), &(stdev), &(parent), &(viommu)); \
-		REQUIRE(_rc >= 0);                                                 \
-		if (_rc > 0)                                                       \
-			SKIP("no IOMMU_TEST_CMD (CONFIG_IOMMUFD_TEST)");           \
-	} while (0)
 
 #define close_and_check(fd) mock_close_and_check(fd, g_buf, BUF_SIZE)
 
@@ -104,7 +24,7 @@ TEST(hw_queue_alloc_errors)
 	__u32 ioas, stdev, parent, viommu, id;
 	int fd;
 
-	OPEN_VIOMMU(fd, ioas, stdev, parent, viommu);
+	OPEN_MOCK_VIOMMU(fd, ioas, stdev, parent, viommu, NULL);
 	CHECK_ERRNO(EOPNOTSUPP, hw_queue_alloc_flags(fd, 0, viommu, IOMMU_HW_QUEUE_TYPE_DEFAULT, 0,
 						     IOVA, PAGE_SZ, &id));
 	CHECK_ERRNO(EOPNOTSUPP, hw_queue_alloc_flags(fd, 1, viommu, IOMMU_HW_QUEUE_TYPE_SELFTEST,
@@ -150,7 +70,7 @@ TEST(hw_queue_lifetime)
 	__u64 unmapped;
 	int fd;
 
-	OPEN_VIOMMU(fd, ioas, stdev, parent, viommu);
+	OPEN_MOCK_VIOMMU(fd, ioas, stdev, parent, viommu, NULL);
 	REQUIRE_OK(ioas_map_fixed(fd, ioas, g_buf, PAGE_SZ, IOVA));
 	REQUIRE_OK(ioas_map_fixed(fd, ioas, g_buf + PAGE_SZ, PAGE_SZ, IOVA + PAGE_SZ));
 
@@ -204,7 +124,7 @@ TEST(close_with_queues)
 	__u32 ioas, stdev, parent, viommu, q0, q1;
 	int fd;
 
-	OPEN_VIOMMU(fd, ioas, stdev, parent, viommu);
+	OPEN_MOCK_VIOMMU(fd, ioas, stdev, parent, viommu, NULL);
 	REQUIRE_OK(ioas_map_fixed(fd, ioas, g_buf, 2 * PAGE_SZ, IOVA));
 	REQUIRE_OK(hw_queue_alloc(fd, viommu, 0, IOVA, PAGE_SZ, &q0));
 	REQUIRE_OK(hw_queue_alloc(fd, viommu, 1, IOVA + PAGE_SZ, PAGE_SZ, &q1));

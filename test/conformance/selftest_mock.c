@@ -31,20 +31,6 @@ static int mock_domain(int fd, __u32 pt_id, __u32 *stdev, __u32 *hwpt, __u32 *id
 	return rc;
 }
 
-static int mock_replace(int fd, __u32 stdev, __u32 *pt_id)
-{
-	struct iommu_test_cmd cmd = {
-		.op = IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE,
-		.id = stdev,
-		.mock_domain_replace = { .pt_id = *pt_id },
-	};
-	int rc = test_cmd(fd, &cmd);
-
-	if (!rc)
-		*pt_id = cmd.mock_domain_replace.pt_id;
-	return rc;
-}
-
 static int add_reserved(int fd, __u32 ioas, __u64 start, __u64 length)
 {
 	struct iommu_test_cmd cmd = {
@@ -59,27 +45,8 @@ static int add_reserved(int fd, __u32 ioas, __u64 start, __u64 length)
 /* The pins on every page of g_buf, as MD_CHECK_REFS reads them. */
 #define CHECK_REFS(fd, refs) CHECK_OK(check_refs_of(fd, g_buf, BUF_SIZE, refs))
 
-/* A fresh iommufd and IOAS; SKIP when the kernel has no test interface. */
-static int open_ioas(int *fd, __u32 *ioas)
-{
-	struct iommu_test_cmd cmd = { .op = IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT,
-				      .memory_limit = { .limit = 65536 } };
-
-	*fd = iommufd_open();
-	if (*fd < 0 || ioas_alloc(*fd, ioas))
-		return -1;
-	if (test_cmd(*fd, &cmd) && errno == ENOTTY)
-		return 1;
-	return 0;
-}
-
-#define OPEN_IOAS(fd, ioas)                                                \
-	do {                                                               \
-		int _rc = open_ioas(&(fd), &(ioas));                       \
-		REQUIRE(_rc >= 0);                                         \
-		if (_rc > 0)                                               \
-			SKIP("no IOMMU_TEST_CMD (CONFIG_IOMMUFD_TEST)");   \
-	} while (0)
+/* A fresh iommufd and IOAS, nothing mapped; SKIP when the kernel has no test interface. */
+#define OPEN_IOAS(fd, ioas) OPEN_MOCK_IOAS(fd, ioas, NULL, 0)
 
 TEST(mock_domain_attaches_and_pins)
 {
@@ -218,8 +185,7 @@ TEST(auto_domain_is_shared_and_replace_frees_it)
 	REQUIRE_OK(ioas_alloc(fd, &ioas2));
 	REQUIRE_OK(ioas_copy(fd, IOMMU_IOAS_MAP_FIXED_IOVA | MAP_RW, ioas2, ioas, BUF_SIZE,
 			     &iova, iova));
-	pt = ioas2;
-	REQUIRE_OK(mock_replace(fd, stdev2, &pt));
+	REQUIRE_OK(mock_replace(fd, stdev2, ioas2, &pt));
 	CHECK(pt != hwpt1 && pt != ioas2);
 	/* COPY shares the pages: still one pin. */
 	CHECK_REFS(fd, 1);
@@ -227,8 +193,7 @@ TEST(auto_domain_is_shared_and_replace_frees_it)
 
 	/* The first device leaves its auto domain: nothing else uses it, so it goes. */
 	hwpt2 = pt;
-	pt = ioas2;
-	REQUIRE_OK(mock_replace(fd, stdev1, &pt));
+	REQUIRE_OK(mock_replace(fd, stdev1, ioas2, &pt));
 	CHECK_EQ(pt, hwpt2);
 	CHECK_ERRNO(ENOENT, iommu_destroy(fd, hwpt1));
 	CHECK_REFS(fd, 1);
@@ -238,10 +203,8 @@ TEST(auto_domain_is_shared_and_replace_frees_it)
 	CHECK_REFS(fd, 0);
 
 	/* REPLACE errors: not a selftest object, unknown target. */
-	pt = ioas;
-	CHECK_ERRNO(ENOENT, mock_replace(fd, hwpt2, &pt));
-	pt = 999;
-	CHECK_ERRNO(ENOENT, mock_replace(fd, stdev1, &pt));
+	CHECK_ERRNO(ENOENT, mock_replace(fd, hwpt2, ioas, NULL));
+	CHECK_ERRNO(ENOENT, mock_replace(fd, stdev1, 999, NULL));
 	close(fd);
 }
 
@@ -261,8 +224,7 @@ TEST(hwpt_alloc_for_a_mock_device)
 	/* A second domain maps the same pinned pages. */
 	CHECK_REFS(fd, 1);
 	CHECK_OK(check_map(fd, alloc.out_hwpt_id, iova, BUF_SIZE, g_buf));
-	pt = alloc.out_hwpt_id;
-	REQUIRE_OK(mock_replace(fd, stdev, &pt));
+	REQUIRE_OK(mock_replace(fd, stdev, alloc.out_hwpt_id, &pt));
 	CHECK_EQ(pt, alloc.out_hwpt_id);
 	CHECK_ERRNO(ENOENT, iommu_destroy(fd, hwpt));
 	CHECK_ERRNO(EBUSY, iommu_destroy(fd, alloc.out_hwpt_id));

@@ -7,8 +7,7 @@
  * after the steps that could change it.
  */
 #include "harness.h"
-#include "iommufd_test_nested.h"
-#include "selftest_helpers.h"
+#include "nested_helpers.h"
 
 #define NPAGES 8
 #define BUF_SIZE (NPAGES * PAGE_SZ)
@@ -16,49 +15,6 @@
 static unsigned char *g_buf;
 
 #define CHECK_REFS(fd, refs) CHECK_OK(check_refs_of(fd, g_buf, BUF_SIZE, refs))
-
-static int hwpt_alloc_data(int fd, __u32 dev_id, __u32 pt_id, __u32 flags, __u32 type,
-			   const void *data, __u32 len, __u32 *out)
-{
-	struct iommu_hwpt_alloc cmd = {
-		.size = sizeof(cmd),
-		.flags = flags,
-		.dev_id = dev_id,
-		.pt_id = pt_id,
-		.data_type = type,
-		.data_len = len,
-		.data_uptr = (uintptr_t)data,
-	};
-	int rc = ioctl(fd, IOMMU_HWPT_ALLOC, &cmd);
-
-	if (!rc && out)
-		*out = cmd.out_hwpt_id;
-	return rc;
-}
-
-static int hwpt_alloc(int fd, __u32 dev_id, __u32 pt_id, __u32 flags, __u32 *out)
-{
-	return hwpt_alloc_data(fd, dev_id, pt_id, flags, IOMMU_HWPT_DATA_NONE, NULL, 0, out);
-}
-
-static int nested_alloc(int fd, __u32 dev_id, __u32 parent, __u32 flags, __u32 iotlb, __u32 *out)
-{
-	struct iommu_hwpt_selftest data = { .iotlb = iotlb };
-
-	return hwpt_alloc_data(fd, dev_id, parent, flags, IOMMU_HWPT_DATA_SELFTEST, &data,
-			       sizeof(data), out);
-}
-
-static int check_iotlb(int fd, __u32 hwpt, __u32 id, __u32 value)
-{
-	struct iommu_test_cmd cmd = {
-		.op = IOMMU_TEST_OP_MD_CHECK_IOTLB,
-		.id = hwpt,
-		.check_iotlb = { .id = id, .iotlb = value },
-	};
-
-	return test_cmd(fd, &cmd);
-}
 
 /* Every IOTLB entry of `hwpt` is `value`: the number of entries that are not. */
 static int iotlb_all_but(int fd, __u32 hwpt, __u32 value)
@@ -68,53 +24,6 @@ static int iotlb_all_but(int fd, __u32 hwpt, __u32 value)
 	for (__u32 i = 0; i < MOCK_NESTED_DOMAIN_IOTLB_NUM; i++)
 		bad += check_iotlb(fd, hwpt, i, value) != 0;
 	return bad;
-}
-
-static int mock_replace(int fd, __u32 stdev, __u32 *pt_id)
-{
-	struct iommu_test_cmd cmd = {
-		.op = IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE,
-		.id = stdev,
-		.mock_domain_replace = { .pt_id = *pt_id },
-	};
-	int rc = test_cmd(fd, &cmd);
-
-	if (!rc)
-		*pt_id = cmd.mock_domain_replace.pt_id;
-	return rc;
-}
-
-static int pasid_check(int fd, __u32 stdev, __u32 pasid, __u32 hwpt)
-{
-	struct iommu_test_cmd cmd = {
-		.op = IOMMU_TEST_OP_PASID_CHECK_HWPT,
-		.id = stdev,
-		.pasid_check = { .pasid = pasid, .hwpt_id = hwpt },
-	};
-
-	return test_cmd(fd, &cmd);
-}
-
-/*
- * IOMMU_HWPT_INVALIDATE with `num` records of `len` bytes at `data`: the ioctl's result, and
- * the entry_num it wrote back in *done (U32_MAX_ if it wrote none back).
- */
-static int invalidate(int fd, __u32 id, __u32 type, const void *data, __u32 len, __u32 num,
-		      __u32 reserved, __u32 *done)
-{
-	struct iommu_hwpt_invalidate cmd = {
-		.size = sizeof(cmd),
-		.hwpt_id = id,
-		.data_uptr = (uintptr_t)data,
-		.data_type = type,
-		.entry_len = len,
-		.entry_num = num,
-		.__reserved = reserved,
-	};
-	int rc = ioctl(fd, IOMMU_HWPT_INVALIDATE, &cmd);
-
-	*done = cmd.entry_num;
-	return rc;
 }
 
 #define OPEN_IOAS(fd, ioas) OPEN_MOCK_IOAS(fd, ioas, g_buf, BUF_SIZE)
@@ -148,20 +57,21 @@ TEST(nested_alloc_rules)
 	CHECK_ERRNO(EOPNOTSUPP, nested_alloc(fd, idev, plain, IOMMU_HWPT_ALLOC_NEST_PARENT,
 					     IOMMU_TEST_IOTLB_DEFAULT, &id));
 	/* The driver's data: its type, then its length (4 to 8 bytes), then its memory. */
-	CHECK_ERRNO(EOPNOTSUPP, hwpt_alloc_data(fd, idev, parent, 0, IOMMU_HWPT_DATA_VTD_S1, &data,
-						sizeof(data), &id));
-	CHECK_ERRNO(EINVAL, hwpt_alloc_data(fd, idev, parent, 0, IOMMU_HWPT_DATA_SELFTEST, &data, 3,
-					    &id));
-	CHECK_ERRNO(EINVAL, hwpt_alloc_data(fd, idev, parent, 0, IOMMU_HWPT_DATA_SELFTEST, big,
+	CHECK_ERRNO(EOPNOTSUPP, hwpt_alloc_data(fd, idev, parent, 0, 0, IOMMU_HWPT_DATA_VTD_S1,
+						&data, sizeof(data), &id));
+	CHECK_ERRNO(EINVAL, hwpt_alloc_data(fd, idev, parent, 0, 0, IOMMU_HWPT_DATA_SELFTEST, &data,
+					    3, &id));
+	CHECK_ERRNO(EINVAL, hwpt_alloc_data(fd, idev, parent, 0, 0, IOMMU_HWPT_DATA_SELFTEST, big,
 					    sizeof(big), &id));
-	CHECK_ERRNO(EFAULT, hwpt_alloc_data(fd, idev, parent, 0, IOMMU_HWPT_DATA_SELFTEST,
+	CHECK_ERRNO(EFAULT, hwpt_alloc_data(fd, idev, parent, 0, 0, IOMMU_HWPT_DATA_SELFTEST,
 					    h_unmapped_addr(), sizeof(data), &id));
 	/* A FAULT id that names no fault queue. */
 	CHECK_ERRNO(ENOENT, nested_alloc(fd, idev, parent, IOMMU_HWPT_FAULT_ID_VALID,
 					 IOMMU_TEST_IOTLB_DEFAULT, &id));
 
 	/* The first version of the data (iotlb only) is enough; every entry starts as iotlb. */
-	REQUIRE_OK(hwpt_alloc_data(fd, idev, parent, 0, IOMMU_HWPT_DATA_SELFTEST, &data, 4, &nested));
+	REQUIRE_OK(hwpt_alloc_data(fd, idev, parent, 0, 0, IOMMU_HWPT_DATA_SELFTEST, &data, 4,
+				   &nested));
 	CHECK_EQ(iotlb_all_but(fd, nested, IOMMU_TEST_IOTLB_DEFAULT), 0);
 	CHECK_ERRNO(EINVAL, check_iotlb(fd, nested, 0, IOMMU_TEST_IOTLB_DEFAULT + 1));
 	CHECK_ERRNO(EINVAL, check_iotlb(fd, nested, MOCK_NESTED_DOMAIN_IOTLB_ID_MAX + 1,
@@ -176,9 +86,9 @@ TEST(nested_alloc_rules)
 	CHECK_REFS(fd, 1);
 
 	/* A paging HWPT takes the same data; the default page table only. */
-	CHECK_OK(hwpt_alloc_data(fd, idev, ioas, 0, IOMMU_HWPT_DATA_SELFTEST, &data, sizeof(data),
-				 &other));
-	CHECK_ERRNO(EOPNOTSUPP, hwpt_alloc_data(fd, idev, ioas, 0, IOMMU_HWPT_DATA_VTD_S1, &data,
+	CHECK_OK(hwpt_alloc_data(fd, idev, ioas, 0, 0, IOMMU_HWPT_DATA_SELFTEST, &data,
+				 sizeof(data), &other));
+	CHECK_ERRNO(EOPNOTSUPP, hwpt_alloc_data(fd, idev, ioas, 0, 0, IOMMU_HWPT_DATA_VTD_S1, &data,
 						sizeof(data), &id));
 	CHECK_OK(iommu_destroy(fd, other));
 
@@ -205,8 +115,7 @@ TEST(nested_attach_and_replace)
 	REQUIRE_OK(nested_alloc(fd, idev, parent, 0, IOMMU_TEST_IOTLB_DEFAULT, &nested));
 
 	/* Move the device onto the nested HWPT: the auto domain it leaves goes away. */
-	pt = nested;
-	CHECK_OK(mock_replace(fd, stdev, &pt));
+	CHECK_OK(mock_replace(fd, stdev, nested, &pt));
 	CHECK_EQ(pt, nested);
 	CHECK_OK(pasid_check(fd, stdev, 0, nested));
 	CHECK_ERRNO(ENOENT, iommu_destroy(fd, auto_hwpt));
@@ -222,12 +131,10 @@ TEST(nested_attach_and_replace)
 	CHECK_OK(iommu_destroy(fd, stdev2));
 
 	/* Back to the parent, then to the IOAS (a new auto domain). */
-	pt = parent;
-	CHECK_OK(mock_replace(fd, stdev, &pt));
+	CHECK_OK(mock_replace(fd, stdev, parent, &pt));
 	CHECK_OK(pasid_check(fd, stdev, 0, parent));
 	CHECK_OK(iommu_destroy(fd, nested));
-	pt = ioas;
-	CHECK_OK(mock_replace(fd, stdev, &pt));
+	CHECK_OK(mock_replace(fd, stdev, ioas, &pt));
 	CHECK(pt != parent && pt != ioas);
 	CHECK_OK(iommu_destroy(fd, parent));
 	CHECK_REFS(fd, 1);
@@ -249,46 +156,47 @@ TEST(invalidate_entry_num_written_back)
 	memset(inv, 0, sizeof(inv));
 
 	/* The framing's errors: entry_num goes back as 0. */
-	CHECK_ERRNO(EOPNOTSUPP, invalidate(fd, nested, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, inv,
-					   sizeof(inv[0]), 1, 1, &done));
+	CHECK_ERRNO(EOPNOTSUPP, hwpt_invalidate(fd, nested, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST,
+						inv, sizeof(inv[0]), 1, 1, &done));
 	CHECK_EQ(done, 0);
-	CHECK_ERRNO(EINVAL, invalidate(fd, nested, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, NULL,
-				       sizeof(inv[0]), 1, 0, &done));
+	CHECK_ERRNO(EINVAL, hwpt_invalidate(fd, nested, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, NULL,
+					    sizeof(inv[0]), 1, 0, &done));
 	CHECK_EQ(done, 0);
-	CHECK_ERRNO(EINVAL, invalidate(fd, nested, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, inv, 0, 1,
-				       0, &done));
+	CHECK_ERRNO(EINVAL, hwpt_invalidate(fd, nested, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, inv, 0,
+					    1, 0, &done));
 	CHECK_EQ(done, 0);
-	CHECK_ERRNO(EINVAL, invalidate(fd, nested, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, inv,
-				       PAGE_SZ + 1, 1, 0, &done));
-	CHECK_ERRNO(EINVAL, invalidate(fd, nested, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, inv,
-				       sizeof(inv[0]), (1U << 19) + 1, 0, &done));
+	CHECK_ERRNO(EINVAL, hwpt_invalidate(fd, nested, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, inv,
+					    PAGE_SZ + 1, 1, 0, &done));
+	CHECK_ERRNO(EINVAL, hwpt_invalidate(fd, nested, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, inv,
+					    sizeof(inv[0]), (1U << 19) + 1, 0, &done));
 	CHECK_EQ(done, 0);
-	CHECK_ERRNO(ENOENT, invalidate(fd, 0, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, inv,
-				       sizeof(inv[0]), 1, 0, &done));
+	CHECK_ERRNO(ENOENT, hwpt_invalidate(fd, 0, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, inv,
+					    sizeof(inv[0]), 1, 0, &done));
 	/* Only nested HWPTs (and vIOMMUs) are invalidated. */
-	CHECK_ERRNO(EINVAL, invalidate(fd, parent, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, inv,
-				       sizeof(inv[0]), 1, 0, &done));
-	CHECK_ERRNO(EINVAL, invalidate(fd, ioas, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, inv,
-				       sizeof(inv[0]), 1, 0, &done));
+	CHECK_ERRNO(EINVAL, hwpt_invalidate(fd, parent, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, inv,
+					    sizeof(inv[0]), 1, 0, &done));
+	CHECK_ERRNO(EINVAL, hwpt_invalidate(fd, ioas, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, inv,
+					    sizeof(inv[0]), 1, 0, &done));
 	CHECK_EQ(done, 0);
 
 	/* No record: a probe of the data type. */
-	CHECK_OK(invalidate(fd, nested, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, NULL, 0, 0, 0, &done));
+	CHECK_OK(hwpt_invalidate(fd, nested, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, NULL, 0, 0, 0,
+				 &done));
 	CHECK_EQ(done, 0);
-	CHECK_ERRNO(EINVAL, invalidate(fd, nested, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST_INVALID,
-				       NULL, 0, 0, 0, &done));
+	CHECK_ERRNO(EINVAL, hwpt_invalidate(fd, nested, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST_INVALID,
+					    NULL, 0, 0, 0, &done));
 	CHECK_EQ(iotlb_all_but(fd, nested, IOMMU_TEST_IOTLB_DEFAULT), 0);
 
 	/* A record with an unknown flag, or an id past the IOTLB, stops the batch there. */
 	inv[0] = (struct iommu_hwpt_invalidate_selftest){ .flags = 1U << 1, .iotlb_id = 0 };
-	CHECK_ERRNO(EOPNOTSUPP, invalidate(fd, nested, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, inv,
-					   sizeof(inv[0]), 1, 0, &done));
+	CHECK_ERRNO(EOPNOTSUPP, hwpt_invalidate(fd, nested, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST,
+						inv, sizeof(inv[0]), 1, 0, &done));
 	CHECK_EQ(done, 0);
 	inv[0] = (struct iommu_hwpt_invalidate_selftest){ .iotlb_id = 1 };
 	inv[1] = (struct iommu_hwpt_invalidate_selftest){ .iotlb_id = 2 };
 	inv[2] = (struct iommu_hwpt_invalidate_selftest){ .iotlb_id = 4 };
-	CHECK_ERRNO(EINVAL, invalidate(fd, nested, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, inv,
-				       sizeof(inv[0]), 3, 0, &done));
+	CHECK_ERRNO(EINVAL, hwpt_invalidate(fd, nested, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, inv,
+					    sizeof(inv[0]), 3, 0, &done));
 	CHECK_EQ(done, 2);
 	CHECK_OK(check_iotlb(fd, nested, 0, IOMMU_TEST_IOTLB_DEFAULT));
 	CHECK_OK(check_iotlb(fd, nested, 1, 0));
@@ -296,26 +204,26 @@ TEST(invalidate_entry_num_written_back)
 	CHECK_OK(check_iotlb(fd, nested, 3, IOMMU_TEST_IOTLB_DEFAULT));
 
 	/* Records shorter than the first version, or longer than the driver's: EINVAL. */
-	CHECK_ERRNO(EINVAL, invalidate(fd, nested, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, inv, 4, 1,
-				       0, &done));
+	CHECK_ERRNO(EINVAL, hwpt_invalidate(fd, nested, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, inv, 4,
+					    1, 0, &done));
 	CHECK_EQ(done, 0);
 	memset(wide, 0, sizeof(wide));
-	CHECK_ERRNO(EINVAL, invalidate(fd, nested, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, wide,
-				       sizeof(wide), 1, 0, &done));
+	CHECK_ERRNO(EINVAL, hwpt_invalidate(fd, nested, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, wide,
+					    sizeof(wide), 1, 0, &done));
 	/* Unreadable records. */
-	CHECK_ERRNO(EFAULT, invalidate(fd, nested, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST,
-				       h_unmapped_addr(), sizeof(inv[0]), 1, 0, &done));
+	CHECK_ERRNO(EFAULT, hwpt_invalidate(fd, nested, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST,
+					    h_unmapped_addr(), sizeof(inv[0]), 1, 0, &done));
 	CHECK_EQ(done, 0);
 
 	/* FLAG_ALL clears every entry, whatever the id, but the id is still checked first. */
 	inv[0] = (struct iommu_hwpt_invalidate_selftest){ .flags = IOMMU_TEST_INVALIDATE_FLAG_ALL,
 							  .iotlb_id = 99 };
-	CHECK_ERRNO(EINVAL, invalidate(fd, nested, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, inv,
-				       sizeof(inv[0]), 1, 0, &done));
+	CHECK_ERRNO(EINVAL, hwpt_invalidate(fd, nested, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, inv,
+					    sizeof(inv[0]), 1, 0, &done));
 	CHECK_EQ(done, 0);
 	inv[0].iotlb_id = 0;
-	CHECK_OK(invalidate(fd, nested, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, inv, sizeof(inv[0]), 1,
-			    0, &done));
+	CHECK_OK(hwpt_invalidate(fd, nested, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, inv,
+				 sizeof(inv[0]), 1, 0, &done));
 	CHECK_EQ(done, 1);
 	CHECK_EQ(iotlb_all_but(fd, nested, 0), 0);
 

@@ -8,7 +8,7 @@
  * pin count of the mapped buffer is checked after every step.
  */
 #include "harness.h"
-#include "selftest_helpers.h"
+#include "nested_helpers.h"
 
 #define NPAGES 8
 #define BUF_SIZE (NPAGES * PAGE_SZ)
@@ -16,63 +16,6 @@
 static unsigned char *g_buf;
 
 #define CHECK_REFS(fd, refs) CHECK_OK(check_refs_of(fd, g_buf, BUF_SIZE, refs))
-
-static int pasid_op(int fd, __u32 op, __u32 stdev, __u32 pasid, __u32 *pt_id)
-{
-	struct iommu_test_cmd cmd = {
-		.op = op,
-		.id = stdev,
-		.pasid_attach = { .pasid = pasid, .pt_id = pt_id ? *pt_id : 0 },
-	};
-	int rc = test_cmd(fd, &cmd);
-
-	if (!rc && pt_id)
-		*pt_id = cmd.pasid_attach.pt_id;
-	return rc;
-}
-
-#define pasid_attach(fd, stdev, pasid, pt) \
-	pasid_op(fd, IOMMU_TEST_OP_PASID_ATTACH, stdev, pasid, pt)
-#define pasid_replace(fd, stdev, pasid, pt) \
-	pasid_op(fd, IOMMU_TEST_OP_PASID_REPLACE, stdev, pasid, pt)
-#define pasid_detach(fd, stdev, pasid) pasid_op(fd, IOMMU_TEST_OP_PASID_DETACH, stdev, pasid, NULL)
-
-static int pasid_check(int fd, __u32 stdev, __u32 pasid, __u32 hwpt)
-{
-	struct iommu_test_cmd cmd = {
-		.op = IOMMU_TEST_OP_PASID_CHECK_HWPT,
-		.id = stdev,
-		.pasid_check = { .pasid = pasid, .hwpt_id = hwpt },
-	};
-
-	return test_cmd(fd, &cmd);
-}
-
-static int mock_replace(int fd, __u32 stdev, __u32 pt_id)
-{
-	struct iommu_test_cmd cmd = {
-		.op = IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE,
-		.id = stdev,
-		.mock_domain_replace = { .pt_id = pt_id },
-	};
-
-	return test_cmd(fd, &cmd);
-}
-
-static int hwpt_alloc(int fd, __u32 dev_id, __u32 pt_id, __u32 flags, __u32 *out)
-{
-	struct iommu_hwpt_alloc cmd = {
-		.size = sizeof(cmd),
-		.flags = flags,
-		.dev_id = dev_id,
-		.pt_id = pt_id,
-	};
-	int rc = ioctl(fd, IOMMU_HWPT_ALLOC, &cmd);
-
-	if (!rc)
-		*out = cmd.out_hwpt_id;
-	return rc;
-}
 
 #define OPEN_IOAS(fd, ioas) OPEN_MOCK_IOAS(fd, ioas, g_buf, BUF_SIZE)
 
@@ -99,7 +42,7 @@ TEST(pasid_attach_needs_pasid_hwpts)
 	/* The RID's auto domain was not allocated for PASID use: no PASID may attach. */
 	pt = hwpt_p;
 	CHECK_ERRNO(EINVAL, pasid_attach(fd, stdev, 100, &pt));
-	REQUIRE_OK(mock_replace(fd, stdev, hwpt_p));
+	REQUIRE_OK(mock_replace(fd, stdev, hwpt_p, NULL));
 	/* A HWPT without IOMMU_HWPT_ALLOC_PASID, or an IOAS (its auto domain), cannot serve one. */
 	pt = hwpt_plain;
 	CHECK_ERRNO(EINVAL, pasid_attach(fd, stdev, 100, &pt));
@@ -121,8 +64,8 @@ TEST(pasid_attach_needs_pasid_hwpts)
 	CHECK_ERRNO(EBUSY, pasid_attach(fd, stdev, 100, &pt));
 	/* The PASID holds its HWPT; the RID may not leave for a non-PASID HWPT meanwhile. */
 	CHECK_ERRNO(EBUSY, iommu_destroy(fd, hwpt_p));
-	CHECK_ERRNO(EINVAL, mock_replace(fd, stdev, hwpt_plain));
-	CHECK_OK(mock_replace(fd, stdev, hwpt_p2));
+	CHECK_ERRNO(EINVAL, mock_replace(fd, stdev, hwpt_plain, NULL));
+	CHECK_OK(mock_replace(fd, stdev, hwpt_p2, NULL));
 	CHECK_OK(pasid_check(fd, stdev, 0, hwpt_p2));
 
 	/* The device has 20 PASID bits. */
@@ -149,7 +92,7 @@ TEST(pasid_attach_needs_pasid_hwpts)
 	CHECK_OK(pasid_detach(fd, stdev, 100));
 	CHECK_OK(pasid_check(fd, stdev, 100, 0));
 	CHECK_OK(pasid_detach(fd, stdev, 100));
-	CHECK_OK(mock_replace(fd, stdev, hwpt_plain));
+	CHECK_OK(mock_replace(fd, stdev, hwpt_plain, NULL));
 	CHECK_OK(iommu_destroy(fd, hwpt_p2));
 	CHECK_REFS(fd, 1);
 	CHECK_OK(iommu_destroy(fd, stdev));
@@ -166,7 +109,7 @@ TEST(pasid_op_errors)
 	OPEN_IOAS(fd, ioas);
 	REQUIRE_OK(mock_domain_flags(fd, ioas, MOCK_FLAGS_DEVICE_PASID, &stdev, NULL, &idev));
 	REQUIRE_OK(hwpt_alloc(fd, idev, ioas, IOMMU_HWPT_ALLOC_PASID, &hwpt_p));
-	REQUIRE_OK(mock_replace(fd, stdev, hwpt_p));
+	REQUIRE_OK(mock_replace(fd, stdev, hwpt_p, NULL));
 	/* cmd.id must name a selftest object: not its DEVICE, an IOAS or nothing. */
 	pt = hwpt_p;
 	CHECK_ERRNO(ENOENT, pasid_attach(fd, idev, 1, &pt));
@@ -199,7 +142,7 @@ TEST(reserved_pasid_fails_a_replace)
 	REQUIRE_OK(mock_domain_flags(fd, ioas, MOCK_FLAGS_DEVICE_PASID, &stdev, NULL, &idev));
 	REQUIRE_OK(hwpt_alloc(fd, idev, ioas, IOMMU_HWPT_ALLOC_PASID, &hwpt_a));
 	REQUIRE_OK(hwpt_alloc(fd, idev, ioas, IOMMU_HWPT_ALLOC_PASID, &hwpt_b));
-	REQUIRE_OK(mock_replace(fd, stdev, hwpt_a));
+	REQUIRE_OK(mock_replace(fd, stdev, hwpt_a, NULL));
 	pt = hwpt_a;
 	REQUIRE_OK(pasid_attach(fd, stdev, IOMMU_TEST_PASID_RESERVED, &pt));
 	/* The driver fails this move: the PASID stays where it was. */
@@ -241,7 +184,7 @@ TEST(two_devices_share_a_pasid_hwpt)
 	REQUIRE_OK(mock_domain_flags(fd, ioas, MOCK_FLAGS_DEVICE_PASID, &stdev1, NULL, &idev1));
 	REQUIRE_OK(hwpt_alloc(fd, idev1, ioas, IOMMU_HWPT_ALLOC_PASID, &hwpt_p));
 	REQUIRE_OK(mock_domain_flags(fd, hwpt_p, MOCK_FLAGS_DEVICE_PASID, &stdev2, NULL, NULL));
-	REQUIRE_OK(mock_replace(fd, stdev1, hwpt_p));
+	REQUIRE_OK(mock_replace(fd, stdev1, hwpt_p, NULL));
 	/* Each device is alone in its group: each attaches its own PASID 7. */
 	pt = hwpt_p;
 	CHECK_OK(pasid_attach(fd, stdev1, 7, &pt));

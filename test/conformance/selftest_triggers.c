@@ -9,7 +9,7 @@
  */
 #include "harness.h"
 #include "edu_helpers.h"
-#include "selftest_helpers.h"
+#include "nested_helpers.h"
 
 #define NPAGES 4
 #define BUF_SIZE (NPAGES * PAGE_SZ)
@@ -17,48 +17,10 @@
 
 static unsigned char *g_buf;
 
-static int trigger_iopf(int fd, __u32 dev_id, __u32 pasid)
-{
-	struct iommu_test_cmd cmd = {
-		.op = IOMMU_TEST_OP_TRIGGER_IOPF,
-		.trigger_iopf = { .dev_id = dev_id, .pasid = pasid, .grpid = 0x2, .perm = 0x3,
-				  .addr = IOVA },
-	};
+/* Every page request here reads and writes IOVA. */
+#define IOPF_RW (IOMMU_PGFAULT_PERM_READ | IOMMU_PGFAULT_PERM_WRITE)
 
-	return test_cmd(fd, &cmd);
-}
-
-static int trigger_vevent(int fd, __u32 dev_id)
-{
-	struct iommu_test_cmd cmd = {
-		.op = IOMMU_TEST_OP_TRIGGER_VEVENT,
-		.trigger_vevent = { .dev_id = dev_id },
-	};
-
-	return test_cmd(fd, &cmd);
-}
-
-/* An iommufd and an IOAS with g_buf mapped; 1 without the test interface. */
-static int open_ioas(int *fd, __u32 *ioas)
-{
-	struct iommu_test_cmd cmd = { .op = IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT,
-				      .memory_limit = { .limit = 65536 } };
-
-	*fd = iommufd_open();
-	if (*fd < 0 || ioas_alloc(*fd, ioas))
-		return -1;
-	if (test_cmd(*fd, &cmd) && errno == ENOTTY)
-		return 1;
-	return ioas_map_fixed(*fd, *ioas, g_buf, BUF_SIZE, IOVA) ? -1 : 0;
-}
-
-#define OPEN_IOAS(fd, ioas)                                                \
-	do {                                                               \
-		int _rc = open_ioas(&(fd), &(ioas));                       \
-		REQUIRE(_rc >= 0);                                         \
-		if (_rc > 0)                                               \
-			SKIP("no IOMMU_TEST_CMD (CONFIG_IOMMUFD_TEST)");   \
-	} while (0)
+#define OPEN_IOAS(fd, ioas) OPEN_MOCK_IOAS(fd, ioas, g_buf, BUF_SIZE)
 
 TEST(trigger_iopf_without_a_fault_queue)
 {
@@ -69,23 +31,19 @@ TEST(trigger_iopf_without_a_fault_queue)
 	REQUIRE_OK(mock_domain_flags(fd, ioas, 0, &stdev, &hwpt, &idev));
 	CHECK_OK(check_refs_of(fd, g_buf, BUF_SIZE, 1));
 	/* dev_id must be a DEVICE: not nothing, not the selftest object, not a HWPT. */
-	CHECK_ERRNO(ENOENT, trigger_iopf(fd, 0, 0));
-	CHECK_ERRNO(ENOENT, trigger_iopf(fd, 9999, 0));
-	CHECK_ERRNO(ENOENT, trigger_iopf(fd, stdev, 0));
-	CHECK_ERRNO(ENOENT, trigger_iopf(fd, hwpt, 0));
+	CHECK_ERRNO(ENOENT, trigger_iopf(fd, 0, 0, 2, IOPF_RW, IOVA));
+	CHECK_ERRNO(ENOENT, trigger_iopf(fd, 9999, 0, 2, IOPF_RW, IOVA));
+	CHECK_ERRNO(ENOENT, trigger_iopf(fd, stdev, 0, 2, IOPF_RW, IOVA));
+	CHECK_ERRNO(ENOENT, trigger_iopf(fd, hwpt, 0, 2, IOPF_RW, IOVA));
 	/* Nobody takes the fault: the core answers the device, the op succeeds. */
-	CHECK_OK(trigger_iopf(fd, idev, 0));
-	CHECK_OK(trigger_iopf(fd, idev, 5));
+	CHECK_OK(trigger_iopf(fd, idev, 0, 2, IOPF_RW, IOVA));
+	CHECK_OK(trigger_iopf(fd, idev, 5, 2, IOPF_RW, IOVA));
 	REQUIRE_OK(mock_domain_flags(fd, ioas, MOCK_FLAGS_DEVICE_PASID, NULL, NULL, &pasid_idev));
-	CHECK_OK(trigger_iopf(fd, pasid_idev, 7));
+	CHECK_OK(trigger_iopf(fd, pasid_idev, 7, 2, IOPF_RW, IOVA));
 	/* Nothing changed: the device is still attached, the pages pinned once. */
 	CHECK_ERRNO(EBUSY, iommu_destroy(fd, hwpt));
 	CHECK_OK(check_refs_of(fd, g_buf, BUF_SIZE, 1));
-	close(fd);
-	fd = iommufd_open();
-	REQUIRE(fd >= 0);
-	CHECK_OK(check_refs_of(fd, g_buf, BUF_SIZE, 0));
-	close(fd);
+	mock_close_and_check(fd, g_buf, BUF_SIZE);
 }
 
 TEST(trigger_vevent_without_a_viommu)
@@ -115,7 +73,7 @@ TEST(trigger_iopf_on_a_vfio_device)
 		SKIP("no edu at %s: %s", EDU0_CDEV, strerror(errno));
 	}
 	/* A DEVICE that is not behind the mock IOMMU. */
-	CHECK_ERRNO(EINVAL, trigger_iopf(fd, d.devid, 0));
+	CHECK_ERRNO(EINVAL, trigger_iopf(fd, d.devid, 0, 2, IOPF_RW, IOVA));
 	CHECK_OK(check_refs_of(fd, g_buf, BUF_SIZE, 1));
 	edu_close(&d);
 	close(fd);

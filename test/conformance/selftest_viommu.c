@@ -12,8 +12,7 @@
 #include <time.h>
 
 #include "harness.h"
-#include "iommufd_test_nested.h"
-#include "selftest_helpers.h"
+#include "nested_helpers.h"
 
 #define NPAGES 4
 #define BUF_SIZE (NPAGES * PAGE_SZ)
@@ -23,128 +22,6 @@
 static unsigned char *g_buf;
 
 #define CHECK_REFS(fd, refs) CHECK_OK(check_refs_of(fd, g_buf, BUF_SIZE, refs))
-
-static int hwpt_alloc(int fd, __u32 dev_id, __u32 pt_id, __u32 flags, const void *data,
-		      __u32 len, __u32 *out)
-{
-	struct iommu_hwpt_alloc cmd = {
-		.size = sizeof(cmd),
-		.flags = flags,
-		.dev_id = dev_id,
-		.pt_id = pt_id,
-		.data_type = len ? IOMMU_HWPT_DATA_SELFTEST : IOMMU_HWPT_DATA_NONE,
-		.data_len = len,
-		.data_uptr = (uintptr_t)data,
-	};
-	int rc = ioctl(fd, IOMMU_HWPT_ALLOC, &cmd);
-
-	if (!rc)
-		*out = cmd.out_hwpt_id;
-	return rc;
-}
-
-static int viommu_alloc(int fd, __u32 type, __u32 flags, __u32 dev_id, __u32 hwpt_id, void *data,
-			__u32 len, __u32 *out)
-{
-	struct iommu_viommu_alloc cmd = {
-		.size = sizeof(cmd),
-		.flags = flags,
-		.type = type,
-		.dev_id = dev_id,
-		.hwpt_id = hwpt_id,
-		.data_len = len,
-		.data_uptr = (uintptr_t)data,
-	};
-	int rc = ioctl(fd, IOMMU_VIOMMU_ALLOC, &cmd);
-
-	if (!rc)
-		*out = cmd.out_viommu_id;
-	return rc;
-}
-
-static int vdevice_alloc(int fd, __u32 viommu, __u32 dev_id, __u64 virt_id, __u32 *out)
-{
-	struct iommu_vdevice_alloc cmd = {
-		.size = sizeof(cmd),
-		.viommu_id = viommu,
-		.dev_id = dev_id,
-		.virt_id = virt_id,
-	};
-	int rc = ioctl(fd, IOMMU_VDEVICE_ALLOC, &cmd);
-
-	if (!rc)
-		*out = cmd.out_vdevice_id;
-	return rc;
-}
-
-static int veventq_alloc(int fd, __u32 viommu, __u32 type, __u32 depth, __u32 flags,
-			 __u32 reserved, __u32 *id, int *qfd)
-{
-	struct iommu_veventq_alloc cmd = {
-		.size = sizeof(cmd),
-		.flags = flags,
-		.viommu_id = viommu,
-		.type = type,
-		.veventq_depth = depth,
-		.__reserved = reserved,
-	};
-	int rc = ioctl(fd, IOMMU_VEVENTQ_ALLOC, &cmd);
-
-	if (!rc) {
-		*id = cmd.out_veventq_id;
-		*qfd = (int)cmd.out_veventq_fd;
-	}
-	return rc;
-}
-
-static int invalidate(int fd, __u32 id, __u32 type, const void *data, __u32 len, __u32 num,
-		      __u32 *done)
-{
-	struct iommu_hwpt_invalidate cmd = {
-		.size = sizeof(cmd),
-		.hwpt_id = id,
-		.data_uptr = (uintptr_t)data,
-		.data_type = type,
-		.entry_len = len,
-		.entry_num = num,
-	};
-	int rc = ioctl(fd, IOMMU_HWPT_INVALIDATE, &cmd);
-
-	*done = cmd.entry_num;
-	return rc;
-}
-
-static int mock_replace(int fd, __u32 stdev, __u32 pt_id)
-{
-	struct iommu_test_cmd cmd = {
-		.op = IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE,
-		.id = stdev,
-		.mock_domain_replace = { .pt_id = pt_id },
-	};
-
-	return test_cmd(fd, &cmd);
-}
-
-static int trigger_vevent(int fd, __u32 dev_id)
-{
-	struct iommu_test_cmd cmd = {
-		.op = IOMMU_TEST_OP_TRIGGER_VEVENT,
-		.trigger_vevent = { .dev_id = dev_id },
-	};
-
-	return test_cmd(fd, &cmd);
-}
-
-static int dev_cache(int fd, __u32 idev, __u32 id, __u32 value)
-{
-	struct iommu_test_cmd cmd = {
-		.op = IOMMU_TEST_OP_DEV_CHECK_CACHE,
-		.id = idev,
-		.check_dev_cache = { .id = id, .cache = value },
-	};
-
-	return test_cmd(fd, &cmd);
-}
 
 /* One record read at `p`: 1 if it is a header with `flags` and `seq` (and virt_id, if an event). */
 static int is_record(const unsigned char *p, __u32 flags, __u32 seq, __u32 virt_id)
@@ -161,14 +38,6 @@ static int is_record(const unsigned char *p, __u32 flags, __u32 seq, __u32 virt_
 	return e.virt_id == virt_id;
 }
 
-static int poll_one(int qfd, int timeout_ms)
-{
-	struct pollfd p = { .fd = qfd, .events = POLLIN | POLLOUT };
-	int rc = poll(&p, 1, timeout_ms);
-
-	return rc < 0 ? -1 : rc == 0 ? 0 : p.revents;
-}
-
 #define OPEN_IOAS(fd, ioas) OPEN_MOCK_IOAS(fd, ioas, g_buf, BUF_SIZE)
 
 /* Closing the iommufd leaves no pin behind. */
@@ -179,16 +48,15 @@ TEST(viommu_alloc_rules)
 	struct iommu_viommu_selftest data = { .in_data = 0xbeef };
 	struct iommu_viommu_selftest data2 = { .in_data = 0xcafe };
 	__u32 ioas, stdev, auto_hwpt, idev, parent, plain, nested, viommu, viommu2, viommu3, id;
-	struct iommu_hwpt_selftest ndata = { .iotlb = IOMMU_TEST_IOTLB_DEFAULT };
 	unsigned char big[32] = { 0 };
 	volatile __u32 *page;
 	int fd;
 
 	OPEN_IOAS(fd, ioas);
 	REQUIRE_OK(mock_domain_flags(fd, ioas, 0, &stdev, &auto_hwpt, &idev));
-	REQUIRE_OK(hwpt_alloc(fd, idev, ioas, IOMMU_HWPT_ALLOC_NEST_PARENT, NULL, 0, &parent));
-	REQUIRE_OK(hwpt_alloc(fd, idev, ioas, 0, NULL, 0, &plain));
-	REQUIRE_OK(hwpt_alloc(fd, idev, parent, 0, &ndata, sizeof(ndata), &nested));
+	REQUIRE_OK(hwpt_alloc(fd, idev, ioas, IOMMU_HWPT_ALLOC_NEST_PARENT, &parent));
+	REQUIRE_OK(hwpt_alloc(fd, idev, ioas, 0, &plain));
+	REQUIRE_OK(nested_alloc(fd, idev, parent, 0, IOMMU_TEST_IOTLB_DEFAULT, &nested));
 
 	/* Flags and type first, then the device and its driver's support, then the parent. */
 	CHECK_ERRNO(EOPNOTSUPP, viommu_alloc(fd, IOMMU_VIOMMU_TYPE_SELFTEST, 1, idev, parent, NULL,
@@ -271,7 +139,7 @@ TEST(vdevice_and_tombstone)
 	OPEN_IOAS(fd, ioas);
 	REQUIRE_OK(mock_domain_flags(fd, ioas, 0, &stdev, NULL, &idev));
 	REQUIRE_OK(mock_domain_flags(fd, ioas, 0, &stdev2, NULL, &idev2));
-	REQUIRE_OK(hwpt_alloc(fd, idev, ioas, IOMMU_HWPT_ALLOC_NEST_PARENT, NULL, 0, &parent));
+	REQUIRE_OK(hwpt_alloc(fd, idev, ioas, IOMMU_HWPT_ALLOC_NEST_PARENT, &parent));
 	REQUIRE_OK(viommu_alloc(fd, IOMMU_VIOMMU_TYPE_SELFTEST, 0, idev, parent, NULL, 0, &viommu));
 
 	CHECK_ERRNO(ENOENT, vdevice_alloc(fd, 999, idev, 0x99, &id));
@@ -313,7 +181,6 @@ TEST(vdevice_and_tombstone)
 
 TEST(viommu_nested_and_invalidate)
 {
-	struct iommu_hwpt_selftest ndata = { .iotlb = IOMMU_TEST_IOTLB_DEFAULT };
 	struct iommu_viommu_invalidate_selftest inv[2];
 	__u32 ioas, stdev, idev, parent, viommu, vdev, nested, done, id;
 	unsigned char wide[16];
@@ -321,63 +188,66 @@ TEST(viommu_nested_and_invalidate)
 
 	OPEN_IOAS(fd, ioas);
 	REQUIRE_OK(mock_domain_flags(fd, ioas, 0, &stdev, NULL, &idev));
-	REQUIRE_OK(hwpt_alloc(fd, idev, ioas, IOMMU_HWPT_ALLOC_NEST_PARENT, NULL, 0, &parent));
+	REQUIRE_OK(hwpt_alloc(fd, idev, ioas, IOMMU_HWPT_ALLOC_NEST_PARENT, &parent));
 	REQUIRE_OK(viommu_alloc(fd, IOMMU_VIOMMU_TYPE_SELFTEST, 0, idev, parent, NULL, 0, &viommu));
 
 	/* Nested HWPTs of the vIOMMU: the same flag and data rules. */
-	CHECK_ERRNO(EOPNOTSUPP, hwpt_alloc(fd, idev, viommu, 0, NULL, 0, &id));
-	CHECK_ERRNO(EOPNOTSUPP, hwpt_alloc(fd, idev, viommu, IOMMU_HWPT_ALLOC_NEST_PARENT, &ndata,
-					   sizeof(ndata), &id));
-	REQUIRE_OK(hwpt_alloc(fd, idev, viommu, 0, &ndata, sizeof(ndata), &nested));
+	CHECK_ERRNO(EOPNOTSUPP, hwpt_alloc(fd, idev, viommu, 0, &id));
+	CHECK_ERRNO(EOPNOTSUPP, nested_alloc(fd, idev, viommu, IOMMU_HWPT_ALLOC_NEST_PARENT,
+					     IOMMU_TEST_IOTLB_DEFAULT, &id));
+	REQUIRE_OK(nested_alloc(fd, idev, viommu, 0, IOMMU_TEST_IOTLB_DEFAULT, &nested));
 	/* It holds the vIOMMU, not the parent directly. */
 	CHECK_ERRNO(EBUSY, iommu_destroy(fd, viommu));
 
 	/* A device attaches to it only with a vDEVICE in the vIOMMU. */
-	CHECK_ERRNO(ENOENT, mock_replace(fd, stdev, nested));
+	CHECK_ERRNO(ENOENT, mock_replace(fd, stdev, nested, NULL));
 	REQUIRE_OK(vdevice_alloc(fd, viommu, idev, 0x99, &vdev));
-	CHECK_OK(mock_replace(fd, stdev, nested));
+	CHECK_OK(mock_replace(fd, stdev, nested, NULL));
 	CHECK_REFS(fd, 1);
 
 	/* Invalidation of the vIOMMU: the device caches, by vDEVICE id. */
-	CHECK_OK(invalidate(fd, viommu, IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST, NULL, 0, 0, &done));
+	CHECK_OK(hwpt_invalidate(fd, viommu, IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST, NULL, 0, 0, 0,
+				 &done));
 	CHECK_EQ(done, 0);
-	CHECK_ERRNO(EINVAL, invalidate(fd, viommu, IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST_INVALID,
-				       NULL, 0, 0, &done));
+	CHECK_ERRNO(EINVAL, hwpt_invalidate(fd, viommu,
+					    IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST_INVALID, NULL, 0,
+					    0, 0, &done));
 	inv[0] = (struct iommu_viommu_invalidate_selftest){ .vdev_id = 0x99, .cache_id = 1 };
 	inv[1] = (struct iommu_viommu_invalidate_selftest){ .vdev_id = 0x98, .cache_id = 2 };
-	CHECK_ERRNO(EINVAL, invalidate(fd, viommu, IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST, inv,
-				       sizeof(inv[0]), 2, &done));
+	CHECK_ERRNO(EINVAL, hwpt_invalidate(fd, viommu, IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST, inv,
+					    sizeof(inv[0]), 2, 0, &done));
 	CHECK_EQ(done, 1);
 	CHECK_OK(dev_cache(fd, idev, 1, 0));
 	CHECK_OK(dev_cache(fd, idev, 0, IOMMU_TEST_DEV_CACHE_DEFAULT));
 	CHECK_OK(dev_cache(fd, idev, 2, IOMMU_TEST_DEV_CACHE_DEFAULT));
 	inv[0] = (struct iommu_viommu_invalidate_selftest){ .vdev_id = 0x99, .cache_id = 4 };
-	CHECK_ERRNO(EINVAL, invalidate(fd, viommu, IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST, inv,
-				       sizeof(inv[0]), 1, &done));
+	CHECK_ERRNO(EINVAL, hwpt_invalidate(fd, viommu, IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST, inv,
+					    sizeof(inv[0]), 1, 0, &done));
 	CHECK_EQ(done, 0);
 	inv[0] = (struct iommu_viommu_invalidate_selftest){ .flags = 2, .vdev_id = 0x99 };
-	CHECK_ERRNO(EOPNOTSUPP, invalidate(fd, viommu, IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST, inv,
-					   sizeof(inv[0]), 1, &done));
+	CHECK_ERRNO(EOPNOTSUPP, hwpt_invalidate(fd, viommu, IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST,
+						inv, sizeof(inv[0]), 1, 0, &done));
 	/* Records of another length: a short one is zero-extended, a long one's tail must be 0. */
 	inv[0] = (struct iommu_viommu_invalidate_selftest){ .vdev_id = 0x99, .cache_id = 3 };
-	CHECK_OK(invalidate(fd, viommu, IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST, inv, 8, 1, &done));
+	CHECK_OK(hwpt_invalidate(fd, viommu, IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST, inv, 8, 1, 0,
+				 &done));
 	CHECK_EQ(done, 1);
 	CHECK_OK(dev_cache(fd, idev, 0, 0));
 	CHECK_OK(dev_cache(fd, idev, 3, IOMMU_TEST_DEV_CACHE_DEFAULT));
 	memset(wide, 0, sizeof(wide));
 	memcpy(wide, &inv[0], sizeof(inv[0]));
 	wide[15] = 1;
-	CHECK_ERRNO(E2BIG, invalidate(fd, viommu, IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST, wide,
-				      sizeof(wide), 1, &done));
+	CHECK_ERRNO(E2BIG, hwpt_invalidate(fd, viommu, IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST, wide,
+					   sizeof(wide), 1, 0, &done));
 	CHECK_EQ(done, 0);
 	inv[0] = (struct iommu_viommu_invalidate_selftest){
 		.flags = IOMMU_TEST_INVALIDATE_FLAG_ALL, .vdev_id = 0x99 };
-	CHECK_OK(invalidate(fd, viommu, IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST, inv, sizeof(inv[0]),
-			    1, &done));
+	CHECK_OK(hwpt_invalidate(fd, viommu, IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST, inv,
+				 sizeof(inv[0]), 1, 0, &done));
 	CHECK_OK(dev_cache(fd, idev, 3, 0));
 
 	/* The device is held by its vDEVICE; moving it off the nested HWPT frees that HWPT. */
-	CHECK_OK(mock_replace(fd, stdev, ioas));
+	CHECK_OK(mock_replace(fd, stdev, ioas, NULL));
 	CHECK_OK(iommu_destroy(fd, nested));
 	CHECK_OK(iommu_destroy(fd, vdev));
 	CHECK_OK(iommu_destroy(fd, viommu));
@@ -403,7 +273,6 @@ static void *trigger_later(void *p)
 
 TEST(veventq_records)
 {
-	struct iommu_hwpt_selftest ndata = { .iotlb = IOMMU_TEST_IOTLB_DEFAULT };
 	__u32 ioas, stdev, idev, parent, viommu, vdev, nested, q, q2, id;
 	unsigned char buf[64];
 	struct trigger_args args;
@@ -412,10 +281,10 @@ TEST(veventq_records)
 
 	OPEN_IOAS(fd, ioas);
 	REQUIRE_OK(mock_domain_flags(fd, ioas, 0, &stdev, NULL, &idev));
-	REQUIRE_OK(hwpt_alloc(fd, idev, ioas, IOMMU_HWPT_ALLOC_NEST_PARENT, NULL, 0, &parent));
+	REQUIRE_OK(hwpt_alloc(fd, idev, ioas, IOMMU_HWPT_ALLOC_NEST_PARENT, &parent));
 	REQUIRE_OK(viommu_alloc(fd, IOMMU_VIOMMU_TYPE_SELFTEST, 0, idev, parent, NULL, 0, &viommu));
 	REQUIRE_OK(vdevice_alloc(fd, viommu, idev, 0x99, &vdev));
-	REQUIRE_OK(hwpt_alloc(fd, idev, viommu, 0, &ndata, sizeof(ndata), &nested));
+	REQUIRE_OK(nested_alloc(fd, idev, viommu, 0, IOMMU_TEST_IOTLB_DEFAULT, &nested));
 
 	CHECK_ERRNO(EOPNOTSUPP, veventq_alloc(fd, viommu, IOMMU_VEVENTQ_TYPE_SELFTEST, 2, 1, 0, &id,
 					      &dummy));
@@ -441,10 +310,10 @@ TEST(veventq_records)
 	/* Not attached to a nested HWPT of the vIOMMU: nothing to report through. */
 	CHECK_ERRNO(ENOENT, trigger_vevent(fd, idev));
 	CHECK_ERRNO(ENOENT, trigger_vevent(fd, 999));
-	REQUIRE_OK(mock_replace(fd, stdev, nested));
-	CHECK_EQ(poll_one(qfd, 0), 0);
+	REQUIRE_OK(mock_replace(fd, stdev, nested, NULL));
+	CHECK_EQ(poll_one(qfd, POLLIN | POLLOUT, 0), 0);
 	CHECK_OK(trigger_vevent(fd, idev));
-	CHECK_EQ(poll_one(qfd, 0), POLLIN);
+	CHECK_EQ(poll_one(qfd, POLLIN | POLLOUT, 0), POLLIN);
 	/* A read must hold a header, and the whole record if there is one. */
 	CHECK_ERRNO(ESPIPE, pread(qfd, buf, sizeof(buf), 0));
 	CHECK_ERRNO(EINVAL, read(qfd, buf, HDR - 1));
@@ -484,7 +353,7 @@ TEST(veventq_records)
 	/* An event from another thread wakes a waiting poll. */
 	args = (struct trigger_args){ .fd = fd, .idev = idev, .rc = -1 };
 	REQUIRE(pthread_create(&t, NULL, trigger_later, &args) == 0);
-	CHECK_EQ(poll_one(qfd, 10000), POLLIN);
+	CHECK_EQ(poll_one(qfd, POLLIN | POLLOUT, 10000), POLLIN);
 	REQUIRE(pthread_join(t, NULL) == 0);
 	CHECK_EQ(args.rc, 0);
 	CHECK_RET((ssize_t)EVT, read(qfd, buf, sizeof(buf)));
@@ -496,7 +365,7 @@ TEST(veventq_records)
 	CHECK_OK(iommu_destroy(fd, q));
 	CHECK_ERRNO(EOPNOTSUPP, trigger_vevent(fd, idev));
 
-	CHECK_OK(mock_replace(fd, stdev, ioas));
+	CHECK_OK(mock_replace(fd, stdev, ioas, NULL));
 	CHECK_OK(iommu_destroy(fd, nested));
 	CHECK_OK(iommu_destroy(fd, vdev));
 	CHECK_OK(iommu_destroy(fd, viommu));
@@ -509,20 +378,19 @@ TEST(veventq_records)
 TEST(close_with_everything)
 {
 	struct iommu_viommu_selftest data = { .in_data = 1 };
-	struct iommu_hwpt_selftest ndata = { .iotlb = IOMMU_TEST_IOTLB_DEFAULT };
 	__u32 ioas, stdev, stdev2, idev, idev2, parent, viommu, vdev, vdev2, nested, q;
 	int fd, qfd;
 
 	OPEN_IOAS(fd, ioas);
 	REQUIRE_OK(mock_domain_flags(fd, ioas, 0, &stdev, NULL, &idev));
 	REQUIRE_OK(mock_domain_flags(fd, ioas, 0, &stdev2, NULL, &idev2));
-	REQUIRE_OK(hwpt_alloc(fd, idev, ioas, IOMMU_HWPT_ALLOC_NEST_PARENT, NULL, 0, &parent));
+	REQUIRE_OK(hwpt_alloc(fd, idev, ioas, IOMMU_HWPT_ALLOC_NEST_PARENT, &parent));
 	REQUIRE_OK(viommu_alloc(fd, IOMMU_VIOMMU_TYPE_SELFTEST, 0, idev, parent, &data,
 				sizeof(data), &viommu));
 	REQUIRE_OK(vdevice_alloc(fd, viommu, idev, 1, &vdev));
 	REQUIRE_OK(vdevice_alloc(fd, viommu, idev2, 2, &vdev2));
-	REQUIRE_OK(hwpt_alloc(fd, idev, viommu, 0, &ndata, sizeof(ndata), &nested));
-	REQUIRE_OK(mock_replace(fd, stdev, nested));
+	REQUIRE_OK(nested_alloc(fd, idev, viommu, 0, IOMMU_TEST_IOTLB_DEFAULT, &nested));
+	REQUIRE_OK(mock_replace(fd, stdev, nested, NULL));
 	REQUIRE_OK(veventq_alloc(fd, viommu, IOMMU_VEVENTQ_TYPE_SELFTEST, 8, 0, 0, &q, &qfd));
 	CHECK_OK(trigger_vevent(fd, idev));
 	CHECK_OK(close(qfd));

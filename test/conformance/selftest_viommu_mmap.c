@@ -9,65 +9,7 @@
 #include <sys/wait.h>
 
 #include "harness.h"
-#include "iommufd_test_nested.h"
-#include "selftest_helpers.h"
-
-static int hwpt_alloc_parent(int fd, __u32 dev_id, __u32 ioas, __u32 *out)
-{
-	struct iommu_hwpt_alloc cmd = {
-		.size = sizeof(cmd),
-		.flags = IOMMU_HWPT_ALLOC_NEST_PARENT,
-		.dev_id = dev_id,
-		.pt_id = ioas,
-	};
-	int rc = ioctl(fd, IOMMU_HWPT_ALLOC, &cmd);
-
-	if (!rc)
-		*out = cmd.out_hwpt_id;
-	return rc;
-}
-
-static int viommu_alloc(int fd, __u32 dev_id, __u32 hwpt_id, struct iommu_viommu_selftest *data,
-			__u32 *out)
-{
-	struct iommu_viommu_alloc cmd = {
-		.size = sizeof(cmd),
-		.type = IOMMU_VIOMMU_TYPE_SELFTEST,
-		.dev_id = dev_id,
-		.hwpt_id = hwpt_id,
-		.data_len = sizeof(*data),
-		.data_uptr = (uintptr_t)data,
-	};
-	int rc = ioctl(fd, IOMMU_VIOMMU_ALLOC, &cmd);
-
-	if (!rc)
-		*out = cmd.out_viommu_id;
-	return rc;
-}
-
-/* An iommufd with a mock device, a parent and a vIOMMU with its region (data filled in). */
-static int open_viommu(int *fd, __u32 *stdev, __u32 *parent, __u32 *viommu,
-		       struct iommu_viommu_selftest *data)
-{
-	__u32 ioas, idev;
-
-	*fd = iommufd_open();
-	if (*fd < 0 || ioas_alloc(*fd, &ioas))
-		return -1;
-	if (mock_domain_flags(*fd, ioas, 0, stdev, NULL, &idev))
-		return errno == ENOTTY ? 1 : -1;
-	if (hwpt_alloc_parent(*fd, idev, ioas, parent))
-		return -1;
-	return viommu_alloc(*fd, idev, *parent, data, viommu) ? -1 : 0;
-}
-
-#define OPEN_VIOMMU(fd, stdev, parent, viommu, data)                                \
-	do {                                                                        \
-		int _rc = open_viommu(&(fd), &(stdev), &(parent), &(viommu), &(data)); \
-		REQUIRE(_rc >= 0);                                                  \
-		if (_rc > 0)                                                        \
-			SKIP("no IOMMU_TEST_CMD (CONFIG_IOMMUFD_TEST)");            \
-	} while (0)
+#include "nested_helpers.h"
 
 static volatile __u32 *map_region(int fd, const struct iommu_viommu_selftest *data)
 {
@@ -80,11 +22,11 @@ static volatile __u32 *map_region(int fd, const struct iommu_viommu_selftest *da
 TEST(destroy_busy_while_mapped)
 {
 	struct iommu_viommu_selftest data = { .in_data = 0x1234 };
-	__u32 stdev, parent, viommu;
+	__u32 ioas, stdev, parent, viommu;
 	volatile __u32 *a, *b;
 	int fd;
 
-	OPEN_VIOMMU(fd, stdev, parent, viommu, data);
+	OPEN_MOCK_VIOMMU(fd, ioas, stdev, parent, viommu, &data);
 	a = map_region(fd, &data);
 	REQUIRE(a != NULL);
 	CHECK_EQ(a[0], 0x1234);
@@ -111,10 +53,10 @@ TEST(destroy_busy_while_mapped)
 TEST(refused_mapping_holds_nothing)
 {
 	struct iommu_viommu_selftest data = { .in_data = 7 };
-	__u32 stdev, parent, viommu;
+	__u32 ioas, stdev, parent, viommu;
 	int fd;
 
-	OPEN_VIOMMU(fd, stdev, parent, viommu, data);
+	OPEN_MOCK_VIOMMU(fd, ioas, stdev, parent, viommu, &data);
 	CHECK(mmap(NULL, PAGE_SZ, PROT_READ, MAP_SHARED, fd, (off_t)data.out_mmap_offset) ==
 	      MAP_FAILED && errno == ENXIO);
 	CHECK(mmap(NULL, data.out_mmap_length, PROT_READ, MAP_PRIVATE, fd,
@@ -130,12 +72,12 @@ TEST(child_exit_drops_its_mapping)
 {
 	struct iommu_viommu_selftest data = { .in_data = 0x55 };
 	int go[2], ready[2], status;
-	__u32 stdev, parent, viommu;
+	__u32 ioas, stdev, parent, viommu;
 	char c = 0;
 	pid_t pid;
 	int fd;
 
-	OPEN_VIOMMU(fd, stdev, parent, viommu, data);
+	OPEN_MOCK_VIOMMU(fd, ioas, stdev, parent, viommu, &data);
 	REQUIRE_OK(pipe(go));
 	REQUIRE_OK(pipe(ready));
 	pid = fork();
@@ -168,11 +110,11 @@ TEST(child_exit_drops_its_mapping)
 TEST(close_while_mapped)
 {
 	struct iommu_viommu_selftest data = { .in_data = 0xabc };
-	__u32 stdev, parent, viommu;
+	__u32 ioas, stdev, parent, viommu;
 	volatile __u32 *p;
 	int fd;
 
-	OPEN_VIOMMU(fd, stdev, parent, viommu, data);
+	OPEN_MOCK_VIOMMU(fd, ioas, stdev, parent, viommu, &data);
 	p = map_region(fd, &data);
 	REQUIRE(p != NULL);
 	CHECK_OK(close(fd));
