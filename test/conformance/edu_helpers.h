@@ -483,6 +483,25 @@ static inline int iova_ranges8(int fd, __u32 ioas, struct iommu_iova_range r[8],
 /* /sys and /proc                                                           */
 /* ------------------------------------------------------------------------ */
 
+/*
+ * Writes `text` to a file with one open(O_WRONLY) and one write, as `echo -n TEXT > PATH` does:
+ * the write's byte count, or -1 with the errno of whichever call failed.
+ */
+static inline ssize_t write_text(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	ssize_t n;
+	int err;
+
+	if (fd < 0)
+		return -1;
+	n = write(fd, text, strlen(text));
+	err = errno;
+	close(fd);
+	errno = err;
+	return n;
+}
+
 /* Reads a small file with open/read (not fopen). Returns bytes read (NUL-terminated) or -1. */
 static inline ssize_t read_text(const char *path, char *buf, size_t len)
 {
@@ -543,5 +562,21 @@ static inline int failnth_fired(int fd)
 	buf[n] = 0;
 	return strcmp(buf, "0\n") == 0;
 }
+
+/*
+ * Arms the Nth injection point on the fail-nth file `fnfd`, runs `call` (its result in `rc`, its
+ * errno in `err`) and sets `fired` to whether the point fired. Always disarms: in the kernel a
+ * counter that was not used up would fire in a later call.
+ */
+#define FAILNTH_INJECT(fnfd, n, fired, rc, err, call)                      \
+	do {                                                               \
+		REQUIRE_OK(failnth_arm((fnfd), (n)));                      \
+		errno = 0;                                                 \
+		(rc) = (call);                                             \
+		(err) = errno;                                             \
+		(fired) = failnth_fired(fnfd);                             \
+		REQUIRE_OK(failnth_arm((fnfd), 0));                        \
+		REQUIRE((fired) >= 0);                                     \
+	} while (0)
 
 #endif /* IOMMUFD_EMU_CONFORMANCE_EDU_HELPERS_H */

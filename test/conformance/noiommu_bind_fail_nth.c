@@ -32,21 +32,6 @@ static int plausible(int e)
 	return e == ENOMEM || e == EFAULT || e == ENOENT || e == ENOSPC;
 }
 
-/*
- * Arms the Nth injection point, runs `call`, reports whether it fired. Always disarms (in the
- * kernel a counter that was not used up would fire in a later call).
- */
-#define INJECT(n, fired, rc, err, call)                                    \
-	do {                                                               \
-		REQUIRE_OK(failnth_arm(g_fnfd, (n)));                      \
-		errno = 0;                                                 \
-		(rc) = (call);                                             \
-		(err) = errno;                                             \
-		(fired) = failnth_fired(g_fnfd);                           \
-		REQUIRE_OK(failnth_arm(g_fnfd, 0));                        \
-		REQUIRE((fired) >= 0);                                     \
-	} while (0)
-
 static void bind_sweep(const char *path)
 {
 	struct vfio_device_info info = { .argsz = sizeof(info) };
@@ -59,7 +44,8 @@ static void bind_sweep(const char *path)
 
 		REQUIRE(iommufd >= 0);
 		REQUIRE(dev >= 0);
-		INJECT((unsigned int)n, fired, rc, err, vfio_bind(dev, iommufd, &devid));
+		FAILNTH_INJECT(g_fnfd, (unsigned int)n, fired, rc, err,
+			vfio_bind(dev, iommufd, &devid));
 		if (!fired || rc == 0) {
 			/* Un-injected (fewer than n points), or a survived point: a whole bind. */
 			CHECK_EQ(rc, 0);
@@ -137,7 +123,7 @@ TEST(noiommu_attach_fails_cleanly_at_every_point)
 		REQUIRE_OK(edu_open(NOIOMMU_CDEV, iommufd, 0, &d));
 		REQUIRE_OK(ioas_map_fixed(iommufd, ioas, mem, 4 * PAGE_SZ, 0x100000));
 		pt = ioas;
-		INJECT((unsigned int)n, fired, rc, err, vfio_attach(d.fd, &pt));
+		FAILNTH_INJECT(g_fnfd, (unsigned int)n, fired, rc, err, vfio_attach(d.fd, &pt));
 		if (!fired || rc == 0) {
 			CHECK_EQ(rc, 0);
 			CHECK_EQ(pt, 3);
@@ -195,8 +181,8 @@ TEST(noiommu_map_and_get_pa_fail_cleanly_at_every_point)
 		REQUIRE(iommufd >= 0);
 		REQUIRE_OK(ioas_alloc(iommufd, &ioas));
 		REQUIRE_OK(edu_open(NOIOMMU_CDEV, iommufd, ioas, &d));
-		INJECT((unsigned int)n, fired, rc, err,
-		       ioas_map_fixed(iommufd, ioas, mem, 4 * PAGE_SZ, (uintptr_t)mem));
+		FAILNTH_INJECT(g_fnfd, (unsigned int)n, fired, rc, err,
+			ioas_map_fixed(iommufd, ioas, mem, 4 * PAGE_SZ, (uintptr_t)mem));
 		if (!fired || rc == 0) {
 			CHECK_EQ(rc, 0);
 			CHECK_OK(get_pa_try(iommufd, ioas, (uintptr_t)mem, 1));
@@ -236,7 +222,8 @@ TEST(noiommu_map_and_get_pa_fail_cleanly_at_every_point)
 		REQUIRE_OK(edu_open(NOIOMMU_CDEV, iommufd, ioas, &d));
 		REQUIRE_OK(ioas_map_fixed(iommufd, ioas, mem, 4 * PAGE_SZ, (uintptr_t)mem));
 		len = 4 * PAGE_SZ;
-		INJECT((unsigned int)n, fired, rc, err, get_pa(iommufd, ioas, (uintptr_t)mem, &len, &pa));
+		FAILNTH_INJECT(g_fnfd, (unsigned int)n, fired, rc, err,
+			get_pa(iommufd, ioas, (uintptr_t)mem, &len, &pa));
 		if (!fired || rc == 0) {
 			CHECK_EQ(rc, 0);
 			CHECK(len > 0 && len <= 4 * PAGE_SZ);

@@ -16,22 +16,6 @@
 #define BIND "/sys/bus/pci/drivers/vfio-pci/bind"
 #define UNBIND "/sys/bus/pci/drivers/vfio-pci/unbind"
 
-/* write(2) of a string to a sysfs file: the byte count, or -1 with errno. */
-static ssize_t write_text(const char *path, const char *text)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	ssize_t n;
-	int err;
-
-	if (fd < 0)
-		return -1;
-	n = write(fd, text, strlen(text));
-	err = errno;
-	close(fd);
-	errno = err;
-	return n;
-}
-
 static int param_is(const char *want)
 {
 	char buf[16];

@@ -28,17 +28,6 @@ static int plausible(int e)
 	return e == ENOMEM || e == EFAULT || e == ENOENT || e == EINVAL;
 }
 
-#define INJECT(n, fired, rc, err, call)                                    \
-	do {                                                               \
-		REQUIRE_OK(failnth_arm(g_fnfd, (n)));                      \
-		errno = 0;                                                 \
-		(rc) = (call);                                             \
-		(err) = errno;                                             \
-		(fired) = failnth_fired(g_fnfd);                           \
-		REQUIRE_OK(failnth_arm(g_fnfd, 0));                        \
-		REQUIRE((fired) >= 0);                                     \
-	} while (0)
-
 static int create_access(int fd, __u32 ioas, __u32 flags, int *afd)
 {
 	struct iommu_test_cmd cmd = {
@@ -146,8 +135,8 @@ TEST(create_access_fails_cleanly)
 		int fd, afd;
 
 		SETUP(fd, ioas);
-		INJECT((unsigned int)n, fired, rc, err,
-		       create_access(fd, ioas, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES, &afd));
+		FAILNTH_INJECT(g_fnfd, (unsigned int)n, fired, rc, err,
+			create_access(fd, ioas, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES, &afd));
 		if (!fired || rc == 0) {
 			CHECK_EQ(rc, 0);
 			CHECK_ERRNO(EBUSY, iommu_destroy(fd, ioas));
@@ -187,8 +176,8 @@ static void access_pages_sweep(int with_domain)
 		REQUIRE_OK(create_access(fd, ioas, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES, &afd));
 		if (with_domain)
 			REQUIRE_OK(mock_domain_flags(fd, ioas, 0, &stdev, NULL, NULL));
-		INJECT((unsigned int)n, fired, rc, err,
-		       access_pages(fd, afd, IOVA + PAGE_SZ, 2 * PAGE_SZ, &id));
+		FAILNTH_INJECT(g_fnfd, (unsigned int)n, fired, rc, err,
+			access_pages(fd, afd, IOVA + PAGE_SZ, 2 * PAGE_SZ, &id));
 		if (!fired || rc == 0) {
 			CHECK_EQ(rc, 0);
 			CHECK_OK(REFS_ARE(fd, 1, 2, 1));
@@ -248,8 +237,8 @@ static void access_rw_sweep(__u32 flags, __u64 offset, __u64 length)
 		REQUIRE_OK(create_access(fd, ioas, 0, &afd));
 		memset(g_buf, 0x11, BUF_SIZE);
 		memset(tmp, 0x22, length);
-		INJECT((unsigned int)n, fired, rc, err,
-		       access_rw(fd, afd, IOVA + offset, tmp, length, flags));
+		FAILNTH_INJECT(g_fnfd, (unsigned int)n, fired, rc, err,
+			access_rw(fd, afd, IOVA + offset, tmp, length, flags));
 		if (!fired || rc == 0) {
 			CHECK_EQ(rc, 0);
 			/* Both sides hold the copied bytes. */
@@ -295,8 +284,8 @@ TEST(unmap_of_a_pinned_area_fails_cleanly)
 		SETUP(fd, ioas);
 		REQUIRE_OK(create_access(fd, ioas, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES, &afd));
 		REQUIRE_OK(access_pages(fd, afd, IOVA, 3 * PAGE_SZ, &id));
-		INJECT((unsigned int)n, fired, rc, err,
-		       ioas_unmap(fd, ioas, IOVA, BUF_SIZE, &unmapped));
+		FAILNTH_INJECT(g_fnfd, (unsigned int)n, fired, rc, err,
+			ioas_unmap(fd, ioas, IOVA, BUF_SIZE, &unmapped));
 		if (!fired || rc == 0) {
 			CHECK_EQ(rc, 0);
 			CHECK_EQ(unmapped, BUF_SIZE);
@@ -335,7 +324,8 @@ TEST(replace_ioas_fails_cleanly)
 		REQUIRE_OK(ioas_alloc(fd, &ioas2));
 		REQUIRE_OK(create_access(fd, ioas, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES, &afd));
 		REQUIRE_OK(access_pages(fd, afd, IOVA, 2 * PAGE_SZ, &id));
-		INJECT((unsigned int)n, fired, rc, err, access_replace_ioas(fd, afd, ioas2));
+		FAILNTH_INJECT(g_fnfd, (unsigned int)n, fired, rc, err,
+			access_replace_ioas(fd, afd, ioas2));
 		if (!fired || rc == 0) {
 			CHECK_EQ(rc, 0);
 			CHECK_OK(REFS(fd, 0, NPAGES));

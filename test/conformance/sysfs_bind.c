@@ -14,23 +14,6 @@
 #define DEV1 "/sys/bus/pci/devices/" EDU1
 #define DRV "/sys/bus/pci/drivers/vfio-pci"
 
-/* open(O_WRONLY) and one write, as `echo TEXT > PATH`: the write's result, or -1 and errno of
- * whichever failed. */
-static ssize_t write_text(const char *path, const char *text)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	ssize_t n;
-	int err;
-
-	if (fd < 0)
-		return -1;
-	n = write(fd, text, strlen(text));
-	err = errno;
-	close(fd);
-	errno = err;
-	return n;
-}
-
 static int exists(const char *path)
 {
 	struct stat st;

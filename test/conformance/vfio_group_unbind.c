@@ -15,21 +15,6 @@
 
 #define DRV "/sys/bus/pci/drivers/vfio-pci"
 
-static ssize_t write_text(const char *path, const char *text)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	ssize_t n;
-	int err;
-
-	if (fd < 0)
-		return -1;
-	n = write(fd, text, strlen(text));
-	err = errno;
-	close(fd);
-	errno = err;
-	return n;
-}
-
 struct unbind_call {
 	ssize_t ret;
 	int err;
