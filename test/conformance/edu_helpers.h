@@ -233,6 +233,18 @@ static inline int edu_set_bus_master(int dev, int on)
 	return cfg_wr16(dev, PCI_CMD_REG, cmd);
 }
 
+/* After a reset: the device answers on BAR0 and still decodes memory (it kept its config state). */
+static inline void edu_check_still_works(int dev)
+{
+	__u16 cmd = 0;
+
+	CHECK_EQ(edu_reg(dev, EDU_ID), EDU_ID_VALUE);
+	CHECK_OK(edu_wr32(dev, EDU_LIVENESS, 0x12345678));
+	CHECK_EQ(edu_reg(dev, EDU_LIVENESS), ~0x12345678u);
+	CHECK_OK(cfg_rd16(dev, PCI_CMD_REG, &cmd));
+	CHECK(cmd & PCI_CMD_MEMORY);
+}
+
 /* ------------------------------------------------------------------------ */
 /* The DMA engine (edu.md §4)                                               */
 /* ------------------------------------------------------------------------ */

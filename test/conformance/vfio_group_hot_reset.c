@@ -103,18 +103,6 @@ static int hot_reset(int dev, const __s32 *fds, __u32 count)
 	return ioctl(dev, VFIO_DEVICE_PCI_HOT_RESET, &hr);
 }
 
-/* The device answers on BAR0 and still decodes memory: the reset kept its config state. */
-static void check_still_works(int dev)
-{
-	__u16 cmd = 0;
-
-	CHECK_EQ(edu_reg(dev, EDU_ID), EDU_ID_VALUE);
-	CHECK_OK(edu_wr32(dev, EDU_LIVENESS, 0x12345678));
-	CHECK_EQ(edu_reg(dev, EDU_LIVENESS), ~0x12345678u);
-	CHECK_OK(cfg_rd16(dev, 4, &cmd));
-	CHECK(cmd & 0x2);
-}
-
 /* The header alone: ENODEV, or ENOSPC with the count and nothing else written. */
 TEST(info_header_and_enospc)
 {
@@ -239,7 +227,7 @@ TEST(group_ids_then_reset_with_every_group)
 		if (missing)
 			CHECK_ERRNO(EINVAL, hot_reset(g.dev, &g.group, 1));
 		CHECK_OK(hot_reset(g.dev, fds, nfds));
-		check_still_works(g.dev);
+		edu_check_still_works(g.dev);
 		for (unsigned j = 0; j < nopened; j++)
 			close(opened[j]);
 		grouped_close(&g);

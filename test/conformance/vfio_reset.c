@@ -61,18 +61,6 @@ static int hot_reset_cdev(int dev)
 	return ioctl(dev, VFIO_DEVICE_PCI_HOT_RESET, &hr);
 }
 
-/* The device answers on BAR0 and still decodes memory: the reset kept its config state. */
-static void check_still_works(int dev)
-{
-	__u16 cmd = 0;
-
-	CHECK_EQ(edu_reg(dev, EDU_ID), EDU_ID_VALUE);
-	CHECK_OK(edu_wr32(dev, EDU_LIVENESS, 0x12345678));
-	CHECK_EQ(edu_reg(dev, EDU_LIVENESS), ~0x12345678u);
-	CHECK_OK(cfg_rd16(dev, 4, &cmd));
-	CHECK(cmd & 0x2);
-}
-
 /* GET_INFO's RESET flag and VFIO_DEVICE_RESET agree, for every device there is. */
 TEST(reset_flag_means_reset_works)
 {
@@ -89,7 +77,7 @@ TEST(reset_flag_means_reset_works)
 		CHECK_OK(ioctl(d.fd, VFIO_DEVICE_GET_INFO, &info));
 		if (info.flags & VFIO_DEVICE_FLAGS_RESET) {
 			CHECK_OK(ioctl(d.fd, VFIO_DEVICE_RESET));
-			check_still_works(d.fd);
+			edu_check_still_works(d.fd);
 		} else {
 			CHECK_ERRNO(EINVAL, ioctl(d.fd, VFIO_DEVICE_RESET));
 		}
@@ -252,7 +240,7 @@ TEST(hot_reset_needs_every_device_owned)
 		if (ri.hdr.flags & VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED) {
 			/* Alone on its bus or slot (as nothing else is open). */
 			CHECK_OK(hot_reset_cdev(d.fd));
-			check_still_works(d.fd);
+			edu_check_still_works(d.fd);
 			edu_close(&d);
 			continue;
 		}
@@ -276,9 +264,9 @@ TEST(hot_reset_needs_every_device_owned)
 		REQUIRE_OK(hot_reset_info(d.fd, &ri));
 		CHECK(ri.hdr.flags & VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED);
 		CHECK_OK(hot_reset_cdev(d.fd));
-		check_still_works(d.fd);
+		edu_check_still_works(d.fd);
 		for (unsigned j = 0; j < npeers; j++) {
-			check_still_works(peers[j].fd);
+			edu_check_still_works(peers[j].fd);
 			edu_close(&peers[j]);
 		}
 		edu_close(&d);
