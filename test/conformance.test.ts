@@ -5,17 +5,17 @@
  * program, at most two programs at a time.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { type ChildRun, CLI, runCli } from './child.ts';
 import { traceProblems } from './trace-lines.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const SRC_DIR = join(ROOT, 'test', 'conformance');
 const BUILD_DIR = join(SRC_DIR, 'build');
-const CLI = join(ROOT, 'src', 'cli', 'main.ts');
 
 const CFLAGS = ['-std=gnu11', '-O1', '-Wall', '-Wextra', '-Werror', '-I', join(ROOT, 'include')];
 /** One program is also built with glibc's fortified wrappers, as distribution packages are. */
@@ -32,14 +32,6 @@ const RUN_TIMEOUT_MS = 45_000;
  * fail `npm test`. Remove an entry as soon as the feature lands.
  */
 const KNOWN_GAPS: Record<string, string> = {};
-
-interface RunResult {
-  readonly code: number | null;
-  readonly signal: NodeJS.Signals | null;
-  readonly stdout: string;
-  readonly stderr: string;
-  readonly timedOut: boolean;
-}
 
 /** `CONFORMANCE_ONLY=a,b` runs only those programs (for working on a few). */
 const ONLY = process.env.CONFORMANCE_ONLY?.split(',').filter((n) => n !== '');
@@ -86,35 +78,12 @@ function execArgs(name: string): string[] {
         .filter((a) => a !== '');
 }
 
-function runUnderEmulator(binary: string, args: string[]): Promise<RunResult> {
-  return new Promise((resolvePromise) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', CLI, 'exec', ...args, '--', binary], {
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    let timedOut = false;
-    child.stdout.setEncoding('utf8');
-    child.stderr.setEncoding('utf8');
-    child.stdout.on('data', (d: string) => {
-      stdout += d;
-    });
-    child.stderr.on('data', (d: string) => {
-      stderr += d;
-    });
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGKILL');
-    }, RUN_TIMEOUT_MS);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolvePromise({ code, signal, stdout, stderr, timedOut });
-    });
-  });
+/** `iommufd-emu exec ARGS -- BINARY` from the sources, killed after RUN_TIMEOUT_MS. */
+function runUnderEmulator(binary: string, args: string[]): Promise<ChildRun> {
+  return runCli(['exec', ...args, '--', binary], { timeoutMs: RUN_TIMEOUT_MS });
 }
 
-function describeFailure(name: string, r: RunResult): string {
+function describeFailure(name: string, r: ChildRun): string {
   const failed = r.stdout.split('\n').filter((l) => l.startsWith('not ok'));
   const how = r.timedOut
     ? `timed out after ${RUN_TIMEOUT_MS} ms`
