@@ -7,8 +7,8 @@ import { IommufdAccess } from '../iommufd/access.ts';
 import type { IommufdCtx } from '../iommufd/context.ts';
 import { IommufdDevice, type IommufdGroup } from '../iommufd/device.ts';
 import { HwptPaging } from '../iommufd/hw-pagetable.ts';
-import type { IoptArea } from '../iommufd/io-pagetable.ts';
 import { Ioas } from '../iommufd/ioas.ts';
+import type { IoptArea } from '../iommufd/iopt-area.ts';
 import type { IommufdObject } from '../iommufd/object.ts';
 import { ctxObjects } from './_internals.ts';
 

@@ -19,8 +19,9 @@ import { copyFromUser, copyToUser } from '../host/uaccess.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import { PAGE_SIZE, ULONG_MAX } from '../uapi/iommufd.ts';
 import type { IommufdCtx } from './context.ts';
-import type { IoPagetable, IoptAccess, IoptArea, IoptEnv } from './io-pagetable.ts';
+import type { IoPagetable, IoptAccess } from './io-pagetable.ts';
 import type { Ioas } from './ioas.ts';
+import type { IoptArea, IoptEnv } from './iopt-area.ts';
 import { IommufdObject } from './object.ts';
 import { type IoptPages, ioptPagesPin, ioptPagesUnpin, type PagesAccess } from './pages.ts';
 

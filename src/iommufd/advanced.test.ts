@@ -7,8 +7,8 @@ import * as u from '../uapi/iommufd.ts';
 import type { FieldTable, StructSpec } from '../uapi/struct.ts';
 import * as v from '../uapi/vfio.ts';
 import type { IommufdCtx } from './context.ts';
-import type { IoptArea } from './io-pagetable.ts';
 import type { Ioas } from './ioas.ts';
+import type { IoptArea } from './iopt-area.ts';
 
 const RW = u.IOMMU_IOAS_MAP_READABLE | u.IOMMU_IOAS_MAP_WRITEABLE;
 const FIXED = RW | u.IOMMU_IOAS_MAP_FIXED_IOVA;

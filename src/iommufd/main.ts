@@ -33,8 +33,8 @@ import {
   iommufdHwptSetDirtyTracking,
 } from './hw-pagetable.ts';
 import { iommufdHwQueueAlloc } from './hw-queue.ts';
-import type { IoptEnv } from './io-pagetable.ts';
 import * as ioas from './ioas.ts';
+import type { IoptEnv } from './iopt-area.ts';
 import type { PagePinner } from './pages.ts';
 import { iommufdTest } from './selftest.ts';
 import { Ucmd } from './ucmd.ts';
