@@ -67,25 +67,23 @@ function grownInt32(old: Int32Array, length: number): Int32Array<ArrayBuffer> {
   return grown;
 }
 
-// Leaf c's record in #leaf: its first key, its slot and its count side by side, so that the line
-// the top-level search ends on also says where the leaf is.
-const LEAF_FIRST = 0;
-const LEAF_SLOT = 1;
-const LEAF_COUNT = 2;
-const LEAF_RECORD = 3;
+// The numbers of a place's record (#places).
+const KEY = 0;
+const LAST = 1;
+const ID = 2;
+const PLACE = 3;
 
 /** A disjoint set of IOVA ranges in ascending order. */
 export class AreaTree<T extends IovaRange> {
   // The entries. Place i of slot s (a leaf's storage) is i + s * LEAF; a leaf of n entries uses
   // the first n places of its slot.
   /**
-   * bounds[2 * place] is iovaKey(the entry's iova), bounds[2 * place + 1] iovaKey(its last):
-   * whether a range meets its neighbours is read beside the start keys, not from the entries and
-   * their bigints.
+   * Place i is the record of PLACE numbers from PLACE * i: the key of the entry there
+   * (iovaKey(iova)), the key of its last byte, and its id (its index in #entries). Whether a range
+   * meets its neighbours is read from the last keys, not from the entries and their bigints; the
+   * id beside them comes in the same cache line when entries move.
    */
-  #bounds = new Float64Array(0);
-  /** ids[place] is the entry there, as its index in #entries. */
-  #ids = new Int32Array(0);
+  #places = new Float64Array(0);
   /**
    * The entries by id. A new entry (a young object) goes into the slot of this array that a
    * removed entry freed last, not into a random place of a large old array, which the next
@@ -97,8 +95,14 @@ export class AreaTree<T extends IovaRange> {
   /** Slots no leaf uses. */
   #freeSlots: number[] = [];
 
-  /** The leaves in ascending order: leaf c's record is LEAF_RECORD numbers from c * LEAF_RECORD. */
-  #leaf = new Float64Array(0);
+  // The leaves in ascending order, leaf c at index c.
+  /**
+   * The key of leaf c's first entry: what a lookup searches first. Alone in its array, 8 bytes a
+   * leaf, so that the search reads as few cache lines as it can.
+   */
+  #leafFirst = new Float64Array(0);
+  /** Leaf c's slot at 2c and its count of entries (1 to LEAF) at 2c + 1. */
+  #leafSlotCount = new Int32Array(0);
   #leaves = 0;
   #size = 0;
 
@@ -111,24 +115,23 @@ export class AreaTree<T extends IovaRange> {
     return this.#size;
   }
 
-  /** The key of leaf c's first entry: what the top level is searched on. */
   #firstKey(c: number): number {
-    return this.#leaf[c * LEAF_RECORD + LEAF_FIRST]!;
+    return this.#leafFirst[c]!;
   }
 
   /** How many entries leaf c holds: 1 to LEAF. */
   #count(c: number): number {
-    return this.#leaf[c * LEAF_RECORD + LEAF_COUNT]!;
+    return this.#leafSlotCount[2 * c + 1]!;
   }
 
   /** The place of entry p of leaf c. */
   #place(c: number, p: number): number {
-    return this.#leaf[c * LEAF_RECORD + LEAF_SLOT]! * LEAF + p;
+    return this.#leafSlotCount[2 * c]! * LEAF + p;
   }
 
   /** The entry at a place some leaf uses. */
   #entryAt(place: number): T {
-    return this.#entries[this.#ids[place]!]!;
+    return this.#entries[this.#places[PLACE * place + ID]!]!;
   }
 
   /** Positions #c/#p on the last entry with iova <= `iova`. */
@@ -160,18 +163,19 @@ export class AreaTree<T extends IovaRange> {
       this.#p = -1;
       return;
     }
-    const bounds = this.#bounds;
+    const places = this.#places;
     const base = this.#place(c, 0);
-    // The first entry of the leaf > iova; the one before it is <= iova (entry 0 is).
-    let lo = 1;
-    let hi = this.#count(c);
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      const k = bounds[2 * (base + mid)]!;
-      if (k < key || (k === key && this.#entryAt(base + mid).iova <= iova)) lo = mid + 1;
-      else hi = mid;
+    // The first entry of the leaf > iova; the one before it is <= iova (entry 0 is). A scan, not
+    // a binary search: its loads do not wait on each other, so the leaf's cache lines arrive
+    // together instead of one miss after another.
+    const n = this.#count(c);
+    let p = 1;
+    while (p < n) {
+      const k = places[PLACE * (base + p) + KEY]!;
+      if (k > key || (k === key && this.#entryAt(base + p).iova > iova)) break;
+      p++;
     }
-    this.#p = lo - 1;
+    this.#p = p - 1;
   }
 
   /**
@@ -203,13 +207,13 @@ export class AreaTree<T extends IovaRange> {
 
   /** Whether the entry at `place` ends at or after `value` (keys decide; bigints at a tie). */
   #endsFrom(place: number, value: bigint, key: number): boolean {
-    const k = this.#bounds[2 * place + 1]!;
+    const k = this.#places[PLACE * place + LAST]!;
     return k > key || (k === key && this.#entryAt(place).last >= value);
   }
 
   /** Whether the entry at `place` starts at or before `value` (keys decide; bigints at a tie). */
   #startsBy(place: number, value: bigint, key: number): boolean {
-    const k = this.#bounds[2 * place]!;
+    const k = this.#places[PLACE * place + KEY]!;
     return k < key || (k === key && this.#entryAt(place).iova <= value);
   }
 
@@ -315,20 +319,15 @@ export class AreaTree<T extends IovaRange> {
 
   /** Puts `item` at index `at` of leaf c, which has room, moving the entries after it up. */
   #put(c: number, at: number, item: T, key: number, lastKey: number): void {
-    const bounds = this.#bounds;
-    const ids = this.#ids;
+    const places = this.#places;
     const base = this.#place(c, 0);
     const n = this.#count(c);
-    for (let i = base + n; i > base + at; i--) {
-      bounds[2 * i] = bounds[2 * i - 2]!;
-      bounds[2 * i + 1] = bounds[2 * i - 1]!;
-      ids[i] = ids[i - 1]!;
-    }
-    bounds[2 * (base + at)] = key;
-    bounds[2 * (base + at) + 1] = lastKey;
-    ids[base + at] = this.#newId(item);
+    places.copyWithin(PLACE * (base + at + 1), PLACE * (base + at), PLACE * (base + n));
+    places[PLACE * (base + at) + KEY] = key;
+    places[PLACE * (base + at) + LAST] = lastKey;
+    places[PLACE * (base + at) + ID] = this.#newId(item);
     this.#setCount(c, n + 1);
-    if (at === 0) this.#leaf[c * LEAF_RECORD + LEAF_FIRST] = key;
+    if (at === 0) this.#leafFirst[c] = key;
     this.#size++;
   }
 
@@ -337,23 +336,18 @@ export class AreaTree<T extends IovaRange> {
     this.#find(item, 'remove');
     const c = this.#c;
     const p = this.#p;
-    const bounds = this.#bounds;
-    const ids = this.#ids;
+    const places = this.#places;
     const base = this.#place(c, 0);
     const n = this.#count(c);
-    this.#freeId(ids[base + p]!);
-    for (let i = base + p; i < base + n - 1; i++) {
-      bounds[2 * i] = bounds[2 * i + 2]!;
-      bounds[2 * i + 1] = bounds[2 * i + 3]!;
-      ids[i] = ids[i + 1]!;
-    }
+    this.#freeId(places[PLACE * (base + p) + ID]!);
+    places.copyWithin(PLACE * (base + p), PLACE * (base + p + 1), PLACE * (base + n));
     this.#setCount(c, n - 1);
     this.#size--;
     if (n === 1) {
       this.#removeLeaf(c);
       return;
     }
-    if (p === 0) this.#leaf[c * LEAF_RECORD + LEAF_FIRST] = bounds[2 * base]!;
+    if (p === 0) this.#leafFirst[c] = places[PLACE * base + KEY]!;
     if (n - 1 < LEAF_MIN) {
       // Keep leaves from thinning out: join a neighbour that has room for this one.
       if (c > 0 && this.#count(c - 1) + n - 1 <= LEAF) this.#merge(c - 1);
@@ -387,15 +381,14 @@ export class AreaTree<T extends IovaRange> {
   }
 
   #setCount(c: number, n: number): void {
-    this.#leaf[c * LEAF_RECORD + LEAF_COUNT] = n;
+    this.#leafSlotCount[2 * c + 1] = n;
   }
 
   /** Moves the last n entries of leaf `src` to the end of leaf `dst`. */
   #moveEntries(src: number, dst: number, n: number): void {
     const from = this.#place(src, this.#count(src) - n);
     const to = this.#place(dst, this.#count(dst));
-    this.#bounds.copyWithin(2 * to, 2 * from, 2 * (from + n));
-    this.#ids.copyWithin(to, from, from + n);
+    this.#places.copyWithin(PLACE * to, PLACE * from, PLACE * (from + n));
     this.#setCount(src, this.#count(src) - n);
     this.#setCount(dst, this.#count(dst) + n);
   }
@@ -404,7 +397,7 @@ export class AreaTree<T extends IovaRange> {
   #split(c: number): void {
     this.#insertLeaf(c + 1, this.#takeSlot());
     this.#moveEntries(c, c + 1, LEAF / 2);
-    this.#leaf[(c + 1) * LEAF_RECORD + LEAF_FIRST] = this.#bounds[2 * this.#place(c + 1, 0)]!;
+    this.#leafFirst[c + 1] = this.#places[PLACE * this.#place(c + 1, 0) + KEY]!;
   }
 
   /** Moves leaf c + 1's entries to the end of leaf c and drops c + 1. */
@@ -417,12 +410,12 @@ export class AreaTree<T extends IovaRange> {
   #takeSlot(): number {
     const free = this.#freeSlots.pop();
     if (free !== undefined) return free;
-    const slots = this.#ids.length / LEAF;
+    const slots = this.#places.length / (PLACE * LEAF);
     const grown = slots === 0 ? 1 : slots * 2;
-    this.#bounds = grownFloat64(this.#bounds, 2 * grown * LEAF);
-    this.#ids = grownInt32(this.#ids, grown * LEAF);
+    this.#places = grownFloat64(this.#places, PLACE * grown * LEAF);
     // A leaf per slot at most.
-    this.#leaf = grownFloat64(this.#leaf, grown * LEAF_RECORD);
+    this.#leafFirst = grownFloat64(this.#leafFirst, grown);
+    this.#leafSlotCount = grownInt32(this.#leafSlotCount, 2 * grown);
     for (let s = grown - 1; s > slots; s--) this.#freeSlots.push(s);
     return slots;
   }
@@ -430,45 +423,48 @@ export class AreaTree<T extends IovaRange> {
   /** Makes `slot` leaf c, empty; the leaves from c on move up by one. */
   #insertLeaf(c: number, slot: number): void {
     const n = this.#leaves;
-    this.#leaf.copyWithin((c + 1) * LEAF_RECORD, c * LEAF_RECORD, n * LEAF_RECORD);
-    this.#leaf[c * LEAF_RECORD + LEAF_SLOT] = slot;
-    this.#leaf[c * LEAF_RECORD + LEAF_COUNT] = 0;
+    this.#leafFirst.copyWithin(c + 1, c, n);
+    this.#leafSlotCount.copyWithin(2 * (c + 1), 2 * c, 2 * n);
+    this.#leafSlotCount[2 * c] = slot;
+    this.#leafSlotCount[2 * c + 1] = 0;
     this.#leaves = n + 1;
   }
 
   /** Drops leaf c, which holds no entries, and frees its slot. */
   #removeLeaf(c: number): void {
     const n = this.#leaves;
-    this.#freeSlots.push(this.#leaf[c * LEAF_RECORD + LEAF_SLOT]!);
-    this.#leaf.copyWithin(c * LEAF_RECORD, (c + 1) * LEAF_RECORD, n * LEAF_RECORD);
+    this.#freeSlots.push(this.#leafSlotCount[2 * c]!);
+    this.#leafFirst.copyWithin(c, c + 1, n);
+    this.#leafSlotCount.copyWithin(2 * c, 2 * (c + 1), 2 * n);
     this.#leaves = n - 1;
   }
 
   /** Throws if the order, disjointness, keys, ids or leaf bookkeeping is broken. For tests. */
   checkInvariants(): void {
-    const slots = this.#ids.length / LEAF;
+    const slots = this.#places.length / (PLACE * LEAF);
     const usedSlots = new Set<number>();
     const usedIds = new Set<number>();
     let prev: T | undefined;
     for (let c = 0; c < this.#leaves; c++) {
-      const slot = this.#leaf[c * LEAF_RECORD + LEAF_SLOT]!;
+      const slot = this.#leafSlotCount[2 * c]!;
       const n = this.#count(c);
       if (!Number.isInteger(slot) || slot < 0 || slot >= slots || usedSlots.has(slot)) {
         throw new Error(`leaf ${c}: bad slot ${slot}`);
       }
       usedSlots.add(slot);
       if (!Number.isInteger(n) || n < 1 || n > LEAF) throw new Error(`leaf ${c} holds ${n}`);
-      if (this.#firstKey(c) !== this.#bounds[2 * slot * LEAF]) {
+      if (this.#firstKey(c) !== this.#places[PLACE * slot * LEAF + KEY]) {
         throw new Error(`leaf ${c}: stale first key`);
       }
       for (let place = slot * LEAF; place < slot * LEAF + n; place++) {
-        const id = this.#ids[place]!;
+        const id = this.#places[PLACE * place + ID]!;
         const item = this.#entries[id];
         if (item === undefined || usedIds.has(id)) throw new Error(`leaf ${c}: bad id ${id}`);
         usedIds.add(id);
         const what = `entry [${hex(item.iova)}, ${hex(item.last)}]`;
-        if (this.#bounds[2 * place] !== iovaKey(item.iova)) throw new Error(`${what}: stale key`);
-        if (this.#bounds[2 * place + 1] !== iovaKey(item.last)) {
+        if (this.#places[PLACE * place + KEY] !== iovaKey(item.iova))
+          throw new Error(`${what}: stale key`);
+        if (this.#places[PLACE * place + LAST] !== iovaKey(item.last)) {
           throw new Error(`${what}: stale last key`);
         }
         if (item.iova > item.last) throw new Error(`${what}: empty range`);
