@@ -6,9 +6,9 @@
  *
  * Layout, for a million areas (docs/performance.md, decisions 185 and 275): a B+tree of two
  * levels, all of it in typed arrays. Entries sit sorted in leaves of up to LEAF; the leaves are
- * listed in order, each with its first key. A lookup is a binary search of the first keys and
- * one of a leaf's keys; an insert or remove moves at most one leaf's entries. A leaf is not an
- * object but a slot: a fixed run of LEAF places in arrays shared by all leaves, so reaching its
+ * listed in order, each with its first key. A lookup is a binary search of the first keys and a
+ * scan of one leaf; an insert or remove moves at most one leaf's entries. A leaf is not an
+ * object but a slot: a fixed run of LEAF places in one array shared by all leaves, so reaching its
  * keys loads no leaf or typed-array object first (each a cache miss among a million areas), and
  * a place holds a small id, not the entry, so moving entries moves numbers. A pointer tree of
  * 10^6 nodes would be ~40 levels of cache misses on bigint keys.
@@ -26,7 +26,7 @@ export interface IovaRange {
   readonly last: bigint;
 }
 
-/** Entries per leaf: its keys are 16 cache lines, and an insert moves half a leaf on average. */
+/** Entries per leaf: 24 cache lines of records, of which a lookup or a move reads about half. */
 const LEAF = 64;
 /** A leaf smaller than this after a remove is merged with a neighbour that has room. */
 const LEAF_MIN = LEAF / 4;
