@@ -104,6 +104,45 @@ describe('AreaTree unit cases', () => {
   });
 });
 
+describe('AreaTree leaves', () => {
+  test('ascending fills, splits in the middle, merges and emptying keep every invariant', () => {
+    const t = new AreaTree<IovaRange>();
+    const at = (i: bigint) => range(i * 0x1000n, i * 0x1000n + 0xfffn);
+    const even: IovaRange[] = [];
+    // Ascending appends fill leaves to the brim; inserting between them then splits each one.
+    for (let i = 0n; i < 5000n; i += 2n) {
+      even.push(at(i));
+      t.insert(even[even.length - 1]!);
+    }
+    t.checkInvariants();
+    const odd: IovaRange[] = [];
+    for (let i = 1n; i < 5000n; i += 2n) {
+      odd.push(at(i));
+      t.insert(odd[odd.length - 1]!);
+    }
+    t.checkInvariants();
+    assert.equal(t.size, 5000);
+    assert.deepEqual(
+      [...t.iter()].map((r) => r.iova),
+      Array.from({ length: 5000 }, (_, i) => BigInt(i) * 0x1000n),
+    );
+    // Thinning every leaf out merges neighbours; removing the rest empties the tree.
+    for (const r of even) t.remove(r);
+    t.checkInvariants();
+    assert.deepEqual([...t.iter()], odd);
+    assert.equal(t.iterFirst(0n, 0xfffn), undefined);
+    assert.equal(t.iterFirst(0n, 0x1000n), odd[0]);
+    for (const r of odd.reverse()) t.remove(r);
+    t.checkInvariants();
+    assert.equal(t.size, 0);
+    assert.equal(t.first(), undefined);
+    // The emptied tree is as good as new.
+    t.insert(at(7n));
+    assert.equal(t.iterFirst(0n, U64_MAX), t.first());
+    t.checkInvariants();
+  });
+});
+
 describe('AreaTree against a model', () => {
   test('random inserts, removes and queries across many chunks', () => {
     // Seeded: the same ranges every run. Enough entries to split and merge chunks many times;
