@@ -137,12 +137,14 @@ function splitAt(pins: MmPins, va: bigint): void {
 export class PinnedPages implements FrameBacking {
   private readonly phys: PhysMemory;
   private readonly mms = new Map<MmId, MmPins>();
+  // The reverse lookups, asked on every DMA, are keyed by frame numbers as JS numbers (exact:
+  // frames are below 2^40), which Maps hash without a bigint.
   /** 4K single frames: pfn -> the page it stands for. */
-  private readonly singles = new Map<bigint, { readonly mm: MmId; readonly va: bigint }>();
+  private readonly singles = new Map<number, { readonly mm: MmId; readonly va: bigint }>();
   /** Huge blocks by first frame. */
-  private readonly blocks = new Map<bigint, HugeBlock>();
+  private readonly blocks = new Map<number, HugeBlock>();
   /** Frame counts of the huge page sizes seen, for the reverse lookup. */
-  private readonly blockFrames = new Set<bigint>();
+  private readonly blockFrames = new Set<number>();
 
   constructor(phys: PhysMemory) {
     this.phys = phys;
@@ -222,13 +224,13 @@ export class PinnedPages implements FrameBacking {
         continue;
       }
       if (e.block === undefined) {
-        this.singles.delete(e.pfn);
+        this.singles.delete(Number(e.pfn));
         this.phys.free(e.pfn);
       } else {
         e.block.pinnedPages -= e.npages;
         if (e.block.pinnedPages === 0n) {
           pins.blocks.delete(e.block.va);
-          this.blocks.delete(e.block.pfn);
+          this.blocks.delete(Number(e.block.pfn));
           this.phys.free(e.block.pfn, e.block.size >> PAGE_SHIFT);
         }
       }
@@ -247,11 +249,11 @@ export class PinnedPages implements FrameBacking {
 
   /** Whose page frame `pfn` stands for, or undefined when it is not a user-page frame. */
   frameOwner(pfn: bigint): FrameOwner | undefined {
-    const single = this.singles.get(pfn);
+    const single = this.singles.get(Number(pfn));
     if (single !== undefined) {
       return { mm: single.mm, va: single.va, pins: this.pinCount(single.mm, single.va) };
     }
-    const block = this.blockOf(pfn);
+    const block = this.blockOf(Number(pfn));
     if (block === undefined) return undefined;
     const va = block.va + ((pfn - block.pfn) << PAGE_SHIFT);
     return {
@@ -268,7 +270,7 @@ export class PinnedPages implements FrameBacking {
   }
 
   /** FrameBacking: the process page behind a user-page frame. */
-  userPage(pfn: bigint): { readonly mem: UserMemory; readonly va: bigint } | undefined {
+  userPage(pfn: number): { readonly mem: UserMemory; readonly va: bigint } | undefined {
     const owner = this.singles.get(pfn) ?? this.hugeOwner(pfn);
     if (owner === undefined) return undefined;
     const pins = this.mms.get(owner.mm);
@@ -369,8 +371,8 @@ export class PinnedPages implements FrameBacking {
         }
         block = { mm: mem.mm, va: hugeBase, pfn, size: vma.pageSize, pinnedPages: 0n };
         pins.blocks.set(hugeBase, block);
-        this.blocks.set(pfn, block);
-        this.blockFrames.add(frames);
+        this.blocks.set(Number(pfn), block);
+        this.blockFrames.add(Number(frames));
       }
       const blockEnd = hugeBase + vma.pageSize;
       const npages = ((limit < blockEnd ? limit : blockEnd) - va) >> PAGE_SHIFT;
@@ -382,7 +384,7 @@ export class PinnedPages implements FrameBacking {
         if (pins.extents.length === 0) this.mms.delete(mem.mm);
         return pfn;
       }
-      this.singles.set(pfn, { mm: mem.mm, va });
+      this.singles.set(Number(pfn), { mm: mem.mm, va });
       extent = { va, npages: 1n, pfn, refs: 1, block: undefined };
     }
     pins.extents.splice(firstEndingAfter(pins.extents, va), 0, extent);
@@ -405,18 +407,18 @@ export class PinnedPages implements FrameBacking {
   }
 
   /** Huge blocks are aligned to their size, so the block holding pfn starts at pfn rounded down. */
-  private blockOf(pfn: bigint): HugeBlock | undefined {
+  private blockOf(pfn: number): HugeBlock | undefined {
     for (const frames of this.blockFrames) {
-      const block = this.blocks.get(alignDown(pfn, frames));
-      if (block !== undefined && pfn < block.pfn + (block.size >> PAGE_SHIFT)) return block;
+      const block = this.blocks.get(pfn - (pfn % frames));
+      if (block !== undefined && BigInt(pfn) < block.pfn + (block.size >> PAGE_SHIFT)) return block;
     }
     return undefined;
   }
 
-  private hugeOwner(pfn: bigint): { readonly mm: MmId; readonly va: bigint } | undefined {
+  private hugeOwner(pfn: number): { readonly mm: MmId; readonly va: bigint } | undefined {
     const block = this.blockOf(pfn);
     if (block === undefined) return undefined;
-    return { mm: block.mm, va: block.va + ((pfn - block.pfn) << PAGE_SHIFT) };
+    return { mm: block.mm, va: block.va + ((BigInt(pfn) - block.pfn) << PAGE_SHIFT) };
   }
 }
 
