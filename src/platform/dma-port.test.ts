@@ -118,6 +118,36 @@ describe('IommuDmaPort', () => {
     assert.ok(port.read(IOVA, 16) !== undefined);
   });
 
+  it('walks a table a corrupted entry put in a process page as the process rewrites it', () => {
+    const { machine, mem, events, port, domain } = rig(3n);
+    mem.write(VA + 2n * PAGE_SIZE, pattern(16, 4));
+    const frame = (page: bigint) =>
+      domain.walk(IOVA + page * PAGE_SIZE).steps[3]!.pte & Pte.ADDR_MASK;
+    const [fake, data] = [frame(1n), frame(2n)];
+    // The level-1 entry of IOVA's region now points at page 1 of the process: its "table".
+    const level1 = domain.walk(IOVA).steps[2]!.ptePa;
+    machine.phys.writeU64(level1, fake | Pte.PRESENT);
+    assert.equal(port.read(IOVA, 16), undefined, 'an empty table');
+    // The process fills in entry 0 (no RAM write: the walk must not trust a cache of it).
+    const entry = new Uint8Array(8);
+    new DataView(entry.buffer).setBigUint64(0, data | Pte.PRESENT | Pte.READ, true);
+    assert.ok(mem.write(VA + PAGE_SIZE, entry));
+    assert.deepEqual(port.read(IOVA, 16), pattern(16, 4));
+    assert.deepEqual(port.read(IOVA, 16), pattern(16, 4));
+    assert.ok(mem.write(VA + PAGE_SIZE, new Uint8Array(8)));
+    assert.equal(port.read(IOVA, 16), undefined, 'the entry is gone again');
+    assert.equal(events.filter((e) => e.kind === 'iommu-fault').length, 2);
+  });
+
+  it('blocks DMA through a domain freed under the device, whatever its walk caches held', () => {
+    const { events, domain, port } = rig(1n);
+    assert.ok(port.read(IOVA, 16) !== undefined);
+    domain.free();
+    assert.equal(port.read(IOVA, 16), undefined);
+    const fault = events.find((e) => e.kind === 'iommu-fault');
+    assert.ok(fault?.kind === 'iommu-fault' && fault.reason.startsWith('blocked'));
+  });
+
   it('translates IOVAs too large for a double the same way: an aperture fault', () => {
     const { events, port } = rig(1n);
     const iova = U64_MAX - 0xfffn;

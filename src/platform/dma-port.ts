@@ -90,10 +90,11 @@ export class IommuDmaPort implements DmaPort {
 
   read(addr: bigint, length: number): Uint8Array | undefined {
     if (addr < FAST_IOVA_LIMIT) {
-      const pages = this.translatePages(Number(addr), length, 'read');
+      const iova = Number(addr);
+      const pages = this.translatePages(iova, length, 'read');
       if (pages !== undefined) {
         const out = new Uint8Array(length);
-        this.readPages(Number(addr), pages, out);
+        this.readPages(iova, pages, out);
         return out;
       }
     }
@@ -112,9 +113,10 @@ export class IommuDmaPort implements DmaPort {
 
   write(addr: bigint, data: Uint8Array): boolean {
     if (addr < FAST_IOVA_LIMIT) {
-      const pages = this.translatePages(Number(addr), data.length, 'write');
+      const iova = Number(addr);
+      const pages = this.translatePages(iova, data.length, 'write');
       if (pages !== undefined) {
-        this.writePages(Number(addr), pages, data);
+        this.writePages(iova, pages, data);
         return true;
       }
     }
@@ -139,8 +141,14 @@ export class IommuDmaPort implements DmaPort {
   private translatePages(iova: number, length: number, access: DmaAccess): number[] | undefined {
     const domain = this.current;
     if (domain === undefined || domain.freed) return undefined;
-    const pages: number[] = [];
     const end = iova + length;
+    const firstEnd = iova - (iova % PAGE_BYTES) + PAGE_BYTES;
+    // Most transfers lie in one page (the edu's 4 KiB at an aligned IOVA): a literal, no growing.
+    if (length > 0 && end <= firstEnd) {
+      const pa = domain.translatePage(iova, access);
+      return pa < 0 ? undefined : [pa];
+    }
+    const pages: number[] = [];
     for (let at = iova; at < end; at += PAGE_BYTES - (at % PAGE_BYTES)) {
       const pa = domain.translatePage(at, access);
       if (pa < 0) return undefined;

@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { FailNth, withFailNth } from '../fault/fault.ts';
 import { Errno } from '../uapi/errno.ts';
+import { DmaWalker } from './dma-walk.ts';
 import { IoPagetable, Prot, Pte, RADIX_PGSIZES } from './io-pgtable.ts';
 import { PhysMemory } from './phys-memory.ts';
 import { PAGE_SIZE, SZ_1G, SZ_2M, SZ_4K, U64_MAX } from './sizes.ts';
@@ -328,7 +329,7 @@ const hwOpArb: fc.Arbitrary<HwOp> = fc.oneof(
 );
 
 describe('IoPagetable DMA walk', () => {
-  it('hardwarePage() agrees with walk() page by page, through unmaps and corrupted entries', () => {
+  it('the DMA walk agrees with walk() page by page, through unmaps and corrupted entries', () => {
     const cases = [
       { levels: 4, base: 0n },
       { levels: 4, base: (1n << 48n) - 2n * SZ_1G },
@@ -341,11 +342,12 @@ describe('IoPagetable DMA walk', () => {
         ({ levels, base }, ops) => {
           const phys = new PhysMemory();
           const pt = table(phys, levels);
+          const walker = new DmaWalker(phys, pt);
           const check = (iova: bigint): void => {
             const walked = pt.walk(iova).result;
             const expected =
               walked.kind === 'leaf' ? Number(walked.pa - (iova & 0xfffn)) + walked.prot : -1;
-            assert.equal(pt.hardwarePage(Number(iova)), expected, `iova ${iova.toString(16)}`);
+            assert.equal(walker.page(Number(iova)), expected, `iova ${iova.toString(16)}`);
           };
           // Every page an op touched, probed after every op: streaming through them in order
           // fills the walk cache before the next op changes what it caches.
@@ -371,14 +373,15 @@ describe('IoPagetable DMA walk', () => {
       { numRuns: 60 },
     );
   });
-  it('hardwarePage() refuses what it cannot walk: outside the table, a freed table', () => {
+  it('page() refuses what it cannot walk: outside the table', () => {
     const phys = new PhysMemory();
     const pt = table(phys);
+    const walker = new DmaWalker(phys, pt);
     assert.equal(pt.map(0x1000n, 0x5000n, PAGE_SIZE, RW), 0);
-    assert.equal(pt.hardwarePage(0x1abc), 0x5000 + RW);
-    assert.equal(pt.hardwarePage(-4096), -1);
-    assert.equal(pt.hardwarePage(2 ** 48), -1, 'beyond a 4-level table');
-    pt.free();
-    assert.equal(pt.hardwarePage(0x1abc), -1);
+    assert.equal(walker.page(0x1abc), 0x5000 + RW);
+    assert.equal(walker.page(0x1abc), 0x5000 + RW, 'from the IOTLB');
+    assert.equal(walker.page(-4096), -1);
+    assert.equal(walker.page(2 ** 48), -1, 'beyond a 4-level table');
+    assert.equal(walker.page(2 ** 52), -1, 'beyond the walk in numbers');
   });
 });

@@ -125,17 +125,6 @@ const LEVEL_SHIFTS: readonly bigint[] = [0, 1, 2, 3, 4, 5, 6].map(
   (l) => PAGE_SHIFT + 9n * BigInt(l),
 );
 const LEVEL_SIZES: readonly bigint[] = LEVEL_SHIFTS.map((shift) => 1n << shift);
-/** LEVEL_SIZES as numbers, for the DMA walk in numbers (up to 2^66, powers of two: exact). */
-const LEVEL_BYTES: readonly number[] = LEVEL_SIZES.map((size) => Number(size));
-/** The entry bits of the DMA walk in numbers (bits 0-11 of an entry read as a number). */
-const PTE_PRESENT = Number(Pte.PRESENT);
-const PTE_READ = Number(Pte.READ);
-const PTE_WRITE = Number(Pte.WRITE);
-const PTE_LEAF = Number(Pte.LEAF);
-const PAGE_BYTES = Number(SZ_4K);
-const REGION_BYTES = Number(SZ_2M);
-/** The largest IOVA the walk in numbers takes: any IOVA below it and its offsets are exact. */
-export const NUMBER_IOVA_LIMIT = 2 ** 52;
 
 // Tables, not arithmetic: every bigint operation allocates, and these run per level per walk.
 function levelShift(level: number): bigint {
@@ -170,7 +159,8 @@ export class IoPagetable {
   /** PA of the top-level table. */
   readonly root: bigint;
 
-  private readonly phys: PhysMemory;
+  /** The RAM its table pages live in. */
+  readonly phys: PhysMemory;
   /** The kernel's copy of every live table page (root included), by PA. */
   private readonly tables = new Map<number, TablePage>();
   private readonly rootPage: TablePage;
@@ -181,12 +171,6 @@ export class IoPagetable {
   private kernelCache: { region: bigint; table: TablePage } | undefined;
   /** The hardware walk's cache: a level-0 table and the RAM generation it was read in. */
   private walkCache: { region: bigint; table: bigint; generation: number } | undefined;
-  /** The same cache for the walk in numbers (hardwarePage): region -1 when empty. */
-  private pageWalkRegion = -1;
-  private pageWalkTable = 0;
-  private pageWalkGeneration = 0;
-  private readonly rootPa: number;
-  private readonly lastIovaNumber: number;
 
   /**
    * Allocates the top-level table. Returns the table, -EINVAL for unsupported options, or
@@ -210,9 +194,6 @@ export class IoPagetable {
     const span = levelShift(options.levels);
     this.lastIova = span >= 64n ? U64_MAX : (1n << span) - 1n;
     this.root = root;
-    this.rootPa = Number(root);
-    // Above 2^52 the walk in numbers is not used; the limit keeps its comparisons exact.
-    this.lastIovaNumber = this.lastIova < 2n ** 52n ? Number(this.lastIova) : NUMBER_IOVA_LIMIT;
     this.rootPage = this.addTable(root);
   }
 
@@ -373,45 +354,6 @@ export class IoPagetable {
     return found.leaf ? leafAt(iova, found.level, found.pte) : undefined;
   }
 
-  /**
-   * hardwareLookup() for the DMA path, in numbers: the PA of the 4 KiB page `iova` falls in,
-   * plus the leaf's Prot bits (a page's PA has 12 zero low bits), or -1 when the walk finds no
-   * leaf. `iova` must be below NUMBER_IOVA_LIMIT. The same walk of RAM as hardwareLookup() with
-   * the same level-0 table cache, without a bigint or an object per page: a DMA asks this for
-   * every page it moves.
-   */
-  hardwarePage(iova: number): number {
-    if (this.freed || iova < 0 || iova > this.lastIovaNumber || iova >= NUMBER_IOVA_LIMIT)
-      return -1;
-    const region = Math.floor(iova / REGION_BYTES);
-    let table = this.rootPa;
-    let level = this.levels - 1;
-    if (this.pageWalkRegion === region && this.pageWalkGeneration === this.phys.ramGeneration) {
-      table = this.pageWalkTable;
-      level = 0;
-    }
-    for (; level >= 0; level--) {
-      const size = LEVEL_BYTES[level]!;
-      const index = Math.floor(iova / size) % ENTRIES;
-      const pte = this.phys.readPteBits(table + index * 8);
-      const flags = pte % PAGE_BYTES;
-      if ((flags & PTE_PRESENT) === 0) return -1;
-      if (level === 0 || (flags & PTE_LEAF) !== 0) {
-        if (level > MAX_LEAF_LEVEL) return -1;
-        const leafPa = pte - flags;
-        const pagePa = leafPa - (leafPa % size) + (iova % size) - (iova % PAGE_BYTES);
-        return pagePa + (flags & PTE_READ ? Prot.READ : 0) + (flags & PTE_WRITE ? Prot.WRITE : 0);
-      }
-      table = pte - flags;
-      if (level === 1) {
-        this.pageWalkRegion = region;
-        this.pageWalkTable = table;
-        this.pageWalkGeneration = this.phys.ramGeneration;
-      }
-    }
-    return -1;
-  }
-
   /** Walks the table in RAM for `iova` as the IOMMU does, recording every entry read. */
   walk(iova: bigint): PagetableWalk {
     const steps: WalkStep[] = [];
@@ -554,7 +496,10 @@ export class IoPagetable {
       table = this.walkCache.table;
       level = 0;
     }
+    // A table in a frame standing for a process's page changes without the generation moving.
+    let cacheable = level > 0;
     for (; level >= 0; level--) {
+      cacheable &&= !this.phys.standsForUserPage(Number(table));
       const ptePa = table + BigInt(indexAt(iova, level) * 8);
       const pte = this.phys.readU64(ptePa);
       if ((pte & Pte.PRESENT) === 0n) return { leaf: false, level };
@@ -562,7 +507,8 @@ export class IoPagetable {
         return level > MAX_LEAF_LEVEL ? { leaf: false, level } : { leaf: true, level, ptePa, pte };
       }
       table = pte & Pte.ADDR_MASK;
-      if (level === 1) this.walkCache = { region, table, generation: this.phys.ramGeneration };
+      if (level === 1 && cacheable && !this.phys.standsForUserPage(Number(table)))
+        this.walkCache = { region, table, generation: this.phys.ramGeneration };
     }
     return { leaf: false, level: 0 };
   }

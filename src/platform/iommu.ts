@@ -10,6 +10,7 @@
 import { shouldFail } from '../fault/fault.ts';
 import type { EventBus } from '../trace/events.ts';
 import { Errno } from '../uapi/errno.ts';
+import { DmaWalker } from './dma-walk.ts';
 import { IoPagetable, type PagetableWalk, Prot, type PtLeaf, RADIX_PGSIZES } from './io-pgtable.ts';
 import type { PciDevice } from './pci.ts';
 import type { PhysMemory } from './phys-memory.ts';
@@ -262,6 +263,8 @@ class PagingDomain implements IommuDomain {
   readonly aperture: Aperture;
   readonly devices = new Set<string>();
   private readonly pt: IoPagetable;
+  /** The IOMMU's walk of `pt` for DMA, with its IOTLB. */
+  private readonly walker: DmaWalker;
   private readonly registry: DomainRegistry | undefined;
   private readonly events: EventBus;
   private isFreed = false;
@@ -282,6 +285,7 @@ class PagingDomain implements IommuDomain {
     this.events = events;
     this.unit = unit;
     this.pt = pt;
+    this.walker = new DmaWalker(pt.phys, pt);
     this.aperture = aperture;
     this.apertureStart = Number(aperture.start);
     this.apertureLast = Number(aperture.last);
@@ -332,7 +336,8 @@ class PagingDomain implements IommuDomain {
 
   translatePage(iova: number, access: DmaAccess): number {
     if (iova < this.apertureStart || iova > this.apertureLast) return -1;
-    const page = this.pt.hardwarePage(iova);
+    if (this.isFreed) return -1;
+    const page = this.walker.page(iova);
     if (page < 0) return -1;
     const prot = page % 4096;
     if ((prot & (access === 'write' ? Prot.WRITE : Prot.READ)) === 0) return -1;
@@ -387,6 +392,7 @@ class PagingDomain implements IommuDomain {
     }
     this.isFreed = true;
     this.pt.free();
+    this.walker.forget();
     this.registry?.remove(this);
   }
 }

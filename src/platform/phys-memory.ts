@@ -33,10 +33,17 @@ export const LOW_RESERVED_FRAMES = (1n << 20n) >> PAGE_SHIFT;
  */
 export interface FrameBacking {
   /**
-   * The process and virtual address whose page frame `pfn` stands for, or undefined. The frame
-   * number is a JS number (exact: frames are below 2^40), as it is asked on every DMA.
+   * The process page frame `pfn` stands for, or undefined. The frame number is a JS number
+   * (exact: frames are below 2^40), as it is asked on every DMA.
    */
-  userPage(pfn: number): { readonly mem: UserMemory; readonly va: bigint } | undefined;
+  userPage(pfn: number): UserPageOfFrame | undefined;
+}
+
+/** A user page a frame stands for: the page's VA in the memory of `owner`, its address space. */
+export interface UserPageOfFrame {
+  /** Its `mem` is the latest UserMemory seen for the address space. */
+  readonly owner: { readonly mem: UserMemory };
+  readonly va: bigint;
 }
 
 /** Frame accounting, for the inspector and the leak checks. */
@@ -326,6 +333,15 @@ export class PhysMemory {
     return Number(this.readU64(BigInt(pa)) & LOW_52_BITS);
   }
 
+  /**
+   * Whether the frame holding `pa` stands for a process's page: its bytes are the process's and
+   * change without ramGeneration moving, so a cache of what RAM holds cannot rely on them.
+   */
+  standsForUserPage(pa: number): boolean {
+    const pfn = Math.floor(pa / FRAME_BYTES);
+    return pfn < this.frames && this.code(pfn) === purposeCode['user-page'];
+  }
+
   /** Stores a little-endian u64 (a page-table entry). 8-byte aligned `pa` only. */
   writeU64(pa: bigint, value: bigint): void {
     const pfn = pa >> PAGE_SHIFT;
@@ -408,7 +424,7 @@ export class PhysMemory {
     return frame;
   }
 
-  private userPageOf(pfn: number): { readonly mem: UserMemory; readonly va: bigint } | undefined {
+  private userPageOf(pfn: number): UserPageOfFrame | undefined {
     if (this.code(pfn) !== purposeCode['user-page']) return undefined;
     return this.backing?.userPage(pfn);
   }
@@ -417,18 +433,20 @@ export class PhysMemory {
     if (pfn >= this.frames) return;
     const page = this.userPageOf(pfn);
     if (page !== undefined) {
-      const at = page.va + BigInt(off);
+      const mem = page.owner.mem;
+      // A whole-page read needs no bigint: the page's own VA is the address.
+      const at = off === 0 ? page.va : page.va + BigInt(off);
       let ok: boolean;
-      if (page.mem.readInto !== undefined) {
-        ok = page.mem.readInto(at, dst);
+      if (mem.readInto !== undefined) {
+        ok = mem.readInto(at, dst);
       } else {
-        const data = page.mem.read(at, dst.length);
+        const data = mem.read(at, dst.length);
         if (data !== undefined) dst.set(data);
         ok = data !== undefined;
       }
       if (!ok) {
         dst.fill(0);
-        this.events.log('error', `phys: read of ${page.mem.mm} page ${hex(page.va)} failed`);
+        this.events.log('error', `phys: read of ${mem.mm} page ${hex(page.va)} failed`);
       }
       return;
     }
@@ -440,8 +458,9 @@ export class PhysMemory {
     if (pfn >= this.frames) return false;
     const page = this.userPageOf(pfn);
     if (page !== undefined) {
-      if (page.mem.write(page.va + BigInt(off), src)) return true;
-      this.events.log('error', `phys: write to ${page.mem.mm} page ${hex(page.va)} failed`);
+      const mem = page.owner.mem;
+      if (mem.write(off === 0 ? page.va : page.va + BigInt(off), src)) return true;
+      this.events.log('error', `phys: write to ${mem.mm} page ${hex(page.va)} failed`);
       return false;
     }
     this.ramGeneration++;

@@ -16,7 +16,7 @@
  */
 
 import { Errno } from '../uapi/errno.ts';
-import type { FrameBacking, PhysMemory } from './phys-memory.ts';
+import type { FrameBacking, PhysMemory, UserPageOfFrame } from './phys-memory.ts';
 import { alignDown, hex, isAligned, PAGE_SHIFT, PAGE_SIZE, U64_MAX } from './sizes.ts';
 import type { MmId, UserMemory, Vma } from './user-memory.ts';
 
@@ -88,6 +88,13 @@ interface PinnedExtent {
   readonly block: HugeBlock | undefined;
 }
 
+/** A 4K single frame: the page it stands for, and its mm's pins, whose `mem` DMA goes to. */
+interface SingleFrame {
+  readonly mm: MmId;
+  readonly owner: MmPins;
+  readonly va: bigint;
+}
+
 interface MmPins {
   /** The latest UserMemory seen for this mm; DMA to its frames goes here. */
   mem: UserMemory;
@@ -140,7 +147,7 @@ export class PinnedPages implements FrameBacking {
   // The reverse lookups, asked on every DMA, are keyed by frame numbers as JS numbers (exact:
   // frames are below 2^40), which Maps hash without a bigint.
   /** 4K single frames: pfn -> the page it stands for. */
-  private readonly singles = new Map<number, { readonly mm: MmId; readonly va: bigint }>();
+  private readonly singles = new Map<number, SingleFrame>();
   /** Huge blocks by first frame. */
   private readonly blocks = new Map<number, HugeBlock>();
   /** Frame counts of the huge page sizes seen, for the reverse lookup. */
@@ -270,11 +277,14 @@ export class PinnedPages implements FrameBacking {
   }
 
   /** FrameBacking: the process page behind a user-page frame. */
-  userPage(pfn: number): { readonly mem: UserMemory; readonly va: bigint } | undefined {
-    const owner = this.singles.get(pfn) ?? this.hugeOwner(pfn);
+  userPage(pfn: number): UserPageOfFrame | undefined {
+    // A single frame's record is the answer itself: a DMA of 4K pages allocates nothing here.
+    const single = this.singles.get(pfn);
+    if (single !== undefined) return single;
+    const owner = this.hugeOwner(pfn);
     if (owner === undefined) return undefined;
     const pins = this.mms.get(owner.mm);
-    return pins === undefined ? undefined : { mem: pins.mem, va: owner.va };
+    return pins === undefined ? undefined : { owner: pins, va: owner.va };
   }
 
   stats(): PinnedStats {
@@ -384,7 +394,7 @@ export class PinnedPages implements FrameBacking {
         if (pins.extents.length === 0) this.mms.delete(mem.mm);
         return pfn;
       }
-      this.singles.set(Number(pfn), { mm: mem.mm, va });
+      this.singles.set(Number(pfn), { mm: mem.mm, owner: pins, va });
       extent = { va, npages: 1n, pfn, refs: 1, block: undefined };
     }
     pins.extents.splice(firstEndingAfter(pins.extents, va), 0, extent);
