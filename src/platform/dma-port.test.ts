@@ -30,9 +30,14 @@ interface Rig {
  * A machine whose dmar0 tracks dirty pages, `npages` pinned pages of a process mapped at IOVA
  * (scattered frames, so every page is its own leaf), and edu 00:04.0 attached to that domain.
  */
-function rig(npages: bigint): Rig {
+function rig(npages: bigint, iova = IOVA, levels = 4): Rig {
   const platform = defaultPlatform();
-  const dmar0 = { ...platform.iommus[0]!, caps: { dirtyTracking: true, cacheCoherent: true } };
+  const dmar0 = {
+    ...platform.iommus[0]!,
+    caps: { dirtyTracking: true, cacheCoherent: true },
+    levels,
+    aperture: { start: 0n, last: levels === 4 ? (1n << 48n) - 1n : U64_MAX },
+  };
   const machine = new Machine({ ...platform, iommus: [dmar0] });
   machines.push(machine);
   const events: EmuEvent[] = [];
@@ -44,7 +49,7 @@ function rig(npages: bigint): Rig {
   const domain = allocDomain(machine.iommus.get('dmar0')!);
   assert.ok(typeof domain !== 'number');
   for (const run of runs) {
-    const rc = domain.map(IOVA + (run.va - VA), run.pfn << 12n, run.npages * PAGE_SIZE, RW);
+    const rc = domain.map(iova + (run.va - VA), run.pfn << 12n, run.npages * PAGE_SIZE, RW);
     assert.equal(rc, 0);
   }
   const dev = machine.device('0000:00:04.0')!;
@@ -146,6 +151,18 @@ describe('IommuDmaPort', () => {
     assert.equal(port.read(IOVA, 16), undefined);
     const fault = events.find((e) => e.kind === 'iommu-fault');
     assert.ok(fault?.kind === 'iommu-fault' && fault.reason.startsWith('blocked'));
+  });
+
+  it('moves bytes at IOVAs above 2^52 through a unit of 6 levels, the bigint way', () => {
+    const high = (1n << 60n) + 0x3000n;
+    const { mem, events, port } = rig(2n, high, 6);
+    assert.ok(port.write(high + 0xff8n, pattern(16, 2)));
+    assert.deepEqual(mem.read(VA + 0xff8n, 16), pattern(16, 2));
+    assert.deepEqual(port.read(high + 0xff8n, 16), pattern(16, 2));
+    assert.equal(port.read(high + 0x1ff8n, 16), undefined);
+    const fault = events.find((e) => e.kind === 'iommu-fault');
+    assert.ok(fault?.kind === 'iommu-fault' && fault.iova === high + 0x2000n);
+    assert.equal(fault.reason, 'not-present');
   });
 
   it('translates IOVAs too large for a double the same way: an aperture fault', () => {
