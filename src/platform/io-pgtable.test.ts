@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { FailNth, withFailNth } from '../fault/fault.ts';
 import { Errno } from '../uapi/errno.ts';
+import { DmaWalker } from './dma-walk.ts';
 import { IoPagetable, Prot, Pte, RADIX_PGSIZES } from './io-pgtable.ts';
 import { PhysMemory } from './phys-memory.ts';
 import { PAGE_SIZE, SZ_1G, SZ_2M, SZ_4K, U64_MAX } from './sizes.ts';
@@ -273,5 +274,114 @@ describe('IoPagetable property', () => {
       ),
       { numRuns: 100 },
     );
+  });
+});
+
+// ---- property: the DMA walk in numbers sees what the hardware walk sees ------------------------
+
+type HwOp =
+  | { readonly kind: 'map'; readonly slot: number; readonly size: bigint; readonly prot: number }
+  | { readonly kind: 'unmap'; readonly slot: number; readonly size: bigint }
+  | {
+      readonly kind: 'corrupt';
+      readonly page: number;
+      readonly step: number;
+      readonly value: bigint;
+    };
+
+/** Slots of 2 MiB in a 1 GiB-aligned 2 GiB window: room for 4K runs, 2M and 1G leaves. */
+const HW_SLOTS = 1024;
+
+const hwOpArb: fc.Arbitrary<HwOp> = fc.oneof(
+  fc.record({
+    kind: fc.constant('map' as const),
+    slot: fc.integer({ min: 0, max: HW_SLOTS - 1 }),
+    size: fc.constantFrom(SZ_4K, 3n * SZ_4K, SZ_2M, SZ_2M + SZ_4K, SZ_1G),
+    prot: fc.constantFrom(Prot.READ, Prot.WRITE, RW),
+  }),
+  fc.record({
+    kind: fc.constant('unmap' as const),
+    slot: fc.integer({ min: 0, max: HW_SLOTS - 1 }),
+    size: fc.constantFrom(SZ_4K, SZ_2M, SZ_1G),
+  }),
+  // A device's write over one entry of the walk of a page in the window (or of the page a
+  // mapping starts at): zero, a leaf or pointer with any low flags (LEAF included) and maybe
+  // the bits above the address set (which the format ignores), or any 64-bit value at all.
+  fc.record({
+    kind: fc.constant('corrupt' as const),
+    page: fc.oneof(
+      fc.integer({ min: 0, max: HW_SLOTS * 512 - 1 }),
+      fc.integer({ min: 0, max: HW_SLOTS - 1 }).map((slot) => slot * 512),
+    ),
+    step: fc.nat(),
+    value: fc.oneof(
+      fc.constant(0n),
+      fc
+        .tuple(
+          fc.constantFrom(0n, 0xfffn, 0x800n),
+          fc.integer({ min: 0, max: (1 << 20) - 1 }),
+          fc.integer({ min: 0, max: 0xff }),
+        )
+        .map(([high, pfn, flags]) => (high << 52n) | (BigInt(pfn) << 12n) | BigInt(flags)),
+      fc.bigInt({ min: 0n, max: U64_MAX }),
+    ),
+  }),
+);
+
+describe('IoPagetable DMA walk', () => {
+  it('the DMA walk agrees with walk() page by page, through unmaps and corrupted entries', () => {
+    const cases = [
+      { levels: 4, base: 0n },
+      { levels: 4, base: (1n << 48n) - 2n * SZ_1G },
+      { levels: 6, base: (1n << 52n) - 4n * SZ_1G },
+    ];
+    fc.assert(
+      fc.property(
+        fc.constantFrom(...cases),
+        fc.array(hwOpArb, { minLength: 1, maxLength: 30 }),
+        ({ levels, base }, ops) => {
+          const phys = new PhysMemory();
+          const pt = table(phys, levels);
+          const walker = new DmaWalker(phys, pt);
+          const check = (iova: bigint): void => {
+            const walked = pt.walk(iova).result;
+            const expected =
+              walked.kind === 'leaf' ? Number(walked.pa - (iova & 0xfffn)) + walked.prot : -1;
+            assert.equal(walker.page(Number(iova)), expected, `iova ${iova.toString(16)}`);
+          };
+          // Every page an op touched, probed after every op: streaming through them in order
+          // fills the walk cache before the next op changes what it caches.
+          const touched: bigint[] = [];
+          for (const op of ops) {
+            if (op.kind === 'corrupt') {
+              const iova = base + BigInt(op.page) * SZ_4K;
+              const steps = pt.walk(iova).steps;
+              phys.writeU64(steps[op.step % steps.length]!.ptePa, op.value);
+              touched.push(iova);
+            } else {
+              const iova = base + BigInt(op.slot) * SZ_2M;
+              if (op.kind === 'map') pt.map(iova, BigInt(op.slot) * SZ_1G, op.size, op.prot);
+              else pt.unmap(iova, op.size);
+              touched.push(iova, iova + op.size - SZ_4K);
+            }
+            for (const iova of touched) {
+              for (const off of [0n, 0x1abcn, SZ_4K, SZ_2M - SZ_4K]) check(iova + off);
+            }
+          }
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+  it('page() refuses what it cannot walk: outside the table', () => {
+    const phys = new PhysMemory();
+    const pt = table(phys);
+    const walker = new DmaWalker(phys, pt);
+    assert.equal(pt.map(0x1000n, 0x5000n, PAGE_SIZE, RW), 0);
+    assert.equal(walker.page(0x1abc), 0x5000 + RW);
+    assert.equal(walker.page(0x1abc), 0x5000 + RW, 'from the IOTLB');
+    assert.equal(walker.page(-4096), -1);
+    assert.equal(walker.page(2 ** 48), -1, 'beyond a 4-level table');
+    assert.equal(walker.page(2 ** 52), -1, 'beyond the walk in numbers');
   });
 });

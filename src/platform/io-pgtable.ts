@@ -159,7 +159,8 @@ export class IoPagetable {
   /** PA of the top-level table. */
   readonly root: bigint;
 
-  private readonly phys: PhysMemory;
+  /** The RAM its table pages live in. */
+  readonly phys: PhysMemory;
   /** The kernel's copy of every live table page (root included), by PA. */
   private readonly tables = new Map<number, TablePage>();
   private readonly rootPage: TablePage;
@@ -495,7 +496,10 @@ export class IoPagetable {
       table = this.walkCache.table;
       level = 0;
     }
+    // A table in a frame standing for a process's page changes without the generation moving.
+    let cacheable = level > 0;
     for (; level >= 0; level--) {
+      cacheable &&= !this.phys.standsForUserPage(Number(table));
       const ptePa = table + BigInt(indexAt(iova, level) * 8);
       const pte = this.phys.readU64(ptePa);
       if ((pte & Pte.PRESENT) === 0n) return { leaf: false, level };
@@ -503,7 +507,8 @@ export class IoPagetable {
         return level > MAX_LEAF_LEVEL ? { leaf: false, level } : { leaf: true, level, ptePa, pte };
       }
       table = pte & Pte.ADDR_MASK;
-      if (level === 1) this.walkCache = { region, table, generation: this.phys.ramGeneration };
+      if (level === 1 && cacheable && !this.phys.standsForUserPage(Number(table)))
+        this.walkCache = { region, table, generation: this.phys.ramGeneration };
     }
     return { leaf: false, level: 0 };
   }

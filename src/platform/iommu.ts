@@ -10,6 +10,7 @@
 import { shouldFail } from '../fault/fault.ts';
 import type { EventBus } from '../trace/events.ts';
 import { Errno } from '../uapi/errno.ts';
+import { DmaWalker } from './dma-walk.ts';
 import { IoPagetable, type PagetableWalk, Prot, type PtLeaf, RADIX_PGSIZES } from './io-pgtable.ts';
 import type { PciDevice } from './pci.ts';
 import type { PhysMemory } from './phys-memory.ts';
@@ -76,6 +77,12 @@ export interface IommuDomain {
    * sets the leaf's DIRTY bit.
    */
   translate(iova: bigint, access: DmaAccess): Translation;
+  /**
+   * translate() of one 4 KiB page for the DMA path, in numbers: the PA of the page `iova`
+   * (below 2^52) falls in, or -1 for any fault, which translate() then reports with its reason.
+   * The same checks and the same DIRTY bit, without a bigint or an object per page.
+   */
+  translatePage(iova: number, access: DmaAccess): number;
   /** Dirty tracking of this domain (the unit must have the capability; off when allocated). */
   readonly dirtyTracking: boolean;
   setDirtyTracking(enable: boolean): void;
@@ -256,10 +263,15 @@ class PagingDomain implements IommuDomain {
   readonly aperture: Aperture;
   readonly devices = new Set<string>();
   private readonly pt: IoPagetable;
+  /** The IOMMU's walk of `pt` for DMA, with its IOTLB. */
+  private readonly walker: DmaWalker;
   private readonly registry: DomainRegistry | undefined;
   private readonly events: EventBus;
   private isFreed = false;
   private tracking = false;
+  /** The aperture as numbers for translatePage (exact below 2^53, and it only takes such IOVAs). */
+  private readonly apertureStart: number;
+  private readonly apertureLast: number;
 
   constructor(
     kind: 'paging' | 'noiommu',
@@ -273,7 +285,10 @@ class PagingDomain implements IommuDomain {
     this.events = events;
     this.unit = unit;
     this.pt = pt;
+    this.walker = new DmaWalker(pt.phys, pt);
     this.aperture = aperture;
+    this.apertureStart = Number(aperture.start);
+    this.apertureLast = Number(aperture.last);
     this.registry = registry;
     this.id = registry?.allocId() ?? 0;
     registry?.add(this);
@@ -317,6 +332,17 @@ class PagingDomain implements IommuDomain {
     if (access === 'read' && (leaf.prot & Prot.READ) === 0) return { fault: 'no-read' };
     if (access === 'write' && this.tracking) this.pt.setDirty(iova);
     return { pa: leaf.pa + (iova - leaf.iova), span: leaf.iova + leaf.size - iova };
+  }
+
+  translatePage(iova: number, access: DmaAccess): number {
+    if (iova < this.apertureStart || iova > this.apertureLast) return -1;
+    if (this.isFreed) return -1;
+    const page = this.walker.page(iova);
+    if (page < 0) return -1;
+    const prot = page % 4096;
+    if ((prot & (access === 'write' ? Prot.WRITE : Prot.READ)) === 0) return -1;
+    if (access === 'write' && this.tracking) this.pt.setDirty(BigInt(iova));
+    return page - prot;
   }
 
   get dirtyTracking(): boolean {
@@ -366,6 +392,7 @@ class PagingDomain implements IommuDomain {
     }
     this.isFreed = true;
     this.pt.free();
+    this.walker.forget();
     this.registry?.remove(this);
   }
 }

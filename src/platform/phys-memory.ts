@@ -32,8 +32,18 @@ export const LOW_RESERVED_FRAMES = (1n << 20n) >> PAGE_SHIFT;
  * for every access to a 'user-page' frame.
  */
 export interface FrameBacking {
-  /** The process and virtual address whose page this frame stands for, or undefined. */
-  userPage(pfn: bigint): { readonly mem: UserMemory; readonly va: bigint } | undefined;
+  /**
+   * The process page frame `pfn` stands for, or undefined. The frame number is a JS number
+   * (exact: frames are below 2^40), as it is asked on every DMA.
+   */
+  userPage(pfn: number): UserPageOfFrame | undefined;
+}
+
+/** A user page a frame stands for: the page's VA in the memory of `owner`, its address space. */
+export interface UserPageOfFrame {
+  /** Its `mem` is the latest UserMemory seen for the address space. */
+  readonly owner: { readonly mem: UserMemory };
+  readonly va: bigint;
 }
 
 /** Frame accounting, for the inspector and the leak checks. */
@@ -77,6 +87,8 @@ const CHUNK_SHIFT = 18;
 const CHUNK_FRAMES = 1 << CHUNK_SHIFT;
 const CHUNK_MASK = CHUNK_FRAMES - 1;
 const FRAME_BYTES = Number(PAGE_SIZE);
+const PAGE_MASK = PAGE_SIZE - 1n;
+const LOW_52_BITS = (1n << 52n) - 1n;
 /** Single frames are handed out every other frame, so consecutive ones are never adjacent. */
 const SINGLE_STRIDE = 2;
 
@@ -254,14 +266,24 @@ export class PhysMemory {
 
   /** read() into the caller's buffer: a DMA lands in its destination with no copy in between. */
   readInto(pa: bigint, dst: Uint8Array): void {
+    this.readIntoFrame(Number(pa >> PAGE_SHIFT), Number(pa & PAGE_MASK), dst);
+  }
+
+  /**
+   * readInto() of the address `offset` bytes into frame `pfn`, in numbers (a frame number of a
+   * 64-bit PA is below 2^52, exact in a double): the DMA path, which has its PA as a number.
+   */
+  readIntoFrame(pfn: number, offset: number, dst: Uint8Array): void {
     const length = dst.length;
     let done = 0;
+    let f = pfn;
+    let off = offset;
     while (done < length) {
-      const cur = pa + BigInt(done);
-      const off = Number(cur & (PAGE_SIZE - 1n));
       const n = Math.min(length - done, FRAME_BYTES - off);
-      this.readFrame(cur >> PAGE_SHIFT, off, n === length ? dst : dst.subarray(done, done + n));
+      this.readFrame(f, off, n === length ? dst : dst.subarray(done, done + n));
       done += n;
+      f++;
+      off = 0;
     }
   }
 
@@ -276,7 +298,8 @@ export class PhysMemory {
       const cur = pa + BigInt(done);
       const off = Number(cur & (PAGE_SIZE - 1n));
       const n = Math.min(data.length - done, FRAME_BYTES - off);
-      if (!this.writeFrame(cur >> PAGE_SHIFT, off, data.subarray(done, done + n))) ok = false;
+      if (!this.writeFrame(Number(cur >> PAGE_SHIFT), off, data.subarray(done, done + n)))
+        ok = false;
       done += n;
     }
     return ok;
@@ -291,6 +314,32 @@ export class PhysMemory {
     }
     const bytes = this.read(pa, 8);
     return new DataView(bytes.buffer).getBigUint64(0, true);
+  }
+
+  /**
+   * The low 52 bits of a little-endian u64 at `pa` (8-byte aligned, below 2^53), as a number:
+   * all a page-table entry holds that a walk looks at (flags in bits 0-11, an address in bits
+   * 12-51), exact in a double, read without a bigint. The IOMMU's walk for DMA reads this.
+   */
+  readPteBits(pa: number): number {
+    const pfn = Math.floor(pa / FRAME_BYTES);
+    if (pfn < this.frames && this.code(pfn) !== purposeCode['user-page']) {
+      const frame = this.ram.get(pfn);
+      if (frame === undefined) return 0;
+      const off = pa % FRAME_BYTES;
+      const high = frame.view.getUint32(off + 4, true) & 0xfffff;
+      return high * 2 ** 32 + frame.view.getUint32(off, true);
+    }
+    return Number(this.readU64(BigInt(pa)) & LOW_52_BITS);
+  }
+
+  /**
+   * Whether the frame holding `pa` stands for a process's page: its bytes are the process's and
+   * change without ramGeneration moving, so a cache of what RAM holds cannot rely on them.
+   */
+  standsForUserPage(pa: number): boolean {
+    const pfn = Math.floor(pa / FRAME_BYTES);
+    return pfn < this.frames && this.code(pfn) === purposeCode['user-page'];
   }
 
   /** Stores a little-endian u64 (a page-table entry). 8-byte aligned `pa` only. */
@@ -375,44 +424,47 @@ export class PhysMemory {
     return frame;
   }
 
-  private userPageOf(pfn: bigint): { readonly mem: UserMemory; readonly va: bigint } | undefined {
-    if (this.code(Number(pfn)) !== purposeCode['user-page']) return undefined;
+  private userPageOf(pfn: number): UserPageOfFrame | undefined {
+    if (this.code(pfn) !== purposeCode['user-page']) return undefined;
     return this.backing?.userPage(pfn);
   }
 
-  private readFrame(pfn: bigint, off: number, dst: Uint8Array): void {
-    if (pfn >= this.totalFrames) return;
+  private readFrame(pfn: number, off: number, dst: Uint8Array): void {
+    if (pfn >= this.frames) return;
     const page = this.userPageOf(pfn);
     if (page !== undefined) {
-      const at = page.va + BigInt(off);
+      const mem = page.owner.mem;
+      // A whole-page read needs no bigint: the page's own VA is the address.
+      const at = off === 0 ? page.va : page.va + BigInt(off);
       let ok: boolean;
-      if (page.mem.readInto !== undefined) {
-        ok = page.mem.readInto(at, dst);
+      if (mem.readInto !== undefined) {
+        ok = mem.readInto(at, dst);
       } else {
-        const data = page.mem.read(at, dst.length);
+        const data = mem.read(at, dst.length);
         if (data !== undefined) dst.set(data);
         ok = data !== undefined;
       }
       if (!ok) {
         dst.fill(0);
-        this.events.log('error', `phys: read of ${page.mem.mm} page ${hex(page.va)} failed`);
+        this.events.log('error', `phys: read of ${mem.mm} page ${hex(page.va)} failed`);
       }
       return;
     }
-    const frame = this.ram.get(Number(pfn));
+    const frame = this.ram.get(pfn);
     if (frame !== undefined) dst.set(frame.bytes.subarray(off, off + dst.length));
   }
 
-  private writeFrame(pfn: bigint, off: number, src: Uint8Array): boolean {
-    if (pfn >= this.totalFrames) return false;
+  private writeFrame(pfn: number, off: number, src: Uint8Array): boolean {
+    if (pfn >= this.frames) return false;
     const page = this.userPageOf(pfn);
     if (page !== undefined) {
-      if (page.mem.write(page.va + BigInt(off), src)) return true;
-      this.events.log('error', `phys: write to ${page.mem.mm} page ${hex(page.va)} failed`);
+      const mem = page.owner.mem;
+      if (mem.write(off === 0 ? page.va : page.va + BigInt(off), src)) return true;
+      this.events.log('error', `phys: write to ${mem.mm} page ${hex(page.va)} failed`);
       return false;
     }
     this.ramGeneration++;
-    this.ramFrame(Number(pfn)).bytes.set(src, off);
+    this.ramFrame(pfn).bytes.set(src, off);
     return true;
   }
 }

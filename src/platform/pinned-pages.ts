@@ -16,7 +16,7 @@
  */
 
 import { Errno } from '../uapi/errno.ts';
-import type { FrameBacking, PhysMemory } from './phys-memory.ts';
+import type { FrameBacking, PhysMemory, UserPageOfFrame } from './phys-memory.ts';
 import { alignDown, hex, isAligned, PAGE_SHIFT, PAGE_SIZE, U64_MAX } from './sizes.ts';
 import type { MmId, UserMemory, Vma } from './user-memory.ts';
 
@@ -88,6 +88,13 @@ interface PinnedExtent {
   readonly block: HugeBlock | undefined;
 }
 
+/** A 4K single frame: the page it stands for, and its mm's pins, whose `mem` DMA goes to. */
+interface SingleFrame {
+  readonly mm: MmId;
+  readonly owner: MmPins;
+  readonly va: bigint;
+}
+
 interface MmPins {
   /** The latest UserMemory seen for this mm; DMA to its frames goes here. */
   mem: UserMemory;
@@ -137,12 +144,14 @@ function splitAt(pins: MmPins, va: bigint): void {
 export class PinnedPages implements FrameBacking {
   private readonly phys: PhysMemory;
   private readonly mms = new Map<MmId, MmPins>();
+  // The reverse lookups, asked on every DMA, are keyed by frame numbers as JS numbers (exact:
+  // frames are below 2^40), which Maps hash without a bigint.
   /** 4K single frames: pfn -> the page it stands for. */
-  private readonly singles = new Map<bigint, { readonly mm: MmId; readonly va: bigint }>();
+  private readonly singles = new Map<number, SingleFrame>();
   /** Huge blocks by first frame. */
-  private readonly blocks = new Map<bigint, HugeBlock>();
+  private readonly blocks = new Map<number, HugeBlock>();
   /** Frame counts of the huge page sizes seen, for the reverse lookup. */
-  private readonly blockFrames = new Set<bigint>();
+  private readonly blockFrames = new Set<number>();
 
   constructor(phys: PhysMemory) {
     this.phys = phys;
@@ -222,13 +231,13 @@ export class PinnedPages implements FrameBacking {
         continue;
       }
       if (e.block === undefined) {
-        this.singles.delete(e.pfn);
+        this.singles.delete(Number(e.pfn));
         this.phys.free(e.pfn);
       } else {
         e.block.pinnedPages -= e.npages;
         if (e.block.pinnedPages === 0n) {
           pins.blocks.delete(e.block.va);
-          this.blocks.delete(e.block.pfn);
+          this.blocks.delete(Number(e.block.pfn));
           this.phys.free(e.block.pfn, e.block.size >> PAGE_SHIFT);
         }
       }
@@ -247,11 +256,11 @@ export class PinnedPages implements FrameBacking {
 
   /** Whose page frame `pfn` stands for, or undefined when it is not a user-page frame. */
   frameOwner(pfn: bigint): FrameOwner | undefined {
-    const single = this.singles.get(pfn);
+    const single = this.singles.get(Number(pfn));
     if (single !== undefined) {
       return { mm: single.mm, va: single.va, pins: this.pinCount(single.mm, single.va) };
     }
-    const block = this.blockOf(pfn);
+    const block = this.blockOf(Number(pfn));
     if (block === undefined) return undefined;
     const va = block.va + ((pfn - block.pfn) << PAGE_SHIFT);
     return {
@@ -268,11 +277,14 @@ export class PinnedPages implements FrameBacking {
   }
 
   /** FrameBacking: the process page behind a user-page frame. */
-  userPage(pfn: bigint): { readonly mem: UserMemory; readonly va: bigint } | undefined {
-    const owner = this.singles.get(pfn) ?? this.hugeOwner(pfn);
+  userPage(pfn: number): UserPageOfFrame | undefined {
+    // A single frame's record is the answer itself: a DMA of 4K pages allocates nothing here.
+    const single = this.singles.get(pfn);
+    if (single !== undefined) return single;
+    const owner = this.hugeOwner(pfn);
     if (owner === undefined) return undefined;
     const pins = this.mms.get(owner.mm);
-    return pins === undefined ? undefined : { mem: pins.mem, va: owner.va };
+    return pins === undefined ? undefined : { owner: pins, va: owner.va };
   }
 
   stats(): PinnedStats {
@@ -369,8 +381,8 @@ export class PinnedPages implements FrameBacking {
         }
         block = { mm: mem.mm, va: hugeBase, pfn, size: vma.pageSize, pinnedPages: 0n };
         pins.blocks.set(hugeBase, block);
-        this.blocks.set(pfn, block);
-        this.blockFrames.add(frames);
+        this.blocks.set(Number(pfn), block);
+        this.blockFrames.add(Number(frames));
       }
       const blockEnd = hugeBase + vma.pageSize;
       const npages = ((limit < blockEnd ? limit : blockEnd) - va) >> PAGE_SHIFT;
@@ -382,7 +394,7 @@ export class PinnedPages implements FrameBacking {
         if (pins.extents.length === 0) this.mms.delete(mem.mm);
         return pfn;
       }
-      this.singles.set(pfn, { mm: mem.mm, va });
+      this.singles.set(Number(pfn), { mm: mem.mm, owner: pins, va });
       extent = { va, npages: 1n, pfn, refs: 1, block: undefined };
     }
     pins.extents.splice(firstEndingAfter(pins.extents, va), 0, extent);
@@ -405,18 +417,18 @@ export class PinnedPages implements FrameBacking {
   }
 
   /** Huge blocks are aligned to their size, so the block holding pfn starts at pfn rounded down. */
-  private blockOf(pfn: bigint): HugeBlock | undefined {
+  private blockOf(pfn: number): HugeBlock | undefined {
     for (const frames of this.blockFrames) {
-      const block = this.blocks.get(alignDown(pfn, frames));
-      if (block !== undefined && pfn < block.pfn + (block.size >> PAGE_SHIFT)) return block;
+      const block = this.blocks.get(pfn - (pfn % frames));
+      if (block !== undefined && BigInt(pfn) < block.pfn + (block.size >> PAGE_SHIFT)) return block;
     }
     return undefined;
   }
 
-  private hugeOwner(pfn: bigint): { readonly mm: MmId; readonly va: bigint } | undefined {
+  private hugeOwner(pfn: number): { readonly mm: MmId; readonly va: bigint } | undefined {
     const block = this.blockOf(pfn);
     if (block === undefined) return undefined;
-    return { mm: block.mm, va: block.va + ((pfn - block.pfn) << PAGE_SHIFT) };
+    return { mm: block.mm, va: block.va + ((BigInt(pfn) - block.pfn) << PAGE_SHIFT) };
   }
 }
 
