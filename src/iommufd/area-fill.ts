@@ -23,8 +23,10 @@ import {
   areaFillDomains,
   areaRemoveDomain,
   areaUnfillDomain,
+  areaUnfillDomains,
   type IoptArea,
   mapRuns,
+  type PagesSlice,
   unpinArea,
 } from './iopt-area.ts';
 import {
@@ -248,6 +250,34 @@ export function* areaFillDomainsWalk(iopt: AreaIopt, fill: AreaFill): LongWalk<S
   }
   area.storageDomain = iopt.domains[0];
   return 0;
+}
+
+/**
+ * iopt_fill_domains_pages(): fills a map call's new areas (one per slice) in turn. On failure
+ * the areas filled before are unfilled: no domain holds anything of the call.
+ */
+export function* fillAreasWalk(
+  iopt: AreaIopt,
+  areas: readonly IoptArea[],
+  slices: readonly PagesSlice[],
+): LongWalk<SyscallResult> {
+  const fills = areas.map((area, i) => new AreaFill(area, slices[i]!.pages));
+  for (const fill of fills) iopt.fills.add(fill);
+  iopt.mapsInFlight++;
+  let rc: SyscallResult = 0;
+  try {
+    for (const fill of fills) {
+      rc = yield* areaFillDomainsWalk(iopt, fill);
+      if (rc) break;
+    }
+  } finally {
+    iopt.mapsInFlight--;
+  }
+  for (const fill of fills) {
+    if (rc && fill.state === 'filled') areaUnfillDomains(iopt, fill.area, fill.pages);
+    iopt.fills.delete(fill);
+  }
+  return rc;
 }
 
 /**

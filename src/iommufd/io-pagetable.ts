@@ -6,11 +6,11 @@
  */
 import { shouldFail } from '../fault/fault.ts';
 import { mutant } from '../fault/mutant.ts';
-import { type LongWalk, walkNow } from '../host/resched.ts';
+import type { LongWalk } from '../host/resched.ts';
 import type { Task } from '../host/task.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import { PAGE_SIZE, ULONG_MAX } from '../uapi/iommufd.ts';
-import { AreaFill, areaFillDomainsWalk, fillsAddDomain, fillsRemoveDomain } from './area-fill.ts';
+import { type AreaFill, fillAreasWalk, fillsAddDomain, fillsRemoveDomain } from './area-fill.ts';
 import { AreaTree } from './area-tree.ts';
 import { IntervalTree, spans } from './interval-tree.ts';
 import {
@@ -140,17 +140,6 @@ export class IoPagetable {
     return 0;
   }
 
-  /** mapPagesWalk() at once. */
-  mapPages(
-    slices: PagesSlice[],
-    length: bigint,
-    iova: Ref<bigint>,
-    prot: IommuProt,
-    allocate: boolean,
-  ): SyscallResult {
-    return walkNow(this.mapPagesWalk(slices, length, iova, prot, allocate));
-  }
-
   /**
    * iopt_map_pages(): place one area per slice at `iova` (or an allocated IOVA), then fill every
    * domain, a batch at a time (a step of the walk each). On failure nothing is left behind; on
@@ -195,22 +184,7 @@ export class IoPagetable {
       at += slice.length;
     }
     if (rc === 0) {
-      // iopt_fill_domains_pages(): domains attached or detached meanwhile are the fills' too.
-      const fills = areas.map((area, i) => new AreaFill(area, slices[i]!.pages));
-      for (const fill of fills) this.fills.add(fill);
-      this.mapsInFlight++;
-      try {
-        for (const fill of fills) {
-          rc = yield* areaFillDomainsWalk(this, fill);
-          if (rc) break;
-        }
-      } finally {
-        this.mapsInFlight--;
-      }
-      for (const fill of fills) {
-        if (rc && fill.state === 'filled') areaUnfillDomains(this, fill.area, fill.pages);
-        this.fills.delete(fill);
-      }
+      rc = yield* fillAreasWalk(this, areas, slices);
     }
     if (rc) {
       if (mutant('map-leaves-area')) return rc; // mutant: map-leaves-area
@@ -240,19 +214,6 @@ export class IoPagetable {
     const rc = yield* this.mapPagesWalk(slices, length, iova, prot, allocate);
     pages.put();
     return rc;
-  }
-
-  /** mapUserPagesWalk() at once. */
-  mapUserPages(
-    task: Task,
-    ctxAccountMode: 'user' | 'mm',
-    iova: Ref<bigint>,
-    uptr: bigint,
-    length: bigint,
-    prot: IommuProt,
-    allocate: boolean,
-  ): SyscallResult {
-    return walkNow(this.mapUserPagesWalk(task, ctxAccountMode, iova, uptr, length, prot, allocate));
   }
 
   /** iopt_map_user_pages(): MAP of the caller's [uptr, uptr+length). */

@@ -89,6 +89,8 @@ export interface AreaIopt {
   readonly areas: AreaTree<IoptArea>;
   /** Areas being filled, batch by batch (area-fill.ts). */
   readonly fills: Set<AreaFill>;
+  /** Map calls between their first and last batch: each holds its IOAS (ioas.ts mapThen). */
+  mapsInFlight: number;
   readonly iovaAlignment: bigint;
   readonly disableLargePages: boolean;
   readonly env: IoptEnv;

@@ -5,6 +5,7 @@
  * CHECK_EXTENSION works on the compat IOAS (ENODEV without one). See docs/decisions.md #5.
  */
 import { CAP_SYS_RAWIO, capable } from '../host/credentials.ts';
+import { walkNow } from '../host/resched.ts';
 import type { Task } from '../host/task.ts';
 import { copyFromUser, copyToUser } from '../host/uaccess.ts';
 import { type IoctlCommand, VFIO_CONTAINER } from '../uapi/commands.ts';
@@ -303,7 +304,17 @@ function mapDma(ictx: IommufdCtx, task: Task, arg: bigint): SyscallResult {
   if (typeof ioas === 'number') return ioas;
   try {
     const iova: Ref<bigint> = { value: map.iova };
-    return ioas.iopt.mapUserPages(task, ictx.accountMode, iova, map.vaddr, map.size, prot, false);
+    // Pinned at once: a type1 MAP_DMA does not yield yet (decision 284).
+    const walk = ioas.iopt.mapUserPagesWalk(
+      task,
+      ictx.accountMode,
+      iova,
+      map.vaddr,
+      map.size,
+      prot,
+      false,
+    );
+    return walkNow(walk);
   } finally {
     ictx.putObject(ioas);
   }
