@@ -7,6 +7,7 @@ import { shouldFail } from '../fault/fault.ts';
 import { CAP_SYS_RESOURCE, capable } from '../host/credentials.ts';
 import { isBlocked, type MaybeBlocked } from '../host/file.ts';
 import { afterWalk, type LongWalk } from '../host/resched.ts';
+import type { Task } from '../host/task.ts';
 import { copyFromUser, copyToUser } from '../host/uaccess.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import {
@@ -160,30 +161,40 @@ function convIommuProt(flags: number): IommuProt {
 /**
  * Runs a map walk for the calling task (pinning a batch per step: other clients run between
  * batches of a served client's), holding the IOAS until it ends, as the kernel's ioctl holds
- * it from the lookup to the reply (a DESTROY meanwhile is EBUSY).
+ * it from the lookup to the reply (a DESTROY meanwhile is EBUSY). `put` lets it go.
  */
+export function mapHoldingIoas(
+  task: Task,
+  put: () => void,
+  walk: LongWalk<SyscallResult>,
+  then: (rc: SyscallResult) => MaybeBlocked,
+): MaybeBlocked {
+  let held = true;
+  const putOnce = (): void => {
+    if (held) put();
+    held = false;
+  };
+  let result: MaybeBlocked | undefined;
+  try {
+    result = afterWalk(task, walk, (rc) => {
+      putOnce();
+      return then(rc);
+    });
+    return result;
+  } finally {
+    // Unless the walk goes on later, it ended (or threw) here: the IOAS is let go.
+    if (result === undefined || !isBlocked(result)) putOnce();
+  }
+}
+
+/** mapHoldingIoas() for an ioctl holding `ioasRef`. */
 function mapThen(
   ucmd: Ucmd<FieldTable>,
   ioasRef: ObjectRef<Ioas>,
   walk: LongWalk<SyscallResult>,
   then: (rc: SyscallResult) => MaybeBlocked,
 ): MaybeBlocked {
-  let held = true;
-  const put = (): void => {
-    if (held) ioasRef[Symbol.dispose]();
-    held = false;
-  };
-  let result: MaybeBlocked | undefined;
-  try {
-    result = afterWalk(ucmd.task, walk, (rc) => {
-      put();
-      return then(rc);
-    });
-    return result;
-  } finally {
-    // Unless the walk goes on later, it ended (or threw) here: the IOAS is let go.
-    if (result === undefined || !isBlocked(result)) put();
-  }
+  return mapHoldingIoas(ucmd.task, () => ioasRef[Symbol.dispose](), walk, then);
 }
 
 export function iommufdIoasMap(ucmd: Ucmd<typeof iommuIoasMap.fields>): MaybeBlocked {

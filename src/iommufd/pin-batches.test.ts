@@ -19,6 +19,7 @@ import { Errno } from '../uapi/errno.ts';
 import * as ioctl from '../uapi/ioctl.ts';
 import * as u from '../uapi/iommufd.ts';
 import { decodeStruct, encodeStruct } from '../uapi/struct.ts';
+import * as v from '../uapi/vfio.ts';
 import { FILL_BATCH_PAGES } from './area-fill.ts';
 
 const MIB = 1n << 20n;
@@ -157,6 +158,42 @@ describe('pins in batches', () => {
     );
     assert.deepEqual(t.ops.unmap(t.ioas, 0x4000_0000n, length), { ret: 0, length });
     assert.equal(emu.kernel.machine.pinned.stats().pinnedPages, 0n);
+  });
+
+  it("a served client's VFIO type1 MAP_DMA yields too, holding the compat IOAS", async () => {
+    const emu = createEmulator();
+    const proc = emu.spawn();
+    const t = setup(emu, proc);
+    const set = proc.ioctlStruct(t.ops.fd, ioctl.IOMMU_VFIO_IOAS, u.iommuVfioIoas, {
+      op: u.IOMMU_VFIO_IOAS_SET,
+      ioas_id: t.ioas,
+    });
+    assert.equal(set.ret, 0);
+    assert.equal(proc.ioctl(t.ops.fd, ioctl.VFIO_SET_IOMMU, v.VFIO_TYPE1v2_IOMMU), 0);
+    const length = 32n * MIB;
+    const va = proc.alloc(length);
+    const task = { ...proc.task(), yields: true };
+    const file = task.fds.fileOf(t.ops.fd)!;
+    const arg = proc.alloc(BigInt(v.vfioIommuType1DmaMap.size));
+    const fields = {
+      argsz: v.vfioIommuType1DmaMap.size,
+      flags: v.VFIO_DMA_MAP_FLAG_READ | v.VFIO_DMA_MAP_FLAG_WRITE,
+      vaddr: va,
+      iova: 0x4000_0000n,
+      size: length,
+    };
+    proc.memory.write(arg, encodeStruct(v.vfioIommuType1DmaMap, fields));
+    const result = file.fops.ioctl!(file, task, ioctl.VFIO_IOMMU_MAP_DMA, arg) as MaybeBlocked;
+    assert.ok(isBlocked(result));
+    const busy = new Set<number>();
+    const { ret } = await settle(result, () => {
+      busy.add(t.ops.unmap(t.ioas, 0x4000_0000n, length).ret);
+      assert.deepEqual(checkInvariants(emu.kernel), []);
+    });
+    assert.equal(ret, 0);
+    assert.deepEqual([...busy], [-Errno.EBUSY]);
+    assert.deepEqual(checkInvariants(emu.kernel), []);
+    assert.deepEqual(t.ops.unmap(t.ioas, 0x4000_0000n, length), { ret: 0, length });
   });
 
   it('a domain attached or detached while a map is pinning ends up holding what it should', async () => {
