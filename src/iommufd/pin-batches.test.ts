@@ -126,6 +126,8 @@ describe('pins in batches', () => {
     const proc = emu.spawn();
     const t = setup(emu, proc);
     const va = proc.alloc(length);
+    const other = t.ops.ioasAlloc();
+    assert.equal(other.ret, 0);
     const call = mapYielding(proc, t.ops.fd, {
       ioas_id: t.ioas,
       flags: FIXED,
@@ -140,11 +142,15 @@ describe('pins in batches', () => {
       seen.add(`unmap ${t.ops.unmap(t.ioas, 0x4000_0000n, length).ret}`);
       seen.add(`destroy ${t.ops.destroy(t.ioas)}`);
       seen.add(`map over it ${t.ops.map(t.ioas, va, 4096n, FIXED, 0x4000_0000n).ret}`);
+      seen.add(
+        `copy from it ${t.ops.copy(t.ioas, 0x4000_0000n, other.id, 4096n, FIXED, 0x1000n).ret}`,
+      );
       for (const line of checkInvariants(emu.kernel)) seen.add(line);
     });
     assert.equal(ret, 0);
     assert.ok(turns >= 3, `${turns} other turns ran`);
     assert.deepEqual([...seen].sort(), [
+      `copy from it ${-Errno.ENOENT}`,
       `destroy ${-Errno.EBUSY}`,
       `map over it ${-Errno.EEXIST}`,
       `unmap ${-Errno.EBUSY}`,
