@@ -8,6 +8,7 @@
  * a random odd slot between them (fixed IOVA) and unmaps it again, so the tree is searched,
  * grown and shrunk at a random place each time and the two tables see the same operation.
  */
+import { walkNow } from '../src/host/resched.ts';
 import type { Task } from '../src/host/task.ts';
 import { createEmulator } from '../src/index.ts';
 import { Accounting } from '../src/iommufd/accounting.ts';
@@ -52,7 +53,7 @@ function newTable(): { iopt: IoPagetable; task: Task } {
 function mapPage(t: { iopt: IoPagetable; task: Task }, page: number): void {
   const va = BigInt(page) * PAGE_SIZE;
   const iova: Ref<bigint> = { value: va };
-  const rc = t.iopt.mapUserPages(t.task, 'user', iova, va, PAGE_SIZE, RW, false);
+  const rc = walkNow(t.iopt.mapUserPagesWalk(t.task, 'user', iova, va, PAGE_SIZE, RW, false));
   if (rc !== 0) throw new Error(`map of page ${page}: ${rc}`);
 }
 

@@ -5,9 +5,10 @@
  */
 
 import { hwDomainOf } from '../iommu/pt-domain.ts';
+import type { AreaFill } from '../iommufd/area-fill.ts';
 import type { IommuDomain } from '../iommufd/hw-pagetable.ts';
 import type { IoptArea } from '../iommufd/iopt-area.ts';
-import type { IoptPages, PagesDmaBuf } from '../iommufd/pages.ts';
+import type { AreaPagesRange, IoptPages, PagesDmaBuf } from '../iommufd/pages.ts';
 import { testDmaBufOf } from '../iommufd/selftest-dmabuf.ts';
 import { PAGE_SIZE } from '../uapi/iommufd.ts';
 import { areaPageCount, type Findings, hex, type World } from './invariant-world.ts';
@@ -23,11 +24,30 @@ export function checkMappingsAndPins(w: World, f: Findings, betweenCalls: boolea
   const pins = new Map<string, number>();
   const pinnedBy = new Map<IoptPages, Set<bigint>>();
   const areasOfPages = new Map<IoptPages, IoptArea[]>();
+  /** Per pages object, the map calls' areas using it (each holds a reference) and their pins. */
+  const fillsOfPages = new Map<IoptPages, { calls: number; pinning: AreaPagesRange[] }>();
   for (const ioas of w.ioases) {
     const domains = ioas.iopt.domains as IommuDomain[];
     const mapped = new Map<IommuDomain, bigint>();
+    const fillOf = new Map<IoptArea, AreaFill>();
+    for (const fill of ioas.iopt.fills) fillOf.set(fill.area, fill);
     for (const area of ioas.iopt.areas.iter()) {
-      const pages = area.pages;
+      const fill = fillOf.get(area);
+      // A map call in progress: its filled areas are checked as any, a filling one's prefix.
+      const pages = area.pages ?? (fill?.state === 'filled' ? fill.pages : undefined);
+      if (fill !== undefined) {
+        const of = fillsOfPages.get(fill.pages) ?? { calls: 0, pinning: [] };
+        of.calls++;
+        if (fill.progress !== undefined) of.pinning.push(fill.progress);
+        fillsOfPages.set(fill.pages, of);
+        if (!areasOfPages.has(fill.pages)) areasOfPages.set(fill.pages, []);
+        if (fill.state === 'filling') {
+          checkFilling(f, fill, pins, pinnedBy, pinned);
+          for (const d of domains)
+            mapped.set(d, (mapped.get(d) ?? 0n) + fill.mappedPages * PAGE_SIZE);
+          continue;
+        }
+      }
       if (pages === undefined) continue;
       const list = areasOfPages.get(pages) ?? [];
       list.push(area);
@@ -94,22 +114,27 @@ export function checkMappingsAndPins(w: World, f: Findings, betweenCalls: boolea
   for (const [pages, areas] of areasOfPages) {
     const filled = areas.filter((a) => a.storageDomain !== undefined);
     const what = `pages of ${hex(pages.uptr)}+${pages.npages} pages`;
-    if (betweenCalls && pages.refs !== areas.length)
-      f.add(`${what} has refs ${pages.refs} for ${areas.length} areas`);
+    const calls = fillsOfPages.get(pages);
+    const holders = areas.filter((a) => a.pages !== undefined).length + (calls?.calls ?? 0);
+    if (betweenCalls && pages.refs !== holders)
+      f.add(`${what} has refs ${pages.refs} for ${holders} areas and map calls`);
     const ranges = [...pages.filledRanges];
-    // Access pins (the test interface's ACCESS_PAGES) are filled ranges of their own.
+    // Access pins (the test interface's ACCESS_PAGES) are filled ranges of their own, and so
+    // are the pins of areas being filled.
     const accesses = pages.accessRanges;
+    const pinning = calls?.pinning ?? [];
     if (
-      ranges.length !== filled.length + accesses.length ||
+      ranges.length !== filled.length + accesses.length + pinning.length ||
       filled.some((a) => !pages.filledRanges.has(a)) ||
-      accesses.some((a) => !pages.filledRanges.has(a))
+      accesses.some((a) => !pages.filledRanges.has(a)) ||
+      pinning.some((a) => !pages.filledRanges.has(a))
     )
       f.add(
         `${what} has ${ranges.length} filled ranges for ${filled.length} filled areas and ` +
           `${accesses.length} access pins`,
       );
     const union = new Set<bigint>();
-    for (const a of [...filled, ...accesses])
+    for (const a of [...filled, ...accesses, ...pinning])
       for (let i = a.startIndex; i <= a.lastIndex; i++) union.add(i);
     // Each page pinned by an access only is one pin of the process's page too.
     const counted = pinnedBy.get(pages) ?? new Set<bigint>();
@@ -220,5 +245,31 @@ function checkDmabufArea(
         );
       if (f.full) return;
     }
+  }
+}
+
+/**
+ * An area a map call is filling: every page of its progress range is pinned, once per pages
+ * object (its mapped prefix is counted by the caller).
+ */
+function checkFilling(
+  f: Findings,
+  fill: AreaFill,
+  pins: Map<string, number>,
+  pinnedBy: Map<IoptPages, Set<bigint>>,
+  pinned: { lookup(mm: string, va: bigint): bigint | undefined },
+): void {
+  const { pages, progress } = fill;
+  if (progress === undefined) return;
+  const counted = pinnedBy.get(pages) ?? new Set<bigint>();
+  pinnedBy.set(pages, counted);
+  for (let i = progress.startIndex; i <= progress.lastIndex; i++) {
+    const va = pages.uptr + i * PAGE_SIZE;
+    if (pinned.lookup(pages.memory.mm, va) === undefined)
+      f.add(`area ${hex(fill.area.iova)} being filled: page ${hex(va)} is not pinned`);
+    if (counted.has(va)) continue;
+    counted.add(va);
+    const key = `${pages.memory.mm}:${va}`;
+    pins.set(key, (pins.get(key) ?? 0) + 1);
   }
 }

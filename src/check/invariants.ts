@@ -72,6 +72,13 @@ function checkRefcounts(w: World, f: Findings, betweenCalls: boolean): void {
     expected.set(obj, (expected.get(obj) ?? 1) + 1);
   };
   for (const hwpt of w.hwpts) edge(hwpt.ioas, 'holds', describeObj(hwpt));
+  // A map call pinning batch by batch holds its IOAS until it ends (short-term too).
+  const inFlight = new Map<IommufdObject, number>();
+  for (const ioas of w.ioases) {
+    if (ioas.iopt.mapsInFlight === 0) continue;
+    inFlight.set(ioas, ioas.iopt.mapsInFlight);
+    expected.set(ioas, (expected.get(ioas) ?? 1) + ioas.iopt.mapsInFlight);
+  }
   for (const access of w.accesses) {
     // Its driver holds it until iommufd_access_destroy(); it holds the IOAS it is on.
     expected.set(access, (expected.get(access) ?? 1) + 1);
@@ -101,7 +108,7 @@ function checkRefcounts(w: World, f: Findings, betweenCalls: boolean): void {
     // The table's own short-term reference is the only one between calls.
     // A device's vDEVICE holds it short-term as well (the kernel's wait_cnt), until it goes.
     const byVdev = obj instanceof IommufdDevice && obj.vdev !== undefined ? 1 : 0;
-    const shortterm = obj.shorttermUsers.read() - 1 - byVdev;
+    const shortterm = obj.shorttermUsers.read() - 1 - byVdev - (inFlight.get(obj) ?? 0);
     if (betweenCalls && shortterm !== 0)
       f.add(`${describeObj(obj)} has ${shortterm} short-term users between calls`);
     if (betweenCalls && !obj.published)
@@ -411,7 +418,10 @@ function checkIoas(w: World, ioas: Ioas, f: Findings, betweenCalls: boolean): vo
   for (const area of iopt.areas.iter()) {
     const at = `${name} area ${hex(area.iova)}-${hex(area.last)}`;
     if (area.pages === undefined) {
-      if (betweenCalls) f.add(`${at} has no pages between calls (left half built?)`);
+      // A map call filling it batch by batch publishes its pages when it ends.
+      const fill = [...iopt.fills].find((fl) => fl.area === area);
+      if (betweenCalls && fill === undefined)
+        f.add(`${at} has no pages between calls (left half built?)`);
       continue;
     }
     if (iopt.reserved.iterFirst(area.iova, area.last) !== undefined)

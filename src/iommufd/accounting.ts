@@ -39,14 +39,23 @@ export class Accounting {
     return cur + npages > owner.memlockLimit >> PAGE_SHIFT;
   }
 
-  /** Charge npages; -ENOMEM when the owner's RLIMIT_MEMLOCK would be exceeded. */
-  charge(mode: PagesAccountMode, owner: AccountOwner, npages: bigint): SyscallResult {
+  /**
+   * Charge npages; -ENOMEM when the owner's RLIMIT_MEMLOCK would be exceeded. `injected` false
+   * skips the injection point: a fill charged batch by batch is one charge to fail-nth, as the
+   * kernel's one pfn_reader_update_pinned() is.
+   */
+  charge(
+    mode: PagesAccountMode,
+    owner: AccountOwner,
+    npages: bigint,
+    injected = true,
+  ): SyscallResult {
     if (npages === 0n) return 0;
     if (mode === 'none') {
       addTo(this.pinnedVmByMm, owner.mm, npages);
       return 0;
     }
-    if (shouldFail('account-pages')) return -Errno.ENOMEM;
+    if (injected && shouldFail('account-pages')) return -Errno.ENOMEM;
     const limit = owner.memlockLimit >> PAGE_SHIFT;
     const table: Map<number | MmId, bigint> =
       mode === 'user' ? this.lockedVmByUser : this.lockedVmByMm;

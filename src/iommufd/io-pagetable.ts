@@ -6,15 +6,17 @@
  */
 import { shouldFail } from '../fault/fault.ts';
 import { mutant } from '../fault/mutant.ts';
+import type { LongWalk } from '../host/resched.ts';
 import type { Task } from '../host/task.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import { PAGE_SIZE, ULONG_MAX } from '../uapi/iommufd.ts';
+import { type AreaFill, fillAreasWalk, fillsAddDomain, fillsRemoveDomain } from './area-fill.ts';
 import { AreaTree } from './area-tree.ts';
 import { IntervalTree, spans } from './interval-tree.ts';
 import {
   alignUp,
   areaFillDomain,
-  areaFillDomains,
+  areaRemoveDomain,
   areaSplit,
   areaUnfillDomain,
   areaUnfillDomains,
@@ -23,7 +25,6 @@ import {
   minPageSize,
   type PagesSlice,
   putSlices,
-  unpinArea,
 } from './iopt-area.ts';
 import {
   type IommuProt,
@@ -76,6 +77,10 @@ const UNMAP_NOTIFY_TRIES = 100;
 
 export class IoPagetable {
   readonly areas = new AreaTree<IoptArea>();
+  /** The areas of map calls in progress, until each call ends (area-fill.ts). */
+  readonly fills = new Set<AreaFill>();
+  /** Map calls between their first and last batch: each holds its IOAS (ioas.ts mapThen). */
+  mapsInFlight = 0;
   readonly reserved = new IntervalTree<Reserved>();
   readonly allowed = new IntervalTree<null>();
   /** Attached domains; domains[0] is where areas first store their PFNs. */
@@ -137,16 +142,17 @@ export class IoPagetable {
 
   /**
    * iopt_map_pages(): place one area per slice at `iova` (or an allocated IOVA), then fill every
-   * domain. On failure nothing is left behind; on success the slices' pages references move
-   * into the areas.
+   * domain, a batch at a time (a step of the walk each). On failure nothing is left behind; on
+   * success the slices' pages references move into the areas. Until it ends the areas are in
+   * the tree without pages: an unmap of them is EBUSY, a COPY from them ENOENT.
    */
-  mapPages(
+  *mapPagesWalk(
     slices: PagesSlice[],
     length: bigint,
     iova: Ref<bigint>,
     prot: IommuProt,
     allocate: boolean,
-  ): SyscallResult {
+  ): LongWalk<SyscallResult> {
     for (let i = 0; i < slices.length; i++) if (shouldFail('kmalloc')) return -Errno.ENOMEM;
     if (length % this.iovaAlignment !== 0n || length === 0n) return -Errno.EINVAL;
     const firstSlice = slices[0]!;
@@ -178,13 +184,7 @@ export class IoPagetable {
       at += slice.length;
     }
     if (rc === 0) {
-      for (let i = 0; i < areas.length; i++) {
-        rc = areaFillDomains(this, areas[i]!, slices[i]!.pages);
-        if (rc) {
-          for (let j = 0; j < i; j++) areaUnfillDomains(this, areas[j]!, slices[j]!.pages);
-          break;
-        }
-      }
+      rc = yield* fillAreasWalk(this, areas, slices);
     }
     if (rc) {
       if (mutant('map-leaves-area')) return rc; // mutant: map-leaves-area
@@ -200,7 +200,7 @@ export class IoPagetable {
   }
 
   /** iopt_map_common(): map one new pages object as one area; the creator's reference is dropped. */
-  private mapCommon(
+  private *mapCommon(
     pages: IoptPages,
     ctxAccountMode: 'user' | 'mm',
     iova: Ref<bigint>,
@@ -208,15 +208,16 @@ export class IoPagetable {
     startByte: bigint,
     prot: IommuProt,
     allocate: boolean,
-  ): SyscallResult {
+  ): LongWalk<SyscallResult> {
     if (ctxAccountMode === 'mm' && pages.accountMode === 'user') pages.accountMode = 'mm';
-    const rc = this.mapPages([{ pages, startByte, length }], length, iova, prot, allocate);
+    const slices = [{ pages, startByte, length }];
+    const rc = yield* this.mapPagesWalk(slices, length, iova, prot, allocate);
     pages.put();
     return rc;
   }
 
   /** iopt_map_user_pages(): MAP of the caller's [uptr, uptr+length). */
-  mapUserPages(
+  *mapUserPagesWalk(
     task: Task,
     ctxAccountMode: 'user' | 'mm',
     iova: Ref<bigint>,
@@ -224,17 +225,25 @@ export class IoPagetable {
     length: bigint,
     prot: IommuProt,
     allocate: boolean,
-  ): SyscallResult {
+  ): LongWalk<SyscallResult> {
     const pages = ioptAllocPages(task, uptr, length, prot.write);
     if (typeof pages === 'number') return pages;
-    return this.mapCommon(pages, ctxAccountMode, iova, length, uptr - pages.uptr, prot, allocate);
+    return yield* this.mapCommon(
+      pages,
+      ctxAccountMode,
+      iova,
+      length,
+      uptr - pages.uptr,
+      prot,
+      allocate,
+    );
   }
 
   /**
    * iopt_map_file_pages(): MAP_FILE of [start, start+length) of the file behind the caller's
    * `fd`. Nothing is pinned until a domain needs the pages; only a shmem or hugetlbfs file's can be.
    */
-  mapFilePages(
+  *mapFilePagesWalk(
     task: Task,
     ctxAccountMode: 'user' | 'mm',
     iova: Ref<bigint>,
@@ -243,7 +252,7 @@ export class IoPagetable {
     length: bigint,
     prot: IommuProt,
     allocate: boolean,
-  ): SyscallResult {
+  ): LongWalk<SyscallResult> {
     if (length === 0n) return -Errno.EINVAL;
     if (start + length - 1n > ULONG_MAX) return -Errno.EOVERFLOW;
     const startByte = start % PAGE_SIZE;
@@ -263,7 +272,7 @@ export class IoPagetable {
         prot.write,
       );
       if (typeof pages === 'number') return pages;
-      return this.mapCommon(pages, ctxAccountMode, iova, length, startByte, prot, allocate);
+      return yield* this.mapCommon(pages, ctxAccountMode, iova, length, startByte, prot, allocate);
     }
     // A client's memfd can be pinned; any other file only fails once its pages are needed.
     const host = file === undefined ? task.fds.hostFile?.(fd) : undefined;
@@ -273,7 +282,7 @@ export class IoPagetable {
       hostFile?.release();
       return pages;
     }
-    return this.mapCommon(pages, ctxAccountMode, iova, length, startByte, prot, allocate);
+    return yield* this.mapCommon(pages, ctxAccountMode, iova, length, startByte, prot, allocate);
   }
 
   /**
@@ -468,6 +477,8 @@ export class IoPagetable {
       if (rc) break;
       filled.push(area);
     }
+    // Areas of map calls still running take the domain too (their attach would have waited).
+    if (rc === 0) rc = fillsAddDomain(this, domain);
     if (rc) {
       for (const area of filled) areaUnfillDomain(this, area, area.pages!, domain);
       this.removeReservedIova(domain);
@@ -486,17 +497,10 @@ export class IoPagetable {
     // storage domain after removing domains[0] is the most recently added one.
     const last = this.domains.pop()!;
     if (index < this.domains.length) this.domains[index] = last;
-    const storage = this.domains[0];
     for (const area of this.areas.iter()) {
-      if (area.pages === undefined || area.storageDomain === undefined) continue;
-      if (area.pages.mapsIoptes) domain.unmap(area.iova, area.length);
-      if (storage !== undefined) {
-        if (area.storageDomain === domain) area.storageDomain = storage;
-      } else {
-        unpinArea(this, area.pages, area);
-        area.storageDomain = undefined;
-      }
+      if (area.pages !== undefined) areaRemoveDomain(this, area, area.pages, domain);
     }
+    fillsRemoveDomain(this, domain);
     this.removeReservedIova(domain);
     this.calculateIovaAlignment();
   }

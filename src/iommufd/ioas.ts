@@ -5,6 +5,9 @@
  */
 import { shouldFail } from '../fault/fault.ts';
 import { CAP_SYS_RESOURCE, capable } from '../host/credentials.ts';
+import { isBlocked, type MaybeBlocked } from '../host/file.ts';
+import { afterWalk, type LongWalk } from '../host/resched.ts';
+import type { Task } from '../host/task.ts';
 import { copyFromUser, copyToUser } from '../host/uaccess.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import {
@@ -26,7 +29,7 @@ import {
   type iommuOption,
   ULONG_MAX,
 } from '../uapi/iommufd.ts';
-import { type Decoded, decodeStruct, encodeStruct } from '../uapi/struct.ts';
+import { type Decoded, decodeStruct, encodeStruct, type FieldTable } from '../uapi/struct.ts';
 import type { AccountOwner, PagesAccountMode } from './accounting.ts';
 import type { IommufdCtx, ObjectRef } from './context.ts';
 import type { HwptPaging } from './hw-pagetable.ts';
@@ -156,17 +159,56 @@ function convIommuProt(flags: number): IommuProt {
   };
 }
 
-export function iommufdIoasMap(ucmd: Ucmd<typeof iommuIoasMap.fields>): SyscallResult {
+/**
+ * Runs a map walk for the calling task (pinning a batch per step: other clients run between
+ * batches of a served client's), holding the IOAS until it ends, as the kernel's ioctl holds
+ * it from the lookup to the reply (a DESTROY meanwhile is EBUSY). `put` lets it go.
+ */
+export function mapHoldingIoas(
+  task: Task,
+  put: () => void,
+  walk: LongWalk<SyscallResult>,
+  then: (rc: SyscallResult) => MaybeBlocked,
+): MaybeBlocked {
+  let held = true;
+  const putOnce = (): void => {
+    if (held) put();
+    held = false;
+  };
+  let result: MaybeBlocked | undefined;
+  try {
+    result = afterWalk(task, walk, (rc) => {
+      putOnce();
+      return then(rc);
+    });
+    return result;
+  } finally {
+    // Unless the walk goes on later, it ended (or threw) here: the IOAS is let go.
+    if (result === undefined || !isBlocked(result)) putOnce();
+  }
+}
+
+/** mapHoldingIoas() for an ioctl holding `ioasRef`. */
+function mapThen(
+  ucmd: Ucmd<FieldTable>,
+  ioasRef: ObjectRef<Ioas>,
+  walk: LongWalk<SyscallResult>,
+  then: (rc: SyscallResult) => MaybeBlocked,
+): MaybeBlocked {
+  return mapHoldingIoas(ucmd.task, () => ioasRef[Symbol.dispose](), walk, then);
+}
+
+export function iommufdIoasMap(ucmd: Ucmd<typeof iommuIoasMap.fields>): MaybeBlocked {
   const cmd = ucmd.cmd;
   if (cmd.flags & ~IOMMU_IOAS_MAP_ALL_FLAGS || cmd.__reserved) return -Errno.EOPNOTSUPP;
   if (cmd.iova >= ULONG_MAX || cmd.length >= ULONG_MAX) return -Errno.EOVERFLOW;
   if (!(cmd.flags & (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE))) return -Errno.EINVAL;
-  using ioasRef = iommufdGetIoasRef(ucmd.ictx, cmd.ioas_id);
+  const ioasRef = iommufdGetIoasRef(ucmd.ictx, cmd.ioas_id);
   if (ioasRef === undefined) return -Errno.ENOENT;
   const ioas = ioasRef.obj;
   const iova: Ref<bigint> = { value: cmd.iova };
   const allocate = (cmd.flags & IOMMU_IOAS_MAP_FIXED_IOVA) === 0;
-  const rc = ioas.iopt.mapUserPages(
+  const walk = ioas.iopt.mapUserPagesWalk(
     ucmd.task,
     ucmd.ictx.accountMode,
     iova,
@@ -175,27 +217,29 @@ export function iommufdIoasMap(ucmd: Ucmd<typeof iommuIoasMap.fields>): SyscallR
     convIommuProt(cmd.flags),
     allocate,
   );
-  if (rc) return rc;
-  cmd.iova = iova.value;
-  // Like the kernel, a failed copy-out leaves the mapping in place and returns EFAULT.
-  return ucmd.respond();
+  return mapThen(ucmd, ioasRef, walk, (rc) => {
+    if (rc) return rc;
+    cmd.iova = iova.value;
+    // Like the kernel, a failed copy-out leaves the mapping in place and returns EFAULT.
+    return ucmd.respond();
+  });
 }
 
 /**
  * IOMMU_IOAS_MAP_FILE (iommufd_ioas_map_file): like MAP, with a range of a file as the backing.
  * The fd is resolved only after the IOAS, the length and the range end are checked.
  */
-export function iommufdIoasMapFile(ucmd: Ucmd<typeof iommuIoasMapFile.fields>): SyscallResult {
+export function iommufdIoasMapFile(ucmd: Ucmd<typeof iommuIoasMapFile.fields>): MaybeBlocked {
   const cmd = ucmd.cmd;
   if (cmd.flags & ~IOMMU_IOAS_MAP_ALL_FLAGS) return -Errno.EOPNOTSUPP;
   if (cmd.iova >= ULONG_MAX || cmd.length >= ULONG_MAX) return -Errno.EOVERFLOW;
   if (!(cmd.flags & (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE))) return -Errno.EINVAL;
-  using ioasRef = iommufdGetIoasRef(ucmd.ictx, cmd.ioas_id);
+  const ioasRef = iommufdGetIoasRef(ucmd.ictx, cmd.ioas_id);
   if (ioasRef === undefined) return -Errno.ENOENT;
   const ioas = ioasRef.obj;
   const iova: Ref<bigint> = { value: cmd.iova };
   const allocate = (cmd.flags & IOMMU_IOAS_MAP_FIXED_IOVA) === 0;
-  const rc = ioas.iopt.mapFilePages(
+  const walk = ioas.iopt.mapFilePagesWalk(
     ucmd.task,
     ucmd.ictx.accountMode,
     iova,
@@ -205,12 +249,14 @@ export function iommufdIoasMapFile(ucmd: Ucmd<typeof iommuIoasMapFile.fields>): 
     convIommuProt(cmd.flags),
     allocate,
   );
-  if (rc) return rc;
-  cmd.iova = iova.value;
-  return ucmd.respond();
+  return mapThen(ucmd, ioasRef, walk, (rc) => {
+    if (rc) return rc;
+    cmd.iova = iova.value;
+    return ucmd.respond();
+  });
 }
 
-export function iommufdIoasCopy(ucmd: Ucmd<typeof iommuIoasCopy.fields>): SyscallResult {
+export function iommufdIoasCopy(ucmd: Ucmd<typeof iommuIoasCopy.fields>): MaybeBlocked {
   const cmd = ucmd.cmd;
   if (cmd.flags & ~IOMMU_IOAS_MAP_ALL_FLAGS) return -Errno.EOPNOTSUPP;
   if (cmd.length >= ULONG_MAX || cmd.src_iova >= ULONG_MAX || cmd.dst_iova >= ULONG_MAX)
@@ -220,22 +266,24 @@ export function iommufdIoasCopy(ucmd: Ucmd<typeof iommuIoasCopy.fields>): Syscal
   const slices: PagesSlice[] = [];
   const src = iommufdGetIoas(ucmd.ictx, cmd.src_ioas_id);
   if (src === undefined) return -Errno.ENOENT;
-  let rc = src.iopt.getPages(cmd.src_iova, cmd.length, slices);
+  const rc = src.iopt.getPages(cmd.src_iova, cmd.length, slices);
   ucmd.ictx.putObject(src);
   if (rc) return rc;
-  try {
-    using dstRef = iommufdGetIoasRef(ucmd.ictx, cmd.dst_ioas_id);
-    if (dstRef === undefined) return -Errno.ENOENT;
-    const dst = dstRef.obj;
-    const iova: Ref<bigint> = { value: cmd.dst_iova };
-    const allocate = (cmd.flags & IOMMU_IOAS_MAP_FIXED_IOVA) === 0;
-    rc = dst.iopt.mapPages(slices, cmd.length, iova, convIommuProt(cmd.flags), allocate);
-    if (rc) return rc;
+  const dstRef = iommufdGetIoasRef(ucmd.ictx, cmd.dst_ioas_id);
+  if (dstRef === undefined) {
+    putSlices(slices);
+    return -Errno.ENOENT;
+  }
+  const iova: Ref<bigint> = { value: cmd.dst_iova };
+  const allocate = (cmd.flags & IOMMU_IOAS_MAP_FIXED_IOVA) === 0;
+  const prot = convIommuProt(cmd.flags);
+  const walk = dstRef.obj.iopt.mapPagesWalk(slices, cmd.length, iova, prot, allocate);
+  return mapThen(ucmd, dstRef, walk, (done) => {
+    putSlices(slices);
+    if (done) return done;
     cmd.dst_iova = iova.value;
     return ucmd.respond();
-  } finally {
-    putSlices(slices);
-  }
+  });
 }
 
 export function iommufdIoasUnmap(ucmd: Ucmd<typeof iommuIoasUnmap.fields>): SyscallResult {

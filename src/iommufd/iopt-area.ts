@@ -9,6 +9,7 @@ import { mutant } from '../fault/mutant.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import { PAGE_SIZE } from '../uapi/iommufd.ts';
 import type { Accounting } from './accounting.ts';
+import type { AreaFill } from './area-fill.ts';
 import type { AreaTree } from './area-tree.ts';
 import {
   type AreaPagesRange,
@@ -86,6 +87,10 @@ export interface AreaIopt {
   /** Attached domains; domains[0] is where areas first store their PFNs. */
   readonly domains: readonly IoptDomain[];
   readonly areas: AreaTree<IoptArea>;
+  /** Areas being filled, batch by batch (area-fill.ts). */
+  readonly fills: Set<AreaFill>;
+  /** Map calls between their first and last batch: each holds its IOAS (ioas.ts mapThen). */
+  mapsInFlight: number;
   readonly iovaAlignment: bigint;
   readonly disableLargePages: boolean;
   readonly env: IoptEnv;
@@ -148,7 +153,10 @@ export function areaSplit(iopt: AreaIopt, area: IoptArea, iova: bigint): Syscall
   return 0;
 }
 
-/** Pins an area's pages and maps them into every domain (iopt_area_fill_domains). */
+/**
+ * Pins an area's pages and maps them into every domain (iopt_area_fill_domains) at once: a
+ * dma-buf's here; other pages through areaFillDomainsWalk() (area-fill.ts), batch by batch.
+ */
 export function areaFillDomains(iopt: AreaIopt, area: IoptArea, pages: IoptPages): SyscallResult {
   const domains = iopt.domains;
   if (domains.length === 0) return 0;
@@ -213,6 +221,27 @@ export function areaUnfillDomain(
   }
 }
 
+/**
+ * One area's part of iopt_table_remove_domain(), once `domain` has left iopt.domains: its IOPTEs
+ * go; its pins move to the next storage domain, or go with the last domain.
+ */
+export function areaRemoveDomain(
+  iopt: AreaIopt,
+  area: IoptArea,
+  pages: IoptPages,
+  domain: IoptDomain,
+): void {
+  if (area.storageDomain === undefined) return;
+  if (pages.mapsIoptes) domain.unmap(area.iova, area.length);
+  const storage = iopt.domains[0];
+  if (storage !== undefined) {
+    if (area.storageDomain === domain) area.storageDomain = storage;
+  } else {
+    unpinArea(iopt, pages, area);
+    area.storageDomain = undefined;
+  }
+}
+
 /** Unmaps an area from every domain and unpins its pages (iopt_area_unfill_domains). */
 export function areaUnfillDomains(iopt: AreaIopt, area: IoptArea, pages: IoptPages): void {
   if (area.storageDomain === undefined) return;
@@ -254,8 +283,11 @@ function areaDomainSpan(domain: IoptDomain, area: IoptArea): [bigint, bigint] {
   return [area.iova - (area.iova % page), alignUp(area.last + 1n, page)];
 }
 
-/** Maps pinned runs of an area into one domain; on failure the domain is left as it was. */
-function mapRuns(
+/**
+ * Maps pinned runs of an area (consecutive pages of it) into one domain; on failure the domain
+ * is left as it was before the call.
+ */
+export function mapRuns(
   iopt: AreaIopt,
   domain: IoptDomain,
   area: IoptArea,
@@ -269,6 +301,7 @@ function mapRuns(
   // A domain with pages smaller than the CPU's (the mock one) maps only the area's own part of
   // its first and last page: the other part may belong to a neighbouring area.
   const [first, end] = areaDomainSpan(domain, area);
+  let callFirst: bigint | undefined;
   for (const run of runs) {
     const runIova = area.iova - area.pageOffset + (run.va - firstVa);
     const iova = runIova > first ? runIova : first;
@@ -276,11 +309,12 @@ function mapRuns(
     const size = (runEnd < end ? runEnd : end) - iova;
     const pa = run.pfn * PAGE_SIZE + (iova - runIova);
     const chunk = step ?? size;
+    callFirst ??= iova < area.iova ? area.iova : iova;
     for (let done = 0n; done < size; done += chunk) {
       const rc = domain.map(iova + done, pa + done, chunk, area.prot);
       if (rc) {
         const mappedEnd = iova + done;
-        if (mappedEnd > area.iova) domain.unmap(area.iova, mappedEnd - area.iova);
+        if (mappedEnd > callFirst) domain.unmap(callFirst, mappedEnd - callFirst);
         return rc;
       }
     }

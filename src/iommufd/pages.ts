@@ -436,6 +436,118 @@ export function ioptPagesPin(
   return runs;
 }
 
+/**
+ * The part of an area's pages a fill has pinned so far: [startIndex, lastIndex], empty while
+ * lastIndex < startIndex. It is a filled range of its pages object from the fill's start, so
+ * that every other user of the pages object (another area's unpin, an access pin, another
+ * fill) sees those pages pinned and charged once, whenever it runs between two batches.
+ */
+export class PinProgress implements AreaPagesRange {
+  readonly startIndex: bigint;
+  lastIndex: bigint;
+  /** Whether a batch has passed the charge's injection point (one per fill). */
+  chargeInjected = false;
+
+  constructor(startIndex: bigint) {
+    this.startIndex = startIndex;
+    this.lastIndex = startIndex - 1n;
+  }
+}
+
+/**
+ * The start of a batched pin of an area's pages: what comes once per fill (a file that cannot be
+ * pinned, the pin's injection point), then an empty progress range. Not for a dma-buf.
+ */
+export function ioptPagesPinStart(pages: IoptPages, range: AreaPagesRange): PinProgress | number {
+  if (pages.type === 'dmabuf') throw new Error('a batched pin of a dma-buf');
+  // pfn_reader_user_pin() pins a file through memfd_pin_folios(), which takes only shmem and
+  // hugetlbfs files: any other file is EINVAL, nothing pinned, nothing charged.
+  if (pages.type === 'file' && pages.filePages === undefined) return -Errno.EINVAL;
+  if (shouldFail('pin-pages')) return -Errno.ENOMEM;
+  const progress = new PinProgress(range.startIndex);
+  pages.addFilledRange(progress);
+  return progress;
+}
+
+/**
+ * Pins the next batch of a fill, up to page `last`: charged before it is pinned (a task over its
+ * limit pins nothing), then pinned, each page once per pages object. Returns the batch's runs, or
+ * -EFAULT / -ENOMEM with the batch left unpinned and uncharged (the earlier batches stay, for
+ * the caller to release with ioptPagesUnpin() of the progress).
+ */
+export function ioptPagesPinBatch(
+  pages: IoptPages,
+  range: AreaPagesRange,
+  progress: PinProgress,
+  last: bigint,
+  pinner: PagePinner,
+  accounting: Accounting,
+): PinnedRun[] | number {
+  const first = progress.lastIndex + 1n;
+  const va = pageVa(pages, first);
+  const fresh = pages.uncoveredPages(first, last, progress);
+  const inject = !progress.chargeInjected && fresh !== 0n && pages.accountMode !== 'none';
+  if (accounting.exceeds(pages.accountMode, pages.owner, fresh)) {
+    // The kernel pins the whole range before it charges, so a hole anywhere in the rest of the
+    // range is its answer (EFAULT), else the charge's ENOMEM. Same answers, nothing pinned.
+    const fault = pinner.faultOf(pages.memory, va, range.lastIndex - first + 1n, pages.writable);
+    if (fault < 0) return fault;
+    const rc = accounting.charge(pages.accountMode, pages.owner, fresh, inject);
+    if (rc === 0) throw new Error('a charge over the memlock limit succeeded');
+    return rc;
+  }
+  const runs = pinner.pin(pages.memory, va, last - first + 1n, pages.writable);
+  if (typeof runs === 'number') return runs;
+  const segments = pages.segments(first, last, progress);
+  const rc = accounting.charge(pages.accountMode, pages.owner, fresh, inject);
+  if (inject) progress.chargeInjected = true;
+  if (rc < 0) {
+    pinner.unpin(pages.memory, va, last - first + 1n);
+    return rc;
+  }
+  // Where another range already holds a page, the pin just taken (to learn its PFN) is dropped.
+  for (const seg of segments) {
+    if (seg.covered)
+      pinner.unpin(pages.memory, pageVa(pages, seg.start), seg.last - seg.start + 1n);
+  }
+  pages.npinned += fresh;
+  progress.lastIndex = last;
+  return runs;
+}
+
+/**
+ * The last page of the batch that starts at page `first` of `range`: `batchPages` pages, or on
+ * to the end of the huge page the batch would end in, so that a huge page is pinned whole (one
+ * extent, one IOPTE), never cut at a batch edge.
+ */
+export function ioptPagesBatchLast(
+  pages: IoptPages,
+  range: AreaPagesRange,
+  first: bigint,
+  batchPages: bigint,
+): bigint {
+  let last = first + batchPages - 1n;
+  if (last >= range.lastIndex) return range.lastIndex;
+  const va = pageVa(pages, last);
+  const vma = pages.memory.vma(va);
+  if (vma !== undefined && vma.pageSize > PAGE_SIZE && va >= vma.start && va < vma.end) {
+    const hugeEnd = va - (va % vma.pageSize) + vma.pageSize;
+    last = (hugeEnd - pages.uptr) / PAGE_SIZE - 1n;
+  }
+  return last < range.lastIndex ? last : range.lastIndex;
+}
+
+/** The end of a batched pin that pinned all of `range`: the area holds the pages now. */
+export function ioptPagesPinDone(
+  pages: IoptPages,
+  range: AreaPagesRange,
+  progress: PinProgress,
+): void {
+  if (progress.lastIndex !== range.lastIndex) throw new Error('a fill ended before its last page');
+  pages.deleteFilledRange(progress);
+  pages.addFilledRange(range);
+}
+
 /** Undoes ioptPagesPin() for one area's range. */
 export function ioptPagesUnpin(
   pages: IoptPages,
@@ -444,7 +556,7 @@ export function ioptPagesUnpin(
   accounting: Accounting,
 ): void {
   if (!pages.filledRanges.has(range)) throw new Error('unpin of a range that is not pinned');
-  if (pages.type === 'dmabuf') {
+  if (pages.type === 'dmabuf' || range.lastIndex < range.startIndex) {
     pages.deleteFilledRange(range);
     return;
   }

@@ -5,6 +5,7 @@
  * CHECK_EXTENSION works on the compat IOAS (ENODEV without one). See docs/decisions.md #5.
  */
 import { CAP_SYS_RAWIO, capable } from '../host/credentials.ts';
+import type { MaybeBlocked } from '../host/file.ts';
 import type { Task } from '../host/task.ts';
 import { copyFromUser, copyToUser } from '../host/uaccess.ts';
 import { type IoctlCommand, VFIO_CONTAINER } from '../uapi/commands.ts';
@@ -41,7 +42,7 @@ import {
 import type { IommufdCtx } from './context.ts';
 import { spans } from './interval-tree.ts';
 import type { Ref } from './io-pagetable.ts';
-import { type Ioas, iommufdGetIoas, iommufdIoasAlloc } from './ioas.ts';
+import { type Ioas, iommufdGetIoas, iommufdIoasAlloc, mapHoldingIoas } from './ioas.ts';
 import type { Ucmd } from './ucmd.ts';
 
 export const VFIO_API_VERSION = 0;
@@ -289,7 +290,7 @@ function iommuGetInfo(ictx: IommufdCtx, task: Task, arg: bigint): SyscallResult 
  * charged the context's way (per mm when it was opened as /dev/vfio/vfio). Unlike IOAS_MAP, no
  * READ/WRITE at all is accepted here. Nothing is written back.
  */
-function mapDma(ictx: IommufdCtx, task: Task, arg: bigint): SyscallResult {
+function mapDma(ictx: IommufdCtx, task: Task, arg: bigint): MaybeBlocked {
   const spec = vfioIommuType1DmaMap;
   const bytes = copyFromUser(task, arg, spec.minSize);
   if (bytes === undefined) return -Errno.EFAULT;
@@ -302,12 +303,22 @@ function mapDma(ictx: IommufdCtx, task: Task, arg: bigint): SyscallResult {
   };
   const ioas = getCompatIoas(ictx);
   if (typeof ioas === 'number') return ioas;
-  try {
-    const iova: Ref<bigint> = { value: map.iova };
-    return ioas.iopt.mapUserPages(task, ictx.accountMode, iova, map.vaddr, map.size, prot, false);
-  } finally {
-    ictx.putObject(ioas);
-  }
+  const iova: Ref<bigint> = { value: map.iova };
+  const walk = ioas.iopt.mapUserPagesWalk(
+    task,
+    ictx.accountMode,
+    iova,
+    map.vaddr,
+    map.size,
+    prot,
+    false,
+  );
+  return mapHoldingIoas(
+    task,
+    () => ictx.putObject(ioas),
+    walk,
+    (rc) => rc,
+  );
 }
 
 /**
@@ -352,7 +363,7 @@ function unmapDma(ictx: IommufdCtx, task: Task, arg: bigint): SyscallResult {
 
 interface VfioCompatOp {
   readonly command: IoctlCommand;
-  readonly handler: (ictx: IommufdCtx, task: Task, arg: bigint) => SyscallResult;
+  readonly handler: (ictx: IommufdCtx, task: Task, arg: bigint) => MaybeBlocked;
 }
 
 /** The container ioctls iommufd answers, each by its uAPI command; the rest are ENOTTY. */
@@ -383,7 +394,7 @@ export function iommufdVfioIoctl(
   task: Task,
   cmd: number,
   arg: bigint,
-): SyscallResult {
+): MaybeBlocked {
   const op = vfioCompatOpsByCmd.get(cmd);
   if (op === undefined) return -Errno.ENOTTY;
   return op.handler(ictx, task, arg);
