@@ -6,7 +6,7 @@
 
 import type { Kernel } from '../boot/kernel.ts';
 import type { Credentials } from '../host/credentials.ts';
-import { runSyscall } from '../host/syscall.ts';
+import { type CallName, runSyscall } from '../host/syscall.ts';
 import type { FdResolver, Task } from '../host/task.ts';
 import type { UserMemory } from '../host/user-memory.ts';
 import { Errno } from '../uapi/errno.ts';
@@ -101,7 +101,7 @@ export function taskOf(
  */
 export function guarded<T>(
   s: ServerState,
-  what: string,
+  what: CallName,
   creds: WireCreds,
   fn: () => T | number,
 ): T | number {
@@ -109,7 +109,7 @@ export function guarded<T>(
 }
 
 /** A handler's numeric result, or EIO (and a bug report) when it is not a valid one. */
-export function checkResult(s: ServerState, what: string, value: unknown, max: number): number {
+export function checkResult(s: ServerState, what: CallName, value: unknown, max: number): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value > max || value < -MAX_ERRNO) {
     reportBug(s, what, new Error(`returned ${String(value)}, not a result or a negative errno`));
     return -Errno.EIO;
@@ -118,9 +118,9 @@ export function checkResult(s: ServerState, what: string, value: unknown, max: n
 }
 
 /** A handler broke its contract: a 'bug' event (the CLI prints it), and the call fails. */
-export function reportBug(s: ServerState, what: string, err: unknown): void {
+export function reportBug(s: ServerState, what: CallName, err: unknown): void {
   const text = err instanceof Error ? (err.stack ?? err.message) : String(err);
-  s.kernel.events.log('bug', `emulator bug in ${what}; the call fails with EIO: ${text}`);
+  s.kernel.events.log('bug', `emulator bug in ${String(what)}; the call fails with EIO: ${text}`);
 }
 
 /** Publishes a served call for the trace. */
@@ -170,7 +170,7 @@ const FD_IN_A0: ReadonlySet<number> = new Set([Op.IOCTL, Op.READ, Op.WRITE]);
 
 /** The live object a request names, or undefined after replying STALE. */
 export function liveObject(s: ServerState, conn: Connection, req: Request): OpenObject | undefined {
-  const fd = FD_IN_A0.has(req.op) ? requestFd(req.a0) : undefined;
+  const fd = FD_IN_A0.has(req.op) ? requestFd(req) : undefined;
   const object = heldObject(s, conn, req.obj, fd);
   if (object === undefined) conn.reply(req, -Errno.EBADF, { flags: ReplyFlag.STALE });
   return object;
