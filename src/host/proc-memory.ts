@@ -305,7 +305,7 @@ const NOTHING_WRITTEN: readonly { offset: number; data: Uint8Array }[] = [];
 export class CallMemory implements UserMemory {
   readonly mm: MmId;
   readonly start: bigint;
-  readonly end: bigint;
+  private windowEnd: bigint | undefined;
   private readonly bytes: Uint8Array;
   private readonly base: UserMemory;
   private readonly windowWritable: boolean;
@@ -319,10 +319,16 @@ export class CallMemory implements UserMemory {
     this.base = base;
     this.mm = base.mm;
     this.start = start;
-    this.end = start + BigInt(bytes.byteLength);
+    this.windowEnd = undefined;
     this.bytes = new Uint8Array(bytes);
     this.windowWritable = options.windowWritable ?? true;
     this.maps = options.maps;
+  }
+
+  /** Where the window ends; made only when an access is not inside it (most are). */
+  get end(): bigint {
+    this.windowEnd ??= this.start + BigInt(this.bytes.byteLength);
+    return this.windowEnd;
   }
 
   /** How many bytes the shim prefetched (0: none, everything goes to the process memory). */

@@ -44,32 +44,48 @@ export function hex(v: bigint | number): string {
 /**
  * A served call's Task. A class, so that a call makes no closure for `comm` (decision 182); its
  * fields are the call's own, so a task is never spread into another (that would drop `comm`).
+ * Its fd table is found when the handler first asks (most calls use none), or at once while a
+ * recording watches, which ties what it sees to the call being recorded (decision 261).
  */
 class ServedTask implements Task {
   readonly creds: Credentials;
   readonly memory: UserMemory;
-  readonly fds: FdResolver;
   readonly yields: boolean;
-  private readonly clients: ClientCredentials;
+  private readonly s: ServerState;
   private readonly wire: WireCreds;
+  private readonly wrapFds: ((resolver: FdResolver) => FdResolver) | undefined;
+  private taskFds: FdResolver | undefined;
 
   constructor(
-    clients: ClientCredentials,
+    s: ServerState,
     wire: WireCreds,
     memory: UserMemory,
-    fds: FdResolver,
     yields: boolean,
+    wrapFds: ((resolver: FdResolver) => FdResolver) | undefined,
   ) {
-    this.clients = clients;
+    this.s = s;
     this.wire = wire;
-    this.creds = clients.of(wire);
+    this.creds = s.clientCreds.of(wire);
     this.memory = memory;
-    this.fds = fds;
     this.yields = yields;
+    this.wrapFds = wrapFds;
+    this.taskFds = undefined;
+    if (s.observeFds !== undefined) this.taskFds = this.findFds();
+  }
+
+  get fds(): FdResolver {
+    this.taskFds ??= this.findFds();
+    return this.taskFds;
+  }
+
+  private findFds(): FdResolver {
+    const resolver = this.s.files.resolver(this.wire.pid, this.wire.tid);
+    const observed = this.s.observeFds?.(resolver) ?? resolver;
+    return this.wrapFds === undefined ? observed : this.wrapFds(observed);
   }
 
   comm(): string {
-    return this.clients.comm(this.wire);
+    return this.s.clientCreds.comm(this.wire);
   }
 }
 
@@ -84,15 +100,7 @@ export function taskOf(
   yields = false,
   fds?: (resolver: FdResolver) => FdResolver,
 ): Task {
-  const resolver = s.files.resolver(creds.pid, creds.tid);
-  const observed = s.observeFds?.(resolver) ?? resolver;
-  return new ServedTask(
-    s.clientCreds,
-    creds,
-    memory,
-    fds === undefined ? observed : fds(observed),
-    yields,
-  );
+  return new ServedTask(s, creds, memory, yields, fds);
 }
 
 /**
@@ -165,12 +173,11 @@ export function heldObject(
   return object;
 }
 
-/** Ops whose a0 carries the caller's fd number in bits 32-63. */
-const FD_IN_A0: ReadonlySet<number> = new Set([Op.IOCTL, Op.READ, Op.WRITE]);
-
 /** The live object a request names, or undefined after replying STALE. */
 export function liveObject(s: ServerState, conn: Connection, req: Request): OpenObject | undefined {
-  const fd = FD_IN_A0.has(req.op) ? requestFd(req) : undefined;
+  // IOCTL, READ and WRITE carry the caller's fd number in a0 bits 32-63.
+  const fd =
+    req.op === Op.IOCTL || req.op === Op.READ || req.op === Op.WRITE ? requestFd(req) : undefined;
   const object = heldObject(s, conn, req.obj, fd);
   if (object === undefined) conn.reply(req, -Errno.EBADF, { flags: ReplyFlag.STALE });
   return object;

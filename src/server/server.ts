@@ -134,6 +134,8 @@ class Server implements EmuServer, ServerState {
   private held = 0;
   /** Connections paused because all clients together hold too much. */
   private readonly overBudget = new Set<Connection>();
+  /** The connection whose requests are being dispatched now (pump). */
+  private pumping: Connection | undefined;
   /** When connections were last refused for the cap (said at most once a second). */
   private refusedAt = 0;
 
@@ -246,7 +248,8 @@ class Server implements EmuServer, ServerState {
       return;
     }
     const conn = new Connection(socket, (c) => {
-      this.settle(c);
+      // A reply written while its requests are pumped is accounted for when the pump ends.
+      if (this.pumping !== c) this.settle(c);
     });
     this.recorder?.accept(conn);
     this.connections.add(conn);
@@ -367,7 +370,13 @@ class Server implements EmuServer, ServerState {
   }
 
   pump(conn: Connection): void {
-    this.dispatchFrames(conn);
+    const outer = this.pumping;
+    this.pumping = conn;
+    try {
+      this.dispatchFrames(conn);
+    } finally {
+      this.pumping = outer;
+    }
     this.settle(conn);
   }
 
