@@ -44,16 +44,17 @@ export function hex(v: bigint | number): string {
 /**
  * A served call's Task. A class, so that a call makes no closure for `comm` (decision 182); its
  * fields are the call's own, so a task is never spread into another (that would drop `comm`).
- * Its fd table is found when the handler first asks (most calls use none), or at once while a
- * recording watches, which ties what it sees to the call being recorded (decision 261).
+ * Its credentials and fd table are made when the handler first asks (most calls use neither):
+ * the credentials at once when a grant is to be named at the first call, the fd table at once
+ * while a recording watches, which ties what it sees to the call being recorded (decision 261).
  */
 class ServedTask implements Task {
-  readonly creds: Credentials;
   readonly memory: UserMemory;
   readonly yields: boolean;
   private readonly s: ServerState;
   private readonly wire: WireCreds;
   private readonly wrapFds: ((resolver: FdResolver) => FdResolver) | undefined;
+  private taskCreds: Credentials | undefined;
   private taskFds: FdResolver | undefined;
 
   constructor(
@@ -65,12 +66,17 @@ class ServedTask implements Task {
   ) {
     this.s = s;
     this.wire = wire;
-    this.creds = s.clientCreds.of(wire);
+    this.taskCreds = s.clientCreds.namedAtFirstCall ? s.clientCreds.of(wire) : undefined;
     this.memory = memory;
     this.yields = yields;
     this.wrapFds = wrapFds;
     this.taskFds = undefined;
     if (s.observeFds !== undefined) this.taskFds = this.findFds();
+  }
+
+  get creds(): Credentials {
+    this.taskCreds ??= this.s.clientCreds.of(this.wire);
+    return this.taskCreds;
   }
 
   get fds(): FdResolver {
