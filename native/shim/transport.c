@@ -7,7 +7,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/capability.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +17,7 @@
 #include <sys/uio.h>
 #include <sys/un.h>
 
+#include "creds.h"
 #include "paths.h"
 #include "real.h"
 #include "say.h"
@@ -102,6 +102,7 @@ static void atfork_child(void)
 	__atomic_store_n(&mm_base, random64(), __ATOMIC_RELAXED);
 	__atomic_store_n(&owner_pid, getpid(), __ATOMIC_RELEASE);
 	paths_after_fork();
+	creds_changed();
 }
 
 /* getenv() before libc has set environ (a program's .preinit_array runs first): the variable
@@ -141,6 +142,7 @@ static void init_fn(void)
 		strcpy(sock_path, p);
 		active = 1;
 	}
+	creds_prepare();
 	mm_base = random64();
 	owner_pid = getpid();
 	pthread_key_create(&exit_key, thread_exit);
@@ -188,6 +190,7 @@ void restore_signals(const sigset_t *old)
 
 void transport_prepare(void)
 {
+	creds_prepare();
 	(void)REAL(close);
 	(void)REAL(fcntl);
 	(void)REAL(poll);
@@ -257,33 +260,13 @@ static int recv_all(int s, void *buf, size_t n)
 	return 0;
 }
 
-/* The caller's credentials at this moment (plain system calls only; pid is getpid()). */
+/* The caller's credentials at this moment (creds.c; pid is getpid()). */
 static void fill_creds(struct emu_creds *c, pid_t pid)
 {
-	struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
-	struct __user_cap_data_struct data[2];
-	struct rlimit rl;
-	uid_t ruid, euid, suid;
-	gid_t rgid, egid, sgid;
-
 	memset(c, 0, sizeof *c);
 	c->pid = (uint32_t)pid;
 	c->tid = (uint32_t)thread_tid(pid);
-	/* Both ids of a kind in one system call each. */
-	if (getresuid(&ruid, &euid, &suid) != 0)
-		ruid = euid = getuid();
-	if (getresgid(&rgid, &egid, &sgid) != 0)
-		rgid = egid = getgid();
-	c->uid = ruid;
-	c->euid = euid;
-	c->gid = rgid;
-	c->egid = egid;
-	memset(data, 0, sizeof data);
-	if (syscall(SYS_capget, &hdr, data) == 0) {
-		c->cap_eff_lo = data[0].effective;
-		c->cap_eff_hi = data[1].effective;
-	}
-	c->memlock = getrlimit(RLIMIT_MEMLOCK, &rl) == 0 ? (uint64_t)rl.rlim_cur : 0;
+	creds_fill(c);
 	c->mm_cookie = mm_cookie(pid);
 }
 

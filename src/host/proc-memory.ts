@@ -290,6 +290,10 @@ export interface CallMemoryOptions {
   readonly maps?: { mapRanges(): readonly MapRange[] };
 }
 
+/** No window byte written yet (shared: a call that writes none allocates nothing for it). */
+const CLEAN: readonly (readonly [number, number])[] = [];
+const NOTHING_WRITTEN: readonly { offset: number; data: Uint8Array }[] = [];
+
 /**
  * The memory a handler sees during one call: the caller's memory with the bytes the shim
  * prefetched at the ioctl's arg laid over it. Reads of the window come from the copy; writes to
@@ -301,7 +305,7 @@ export interface CallMemoryOptions {
 export class CallMemory implements UserMemory {
   readonly mm: MmId;
   readonly start: bigint;
-  readonly end: bigint;
+  private windowEnd: bigint | undefined;
   private readonly bytes: Uint8Array;
   private readonly base: UserMemory;
   private readonly windowWritable: boolean;
@@ -309,16 +313,22 @@ export class CallMemory implements UserMemory {
   private ranges: readonly MapRange[] | undefined;
   private finished = false;
   /** Written ranges [from, to) relative to start, kept sorted and merged. */
-  private dirty: [number, number][] = [];
+  private dirty: readonly (readonly [number, number])[] = CLEAN;
 
   constructor(base: UserMemory, start: bigint, bytes: Uint8Array, options: CallMemoryOptions = {}) {
     this.base = base;
     this.mm = base.mm;
     this.start = start;
-    this.end = start + BigInt(bytes.byteLength);
+    this.windowEnd = undefined;
     this.bytes = new Uint8Array(bytes);
     this.windowWritable = options.windowWritable ?? true;
     this.maps = options.maps;
+  }
+
+  /** Where the window ends; made only when an access is not inside it (most are). */
+  get end(): bigint {
+    this.windowEnd ??= this.start + BigInt(this.bytes.byteLength);
+    return this.windowEnd;
   }
 
   /** How many bytes the shim prefetched (0: none, everything goes to the process memory). */
@@ -333,13 +343,14 @@ export class CallMemory implements UserMemory {
 
   read(addr: bigint, length: number): Uint8Array | undefined {
     if (!Number.isSafeInteger(length) || length < 0 || addr < 0n) return undefined;
-    const end = addr + BigInt(length);
     if (this.finished) return this.base.read(addr, length);
     // Inside the window (a struct's fields, the common case): a copy of the prefetched bytes.
-    if (length > 0 && addr >= this.start && end <= this.end) {
+    // The offset is exact while it could be inside; beyond 2^53 it only has to stay beyond.
+    if (length > 0 && addr >= this.start) {
       const from = Number(addr - this.start);
-      return this.bytes.slice(from, from + length);
+      if (from + length <= this.bytes.byteLength) return this.bytes.slice(from, from + length);
     }
+    const end = addr + BigInt(length);
     // Every piece outside the window must be readable (FOLL_FORCE would read PROT_NONE pages).
     const belowEnd = end < this.start ? end : this.start;
     if (addr < this.start && !this.may(addr, Number(belowEnd - addr), 'readable')) return undefined;
@@ -405,7 +416,8 @@ export class CallMemory implements UserMemory {
   }
 
   /** The window bytes written during the call, as (offset, bytes) runs in address order. */
-  written(): { offset: number; data: Uint8Array }[] {
+  written(): readonly { offset: number; data: Uint8Array }[] {
+    if (this.dirty.length === 0) return NOTHING_WRITTEN;
     return this.dirty.map(([from, to]) => ({ offset: from, data: this.bytes.slice(from, to) }));
   }
 
@@ -416,7 +428,7 @@ export class CallMemory implements UserMemory {
   }
 
   private markDirty(from: number, to: number): void {
-    const merged: [number, number][] = [];
+    const merged: (readonly [number, number])[] = [];
     let lo = from;
     let hi = to;
     for (const [a, b] of this.dirty) {

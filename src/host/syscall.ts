@@ -12,9 +12,15 @@ import { Errno } from '../uapi/errno.ts';
 import { type File, isBlocked } from './file.ts';
 import type { Task } from './task.ts';
 
+/**
+ * A call's name for a bug report: a string, or an object whose toString() makes it, so that a
+ * call that goes well never builds it.
+ */
+export type CallName = string | { toString(): string };
+
 export function runSyscall<T>(
   events: EventBus,
-  what: string,
+  what: CallName,
   failNth: FailNth | undefined,
   fn: () => T | number,
 ): T | number {
@@ -22,7 +28,7 @@ export function runSyscall<T>(
     return withFailNth(failNth, fn);
   } catch (err) {
     const stack = err instanceof Error ? (err.stack ?? err.message) : String(err);
-    const message = `emulator bug in ${what}: ${stack}`;
+    const message = `emulator bug in ${String(what)}: ${stack}`;
     events.log('bug', message);
     return -Errno.EIO;
   }

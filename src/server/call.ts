@@ -6,7 +6,7 @@
 
 import type { Kernel } from '../boot/kernel.ts';
 import type { Credentials } from '../host/credentials.ts';
-import { runSyscall } from '../host/syscall.ts';
+import { type CallName, runSyscall } from '../host/syscall.ts';
 import type { FdResolver, Task } from '../host/task.ts';
 import type { UserMemory } from '../host/user-memory.ts';
 import { Errno } from '../uapi/errno.ts';
@@ -44,32 +44,54 @@ export function hex(v: bigint | number): string {
 /**
  * A served call's Task. A class, so that a call makes no closure for `comm` (decision 182); its
  * fields are the call's own, so a task is never spread into another (that would drop `comm`).
+ * Its credentials and fd table are made when the handler first asks (most calls use neither):
+ * the credentials at once when a grant is to be named at the first call, the fd table at once
+ * while a recording watches, which ties what it sees to the call being recorded (decision 261).
  */
 class ServedTask implements Task {
-  readonly creds: Credentials;
   readonly memory: UserMemory;
-  readonly fds: FdResolver;
   readonly yields: boolean;
-  private readonly clients: ClientCredentials;
+  private readonly s: ServerState;
   private readonly wire: WireCreds;
+  private readonly wrapFds: ((resolver: FdResolver) => FdResolver) | undefined;
+  private taskCreds: Credentials | undefined;
+  private taskFds: FdResolver | undefined;
 
   constructor(
-    clients: ClientCredentials,
+    s: ServerState,
     wire: WireCreds,
     memory: UserMemory,
-    fds: FdResolver,
     yields: boolean,
+    wrapFds: ((resolver: FdResolver) => FdResolver) | undefined,
   ) {
-    this.clients = clients;
+    this.s = s;
     this.wire = wire;
-    this.creds = clients.of(wire);
+    this.taskCreds = s.clientCreds.namedAtFirstCall ? s.clientCreds.of(wire) : undefined;
     this.memory = memory;
-    this.fds = fds;
     this.yields = yields;
+    this.wrapFds = wrapFds;
+    this.taskFds = undefined;
+    if (s.observeFds !== undefined) this.taskFds = this.findFds();
+  }
+
+  get creds(): Credentials {
+    this.taskCreds ??= this.s.clientCreds.of(this.wire);
+    return this.taskCreds;
+  }
+
+  get fds(): FdResolver {
+    this.taskFds ??= this.findFds();
+    return this.taskFds;
+  }
+
+  private findFds(): FdResolver {
+    const resolver = this.s.files.resolver(this.wire.pid, this.wire.tid);
+    const observed = this.s.observeFds?.(resolver) ?? resolver;
+    return this.wrapFds === undefined ? observed : this.wrapFds(observed);
   }
 
   comm(): string {
-    return this.clients.comm(this.wire);
+    return this.s.clientCreds.comm(this.wire);
   }
 }
 
@@ -84,15 +106,7 @@ export function taskOf(
   yields = false,
   fds?: (resolver: FdResolver) => FdResolver,
 ): Task {
-  const resolver = s.files.resolver(creds.pid, creds.tid);
-  const observed = s.observeFds?.(resolver) ?? resolver;
-  return new ServedTask(
-    s.clientCreds,
-    creds,
-    memory,
-    fds === undefined ? observed : fds(observed),
-    yields,
-  );
+  return new ServedTask(s, creds, memory, yields, fds);
 }
 
 /**
@@ -101,7 +115,7 @@ export function taskOf(
  */
 export function guarded<T>(
   s: ServerState,
-  what: string,
+  what: CallName,
   creds: WireCreds,
   fn: () => T | number,
 ): T | number {
@@ -109,7 +123,7 @@ export function guarded<T>(
 }
 
 /** A handler's numeric result, or EIO (and a bug report) when it is not a valid one. */
-export function checkResult(s: ServerState, what: string, value: unknown, max: number): number {
+export function checkResult(s: ServerState, what: CallName, value: unknown, max: number): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value > max || value < -MAX_ERRNO) {
     reportBug(s, what, new Error(`returned ${String(value)}, not a result or a negative errno`));
     return -Errno.EIO;
@@ -118,9 +132,9 @@ export function checkResult(s: ServerState, what: string, value: unknown, max: n
 }
 
 /** A handler broke its contract: a 'bug' event (the CLI prints it), and the call fails. */
-export function reportBug(s: ServerState, what: string, err: unknown): void {
+export function reportBug(s: ServerState, what: CallName, err: unknown): void {
   const text = err instanceof Error ? (err.stack ?? err.message) : String(err);
-  s.kernel.events.log('bug', `emulator bug in ${what}; the call fails with EIO: ${text}`);
+  s.kernel.events.log('bug', `emulator bug in ${String(what)}; the call fails with EIO: ${text}`);
 }
 
 /** Publishes a served call for the trace. */
@@ -165,12 +179,11 @@ export function heldObject(
   return object;
 }
 
-/** Ops whose a0 carries the caller's fd number in bits 32-63. */
-const FD_IN_A0: ReadonlySet<number> = new Set([Op.IOCTL, Op.READ, Op.WRITE]);
-
 /** The live object a request names, or undefined after replying STALE. */
 export function liveObject(s: ServerState, conn: Connection, req: Request): OpenObject | undefined {
-  const fd = FD_IN_A0.has(req.op) ? requestFd(req.a0) : undefined;
+  // IOCTL, READ and WRITE carry the caller's fd number in a0 bits 32-63.
+  const fd =
+    req.op === Op.IOCTL || req.op === Op.READ || req.op === Op.WRITE ? requestFd(req) : undefined;
   const object = heldObject(s, conn, req.obj, fd);
   if (object === undefined) conn.reply(req, -Errno.EBADF, { flags: ReplyFlag.STALE });
   return object;

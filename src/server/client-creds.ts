@@ -203,6 +203,11 @@ export class ClientCredentials {
     }
   }
 
+  /** Whether a call's credentials must be made at its start: a grant is named at the first call. */
+  get namedAtFirstCall(): boolean {
+    return this.grantedCaps !== 0n;
+  }
+
   /** The credentials the kernel would see for the thread that sent `wire` (see ServedCredentials). */
   of(wire: WireCreds): Credentials {
     const creds = new ServedCredentials(wire, this.grantedCaps, this.hooks);

@@ -6,15 +6,18 @@
  */
 import type { OpenObject, ReservedFd } from './client-fds.ts';
 import type { CheckedClaim, PeerIdentity } from './client-identity.ts';
-import { CREDS_BYTES, encodeReply, FrameReader, HEADER_BYTES, type Request } from './protocol.ts';
+import {
+  CREDS_BYTES,
+  encodeReplyOf,
+  FrameReader,
+  HEADER_BYTES,
+  type ReplyParts,
+  type Request,
+  type WireCreds,
+} from './protocol.ts';
 
 /** What a reply carries besides the result. */
-export interface ReplyExtra {
-  readonly flags?: number;
-  readonly v0?: bigint;
-  readonly v1?: bigint;
-  readonly payload?: Uint8Array | undefined;
-}
+export type ReplyExtra = ReplyParts;
 
 /** What a connection needs of its socket (a net.Socket; a replay's stands in for it). */
 export interface ConnectionSocket {
@@ -40,8 +43,13 @@ export class Connection {
   lastPoll: string | undefined;
   /** The connecting process as the kernel saw it (SO_PEERCRED); undefined without the addon. */
   peer: PeerIdentity | undefined;
-  /** The last claim checked on this connection (client-identity.ts). */
-  checked: CheckedClaim | undefined;
+  /**
+   * The last claim on this connection: its frame's header and credentials bytes (a copy), the
+   * credentials it was found to stand for, and the check (client-identity.ts).
+   */
+  claim:
+    | { readonly bytes: Uint8Array; readonly creds: WireCreds; readonly checked: CheckedClaim }
+    | undefined;
   /** Open objects this connection's process was found to hold an fd on (forgotten with them). */
   readonly heldObjects = new WeakSet<OpenObject>();
   /** Object connection: the open file it is. */
@@ -69,7 +77,7 @@ export class Connection {
   /** Sends the reply to `req` (nothing if the client is gone). */
   reply(req: Request, ret: number, extra: ReplyExtra = {}): void {
     this.onReply?.(req, ret, extra);
-    this.send(encodeReply({ op: req.op, seq: req.seq, ret, ...extra }));
+    this.send(encodeReplyOf(req.op, req.seq, ret, extra));
   }
 
   /** Writes bytes to the client (nothing if it is gone). */

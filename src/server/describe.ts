@@ -17,7 +17,7 @@ import {
 } from '../uapi/iommufd.ts';
 import { IOMMU_VEVENTQ_TYPE_SELFTEST, iommuViommuEventSelftest } from '../uapi/iommufd-test.ts';
 import { decodeStruct, type FieldTable, type StructSpec } from '../uapi/struct.ts';
-import { FD_UNKNOWN } from './protocol.ts';
+import { FD_UNKNOWN, type Request } from './protocol.ts';
 
 const ACCESS = ['O_RDONLY', 'O_WRONLY', 'O_RDWR', 'O_ACCMODE'];
 const { O_CREAT, O_EXCL, O_TRUNC, O_APPEND, O_NONBLOCK, O_DIRECTORY, O_NOFOLLOW } = fs.constants;
@@ -59,8 +59,8 @@ export function fdLabel(fd: number, path: string): string {
 }
 
 /** The fd number a request carries in a0 bits 32-63. */
-export function requestFd(a0: bigint): number {
-  return Number((a0 >> 32n) & 0xffffffffn);
+export function requestFd(req: Request): number {
+  return req.a0hi;
 }
 
 /** A C string literal of short text, strace style: "0x1234\n". */

@@ -145,9 +145,24 @@ export interface Request {
   readonly seq: number;
   readonly obj: number;
   readonly a0: bigint;
+  /**
+   * a0's low and high 32 bits as numbers: what most ops want of it (an ioctl's command, a read's
+   * count, the caller's fd in bits 32-63), with no bigint arithmetic.
+   */
+  readonly a0lo: number;
+  readonly a0hi: number;
   readonly a1: bigint;
   readonly creds: WireCreds;
   readonly payload: Uint8Array;
+}
+
+/** What a request is made of (a0's halves follow from a0): what encodeRequest and requestOf take. */
+export type RequestFields = Omit<Request, 'a0lo' | 'a0hi'>;
+
+/** A Request from its fields (a replay's, a test's). */
+export function requestOf(fields: RequestFields): Request {
+  const a0 = BigInt.asUintN(64, fields.a0);
+  return { ...fields, a0lo: Number(a0 & 0xffffffffn), a0hi: Number(a0 >> 32n) };
 }
 
 export interface Reply {
@@ -164,35 +179,108 @@ function view(bytes: Uint8Array): DataView {
   return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-/** Decodes one complete request frame, or returns why it is malformed. */
-export function decodeRequest(frame: Uint8Array): Request | string {
+/*
+ * Every request's header is read from its bytes, without a DataView (a fresh one per request
+ * cost as much as the rest of the decode) and without bigints: a0 and a1 become bigints only
+ * when an op reads them, and most ops want a0's halves (decision 261).
+ */
+
+function u16(b: Uint8Array, at: number): number {
+  return b[at]! | (b[at + 1]! << 8);
+}
+
+function u32(b: Uint8Array, at: number): number {
+  return (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16) | (b[at + 3]! << 24)) >>> 0;
+}
+
+/** The u64 whose halves these are: one bigint made from a double while that is exact. */
+function u64(lo: number, hi: number): bigint {
+  if (hi < 0x200000) return hi === 0 && lo === 0 ? 0n : BigInt(hi * 0x100000000 + lo);
+  return (BigInt(hi) << 32n) | BigInt(lo);
+}
+
+/** A decoded request: the header's numbers, a0 and a1 made bigints when first read. */
+class WireRequest implements Request {
+  readonly op: number;
+  readonly flags: number;
+  readonly seq: number;
+  readonly obj: number;
+  readonly a0lo: number;
+  readonly a0hi: number;
+  private readonly a1lo: number;
+  private readonly a1hi: number;
+  private a0big: bigint | undefined;
+  private a1big: bigint | undefined;
+  readonly creds: WireCreds;
+  readonly payload: Uint8Array;
+
+  constructor(frame: Uint8Array, creds: WireCreds) {
+    this.op = u16(frame, 4);
+    this.flags = u16(frame, 6);
+    this.seq = u32(frame, 8);
+    this.obj = u32(frame, 12);
+    this.a0lo = u32(frame, 16);
+    this.a0hi = u32(frame, 20);
+    this.a1lo = u32(frame, 24);
+    this.a1hi = u32(frame, 28);
+    this.a0big = undefined;
+    this.a1big = undefined;
+    this.creds = creds;
+    this.payload = frame.subarray(HEADER_BYTES + CREDS_BYTES);
+  }
+
+  get a0(): bigint {
+    this.a0big ??= u64(this.a0lo, this.a0hi);
+    return this.a0big;
+  }
+
+  get a1(): bigint {
+    this.a1big ??= u64(this.a1lo, this.a1hi);
+    return this.a1big;
+  }
+}
+
+/** Why a frame cannot be a request, or undefined when its size and length field agree. */
+export function frameError(frame: Uint8Array): string | undefined {
   if (frame.byteLength < HEADER_BYTES + CREDS_BYTES) return `short request (${frame.byteLength} B)`;
-  const v = view(frame);
-  const len = v.getUint32(0, true);
+  const len = u32(frame, 0);
   if (len !== frame.byteLength) return `length field ${len} != frame ${frame.byteLength}`;
+  return undefined;
+}
+
+/** The credentials block of a request frame (checked by frameError), decoded. */
+export function decodeCreds(frame: Uint8Array): WireCreds {
   const c = HEADER_BYTES;
-  const creds: WireCreds = {
-    pid: v.getUint32(c + 0, true),
-    tid: v.getUint32(c + 4, true),
-    uid: v.getUint32(c + 8, true),
-    euid: v.getUint32(c + 12, true),
-    gid: v.getUint32(c + 16, true),
-    egid: v.getUint32(c + 20, true),
-    // cap_eff_lo then cap_eff_hi, little-endian: one u64.
-    capEff: v.getBigUint64(c + 24, true),
-    memlock: v.getBigUint64(c + 32, true),
-    mmCookie: v.getBigUint64(c + 40, true),
-  };
   return {
-    op: v.getUint16(4, true),
-    flags: v.getUint16(6, true),
-    seq: v.getUint32(8, true),
-    obj: v.getUint32(12, true),
-    a0: v.getBigUint64(16, true),
-    a1: v.getBigUint64(24, true),
-    creds,
-    payload: frame.subarray(HEADER_BYTES + CREDS_BYTES),
+    pid: u32(frame, c + 0),
+    tid: u32(frame, c + 4),
+    uid: u32(frame, c + 8),
+    euid: u32(frame, c + 12),
+    gid: u32(frame, c + 16),
+    egid: u32(frame, c + 20),
+    // cap_eff_lo then cap_eff_hi, little-endian: one u64.
+    capEff: u64(u32(frame, c + 24), u32(frame, c + 28)),
+    memlock: u64(u32(frame, c + 32), u32(frame, c + 36)),
+    mmCookie: u64(u32(frame, c + 40), u32(frame, c + 44)),
   };
+}
+
+/** Whether two request frames carry the same bytes of credentials. */
+export function sameCredsBytes(a: Uint8Array, b: Uint8Array): boolean {
+  for (let at = HEADER_BYTES; at < HEADER_BYTES + CREDS_BYTES; at += 4) {
+    if (u32(a, at) !== u32(b, at)) return false;
+  }
+  return true;
+}
+
+/**
+ * Decodes one complete request frame, or returns why it is malformed. `creds`: what the frame's
+ * credentials block stands for when the caller decoded (and checked) the same bytes before.
+ */
+export function decodeRequest(frame: Uint8Array, creds?: WireCreds): Request | string {
+  const why = frameError(frame);
+  if (why !== undefined) return why;
+  return new WireRequest(frame, creds ?? decodeCreds(frame));
 }
 
 /** Replies are carved from slabs of this size (Node's own pool is 8 KiB: a new one per 256). */
@@ -216,34 +304,60 @@ function replyBuffer(n: number): Buffer {
   return out;
 }
 
+function put16(out: Uint8Array, at: number, value: number): void {
+  out[at] = value;
+  out[at + 1] = value >>> 8;
+}
+
+function put32(out: Uint8Array, at: number, value: number): void {
+  out[at] = value;
+  out[at + 1] = value >>> 8;
+  out[at + 2] = value >>> 16;
+  out[at + 3] = value >>> 24;
+}
+
 /** A u64 field: most are 0, which needs no bigint arithmetic. */
-function writeU64(out: Buffer, value: bigint | undefined, at: number): void {
+function putU64(out: Buffer, at: number, value: bigint | undefined): void {
   if (value === undefined || value === 0n) {
-    out.writeUInt32LE(0, at);
-    out.writeUInt32LE(0, at + 4);
+    put32(out, at, 0);
+    put32(out, at + 4, 0);
   } else {
     out.writeBigUInt64LE(BigInt.asUintN(64, value), at);
   }
 }
 
+/** What a reply carries besides its op, seq and result. */
+export interface ReplyParts {
+  readonly flags?: number | undefined;
+  readonly v0?: bigint | undefined;
+  readonly v1?: bigint | undefined;
+  readonly payload?: Uint8Array | undefined;
+}
+
 /** Encodes a reply (header + payload) into one buffer (replyBuffer). */
 export function encodeReply(reply: Reply): Uint8Array {
-  const length = reply.payload?.byteLength ?? 0;
+  return encodeReplyOf(reply.op, reply.seq, reply.ret, reply);
+}
+
+/** The same from its parts, with no object made to hold them. */
+export function encodeReplyOf(op: number, seq: number, ret: number, parts: ReplyParts): Uint8Array {
+  const payload = parts.payload;
+  const length = payload === undefined ? 0 : payload.byteLength;
   const out = replyBuffer(HEADER_BYTES + length);
-  out.writeUInt32LE(out.byteLength, 0);
-  out.writeUInt16LE(reply.op, 4);
-  out.writeUInt16LE(reply.flags ?? 0, 6);
-  out.writeUInt32LE(reply.seq, 8);
-  out.writeInt32LE(reply.ret, 12);
-  writeU64(out, reply.v0, 16);
-  writeU64(out, reply.v1, 24);
-  if (reply.payload !== undefined) out.set(reply.payload, HEADER_BYTES);
+  put32(out, 0, out.byteLength);
+  put16(out, 4, op);
+  put16(out, 6, parts.flags ?? 0);
+  put32(out, 8, seq);
+  put32(out, 12, ret);
+  putU64(out, 16, parts.v0);
+  putU64(out, 24, parts.v1);
+  if (length !== 0) out.set(payload!, HEADER_BYTES);
   return out;
 }
 
 /** Encodes a request: used by tests and tools that talk to the server without the shim. */
 export function encodeRequest(
-  request: Omit<Request, 'payload'> & { readonly payload?: Uint8Array },
+  request: Omit<RequestFields, 'payload'> & { readonly payload?: Uint8Array },
 ): Uint8Array {
   const payload = request.payload ?? new Uint8Array(0);
   const out = new Uint8Array(HEADER_BYTES + CREDS_BYTES + payload.byteLength);
@@ -298,27 +412,23 @@ export class FrameReader {
 
   next(): Uint8Array | undefined {
     if (this.count < 4) return undefined;
-    const head = this.peek(4);
-    const len = (head[0]! | (head[1]! << 8) | (head[2]! << 16) | (head[3]! << 24)) >>> 0;
+    if (this.chunks[0]!.byteLength < 4) this.chunks = [concat(this.chunks, this.count)];
+    const len = u32(this.chunks[0]!, 0);
     if (len < this.minimum || len > MESSAGE_MAX) throw new RangeError(`bad frame length ${len}`);
     if (this.count < len) return undefined;
     return this.take(len);
   }
 
-  private peek(n: number): Uint8Array {
-    const first = this.chunks[0]!;
-    if (first.byteLength >= n) return first.subarray(0, n);
-    this.chunks = [concat(this.chunks, this.count)];
-    return this.chunks[0]!.subarray(0, n);
-  }
-
   private take(n: number): Uint8Array {
     const first = this.chunks[0]!;
     let frame: Uint8Array;
-    if (first.byteLength >= n) {
+    if (first.byteLength === n) {
+      // One request per read, the usual case: the chunk is the frame, no view is made.
+      frame = first;
+      this.chunks.shift();
+    } else if (first.byteLength > n) {
       frame = first.subarray(0, n);
-      if (first.byteLength === n) this.chunks.shift();
-      else this.chunks[0] = first.subarray(n);
+      this.chunks[0] = first.subarray(n);
     } else {
       const all = concat(this.chunks, this.count);
       frame = all.subarray(0, n);

@@ -26,7 +26,7 @@ import type { ServerState } from './call.ts';
 import { ClientCredentials } from './client-creds.ts';
 import { Connection, type ConnectionSocket } from './connection.ts';
 import { rawWrite } from './ops/write.ts';
-import { Op, type Request, type WireCreds } from './protocol.ts';
+import { Op, type Request, requestOf, type WireCreds } from './protocol.ts';
 import { recordedReply } from './recorder.ts';
 import {
   CallSeen,
@@ -76,7 +76,7 @@ class NullSocket implements ConnectionSocket {
   }
 }
 
-function requestOf(line: CallLine): Request {
+function requestOfLine(line: CallLine): Request {
   const c = line.creds;
   const creds: WireCreds = {
     pid: c.pid,
@@ -89,7 +89,7 @@ function requestOf(line: CallLine): Request {
     memlock: fromHex(c.memlock),
     mmCookie: fromHex(c.mmCookie),
   };
-  return {
+  return requestOf({
     op: line.opcode,
     flags: line.flags,
     seq: line.seq,
@@ -98,7 +98,7 @@ function requestOf(line: CallLine): Request {
     a1: fromHex(line.a1),
     creds,
     payload: hexToBytes(line.payload),
-  };
+  });
 }
 
 /** The trace's JSON of an event, as an object, to compare field by field with a record line. */
@@ -308,7 +308,7 @@ export class RecordReplay implements ServerState {
   private call(line: CallLine, recordedText: string | undefined): void {
     this.calls++;
     const conn = this.connection(line.conn);
-    const req = requestOf(line);
+    const req = requestOfLine(line);
     const seen = new CallSeen(line);
     const firstNew = this.produced.length;
     this.seen = seen;

@@ -15,7 +15,7 @@ import type { FailNth } from '../fault/fault.ts';
 import type { ServerState } from './call.ts';
 import { ClientCredentials } from './client-creds.ts';
 import { ClientFiles } from './client-fds.ts';
-import { checkClaim, peerIdentity } from './client-identity.ts';
+import { type CheckedClaim, checkClaim, peerIdentity } from './client-identity.ts';
 import { ClientMemories, isMemoryOf } from './client-memory.ts';
 import { Connection } from './connection.ts';
 import { DEFAULT_LIMITS, type ServerLimits } from './limits.ts';
@@ -33,7 +33,17 @@ import { seek } from './ops/seek.ts';
 import { stat } from './ops/stat.ts';
 import { sync } from './ops/sync.ts';
 import { rawWrite, write } from './ops/write.ts';
-import { decodeRequest, Op, type Request } from './protocol.ts';
+import {
+  CREDS_BYTES,
+  decodeCreds,
+  decodeRequest,
+  frameError,
+  HEADER_BYTES,
+  Op,
+  type Request,
+  sameCredsBytes,
+  type WireCreds,
+} from './protocol.ts';
 import type { Recorder } from './recorder.ts';
 import { Testbed } from './testbed.ts';
 
@@ -124,6 +134,8 @@ class Server implements EmuServer, ServerState {
   private held = 0;
   /** Connections paused because all clients together hold too much. */
   private readonly overBudget = new Set<Connection>();
+  /** The connection whose requests are being dispatched now (pump). */
+  private pumping: Connection | undefined;
   /** When connections were last refused for the cap (said at most once a second). */
   private refusedAt = 0;
 
@@ -236,7 +248,8 @@ class Server implements EmuServer, ServerState {
       return;
     }
     const conn = new Connection(socket, (c) => {
-      this.settle(c);
+      // A reply written while its requests are pumped is accounted for when the pump ends.
+      if (this.pumping !== c) this.settle(c);
     });
     this.recorder?.accept(conn);
     this.connections.add(conn);
@@ -357,7 +370,13 @@ class Server implements EmuServer, ServerState {
   }
 
   pump(conn: Connection): void {
-    this.dispatchFrames(conn);
+    const outer = this.pumping;
+    this.pumping = conn;
+    try {
+      this.dispatchFrames(conn);
+    } finally {
+      this.pumping = outer;
+    }
     this.settle(conn);
   }
 
@@ -374,13 +393,23 @@ class Server implements EmuServer, ServerState {
         return;
       }
       if (frame === undefined) return;
-      const req = decodeRequest(frame);
-      if (typeof req === 'string') {
-        this.protocolError(conn, req);
-        return;
-      }
+      const req = this.request(conn, frame);
+      if (req === undefined) return;
       this.dispatch(conn, req);
     }
+  }
+
+  /** A frame as a request with the credentials it may act with; undefined after a protocol error. */
+  private request(conn: Connection, frame: Uint8Array): Request | undefined {
+    const why = frameError(frame);
+    if (why !== undefined) {
+      this.protocolError(conn, why);
+      return undefined;
+    }
+    const creds = this.credsOf(conn, frame);
+    if (creds === undefined) return undefined;
+    const req = decodeRequest(frame, creds);
+    return typeof req === 'string' ? undefined : req;
   }
 
   protocolError(conn: Connection, why: string): void {
@@ -399,32 +428,40 @@ class Server implements EmuServer, ServerState {
   }
 
   /**
-   * The request with the credentials it may act with (client-identity.ts), or undefined after
-   * dropping a connection whose claim is refused. A transport serves one thread: the one that
-   * said HELLO on it.
+   * The credentials a request may act with (client-identity.ts), or undefined after dropping a
+   * connection whose claim is refused. A transport serves one thread: the one that said HELLO on
+   * it. A claim is decoded and checked when its bytes differ from the connection's last one;
+   * the same bytes stand for the same credentials (decision 261).
    */
-  private checked(conn: Connection, req: Request): Request | undefined {
-    const peer = conn.peer;
-    if (peer === undefined) return req;
-    if (conn.thread !== undefined && req.creds.tid !== conn.thread.tid) {
+  private credsOf(conn: Connection, frame: Uint8Array): WireCreds | undefined {
+    const last = conn.claim;
+    // The same bytes were checked, the tid among them (HELLO fixed the thread from them).
+    if (last !== undefined && sameCredsBytes(last.bytes, frame)) return last.creds;
+    const claim = decodeCreds(frame);
+    if (conn.thread !== undefined && claim.tid !== conn.thread.tid) {
       this.protocolError(
         conn,
-        `claims tid ${req.creds.tid} on the transport of tid ${conn.thread.tid}`,
+        `claims tid ${claim.tid} on the transport of tid ${conn.thread.tid}`,
       );
       return undefined;
     }
-    const result = checkClaim(peer, req.creds, conn.checked);
-    if (typeof result === 'string') {
-      this.protocolError(conn, result);
-      return undefined;
+    let checked: CheckedClaim = { claim, creds: claim };
+    if (conn.peer !== undefined) {
+      const result = checkClaim(conn.peer, claim, last?.checked);
+      if (typeof result === 'string') {
+        this.protocolError(conn, result);
+        return undefined;
+      }
+      checked = result;
     }
-    conn.checked = result;
-    return result.creds === req.creds ? req : { ...req, creds: result.creds };
+    // A copy: the frame's bytes belong to the socket's chunk.
+    const bytes = new Uint8Array(HEADER_BYTES + CREDS_BYTES);
+    bytes.set(frame.subarray(0, HEADER_BYTES + CREDS_BYTES));
+    conn.claim = { bytes, creds: checked.creds, checked };
+    return checked.creds;
   }
 
-  private dispatch(conn: Connection, claimed: Request): void {
-    const req = this.checked(conn, claimed);
-    if (req === undefined) return;
+  private dispatch(conn: Connection, req: Request): void {
     if (this.recorder === undefined) {
       dispatchRequest(this, conn, req);
       return;

@@ -10,7 +10,7 @@ import { FD_UNKNOWN, type Request } from '../protocol.ts';
 
 export function closeBarrier(s: ServerState, conn: Connection, req: Request): void {
   // Named now: the release the close causes may forget the object before the barrier ends.
-  const fd = requestFd(req.a0);
+  const fd = requestFd(req);
   const path = fd === FD_UNKNOWN ? undefined : s.files.pathOf(req.obj);
   conn.deferred = true;
   setImmediate(() => {

@@ -48,7 +48,7 @@ interface CallFd {
 export function ioctl(s: ServerState, conn: Connection, req: Request): void {
   const object = liveObject(s, conn, req);
   if (object === undefined) return;
-  const cmd = Number(req.a0 & 0xffffffffn);
+  const cmd = req.a0lo;
   let windowBytes = req.payload;
   let callFd: CallFd | undefined;
   if ((req.flags & ReqFlag.NEWFD) !== 0) {
@@ -88,27 +88,24 @@ export function ioctl(s: ServerState, conn: Connection, req: Request): void {
     reservedFd === undefined ? undefined : (fds) => withReservedFd(fds, reservedFd),
   );
   const { file } = object;
-  const what = `ioctl ${hex(cmd)} on ${object.path}`;
   const tracing = s.kernel.events.wants('syscall');
   const input = tracing ? ioctlStruct(file, cmd, req.a1, memory) : undefined;
-  const value = guarded(s, what, req.creds, () =>
-    file.fops.ioctl === undefined ? -Errno.ENOTTY : file.fops.ioctl(file, task, cmd, req.a1),
-  );
-  // A plain object, not a closure: most calls finish at once (decision 182).
-  const call: PendingIoctl = {
+  // An object, not a closure: most calls finish at once (decision 182).
+  const call = new PendingIoctl(
     s,
     conn,
     req,
     file,
-    path: object.path,
+    object.path,
     cmd,
-    what,
     callFd,
-    input,
     memory,
-    windowed,
     tracing,
-  };
+    input,
+  );
+  const value = guarded(s, call, req.creds, () =>
+    file.fops.ioctl === undefined ? -Errno.ENOTTY : file.fops.ioctl(file, task, cmd, req.a1),
+  );
   if (!isBlocked(value)) {
     finishIoctl(call, value);
     return;
@@ -120,7 +117,7 @@ export function ioctl(s: ServerState, conn: Connection, req: Request): void {
   conn.deferred = true;
   value.blocked
     .catch((err: unknown) => {
-      reportBug(s, what, err);
+      reportBug(s, call, err);
       return -Errno.EIO;
     })
     .then((result) => {
@@ -131,38 +128,75 @@ export function ioctl(s: ServerState, conn: Connection, req: Request): void {
     });
 }
 
-/** What an ioctl's reply needs once its handler returned. */
-interface PendingIoctl {
+/**
+ * What an ioctl's reply needs once its handler returned. Its string is the call's name for a bug
+ * report, made only if one is made (decision 261).
+ */
+class PendingIoctl {
   readonly s: ServerState;
   readonly conn: Connection;
   readonly req: Request;
   readonly file: File;
   readonly path: string;
   readonly cmd: number;
-  readonly what: string;
   readonly callFd: CallFd | undefined;
-  readonly input: ReturnType<typeof ioctlStruct> | undefined;
   readonly memory: ServedMemory;
-  readonly windowed: boolean;
   readonly tracing: boolean;
+  readonly input: ReturnType<typeof ioctlStruct> | undefined;
+
+  constructor(
+    s: ServerState,
+    conn: Connection,
+    req: Request,
+    file: File,
+    path: string,
+    cmd: number,
+    callFd: CallFd | undefined,
+    memory: ServedMemory,
+    tracing: boolean,
+    input: ReturnType<typeof ioctlStruct> | undefined,
+  ) {
+    this.s = s;
+    this.conn = conn;
+    this.req = req;
+    this.file = file;
+    this.path = path;
+    this.cmd = cmd;
+    this.callFd = callFd;
+    this.memory = memory;
+    this.tracing = tracing;
+    this.input = input;
+  }
+
+  toString(): string {
+    return `ioctl ${hex(this.cmd)} on ${this.path}`;
+  }
 }
 
 /** Checks the handler's result, installs its new fd, traces the call and replies. */
 function finishIoctl(c: PendingIoctl, result: unknown): void {
   const { s, req, memory } = c;
-  const ret = checkResult(s, c.what, result, 0x7fffffff);
+  const ret = checkResult(s, c, result, 0x7fffffff);
   // The new file is listed among the open files before the call is reported (and checked).
   const fdExtra = installFd(s, c.callFd, ret);
   if (c.tracing) {
     const output = ret >= 0 ? ioctlStruct(c.file, c.cmd, req.a1, memory) : undefined;
-    const label = fdLabel(requestFd(req.a0), c.path);
+    const label = fdLabel(requestFd(req), c.path);
     const call = describeIoctl(c.file.fops.name, c.cmd, req.a1, c.input, output);
     trace(s, req.creds, 'ioctl', `${label}, ${call}`, ret);
   }
   memory.done();
-  const extra: ReplyExtra = { payload: c.windowed ? encodeSegments(memory.written()) : undefined };
-  c.conn.reply(req, ret, { ...extra, ...fdExtra });
+  const payload = (req.flags & ReqFlag.WINDOW) !== 0 ? encodeSegments(memory.written()) : undefined;
+  c.conn.reply(req, ret, {
+    flags: fdExtra.flags,
+    v0: fdExtra.v0,
+    v1: fdExtra.v1,
+    payload,
+  });
 }
+
+/** A reply that installed no file. */
+const NO_FD: ReplyExtra = {};
 
 /** The caller's fd table with the call's reserved fd as its one unused number. */
 function withReservedFd(fds: FdResolver, callFd: CallFd): FdResolver {
@@ -189,10 +223,10 @@ function withReservedFd(fds: FdResolver, callFd: CallFd): FdResolver {
  */
 function installFd(s: ServerState, callFd: CallFd | undefined, ret: number): ReplyExtra {
   const installed = callFd?.installed;
-  if (callFd?.reserved === undefined || installed === undefined) return {};
+  if (callFd?.reserved === undefined || installed === undefined) return NO_FD;
   if (ret < 0) {
     installed.file.put();
-    return {};
+    return NO_FD;
   }
   s.kernel.openFiles.add(installed.file);
   s.files.install(callFd.reserved, installed.file, installed.name, ANON_INODE_MODE);

@@ -31,11 +31,11 @@ export function note(s: ServerState, conn: Connection, req: Request): void {
   const object = s.files.get(req.obj);
   const path = object?.path ?? s.files.pathOf(req.obj);
   if (path === undefined) return;
-  const label = fdLabel(requestFd(req.a0), path);
+  const label = fdLabel(requestFd(req), path);
   const result = BigInt.asIntN(64, req.a1);
   const ret = result < 0n ? Number(result) : 0;
   const [a0, a1, a2, a3] = args as [bigint, bigint, bigint, bigint];
-  if (Number(req.a0 & 0xffffffffn) === NoteKind.VMA_CLOSE) {
+  if (req.a0lo === NoteKind.VMA_CLOSE) {
     if (object === undefined || object.file.fops !== iommufdFops) return;
     const memory = s.memories.forCall(req.creds);
     const mm = memory.mm;
@@ -43,7 +43,7 @@ export function note(s: ServerState, conn: Connection, req: Request): void {
     s.kernel.iommufd.unmapped(object.file.privateData as IommufdCtx, mm, a0);
     return;
   }
-  switch (Number(req.a0 & 0xffffffffn)) {
+  switch (req.a0lo) {
     case NoteKind.DUP: {
       const call = DUP_NAMES[Number(a0)];
       if (call === undefined) return;

@@ -26,7 +26,7 @@ export function open(s: ServerState, conn: Connection, req: Request): void {
     return;
   }
   conn.kind = 'object';
-  const flags = Number(req.a0 & 0xffffffffn);
+  const flags = req.a0lo;
   const memory = s.memories.forCall(req.creds);
   const task = taskOf(s, req.creds, memory);
   let ret: number;

@@ -28,8 +28,7 @@ export function position(object: OpenObject, req: Request): bigint | undefined {
 export function read(s: ServerState, conn: Connection, req: Request): void {
   const object = liveObject(s, conn, req);
   if (object === undefined) return;
-  const requested = req.a0 & 0xffffffffn;
-  const count = Number(requested < BigInt(RW_MAX) ? requested : BigInt(RW_MAX));
+  const count = Math.min(req.a0lo, RW_MAX);
   const pos = position(object, req);
   const { file } = object;
   const what = `read on ${object.path}`;
@@ -59,12 +58,12 @@ export function read(s: ServerState, conn: Connection, req: Request): void {
     }
   }
   if (s.kernel.events.wants('syscall') && (req.flags & ReqFlag.MMIO) !== 0 && pos !== undefined) {
-    const label = fdLabel(requestFd(req.a0), object.path);
+    const label = fdLabel(requestFd(req), object.path);
     const shown = payload !== undefined && ret > 0 ? value(payload.subarray(0, ret)) : undefined;
     trace(s, req.creds, 'mmio', describeMmio(label, file, count, pos, undefined), ret, shown);
   } else if (s.kernel.events.wants('syscall')) {
     const positional = (req.flags & ReqFlag.POSITIONAL) !== 0;
-    const label = fdLabel(requestFd(req.a0), object.path);
+    const label = fdLabel(requestFd(req), object.path);
     const detail = describeIo(label, file, count, positional ? pos : undefined, payload, ret);
     trace(s, req.creds, positional ? 'pread' : 'read', detail, ret);
   }

@@ -6,7 +6,7 @@ import { decodeCString, type Request, SyncCall } from '../protocol.ts';
 
 export function sync(s: ServerState, conn: Connection, req: Request): void {
   s.testbed.sync();
-  const call = SyncCall[Number(req.a0 & 0xffn)];
+  const call = SyncCall[req.a0lo & 0xff];
   const path = decodeCString(req.payload);
   // The shim makes the call itself, after this reply: its result is unknown here (strace's "?").
   if (call !== undefined && path !== undefined) trace(s, req.creds, call, quotePath(path), 0, '?');

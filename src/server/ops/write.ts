@@ -67,12 +67,12 @@ function writeDone(
   if (ret > 0 && (req.flags & ReqFlag.POSITIONAL) === 0 && !file.fops.nonseekable)
     object.pos += BigInt(ret);
   if (s.kernel.events.wants('syscall') && (req.flags & ReqFlag.MMIO) !== 0 && pos !== undefined) {
-    const label = fdLabel(requestFd(req.a0), object.path);
+    const label = fdLabel(requestFd(req), object.path);
     const detail = describeMmio(label, file, data.byteLength, pos, data);
     trace(s, req.creds, 'mmio', detail, ret < 0 ? ret : 0);
   } else if (s.kernel.events.wants('syscall')) {
     const positional = (req.flags & ReqFlag.POSITIONAL) !== 0;
-    const label = fdLabel(requestFd(req.a0), object.path);
+    const label = fdLabel(requestFd(req), object.path);
     const detail = describeIo(
       label,
       file,
