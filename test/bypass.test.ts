@@ -12,9 +12,10 @@ import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { checkProgram } from '../src/cli/program-check.ts';
+import { cliScript } from './cli-runner.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const CLI = path.join(ROOT, 'src', 'cli', 'main.ts');
+const CLI = await cliScript();
 const TIMEOUT_MS = 120_000;
 
 /**
@@ -98,7 +99,7 @@ interface Run {
 
 function exec(args: readonly string[]): Promise<Run> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', CLI, 'exec', '--', ...args], {
+    const child = spawn(process.execPath, [CLI, 'exec', '--', ...args], {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
     });

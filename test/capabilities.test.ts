@@ -16,9 +16,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { cliScript } from './cli-runner.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const CLI = path.join(ROOT, 'src', 'cli', 'main.ts');
+const CLI = await cliScript();
 const SOURCE = path.join(ROOT, 'test', 'capabilities', 'open_node.c');
 /** The edu device without an IOMMU on the built-in platform. */
 const NOIOMMU_NODE = '/dev/vfio/devices/noiommu-vfio2';
@@ -68,8 +69,6 @@ function parseOpened(r: Run): Opened {
 function exec(options: readonly string[], program: readonly string[]): string[] {
   return [
     process.execPath,
-    '--import',
-    'tsx',
     CLI,
     'exec',
     '--enable-unsafe-noiommu-mode',
@@ -210,7 +209,7 @@ describe('an unprivileged user and exec --cap', () => {
   test('iommufd-emu demo runs to the end', async (t) => {
     if (built !== undefined) return t.skip(built);
     if (typeof runner === 'string') return t.skip(runner);
-    const r = await run(runner([process.execPath, '--import', 'tsx', CLI, 'demo']));
+    const r = await run(runner([process.execPath, CLI, 'demo']));
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
     assert.match(r.stdout, /capabilities granted by the emulator \(--cap\): CAP_SYS_RAWIO/);
     assert.match(r.stdout, /the device moved the bytes by physical address/);

@@ -16,9 +16,10 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { type Browser, chromium, type Locator, type Page } from 'playwright-core';
 import type { InspectorState, RecordState } from '../src/inspector/state-types.ts';
+import { cliScript } from './cli-runner.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const CLI = join(ROOT, 'src', 'cli', 'main.ts');
+const CLI = await cliScript();
 /** A directory of its own, run from there as ./noiommu-edu-dma: the page shows that name. */
 const BUILD = join(ROOT, 'examples', 'build', 'inspector');
 const DRIVER = join(BUILD, 'noiommu-edu-dma');
@@ -111,8 +112,6 @@ describe('inspector in chromium', { skip: haveChromium ? false : `no ${CHROMIUM}
     exec = spawn(
       process.execPath,
       [
-        '--import',
-        'tsx',
         CLI,
         'exec',
         '--enable-unsafe-noiommu-mode',
@@ -277,8 +276,6 @@ describe('stepping through a recorded run in chromium', {
     const recording = spawnSync(
       process.execPath,
       [
-        '--import',
-        'tsx',
         CLI,
         'exec',
         '--enable-unsafe-noiommu-mode',
@@ -292,7 +289,7 @@ describe('stepping through a recorded run in chromium', {
       { cwd: BUILD, encoding: 'utf8' },
     );
     assert.equal(recording.status, 0, recording.stderr);
-    replay = spawn(process.execPath, ['--import', 'tsx', CLI, 'replay', 'demo.rec', '--inspect'], {
+    replay = spawn(process.execPath, [CLI, 'replay', 'demo.rec', '--inspect'], {
       cwd: BUILD,
       stdio: 'pipe',
     });

@@ -13,9 +13,10 @@ import { fileURLToPath } from 'node:url';
 import { RecordReplay, replayRecord } from '../src/server/replay.ts';
 import { type CallLine, parseRecord, RecordError } from '../src/trace/record.ts';
 import { escapeLine } from '../src/trace/writer.ts';
+import { cliScript } from './cli-runner.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const CLI = join(ROOT, 'src', 'cli', 'main.ts');
+const CLI = await cliScript();
 const CFLAGS = ['-std=gnu11', '-O1', '-Wall', '-I', join(ROOT, 'include')];
 const DEMO_FLAGS = ['--enable-unsafe-noiommu-mode', '--cap', 'CAP_SYS_RAWIO'];
 
@@ -27,7 +28,7 @@ interface Run {
 
 function cli(args: readonly string[]): Promise<Run> {
   return new Promise((done) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
+    const child = spawn(process.execPath, [CLI, ...args], {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
     });

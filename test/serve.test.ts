@@ -10,9 +10,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { cliScript } from './cli-runner.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const CLI = path.join(ROOT, 'src', 'cli', 'main.ts');
+const CLI = await cliScript();
 const TIMEOUT_MS = 120_000;
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'iommufd-emu-serve-'));
 const NOIOMMU = ['--enable-unsafe-noiommu-mode', '--cap', 'CAP_SYS_RAWIO'];
@@ -84,7 +85,7 @@ function collect(child: ChildProcess): Promise<Run> {
 
 function cli(args: readonly string[]): Promise<Run> {
   return collect(
-    spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
+    spawn(process.execPath, [CLI, ...args], {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
     }),
@@ -138,7 +139,7 @@ describe('serve', { concurrency: 3 }, () => {
     const readyFd = fs.openSync(readyFile, 'w+');
     const child = spawn(
       process.execPath,
-      ['--import', 'tsx', CLI, 'serve', ...NOIOMMU, '--write-env', writeEnv, '--ready-fd', '3'],
+      [CLI, 'serve', ...NOIOMMU, '--write-env', writeEnv, '--ready-fd', '3'],
       { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe', readyFd] },
     );
     fs.closeSync(readyFd);

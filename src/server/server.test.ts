@@ -11,6 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { cliScript } from '../../test/cli-runner.ts';
 import { Kernel } from '../boot/kernel.ts';
 import { File, type FileOperations, type MmapBacking, S_IFCHR } from '../host/file.ts';
 import { CallMemory, findVma, mapRanges } from '../host/proc-memory.ts';
@@ -30,7 +31,7 @@ import {
 import { type EmuServer, startServer } from './server.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const CLI = path.join(ROOT, 'src', 'cli', 'main.ts');
+const CLI = await cliScript();
 const BUILD = path.join(ROOT, 'native', 'build');
 const SHIM = path.join(BUILD, 'libiommufd-emu-shim.so');
 const CLIENT = path.join(BUILD, 'test', 'shim-client');
@@ -288,7 +289,7 @@ function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
 
 /** `iommufd-emu exec [options] -- argv...` (async: the server runs on this event loop). */
 function cli(argv: readonly string[], env: Record<string, string> = {}): Promise<Result> {
-  const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...argv], {
+  const child = spawn(process.execPath, [CLI, ...argv], {
     cwd: ROOT,
     env: cleanEnv(env),
     stdio: ['ignore', 'pipe', 'pipe'],
