@@ -14,6 +14,7 @@ import { parseCapSet } from '../host/credentials.ts';
 import { useFdAddon } from '../server/fd-addon.ts';
 import { Recorder } from '../server/recorder.ts';
 import { type EmuServer, type ServerOptions, startServer } from '../server/server.ts';
+import { scratchBase } from '../server/testbed.ts';
 import { attachTrace, formatEvent, type TraceFilter } from '../trace/writer.ts';
 import {
   DEFAULT_ERROR_EXITCODE,
@@ -38,10 +39,11 @@ const IDLE_WAIT_MS = 2000;
 
 /**
  * A new directory only its owner can enter, whatever the umask: it holds the socket, so only the
- * emulator's user reaches the server (the socket itself is 0600 too).
+ * emulator's user reaches the server (the socket itself is 0600 too). It is made on a memory file
+ * system when there is one and TMPDIR does not say otherwise (scratchBase).
  */
 export function privateDirectory(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iommufd-emu-'));
+  const dir = fs.mkdtempSync(path.join(scratchBase(), 'iommufd-emu-'));
   fs.chmodSync(dir, 0o700);
   return dir;
 }
