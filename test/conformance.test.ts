@@ -3,20 +3,24 @@
  * include/ (the project's own uAPI headers) and run unmodified under `iommufd-emu exec`. Each
  * program prints TAP lines and exits 0 only if all of its test cases held; one node:test test per
  * program, at most two programs at a time.
+ *
+ * `exec` runs as a function in this process (execCommand, what the CLI calls): each program still
+ * gets a freshly booted kernel, its own server and testbed, and the leak check when it exits,
+ * without starting a Node process per program. Its stdout and stderr (the kernel's log among it)
+ * go to files read back after the run.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { cliScript } from './cli-runner.ts';
+import { type ExecFlags, execCommand } from '../src/cli/exec.ts';
 import { traceProblems } from './trace-lines.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const SRC_DIR = join(ROOT, 'test', 'conformance');
 const BUILD_DIR = join(SRC_DIR, 'build');
-const CLI = await cliScript();
 
 const CFLAGS = ['-std=gnu11', '-O1', '-Wall', '-Wextra', '-Werror', '-I', join(ROOT, 'include')];
 /** One program is also built with glibc's fortified wrappers, as distribution packages are. */
@@ -35,8 +39,8 @@ const RUN_TIMEOUT_MS = 45_000;
 const KNOWN_GAPS: Record<string, string> = {};
 
 interface RunResult {
+  /** exec's status: the program's, 128+N if signal N killed it, 99 for leaks; null if timed out. */
   readonly code: number | null;
-  readonly signal: NodeJS.Signals | null;
   readonly stdout: string;
   readonly stderr: string;
   readonly timedOut: boolean;
@@ -76,52 +80,61 @@ function compile(name: string, suffix = ''): { ok: boolean; output: string; bina
  * Extra `exec` options a program asks for on its first line, e.g.
  * `// exec-args: --enable-unsafe-noiommu-mode`.
  */
-function execArgs(name: string): string[] {
+function execArgs(name: string): ExecFlags {
   const first = readFileSync(join(SRC_DIR, `${name}.c`), 'utf8').split('\n', 1)[0] ?? '';
   const m = /^\/\/ exec-args:(.*)$/.exec(first);
-  return m === null
-    ? []
-    : m[1]!
-        .trim()
-        .split(/\s+/)
-        .filter((a) => a !== '');
+  const words = m === null ? [] : m[1]!.trim().split(/\s+/);
+  let flags: ExecFlags = {};
+  for (let i = 0; i < words.length; i++) {
+    const word = words[i]!;
+    if (word === '') continue;
+    if (word === '--enable-unsafe-noiommu-mode')
+      flags = { ...flags, enableUnsafeNoiommuMode: true };
+    // As the CLI takes it from the checkout's root.
+    else if (word === '--platform' && i + 1 < words.length)
+      flags = { ...flags, platform: resolve(ROOT, words[++i]!) };
+    else throw new Error(`${name}.c: exec-args: ${word} is not an option this test passes on`);
+  }
+  return flags;
 }
 
-function runUnderEmulator(binary: string, args: string[]): Promise<RunResult> {
-  return new Promise((resolvePromise) => {
-    const child = spawn(process.execPath, [CLI, 'exec', ...args, '--', binary], {
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    let timedOut = false;
-    child.stdout.setEncoding('utf8');
-    child.stderr.setEncoding('utf8');
-    child.stdout.on('data', (d: string) => {
-      stdout += d;
-    });
-    child.stderr.on('data', (d: string) => {
-      stderr += d;
-    });
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGKILL');
-    }, RUN_TIMEOUT_MS);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolvePromise({ code, signal, stdout, stderr, timedOut });
-    });
+/**
+ * `iommufd-emu exec [flags] -- binary`, as execCommand in this process, the program's stdout and
+ * stderr (and the emulator's messages) captured in files beside the binary.
+ */
+async function runUnderEmulator(binary: string, flags: ExecFlags): Promise<RunResult> {
+  const outFile = `${binary}.stdout`;
+  const errFile = `${binary}.stderr`;
+  const stdout = openSync(outFile, 'w');
+  const stderr = openSync(errFile, 'w');
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((resolveTimeout) => {
+    timer = setTimeout(() => resolveTimeout('timeout'), RUN_TIMEOUT_MS);
   });
+  const code = await Promise.race([
+    execCommand(binary, [], flags, { stdio: { stdout, stderr } }),
+    timeout,
+  ]);
+  clearTimeout(timer);
+  const result = {
+    code: code === 'timeout' ? null : code,
+    stdout: readFileSync(outFile, 'utf8'),
+    stderr: readFileSync(errFile, 'utf8'),
+    timedOut: code === 'timeout',
+  };
+  // A run that timed out may still write: its descriptors stay open.
+  if (code !== 'timeout') {
+    closeSync(stdout);
+    closeSync(stderr);
+    rmSync(outFile);
+    rmSync(errFile);
+  }
+  return result;
 }
 
 function describeFailure(name: string, r: RunResult): string {
   const failed = r.stdout.split('\n').filter((l) => l.startsWith('not ok'));
-  const how = r.timedOut
-    ? `timed out after ${RUN_TIMEOUT_MS} ms`
-    : r.signal
-      ? `killed by ${r.signal}`
-      : `exit status ${r.code}`;
+  const how = r.timedOut ? `timed out after ${RUN_TIMEOUT_MS} ms` : `exit status ${r.code}`;
   return [
     `${name}: ${how}${failed.length ? `, ${failed.length} test case(s) failed` : ''}`,
     ...failed.map((l) => `  ${l}`),
@@ -142,6 +155,8 @@ const EXPECTED_IN_TRACE: Record<string, RegExp> = {
   vfio_bar_mmap: /^mmio\(\d+<\/dev\/vfio\/devices\/vfio\d+>, BAR0\+0x[0-9a-f]+, \d, [rw]/m,
 };
 
+// Programs run where the CLI would have been started: the checkout's root (this file's process).
+process.chdir(ROOT);
 const gcc = haveGcc();
 if (gcc) mkdirSync(BUILD_DIR, { recursive: true });
 
@@ -158,7 +173,7 @@ describe('conformance (C programs under iommufd-emu exec)', { concurrency: 2 }, 
       assert.ok(built.ok, `${name}.c does not compile cleanly:\n${built.output}`);
       // Traced, so that every call it makes is shown decoded (docs/trace.md).
       const traceFile = join(BUILD_DIR, `${name}.trace`);
-      const r = await runUnderEmulator(built.binary, ['--trace', traceFile, ...execArgs(name)]);
+      const r = await runUnderEmulator(built.binary, { trace: traceFile, ...execArgs(name) });
       assert.ok(r.code === 0 && !r.timedOut, describeFailure(name, r));
       const trace = readFileSync(traceFile, 'utf8');
       const problems = traceProblems(trace);
@@ -188,7 +203,7 @@ describe('conformance on examples/platforms/slow-dma.json', { concurrency: 2 }, 
       // Its own binary: the first pass may be running the other one right now.
       const built = compile(name, '.platform');
       assert.ok(built.ok, `${name}.c does not compile cleanly:\n${built.output}`);
-      const r = await runUnderEmulator(built.binary, ['--platform', PLATFORM_FILE]);
+      const r = await runUnderEmulator(built.binary, { platform: PLATFORM_FILE });
       assert.ok(r.code === 0 && !r.timedOut, describeFailure(name, r));
     });
   }
