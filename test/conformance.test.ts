@@ -11,7 +11,18 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { cpus } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -57,11 +68,35 @@ function listPrograms(): string[] {
     .sort();
 }
 
-function haveGcc(): boolean {
+/** `gcc --version`, or undefined when there is no gcc. */
+function gccVersion(): string | undefined {
   const r = spawnSync('gcc', ['--version'], { encoding: 'utf8' });
-  return r.status === 0;
+  return r.status === 0 ? r.stdout : undefined;
 }
 
+/**
+ * What every program's build depends on besides its own source and flags: the compiler, the C
+ * library, this CPU (for -march=native), and every header of include/ and of the programs.
+ */
+function toolchainKey(gcc: string): string {
+  const hash = createHash('sha256');
+  const header = process.report.getReport() as { header?: { glibcVersionRuntime?: string } };
+  hash.update(`${gcc}\n${header.header?.glibcVersionRuntime}\n${cpus()[0]?.model}\n`);
+  const headers = [
+    ...readdirSync(join(ROOT, 'include'), { recursive: true, encoding: 'utf8' }).map((f) =>
+      join(ROOT, 'include', f),
+    ),
+    ...readdirSync(SRC_DIR).map((f) => join(SRC_DIR, f)),
+  ].filter((f) => f.endsWith('.h'));
+  for (const file of headers.sort()) hash.update(`${file}\n`).update(readFileSync(file));
+  return hash.digest('hex');
+}
+
+/**
+ * gcc builds test/conformance/NAME.c into build/NAME+suffix, unless the binary there was built
+ * from the same source, flags and toolchainKey (its .key file says so): gcc is a third of the
+ * suite's time, and a binary rebuilt from the same inputs is the same binary.
+ */
 function compile(name: string, suffix = ''): { ok: boolean; output: string; binary: string } {
   const binary = join(BUILD_DIR, `${name}${suffix}`);
   const flags = FORTIFIED.has(name)
@@ -69,10 +104,17 @@ function compile(name: string, suffix = ''): { ok: boolean; output: string; bina
     : NATIVE_VECTORS.has(name)
       ? [...CFLAGS, '-O2', '-march=native']
       : CFLAGS;
-  const r = spawnSync('gcc', [...flags, '-o', binary, join(SRC_DIR, `${name}.c`)], {
-    cwd: ROOT,
-    encoding: 'utf8',
-  });
+  const source = join(SRC_DIR, `${name}.c`);
+  const key = createHash('sha256')
+    .update(`${toolchain}\n${flags.join(' ')}\n`)
+    .update(readFileSync(source))
+    .digest('hex');
+  const keyFile = `${binary}.key`;
+  if (existsSync(binary) && existsSync(keyFile) && readFileSync(keyFile, 'utf8') === key)
+    return { ok: true, output: '', binary };
+  rmSync(keyFile, { force: true });
+  const r = spawnSync('gcc', [...flags, '-o', binary, source], { cwd: ROOT, encoding: 'utf8' });
+  if (r.status === 0) writeFileSync(keyFile, key);
   return { ok: r.status === 0, output: `${r.stdout}${r.stderr}`, binary };
 }
 
@@ -157,7 +199,9 @@ const EXPECTED_IN_TRACE: Record<string, RegExp> = {
 
 // Programs run where the CLI would have been started: the checkout's root (this file's process).
 process.chdir(ROOT);
-const gcc = haveGcc();
+const gccText = gccVersion();
+const gcc = gccText !== undefined;
+const toolchain = gccText === undefined ? '' : toolchainKey(gccText);
 if (gcc) mkdirSync(BUILD_DIR, { recursive: true });
 
 describe('conformance (C programs under iommufd-emu exec)', { concurrency: 2 }, () => {
