@@ -13,6 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { cliScript } from '../../test/cli-runner.ts';
 import { Kernel } from '../boot/kernel.ts';
+import { ensureShim, runProgram } from '../cli/exec.ts';
 import { File, type FileOperations, type MmapBacking, S_IFCHR } from '../host/file.ts';
 import { CallMemory, findVma, mapRanges } from '../host/proc-memory.ts';
 import type { Task } from '../host/task.ts';
@@ -512,9 +513,34 @@ describe('shim + server', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  /** A scenario of the test client, run through `exec` joining the test server. */
-  function client(args: readonly string[], binary = CLIENT): Promise<Result> {
-    return cli(['exec', '--', binary, ...args], { IOMMUFD_EMU_SOCKET: server.socketPath });
+  let runs = 0;
+
+  /**
+   * A scenario of the test client, run as `exec` joining the test server runs it (runProgram:
+   * through the guard, the shim preloaded), from this process: no CLI to start per scenario.
+   */
+  async function client(args: readonly string[], binary = CLIENT): Promise<Result> {
+    const { shim, guard } = ensureShim();
+    const run = path.join(dir, `client-${++runs}`);
+    const stdout = fs.openSync(`${run}.stdout`, 'w');
+    const stderr = fs.openSync(`${run}.stderr`, 'w');
+    try {
+      const status = await runProgram(
+        binary,
+        args,
+        cleanEnv({ LD_PRELOAD: shim, IOMMUFD_EMU_SOCKET: server.socketPath }),
+        { guard, stdio: { stdout, stderr } },
+      );
+      return {
+        status,
+        signal: null,
+        stdout: fs.readFileSync(`${run}.stdout`, 'utf8'),
+        stderr: fs.readFileSync(`${run}.stderr`, 'utf8'),
+      };
+    } finally {
+      fs.closeSync(stdout);
+      fs.closeSync(stderr);
+    }
   }
 
   async function scenario(name: string, binary = CLIENT): Promise<void> {
