@@ -6,7 +6,7 @@
 
 import { hwDomainOf } from '../iommu/pt-domain.ts';
 import type { IommuDomain } from '../iommufd/hw-pagetable.ts';
-import type { IoptArea } from '../iommufd/io-pagetable.ts';
+import type { IoptArea } from '../iommufd/iopt-area.ts';
 import type { IoptPages, PagesDmaBuf } from '../iommufd/pages.ts';
 import { testDmaBufOf } from '../iommufd/selftest-dmabuf.ts';
 import { PAGE_SIZE } from '../uapi/iommufd.ts';

@@ -6,8 +6,8 @@ import * as ioctl from '../uapi/ioctl.ts';
 import * as u from '../uapi/iommufd.ts';
 import type { FieldTable, StructSpec } from '../uapi/struct.ts';
 import * as v from '../uapi/vfio.ts';
-import type { IoptArea } from './io-pagetable.ts';
 import type { Ioas } from './ioas.ts';
+import type { IoptArea } from './iopt-area.ts';
 import type { IommufdCtx } from './main.ts';
 
 const RW = u.IOMMU_IOAS_MAP_READABLE | u.IOMMU_IOAS_MAP_WRITEABLE;

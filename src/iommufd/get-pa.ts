@@ -9,8 +9,8 @@ import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import { type iommuIoasNoiommuGetPa, PAGE_SIZE, ULONG_MAX } from '../uapi/iommufd.ts';
 import type { IommuDomain } from './hw-pagetable.ts';
 import { isNoiommuDomain } from './hwpt-noiommu.ts';
-import type { IoptArea } from './io-pagetable.ts';
 import { iommufdGetIoas } from './ioas.ts';
+import type { IoptArea } from './iopt-area.ts';
 import type { Ucmd } from './main.ts';
 
 /** iopt_get_phys(): sub-page offset kept, contiguity checked page by page, never across an area. */

@@ -9,75 +9,35 @@ import { mutant } from '../fault/mutant.ts';
 import type { Task } from '../host/task.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import { PAGE_SIZE, ULONG_MAX } from '../uapi/iommufd.ts';
-import type { Accounting } from './accounting.ts';
 import { AreaTree } from './area-tree.ts';
 import { IntervalTree, spans } from './interval-tree.ts';
 import {
-  type AreaPagesRange,
+  alignUp,
+  areaFillDomain,
+  areaFillDomains,
+  areaSplit,
+  areaUnfillDomain,
+  areaUnfillDomains,
+  IoptArea,
+  type IoptEnv,
+  minPageSize,
+  type PagesSlice,
+  putSlices,
+  unpinArea,
+} from './iopt-area.ts';
+import {
   type IommuProt,
   type IoptDomain,
   type IoptPages,
   ioptAllocDmabufPages,
   ioptAllocFilePages,
   ioptAllocPages,
-  ioptDmabufRuns,
-  ioptPagesPin,
-  ioptPagesUnpin,
-  type PagePinner,
-  type PinnedRun,
 } from './pages.ts';
 import { dmaBufAttach, testDmaBufOf } from './selftest-dmabuf.ts';
 
 /** An out-parameter, like the kernel's `unsigned long *iova`. */
 export interface Ref<T> {
   value: T;
-}
-
-/** One mapping: what a MAP (or one piece of a COPY) created; the unit UNMAP removes. */
-export class IoptArea implements AreaPagesRange {
-  readonly iova: bigint;
-  readonly last: bigint;
-  readonly prot: IommuProt;
-  /** Byte offset of the area's first byte within its first page. */
-  readonly pageOffset: bigint;
-  /** The pages of `pages` this area maps (the kernel's pages_node). */
-  readonly startIndex: bigint;
-  readonly lastIndex: bigint;
-  /** undefined while the area is being built or torn down (an unmap then sees EBUSY). */
-  pages: IoptPages | undefined;
-  /** The domain holding the pinned PFNs, the first one the area was mapped into. */
-  storageDomain: IoptDomain | undefined;
-  /** Pins in-kernel accesses hold on this area's pages (iommufd_access_pin_pages). */
-  numAccesses = 0;
-  /** Set by an unmap waiting for the accesses to let go: no new access may pin or read it. */
-  preventAccess = false;
-  /** Pins of internal accesses (a HW queue's), which make an unmap of the area EBUSY. */
-  numLocks = 0;
-
-  constructor(iova: bigint, length: bigint, prot: IommuProt, startByte: bigint) {
-    this.iova = iova;
-    this.last = iova + length - 1n;
-    this.prot = prot;
-    this.pageOffset = startByte % PAGE_SIZE;
-    this.startIndex = startByte / PAGE_SIZE;
-    this.lastIndex = (startByte + length - 1n) / PAGE_SIZE;
-  }
-
-  get length(): bigint {
-    return this.last - this.iova + 1n;
-  }
-
-  /** Byte offset within the pages object of `iova` (iopt_area_start_byte). */
-  startByte(iova: bigint): bigint {
-    return this.startIndex * PAGE_SIZE + this.pageOffset + (iova - this.iova);
-  }
-}
-
-/** A slice of a pages object to be mapped: one entry per resulting area (iopt_pages_list). */
-export interface PagesSlice {
-  readonly pages: IoptPages;
-  readonly startByte: bigint;
-  readonly length: bigint;
 }
 
 interface Reserved {
@@ -87,10 +47,6 @@ interface Reserved {
 /** The automatic IOVA alignment cap: HPAGE_PMD_SIZE, the emulated kernel has THP. */
 const MAX_IOVA_ALIGNMENT = 2n << 20n;
 
-function alignUp(value: bigint, alignment: bigint): bigint {
-  return ((value + alignment - 1n) / alignment) * alignment;
-}
-
 function roundupPowOfTwo(value: bigint): bigint {
   let p = 1n;
   while (p < value) p <<= 1n;
@@ -99,11 +55,6 @@ function roundupPowOfTwo(value: bigint): bigint {
 
 function lowestSetBit(value: bigint): bigint {
   return value & -value;
-}
-
-/** 1 << __ffs(bitmap): the smallest page size a domain supports. */
-function minPageSize(pgsizeBitmap: bigint): bigint {
-  return lowestSetBit(pgsizeBitmap);
 }
 
 /**
@@ -123,12 +74,6 @@ const ACCESS_LIST_MAX = 0xffff;
 /** Unmap rounds that find an area still pinned before giving up (a driver ignoring unmap). */
 const UNMAP_NOTIFY_TRIES = 100;
 
-/** What an io_pagetable needs from the machine: pinning and RLIMIT_MEMLOCK accounting. */
-export interface IoptEnv {
-  readonly pinner: PagePinner;
-  readonly accounting: Accounting;
-}
-
 export class IoPagetable {
   readonly areas = new AreaTree<IoptArea>();
   readonly reserved = new IntervalTree<Reserved>();
@@ -140,7 +85,7 @@ export class IoPagetable {
   /** Alignment required of IOVA, length and in-page offset: 1 until a domain needs more. */
   iovaAlignment = 1n;
   disableLargePages = false;
-  private readonly env: IoptEnv;
+  readonly env: IoptEnv;
 
   constructor(env: IoptEnv) {
     this.env = env;
@@ -234,9 +179,9 @@ export class IoPagetable {
     }
     if (rc === 0) {
       for (let i = 0; i < areas.length; i++) {
-        rc = this.areaFillDomains(areas[i]!, slices[i]!.pages);
+        rc = areaFillDomains(this, areas[i]!, slices[i]!.pages);
         if (rc) {
-          for (let j = 0; j < i; j++) this.areaUnfillDomains(areas[j]!, slices[j]!.pages);
+          for (let j = 0; j < i; j++) areaUnfillDomains(this, areas[j]!, slices[j]!.pages);
           break;
         }
       }
@@ -404,7 +349,7 @@ export class IoPagetable {
       }
       const pages = area.pages;
       area.pages = undefined;
-      this.areaUnfillDomains(area, pages);
+      areaUnfillDomains(this, area, pages);
       this.areas.remove(area);
       pages.put();
       bytes += area.length;
@@ -445,57 +390,9 @@ export class IoPagetable {
     for (const iova of iovas) {
       const area = this.areas.iterFirst(iova, iova);
       if (area === undefined) continue;
-      const rc = this.areaSplit(area, iova);
+      const rc = areaSplit(this, area, iova);
       if (rc) return rc;
     }
-    return 0;
-  }
-
-  /**
-   * iopt_area_split(): replace `area` by [start, iova] and [iova+1, last] over the same pages
-   * object. Nothing is remapped or repinned: the pieces keep the storage domain, and the pinned
-   * page ranges are handed over to them.
-   */
-  private areaSplit(area: IoptArea, iova: bigint): SyscallResult {
-    if (iova === area.iova || iova === area.last) return 0;
-    const pages = area.pages;
-    if (pages === undefined) return -Errno.EBUSY;
-    if (pages.type === 'dmabuf') return -Errno.EOPNOTSUPP;
-    const newStart = iova + 1n;
-    const alignment = this.iovaAlignment;
-    if (newStart % alignment !== 0n || area.startByte(newStart) % alignment !== 0n)
-      return -Errno.EINVAL;
-    // The two iopt_area_alloc()s.
-    if (shouldFail('kmalloc')) return -Errno.ENOMEM;
-    if (shouldFail('kmalloc')) return -Errno.ENOMEM;
-    // Access pins are recorded per area range and could not follow the pieces.
-    if (area.numAccesses > 0) return -Errno.EINVAL;
-    // A domain may hold huge IOPTEs for it: those cannot be split.
-    if (area.storageDomain !== undefined && !this.disableLargePages) return -Errno.EINVAL;
-
-    const lhs = new IoptArea(area.iova, newStart - area.iova, area.prot, area.startByte(area.iova));
-    const rhs = new IoptArea(
-      newStart,
-      area.last - newStart + 1n,
-      area.prot,
-      area.startByte(newStart),
-    );
-    this.areas.remove(area);
-    this.areas.insert(lhs);
-    this.areas.insert(rhs);
-    if (area.storageDomain !== undefined) {
-      pages.deleteFilledRange(area);
-      pages.addFilledRange(lhs);
-      pages.addFilledRange(rhs);
-    }
-    lhs.storageDomain = area.storageDomain;
-    rhs.storageDomain = area.storageDomain;
-    area.storageDomain = undefined;
-    // The old area's reference moves to lhs; rhs takes a new one.
-    lhs.pages = pages;
-    rhs.pages = pages;
-    area.pages = undefined;
-    pages.get();
     return 0;
   }
 
@@ -527,105 +424,6 @@ export class IoPagetable {
     for (const node of [...this.reserved.iter()]) {
       if (node.value.owner === owner) this.reserved.remove(node);
     }
-  }
-
-  /** Pins an area's pages and maps them into every domain (iopt_area_fill_domains). */
-  private areaFillDomains(area: IoptArea, pages: IoptPages): SyscallResult {
-    if (this.domains.length === 0) return 0;
-    // pfn_reader_first(): the batch iopt_area_fill_domains() reads the PFNs through.
-    if (shouldFail('kmalloc')) return -Errno.ENOMEM;
-    const runs = this.pinArea(pages, area);
-    if (typeof runs === 'number') return runs;
-    for (let i = 0; i < this.domains.length; i++) {
-      const rc = this.mapRuns(this.domains[i]!, area, pages, runs);
-      if (rc) {
-        for (let j = 0; j < i; j++) this.domains[j]!.unmap(area.iova, area.length);
-        if (mutant('fill-keeps-pins')) return rc; // mutant: fill-keeps-pins
-        this.unpinArea(pages, area);
-        return rc;
-      }
-    }
-    area.storageDomain = this.domains[0];
-    return 0;
-  }
-
-  /**
-   * ioptPagesPin() for an area; a dma-buf's area is also tracked, so that a revoke can unmap it
-   * from every domain (iopt_dmabuf_track_domain).
-   */
-  private pinArea(pages: IoptPages, area: IoptArea): PinnedRun[] | number {
-    const runs = ioptPagesPin(pages, area, this.env.pinner, this.env.accounting);
-    if (typeof runs !== 'number' && pages.dmabuf !== undefined) {
-      pages.dmabuf.trackers.set(area, () => {
-        for (const domain of this.domains) domain.unmap(area.iova, area.length);
-      });
-    }
-    return runs;
-  }
-
-  private unpinArea(pages: IoptPages, area: IoptArea): void {
-    pages.dmabuf?.trackers.delete(area);
-    ioptPagesUnpin(pages, area, this.env.pinner, this.env.accounting);
-  }
-
-  /** Unmaps an area from every domain and unpins its pages (iopt_area_unfill_domains). */
-  private areaUnfillDomains(area: IoptArea, pages: IoptPages): void {
-    if (area.storageDomain === undefined) return;
-    if (pages.mapsIoptes) for (const domain of this.domains) domain.unmap(area.iova, area.length);
-    this.unpinArea(pages, area);
-    area.storageDomain = undefined;
-  }
-
-  /** Maps pinned runs of an area into one domain; on failure the domain is left as it was. */
-  private mapRuns(
-    domain: IoptDomain,
-    area: IoptArea,
-    pages: IoptPages,
-    runs: readonly PinnedRun[],
-  ): SyscallResult {
-    const firstVa = pages.uptr + area.startIndex * PAGE_SIZE;
-    // batch_iommu_map_small(): with large pages disabled every IOPTE is one page, so that an
-    // area can later be split (VFIO type1 v1) and each piece unmapped on its own.
-    const step = this.disableLargePages ? PAGE_SIZE : undefined;
-    // A domain with pages smaller than the CPU's (the mock one) maps only the area's own part of
-    // its first and last page: the other part may belong to a neighbouring area.
-    const [first, end] = areaDomainSpan(domain, area);
-    for (const run of runs) {
-      const runIova = area.iova - area.pageOffset + (run.va - firstVa);
-      const iova = runIova > first ? runIova : first;
-      const runEnd = runIova + run.npages * PAGE_SIZE;
-      const size = (runEnd < end ? runEnd : end) - iova;
-      const pa = run.pfn * PAGE_SIZE + (iova - runIova);
-      const chunk = step ?? size;
-      for (let done = 0n; done < size; done += chunk) {
-        const rc = domain.map(iova + done, pa + done, chunk, area.prot);
-        if (rc) {
-          const mappedEnd = iova + done;
-          if (mappedEnd > area.iova) domain.unmap(area.iova, mappedEnd - area.iova);
-          return rc;
-        }
-      }
-    }
-    return 0;
-  }
-
-  /** Reads back an area's runs from its storage domain, to map them into another domain. */
-  private runsFromStorage(area: IoptArea, pages: IoptPages): PinnedRun[] {
-    const runs: { va: bigint; pfn: bigint; npages: bigint }[] = [];
-    const firstVa = pages.uptr + area.startIndex * PAGE_SIZE;
-    for (let i = 0n; i <= area.lastIndex - area.startIndex; i++) {
-      const pageIova = area.iova - area.pageOffset + i * PAGE_SIZE;
-      // The first page may be mapped only from the area's start (a domain of small pages).
-      const probe = pageIova < area.iova && i === 0n ? area.iova : pageIova;
-      const pa = area.storageDomain!.iovaToPhys(probe);
-      if (pa === undefined)
-        throw new Error(`area ${area.iova.toString(16)} lost a page in its storage domain`);
-      const pfn = (pa - (probe - pageIova)) / PAGE_SIZE;
-      const prev = runs[runs.length - 1];
-      if (prev !== undefined && prev.pfn + prev.npages === pfn) prev.npages++;
-      else runs.push({ va: firstVa + i * PAGE_SIZE, pfn, npages: 1n });
-    }
-    return runs;
   }
 
   /** iopt_check_iova_alignment(): every area conforms to a larger alignment. */
@@ -662,41 +460,16 @@ export class IoPagetable {
       return rc;
     }
 
+    // iopt_fill_domain(), and iopt_unfill_domain() of what it filled when an area fails.
     const filled: IoptArea[] = [];
     for (const area of this.areas.iter()) {
-      const pages = area.pages;
-      if (pages === undefined) continue;
-      // pfn_reader_first(): the batch iopt_area_fill_domain() reads the PFNs through.
-      if (shouldFail('kmalloc')) {
-        rc = -Errno.ENOMEM;
-        break;
-      }
-      if (area.storageDomain !== undefined) {
-        // A dma-buf is always read from its physical range (nothing, once revoked).
-        const runs =
-          pages.type === 'dmabuf' ? ioptDmabufRuns(pages, area) : this.runsFromStorage(area, pages);
-        rc = this.mapRuns(domain, area, pages, runs);
-      } else {
-        const runs = this.pinArea(pages, area);
-        if (typeof runs === 'number') {
-          rc = runs;
-        } else {
-          rc = this.mapRuns(domain, area, pages, runs);
-          if (rc) this.unpinArea(pages, area);
-          else area.storageDomain = domain;
-        }
-      }
+      if (area.pages === undefined) continue;
+      rc = areaFillDomain(this, area, area.pages, domain);
       if (rc) break;
       filled.push(area);
     }
     if (rc) {
-      for (const area of filled) {
-        if (area.pages!.mapsIoptes) domain.unmap(area.iova, area.length);
-        if (area.storageDomain === domain) {
-          this.unpinArea(area.pages!, area);
-          area.storageDomain = undefined;
-        }
-      }
+      for (const area of filled) areaUnfillDomain(this, area, area.pages!, domain);
       this.removeReservedIova(domain);
       return rc;
     }
@@ -720,7 +493,7 @@ export class IoPagetable {
       if (storage !== undefined) {
         if (area.storageDomain === domain) area.storageDomain = storage;
       } else {
-        this.unpinArea(area.pages, area);
+        unpinArea(this, area.pages, area);
         area.storageDomain = undefined;
       }
     }
@@ -810,23 +583,4 @@ function fits(
   const candidate = alignUp(start, alignment) | pageOffset;
   if (candidate >= last || last - candidate < length - 1n) return undefined;
   return candidate;
-}
-
-/**
- * The IOVA span an area occupies in a domain: the area rounded out to the domain's smallest page
- * (whole CPU pages for a domain of 4 KiB pages, as before; 2 KiB halves for the mock one).
- */
-function areaDomainSpan(domain: IoptDomain, area: IoptArea): [bigint, bigint] {
-  const page = minPageSize(domain.pgsizeBitmap);
-  if (page >= PAGE_SIZE) {
-    const first = area.iova - area.pageOffset;
-    return [first, first + (area.lastIndex - area.startIndex + 1n) * PAGE_SIZE];
-  }
-  return [area.iova - (area.iova % page), alignUp(area.last + 1n, page)];
-}
-
-/** iopt_free_pages_list(). */
-export function putSlices(slices: PagesSlice[]): void {
-  for (const slice of slices) slice.pages.put();
-  slices.length = 0;
 }

@@ -38,9 +38,9 @@ import {
   iommufdHwptSetDirtyTracking,
 } from './hw-pagetable.ts';
 import { iommufdHwQueueAlloc } from './hw-queue.ts';
-import type { IoptEnv } from './io-pagetable.ts';
 import type { Ioas } from './ioas.ts';
 import * as ioas from './ioas.ts';
+import type { IoptEnv } from './iopt-area.ts';
 import type { IommufdObject, IommufdObjType } from './object.ts';
 import type { PagePinner } from './pages.ts';
 import { iommufdTest } from './selftest.ts';
