@@ -10,21 +10,28 @@
  *   trace names; `iommufd-emu demo` runs to the end for that user.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { type ChildRun, CLI, runCommand } from './child.ts';
+import { cliScript } from './cli-runner.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const CLI = await cliScript();
 const SOURCE = path.join(ROOT, 'test', 'capabilities', 'open_node.c');
 /** The edu device without an IOMMU on the built-in platform. */
 const NOIOMMU_NODE = '/dev/vfio/devices/noiommu-vfio2';
 const NOBODY = 65534;
 const EPERM = os.constants.errno.EPERM;
 const RUN_TIMEOUT_MS = 60_000;
+
+interface Run {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
 
 /** What open_node printed: its own view of itself and the open's result (errno 0 = opened). */
 interface Opened {
@@ -33,12 +40,27 @@ interface Opened {
   readonly errno: number;
 }
 
-/** Runs argv[0] with the rest as its arguments, killed after RUN_TIMEOUT_MS. */
-function run(argv: readonly string[]): Promise<ChildRun> {
-  return runCommand(argv, { timeoutMs: RUN_TIMEOUT_MS });
+function run(argv: readonly string[]): Promise<Run> {
+  return new Promise((resolve) => {
+    const [program, ...args] = argv as [string, ...string[]];
+    const child = spawn(program, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+    });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), RUN_TIMEOUT_MS);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
 }
 
-function parseOpened(r: ChildRun): Opened {
+function parseOpened(r: Run): Opened {
   const m = /^uid=(\d+) rawio=([01]) open=(0|-1)(?: errno=(\d+))?$/m.exec(r.stdout);
   assert.ok(m !== null, `open_node printed no result (exit ${r.code}):\n${r.stdout}${r.stderr}`);
   return { uid: Number(m[1]), rawio: m[2] === '1', errno: m[3] === '0' ? 0 : Number(m[4]) };
@@ -47,8 +69,6 @@ function parseOpened(r: ChildRun): Opened {
 function exec(options: readonly string[], program: readonly string[]): string[] {
   return [
     process.execPath,
-    '--import',
-    'tsx',
     CLI,
     'exec',
     '--enable-unsafe-noiommu-mode',
@@ -189,7 +209,7 @@ describe('an unprivileged user and exec --cap', () => {
   test('iommufd-emu demo runs to the end', async (t) => {
     if (built !== undefined) return t.skip(built);
     if (typeof runner === 'string') return t.skip(runner);
-    const r = await run(runner([process.execPath, '--import', 'tsx', CLI, 'demo']));
+    const r = await run(runner([process.execPath, CLI, 'demo']));
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
     assert.match(r.stdout, /capabilities granted by the emulator \(--cap\): CAP_SYS_RAWIO/);
     assert.match(r.stdout, /the device moved the bytes by physical address/);

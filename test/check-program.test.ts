@@ -9,9 +9,10 @@ import { mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { cliScript } from './cli-runner.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const CLI = join(ROOT, 'src', 'cli', 'main.ts');
+const CLI = await cliScript();
 const BUILD = join(ROOT, 'examples', 'build');
 const DRIVER = join(BUILD, 'noiommu-edu-dma.sweep');
 
@@ -28,7 +29,7 @@ function build(): void {
 }
 
 function check(...args: string[]): { status: number | null; out: string } {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', CLI, 'check', ...args], {
+  const r = spawnSync(process.execPath, [CLI, 'check', ...args], {
     cwd: ROOT,
     encoding: 'utf8',
     timeout: 240_000,

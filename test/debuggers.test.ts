@@ -11,9 +11,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { cliScript } from './cli-runner.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const CLI = path.join(ROOT, 'src', 'cli', 'main.ts');
+const CLI = await cliScript();
 const BAR_PROGRAM = path.join(ROOT, 'test', 'conformance', 'vfio_bar_mmap.c');
 const TIMEOUT_MS = 120_000;
 
@@ -43,7 +44,7 @@ function gcc(args: string[]): boolean {
 }
 
 function exec(args: string[]): { status: number | null; out: string } {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', CLI, 'exec', '--', ...args], {
+  const r = spawnSync(process.execPath, [CLI, 'exec', '--', ...args], {
     cwd: ROOT,
     encoding: 'utf8',
     timeout: TIMEOUT_MS,

@@ -12,9 +12,10 @@ import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { InspectorState, RecordState, ReplayState } from '../src/inspector/state-types.ts';
+import { cliScript } from './cli-runner.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const CLI = path.join(ROOT, 'src', 'cli', 'main.ts');
+const CLI = await cliScript();
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'iommufd-emu-inspect-'));
 const NOIOMMU = ['--enable-unsafe-noiommu-mode', '--cap', 'CAP_SYS_RAWIO'];
 
@@ -90,7 +91,6 @@ interface Proc {
 }
 
 function start(command: string, args: readonly string[], env = process.env): Proc {
-  // From the checkout, where `--import tsx` resolves.
   const child = spawn(command, args, { cwd: ROOT, stdio: 'pipe', env });
   const out = { text: '' };
   const err = { text: '' };
@@ -107,7 +107,7 @@ function start(command: string, args: readonly string[], env = process.env): Pro
 }
 
 function cli(args: readonly string[]): Proc {
-  return start(process.execPath, ['--import', 'tsx', CLI, ...args]);
+  return start(process.execPath, [CLI, ...args]);
 }
 
 async function until<T>(what: string, probe: () => T | undefined): Promise<T> {
@@ -183,14 +183,10 @@ describe('--inspect', { concurrency: 2 }, () => {
     const bad = cli(['exec', '--inspect=no:such:thing', '--', 'true']);
     assert.equal(await bad.exit, 125);
     assert.match(bad.err.text, /--inspect=no:such:thing: expected PORT, HOST or HOST:PORT/);
-    const joined = start(
-      process.execPath,
-      ['--import', 'tsx', CLI, 'exec', '--inspect', '--', 'true'],
-      {
-        ...process.env,
-        IOMMUFD_EMU_SOCKET: path.join(scratch, 'elsewhere.sock'),
-      },
-    );
+    const joined = start(process.execPath, [CLI, 'exec', '--inspect', '--', 'true'], {
+      ...process.env,
+      IOMMUFD_EMU_SOCKET: path.join(scratch, 'elsewhere.sock'),
+    });
     assert.equal(await joined.exit, 125);
     assert.match(joined.err.text, /--inspect belong to the emulator/);
   });

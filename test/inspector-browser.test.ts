@@ -16,9 +16,10 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { type Browser, chromium, type Locator, type Page } from 'playwright-core';
 import type { InspectorState, RecordState } from '../src/inspector/state-types.ts';
+import { cliScript } from './cli-runner.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const CLI = join(ROOT, 'src', 'cli', 'main.ts');
+const CLI = await cliScript();
 /** A directory of its own, run from there as ./noiommu-edu-dma: the page shows that name. */
 const BUILD = join(ROOT, 'examples', 'build', 'inspector');
 const DRIVER = join(BUILD, 'noiommu-edu-dma');
@@ -34,7 +35,12 @@ const shotsDir =
     ? fs.mkdtempSync(join(os.tmpdir(), 'inspector-shots-'))
     : resolve(ROOT, process.env.INSPECTOR_SCREENSHOTS);
 
+let driverBuilt = false;
+
+/** Built once for both suites. */
 function buildDriver(): void {
+  if (driverBuilt) return;
+  driverBuilt = true;
   fs.mkdirSync(BUILD, { recursive: true });
   const cc = spawnSync(
     'gcc',
@@ -87,7 +93,16 @@ function waitForText(
   });
 }
 
-after(() => {
+let sharedBrowser: Promise<Browser> | undefined;
+
+/** One chromium for both suites (each has a page of its own): a launch costs a second or two. */
+function launchBrowser(): Promise<Browser> {
+  sharedBrowser ??= chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+  return sharedBrowser;
+}
+
+after(async () => {
+  await (await sharedBrowser)?.close();
   if (process.env.INSPECTOR_SCREENSHOTS === undefined)
     fs.rmSync(shotsDir, { recursive: true, force: true });
 });
@@ -101,7 +116,6 @@ describe('inspector in chromium', { skip: haveChromium ? false : `no ${CHROMIUM}
   const out = { text: '' };
   const err = { text: '' };
   let url = '';
-  let browser: Browser;
   let page: Page;
   let exitStatus: Promise<number | null>;
 
@@ -111,8 +125,6 @@ describe('inspector in chromium', { skip: haveChromium ? false : `no ${CHROMIUM}
     exec = spawn(
       process.execPath,
       [
-        '--import',
-        'tsx',
         CLI,
         'exec',
         '--enable-unsafe-noiommu-mode',
@@ -136,15 +148,14 @@ describe('inspector in chromium', { skip: haveChromium ? false : `no ${CHROMIUM}
     exitStatus = new Promise((done) => exec.on('exit', (code) => done(code)));
     url = (await waitForText(exec.stderr, err, /inspector at (http:\/\/127\.0\.0\.1:\d+\/)/))[1]!;
     await waitForText(exec.stdout, out, /paused with the buffer mapped and pinned/);
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
-    page = await browser.newPage({ viewport: { width: 1600, height: 1000 } });
+    page = await (await launchBrowser()).newPage({ viewport: { width: 1600, height: 1000 } });
     await page.goto(url);
     await page.getByTestId('connection').filter({ hasText: 'live' }).waitFor();
     await page.getByTestId('graph').waitFor();
   });
 
   after(async () => {
-    await browser?.close();
+    await page?.close();
     if (exec !== undefined && exec.exitCode === null) exec.kill('SIGKILL');
   });
 
@@ -266,7 +277,6 @@ describe('stepping through a recorded run in chromium', {
   let replay: ChildProcessWithoutNullStreams;
   const err = { text: '' };
   let url = '';
-  let browser: Browser;
   let page: Page;
   let record: RecordState;
 
@@ -277,8 +287,6 @@ describe('stepping through a recorded run in chromium', {
     const recording = spawnSync(
       process.execPath,
       [
-        '--import',
-        'tsx',
         CLI,
         'exec',
         '--enable-unsafe-noiommu-mode',
@@ -292,7 +300,7 @@ describe('stepping through a recorded run in chromium', {
       { cwd: BUILD, encoding: 'utf8' },
     );
     assert.equal(recording.status, 0, recording.stderr);
-    replay = spawn(process.execPath, ['--import', 'tsx', CLI, 'replay', 'demo.rec', '--inspect'], {
+    replay = spawn(process.execPath, [CLI, 'replay', 'demo.rec', '--inspect'], {
       cwd: BUILD,
       stdio: 'pipe',
     });
@@ -302,14 +310,13 @@ describe('stepping through a recorded run in chromium', {
     });
     url = (await waitForText(replay.stderr, err, /inspector at (http:\/\/127\.0\.0\.1:\d+\/)/))[1]!;
     record = (await (await fetch(`${url}api/record`)).json()) as RecordState;
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
-    page = await browser.newPage({ viewport: { width: 1600, height: 1000 } });
+    page = await (await launchBrowser()).newPage({ viewport: { width: 1600, height: 1000 } });
     await page.goto(url);
     await page.getByTestId('replay').waitFor();
   });
 
   after(async () => {
-    await browser?.close();
+    await page?.close();
     if (replay !== undefined && replay.exitCode === null) replay.kill('SIGKILL');
   });
 

@@ -9,9 +9,10 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { cliScript } from './cli-runner.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const CLI = path.join(ROOT, 'src', 'cli', 'main.ts');
+const CLI = await cliScript();
 const TIMEOUT_MS = 120_000;
 const EDU = { vendor: 0x1234, device: 0x11e8 };
 
@@ -32,7 +33,7 @@ interface Run {
 function runQemu(deviceArgs: readonly string[]): Promise<Run> {
   return new Promise((resolve) => {
     const args = [
-      ...['--import', 'tsx', CLI, 'exec', '--', 'qemu-system-x86_64'],
+      ...[CLI, 'exec', '--', 'qemu-system-x86_64'],
       ...['-nodefaults', '-display', 'none', '-machine', 'q35,accel=tcg', '-m', '32', '-S'],
       ...deviceArgs,
       ...['-qmp', 'stdio'],

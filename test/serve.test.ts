@@ -4,15 +4,16 @@
  * the environment and nothing else.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { type ChildRun, CLI, collectChild, runCli } from './child.ts';
+import { cliScript } from './cli-runner.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const CLI = await cliScript();
 const TIMEOUT_MS = 120_000;
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'iommufd-emu-serve-'));
 const NOIOMMU = ['--enable-unsafe-noiommu-mode', '--cap', 'CAP_SYS_RAWIO'];
@@ -58,9 +59,37 @@ function buildBind(): string {
   return binary;
 }
 
-/** The CLI from the sources, killed after TIMEOUT_MS. */
-function cli(args: readonly string[]): Promise<ChildRun> {
-  return runCli(args, { timeoutMs: TIMEOUT_MS });
+interface Run {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+function collect(child: ChildProcess): Promise<Run> {
+  return new Promise((resolve) => {
+    let stdout = '';
+    let stderr = '';
+    child.stdout?.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+    });
+    child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), TIMEOUT_MS);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+function cli(args: readonly string[]): Promise<Run> {
+  return collect(
+    spawn(process.execPath, [CLI, ...args], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }),
+  );
 }
 
 describe('serve', { concurrency: 3 }, () => {
@@ -110,11 +139,11 @@ describe('serve', { concurrency: 3 }, () => {
     const readyFd = fs.openSync(readyFile, 'w+');
     const child = spawn(
       process.execPath,
-      ['--import', 'tsx', CLI, 'serve', ...NOIOMMU, '--write-env', writeEnv, '--ready-fd', '3'],
+      [CLI, 'serve', ...NOIOMMU, '--write-env', writeEnv, '--ready-fd', '3'],
       { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe', readyFd] },
     );
     fs.closeSync(readyFd);
-    const done = collectChild(child, TIMEOUT_MS);
+    const done = collect(child);
     const deadline = Date.now() + TIMEOUT_MS;
     while (fs.readFileSync(readyFile, 'utf8') === '' && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 50));

@@ -12,9 +12,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { cliScript } from './cli-runner.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const CLI = path.join(ROOT, 'src', 'cli', 'main.ts');
+const CLI = await cliScript();
 
 interface Result {
   readonly status: number | null;
@@ -47,18 +48,7 @@ function run(argv: readonly string[], env: Record<string, string> = {}): Promise
 
 /** `iommufd-emu exec [options] -- sh -c script`. */
 function execSh(script: string, options: readonly string[] = []): Promise<Result> {
-  return run([
-    process.execPath,
-    '--import',
-    'tsx',
-    CLI,
-    'exec',
-    ...options,
-    '--',
-    'sh',
-    '-c',
-    script,
-  ]);
+  return run([process.execPath, CLI, 'exec', ...options, '--', 'sh', '-c', script]);
 }
 
 function have(tool: string): boolean {
@@ -225,8 +215,6 @@ describe('permissions', { skip: nobodyCannotRun() }, () => {
         '--regid=65534',
         '--clear-groups',
         process.execPath,
-        '--import',
-        'tsx',
         CLI,
         'exec',
         ...args,
@@ -239,11 +227,10 @@ describe('permissions', { skip: nobodyCannotRun() }, () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iommufd-emu-perm-'));
     fs.chmodSync(dir, 0o755);
     const platform = path.join(dir, 'root-owned.json');
-    const printed = spawnSync(
-      process.execPath,
-      ['--import', 'tsx', CLI, 'platform', '--print-default'],
-      { cwd: ROOT, encoding: 'utf8' },
-    );
+    const printed = spawnSync(process.execPath, [CLI, 'platform', '--print-default'], {
+      cwd: ROOT,
+      encoding: 'utf8',
+    });
     assert.equal(printed.status, 0, printed.stderr);
     const file = JSON.parse(printed.stdout) as Record<string, unknown>;
     file.deviceNodeOwner = { uid: 0, gid: 0 };

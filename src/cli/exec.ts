@@ -14,6 +14,7 @@ import { parseCapSet } from '../host/credentials.ts';
 import { useFdAddon } from '../server/fd-addon.ts';
 import { Recorder } from '../server/recorder.ts';
 import { type EmuServer, type ServerOptions, startServer } from '../server/server.ts';
+import { scratchBase } from '../server/testbed.ts';
 import { attachTrace, formatEvent, type TraceFilter } from '../trace/writer.ts';
 import {
   DEFAULT_ERROR_EXITCODE,
@@ -38,10 +39,11 @@ const IDLE_WAIT_MS = 2000;
 
 /**
  * A new directory only its owner can enter, whatever the umask: it holds the socket, so only the
- * emulator's user reaches the server (the socket itself is 0600 too).
+ * emulator's user reaches the server (the socket itself is 0600 too). It is made on a memory file
+ * system when there is one and TMPDIR does not say otherwise (scratchBase).
  */
 export function privateDirectory(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iommufd-emu-'));
+  const dir = fs.mkdtempSync(path.join(scratchBase(), 'iommufd-emu-'));
   fs.chmodSync(dir, 0o700);
   return dir;
 }
@@ -74,6 +76,24 @@ export interface ExecFlags extends KernelFlags {
   readonly record?: string;
 }
 
+/** Writes a message of the emulator's own (the kernel's log, leaks, usage problems). */
+export type Say = (text: string) => void;
+
+/** The default: the CLI's stderr. */
+function sayOnStderr(text: string): void {
+  process.stderr.write(text);
+}
+
+/**
+ * Where a run's output goes when not to the CLI's own stdout and stderr: descriptors the caller
+ * opened (a test running exec in its own process). The program writes its stdout and stderr
+ * there, and the emulator writes its messages to `stderr` too, in order with the program's.
+ */
+export interface RunOutput {
+  readonly stdout: number;
+  readonly stderr: number;
+}
+
 // -- native parts ------------------------------------------------------------------------------
 
 /** What programs are started with: the shim to preload and the guard to start them through. */
@@ -86,10 +106,10 @@ export interface ShimParts {
  * The shim's and the guard's paths, built first if needed (see native.ts); the fd addon is handed
  * to the server.
  */
-export function ensureShim(): ShimParts {
+export function ensureShim(say: Say = sayOnStderr): ShimParts {
   let parts: NativeParts;
   try {
-    parts = ensureNative((text) => process.stderr.write(`iommufd-emu: ${text}`));
+    parts = ensureNative((text) => say(`iommufd-emu: ${text}`));
   } catch (err) {
     if (err instanceof PackageError) fail(err.message);
     throw err;
@@ -179,10 +199,7 @@ export function bootKernel(flags: KernelFlags): Kernel {
  * What the kernel would put in dmesg goes to stderr: warnings (taint), IOMMU faults and unsafe
  * no-IOMMU DMA. Emulator bugs are reported where they happen (runSyscall).
  */
-export function startDmesg(
-  kernel: Kernel,
-  write: (line: string) => void = (line) => process.stderr.write(line),
-): () => void {
+export function startDmesg(kernel: Kernel, write: Say = sayOnStderr): () => void {
   // What boot logged (a no-IOMMU device tainting the kernel) comes first.
   for (const line of kernel.dmesg) write(`iommufd-emu: [${line.replace(': ', '] ')}\n`);
   return kernel.events.subscribe((event) => {
@@ -195,14 +212,17 @@ export function startDmesg(
 }
 
 /** exec --check: the invariants after every call; returns the stopper and what was found. */
-export function startInvariantChecks(kernel: Kernel): { stop: () => void; found: string[] } {
+export function startInvariantChecks(
+  kernel: Kernel,
+  say: Say = sayOnStderr,
+): { stop: () => void; found: string[] } {
   const found: string[] = [];
   const stop = kernel.events.subscribe((event) => {
     if (event.kind !== 'syscall' || found.length >= 20) return;
     for (const line of checkInvariants(kernel)) {
       const report = `after ${event.call}(${event.detail}) = ${event.ret}: ${line}`;
       found.push(report);
-      process.stderr.write(`iommufd-emu: invariant: ${report}\n`);
+      say(`iommufd-emu: invariant: ${report}\n`);
     }
   });
   return { stop, found };
@@ -213,7 +233,11 @@ export function startInvariantChecks(kernel: Kernel): { stop: () => void; found:
  * sweeps it. The trace goes to stderr (with a mark on the call the fault failed), and at the end
  * one line says which call of the program failed, or that the run had fewer injection points.
  */
-function startFailNth(kernel: Kernel, nth: number): { stop: () => void; report: () => void } {
+function startFailNth(
+  kernel: Kernel,
+  nth: number,
+  say: Say,
+): { stop: () => void; report: () => void } {
   const counter = new FailNth();
   counter.trail = [];
   counter.arm(nth);
@@ -225,7 +249,7 @@ function startFailNth(kernel: Kernel, nth: number): { stop: () => void; report: 
       failingCall = line;
       line += `   <- fail-nth ${nth}: injected ${counter.lastFired}`;
     }
-    process.stderr.write(`iommufd-emu: | ${line}\n`);
+    say(`iommufd-emu: | ${line}\n`);
   });
   return {
     stop: () => {
@@ -234,11 +258,9 @@ function startFailNth(kernel: Kernel, nth: number): { stop: () => void; report: 
     },
     report: () => {
       if (failingCall !== undefined) {
-        process.stderr.write(
-          `iommufd-emu: fail-nth ${nth}: ${counter.lastFired} failed in ${failingCall}\n`,
-        );
+        say(`iommufd-emu: fail-nth ${nth}: ${counter.lastFired} failed in ${failingCall}\n`);
       } else {
-        process.stderr.write(
+        say(
           `iommufd-emu: fail-nth ${nth}: nothing injected: the run passed only ${counter.trail?.length ?? 0} injection points\n`,
         );
       }
@@ -247,8 +269,11 @@ function startFailNth(kernel: Kernel, nth: number): { stop: () => void; report: 
 }
 
 /** A trace destination: a file (created or truncated), or stderr for `-`; returns a closer. */
-function openTraceOutput(file: string): { write: (text: string) => void; close: () => void } {
-  if (file === '-') return { write: (text) => process.stderr.write(text), close: () => {} };
+function openTraceOutput(
+  file: string,
+  say: Say,
+): { write: (text: string) => void; close: () => void } {
+  if (file === '-') return { write: say, close: () => {} };
   let fd: number;
   try {
     fd = fs.openSync(file, 'w');
@@ -267,13 +292,17 @@ function openTraceOutput(file: string): { write: (text: string) => void; close: 
  * --trace and --trace-json: every event of the kernel, the boot log first (the taint a no-IOMMU
  * device caused), as text lines and/or JSON lines; returns the closer.
  */
-export function startTrace(kernel: Kernel, flags: KernelFlags): (() => void) | undefined {
+export function startTrace(
+  kernel: Kernel,
+  flags: KernelFlags,
+  say: Say = sayOnStderr,
+): (() => void) | undefined {
   const outputs: { file: string; json: boolean }[] = [];
   if (flags.trace !== undefined) outputs.push({ file: flags.trace, json: false });
   if (flags.traceJson !== undefined) outputs.push({ file: flags.traceJson, json: true });
   if (outputs.length === 0) return undefined;
   const stops = outputs.map(({ file, json }) => {
-    const out = openTraceOutput(file);
+    const out = openTraceOutput(file, say);
     const unsubscribe = attachTrace(kernel.events, kernel.dmesg, out.write, {
       json,
       ...(flags.traceTime === true ? { time: true } : {}),
@@ -301,9 +330,9 @@ export function shutdownKernel(kernel: Kernel): void {
   if (typeof hook === 'function') hook.call(kernel);
 }
 
-export function reportLeaks(leaks: readonly string[]): void {
-  process.stderr.write(`iommufd-emu: leaks after the program exited:\n`);
-  for (const leak of leaks) process.stderr.write(`  ${leak}\n`);
+export function reportLeaks(leaks: readonly string[], say: Say = sayOnStderr): void {
+  say(`iommufd-emu: leaks after the program exited:\n`);
+  for (const leak of leaks) say(`  ${leak}\n`);
 }
 
 /** exec/serve --record FILE: a recorder writing to FILE (created or truncated). */
@@ -334,6 +363,9 @@ export function openRecord(
 
 const FORWARDED_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const;
 
+/** The program's stdio: the CLI's own, none, or the caller's descriptors (stdin none). */
+export type ProgramStdio = 'inherit' | 'ignore' | RunOutput;
+
 /**
  * Runs program with env through the guard; resolves with its exit status (128+signal when
  * killed). A program the shim cannot reach (program-check.ts) is not started: 126. The guard
@@ -343,11 +375,12 @@ export function runProgram(
   program: string,
   args: readonly string[],
   env: NodeJS.ProcessEnv,
-  options: { readonly guard: string; readonly stdio?: 'inherit' | 'ignore' },
+  options: { readonly guard: string; readonly stdio?: ProgramStdio; readonly say?: Say },
 ): Promise<number> {
+  const say = options.say ?? sayOnStderr;
   const found = checkProgram(program, env);
   const cannot = (why: string, status: number): Promise<number> => {
-    process.stderr.write(`iommufd-emu: cannot run ${program}: ${why}\n`);
+    say(`iommufd-emu: cannot run ${program}: ${why}\n`);
     return Promise.resolve(status);
   };
   switch (found.kind) {
@@ -370,8 +403,9 @@ export function runProgram(
   const guardEnv: NodeJS.ProcessEnv = { ...rest, ASAN_OPTIONS: asanOptions(env.ASAN_OPTIONS) };
   if (preload !== undefined) guardEnv.IOMMUFD_EMU_PRELOAD = preload;
   return new Promise((resolve) => {
+    const stdio = options.stdio ?? 'inherit';
     const child = spawn(options.guard, [found.path, program, ...args], {
-      stdio: options.stdio ?? 'inherit',
+      stdio: typeof stdio === 'string' ? stdio : ['ignore', stdio.stdout, stdio.stderr],
       env: guardEnv,
     });
     const forward = (signal: NodeJS.Signals): void => {
@@ -383,9 +417,7 @@ export function runProgram(
       resolve(status);
     };
     child.on('error', (err: NodeJS.ErrnoException) => {
-      process.stderr.write(
-        `iommufd-emu: cannot start the guard ${options.guard}: ${describeErrno(err)}\n`,
-      );
+      say(`iommufd-emu: cannot start the guard ${options.guard}: ${describeErrno(err)}\n`);
       done(EXIT_EMULATOR_FAILED);
     });
     child.on('exit', (code, signal) => {
@@ -419,8 +451,11 @@ export interface ExecHooks {
   readonly attach?: (kernel: Kernel) => () => void;
   /** Print warnings, IOMMU faults and unsafe DMA to stderr (default true). */
   readonly dmesg?: boolean;
-  /** The program's stdio (default: inherited). */
-  readonly stdio?: 'inherit' | 'ignore';
+  /**
+   * The program's stdio (default: inherited). Given descriptors, the emulator's own messages
+   * go to their stderr too, not to the CLI's.
+   */
+  readonly stdio?: ProgramStdio;
 }
 
 export async function execCommand(
@@ -429,6 +464,13 @@ export async function execCommand(
   flags: ExecFlags,
   hooks: ExecHooks = {},
 ): Promise<number> {
+  const stdio = hooks.stdio ?? 'inherit';
+  const say: Say =
+    typeof stdio === 'string'
+      ? sayOnStderr
+      : (text) => {
+          fs.writeSync(stdio.stderr, text);
+        };
   const joined = process.env.IOMMUFD_EMU_SOCKET;
   if (joined !== undefined && joined !== '') {
     if (hasKernelFlags(flags)) {
@@ -436,12 +478,12 @@ export async function execCommand(
         'IOMMUFD_EMU_SOCKET is set, so exec joins that emulator: --trace/--record/--platform/--enable-unsafe-noiommu-mode/--cap/--inspect belong to the emulator (iommufd-emu serve)',
       );
     }
-    const { shim, guard } = ensureShim();
+    const { shim, guard } = ensureShim(say);
     return runProgram(
       program,
       args,
       { ...process.env, LD_PRELOAD: preloadWith(shim, process.env.LD_PRELOAD) },
-      { guard },
+      { guard, stdio, say },
     );
   }
 
@@ -449,12 +491,13 @@ export async function execCommand(
   const grant = grantedCaps(flags);
   const recording =
     flags.record === undefined ? undefined : openRecord(flags.record, [program, ...args], grant);
-  const { shim, guard } = ensureShim();
+  const { shim, guard } = ensureShim(say);
   const kernel = bootKernel(flags);
-  const stopTrace = startTrace(kernel, flags);
-  const stopDmesg = hooks.dmesg === false ? undefined : startDmesg(kernel);
-  const checks = flags.check === true ? startInvariantChecks(kernel) : undefined;
-  const injection = flags.failNth === undefined ? undefined : startFailNth(kernel, flags.failNth);
+  const stopTrace = startTrace(kernel, flags, say);
+  const stopDmesg = hooks.dmesg === false ? undefined : startDmesg(kernel, say);
+  const checks = flags.check === true ? startInvariantChecks(kernel, say) : undefined;
+  const injection =
+    flags.failNth === undefined ? undefined : startFailNth(kernel, flags.failNth, say);
   const detach = hooks.attach?.(kernel);
   const command = [program, ...args];
   const inspector =
@@ -481,20 +524,20 @@ export async function execCommand(
         LD_PRELOAD: preloadWith(shim, process.env.LD_PRELOAD),
         IOMMUFD_EMU_SOCKET: server.socketPath,
       },
-      { guard, stdio: hooks.stdio ?? 'inherit' },
+      { guard, stdio, say },
     );
     const exitStatus = status;
     // Children PROGRAM left behind may still hold emulated fds: give them a moment.
     const idle = await Promise.race([server.whenIdle().then(() => true), sleep(IDLE_WAIT_MS)]);
     if (!idle) {
-      process.stderr.write(
+      say(
         `iommufd-emu: ${server.connectionCount} connections still open ${IDLE_WAIT_MS} ms after ${program} exited (a background process holds emulated fds); not checking for leaks\n`,
       );
     } else {
       const leaks = leaksOf(kernel);
       const findings = flags.errorExitcode ?? DEFAULT_ERROR_EXITCODE;
       if (leaks.length > 0) {
-        reportLeaks(leaks);
+        reportLeaks(leaks, say);
         status = findings;
       } else if (checks !== undefined && checks.found.length > 0) {
         status = findings;

@@ -11,7 +11,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { cliScript } from '../../test/cli-runner.ts';
 import { Kernel } from '../boot/kernel.ts';
+import { ensureShim, runProgram } from '../cli/exec.ts';
 import { File, type FileOperations, type MmapBacking, S_IFCHR } from '../host/file.ts';
 import { CallMemory, findVma, mapRanges } from '../host/proc-memory.ts';
 import type { Task } from '../host/task.ts';
@@ -30,7 +32,7 @@ import {
 import { type EmuServer, startServer } from './server.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const CLI = path.join(ROOT, 'src', 'cli', 'main.ts');
+const CLI = await cliScript();
 const BUILD = path.join(ROOT, 'native', 'build');
 const SHIM = path.join(BUILD, 'libiommufd-emu-shim.so');
 const CLIENT = path.join(BUILD, 'test', 'shim-client');
@@ -288,7 +290,7 @@ function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
 
 /** `iommufd-emu exec [options] -- argv...` (async: the server runs on this event loop). */
 function cli(argv: readonly string[], env: Record<string, string> = {}): Promise<Result> {
-  const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...argv], {
+  const child = spawn(process.execPath, [CLI, ...argv], {
     cwd: ROOT,
     env: cleanEnv(env),
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -511,9 +513,34 @@ describe('shim + server', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  /** A scenario of the test client, run through `exec` joining the test server. */
-  function client(args: readonly string[], binary = CLIENT): Promise<Result> {
-    return cli(['exec', '--', binary, ...args], { IOMMUFD_EMU_SOCKET: server.socketPath });
+  let runs = 0;
+
+  /**
+   * A scenario of the test client, run as `exec` joining the test server runs it (runProgram:
+   * through the guard, the shim preloaded), from this process: no CLI to start per scenario.
+   */
+  async function client(args: readonly string[], binary = CLIENT): Promise<Result> {
+    const { shim, guard } = ensureShim();
+    const run = path.join(dir, `client-${++runs}`);
+    const stdout = fs.openSync(`${run}.stdout`, 'w');
+    const stderr = fs.openSync(`${run}.stderr`, 'w');
+    try {
+      const status = await runProgram(
+        binary,
+        args,
+        cleanEnv({ LD_PRELOAD: shim, IOMMUFD_EMU_SOCKET: server.socketPath }),
+        { guard, stdio: { stdout, stderr } },
+      );
+      return {
+        status,
+        signal: null,
+        stdout: fs.readFileSync(`${run}.stdout`, 'utf8'),
+        stderr: fs.readFileSync(`${run}.stderr`, 'utf8'),
+      };
+    } finally {
+      fs.closeSync(stdout);
+      fs.closeSync(stderr);
+    }
   }
 
   async function scenario(name: string, binary = CLIENT): Promise<void> {

@@ -10,9 +10,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { cliScript } from '../../test/cli-runner.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const CLI = path.join(ROOT, 'src', 'cli', 'main.ts');
+const CLI = await cliScript();
 const SYSFS = path.join(ROOT, 'native', 'build', 'test', 'shim-sysfs');
 const SYSFS_FORTIFY = path.join(ROOT, 'native', 'build', 'test', 'shim-sysfs-fortify');
 
@@ -27,7 +28,7 @@ function cli(args: readonly string[]): Promise<Result> {
   const env = { ...process.env };
   delete env.LD_PRELOAD;
   delete env.IOMMUFD_EMU_SOCKET;
-  const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
+  const child = spawn(process.execPath, [CLI, ...args], {
     cwd: ROOT,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
