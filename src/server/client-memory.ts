@@ -4,9 +4,11 @@
  * retired once the process is gone. Each call sees it through a CallMemory with the ioctl window
  * the shim prefetched.
  */
+import { isBlocked, type MaybeBlocked } from '../host/file.ts';
 import { CallMemory, type MapRange, ProcMemory } from '../host/proc-memory.ts';
 import type { UserMemory } from '../host/user-memory.ts';
 import type { EventBus } from '../trace/events.ts';
+import { FaultIns } from './fault-in.ts';
 import type { WireCreds } from './protocol.ts';
 
 /** How often memory views of finished processes are looked for. */
@@ -82,18 +84,57 @@ let lastKey = { pid: -1, mmCookie: -1n, key: '' };
 export class ServedMemory extends CallMemory {
   /** A view opened for this call alone (its process never said HELLO), retired when it ends. */
   private readonly ownView: OwnView | undefined;
+  /** The caller's process and who faults its pages in; absent where nothing can (a replay). */
+  private readonly faulting: Faulting | undefined;
 
   constructor(
     memory: UserMemory,
     maps: { mapRanges(): readonly MapRange[] },
     window: IoctlWindow | undefined,
     ownView?: OwnView,
+    faulting?: Faulting,
   ) {
     super(memory, window?.start ?? 0n, window?.bytes ?? new Uint8Array(0), {
       windowWritable: window?.writable ?? true,
       maps,
+      userfaults: faulting?.proc,
     });
     this.ownView = ownView;
+    this.faulting = faulting;
+  }
+
+  /**
+   * The call's result once no access of it is left waiting for the caller's userfaultfd handler
+   * (decision 286). A call that failed on such an access (its error path undid what it did, as
+   * for any EFAULT) is run again by `rerun` once the range is in, as often as it takes, as the
+   * kernel's caller sleeps in the fault and goes on; if the kernel's copy would fail there too,
+   * or the process is gone, the failure stands. Anything else is the result as it is.
+   */
+  settle(value: MaybeBlocked, rerun: () => MaybeBlocked): MaybeBlocked {
+    if (isBlocked(value)) return { blocked: value.blocked.then((v) => this.settled(v, rerun)) };
+    if (!this.mustFaultIn(value)) return value;
+    return { blocked: this.settled(value, rerun) };
+  }
+
+  private mustFaultIn(value: unknown): value is number {
+    return (
+      this.faulting !== undefined &&
+      this.userfault !== undefined &&
+      typeof value === 'number' &&
+      value < 0
+    );
+  }
+
+  private async settled(value: number, rerun: () => MaybeBlocked): Promise<number> {
+    const fault = this.userfault;
+    if (!this.mustFaultIn(value) || fault === undefined || this.faulting === undefined) {
+      return value;
+    }
+    const outcome = await this.faulting.faultIns.faultIn(this.faulting.proc.pid, this.mm, fault);
+    if (outcome !== 'in') return value;
+    this.restart();
+    const again = this.settle(rerun(), rerun);
+    return isBlocked(again) ? again.blocked : again;
   }
 
   /** The call is over: from now on a pass-through; a view opened for it alone is retired. */
@@ -104,6 +145,12 @@ export class ServedMemory extends CallMemory {
       this.ownView.gone(this.ownView.proc.mm);
     }
   }
+}
+
+/** A call's process, and who faults its pages in through its userfaultfd. */
+interface Faulting {
+  readonly proc: ProcMemory;
+  readonly faultIns: FaultIns;
 }
 
 /** A view opened for one call, and whom to tell once it is retired (ClientMemories' `gone`). */
@@ -120,11 +167,14 @@ export class ClientMemories implements CallMemories {
   private readonly memories = new Map<number, MemoryEntry>();
   private sweep: NodeJS.Timeout | undefined;
   private readonly observe: MemoryObserver | undefined;
+  /** Pages of clients being faulted in through their userfaultfd (fault-in.ts). */
+  readonly faultIns: FaultIns;
 
   constructor(events: EventBus, observe?: MemoryObserver, gone: (mm: string) => void = () => {}) {
     this.events = events;
     this.observe = observe;
     this.gone = gone;
+    this.faultIns = new FaultIns(events);
   }
 
   /** A thread said HELLO: its address space's view lives at least as long as its transport. */
@@ -173,14 +223,16 @@ export class ClientMemories implements CallMemories {
     const proc = entry?.memory ?? this.open(creds);
     // A view opened for this call alone (the process never said HELLO) is retired after it.
     const ownView = entry === undefined ? { proc, gone: this.gone } : undefined;
-    if (this.observe === undefined) return new ServedMemory(proc, proc, window, ownView);
+    const faulting = { proc, faultIns: this.faultIns };
+    if (this.observe === undefined) return new ServedMemory(proc, proc, window, ownView, faulting);
     const view = this.observe({ memory: proc, mapRanges: () => proc.mapRanges() });
-    return new ServedMemory(view.memory, view, window, ownView);
+    return new ServedMemory(view.memory, view, window, ownView, faulting);
   }
 
   /** Closes every view (server shutdown). */
   close(): void {
     clearInterval(this.sweep);
+    this.faultIns.close();
     for (const entry of this.memories.values()) {
       entry.memory.close();
       this.gone(entry.key);
@@ -189,6 +241,8 @@ export class ClientMemories implements CallMemories {
   }
 
   private retire(key: string, memory: ProcMemory): void {
+    // A fault-in still waiting for this process's handler would answer nobody.
+    this.faultIns.cancel(key);
     memory.retire();
     this.gone(key);
   }

@@ -7,7 +7,7 @@
  * reserved (RESERVE): without one the reply asks for it and nothing runs. The handler's
  * get_unused_fd_flags() returns that fd's number and its fd_install() puts the file there.
  */
-import { type File, isBlocked } from '../../host/file.ts';
+import { type File, isBlocked, type MaybeBlocked } from '../../host/file.ts';
 import { ANON_INODE_MODE, type FdResolver } from '../../host/task.ts';
 import { describeIoctl } from '../../trace/decode.ts';
 import { createsFd } from '../../uapi/commands.ts';
@@ -91,9 +91,17 @@ export function ioctl(s: ServerState, conn: Connection, req: Request): void {
   const what = `ioctl ${hex(cmd)} on ${object.path}`;
   const tracing = s.kernel.events.wants('syscall');
   const input = tracing ? ioctlStruct(file, cmd, req.a1, memory) : undefined;
-  const value = guarded(s, what, req.creds, () =>
-    file.fops.ioctl === undefined ? -Errno.ENOTTY : file.fops.ioctl(file, task, cmd, req.a1),
-  );
+  const run = (): MaybeBlocked =>
+    file.fops.ioctl === undefined ? -Errno.ENOTTY : file.fops.ioctl(file, task, cmd, req.a1);
+  let value = guarded(s, what, req.creds, run);
+  // An access the kernel would have made wait for the caller's userfaultfd handler: the call runs
+  // again once the page is in (client-memory.ts), each run with the fd the shim reserved.
+  if (isBlocked(value) || memory.userfault !== undefined) {
+    value = memory.settle(value, () => {
+      if (callFd !== undefined && callFd.installed === undefined) callFd.taken = false;
+      return guarded(s, what, req.creds, run);
+    });
+  }
   // A plain object, not a closure: most calls finish at once (decision 182).
   const call: PendingIoctl = {
     s,
