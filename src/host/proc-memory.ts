@@ -341,11 +341,6 @@ export class CallMemory implements UserMemory {
   readonly start: bigint;
   readonly end: bigint;
   private readonly bytes: Uint8Array;
-  /**
-   * The window as the shim sent it, kept before the first write into it when the call may be run
-   * again (restart()): the request's bytes are not ours to keep.
-   */
-  private original: Uint8Array | undefined;
   private readonly base: UserMemory;
   private readonly userfaults: UserfaultProbe | undefined;
   /** The first access of this run of the call that has to wait for a userfaultfd handler. */
@@ -377,11 +372,14 @@ export class CallMemory implements UserMemory {
   }
 
   /**
-   * The call runs again from its start (after a userfault was faulted in): the window as the shim
-   * sent it, nothing written, the mappings asked afresh.
+   * The call runs again from its start (after a userfault was faulted in): nothing written, the
+   * mappings asked afresh, and the window read again from the caller's memory, where the shim
+   * read it (its thread is still in the call). Read again rather than kept from the first run,
+   * so that the common call copies nothing more.
    */
   restart(): void {
-    if (this.original !== undefined) this.bytes.set(this.original);
+    const window = this.base.read(this.start, this.bytes.byteLength);
+    if (window !== undefined) this.bytes.set(window);
     this.dirty = [];
     this.ranges = undefined;
     this.fault = undefined;
@@ -457,7 +455,6 @@ export class CallMemory implements UserMemory {
     const to = end < this.end ? end : this.end;
     const off = Number(from - this.start);
     const len = Number(to - from);
-    if (this.userfaults !== undefined) this.original ??= this.bytes.slice();
     this.bytes.set(data.subarray(Number(from - addr), Number(from - addr) + len), off);
     this.markDirty(off, off + len);
     return true;

@@ -124,9 +124,14 @@ describe('CallMemory and userfaults', () => {
     assert.equal(asked.length, 2);
   });
 
-  test('restart() forgets the fault and what the run wrote into the window', () => {
+  test('restart() forgets the fault and what the run wrote, and reads the window again', () => {
     const window = Uint8Array.of(1, 2, 3, 4);
-    const mem = new CallMemory(failing(), 0x1000n, window, {
+    // The caller's memory still holds the window as the shim read it; nothing else is readable.
+    const caller: UserMemory = {
+      ...failing(),
+      read: (addr, length) => (addr === 0x1000n && length === 4 ? window.slice() : undefined),
+    };
+    const mem = new CallMemory(caller, 0x1000n, window, {
       userfaults: { userfaultRange: (addr, length) => ({ addr, length }) },
     });
     assert.equal(mem.write(0x1000n, Uint8Array.of(9, 9)), true);

@@ -84,23 +84,27 @@ let lastKey = { pid: -1, mmCookie: -1n, key: '' };
 export class ServedMemory extends CallMemory {
   /** A view opened for this call alone (its process never said HELLO), retired when it ends. */
   private readonly ownView: OwnView | undefined;
-  /** The caller's process and who faults its pages in; absent where nothing can (a replay). */
-  private readonly faulting: Faulting | undefined;
+  /** The caller's process; absent where nothing can be faulted in (a replay). */
+  private readonly proc: ProcMemory | undefined;
+  /** Who faults the caller's pages in. */
+  private readonly faultIns: FaultIns | undefined;
 
   constructor(
     memory: UserMemory,
     maps: { mapRanges(): readonly MapRange[] },
     window: IoctlWindow | undefined,
     ownView?: OwnView,
-    faulting?: Faulting,
+    proc?: ProcMemory,
+    faultIns?: FaultIns,
   ) {
     super(memory, window?.start ?? 0n, window?.bytes ?? new Uint8Array(0), {
       windowWritable: window?.writable ?? true,
       maps,
-      userfaults: faulting?.proc,
+      userfaults: proc,
     });
     this.ownView = ownView;
-    this.faulting = faulting;
+    this.proc = proc;
+    this.faultIns = faultIns;
   }
 
   /**
@@ -118,7 +122,7 @@ export class ServedMemory extends CallMemory {
 
   private mustFaultIn(value: unknown): value is number {
     return (
-      this.faulting !== undefined &&
+      this.faultIns !== undefined &&
       this.userfault !== undefined &&
       typeof value === 'number' &&
       value < 0
@@ -127,10 +131,10 @@ export class ServedMemory extends CallMemory {
 
   private async settled(value: number, rerun: () => MaybeBlocked): Promise<number> {
     const fault = this.userfault;
-    if (!this.mustFaultIn(value) || fault === undefined || this.faulting === undefined) {
-      return value;
-    }
-    const outcome = await this.faulting.faultIns.faultIn(this.faulting.proc.pid, this.mm, fault);
+    if (!this.mustFaultIn(value) || fault === undefined) return value;
+    const { proc, faultIns } = this;
+    if (proc === undefined || faultIns === undefined) return value;
+    const outcome = await faultIns.faultIn(proc.pid, this.mm, fault);
     if (outcome !== 'in') return value;
     this.restart();
     const again = this.settle(rerun(), rerun);
@@ -145,12 +149,6 @@ export class ServedMemory extends CallMemory {
       this.ownView.gone(this.ownView.proc.mm);
     }
   }
-}
-
-/** A call's process, and who faults its pages in through its userfaultfd. */
-interface Faulting {
-  readonly proc: ProcMemory;
-  readonly faultIns: FaultIns;
 }
 
 /** A view opened for one call, and whom to tell once it is retired (ClientMemories' `gone`). */
@@ -223,10 +221,11 @@ export class ClientMemories implements CallMemories {
     const proc = entry?.memory ?? this.open(creds);
     // A view opened for this call alone (the process never said HELLO) is retired after it.
     const ownView = entry === undefined ? { proc, gone: this.gone } : undefined;
-    const faulting = { proc, faultIns: this.faultIns };
-    if (this.observe === undefined) return new ServedMemory(proc, proc, window, ownView, faulting);
+    if (this.observe === undefined) {
+      return new ServedMemory(proc, proc, window, ownView, proc, this.faultIns);
+    }
     const view = this.observe({ memory: proc, mapRanges: () => proc.mapRanges() });
-    return new ServedMemory(view.memory, view, window, ownView, faulting);
+    return new ServedMemory(view.memory, view, window, ownView, proc, this.faultIns);
   }
 
   /** Closes every view (server shutdown). */
