@@ -390,6 +390,11 @@ export class CallMemory implements UserMemory {
     return this.bytes.byteLength;
   }
 
+  /** Whether the call has returned (finish()). */
+  get finishedCall(): boolean {
+    return this.finished;
+  }
+
   /** The call returned: from now on every access goes straight to the memory underneath. */
   finish(): void {
     this.finished = true;

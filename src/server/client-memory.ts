@@ -105,6 +105,21 @@ export class ServedMemory extends CallMemory {
     this.ownView = ownView;
     this.proc = proc;
     this.faultIns = faultIns;
+    // Calls run one at a time: the newest is the one running, until it is done.
+    running = this;
+  }
+
+  /**
+   * A pin through this memory: during the call, GUP's fault-in (CallMemory); after it, a pin a
+   * later call of the same address space makes through the memory this one saw (an attach that
+   * fills, into its new domain, the areas a MAP left unpinned) waits in that later call, as the
+   * kernel's caller sleeps in the fault whoever mapped the range.
+   */
+  override pinFaults(addr: bigint, length: bigint): boolean {
+    if (!this.finishedCall) return super.pinFaults(addr, length);
+    const caller = running;
+    if (caller === undefined || caller === this || caller.mm !== this.mm) return false;
+    return caller.pinFaults(addr, length);
   }
 
   /**
@@ -137,6 +152,7 @@ export class ServedMemory extends CallMemory {
     const outcome = await faultIns.faultIn(proc.pid, this.mm, fault);
     if (outcome !== 'in') return value;
     this.restart();
+    running = this;
     const again = this.settle(rerun(), rerun);
     return isBlocked(again) ? again.blocked : again;
   }
@@ -144,12 +160,16 @@ export class ServedMemory extends CallMemory {
   /** The call is over: from now on a pass-through; a view opened for it alone is retired. */
   done(): void {
     this.finish();
+    if (running === this) running = undefined;
     if (this.ownView !== undefined) {
       this.ownView.proc.retire();
       this.ownView.gone(this.ownView.proc.mm);
     }
   }
 }
+
+/** The served call whose handler may be running now (the newest not yet done). */
+let running: ServedMemory | undefined;
 
 /** A view opened for one call, and whom to tell once it is retired (ClientMemories' `gone`). */
 interface OwnView {

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * Memory a program serves itself through userfaultfd (issue 13, item 2). The
- * kernel's copy_to_user()/copy_from_user() and its pin of IOAS_MAP fault a
+ * kernel's copy_to_user()/copy_from_user() and its pins (IOAS_MAP into a
+ * domain, the attach that gives mapped areas their first domain) fault a
  * page of a registered range to the program's handler and wait until it is
  * supplied: a handler thread doing UFFDIO_COPY (QEMU's postcopy) sees the
  * fault, and the call completes with the bytes it supplied. A userfaultfd made
@@ -258,6 +259,39 @@ TEST(map_pin_waits_for_handler)
 	mock_close_and_check(fd, backing, PAGE_SZ);
 }
 
+/*
+ * A MAP with no domain pins nothing; the attach that gives the IOAS its first
+ * domain pins the area, and that call waits for the handler.
+ */
+TEST(attach_pin_waits_for_handler)
+{
+	const size_t len = 4 * PAGE_SZ;
+	static unsigned char backing[PAGE_SZ] __attribute__((aligned(4096)));
+	unsigned char *buf;
+	struct handler h;
+	__u32 ioas, hwpt;
+	__u64 iova = MOCK_APERTURE_START + 0x100000;
+	int fd, uffd;
+
+	UFFD_OPEN_OR_SKIP(uffd, O_NONBLOCK);
+	OPEN_MOCK_IOAS(fd, ioas, backing, PAGE_SZ);
+	buf = uffd_region(uffd, len);
+	REQUIRE(buf != NULL);
+	REQUIRE_OK(handler_start(&h, uffd, 1, 0x3c));
+
+	CHECK_OK(ioas_map_fixed(fd, ioas, buf, len, iova));
+	CHECK_EQ(h.faults, 0);
+	CHECK_OK(mock_domain_flags(fd, ioas, 0, NULL, &hwpt, NULL));
+	CHECK_EQ(h.faults, 4);
+	CHECK_EQ(buf[0], 0x3c);
+	CHECK_OK(check_map(fd, hwpt, iova, len, buf));
+	CHECK_OK(ioas_unmap(fd, ioas, iova, len, NULL));
+	handler_stop(&h);
+	munmap(buf, len);
+	close(uffd);
+	mock_close_and_check(fd, backing, PAGE_SZ);
+}
+
 /* UFFD_USER_MODE_ONLY: the kernel's own access is not the handler's to serve: EFAULT. */
 TEST(user_mode_only_is_efault)
 {
@@ -346,6 +380,7 @@ int main(void)
 	RUN(copy_to_user_waits_for_handler);
 	RUN(copy_from_user_waits_for_handler);
 	RUN(map_pin_waits_for_handler);
+	RUN(attach_pin_waits_for_handler);
 	RUN(user_mode_only_is_efault);
 	RUN(unserved_fault_holds_only_its_caller);
 	return h_done();
