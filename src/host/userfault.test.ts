@@ -32,24 +32,26 @@ describe('userfaultfd ranges from smaps and pagemap', () => {
     [0x14000n, 0x18000n, 'rd wr mr mw me um ac'],
     [0x18000n, 0x1c000n, 'rd wr mr mw me uw ac'],
     [0x20000n, 0x24000n, 'rd wr sh mr mw me ms ui'],
+    [0x24000n, 0x26000n, 'rd wr mr mw me ur ac'],
   ]);
 
   test('VmFlags um, uw and ui mark a registered VMA, and nothing else does', () => {
     assert.equal(isUffdFlags('VmFlags: rd wr mr mw me um ac '), true);
     assert.equal(isUffdFlags('VmFlags: rd wr uw'), true);
     assert.equal(isUffdFlags('VmFlags: rd wr sh ui'), true);
+    assert.equal(isUffdFlags('VmFlags: rd wr ur'), true);
     assert.equal(isUffdFlags('VmFlags: rd wr mr mw me ac um2'), false);
     assert.equal(isUffdFlags('VmFlags: rd wr mr mw me ac'), false);
     assert.equal(findVma(text, 0x14000n)?.userfault, true);
     assert.equal(findVma(text, 0x10000n)?.userfault, undefined);
     const vmas = uffdVmas(text, 0x13000n, 0x21000n);
     assert.deepEqual(
-      vmas.map((v) => [v.start, v.missing, v.wp]),
+      vmas.map((v) => [v.start, v.missing, v.wp, v.rwp]),
       [
-        [0x10000n, false, false],
-        [0x14000n, true, false],
-        [0x18000n, false, true],
-        [0x20000n, true, false],
+        [0x10000n, false, false, false],
+        [0x14000n, true, false, false],
+        [0x18000n, false, true, false],
+        [0x20000n, true, false, false],
       ],
     );
   });
@@ -83,6 +85,19 @@ describe('userfaultfd ranges from smaps and pagemap', () => {
     assert.equal(userfaultRange(src, 0x18000n, 0x2000, false), undefined);
     assert.deepEqual(userfaultRange(src, 0x18100n, 0x100, true), { addr: 0x18100n, length: 0x100 });
     assert.equal(userfaultRange(src, 0x19000n, 0x1000, true), undefined);
+  });
+
+  test('a read-write protected page of a ur VMA is a userfault for a read too', () => {
+    const pages = new Map([
+      [0x24000n, PM_PRESENT],
+      [0x25000n, PM_PRESENT | PM_UFFD_WP],
+    ]);
+    const src = source(text, pages);
+    assert.equal(userfaultRange(src, 0x24000n, 0x1000, false), undefined);
+    assert.deepEqual(userfaultRange(src, 0x24800n, 0x1000, false), {
+      addr: 0x25000n,
+      length: 0x800,
+    });
   });
 
   test('a hole before the registered range leaves a plain fault', () => {

@@ -8,7 +8,8 @@
  * without ALLOW_RETRY, so the same page fails there at once with EIO: the server never waits, but
  * it would answer EFAULT where the kernel waits. This module tells, after such a failure (never
  * on the common path), whether it was that: smaps' VmFlags for the VMAs (`um` missing, `ui` minor,
- * `uw` write-protect) and pagemap for the pages. The wait itself is the server's (fault-in.ts).
+ * `uw` write-protect, `ur` read-write protect, new in Linux 7.3) and pagemap for the pages. The
+ * wait itself is the server's (fault-in.ts).
  */
 import { PM_PRESENT, PM_SWAP, PM_UFFD_WP } from './pagemap.ts';
 
@@ -30,6 +31,8 @@ export interface UffdVma {
   readonly missing: boolean;
   /** `uw`: a write to a page marked write-protected waits for the handler. */
   readonly wp: boolean;
+  /** `ur` (Linux 7.3): any access to a page marked read-write protected waits for the handler. */
+  readonly rwp: boolean;
 }
 
 const HEADER = /^([0-9a-f]+)-([0-9a-f]+) /;
@@ -53,6 +56,7 @@ export function uffdVmas(smaps: string, from: bigint, to: bigint): UffdVma[] {
         ...span,
         missing: flags.includes('um') || flags.includes('ui'),
         wp: flags.includes('uw'),
+        rwp: flags.includes('ur'),
       });
       span = undefined;
     }
@@ -62,7 +66,7 @@ export function uffdVmas(smaps: string, from: bigint, to: bigint): UffdVma[] {
 
 /** Whether a smaps VmFlags line says the VMA is registered with a userfaultfd. */
 export function isUffdFlags(line: string): boolean {
-  return / u[mwi](?= |$)/.test(line);
+  return / u[mwir](?= |$)/.test(line);
 }
 
 /** What userfaultRange() needs of the process. */
@@ -74,9 +78,10 @@ export interface UffdSource {
 
 /**
  * The first part of [addr, addr+length) that a kernel access would have to fault in through the
- * process's userfaultfd: from the first page of a registered VMA that is not present (for a
- * write, or one that is write-protected in a `uw` VMA) to the end of the access. undefined when
- * there is none before the first hole (the access faults as it always did).
+ * process's userfaultfd: from the first page of a registered VMA that is not present, that is
+ * marked (pagemap bit 57) in an `ur` VMA, or for a write that is marked in a `uw` VMA, to the end
+ * of the access. undefined when there is none before the first hole (the access faults as it
+ * always did).
  */
 export function userfaultRange(
   src: UffdSource,
@@ -91,7 +96,7 @@ export function userfaultRange(
   for (const vma of uffdVmas(smaps, addr, end)) {
     if (vma.start > at) return undefined;
     const upto = vma.end < end ? vma.end : end;
-    if (vma.missing || (write && vma.wp)) {
+    if (vma.missing || vma.rwp || (write && vma.wp)) {
       const first = at & ~(PAGE - 1n);
       const count = Number((upto - first + PAGE - 1n) / PAGE);
       const entries = src.hostPagemap(first, count);
@@ -99,7 +104,9 @@ export function userfaultRange(
       for (let i = 0; i < count; i++) {
         const e = entries[i] ?? 0n;
         const missing = vma.missing && (e & (PM_PRESENT | PM_SWAP)) === 0n;
-        const protectedPage = write && vma.wp && (e & PM_UFFD_WP) !== 0n;
+        // Bit 57 marks a uffd-wp page, or in an `ur` VMA a read-write protected one.
+        const marked = (e & PM_UFFD_WP) !== 0n;
+        const protectedPage = marked && (vma.rwp || (write && vma.wp));
         if (missing || protectedPage) {
           const page = first + BigInt(i) * PAGE;
           const from = page > addr ? page : addr;

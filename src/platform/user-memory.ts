@@ -21,7 +21,7 @@ export interface Vma {
    */
   readonly file?: { readonly id: string; readonly offset: bigint };
   /**
-   * The range is registered with a userfaultfd (smaps VmFlags `um`, `ui` or `uw`): a page the
+   * The range is registered with a userfaultfd (smaps VmFlags `um`, `ui`, `uw` or `ur`): a page the
    * kernel must fault in there may have to wait for the program's fault handler.
    */
   readonly userfault?: boolean;
