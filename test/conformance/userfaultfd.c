@@ -182,6 +182,47 @@ TEST(copy_to_user_waits_for_handler)
 	close(fd);
 }
 
+/*
+ * IOAS_ALLOC whose size says 5 MiB more than the struct: copy_struct_from_user()
+ * checks the tail for zeroes (a walk the emulator spreads over several turns),
+ * reading pages the handler supplies as zeroes.
+ */
+TEST(zero_tail_walk_waits_for_handler)
+{
+	const size_t tail = 5ULL << 20;
+	struct iommu_ioas_alloc *cmd;
+	struct handler h;
+	unsigned char *area, resident = 0;
+	int fd, uffd;
+
+	UFFD_OPEN_OR_SKIP(uffd, O_NONBLOCK);
+	fd = iommufd_open();
+	REQUIRE(fd >= 0);
+	/* One ordinary page holding the struct at its end, then the registered tail. */
+	area = mmap(NULL, PAGE_SZ + tail, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	REQUIRE(area != MAP_FAILED);
+	struct uffdio_register reg = {
+		.range = { .start = (uintptr_t)area + PAGE_SZ, .len = tail },
+		.mode = UFFDIO_REGISTER_MODE_MISSING,
+	};
+	REQUIRE_OK(ioctl(uffd, UFFDIO_REGISTER, &reg));
+	cmd = (struct iommu_ioas_alloc *)(area + PAGE_SZ - sizeof(*cmd));
+	memset(cmd, 0, sizeof(*cmd));
+	cmd->size = sizeof(*cmd) + tail;
+	REQUIRE_OK(handler_start(&h, uffd, 1, 0));
+
+	CHECK_OK(ioctl(fd, IOMMU_IOAS_ALLOC, cmd));
+	CHECK(cmd->out_ioas_id != 0);
+	handler_stop(&h);
+	/* Every page of the tail was read, through the handler, once. */
+	CHECK_EQ(h.faults, (int)(tail / PAGE_SZ));
+	CHECK_OK(mincore(area + PAGE_SZ + tail - PAGE_SZ, PAGE_SZ, &resident));
+	CHECK_EQ(resident & 1, 1);
+	munmap(area, PAGE_SZ + tail);
+	close(uffd);
+	close(fd);
+}
+
 /* Auto-maps one page and unmaps it again; the chosen IOVA, or ~0. */
 static __u64 probe_auto_iova(int fd, __u32 ioas, void *page)
 {
@@ -379,6 +420,7 @@ int main(void)
 	h_init();
 	RUN(copy_to_user_waits_for_handler);
 	RUN(copy_from_user_waits_for_handler);
+	RUN(zero_tail_walk_waits_for_handler);
 	RUN(map_pin_waits_for_handler);
 	RUN(attach_pin_waits_for_handler);
 	RUN(user_mode_only_is_efault);
