@@ -130,9 +130,20 @@ export class ServedMemory extends CallMemory {
    * or the process is gone, the failure stands. Anything else is the result as it is.
    */
   settle(value: MaybeBlocked, rerun: () => MaybeBlocked): MaybeBlocked {
-    if (isBlocked(value)) return { blocked: value.blocked.then((v) => this.settled(v, rerun)) };
+    return this.settleAfter(value, rerun, undefined);
+  }
+
+  /** settle(), after a run that faulted `previous` in (undefined for the first run). */
+  private settleAfter(
+    value: MaybeBlocked,
+    rerun: () => MaybeBlocked,
+    previous: bigint | undefined,
+  ): MaybeBlocked {
+    if (isBlocked(value)) {
+      return { blocked: value.blocked.then((v) => this.settled(v, rerun, previous)) };
+    }
     if (!this.mustFaultIn(value)) return value;
-    return { blocked: this.settled(value, rerun) };
+    return { blocked: this.settled(value, rerun, previous) };
   }
 
   private mustFaultIn(value: unknown): value is number {
@@ -144,16 +155,23 @@ export class ServedMemory extends CallMemory {
     );
   }
 
-  private async settled(value: number, rerun: () => MaybeBlocked): Promise<number> {
+  private async settled(
+    value: number,
+    rerun: () => MaybeBlocked,
+    previous: bigint | undefined,
+  ): Promise<number> {
     const fault = this.userfault;
     if (!this.mustFaultIn(value) || fault === undefined) return value;
+    // The page just faulted in fails again at once: the helper's access and the server's differ
+    // there (nothing known does), so the run's failure stands rather than a loop of helpers.
+    if (fault.addr === previous) return value;
     const { proc, faultIns } = this;
     if (proc === undefined || faultIns === undefined) return value;
     const outcome = await faultIns.faultIn(proc.pid, this.mm, fault);
     if (outcome !== 'in') return value;
     this.restart();
     running = this;
-    const again = this.settle(rerun(), rerun);
+    const again = this.settleAfter(rerun(), rerun, fault.addr);
     return isBlocked(again) ? again.blocked : again;
   }
 
