@@ -82,7 +82,11 @@ export class FaultIns {
       write ? 'w' : 'r',
     ];
     return new Promise((resolve) => {
-      const child = spawn(file, args, { stdio: [write ? 'pipe' : 'ignore', 'ignore', 'ignore'] });
+      // No environment: it needs none, and a preloaded shim has no business in it.
+      const child = spawn(file, args, {
+        stdio: [write ? 'pipe' : 'ignore', 'ignore', 'ignore'],
+        env: {},
+      });
       let set = this.running.get(mm);
       if (set === undefined) {
         set = new Set();
