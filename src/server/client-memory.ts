@@ -124,7 +124,7 @@ export class ServedMemory extends CallMemory {
 
   /**
    * The call's result once no access of it is left waiting for the caller's userfaultfd handler
-   * (decision 286). A call that failed on such an access (its error path undid what it did, as
+   * (decision 287). A call that failed on such an access (its error path undid what it did, as
    * for any EFAULT) is run again by `rerun` once the range is in, as often as it takes, as the
    * kernel's caller sleeps in the fault and goes on; if the kernel's copy would fail there too,
    * or the process is gone, the failure stands. Anything else is the result as it is.
