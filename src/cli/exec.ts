@@ -11,6 +11,7 @@ import { createKernel, type Kernel } from '../boot/kernel.ts';
 import { checkInvariants } from '../check/invariants.ts';
 import { FailNth, setFailNthForEveryTask } from '../fault/fault.ts';
 import { parseCapSet } from '../host/credentials.ts';
+import { useFaultIn } from '../server/fault-in.ts';
 import { useFdAddon } from '../server/fd-addon.ts';
 import { Recorder } from '../server/recorder.ts';
 import { type EmuServer, type ServerOptions, startServer } from '../server/server.ts';
@@ -115,6 +116,7 @@ export function ensureShim(say: Say = sayOnStderr): ShimParts {
     throw err;
   }
   if (parts.addon !== undefined) useFdAddon(parts.addon);
+  useFaultIn(parts.faultin);
   return { shim: parts.shim, guard: parts.guard };
 }
 

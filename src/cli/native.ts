@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 export const SHIM_NAME = 'libiommufd-emu-shim.so';
 export const ADDON_NAME = 'iommufd-emu-fd.node';
 export const GUARD_NAME = 'iommufd-emu-guard';
+export const FAULTIN_NAME = 'iommufd-emu-faultin';
 
 /** What went wrong with the package's files, worded for the user; the CLI prints it. */
 export class PackageError extends Error {
@@ -86,6 +87,8 @@ export interface NativeParts {
   readonly shim: string;
   /** The launcher that keeps programs off the host's iommufd and VFIO nodes (guard.c). */
   readonly guard: string;
+  /** What the server starts to fault a client's page in through its userfaultfd (faultin.c). */
+  readonly faultin: string;
   readonly addon: string | undefined;
 }
 
@@ -102,7 +105,8 @@ function make(native: string, build: string): void {
   if (
     made.status !== 0 ||
     !fs.existsSync(path.join(build, SHIM_NAME)) ||
-    !fs.existsSync(path.join(build, GUARD_NAME))
+    !fs.existsSync(path.join(build, GUARD_NAME)) ||
+    !fs.existsSync(path.join(build, FAULTIN_NAME))
   )
     throw new PackageError(`building the shim failed (make -C ${native}): it needs gcc and make`);
 }
@@ -116,7 +120,7 @@ function buildIntoCache(native: string, build: string): void {
   const scratch = fs.mkdtempSync(path.join(build, '.build-'));
   try {
     make(native, scratch);
-    for (const name of [ADDON_NAME, GUARD_NAME, SHIM_NAME]) {
+    for (const name of [ADDON_NAME, GUARD_NAME, FAULTIN_NAME, SHIM_NAME]) {
       const made = path.join(scratch, name);
       if (fs.existsSync(made)) fs.renameSync(made, path.join(build, name));
     }
@@ -137,6 +141,7 @@ export function ensureNative(say: (text: string) => void): NativeParts {
   const shim = path.join(build, SHIM_NAME);
   const addon = path.join(build, ADDON_NAME);
   const guard = path.join(build, GUARD_NAME);
+  const faultin = path.join(build, FAULTIN_NAME);
   // The shim's units: every .c and .h in native/shim (not its tests).
   const shimDir = path.join(native, 'shim');
   const shimSources = fs
@@ -147,6 +152,7 @@ export function ensureNative(say: (text: string) => void): NativeParts {
   if (
     shimStale ||
     outdated(guard, [path.join(native, 'guard', 'guard.c')]) ||
+    outdated(faultin, [path.join(native, 'faultin', 'faultin.c')]) ||
     outdated(addon, [path.join(native, 'addon', 'fd.c')])
   ) {
     // Without Node's headers the addon is skipped (the Makefile says so); the shim is required.
@@ -156,5 +162,5 @@ export function ensureNative(say: (text: string) => void): NativeParts {
   } else if (!checkout) {
     privateDir(build);
   }
-  return { shim, guard, addon: fs.existsSync(addon) ? addon : undefined };
+  return { shim, guard, faultin, addon: fs.existsSync(addon) ? addon : undefined };
 }

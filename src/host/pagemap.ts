@@ -29,6 +29,8 @@ const TASK_SIZE = (1n << 47n) - PAGE_SIZE;
 export const PM_PFRAME_MASK = (1n << 55n) - 1n;
 export const PM_SOFT_DIRTY = 1n << 55n;
 export const PM_MMAP_EXCLUSIVE = 1n << 56n;
+/** The page is write-protected by userfaultfd (UFFDIO_WRITEPROTECT). */
+export const PM_UFFD_WP = 1n << 57n;
 export const PM_SWAP = 1n << 62n;
 export const PM_PRESENT = 1n << 63n;
 

@@ -11,6 +11,9 @@
 import * as fs from 'node:fs';
 import { PM_PFRAME_MASK, PM_SWAP } from './pagemap.ts';
 import type { MmId, UserMemory, Vma } from './user-memory.ts';
+import { isUffdFlags, type UserfaultRange, userfaultRange } from './userfault.ts';
+
+export type { UserfaultRange } from './userfault.ts';
 
 /** Largest position /proc/<pid>/mem accepts (loff_t is signed). */
 const MAX_POSITION = (1n << 63n) - 1n;
@@ -109,6 +112,26 @@ export class ProcMemory implements UserMemory {
     // smaps is per pid, not per address space: make sure ours is still the current one.
     if (vma !== undefined && !this.current) return undefined;
     return vma;
+  }
+
+  /** The text of /proc/<pid>/smaps, or undefined when unreadable. */
+  smaps(): string | undefined {
+    if (this.fd === undefined) return undefined;
+    try {
+      return fs.readFileSync(`/proc/${this.pid}/smaps`, 'latin1');
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * After an access failed: the part of it the kernel's copy would fault in through the
+   * process's userfaultfd, waiting for its handler (userfault.ts), or undefined (a plain fault).
+   */
+  userfaultRange(addr: bigint, length: number, write: boolean): UserfaultRange | undefined {
+    const range = userfaultRange(this, addr, length, write);
+    // smaps and pagemap are per pid: the address space must still be ours.
+    return range !== undefined && this.current ? range : undefined;
   }
 
   hostPagemap(va: bigint, count: number): bigint[] | undefined {
@@ -210,6 +233,7 @@ const PAGE_SIZE_LINE = /^KernelPageSize:\s+(\d+) kB/;
 export function findVma(smaps: string, addr: bigint): Vma | undefined {
   let current: Omit<Vma, 'pageSize'> | undefined;
   let pageSize = 4096n;
+  let userfault = false;
   for (const line of smaps.split('\n')) {
     const m = MAP_LINE.exec(line);
     if (m !== null) {
@@ -231,10 +255,11 @@ export function findVma(smaps: string, addr: bigint): Vma | undefined {
     if (current !== undefined) {
       const p = PAGE_SIZE_LINE.exec(line);
       if (p !== null) pageSize = BigInt(p[1]!) * 1024n;
+      else if (line.startsWith('VmFlags:')) userfault = isUffdFlags(line);
     }
   }
   if (current === undefined) return undefined;
-  return { ...current, pageSize };
+  return userfault ? { ...current, pageSize, userfault } : { ...current, pageSize };
 }
 
 /** A mapped address range [start, end) and what user code may do there. */
@@ -288,11 +313,23 @@ export interface CallMemoryOptions {
    * read-only pages). Absent: no check.
    */
   readonly maps?: { mapRanges(): readonly MapRange[] };
+  /**
+   * The process beneath, asked after an access failed whether the kernel would have waited for
+   * the process's userfaultfd handler there (userfault.ts). Absent: every failure is a fault.
+   */
+  readonly userfaults?: UserfaultProbe | undefined;
 }
 
 /** No window byte written yet (shared: a call that writes none allocates nothing for it). */
 const CLEAN: readonly (readonly [number, number])[] = [];
 const NOTHING_WRITTEN: readonly { offset: number; data: Uint8Array }[] = [];
+/** Tells whether a failed access was one that faults to a userfaultfd handler (ProcMemory). */
+export interface UserfaultProbe {
+  userfaultRange(addr: bigint, length: number, write: boolean): UserfaultRange | undefined;
+}
+
+/** The most one fault-in asks for: a longer access is faulted in by further rounds. */
+export const USERFAULT_MAX = 64 * 1024 * 1024;
 
 /**
  * The memory a handler sees during one call: the caller's memory with the bytes the shim
@@ -308,6 +345,9 @@ export class CallMemory implements UserMemory {
   private windowEnd: bigint | undefined;
   private readonly bytes: Uint8Array;
   private readonly base: UserMemory;
+  private readonly userfaults: UserfaultProbe | undefined;
+  /** The first access of this run of the call that has to wait for a userfaultfd handler. */
+  private fault: UserfaultRange | undefined;
   private readonly windowWritable: boolean;
   private readonly maps: { mapRanges(): readonly MapRange[] } | undefined;
   private ranges: readonly MapRange[] | undefined;
@@ -323,6 +363,29 @@ export class CallMemory implements UserMemory {
     this.bytes = new Uint8Array(bytes);
     this.windowWritable = options.windowWritable ?? true;
     this.maps = options.maps;
+    this.userfaults = options.userfaults;
+  }
+
+  /**
+   * The first access of the call (since it began or was restarted) that the kernel would have
+   * made wait for the process's userfaultfd handler; it failed as a fault, as if it could not.
+   */
+  get userfault(): UserfaultRange | undefined {
+    return this.fault;
+  }
+
+  /**
+   * The call runs again from its start (after a userfault was faulted in): nothing written, the
+   * mappings asked afresh, and the window read again from the caller's memory, where the shim
+   * read it (its thread is still in the call). Read again rather than kept from the first run,
+   * so that the common call copies nothing more.
+   */
+  restart(): void {
+    const window = this.base.read(this.start, this.bytes.byteLength);
+    if (window !== undefined) this.bytes.set(window);
+    this.dirty = [];
+    this.ranges = undefined;
+    this.fault = undefined;
   }
 
   /** Where the window ends; made only when an access is not inside it (most are). */
@@ -334,6 +397,11 @@ export class CallMemory implements UserMemory {
   /** How many bytes the shim prefetched (0: none, everything goes to the process memory). */
   get prefetched(): number {
     return this.bytes.byteLength;
+  }
+
+  /** Whether the call has returned (finish()). */
+  get finishedCall(): boolean {
+    return this.finished;
   }
 
   /** The call returned: from now on every access goes straight to the memory underneath. */
@@ -358,10 +426,10 @@ export class CallMemory implements UserMemory {
     if (end > this.end && !this.may(aboveFrom, Number(end - aboveFrom), 'readable')) {
       return undefined;
     }
-    if (addr >= this.end || end <= this.start || length === 0) return this.base.read(addr, length);
+    if (addr >= this.end || end <= this.start || length === 0) return this.baseRead(addr, length);
     const out = new Uint8Array(length);
     if (addr < this.start) {
-      const below = this.base.read(addr, Number(this.start - addr));
+      const below = this.baseRead(addr, Number(this.start - addr));
       if (below === undefined) return undefined;
       out.set(below, 0);
     }
@@ -372,7 +440,7 @@ export class CallMemory implements UserMemory {
       Number(from - addr),
     );
     if (end > this.end) {
-      const above = this.base.read(this.end, Number(end - this.end));
+      const above = this.baseRead(this.end, Number(end - this.end));
       if (above === undefined) return undefined;
       out.set(above, Number(this.end - addr));
     }
@@ -391,11 +459,11 @@ export class CallMemory implements UserMemory {
     if (addr < this.start && !this.may(addr, Number(belowEnd - addr), 'writable')) return false;
     const aboveFrom = addr > this.end ? addr : this.end;
     if (end > this.end && !this.may(aboveFrom, Number(end - aboveFrom), 'writable')) return false;
-    if (!touchesWindow) return this.base.write(addr, data);
-    if (addr < this.start && !this.base.write(addr, data.subarray(0, Number(this.start - addr)))) {
+    if (!touchesWindow) return this.baseWrite(addr, data);
+    if (addr < this.start && !this.baseWrite(addr, data.subarray(0, Number(this.start - addr)))) {
       return false;
     }
-    if (end > this.end && !this.base.write(this.end, data.subarray(Number(this.end - addr)))) {
+    if (end > this.end && !this.baseWrite(this.end, data.subarray(Number(this.end - addr)))) {
       return false;
     }
     const from = addr > this.start ? addr : this.start;
@@ -413,6 +481,41 @@ export class CallMemory implements UserMemory {
 
   hostPagemap(va: bigint, count: number): bigint[] | undefined {
     return this.base.hostPagemap?.(va, count);
+  }
+
+  /** GUP's fault-in before a pin, during the call: pages a handler must supply are a fault. */
+  pinFaults(addr: bigint, length: bigint): boolean {
+    if (this.finished || this.userfaults === undefined) return false;
+    const n = length < BigInt(USERFAULT_MAX) ? Number(length) : USERFAULT_MAX;
+    const range = this.userfaults.userfaultRange(addr, n, false);
+    if (range === undefined) return false;
+    this.fault ??= range;
+    return true;
+  }
+
+  private baseRead(addr: bigint, length: number): Uint8Array | undefined {
+    const bytes = this.base.read(addr, length);
+    if (bytes === undefined) this.failed(addr, length, undefined);
+    return bytes;
+  }
+
+  private baseWrite(addr: bigint, data: Uint8Array): boolean {
+    if (this.base.write(addr, data)) return true;
+    this.failed(addr, data.byteLength, data);
+    return false;
+  }
+
+  /** An access failed: remembers it if the kernel would have waited for a handler there. */
+  private failed(addr: bigint, length: number, data: Uint8Array | undefined): void {
+    if (this.fault !== undefined || this.userfaults === undefined) return;
+    const range = this.userfaults.userfaultRange(addr, length, data !== undefined);
+    if (range === undefined) return;
+    const n = Math.min(range.length, USERFAULT_MAX);
+    if (data === undefined) this.fault = { addr: range.addr, length: n };
+    else {
+      const from = Number(range.addr - addr);
+      this.fault = { addr: range.addr, length: n, data: data.subarray(from, from + n) };
+    }
   }
 
   /** The window bytes written during the call, as (offset, bytes) runs in address order. */

@@ -175,7 +175,12 @@ export class PinnedPages implements FrameBacking {
     while (at < end) {
       if (vma === undefined || at >= vma.end || at < vma.start) vma = mem.vma(at);
       const limit = vma !== undefined && vma.end < end ? vma.end : end;
-      const pinned = this.pinSome(mem, vma, at, limit, write);
+      // GUP faults each page in first; in a userfaultfd range that may wait for the handler,
+      // which the caller's memory arranges (a fault now, the call run again once it is in).
+      const pinned =
+        vma?.userfault === true && mem.pinFaults?.(at, limit - at) === true
+          ? -Errno.EFAULT
+          : this.pinSome(mem, vma, at, limit, write);
       if (typeof pinned === 'number') {
         if (at > va) this.unpin(mem.mm, va, (at - va) >> PAGE_SHIFT);
         return pinned;

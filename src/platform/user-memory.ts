@@ -20,6 +20,11 @@ export interface Vma {
    * Its pages are the file's, whichever mapping reaches them.
    */
   readonly file?: { readonly id: string; readonly offset: bigint };
+  /**
+   * The range is registered with a userfaultfd (smaps VmFlags `um`, `ui`, `uw` or `ur`): a page the
+   * kernel must fault in there may have to wait for the program's fault handler.
+   */
+  readonly userfault?: boolean;
 }
 
 /** Identifies an address space (an mm). Two tasks share an mm only as threads of one process. */
@@ -44,4 +49,10 @@ export interface UserMemory {
    * Absent for a simulated process; undefined when unreadable.
    */
   hostPagemap?(va: bigint, count: number): bigint[] | undefined;
+  /**
+   * Whether pinning [addr, addr+length) would wait for a userfaultfd handler to supply pages (a
+   * registered range whose pages are not all present): the pin then fails as a fault does, and
+   * the call is run again once they are in (decision 287). Absent or false: pin as usual.
+   */
+  pinFaults?(addr: bigint, length: bigint): boolean;
 }

@@ -4,9 +4,11 @@
  * retired once the process is gone. Each call sees it through a CallMemory with the ioctl window
  * the shim prefetched.
  */
+import { isBlocked, type MaybeBlocked } from '../host/file.ts';
 import { CallMemory, type MapRange, ProcMemory } from '../host/proc-memory.ts';
 import type { UserMemory } from '../host/user-memory.ts';
 import type { EventBus } from '../trace/events.ts';
+import { FaultIns } from './fault-in.ts';
 import type { WireCreds } from './protocol.ts';
 
 /** How often memory views of finished processes are looked for. */
@@ -82,29 +84,110 @@ let lastKey = { pid: -1, mmCookie: -1n, key: '' };
 export class ServedMemory extends CallMemory {
   /** A view opened for this call alone (its process never said HELLO), retired when it ends. */
   private readonly ownView: OwnView | undefined;
+  /** The caller's process; absent where nothing can be faulted in (a replay). */
+  private readonly proc: ProcMemory | undefined;
+  /** Who faults the caller's pages in. */
+  private readonly faultIns: FaultIns | undefined;
 
   constructor(
     memory: UserMemory,
     maps: { mapRanges(): readonly MapRange[] },
     window: IoctlWindow | undefined,
     ownView?: OwnView,
+    proc?: ProcMemory,
+    faultIns?: FaultIns,
   ) {
     super(memory, window?.start ?? 0n, window?.bytes ?? new Uint8Array(0), {
       windowWritable: window?.writable ?? true,
       maps,
+      userfaults: proc,
     });
     this.ownView = ownView;
+    this.proc = proc;
+    this.faultIns = faultIns;
+    // Calls run one at a time: the newest is the one running, until it is done.
+    running = this;
+  }
+
+  /**
+   * A pin through this memory: during the call, GUP's fault-in (CallMemory); after it, a pin a
+   * later call of the same address space makes through the memory this one saw (an attach that
+   * fills, into its new domain, the areas a MAP left unpinned) waits in that later call, as the
+   * kernel's caller sleeps in the fault whoever mapped the range.
+   */
+  override pinFaults(addr: bigint, length: bigint): boolean {
+    if (!this.finishedCall) return super.pinFaults(addr, length);
+    const caller = running;
+    if (caller === undefined || caller === this || caller.mm !== this.mm) return false;
+    return caller.pinFaults(addr, length);
+  }
+
+  /**
+   * The call's result once no access of it is left waiting for the caller's userfaultfd handler
+   * (decision 287). A call that failed on such an access (its error path undid what it did, as
+   * for any EFAULT) is run again by `rerun` once the range is in, as often as it takes, as the
+   * kernel's caller sleeps in the fault and goes on; if the kernel's copy would fail there too,
+   * or the process is gone, the failure stands. Anything else is the result as it is.
+   */
+  settle(value: MaybeBlocked, rerun: () => MaybeBlocked): MaybeBlocked {
+    return this.settleAfter(value, rerun, undefined);
+  }
+
+  /** settle(), after a run that faulted `previous` in (undefined for the first run). */
+  private settleAfter(
+    value: MaybeBlocked,
+    rerun: () => MaybeBlocked,
+    previous: bigint | undefined,
+  ): MaybeBlocked {
+    if (isBlocked(value)) {
+      return { blocked: value.blocked.then((v) => this.settled(v, rerun, previous)) };
+    }
+    if (!this.mustFaultIn(value)) return value;
+    return { blocked: this.settled(value, rerun, previous) };
+  }
+
+  private mustFaultIn(value: unknown): value is number {
+    return (
+      this.faultIns !== undefined &&
+      this.userfault !== undefined &&
+      typeof value === 'number' &&
+      value < 0
+    );
+  }
+
+  private async settled(
+    value: number,
+    rerun: () => MaybeBlocked,
+    previous: bigint | undefined,
+  ): Promise<number> {
+    const fault = this.userfault;
+    if (!this.mustFaultIn(value) || fault === undefined) return value;
+    // The page just faulted in fails again at once: the helper's access and the server's differ
+    // there (nothing known does), so the run's failure stands rather than a loop of helpers.
+    if (fault.addr === previous) return value;
+    const { proc, faultIns } = this;
+    if (proc === undefined || faultIns === undefined) return value;
+    const outcome = await faultIns.faultIn(proc.pid, this.mm, fault);
+    if (outcome !== 'in') return value;
+    this.restart();
+    running = this;
+    const again = this.settleAfter(rerun(), rerun, fault.addr);
+    return isBlocked(again) ? again.blocked : again;
   }
 
   /** The call is over: from now on a pass-through; a view opened for it alone is retired. */
   done(): void {
     this.finish();
+    if (running === this) running = undefined;
     if (this.ownView !== undefined) {
       this.ownView.proc.retire();
       this.ownView.gone(this.ownView.proc.mm);
     }
   }
 }
+
+/** The served call whose handler may be running now (the newest not yet done). */
+let running: ServedMemory | undefined;
 
 /** A view opened for one call, and whom to tell once it is retired (ClientMemories' `gone`). */
 interface OwnView {
@@ -120,11 +203,14 @@ export class ClientMemories implements CallMemories {
   private readonly memories = new Map<number, MemoryEntry>();
   private sweep: NodeJS.Timeout | undefined;
   private readonly observe: MemoryObserver | undefined;
+  /** Pages of clients being faulted in through their userfaultfd (fault-in.ts). */
+  readonly faultIns: FaultIns;
 
   constructor(events: EventBus, observe?: MemoryObserver, gone: (mm: string) => void = () => {}) {
     this.events = events;
     this.observe = observe;
     this.gone = gone;
+    this.faultIns = new FaultIns(events);
   }
 
   /** A thread said HELLO: its address space's view lives at least as long as its transport. */
@@ -173,14 +259,17 @@ export class ClientMemories implements CallMemories {
     const proc = entry?.memory ?? this.open(creds);
     // A view opened for this call alone (the process never said HELLO) is retired after it.
     const ownView = entry === undefined ? { proc, gone: this.gone } : undefined;
-    if (this.observe === undefined) return new ServedMemory(proc, proc, window, ownView);
+    if (this.observe === undefined) {
+      return new ServedMemory(proc, proc, window, ownView, proc, this.faultIns);
+    }
     const view = this.observe({ memory: proc, mapRanges: () => proc.mapRanges() });
-    return new ServedMemory(view.memory, view, window, ownView);
+    return new ServedMemory(view.memory, view, window, ownView, proc, this.faultIns);
   }
 
   /** Closes every view (server shutdown). */
   close(): void {
     clearInterval(this.sweep);
+    this.faultIns.close();
     for (const entry of this.memories.values()) {
       entry.memory.close();
       this.gone(entry.key);
@@ -189,6 +278,8 @@ export class ClientMemories implements CallMemories {
   }
 
   private retire(key: string, memory: ProcMemory): void {
+    // A fault-in still waiting for this process's handler would answer nobody.
+    this.faultIns.cancel(key);
     memory.retire();
     this.gone(key);
   }

@@ -7,7 +7,7 @@
  * reserved (RESERVE): without one the reply asks for it and nothing runs. The handler's
  * get_unused_fd_flags() returns that fd's number and its fd_install() puts the file there.
  */
-import { type File, isBlocked } from '../../host/file.ts';
+import { type File, isBlocked, type MaybeBlocked } from '../../host/file.ts';
 import { ANON_INODE_MODE, type FdResolver } from '../../host/task.ts';
 import { describeIoctl } from '../../trace/decode.ts';
 import { createsFd } from '../../uapi/commands.ts';
@@ -103,9 +103,17 @@ export function ioctl(s: ServerState, conn: Connection, req: Request): void {
     tracing,
     input,
   );
-  const value = guarded(s, call, req.creds, () =>
-    file.fops.ioctl === undefined ? -Errno.ENOTTY : file.fops.ioctl(file, task, cmd, req.a1),
-  );
+  const run = (): MaybeBlocked =>
+    file.fops.ioctl === undefined ? -Errno.ENOTTY : file.fops.ioctl(file, task, cmd, req.a1);
+  let value = guarded(s, call, req.creds, run);
+  // An access the kernel would have made wait for the caller's userfaultfd handler: the call runs
+  // again once the page is in (client-memory.ts), each run with the fd the shim reserved.
+  if (isBlocked(value) || memory.userfault !== undefined) {
+    value = memory.settle(value, () => {
+      if (callFd !== undefined && callFd.installed === undefined) callFd.taken = false;
+      return guarded(s, call, req.creds, run);
+    });
+  }
   if (!isBlocked(value)) {
     finishIoctl(call, value);
     return;
