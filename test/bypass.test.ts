@@ -5,17 +5,14 @@
  * a program's ordinary opens, and its opens through the shim, work as before.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { checkProgram } from '../src/cli/program-check.ts';
-import { cliScript } from './cli-runner.ts';
+import { type ChildRun, runCli } from './child.ts';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const CLI = await cliScript();
 const TIMEOUT_MS = 120_000;
 
 /**
@@ -91,32 +88,9 @@ after(() => {
   if (dir !== '') fs.rmSync(dir, { recursive: true, force: true });
 });
 
-interface Run {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-function exec(args: readonly string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, 'exec', '--', ...args], {
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      stdout += d;
-    });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d;
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), TIMEOUT_MS);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+/** `iommufd-emu exec -- ARGS` from the sources, killed after TIMEOUT_MS. */
+function exec(args: readonly string[]): Promise<ChildRun> {
+  return runCli(['exec', '--', ...args], { timeoutMs: TIMEOUT_MS });
 }
 
 /** What the opener printed: `${how} ${path}` to `ok` or an errno name. */

@@ -10,28 +10,21 @@
  *   trace names; `iommufd-emu demo` runs to the end for that user.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { cliScript } from './cli-runner.ts';
+import { type ChildRun, CLI, runCommand } from './child.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const CLI = await cliScript();
 const SOURCE = path.join(ROOT, 'test', 'capabilities', 'open_node.c');
 /** The edu device without an IOMMU on the built-in platform. */
 const NOIOMMU_NODE = '/dev/vfio/devices/noiommu-vfio2';
 const NOBODY = 65534;
 const EPERM = os.constants.errno.EPERM;
 const RUN_TIMEOUT_MS = 60_000;
-
-interface Run {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
 
 /** What open_node printed: its own view of itself and the open's result (errno 0 = opened). */
 interface Opened {
@@ -40,27 +33,12 @@ interface Opened {
   readonly errno: number;
 }
 
-function run(argv: readonly string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    const [program, ...args] = argv as [string, ...string[]];
-    const child = spawn(program, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      stdout += d;
-    });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d;
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), RUN_TIMEOUT_MS);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+/** Runs argv[0] with the rest as its arguments, killed after RUN_TIMEOUT_MS. */
+function run(argv: readonly string[]): Promise<ChildRun> {
+  return runCommand(argv, { timeoutMs: RUN_TIMEOUT_MS });
 }
 
-function parseOpened(r: Run): Opened {
+function parseOpened(r: ChildRun): Opened {
   const m = /^uid=(\d+) rawio=([01]) open=(0|-1)(?: errno=(\d+))?$/m.exec(r.stdout);
   assert.ok(m !== null, `open_node printed no result (exit ${r.code}):\n${r.stdout}${r.stderr}`);
   return { uid: Number(m[1]), rawio: m[2] === '1', errno: m[3] === '0' ? 0 : Number(m[4]) };

@@ -6,16 +6,15 @@
  * replay of one swept run naming the program's failing call.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { cliScript } from './cli-runner.ts';
+import { type ChildRun, type RunOptions, runCli } from './child.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const CLI = await cliScript();
 const TIMEOUT_MS = 120_000;
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'iommufd-emu-exit-'));
 
@@ -23,39 +22,9 @@ after(() => {
   fs.rmSync(scratch, { recursive: true, force: true });
 });
 
-interface Run {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-function cli(
-  args: readonly string[],
-  options: { env?: NodeJS.ProcessEnv; closeStdout?: boolean } = {},
-): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      cwd: ROOT,
-      env: options.env ?? process.env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    // A reader that went away before the first line (`| head -0`).
-    if (options.closeStdout === true) child.stdout.destroy();
-    else
-      child.stdout.setEncoding('utf8').on('data', (d: string) => {
-        stdout += d;
-      });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d;
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), TIMEOUT_MS);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+/** The CLI from the sources, killed after TIMEOUT_MS. */
+function cli(args: readonly string[], options: RunOptions = {}): Promise<ChildRun> {
+  return runCli(args, { timeoutMs: TIMEOUT_MS, ...options });
 }
 
 /** A program that binds the no-IOMMU edu device to an iommufd: few calls, few injection points. */

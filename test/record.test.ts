@@ -4,7 +4,7 @@
  * result, written-back bytes or trace line was edited is reported at that call, decoded.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -13,36 +13,11 @@ import { fileURLToPath } from 'node:url';
 import { RecordReplay, replayRecord } from '../src/server/replay.ts';
 import { type CallLine, parseRecord, RecordError } from '../src/trace/record.ts';
 import { escapeLine } from '../src/trace/writer.ts';
-import { cliScript } from './cli-runner.ts';
+import { runCli } from './child.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const CLI = await cliScript();
 const CFLAGS = ['-std=gnu11', '-O1', '-Wall', '-I', join(ROOT, 'include')];
 const DEMO_FLAGS = ['--enable-unsafe-noiommu-mode', '--cap', 'CAP_SYS_RAWIO'];
-
-interface Run {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-function cli(args: readonly string[]): Promise<Run> {
-  return new Promise((done) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      stdout += d;
-    });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d;
-    });
-    child.on('close', (code) => done({ code, stdout, stderr }));
-  });
-}
 
 const gcc = spawnSync('gcc', ['--version']).status === 0;
 let dir = '';
@@ -58,7 +33,7 @@ function build(source: string, name: string): string {
 async function record(binary: string, flags: readonly string[], name: string): Promise<string> {
   const file = join(dir, `${name}.rec`);
   const trace = join(dir, `${name}.trace`);
-  const r = await cli(['exec', ...flags, '--trace', trace, '--record', file, '--', binary]);
+  const r = await runCli(['exec', ...flags, '--trace', trace, '--record', file, '--', binary]);
   assert.equal(r.code, 0, `exec --record ${name}:\n${r.stdout}\n${r.stderr}`);
   return file;
 }
@@ -101,7 +76,7 @@ describe('record and replay', { skip: gcc ? false : 'gcc is not installed' }, ()
   });
 
   test('the bundled example replays clean, and the record holds its calls, DMA and device work', async () => {
-    const r = await cli(['replay', demoRecord]);
+    const r = await runCli(['replay', demoRecord]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /replay of .*demo\.rec: \d+ requests and \d+ events matched the record/);
     const rows = lines(demoRecord);
@@ -125,7 +100,7 @@ describe('record and replay', { skip: gcc ? false : 'gcc is not installed' }, ()
     rows[i] = { ...call, reply: { ...call.reply!, ret: -17 } };
     const edited = join(dir, 'edited-result.rec');
     writeLines(edited, rows);
-    const r = await cli(['replay', edited]);
+    const r = await runCli(['replay', edited]);
     assert.equal(r.code, 99, r.stderr);
     assert.match(
       r.stderr,
@@ -150,7 +125,7 @@ describe('record and replay', { skip: gcc ? false : 'gcc is not installed' }, ()
     rows[i + 1] = { ...traced, ret: -22 };
     const editedTrace = join(dir, 'edited-trace.rec');
     writeLines(editedTrace, rows);
-    const r = await cli(['replay', '--error-exitcode', '3', editedTrace]);
+    const r = await runCli(['replay', '--error-exitcode', '3', editedTrace]);
     assert.equal(r.code, 3, r.stderr);
     assert.match(
       r.stderr,
@@ -168,7 +143,7 @@ describe('record and replay', { skip: gcc ? false : 'gcc is not installed' }, ()
     again[i] = { ...call, reply: { ...call.reply!, payload: flipped } };
     const editedBytes = join(dir, 'edited-bytes.rec');
     writeLines(editedBytes, again);
-    const b = await cli(['replay', editedBytes]);
+    const b = await runCli(['replay', editedBytes]);
     assert.equal(b.code, 99, b.stderr);
     assert.match(
       b.stderr,
@@ -204,7 +179,7 @@ describe('record and replay', { skip: gcc ? false : 'gcc is not installed' }, ()
     readAccess.bytes = `ff${readAccess.bytes.slice(2)}`;
     const edited = join(dir, 'edited-dma.rec');
     writeLines(edited, rows);
-    const r = await cli(['replay', edited]);
+    const r = await runCli(['replay', edited]);
     assert.equal(r.code, 99, r.stderr);
     assert.match(
       r.stderr,
@@ -244,7 +219,7 @@ describe('record and replay', { skip: gcc ? false : 'gcc is not installed' }, ()
       const first = readFileSync(source, 'utf8').split('\n', 1)[0] ?? '';
       const flags = /^\/\/ exec-args:(.*)$/.exec(first)?.[1]?.trim().split(/\s+/) ?? [];
       const file = await record(build(source, name), flags, name);
-      const r = await cli(['replay', file]);
+      const r = await runCli(['replay', file]);
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stderr, /matched the record/);
     });
@@ -254,7 +229,16 @@ describe('record and replay', { skip: gcc ? false : 'gcc is not installed' }, ()
     const file = join(dir, 'serve.rec');
     const demo = join(dir, 'demo');
     const script = `${demo} > /dev/null && ${demo} > /dev/null`;
-    const r = await cli(['serve', ...DEMO_FLAGS, '--record', file, '--', '/bin/sh', '-c', script]);
+    const r = await runCli([
+      'serve',
+      ...DEMO_FLAGS,
+      '--record',
+      file,
+      '--',
+      '/bin/sh',
+      '-c',
+      script,
+    ]);
     assert.equal(r.code, 0, r.stderr);
     const rows = lines(file);
     assert.deepEqual((rows[0] as { program?: unknown }).program, ['/bin/sh', '-c', script]);
@@ -262,21 +246,21 @@ describe('record and replay', { skip: gcc ? false : 'gcc is not installed' }, ()
       rows.flatMap((row) => (row.kind === 'syscall' && row.call === 'ioctl' ? [row.pid] : [])),
     );
     assert.equal(pids.size, 2, 'both runs of the demo are in the record');
-    const replay = await cli(['replay', file]);
+    const replay = await runCli(['replay', file]);
     assert.equal(replay.code, 0, replay.stderr);
   });
 
   test('a file that is not a record is refused with its line, and --record - is refused (exit 125)', async () => {
     const bad = join(dir, 'bad.rec');
     writeFileSync(bad, '{"kind":"syscall","text":"x"}\n');
-    const r = await cli(['replay', bad]);
+    const r = await runCli(['replay', bad]);
     assert.equal(r.code, 125);
     assert.match(r.stderr, /^iommufd-emu: .*bad\.rec: line 1: not an iommufd-emu record/m);
     assert.throws(
       () => parseRecord('{"kind":"record","format":"iommufd-emu-record","version":9}'),
       RecordError,
     );
-    const dash = await cli(['exec', '--record', '-', '--', '/bin/true']);
+    const dash = await runCli(['exec', '--record', '-', '--', '/bin/true']);
     assert.equal(dash.code, 125);
     assert.match(dash.stderr, /--record -: a record goes to a file/);
   });

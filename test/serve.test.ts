@@ -4,16 +4,15 @@
  * the environment and nothing else.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { cliScript } from './cli-runner.ts';
+import { type ChildRun, CLI, collectChild, runCli } from './child.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const CLI = await cliScript();
 const TIMEOUT_MS = 120_000;
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'iommufd-emu-serve-'));
 const NOIOMMU = ['--enable-unsafe-noiommu-mode', '--cap', 'CAP_SYS_RAWIO'];
@@ -59,37 +58,9 @@ function buildBind(): string {
   return binary;
 }
 
-interface Run {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-function collect(child: ChildProcess): Promise<Run> {
-  return new Promise((resolve) => {
-    let stdout = '';
-    let stderr = '';
-    child.stdout?.setEncoding('utf8').on('data', (d: string) => {
-      stdout += d;
-    });
-    child.stderr?.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d;
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), TIMEOUT_MS);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-function cli(args: readonly string[]): Promise<Run> {
-  return collect(
-    spawn(process.execPath, [CLI, ...args], {
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    }),
-  );
+/** The CLI from the sources, killed after TIMEOUT_MS. */
+function cli(args: readonly string[]): Promise<ChildRun> {
+  return runCli(args, { timeoutMs: TIMEOUT_MS });
 }
 
 describe('serve', { concurrency: 3 }, () => {
@@ -143,7 +114,7 @@ describe('serve', { concurrency: 3 }, () => {
       { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe', readyFd] },
     );
     fs.closeSync(readyFd);
-    const done = collect(child);
+    const done = collectChild(child, TIMEOUT_MS);
     const deadline = Date.now() + TIMEOUT_MS;
     while (fs.readFileSync(readyFile, 'utf8') === '' && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 50));
