@@ -35,6 +35,8 @@ export class Connection {
   /** A reply is outstanding (CLOSE barrier): hold further frames until it is sent. */
   deferred = false;
   closed = false;
+  /** The socket itself has closed (after `closed`); the server forgets it once no call runs. */
+  socketClosed = false;
   /** Transport: the thread it serves and the address space it reported. */
   thread: { pid: number; tid: number; memoryKey: string } | undefined;
   /** Transport: HELLO told the shim to send NOTEs (the server traced then). */

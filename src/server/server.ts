@@ -284,12 +284,8 @@ class Server implements EmuServer, ServerState {
     });
     socket.on('close', () => {
       this.dropConnection(conn);
-      this.connections.delete(conn);
-      if (this.connections.size === 0) {
-        const waiters = this.idleWaiters;
-        this.idleWaiters = [];
-        for (const w of waiters) w();
-      }
+      conn.socketClosed = true;
+      this.forgetWhenSettled(conn);
     });
   }
 
@@ -369,7 +365,24 @@ class Server implements EmuServer, ServerState {
     this.settle(conn);
   }
 
+  /**
+   * Forgets a connection whose socket has closed, once no call of its is still running: a
+   * deferred call holds its file until it returns (ops/ioctl.ts), so until then the server is not
+   * idle (exec's leak check waits for idle).
+   */
+  private forgetWhenSettled(conn: Connection): void {
+    if (conn.deferred || !this.connections.delete(conn)) return;
+    if (this.connections.size > 0) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of waiters) w();
+  }
+
   pump(conn: Connection): void {
+    if (conn.socketClosed) {
+      this.forgetWhenSettled(conn);
+      return;
+    }
     const outer = this.pumping;
     this.pumping = conn;
     try {
