@@ -27,6 +27,7 @@ import {
   type IoptArea,
   mapRuns,
   type PagesSlice,
+  runsFromStorage,
   unpinArea,
 } from './iopt-area.ts';
 import {
@@ -249,6 +250,49 @@ export function* areaFillDomainsWalk(iopt: AreaIopt, fill: AreaFill): LongWalk<S
     return 0;
   }
   area.storageDomain = iopt.domains[0];
+  return 0;
+}
+
+/**
+ * iopt_area_fill_domain() as a walk, for an attach: maps an area into the new domain a batch at
+ * a time, reading its PFNs back from its storage domain, or pinning them first (each batch
+ * charged before it is pinned) when no domain held the area yet, which makes the new domain its
+ * storage. On failure the domain holds nothing of the area and nothing of it stays pinned.
+ */
+export function* areaFillDomainWalk(
+  iopt: AreaIopt,
+  area: IoptArea,
+  pages: IoptPages,
+  domain: IoptDomain,
+): LongWalk<SyscallResult> {
+  // A dma-buf's frames: one run, never pinned, mapped at once.
+  if (pages.type === 'dmabuf') return areaFillDomain(iopt, area, pages, domain);
+  // The area is filled as if the new domain were the io_pagetable's only one.
+  const alone: AreaIopt = {
+    domains: [domain],
+    areas: iopt.areas,
+    fills: iopt.fills,
+    mapsInFlight: 0,
+    iovaAlignment: iopt.iovaAlignment,
+    disableLargePages: iopt.disableLargePages,
+    env: iopt.env,
+  };
+  const fill = new AreaFill(area, pages);
+  if (area.storageDomain === undefined) return yield* areaFillDomainsWalk(alone, fill);
+  // pfn_reader_first(): the batch iopt_area_fill_domain() reads the PFNs through.
+  if (shouldFail('kmalloc')) return -Errno.ENOMEM;
+  for (let first = area.startIndex; first <= area.lastIndex; ) {
+    const batchLast = first + FILL_BATCH_PAGES - 1n;
+    const last = batchLast < area.lastIndex ? batchLast : area.lastIndex;
+    const runs = runsFromStorage(area, pages, first, last);
+    const rc = fill.commit(alone, runs, last === area.lastIndex);
+    if (rc) {
+      fill.unmapFrom(domain);
+      return rc;
+    }
+    yield Number((last - first + 1n) * PAGE_SIZE);
+    first = last + 1n;
+  }
   return 0;
 }
 

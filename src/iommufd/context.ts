@@ -10,6 +10,7 @@ import type { File } from '../host/file.ts';
 import type { MmId } from '../host/user-memory.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import { PAGE_SIZE } from '../uapi/iommufd.ts';
+import { ContextHold } from './ctx-hold.ts';
 import type { IommufdDevice, IommufdGroup } from './device.ts';
 import type { HwptNested, HwptPaging } from './hw-pagetable.ts';
 import type { Ioas } from './ioas.ts';
@@ -52,6 +53,8 @@ export class IommufdCtx {
    */
   private readonly tombstones = new Set<number>();
   private nextId = 1;
+  /** Held by a call that changes an IOAS of this context over several turns (ctx-hold.ts). */
+  readonly hold = new ContextHold();
 
   constructor(subsystem: IommufdSubsystem, accountMode: AccountMode) {
     this.subsystem = subsystem;

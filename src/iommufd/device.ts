@@ -9,6 +9,7 @@
 import { shouldFail } from '../fault/fault.ts';
 import { mutant } from '../fault/mutant.ts';
 import type { MaybeBlocked } from '../host/file.ts';
+import type { LongWalk } from '../host/resched.ts';
 import { clearUserThen, copyToUser } from '../host/uaccess.ts';
 import {
   type Device,
@@ -37,7 +38,7 @@ import {
   iommufdHwPagetableAttach,
   iommufdHwPagetableDetach,
   iommufdHwPagetablePut,
-  iommufdHwptPagingAlloc,
+  iommufdHwptPagingAllocWalk,
 } from './hw-pagetable.ts';
 import type { Ref } from './io-pagetable.ts';
 import type { Ioas } from './ioas.ts';
@@ -279,15 +280,16 @@ function doReplace(
 
 /**
  * iommufd_device_auto_get_domain(): reuse a compatible auto domain of the IOAS (EINVAL from the
- * attach means incompatible: try the next), or create one for this device.
+ * attach means incompatible: try the next), or create one for this device (a walk: its domain
+ * is filled a batch per step).
  */
-function autoGetDomain(
+function* autoGetDomainWalk(
   idev: IommufdDevice,
   pasid: number,
   ioas: Ioas,
   ptId: Ref<number>,
   attach: AttachFn,
-): HwPagetable | undefined | number {
+): LongWalk<HwPagetable | undefined | number> {
   const ictx = idev.ictx;
   const immediateAttach = attach === doAttach;
   for (const hwpt of [...ioas.hwptList]) {
@@ -300,7 +302,15 @@ function autoGetDomain(
     ptId.value = hwpt.id;
     return result;
   }
-  const hwpt = iommufdHwptPagingAlloc(ictx, ioas, idev, 0, immediateAttach, undefined, pasid);
+  const hwpt = yield* iommufdHwptPagingAllocWalk(
+    ictx,
+    ioas,
+    idev,
+    0,
+    immediateAttach,
+    undefined,
+    pasid,
+  );
   if (typeof hwpt === 'number') return hwpt;
   let result: HwPagetable | undefined | number;
   if (!immediateAttach) {
@@ -317,12 +327,12 @@ function autoGetDomain(
 }
 
 /** iommufd_device_change_pt(): pt_id names a HWPT, or an IOAS (auto domain). */
-function changePt(
+function* changePtWalk(
   idev: IommufdDevice,
   pasid: number,
   ptId: Ref<number>,
   attach: AttachFn,
-): SyscallResult {
+): LongWalk<SyscallResult> {
   const ictx = idev.ictx;
   const ptObj = ictx.getObject(ptId.value, 'any');
   if (ptObj === undefined) return -Errno.ENOENT;
@@ -333,7 +343,7 @@ function changePt(
       result = attach(idev, ptObj as HwPagetable, pasid);
       break;
     case 'ioas':
-      result = autoGetDomain(idev, pasid, ptObj as Ioas, ptId, attach);
+      result = yield* autoGetDomainWalk(idev, pasid, ptObj as Ioas, ptId, attach);
       break;
     default:
       result = -Errno.EINVAL;
@@ -344,26 +354,26 @@ function changePt(
   return 0;
 }
 
-/** iommufd_device_attach() of the RID, or of one PASID of the device. */
-export function iommufdDeviceAttach(
+/** iommufd_device_attach() of the RID, or of one PASID of the device: a walk (changePtWalk). */
+export function* iommufdDeviceAttachWalk(
   idev: IommufdDevice,
   ptId: Ref<number>,
   pasid = IOMMU_NO_PASID,
-): SyscallResult {
-  const rc = changePt(idev, pasid, ptId, doAttach);
+): LongWalk<SyscallResult> {
+  const rc = yield* changePtWalk(idev, pasid, ptId, doAttach);
   if (rc) return rc;
   // Pairs with detach: a device with an attachment cannot be destroyed.
   idev.users.inc();
   return 0;
 }
 
-/** iommufd_device_replace(). */
-export function iommufdDeviceReplace(
+/** iommufd_device_replace(): a walk (changePtWalk). */
+export function* iommufdDeviceReplaceWalk(
   idev: IommufdDevice,
   ptId: Ref<number>,
   pasid = IOMMU_NO_PASID,
-): SyscallResult {
-  return changePt(idev, pasid, ptId, doReplace);
+): LongWalk<SyscallResult> {
+  return yield* changePtWalk(idev, pasid, ptId, doReplace);
 }
 
 /** iommufd_device_detach(): back to blocked DMA; nothing attached there is no error. */

@@ -11,6 +11,8 @@
  */
 import { shouldFail } from '../fault/fault.ts';
 import { mutant } from '../fault/mutant.ts';
+import type { MaybeBlocked } from '../host/file.ts';
+import type { LongWalk } from '../host/resched.ts';
 import {
   deviceIommuCapable,
   IOMMU_NO_PASID,
@@ -41,6 +43,7 @@ import {
   ULONG_MAX,
 } from '../uapi/iommufd.ts';
 import type { IommufdCtx } from './context.ts';
+import { afterWalkHolding } from './ctx-hold.ts';
 import type { IommufdDevice } from './device.ts';
 import type { IommufdFault } from './eventq.ts';
 import { iommufdNoiommuOps } from './hwpt-noiommu.ts';
@@ -184,8 +187,9 @@ function getIommuOps(idev: IommufdDevice): IommuOps {
 /**
  * iommufd_hwpt_paging_alloc(): a new (unpublished) paging HWPT for `idev` on `ioas`. With
  * `immediateAttach` the device is attached before the domain joins the IOAS (the auto-domain path).
+ * A walk: the domain is filled with the IOAS's areas a batch per step (io-pagetable.ts).
  */
-export function iommufdHwptPagingAlloc(
+export function* iommufdHwptPagingAllocWalk(
   ictx: IommufdCtx,
   ioas: Ioas,
   idev: IommufdDevice,
@@ -193,7 +197,7 @@ export function iommufdHwptPagingAlloc(
   immediateAttach: boolean,
   userData: IommuUserData | undefined,
   pasid = IOMMU_NO_PASID,
-): HwptPaging | number {
+): LongWalk<HwptPaging | number> {
   const ops = getIommuOps(idev);
   if (flags & ~HWPT_PAGING_VALID_FLAGS) return -Errno.EOPNOTSUPP;
   if (flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING && !deviceIommuCapable(idev.dev, 'dirty-tracking'))
@@ -226,7 +230,7 @@ export function iommufdHwptPagingAlloc(
       return rc;
     }
   }
-  rc = ioas.iopt.addDomain(domain);
+  rc = yield* ioas.iopt.addDomainWalk(domain);
   if (rc) {
     if (immediateAttach) iommufdHwPagetableDetach(idev, pasid);
     ictx.abortAndDestroy(hwpt);
@@ -400,7 +404,12 @@ function viommuAllocHwptNested(
  * nested one on it) or a vIOMMU (a nested one of the vIOMMU, for a device behind its IOMMU). __reserved2 is not checked (decision 160). The device only picks the
  * driver: the new HWPT is not attached to it.
  */
-export function iommufdHwptAlloc(ucmd: Ucmd<typeof iommuHwptAlloc.fields>): SyscallResult {
+export function iommufdHwptAlloc(ucmd: Ucmd<typeof iommuHwptAlloc.fields>): MaybeBlocked {
+  return afterWalkHolding(ucmd.ictx, ucmd.task, hwptAllocWalk(ucmd), (rc) => rc);
+}
+
+/** iommufd_hwpt_alloc() itself: a paging HWPT's domain is filled a batch per step. */
+function* hwptAllocWalk(ucmd: Ucmd<typeof iommuHwptAlloc.fields>): LongWalk<SyscallResult> {
   const cmd = ucmd.cmd;
   const ictx = ucmd.ictx;
   if (cmd.__reserved) return -Errno.EOPNOTSUPP;
@@ -426,7 +435,7 @@ export function iommufdHwptAlloc(ucmd: Ucmd<typeof iommuHwptAlloc.fields>): Sysc
   let hwpt: HwPagetable | number;
   if (ptObj.type === 'ioas') {
     const data = userData.len ? userData : undefined;
-    hwpt = iommufdHwptPagingAlloc(ictx, ptObj as Ioas, idev, cmd.flags, false, data);
+    hwpt = yield* iommufdHwptPagingAllocWalk(ictx, ptObj as Ioas, idev, cmd.flags, false, data);
   } else if (ptObj.type === 'hwpt-paging') {
     hwpt = iommufdHwptNestedAlloc(ictx, ptObj as HwptPaging, idev, cmd.flags, userData);
   } else if (ptObj.type === 'viommu') {

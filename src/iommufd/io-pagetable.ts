@@ -6,11 +6,17 @@
  */
 import { shouldFail } from '../fault/fault.ts';
 import { mutant } from '../fault/mutant.ts';
-import type { LongWalk } from '../host/resched.ts';
+import { type LongWalk, walkNow } from '../host/resched.ts';
 import type { Task } from '../host/task.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import { PAGE_SIZE, ULONG_MAX } from '../uapi/iommufd.ts';
-import { type AreaFill, fillAreasWalk, fillsAddDomain, fillsRemoveDomain } from './area-fill.ts';
+import {
+  type AreaFill,
+  areaFillDomainWalk,
+  fillAreasWalk,
+  fillsAddDomain,
+  fillsRemoveDomain,
+} from './area-fill.ts';
 import { AreaTree } from './area-tree.ts';
 import { IntervalTree, spans } from './interval-tree.ts';
 import {
@@ -81,6 +87,8 @@ export class IoPagetable {
   readonly fills = new Set<AreaFill>();
   /** Map calls between their first and last batch: each holds its IOAS (ioas.ts mapThen). */
   mapsInFlight = 0;
+  /** Map calls that gave their areas pages (ended), counted for an attach in progress. */
+  private mapsPublished = 0;
   readonly reserved = new IntervalTree<Reserved>();
   readonly allowed = new IntervalTree<null>();
   /** Attached domains; domains[0] is where areas first store their PFNs. */
@@ -196,6 +204,7 @@ export class IoPagetable {
       pages.get();
       areas[i]!.pages = pages;
     }
+    this.mapsPublished++;
     return 0;
   }
 
@@ -449,6 +458,15 @@ export class IoPagetable {
    * every area into the new domain (pinning areas that no domain held yet). All or nothing.
    */
   addDomain(domain: IoptDomain): SyscallResult {
+    return walkNow(this.addDomainWalk(domain));
+  }
+
+  /**
+   * addDomain() as a walk, a batch of an area per step. A served call that goes on for more than
+   * a slice holds its context meanwhile (ctx-hold.ts), so nothing but the batches of map calls
+   * already running (decision 282) changes the areas under it.
+   */
+  *addDomainWalk(domain: IoptDomain): LongWalk<SyscallResult> {
     if (this.domains.includes(domain)) return -Errno.EEXIST;
     const minPage = minPageSize(domain.pgsizeBitmap);
     const alignment = minPage > this.iovaAlignment ? minPage : this.iovaAlignment;
@@ -469,13 +487,27 @@ export class IoPagetable {
       return rc;
     }
 
-    // iopt_fill_domain(), and iopt_unfill_domain() of what it filled when an area fails.
-    const filled: IoptArea[] = [];
-    for (const area of this.areas.iter()) {
-      if (area.pages === undefined) continue;
-      rc = areaFillDomain(this, area, area.pages, domain);
-      if (rc) break;
-      filled.push(area);
+    // iopt_fill_domain(), and iopt_unfill_domain() of what it filled when an area fails. The
+    // next area is looked up after each one, as a map call that fails between two steps
+    // removes its own areas (which have no pages yet, and are skipped).
+    const filled = new Set<IoptArea>();
+    const published = this.mapsPublished;
+    for (let area = this.areas.iterFirst(0n, ULONG_MAX); area !== undefined; ) {
+      if (area.pages !== undefined) {
+        rc = yield* areaFillDomainWalk(this, area, area.pages, domain);
+        if (rc) break;
+        filled.add(area);
+      }
+      area = area.last === ULONG_MAX ? undefined : this.areas.iterFirst(area.last + 1n, ULONG_MAX);
+    }
+    // Map calls that ended meanwhile: their areas, wherever they lie, are filled now.
+    if (rc === 0 && this.mapsPublished !== published) {
+      for (const area of this.areas.iter()) {
+        if (area.pages === undefined || filled.has(area)) continue;
+        rc = areaFillDomain(this, area, area.pages, domain);
+        if (rc) break;
+        filled.add(area);
+      }
     }
     // Areas of map calls still running take the domain too (their attach would have waited).
     if (rc === 0) rc = fillsAddDomain(this, domain);

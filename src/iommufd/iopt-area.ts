@@ -322,11 +322,19 @@ export function mapRuns(
   return 0;
 }
 
-/** Reads back an area's runs from its storage domain, to map them into another domain. */
-function runsFromStorage(area: IoptArea, pages: IoptPages): PinnedRun[] {
+/**
+ * Reads back the runs of an area's pages [first, last] (all of them by default) from its storage
+ * domain, to map them into another domain.
+ */
+export function runsFromStorage(
+  area: IoptArea,
+  pages: IoptPages,
+  first = area.startIndex,
+  last = area.lastIndex,
+): PinnedRun[] {
   const runs: { va: bigint; pfn: bigint; npages: bigint }[] = [];
   const firstVa = pages.uptr + area.startIndex * PAGE_SIZE;
-  for (let i = 0n; i <= area.lastIndex - area.startIndex; i++) {
+  for (let i = first - area.startIndex; i <= last - area.startIndex; i++) {
     const pageIova = area.iova - area.pageOffset + i * PAGE_SIZE;
     // The first page may be mapped only from the area's start (a domain of small pages).
     const probe = pageIova < area.iova && i === 0n ? area.iova : pageIova;

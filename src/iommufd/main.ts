@@ -23,6 +23,7 @@ import { IOMMUFD_TEST_MEMORY_LIMIT_DEFAULT } from '../uapi/iommufd-test.ts';
 import type { FieldTable, StructSpec } from '../uapi/struct.ts';
 import type { Accounting } from './accounting.ts';
 import { type AccountMode, IommufdCtx, type MmapHold, type MmapRegion } from './context.ts';
+import { waitForContext } from './ctx-hold.ts';
 import { iommufdGetHwInfo } from './device.ts';
 import { iommufdFaultAlloc } from './eventq.ts';
 import { iommufdIoasNoiommuGetPa } from './get-pa.ts';
@@ -253,7 +254,10 @@ export function iommufdIoctl(ictx: IommufdCtx, task: Task, cmd: number, arg: big
   const nr = iocNr(cmd);
   const testInterface = ictx.subsystem.mockBus !== undefined;
   const last = testInterface ? IommufdCmd.TEST : LAST_CMD;
-  if (nr < IOMMUFD_CMD_BASE || nr > last) return iommufdVfioIoctl(ictx, task, cmd, arg);
+  if (nr < IOMMUFD_CMD_BASE || nr > last) {
+    const compat = (): MaybeBlocked => iommufdVfioIoctl(ictx, task, cmd, arg);
+    return waitForContext(ictx, compat) ?? compat();
+  }
 
   // get_user(): not an injection point.
   const sizeBytes = getUser(task, arg, 4);
@@ -276,7 +280,8 @@ export function iommufdIoctl(ictx: IommufdCtx, task: Task, cmd: number, arg: big
     const buf = new Uint8Array(ksize);
     buf.set(copied);
     const ucmd = new Ucmd(ictx, task, arg, userSize, op.spec, buf);
-    return op.execute(ucmd);
+    // Past the copy, where the kernel's handler would take the IOAS's locks.
+    return waitForContext(ictx, () => op.execute(ucmd)) ?? op.execute(ucmd);
   };
   if (userSize <= ksize) return copyStruct();
   return checkZeroedUserThen(task, arg + BigInt(ksize), userSize - ksize, (zeroed) => {

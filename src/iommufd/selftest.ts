@@ -8,6 +8,7 @@
  * The access objects are selftest-access.ts, the dma-buf exporter selftest-dmabuf.ts.
  */
 import { shouldFail } from '../fault/fault.ts';
+import { walkNow } from '../host/resched.ts';
 import { copyFromUser } from '../host/uaccess.ts';
 import { IOMMU_NO_PASID } from '../iommu/iommu.ts';
 import {
@@ -70,10 +71,10 @@ import { writeFields } from '../uapi/struct.ts';
 import type { IommufdCtx, ObjectRef } from './context.ts';
 import {
   type IommufdDevice,
-  iommufdDeviceAttach,
+  iommufdDeviceAttachWalk,
   iommufdDeviceBind,
   iommufdDeviceDetach,
-  iommufdDeviceReplace,
+  iommufdDeviceReplaceWalk,
   iommufdDeviceUnbind,
 } from './device.ts';
 import { reportDeviceFault } from './eventq.ts';
@@ -141,7 +142,7 @@ function mockDomain(ucmd: TestUcmd, withFlags: boolean): SyscallResult {
     return idev;
   }
   const ptId = { value: cmd.id };
-  let rc = iommufdDeviceAttach(idev, ptId);
+  let rc = walkNow(iommufdDeviceAttachWalk(idev, ptId));
   if (rc) {
     iommufdDeviceUnbind(idev);
     ictx.abortAndDestroy(sobj);
@@ -167,7 +168,7 @@ function mockDomainReplace(ucmd: TestUcmd): SyscallResult {
   if (held === undefined) return -Errno.ENOENT;
   const sobj = held.obj as SelftestObj;
   const ptId = { value: cmd.pt_id };
-  const rc = iommufdDeviceReplace(sobj.idev!, ptId);
+  const rc = walkNow(iommufdDeviceReplaceWalk(sobj.idev!, ptId));
   if (rc) return rc;
   cmd.pt_id = ptId.value;
   return respond(ucmd, testMockDomainReplace, cmd);
@@ -353,7 +354,7 @@ function pasidAttach(ucmd: TestUcmd): SyscallResult {
   if (held === undefined) return -Errno.ENOENT;
   const idev = held.obj.idev!;
   const ptId = { value: cmd.pt_id };
-  let rc = iommufdDeviceAttach(idev, ptId, cmd.pasid);
+  let rc = walkNow(iommufdDeviceAttachWalk(idev, ptId, cmd.pasid));
   if (rc) return rc;
   cmd.pt_id = ptId.value;
   rc = respond(ucmd, testPasidAttach, cmd);
@@ -367,7 +368,7 @@ function pasidReplace(ucmd: TestUcmd): SyscallResult {
   using held = selftestObj(ucmd, cmd.id);
   if (held === undefined) return -Errno.ENOENT;
   const ptId = { value: cmd.pt_id };
-  const rc = iommufdDeviceReplace(held.obj.idev!, ptId, cmd.pasid);
+  const rc = walkNow(iommufdDeviceReplaceWalk(held.obj.idev!, ptId, cmd.pasid));
   if (rc) return rc;
   cmd.pt_id = ptId.value;
   return respond(ucmd, testPasidAttach, cmd);

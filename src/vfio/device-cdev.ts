@@ -9,14 +9,16 @@ import { shouldFail } from '../fault/fault.ts';
 import { mutant } from '../fault/mutant.ts';
 import { CAP_SYS_RAWIO, capable } from '../host/credentials.ts';
 import { File, type FileOperations, type MaybeBlocked } from '../host/file.ts';
+import { type LongWalk, walkNow } from '../host/resched.ts';
 import type { Task } from '../host/task.ts';
 import { checkZeroedUserThen, copyFromUser, copyStructMinsz, copyToUser } from '../host/uaccess.ts';
 import type { IommufdCtx } from '../iommufd/context.ts';
+import { afterWalkHolding, waitForContext } from '../iommufd/ctx-hold.ts';
 import {
-  iommufdDeviceAttach,
+  iommufdDeviceAttachWalk,
   iommufdDeviceBind,
   iommufdDeviceDetach,
-  iommufdDeviceReplace,
+  iommufdDeviceReplaceWalk,
   iommufdDeviceUnbind,
 } from '../iommufd/device.ts';
 import { iommufdCtxFromFd } from '../iommufd/main.ts';
@@ -153,8 +155,11 @@ export function dfGroupOpen(df: VfioDeviceFile, task: Task): SyscallResult {
     pciCoreOpen(device);
     if (!device.noiommu) {
       const ioasId = iommufdVfioCompatIoasGetId(ictx);
+      // At once: the compat IOAS of a group's device is attached whole in one turn.
       const rc =
-        ioasId < 0 ? ioasId : iommufdDeviceAttach(device.iommufdDevice!, { value: ioasId });
+        ioasId < 0
+          ? ioasId
+          : walkNow(iommufdDeviceAttachWalk(device.iommufdDevice!, { value: ioasId }));
       if (rc) {
         dfGroupClose(df);
         return rc;
@@ -255,8 +260,16 @@ function bindLocked(
   return 0;
 }
 
-/** VFIO_DEVICE_ATTACH_IOMMUFD_PT: attach the first time, replace after that. */
-function ioctlAttachPt(df: VfioDeviceFile, task: Task, arg: bigint): SyscallResult {
+/**
+ * VFIO_DEVICE_ATTACH_IOMMUFD_PT: attach the first time, replace after that. A new domain is
+ * filled with the IOAS's areas a batch per step; a served call that takes more than a slice
+ * holds the context meanwhile (ctx-hold.ts).
+ */
+function ioctlAttachPt(df: VfioDeviceFile, task: Task, arg: bigint): MaybeBlocked {
+  return afterWalkHolding(df.ictx!, task, attachPtWalk(df, task, arg), (rc) => rc);
+}
+
+function* attachPtWalk(df: VfioDeviceFile, task: Task, arg: bigint): LongWalk<SyscallResult> {
   const spec = vfioDeviceAttachIommufdPt;
   const attach = copyStructMinsz(task, arg, spec);
   if (attach === undefined) return -Errno.EFAULT;
@@ -265,14 +278,14 @@ function ioctlAttachPt(df: VfioDeviceFile, task: Task, arg: bigint): SyscallResu
   if (attach.flags & VFIO_DEVICE_ATTACH_PASID) {
     const pasid = pasidArg(task, arg, attach.argsz, spec.size, spec.fields.pasid.offset);
     if (pasid < 0) return pasid;
-    return attachPasid(df, task, arg, pasid, attach.pt_id);
+    return yield* attachPasidWalk(df, task, arg, pasid, attach.pt_id);
   }
   const device = df.device;
   const idev = device.iommufdDevice!;
   const ptId = { value: attach.pt_id };
   const rc = device.iommufdAttached
-    ? iommufdDeviceReplace(idev, ptId)
-    : iommufdDeviceAttach(idev, ptId);
+    ? yield* iommufdDeviceReplaceWalk(idev, ptId)
+    : yield* iommufdDeviceAttachWalk(idev, ptId);
   if (rc) return rc;
   device.iommufdAttached = true;
   const out = new Uint8Array(4);
@@ -300,21 +313,21 @@ function pasidArg(task: Task, arg: bigint, argsz: number, end: number, offset: n
  * vfio_iommufd_physical_pasid_attach_ioas(): attach the PASID the first time (its IDA entry
  * allocated first), replace after that; then pt_id goes back, undone if it cannot.
  */
-function attachPasid(
+function* attachPasidWalk(
   df: VfioDeviceFile,
   task: Task,
   arg: bigint,
   pasid: number,
   pt: number,
-): SyscallResult {
+): LongWalk<SyscallResult> {
   const device = df.device;
   const idev = device.iommufdDevice!;
   const ptId = { value: pt };
   let rc: SyscallResult;
-  if (device.pasids.has(pasid)) rc = iommufdDeviceReplace(idev, ptId, pasid);
+  if (device.pasids.has(pasid)) rc = yield* iommufdDeviceReplaceWalk(idev, ptId, pasid);
   else {
     if (shouldFail('kmalloc')) return -Errno.ENOMEM;
-    rc = iommufdDeviceAttach(idev, ptId, pasid);
+    rc = yield* iommufdDeviceAttachWalk(idev, ptId, pasid);
     if (rc === 0) device.pasids.add(pasid);
   }
   if (rc) return rc;
@@ -380,8 +393,10 @@ export const vfioDeviceFops: FileOperations = {
     if (!df.accessGranted) return -Errno.EINVAL;
     // The cdev-only calls; on a group's device file they reach vfio-pci (ENOTTY).
     const op = df.group === undefined ? cdevIoctlOpsByCmd.get(cmd) : undefined;
-    if (op === undefined) return pciCoreIoctl(df.device, task, cmd, arg);
-    return op.handler(df, task, arg);
+    const run = (): MaybeBlocked =>
+      op === undefined ? pciCoreIoctl(df.device, task, cmd, arg) : op.handler(df, task, arg);
+    // While a call holds the context the device is bound to, its calls wait (ctx-hold.ts).
+    return waitForContext(df.ictx, run) ?? run();
   },
   read(file, _task, length, pos) {
     const df = file.privateData as VfioDeviceFile;
@@ -400,17 +415,27 @@ export const vfioDeviceFops: FileOperations = {
   },
   release(file) {
     const df = file.privateData as VfioDeviceFile;
-    if (df.group !== undefined) {
-      if (df.accessGranted) dfGroupClose(df);
-      df.accessGranted = false;
-    } else if (df.accessGranted) {
-      dfClose(df);
-      df.accessGranted = false;
-      df.device.group.unblock();
-      df.ictx!.file!.put();
-      df.ictx = undefined;
+    // The detach waits for a call holding the context, as the kernel's waits on its locks.
+    if (df.ictx?.hold.held === true) {
+      df.ictx.hold.whenFree(() => releaseDeviceFile(df));
+      return;
     }
-    // vfio_device_put_registration(): the last reference lets a waiting unbind go on.
-    if (df.device.registration.decAndTest()) df.device.released?.();
+    releaseDeviceFile(df);
   },
 };
+
+/** vfio_device_fops_release(). */
+function releaseDeviceFile(df: VfioDeviceFile): void {
+  if (df.group !== undefined) {
+    if (df.accessGranted) dfGroupClose(df);
+    df.accessGranted = false;
+  } else if (df.accessGranted) {
+    dfClose(df);
+    df.accessGranted = false;
+    df.device.group.unblock();
+    df.ictx!.file!.put();
+    df.ictx = undefined;
+  }
+  // vfio_device_put_registration(): the last reference lets a waiting unbind go on.
+  if (df.device.registration.decAndTest()) df.device.released?.();
+}

@@ -7,10 +7,11 @@
  */
 import { shouldFail } from '../fault/fault.ts';
 import { CAP_SYS_RAWIO, capable } from '../host/credentials.ts';
-import { File, type FileOperations } from '../host/file.ts';
+import { File, type FileOperations, type MaybeBlocked } from '../host/file.ts';
 import type { Task } from '../host/task.ts';
 import { copyStructMinsz, copyToUser, getUser } from '../host/uaccess.ts';
 import type { IommufdCtx } from '../iommufd/context.ts';
+import { waitForContext } from '../iommufd/ctx-hold.ts';
 import { iommufdFops } from '../iommufd/main.ts';
 import {
   iommufdVfioCompatIoasCreate,
@@ -270,7 +271,10 @@ const vfioGroupFops: FileOperations = {
   ioctl(file, task, cmd, arg) {
     const op = groupIoctlOpsByCmd.get(cmd);
     if (op === undefined) return -Errno.ENOTTY;
-    return op.handler(file.privateData as VfioGroup, task, arg);
+    const group = file.privateData as VfioGroup;
+    const run = (): MaybeBlocked => op.handler(group, task, arg);
+    // GET_DEVICE_FD attaches to the container's IOAS: it waits for a call holding it.
+    return waitForContext(group.iommufd, run) ?? run();
   },
   /** vfio_group_fops_release(): the container goes; device fds from the group stay usable. */
   release(file) {

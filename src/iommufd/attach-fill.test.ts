@@ -1,0 +1,254 @@
+/**
+ * An attach that fills a new domain with big areas (io-pagetable.ts addDomainWalk, ctx-hold.ts):
+ * a served client's attach maps, and pins where no domain held the pages yet, a batch per step,
+ * holding its context meanwhile. Whatever the slicing, the result, the errno and the state are an
+ * attach's at once; calls on the same context wait and then run; other contexts are served.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { FIXED, IommufdOps, VfioDeviceOps } from '../check/_ops.ts';
+import { checkInvariants } from '../check/invariants.ts';
+import { type FaultSite, withFailNth } from '../fault/fault.ts';
+import { CAP_IPC_LOCK } from '../host/credentials.ts';
+import { isBlocked, type MaybeBlocked } from '../host/file.ts';
+import type { SimProcess } from '../host/sim-process.ts';
+import { createEmulator, type Emulator } from '../index.ts';
+import { Errno } from '../uapi/errno.ts';
+import * as ioctl from '../uapi/ioctl.ts';
+import * as u from '../uapi/iommufd.ts';
+import { type Decoded, encodeStruct, type FieldTable, type StructSpec } from '../uapi/struct.ts';
+import * as v from '../uapi/vfio.ts';
+
+const MIB = 1n << 20n;
+const IOVA = 0x4000_0000n;
+
+/** A process with an iommufd, vfio0 bound, and an IOAS with `length` mapped and no domain. */
+function setup(emu: Emulator, proc: SimProcess, length: bigint) {
+  const ops = new IommufdOps(proc, proc.open('/dev/iommu'));
+  const dev = new VfioDeviceOps(proc, proc.open('/dev/vfio/devices/vfio0'));
+  const bound = dev.bind(ops.fd);
+  assert.equal(bound.ret, 0);
+  const ioas = ops.ioasAlloc();
+  assert.equal(ioas.ret, 0);
+  const va = proc.alloc(length);
+  assert.equal(ops.map(ioas.id, va, length, FIXED, IOVA).ret, 0);
+  assert.equal(emu.kernel.machine.pinned.stats().pinnedPages, 0n, 'no domain yet, no pin');
+  return { ops, dev, devid: bound.devid, ioas: ioas.id, va };
+}
+
+/** An ioctl made as a served client's call is: by a task that may yield. */
+function served<F extends FieldTable>(
+  proc: SimProcess,
+  fd: number,
+  cmd: number,
+  spec: StructSpec<F>,
+  fields: Partial<Decoded<F>>,
+): MaybeBlocked {
+  const task = { ...proc.task(), yields: true };
+  const file = task.fds.fileOf(fd)!;
+  const arg = proc.alloc(BigInt(spec.size));
+  proc.memory.write(arg, encodeStruct(spec, fields));
+  return withFailNth(proc.failNth, () => file.fops.ioctl!(file, task, cmd, arg)) as MaybeBlocked;
+}
+
+function attachServed(proc: SimProcess, devFd: number, ptId: number): MaybeBlocked {
+  const spec = v.vfioDeviceAttachIommufdPt;
+  return served(proc, devFd, ioctl.VFIO_DEVICE_ATTACH_IOMMUFD_PT, spec, {
+    argsz: spec.size,
+    pt_id: ptId,
+  });
+}
+
+/** The call's result, with `during` run on every other turn of the event loop meanwhile. */
+async function settle(
+  value: MaybeBlocked,
+  during: (turn: number) => void = () => {},
+): Promise<{ ret: number; turns: number }> {
+  if (!isBlocked(value)) return { ret: value, turns: 0 };
+  let turns = 0;
+  let done = false;
+  const other = (): void => {
+    if (done) return;
+    during(turns++);
+    setImmediate(other);
+  };
+  setImmediate(other);
+  const ret = await value.blocked;
+  done = true;
+  return { ret, turns };
+}
+
+/** Where the device's domain maps each page of the area (the same in two emulators' runs). */
+function domainPages(emu: Emulator, length: bigint): (bigint | undefined)[] {
+  const hwpt = [...emu.kernel.iommufd.contexts]
+    .flatMap((ctx) => ctx.publishedObjects())
+    .find((o) => o.type === 'hwpt-paging');
+  assert.ok(hwpt !== undefined, 'an auto domain');
+  const domain = (hwpt as unknown as { domain: { iovaToPhys(iova: bigint): bigint | undefined } })
+    .domain;
+  const out: (bigint | undefined)[] = [];
+  for (let at = 0n; at < length; at += u.PAGE_SIZE) out.push(domain.iovaToPhys(IOVA + at));
+  return out;
+}
+
+describe('an attach filling a new domain', () => {
+  it("a served client's attach yields and ends as an attach at once", async () => {
+    const length = 32n * MIB;
+    const now = createEmulator();
+    const nowProc = now.spawn();
+    const a = setup(now, nowProc, length);
+    assert.equal(a.dev.attach(a.ioas).ret, 0);
+
+    const emu = createEmulator();
+    const proc = emu.spawn();
+    const t = setup(emu, proc, length);
+    const call = attachServed(proc, t.dev.fd, t.ioas);
+    assert.ok(isBlocked(call), 'pinning 32 MiB does not end in one slice');
+    const { ret, turns } = await settle(call);
+    assert.equal(ret, 0);
+    assert.ok(turns >= 3, `${turns} other turns ran`);
+
+    const pinned = (e: Emulator) => e.kernel.machine.pinned.stats().pinnedPages;
+    assert.equal(pinned(emu), pinned(now));
+    assert.equal(emu.kernel.iommufd.accounting.total(), now.kernel.iommufd.accounting.total());
+    assert.deepEqual(domainPages(emu, length), domainPages(now, length));
+    assert.ok(!domainPages(emu, length).includes(undefined), 'every page mapped');
+    assert.deepEqual(checkInvariants(emu.kernel), []);
+    // The same device, attached again to a HWPT it is already on, and a replace: at once.
+    assert.equal(t.dev.detach(), 0);
+    assert.equal(pinned(emu), 0n);
+    assert.deepEqual(checkInvariants(emu.kernel), []);
+  });
+
+  it('holds its context: calls on it wait and then run, other contexts are served', async () => {
+    const length = 32n * MIB;
+    const emu = createEmulator();
+    const proc = emu.spawn();
+    const t = setup(emu, proc, length);
+    const other = emu.spawn();
+    const otherOps = new IommufdOps(other, other.open('/dev/iommu'));
+    const call = attachServed(proc, t.dev.fd, t.ioas);
+    assert.ok(isBlocked(call));
+    const hwptPublished = () =>
+      [...emu.kernel.iommufd.contexts]
+        .flatMap((ctx) => ctx.publishedObjects())
+        .some((o) => o.type === 'hwpt-paging');
+    const ran: string[] = [];
+    const waiting: Promise<void>[] = [];
+    await settle(call, (turn) => {
+      // Nothing of the caller's ran while the attach was going on.
+      assert.deepEqual(ran, [], `turn ${turn}`);
+      if (turn !== 1) return;
+      // Another client: answered in this turn.
+      assert.equal(otherOps.ioasAlloc().ret, 0);
+      // The caller's other thread: its unmap waits for the attach, then unmaps what it filled.
+      const unmap = served(proc, t.ops.fd, ioctl.IOMMU_IOAS_UNMAP, u.iommuIoasUnmap, {
+        size: u.iommuIoasUnmap.size,
+        ioas_id: t.ioas,
+        iova: IOVA,
+        length,
+      });
+      assert.ok(isBlocked(unmap), 'an unmap of the held context waits');
+      waiting.push(unmap.blocked.then((rc) => void ran.push(`unmap ${rc} ${hwptPublished()}`)));
+      // A call that would not touch the IOAS waits as well (the whole context is held).
+      const ranges = served(proc, t.ops.fd, ioctl.IOMMU_IOAS_IOVA_RANGES, u.iommuIoasIovaRanges, {
+        size: u.iommuIoasIovaRanges.size,
+        ioas_id: t.ioas,
+      });
+      assert.ok(isBlocked(ranges));
+      // No room for the ranges given: EMSGSIZE, as at any time.
+      waiting.push(ranges.blocked.then((rc) => void ran.push(`ranges ${rc}`)));
+    });
+    await Promise.all(waiting);
+    // Each ran once the attach had published its domain.
+    assert.deepEqual(ran, ['unmap 0 true', `ranges ${-Errno.EMSGSIZE}`]);
+    assert.equal(emu.kernel.machine.pinned.stats().pinnedPages, 0n, 'the unmap unpinned it all');
+    assert.deepEqual(checkInvariants(emu.kernel), []);
+  });
+
+  it('a memlock limit that runs out midway fails it with ENOMEM and undoes it all', async () => {
+    const length = 16n * MIB;
+    const results: number[] = [];
+    for (const yields of [false, true]) {
+      const emu = createEmulator();
+      const proc = emu.spawn({ uid: 1000, memlockLimit: 4n * MIB });
+      proc.setCapability(CAP_IPC_LOCK, false);
+      const t = setup(emu, proc, length);
+      const ret = yields
+        ? (await settle(attachServed(proc, t.dev.fd, t.ioas))).ret
+        : t.dev.attach(t.ioas).ret;
+      results.push(ret);
+      assert.equal(emu.kernel.machine.pinned.stats().pinnedPages, 0n);
+      assert.equal(emu.kernel.iommufd.accounting.total(), 0n);
+      assert.deepEqual(checkInvariants(emu.kernel), []);
+      // Nothing attached: a detach finds nothing, and the IOAS can go once unmapped.
+      assert.deepEqual(t.ops.unmap(t.ioas, IOVA, length), { ret: 0, length });
+      assert.equal(t.ops.destroy(t.ioas), 0);
+    }
+    assert.deepEqual(results, [-Errno.ENOMEM, -Errno.ENOMEM]);
+  });
+
+  it('a device file closed meanwhile is released once the attach ends', async () => {
+    const emu = createEmulator();
+    const proc = emu.spawn();
+    const t = setup(emu, proc, 32n * MIB);
+    const second = new VfioDeviceOps(proc, proc.open('/dev/vfio/devices/vfio1'));
+    assert.equal(second.bind(t.ops.fd).ret, 0);
+    const objects = () => [...emu.kernel.iommufd.contexts][0]!.objectCount;
+    const before = objects();
+    const call = attachServed(proc, t.dev.fd, t.ioas);
+    const seen: number[] = [];
+    await settle(call, (turn) => {
+      if (turn === 1) assert.equal(proc.close(second.fd), 0);
+      if (turn >= 1) seen.push(objects());
+    });
+    // Until the attach ended the closed device stayed bound: its object was there (with the
+    // attach's domain, reserved).
+    assert.ok(seen.length > 0);
+    assert.deepEqual(new Set(seen), new Set([before + 1]));
+    // The attach published its auto domain, the release removed the second device.
+    assert.equal(objects(), before);
+    assert.equal(t.dev.detach(), 0);
+    proc.exit();
+    assert.deepEqual(emu.kernel.leaks(), []);
+  });
+
+  it('a failure injected at any point of a yielding attach leaves what the same failure at once does', async () => {
+    const length = 6n * MIB;
+    const outcome = async (nth: number, yields: boolean, trail?: FaultSite[]) => {
+      const emu = createEmulator();
+      const proc = emu.spawn({ uid: 1000, memlockLimit: 64n * MIB });
+      proc.setCapability(CAP_IPC_LOCK, false);
+      const t = setup(emu, proc, length);
+      proc.failNth.arm(nth);
+      proc.failNth.trail = trail;
+      const ret = yields
+        ? (await settle(attachServed(proc, t.dev.fd, t.ioas))).ret
+        : t.dev.attach(t.ioas).ret;
+      const fired = proc.failNth.lastFired;
+      proc.failNth.arm(0);
+      proc.failNth.trail = undefined;
+      return {
+        ret,
+        fired,
+        pinned: emu.kernel.machine.pinned.stats().pinnedPages,
+        charged: emu.kernel.iommufd.accounting.total(),
+        broken: checkInvariants(emu.kernel),
+      };
+    };
+    const trail: FaultSite[] = [];
+    const clean = await outcome(0, false, trail);
+    assert.equal(clean.ret, 0);
+    // Every point but the frame allocations of the pinned pages, and some of those.
+    const frames = trail.flatMap((site, i) => (site === 'frame-alloc' ? [i + 1] : []));
+    const others = trail.flatMap((site, i) => (site === 'frame-alloc' ? [] : [i + 1]));
+    assert.ok(others.length >= 5, `${others.length} other points`);
+    const picked = [0, 255, 256, frames.length - 1].map((i) => frames[i]!);
+    for (const nth of [...others, ...picked]) {
+      const now = await outcome(nth, false);
+      assert.notEqual(now.fired, undefined, `fail-nth ${nth} fires`);
+      assert.deepEqual(await outcome(nth, true), now, `fail-nth ${nth} (${trail[nth - 1]})`);
+      assert.deepEqual(now.broken, []);
+    }
+  });
+});

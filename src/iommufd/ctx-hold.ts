@@ -1,0 +1,97 @@
+/**
+ * A call that holds its context's I/O page tables for write across turns of the event loop: an
+ * attach filling a new domain with gigabytes of areas, an unmap unpinning them. In the kernel
+ * such a call holds the IOAS's domains_rwsem and iova_rwsem for write (iopt_table_add_domain(),
+ * iopt_unmap_iova_range()) and every other call on that IOAS sleeps until it is done. Here the
+ * call goes on a slice per turn (host/resched.ts), and every other call on the same context
+ * waits, then runs from its start; other contexts (other clients) are served meanwhile
+ * (docs/decisions.md 290-293).
+ *
+ * Only a walk that does not end within its first slice holds: every call of ordinary size
+ * answers at once, as before.
+ */
+import { currentFailNth, withFailNth } from '../fault/fault.ts';
+import { isBlocked, type MaybeBlocked } from '../host/file.ts';
+import { afterWalk, type LongWalk } from '../host/resched.ts';
+import type { Task } from '../host/task.ts';
+
+export class ContextHold {
+  #held = false;
+  /** What waits for the hold to end: calls to run again, releases to run. */
+  #waiters: (() => void)[] = [];
+
+  get held(): boolean {
+    return this.#held;
+  }
+
+  /** Runs `fn` once no call holds the context (now, if none does). */
+  whenFree(fn: () => void): void {
+    if (this.#held) this.#waiters.push(fn);
+    else fn();
+  }
+
+  take(): void {
+    if (this.#held) throw new Error('a context held twice');
+    this.#held = true;
+  }
+
+  /**
+   * Ends the hold and runs what waited, in order, in this same turn: a release that waited is
+   * done before the holder's reply. A waiter that takes the hold again makes the rest wait on.
+   */
+  release(): void {
+    this.#held = false;
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const fn of waiters) this.whenFree(fn);
+  }
+}
+
+/** What a context is, for a hold: ctx-hold.ts needs only its hold. */
+export interface HeldContext {
+  readonly hold: ContextHold;
+}
+
+/**
+ * A call on a context another call holds: it waits for the hold to end, then `run` runs it from
+ * its start with the call's fail-nth counter (its injection points are counted once: nothing
+ * ran before the wait). undefined when nothing holds the context: the caller goes on now.
+ */
+export function waitForContext(
+  ctx: HeldContext | undefined,
+  run: () => MaybeBlocked,
+): MaybeBlocked | undefined {
+  if (ctx === undefined || !ctx.hold.held) return undefined;
+  const failNth = currentFailNth();
+  const blocked = new Promise<number>((resolve, reject) => {
+    ctx.hold.whenFree(() => {
+      let value: MaybeBlocked;
+      try {
+        value = withFailNth(failNth, run);
+      } catch (err) {
+        reject(err);
+        return;
+      }
+      if (isBlocked(value)) value.blocked.then(resolve, reject);
+      else resolve(value);
+    });
+  });
+  return { blocked };
+}
+
+/**
+ * afterWalk() for a walk that changes the context's page tables: if it does not end within its
+ * first slice, the context is held from then until it ends (then() included), so that no other
+ * call on it sees a half-filled domain or a half-unpinned area.
+ */
+export function afterWalkHolding<T>(
+  ctx: HeldContext,
+  task: Task,
+  walk: LongWalk<T>,
+  then: (value: T) => MaybeBlocked,
+): MaybeBlocked {
+  const result = afterWalk(task, walk, then);
+  if (!isBlocked(result)) return result;
+  ctx.hold.take();
+  return { blocked: result.blocked.finally(() => ctx.hold.release()) };
+}
