@@ -37,26 +37,6 @@ struct grouped {
 	char bdf[16];
 };
 
-/* The PCI address of the vfio-dev `name`, from its class link, into bdf (16 bytes). */
-static int bdf_of(const char *name, char *bdf)
-{
-	char link[256], target[512];
-	const char *end;
-	ssize_t n;
-
-	snprintf(link, sizeof(link), "/sys/class/vfio-dev/%s", name);
-	n = readlink(link, target, sizeof(target) - 1);
-	if (n < 0)
-		return -1;
-	target[n] = 0;
-	end = strstr(target, "/vfio-dev/");
-	if (end == NULL || end - target < 12)
-		return -1;
-	memcpy(bdf, end - 12, 12);
-	bdf[12] = 0;
-	return 0;
-}
-
 static void grouped_close(struct grouped *g)
 {
 	if (g->dev >= 0)
@@ -73,7 +53,7 @@ static int grouped_open(const char *name, struct grouped *g)
 {
 	g->container = g->group = g->dev = -1;
 	g->noiommu = strncmp(name, "noiommu-", 8) == 0;
-	if (bdf_of(name, g->bdf))
+	if (vfio_dev_bdf(name, g->bdf))
 		return 1;
 	g->container = container_open();
 	g->group = group_open(g->bdf, g->noiommu);
