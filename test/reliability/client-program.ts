@@ -1,8 +1,8 @@
 /**
- * The C client programs of the reliability runs (churn.c, pin_kill.c, ../soak/churn.c): built
- * against the project's uAPI headers, and run as an unmodified program is, through the shim under
- * the guard, against a server, until a SIGKILL that lands once the program says it has got where
- * the run wants it.
+ * The C client programs of the reliability runs (churn.c, pin_kill.c, ../soak/churn.c), built
+ * against the project's uAPI headers; and a run of one as an unmodified program runs, through the
+ * shim under the guard, against a server, ended by a SIGKILL that lands once the program says it
+ * has got where the run wants it (most likely in the middle of a call).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import * as path from 'node:path';
