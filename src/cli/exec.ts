@@ -411,7 +411,9 @@ export function runProgram(
   const { LD_PRELOAD: preload, ...rest } = env;
   const guardEnv: NodeJS.ProcessEnv = { ...rest, ASAN_OPTIONS: asanOptions(env.ASAN_OPTIONS) };
   if (preload !== undefined) guardEnv.IOMMUFD_EMU_PRELOAD = preload;
+  // Only when asked: never from the caller's own environment.
   if (options.fixedLayout === true) guardEnv.IOMMUFD_EMU_FIXED_LAYOUT = '1';
+  else delete guardEnv.IOMMUFD_EMU_FIXED_LAYOUT;
   return new Promise((resolve) => {
     const stdio = options.stdio ?? 'inherit';
     const child = spawn(options.guard, [found.path, program, ...args], {
