@@ -6,7 +6,10 @@
  *   iommufd-emu-guard PATH ARGV0 [ARG...]
  *
  * IOMMUFD_EMU_PRELOAD, when set, becomes the program's LD_PRELOAD (the guard itself runs without
- * the shim: its own calls must not reach the emulator).
+ * the shim: its own calls must not reach the emulator). IOMMUFD_EMU_FIXED_LAYOUT, when set, turns
+ * off address space randomization for the program and its children (personality
+ * ADDR_NO_RANDOMIZE, as `setarch -R` does): every run of a fail-nth sweep then maps its memory at
+ * the same addresses, so the runs pass the same injection points.
  *
  * How: a seccomp filter with a user-notification listener traps every call that opens a file by
  * name (open, creat, openat, openat2, for x86-64, x32 and i386 callers). A supervisor process,
@@ -35,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -396,6 +400,21 @@ static void start_supervisor(int sock, int other)
 	waitpid(child, NULL, 0);
 }
 
+/*
+ * Turns off address space randomization across the exec. A container's seccomp profile may refuse
+ * the flag (Docker's does): the program then runs randomized, and says so.
+ */
+static void fix_layout(const char *name)
+{
+	int persona = personality(0xffffffff);
+
+	if (persona == -1 || personality((unsigned long)persona | ADDR_NO_RANDOMIZE) == -1)
+		fprintf(stderr,
+			"iommufd-emu: cannot turn off address randomization for %s (%s): runs may "
+			"pass different injection points where addresses decide them\n",
+			name, strerror(errno));
+}
+
 int main(int argc, char **argv)
 {
 	int pair[2], listener;
@@ -427,6 +446,10 @@ int main(int argc, char **argv)
 	if (preload != NULL) {
 		setenv("LD_PRELOAD", preload, 1);
 		unsetenv("IOMMUFD_EMU_PRELOAD");
+	}
+	if (getenv("IOMMUFD_EMU_FIXED_LAYOUT") != NULL) {
+		unsetenv("IOMMUFD_EMU_FIXED_LAYOUT");
+		fix_layout(argv[2]);
 	}
 	execv(argv[1], argv + 2);
 	int err = errno;

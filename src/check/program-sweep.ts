@@ -4,7 +4,9 @@
  * counter, in the order calls arrive, and fails the n-th one. A run is clean when the emulator
  * logged no bug, nothing outlived the program (objects, pins, domains, charges) and the invariants
  * hold once it exited; what the program itself does with the failure is its own business, except
- * that the run with nothing injected must succeed.
+ * that the run with nothing injected must succeed. Every run starts the program with address
+ * space randomization off, so that calls whose injection points depend on an address (the
+ * page-table pages a map needs) pass as many in every run as in the counting run.
  */
 
 import type { Kernel } from '../boot/kernel.ts';
@@ -26,6 +28,8 @@ export type ExecForSweep = (
     readonly attach: (kernel: Kernel) => () => void;
     readonly dmesg: false;
     readonly stdio: 'ignore';
+    /** Every run lays the program out at the same addresses (decision 306). */
+    readonly fixedLayout: true;
   },
 ) => Promise<number>;
 
@@ -83,6 +87,7 @@ export function programTarget(
       {
         dmesg: false,
         stdio: 'ignore',
+        fixedLayout: true,
         attach: (k) => {
           kernel = k;
           setFailNthForEveryTask(counter);

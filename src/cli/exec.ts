@@ -371,13 +371,20 @@ export type ProgramStdio = 'inherit' | 'ignore' | RunOutput;
 /**
  * Runs program with env through the guard; resolves with its exit status (128+signal when
  * killed). A program the shim cannot reach (program-check.ts) is not started: 126. The guard
- * runs without env's LD_PRELOAD and hands it to the program.
+ * runs without env's LD_PRELOAD and hands it to the program, and with `fixedLayout` starts it
+ * with address space randomization off.
  */
 export function runProgram(
   program: string,
   args: readonly string[],
   env: NodeJS.ProcessEnv,
-  options: { readonly guard: string; readonly stdio?: ProgramStdio; readonly say?: Say },
+  options: {
+    readonly guard: string;
+    readonly stdio?: ProgramStdio;
+    readonly say?: Say;
+    /** Turn off address space randomization for the program (and its children). */
+    readonly fixedLayout?: boolean;
+  },
 ): Promise<number> {
   const say = options.say ?? sayOnStderr;
   const found = checkProgram(program, env);
@@ -404,6 +411,9 @@ export function runProgram(
   const { LD_PRELOAD: preload, ...rest } = env;
   const guardEnv: NodeJS.ProcessEnv = { ...rest, ASAN_OPTIONS: asanOptions(env.ASAN_OPTIONS) };
   if (preload !== undefined) guardEnv.IOMMUFD_EMU_PRELOAD = preload;
+  // Only when asked: never from the caller's own environment.
+  if (options.fixedLayout === true) guardEnv.IOMMUFD_EMU_FIXED_LAYOUT = '1';
+  else delete guardEnv.IOMMUFD_EMU_FIXED_LAYOUT;
   return new Promise((resolve) => {
     const stdio = options.stdio ?? 'inherit';
     const child = spawn(options.guard, [found.path, program, ...args], {
@@ -458,6 +468,12 @@ export interface ExecHooks {
    * go to their stderr too, not to the CLI's.
    */
   readonly stdio?: ProgramStdio;
+  /**
+   * Run the program with address space randomization off, as every run of a fail-nth sweep is
+   * (and `--fail-nth`, which replays one): the runs then map the same addresses, and so pass
+   * the same injection points where an address decides how many (decision 306).
+   */
+  readonly fixedLayout?: boolean;
 }
 
 export async function execCommand(
@@ -526,7 +542,7 @@ export async function execCommand(
         LD_PRELOAD: preloadWith(shim, process.env.LD_PRELOAD),
         IOMMUFD_EMU_SOCKET: server.socketPath,
       },
-      { guard, stdio, say },
+      { guard, stdio, say, fixedLayout: hooks.fixedLayout === true || flags.failNth !== undefined },
     );
     const exitStatus = status;
     // Children PROGRAM left behind may still hold emulated fds: give them a moment.

@@ -1,27 +1,27 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
-import type { EmuEvent } from '../trace/events.ts';
-import { pattern, TestUserMemory } from './_test-user-memory.ts';
+import {
+  IOVA,
+  type MachineRig,
+  machineRig,
+  mapRuns,
+  newDomain,
+  pin,
+  shutdownMachines,
+  VA,
+} from './_test-machine.ts';
+import { pattern } from './_test-user-memory.ts';
 import { Prot, Pte } from './io-pgtable.ts';
-import { allocDomain, type IommuDomain } from './iommu.ts';
-import { Machine } from './machine.ts';
+import type { IommuDomain } from './iommu.ts';
+import type { Machine } from './machine.ts';
 import { defaultPlatform } from './platform-config.ts';
 import { PAGE_SIZE, U64_MAX } from './sizes.ts';
 
-const VA = 0x7f0000000000n;
-const IOVA = 0x1000000n;
 const RW = Prot.READ | Prot.WRITE;
 
-const machines: Machine[] = [];
+afterEach(shutdownMachines);
 
-afterEach(() => {
-  for (const m of machines.splice(0)) m.shutdown();
-});
-
-interface Rig {
-  readonly machine: Machine;
-  readonly events: EmuEvent[];
-  readonly mem: TestUserMemory;
+interface Rig extends MachineRig {
   readonly domain: IommuDomain;
   readonly port: NonNullable<ReturnType<Machine['device']>>['dma'];
 }
@@ -38,20 +38,10 @@ function rig(npages: bigint, iova = IOVA, levels = 4): Rig {
     levels,
     aperture: { start: 0n, last: levels === 4 ? (1n << 48n) - 1n : U64_MAX },
   };
-  const machine = new Machine({ ...platform, iommus: [dmar0] });
-  machines.push(machine);
-  const events: EmuEvent[] = [];
-  machine.events.subscribe((e) => events.push(e));
-  const mem = new TestUserMemory();
+  const { machine, events, mem } = machineRig({ ...platform, iommus: [dmar0] });
   mem.mmap(VA, npages * PAGE_SIZE);
-  const runs = machine.pinned.pin(mem, VA, npages, true);
-  assert.ok(Array.isArray(runs));
-  const domain = allocDomain(machine.iommus.get('dmar0')!);
-  assert.ok(typeof domain !== 'number');
-  for (const run of runs) {
-    const rc = domain.map(iova + (run.va - VA), run.pfn << 12n, run.npages * PAGE_SIZE, RW);
-    assert.equal(rc, 0);
-  }
+  const domain = newDomain(machine);
+  mapRuns(domain, pin(machine, mem, VA, npages), VA, iova, RW);
   const dev = machine.device('0000:00:04.0')!;
   assert.equal(dev.setDomain(domain), 0);
   return { machine, events, mem, domain, port: dev.dma };

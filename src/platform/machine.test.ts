@@ -2,75 +2,29 @@ import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import type { EmuEvent } from '../trace/events.ts';
 import { Errno } from '../uapi/errno.ts';
-import { pattern, TestUserMemory } from './_test-user-memory.ts';
+import {
+  IOVA,
+  machineRig,
+  mapRuns,
+  newDomain,
+  pin,
+  shutdownMachines,
+  VA,
+} from './_test-machine.ts';
+import { pattern } from './_test-user-memory.ts';
 import { EduDevice, EduDmaCmd, EduIrq, EduReg } from './edu.ts';
 import { Prot, Pte } from './io-pgtable.ts';
-import { allocDomain, type IommuDomain } from './iommu.ts';
-import { Machine } from './machine.ts';
+import type { Machine } from './machine.ts';
 import { PciCommand, PciConfig } from './pci.ts';
-import type { PinnedRun } from './pinned-pages.ts';
 import { PAGE_SIZE, SZ_2M } from './sizes.ts';
 
-const VA = 0x7f0000000000n;
-const IOVA = 0x1000000n;
-
-const machines: Machine[] = [];
-
-afterEach(() => {
-  for (const m of machines.splice(0)) m.shutdown();
-});
-
-interface Rig {
-  readonly machine: Machine;
-  readonly events: EmuEvent[];
-  readonly mem: TestUserMemory;
-}
-
-function rig(): Rig {
-  const machine = new Machine();
-  machines.push(machine);
-  const events: EmuEvent[] = [];
-  machine.events.subscribe((e) => events.push(e));
-  return { machine, events, mem: new TestUserMemory() };
-}
+afterEach(shutdownMachines);
 
 function edu(machine: Machine, bdf: string): EduDevice {
   const dev = machine.device(bdf);
   assert.ok(dev instanceof EduDevice);
   dev.configWrite(PciConfig.COMMAND, 2, PciCommand.MEMORY | PciCommand.MASTER);
   return dev;
-}
-
-function pin(
-  machine: Machine,
-  mem: TestUserMemory,
-  va: bigint,
-  npages: bigint,
-  write = true,
-): PinnedRun[] {
-  const runs = machine.pinned.pin(mem, va, npages, write);
-  assert.ok(Array.isArray(runs), `pin failed with errno ${runs}`);
-  return runs;
-}
-
-/** What iommufd will do: map each pinned run at the matching IOVA. */
-function mapRuns(
-  domain: IommuDomain,
-  runs: readonly PinnedRun[],
-  va: bigint,
-  iova: bigint,
-  prot: number,
-): void {
-  for (const run of runs) {
-    const rc = domain.map(iova + (run.va - va), run.pfn << 12n, run.npages * PAGE_SIZE, prot);
-    assert.equal(rc, 0);
-  }
-}
-
-function newDomain(machine: Machine): IommuDomain {
-  const d = allocDomain(machine.iommus.get('dmar0')!);
-  assert.ok(typeof d !== 'number');
-  return d;
 }
 
 /** Programs one edu DMA and waits for it. */
@@ -102,7 +56,7 @@ function kinds(events: readonly EmuEvent[], kind: EmuEvent['kind']): EmuEvent[] 
 
 describe('Machine', () => {
   it('builds the default platform', () => {
-    const { machine } = rig();
+    const { machine } = machineRig();
     assert.equal(machine.phys.size, 4n << 30n);
     assert.equal(machine.enableUnsafeNoiommuMode, false);
     assert.deepEqual([...machine.devices.keys()], ['0000:00:04.0', '0000:00:05.0', '0000:00:06.0']);
@@ -126,7 +80,7 @@ describe('Machine', () => {
   });
 
   it('snapshots frames, pins, domains and devices as plain data', () => {
-    const { machine, mem } = rig();
+    const { machine, mem } = machineRig();
     mem.mmap(VA, 4n * PAGE_SIZE);
     const runs = pin(machine, mem, VA, 4n);
     const domain = newDomain(machine);
@@ -164,7 +118,7 @@ describe('Machine', () => {
 
 describe('DMA through an IOMMU domain', () => {
   it('round-trips data between user memory and the edu buffer across discontiguous pages', async () => {
-    const { machine, mem, events } = rig();
+    const { machine, mem, events } = machineRig();
     const dev = edu(machine, '0000:00:04.0');
     mem.mmap(VA, 8n * PAGE_SIZE);
     mem.write(VA, pattern(8 * 4096));
@@ -202,7 +156,7 @@ describe('DMA through an IOMMU domain', () => {
   });
 
   it('uses the mappings live at completion time, not at command time', async () => {
-    const { machine, mem, events } = rig();
+    const { machine, mem, events } = machineRig();
     const dev = edu(machine, '0000:00:04.0');
     mem.mmap(VA, PAGE_SIZE);
     const runs = pin(machine, mem, VA, 1n);
@@ -222,7 +176,7 @@ describe('DMA through an IOMMU domain', () => {
   });
 
   it('faults on an unmapped IOVA: no byte moves, the command completes and interrupts', async () => {
-    const { machine, events } = rig();
+    const { machine, events } = machineRig();
     const dev = edu(machine, '0000:00:05.0');
     const domain = newDomain(machine);
     dev.setDomain(domain);
@@ -241,7 +195,7 @@ describe('DMA through an IOMMU domain', () => {
   });
 
   it('faults on a write to a read-only mapping and writes nothing', async () => {
-    const { machine, mem, events } = rig();
+    const { machine, mem, events } = machineRig();
     const dev = edu(machine, '0000:00:04.0');
     mem.mmap(VA, 2n * PAGE_SIZE);
     const runs = pin(machine, mem, VA, 2n, false);
@@ -263,7 +217,7 @@ describe('DMA through an IOMMU domain', () => {
   });
 
   it('blocks a device with no domain', async () => {
-    const { machine, events } = rig();
+    const { machine, events } = machineRig();
     const dev = edu(machine, '0000:00:04.0');
     const domain = newDomain(machine);
     dev.setDomain(domain);
@@ -275,7 +229,7 @@ describe('DMA through an IOMMU domain', () => {
   });
 
   it('refuses domains the device cannot use', () => {
-    const { machine } = rig();
+    const { machine } = machineRig();
     const dev = edu(machine, '0000:00:04.0');
     const noiommu = machine.allocNoiommuDomain();
     assert.ok(typeof noiommu !== 'number');
@@ -286,7 +240,7 @@ describe('DMA through an IOMMU domain', () => {
   });
 
   it('does nothing without bus mastering, but still completes', async () => {
-    const { machine, mem, events } = rig();
+    const { machine, mem, events } = machineRig();
     const dev = edu(machine, '0000:00:04.0');
     dev.configWrite(PciConfig.COMMAND, 2, PciCommand.MEMORY);
     mem.mmap(VA, PAGE_SIZE);
@@ -301,7 +255,7 @@ describe('DMA through an IOMMU domain', () => {
   });
 
   it('DMAs into hugepage-backed memory mapped with 2 MiB leaves', async () => {
-    const { machine, mem } = rig();
+    const { machine, mem } = machineRig();
     const dev = edu(machine, '0000:00:05.0');
     mem.mmap(VA, SZ_2M, { pageSize: SZ_2M });
     const runs = pin(machine, mem, VA, SZ_2M / PAGE_SIZE);
@@ -319,7 +273,7 @@ describe('DMA through an IOMMU domain', () => {
 
 describe('DMA with no IOMMU', () => {
   it('goes straight to the physical address of a pinned page, with no warning', async () => {
-    const { machine, mem, events } = rig();
+    const { machine, mem, events } = machineRig();
     const dev = edu(machine, '0000:00:06.0');
     mem.mmap(VA, 2n * PAGE_SIZE);
     mem.write(VA + 0x100n, pattern(32, 5));
@@ -337,7 +291,7 @@ describe('DMA with no IOMMU', () => {
   });
 
   it('corrupts unpinned RAM loudly: an unsafe-dma event, and the write lands', async () => {
-    const { machine, events } = rig();
+    const { machine, events } = machineRig();
     const dev = edu(machine, '0000:00:06.0');
     const target = 0x20000000n;
     await dma(dev, 0x40000n, target, 16n, EduDmaCmd.TO_RAM);
@@ -358,7 +312,7 @@ describe('DMA with no IOMMU', () => {
   });
 
   it('can smash an IOMMU page table: devices see the damage, reported as corruption', async () => {
-    const { machine, mem, events } = rig();
+    const { machine, mem, events } = machineRig();
     const dev6 = edu(machine, '0000:00:06.0');
     const dev4 = edu(machine, '0000:00:04.0');
     mem.mmap(VA, PAGE_SIZE);
@@ -395,7 +349,7 @@ describe('DMA with no IOMMU', () => {
   });
 
   it('walks garbage the way hardware would, bounded: a pointer anywhere, a refused huge leaf', async () => {
-    const { machine, mem, events } = rig();
+    const { machine, mem, events } = machineRig();
     const dev6 = edu(machine, '0000:00:06.0');
     const dev4 = edu(machine, '0000:00:04.0');
     mem.mmap(VA, 2n * PAGE_SIZE);
@@ -434,7 +388,7 @@ describe('DMA with no IOMMU', () => {
   });
 
   it('flags a transfer that runs past the pinned pages', async () => {
-    const { machine, mem, events } = rig();
+    const { machine, mem, events } = machineRig();
     const dev = edu(machine, '0000:00:06.0');
     mem.mmap(VA, PAGE_SIZE);
     const pa = pin(machine, mem, VA, 1n)[0]!.pfn << 12n;
@@ -443,7 +397,7 @@ describe('DMA with no IOMMU', () => {
   });
 
   it('keeps IOVA-to-PA lookups in a software no-IOMMU domain', () => {
-    const { machine, mem } = rig();
+    const { machine, mem } = machineRig();
     mem.mmap(VA, 4n * PAGE_SIZE);
     const runs = pin(machine, mem, VA, 4n);
     const domain = machine.allocNoiommuDomain();

@@ -3,8 +3,8 @@
  * Helpers for the conformance programs that drive QEMU's edu device through a VFIO device cdev
  * (vfio_*.c, dma_*.c, noiommu_*.c): the default platform's nodes, BAR0 and config-space access by
  * region offset (pread/pwrite at index << 40, ../shared/spec/edu.md §6.3-6.4), the DMA engine,
- * interrupts through eventfds (SET_IRQS), NOIOMMU_GET_PA, small /sys and /proc readers, and the
- * fail-nth protocol.
+ * interrupts through eventfds (SET_IRQS), NOIOMMU_GET_PA, small /sys and /proc readers (a vfio-dev's
+ * PCI address among them), and the fail-nth protocol.
  *
  * Include harness.h first, then this file.
  */
@@ -538,6 +538,41 @@ static inline ssize_t read_text(const char *path, char *buf, size_t len)
 	buf[total] = 0;
 	close(fd);
 	return total;
+}
+
+/* Reads a symlink's target, NUL-terminated (cut to fit). Returns its length, or -1. */
+static inline ssize_t read_link(const char *path, char *buf, size_t len)
+{
+	ssize_t n = readlink(path, buf, len - 1);
+
+	if (n < 0)
+		return -1;
+	buf[n] = 0;
+	return n;
+}
+
+/* "DDDD:BB:DD.F" and its NUL. */
+#define PCI_BDF_LEN 13
+
+/*
+ * The PCI address of the vfio-dev `name` ("vfio0", "noiommu-vfio2"), as a driver finds it: the
+ * class link /sys/class/vfio-dev/NAME points into the device's directory
+ * (".../0000:00:04.0/vfio-dev/vfio0"). 0 with bdf filled in, or -1 (no link, or no address in it).
+ */
+static inline int vfio_dev_bdf(const char *name, char bdf[PCI_BDF_LEN])
+{
+	char link[256], target[512];
+	const char *end;
+
+	snprintf(link, sizeof(link), "/sys/class/vfio-dev/%s", name);
+	if (read_link(link, target, sizeof(target)) < 0)
+		return -1;
+	end = strstr(target, "/vfio-dev/");
+	if (end == NULL || end - target < PCI_BDF_LEN - 1)
+		return -1;
+	memcpy(bdf, end - (PCI_BDF_LEN - 1), PCI_BDF_LEN - 1);
+	bdf[PCI_BDF_LEN - 1] = 0;
+	return 0;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -15,13 +15,10 @@
 static inline int group_number(const char *bdf)
 {
 	char link[256], target[256];
-	ssize_t n;
 
 	snprintf(link, sizeof(link), "/sys/bus/pci/devices/%s/iommu_group", bdf);
-	n = readlink(link, target, sizeof(target) - 1);
-	if (n < 0)
+	if (read_link(link, target, sizeof(target)) < 0)
 		return -1;
-	target[n] = 0;
 	return atoi(basename(target));
 }
 

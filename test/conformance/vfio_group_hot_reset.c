@@ -37,26 +37,6 @@ struct grouped {
 	char bdf[16];
 };
 
-/* The PCI address of the vfio-dev `name`, from its class link, into bdf (16 bytes). */
-static int bdf_of(const char *name, char *bdf)
-{
-	char link[256], target[512];
-	const char *end;
-	ssize_t n;
-
-	snprintf(link, sizeof(link), "/sys/class/vfio-dev/%s", name);
-	n = readlink(link, target, sizeof(target) - 1);
-	if (n < 0)
-		return -1;
-	target[n] = 0;
-	end = strstr(target, "/vfio-dev/");
-	if (end == NULL || end - target < 12)
-		return -1;
-	memcpy(bdf, end - 12, 12);
-	bdf[12] = 0;
-	return 0;
-}
-
 static void grouped_close(struct grouped *g)
 {
 	if (g->dev >= 0)
@@ -68,26 +48,33 @@ static void grouped_close(struct grouped *g)
 	g->dev = g->group = g->container = -1;
 }
 
-/* Opens vfio-dev `name` through its group; 1 when there is no such device, 0, or -1. */
+/*
+ * Opens vfio-dev `name` through its group, in a container of its own, for a test case: 1 when it
+ * is open; 0 when there is no such device, or when it could not be opened (a failed check).
+ */
 static int grouped_open(const char *name, struct grouped *g)
 {
+	int err;
+
 	g->container = g->group = g->dev = -1;
 	g->noiommu = strncmp(name, "noiommu-", 8) == 0;
-	if (bdf_of(name, g->bdf))
-		return 1;
+	if (vfio_dev_bdf(name, g->bdf))
+		return 0;
 	g->container = container_open();
 	g->group = group_open(g->bdf, g->noiommu);
 	if (g->container < 0 || g->group < 0 || group_set_container(g->group, g->container) ||
 	    ioctl(g->container, VFIO_SET_IOMMU,
-		  g->noiommu ? VFIO_NOIOMMU_IOMMU : VFIO_TYPE1v2_IOMMU)) {
-		grouped_close(g);
-		return -1;
-	}
+		  g->noiommu ? VFIO_NOIOMMU_IOMMU : VFIO_TYPE1v2_IOMMU))
+		goto fail;
 	g->dev = ioctl(g->group, VFIO_GROUP_GET_DEVICE_FD, g->bdf);
-	if (g->dev < 0) {
-		grouped_close(g);
-		return -1;
-	}
+	if (g->dev < 0)
+		goto fail;
+	return 1;
+fail:
+	err = errno;
+	grouped_close(g);
+	h_fail(__FILE__, __LINE__, "%s cannot be opened through its group: %s", name,
+	       h_errname(err));
 	return 0;
 }
 
@@ -111,12 +98,8 @@ TEST(info_header_and_enospc)
 	for (unsigned i = 0; i < sizeof(NAMES) / sizeof(NAMES[0]); i++) {
 		struct reset_info ri;
 		struct grouped g;
-		int rc = grouped_open(NAMES[i], &g);
 
-		if (rc > 0)
-			continue;
-		CHECK_OK(rc);
-		if (rc)
+		if (!grouped_open(NAMES[i], &g))
 			continue;
 		seen++;
 		memset(&ri, 0xa5, sizeof(ri));
@@ -164,12 +147,8 @@ TEST(group_ids_then_reset_with_every_group)
 		unsigned nopened = 0;
 		struct reset_info ri;
 		struct grouped g;
-		int rc = grouped_open(NAMES[i], &g);
 
-		if (rc > 0)
-			continue;
-		CHECK_OK(rc);
-		if (rc)
+		if (!grouped_open(NAMES[i], &g))
 			continue;
 		memset(&ri, 0xa5, sizeof(ri));
 		ri.hdr.argsz = sizeof(ri);

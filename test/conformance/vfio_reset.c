@@ -24,24 +24,15 @@ struct reset_info {
 	struct vfio_pci_dependent_device devices[MAX_REACHED];
 };
 
-/* The device's PCI address from its class link (".../0000:11:00.0/vfio-dev/vfio2"). */
+/* The PCI address of the device at `cdev` (its vfio-dev's), as segment, bus and devfn. */
 static int bdf_of(const char *cdev, unsigned *seg, unsigned *bus, unsigned *devfn)
 {
-	char link[256], target[512];
-	const char *name = strrchr(cdev, '/') + 1;
+	char bdf[PCI_BDF_LEN];
 	unsigned dev, fn;
-	char *end;
-	ssize_t n;
 
-	snprintf(link, sizeof(link), "/sys/class/vfio-dev/%s", name);
-	n = readlink(link, target, sizeof(target) - 1);
-	if (n < 0)
+	if (vfio_dev_bdf(strrchr(cdev, '/') + 1, bdf))
 		return -1;
-	target[n] = 0;
-	end = strstr(target, "/vfio-dev/");
-	if (end == NULL || end - target < 12)
-		return -1;
-	if (sscanf(end - 12, "%4x:%2x:%2x.%1u", seg, bus, &dev, &fn) != 4)
+	if (sscanf(bdf, "%4x:%2x:%2x.%1u", seg, bus, &dev, &fn) != 4)
 		return -1;
 	*devfn = dev << 3 | fn;
 	return 0;

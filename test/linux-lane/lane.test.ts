@@ -4,10 +4,12 @@
  * conformance programs, the variants and docs/decisions.md.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { cliArgv } from '../cli-runner.ts';
 import {
   compareRuns,
   EXIT_STATUS,
@@ -16,6 +18,7 @@ import {
   loadExpectations,
   WHOLE_PROGRAM,
 } from './compare.ts';
+import { emulatorCommand, runUnderEmulator } from './programs.ts';
 import { parseGuestLog, parseTap } from './results.ts';
 import { readProgramInfo, VARIANTS } from './variants.ts';
 
@@ -148,6 +151,68 @@ describe('comparing runs', () => {
       v.unused.map((e) => e.program),
       ['vfio_info', 'other'],
     );
+  });
+});
+
+describe('running a program under the emulator', () => {
+  const mixed = join(ROOT, 'test', 'linux-lane', 'platforms', 'mixed.json');
+
+  test("starts the CLI the tests start, on the variant's platform file, not the program's", async () => {
+    const argv = await emulatorCommand('/lane/bin/prog', mixed, [
+      '--platform',
+      'examples/other.json',
+      '--enable-unsafe-noiommu-mode',
+    ]);
+    assert.deepEqual(argv, [
+      ...(await cliArgv()),
+      'exec',
+      '--platform',
+      mixed,
+      '--enable-unsafe-noiommu-mode',
+      '--',
+      '/lane/bin/prog',
+    ]);
+    assert.equal(argv[0], process.execPath);
+    assert.match(argv[1]!, /\/build\/test-cli\/cli-[0-9a-f]+\.mjs$/);
+  });
+
+  test("runs a program on the lane's machine and reads its cases and exit status", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'lane-program-'));
+    try {
+      // A program that reports, as TAP, which no-IOMMU edu it sees: the lane's (behind a root
+      // port at 11:00.0), not the default platform's (00:06.0).
+      const program = join(dir, 'prog');
+      writeFileSync(
+        program,
+        [
+          '#!/bin/sh',
+          'echo "ok 1 - started"',
+          'if [ -e /sys/bus/pci/devices/0000:11:00.0 ] && [ ! -e /sys/bus/pci/devices/0000:00:06.0 ]',
+          'then echo "ok 2 - lane_edu"',
+          'else echo "not ok 2 - lane_edu # got $(ls /sys/bus/pci/devices)"',
+          'fi',
+          'exit 3',
+          '',
+        ].join('\n'),
+        { mode: 0o755 },
+      );
+      const run = await runUnderEmulator(ROOT, program, mixed, [
+        '--platform',
+        'no-such-platform.json',
+        '--enable-unsafe-noiommu-mode',
+      ]);
+      assert.deepEqual(
+        [...run.cases],
+        [
+          ['started', { outcome: 'pass', detail: '' }],
+          ['lane_edu', { outcome: 'pass', detail: '' }],
+        ],
+        run.output,
+      );
+      assert.deepEqual(run.end, { kind: 'exited', status: 3 }, run.output);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -1,11 +1,12 @@
 /**
  * Building the conformance programs for the lane (the flags of test/conformance.test.ts, plus
  * NOIOMMU_BDF for the lane's topology) and running them under the emulator on a variant's
- * platform file.
+ * platform file, through the CLI the tests run (test/cli-runner.ts).
  */
 import { spawn } from 'node:child_process';
 import { constants } from 'node:os';
 import { join } from 'node:path';
+import { cliArgv } from '../cli-runner.ts';
 import { type ProgramEnd, type ProgramRun, parseTap } from './results.ts';
 import { NOIOMMU_BDF } from './variants.ts';
 
@@ -13,9 +14,9 @@ import { NOIOMMU_BDF } from './variants.ts';
 const FORTIFIED = new Set(['ioas_map']);
 const EMULATOR_TIMEOUT_MS = 60_000;
 
+/** Runs `argv[0]` with the rest as its arguments, its stdout and stderr joined as they come. */
 function run(
-  command: string,
-  args: readonly string[],
+  argv: readonly string[],
   cwd: string,
   timeoutMs: number,
 ): Promise<{
@@ -25,6 +26,7 @@ function run(
   timedOut: boolean;
 }> {
   return new Promise((resolvePromise) => {
+    const [command, ...args] = argv as [string, ...string[]];
     const child = spawn(command, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
     let timedOut = false;
@@ -59,7 +61,7 @@ export async function compileProgram(
   flags.push(`-DNOIOMMU_BDF="${NOIOMMU_BDF}"`);
   if (linkStatic) flags.push('-static');
   // A relative source path, so failure messages name the file as under `npm test`.
-  const r = await run('gcc', [...flags, '-o', out, `test/conformance/${name}.c`], root, 300_000);
+  const r = await run(['gcc', ...flags, '-o', out, `test/conformance/${name}.c`], root, 300_000);
   if (r.code !== 0) throw new Error(`${name}.c does not compile:\n${r.output}`);
 }
 
@@ -73,18 +75,17 @@ function withoutPlatform(execArgs: readonly string[]): string[] {
   return out;
 }
 
-/** Runs a dynamically linked build under `iommufd-emu exec`, on the variant's platform file. */
-export async function runUnderEmulator(
-  root: string,
+/**
+ * The argv that runs a dynamically linked build under `iommufd-emu exec` on the variant's platform
+ * file: the CLI as the tests start it (test/cli-runner.ts: bundled once, run by plain node).
+ */
+export async function emulatorCommand(
   binary: string,
   platformFile: string,
   execArgs: readonly string[],
-): Promise<ProgramRun> {
-  const cli = join(root, 'src', 'cli', 'main.ts');
-  const args = [
-    '--import',
-    'tsx',
-    cli,
+): Promise<string[]> {
+  return [
+    ...(await cliArgv()),
     'exec',
     '--platform',
     platformFile,
@@ -92,7 +93,17 @@ export async function runUnderEmulator(
     '--',
     binary,
   ];
-  const r = await run(process.execPath, args, root, EMULATOR_TIMEOUT_MS);
+}
+
+/** Runs a dynamically linked build under `iommufd-emu exec`, on the variant's platform file. */
+export async function runUnderEmulator(
+  root: string,
+  binary: string,
+  platformFile: string,
+  execArgs: readonly string[],
+): Promise<ProgramRun> {
+  const argv = await emulatorCommand(binary, platformFile, execArgs);
+  const r = await run(argv, root, EMULATOR_TIMEOUT_MS);
   // The guest sees a program killed by its own alarm() as exit 142 (the shell's 128 + SIGALRM).
   let end: ProgramEnd;
   if (r.timedOut || r.signal === 'SIGALRM' || r.code === 142) end = { kind: 'timeout' };

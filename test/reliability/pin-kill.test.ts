@@ -4,7 +4,6 @@
  * no object, no bug; and a client that comes after is served.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -12,24 +11,21 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Kernel } from '../../src/boot/kernel.ts';
 import { checkInvariants } from '../../src/check/invariants.ts';
-import { ensureNative } from '../../src/cli/native.ts';
+import { ensureNative, type NativeParts } from '../../src/cli/native.ts';
 import { CAP_FULL_SET } from '../../src/host/credentials.ts';
 import { startServer } from '../../src/server/server.ts';
+import { buildProgram, runAndKill } from './client-program.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const ROOT = path.resolve(HERE, '..', '..');
 
-/** Runs the program; SIGKILLs it once it says "busy". Resolves with its stdout. */
-function runUntilBusy(guard: string, binary: string, env: NodeJS.ProcessEnv): Promise<string> {
-  return new Promise((resolve) => {
-    const child = spawn(guard, [binary, binary], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      out += d;
-      if (out.includes('busy')) child.kill('SIGKILL');
-    });
-    child.on('exit', (code, signal) => resolve(`${out.trim()} (${code ?? signal})`));
-  });
+/** Runs the program and SIGKILLs it once it says "busy": what it said, and how it ended. */
+async function killedWhenBusy(
+  native: NativeParts,
+  socket: string,
+  binary: string,
+): Promise<string> {
+  const run = await runAndKill(native, socket, binary, [], { word: 'busy', delayMs: 0 });
+  return `${run.stdout.trim()} (${run.code ?? run.signal})`;
 }
 
 describe('a client killed while its map pins', () => {
@@ -49,30 +45,8 @@ describe('a client killed while its map pins', () => {
       grantedCaps: CAP_FULL_SET,
     });
     try {
-      const binary = path.join(dir, 'pin_kill');
-      const build = spawnSync(
-        'gcc',
-        [
-          '-O1',
-          '-Wall',
-          '-Werror',
-          '-pthread',
-          '-I',
-          path.join(ROOT, 'include'),
-          '-o',
-          binary,
-          path.join(HERE, 'pin_kill.c'),
-        ],
-        { encoding: 'utf8' },
-      );
-      assert.equal(build.status, 0, build.stderr);
-      const { LD_PRELOAD: _, ...rest } = process.env;
-      const env = {
-        ...rest,
-        IOMMUFD_EMU_PRELOAD: native.shim,
-        IOMMUFD_EMU_SOCKET: server.socketPath,
-      };
-      assert.equal(await runUntilBusy(native.guard, binary, env), 'busy (SIGKILL)');
+      const binary = buildProgram(path.join(HERE, 'pin_kill.c'), dir);
+      assert.equal(await killedWhenBusy(native, server.socketPath, binary), 'busy (SIGKILL)');
       // The server is idle only once the dead client's map has returned (it holds its file).
       await server.whenIdle();
       const machine = kernel.machine;
@@ -84,7 +58,7 @@ describe('a client killed while its map pins', () => {
       assert.deepEqual(checkInvariants(kernel), []);
       assert.equal(kernel.iommufd.accounting.total(), 0n);
       // The next client is served: the same program gets as far as its own pin.
-      assert.equal(await runUntilBusy(native.guard, binary, env), 'busy (SIGKILL)');
+      assert.equal(await killedWhenBusy(native, server.socketPath, binary), 'busy (SIGKILL)');
     } finally {
       await server.close();
       kernel.shutdown();

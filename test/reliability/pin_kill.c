@@ -8,13 +8,14 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
-#include <stdint.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <linux/iommufd.h>
 #include <linux/vfio.h>
+
+#include "client_calls.h"
 
 #define LEN (512ULL << 20)
 #define IOVA 0x40000000ULL
@@ -26,39 +27,23 @@ static volatile int map_done;
 
 static void *map_run(void *p)
 {
-	struct iommu_ioas_map m = {
-		.size = sizeof(m),
-		.flags = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE |
-			 IOMMU_IOAS_MAP_FIXED_IOVA,
-		.ioas_id = ioas,
-		.user_va = (uintptr_t)buf,
-		.length = LEN,
-		.iova = IOVA,
-	};
-
 	(void)p;
-	ioctl(fd, IOMMU_IOAS_MAP, &m);
+	ioas_map_fixed(fd, ioas, buf, LEN, IOVA);
 	map_done = 1;
 	return NULL;
 }
 
 int main(void)
 {
-	struct iommu_ioas_alloc a = { .size = sizeof(a) };
-	struct vfio_device_bind_iommufd b = { .argsz = sizeof(b) };
-	struct vfio_device_attach_iommufd_pt at = { .argsz = sizeof(at) };
 	struct iommu_ioas_unmap u = { .size = sizeof(u) };
 	pthread_t t;
 	int dev, r;
 
 	fd = open("/dev/iommu", O_RDWR);
 	dev = open("/dev/vfio/devices/vfio0", O_RDWR);
-	if (fd < 0 || dev < 0 || ioctl(fd, IOMMU_IOAS_ALLOC, &a))
+	if (fd < 0 || dev < 0 || ioas_alloc(fd, &ioas))
 		return 2;
-	ioas = a.out_ioas_id;
-	b.iommufd = fd;
-	at.pt_id = ioas;
-	if (ioctl(dev, VFIO_DEVICE_BIND_IOMMUFD, &b) || ioctl(dev, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at))
+	if (device_bind(dev, fd) || device_attach(dev, ioas))
 		return 3;
 	buf = mmap(NULL, LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (buf == MAP_FAILED || pthread_create(&t, NULL, map_run, NULL))

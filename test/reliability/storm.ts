@@ -7,7 +7,6 @@
  * served is the proof that the server still serves. No assertion depends on time: the delays only
  * choose where the kill lands.
  */
-import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -17,9 +16,9 @@ import { checkInvariants } from '../../src/check/invariants.ts';
 import { ensureNative } from '../../src/cli/native.ts';
 import { CAP_FULL_SET } from '../../src/host/credentials.ts';
 import { startServer } from '../../src/server/server.ts';
+import { buildProgram, runAndKill } from './client-program.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const ROOT = path.resolve(HERE, '..', '..');
 
 export interface StormOptions {
   readonly seed: number;
@@ -39,27 +38,6 @@ export interface StormResult {
   readonly corruptions: number;
 }
 
-/** Builds churn.c into `dir`; returns the binary. */
-export function buildChurn(dir: string): string {
-  const binary = path.join(dir, 'churn');
-  const cc = spawnSync(
-    'gcc',
-    [
-      '-O1',
-      '-Wall',
-      '-Werror',
-      '-I',
-      path.join(ROOT, 'include'),
-      '-o',
-      binary,
-      path.join(HERE, 'churn.c'),
-    ],
-    { encoding: 'utf8' },
-  );
-  if (cc.status !== 0) throw new Error(`building churn.c failed:\n${cc.stderr}`);
-  return binary;
-}
-
 /** mulberry32: the kill delays are a function of the seed. */
 function prng(seed: number): () => number {
   let a = seed >>> 0;
@@ -70,53 +48,6 @@ function prng(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
-}
-
-/**
- * Runs churn once against the server and kills it `delayMs` after it reports it is busy. Resolves
- * with undefined, or a problem when it could not be served (it exited on its own, never ready).
- */
-function runAndKill(
-  guard: string,
-  churn: string,
-  env: NodeJS.ProcessEnv,
-  seed: number,
-  delayMs: number,
-): Promise<string | undefined> {
-  return new Promise((resolve) => {
-    const child = spawn(guard, [churn, churn, String(seed)], {
-      env,
-      detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    let err = '';
-    let ready = false;
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      out += d;
-      if (!ready && out.includes('ready')) {
-        ready = true;
-        setTimeout(() => {
-          try {
-            // The whole group: its forked children die with it.
-            process.kill(-child.pid!, 'SIGKILL');
-          } catch {
-            // It is already gone.
-          }
-        }, delayMs);
-      }
-    });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
-      err += d;
-    });
-    child.on('exit', (code, signal) => {
-      if (ready && signal === 'SIGKILL') resolve(undefined);
-      else
-        resolve(
-          `churn ${seed} was not served: exit ${code ?? signal}, stdout ${JSON.stringify(out)}, stderr ${JSON.stringify(err.slice(-2000))}`,
-        );
-    });
-  });
 }
 
 export async function storm(options: StormOptions): Promise<StormResult> {
@@ -140,21 +71,22 @@ export async function storm(options: StormOptions): Promise<StormResult> {
   const problems: string[] = [];
   const random = prng(options.seed);
   try {
-    const churn = buildChurn(dir);
-    const { LD_PRELOAD: _, ...rest } = process.env;
-    const env = {
-      ...rest,
-      IOMMUFD_EMU_PRELOAD: native.shim,
-      IOMMUFD_EMU_SOCKET: server.socketPath,
-    };
+    const churn = buildProgram(path.join(HERE, 'churn.c'), dir);
     let n = 0;
     for (; n < options.kills && problems.length < 5; n++) {
       const found: string[] = [];
       const delay = Math.floor(random() * options.maxDelayMs);
       const seed = Math.floor(random() * 2 ** 31);
       const bugsBefore = bugs.length;
-      const served = await runAndKill(native.guard, churn, env, seed, delay);
-      if (served !== undefined) found.push(served);
+      // Killed once it says it has made every kind of call: most likely in the middle of one.
+      const run = await runAndKill(native, server.socketPath, churn, [String(seed)], {
+        word: 'ready',
+        delayMs: delay,
+      });
+      if (!run.saidWord || run.signal !== 'SIGKILL')
+        found.push(
+          `churn ${seed} was not served: exit ${run.code ?? run.signal}, stdout ${JSON.stringify(run.stdout)}, stderr ${JSON.stringify(run.stderr.slice(-2000))}`,
+        );
       // The kernel closes a dead process's sockets: the server drops them and releases its files.
       await server.whenIdle();
       await kernel.machine.whenIdle();

@@ -23,6 +23,8 @@
 #include <linux/iommufd.h>
 #include <linux/vfio.h>
 
+#include "../reliability/client_calls.h"
+
 #define PAGE 4096UL
 #define BUF_PAGES 16
 
@@ -45,17 +47,20 @@ static void counted(void)
 	}
 }
 
-/* A call whose only unacceptable answer is the server being gone. */
-static long call(int fd, unsigned long cmd, void *arg)
+/* Counts call `cmd`, which returned r: its only unacceptable answer is the server being gone. */
+static long checked(long r, unsigned long cmd)
 {
-	long r = ioctl(fd, cmd, arg);
-
 	counted();
 	if (r < 0 && (errno == ENXIO)) {
 		printf("server gone (cmd %#lx)\n", cmd);
 		exit(3);
 	}
 	return r;
+}
+
+static long call(int fd, unsigned long cmd, void *arg)
+{
+	return checked(ioctl(fd, cmd, arg), cmd);
 }
 
 static const unsigned long FUZZ_CMDS[] = {
@@ -89,17 +94,7 @@ static void fuzz(int fd, unsigned char *arg)
 
 static int map(int fd, uint32_t ioas, void *va, size_t len, uint64_t iova)
 {
-	struct iommu_ioas_map m = {
-		.size = sizeof(m),
-		.flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE |
-			 IOMMU_IOAS_MAP_WRITEABLE,
-		.ioas_id = ioas,
-		.user_va = (uintptr_t)va,
-		.length = len,
-		.iova = iova,
-	};
-
-	return (int)call(fd, IOMMU_IOAS_MAP, &m);
+	return (int)checked(ioas_map_fixed(fd, ioas, va, len, iova), IOMMU_IOAS_MAP);
 }
 
 static void churn(unsigned char *buf, unsigned char *arg)
@@ -108,7 +103,7 @@ static void churn(unsigned char *buf, unsigned char *arg)
 		int fd = open("/dev/iommu", O_RDWR);
 		const char *path = next_random() & 1 ? "/dev/vfio/devices/vfio0" :
 						       "/dev/vfio/devices/vfio1";
-		struct iommu_ioas_alloc a = { .size = sizeof(a) };
+		__u32 ioas;
 		int dev, round;
 
 		counted();
@@ -119,28 +114,22 @@ static void churn(unsigned char *buf, unsigned char *arg)
 			}
 			continue;
 		}
-		call(fd, IOMMU_IOAS_ALLOC, &a);
+		checked(ioas_alloc(fd, &ioas), IOMMU_IOAS_ALLOC);
 		dev = open(path, O_RDWR);
 		counted();
-		if (dev >= 0) {
-			struct vfio_device_bind_iommufd b = { .argsz = sizeof(b), .iommufd = fd };
-			struct vfio_device_attach_iommufd_pt at = { .argsz = sizeof(at),
-								    .pt_id = a.out_ioas_id };
-
-			if (call(dev, VFIO_DEVICE_BIND_IOMMUFD, &b) == 0)
-				call(dev, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at);
-		}
+		if (dev >= 0 && checked(device_bind(dev, fd), VFIO_DEVICE_BIND_IOMMUFD) == 0)
+			checked(device_attach(dev, ioas), VFIO_DEVICE_ATTACH_IOMMUFD_PT);
 		for (round = 0; round < 20; round++) {
 			uint64_t iova = 0x100000 + (next_random() % 8) * PAGE * BUF_PAGES;
 			size_t pages = 1 + next_random() % BUF_PAGES;
 			struct iommu_ioas_unmap u = {
 				.size = sizeof(u),
-				.ioas_id = a.out_ioas_id,
+				.ioas_id = ioas,
 				.iova = iova,
 				.length = pages * PAGE,
 			};
 
-			map(fd, a.out_ioas_id, buf, pages * PAGE, iova);
+			map(fd, ioas, buf, pages * PAGE, iova);
 			if (next_random() & 1)
 				call(fd, IOMMU_IOAS_UNMAP, &u);
 			fuzz(next_random() % 3 == 0 && dev >= 0 ? dev : fd, arg);
@@ -158,15 +147,14 @@ static int bystander(long rounds, unsigned char *buf)
 
 	for (i = 0; i < rounds; i++) {
 		int fd = open("/dev/iommu", O_RDWR);
-		struct iommu_ioas_alloc a = { .size = sizeof(a) };
 		struct iommu_destroy d = { .size = sizeof(d) };
+		__u32 ioas;
 
-		if (fd < 0 || ioctl(fd, IOMMU_IOAS_ALLOC, &a) != 0 ||
-		    map(fd, a.out_ioas_id, buf, PAGE, 0x100000) != 0) {
+		if (fd < 0 || ioas_alloc(fd, &ioas) != 0 || map(fd, ioas, buf, PAGE, 0x100000) != 0) {
 			printf("FAIL round %ld: %s\n", i, strerror(errno));
 			return 1;
 		}
-		d.id = a.out_ioas_id;
+		d.id = ioas;
 		if (ioctl(fd, IOMMU_DESTROY, &d) != 0 || close(fd) != 0) {
 			printf("FAIL round %ld: %s\n", i, strerror(errno));
 			return 1;

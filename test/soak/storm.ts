@@ -5,7 +5,7 @@
  * byte, no emulator bug, every invariant holding. `npm test` runs a small one
  * (storm.test.ts), `npm run soak` a full-size one (main.ts, figures in docs/reliability.md).
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -14,6 +14,7 @@ import { Kernel } from '../../src/boot/kernel.ts';
 import { checkInvariants } from '../../src/check/invariants.ts';
 import { CAP_FULL_SET } from '../../src/host/credentials.ts';
 import { startServer } from '../../src/server/server.ts';
+import { buildProgram } from '../reliability/client-program.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const SHIM = path.join(ROOT, 'native', 'build', 'libiommufd-emu-shim.so');
@@ -43,25 +44,6 @@ export interface StormResult {
   readonly problems: string[];
 }
 
-function buildChurn(dir: string): string {
-  const binary = path.join(dir, 'churn');
-  const r = spawnSync(
-    'gcc',
-    [
-      '-O1',
-      '-Wall',
-      '-I',
-      path.join(ROOT, 'include'),
-      '-o',
-      binary,
-      path.join(ROOT, 'test', 'soak', 'churn.c'),
-    ],
-    { encoding: 'utf8' },
-  );
-  if (r.status !== 0) throw new Error(`cannot build churn.c: ${r.stderr}`);
-  return binary;
-}
-
 function cleanEnv(socket: string): NodeJS.ProcessEnv {
   const env = { ...process.env, LD_PRELOAD: SHIM, IOMMUFD_EMU_SOCKET: socket };
   return env;
@@ -76,7 +58,7 @@ function exited(child: ChildProcess): Promise<{ code: number | null; signal: str
 
 export async function storm(options: StormOptions): Promise<StormResult> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iommufd-emu-storm-'));
-  const churn = buildChurn(dir);
+  const churn = buildProgram(path.join(ROOT, 'test', 'soak', 'churn.c'), dir);
   const kernel = new Kernel({ enableUnsafeNoiommuMode: true });
   const bugs: string[] = [];
   kernel.events.subscribe((e) => {
