@@ -59,7 +59,7 @@ function mapPage(t: { iopt: IoPagetable; task: Task }, page: number): void {
 
 function unmapPage(t: { iopt: IoPagetable }, page: number): void {
   const out: Ref<bigint> = { value: 0n };
-  const rc = t.iopt.unmapIova(BigInt(page) * PAGE_SIZE, PAGE_SIZE, out);
+  const rc = walkNow(t.iopt.unmapIovaWalk(BigInt(page) * PAGE_SIZE, PAGE_SIZE, out));
   if (rc !== 0) throw new Error(`unmap of page ${page}: ${rc}`);
 }
 

@@ -28,6 +28,7 @@ import {
   mapRuns,
   type PagesSlice,
   runsFromStorage,
+  storagePfn,
   unpinArea,
 } from './iopt-area.ts';
 import {
@@ -38,6 +39,8 @@ import {
   ioptPagesPinDone,
   ioptPagesPinStart,
   ioptPagesUnpin,
+  ioptPagesUnpinBatch,
+  ioptPagesUnpinStart,
   type PinnedRun,
   type PinProgress,
 } from './pages.ts';
@@ -294,6 +297,45 @@ export function* areaFillDomainWalk(
     first = last + 1n;
   }
   return 0;
+}
+
+/**
+ * iopt_area_unfill_domains() as a walk, for an unmap: a batch at a time, the area's IOPTEs leave
+ * every domain, then its pages are unpinned and uncharged. A batch runs on to the end of the run
+ * of contiguous PFNs it ends in, so that no IOPTE is cut (the kernel's "carry"): IOVA that is
+ * still mapped is never unpinned. A dma-buf's area goes at once.
+ */
+export function* areaUnfillDomainsWalk(
+  iopt: AreaIopt,
+  area: IoptArea,
+  pages: IoptPages,
+): LongWalk<void> {
+  const storage = area.storageDomain;
+  if (storage === undefined) return;
+  if (pages.type === 'dmabuf') {
+    areaUnfillDomains(iopt, area, pages);
+    return;
+  }
+  const { pinner, accounting } = iopt.env;
+  const progress = ioptPagesUnpinStart(pages, area);
+  while (progress.startIndex <= area.lastIndex) {
+    const first = progress.startIndex;
+    const batchLast = first + FILL_BATCH_PAGES - 1n;
+    let last = batchLast < area.lastIndex ? batchLast : area.lastIndex;
+    for (let pfn = storagePfn(area, last) + 1n; last < area.lastIndex; pfn++) {
+      if (storagePfn(area, last + 1n) !== pfn) break;
+      last++;
+    }
+    const pageIova = area.iova - area.pageOffset;
+    let from = pageIova + (first - area.startIndex) * PAGE_SIZE;
+    let end = pageIova + (last - area.startIndex + 1n) * PAGE_SIZE;
+    if (from < area.iova) from = area.iova;
+    if (end > area.last + 1n) end = area.last + 1n;
+    for (const domain of iopt.domains) domain.unmap(from, end - from);
+    ioptPagesUnpinBatch(pages, progress, last, pinner, accounting);
+    yield Number((last - first + 1n) * PAGE_SIZE);
+  }
+  area.storageDomain = undefined;
 }
 
 /**

@@ -13,6 +13,7 @@ import { PAGE_SIZE, ULONG_MAX } from '../uapi/iommufd.ts';
 import {
   type AreaFill,
   areaFillDomainWalk,
+  areaUnfillDomainsWalk,
   fillAreasWalk,
   fillsAddDomain,
   fillsRemoveDomain,
@@ -25,7 +26,6 @@ import {
   areaRemoveDomain,
   areaSplit,
   areaUnfillDomain,
-  areaUnfillDomains,
   IoptArea,
   type IoptEnv,
   minPageSize,
@@ -330,9 +330,14 @@ export class IoPagetable {
 
   /**
    * iopt_unmap_iova_range(): remove every area inside [start, last], lowest first. An area that
-   * sticks out stops the walk with ENOENT, leaving earlier areas unmapped (not atomic).
+   * sticks out stops the walk with ENOENT, leaving earlier areas unmapped (not atomic). A walk:
+   * an area leaves its domains and is unpinned a batch per step (area-fill.ts).
    */
-  private unmapRange(start: bigint, last: bigint, unmapped: Ref<bigint>): SyscallResult {
+  private *unmapRangeWalk(
+    start: bigint,
+    last: bigint,
+    unmapped: Ref<bigint>,
+  ): LongWalk<SyscallResult> {
     let bytes = 0n;
     let rc: SyscallResult = 0;
     let tries = 0;
@@ -367,7 +372,7 @@ export class IoPagetable {
       }
       const pages = area.pages;
       area.pages = undefined;
-      areaUnfillDomains(this, area, pages);
+      yield* areaUnfillDomainsWalk(this, area, pages);
       this.areas.remove(area);
       pages.put();
       bytes += area.length;
@@ -381,22 +386,26 @@ export class IoPagetable {
    * iopt_unmap_iova() followed by iommufd_ioas_unmap()'s rule: a range holding no area at all is
    * ENOENT (decision 1).
    */
-  unmapIova(iova: bigint, length: bigint, unmapped: Ref<bigint>): SyscallResult {
-    const rc = this.unmapIovaAllowEmpty(iova, length, unmapped);
+  *unmapIovaWalk(iova: bigint, length: bigint, unmapped: Ref<bigint>): LongWalk<SyscallResult> {
+    const rc = yield* this.unmapIovaAllowEmptyWalk(iova, length, unmapped);
     return rc === 0 && unmapped.value === 0n ? -Errno.ENOENT : rc;
   }
 
   /** iopt_unmap_iova() itself: an empty range is success with 0 bytes (VFIO_IOMMU_UNMAP_DMA). */
-  unmapIovaAllowEmpty(iova: bigint, length: bigint, unmapped: Ref<bigint>): SyscallResult {
+  *unmapIovaAllowEmptyWalk(
+    iova: bigint,
+    length: bigint,
+    unmapped: Ref<bigint>,
+  ): LongWalk<SyscallResult> {
     if (length === 0n) return -Errno.EINVAL;
     const last = iova + length - 1n;
     if (last > ULONG_MAX) return -Errno.EOVERFLOW;
-    return this.unmapRange(iova, last, unmapped);
+    return yield* this.unmapRangeWalk(iova, last, unmapped);
   }
 
   /** iopt_unmap_all(): succeeds on an empty table too. */
-  unmapAll(unmapped: Ref<bigint>): SyscallResult {
-    return this.unmapRange(0n, ULONG_MAX, unmapped);
+  *unmapAllWalk(unmapped: Ref<bigint>): LongWalk<SyscallResult> {
+    return yield* this.unmapRangeWalk(0n, ULONG_MAX, unmapped);
   }
 
   /**

@@ -6,7 +6,7 @@
 import { shouldFail } from '../fault/fault.ts';
 import { CAP_SYS_RESOURCE, capable } from '../host/credentials.ts';
 import { isBlocked, type MaybeBlocked } from '../host/file.ts';
-import { afterWalk, type LongWalk } from '../host/resched.ts';
+import { afterWalk, type LongWalk, walkNow } from '../host/resched.ts';
 import type { Task } from '../host/task.ts';
 import { copyFromUser, copyToUser } from '../host/uaccess.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
@@ -32,6 +32,7 @@ import {
 import { type Decoded, decodeStruct, encodeStruct, type FieldTable } from '../uapi/struct.ts';
 import type { AccountOwner, PagesAccountMode } from './accounting.ts';
 import type { IommufdCtx, ObjectRef } from './context.ts';
+import { afterWalkHolding } from './ctx-hold.ts';
 import type { HwptPaging } from './hw-pagetable.ts';
 import { spans } from './interval-tree.ts';
 import { IoPagetable, type Ref } from './io-pagetable.ts';
@@ -53,7 +54,7 @@ export class Ioas extends IommufdObject {
 
   /** iommufd_ioas_destroy(): unmap (unpin, unaccount) everything, then free the table. */
   destroy(): void {
-    this.iopt.unmapAll({ value: 0n });
+    walkNow(this.iopt.unmapAllWalk({ value: 0n }));
     this.iopt.destroyTable();
   }
 }
@@ -286,7 +287,15 @@ export function iommufdIoasCopy(ucmd: Ucmd<typeof iommuIoasCopy.fields>): MaybeB
   });
 }
 
-export function iommufdIoasUnmap(ucmd: Ucmd<typeof iommuIoasUnmap.fields>): SyscallResult {
+/**
+ * IOMMU_IOAS_UNMAP. The areas leave their domains and are unpinned a batch per step; a served
+ * call that takes more than a slice holds the context meanwhile (ctx-hold.ts).
+ */
+export function iommufdIoasUnmap(ucmd: Ucmd<typeof iommuIoasUnmap.fields>): MaybeBlocked {
+  return afterWalkHolding(ucmd.ictx, ucmd.task, ioasUnmapWalk(ucmd), (rc) => rc);
+}
+
+function* ioasUnmapWalk(ucmd: Ucmd<typeof iommuIoasUnmap.fields>): LongWalk<SyscallResult> {
   const cmd = ucmd.cmd;
   using ioasRef = iommufdGetIoasRef(ucmd.ictx, cmd.ioas_id);
   if (ioasRef === undefined) return -Errno.ENOENT;
@@ -294,11 +303,11 @@ export function iommufdIoasUnmap(ucmd: Ucmd<typeof iommuIoasUnmap.fields>): Sysc
   const unmapped: Ref<bigint> = { value: 0n };
   let rc: SyscallResult;
   if (cmd.iova === 0n && cmd.length === ULONG_MAX) {
-    rc = ioas.iopt.unmapAll(unmapped);
+    rc = yield* ioas.iopt.unmapAllWalk(unmapped);
   } else if (cmd.iova >= ULONG_MAX || cmd.length >= ULONG_MAX) {
     rc = -Errno.EOVERFLOW;
   } else {
-    rc = ioas.iopt.unmapIova(cmd.iova, cmd.length, unmapped);
+    rc = yield* ioas.iopt.unmapIovaWalk(cmd.iova, cmd.length, unmapped);
   }
   if (rc) return rc;
   cmd.length = unmapped.value;

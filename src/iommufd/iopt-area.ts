@@ -333,18 +333,22 @@ export function runsFromStorage(
   last = area.lastIndex,
 ): PinnedRun[] {
   const runs: { va: bigint; pfn: bigint; npages: bigint }[] = [];
-  const firstVa = pages.uptr + area.startIndex * PAGE_SIZE;
-  for (let i = first - area.startIndex; i <= last - area.startIndex; i++) {
-    const pageIova = area.iova - area.pageOffset + i * PAGE_SIZE;
-    // The first page may be mapped only from the area's start (a domain of small pages).
-    const probe = pageIova < area.iova && i === 0n ? area.iova : pageIova;
-    const pa = area.storageDomain!.iovaToPhys(probe);
-    if (pa === undefined)
-      throw new Error(`area ${area.iova.toString(16)} lost a page in its storage domain`);
-    const pfn = (pa - (probe - pageIova)) / PAGE_SIZE;
+  for (let index = first; index <= last; index++) {
+    const pfn = storagePfn(area, index);
     const prev = runs[runs.length - 1];
     if (prev !== undefined && prev.pfn + prev.npages === pfn) prev.npages++;
-    else runs.push({ va: firstVa + i * PAGE_SIZE, pfn, npages: 1n });
+    else runs.push({ va: pages.uptr + index * PAGE_SIZE, pfn, npages: 1n });
   }
   return runs;
+}
+
+/** The frame its storage domain maps page `index` of an area's pages to. */
+export function storagePfn(area: IoptArea, index: bigint): bigint {
+  const pageIova = area.iova - area.pageOffset + (index - area.startIndex) * PAGE_SIZE;
+  // The first page may be mapped only from the area's start (a domain of small pages).
+  const probe = pageIova < area.iova ? area.iova : pageIova;
+  const pa = area.storageDomain!.iovaToPhys(probe);
+  if (pa === undefined)
+    throw new Error(`area ${area.iova.toString(16)} lost a page in its storage domain`);
+  return (pa - (probe - pageIova)) / PAGE_SIZE;
 }

@@ -572,6 +572,54 @@ export function ioptPagesUnpin(
   pages.npinned -= fresh;
 }
 
+/**
+ * The part of an area's pages an unpin has not released yet: [startIndex, lastIndex], given back
+ * from the front a batch at a time. It stands for the area among its pages object's filled
+ * ranges until the last batch, so that whatever runs between two batches counts each page once.
+ */
+export class UnpinProgress implements AreaPagesRange {
+  startIndex: bigint;
+  readonly lastIndex: bigint;
+
+  constructor(range: AreaPagesRange) {
+    this.startIndex = range.startIndex;
+    this.lastIndex = range.lastIndex;
+  }
+}
+
+/** ioptPagesUnpin() of `range` begins: the range gives way to its progress. */
+export function ioptPagesUnpinStart(pages: IoptPages, range: AreaPagesRange): UnpinProgress {
+  if (!pages.filledRanges.has(range)) throw new Error('unpin of a range that is not pinned');
+  if (pages.type === 'dmabuf') throw new Error('a batched unpin of a dma-buf');
+  const progress = new UnpinProgress(range);
+  pages.deleteFilledRange(range);
+  pages.addFilledRange(progress);
+  return progress;
+}
+
+/**
+ * Unpins the next batch of an unpin, up to page `last`: the pages no other filled range holds
+ * are unpinned and uncharged. After the last batch the progress is no filled range any more.
+ */
+export function ioptPagesUnpinBatch(
+  pages: IoptPages,
+  progress: UnpinProgress,
+  last: bigint,
+  pinner: PagePinner,
+  accounting: Accounting,
+): void {
+  const first = progress.startIndex;
+  const fresh = pages.uncoveredPages(first, last, progress);
+  for (const seg of pages.segments(first, last, progress)) {
+    if (!seg.covered)
+      pinner.unpin(pages.memory, pageVa(pages, seg.start), seg.last - seg.start + 1n);
+  }
+  accounting.uncharge(pages.accountMode, pages.owner, fresh);
+  pages.npinned -= fresh;
+  progress.startIndex = last + 1n;
+  if (progress.startIndex > progress.lastIndex) pages.deleteFilledRange(progress);
+}
+
 /** The user VA of page `index` of a pages object. */
 function pageVa(pages: IoptPages, index: bigint): bigint {
   return pages.uptr + index * PAGE_SIZE;

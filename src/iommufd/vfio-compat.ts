@@ -6,6 +6,7 @@
  */
 import { CAP_SYS_RAWIO, capable } from '../host/credentials.ts';
 import type { MaybeBlocked } from '../host/file.ts';
+import type { LongWalk } from '../host/resched.ts';
 import type { Task } from '../host/task.ts';
 import { copyFromUser, copyToUser } from '../host/uaccess.ts';
 import { type IoctlCommand, VFIO_CONTAINER } from '../uapi/commands.ts';
@@ -40,6 +41,7 @@ import {
   vfioIovaRange,
 } from '../uapi/vfio.ts';
 import type { IommufdCtx } from './context.ts';
+import { afterWalkHolding } from './ctx-hold.ts';
 import { spans } from './interval-tree.ts';
 import type { Ref } from './io-pagetable.ts';
 import { type Ioas, iommufdGetIoas, iommufdIoasAlloc, mapHoldingIoas } from './ioas.ts';
@@ -327,7 +329,12 @@ function mapDma(ictx: IommufdCtx, task: Task, arg: bigint): MaybeBlocked {
  * punched. `size` is written back with the bytes unmapped, even when the unmap failed part way;
  * a range with nothing mapped is success with size 0.
  */
-function unmapDma(ictx: IommufdCtx, task: Task, arg: bigint): SyscallResult {
+function unmapDma(ictx: IommufdCtx, task: Task, arg: bigint): MaybeBlocked {
+  return afterWalkHolding(ictx, task, unmapDmaWalk(ictx, task, arg), (rc) => rc);
+}
+
+/** unmapDma() itself: the areas are unpinned a batch per step (io-pagetable.ts). */
+function* unmapDmaWalk(ictx: IommufdCtx, task: Task, arg: bigint): LongWalk<SyscallResult> {
   const spec = vfioIommuType1DmaUnmap;
   const bytes = copyFromUser(task, arg, spec.minSize);
   if (bytes === undefined) return -Errno.EFAULT;
@@ -341,7 +348,7 @@ function unmapDma(ictx: IommufdCtx, task: Task, arg: bigint): SyscallResult {
     let rc: SyscallResult;
     if (unmap.flags & VFIO_DMA_UNMAP_FLAG_ALL) {
       if (unmap.iova !== 0n || unmap.size !== 0n) return -Errno.EINVAL;
-      rc = ioas.iopt.unmapAll(unmapped);
+      rc = yield* ioas.iopt.unmapAllWalk(unmapped);
     } else {
       if (ioas.iopt.disableLargePages) {
         // Cut after the last byte and before the first (no cut needed below IOVA 0); the
@@ -351,7 +358,7 @@ function unmapDma(ictx: IommufdCtx, task: Task, arg: bigint): SyscallResult {
         const cut = ioas.iopt.cutIova(unmap.iova !== 0n ? [last, beforeFirst] : [last]);
         if (cut) return cut;
       }
-      rc = ioas.iopt.unmapIovaAllowEmpty(unmap.iova, unmap.size, unmapped);
+      rc = yield* ioas.iopt.unmapIovaAllowEmptyWalk(unmap.iova, unmap.size, unmapped);
     }
     unmap.size = unmapped.value;
     if (!copyToUser(task, arg, encodeStruct(spec, unmap))) rc = -Errno.EFAULT;

@@ -1,0 +1,189 @@
+/**
+ * An unmap of big areas (io-pagetable.ts unmapRangeWalk, area-fill.ts areaUnfillDomainsWalk): a
+ * served client's unmap takes the IOPTEs out of every domain and unpins a batch per step, holding
+ * its context meanwhile, and ends as an unmap at once: nothing mapped, pinned or charged that
+ * should not be, no IOPTE cut in two, pages another area holds still pinned once.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { FIXED, IommufdOps, VfioDeviceOps } from '../check/_ops.ts';
+import { checkInvariants } from '../check/invariants.ts';
+import { withFailNth } from '../fault/fault.ts';
+import { CAP_IPC_LOCK } from '../host/credentials.ts';
+import { isBlocked, type MaybeBlocked } from '../host/file.ts';
+import type { SimProcess } from '../host/sim-process.ts';
+import { createEmulator, type Emulator } from '../index.ts';
+import { SZ_1G, SZ_2M } from '../platform/sizes.ts';
+import { Errno } from '../uapi/errno.ts';
+import * as ioctl from '../uapi/ioctl.ts';
+import * as u from '../uapi/iommufd.ts';
+import { encodeStruct } from '../uapi/struct.ts';
+
+const MIB = 1n << 20n;
+const IOVA = 0x4000_0000n;
+
+/** A process charged for what it pins (no CAP_IPC_LOCK). */
+function spawnCharged(emu: Emulator): SimProcess {
+  const proc = emu.spawn({ uid: 1000, memlockLimit: 8n * SZ_1G });
+  proc.setCapability(CAP_IPC_LOCK, false);
+  return proc;
+}
+
+/** A process with an iommufd and vfio0 attached to a fresh IOAS (a domain to map into). */
+function setup(emu: Emulator, proc: SimProcess) {
+  const ops = new IommufdOps(proc, proc.open('/dev/iommu'));
+  const dev = new VfioDeviceOps(proc, proc.open('/dev/vfio/devices/vfio0'));
+  const bound = dev.bind(ops.fd);
+  assert.equal(bound.ret, 0);
+  const ioas = ops.ioasAlloc();
+  assert.equal(ioas.ret, 0);
+  assert.equal(dev.attach(ioas.id).ret, 0);
+  return { ops, dev, devid: bound.devid, ioas: ioas.id };
+}
+
+/** IOAS_UNMAP made as a served client's call is: by a task that may yield. */
+function unmapServed(
+  proc: SimProcess,
+  fd: number,
+  ioasId: number,
+  iova: bigint,
+  length: bigint,
+): { result: MaybeBlocked; length: () => bigint } {
+  const task = { ...proc.task(), yields: true };
+  const file = task.fds.fileOf(fd)!;
+  const spec = u.iommuIoasUnmap;
+  const arg = proc.alloc(BigInt(spec.size));
+  proc.memory.write(arg, encodeStruct(spec, { size: spec.size, ioas_id: ioasId, iova, length }));
+  const result = withFailNth(proc.failNth, () =>
+    file.fops.ioctl!(file, task, ioctl.IOMMU_IOAS_UNMAP, arg),
+  ) as MaybeBlocked;
+  const out = () => {
+    const bytes = proc.memory.read(arg + 16n, 8)!;
+    return new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true);
+  };
+  return { result, length: out };
+}
+
+async function settle(value: MaybeBlocked, during: () => void = () => {}): Promise<number> {
+  if (!isBlocked(value)) return value;
+  let done = false;
+  const other = (): void => {
+    if (done) return;
+    during();
+    setImmediate(other);
+  };
+  setImmediate(other);
+  const ret = await value.blocked;
+  done = true;
+  return ret;
+}
+
+/** The IOAS's domain (the device's auto domain). */
+function domainOf(emu: Emulator): { iovaToPhys(iova: bigint): bigint | undefined } {
+  const hwpt = [...emu.kernel.iommufd.contexts]
+    .flatMap((ctx) => ctx.publishedObjects())
+    .find((o) => o.type === 'hwpt-paging');
+  assert.ok(hwpt !== undefined);
+  return (hwpt as unknown as { domain: { iovaToPhys(iova: bigint): bigint | undefined } }).domain;
+}
+
+describe('an unmap of big areas', () => {
+  it("a served client's unmap yields and leaves what an unmap at once does", async () => {
+    const length = 32n * MIB;
+    const emu = createEmulator();
+    const proc = spawnCharged(emu);
+    const t = setup(emu, proc);
+    const va = proc.alloc(length);
+    assert.equal(t.ops.map(t.ioas, va, length, FIXED, IOVA).ret, 0);
+    const small = proc.alloc(4096n);
+    assert.equal(t.ops.map(t.ioas, small, 4096n, FIXED, 0x1000n).ret, 0);
+    const pinnedBefore = emu.kernel.machine.pinned.stats().pinnedPages;
+    assert.equal(pinnedBefore, length / u.PAGE_SIZE + 1n);
+    const other = emu.spawn();
+    const otherOps = new IommufdOps(other, other.open('/dev/iommu'));
+    const call = unmapServed(proc, t.ops.fd, t.ioas, IOVA, length);
+    assert.ok(isBlocked(call.result), 'unpinning 32 MiB does not end in one slice');
+    let turns = 0;
+    const ret = await settle(call.result, () => {
+      turns++;
+      // Another client is served meanwhile.
+      assert.equal(otherOps.ioasAlloc().ret, 0);
+    });
+    assert.equal(ret, 0);
+    assert.ok(turns >= 3, `${turns} other turns ran`);
+    assert.equal(call.length(), length);
+    const domain = domainOf(emu);
+    for (let at = 0n; at < length; at += u.PAGE_SIZE)
+      assert.equal(domain.iovaToPhys(IOVA + at), undefined);
+    assert.notEqual(domain.iovaToPhys(0x1000n), undefined, 'the other area stays');
+    assert.equal(emu.kernel.machine.pinned.stats().pinnedPages, 1n);
+    assert.equal(emu.kernel.iommufd.accounting.total(), 1n);
+    assert.deepEqual(checkInvariants(emu.kernel), []);
+  });
+
+  it('never cuts an IOPTE: a batch runs on to the end of a huge page', async () => {
+    const emu = createEmulator();
+    const proc = spawnCharged(emu);
+    const t = setup(emu, proc);
+    // 1 GiB pages, mapped at a 1 GiB aligned IOVA: one IOPTE per page where the IOMMU has them.
+    const length = 2n * SZ_1G;
+    const va = proc.memory.mmap(length, { pageSize: SZ_1G });
+    assert.equal(t.ops.map(t.ioas, va, length, FIXED, SZ_1G).ret, 0);
+    const twoMeg = proc.memory.mmap(8n * SZ_2M, { pageSize: SZ_2M });
+    assert.equal(t.ops.map(t.ioas, twoMeg, 8n * SZ_2M, FIXED, 4n * SZ_1G).ret, 0);
+    for (const [iova, len] of [
+      [SZ_1G, length],
+      [4n * SZ_1G, 8n * SZ_2M],
+    ] as const) {
+      const call = unmapServed(proc, t.ops.fd, t.ioas, iova, len);
+      assert.equal(await settle(call.result), 0);
+      assert.equal(call.length(), len);
+    }
+    const domain = domainOf(emu);
+    for (let at = SZ_1G; at < 5n * SZ_1G; at += SZ_2M)
+      assert.equal(domain.iovaToPhys(at), undefined, `IOVA ${at.toString(16)} unmapped`);
+    assert.equal(emu.kernel.machine.pinned.stats().pinnedPages, 0n);
+    assert.equal(emu.kernel.iommufd.accounting.total(), 0n);
+    assert.deepEqual(checkInvariants(emu.kernel), []);
+  });
+
+  it('pages another area holds stay pinned and charged once', async () => {
+    const length = 16n * MIB;
+    const emu = createEmulator();
+    const proc = spawnCharged(emu);
+    const t = setup(emu, proc);
+    const va = proc.alloc(length);
+    assert.equal(t.ops.map(t.ioas, va, length, FIXED, IOVA).ret, 0);
+    // The middle half again, as a second area of the same pages in another IOAS with a domain.
+    const second = t.ops.ioasAlloc();
+    assert.equal(second.ret, 0);
+    assert.equal(t.ops.hwptAlloc(t.devid, second.id).ret, 0);
+    const half = length / 2n;
+    assert.equal(t.ops.copy(t.ioas, IOVA + half / 2n, second.id, half, FIXED, IOVA).ret, 0);
+    const pages = length / u.PAGE_SIZE;
+    assert.equal(emu.kernel.machine.pinned.stats().pinnedPages, pages);
+    assert.equal(emu.kernel.iommufd.accounting.total(), pages);
+    const call = unmapServed(proc, t.ops.fd, t.ioas, IOVA, length);
+    assert.equal(await settle(call.result), 0);
+    assert.equal(emu.kernel.machine.pinned.stats().pinnedPages, pages / 2n);
+    assert.equal(emu.kernel.iommufd.accounting.total(), pages / 2n);
+    assert.deepEqual(checkInvariants(emu.kernel), []);
+    assert.deepEqual(t.ops.unmap(second.id, IOVA, half), { ret: 0, length: half });
+    assert.equal(emu.kernel.machine.pinned.stats().pinnedPages, 0n);
+    assert.equal(emu.kernel.iommufd.accounting.total(), 0n);
+  });
+
+  it('a range that sticks out still stops with ENOENT after what it unmapped', async () => {
+    const emu = createEmulator();
+    const proc = spawnCharged(emu);
+    const t = setup(emu, proc);
+    const length = 8n * MIB;
+    const va = proc.alloc(2n * length);
+    assert.equal(t.ops.map(t.ioas, va, length, FIXED, IOVA).ret, 0);
+    assert.equal(t.ops.map(t.ioas, va + length, length, FIXED, IOVA + length).ret, 0);
+    const call = unmapServed(proc, t.ops.fd, t.ioas, IOVA, length + length / 2n);
+    assert.equal(await settle(call.result), -Errno.ENOENT);
+    assert.equal(emu.kernel.machine.pinned.stats().pinnedPages, length / u.PAGE_SIZE);
+    assert.deepEqual(checkInvariants(emu.kernel), []);
+  });
+});
