@@ -30,7 +30,7 @@ function spawnCharged(emu: Emulator): SimProcess {
 }
 
 /** A process with an iommufd and vfio0 attached to a fresh IOAS (a domain to map into). */
-function setup(emu: Emulator, proc: SimProcess) {
+function setup(proc: SimProcess) {
   const ops = new IommufdOps(proc, proc.open('/dev/iommu'));
   const dev = new VfioDeviceOps(proc, proc.open('/dev/vfio/devices/vfio0'));
   const bound = dev.bind(ops.fd);
@@ -92,7 +92,7 @@ describe('an unmap of big areas', () => {
     const length = 32n * MIB;
     const emu = createEmulator();
     const proc = spawnCharged(emu);
-    const t = setup(emu, proc);
+    const t = setup(proc);
     const va = proc.alloc(length);
     assert.equal(t.ops.map(t.ioas, va, length, FIXED, IOVA).ret, 0);
     const small = proc.alloc(4096n);
@@ -124,7 +124,7 @@ describe('an unmap of big areas', () => {
   it('never cuts an IOPTE: a batch runs on to the end of a huge page', async () => {
     const emu = createEmulator();
     const proc = spawnCharged(emu);
-    const t = setup(emu, proc);
+    const t = setup(proc);
     // 1 GiB pages, mapped at a 1 GiB aligned IOVA: one IOPTE per page where the IOMMU has them.
     const length = 2n * SZ_1G;
     const va = proc.memory.mmap(length, { pageSize: SZ_1G });
@@ -151,7 +151,7 @@ describe('an unmap of big areas', () => {
     const length = 16n * MIB;
     const emu = createEmulator();
     const proc = spawnCharged(emu);
-    const t = setup(emu, proc);
+    const t = setup(proc);
     const va = proc.alloc(length);
     assert.equal(t.ops.map(t.ioas, va, length, FIXED, IOVA).ret, 0);
     // The middle half again, as a second area of the same pages in another IOAS with a domain.
@@ -176,7 +176,7 @@ describe('an unmap of big areas', () => {
   it('a range that sticks out still stops with ENOENT after what it unmapped', async () => {
     const emu = createEmulator();
     const proc = spawnCharged(emu);
-    const t = setup(emu, proc);
+    const t = setup(proc);
     const length = 8n * MIB;
     const va = proc.alloc(2n * length);
     assert.equal(t.ops.map(t.ioas, va, length, FIXED, IOVA).ret, 0);

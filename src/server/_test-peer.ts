@@ -8,6 +8,7 @@
  * connect, send, close; and reports each connection's inode, data and end.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { encodeRequest, HEADER_BYTES, Op, PROTOCOL_VERSION, type WireCreds } from './protocol.ts';
 
 const CHILD = `
 const fs = require('node:fs');
@@ -180,4 +181,68 @@ export class Peer {
       this.child.kill('SIGKILL');
     });
   }
+}
+
+/** What a peer claims to be: its own pid, the test process's ids, no capabilities. */
+export function credsOf(pid: number): WireCreds {
+  return {
+    pid,
+    tid: pid,
+    uid: process.getuid?.() ?? 0,
+    euid: process.getuid?.() ?? 0,
+    gid: process.getgid?.() ?? 0,
+    egid: process.getgid?.() ?? 0,
+    capEff: 0n,
+    memlock: 1n << 30n,
+    mmCookie: 1n,
+  };
+}
+
+/** A HELLO frame. */
+export function hello(creds: WireCreds): Uint8Array {
+  return encodeRequest({
+    op: Op.HELLO,
+    flags: 0,
+    seq: 1,
+    obj: 0,
+    a0: BigInt(PROTOCOL_VERSION),
+    a1: 0n,
+    creds,
+  });
+}
+
+/** A STAT of /dev/iommu: a request any client may make, answered without any object. */
+export function statRequest(creds: WireCreds, seq: number): Uint8Array {
+  return encodeRequest({
+    op: Op.STAT,
+    flags: 0,
+    seq,
+    obj: 0,
+    a0: 0n,
+    a1: 0n,
+    creds,
+    payload: new TextEncoder().encode('/dev/iommu\0'),
+  });
+}
+
+/** A transport of `peer` that said HELLO and got its answer. */
+export async function transport(
+  server: { readonly socketPath: string },
+  peer: Peer,
+): Promise<PeerConnection> {
+  const conn = await peer.connect(server.socketPath);
+  conn.send(hello(credsOf(peer.pid)));
+  await conn.bytes(HEADER_BYTES);
+  return conn;
+}
+
+/** The number of whole replies received on a connection. */
+export function replies(conn: PeerConnection): number {
+  let n = 0;
+  for (let at = 0; at + 4 <= conn.received.length; n++) {
+    const len = conn.received.readUInt32LE(at);
+    if (at + len > conn.received.length) break;
+    at += len;
+  }
+  return n;
 }

@@ -13,14 +13,13 @@ import { after, before, describe, it } from 'node:test';
 import { Kernel } from '../boot/kernel.ts';
 import { CAP_FULL_SET } from '../host/credentials.ts';
 import { Errno } from '../uapi/errno.ts';
-import { Peer, type PeerConnection } from './_test-peer.ts';
+import { hello, Peer, type PeerConnection } from './_test-peer.ts';
 import { checkClaim, holdsSocket, memlockLimitOf, type PeerIdentity } from './client-identity.ts';
 import { fdAddon } from './fd-addon.ts';
 import {
   encodeRequest,
   HEADER_BYTES,
   Op,
-  PROTOCOL_VERSION,
   ReplyFlag,
   ReqFlag,
   type WireCreds,
@@ -150,18 +149,6 @@ async function reply(conn: PeerConnection, n = 0): Promise<{ ret: number; flags:
   }
   const r = conn.received.subarray(at);
   return { ret: r.readInt32LE(12), flags: r.readUInt16LE(6) };
-}
-
-function hello(creds: WireCreds): Uint8Array {
-  return encodeRequest({
-    op: Op.HELLO,
-    flags: 0,
-    seq: 1,
-    obj: 0,
-    a0: BigInt(PROTOCOL_VERSION),
-    a1: 0n,
-    creds,
-  });
 }
 
 function openRequest(creds: WireCreds, ino: bigint, file: string): Uint8Array {

@@ -9,68 +9,18 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { Kernel } from '../boot/kernel.ts';
-import { Peer, type PeerConnection } from './_test-peer.ts';
+import {
+  credsOf,
+  hello,
+  Peer,
+  type PeerConnection,
+  replies,
+  statRequest,
+  transport,
+} from './_test-peer.ts';
 import type { ServerLimits } from './limits.ts';
-import { encodeRequest, HEADER_BYTES, Op, PROTOCOL_VERSION, type WireCreds } from './protocol.ts';
+import { encodeRequest, HEADER_BYTES, Op } from './protocol.ts';
 import { type EmuServer, startServer } from './server.ts';
-
-function credsOf(pid: number): WireCreds {
-  return {
-    pid,
-    tid: pid,
-    uid: process.getuid?.() ?? 0,
-    euid: process.getuid?.() ?? 0,
-    gid: process.getgid?.() ?? 0,
-    egid: process.getgid?.() ?? 0,
-    capEff: 0n,
-    memlock: 1n << 30n,
-    mmCookie: 1n,
-  };
-}
-
-function hello(creds: WireCreds): Uint8Array {
-  return encodeRequest({
-    op: Op.HELLO,
-    flags: 0,
-    seq: 1,
-    obj: 0,
-    a0: BigInt(PROTOCOL_VERSION),
-    a1: 0n,
-    creds,
-  });
-}
-
-function statRequest(creds: WireCreds, seq: number): Uint8Array {
-  return encodeRequest({
-    op: Op.STAT,
-    flags: 0,
-    seq,
-    obj: 0,
-    a0: 0n,
-    a1: 0n,
-    creds,
-    payload: new TextEncoder().encode('/dev/iommu\0'),
-  });
-}
-
-/** A transport of `peer` that said HELLO and got its answer. */
-async function transport(server: EmuServer, peer: Peer): Promise<PeerConnection> {
-  const conn = await peer.connect(server.socketPath);
-  conn.send(hello(credsOf(peer.pid)));
-  await conn.bytes(HEADER_BYTES);
-  return conn;
-}
-
-/** The number of whole replies received on a connection. */
-function replies(conn: PeerConnection): number {
-  let n = 0;
-  for (let at = 0; at + 4 <= conn.received.length; n++) {
-    const len = conn.received.readUInt32LE(at);
-    if (at + len > conn.received.length) break;
-    at += len;
-  }
-  return n;
-}
 
 /** A bystander's STAT is answered, and soon. */
 async function bystanderServed(server: EmuServer): Promise<void> {

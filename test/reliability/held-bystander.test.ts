@@ -1,0 +1,80 @@
+/**
+ * One client's big attach and unmap cost that client time, not everyone's (decisions 290-293):
+ * while an unmodified C program's attach pins and maps 512 MiB, and while its unmap unpins it,
+ * its context is held, and another client's request is answered before the call ends. Shown by
+ * order, not by time: the bystander's reply arrives while the hold is still there.
+ */
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { Kernel } from '../../src/boot/kernel.ts';
+import { checkInvariants } from '../../src/check/invariants.ts';
+import { ensureNative } from '../../src/cli/native.ts';
+import { CAP_FULL_SET } from '../../src/host/credentials.ts';
+import { credsOf, Peer, replies, statRequest, transport } from '../../src/server/_test-peer.ts';
+import { startServer } from '../../src/server/server.ts';
+import { buildProgram, runAndKill } from './client-program.ts';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+
+describe("a client's big attach and unmap", () => {
+  it('hold its own context only: a bystander is answered meanwhile', async () => {
+    const native = ensureNative(() => {});
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iommufd-emu-held-'));
+    const kernel = new Kernel({});
+    const server = await startServer(kernel, path.join(dir, 'emu.sock'), {
+      testbedDir: path.join(dir, 'root'),
+      grantedCaps: CAP_FULL_SET,
+    });
+    const peer = await Peer.start();
+    try {
+      const binary = buildProgram(path.join(HERE, 'big_calls.c'), dir);
+      const bystander = await transport(server, peer);
+      const held = () => [...kernel.iommufd.contexts].some((ctx) => ctx.hold.held);
+      // The attach publishes its domain when it ends: before that, the hold is the attach's.
+      const step = () =>
+        [...kernel.iommufd.contexts]
+          .flatMap((ctx) => ctx.publishedObjects())
+          .some((o) => o.type === 'hwpt-paging')
+          ? 'unmapping'
+          : 'attaching';
+      // Each time the client's context is held, the bystander asks once; the step it was in, and
+      // whether the hold was still there when the answer came.
+      const answered: string[] = [];
+      let asking = false;
+      let seq = 2;
+      const poll = setInterval(() => {
+        if (asking || !held()) return;
+        asking = true;
+        const during = step();
+        const before = replies(bystander);
+        bystander.send(statRequest(credsOf(peer.pid), seq++));
+        void bystander
+          .until('the STAT reply', () => replies(bystander) > before, 30_000)
+          .then(() => {
+            answered.push(`${during} ${held() ? 'while held' : 'after'}`);
+            asking = false;
+          });
+      }, 5);
+      const run = runAndKill(native, server.socketPath, binary, [], { word: '\0', delayMs: 0 });
+      const result = await run;
+      clearInterval(poll);
+      assert.equal(`${result.stdout.trim()} (${result.code})`, 'attaching\nunmapping\ndone (0)');
+      assert.ok(answered.includes('attaching while held'), answered.join(', '));
+      assert.ok(answered.includes('unmapping while held'), answered.join(', '));
+      await peer.kill();
+      await server.whenIdle();
+      assert.deepEqual(kernel.leaks(), []);
+      assert.deepEqual(checkInvariants(kernel), []);
+      assert.equal(kernel.machine.pinned.stats().pinnedPages, 0n);
+    } finally {
+      await peer.kill();
+      await server.close();
+      kernel.shutdown();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
