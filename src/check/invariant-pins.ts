@@ -24,7 +24,7 @@ export function checkMappingsAndPins(w: World, f: Findings, betweenCalls: boolea
   const pins = new Map<string, number>();
   const pinnedBy = new Map<IoptPages, Set<bigint>>();
   const areasOfPages = new Map<IoptPages, IoptArea[]>();
-  /** Per pages object, the map calls' areas using it (each holds a reference) and their pins. */
+  /** Per pages object, the map calls and teardowns using it (each holds a reference), their pins. */
   const fillsOfPages = new Map<IoptPages, { calls: number; pinning: AreaPagesRange[] }>();
   for (const ioas of w.ioases) {
     const domains = ioas.iopt.domains as IommuDomain[];
@@ -42,7 +42,10 @@ export function checkMappingsAndPins(w: World, f: Findings, betweenCalls: boolea
         fillsOfPages.set(fill.pages, of);
         if (!areasOfPages.has(fill.pages)) areasOfPages.set(fill.pages, []);
         if (fill.state === 'filling') {
-          checkFilling(f, fill, pins, pinnedBy, pinned);
+          if (fill.progress !== undefined) {
+            const what = `area ${hex(fill.area.iova)} being filled`;
+            checkPinnedRange(f, what, fill.pages, fill.progress, pins, pinnedBy, pinned);
+          }
           for (const d of domains)
             mapped.set(d, (mapped.get(d) ?? 0n) + fill.mappedPages * PAGE_SIZE);
           continue;
@@ -107,6 +110,24 @@ export function checkMappingsAndPins(w: World, f: Findings, betweenCalls: boolea
     }
   }
 
+  // Domains being torn down (area-unfill.ts): each holds the pages of the areas it has not
+  // done yet, and those it was the last domain of stay pinned until their batch comes.
+  for (const ctx of w.contexts) {
+    for (const t of ctx.teardowns) {
+      for (let i = t.done; i < t.areas.length; i++) {
+        const { area, pages, unpin } = t.areas[i]!;
+        const of = fillsOfPages.get(pages) ?? { calls: 0, pinning: [] };
+        of.calls++;
+        fillsOfPages.set(pages, of);
+        if (!areasOfPages.has(pages)) areasOfPages.set(pages, []);
+        if (unpin === undefined || unpin.startIndex > unpin.lastIndex) continue;
+        of.pinning.push(unpin);
+        const what = `area ${hex(area.iova)} being torn down`;
+        checkPinnedRange(f, what, pages, unpin, pins, pinnedBy, pinned);
+      }
+    }
+  }
+
   // Each pages object: referenced by its areas, pinned for exactly its filled ones.
   const charges = new Map<string, bigint>();
   /** mm->pinned_vm: every pinned page of a pages object, whatever its account mode. */
@@ -117,7 +138,7 @@ export function checkMappingsAndPins(w: World, f: Findings, betweenCalls: boolea
     const calls = fillsOfPages.get(pages);
     const holders = areas.filter((a) => a.pages !== undefined).length + (calls?.calls ?? 0);
     if (betweenCalls && pages.refs !== holders)
-      f.add(`${what} has refs ${pages.refs} for ${holders} areas and map calls`);
+      f.add(`${what} has refs ${pages.refs} for ${holders} areas, map calls and teardowns`);
     const ranges = [...pages.filledRanges];
     // Access pins (the test interface's ACCESS_PAGES) are filled ranges of their own, and so
     // are the pins of areas being filled.
@@ -248,25 +269,22 @@ function checkDmabufArea(
   }
 }
 
-/**
- * An area a map call is filling: every page of its progress range is pinned, once per pages
- * object (its mapped prefix is counted by the caller).
- */
-function checkFilling(
+/** The pages of `range` are pinned, each counted once per pages object. */
+function checkPinnedRange(
   f: Findings,
-  fill: AreaFill,
+  what: string,
+  pages: IoptPages,
+  range: AreaPagesRange,
   pins: Map<string, number>,
   pinnedBy: Map<IoptPages, Set<bigint>>,
   pinned: { lookup(mm: string, va: bigint): bigint | undefined },
 ): void {
-  const { pages, progress } = fill;
-  if (progress === undefined) return;
   const counted = pinnedBy.get(pages) ?? new Set<bigint>();
   pinnedBy.set(pages, counted);
-  for (let i = progress.startIndex; i <= progress.lastIndex; i++) {
+  for (let i = range.startIndex; i <= range.lastIndex; i++) {
     const va = pages.uptr + i * PAGE_SIZE;
     if (pinned.lookup(pages.memory.mm, va) === undefined)
-      f.add(`area ${hex(fill.area.iova)} being filled: page ${hex(va)} is not pinned`);
+      f.add(`${what}: page ${hex(va)} is not pinned`);
     if (counted.has(va)) continue;
     counted.add(va);
     const key = `${pages.memory.mm}:${va}`;

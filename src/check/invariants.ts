@@ -305,7 +305,7 @@ function checkOpenFiles(w: World, f: Findings): void {
     f.add(`${ctxFiles.length} iommufd files are open for ${w.contexts.length} contexts`);
 }
 
-/** Every live domain belongs to exactly one HWPT, which is on its IOAS. */
+/** Every live domain belongs to exactly one HWPT, which is on its IOAS, or is being torn down. */
 function checkDomains(w: World, f: Findings): void {
   const owned = new Map<number, HwptPaging>();
   for (const hwpt of w.hwpts) {
@@ -331,8 +331,16 @@ function checkDomains(w: World, f: Findings): void {
     if (!hwpt.onIoas || !hwpt.ioas.hwptList.includes(hwpt))
       f.add(`hwpt-paging ${hwpt.id} is not on its IOAS ${hwpt.ioas.id}`);
   }
+  // A domain that left its IOAS is freed once torn down (area-unfill.ts).
+  const tornDown = new Set<number>();
+  for (const ictx of w.contexts)
+    for (const t of ictx.teardowns) {
+      const hw = hwDomainOf(t.domain as IommuDomain);
+      if (hw !== undefined) tornDown.add(hw.id);
+    }
   for (const d of w.kernel.machine.domains.live()) {
-    if (!owned.has(d.id)) f.add(`${d.kind} domain ${d.id} is allocated but no HWPT holds it`);
+    if (!owned.has(d.id) && !tornDown.has(d.id))
+      f.add(`${d.kind} domain ${d.id} is allocated but no HWPT holds it`);
   }
 }
 

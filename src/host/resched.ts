@@ -83,3 +83,62 @@ export function afterWalk<T>(
   });
   return { blocked };
 }
+
+/**
+ * Kernel work that goes on after the call that made it, with no caller waiting (the unpin of a
+ * released device's pages): a slice per turn of the event loop where the event loop serves
+ * clients (`deferred`, the server), to its end at once otherwise (the library API, whose callers
+ * expect the state settled when a call returns). The server is idle only once it is done.
+ */
+export class BackgroundWork {
+  deferred = false;
+  private running = 0;
+  private idleWaiters: (() => void)[] = [];
+  private readonly failed: (err: unknown) => void;
+
+  /** `failed` reports an exception of the work (an emulator bug). */
+  constructor(failed: (err: unknown) => void) {
+    this.failed = failed;
+  }
+
+  /** Runs `walk`, then `done` (also when the walk throws). */
+  run(walk: LongWalk<void>, done: () => void): void {
+    if (!this.deferred) {
+      try {
+        walkNow(walk);
+      } finally {
+        done();
+      }
+      return;
+    }
+    this.running++;
+    const turn = (): void => {
+      try {
+        if (slice(walk) === undefined) {
+          setImmediate(turn);
+          return;
+        }
+      } catch (err) {
+        this.failed(err);
+      }
+      this.finish(done);
+    };
+    setImmediate(turn);
+  }
+
+  /** Resolves once no work runs. */
+  whenIdle(): Promise<void> {
+    if (this.running === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.idleWaiters.push(resolve);
+    });
+  }
+
+  private finish(done: () => void): void {
+    done();
+    if (--this.running > 0) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of waiters) w();
+  }
+}

@@ -19,6 +19,7 @@ import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import { PAGE_SIZE } from '../uapi/iommufd.ts';
 import {
   type AreaIopt,
+  type AreaTeardown,
   areaFillDomain,
   areaFillDomains,
   areaRemoveDomain,
@@ -28,7 +29,6 @@ import {
   mapRuns,
   type PagesSlice,
   runsFromStorage,
-  storagePfn,
   unpinArea,
 } from './iopt-area.ts';
 import {
@@ -39,8 +39,6 @@ import {
   ioptPagesPinDone,
   ioptPagesPinStart,
   ioptPagesUnpin,
-  ioptPagesUnpinBatch,
-  ioptPagesUnpinStart,
   type PinnedRun,
   type PinProgress,
 } from './pages.ts';
@@ -123,8 +121,8 @@ export class AreaFill {
   }
 
   /** A domain left the io_pagetable while the call runs (it is no longer in iopt.domains). */
-  removeDomain(iopt: AreaIopt, domain: IoptDomain): void {
-    if (this.state === 'filled') areaRemoveDomain(iopt, this.area, this.pages, domain);
+  removeDomain(iopt: AreaIopt, domain: IoptDomain, out: AreaTeardown[]): void {
+    if (this.state === 'filled') areaRemoveDomain(iopt, this.area, this.pages, domain, out);
     else if (this.state === 'filling') this.unmapFrom(domain);
   }
 
@@ -300,45 +298,6 @@ export function* areaFillDomainWalk(
 }
 
 /**
- * iopt_area_unfill_domains() as a walk, for an unmap: a batch at a time, the area's IOPTEs leave
- * every domain, then its pages are unpinned and uncharged. A batch runs on to the end of the run
- * of contiguous PFNs it ends in, so that no IOPTE is cut (the kernel's "carry"): IOVA that is
- * still mapped is never unpinned. A dma-buf's area goes at once.
- */
-export function* areaUnfillDomainsWalk(
-  iopt: AreaIopt,
-  area: IoptArea,
-  pages: IoptPages,
-): LongWalk<void> {
-  const storage = area.storageDomain;
-  if (storage === undefined) return;
-  if (pages.type === 'dmabuf') {
-    areaUnfillDomains(iopt, area, pages);
-    return;
-  }
-  const { pinner, accounting } = iopt.env;
-  const progress = ioptPagesUnpinStart(pages, area);
-  while (progress.startIndex <= area.lastIndex) {
-    const first = progress.startIndex;
-    const batchLast = first + FILL_BATCH_PAGES - 1n;
-    let last = batchLast < area.lastIndex ? batchLast : area.lastIndex;
-    for (let pfn = storagePfn(area, last) + 1n; last < area.lastIndex; pfn++) {
-      if (storagePfn(area, last + 1n) !== pfn) break;
-      last++;
-    }
-    const pageIova = area.iova - area.pageOffset;
-    let from = pageIova + (first - area.startIndex) * PAGE_SIZE;
-    let end = pageIova + (last - area.startIndex + 1n) * PAGE_SIZE;
-    if (from < area.iova) from = area.iova;
-    if (end > area.last + 1n) end = area.last + 1n;
-    for (const domain of iopt.domains) domain.unmap(from, end - from);
-    ioptPagesUnpinBatch(pages, progress, last, pinner, accounting);
-    yield Number((last - first + 1n) * PAGE_SIZE);
-  }
-  area.storageDomain = undefined;
-}
-
-/**
  * iopt_fill_domains_pages(): fills a map call's new areas (one per slice) in turn. On failure
  * the areas filled before are unfilled: no domain holds anything of the call.
  */
@@ -385,6 +344,6 @@ export function fillsAddDomain(iopt: AreaIopt, domain: IoptDomain): SyscallResul
 }
 
 /** A domain left the io_pagetable: the areas of map calls in progress let go of it. */
-export function fillsRemoveDomain(iopt: AreaIopt, domain: IoptDomain): void {
-  for (const fill of iopt.fills) fill.removeDomain(iopt, domain);
+export function fillsRemoveDomain(iopt: AreaIopt, domain: IoptDomain, out: AreaTeardown[]): void {
+  for (const fill of iopt.fills) fill.removeDomain(iopt, domain, out);
 }

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { FIXED, IommufdOps, VfioDeviceOps } from '../check/_ops.ts';
 import { checkInvariants } from '../check/invariants.ts';
-import { type FaultSite, withFailNth } from '../fault/fault.ts';
+import type { FaultSite } from '../fault/fault.ts';
 import { CAP_IPC_LOCK } from '../host/credentials.ts';
 import { isBlocked, type MaybeBlocked } from '../host/file.ts';
 import type { SimProcess } from '../host/sim-process.ts';
@@ -16,8 +16,8 @@ import { createEmulator, type Emulator } from '../index.ts';
 import { Errno } from '../uapi/errno.ts';
 import * as ioctl from '../uapi/ioctl.ts';
 import * as u from '../uapi/iommufd.ts';
-import { type Decoded, encodeStruct, type FieldTable, type StructSpec } from '../uapi/struct.ts';
 import * as v from '../uapi/vfio.ts';
+import { served, settle } from './_test-served.ts';
 
 const MIB = 1n << 20n;
 const IOVA = 0x4000_0000n;
@@ -36,46 +36,12 @@ function setup(emu: Emulator, proc: SimProcess, length: bigint) {
   return { ops, dev, devid: bound.devid, ioas: ioas.id, va };
 }
 
-/** An ioctl made as a served client's call is: by a task that may yield. */
-function served<F extends FieldTable>(
-  proc: SimProcess,
-  fd: number,
-  cmd: number,
-  spec: StructSpec<F>,
-  fields: Partial<Decoded<F>>,
-): MaybeBlocked {
-  const task = { ...proc.task(), yields: true };
-  const file = task.fds.fileOf(fd)!;
-  const arg = proc.alloc(BigInt(spec.size));
-  proc.memory.write(arg, encodeStruct(spec, fields));
-  return withFailNth(proc.failNth, () => file.fops.ioctl!(file, task, cmd, arg)) as MaybeBlocked;
-}
-
 function attachServed(proc: SimProcess, devFd: number, ptId: number): MaybeBlocked {
   const spec = v.vfioDeviceAttachIommufdPt;
   return served(proc, devFd, ioctl.VFIO_DEVICE_ATTACH_IOMMUFD_PT, spec, {
     argsz: spec.size,
     pt_id: ptId,
   });
-}
-
-/** The call's result, with `during` run on every other turn of the event loop meanwhile. */
-async function settle(
-  value: MaybeBlocked,
-  during: (turn: number) => void = () => {},
-): Promise<{ ret: number; turns: number }> {
-  if (!isBlocked(value)) return { ret: value, turns: 0 };
-  let turns = 0;
-  let done = false;
-  const other = (): void => {
-    if (done) return;
-    during(turns++);
-    setImmediate(other);
-  };
-  setImmediate(other);
-  const ret = await value.blocked;
-  done = true;
-  return { ret, turns };
 }
 
 /** Where the device's domain maps each page of the area (the same in two emulators' runs). */

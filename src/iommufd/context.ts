@@ -10,7 +10,8 @@ import type { File } from '../host/file.ts';
 import type { MmId } from '../host/user-memory.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import { PAGE_SIZE } from '../uapi/iommufd.ts';
-import { ContextHold } from './ctx-hold.ts';
+import type { DomainTeardown } from './area-unfill.ts';
+import { ContextHold, teardownAfterRelease } from './ctx-hold.ts';
 import type { IommufdDevice, IommufdGroup } from './device.ts';
 import type { HwptNested, HwptPaging } from './hw-pagetable.ts';
 import type { Ioas } from './ioas.ts';
@@ -55,6 +56,8 @@ export class IommufdCtx {
   private nextId = 1;
   /** Held by a call that changes an IOAS of this context over several turns (ctx-hold.ts). */
   readonly hold = new ContextHold();
+  /** Domains that left their IOAS, torn down before the call returns (ctx-hold.ts). */
+  readonly teardowns: DomainTeardown[] = [];
 
   constructor(subsystem: IommufdSubsystem, accountMode: AccountMode) {
     this.subsystem = subsystem;
@@ -269,6 +272,8 @@ export class IommufdCtx {
         break;
       }
     }
+    // What the HWPTs' domains still map, torn down after the release (kernel work).
+    teardownAfterRelease(this);
     this.freeIds.length = 0;
     this.tombstones.clear();
     this.nextId = 1;

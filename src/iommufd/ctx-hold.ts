@@ -12,8 +12,10 @@
  */
 import { currentFailNth, withFailNth } from '../fault/fault.ts';
 import { isBlocked, type MaybeBlocked } from '../host/file.ts';
-import { afterWalk, type LongWalk } from '../host/resched.ts';
+import { afterWalk, type BackgroundWork, type LongWalk } from '../host/resched.ts';
 import type { Task } from '../host/task.ts';
+import { type DomainTeardown, teardownWalk } from './area-unfill.ts';
+import type { IoptEnv } from './iopt-area.ts';
 
 export class ContextHold {
   #held = false;
@@ -47,9 +49,11 @@ export class ContextHold {
   }
 }
 
-/** What a context is, for a hold: ctx-hold.ts needs only its hold. */
+/** What a context is, for a hold: its hold, and the domains its calls left (IommufdCtx). */
 export interface HeldContext {
   readonly hold: ContextHold;
+  readonly teardowns: DomainTeardown[];
+  readonly subsystem: { readonly ioptEnv: IoptEnv; readonly work: BackgroundWork };
 }
 
 /**
@@ -94,4 +98,44 @@ export function afterWalkHolding<T>(
   if (!isBlocked(result)) return result;
   ctx.hold.take();
   return { blocked: result.blocked.finally(() => ctx.hold.release()) };
+}
+
+/**
+ * A call on `ctx` returned `value`: the domains that left their IOAS during it (a detach, a
+ * DESTROY, a replace) are torn down before it returns, unpinning what they alone held, a batch
+ * per step for a served call, holding the context (area-unfill.ts).
+ */
+export function teardownBeforeReturn(
+  ctx: HeldContext | undefined,
+  task: Task,
+  value: MaybeBlocked,
+): MaybeBlocked {
+  if (ctx === undefined) return value;
+  if (isBlocked(value))
+    return { blocked: value.blocked.then((v) => settled(teardownBeforeReturn(ctx, task, v))) };
+  if (ctx.teardowns.length === 0) return value;
+  // Another call holds the context now: it tears them down when it returns, or this one after.
+  const waited = waitForContext(ctx, () => teardownBeforeReturn(ctx, task, value));
+  if (waited !== undefined) return waited;
+  const walk = teardownWalk(ctx.subsystem.ioptEnv, ctx.teardowns);
+  return afterWalkHolding(ctx, task, walk, () => value);
+}
+
+/**
+ * After a release (a device's file, a context: no caller waits), the domains it left are torn
+ * down as kernel work, holding the context until that is done.
+ */
+export function teardownAfterRelease(ctx: HeldContext): void {
+  if (ctx.teardowns.length === 0) return;
+  if (ctx.hold.held) {
+    ctx.hold.whenFree(() => teardownAfterRelease(ctx));
+    return;
+  }
+  ctx.hold.take();
+  const walk = teardownWalk(ctx.subsystem.ioptEnv, ctx.teardowns);
+  ctx.subsystem.work.run(walk, () => ctx.hold.release());
+}
+
+function settled(value: MaybeBlocked): Promise<number> {
+  return isBlocked(value) ? value.blocked : Promise.resolve(value);
 }

@@ -124,7 +124,11 @@ export class HwptPaging extends HwPagetable {
     if (this.onIoas) {
       const list = this.ioas.hwptList;
       list.splice(list.indexOf(this), 1);
-      this.ioas.iopt.removeDomain(this.domain!);
+      // The domain leaves the IOAS now. What it maps goes, unpinned where it was an area's last
+      // domain, a batch per step before the call returns (area-unfill.ts); then it is freed.
+      const areas = this.ioas.iopt.removeDomain(this.domain!);
+      this.ictx.teardowns.push({ domain: this.domain!, areas, done: 0 });
+      this.domain = undefined;
       this.onIoas = false;
     }
     this.releaseDomainAndFault();

@@ -13,14 +13,15 @@ import { PAGE_SIZE, ULONG_MAX } from '../uapi/iommufd.ts';
 import {
   type AreaFill,
   areaFillDomainWalk,
-  areaUnfillDomainsWalk,
   fillAreasWalk,
   fillsAddDomain,
   fillsRemoveDomain,
 } from './area-fill.ts';
 import { AreaTree } from './area-tree.ts';
+import { areaUnfillDomainsWalk } from './area-unfill.ts';
 import { IntervalTree, spans } from './interval-tree.ts';
 import {
+  type AreaTeardown,
   alignUp,
   areaFillDomain,
   areaRemoveDomain,
@@ -530,20 +531,26 @@ export class IoPagetable {
     return 0;
   }
 
-  /** iopt_table_remove_domain(): unmap every area from it; unpin when it was the last domain. */
-  removeDomain(domain: IoptDomain): void {
+  /**
+   * iopt_table_remove_domain(): the domain leaves the table at once; what it maps of each area is
+   * returned, to be taken out of it and, where it was an area's last domain, unpinned, a batch
+   * per step (domain-teardown.ts).
+   */
+  removeDomain(domain: IoptDomain): AreaTeardown[] {
     const index = this.domains.indexOf(domain);
     if (index < 0) throw new Error('removeDomain of a domain that is not attached');
     // Like the kernel's xarray compaction: the last domain moves into the freed slot, so the
     // storage domain after removing domains[0] is the most recently added one.
     const last = this.domains.pop()!;
     if (index < this.domains.length) this.domains[index] = last;
+    const out: AreaTeardown[] = [];
     for (const area of this.areas.iter()) {
-      if (area.pages !== undefined) areaRemoveDomain(this, area, area.pages, domain);
+      if (area.pages !== undefined) areaRemoveDomain(this, area, area.pages, domain, out);
     }
-    fillsRemoveDomain(this, domain);
+    fillsRemoveDomain(this, domain, out);
     this.removeReservedIova(domain);
     this.calculateIovaAlignment();
+    return out;
   }
 
   /** iopt_calculate_iova_alignment(): recompute after a domain or access comes or leaves. */

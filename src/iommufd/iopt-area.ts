@@ -19,8 +19,10 @@ import {
   ioptDmabufRuns,
   ioptPagesPin,
   ioptPagesUnpin,
+  ioptPagesUnpinStart,
   type PagePinner,
   type PinnedRun,
+  type UnpinProgress,
 } from './pages.ts';
 
 /** One mapping: what a MAP (or one piece of a COPY) created; the unit UNMAP removes. */
@@ -222,24 +224,42 @@ export function areaUnfillDomain(
 }
 
 /**
- * One area's part of iopt_table_remove_domain(), once `domain` has left iopt.domains: its IOPTEs
- * go; its pins move to the next storage domain, or go with the last domain.
+ * One area's part of iopt_table_remove_domain(), once `domain` has left iopt.domains: its pins
+ * move to the next storage domain, or are to go with the last domain. What the domain maps of
+ * the area goes on `out`, to be taken out of it (and unpinned, with the last domain) a batch per
+ * step (domain-teardown.ts).
  */
 export function areaRemoveDomain(
   iopt: AreaIopt,
   area: IoptArea,
   pages: IoptPages,
   domain: IoptDomain,
+  out: AreaTeardown[],
 ): void {
   if (area.storageDomain === undefined) return;
-  if (pages.mapsIoptes) domain.unmap(area.iova, area.length);
   const storage = iopt.domains[0];
-  if (storage !== undefined) {
-    if (area.storageDomain === domain) area.storageDomain = storage;
-  } else {
-    unpinArea(iopt, pages, area);
-    area.storageDomain = undefined;
+  const last = storage === undefined;
+  if (!last && area.storageDomain === domain) area.storageDomain = storage;
+  if (last) area.storageDomain = undefined;
+  // A dma-buf's area, one run never pinned, goes at once.
+  if (pages.type === 'dmabuf') {
+    if (pages.mapsIoptes) domain.unmap(area.iova, area.length);
+    if (last) unpinArea(iopt, pages, area);
+    return;
   }
+  pages.get();
+  out.push({ area, pages, unpin: last ? ioptPagesUnpinStart(pages, area) : undefined });
+}
+
+/**
+ * An area a removed domain still maps: its IOPTEs are to go, and, when that domain was its
+ * last, its pages to be unpinned (`unpin`, still a filled range of the pages object, so that
+ * every other user of it counts them pinned until they are not). Holds a reference on the pages.
+ */
+export interface AreaTeardown {
+  readonly area: IoptArea;
+  readonly pages: IoptPages;
+  readonly unpin: UnpinProgress | undefined;
 }
 
 /** Unmaps an area from every domain and unpins its pages (iopt_area_unfill_domains). */
@@ -334,7 +354,7 @@ export function runsFromStorage(
 ): PinnedRun[] {
   const runs: { va: bigint; pfn: bigint; npages: bigint }[] = [];
   for (let index = first; index <= last; index++) {
-    const pfn = storagePfn(area, index);
+    const pfn = domainPfn(area.storageDomain!, area, index);
     const prev = runs[runs.length - 1];
     if (prev !== undefined && prev.pfn + prev.npages === pfn) prev.npages++;
     else runs.push({ va: pages.uptr + index * PAGE_SIZE, pfn, npages: 1n });
@@ -342,13 +362,26 @@ export function runsFromStorage(
   return runs;
 }
 
-/** The frame its storage domain maps page `index` of an area's pages to. */
-export function storagePfn(area: IoptArea, index: bigint): bigint {
+/** The frame `domain` maps page `index` of an area's pages to. */
+export function domainPfn(domain: IoptDomain, area: IoptArea, index: bigint): bigint {
   const pageIova = area.iova - area.pageOffset + (index - area.startIndex) * PAGE_SIZE;
   // The first page may be mapped only from the area's start (a domain of small pages).
   const probe = pageIova < area.iova ? area.iova : pageIova;
-  const pa = area.storageDomain!.iovaToPhys(probe);
-  if (pa === undefined)
-    throw new Error(`area ${area.iova.toString(16)} lost a page in its storage domain`);
+  const pa = domain.iovaToPhys(probe);
+  if (pa === undefined) throw new Error(`area ${area.iova.toString(16)} lost a page in domain`);
   return (pa - (probe - pageIova)) / PAGE_SIZE;
+}
+
+/**
+ * Page `last` of an area, moved on to the last page of the run of contiguous frames `domain`
+ * maps it in: an IOPTE never crosses the end of such a run, so a range of the area that ends
+ * there can be unmapped without cutting one (the kernel's unfill "carry").
+ */
+export function contiguousEnd(domain: IoptDomain, area: IoptArea, last: bigint): bigint {
+  let end = last;
+  for (let pfn = domainPfn(domain, area, last) + 1n; end < area.lastIndex; pfn++) {
+    if (domainPfn(domain, area, end + 1n) !== pfn) break;
+    end++;
+  }
+  return end;
 }

@@ -8,6 +8,7 @@
 import { shouldFail } from '../fault/fault.ts';
 import type { CharDevNode } from '../host/devfs.ts';
 import { File, type FileOperations, type MaybeBlocked, S_IFCHR } from '../host/file.ts';
+import { BackgroundWork } from '../host/resched.ts';
 import type { Task } from '../host/task.ts';
 import { checkZeroedUserThen, copyFromUser, copyToUser, getUser } from '../host/uaccess.ts';
 import type { MmId } from '../host/user-memory.ts';
@@ -23,7 +24,7 @@ import { IOMMUFD_TEST_MEMORY_LIMIT_DEFAULT } from '../uapi/iommufd-test.ts';
 import type { FieldTable, StructSpec } from '../uapi/struct.ts';
 import type { Accounting } from './accounting.ts';
 import { type AccountMode, IommufdCtx, type MmapHold, type MmapRegion } from './context.ts';
-import { waitForContext } from './ctx-hold.ts';
+import { teardownBeforeReturn, waitForContext } from './ctx-hold.ts';
 import { iommufdGetHwInfo } from './device.ts';
 import { iommufdFaultAlloc } from './eventq.ts';
 import { iommufdIoasNoiommuGetPa } from './get-pa.ts';
@@ -78,6 +79,8 @@ export class IommufdSubsystem {
   mockBus: MockBus | undefined;
   /** iommufd_test_memory_limit: the byte budget of the batches pages are read through. */
   testMemoryLimit = IOMMUFD_TEST_MEMORY_LIMIT_DEFAULT;
+  /** Unpins left by releases, done after them (ctx-hold.ts teardownAfterRelease). */
+  readonly work: BackgroundWork;
 
   /** The machine's RAM, where the test interface's dma-bufs are allocated. */
   readonly phys: PhysMemory | undefined;
@@ -87,7 +90,12 @@ export class IommufdSubsystem {
     this.phys = phys;
     this.accounting = accounting;
     this.ioptEnv = { pinner, accounting };
+    this.work = new BackgroundWork((err) => {
+      const stack = err instanceof Error ? (err.stack ?? err.message) : String(err);
+      events.log('bug', `emulator bug in background work: ${stack}`);
+    });
   }
+
   /** iommufd_fops_vma_close() of mappings that match: each lets go of its region's owner. */
   dropMappings(which: (m: MmapHold) => boolean): void {
     for (let i = this.mappings.length - 1; i >= 0; i--) {
@@ -307,7 +315,8 @@ function mmapRegionAt(ictx: IommufdCtx, pos: bigint, length: number): MmapRegion
 export const iommufdFops: FileOperations = {
   name: 'iommufd',
   ioctl(file, task, cmd, arg) {
-    return iommufdIoctl(file.privateData as IommufdCtx, task, cmd, arg);
+    const ictx = file.privateData as IommufdCtx;
+    return teardownBeforeReturn(ictx, task, iommufdIoctl(ictx, task, cmd, arg));
   },
   /**
    * iommufd_fops_mmap(): exactly a region a driver allocated (a vIOMMU's page), by its offset

@@ -20,6 +20,7 @@ import * as ioctl from '../uapi/ioctl.ts';
 import * as u from '../uapi/iommufd.ts';
 import { decodeStruct, encodeStruct } from '../uapi/struct.ts';
 import * as v from '../uapi/vfio.ts';
+import { settle } from './_test-served.ts';
 import { FILL_BATCH_PAGES } from './area-fill.ts';
 
 const MIB = 1n << 20n;
@@ -58,25 +59,6 @@ function mapYielding(
   ) as MaybeBlocked;
   const iova = () => decodeStruct(u.iommuIoasMap, proc.memory.read(arg, u.iommuIoasMap.size)!).iova;
   return { result, iova };
-}
-
-/** The call's result, with `during` run on every other turn of the event loop meanwhile. */
-async function settle(
-  value: MaybeBlocked,
-  during: (turn: number) => void = () => {},
-): Promise<{ ret: number; turns: number }> {
-  if (!isBlocked(value)) return { ret: value, turns: 0 };
-  let turns = 0;
-  let done = false;
-  const other = (): void => {
-    if (done) return;
-    during(turns++);
-    setImmediate(other);
-  };
-  setImmediate(other);
-  const ret = await value.blocked;
-  done = true;
-  return { ret, turns };
 }
 
 describe('pins in batches', () => {

@@ -8,7 +8,6 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { FIXED, IommufdOps, VfioDeviceOps } from '../check/_ops.ts';
 import { checkInvariants } from '../check/invariants.ts';
-import { withFailNth } from '../fault/fault.ts';
 import { CAP_IPC_LOCK } from '../host/credentials.ts';
 import { isBlocked, type MaybeBlocked } from '../host/file.ts';
 import type { SimProcess } from '../host/sim-process.ts';
@@ -17,7 +16,9 @@ import { SZ_1G, SZ_2M } from '../platform/sizes.ts';
 import { Errno } from '../uapi/errno.ts';
 import * as ioctl from '../uapi/ioctl.ts';
 import * as u from '../uapi/iommufd.ts';
-import { encodeStruct } from '../uapi/struct.ts';
+import { decodeStruct } from '../uapi/struct.ts';
+import * as v from '../uapi/vfio.ts';
+import { served, settle } from './_test-served.ts';
 
 const MIB = 1n << 20n;
 const IOVA = 0x4000_0000n;
@@ -41,7 +42,7 @@ function setup(proc: SimProcess) {
   return { ops, dev, devid: bound.devid, ioas: ioas.id };
 }
 
-/** IOAS_UNMAP made as a served client's call is: by a task that may yield. */
+/** IOAS_UNMAP made as a served client's call is, and the length it wrote back. */
 function unmapServed(
   proc: SimProcess,
   fd: number,
@@ -49,33 +50,11 @@ function unmapServed(
   iova: bigint,
   length: bigint,
 ): { result: MaybeBlocked; length: () => bigint } {
-  const task = { ...proc.task(), yields: true };
-  const file = task.fds.fileOf(fd)!;
   const spec = u.iommuIoasUnmap;
+  const fields = { size: spec.size, ioas_id: ioasId, iova, length };
   const arg = proc.alloc(BigInt(spec.size));
-  proc.memory.write(arg, encodeStruct(spec, { size: spec.size, ioas_id: ioasId, iova, length }));
-  const result = withFailNth(proc.failNth, () =>
-    file.fops.ioctl!(file, task, ioctl.IOMMU_IOAS_UNMAP, arg),
-  ) as MaybeBlocked;
-  const out = () => {
-    const bytes = proc.memory.read(arg + 16n, 8)!;
-    return new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true);
-  };
-  return { result, length: out };
-}
-
-async function settle(value: MaybeBlocked, during: () => void = () => {}): Promise<number> {
-  if (!isBlocked(value)) return value;
-  let done = false;
-  const other = (): void => {
-    if (done) return;
-    during();
-    setImmediate(other);
-  };
-  setImmediate(other);
-  const ret = await value.blocked;
-  done = true;
-  return ret;
+  const result = served(proc, fd, ioctl.IOMMU_IOAS_UNMAP, spec, fields, arg);
+  return { result, length: () => decodeStruct(spec, proc.memory.read(arg, spec.size)!).length };
 }
 
 /** The IOAS's domain (the device's auto domain). */
@@ -104,7 +83,7 @@ describe('an unmap of big areas', () => {
     const call = unmapServed(proc, t.ops.fd, t.ioas, IOVA, length);
     assert.ok(isBlocked(call.result), 'unpinning 32 MiB does not end in one slice');
     let turns = 0;
-    const ret = await settle(call.result, () => {
+    const { ret } = await settle(call.result, () => {
       turns++;
       // Another client is served meanwhile.
       assert.equal(otherOps.ioasAlloc().ret, 0);
@@ -136,7 +115,7 @@ describe('an unmap of big areas', () => {
       [4n * SZ_1G, 8n * SZ_2M],
     ] as const) {
       const call = unmapServed(proc, t.ops.fd, t.ioas, iova, len);
-      assert.equal(await settle(call.result), 0);
+      assert.equal((await settle(call.result)).ret, 0);
       assert.equal(call.length(), len);
     }
     const domain = domainOf(emu);
@@ -164,7 +143,7 @@ describe('an unmap of big areas', () => {
     assert.equal(emu.kernel.machine.pinned.stats().pinnedPages, pages);
     assert.equal(emu.kernel.iommufd.accounting.total(), pages);
     const call = unmapServed(proc, t.ops.fd, t.ioas, IOVA, length);
-    assert.equal(await settle(call.result), 0);
+    assert.equal((await settle(call.result)).ret, 0);
     assert.equal(emu.kernel.machine.pinned.stats().pinnedPages, pages / 2n);
     assert.equal(emu.kernel.iommufd.accounting.total(), pages / 2n);
     assert.deepEqual(checkInvariants(emu.kernel), []);
@@ -182,8 +161,116 @@ describe('an unmap of big areas', () => {
     assert.equal(t.ops.map(t.ioas, va, length, FIXED, IOVA).ret, 0);
     assert.equal(t.ops.map(t.ioas, va + length, length, FIXED, IOVA + length).ret, 0);
     const call = unmapServed(proc, t.ops.fd, t.ioas, IOVA, length + length / 2n);
-    assert.equal(await settle(call.result), -Errno.ENOENT);
+    assert.equal((await settle(call.result)).ret, -Errno.ENOENT);
     assert.equal(emu.kernel.machine.pinned.stats().pinnedPages, length / u.PAGE_SIZE);
+    assert.deepEqual(checkInvariants(emu.kernel), []);
+  });
+});
+
+/** VFIO_DEVICE_DETACH_IOMMUFD_PT made as a served client's call is. */
+function detachServed(proc: SimProcess, devFd: number): MaybeBlocked {
+  const spec = v.vfioDeviceDetachIommufdPt;
+  return served(proc, devFd, ioctl.VFIO_DEVICE_DETACH_IOMMUFD_PT, spec, { argsz: spec.size });
+}
+
+describe('a domain leaving its IOAS', () => {
+  it("a served client's detach of the last domain unpins a batch per step before it returns", async () => {
+    const length = 32n * MIB;
+    const emu = createEmulator();
+    const proc = spawnCharged(emu);
+    const t = setup(proc);
+    const va = proc.alloc(length);
+    assert.equal(t.ops.map(t.ioas, va, length, FIXED, IOVA).ret, 0);
+    const tablesBefore = emu.kernel.machine.phys.stats().byPurpose['page-table'];
+    assert.ok(tablesBefore > 0n);
+    const other = emu.spawn();
+    const otherOps = new IommufdOps(other, other.open('/dev/iommu'));
+    const call = detachServed(proc, t.dev.fd);
+    assert.ok(isBlocked(call), 'unpinning 32 MiB does not end in one slice');
+    let turns = 0;
+    let waited: Promise<number> | undefined;
+    const { ret } = await settle(call, () => {
+      turns++;
+      assert.equal(otherOps.ioasAlloc().ret, 0);
+      // Between two batches: what is left pinned is the teardown's.
+      assert.deepEqual(checkInvariants(emu.kernel), [], `turn ${turns}`);
+      if (turns !== 2) return;
+      // The caller's next call waits for the detach: it then finds the area unpinned.
+      const remap = served(proc, t.ops.fd, ioctl.IOMMU_IOAS_UNMAP, u.iommuIoasUnmap, {
+        size: u.iommuIoasUnmap.size,
+        ioas_id: t.ioas,
+        iova: IOVA,
+        length,
+      });
+      assert.ok(isBlocked(remap));
+      waited = remap.blocked;
+    });
+    assert.equal(ret, 0);
+    assert.ok(turns >= 3, `${turns} other turns ran`);
+    // Unpinned and uncharged, the domain and its page tables freed.
+    assert.equal(emu.kernel.machine.pinned.stats().pinnedPages, 0n);
+    assert.equal(emu.kernel.iommufd.accounting.total(), 0n);
+    assert.equal(emu.kernel.machine.phys.stats().byPurpose['page-table'], 0n);
+    assert.deepEqual(checkInvariants(emu.kernel), []);
+    assert.equal(await waited, 0);
+    assert.deepEqual(checkInvariants(emu.kernel), []);
+  });
+
+  it('a detach that leaves another domain moves the storage and unpins nothing', async () => {
+    const length = 16n * MIB;
+    const emu = createEmulator();
+    const proc = spawnCharged(emu);
+    const t = setup(proc);
+    const va = proc.alloc(length);
+    assert.equal(t.ops.map(t.ioas, va, length, FIXED, IOVA).ret, 0);
+    // A second domain on the IOAS, held by its HWPT.
+    const hwpt = t.ops.hwptAlloc(t.devid, t.ioas);
+    assert.equal(hwpt.ret, 0);
+    const pages = length / u.PAGE_SIZE;
+    assert.equal((await settle(detachServed(proc, t.dev.fd))).ret, 0);
+    assert.equal(emu.kernel.machine.pinned.stats().pinnedPages, pages);
+    assert.equal(emu.kernel.iommufd.accounting.total(), pages);
+    assert.deepEqual(checkInvariants(emu.kernel), []);
+    // Now the last one goes by DESTROY, made as a served call.
+    const destroy = served(proc, t.ops.fd, ioctl.IOMMU_DESTROY, u.iommuDestroy, {
+      size: u.iommuDestroy.size,
+      id: hwpt.id,
+    });
+    assert.equal((await settle(destroy)).ret, 0);
+    assert.equal(emu.kernel.machine.pinned.stats().pinnedPages, 0n);
+    assert.equal(emu.kernel.iommufd.accounting.total(), 0n);
+    assert.deepEqual(checkInvariants(emu.kernel), []);
+  });
+
+  it('a released device is torn down after its release, as kernel work', async () => {
+    const length = 32n * MIB;
+    const emu = createEmulator();
+    const work = emu.kernel.iommufd.work;
+    work.deferred = true;
+    const proc = spawnCharged(emu);
+    const t = setup(proc);
+    const va = proc.alloc(length);
+    assert.equal(t.ops.map(t.ioas, va, length, FIXED, IOVA).ret, 0);
+    assert.equal(proc.close(t.dev.fd), 0);
+    // Not yet: the release left the unpin to the work, which holds the context meanwhile.
+    assert.equal(emu.kernel.machine.pinned.stats().pinnedPages, length / u.PAGE_SIZE);
+    const ctx = [...emu.kernel.iommufd.contexts][0]!;
+    assert.ok(ctx.hold.held);
+    assert.deepEqual(checkInvariants(emu.kernel), []);
+    const unmap = served(proc, t.ops.fd, ioctl.IOMMU_IOAS_UNMAP, u.iommuIoasUnmap, {
+      size: u.iommuIoasUnmap.size,
+      ioas_id: t.ioas,
+      iova: IOVA,
+      length,
+    });
+    assert.ok(isBlocked(unmap), 'a call on the context waits for the work');
+    await work.whenIdle();
+    assert.equal(emu.kernel.machine.pinned.stats().pinnedPages, 0n);
+    assert.equal(emu.kernel.iommufd.accounting.total(), 0n);
+    assert.equal(await unmap.blocked, 0);
+    proc.exit();
+    await work.whenIdle();
+    assert.deepEqual(emu.kernel.leaks(), []);
     assert.deepEqual(checkInvariants(emu.kernel), []);
   });
 });

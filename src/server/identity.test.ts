@@ -16,14 +16,7 @@ import { Errno } from '../uapi/errno.ts';
 import { hello, Peer, type PeerConnection } from './_test-peer.ts';
 import { checkClaim, holdsSocket, memlockLimitOf, type PeerIdentity } from './client-identity.ts';
 import { fdAddon } from './fd-addon.ts';
-import {
-  encodeRequest,
-  HEADER_BYTES,
-  Op,
-  ReplyFlag,
-  ReqFlag,
-  type WireCreds,
-} from './protocol.ts';
+import { encodeRequest, HEADER_BYTES, Op, ReplyFlag, ReqFlag, type WireCreds } from './protocol.ts';
 import { type EmuServer, startServer } from './server.ts';
 
 const IOMMU_DESTROY = 0x3b80n;

@@ -141,6 +141,9 @@ class Server implements EmuServer, ServerState {
 
   constructor(kernel: Kernel, socketPath: string, options: ServerOptions) {
     this.kernel = kernel;
+    // Kernel work no caller waits for (what a released device leaves to unpin) goes a slice per
+    // turn, so that a dying client does not hold the others (whenIdle() waits for it).
+    kernel.iommufd.work.deferred = true;
     this.socketPath = socketPath;
     const recorder = options.recorder;
     this.recorder = recorder;
@@ -208,11 +211,14 @@ class Server implements EmuServer, ServerState {
     return this.held;
   }
 
-  whenIdle(): Promise<void> {
-    if (this.connections.size === 0) return Promise.resolve();
-    return new Promise((resolve) => {
-      this.idleWaiters.push(resolve);
-    });
+  /** No connection left, and no kernel work a release left behind (iommufd unpins). */
+  async whenIdle(): Promise<void> {
+    if (this.connections.size > 0) {
+      await new Promise<void>((resolve) => {
+        this.idleWaiters.push(resolve);
+      });
+    }
+    await this.kernel.iommufd.work.whenIdle();
   }
 
   failNth(pid: number, tid: number): FailNth {

@@ -13,7 +13,12 @@ import { type LongWalk, walkNow } from '../host/resched.ts';
 import type { Task } from '../host/task.ts';
 import { checkZeroedUserThen, copyFromUser, copyStructMinsz, copyToUser } from '../host/uaccess.ts';
 import type { IommufdCtx } from '../iommufd/context.ts';
-import { afterWalkHolding, waitForContext } from '../iommufd/ctx-hold.ts';
+import {
+  afterWalkHolding,
+  teardownAfterRelease,
+  teardownBeforeReturn,
+  waitForContext,
+} from '../iommufd/ctx-hold.ts';
 import {
   iommufdDeviceAttachWalk,
   iommufdDeviceBind,
@@ -396,7 +401,8 @@ export const vfioDeviceFops: FileOperations = {
     const run = (): MaybeBlocked =>
       op === undefined ? pciCoreIoctl(df.device, task, cmd, arg) : op.handler(df, task, arg);
     // While a call holds the context the device is bound to, its calls wait (ctx-hold.ts).
-    return waitForContext(df.ictx, run) ?? run();
+    const ictx = df.ictx;
+    return teardownBeforeReturn(ictx, task, waitForContext(ictx, run) ?? run());
   },
   read(file, _task, length, pos) {
     const df = file.privateData as VfioDeviceFile;
@@ -426,6 +432,7 @@ export const vfioDeviceFops: FileOperations = {
 
 /** vfio_device_fops_release(). */
 function releaseDeviceFile(df: VfioDeviceFile): void {
+  const ictx = df.ictx;
   if (df.group !== undefined) {
     if (df.accessGranted) dfGroupClose(df);
     df.accessGranted = false;
@@ -438,4 +445,6 @@ function releaseDeviceFile(df: VfioDeviceFile): void {
   }
   // vfio_device_put_registration(): the last reference lets a waiting unbind go on.
   if (df.device.registration.decAndTest()) df.device.released?.();
+  // What the detach left to unpin (the device's auto domain was the last of its IOAS).
+  if (ictx !== undefined) teardownAfterRelease(ictx);
 }

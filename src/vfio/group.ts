@@ -11,7 +11,7 @@ import { File, type FileOperations, type MaybeBlocked } from '../host/file.ts';
 import type { Task } from '../host/task.ts';
 import { copyStructMinsz, copyToUser, getUser } from '../host/uaccess.ts';
 import type { IommufdCtx } from '../iommufd/context.ts';
-import { waitForContext } from '../iommufd/ctx-hold.ts';
+import { teardownBeforeReturn, waitForContext } from '../iommufd/ctx-hold.ts';
 import { iommufdFops } from '../iommufd/main.ts';
 import {
   iommufdVfioCompatIoasCreate,
@@ -274,7 +274,8 @@ const vfioGroupFops: FileOperations = {
     const group = file.privateData as VfioGroup;
     const run = (): MaybeBlocked => op.handler(group, task, arg);
     // GET_DEVICE_FD attaches to the container's IOAS: it waits for a call holding it.
-    return waitForContext(group.iommufd, run) ?? run();
+    const ictx = group.iommufd;
+    return teardownBeforeReturn(ictx, task, waitForContext(ictx, run) ?? run());
   },
   /** vfio_group_fops_release(): the container goes; device fds from the group stay usable. */
   release(file) {
