@@ -112,19 +112,17 @@ export function checkMappingsAndPins(w: World, f: Findings, betweenCalls: boolea
 
   // Domains being torn down (area-unfill.ts): each holds the pages of the areas it has not
   // done yet, and those it was the last domain of stay pinned until their batch comes.
-  for (const ctx of w.contexts) {
-    for (const t of ctx.teardowns) {
-      for (let i = t.done; i < t.areas.length; i++) {
-        const { area, pages, unpin } = t.areas[i]!;
-        const of = fillsOfPages.get(pages) ?? { calls: 0, pinning: [] };
-        of.calls++;
-        fillsOfPages.set(pages, of);
-        if (!areasOfPages.has(pages)) areasOfPages.set(pages, []);
-        if (unpin === undefined || unpin.startIndex > unpin.lastIndex) continue;
-        of.pinning.push(unpin);
-        const what = `area ${hex(area.iova)} being torn down`;
-        checkPinnedRange(f, what, pages, unpin, pins, pinnedBy, pinned);
-      }
+  for (const t of w.teardowns) {
+    for (let i = t.done; i < t.areas.length; i++) {
+      const { area, pages, unpin } = t.areas[i]!;
+      const of = fillsOfPages.get(pages) ?? { calls: 0, pinning: [] };
+      of.calls++;
+      fillsOfPages.set(pages, of);
+      if (!areasOfPages.has(pages)) areasOfPages.set(pages, []);
+      if (unpin === undefined || unpin.startIndex > unpin.lastIndex) continue;
+      of.pinning.push(unpin);
+      const what = `area ${hex(area.iova)} being torn down`;
+      checkPinnedRange(f, what, pages, unpin, pins, pinnedBy, pinned);
     }
   }
 

@@ -4,6 +4,7 @@
  */
 import type { Kernel } from '../boot/kernel.ts';
 import { IommufdAccess } from '../iommufd/access.ts';
+import type { DomainTeardown } from '../iommufd/area-unfill.ts';
 import type { IommufdCtx } from '../iommufd/context.ts';
 import { IommufdDevice, type IommufdGroup } from '../iommufd/device.ts';
 import { HwptPaging } from '../iommufd/hw-pagetable.ts';
@@ -61,6 +62,8 @@ export interface World {
   readonly boundByVfio: Set<IommufdDevice>;
   /** In-kernel accesses (the test interface's access fds). */
   readonly accesses: IommufdAccess[];
+  /** Domains that left their IOAS and are being torn down (released contexts' too). */
+  readonly teardowns: readonly DomainTeardown[];
 }
 
 export function gather(kernel: Kernel, f: Findings): World {
@@ -90,5 +93,19 @@ export function gather(kernel: Kernel, f: Findings): World {
   for (const vdev of kernel.vfio.devices.values()) {
     if (vdev.iommufdDevice !== undefined) boundByVfio.add(vdev.iommufdDevice);
   }
-  return { kernel, contexts, objects, ioases, hwpts, devices, igroups, boundByVfio, accesses };
+  const teardowns: DomainTeardown[] = [];
+  for (const ictx of new Set([...contexts, ...kernel.iommufd.tearingDown]))
+    teardowns.push(...ictx.teardowns);
+  return {
+    kernel,
+    contexts,
+    objects,
+    ioases,
+    hwpts,
+    devices,
+    igroups,
+    boundByVfio,
+    accesses,
+    teardowns,
+  };
 }

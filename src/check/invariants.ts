@@ -333,11 +333,10 @@ function checkDomains(w: World, f: Findings): void {
   }
   // A domain that left its IOAS is freed once torn down (area-unfill.ts).
   const tornDown = new Set<number>();
-  for (const ictx of w.contexts)
-    for (const t of ictx.teardowns) {
-      const hw = hwDomainOf(t.domain as IommuDomain);
-      if (hw !== undefined) tornDown.add(hw.id);
-    }
+  for (const t of w.teardowns) {
+    const hw = hwDomainOf(t.domain as IommuDomain);
+    if (hw !== undefined) tornDown.add(hw.id);
+  }
   for (const d of w.kernel.machine.domains.live()) {
     if (!owned.has(d.id) && !tornDown.has(d.id))
       f.add(`${d.kind} domain ${d.id} is allocated but no HWPT holds it`);

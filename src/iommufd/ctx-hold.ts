@@ -53,7 +53,12 @@ export class ContextHold {
 export interface HeldContext {
   readonly hold: ContextHold;
   readonly teardowns: DomainTeardown[];
-  readonly subsystem: { readonly ioptEnv: IoptEnv; readonly work: BackgroundWork };
+  readonly subsystem: {
+    readonly ioptEnv: IoptEnv;
+    readonly work: BackgroundWork;
+    /** Contexts whose teardowns run as kernel work (a released one is in no other list). */
+    readonly tearingDown: Set<HeldContext>;
+  };
 }
 
 /**
@@ -132,8 +137,12 @@ export function teardownAfterRelease(ctx: HeldContext): void {
     return;
   }
   ctx.hold.take();
-  const walk = teardownWalk(ctx.subsystem.ioptEnv, ctx.teardowns);
-  ctx.subsystem.work.run(walk, () => ctx.hold.release());
+  const { subsystem } = ctx;
+  subsystem.tearingDown.add(ctx);
+  subsystem.work.run(teardownWalk(subsystem.ioptEnv, ctx.teardowns), () => {
+    subsystem.tearingDown.delete(ctx);
+    ctx.hold.release();
+  });
 }
 
 function settled(value: MaybeBlocked): Promise<number> {

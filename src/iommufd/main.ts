@@ -79,8 +79,10 @@ export class IommufdSubsystem {
   mockBus: MockBus | undefined;
   /** iommufd_test_memory_limit: the byte budget of the batches pages are read through. */
   testMemoryLimit = IOMMUFD_TEST_MEMORY_LIMIT_DEFAULT;
-  /** Unpins left by releases, done after them (ctx-hold.ts teardownAfterRelease). */
+  /** Teardowns left by releases, done after them (ctx-hold.ts teardownAfterRelease). */
   readonly work: BackgroundWork;
+  /** Contexts whose teardowns run as that work (a released one is in `contexts` no more). */
+  readonly tearingDown = new Set<IommufdCtx>();
 
   /** The machine's RAM, where the test interface's dma-bufs are allocated. */
   readonly phys: PhysMemory | undefined;

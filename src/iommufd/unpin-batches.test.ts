@@ -273,4 +273,26 @@ describe('a domain leaving its IOAS', () => {
     assert.deepEqual(emu.kernel.leaks(), []);
     assert.deepEqual(checkInvariants(emu.kernel), []);
   });
+
+  it('a client that exits leaves the teardown to the kernel, which ends with nothing left', async () => {
+    const emu = createEmulator();
+    const work = emu.kernel.iommufd.work;
+    work.deferred = true;
+    const proc = spawnCharged(emu);
+    const t = setup(proc);
+    const length = 32n * MIB;
+    assert.equal(t.ops.map(t.ioas, proc.alloc(length), length, FIXED, IOVA).ret, 0);
+    proc.exit();
+    // The context is gone; its domain is still being torn down, and the invariants know it.
+    assert.equal(emu.kernel.iommufd.contexts.size, 0);
+    assert.equal(emu.kernel.iommufd.tearingDown.size, 1);
+    assert.notEqual(emu.kernel.machine.pinned.stats().pinnedPages, 0n);
+    assert.deepEqual(checkInvariants(emu.kernel), []);
+    await work.whenIdle();
+    assert.equal(emu.kernel.iommufd.tearingDown.size, 0);
+    assert.equal(emu.kernel.machine.pinned.stats().pinnedPages, 0n);
+    assert.equal(emu.kernel.iommufd.accounting.total(), 0n);
+    assert.deepEqual(emu.kernel.leaks(), []);
+    assert.deepEqual(checkInvariants(emu.kernel), []);
+  });
 });
