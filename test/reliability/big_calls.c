@@ -2,8 +2,9 @@
 /*
  * Calls that each take the server many turns (held-bystander.test.ts): 512 MiB mapped into an
  * IOAS no domain holds (nothing pinned yet), then an edu device attached to it (its new domain
- * pins and maps all of it), then the range unmapped (unpinned again). It says each step before
- * making it, and exits 0 only if every call succeeded.
+ * pins and maps all of it), then the range unmapped (unpinned again), then mapped again (pinned)
+ * and the program exits with it all in place (the server tears it down after the release). It
+ * says each step before making it, and exits 0 only if every call succeeded.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -41,6 +42,8 @@ int main(void)
 	u.ioas_id = ioas;
 	if (ioctl(fd, IOMMU_IOAS_UNMAP, &u) || u.length != LEN)
 		return 5;
-	say("done");
+	if (ioas_map_fixed(fd, ioas, buf, LEN, IOVA))
+		return 6;
+	say("exiting");
 	return 0;
 }
