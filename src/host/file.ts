@@ -64,8 +64,11 @@ export interface FileOperations {
    * pwrite and lseek are ESPIPE, and read and write leave the file position at 0.
    */
   readonly nonseekable?: boolean;
-  /** Called once, when the last reference is dropped. */
-  release(file: File): void;
+  /**
+   * Called once, when the last reference is dropped. A promise when the release waits (for a
+   * call that holds what it tears down) or leaves work behind: close() returns after it.
+   */
+  release(file: File): void | Promise<void>;
 }
 
 /**
@@ -101,6 +104,8 @@ export class File {
   private readonly refs: Refcount;
   /** The registry that lists the file while it is open (OpenFiles.add). */
   private openFiles: OpenFiles | undefined;
+  /** Its release, when that goes on after the last put (FileOperations.release). */
+  releasing: Promise<void> | undefined;
 
   constructor(
     kind: FileKind,
@@ -129,7 +134,8 @@ export class File {
   put(): void {
     if (!this.refs.decAndTest()) return;
     this.openFiles?.delete(this);
-    this.fops.release(this);
+    const done = this.fops.release(this);
+    if (done instanceof Promise) this.releasing = done;
   }
 
   /** Called by OpenFiles.add(): the registry this file leaves at its last put. */

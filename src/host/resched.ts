@@ -85,8 +85,8 @@ export function afterWalk<T>(
 }
 
 /**
- * Kernel work that goes on after the call that made it, with no caller waiting (the unpin of a
- * released device's pages): a slice per turn of the event loop where the event loop serves
+ * Kernel work that goes on after the call that made it, with no caller waiting (the teardown
+ * a released device leaves): a slice per turn of the event loop where the event loop serves
  * clients (`deferred`, the server), to its end at once otherwise (the library API, whose callers
  * expect the state settled when a call returns). The server is idle only once it is done.
  */
@@ -96,34 +96,45 @@ export class BackgroundWork {
   private idleWaiters: (() => void)[] = [];
   private readonly failed: (err: unknown) => void;
 
-  /** `failed` reports an exception of the work (an emulator bug). */
+  /** `failed` reports an exception of the work (an emulator bug): the work ends there. */
   constructor(failed: (err: unknown) => void) {
     this.failed = failed;
   }
 
-  /** Runs `walk`, then `done` (also when the walk throws). */
-  run(walk: LongWalk<void>, done: () => void): void {
+  /**
+   * Runs `walk`, then `done` (also after an exception). Undefined when it ran at once, else a
+   * promise of its end.
+   */
+  run(walk: LongWalk<void>, done: () => void): Promise<void> | undefined {
     if (!this.deferred) {
       try {
         walkNow(walk);
       } finally {
         done();
       }
-      return;
+      return undefined;
     }
     this.running++;
-    const turn = (): void => {
-      try {
-        if (slice(walk) === undefined) {
-          setImmediate(turn);
-          return;
+    return new Promise((resolve) => {
+      const turn = (): void => {
+        try {
+          if (slice(walk) === undefined) {
+            setImmediate(turn);
+            return;
+          }
+        } catch (err) {
+          this.failed(err);
         }
-      } catch (err) {
-        this.failed(err);
-      }
-      this.finish(done);
-    };
-    setImmediate(turn);
+        try {
+          done();
+        } catch (err) {
+          this.failed(err);
+        }
+        this.finish();
+        resolve();
+      };
+      setImmediate(turn);
+    });
   }
 
   /** Resolves once no work runs. */
@@ -134,8 +145,7 @@ export class BackgroundWork {
     });
   }
 
-  private finish(done: () => void): void {
-    done();
+  private finish(): void {
     if (--this.running > 0) return;
     const waiters = this.idleWaiters;
     this.idleWaiters = [];

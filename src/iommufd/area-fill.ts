@@ -269,15 +269,7 @@ export function* areaFillDomainWalk(
   // A dma-buf's frames: one run, never pinned, mapped at once.
   if (pages.type === 'dmabuf') return areaFillDomain(iopt, area, pages, domain);
   // The area is filled as if the new domain were the io_pagetable's only one.
-  const alone: AreaIopt = {
-    domains: [domain],
-    areas: iopt.areas,
-    fills: iopt.fills,
-    mapsInFlight: 0,
-    iovaAlignment: iopt.iovaAlignment,
-    disableLargePages: iopt.disableLargePages,
-    env: iopt.env,
-  };
+  const alone: AreaIopt = { ...iopt, domains: [domain] };
   const fill = new AreaFill(area, pages);
   if (area.storageDomain === undefined) return yield* areaFillDomainsWalk(alone, fill);
   // pfn_reader_first(): the batch iopt_area_fill_domain() reads the PFNs through.

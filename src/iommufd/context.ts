@@ -55,13 +55,14 @@ export class IommufdCtx {
   private readonly tombstones = new Set<number>();
   private nextId = 1;
   /** Held by a call that changes an IOAS of this context over several turns (ctx-hold.ts). */
-  readonly hold = new ContextHold();
+  readonly hold: ContextHold;
   /** Domains that left their IOAS, torn down before the call returns (ctx-hold.ts). */
   readonly teardowns: DomainTeardown[] = [];
 
   constructor(subsystem: IommufdSubsystem, accountMode: AccountMode) {
     this.subsystem = subsystem;
     this.accountMode = accountMode;
+    this.hold = new ContextHold((err) => subsystem.reportBug('a call waiting on a context', err));
   }
 
   /** Number of ids in use (published or reserved). */
@@ -249,7 +250,7 @@ export class IommufdCtx {
    * iommufd_fops_release(): destroy every object, leaves first, in passes over ascending ids
    * until the table is empty. A pass that frees nothing is a refcount bug: reported as a leak.
    */
-  release(): void {
+  release(): Promise<void> | undefined {
     // No mapping outlives its file: what is left are the holds of address spaces not yet retired.
     this.subsystem.dropMappings((m) => m.ictx === this);
     while (this.objects.size > 0) {
@@ -273,7 +274,7 @@ export class IommufdCtx {
       }
     }
     // What the HWPTs' domains still map, torn down after the release (kernel work).
-    teardownAfterRelease(this);
+    const teardown = teardownAfterRelease(this);
     this.freeIds.length = 0;
     this.tombstones.clear();
     this.nextId = 1;
@@ -283,6 +284,7 @@ export class IommufdCtx {
       this.subsystem.events.log('bug', line);
     }
     this.subsystem.contexts.delete(this);
+    return teardown;
   }
 }
 

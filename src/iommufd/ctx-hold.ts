@@ -14,6 +14,7 @@ import { currentFailNth, withFailNth } from '../fault/fault.ts';
 import { isBlocked, type MaybeBlocked } from '../host/file.ts';
 import { afterWalk, type BackgroundWork, type LongWalk } from '../host/resched.ts';
 import type { Task } from '../host/task.ts';
+import type { SyscallResult } from '../uapi/errno.ts';
 import { type DomainTeardown, teardownWalk } from './area-unfill.ts';
 import type { IoptEnv } from './iopt-area.ts';
 
@@ -21,6 +22,12 @@ export class ContextHold {
   #held = false;
   /** What waits for the hold to end: calls to run again, releases to run. */
   #waiters: (() => void)[] = [];
+  /** Reports an exception of a waiter (an emulator bug); the other waiters run all the same. */
+  readonly #failed: (err: unknown) => void;
+
+  constructor(failed: (err: unknown) => void) {
+    this.#failed = failed;
+  }
 
   get held(): boolean {
     return this.#held;
@@ -45,7 +52,13 @@ export class ContextHold {
     this.#held = false;
     const waiters = this.#waiters;
     this.#waiters = [];
-    for (const fn of waiters) this.whenFree(fn);
+    for (const fn of waiters) {
+      try {
+        this.whenFree(fn);
+      } catch (err) {
+        this.#failed(err);
+      }
+    }
   }
 }
 
@@ -106,6 +119,27 @@ export function afterWalkHolding<T>(
 }
 
 /**
+ * A call on `ctx`: it waits for a call that holds the context, runs, then tears down the domains
+ * it took out of their IOAS before it returns.
+ */
+export function callOnContext(
+  ctx: HeldContext | undefined,
+  task: Task,
+  run: () => MaybeBlocked,
+): MaybeBlocked {
+  return teardownBeforeReturn(ctx, task, waitForContext(ctx, run) ?? run());
+}
+
+/** afterWalkHolding() of a walk whose result is the call's. */
+export function walkHolding(
+  ctx: HeldContext,
+  task: Task,
+  walk: LongWalk<SyscallResult>,
+): MaybeBlocked {
+  return afterWalkHolding(ctx, task, walk, (rc) => rc);
+}
+
+/**
  * A call on `ctx` returned `value`: the domains that left their IOAS during it (a detach, a
  * DESTROY, a replace) are torn down before it returns, unpinning what they alone held, a batch
  * per step for a served call, holding the context (area-unfill.ts).
@@ -127,21 +161,39 @@ export function teardownBeforeReturn(
 }
 
 /**
- * After a release (a device's file, a context: no caller waits), the domains it left are torn
- * down as kernel work, holding the context until that is done.
+ * After a release (a device's file, a context), the domains it left are torn down as kernel
+ * work, holding the context until that is done; undefined if that was at once, else a promise
+ * of its end (a close() waits for it, a dying process does not).
  */
-export function teardownAfterRelease(ctx: HeldContext): void {
-  if (ctx.teardowns.length === 0) return;
-  if (ctx.hold.held) {
-    ctx.hold.whenFree(() => teardownAfterRelease(ctx));
-    return;
-  }
+export function teardownAfterRelease(ctx: HeldContext): Promise<void> | undefined {
+  if (ctx.teardowns.length === 0) return undefined;
+  if (ctx.hold.held) return whenFree(ctx, () => teardownAfterRelease(ctx));
   ctx.hold.take();
   const { subsystem } = ctx;
   subsystem.tearingDown.add(ctx);
-  subsystem.work.run(teardownWalk(subsystem.ioptEnv, ctx.teardowns), () => {
+  return subsystem.work.run(teardownWalk(subsystem.ioptEnv, ctx.teardowns), () => {
     subsystem.tearingDown.delete(ctx);
     ctx.hold.release();
+  });
+}
+
+/**
+ * A release that waits for the call holding `ctx` (the kernel's release sleeps on the same
+ * locks): `release` runs once the hold ends; a promise of its end, whatever happens.
+ */
+export function whenFree(
+  ctx: HeldContext,
+  release: () => Promise<void> | undefined,
+): Promise<void> {
+  return new Promise((resolve) => {
+    ctx.hold.whenFree(() => {
+      try {
+        resolve(release());
+      } catch (err) {
+        resolve();
+        throw err;
+      }
+    });
   });
 }
 

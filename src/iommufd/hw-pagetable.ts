@@ -43,7 +43,7 @@ import {
   ULONG_MAX,
 } from '../uapi/iommufd.ts';
 import type { IommufdCtx } from './context.ts';
-import { afterWalkHolding } from './ctx-hold.ts';
+import { walkHolding } from './ctx-hold.ts';
 import type { IommufdDevice } from './device.ts';
 import type { IommufdFault } from './eventq.ts';
 import { iommufdNoiommuOps } from './hwpt-noiommu.ts';
@@ -409,7 +409,7 @@ function viommuAllocHwptNested(
  * driver: the new HWPT is not attached to it.
  */
 export function iommufdHwptAlloc(ucmd: Ucmd<typeof iommuHwptAlloc.fields>): MaybeBlocked {
-  return afterWalkHolding(ucmd.ictx, ucmd.task, hwptAllocWalk(ucmd), (rc) => rc);
+  return walkHolding(ucmd.ictx, ucmd.task, hwptAllocWalk(ucmd));
 }
 
 /** iommufd_hwpt_alloc() itself: a paging HWPT's domain is filled a batch per step. */

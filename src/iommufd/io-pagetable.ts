@@ -332,7 +332,7 @@ export class IoPagetable {
   /**
    * iopt_unmap_iova_range(): remove every area inside [start, last], lowest first. An area that
    * sticks out stops the walk with ENOENT, leaving earlier areas unmapped (not atomic). A walk:
-   * an area leaves its domains and is unpinned a batch per step (area-fill.ts).
+   * an area leaves its domains and is unpinned a batch per step (area-unfill.ts).
    */
   private *unmapRangeWalk(
     start: bigint,
@@ -526,15 +526,22 @@ export class IoPagetable {
       this.removeReservedIova(domain);
       return rc;
     }
-    this.iovaAlignment = alignment;
+    // A dma-buf revoked meanwhile (by its exporter, in another context) unmapped its areas from
+    // the table's domains, which this one was not yet among (the kernel tracks each domain an
+    // area is filled into).
+    for (const area of filled) {
+      if (area.pages?.mapsIoptes === false) domain.unmap(area.iova, area.length);
+    }
     this.domains.push(domain);
+    // Recomputed: an access may have gone meanwhile (its release is not a call that waits).
+    this.calculateIovaAlignment();
     return 0;
   }
 
   /**
    * iopt_table_remove_domain(): the domain leaves the table at once; what it maps of each area is
    * returned, to be taken out of it and, where it was an area's last domain, unpinned, a batch
-   * per step (domain-teardown.ts).
+   * per step (area-unfill.ts).
    */
   removeDomain(domain: IoptDomain): AreaTeardown[] {
     const index = this.domains.indexOf(domain);

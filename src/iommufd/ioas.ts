@@ -32,7 +32,7 @@ import {
 import { type Decoded, decodeStruct, encodeStruct, type FieldTable } from '../uapi/struct.ts';
 import type { AccountOwner, PagesAccountMode } from './accounting.ts';
 import type { IommufdCtx, ObjectRef } from './context.ts';
-import { afterWalkHolding } from './ctx-hold.ts';
+import { walkHolding } from './ctx-hold.ts';
 import type { HwptPaging } from './hw-pagetable.ts';
 import { spans } from './interval-tree.ts';
 import { IoPagetable, type Ref } from './io-pagetable.ts';
@@ -292,7 +292,7 @@ export function iommufdIoasCopy(ucmd: Ucmd<typeof iommuIoasCopy.fields>): MaybeB
  * call that takes more than a slice holds the context meanwhile (ctx-hold.ts).
  */
 export function iommufdIoasUnmap(ucmd: Ucmd<typeof iommuIoasUnmap.fields>): MaybeBlocked {
-  return afterWalkHolding(ucmd.ictx, ucmd.task, ioasUnmapWalk(ucmd), (rc) => rc);
+  return walkHolding(ucmd.ictx, ucmd.task, ioasUnmapWalk(ucmd));
 }
 
 function* ioasUnmapWalk(ucmd: Ucmd<typeof iommuIoasUnmap.fields>): LongWalk<SyscallResult> {

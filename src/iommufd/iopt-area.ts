@@ -227,7 +227,7 @@ export function areaUnfillDomain(
  * One area's part of iopt_table_remove_domain(), once `domain` has left iopt.domains: its pins
  * move to the next storage domain, or are to go with the last domain. What the domain maps of
  * the area goes on `out`, to be taken out of it (and unpinned, with the last domain) a batch per
- * step (domain-teardown.ts).
+ * step (area-unfill.ts).
  */
 export function areaRemoveDomain(
   iopt: AreaIopt,

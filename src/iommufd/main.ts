@@ -24,7 +24,7 @@ import { IOMMUFD_TEST_MEMORY_LIMIT_DEFAULT } from '../uapi/iommufd-test.ts';
 import type { FieldTable, StructSpec } from '../uapi/struct.ts';
 import type { Accounting } from './accounting.ts';
 import { type AccountMode, IommufdCtx, type MmapHold, type MmapRegion } from './context.ts';
-import { teardownBeforeReturn, waitForContext } from './ctx-hold.ts';
+import { callOnContext } from './ctx-hold.ts';
 import { iommufdGetHwInfo } from './device.ts';
 import { iommufdFaultAlloc } from './eventq.ts';
 import { iommufdIoasNoiommuGetPa } from './get-pa.ts';
@@ -92,10 +92,20 @@ export class IommufdSubsystem {
     this.phys = phys;
     this.accounting = accounting;
     this.ioptEnv = { pinner, accounting };
-    this.work = new BackgroundWork((err) => {
-      const stack = err instanceof Error ? (err.stack ?? err.message) : String(err);
-      events.log('bug', `emulator bug in background work: ${stack}`);
-    });
+    this.work = new BackgroundWork((err) => this.reportBug('background work', err));
+  }
+
+  /** Whether a call or kernel work holds a context now, between two of its batches. */
+  held(): boolean {
+    for (const ctx of this.contexts) if (ctx.hold.held) return true;
+    for (const ctx of this.tearingDown) if (ctx.hold.held) return true;
+    return false;
+  }
+
+  /** An exception outside any call (kernel work, a waiter): logged as the emulator bug it is. */
+  reportBug(where: string, err: unknown): void {
+    const stack = err instanceof Error ? (err.stack ?? err.message) : String(err);
+    this.events.log('bug', `emulator bug in ${where}: ${stack}`);
   }
 
   /** iommufd_fops_vma_close() of mappings that match: each lets go of its region's owner. */
@@ -264,10 +274,8 @@ export function iommufdIoctl(ictx: IommufdCtx, task: Task, cmd: number, arg: big
   const nr = iocNr(cmd);
   const testInterface = ictx.subsystem.mockBus !== undefined;
   const last = testInterface ? IommufdCmd.TEST : LAST_CMD;
-  if (nr < IOMMUFD_CMD_BASE || nr > last) {
-    const compat = (): MaybeBlocked => iommufdVfioIoctl(ictx, task, cmd, arg);
-    return waitForContext(ictx, compat) ?? compat();
-  }
+  if (nr < IOMMUFD_CMD_BASE || nr > last)
+    return callOnContext(ictx, task, () => iommufdVfioIoctl(ictx, task, cmd, arg));
 
   // get_user(): not an injection point.
   const sizeBytes = getUser(task, arg, 4);
@@ -291,7 +299,7 @@ export function iommufdIoctl(ictx: IommufdCtx, task: Task, cmd: number, arg: big
     buf.set(copied);
     const ucmd = new Ucmd(ictx, task, arg, userSize, op.spec, buf);
     // Past the copy, where the kernel's handler would take the IOAS's locks.
-    return waitForContext(ictx, () => op.execute(ucmd)) ?? op.execute(ucmd);
+    return callOnContext(ictx, task, () => op.execute(ucmd));
   };
   if (userSize <= ksize) return copyStruct();
   return checkZeroedUserThen(task, arg + BigInt(ksize), userSize - ksize, (zeroed) => {
@@ -317,8 +325,7 @@ function mmapRegionAt(ictx: IommufdCtx, pos: bigint, length: number): MmapRegion
 export const iommufdFops: FileOperations = {
   name: 'iommufd',
   ioctl(file, task, cmd, arg) {
-    const ictx = file.privateData as IommufdCtx;
-    return teardownBeforeReturn(ictx, task, iommufdIoctl(ictx, task, cmd, arg));
+    return iommufdIoctl(file.privateData as IommufdCtx, task, cmd, arg);
   },
   /**
    * iommufd_fops_mmap(): exactly a region a driver allocated (a vIOMMU's page), by its offset
@@ -354,7 +361,7 @@ export const iommufdFops: FileOperations = {
     return data.length;
   },
   release(file) {
-    (file.privateData as IommufdCtx).release();
+    return (file.privateData as IommufdCtx).release();
   },
 };
 

@@ -560,16 +560,9 @@ export function ioptPagesUnpin(
     pages.deleteFilledRange(range);
     return;
   }
-  const fresh = pages.uncoveredPages(range.startIndex, range.lastIndex, range);
-  const segments = pages.segments(range.startIndex, range.lastIndex, range);
-  pages.deleteFilledRange(range);
-  // Pages another area still holds keep their one pin.
-  for (const seg of segments) {
-    if (!seg.covered)
-      pinner.unpin(pages.memory, pageVa(pages, seg.start), seg.last - seg.start + 1n);
-  }
-  accounting.uncharge(pages.accountMode, pages.owner, fresh);
-  pages.npinned -= fresh;
+  // One batch of all of it: pages another area still holds keep their one pin.
+  const progress = ioptPagesUnpinStart(pages, range);
+  ioptPagesUnpinBatch(pages, progress, range.lastIndex, pinner, accounting);
 }
 
 /**

@@ -41,7 +41,7 @@ import {
   vfioIovaRange,
 } from '../uapi/vfio.ts';
 import type { IommufdCtx } from './context.ts';
-import { afterWalkHolding } from './ctx-hold.ts';
+import { walkHolding } from './ctx-hold.ts';
 import { spans } from './interval-tree.ts';
 import type { Ref } from './io-pagetable.ts';
 import { type Ioas, iommufdGetIoas, iommufdIoasAlloc, mapHoldingIoas } from './ioas.ts';
@@ -330,7 +330,7 @@ function mapDma(ictx: IommufdCtx, task: Task, arg: bigint): MaybeBlocked {
  * a range with nothing mapped is success with size 0.
  */
 function unmapDma(ictx: IommufdCtx, task: Task, arg: bigint): MaybeBlocked {
-  return afterWalkHolding(ictx, task, unmapDmaWalk(ictx, task, arg), (rc) => rc);
+  return walkHolding(ictx, task, unmapDmaWalk(ictx, task, arg));
 }
 
 /** unmapDma() itself: the areas are unpinned a batch per step (io-pagetable.ts). */

@@ -62,6 +62,8 @@ export class ClientFiles {
   private nextObjectId = 1;
   /** The paths of the last objects released, oldest first (pathOf). */
   private readonly releasedPaths = new Map<number, string>();
+  /** Releases that go on after the last put (File.releasing), by object id, until they end. */
+  private readonly releasing = new Map<number, Promise<void>>();
 
   constructor(events: EventBus) {
     this.events = events;
@@ -189,6 +191,15 @@ export class ClientFiles {
       object.file.put();
       return 0;
     });
+    const releasing = object.file.releasing;
+    if (releasing === undefined) return;
+    this.releasing.set(object.id, releasing);
+    void releasing.then(() => this.releasing.delete(object.id));
+  }
+
+  /** The release of object `id` while it goes on (close() returns after it). */
+  releaseOf(id: number): Promise<void> | undefined {
+    return this.releasing.get(id);
   }
 
   /**

@@ -9,16 +9,11 @@ import { shouldFail } from '../fault/fault.ts';
 import { mutant } from '../fault/mutant.ts';
 import { CAP_SYS_RAWIO, capable } from '../host/credentials.ts';
 import { File, type FileOperations, type MaybeBlocked } from '../host/file.ts';
-import { type LongWalk, walkNow } from '../host/resched.ts';
+import type { LongWalk } from '../host/resched.ts';
 import type { Task } from '../host/task.ts';
 import { checkZeroedUserThen, copyFromUser, copyStructMinsz, copyToUser } from '../host/uaccess.ts';
 import type { IommufdCtx } from '../iommufd/context.ts';
-import {
-  afterWalkHolding,
-  teardownAfterRelease,
-  teardownBeforeReturn,
-  waitForContext,
-} from '../iommufd/ctx-hold.ts';
+import { callOnContext, teardownAfterRelease, walkHolding, whenFree } from '../iommufd/ctx-hold.ts';
 import {
   iommufdDeviceAttachWalk,
   iommufdDeviceBind,
@@ -132,9 +127,10 @@ function dfClose(df: VfioDeviceFile): void {
  * path may open a device several times; the first open binds it to the container's iommufd
  * (a DEVICE object whose id nobody learns), runs open_device and attaches it to the compat IOAS
  * (ENODEV when the user cleared it). A no-IOMMU device binds to nothing: its first open needs
- * CAP_SYS_RAWIO and a container with no compat IOAS (EPERM), as nothing will translate.
+ * CAP_SYS_RAWIO and a container with no compat IOAS (EPERM), as nothing will translate. A walk:
+ * the attach fills the compat IOAS's new domain a batch per step.
  */
-export function dfGroupOpen(df: VfioDeviceFile, task: Task): SyscallResult {
+export function* dfGroupOpenWalk(df: VfioDeviceFile, task: Task): LongWalk<SyscallResult> {
   const device = df.device;
   const ictx = df.group!.iommufd;
   if (ictx === undefined) return -Errno.EINVAL;
@@ -160,11 +156,11 @@ export function dfGroupOpen(df: VfioDeviceFile, task: Task): SyscallResult {
     pciCoreOpen(device);
     if (!device.noiommu) {
       const ioasId = iommufdVfioCompatIoasGetId(ictx);
-      // At once: the compat IOAS of a group's device is attached whole in one turn.
+      // A walk: QEMU maps guest RAM into the container before it asks for the device.
       const rc =
         ioasId < 0
           ? ioasId
-          : walkNow(iommufdDeviceAttachWalk(device.iommufdDevice!, { value: ioasId }));
+          : yield* iommufdDeviceAttachWalk(device.iommufdDevice!, { value: ioasId });
       if (rc) {
         dfGroupClose(df);
         return rc;
@@ -271,7 +267,7 @@ function bindLocked(
  * holds the context meanwhile (ctx-hold.ts).
  */
 function ioctlAttachPt(df: VfioDeviceFile, task: Task, arg: bigint): MaybeBlocked {
-  return afterWalkHolding(df.ictx!, task, attachPtWalk(df, task, arg), (rc) => rc);
+  return walkHolding(df.ictx!, task, attachPtWalk(df, task, arg));
 }
 
 function* attachPtWalk(df: VfioDeviceFile, task: Task, arg: bigint): LongWalk<SyscallResult> {
@@ -398,11 +394,10 @@ export const vfioDeviceFops: FileOperations = {
     if (!df.accessGranted) return -Errno.EINVAL;
     // The cdev-only calls; on a group's device file they reach vfio-pci (ENOTTY).
     const op = df.group === undefined ? cdevIoctlOpsByCmd.get(cmd) : undefined;
-    const run = (): MaybeBlocked =>
-      op === undefined ? pciCoreIoctl(df.device, task, cmd, arg) : op.handler(df, task, arg);
     // While a call holds the context the device is bound to, its calls wait (ctx-hold.ts).
-    const ictx = df.ictx;
-    return teardownBeforeReturn(ictx, task, waitForContext(ictx, run) ?? run());
+    return callOnContext(df.ictx, task, () =>
+      op === undefined ? pciCoreIoctl(df.device, task, cmd, arg) : op.handler(df, task, arg),
+    );
   },
   read(file, _task, length, pos) {
     const df = file.privateData as VfioDeviceFile;
@@ -422,16 +417,14 @@ export const vfioDeviceFops: FileOperations = {
   release(file) {
     const df = file.privateData as VfioDeviceFile;
     // The detach waits for a call holding the context, as the kernel's waits on its locks.
-    if (df.ictx?.hold.held === true) {
-      df.ictx.hold.whenFree(() => releaseDeviceFile(df));
-      return;
-    }
-    releaseDeviceFile(df);
+    const ictx = df.ictx;
+    if (ictx?.hold.held === true) return whenFree(ictx, () => releaseDeviceFile(df));
+    return releaseDeviceFile(df);
   },
 };
 
-/** vfio_device_fops_release(). */
-function releaseDeviceFile(df: VfioDeviceFile): void {
+/** vfio_device_fops_release(); a promise while what the detach left is torn down. */
+function releaseDeviceFile(df: VfioDeviceFile): Promise<void> | undefined {
   const ictx = df.ictx;
   if (df.group !== undefined) {
     if (df.accessGranted) dfGroupClose(df);
@@ -446,5 +439,5 @@ function releaseDeviceFile(df: VfioDeviceFile): void {
   // vfio_device_put_registration(): the last reference lets a waiting unbind go on.
   if (df.device.registration.decAndTest()) df.device.released?.();
   // What the detach left to unpin (the device's auto domain was the last of its IOAS).
-  if (ictx !== undefined) teardownAfterRelease(ictx);
+  return ictx === undefined ? undefined : teardownAfterRelease(ictx);
 }

@@ -8,10 +8,11 @@
 import { shouldFail } from '../fault/fault.ts';
 import { CAP_SYS_RAWIO, capable } from '../host/credentials.ts';
 import { File, type FileOperations, type MaybeBlocked } from '../host/file.ts';
+import { type LongWalk, walkNow } from '../host/resched.ts';
 import type { Task } from '../host/task.ts';
 import { copyStructMinsz, copyToUser, getUser } from '../host/uaccess.ts';
 import type { IommufdCtx } from '../iommufd/context.ts';
-import { teardownBeforeReturn, waitForContext } from '../iommufd/ctx-hold.ts';
+import { callOnContext, walkHolding } from '../iommufd/ctx-hold.ts';
 import { iommufdFops } from '../iommufd/main.ts';
 import {
   iommufdVfioCompatIoasCreate,
@@ -26,7 +27,7 @@ import {
   VFIO_GROUP_FLAGS_VIABLE,
   vfioGroupStatus,
 } from '../uapi/vfio.ts';
-import { dfGroupOpen, VfioDeviceFile, vfioDeviceFops } from './device-cdev.ts';
+import { dfGroupOpenWalk, VfioDeviceFile, vfioDeviceFops } from './device-cdev.ts';
 import { pciCoreMatch } from './pci-match.ts';
 import type { VfioDevice } from './vfio-main.ts';
 
@@ -200,7 +201,14 @@ function strndupUser(task: Task, arg: bigint): string | number {
  * container's iommufd and attaches it to the compat IOAS; a device may be open through several
  * such fds. ENODEV for a name not in the group.
  */
-function getDeviceFd(group: VfioGroup, task: Task, arg: bigint): SyscallResult {
+function getDeviceFd(group: VfioGroup, task: Task, arg: bigint): MaybeBlocked {
+  const walk = getDeviceFdWalk(group, task, arg);
+  const ictx = group.iommufd;
+  return ictx === undefined ? walkNow(walk) : walkHolding(ictx, task, walk);
+}
+
+/** getDeviceFd() itself: the first open attaches the device a batch per step. */
+function* getDeviceFdWalk(group: VfioGroup, task: Task, arg: bigint): LongWalk<SyscallResult> {
   const name = strndupUser(task, arg);
   if (typeof name === 'number') return name;
   const device = deviceFromName(group, name);
@@ -216,7 +224,7 @@ function getDeviceFd(group: VfioGroup, task: Task, arg: bigint): SyscallResult {
     return -Errno.ENOMEM;
   }
   const df = new VfioDeviceFile(device, group);
-  const rc = dfGroupOpen(df, task);
+  const rc = yield* dfGroupOpenWalk(df, task);
   if (rc) {
     putRegistration(device);
     return rc;
@@ -249,7 +257,7 @@ function putRegistration(device: VfioDevice): void {
 
 interface GroupIoctlOp {
   readonly command: IoctlCommand;
-  readonly handler: (group: VfioGroup, task: Task, arg: bigint) => SyscallResult;
+  readonly handler: (group: VfioGroup, task: Task, arg: bigint) => MaybeBlocked;
 }
 
 /** vfio_group_fops_unl_ioctl()'s commands, each by its uAPI command; the rest are ENOTTY. */
@@ -272,10 +280,8 @@ const vfioGroupFops: FileOperations = {
     const op = groupIoctlOpsByCmd.get(cmd);
     if (op === undefined) return -Errno.ENOTTY;
     const group = file.privateData as VfioGroup;
-    const run = (): MaybeBlocked => op.handler(group, task, arg);
     // GET_DEVICE_FD attaches to the container's IOAS: it waits for a call holding it.
-    const ictx = group.iommufd;
-    return teardownBeforeReturn(ictx, task, waitForContext(ictx, run) ?? run());
+    return callOnContext(group.iommufd, task, () => op.handler(group, task, arg));
   },
   /** vfio_group_fops_release(): the container goes; device fds from the group stay usable. */
   release(file) {

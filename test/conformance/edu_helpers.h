@@ -11,6 +11,8 @@
 #ifndef IOMMUFD_EMU_CONFORMANCE_EDU_HELPERS_H
 #define IOMMUFD_EMU_CONFORMANCE_EDU_HELPERS_H
 
+#include <sys/resource.h>
+
 #include "harness.h"
 
 #include <poll.h>
@@ -127,6 +129,28 @@ static inline void edu_close(struct edu_dev *d)
 	if (d->fd >= 0)
 		close(d->fd);
 	d->fd = -1;
+}
+
+/*
+ * Pins of `len` bytes are allowed: CAP_IPC_LOCK, or a memlock limit raised to fit (up to the
+ * hard limit). 1 if so.
+ */
+static inline int may_pin(unsigned long long len)
+{
+	struct rlimit rl;
+
+	if (cap_effective(CAP_IPC_LOCK))
+		return 1;
+	if (getrlimit(RLIMIT_MEMLOCK, &rl))
+		return 0;
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < len) {
+		if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < len)
+			return 0;
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_MEMLOCK, &rl))
+			return 0;
+	}
+	return 1;
 }
 
 /* ------------------------------------------------------------------------ */

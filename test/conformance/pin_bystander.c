@@ -15,7 +15,6 @@
  * map that ends first is noted and the case skips rather than fails.
  */
 #include <pthread.h>
-#include <sys/resource.h>
 
 #include "harness.h"
 #include "edu_helpers.h"
@@ -40,25 +39,6 @@ static void *map_run(void *p)
 	return NULL;
 }
 
-/* Pins of LEN bytes are allowed: CAP_IPC_LOCK, or a memlock limit raised to fit. */
-static int may_pin(void)
-{
-	struct rlimit rl;
-
-	if (cap_effective(CAP_IPC_LOCK))
-		return 1;
-	if (getrlimit(RLIMIT_MEMLOCK, &rl))
-		return 0;
-	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < LEN) {
-		if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < LEN)
-			return 0;
-		rl.rlim_cur = rl.rlim_max;
-		if (setrlimit(RLIMIT_MEMLOCK, &rl))
-			return 0;
-	}
-	return 1;
-}
-
 /* An unmap of the range while it is being pinned is EBUSY, and the map is intact after. */
 TEST(unmap_during_pin_is_ebusy)
 {
@@ -70,7 +50,7 @@ TEST(unmap_during_pin_is_ebusy)
 	long tries = 0;
 	int r, err;
 
-	if (!may_pin())
+	if (!may_pin(LEN))
 		SKIP("RLIMIT_MEMLOCK below 256 MiB and no CAP_IPC_LOCK");
 	c.fd = iommufd_open();
 	REQUIRE(c.fd >= 0);

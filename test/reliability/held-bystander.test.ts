@@ -65,8 +65,10 @@ describe("a client's big attach and unmap", () => {
       const run = runAndKill(native, server.socketPath, binary, [], { word: '\0', delayMs: 0 });
       const result = await run;
       assert.equal(`${result.stdout.trim()} (${result.code})`, 'attaching\nunmapping\nexiting (0)');
-      // What it left is torn down after its release: the bystander still asks meanwhile.
-      await kernel.iommufd.work.whenIdle();
+      // What it left is torn down after its release (once the server has seen the process go,
+      // its context is released): the bystander still asks meanwhile.
+      while (iommufd.contexts.size > 0) await new Promise((r) => setTimeout(r, 5));
+      await iommufd.work.whenIdle();
       clearInterval(poll);
       await asked;
       await peer.kill();
