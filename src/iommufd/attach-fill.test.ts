@@ -16,6 +16,12 @@ import { createEmulator, type Emulator } from '../index.ts';
 import { Errno } from '../uapi/errno.ts';
 import * as ioctl from '../uapi/ioctl.ts';
 import * as u from '../uapi/iommufd.ts';
+import {
+  IOMMU_TEST_OP_DMABUF_GET,
+  IOMMU_TEST_OP_DMABUF_REVOKE,
+  testDmabufGet,
+  testDmabufRevoke,
+} from '../uapi/iommufd-test.ts';
 import * as v from '../uapi/vfio.ts';
 import { served, settle } from './_test-served.ts';
 
@@ -221,6 +227,57 @@ describe('an attach filling a new domain', () => {
       assert.notEqual(now.fired, undefined, `fail-nth ${nth} fires`);
       assert.deepEqual(await outcome(nth, true), now, `fail-nth ${nth} (${trail[nth - 1]})`);
       assert.deepEqual(now.broken, []);
+    }
+  });
+
+  it('a dma-buf revoked while the attach goes on is not left mapped in the new domain', async () => {
+    const DMABUF_IOVA = 0x1000_0000n;
+    for (const yields of [false, true]) {
+      const emu = createEmulator();
+      const proc = emu.spawn();
+      // The exporter is another context: its revoke is not a call of the attaching one.
+      const exporter = new IommufdOps(proc, proc.open('/dev/iommu'));
+      // 7.3's DMABUF_GET answers 0; the dma-buf gets the lowest free fd.
+      const dmabuf = proc.dup(exporter.fd);
+      assert.equal(proc.close(dmabuf), 0);
+      const get = proc.ioctlStruct(exporter.fd, ioctl.IOMMU_TEST_CMD, testDmabufGet, {
+        op: IOMMU_TEST_OP_DMABUF_GET,
+        length: 65536,
+        open_flags: 2,
+      });
+      assert.equal(get.ret, 0);
+      const t = setup(emu, proc, 32n * MIB);
+      const mapped = proc.ioctlStruct(t.ops.fd, ioctl.IOMMU_IOAS_MAP_FILE, u.iommuIoasMapFile, {
+        flags: FIXED,
+        ioas_id: t.ioas,
+        fd: dmabuf,
+        start: 0n,
+        length: 65536n,
+        iova: DMABUF_IOVA,
+      });
+      assert.equal(mapped.ret, 0);
+      const revoke = () =>
+        proc.ioctlStruct(exporter.fd, ioctl.IOMMU_TEST_CMD, testDmabufRevoke, {
+          op: IOMMU_TEST_OP_DMABUF_REVOKE,
+          dmabuf_fd: dmabuf,
+          revoked: 1,
+        }).ret;
+      if (yields) {
+        await settle(attachServed(proc, t.dev.fd, t.ioas), (turn) => {
+          if (turn === 1) assert.equal(revoke(), 0);
+        });
+      } else {
+        assert.equal(t.dev.attach(t.ioas).ret, 0);
+        assert.equal(revoke(), 0);
+      }
+      assert.equal(domainPages(emu, 32n * MIB)[0] !== undefined, true, 'the area is mapped');
+      const hwpt = [...emu.kernel.iommufd.contexts]
+        .flatMap((ctx) => ctx.publishedObjects())
+        .find((o) => o.type === 'hwpt-paging') as unknown as {
+        domain: { iovaToPhys(iova: bigint): bigint | undefined };
+      };
+      assert.equal(hwpt.domain.iovaToPhys(DMABUF_IOVA), undefined, `yields ${yields}`);
+      assert.deepEqual(checkInvariants(emu.kernel), []);
     }
   });
 });
