@@ -65,7 +65,8 @@ export function* areaUnfillDomainsWalk(
 ): LongWalk<void> {
   const storage = area.storageDomain;
   if (storage === undefined) return;
-  if (pages.type === 'dmabuf') {
+  // One batch or less (every area of ordinary size), or a dma-buf's: at once.
+  if (pages.type === 'dmabuf' || area.lastIndex - area.startIndex < FILL_BATCH_PAGES) {
     areaUnfillDomains(iopt, area, pages);
     return;
   }

@@ -378,6 +378,7 @@ export function domainPfn(domain: IoptDomain, area: IoptArea, index: bigint): bi
  * there can be unmapped without cutting one (the kernel's unfill "carry").
  */
 export function contiguousEnd(domain: IoptDomain, area: IoptArea, last: bigint): bigint {
+  if (last === area.lastIndex) return last;
   let end = last;
   for (let pfn = domainPfn(domain, area, last) + 1n; end < area.lastIndex; pfn++) {
     if (domainPfn(domain, area, end + 1n) !== pfn) break;
