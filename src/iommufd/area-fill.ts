@@ -266,8 +266,12 @@ export function* areaFillDomainWalk(
   pages: IoptPages,
   domain: IoptDomain,
 ): LongWalk<SyscallResult> {
-  // A dma-buf's frames: one run, never pinned, mapped at once.
-  if (pages.type === 'dmabuf') return areaFillDomain(iopt, area, pages, domain);
+  // A dma-buf's frames (one run, never pinned), or an area of one batch or less: at once.
+  if (pages.type === 'dmabuf' || area.lastIndex - area.startIndex < FILL_BATCH_PAGES) {
+    const rc = areaFillDomain(iopt, area, pages, domain);
+    if (rc === 0) yield Number(area.length);
+    return rc;
+  }
   // The area is filled as if the new domain were the io_pagetable's only one.
   const alone: AreaIopt = { ...iopt, domains: [domain] };
   const fill = new AreaFill(area, pages);

@@ -68,6 +68,7 @@ export function* areaUnfillDomainsWalk(
   // One batch or less (every area of ordinary size), or a dma-buf's: at once.
   if (pages.type === 'dmabuf' || area.lastIndex - area.startIndex < FILL_BATCH_PAGES) {
     areaUnfillDomains(iopt, area, pages);
+    yield Number(area.length);
     return;
   }
   const unpin = ioptPagesUnpinStart(pages, area);

@@ -377,6 +377,8 @@ export class IoPagetable {
       this.areas.remove(area);
       pages.put();
       bytes += area.length;
+      // A step per area too: a million small ones take many slices.
+      yield Number(PAGE_SIZE);
     }
     // A range with nothing in it is success here; IOAS_UNMAP makes that ENOENT (unmapIova()).
     unmapped.value = bytes;
@@ -507,6 +509,8 @@ export class IoPagetable {
         rc = yield* areaFillDomainWalk(this, area, area.pages, domain);
         if (rc) break;
         filled.add(area);
+        // A step per area too: a million small ones take many slices.
+        yield Number(PAGE_SIZE);
       }
       area = area.last === ULONG_MAX ? undefined : this.areas.iterFirst(area.last + 1n, ULONG_MAX);
     }

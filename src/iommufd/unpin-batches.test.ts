@@ -100,6 +100,25 @@ describe('an unmap of big areas', () => {
     assert.deepEqual(checkInvariants(emu.kernel), []);
   });
 
+  it('many small areas take many slices too, and end as at once', async () => {
+    const emu = createEmulator();
+    const proc = spawnCharged(emu);
+    const t = setup(proc);
+    const areas = 2048n;
+    const va = proc.alloc(areas * u.PAGE_SIZE);
+    for (let i = 0n; i < areas; i++) {
+      const at = i * u.PAGE_SIZE;
+      assert.equal(t.ops.map(t.ioas, va + at, u.PAGE_SIZE, FIXED, IOVA + at).ret, 0);
+    }
+    const call = unmapServed(proc, t.ops.fd, t.ioas, 0n, u.ULONG_MAX);
+    assert.ok(isBlocked(call.result), '2048 pinned pages in as many areas do not end in one slice');
+    assert.equal((await settle(call.result)).ret, 0);
+    assert.equal(call.length(), areas * u.PAGE_SIZE);
+    assert.equal(emu.kernel.machine.pinned.stats().pinnedPages, 0n);
+    assert.equal(emu.kernel.iommufd.accounting.total(), 0n);
+    assert.deepEqual(checkInvariants(emu.kernel), []);
+  });
+
   it('never cuts an IOPTE: a batch runs on to the end of a huge page', async () => {
     const emu = createEmulator();
     const proc = spawnCharged(emu);
