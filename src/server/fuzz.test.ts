@@ -12,8 +12,8 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { Kernel } from '../boot/kernel.ts';
 import { CAP_FULL_SET } from '../host/credentials.ts';
-import { Peer, type PeerConnection } from './_test-peer.ts';
-import { encodeRequest, HEADER_BYTES, Op, PROTOCOL_VERSION, type WireCreds } from './protocol.ts';
+import { hello, Peer, type PeerConnection } from './_test-peer.ts';
+import { encodeRequest, HEADER_BYTES, Op, type WireCreds } from './protocol.ts';
 import { startServer } from './server.ts';
 
 const creds: WireCreds = {
@@ -163,18 +163,10 @@ describe('a hostile client', () => {
             payload: window,
           });
         });
-      const hello = encodeRequest({
-        op: Op.HELLO,
-        flags: 0,
-        seq: 1,
-        obj: 0,
-        a0: BigInt(PROTOCOL_VERSION),
-        a1: 0n,
-        creds: ghost,
-      });
+      const helloFrame = hello(ghost);
       await fc.assert(
         fc.asyncProperty(fc.array(ioctl, { minLength: 1, maxLength: 20 }), async (calls) => {
-          await peerTalk(peer, server.socketPath, [hello, ...calls]);
+          await peerTalk(peer, server.socketPath, [helloFrame, ...calls]);
         }),
         { numRuns: 150 },
       );
@@ -208,7 +200,7 @@ describe('a hostile client', () => {
       );
       await server.whenIdle();
       // A client that does everything right is still answered: HELLO gets a reply frame.
-      const hello = encodeRequest({
+      const greeting = encodeRequest({
         op: Op.HELLO,
         flags: 0,
         seq: 1,
@@ -217,7 +209,7 @@ describe('a hostile client', () => {
         a1: 0n,
         creds,
       });
-      const reply = await talk(server.socketPath, [hello]);
+      const reply = await talk(server.socketPath, [greeting]);
       assert.ok(reply.length >= HEADER_BYTES, 'the server no longer answers HELLO');
       await server.whenIdle();
       assert.deepEqual(kernel.leaks(), []);
