@@ -1,11 +1,11 @@
 /**
  * A call that holds its context's I/O page tables for write across turns of the event loop: an
- * attach filling a new domain with gigabytes of areas, an unmap unpinning them. In the kernel
- * such a call holds the IOAS's domains_rwsem and iova_rwsem for write (iopt_table_add_domain(),
- * iopt_unmap_iova_range()) and every other call on that IOAS sleeps until it is done. Here the
- * call goes on a slice per turn (host/resched.ts), and every other call on the same context
- * waits, then runs from its start; other contexts (other clients) are served meanwhile
- * (docs/decisions.md 290-293).
+ * attach filling a new domain with gigabytes of areas, an unmap unpinning them, the teardown of
+ * a domain that left its IOAS. In the kernel such a call holds the IOAS's domains_rwsem and
+ * iova_rwsem for write (iopt_table_add_domain(), iopt_unmap_iova_range()) and every other call
+ * on that IOAS sleeps until it is done. Here the call goes on a slice per turn (host/resched.ts),
+ * and every other call on the same context waits, then runs from its start; other contexts
+ * (other clients) are served meanwhile (docs/decisions.md 290-293).
  *
  * Only a walk that does not end within its first slice holds: every call of ordinary size
  * answers at once, as before.

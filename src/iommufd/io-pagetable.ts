@@ -6,7 +6,7 @@
  */
 import { shouldFail } from '../fault/fault.ts';
 import { mutant } from '../fault/mutant.ts';
-import { type LongWalk, walkNow } from '../host/resched.ts';
+import type { LongWalk } from '../host/resched.ts';
 import type { Task } from '../host/task.ts';
 import { Errno, type SyscallResult } from '../uapi/errno.ts';
 import { PAGE_SIZE, ULONG_MAX } from '../uapi/iommufd.ts';
@@ -467,16 +467,10 @@ export class IoPagetable {
 
   /**
    * iopt_table_add_domain(): raise the alignment, reserve what lies outside the aperture, and map
-   * every area into the new domain (pinning areas that no domain held yet). All or nothing.
-   */
-  addDomain(domain: IoptDomain): SyscallResult {
-    return walkNow(this.addDomainWalk(domain));
-  }
-
-  /**
-   * addDomain() as a walk, a batch of an area per step. A served call that goes on for more than
-   * a slice holds its context meanwhile (ctx-hold.ts), so nothing but the batches of map calls
-   * already running (decision 282) changes the areas under it.
+   * every area into the new domain (pinning areas that no domain held yet). All or nothing. A
+   * walk, a batch of an area per step: a served call that goes on for more than a slice holds
+   * its context meanwhile (ctx-hold.ts), so nothing but the batches of map calls already running
+   * (decision 282) changes the areas under it.
    */
   *addDomainWalk(domain: IoptDomain): LongWalk<SyscallResult> {
     if (this.domains.includes(domain)) return -Errno.EEXIST;
