@@ -194,7 +194,10 @@ export class ClientFiles {
     const releasing = object.file.releasing;
     if (releasing === undefined) return;
     this.releasing.set(object.id, releasing);
-    void releasing.then(() => this.releasing.delete(object.id));
+    const forget = (): void => {
+      this.releasing.delete(object.id);
+    };
+    void releasing.then(forget, forget);
   }
 
   /** The release of object `id` while it goes on (close() returns after it). */

@@ -24,7 +24,7 @@ export function closeBarrier(s: ServerState, conn: Connection, req: Request): vo
     setImmediate(() => {
       const releasing = s.files.releaseOf(req.obj);
       if (releasing === undefined) answer();
-      else void releasing.then(answer);
+      else void releasing.then(answer, answer);
     });
   });
 }

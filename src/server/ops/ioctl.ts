@@ -129,8 +129,12 @@ export function ioctl(s: ServerState, conn: Connection, req: Request): void {
       return -Errno.EIO;
     })
     .then((result) => {
-      file.put();
-      finishIoctl(call, result);
+      try {
+        file.put();
+        finishIoctl(call, result);
+      } catch (err) {
+        reportBug(s, call, err);
+      }
       conn.deferred = false;
       s.pump(conn);
     });
@@ -232,7 +236,9 @@ function withReservedFd(fds: FdResolver, callFd: CallFd): FdResolver {
 function installFd(s: ServerState, callFd: CallFd | undefined, ret: number): ReplyExtra {
   const installed = callFd?.installed;
   if (callFd?.reserved === undefined || installed === undefined) return NO_FD;
-  if (ret < 0) {
+  // A failed call; or the reserved connection is gone (the process died while the call went
+  // on): the fd table the file would go into went with it, and the file goes with its last put.
+  if (ret < 0 || callFd.reserved.dropped) {
     installed.file.put();
     return NO_FD;
   }
