@@ -13,7 +13,8 @@
  *   front ends   src/server, src/index.ts, src/check, src/cli, src/inspector
  *
  * A module may import its own layer and any layer below it, never one above; and no set of
- * modules may import each other in a cycle. Tests (*.test.ts) may import anything.
+ * modules may import each other in a cycle. Tests (*.test.ts) and the modules only tests use
+ * (_test-*.ts, beside them) may import anything.
  */
 
 /** Each layer, lowest first: a path pattern, and the patterns of every layer above it. */
@@ -28,7 +29,7 @@ const LAYERS = [
   ['front-ends', '^src/(server|check|cli|inspector)/|^src/index\\.[jt]s$'],
 ];
 
-const TESTS = '\\.test\\.[jt]s$';
+const TESTS = '(\\.test\\.[jt]s|/_test-[^/]*\\.[jt]s)$';
 
 const upward = LAYERS.slice(0, -1).map(([name, path], i) => ({
   name: `no-upward-from-${name}`,
@@ -50,6 +51,13 @@ module.exports = {
       to: { circular: true },
     },
     ...upward,
+    {
+      name: 'no-test-support-in-sources',
+      comment: 'the _test-*.ts modules are for tests only',
+      severity: 'error',
+      from: { path: '^src/', pathNot: TESTS },
+      to: { path: '/_test-[^/]*\\.[jt]s$' },
+    },
     {
       name: 'only-known-layers',
       comment: 'every source module belongs to a layer above (add new directories to LAYERS)',

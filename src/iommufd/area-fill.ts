@@ -11,6 +11,9 @@
  * filled range of its pages object. A domain attached or detached between two batches is what
  * the kernel would have done after the fill (its attach waits on domains_rwsem): the prefix
  * mapped so far goes into a new domain, and out of a leaving one.
+ *
+ * An attach fills each existing area into its new domain the same way (iopt_area_fill_domain(),
+ * decision 290), with that domain as the only one.
  */
 import { shouldFail } from '../fault/fault.ts';
 import { mutant } from '../fault/mutant.ts';

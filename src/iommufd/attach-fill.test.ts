@@ -23,7 +23,7 @@ import {
   testDmabufRevoke,
 } from '../uapi/iommufd-test.ts';
 import * as v from '../uapi/vfio.ts';
-import { served, settle } from './_test-served.ts';
+import { outcomeWithFailNth, pagingDomain, served, settle } from './_test-served.ts';
 
 const MIB = 1n << 20n;
 const IOVA = 0x4000_0000n;
@@ -52,12 +52,8 @@ function attachServed(proc: SimProcess, devFd: number, ptId: number): MaybeBlock
 
 /** Where the device's domain maps each page of the area (the same in two emulators' runs). */
 function domainPages(emu: Emulator, length: bigint): (bigint | undefined)[] {
-  const hwpt = [...emu.kernel.iommufd.contexts]
-    .flatMap((ctx) => ctx.publishedObjects())
-    .find((o) => o.type === 'hwpt-paging');
-  assert.ok(hwpt !== undefined, 'an auto domain');
-  const domain = (hwpt as unknown as { domain: { iovaToPhys(iova: bigint): bigint | undefined } })
-    .domain;
+  const domain = pagingDomain(emu);
+  assert.ok(domain !== undefined, 'an auto domain');
   const out: (bigint | undefined)[] = [];
   for (let at = 0n; at < length; at += u.PAGE_SIZE) out.push(domain.iovaToPhys(IOVA + at));
   return out;
@@ -101,10 +97,7 @@ describe('an attach filling a new domain', () => {
     const otherOps = new IommufdOps(other, other.open('/dev/iommu'));
     const call = attachServed(proc, t.dev.fd, t.ioas);
     assert.ok(isBlocked(call));
-    const hwptPublished = () =>
-      [...emu.kernel.iommufd.contexts]
-        .flatMap((ctx) => ctx.publishedObjects())
-        .some((o) => o.type === 'hwpt-paging');
+    const hwptPublished = () => pagingDomain(emu) !== undefined;
     const ran: string[] = [];
     const waiting: Promise<void>[] = [];
     await settle(call, (turn) => {
@@ -193,26 +186,16 @@ describe('an attach filling a new domain', () => {
 
   it('a failure injected at any point of a yielding attach leaves what the same failure at once does', async () => {
     const length = 6n * MIB;
-    const outcome = async (nth: number, yields: boolean, trail?: FaultSite[]) => {
+    const outcome = (nth: number, yields: boolean, trail?: FaultSite[]) => {
       const emu = createEmulator();
       const proc = emu.spawn({ uid: 1000, memlockLimit: 64n * MIB });
       proc.setCapability(CAP_IPC_LOCK, false);
       const t = setup(emu, proc, length);
-      proc.failNth.arm(nth);
-      proc.failNth.trail = trail;
-      const ret = yields
-        ? (await settle(attachServed(proc, t.dev.fd, t.ioas))).ret
-        : t.dev.attach(t.ioas).ret;
-      const fired = proc.failNth.lastFired;
-      proc.failNth.arm(0);
-      proc.failNth.trail = undefined;
-      return {
-        ret,
-        fired,
-        pinned: emu.kernel.machine.pinned.stats().pinnedPages,
-        charged: emu.kernel.iommufd.accounting.total(),
-        broken: checkInvariants(emu.kernel),
-      };
+      return outcomeWithFailNth(emu, proc, nth, trail, async () =>
+        yields
+          ? (await settle(attachServed(proc, t.dev.fd, t.ioas))).ret
+          : t.dev.attach(t.ioas).ret,
+      );
     };
     const trail: FaultSite[] = [];
     const clean = await outcome(0, false, trail);
@@ -271,12 +254,7 @@ describe('an attach filling a new domain', () => {
         assert.equal(revoke(), 0);
       }
       assert.equal(domainPages(emu, 32n * MIB)[0] !== undefined, true, 'the area is mapped');
-      const hwpt = [...emu.kernel.iommufd.contexts]
-        .flatMap((ctx) => ctx.publishedObjects())
-        .find((o) => o.type === 'hwpt-paging') as unknown as {
-        domain: { iovaToPhys(iova: bigint): bigint | undefined };
-      };
-      assert.equal(hwpt.domain.iovaToPhys(DMABUF_IOVA), undefined, `yields ${yields}`);
+      assert.equal(pagingDomain(emu)?.iovaToPhys(DMABUF_IOVA), undefined, `yields ${yields}`);
       assert.deepEqual(checkInvariants(emu.kernel), []);
     }
   });

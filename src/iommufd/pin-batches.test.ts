@@ -20,7 +20,7 @@ import * as ioctl from '../uapi/ioctl.ts';
 import * as u from '../uapi/iommufd.ts';
 import { decodeStruct, encodeStruct } from '../uapi/struct.ts';
 import * as v from '../uapi/vfio.ts';
-import { settle } from './_test-served.ts';
+import { outcomeWithFailNth, settle } from './_test-served.ts';
 import { FILL_BATCH_PAGES } from './area-fill.ts';
 
 const MIB = 1n << 20n;
@@ -224,28 +224,18 @@ describe('pins in batches', () => {
   it('a failure injected at any point of a yielding map leaves what the same failure at once does', async () => {
     // Past one slice, so that the yielding map does yield.
     const length = 6n * MIB;
-    const outcome = async (nth: number, yields: boolean, trail?: FaultSite[]) => {
+    const outcome = (nth: number, yields: boolean, trail?: FaultSite[]) => {
       const emu = createEmulator();
       const proc = emu.spawn({ uid: 1000, memlockLimit: 64n * MIB });
       proc.setCapability(CAP_IPC_LOCK, false);
       const t = setup(emu, proc);
       const va = proc.alloc(length);
-      proc.failNth.arm(nth);
-      proc.failNth.trail = trail;
       const fields = { ioas_id: t.ioas, flags: FIXED, user_va: va, length, iova: 0x4000_0000n };
-      const ret = yields
-        ? (await settle(mapYielding(proc, t.ops.fd, fields).result)).ret
-        : t.ops.map(t.ioas, va, length, FIXED, 0x4000_0000n).ret;
-      const fired = proc.failNth.lastFired;
-      proc.failNth.arm(0);
-      proc.failNth.trail = undefined;
-      return {
-        ret,
-        fired,
-        pinned: emu.kernel.machine.pinned.stats().pinnedPages,
-        charged: emu.kernel.iommufd.accounting.total(),
-        broken: checkInvariants(emu.kernel),
-      };
+      return outcomeWithFailNth(emu, proc, nth, trail, async () =>
+        yields
+          ? (await settle(mapYielding(proc, t.ops.fd, fields).result)).ret
+          : t.ops.map(t.ioas, va, length, FIXED, 0x4000_0000n).ret,
+      );
     };
     // The injection points of the call, in order: a frame allocation per 4 KiB page pinned, so
     // every other point, and the frame allocations that start, cut and end the batches.

@@ -18,7 +18,8 @@ import * as ioctl from '../uapi/ioctl.ts';
 import * as u from '../uapi/iommufd.ts';
 import { decodeStruct } from '../uapi/struct.ts';
 import * as v from '../uapi/vfio.ts';
-import { served, settle } from './_test-served.ts';
+import { pagingDomain, served, settle } from './_test-served.ts';
+import type { IoptDomain } from './pages.ts';
 
 const MIB = 1n << 20n;
 const IOVA = 0x4000_0000n;
@@ -57,23 +58,30 @@ function unmapServed(
   return { result, length: () => decodeStruct(spec, proc.memory.read(arg, spec.size)!).length };
 }
 
+/**
+ * A charged process whose device is attached to an IOAS with `length` mapped at IOVA; with
+ * `deferred`, the kernel's work after a release goes on as under the server.
+ */
+function mapped(length: bigint, deferred = false) {
+  const emu = createEmulator();
+  emu.kernel.iommufd.work.deferred = deferred;
+  const proc = spawnCharged(emu);
+  const t = setup(proc);
+  assert.equal(t.ops.map(t.ioas, proc.alloc(length), length, FIXED, IOVA).ret, 0);
+  return { emu, proc, t };
+}
+
 /** The IOAS's domain (the device's auto domain). */
-function domainOf(emu: Emulator): { iovaToPhys(iova: bigint): bigint | undefined } {
-  const hwpt = [...emu.kernel.iommufd.contexts]
-    .flatMap((ctx) => ctx.publishedObjects())
-    .find((o) => o.type === 'hwpt-paging');
-  assert.ok(hwpt !== undefined);
-  return (hwpt as unknown as { domain: { iovaToPhys(iova: bigint): bigint | undefined } }).domain;
+function domainOf(emu: Emulator): IoptDomain {
+  const domain = pagingDomain(emu);
+  assert.ok(domain !== undefined);
+  return domain;
 }
 
 describe('an unmap of big areas', () => {
   it("a served client's unmap yields and leaves what an unmap at once does", async () => {
     const length = 32n * MIB;
-    const emu = createEmulator();
-    const proc = spawnCharged(emu);
-    const t = setup(proc);
-    const va = proc.alloc(length);
-    assert.equal(t.ops.map(t.ioas, va, length, FIXED, IOVA).ret, 0);
+    const { emu, proc, t } = mapped(length);
     const small = proc.alloc(4096n);
     assert.equal(t.ops.map(t.ioas, small, 4096n, FIXED, 0x1000n).ret, 0);
     const pinnedBefore = emu.kernel.machine.pinned.stats().pinnedPages;
@@ -147,11 +155,7 @@ describe('an unmap of big areas', () => {
 
   it('pages another area holds stay pinned and charged once', async () => {
     const length = 16n * MIB;
-    const emu = createEmulator();
-    const proc = spawnCharged(emu);
-    const t = setup(proc);
-    const va = proc.alloc(length);
-    assert.equal(t.ops.map(t.ioas, va, length, FIXED, IOVA).ret, 0);
+    const { emu, proc, t } = mapped(length);
     // The middle half again, as a second area of the same pages in another IOAS with a domain.
     const second = t.ops.ioasAlloc();
     assert.equal(second.ret, 0);
@@ -195,11 +199,7 @@ function detachServed(proc: SimProcess, devFd: number): MaybeBlocked {
 describe('a domain leaving its IOAS', () => {
   it("a served client's detach of the last domain unpins a batch per step before it returns", async () => {
     const length = 32n * MIB;
-    const emu = createEmulator();
-    const proc = spawnCharged(emu);
-    const t = setup(proc);
-    const va = proc.alloc(length);
-    assert.equal(t.ops.map(t.ioas, va, length, FIXED, IOVA).ret, 0);
+    const { emu, proc, t } = mapped(length);
     const tablesBefore = emu.kernel.machine.phys.stats().byPurpose['page-table'];
     assert.ok(tablesBefore > 0n);
     const other = emu.spawn();
@@ -237,11 +237,7 @@ describe('a domain leaving its IOAS', () => {
 
   it('a detach that leaves another domain moves the storage and unpins nothing', async () => {
     const length = 16n * MIB;
-    const emu = createEmulator();
-    const proc = spawnCharged(emu);
-    const t = setup(proc);
-    const va = proc.alloc(length);
-    assert.equal(t.ops.map(t.ioas, va, length, FIXED, IOVA).ret, 0);
+    const { emu, proc, t } = mapped(length);
     // A second domain on the IOAS, held by its HWPT.
     const hwpt = t.ops.hwptAlloc(t.devid, t.ioas);
     assert.equal(hwpt.ret, 0);
@@ -263,13 +259,8 @@ describe('a domain leaving its IOAS', () => {
 
   it('a released device is torn down after its release, as kernel work', async () => {
     const length = 32n * MIB;
-    const emu = createEmulator();
+    const { emu, proc, t } = mapped(length, true);
     const work = emu.kernel.iommufd.work;
-    work.deferred = true;
-    const proc = spawnCharged(emu);
-    const t = setup(proc);
-    const va = proc.alloc(length);
-    assert.equal(t.ops.map(t.ioas, va, length, FIXED, IOVA).ret, 0);
     assert.equal(proc.close(t.dev.fd), 0);
     // Not yet: the release left the unpin to the work, which holds the context meanwhile.
     assert.equal(emu.kernel.machine.pinned.stats().pinnedPages, length / u.PAGE_SIZE);
@@ -294,13 +285,8 @@ describe('a domain leaving its IOAS', () => {
   });
 
   it('a client that exits leaves the teardown to the kernel, which ends with nothing left', async () => {
-    const emu = createEmulator();
+    const { emu, proc } = mapped(32n * MIB, true);
     const work = emu.kernel.iommufd.work;
-    work.deferred = true;
-    const proc = spawnCharged(emu);
-    const t = setup(proc);
-    const length = 32n * MIB;
-    assert.equal(t.ops.map(t.ioas, proc.alloc(length), length, FIXED, IOVA).ret, 0);
     proc.exit();
     // The context is gone; its domain is still being torn down, and the invariants know it.
     assert.equal(emu.kernel.iommufd.contexts.size, 0);

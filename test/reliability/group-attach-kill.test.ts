@@ -6,56 +6,29 @@
  * served to its end.
  */
 import assert from 'node:assert/strict';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { Kernel } from '../../src/boot/kernel.ts';
 import { checkInvariants } from '../../src/check/invariants.ts';
-import { ensureNative } from '../../src/cli/native.ts';
-import { CAP_FULL_SET } from '../../src/host/credentials.ts';
-import { startServer } from '../../src/server/server.ts';
-import { buildProgram, runAndKill } from './client-program.ts';
+import { buildProgram, runAndKill, withServer } from './client-program.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 
 describe('a legacy VFIO program killed during GET_DEVICE_FD', () => {
   it('leaves nothing behind, and the next one is served', async () => {
-    const native = ensureNative(() => {});
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iommufd-emu-group-kill-'));
-    const kernel = new Kernel({});
-    const bugs: string[] = [];
-    kernel.events.subscribe(
-      (e) => {
-        if (e.kind === 'log' && e.level === 'bug') bugs.push(e.message);
-      },
-      ['log'],
-    );
-    const server = await startServer(kernel, path.join(dir, 'emu.sock'), {
-      testbedDir: path.join(dir, 'root'),
-      grantedCaps: CAP_FULL_SET,
-    });
-    try {
+    await withServer(async ({ native, dir, kernel, server, bugs }) => {
       const binary = buildProgram(path.join(HERE, 'group_attach.c'), dir);
       // The kill lands once the attach holds the container's context: in the middle of it.
       const held = () => [...kernel.iommufd.contexts].some((ctx) => ctx.hold.held);
       let killedHeld = false;
-      const run = runAndKill(native, server.socketPath, binary, [], { word: 'never', delayMs: 0 });
-      const poll = setInterval(() => {
-        if (killedHeld || !held()) return;
-        killedHeld = true;
-        for (const pid of fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-          try {
-            if (fs.readlinkSync(`/proc/${pid}/exe`) === binary)
-              process.kill(Number(pid), 'SIGKILL');
-          } catch {
-            // Gone, or not ours to read.
-          }
-        }
-      }, 2);
-      const killed = await run;
-      clearInterval(poll);
+      const killed = await runAndKill(native, server.socketPath, binary, [], {
+        word: 'getting',
+        delayMs: 0,
+        when: () => {
+          killedHeld = held();
+          return killedHeld;
+        },
+      });
       assert.ok(killedHeld, 'the attach held the context');
       assert.equal(`${killed.stdout.trim()} (${killed.signal})`, 'getting (SIGKILL)');
       await server.whenIdle();
@@ -73,10 +46,6 @@ describe('a legacy VFIO program killed during GET_DEVICE_FD', () => {
       await server.whenIdle();
       assert.deepEqual(bugs, []);
       assert.deepEqual(kernel.leaks(), []);
-    } finally {
-      await server.close();
-      kernel.shutdown();
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 });

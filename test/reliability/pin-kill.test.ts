@@ -4,17 +4,12 @@
  * no object, no bug; and a client that comes after is served.
  */
 import assert from 'node:assert/strict';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { Kernel } from '../../src/boot/kernel.ts';
 import { checkInvariants } from '../../src/check/invariants.ts';
-import { ensureNative, type NativeParts } from '../../src/cli/native.ts';
-import { CAP_FULL_SET } from '../../src/host/credentials.ts';
-import { startServer } from '../../src/server/server.ts';
-import { buildProgram, runAndKill } from './client-program.ts';
+import type { NativeParts } from '../../src/cli/native.ts';
+import { buildProgram, runAndKill, withServer } from './client-program.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 
@@ -30,21 +25,7 @@ async function killedWhenBusy(
 
 describe('a client killed while its map pins', () => {
   it('leaves nothing behind once the server has undone the pin', async () => {
-    const native = ensureNative(() => {});
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iommufd-emu-pin-kill-'));
-    const kernel = new Kernel({});
-    const bugs: string[] = [];
-    kernel.events.subscribe(
-      (e) => {
-        if (e.kind === 'log' && e.level === 'bug') bugs.push(e.message);
-      },
-      ['log'],
-    );
-    const server = await startServer(kernel, path.join(dir, 'emu.sock'), {
-      testbedDir: path.join(dir, 'root'),
-      grantedCaps: CAP_FULL_SET,
-    });
-    try {
+    await withServer(async ({ native, dir, kernel, server, bugs }) => {
       const binary = buildProgram(path.join(HERE, 'pin_kill.c'), dir);
       assert.equal(await killedWhenBusy(native, server.socketPath, binary), 'busy (SIGKILL)');
       // The server is idle only once the dead client's map has returned (it holds its file).
@@ -59,10 +40,6 @@ describe('a client killed while its map pins', () => {
       assert.equal(kernel.iommufd.accounting.total(), 0n);
       // The next client is served: the same program gets as far as its own pin.
       assert.equal(await killedWhenBusy(native, server.socketPath, binary), 'busy (SIGKILL)');
-    } finally {
-      await server.close();
-      kernel.shutdown();
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 });

@@ -14,7 +14,7 @@ import fc from 'fast-check';
 import { Kernel } from '../../src/boot/kernel.ts';
 import { checkInvariants } from '../../src/check/invariants.ts';
 import { CAP_FULL_SET } from '../../src/host/credentials.ts';
-import { Peer, type PeerConnection } from '../../src/server/_test-peer.ts';
+import { credsOf, Peer, type PeerConnection } from '../../src/server/_test-peer.ts';
 import {
   encodeRequest,
   HEADER_BYTES,
@@ -129,17 +129,7 @@ export class ProtocolRig {
   }
 
   private creds(peer: Peer): WireCreds {
-    return {
-      pid: peer.pid,
-      tid: peer.pid,
-      uid: process.getuid?.() ?? 0,
-      euid: process.getuid?.() ?? 0,
-      gid: process.getgid?.() ?? 0,
-      egid: process.getgid?.() ?? 0,
-      capEff: 0n,
-      memlock: 1n << 30n,
-      mmCookie: 7n,
-    };
+    return { ...credsOf(peer.pid), mmCookie: 7n };
   }
 
   private frame(peer: Peer, op: number, fields: Partial<Parameters<typeof encodeRequest>[0]>) {
