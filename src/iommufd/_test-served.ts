@@ -1,8 +1,11 @@
 /**
  * For tests of calls that go on over several turns of the event loop: an ioctl made as a served
  * client's call is (by a task that may yield), the wait for its answer with something done on
- * every other turn meanwhile, what a call leaves with fail-nth armed, and the domain it built.
+ * every other turn meanwhile, what a call leaves with fail-nth armed, the domain it built, and
+ * the bound device they start from.
  */
+import assert from 'node:assert/strict';
+import { IommufdOps, VfioDeviceOps } from '../check/_ops.ts';
 import { checkInvariants } from '../check/invariants.ts';
 import { type FaultSite, withFailNth } from '../fault/fault.ts';
 import { isBlocked, type MaybeBlocked } from '../host/file.ts';
@@ -87,4 +90,15 @@ export function pagingDomain(emu: Emulator): IoptDomain | undefined {
     for (const obj of ctx.publishedObjects()) if (obj instanceof HwptPaging) return obj.domain;
   }
   return undefined;
+}
+
+/** An iommufd of `proc`, vfio0 bound to it, and a fresh IOAS (nothing attached yet). */
+export function boundDevice(proc: SimProcess) {
+  const ops = new IommufdOps(proc, proc.open('/dev/iommu'));
+  const dev = new VfioDeviceOps(proc, proc.open('/dev/vfio/devices/vfio0'));
+  const bound = dev.bind(ops.fd);
+  assert.equal(bound.ret, 0);
+  const ioas = ops.ioasAlloc();
+  assert.equal(ioas.ret, 0);
+  return { ops, dev, devid: bound.devid, ioas: ioas.id };
 }

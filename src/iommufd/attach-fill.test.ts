@@ -23,23 +23,17 @@ import {
   testDmabufRevoke,
 } from '../uapi/iommufd-test.ts';
 import * as v from '../uapi/vfio.ts';
-import { outcomeWithFailNth, pagingDomain, served, settle } from './_test-served.ts';
+import { boundDevice, outcomeWithFailNth, pagingDomain, served, settle } from './_test-served.ts';
 
 const MIB = 1n << 20n;
 const IOVA = 0x4000_0000n;
 
 /** A process with an iommufd, vfio0 bound, and an IOAS with `length` mapped and no domain. */
 function setup(emu: Emulator, proc: SimProcess, length: bigint) {
-  const ops = new IommufdOps(proc, proc.open('/dev/iommu'));
-  const dev = new VfioDeviceOps(proc, proc.open('/dev/vfio/devices/vfio0'));
-  const bound = dev.bind(ops.fd);
-  assert.equal(bound.ret, 0);
-  const ioas = ops.ioasAlloc();
-  assert.equal(ioas.ret, 0);
-  const va = proc.alloc(length);
-  assert.equal(ops.map(ioas.id, va, length, FIXED, IOVA).ret, 0);
+  const t = boundDevice(proc);
+  assert.equal(t.ops.map(t.ioas, proc.alloc(length), length, FIXED, IOVA).ret, 0);
   assert.equal(emu.kernel.machine.pinned.stats().pinnedPages, 0n, 'no domain yet, no pin');
-  return { ops, dev, devid: bound.devid, ioas: ioas.id, va };
+  return t;
 }
 
 function attachServed(proc: SimProcess, devFd: number, ptId: number): MaybeBlocked {

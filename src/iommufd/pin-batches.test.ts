@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { FIXED, IommufdOps, VfioDeviceOps } from '../check/_ops.ts';
+import { FIXED } from '../check/_ops.ts';
 import { checkInvariants } from '../check/invariants.ts';
 import { type FaultSite, withFailNth } from '../fault/fault.ts';
 import { CAP_IPC_LOCK } from '../host/credentials.ts';
@@ -20,20 +20,15 @@ import * as ioctl from '../uapi/ioctl.ts';
 import * as u from '../uapi/iommufd.ts';
 import { decodeStruct, encodeStruct } from '../uapi/struct.ts';
 import * as v from '../uapi/vfio.ts';
-import { outcomeWithFailNth, settle } from './_test-served.ts';
+import { boundDevice, outcomeWithFailNth, settle } from './_test-served.ts';
 import { FILL_BATCH_PAGES } from './area-fill.ts';
 
 const MIB = 1n << 20n;
 
 /** A process with an iommufd, vfio0 bound and attached to a fresh IOAS. */
 function setup(emu: Emulator, proc: SimProcess) {
-  const ops = new IommufdOps(proc, proc.open('/dev/iommu'));
-  const dev = new VfioDeviceOps(proc, proc.open('/dev/vfio/devices/vfio0'));
-  const bound = dev.bind(ops.fd);
-  assert.equal(bound.ret, 0);
-  const ioas = ops.ioasAlloc();
-  assert.equal(ioas.ret, 0);
-  assert.equal(dev.attach(ioas.id).ret, 0);
+  const t = boundDevice(proc);
+  assert.equal(t.dev.attach(t.ioas).ret, 0);
   const pinned = emu.kernel.machine.pinned;
   const pin = pinned.pin.bind(pinned);
   const counts = { calls: 0 };
@@ -41,7 +36,7 @@ function setup(emu: Emulator, proc: SimProcess) {
     counts.calls++;
     return pin(...args);
   };
-  return { ops, dev, devid: bound.devid, ioas: ioas.id, pins: counts };
+  return { ...t, pins: counts };
 }
 
 /** IOAS_MAP made as a served client's call is: by a task that may yield. */

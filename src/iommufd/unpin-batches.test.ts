@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { FIXED, IommufdOps, VfioDeviceOps } from '../check/_ops.ts';
+import { FIXED, IommufdOps } from '../check/_ops.ts';
 import { checkInvariants } from '../check/invariants.ts';
 import { CAP_IPC_LOCK } from '../host/credentials.ts';
 import { isBlocked, type MaybeBlocked } from '../host/file.ts';
@@ -18,7 +18,7 @@ import * as ioctl from '../uapi/ioctl.ts';
 import * as u from '../uapi/iommufd.ts';
 import { decodeStruct } from '../uapi/struct.ts';
 import * as v from '../uapi/vfio.ts';
-import { pagingDomain, served, settle } from './_test-served.ts';
+import { boundDevice, pagingDomain, served, settle } from './_test-served.ts';
 import type { IoptDomain } from './pages.ts';
 
 const MIB = 1n << 20n;
@@ -33,14 +33,9 @@ function spawnCharged(emu: Emulator): SimProcess {
 
 /** A process with an iommufd and vfio0 attached to a fresh IOAS (a domain to map into). */
 function setup(proc: SimProcess) {
-  const ops = new IommufdOps(proc, proc.open('/dev/iommu'));
-  const dev = new VfioDeviceOps(proc, proc.open('/dev/vfio/devices/vfio0'));
-  const bound = dev.bind(ops.fd);
-  assert.equal(bound.ret, 0);
-  const ioas = ops.ioasAlloc();
-  assert.equal(ioas.ret, 0);
-  assert.equal(dev.attach(ioas.id).ret, 0);
-  return { ops, dev, devid: bound.devid, ioas: ioas.id };
+  const t = boundDevice(proc);
+  assert.equal(t.dev.attach(t.ioas).ret, 0);
+  return t;
 }
 
 /** IOAS_UNMAP made as a served client's call is, and the length it wrote back. */
